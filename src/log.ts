@@ -1,0 +1,8 @@
+import { pino, type Logger } from "pino";
+
+export type { Logger };
+
+/** The process logger: structured JSON on stderr, level from TUNNELBORE_LOG (default info). Never pass keys. */
+export function createLogger(name: string, level = process.env.TUNNELBORE_LOG ?? "info"): Logger {
+  return pino({ name, level, base: { pid: process.pid } }, pino.destination(2));
+}
