@@ -1,0 +1,86 @@
+// Real wireguard-go interfaces inside test namespaces.
+import { existsSync } from "node:fs";
+import { nsRun, type SpawnedProcess, spawnInNamespace, uniqueTag, waitFor } from "./netns.js";
+
+export interface WireGuardPeerConfig {
+  publicKey: string;
+  allowedIps: string;
+  endpoint?: string;
+  persistentKeepalive?: number;
+}
+
+export interface WireGuardConfig {
+  privateKey: string;
+  listenPort: number;
+  /** Tunnel address with prefix, e.g. "10.99.0.1/24". */
+  address: string;
+  peers?: WireGuardPeerConfig[];
+}
+
+export interface WireGuardInterface {
+  readonly ns: string;
+  readonly name: string;
+  readonly process: SpawnedProcess;
+  /** `wg show NAME dump` parsed into lines of tab-separated fields. */
+  dump(): Promise<string[][]>;
+  /** The endpoint WireGuard currently has for a peer ("(none)" when unset). */
+  endpointOf(publicKey: string): Promise<string>;
+  setPeer(peer: WireGuardPeerConfig): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A fresh interface name: wireguard-go's UAPI socket lives in /var/run/wireguard, shared by all namespaces. */
+export function uniqueInterfaceName(prefix = "tbt"): string {
+  return `${prefix}${uniqueTag()}`.slice(0, 15);
+}
+
+export async function startWireGuard(
+  ns: string,
+  config: WireGuardConfig,
+  name = uniqueInterfaceName(),
+): Promise<WireGuardInterface> {
+  const proc = spawnInNamespace(ns, "wireguard-go", ["-f", name], { LOG_LEVEL: "error" });
+  await waitFor(
+    `wireguard-go ${name} socket`,
+    () => existsSync(`/var/run/wireguard/${name}.sock`),
+    10_000,
+    50,
+  );
+  await nsRun(
+    ns,
+    "wg",
+    ["set", name, "private-key", "/dev/stdin", "listen-port", String(config.listenPort)],
+    `${config.privateKey}\n`,
+  );
+  await nsRun(ns, "ip", ["address", "add", config.address, "dev", name]);
+  await nsRun(ns, "ip", ["link", "set", name, "up"]);
+  const iface: WireGuardInterface = {
+    ns,
+    name,
+    process: proc,
+    async dump() {
+      const out = await nsRun(ns, "wg", ["show", name, "dump"]);
+      return out
+        .trim()
+        .split("\n")
+        .map((l) => l.split("\t"));
+    },
+    async endpointOf(publicKey) {
+      const rows = await iface.dump();
+      const row = rows.slice(1).find((r) => r[0] === publicKey);
+      if (!row) throw new Error(`peer ${publicKey} not on ${name}`);
+      return row[2] ?? "(none)";
+    },
+    async setPeer(peer) {
+      const args = ["set", name, "peer", peer.publicKey, "allowed-ips", peer.allowedIps];
+      if (peer.endpoint) args.push("endpoint", peer.endpoint);
+      if (peer.persistentKeepalive) args.push("persistent-keepalive", String(peer.persistentKeepalive));
+      await nsRun(ns, "wg", args);
+    },
+    async stop() {
+      await proc.stop("SIGTERM");
+    },
+  };
+  for (const peer of config.peers ?? []) await iface.setPeer(peer);
+  return iface;
+}
