@@ -1,0 +1,123 @@
+// Which addresses may appear in ICE candidates (ours and the peer's). werift-ice gathers a host candidate
+// for every non-internal interface address except those of interfaces named tun*, tap*, veth*, vmnet*,
+// ipsec*, utun*, and has no option to exclude more, so candidates are filtered after gathering (see
+// IceSession). A WireGuard interface's own addresses must never become candidates: ICE would then run
+// through the very tunnel it is meant to carry.
+import { BlockList, isIP } from "node:net";
+import { type NetworkInterfaceInfo, networkInterfaces } from "node:os";
+import { ConfigError } from "../errors.js";
+
+/** Returns true when `address` (a literal IP) must not be used as an ICE candidate. */
+export type AddressExclusion = (address: string) => boolean;
+
+export interface CandidateFilterOptions {
+  /** Interface names whose addresses are excluded; a trailing `*` matches a prefix (`docker*`). */
+  excludeInterfaces: string[];
+  /** Addresses or CIDR ranges (IPv4 or IPv6) excluded, e.g. the WireGuard tunnel's subnets. */
+  excludeAddresses: string[];
+  /** Loopback is excluded unless this is set (tests on one machine). */
+  allowLoopback?: boolean;
+  /** Link-local (169.254/16, fe80::/10) is excluded unless this is set. */
+  allowLinkLocal?: boolean;
+  /** Source of interface addresses; `os.networkInterfaces` by default (injectable for tests). */
+  interfaces?: () => NodeJS.Dict<NetworkInterfaceInfo[]>;
+  /** Interface addresses are re-read at most this often (addresses change; reading costs a syscall). */
+  refreshMs?: number;
+}
+
+// Ranges that are never usable as a peer-to-peer address, whatever the configuration.
+const ALWAYS_EXCLUDED = new BlockList();
+ALWAYS_EXCLUDED.addSubnet("0.0.0.0", 8, "ipv4"); // "this network", incl. unspecified
+ALWAYS_EXCLUDED.addSubnet("224.0.0.0", 4, "ipv4"); // multicast
+ALWAYS_EXCLUDED.addSubnet("240.0.0.0", 4, "ipv4"); // reserved, incl. broadcast
+ALWAYS_EXCLUDED.addAddress("::", "ipv6");
+ALWAYS_EXCLUDED.addSubnet("ff00::", 8, "ipv6"); // multicast
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+const LINK_LOCAL = new BlockList();
+LINK_LOCAL.addSubnet("169.254.0.0", 16, "ipv4");
+LINK_LOCAL.addSubnet("fe80::", 10, "ipv6");
+
+/** An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is judged as the IPv4 address it carries. */
+function normalize(address: string): { address: string; type: "ipv4" | "ipv6" } | null {
+  const bare = address.split("%")[0] ?? address; // scope id of a link-local IPv6 address
+  const family = isIP(bare);
+  if (family === 4) return { address: bare, type: "ipv4" };
+  if (family !== 6) return null;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(bare);
+  if (mapped?.[1]) return { address: mapped[1], type: "ipv4" };
+  return { address: bare, type: "ipv6" };
+}
+
+function parseRange(entry: string, list: BlockList): void {
+  const [addr, prefixText, ...rest] = entry.trim().split("/");
+  const ip = addr ? normalize(addr) : null;
+  if (!ip || rest.length > 0) {
+    throw new ConfigError(
+      "BAD_EXCLUDE_ADDRESS",
+      `--exclude-address ${entry}: not an IP address or CIDR range`,
+    );
+  }
+  if (prefixText === undefined) {
+    list.addAddress(ip.address, ip.type);
+    return;
+  }
+  const max = ip.type === "ipv4" ? 32 : 128;
+  const prefix = Number(prefixText);
+  if (!/^\d{1,3}$/.test(prefixText) || prefix > max) {
+    throw new ConfigError("BAD_EXCLUDE_ADDRESS", `--exclude-address ${entry}: prefix must be 0..${max}`);
+  }
+  list.addSubnet(ip.address, prefix, ip.type);
+}
+
+function nameMatcher(patterns: string[]): (name: string) => boolean {
+  const exact = new Set(patterns.filter((p) => !p.endsWith("*")));
+  const prefixes = patterns.filter((p) => p.endsWith("*")).map((p) => p.slice(0, -1));
+  return (name) => exact.has(name) || prefixes.some((p) => name.startsWith(p));
+}
+
+/**
+ * Builds the exclusion used for local and remote candidates: loopback, link-local, unspecified and
+ * multicast addresses, the addresses of the named interfaces (re-read as they change), and the given
+ * addresses and ranges. Throws ConfigError for a malformed address or range.
+ */
+export function createCandidateFilter(options: CandidateFilterOptions): AddressExclusion {
+  const configured = new BlockList();
+  for (const entry of options.excludeAddresses) parseRange(entry, configured);
+  const excludedName = nameMatcher(options.excludeInterfaces);
+  const readInterfaces = options.interfaces ?? networkInterfaces;
+  const refreshMs = options.refreshMs ?? 1000;
+
+  // A BlockList compares parsed addresses, so "fd00::2" and "fd00:0::2" are the same.
+  let interfaceAddresses = new BlockList();
+  let readAt = Number.NEGATIVE_INFINITY;
+  const excludedInterfaceAddresses = (): BlockList => {
+    const now = Date.now();
+    if (now - readAt < refreshMs) return interfaceAddresses;
+    readAt = now;
+    const next = new BlockList();
+    for (const [name, infos] of Object.entries(readInterfaces())) {
+      if (!excludedName(name)) continue;
+      for (const info of infos ?? []) {
+        const ip = normalize(info.address);
+        if (ip) next.addAddress(ip.address, ip.type);
+      }
+    }
+    interfaceAddresses = next;
+    return next;
+  };
+
+  return (address) => {
+    const ip = normalize(address);
+    if (!ip) return true;
+    if (ALWAYS_EXCLUDED.check(ip.address, ip.type)) return true;
+    if (!options.allowLoopback && LOOPBACK.check(ip.address, ip.type)) return true;
+    if (!options.allowLinkLocal && LINK_LOCAL.check(ip.address, ip.type)) return true;
+    if (configured.check(ip.address, ip.type)) return true;
+    if (options.excludeInterfaces.length === 0) return false;
+    return excludedInterfaceAddresses().check(ip.address, ip.type);
+  };
+}

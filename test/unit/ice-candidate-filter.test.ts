@@ -1,0 +1,153 @@
+import type { NetworkInterfaceInfo } from "node:os";
+import { describe, expect, it } from "vitest";
+import { ConfigError } from "../../src/errors.js";
+import { createCandidateFilter } from "../../src/intro-client/candidate-filter.js";
+
+function info(address: string, internal = false): NetworkInterfaceInfo {
+  const v6 = address.includes(":");
+  return {
+    address,
+    netmask: v6 ? "ffff:ffff:ffff:ffff::" : "255.255.255.0",
+    family: v6 ? "IPv6" : "IPv4",
+    mac: "00:00:00:00:00:00",
+    internal,
+    cidr: null,
+    ...(v6 ? { scopeid: 0 } : {}),
+  } as NetworkInterfaceInfo;
+}
+
+function fakeInterfaces(table: Record<string, string[]>) {
+  let reads = 0;
+  const read = () => {
+    reads++;
+    return Object.fromEntries(
+      Object.entries(table).map(([name, addrs]) => [name, addrs.map((a) => info(a))]),
+    );
+  };
+  return { read, reads: () => reads };
+}
+
+describe("createCandidateFilter", () => {
+  const ifaces = fakeInterfaces({
+    eth0: ["192.0.2.2", "2001:db8::2"],
+    wg0: ["10.7.0.1", "fd07::1"],
+    docker0: ["172.17.0.1"],
+    dockerx: ["172.18.0.1"],
+  });
+
+  it("excludes loopback, link-local, unspecified and multicast by default", () => {
+    const exclude = createCandidateFilter({
+      excludeInterfaces: [],
+      excludeAddresses: [],
+      interfaces: ifaces.read,
+    });
+    for (const addr of [
+      "127.0.0.1",
+      "127.9.9.9",
+      "::1",
+      "169.254.1.1",
+      "fe80::1",
+      "fe80::1%eth0",
+      "0.0.0.0",
+      "::",
+    ]) {
+      expect(exclude(addr), addr).toBe(true);
+    }
+    for (const addr of ["224.0.0.1", "239.1.1.1", "255.255.255.255", "ff02::1", "::ffff:127.0.0.1"]) {
+      expect(exclude(addr), addr).toBe(true);
+    }
+    for (const addr of ["192.0.2.2", "203.0.113.5", "2001:db8::2", "::ffff:192.0.2.9"]) {
+      expect(exclude(addr), addr).toBe(false);
+    }
+  });
+
+  it("excludes everything that is not a literal IP", () => {
+    const exclude = createCandidateFilter({ excludeInterfaces: [], excludeAddresses: [] });
+    for (const addr of ["", "localhost", "example.com", "1.2.3", "abcd.local", "1.2.3.4:80"]) {
+      expect(exclude(addr), addr).toBe(true);
+    }
+  });
+
+  it("allows loopback and link-local when asked (tests on one machine)", () => {
+    const exclude = createCandidateFilter({
+      excludeInterfaces: [],
+      excludeAddresses: [],
+      allowLoopback: true,
+      allowLinkLocal: true,
+    });
+    expect(exclude("127.0.0.1")).toBe(false);
+    expect(exclude("::1")).toBe(false);
+    expect(exclude("169.254.3.3")).toBe(false);
+    expect(exclude("0.0.0.0")).toBe(true);
+  });
+
+  it("excludes the addresses of named interfaces, with prefix patterns, in any notation", () => {
+    const exclude = createCandidateFilter({
+      excludeInterfaces: ["wg0", "docker*"],
+      excludeAddresses: [],
+      interfaces: ifaces.read,
+    });
+    expect(exclude("10.7.0.1")).toBe(true);
+    expect(exclude("fd07::1")).toBe(true);
+    expect(exclude("fd07:0:0::1")).toBe(true);
+    expect(exclude("::ffff:10.7.0.1")).toBe(true);
+    expect(exclude("172.17.0.1")).toBe(true);
+    expect(exclude("172.18.0.1")).toBe(true);
+    expect(exclude("10.7.0.2")).toBe(false); // the interface's address, not its subnet
+    expect(exclude("192.0.2.2")).toBe(false);
+  });
+
+  it("excludes configured addresses and CIDR ranges (e.g. the tunnel's subnets)", () => {
+    const exclude = createCandidateFilter({
+      excludeInterfaces: [],
+      excludeAddresses: ["10.7.0.0/24", "fd07::/64", "198.51.100.7"],
+    });
+    expect(exclude("10.7.0.200")).toBe(true);
+    expect(exclude("10.7.1.1")).toBe(false);
+    expect(exclude("fd07::abcd")).toBe(true);
+    expect(exclude("fd08::1")).toBe(false);
+    expect(exclude("198.51.100.7")).toBe(true);
+    expect(exclude("198.51.100.8")).toBe(false);
+  });
+
+  it.each(["10.0.0.0/33", "fd00::/129", "wg0", "10.0.0.1/8/1", "10.0.0.0/x", ""])(
+    "rejects the bad exclusion %j with a ConfigError",
+    (entry) => {
+      expect(() => createCandidateFilter({ excludeInterfaces: [], excludeAddresses: [entry] })).toThrow(
+        ConfigError,
+      );
+    },
+  );
+
+  it("re-reads interface addresses, at most once per refresh period", async () => {
+    const table: Record<string, string[]> = { wg0: ["10.7.0.1"] };
+    let reads = 0;
+    const exclude = createCandidateFilter({
+      excludeInterfaces: ["wg0"],
+      excludeAddresses: [],
+      refreshMs: 30,
+      interfaces: () => {
+        reads++;
+        return Object.fromEntries(Object.entries(table).map(([n, a]) => [n, a.map((x) => info(x))]));
+      },
+    });
+    expect(exclude("10.7.0.1")).toBe(true);
+    table.wg0 = ["10.7.0.9"];
+    expect(exclude("10.7.0.9")).toBe(false); // cached
+    expect(exclude("10.7.0.9")).toBe(false);
+    expect(reads).toBe(1);
+    await new Promise((r) => setTimeout(r, 40));
+    expect(exclude("10.7.0.9")).toBe(true);
+    expect(exclude("10.7.0.1")).toBe(false);
+    expect(reads).toBe(2);
+  });
+
+  it("reads os.networkInterfaces() by default: this machine's loopback interface can be excluded by name", () => {
+    const exclude = createCandidateFilter({
+      excludeInterfaces: ["lo"],
+      excludeAddresses: [],
+      allowLoopback: true,
+    });
+    expect(exclude("127.0.0.1")).toBe(true);
+  });
+});
