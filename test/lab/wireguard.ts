@@ -1,5 +1,8 @@
 // Real wireguard-go interfaces inside test namespaces.
 import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { nsRun, type SpawnedProcess, spawnInNamespace, uniqueTag, waitFor } from "./netns.js";
 
 export interface WireGuardPeerConfig {
@@ -46,12 +49,15 @@ export async function startWireGuard(
     10_000,
     50,
   );
-  await nsRun(
-    ns,
-    "wg",
-    ["set", name, "private-key", "/dev/stdin", "listen-port", String(config.listenPort)],
-    `${config.privateKey}\n`,
-  );
+  // Not /dev/stdin: Node's stdin pipe is a socketpair, which `wg` cannot fopen (ENXIO).
+  const keyDir = await mkdtemp(join(tmpdir(), "tbt-wgkey-"));
+  const keyFile = join(keyDir, "key");
+  try {
+    await writeFile(keyFile, `${config.privateKey}\n`, { mode: 0o600 });
+    await nsRun(ns, "wg", ["set", name, "private-key", keyFile, "listen-port", String(config.listenPort)]);
+  } finally {
+    await rm(keyDir, { recursive: true, force: true });
+  }
   await nsRun(ns, "ip", ["address", "add", config.address, "dev", name]);
   await nsRun(ns, "ip", ["link", "set", name, "up"]);
   const iface: WireGuardInterface = {
