@@ -1,0 +1,339 @@
+// A PeerPath over the candidate pair werift-ice nominated.
+//
+// werift's own data path (Connection.send / Connection.onData) is not used, for three reasons:
+// - Connection.onData hands over datagrams without their source: any host that reaches the agent's
+//   sockets (bound to the wildcard address) could inject datagrams. The path must deliver only the
+//   nominated remote's datagrams.
+// - Connection.send sends nothing while no pair is nominated, and an ICE restart un-nominates at once;
+//   the old path must keep working until the new pair is nominated.
+// - It is slow: per received datagram werift parses for STUN, then runs two of its Events (each
+//   allocates a Promise), per sent datagram it awaits two async functions (see the measurements in
+//   test/integration/ice-datapath.test.ts).
+// So the path taps the pair's UDP transport directly: its hook sees every datagram with its source
+// first, keeps the nominated remote's application data, and passes everything else (STUN checks,
+// consent, TURN control) on to werift unchanged. This reaches into werift internals; every such access
+// is in this file.
+import { randomBytes } from "node:crypto";
+import type { Socket } from "node:dgram";
+import { isIP } from "node:net";
+import {
+  type CandidatePair,
+  type Connection,
+  classes,
+  Message,
+  methods,
+  type Protocol,
+  StunOverTurnProtocol,
+  StunProtocol,
+} from "werift-ice";
+import type { Logger } from "../log.js";
+import type { PathKind, PeerPath } from "../proxy/path.js";
+import type { CandidateType } from "./ice-signal.js";
+
+type Address = readonly [string, number];
+type OnData = (data: Buffer, addr: Address) => void;
+
+const STUN_COOKIE = 0x2112a442;
+
+/** RFC 5389 framing: a STUN message (check, consent) is never a WireGuard message, which is >= 32 bytes with bytes 2-3 zero. */
+export function isStunMessage(data: Buffer): boolean {
+  return (
+    data.length >= 20 &&
+    (data[0]! & 0xc0) === 0 &&
+    data.readUInt32BE(4) === STUN_COOKIE &&
+    data.length === 20 + data.readUInt16BE(2)
+  );
+}
+
+/** The werift UDP transport shape both StunProtocol and TurnProtocol use (common/src/transport.ts). */
+interface WeriftUdpTransport {
+  readonly type: string;
+  readonly socket: Socket;
+  closed: boolean;
+  onData: OnData;
+}
+
+/** Private state of werift's TurnProtocol that the fast path reads (turn/protocol.ts). */
+interface WeriftTurnInternals {
+  server: Address;
+  channelByAddr: Record<string, { number: number; refreshAt: number } | undefined>;
+}
+
+/** Private state of werift's Connection (ice.ts). */
+interface WeriftConnectionInternals {
+  protocols: Protocol[];
+}
+
+function isUdpTransport(transport: { type: string }): transport is WeriftUdpTransport {
+  return transport.type === "udp" && "socket" in transport;
+}
+
+/** The UDP sockets of an agent (host sockets and TURN over UDP). */
+export function weriftSockets(conn: Connection): Socket[] {
+  const sockets: Socket[] = [];
+  for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {
+    if (protocol instanceof StunProtocol) sockets.push(protocol.transport.socket);
+    else if (protocol instanceof StunOverTurnProtocol && isUdpTransport(protocol.turn.transport)) {
+      sockets.push(protocol.turn.transport.socket);
+    }
+  }
+  return sockets;
+}
+
+/** werift closes a TURN client without releasing its allocation (it would linger ~10 min on the server). */
+export async function releaseTurnAllocations(conn: Connection): Promise<void> {
+  const turns = (conn as unknown as WeriftConnectionInternals).protocols.filter(
+    (p): p is StunOverTurnProtocol => p instanceof StunOverTurnProtocol,
+  );
+  await Promise.all(
+    turns.map(async ({ turn }) => {
+      const request = new Message(methods.REFRESH, classes.REQUEST).setAttribute("LIFETIME", 0);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        turn.requestWithRetry(request, turn.server).catch(() => undefined),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 1000);
+        }),
+      ]);
+      clearTimeout(timer);
+    }),
+  );
+}
+
+/** werift's credentials carry 16 (ufrag) and 88 (pwd) random bits; RFC 8445 §5.3 asks for 24 and 128. */
+export function strengthenCredentials(conn: Connection): void {
+  delete conn.userHistory[conn.localUsername];
+  conn.localUsername = randomBytes(4).toString("hex");
+  conn.localPassword = randomBytes(16).toString("hex");
+  conn.userHistory[conn.localUsername] = conn.localPassword;
+}
+
+export interface SelectedPairInfo {
+  readonly localType: CandidateType;
+  readonly remoteType: CandidateType;
+  /** Local candidate address "ip:port" (for a relay candidate: the TURN server's relayed address). */
+  readonly local: string;
+  /** Remote candidate address "ip:port". */
+  readonly remote: string;
+  /** True when either side is a TURN relay candidate. */
+  readonly relayed: boolean;
+  /** The last connectivity-check round-trip time werift measured on this pair, in ms. */
+  readonly rttMs: number | null;
+}
+
+export function formatAddress(host: string, port: number): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function candidateType(type: string): CandidateType {
+  return type === "host" || type === "srflx" || type === "relay" ? type : "prflx";
+}
+
+/** Describes a nominated werift pair. */
+export function describePair(pair: CandidatePair): SelectedPairInfo {
+  const local = pair.localCandidate;
+  const remote = pair.remoteCandidate;
+  const localType = candidateType(local.type);
+  const remoteType = candidateType(remote.type);
+  return {
+    localType,
+    remoteType,
+    local: formatAddress(local.host, local.port),
+    remote: formatAddress(pair.remoteAddr[0], pair.remoteAddr[1]),
+    relayed:
+      localType === "relay" || remoteType === "relay" || pair.protocol.type === StunOverTurnProtocol.type,
+    rttMs: pair.rtt === undefined ? null : pair.rtt * 1000,
+  };
+}
+
+export interface IcePathStats {
+  datagramsSent: number;
+  datagramsReceived: number;
+  /** Sends that failed (TURN channel binding, closed transport). */
+  sendErrors: number;
+}
+
+/** The send and receive taps of one pair; `detach` gives the transport back to werift untouched. */
+interface Tap {
+  readonly fast: boolean;
+  send(datagram: Buffer): void;
+  detach(): void;
+}
+
+/**
+ * Hooks `transport.onData` so datagrams for which `take` returns true never reach werift. Detaching
+ * restores the previous hook if ours is still installed, and otherwise makes ours pass everything on.
+ */
+function hookTransport(
+  transport: WeriftUdpTransport,
+  take: (data: Buffer, addr: Address) => boolean,
+): () => void {
+  const original = transport.onData;
+  let attached = true;
+  const hook: OnData = (data, addr) => {
+    if (attached && take(data, addr)) return;
+    original(data, addr);
+  };
+  transport.onData = hook;
+  return () => {
+    attached = false;
+    if (transport.onData === hook) transport.onData = original;
+  };
+}
+
+function directTap(
+  protocol: StunProtocol,
+  remote: Address,
+  deliver: (d: Buffer) => void,
+  onSendError: () => void,
+): Tap {
+  const transport: WeriftUdpTransport = protocol.transport;
+  const [host, port] = remote;
+  const detach = hookTransport(transport, (data, addr) => {
+    if (addr[1] !== port || addr[0] !== host || isStunMessage(data)) return false;
+    deliver(data);
+    return true;
+  });
+  return {
+    fast: true,
+    send(datagram) {
+      if (transport.closed) {
+        onSendError();
+        return;
+      }
+      // Without a callback dgram reports no error (UDP loss is WireGuard's business) and allocates nothing.
+      transport.socket.send(datagram, port, host);
+    },
+    detach,
+  };
+}
+
+function relayTap(
+  protocol: StunOverTurnProtocol,
+  remote: Address,
+  deliver: (d: Buffer) => void,
+  onSendError: () => void,
+): Tap {
+  const turn = protocol.turn;
+  const internals = turn as unknown as WeriftTurnInternals;
+  const channelKey = JSON.stringify(remote); // werift's key for channelByAddr
+  const [host, port] = remote;
+
+  // Slow path, always on: werift decodes ChannelData and Data indications and emits them with the peer
+  // address. Used until the fast path knows the channel, and for TURN over TCP/TLS.
+  const sub = turn.onData.subscribe((data, addr) => {
+    if (addr[1] === port && addr[0] === host && !isStunMessage(data)) deliver(data);
+  });
+  const slowSend = (datagram: Buffer) => {
+    turn.sendData(datagram, remote).catch(onSendError);
+  };
+
+  const transport = turn.transport;
+  if (!isUdpTransport(transport)) {
+    return {
+      fast: false,
+      send: slowSend,
+      detach: () => sub.unSubscribe(),
+    };
+  }
+
+  // Fast path: ChannelData (RFC 8656 §12.4) on the channel werift bound for the remote, from the server.
+  const unhook = hookTransport(transport, (data, addr) => {
+    if (data.length < 4 || (data[0]! & 0xc0) !== 0x40) return false;
+    const server = internals.server;
+    if (addr[1] !== server[1] || addr[0] !== server[0]) return false;
+    const channel = internals.channelByAddr[channelKey];
+    if (!channel || data.readUInt16BE(0) !== channel.number) return false;
+    const end = 4 + data.readUInt16BE(2);
+    if (end > data.length) return false;
+    const payload = data.subarray(4, end);
+    if (isStunMessage(payload)) return false;
+    deliver(payload);
+    return true;
+  });
+  return {
+    fast: true,
+    send(datagram) {
+      const channel = internals.channelByAddr[channelKey];
+      const server = internals.server;
+      // werift refreshes a channel (and binds a new one) only inside sendData: leave that to it.
+      if (!channel || channel.refreshAt <= Date.now() / 1000 || isIP(server[0]) === 0 || transport.closed) {
+        slowSend(datagram);
+        return;
+      }
+      const header = Buffer.allocUnsafe(4);
+      header.writeUInt16BE(channel.number, 0);
+      header.writeUInt16BE(datagram.length, 2);
+      // A list is sent with one sendmsg (scatter/gather): the payload is not copied.
+      transport.socket.send([header, datagram], server[1], server[0]);
+    },
+    detach() {
+      unhook();
+      sub.unSubscribe();
+    },
+  };
+}
+
+/**
+ * The PeerPath over a nominated pair. It does not own the werift agent: closing the path only stops
+ * this path's sending and delivery; the IceSession closes the agent.
+ */
+export class IcePath implements PeerPath {
+  readonly kind: Extract<PathKind, "direct" | "relay">;
+  readonly remote: string;
+  readonly info: SelectedPairInfo;
+  onDatagram: ((datagram: Buffer) => void) | null = null;
+  readonly stats: IcePathStats = { datagramsSent: 0, datagramsReceived: 0, sendErrors: 0 };
+  /** Called once when the path stops working (agent closed or consent lost) or is closed. */
+  onClose: (() => void) | null = null;
+
+  private tap: Tap | null;
+
+  constructor(
+    pair: CandidatePair,
+    readonly generation: number,
+    private readonly log?: Logger,
+  ) {
+    this.info = describePair(pair);
+    this.kind = this.info.relayed ? "relay" : "direct";
+    this.remote = this.info.remote;
+    const deliver = (datagram: Buffer) => {
+      this.stats.datagramsReceived++;
+      this.onDatagram?.(datagram);
+    };
+    const onSendError = () => {
+      this.stats.sendErrors++;
+    };
+    const protocol = pair.protocol;
+    if (protocol instanceof StunProtocol) {
+      this.tap = directTap(protocol, pair.remoteAddr, deliver, onSendError);
+    } else if (protocol instanceof StunOverTurnProtocol) {
+      this.tap = relayTap(protocol, pair.remoteAddr, deliver, onSendError);
+    } else {
+      // TCP candidates are never gathered (useTcp is off), so this is a werift change: fail loudly.
+      throw new Error(`unsupported werift protocol ${protocol.type}`);
+    }
+    log?.debug({ kind: this.kind, remote: this.remote, fast: this.tap.fast }, "ice path open");
+  }
+
+  get closed(): boolean {
+    return this.tap === null;
+  }
+
+  send(datagram: Buffer): void {
+    if (!this.tap) return;
+    this.stats.datagramsSent++;
+    this.tap.send(datagram);
+  }
+
+  close(): void {
+    if (!this.tap) return;
+    this.tap.detach();
+    this.tap = null;
+    this.onDatagram = null;
+    this.log?.debug({ kind: this.kind, remote: this.remote, ...this.stats }, "ice path closed");
+    const onClose = this.onClose;
+    this.onClose = null;
+    onClose?.();
+  }
+}

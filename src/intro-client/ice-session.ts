@@ -1,0 +1,684 @@
+// One ICE agent per peer (werift-ice), driven by signalling through the introduction server.
+//
+// Each generation (the first attempt and every restart) gets its own werift Connection, rather than
+// werift's Connection.restart(), because that restart un-nominates the working pair at once (the old
+// path would stop before the new one exists), does not query STUN again for srflx candidates, keeps
+// sockets of addresses that went away and allocates a second TURN relay on top of the first. A fresh
+// agent gathers everything anew; the previous one keeps carrying traffic until the new pair is
+// nominated, and is closed a grace period later.
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { isIP } from "node:net";
+import { pino } from "pino";
+import { Candidate, type CandidatePair, Connection, type IceOptions, type IceState } from "werift-ice";
+import { ConfigError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { PeerPath } from "../proxy/path.js";
+import type { AddressExclusion } from "./candidate-filter.js";
+import {
+  describePair,
+  IcePath,
+  releaseTurnAllocations,
+  type SelectedPairInfo,
+  strengthenCredentials,
+  weriftSockets,
+} from "./ice-path.js";
+import {
+  type IceAnswer,
+  type IceOffer,
+  type IceSignal,
+  MAX_REMOTE_CANDIDATES,
+  parseCandidate,
+  parseIceSignal,
+} from "./ice-signal.js";
+
+export type IceSessionState =
+  /** Constructed, not started. */
+  | "new"
+  /** No path yet; an attempt is under way (or, controlled, awaited). */
+  | "connecting"
+  /** A path is up and it belongs to the newest generation. */
+  | "connected"
+  /** A path is up; a newer generation is being established to replace it. */
+  | "restarting"
+  /** No path and no attempt: call restart(). */
+  | "failed"
+  | "closed";
+
+export type IceFailureReason = "timeout" | "checks-failed" | "consent-expired";
+
+export interface IceFailure {
+  readonly generation: number;
+  readonly reason: IceFailureReason;
+  /** True when no path is left (an older path still working is kept and reported as false). */
+  readonly pathLost: boolean;
+}
+
+export interface IceSessionEvents {
+  /** A pair was nominated (first connect and after each restart). The previous path keeps working for a grace period. */
+  path: [path: PeerPath];
+  failed: [failure: IceFailure];
+  state: [state: IceSessionState];
+}
+
+export interface TurnConfig {
+  urls: string[];
+  /** TURN REST: `${expiryUnixSeconds}:${name}`. */
+  username: string;
+  /** TURN REST: base64(HMAC-SHA1(secret, username)). A secret: never logged. */
+  credential: string;
+}
+
+export interface IceSessionOptions {
+  controlling: boolean;
+  sendSignal: (message: IceSignal) => void;
+  stunUrls: string[];
+  turn?: TurnConfig;
+  /** Addresses that must not appear in candidates, ours or the peer's (createCandidateFilter). */
+  excludeAddresses?: AddressExclusion;
+  logger?: Logger;
+  /** Gather only TURN relay candidates (tests; networks where direct paths must not be used). */
+  forceRelay?: boolean;
+  /** Host addresses offered in addition to the gathered ones (werift never gathers loopback). */
+  extraHostAddresses?: string[];
+  /** Gather IPv6 host candidates (default true). */
+  ipv6?: boolean;
+  /** A generation that nominates no pair within this time fails (default 15 s). */
+  connectTimeoutMs?: number;
+  /** How long the previous generation's agent lives on after a new pair is nominated (default 2 s). */
+  previousPathGraceMs?: number;
+  /** Controlling side: restart requests from the peer are honoured at most this often (default 1 s). */
+  minRemoteRestartIntervalMs?: number;
+  /** Receive/send buffer of the nominated pair's socket (werift leaves the OS default). */
+  socketBufferBytes?: number;
+}
+
+export interface IceSessionStats {
+  signalsReceived: number;
+  /** Failed schema validation (dropped). */
+  signalsMalformed: number;
+  /** For an older, unknown or abandoned generation, or out of turn (dropped). */
+  signalsStale: number;
+  /** Peer candidates over the per-generation limit or with an excluded address (dropped). */
+  remoteCandidatesRejected: number;
+  /** Own candidates with an excluded address (not sent). */
+  localCandidatesFiltered: number;
+  /** Generations started (controlling) or accepted (controlled). */
+  generations: number;
+  restartRequestsIgnored: number;
+}
+
+export interface IceServerUrl {
+  readonly scheme: "stun" | "turn" | "turns";
+  readonly host: string;
+  readonly port: number;
+  readonly transport: "udp" | "tcp" | "tls";
+}
+
+const URL_PATTERN =
+  /^(stun|turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(?:\?transport=(udp|tcp))?$/;
+
+/** Parses an RFC 7064/7065 URL (`stun:host[:port]`, `turn:host[:port][?transport=udp|tcp]`, `turns:...`). */
+export function parseIceServerUrl(url: string): IceServerUrl {
+  const match = URL_PATTERN.exec(url);
+  const scheme = match?.[1];
+  const rawHost = match?.[2];
+  if (!match || !rawHost || (scheme !== "stun" && scheme !== "turn" && scheme !== "turns")) {
+    throw new ConfigError(
+      "BAD_ICE_URL",
+      `${url}: expected stun:HOST[:PORT] or turn(s):HOST[:PORT][?transport=udp|tcp]`,
+    );
+  }
+  if (scheme === "stun" && match[4]) {
+    throw new ConfigError("BAD_ICE_URL", `${url}: a stun: URL takes no transport`);
+  }
+  const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
+  if (rawHost.startsWith("[") && isIP(host) !== 6)
+    throw new ConfigError("BAD_ICE_URL", `${url}: bad IPv6 address`);
+  const port = match[3] === undefined ? (scheme === "turns" ? 5349 : 3478) : Number(match[3]);
+  if (port < 1 || port > 65535) throw new ConfigError("BAD_ICE_URL", `${url}: port must be 1..65535`);
+  const transport = scheme === "turns" ? "tls" : match[4] === "tcp" ? "tcp" : "udp";
+  if (scheme === "turns" && match[4] === "udp")
+    throw new ConfigError("BAD_ICE_URL", `${url}: turns: runs over TLS`);
+  return { scheme, host, port, transport };
+}
+
+// werift takes one STUN and one TURN server; prefer TURN over UDP (TCP/TLS only where UDP is blocked).
+const TRANSPORT_PREFERENCE = { udp: 0, tcp: 1, tls: 2 } as const;
+
+function weriftOptions(options: IceSessionOptions, exclude: AddressExclusion): Partial<IceOptions> {
+  const stun = options.stunUrls.map(parseIceServerUrl).find((u) => u.scheme === "stun");
+  const turnUrls = (options.turn?.urls ?? []).map(parseIceServerUrl).filter((u) => u.scheme !== "stun");
+  const turn = turnUrls.sort(
+    (a, b) => TRANSPORT_PREFERENCE[a.transport] - TRANSPORT_PREFERENCE[b.transport],
+  )[0];
+  if (options.forceRelay && !turn) {
+    throw new ConfigError("NO_TURN_SERVER", "relay-only ICE needs a TURN server (--turn)");
+  }
+  return {
+    useIpv4: true,
+    useIpv6: options.ipv6 ?? true,
+    useTcp: false,
+    stunServer: stun ? [stun.host, stun.port] : undefined,
+    ...(turn && options.turn
+      ? {
+          turnServer: [turn.host, turn.port] as const,
+          turnUsername: options.turn.username,
+          turnPassword: options.turn.credential,
+          turnTransport: turn.transport,
+          forceTurn: options.forceRelay ?? false,
+        }
+      : {}),
+    additionalHostAddresses: options.extraHostAddresses ?? [],
+    // Pairs are formed for every werift socket (including ones for addresses we do not advertise);
+    // never check from or to an excluded address.
+    filterCandidatePair: (pair) => !exclude(pair.localCandidate.host) && !exclude(pair.remoteCandidate.host),
+  };
+}
+
+/** One generation: a werift agent with its own sockets and credentials. */
+interface Agent {
+  readonly epoch: string;
+  readonly generation: number;
+  readonly conn: Connection;
+  readonly startedAt: number;
+  remoteCandidates: number;
+  remoteEnded: boolean;
+  remoteDescribed: boolean;
+  connecting: boolean;
+  path: IcePath | null;
+  closed: boolean;
+  timer: NodeJS.Timeout | undefined;
+  readonly unsubscribe: Array<() => void>;
+}
+
+export class IceSession extends EventEmitter<IceSessionEvents> {
+  readonly controlling: boolean;
+  readonly stats: IceSessionStats = {
+    signalsReceived: 0,
+    signalsMalformed: 0,
+    signalsStale: 0,
+    remoteCandidatesRejected: 0,
+    localCandidatesFiltered: 0,
+    generations: 0,
+    restartRequestsIgnored: 0,
+  };
+
+  private readonly log: Logger;
+  private readonly exclude: AddressExclusion;
+  private readonly werift: Partial<IceOptions>;
+  private readonly connectTimeoutMs: number;
+  private readonly graceMs: number;
+  private readonly minRemoteRestartMs: number;
+
+  private _state: IceSessionState = "new";
+  /** Controlling: our epoch. Controlled: the epoch of the newest offer accepted. */
+  private epoch: string | null;
+  private nextGeneration = 0;
+  /** The newest generation (in progress or nominated). */
+  private current: Agent | null = null;
+  /** The generation whose path is in use. */
+  private active: Agent | null = null;
+  private readonly retiring = new Set<Agent>();
+  /** Controlled: epochs replaced by a newer one; their late offers must not win back. */
+  private readonly retiredEpochs: string[] = [];
+  /** Controlled: candidates that overtook their offer (only for the newest generation announced). */
+  private early: { epoch: string; generation: number; signals: IceSignal[] } | null = null;
+  private lastRemoteRestart = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly options: IceSessionOptions) {
+    super();
+    this.controlling = options.controlling;
+    this.exclude = options.excludeAddresses ?? (() => false);
+    this.werift = weriftOptions(options, this.exclude);
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+    this.graceMs = options.previousPathGraceMs ?? 2000;
+    this.minRemoteRestartMs = options.minRemoteRestartIntervalMs ?? 1000;
+    this.log = options.logger?.child({ component: "ice" }) ?? pino({ enabled: false });
+    this.epoch = this.controlling ? randomBytes(8).toString("hex") : null;
+  }
+
+  get state(): IceSessionState {
+    return this._state;
+  }
+
+  /** The pair in use, or null without a path. */
+  get selectedPair(): (SelectedPairInfo & { readonly generation: number }) | null {
+    const agent = this.active;
+    if (!agent?.path) return null;
+    const nominated = agent.conn.nominated;
+    return { ...(nominated ? describePair(nominated) : agent.path.info), generation: agent.generation };
+  }
+
+  /** The path in use, or null. */
+  get path(): PeerPath | null {
+    return this.active?.path ?? null;
+  }
+
+  /** Controlling: gathers and sends an offer. Controlled: waits for one (offers are handled even before start). */
+  start(): void {
+    if (this._state !== "new") return;
+    this.setState("connecting");
+    if (this.controlling) this.startGeneration("start");
+  }
+
+  /**
+   * ICE restart: a new generation with new credentials and sockets; the current path keeps working
+   * until the new pair is nominated. The controlled side asks the controlling side to restart.
+   */
+  restart(reason: string): void {
+    if (this._state === "closed") return;
+    this.log.info({ reason, generation: this.current?.generation }, "ice restart");
+    if (this.controlling) {
+      this.startGeneration(reason);
+      return;
+    }
+    const latest = this.current ?? this.active;
+    const safeReason = reason.replace(/[^\w .:-]/g, "").slice(0, 64);
+    this.signal(
+      latest
+        ? { t: "restart", epoch: latest.epoch, generation: latest.generation, reason: safeReason }
+        : { t: "restart", reason: safeReason },
+    );
+  }
+
+  /** Handles a signal from the peer. Malformed or stale input is dropped and counted; this never throws. */
+  handleSignal(input: unknown): void {
+    this.stats.signalsReceived++;
+    if (this._state === "closed") return;
+    const message = parseIceSignal(input);
+    if (!message) {
+      this.stats.signalsMalformed++;
+      this.log.debug("malformed ice signal dropped");
+      return;
+    }
+    try {
+      this.dispatch(message);
+    } catch (err) {
+      // A bug of ours, not the peer's: keep the session alive and make it visible.
+      this.log.error({ err, t: message.t }, "ice signal handling failed");
+    }
+  }
+
+  /** Closes every agent, its sockets and TURN allocations. */
+  async close(): Promise<void> {
+    if (this._state === "closed") return;
+    this.setState("closed");
+    const agents = new Set([...this.retiring, this.current, this.active]);
+    this.current = null;
+    this.active = null;
+    this.retiring.clear();
+    await Promise.all([...agents].map((a) => (a ? this.closeAgent(a) : undefined)));
+    this.removeAllListeners();
+  }
+
+  // --- signalling -------------------------------------------------------------------------------
+
+  private dispatch(message: IceSignal): void {
+    switch (message.t) {
+      case "offer":
+        if (this.controlling) this.stale(message);
+        else this.acceptOffer(message);
+        return;
+      case "answer":
+        if (this.controlling) this.acceptAnswer(message);
+        else this.stale(message);
+        return;
+      case "candidate":
+      case "end-of-candidates": {
+        const agent = this.agentFor(message.epoch, message.generation);
+        if (agent) this.applyRemote(agent, message);
+        else if (!this.bufferEarly(message)) this.stale(message);
+        return;
+      }
+      case "restart":
+        this.onRestartRequest(message);
+        return;
+    }
+  }
+
+  private signal(message: IceSignal): void {
+    try {
+      this.options.sendSignal(message);
+    } catch (err) {
+      this.log.warn({ err, t: message.t }, "sending an ice signal failed");
+    }
+  }
+
+  private stale(message: IceSignal): void {
+    this.stats.signalsStale++;
+    this.log.debug({ t: message.t }, "stale ice signal dropped");
+  }
+
+  private agentFor(epoch: string, generation: number): Agent | null {
+    const agent = this.current;
+    return agent && !agent.closed && agent.epoch === epoch && agent.generation === generation ? agent : null;
+  }
+
+  /** Controlled: keeps candidates that overtook the offer of a newer generation. */
+  private bufferEarly(message: Extract<IceSignal, { epoch: string; generation: number }>): boolean {
+    if (this.controlling || this.retiredEpochs.includes(message.epoch)) return false;
+    const current = this.current ?? this.active;
+    if (current && current.epoch === message.epoch && message.generation <= current.generation) return false;
+    if (!this.early || this.early.epoch !== message.epoch || this.early.generation !== message.generation) {
+      if (this.early && this.early.epoch === message.epoch && this.early.generation > message.generation)
+        return false;
+      this.early = { epoch: message.epoch, generation: message.generation, signals: [] };
+    }
+    if (this.early.signals.length > MAX_REMOTE_CANDIDATES) return false;
+    this.early.signals.push(message);
+    return true;
+  }
+
+  private acceptOffer(offer: IceOffer): void {
+    const latest = this.current ?? this.active;
+    const newer =
+      !latest ||
+      (offer.epoch === latest.epoch
+        ? offer.generation > latest.generation
+        : !this.retiredEpochs.includes(offer.epoch));
+    if (!newer) {
+      this.stale(offer);
+      return;
+    }
+    if (latest && latest.epoch !== offer.epoch) {
+      this.retiredEpochs.push(latest.epoch);
+      if (this.retiredEpochs.length > 8) this.retiredEpochs.shift();
+    }
+    this.epoch = offer.epoch;
+    const agent = this.newAgent(offer.epoch, offer.generation);
+    agent.conn.setRemoteParams({ iceLite: false, usernameFragment: offer.ufrag, password: offer.pwd });
+    agent.remoteDescribed = true;
+    // Answer before trickling, so the peer has our credentials when our first candidate arrives.
+    this.signal({
+      t: "answer",
+      epoch: agent.epoch,
+      generation: agent.generation,
+      ufrag: agent.conn.localUsername,
+      pwd: agent.conn.localPassword,
+    });
+    this.applyDescriptionCandidates(agent, offer);
+    const early = this.early;
+    this.early = null;
+    if (early && early.epoch === agent.epoch && early.generation === agent.generation) {
+      for (const message of early.signals) this.applyRemote(agent, message);
+    }
+    this.gather(agent);
+    this.connect(agent);
+  }
+
+  private acceptAnswer(answer: IceAnswer): void {
+    const agent = this.agentFor(answer.epoch, answer.generation);
+    if (!agent || agent.remoteDescribed) {
+      this.stale(answer);
+      return;
+    }
+    agent.conn.setRemoteParams({ iceLite: false, usernameFragment: answer.ufrag, password: answer.pwd });
+    agent.remoteDescribed = true;
+    this.applyDescriptionCandidates(agent, answer);
+    this.connect(agent);
+  }
+
+  private applyDescriptionCandidates(agent: Agent, description: IceOffer | IceAnswer): void {
+    for (const candidate of description.candidates ?? []) this.addRemoteCandidate(agent, candidate);
+    if (description.endOfCandidates) this.endRemoteCandidates(agent);
+  }
+
+  private applyRemote(agent: Agent, message: IceSignal): void {
+    if (message.t === "candidate") this.addRemoteCandidate(agent, message.candidate);
+    else if (message.t === "end-of-candidates") this.endRemoteCandidates(agent);
+  }
+
+  private addRemoteCandidate(agent: Agent, line: string): void {
+    const parsed = parseCandidate(line);
+    if (
+      agent.remoteEnded ||
+      !parsed ||
+      agent.remoteCandidates >= MAX_REMOTE_CANDIDATES ||
+      this.exclude(parsed.host)
+    ) {
+      this.stats.remoteCandidatesRejected++;
+      this.log.debug({ type: parsed?.type, generation: agent.generation }, "remote candidate rejected");
+      return;
+    }
+    agent.remoteCandidates++;
+    const candidate = Candidate.fromSdp(line);
+    // Generations are ours (signal level); werift would refuse to nominate on a generation mismatch.
+    candidate.generation = undefined;
+    candidate.ufrag = undefined;
+    agent.conn.addRemoteCandidate(candidate).catch((err: unknown) => {
+      this.log.debug({ err }, "werift rejected a remote candidate");
+    });
+  }
+
+  private endRemoteCandidates(agent: Agent): void {
+    if (agent.remoteEnded) return;
+    agent.remoteEnded = true;
+    void agent.conn.addRemoteCandidate(undefined);
+  }
+
+  private onRestartRequest(message: Extract<IceSignal, { t: "restart" }>): void {
+    if (!this.controlling || this._state === "new") {
+      this.stale(message);
+      return;
+    }
+    const latestGeneration = this.nextGeneration - 1;
+    const current =
+      message.epoch === undefined ||
+      (message.epoch === this.epoch && message.generation === latestGeneration);
+    const now = Date.now();
+    if (!current || now - this.lastRemoteRestart < this.minRemoteRestartMs) {
+      this.stats.restartRequestsIgnored++;
+      this.log.debug({ generation: message.generation }, "ice restart request ignored");
+      return;
+    }
+    this.lastRemoteRestart = now;
+    this.restart(`peer: ${message.reason}`);
+  }
+
+  // --- agents -----------------------------------------------------------------------------------
+
+  private startGeneration(reason: string): void {
+    const epoch = this.epoch!;
+    const agent = this.newAgent(epoch, this.nextGeneration++);
+    this.log.debug({ generation: agent.generation, reason }, "ice generation started");
+    this.signal({
+      t: "offer",
+      epoch,
+      generation: agent.generation,
+      ufrag: agent.conn.localUsername,
+      pwd: agent.conn.localPassword,
+    });
+    this.gather(agent);
+  }
+
+  /** Makes `agent` the newest generation; an older one still in progress is abandoned. */
+  private newAgent(epoch: string, generation: number): Agent {
+    const conn = new Connection(this.controlling, this.werift);
+    // werift falls back to stun.l.google.com when no STUN server is given.
+    conn.stunServer = this.werift.stunServer;
+    strengthenCredentials(conn);
+    const agent: Agent = {
+      epoch,
+      generation,
+      conn,
+      startedAt: performance.now(),
+      remoteCandidates: 0,
+      remoteEnded: false,
+      remoteDescribed: false,
+      connecting: false,
+      path: null,
+      closed: false,
+      timer: undefined,
+      unsubscribe: [],
+    };
+    // Drop checks from excluded addresses and from anyone not using this generation's ufrag.
+    conn.options.filterStunResponse = (message, addr) => {
+      const username: unknown = message.getAttributeValue("USERNAME");
+      return (
+        typeof username === "string" &&
+        username.startsWith(`${conn.localUsername}:`) &&
+        !this.exclude(addr[0])
+      );
+    };
+    const { unSubscribe } = conn.stateChanged.subscribe((state) => this.onWeriftState(agent, state));
+    agent.unsubscribe.push(unSubscribe);
+    agent.timer = setTimeout(() => this.failAgent(agent, "timeout"), this.connectTimeoutMs);
+
+    const previous = this.current;
+    this.current = agent;
+    if (previous && previous !== this.active) void this.closeAgent(previous);
+    this.stats.generations++;
+    if (this._state !== "new") this.setState(this.active ? "restarting" : "connecting");
+    return agent;
+  }
+
+  /** Gathers, trickling each allowed candidate, then end-of-candidates. */
+  private gather(agent: Agent): void {
+    const { unSubscribe } = agent.conn.onIceCandidate.subscribe((candidate) => {
+      if (agent.closed || agent !== this.current) return;
+      const line = candidate.toSdp();
+      if (this.exclude(candidate.host) || !parseCandidate(line)) {
+        this.stats.localCandidatesFiltered++;
+        return;
+      }
+      this.log.debug({ type: candidate.type, generation: agent.generation }, "local candidate");
+      this.signal({ t: "candidate", epoch: agent.epoch, generation: agent.generation, candidate: line });
+    });
+    agent.unsubscribe.push(unSubscribe);
+    agent.conn
+      .gatherCandidates()
+      .catch((err: unknown) => this.log.warn({ err }, "ice gathering failed"))
+      .finally(() => {
+        if (agent.closed || agent !== this.current) return;
+        this.signal({ t: "end-of-candidates", epoch: agent.epoch, generation: agent.generation });
+      });
+  }
+
+  private connect(agent: Agent): void {
+    if (agent.connecting) return;
+    agent.connecting = true;
+    agent.conn.connect().then(
+      () => this.onConnected(agent),
+      () => this.failAgent(agent, "checks-failed"),
+    );
+  }
+
+  private onConnected(agent: Agent): void {
+    if (agent.closed) return;
+    const pair: CandidatePair | undefined = agent.conn.nominated;
+    if (agent !== this.current || !pair) {
+      // A generation overtaken by a newer one while its checks ran.
+      if (!pair) this.failAgent(agent, "checks-failed");
+      else void this.closeAgent(agent);
+      return;
+    }
+    clearTimeout(agent.timer);
+    let path: IcePath;
+    try {
+      path = new IcePath(pair, agent.generation, this.log);
+    } catch (err) {
+      this.log.error({ err }, "cannot use the nominated ice pair");
+      this.failAgent(agent, "checks-failed");
+      return;
+    }
+    this.tuneSockets(agent);
+    agent.path = path;
+    const previous = this.active;
+    this.active = agent;
+    if (previous && previous !== agent) this.retire(previous);
+    const info = path.info;
+    this.log.info(
+      {
+        generation: agent.generation,
+        kind: path.kind,
+        local: info.localType,
+        remoteType: info.remoteType,
+        remote: info.remote,
+        ms: Math.round(performance.now() - agent.startedAt),
+      },
+      "ice pair nominated",
+    );
+    this.setState("connected");
+    this.safeEmit("path", path);
+  }
+
+  private onWeriftState(agent: Agent, state: IceState): void {
+    // "failed" after nomination is RFC 7675 consent expiry (30 s without a check answered).
+    if (state !== "failed" || agent.closed || !agent.path) return;
+    this.log.warn({ generation: agent.generation }, "ice consent expired");
+    this.failAgent(agent, "consent-expired");
+  }
+
+  private failAgent(agent: Agent, reason: IceFailureReason): void {
+    if (agent.closed) return;
+    const wasActive = agent === this.active;
+    const wasCurrent = agent === this.current;
+    void this.closeAgent(agent);
+    if (wasActive) this.active = null;
+    if (wasCurrent) this.current = null;
+    if (!wasActive && !wasCurrent) return; // abandoned or retiring: nobody waits for it
+    if (this._state === "closed") return;
+    const pathLost = this.active === null;
+    this.log.info({ generation: agent.generation, reason, pathLost }, "ice generation failed");
+    if (this.current) this.setState(this.active ? "restarting" : "connecting");
+    else this.setState(this.active ? "connected" : "failed");
+    this.safeEmit("failed", { generation: agent.generation, reason, pathLost });
+  }
+
+  private retire(agent: Agent): void {
+    this.retiring.add(agent);
+    const timer = setTimeout(() => {
+      this.retiring.delete(agent);
+      void this.closeAgent(agent);
+    }, this.graceMs);
+    agent.unsubscribe.push(() => clearTimeout(timer));
+  }
+
+  private async closeAgent(agent: Agent): Promise<void> {
+    if (agent.closed) return;
+    agent.closed = true;
+    clearTimeout(agent.timer);
+    for (const off of agent.unsubscribe) off();
+    agent.path?.close();
+    this.retiring.delete(agent);
+    try {
+      await releaseTurnAllocations(agent.conn);
+      await agent.conn.close();
+    } catch (err) {
+      this.log.debug({ err }, "closing an ice agent failed");
+    }
+  }
+
+  private tuneSockets(agent: Agent): void {
+    for (const socket of weriftSockets(agent.conn)) {
+      // werift's sockets have no 'error' listener; one must never take the process down.
+      if (socket.listenerCount("error") === 0) {
+        socket.on("error", (err: Error) => this.log.debug({ err }, "ice socket error"));
+      }
+      if (this.options.socketBufferBytes) {
+        try {
+          socket.setRecvBufferSize(this.options.socketBufferBytes);
+          socket.setSendBufferSize(this.options.socketBufferBytes);
+        } catch (err) {
+          this.log.debug({ err }, "cannot size an ice socket buffer");
+        }
+      }
+    }
+  }
+
+  private setState(state: IceSessionState): void {
+    if (this._state === state) return;
+    this._state = state;
+    this.safeEmit("state", state);
+  }
+
+  /** A throwing listener must not break werift's promise chains or our bookkeeping. */
+  private safeEmit<K extends keyof IceSessionEvents>(event: K, ...args: IceSessionEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: IceSessionEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log.error({ err, event }, "ice session listener threw");
+    }
+  }
+}

@@ -1,0 +1,334 @@
+// Two IceSessions in one process, connected by an in-memory signalling channel, on loopback only:
+// candidates are restricted to 127.0.0.1 (the filter excludes every real interface), no STUN server.
+import { createSocket } from "node:dgram";
+import { networkInterfaces } from "node:os";
+import { afterEach, describe, expect, it } from "vitest";
+import { createCandidateFilter } from "../../src/intro-client/candidate-filter.js";
+import { IceSession, type IceSessionOptions } from "../../src/intro-client/ice-session.js";
+import { type IceSignal, MAX_REMOTE_CANDIDATES } from "../../src/intro-client/ice-signal.js";
+import type { PeerPath } from "../../src/proxy/path.js";
+
+const filter = createCandidateFilter({
+  excludeInterfaces: Object.keys(networkInterfaces()).filter((name) => name !== "lo"),
+  excludeAddresses: [],
+  allowLoopback: true,
+});
+// Belt and braces: whatever a test feeds in, no check may leave loopback.
+const loopbackOnly = (addr: string) => filter(addr) || !addr.startsWith("127.");
+
+interface Pair {
+  a: IceSession; // controlling
+  b: IceSession; // controlled
+  toA: IceSignal[];
+  toB: IceSignal[];
+  /** While false, signals are held (to reorder or drop them in tests). */
+  deliver: { a: boolean; b: boolean };
+}
+
+const sessions: IceSession[] = [];
+
+function makePair(extra: Partial<IceSessionOptions> = {}): Pair {
+  const pair = { toA: [], toB: [], deliver: { a: true, b: true } } as unknown as Pair;
+  // JSON round trip: the real channel serialises; nothing may rely on object identity.
+  const channel = (to: () => IceSession, log: IceSignal[], open: () => boolean) => (m: IceSignal) => {
+    const copy = JSON.parse(JSON.stringify(m)) as IceSignal;
+    log.push(copy);
+    if (open()) setImmediate(() => to().handleSignal(copy));
+  };
+  const common = {
+    stunUrls: [],
+    extraHostAddresses: ["127.0.0.1"],
+    excludeAddresses: loopbackOnly,
+    ipv6: false,
+    previousPathGraceMs: 500,
+    ...extra,
+  };
+  pair.a = new IceSession({
+    ...common,
+    controlling: true,
+    sendSignal: channel(
+      () => pair.b,
+      pair.toB,
+      () => pair.deliver.b,
+    ),
+  });
+  pair.b = new IceSession({
+    ...common,
+    controlling: false,
+    sendSignal: channel(
+      () => pair.a,
+      pair.toA,
+      () => pair.deliver.a,
+    ),
+  });
+  sessions.push(pair.a, pair.b);
+  return pair;
+}
+
+function nextPath(session: IceSession, timeoutMs = 10_000): Promise<PeerPath> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no path in time")), timeoutMs);
+    session.once("path", (p) => {
+      clearTimeout(timer);
+      resolve(p);
+    });
+  });
+}
+
+async function connect(pair: Pair): Promise<{ pa: PeerPath; pb: PeerPath; ms: number }> {
+  const t0 = performance.now();
+  const paths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+  pair.b.start();
+  pair.a.start();
+  const [pa, pb] = await paths;
+  return { pa, pb, ms: performance.now() - t0 };
+}
+
+/** Sends `count` datagrams from `from` and resolves with what `to` delivered. */
+async function exchange(
+  from: PeerPath,
+  to: PeerPath,
+  count: number,
+  tag: string,
+  waitMs = 2000,
+): Promise<string[]> {
+  const got: string[] = [];
+  to.onDatagram = (d) => got.push(d.toString());
+  for (let i = 0; i < count; i++) from.send(Buffer.from(`${tag}:${i}:`.padEnd(64, "x")));
+  const deadline = Date.now() + waitMs;
+  while (got.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  return got;
+}
+
+afterEach(async () => {
+  await Promise.all(sessions.splice(0).map((s) => s.close()));
+});
+
+describe("IceSession on loopback", () => {
+  it("nominates a direct pair and carries datagrams both ways, only from the nominated remote", async () => {
+    const pair = makePair();
+    const states: string[] = [];
+    pair.a.on("state", (s) => states.push(s));
+    const { pa, pb, ms } = await connect(pair);
+    console.log(`loopback connect (start -> path on both sides): ${ms.toFixed(1)} ms`);
+    expect(ms).toBeLessThan(3000);
+    expect(states).toEqual(["connecting", "connected"]);
+    expect(pa.kind).toBe("direct");
+    expect(pb.kind).toBe("direct");
+    const selA = pair.a.selectedPair!;
+    const selB = pair.b.selectedPair!;
+    expect(selA).toMatchObject({ localType: "host", remoteType: "host", relayed: false, generation: 0 });
+    expect(pa.remote).toBe(selB.local);
+    expect(pb.remote).toBe(selA.local);
+
+    expect(await exchange(pa, pb, 50, "a")).toHaveLength(50);
+    const back = await exchange(pb, pa, 50, "b");
+    expect(back).toEqual(Array.from({ length: 50 }, (_, i) => `b:${i}:`.padEnd(64, "x")));
+
+    // A stranger writing to A's ICE socket is not delivered, nor is STUN-framed traffic from the remote.
+    const delivered: string[] = [];
+    pa.onDatagram = (d) => delivered.push(d.toString());
+    const stranger = createSocket("udp4");
+    await new Promise<void>((r) => stranger.bind(0, "127.0.0.1", () => r()));
+    const [, aPort] = selA.local.split(":");
+    stranger.send(Buffer.from("not from the nominated remote".padEnd(64, "!")), Number(aPort), "127.0.0.1");
+    const stun = Buffer.alloc(20);
+    stun.writeUInt16BE(0x0001, 0); // binding request, no attributes
+    stun.writeUInt32BE(0x2112a442, 4);
+    pb.send(stun);
+    pb.send(Buffer.from("real".padEnd(64, ".")));
+    await new Promise((r) => setTimeout(r, 100));
+    stranger.close();
+    expect(delivered).toEqual(["real".padEnd(64, ".")]);
+    expect(pair.a.stats.signalsMalformed + pair.a.stats.signalsStale).toBe(0);
+  });
+
+  it("restarts onto a new pair, keeping the old path working until the new one is nominated", async () => {
+    const pair = makePair({ previousPathGraceMs: 300 });
+    const { pa: oldA, pb: oldB } = await connect(pair);
+
+    // Hold B's signals so the restart cannot complete while we use the old path.
+    pair.deliver.b = false;
+    const newPaths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.a.restart("test");
+    expect(pair.a.state).toBe("restarting");
+    expect(await exchange(oldA, oldB, 20, "old-a")).toHaveLength(20);
+    expect(await exchange(oldB, oldA, 20, "old-b")).toHaveLength(20);
+    expect(pair.a.selectedPair?.generation).toBe(0);
+
+    pair.deliver.b = true;
+    for (const m of pair.toB.splice(0)) pair.b.handleSignal(m);
+    const t0 = performance.now();
+    const [newA, newB] = await newPaths;
+    console.log(`loopback restart (offer delivered -> new path): ${(performance.now() - t0).toFixed(1)} ms`);
+    expect(pair.a.state).toBe("connected");
+    expect(pair.a.selectedPair?.generation).toBe(1);
+    expect(pair.b.selectedPair?.generation).toBe(1);
+    expect(newA.remote).not.toBe(oldA.remote); // new agents, new sockets
+    expect(newB.remote).not.toBe(oldB.remote);
+    expect(await exchange(newA, newB, 20, "new-a")).toHaveLength(20);
+    expect(await exchange(newB, newA, 20, "new-b")).toHaveLength(20);
+
+    // The old path still delivers during the grace period, then its agent is closed.
+    expect(await exchange(oldA, oldB, 5, "grace")).toHaveLength(5);
+    await new Promise((r) => setTimeout(r, 400));
+    expect(await exchange(oldA, oldB, 5, "late", 200)).toHaveLength(0);
+    expect(await exchange(newA, newB, 5, "still")).toHaveLength(5);
+  });
+
+  it("restarts when the controlled side asks, once per request", async () => {
+    const pair = makePair({ minRemoteRestartIntervalMs: 0 });
+    await connect(pair);
+    const next = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.b.restart("suspect");
+    pair.b.restart("suspect again"); // same generation: satisfied by the first
+    await next;
+    expect(pair.a.selectedPair?.generation).toBe(1);
+    expect(pair.b.selectedPair?.generation).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(pair.a.stats.restartRequestsIgnored).toBe(1);
+    expect(pair.a.stats.generations).toBe(2);
+  });
+
+  it("ignores late candidates of an abandoned generation and connects on the newest", async () => {
+    const pair = makePair();
+    pair.deliver.b = false;
+    pair.a.start();
+    pair.b.start();
+    await new Promise((r) => setTimeout(r, 100));
+    const gen0 = pair.toB.splice(0);
+    expect(gen0.some((m) => m.t === "candidate")).toBe(true);
+    pair.deliver.b = true;
+    const paths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.a.restart("superseded");
+    await paths;
+    // Generation 0's offer and candidates arrive late: all stale.
+    const before = pair.b.stats.signalsStale;
+    for (const m of gen0) pair.b.handleSignal(m);
+    expect(pair.b.stats.signalsStale - before).toBe(gen0.length);
+    expect(pair.b.selectedPair?.generation).toBe(1);
+  });
+
+  it("drops hostile signals without throwing and still connects", async () => {
+    const pair = makePair();
+    const { pa, pb } = await connect(pair);
+    const offer = pair.toB.find((m) => m.t === "offer")!;
+    const epoch = offer.t === "offer" ? offer.epoch : "";
+    const hostile: unknown[] = [
+      undefined,
+      null,
+      42,
+      "offer",
+      [],
+      { t: "offer" },
+      { t: "answer", epoch, generation: 0, ufrag: "x", pwd: "y" },
+      { t: "candidate", epoch, generation: 0, candidate: "1 1 udp 1 evil.example.com 9 typ host" },
+      {
+        t: "candidate",
+        epoch,
+        generation: 0,
+        candidate: `1 1 udp 1 127.0.0.1 9 typ host ${"x ".repeat(200)}`,
+      },
+      { t: "end-of-candidates", epoch, generation: -1 },
+      { t: "restart", reason: "a".repeat(1000) },
+      JSON.parse('{"t":"offer","__proto__":{"polluted":true}}'),
+    ];
+    for (const h of hostile) {
+      expect(() => pair.a.handleSignal(h)).not.toThrow();
+      expect(() => pair.b.handleSignal(h)).not.toThrow();
+    }
+    expect(pair.a.stats.signalsMalformed).toBe(hostile.length);
+    expect(pair.b.stats.signalsMalformed).toBe(hostile.length);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+
+    // Well-formed but out of turn or stale: a replayed offer, an answer to the controlled side,
+    // candidates for an unknown epoch, an excluded address, a generation from the past.
+    const replayed = JSON.parse(JSON.stringify(offer)) as IceSignal;
+    pair.b.handleSignal(replayed);
+    pair.b.handleSignal({ ...replayed, t: "answer" });
+    pair.a.handleSignal(replayed);
+    pair.a.handleSignal({
+      t: "candidate",
+      epoch: "ffffffffffffffff",
+      generation: 7,
+      candidate: "f 1 udp 1 127.0.0.1 9 typ host",
+    });
+    pair.b.handleSignal({
+      t: "candidate",
+      epoch,
+      generation: 0,
+      candidate: "f 1 udp 1 192.0.2.99 9 typ host",
+    });
+    expect(pair.b.stats.remoteCandidatesRejected).toBeGreaterThanOrEqual(1);
+    expect(pair.a.stats.signalsStale + pair.b.stats.signalsStale).toBeGreaterThanOrEqual(4);
+
+    // The path is unaffected.
+    expect(pair.a.selectedPair?.generation).toBe(0);
+    expect(await exchange(pa, pb, 10, "after")).toHaveLength(10);
+    expect(await exchange(pb, pa, 10, "after")).toHaveLength(10);
+  });
+
+  it("caps the candidates accepted per generation", async () => {
+    const pair = makePair();
+    pair.deliver.b = false;
+    pair.a.start();
+    await new Promise((r) => setTimeout(r, 50));
+    const offer = pair.toB.find((m) => m.t === "offer")!;
+    if (offer.t !== "offer") throw new Error("no offer");
+    pair.b.handleSignal(offer);
+    const flood = 100;
+    for (let i = 0; i < flood; i++) {
+      const candidate = `f${i} 1 udp 1 127.0.0.${(i % 200) + 2} ${1000 + i} typ host`;
+      pair.b.handleSignal({ t: "candidate", epoch: offer.epoch, generation: offer.generation, candidate });
+    }
+    expect(pair.b.stats.remoteCandidatesRejected).toBe(flood - MAX_REMOTE_CANDIDATES);
+    expect(pair.b.stats.signalsMalformed).toBe(0);
+  });
+
+  it("fails a generation that gets no answer, and recovers by restart", async () => {
+    const pair = makePair({ connectTimeoutMs: 400 });
+    pair.deliver.b = false;
+    const failure = new Promise((r) => pair.a.once("failed", r));
+    pair.a.start();
+    expect(await failure).toEqual({ generation: 0, reason: "timeout", pathLost: true });
+    expect(pair.a.state).toBe("failed");
+    pair.toB.length = 0;
+    pair.deliver.b = true;
+    pair.b.start();
+    const paths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.a.restart("retry");
+    await paths;
+    expect(pair.a.state).toBe("connected");
+  });
+
+  it("a throwing listener or sendSignal does not break the session", async () => {
+    const pair = makePair();
+    pair.a.on("state", () => {
+      throw new Error("listener bug");
+    });
+    const { pa, pb } = await connect(pair);
+    expect(await exchange(pa, pb, 5, "ok")).toHaveLength(5);
+    const lonely = new IceSession({
+      controlling: true,
+      stunUrls: [],
+      extraHostAddresses: ["127.0.0.1"],
+      excludeAddresses: loopbackOnly,
+      ipv6: false,
+      sendSignal: () => {
+        throw new Error("channel down");
+      },
+    });
+    sessions.push(lonely);
+    expect(() => lonely.start()).not.toThrow();
+  });
+
+  it("closes cleanly: no path, state closed, sockets released", async () => {
+    const pair = makePair();
+    const { pa } = await connect(pair);
+    await pair.a.close();
+    expect(pair.a.state).toBe("closed");
+    expect(pair.a.selectedPair).toBeNull();
+    expect(() => pa.send(Buffer.alloc(64))).not.toThrow();
+    expect(() => pair.a.handleSignal({ t: "restart", reason: "x" })).not.toThrow();
+  });
+});
