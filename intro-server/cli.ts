@@ -1,0 +1,209 @@
+/** `tunnelbore intro-server`: flags, validation, run until SIGINT/SIGTERM. */
+import { readFile } from "node:fs/promises";
+import { isIPv6 } from "node:net";
+import { parseArgs } from "node:util";
+import { ConfigError, RuntimeError, TunnelboreError } from "../src/errors.js";
+import { createLogger } from "../src/log.js";
+import { type IntroServerOptions, startIntroServer } from "./server.js";
+
+export const INTRO_SERVER_USAGE = `Usage: tunnelbore intro-server --listen HOST:PORT [options]
+
+Runs the introduction server: authenticates Tunnelbores by their WireGuard key, tells peers that
+declared each other about each other's presence, relays their end-to-end encrypted envelopes,
+answers STUN binding requests and hands out TURN credentials.
+
+Options:
+  --listen HOST:PORT      WebSocket address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (required)
+  --stun-port N           UDP port of the built-in STUN responder (default 3478, same host)
+  --no-stun               do not run the STUN responder
+  --turn-url URL          TURN server to tell clients about, e.g. turn:turn.example.com:3478
+                          (repeatable); needs --turn-secret or --turn-secret-file
+  --turn-secret S         coturn static-auth-secret (use-auth-secret) to sign credentials with
+  --turn-secret-file F    read that secret from a file instead (keeps it out of \`ps\`)
+  --turn-ttl SECONDS      lifetime of issued TURN credentials (default 3600)
+  --tls-cert F            PEM certificate: serve wss:// (needs --tls-key)
+  --tls-key F             PEM private key of that certificate
+  --public-host NAME      host name to put in STUN URLs (default: the Host the client connected to)
+  -h, --help              show this help
+
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a busy port), 2 bad usage.
+Log level: TUNNELBORE_LOG=debug|info|warn (JSON on stderr).
+`;
+
+function parsePort(text: string, flag: string): number {
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
+    throw new ConfigError("INTRO_USAGE", `${flag} wants a port number 0-65535, got ${JSON.stringify(text)}`);
+  }
+  return Number(text);
+}
+
+export function parseListen(text: string): { host: string; port: number } {
+  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+  const plain = /^([^:[\]]+):(\d+)$/.exec(text);
+  const match = bracketed ?? plain;
+  if (!match || (bracketed && !isIPv6(match[1]!))) {
+    throw new ConfigError(
+      "INTRO_USAGE",
+      `--listen wants HOST:PORT (e.g. 0.0.0.0:8443 or [::]:8443), got ${JSON.stringify(text)}`,
+    );
+  }
+  return { host: match[1]!, port: parsePort(match[2]!, "--listen") };
+}
+
+/** Turns argv into server options; ConfigError says which flag to fix. */
+export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroServerOptions | "help"> {
+  let parsed: ReturnType<typeof parse>;
+  function parse() {
+    return parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: "string" },
+        "stun-port": { type: "string" },
+        "no-stun": { type: "boolean" },
+        "turn-url": { type: "string", multiple: true },
+        "turn-secret": { type: "string" },
+        "turn-secret-file": { type: "string" },
+        "turn-ttl": { type: "string" },
+        "tls-cert": { type: "string" },
+        "tls-key": { type: "string" },
+        "public-host": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  }
+  try {
+    parsed = parse();
+  } catch (error) {
+    throw new ConfigError("INTRO_USAGE", `${(error as Error).message} (see --help)`, {}, { cause: error });
+  }
+  const flags = parsed.values;
+  if (flags.help) return "help";
+  if (!flags.listen) throw new ConfigError("INTRO_USAGE", "--listen HOST:PORT is required (see --help)");
+  const { host, port } = parseListen(flags.listen);
+  const options: IntroServerOptions = { host, port };
+
+  if (flags["no-stun"] && flags["stun-port"] !== undefined) {
+    throw new ConfigError("INTRO_USAGE", "give either --stun-port or --no-stun, not both");
+  }
+  options.stun = flags["no-stun"]
+    ? false
+    : { port: flags["stun-port"] !== undefined ? parsePort(flags["stun-port"], "--stun-port") : 3478 };
+
+  const turnUrls = flags["turn-url"] ?? [];
+  for (const url of turnUrls) {
+    if (!/^turns?:[^\s]+$/.test(url)) {
+      throw new ConfigError(
+        "INTRO_USAGE",
+        `--turn-url wants turn:HOST[:PORT] or turns:HOST[:PORT], got ${url}`,
+      );
+    }
+  }
+  if (flags["turn-secret"] !== undefined && flags["turn-secret-file"] !== undefined) {
+    throw new ConfigError("INTRO_USAGE", "give either --turn-secret or --turn-secret-file, not both");
+  }
+  let secret = flags["turn-secret"];
+  if (flags["turn-secret-file"] !== undefined) {
+    try {
+      secret = (await readFile(flags["turn-secret-file"], "utf8")).trim();
+    } catch (error) {
+      throw new ConfigError(
+        "INTRO_USAGE",
+        `cannot read --turn-secret-file ${flags["turn-secret-file"]}: ${(error as NodeJS.ErrnoException).code}`,
+        {},
+        { cause: error },
+      );
+    }
+  }
+  const hasSecret = secret !== undefined;
+  if (turnUrls.length > 0 !== hasSecret) {
+    throw new ConfigError("INTRO_USAGE", "--turn-url and --turn-secret (or --turn-secret-file) go together");
+  }
+  if (hasSecret && secret === "") throw new ConfigError("INTRO_USAGE", "the TURN secret is empty");
+  let ttlSeconds = 3600;
+  if (flags["turn-ttl"] !== undefined) {
+    if (
+      !/^\d+$/.test(flags["turn-ttl"]) ||
+      Number(flags["turn-ttl"]) < 60 ||
+      Number(flags["turn-ttl"]) > 7 * 86400
+    ) {
+      throw new ConfigError("INTRO_USAGE", "--turn-ttl wants seconds between 60 and 604800");
+    }
+    if (!hasSecret) throw new ConfigError("INTRO_USAGE", "--turn-ttl needs --turn-url and --turn-secret");
+    ttlSeconds = Number(flags["turn-ttl"]);
+  }
+  if (secret !== undefined) options.turn = { urls: turnUrls, secret, ttlSeconds };
+
+  const certFile = flags["tls-cert"];
+  const keyFile = flags["tls-key"];
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new ConfigError("INTRO_USAGE", "--tls-cert and --tls-key go together");
+  }
+  if (certFile !== undefined && keyFile !== undefined) {
+    const read = async (file: string, flag: string) => {
+      try {
+        return await readFile(file);
+      } catch (error) {
+        throw new ConfigError(
+          "INTRO_USAGE",
+          `cannot read ${flag} ${file}: ${(error as NodeJS.ErrnoException).code}`,
+          {},
+          { cause: error },
+        );
+      }
+    };
+    options.tls = { cert: await read(certFile, "--tls-cert"), key: await read(keyFile, "--tls-key") };
+  }
+  if (flags["public-host"] !== undefined) {
+    if (!/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(flags["public-host"])) {
+      throw new ConfigError(
+        "INTRO_USAGE",
+        `--public-host wants a host name or address, got ${flags["public-host"]}`,
+      );
+    }
+    options.publicHost = flags["public-host"];
+  }
+  return options;
+}
+
+export async function introServerCommand(argv: string[]): Promise<number> {
+  let options: IntroServerOptions | "help";
+  try {
+    options = await introServerOptionsFromArgs(argv);
+  } catch (error) {
+    process.stderr.write(`tunnelbore intro-server: ${(error as Error).message}\n`);
+    return error instanceof ConfigError ? 2 : 1;
+  }
+  if (options === "help") {
+    process.stdout.write(INTRO_SERVER_USAGE);
+    return 0;
+  }
+
+  const logger = createLogger("intro-server");
+  let server: Awaited<ReturnType<typeof startIntroServer>>;
+  try {
+    server = await startIntroServer({ ...options, logger });
+  } catch (error) {
+    process.stderr.write(`tunnelbore intro-server: ${(error as Error).message}\n`);
+    if (error instanceof ConfigError) return 2;
+    if (error instanceof TunnelboreError) return 1;
+    return 1;
+  }
+  const stun = server.stunPort !== undefined ? ` (STUN udp ${options.host}:${server.stunPort})` : "";
+  process.stdout.write(`tunnelbore intro-server: listening on ${server.url}${stun}\n`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once("SIGINT", () => resolve("SIGINT"));
+    process.once("SIGTERM", () => resolve("SIGTERM"));
+  });
+  logger.info({ signal }, "shutting down");
+  try {
+    await server.close();
+  } catch (error) {
+    const failure = new RuntimeError("INTRO_CLOSE", "failed to close cleanly", {}, { cause: error });
+    process.stderr.write(`tunnelbore intro-server: ${failure.message}: ${(error as Error).message}\n`);
+    return 1;
+  }
+  return 0;
+}

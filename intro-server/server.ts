@@ -1,0 +1,556 @@
+/**
+ * The introduction server: authenticates WireGuard keys, tells mutually declared peers about each
+ * other's presence and relays their opaque envelopes. It keeps no state but its live connections.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { isIPv6 } from "node:net";
+import { type RawData, WebSocket, WebSocketServer } from "ws";
+import { RuntimeError } from "../src/errors.js";
+import {
+  type AuthMessage,
+  type ClientMessageType,
+  CloseCode,
+  clientMessageSchemas,
+  DEFAULT_MAX_DECLARED_PEERS,
+  keyFingerprint,
+  MAX_MESSAGE_BYTES,
+  MAX_PEERS_PER_MESSAGE,
+  type PeersMessage,
+  PROTOCOL_VERSION,
+  type SendMessage,
+} from "../src/intro-client/protocol.js";
+import {
+  authProof,
+  generateX25519KeyPair,
+  proofsEqual,
+  type X25519KeyPair,
+  x25519,
+} from "../src/intro-client/signalling-crypto.js";
+import { TokenBucket } from "../src/intro-client/signalling-rate.js";
+import { createLogger, type Logger } from "../src/log.js";
+import { type StunResponder, startStunResponder } from "./stun.js";
+import { issueTurnCredentials } from "./turn-credentials.js";
+
+export interface IntroServerLimits {
+  /** A connection must authenticate within this time (close 4006). */
+  authTimeoutMs: number;
+  /** A connection that sends nothing, not even a pong, for this long is closed (4007). */
+  idleTimeoutMs: number;
+  /** The server pings every connection this often; also the granularity of the idle check. */
+  pingIntervalMs: number;
+  /** Sustained messages per second per connection, and the burst allowed above it (4008). */
+  messagesPerSecond: number;
+  messageBurst: number;
+  /** Sustained bytes per second per connection, and the burst allowed above it (4008). */
+  bytesPerSecond: number;
+  byteBurst: number;
+  maxDeclaredPeers: number;
+  /** An envelope for a connection with more than this queued in its socket is not relayed. */
+  maxBufferedBytes: number;
+}
+
+export const DEFAULT_LIMITS: IntroServerLimits = {
+  authTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  pingIntervalMs: 20_000,
+  messagesPerSecond: 200,
+  messageBurst: 400,
+  bytesPerSecond: 512 * 1024,
+  byteBurst: 1024 * 1024,
+  maxDeclaredPeers: DEFAULT_MAX_DECLARED_PEERS,
+  maxBufferedBytes: 1024 * 1024,
+};
+
+export interface IntroServerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** STUN responder on UDP; default port 3478 on `host`. false turns it off. */
+  stun?: { port: number; host?: string } | false;
+  turn?: { urls: string[]; secret: string; ttlSeconds?: number };
+  /** PEM certificate and key: the server speaks wss. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Host name put in the STUN URLs; default: the Host header the client connected with. */
+  publicHost?: string;
+  limits?: Partial<IntroServerLimits>;
+  logger?: Logger;
+  /** Sees every relayed message as received, before it is forwarded (tests, metrics). */
+  onRelay?: (relay: RelayObservation) => void;
+}
+
+export interface RelayObservation {
+  from: string;
+  to: string;
+  /** The text frame exactly as the sender sent it. */
+  frame: string;
+}
+
+export interface IntroServerStats {
+  connections: number;
+  authenticated: number;
+  relayed: number;
+  undeliverable: number;
+  closes: Record<number, number>;
+}
+
+export interface IntroServer {
+  port: number;
+  host: string;
+  url: string;
+  stunPort?: number;
+  stats(): IntroServerStats;
+  close(): Promise<void>;
+}
+
+type ConnectionState = "awaiting-auth" | "authenticated" | "closing";
+
+interface Connection {
+  readonly id: number;
+  readonly ws: WebSocket;
+  readonly remote: string;
+  readonly urlHost: string;
+  state: ConnectionState;
+  challenge?: { keyPair: X25519KeyPair; nonce: Buffer };
+  authTimer?: NodeJS.Timeout;
+  publicKey?: string;
+  declared: Set<string>;
+  lastSeen: number;
+  messages: TokenBucket;
+  bytes: TokenBucket;
+}
+
+/** Close reasons are limited to 123 bytes by RFC 6455. */
+function closeReason(text: string): string {
+  return Buffer.byteLength(text) <= 123 ? text : Buffer.from(text).subarray(0, 120).toString("utf8");
+}
+
+const HOST_HEADER = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+
+/** The host part of a Host header if it is a plain name or address, for the STUN URL. */
+function hostFromHeader(header: string | undefined): string | undefined {
+  if (!header || !HOST_HEADER.test(header)) return undefined;
+  if (header.startsWith("[")) return header.slice(0, header.indexOf("]") + 1);
+  return header.split(":")[0];
+}
+
+function formatHost(host: string): string {
+  return isIPv6(host) ? `[${host}]` : host;
+}
+
+export async function startIntroServer(options: IntroServerOptions = {}): Promise<IntroServer> {
+  const limits: IntroServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const log = options.logger ?? createLogger("intro-server");
+  const host = options.host ?? "127.0.0.1";
+  const turn = options.turn ? { ...options.turn, ttlSeconds: options.turn.ttlSeconds ?? 3600 } : undefined;
+
+  const live = new Set<Connection>();
+  /** Every open socket, authenticated or not, closing or not: what close() must end. */
+  const sockets = new Set<WebSocket>();
+  const byKey = new Map<string, Connection>();
+  const stats: IntroServerStats = {
+    connections: 0,
+    authenticated: 0,
+    relayed: 0,
+    undeliverable: 0,
+    closes: {},
+  };
+  let nextConnectionId = 1;
+  let shuttingDown = false;
+
+  let stun: StunResponder | undefined;
+  if (options.stun !== false) {
+    const stunOptions = options.stun ?? { port: 3478 };
+    stun = await startStunResponder({ host: stunOptions.host ?? host, port: stunOptions.port, logger: log });
+  }
+
+  const httpServer: HttpServer = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
+    : createHttpServer();
+  httpServer.on("request", (_request, response) => {
+    response.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
+    response.end("Tunnelbore introduction server: connect with a WebSocket.\n");
+  });
+  httpServer.on("clientError", (_error, socket) => socket.destroy());
+
+  const wss = new WebSocketServer({
+    server: httpServer,
+    maxPayload: MAX_MESSAGE_BYTES,
+    perMessageDeflate: false, // compression costs memory per connection and invites zip bombs
+    clientTracking: false,
+  });
+  wss.on("error", (error) => log.error({ err: error }, "WebSocket server error"));
+
+  function send(connection: Connection, message: object): void {
+    if (connection.ws.readyState === WebSocket.OPEN) connection.ws.send(JSON.stringify(message));
+  }
+
+  function isMutual(a: Connection, bKey: string): Connection | undefined {
+    if (!a.publicKey || !a.declared.has(bKey)) return undefined;
+    const b = byKey.get(bKey);
+    return b?.declared.has(a.publicKey) ? b : undefined;
+  }
+
+  function announce(a: Connection, b: Connection, online: boolean): void {
+    send(a, { type: "presence", peer: b.publicKey, online });
+    send(b, { type: "presence", peer: a.publicKey, online });
+  }
+
+  /** Forget an authenticated connection: its mutual peers see it go offline. Idempotent. */
+  function detach(connection: Connection): void {
+    clearTimeout(connection.authTimer);
+    connection.challenge = undefined;
+    live.delete(connection);
+    const key = connection.publicKey;
+    if (key && byKey.get(key) === connection) {
+      for (const peerKey of connection.declared) {
+        const peer = isMutual(connection, peerKey);
+        if (peer) send(peer, { type: "presence", peer: key, online: false });
+      }
+      byKey.delete(key);
+    }
+    connection.declared = new Set();
+  }
+
+  function closeConnection(connection: Connection, code: number, reason: string): void {
+    if (connection.state === "closing") return;
+    const level = code === CloseCode.normal || code === CloseCode.serverShutdown ? "debug" : "info";
+    log[level]({ conn: connection.id, remote: connection.remote, code, reason }, "closing connection");
+    connection.state = "closing";
+    stats.closes[code] = (stats.closes[code] ?? 0) + 1;
+    detach(connection);
+    connection.ws.close(code, closeReason(reason));
+    // A peer that never answers the close frame is cut off rather than waited for (ws waits 30 s).
+    setTimeout(() => connection.ws.terminate(), 2_000).unref();
+  }
+
+  function handleAuth(connection: Connection, message: AuthMessage): void {
+    if (message.version !== PROTOCOL_VERSION) {
+      closeConnection(connection, CloseCode.unsupportedVersion, `protocol version ${PROTOCOL_VERSION} only`);
+      return;
+    }
+    const challenge = connection.challenge;
+    if (!challenge) return;
+    const clientKey = Buffer.from(message.publicKey, "base64");
+    let valid = false;
+    try {
+      const shared = x25519(challenge.keyPair.privateKey, clientKey);
+      const expected = authProof(shared, challenge.keyPair.publicKey, challenge.nonce, clientKey);
+      valid = proofsEqual(expected, Buffer.from(message.proof, "base64"));
+    } catch {
+      valid = false; // a low-order key cannot prove anything
+    }
+    if (!valid) {
+      closeConnection(
+        connection,
+        CloseCode.authFailed,
+        "authentication failed: proof does not match the key",
+      );
+      return;
+    }
+    clearTimeout(connection.authTimer);
+    connection.challenge = undefined;
+    const previous = byKey.get(message.publicKey);
+    if (previous)
+      closeConnection(previous, CloseCode.replaced, "replaced by a newer connection with this key");
+    connection.state = "authenticated";
+    connection.publicKey = message.publicKey;
+    byKey.set(message.publicKey, connection);
+    stats.authenticated++;
+    log.debug({ conn: connection.id, key: keyFingerprint(message.publicKey) }, "authenticated");
+
+    const stunUrls = stun ? [`stun:${formatHost(connection.urlHost)}:${stun.port}`] : [];
+    send(connection, {
+      type: "welcome",
+      publicKey: message.publicKey,
+      keepaliveSeconds: limits.pingIntervalMs / 1000,
+      stunUrls,
+      turn: turn ? issueTurnCredentials(turn, message.publicKey) : undefined,
+      limits: {
+        maxMessageBytes: MAX_MESSAGE_BYTES,
+        maxPeersPerMessage: MAX_PEERS_PER_MESSAGE,
+        maxDeclaredPeers: limits.maxDeclaredPeers,
+      },
+    });
+  }
+
+  function handlePeers(connection: Connection, message: PeersMessage): void {
+    const own = connection.publicKey!;
+    const before = connection.declared;
+    let after: Set<string>;
+    if (message.op === "replace") after = new Set(message.peers);
+    else {
+      after = new Set(before);
+      for (const key of message.peers) {
+        if (message.op === "add") after.add(key);
+        else after.delete(key);
+      }
+    }
+    after.delete(own);
+    if (after.size > limits.maxDeclaredPeers) {
+      closeConnection(
+        connection,
+        CloseCode.tooManyPeers,
+        `at most ${limits.maxDeclaredPeers} declared peers`,
+      );
+      return;
+    }
+    const wasMutual = (key: string) => isMutual(connection, key);
+    const removed: Connection[] = [];
+    for (const key of before) {
+      if (!after.has(key)) {
+        const peer = wasMutual(key);
+        if (peer) removed.push(peer);
+      }
+    }
+    const added: string[] = [];
+    for (const key of after) if (!before.has(key)) added.push(key);
+    connection.declared = after;
+    for (const peer of removed) announce(connection, peer, false);
+    for (const key of added) {
+      const peer = isMutual(connection, key);
+      if (peer) announce(connection, peer, true);
+    }
+  }
+
+  function handleSend(connection: Connection, message: SendMessage, frame: string): void {
+    const from = connection.publicKey!;
+    const target = isMutual(connection, message.to);
+    if (!target || target.ws.bufferedAmount > limits.maxBufferedBytes) {
+      // The same answer whether the key is offline or has not declared us: presence does not leak.
+      stats.undeliverable++;
+      send(connection, { type: "undeliverable", to: message.to });
+      return;
+    }
+    options.onRelay?.({ from, to: message.to, frame });
+    stats.relayed++;
+    send(target, { type: "envelope", from, envelope: message.envelope });
+  }
+
+  function handleFrame(connection: Connection, data: RawData, isBinary: boolean): void {
+    if (connection.state === "closing") return;
+    connection.lastSeen = Date.now();
+    if (isBinary) {
+      closeConnection(connection, CloseCode.binaryFrame, "binary frames are not accepted; send JSON text");
+      return;
+    }
+    const frame = Buffer.isBuffer(data)
+      ? data
+      : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
+    if (!connection.messages.take(1) || !connection.bytes.take(frame.length)) {
+      closeConnection(connection, CloseCode.rateLimited, "rate limit exceeded");
+      return;
+    }
+    const text = frame.toString("utf8");
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      closeConnection(connection, CloseCode.malformedJson, "malformed JSON");
+      return;
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      closeConnection(
+        connection,
+        CloseCode.invalidMessage,
+        "a message is a JSON object with a string `type`",
+      );
+      return;
+    }
+    const type = (parsed as { type?: unknown }).type;
+    if (typeof type !== "string") {
+      closeConnection(
+        connection,
+        CloseCode.invalidMessage,
+        "a message is a JSON object with a string `type`",
+      );
+      return;
+    }
+    if (!Object.hasOwn(clientMessageSchemas, type)) {
+      closeConnection(
+        connection,
+        CloseCode.unknownType,
+        `unknown message type ${JSON.stringify(type.slice(0, 32))}`,
+      );
+      return;
+    }
+    const messageType = type as ClientMessageType;
+    const result = clientMessageSchemas[messageType].safeParse(parsed);
+    if (!result.success) {
+      const issue = result.error.issues[0];
+      const where = issue?.path.length ? issue.path.join(".") : "message";
+      closeConnection(
+        connection,
+        CloseCode.invalidMessage,
+        `invalid ${messageType}: ${where}: ${issue?.message ?? ""}`,
+      );
+      return;
+    }
+    const message = result.data;
+
+    if (connection.state === "awaiting-auth") {
+      if (message.type === "auth") handleAuth(connection, message);
+      else closeConnection(connection, CloseCode.unexpectedMessage, `${message.type} before auth`);
+      return;
+    }
+    switch (message.type) {
+      case "auth":
+        closeConnection(connection, CloseCode.unexpectedMessage, "already authenticated");
+        return;
+      case "peers":
+        handlePeers(connection, message);
+        return;
+      case "send":
+        handleSend(connection, message, text);
+        return;
+      case "turn-refresh":
+        if (turn)
+          send(connection, {
+            type: "turn-credentials",
+            turn: issueTurnCredentials(turn, connection.publicKey!),
+          });
+        return;
+      case "ping":
+        send(connection, { type: "pong" });
+        return;
+    }
+  }
+
+  wss.on("connection", (ws: WebSocket, request: IncomingMessage) => {
+    const remote = `${request.socket.remoteAddress}:${request.socket.remotePort}`;
+    sockets.add(ws);
+    ws.on("close", () => sockets.delete(ws));
+    if (shuttingDown) {
+      ws.close(CloseCode.serverShutdown, "server shutting down");
+      return;
+    }
+    const keyPair = generateX25519KeyPair();
+    const nonce = randomBytes(32);
+    const connection: Connection = {
+      id: nextConnectionId++,
+      ws,
+      remote,
+      urlHost: options.publicHost ?? hostFromHeader(request.headers.host) ?? host,
+      state: "awaiting-auth",
+      challenge: { keyPair, nonce },
+      declared: new Set(),
+      lastSeen: Date.now(),
+      messages: new TokenBucket(limits.messageBurst, limits.messagesPerSecond),
+      bytes: new TokenBucket(limits.byteBurst, limits.bytesPerSecond),
+    };
+    live.add(connection);
+    stats.connections++;
+    connection.authTimer = setTimeout(
+      () => closeConnection(connection, CloseCode.authTimeout, "authentication timed out"),
+      limits.authTimeoutMs,
+    );
+    ws.on("message", (data, isBinary) => handleFrame(connection, data, isBinary));
+    ws.on("pong", () => {
+      connection.lastSeen = Date.now();
+    });
+    ws.on("error", (error) => log.debug({ conn: connection.id, err: error.message }, "connection error"));
+    ws.on("close", (code) => {
+      if (connection.state !== "closing") {
+        stats.closes[code] = (stats.closes[code] ?? 0) + 1;
+        connection.state = "closing";
+      }
+      detach(connection);
+    });
+    log.debug({ conn: connection.id, remote }, "connection opened");
+    send(connection, {
+      type: "challenge",
+      version: PROTOCOL_VERSION,
+      serverKey: keyPair.publicKey.toString("base64"),
+      nonce: nonce.toString("base64"),
+    });
+  });
+
+  // One sweep for all connections rather than a timer each: idle check and keepalive ping.
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const connection of live) {
+      if (connection.state === "closing") continue;
+      if (now - connection.lastSeen > limits.idleTimeoutMs) {
+        closeConnection(connection, CloseCode.idleTimeout, "idle timeout");
+      } else if (connection.ws.readyState === WebSocket.OPEN) {
+        connection.ws.ping();
+      }
+    }
+  }, limits.pingIntervalMs);
+  sweep.unref();
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once("error", reject);
+      httpServer.listen(options.port ?? 0, host, () => {
+        httpServer.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    clearInterval(sweep);
+    await stun?.close();
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new RuntimeError(
+      "INTRO_LISTEN",
+      `cannot listen on ${host}:${options.port ?? 0}: ${code ?? String(error)}` +
+        (code === "EADDRINUSE" ? " (port busy: choose another --listen port)" : ""),
+      { host, port: options.port },
+      { cause: error },
+    );
+  }
+  httpServer.on("error", (error) => log.error({ err: error }, "HTTP server error"));
+
+  const address = httpServer.address();
+  const port = typeof address === "object" && address ? address.port : (options.port ?? 0);
+  const url = `${options.tls ? "wss" : "ws"}://${formatHost(host)}:${port}`;
+  log.info(
+    { url, stunPort: stun?.port, turn: turn ? turn.urls : undefined },
+    "introduction server listening",
+  );
+
+  let closed: Promise<void> | undefined;
+  return {
+    port,
+    host,
+    url,
+    stunPort: stun?.port,
+    stats: () => ({
+      ...stats,
+      connections: live.size,
+      authenticated: byKey.size,
+      closes: { ...stats.closes },
+    }),
+    close: () => {
+      closed ??= (async () => {
+        shuttingDown = true;
+        clearInterval(sweep);
+        for (const connection of [...live])
+          closeConnection(connection, CloseCode.serverShutdown, "server shutting down");
+        const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        // Give clients a moment to answer the close frames, then cut whatever is left.
+        const cutOff = setTimeout(() => {
+          for (const ws of sockets) ws.terminate();
+          httpServer.closeAllConnections();
+        }, 500);
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        await httpClosed;
+        clearTimeout(cutOff);
+        await stun?.close();
+        log.info("introduction server closed");
+      })();
+      return closed;
+    },
+  };
+}
+
+/** Reads PEM files for `tls`; a missing file is a configuration error for the CLI to report. */
+export async function readTlsFiles(
+  certFile: string,
+  keyFile: string,
+): Promise<{ cert: Buffer; key: Buffer }> {
+  const [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
+  return { cert, key };
+}

@@ -1,0 +1,491 @@
+/**
+ * Client of the introduction server: one authenticated WebSocket, re-established with capped
+ * exponential backoff; presence of mutually declared peers; end-to-end encrypted envelopes.
+ *
+ *   const intro = new IntroClient({ url, privateKey });
+ *   intro.on("peer-online", (key) => intro.send(key, { candidates }));
+ *   intro.on("envelope", (key, payload) => ...);
+ *   intro.setPeers([...]); intro.start();
+ */
+import { EventEmitter } from "node:events";
+import { WebSocket } from "ws";
+import { ConfigError, TunnelboreError } from "../errors.js";
+import { createLogger, type Logger } from "../log.js";
+import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "./envelope.js";
+import {
+  type ChallengeMessage,
+  type ClientMessage,
+  CloseCode,
+  DEFAULT_MAX_DECLARED_PEERS,
+  type EnvelopeMessage,
+  keyFingerprint,
+  MAX_MESSAGE_BYTES,
+  MAX_PEERS_PER_MESSAGE,
+  PROTOCOL_VERSION,
+  publicKeySchema,
+  type ServerInfo,
+  type ServerMessage,
+  serverMessageSchema,
+  type WelcomeMessage,
+} from "./protocol.js";
+import { authProof, decodeKey32, publicKeyOf, x25519, x25519PrivateKeyObject } from "./signalling-crypto.js";
+import { TokenBucket } from "./signalling-rate.js";
+
+export type { ServerInfo } from "./protocol.js";
+
+/** send() while not connected to the server, or while the peer is not online there. */
+export class IntroOfflineError extends TunnelboreError {
+  constructor(
+    readonly peer: string,
+    readonly reason: "disconnected" | "peer-offline",
+  ) {
+    super(
+      "INTRO_OFFLINE",
+      reason === "disconnected"
+        ? "not connected to the introduction server"
+        : `peer ${keyFingerprint(peer)}… is not online at the introduction server`,
+      { peer, reason },
+    );
+  }
+}
+
+/** send() with a payload too large for one message, or faster than the queue can hold. */
+export class IntroSendError extends TunnelboreError {}
+
+export interface IntroClientEvents {
+  connected: [serverInfo: ServerInfo];
+  disconnected: [closed: { code: number; reason: string }];
+  "peer-online": [peer: string];
+  "peer-offline": [peer: string];
+  envelope: [peer: string, payload: unknown];
+  /** An envelope was not delivered to the application: tampered, stale, replayed, ... */
+  "envelope-dropped": [peer: string, reason: EnvelopeDropReason | "undeclared-peer"];
+  /** The server could not deliver an envelope we sent (peer went offline meanwhile). */
+  undeliverable: [peer: string];
+  /** Fresh TURN credentials arrived. */
+  "server-info": [serverInfo: ServerInfo];
+}
+
+export interface IntroClientOptions {
+  /** ws:// or wss:// URL of the introduction server. */
+  url: string;
+  /** The WireGuard private key (32 raw bytes). Never logged. */
+  privateKey: Uint8Array;
+  /** If given, must be the public key of privateKey (a cheap guard against mixed-up keys). */
+  publicKey?: string;
+  logger?: Logger;
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Give up on an attempt that has not authenticated within this time. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Queued outgoing messages beyond which send() throws. Default 5,000. */
+  maxQueuedMessages?: number;
+  envelope?: Omit<EnvelopeCodecOptions, "privateKey">;
+  /** Extra trust for wss:// (e.g. a private CA). */
+  tls?: { ca?: string | Buffer };
+}
+
+type ClientState = "stopped" | "connecting" | "online" | "waiting";
+
+/** Our own pace stays under the server's limits (200 msg/s, 512 KiB/s by default) with margin. */
+const OUTGOING_MESSAGES_PER_SECOND = 150;
+const OUTGOING_MESSAGE_BURST = 300;
+const OUTGOING_BYTES_PER_SECOND = 384 * 1024;
+const OUTGOING_BYTE_BURST = 768 * 1024;
+/** A connection that stayed up this long resets the backoff. */
+const STABLE_CONNECTION_MS = 5_000;
+
+export class IntroClient extends EventEmitter<IntroClientEvents> {
+  readonly publicKey: string;
+  private readonly url: string;
+  private readonly log: Logger;
+  private readonly codec: EnvelopeCodec;
+  private readonly privateKey: ReturnType<typeof x25519PrivateKeyObject>;
+  private readonly initialDelayMs: number;
+  private readonly maxDelayMs: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly maxQueuedMessages: number;
+  private readonly tls: IntroClientOptions["tls"];
+
+  private state: ClientState = "stopped";
+  private ws: WebSocket | undefined;
+  private attempt = 0;
+  private onlineSince = 0;
+  private lastHeard = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private turnRefreshTimer: NodeJS.Timeout | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private currentServerInfo: ServerInfo | undefined;
+  private maxDeclaredPeers = DEFAULT_MAX_DECLARED_PEERS;
+  private readonly declared = new Set<string>();
+  private readonly onlinePeers = new Set<string>();
+  private readonly queue: string[] = [];
+  private messageBucket = new TokenBucket(OUTGOING_MESSAGE_BURST, OUTGOING_MESSAGES_PER_SECOND);
+  private byteBucket = new TokenBucket(OUTGOING_BYTE_BURST, OUTGOING_BYTES_PER_SECOND);
+
+  constructor(options: IntroClientOptions) {
+    super();
+    if (!/^wss?:\/\//.test(options.url)) {
+      throw new ConfigError(
+        "INTRO_URL",
+        `the introduction server URL must start with ws:// or wss://: ${options.url}`,
+      );
+    }
+    this.url = options.url;
+    this.privateKey = x25519PrivateKeyObject(options.privateKey);
+    this.publicKey = publicKeyOf(options.privateKey);
+    if (options.publicKey !== undefined && options.publicKey !== this.publicKey) {
+      throw new ConfigError("INTRO_KEY_MISMATCH", "publicKey is not the public key of privateKey", {
+        given: options.publicKey,
+        derived: this.publicKey,
+      });
+    }
+    this.log = (options.logger ?? createLogger("intro-client")).child({
+      key: keyFingerprint(this.publicKey),
+    });
+    this.codec = new EnvelopeCodec({ ...options.envelope, privateKey: options.privateKey });
+    this.initialDelayMs = options.reconnect?.initialDelayMs ?? 500;
+    this.maxDelayMs = options.reconnect?.maxDelayMs ?? 30_000;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+    this.maxQueuedMessages = options.maxQueuedMessages ?? 5_000;
+    this.tls = options.tls;
+  }
+
+  /** True while authenticated to the server. */
+  get connected(): boolean {
+    return this.state === "online";
+  }
+
+  /** STUN/TURN servers from the last welcome (or refresh); undefined before the first one. */
+  get serverInfo(): ServerInfo | undefined {
+    return this.currentServerInfo;
+  }
+
+  /** Whether `peer` is online at the server (and we are). */
+  isOnline(peer: string): boolean {
+    return this.onlinePeers.has(peer);
+  }
+
+  /** Connects and keeps connecting until stop(). */
+  start(): void {
+    if (this.state !== "stopped") return;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === "stopped") return;
+    const wasOnline = this.state === "online";
+    this.state = "stopped";
+    clearTimeout(this.reconnectTimer);
+    const ws = this.ws;
+    this.teardownConnection();
+    if (ws) {
+      const closed = new Promise<void>((resolve) => ws.once("close", () => resolve()));
+      const cutOff = setTimeout(() => ws.terminate(), 1_000);
+      ws.close(CloseCode.normal, "client stopping");
+      await closed;
+      clearTimeout(cutOff);
+    }
+    if (wasOnline) this.emit("disconnected", { code: CloseCode.normal, reason: "client stopped" });
+  }
+
+  /** The keys we want presence and envelopes for; replaces the previous list, survives reconnects. */
+  setPeers(publicKeys: string[]): void {
+    const wanted = new Set<string>();
+    for (const key of publicKeys) {
+      if (!publicKeySchema.safeParse(key).success) {
+        throw new ConfigError("INTRO_BAD_PEER", `not a WireGuard public key: ${JSON.stringify(key)}`);
+      }
+      if (key !== this.publicKey) wanted.add(key);
+    }
+    if (wanted.size > this.maxDeclaredPeers) {
+      throw new ConfigError("INTRO_TOO_MANY_PEERS", `at most ${this.maxDeclaredPeers} peers`, {
+        count: wanted.size,
+      });
+    }
+    const added = [...wanted].filter((key) => !this.declared.has(key));
+    const removed = [...this.declared].filter((key) => !wanted.has(key));
+    for (const key of removed) {
+      this.declared.delete(key);
+      this.codec.forget(key);
+      if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
+    }
+    for (const key of added) this.declared.add(key);
+    if (this.state === "online") {
+      this.sendPeers("remove", removed);
+      this.sendPeers("add", added);
+    }
+  }
+
+  /**
+   * Seals `payload` (JSON-serialisable) for `peer` and sends it through the server.
+   * Throws IntroOfflineError when we or the peer are not online, IntroSendError when too large.
+   */
+  send(peer: string, payload: unknown): void {
+    if (this.state !== "online") throw new IntroOfflineError(peer, "disconnected");
+    if (!this.onlinePeers.has(peer)) throw new IntroOfflineError(peer, "peer-offline");
+    const envelope = this.codec.seal(peer, payload);
+    const frame = JSON.stringify({ type: "send", to: peer, envelope } satisfies ClientMessage);
+    if (Buffer.byteLength(frame) > MAX_MESSAGE_BYTES) {
+      throw new IntroSendError("INTRO_PAYLOAD_TOO_LARGE", `the envelope exceeds ${MAX_MESSAGE_BYTES} bytes`, {
+        peer,
+        bytes: Buffer.byteLength(frame),
+      });
+    }
+    if (this.queue.length >= this.maxQueuedMessages) {
+      throw new IntroSendError("INTRO_QUEUE_FULL", "too many messages waiting to be sent", {
+        queued: this.queue.length,
+      });
+    }
+    this.enqueue(frame);
+  }
+
+  // ---- connection life ----
+
+  private connect(): void {
+    this.state = "connecting";
+    this.log.debug({ url: this.url, attempt: this.attempt }, "connecting");
+    const ws = new WebSocket(this.url, {
+      maxPayload: MAX_MESSAGE_BYTES,
+      perMessageDeflate: false,
+      handshakeTimeout: this.handshakeTimeoutMs,
+      ca: this.tls?.ca,
+    });
+    this.ws = ws;
+    this.lastHeard = Date.now();
+    this.handshakeTimer = setTimeout(() => {
+      this.log.warn({ url: this.url }, "introduction handshake timed out");
+      ws.terminate();
+    }, this.handshakeTimeoutMs);
+    ws.on("message", (data, isBinary) => {
+      if (this.ws !== ws) return;
+      this.lastHeard = Date.now();
+      if (isBinary) {
+        this.log.warn("ignoring a binary frame from the server");
+        return;
+      }
+      this.handleMessage(ws, data.toString());
+    });
+    ws.on("ping", () => {
+      this.lastHeard = Date.now();
+    });
+    ws.on("error", (error) => this.log.debug({ err: error.message }, "connection error"));
+    ws.on("close", (code, reason) => {
+      if (this.ws === ws) this.handleClose(code, reason.toString());
+    });
+  }
+
+  private handleClose(code: number, reason: string): void {
+    const wasOnline = this.state === "online";
+    const stable = wasOnline && Date.now() - this.onlineSince >= STABLE_CONNECTION_MS;
+    this.teardownConnection();
+    if (this.state === "stopped") return;
+    const level = code === CloseCode.authFailed || code === CloseCode.replaced ? "error" : "info";
+    this.log[level](
+      { code, reason },
+      wasOnline ? "disconnected from the introduction server" : "connection attempt failed",
+    );
+    if (wasOnline) this.emit("disconnected", { code, reason });
+    if (stable) this.attempt = 0;
+    this.scheduleReconnect(code);
+  }
+
+  /** Forget everything tied to the current socket; peers go offline. */
+  private teardownConnection(): void {
+    clearTimeout(this.handshakeTimer);
+    clearInterval(this.watchdog);
+    clearTimeout(this.turnRefreshTimer);
+    clearTimeout(this.drainTimer);
+    this.drainTimer = undefined;
+    this.queue.length = 0;
+    this.ws = undefined;
+    if (this.state !== "stopped") this.state = "waiting";
+    const wentOffline = [...this.onlinePeers];
+    this.onlinePeers.clear();
+    for (const key of wentOffline) this.emit("peer-offline", key);
+  }
+
+  private scheduleReconnect(code: number): void {
+    // Wrong key or another process using our key: retrying fast would only fight; retry slowly.
+    const slow = code === CloseCode.authFailed || code === CloseCode.replaced;
+    const ceiling = slow
+      ? this.maxDelayMs
+      : Math.min(this.maxDelayMs, this.initialDelayMs * 2 ** this.attempt);
+    const delay = ceiling / 2 + (Math.random() * ceiling) / 2; // "equal jitter"
+    this.attempt++;
+    this.state = "waiting";
+    this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
+    this.reconnectTimer = setTimeout(() => {
+      if (this.state === "waiting") this.connect();
+    }, delay);
+  }
+
+  // ---- messages from the server ----
+
+  private handleMessage(ws: WebSocket, text: string): void {
+    let message: ServerMessage;
+    try {
+      message = serverMessageSchema.parse(JSON.parse(text));
+    } catch {
+      this.log.warn({ bytes: text.length }, "ignoring an invalid message from the server");
+      return;
+    }
+    switch (message.type) {
+      case "challenge":
+        this.answerChallenge(ws, message);
+        return;
+      case "welcome":
+        this.handleWelcome(ws, message);
+        return;
+      case "presence":
+        if (this.state !== "online" || !this.declared.has(message.peer)) return;
+        if (message.online && !this.onlinePeers.has(message.peer)) {
+          this.onlinePeers.add(message.peer);
+          this.emit("peer-online", message.peer);
+        } else if (!message.online && this.onlinePeers.delete(message.peer)) {
+          this.emit("peer-offline", message.peer);
+        }
+        return;
+      case "envelope":
+        this.handleEnvelope(message);
+        return;
+      case "undeliverable":
+        this.emit("undeliverable", message.to);
+        return;
+      case "turn-credentials":
+        this.currentServerInfo = { stunUrls: this.currentServerInfo?.stunUrls ?? [], turn: message.turn };
+        this.scheduleTurnRefresh();
+        this.emit("server-info", this.currentServerInfo);
+        return;
+      case "pong":
+        return;
+    }
+  }
+
+  private answerChallenge(ws: WebSocket, challenge: ChallengeMessage): void {
+    if (this.state !== "connecting") return;
+    if (challenge.version !== PROTOCOL_VERSION) {
+      this.log.error({ version: challenge.version }, "server speaks another protocol version");
+      ws.close(CloseCode.unsupportedVersion, `protocol version ${PROTOCOL_VERSION} only`);
+      return;
+    }
+    const serverKey = decodeKey32(challenge.serverKey, "server key");
+    const nonce = Buffer.from(challenge.nonce, "base64");
+    let proof: Buffer;
+    try {
+      const shared = x25519(this.privateKey, serverKey);
+      proof = authProof(shared, serverKey, nonce, Buffer.from(this.publicKey, "base64"));
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, "unusable server key in the challenge");
+      ws.terminate();
+      return;
+    }
+    ws.send(
+      JSON.stringify({
+        type: "auth",
+        version: PROTOCOL_VERSION,
+        publicKey: this.publicKey,
+        proof: proof.toString("base64"),
+      } satisfies ClientMessage),
+    );
+  }
+
+  private handleWelcome(ws: WebSocket, welcome: WelcomeMessage): void {
+    if (this.state !== "connecting" || welcome.publicKey !== this.publicKey) return;
+    clearTimeout(this.handshakeTimer);
+    this.state = "online";
+    this.onlineSince = Date.now();
+    this.maxDeclaredPeers = welcome.limits.maxDeclaredPeers;
+    this.messageBucket = new TokenBucket(OUTGOING_MESSAGE_BURST, OUTGOING_MESSAGES_PER_SECOND);
+    this.byteBucket = new TokenBucket(OUTGOING_BYTE_BURST, OUTGOING_BYTES_PER_SECOND);
+    this.currentServerInfo = { stunUrls: welcome.stunUrls, turn: welcome.turn };
+
+    // The server pings every keepaliveSeconds; hearing nothing for 2.5 of those means it is gone.
+    const keepaliveMs = welcome.keepaliveSeconds * 1000;
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastHeard > keepaliveMs * 2.5) {
+        this.log.warn("introduction server silent: reconnecting");
+        ws.terminate();
+      }
+    }, keepaliveMs / 2);
+    this.watchdog.unref();
+
+    this.scheduleTurnRefresh();
+    this.log.info({ url: this.url }, "connected to the introduction server");
+    const peers = [...this.declared];
+    this.sendPeers("replace", peers.slice(0, MAX_PEERS_PER_MESSAGE));
+    this.sendPeers("add", peers.slice(MAX_PEERS_PER_MESSAGE));
+    this.emit("connected", this.currentServerInfo);
+  }
+
+  private handleEnvelope(message: EnvelopeMessage): void {
+    if (!this.declared.has(message.from)) {
+      this.emit("envelope-dropped", message.from, "undeclared-peer");
+      return;
+    }
+    const opened = this.codec.open(message.from, message.envelope);
+    if (!opened.ok) {
+      this.log.warn(
+        { peer: keyFingerprint(message.from), reason: opened.reason, detail: opened.detail },
+        "dropped an envelope",
+      );
+      this.emit("envelope-dropped", message.from, opened.reason);
+      return;
+    }
+    this.emit("envelope", message.from, opened.payload);
+  }
+
+  private scheduleTurnRefresh(): void {
+    clearTimeout(this.turnRefreshTimer);
+    const turn = this.currentServerInfo?.turn;
+    if (!turn) return;
+    // Ask again at 80% of the lifetime so the credentials in use never expire.
+    const delay = Math.min(turn.ttlSeconds * 800, 2 ** 31 - 1);
+    this.turnRefreshTimer = setTimeout(() => {
+      if (this.state === "online")
+        this.enqueue(JSON.stringify({ type: "turn-refresh" } satisfies ClientMessage));
+    }, delay);
+    this.turnRefreshTimer.unref();
+  }
+
+  // ---- outgoing, paced under the server's rate limits ----
+
+  private sendPeers(op: "replace" | "add" | "remove", keys: string[]): void {
+    if (op === "replace" && keys.length === 0) {
+      this.enqueue(JSON.stringify({ type: "peers", op, peers: [] } satisfies ClientMessage));
+    }
+    for (let i = 0; i < keys.length; i += MAX_PEERS_PER_MESSAGE) {
+      const chunk = keys.slice(i, i + MAX_PEERS_PER_MESSAGE);
+      this.enqueue(
+        JSON.stringify({ type: "peers", op: i === 0 ? op : "add", peers: chunk } satisfies ClientMessage),
+      );
+    }
+  }
+
+  private enqueue(frame: string): void {
+    this.queue.push(frame);
+    this.drain();
+  }
+
+  private drain(): void {
+    const ws = this.ws;
+    if (!ws || this.state !== "online") return;
+    while (this.queue.length > 0) {
+      const frame = this.queue[0]!;
+      const bytes = Buffer.byteLength(frame);
+      if (!this.messageBucket.canTake(1) || !this.byteBucket.canTake(bytes)) break;
+      this.messageBucket.take(1);
+      this.byteBucket.take(bytes);
+      this.queue.shift();
+      ws.send(frame);
+    }
+    if (this.queue.length > 0 && !this.drainTimer) {
+      this.drainTimer = setTimeout(() => {
+        this.drainTimer = undefined;
+        this.drain();
+      }, 20);
+    }
+  }
+}
