@@ -8,6 +8,7 @@ const execFileAsync = promisify(execFile);
 
 const namespaces = new Set<string>();
 const children = new Set<ChildProcess>();
+const teardownHooks = new Set<() => Promise<void>>();
 
 /** A short random tag so parallel runs and reruns never share names. */
 export function uniqueTag(): string {
@@ -103,6 +104,19 @@ export function spawnInNamespace(
   };
 }
 
+/** Tracks a child spawned elsewhere (e.g. with a stdin pipe) so `teardownAll` ends it by PID. */
+export function trackChild(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+}
+
+/** Registers a hook run first by `teardownAll` (e.g. a lab removing its namespaces); returns an unregister function. */
+export function onTeardown(hook: () => Promise<void>): () => void {
+  teardownHooks.add(hook);
+  return () => teardownHooks.delete(hook);
+}
+
 /** Polls `check` until it returns true or `timeoutMs` passes. */
 export async function waitFor(
   what: string,
@@ -127,6 +141,7 @@ export async function waitFor(
 
 /** Ends every process and removes every namespace this process made. Safe to call twice. */
 export async function teardownAll(): Promise<void> {
+  for (const hook of [...teardownHooks]) await hook().catch(() => undefined);
   for (const child of [...children]) {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   }

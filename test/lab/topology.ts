@@ -1,0 +1,494 @@
+// A declarative NAT lab built from network namespaces:
+//
+//   [server] 203.0.113.2 ----+
+//   [host c] 203.0.113.100 --+-- br0 in [pub] (203.0.113.1, default gateway, routes nothing else)
+//   [router a] wan 203.0.113.10 --+
+//        lan 192.168.1.1/24 -- [host a] 192.168.1.10, [host d] 192.168.1.11
+//
+// Routers masquerade their LAN out of "wan" (eim or symmetric, see nat.ts); every host's uplink is
+// "eth0". Namespaces are named tbt-l<pid>-<tag>-<role>, so `cleanupStale` can tell a dead run's
+// leftovers from a live run's, and every lab is torn down by netns.ts `teardownAll`.
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import {
+  BLOCK_TABLE,
+  type BlockOptions,
+  blockRuleset,
+  type NatKind,
+  natRuleset,
+  routerFirewall,
+} from "./nat.js";
+import {
+  createNamespace,
+  deleteNamespace,
+  nsRun,
+  onTeardown,
+  run,
+  type SpawnedProcess,
+  spawnInNamespace,
+  uniqueTag,
+} from "./netns.js";
+
+export type { NatKind } from "./nat.js";
+export type HostNat = NatKind | "none";
+
+export interface HostSpec {
+  /** [a-z0-9], at most 12 characters. */
+  name: string;
+  /** Behind a router of its own of this kind, or "none": directly on the public segment. */
+  nat?: HostNat;
+  /** Behind an existing router instead (a router from `routers`, or the router another host got). */
+  router?: string;
+}
+
+export interface RouterSpec {
+  name: string;
+  nat: NatKind;
+}
+
+export interface LabSpec {
+  hosts: HostSpec[];
+  /** Routers without hosts of their own (e.g. targets for `moveHost`). */
+  routers?: RouterSpec[];
+}
+
+export interface LabRouter {
+  readonly name: string;
+  readonly ns: string;
+  /** The LAN gateway address, e.g. 192.168.1.1. */
+  readonly lanAddress: string;
+  /** e.g. 192.168.1.0/24 */
+  readonly lanSubnet: string;
+  /** The public address its hosts appear as. */
+  readonly wanAddress: string;
+  readonly nat: NatKind;
+}
+
+export interface LabHost {
+  readonly name: string;
+  readonly ns: string;
+  /** Its own address on eth0 (a public one for nat "none"). Changes with `moveHost`. */
+  readonly lanAddress: string;
+  /** Its router's WAN address, or its own address on the public segment. */
+  readonly publicAddress: string;
+  /** Undefined when directly on the public segment. */
+  readonly router: LabRouter | undefined;
+  readonly nat: HostNat;
+}
+
+export interface LabServer {
+  readonly ns: string;
+  readonly address: string;
+}
+
+const PUBLIC_PREFIX = "203.0.113";
+const PUBLIC_GATEWAY = `${PUBLIC_PREFIX}.1`;
+const SERVER_ADDRESS = `${PUBLIC_PREFIX}.2`;
+const NAME_RE = /^[a-z0-9]{1,12}$/;
+const STALE_RE = /^tbt-l(\d+)-[0-9a-f]{6}-/;
+
+interface RouterState {
+  name: string;
+  ns: string;
+  index: number;
+  nat: NatKind;
+  nextHost: number;
+}
+
+interface HostState {
+  name: string;
+  ns: string;
+  address: string;
+  /** Router name, or undefined on the public segment. */
+  router: string | undefined;
+}
+
+const labs = new Set<Lab>();
+let hookRegistered = false;
+
+/** Runs a shell snippet inside a namespace: one process for many `ip`/`sysctl` commands. */
+function nsShell(ns: string, script: string): Promise<string> {
+  return nsRun(ns, "sh", ["-ec", script]);
+}
+
+// No IPv6 (keeps ICE candidate sets to the addresses the lab defines) and explicit forwarding.
+function baseSysctls(forward: boolean): string {
+  return `sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=${forward ? 1 : 0}`;
+}
+
+// A fixed bridge MAC: otherwise a bridge takes its lowest port's MAC, which changes when a port leaves
+// (moveHost), and the other hosts' ARP entries for the gateway go stale for tens of seconds.
+function bridgeMac(): string {
+  const b = randomBytes(5);
+  return ["02", ...[...b].map((x) => x.toString(16).padStart(2, "0"))].join(":");
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Ends every process inside a namespace by PID (SIGTERM, then SIGKILL after 2 s). */
+async function killNamespacePids(ns: string): Promise<void> {
+  const pids = (await run("ip", ["netns", "pids", ns]).catch(() => ""))
+    .split(/\s+/)
+    .filter(Boolean)
+    .map(Number)
+    .filter((p) => Number.isInteger(p) && p > 1 && p !== process.pid);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  const deadline = Date.now() + 2000;
+  while (pids.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  for (const pid of pids.filter(isAlive)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** Removes tbt-l<pid>-* namespaces whose creating process is dead (and the processes left inside them). */
+export async function cleanupStale(): Promise<string[]> {
+  const names = (await run("ip", ["netns", "list"]))
+    .split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((n) => {
+      const m = STALE_RE.exec(n);
+      return m !== null && Number(m[1]) !== process.pid && !isAlive(Number(m[1]));
+    });
+  for (const ns of names) {
+    await killNamespacePids(ns);
+    await run("ip", ["netns", "del", ns]).catch(() => undefined);
+  }
+  return names;
+}
+
+export class Lab {
+  readonly server: LabServer;
+  private readonly routers = new Map<string, RouterState>();
+  private readonly hostStates = new Map<string, HostState>();
+  private readonly namespaces: string[] = [];
+  private nextRouterIndex = 1;
+  private nextPublicHost = 100;
+  private torn = false;
+
+  private constructor(
+    readonly tag: string,
+    readonly publicNs: string,
+  ) {
+    this.server = { ns: this.nsName("srv"), address: SERVER_ADDRESS };
+  }
+
+  /** Builds the public segment, the server namespace, the routers and the hosts. */
+  static async create(spec: LabSpec): Promise<Lab> {
+    const tag = uniqueTag();
+    const lab = new Lab(tag, `tbt-l${process.pid}-${tag}-pub`);
+    labs.add(lab);
+    if (!hookRegistered) {
+      hookRegistered = true;
+      // teardownAll (in any afterAll) then removes labs a failed test never tore down.
+      onTeardown(async () => {
+        for (const l of [...labs]) await l.teardown();
+      });
+    }
+    try {
+      await lab.addNamespace(lab.publicNs);
+      await nsShell(
+        lab.publicNs,
+        `${baseSysctls(false)}
+ip link add br0 address ${bridgeMac()} type bridge stp_state 0 forward_delay 0
+ip addr add ${PUBLIC_GATEWAY}/24 dev br0
+ip link set br0 up`,
+      );
+      const setups: Promise<unknown>[] = [lab.attachPublic(lab.server.ns, "srv", SERVER_ADDRESS, true)];
+      for (const r of spec.routers ?? []) setups.push(lab.addRouter(r.name, r.nat));
+      for (const h of spec.hosts) {
+        if (h.router === undefined && h.nat !== undefined && h.nat !== "none") {
+          setups.push(lab.addRouter(h.name, h.nat));
+        }
+      }
+      await Promise.all(setups);
+      await Promise.all(spec.hosts.map((h) => lab.addHost(h)));
+      return lab;
+    } catch (err) {
+      await lab.teardown();
+      throw err;
+    }
+  }
+
+  private nsName(role: string): string {
+    return `tbt-l${process.pid}-${this.tag}-${role}`;
+  }
+
+  private async addNamespace(ns: string): Promise<void> {
+    this.namespaces.push(ns);
+    await createNamespace(ns);
+  }
+
+  /** Creates a namespace (unless it exists) joined to the public bridge with `address`. */
+  private async attachPublic(ns: string, port: string, address: string, create: boolean): Promise<void> {
+    if (create) {
+      await this.addNamespace(ns);
+      await nsShell(ns, baseSysctls(false));
+    }
+    await this.link(this.publicNs, port, "br0", ns, "eth0", address, PUBLIC_GATEWAY);
+  }
+
+  /** A veth from `upNs` (port enslaved to `bridge`) to `downNs` (`iface` with `address`/24, default via gw). */
+  private async link(
+    upNs: string,
+    port: string,
+    bridge: string,
+    downNs: string,
+    iface: string,
+    address: string,
+    gateway: string,
+  ): Promise<void> {
+    await nsShell(
+      upNs,
+      `ip link add ${port} type veth peer name ${iface} netns ${downNs}
+ip link set ${port} master ${bridge} up`,
+    );
+    await nsShell(
+      downNs,
+      `ip addr add ${address}/24 dev ${iface}
+ip link set ${iface} up
+ip route replace default via ${gateway} dev ${iface}`,
+    );
+  }
+
+  /** Adds a NAT router on the public segment with an empty LAN 192.168.<n>.0/24. */
+  async addRouter(name: string, nat: NatKind): Promise<LabRouter> {
+    if (!NAME_RE.test(name)) throw new Error(`router name ${name} must match ${NAME_RE}`);
+    if (this.routers.has(name)) throw new Error(`router ${name} exists`);
+    const index = this.nextRouterIndex++;
+    if (index > 89) throw new Error("too many routers");
+    const state: RouterState = { name, ns: this.nsName(`r-${name}`), index, nat, nextHost: 10 };
+    this.routers.set(name, state);
+    await this.addNamespace(state.ns);
+    await nsShell(
+      state.ns,
+      `${baseSysctls(true)}
+ip link add lan address ${bridgeMac()} type bridge stp_state 0 forward_delay 0
+ip addr add 192.168.${index}.1/24 dev lan
+ip link set lan up`,
+    );
+    await nsRun(state.ns, "nft", ["-f", "-"], routerFirewall() + natRuleset(nat));
+    await this.link(
+      this.publicNs,
+      `r-${name}`,
+      "br0",
+      state.ns,
+      "wan",
+      this.wanAddress(state),
+      PUBLIC_GATEWAY,
+    );
+    return this.router(name);
+  }
+
+  /** Adds a host: behind `spec.router`, behind a new router of its own, or on the public segment. */
+  async addHost(spec: HostSpec): Promise<LabHost> {
+    if (!NAME_RE.test(spec.name)) throw new Error(`host name ${spec.name} must match ${NAME_RE}`);
+    if (this.hostStates.has(spec.name)) throw new Error(`host ${spec.name} exists`);
+    let router: string | undefined = spec.router;
+    if (router === undefined && spec.nat !== undefined && spec.nat !== "none") {
+      router = spec.name;
+      if (!this.routers.has(router)) await this.addRouter(router, spec.nat);
+    }
+    if (router !== undefined) {
+      const r = this.routers.get(router);
+      if (!r) throw new Error(`host ${spec.name}: no router ${router}`);
+      if (spec.nat !== undefined && spec.nat !== r.nat) {
+        throw new Error(`host ${spec.name}: nat ${spec.nat} but router ${router} is ${r.nat}`);
+      }
+    }
+    const state: HostState = { name: spec.name, ns: this.nsName(`h-${spec.name}`), address: "", router };
+    this.hostStates.set(spec.name, state);
+    await this.addNamespace(state.ns);
+    await nsShell(state.ns, baseSysctls(false));
+    await this.connect(state, router);
+    return this.host(spec.name);
+  }
+
+  private wanAddress(r: RouterState): string {
+    return `${PUBLIC_PREFIX}.${9 + r.index}`;
+  }
+
+  private async connect(h: HostState, router: string | undefined): Promise<void> {
+    if (router === undefined) {
+      const n = this.nextPublicHost++;
+      if (n > 250) throw new Error("public segment full");
+      h.address = `${PUBLIC_PREFIX}.${n}`;
+      h.router = undefined;
+      await this.link(this.publicNs, `h-${h.name}`, "br0", h.ns, "eth0", h.address, PUBLIC_GATEWAY);
+      return;
+    }
+    const r = this.routers.get(router);
+    if (!r) throw new Error(`no router ${router}`);
+    const n = r.nextHost++;
+    if (n > 250) throw new Error(`router ${router} LAN full`);
+    h.address = `192.168.${r.index}.${n}`;
+    h.router = router;
+    await this.link(r.ns, `h-${h.name}`, "lan", h.ns, "eth0", h.address, `192.168.${r.index}.1`);
+  }
+
+  router(name: string): LabRouter {
+    const r = this.routers.get(name);
+    if (!r) throw new Error(`no router ${name}`);
+    return {
+      name: r.name,
+      ns: r.ns,
+      lanAddress: `192.168.${r.index}.1`,
+      lanSubnet: `192.168.${r.index}.0/24`,
+      wanAddress: this.wanAddress(r),
+      nat: r.nat,
+    };
+  }
+
+  /** A live view of a host: its addresses follow `moveHost`. */
+  host(name: string): LabHost {
+    const h = this.hostStates.get(name);
+    if (!h) throw new Error(`no host ${name}`);
+    const lab = this;
+    return {
+      name: h.name,
+      ns: h.ns,
+      get lanAddress() {
+        return h.address;
+      },
+      get router() {
+        return h.router === undefined ? undefined : lab.router(h.router);
+      },
+      get publicAddress() {
+        return h.router === undefined ? h.address : lab.router(h.router).wanAddress;
+      },
+      get nat(): HostNat {
+        return h.router === undefined ? "none" : lab.router(h.router).nat;
+      },
+    };
+  }
+
+  hosts(): LabHost[] {
+    return [...this.hostStates.keys()].map((n) => this.host(n));
+  }
+
+  private nsOf(target: string | { ns: string }): string {
+    return typeof target === "string" ? this.host(target).ns : target.ns;
+  }
+
+  /** Runs a command in a host (by name) or any lab namespace ({ ns }), returning stdout. */
+  exec(target: string | { ns: string }, cmd: string, args: string[], input?: string): Promise<string> {
+    return nsRun(this.nsOf(target), cmd, args, input);
+  }
+
+  /** Starts a tracked long-running process in a host or lab namespace. */
+  spawn(
+    target: string | { ns: string },
+    cmd: string,
+    args: string[],
+    env?: NodeJS.ProcessEnv,
+  ): SpawnedProcess {
+    return spawnInNamespace(this.nsOf(target), cmd, args, env);
+  }
+
+  /** Switches a router's NAT kind at once. Existing conntrack mappings stay until `flushConntrack`. */
+  async setNat(router: string, nat: NatKind): Promise<void> {
+    const r = this.routers.get(router);
+    if (!r) throw new Error(`no router ${router}`);
+    await nsRun(r.ns, "nft", ["-f", "-"], natRuleset(nat));
+    r.nat = nat;
+  }
+
+  /** Forgets every NAT mapping of a router (as a router reboot would); needs `conntrack`. */
+  async flushConntrack(router: string): Promise<void> {
+    const r = this.routers.get(router);
+    if (!r) throw new Error(`no router ${router}`);
+    try {
+      await nsRun(r.ns, "conntrack", ["-F"]);
+    } catch (err) {
+      // conntrack -F exits 1 with "0 flow entries" on some versions when the table is empty.
+      if (!/flow entries have been deleted/.test(String(err))) {
+        throw new Error(`${String(err)} (is the conntrack package installed? apt-get install conntrack)`);
+      }
+    }
+  }
+
+  /** The router's conntrack table (`conntrack -L`), for debugging and assertions. */
+  conntrack(router: string): Promise<string> {
+    return this.exec(this.router(router), "conntrack", ["-L", "-p", "udp"]);
+  }
+
+  /**
+   * Roaming: unplugs the host and plugs it into another router's LAN ("public": the public segment)
+   * with a new address. Processes and sockets in the host keep running; sockets bound to the old
+   * address stop working, as on a real device.
+   */
+  async moveHost(host: string, toRouter: string): Promise<LabHost> {
+    const h = this.hostStates.get(host);
+    if (!h) throw new Error(`no host ${host}`);
+    const target = toRouter === "public" ? undefined : toRouter;
+    if (target !== undefined && !this.routers.has(target)) throw new Error(`no router ${toRouter}`);
+    const upNs = h.router === undefined ? this.publicNs : this.routers.get(h.router)!.ns;
+    await nsRun(upNs, "ip", ["link", "del", `h-${h.name}`]);
+    await this.connect(h, target);
+    return this.host(host);
+  }
+
+  /** Takes a host's uplink down (or up again, restoring its default route). */
+  async setLink(host: string, up: boolean): Promise<void> {
+    const h = this.hostStates.get(host);
+    if (!h) throw new Error(`no host ${host}`);
+    const gw = h.router === undefined ? PUBLIC_GATEWAY : this.router(h.router).lanAddress;
+    await nsShell(
+      h.ns,
+      up ? `ip link set eth0 up\nip route replace default via ${gw} dev eth0` : "ip link set eth0 down",
+    );
+  }
+
+  /** Drops UDP on the host's uplink (see BlockOptions for the TCP-only firewall). Survives moveHost. */
+  async blockUdp(host: string, options: BlockOptions = {}): Promise<void> {
+    await this.exec(host, "nft", ["-f", "-"], blockRuleset("eth0", options));
+  }
+
+  async unblock(host: string): Promise<void> {
+    await this.exec(
+      host,
+      "nft",
+      ["-f", "-"],
+      `table inet ${BLOCK_TABLE}\ndelete table inet ${BLOCK_TABLE}\n`,
+    );
+  }
+
+  /** Ends every process in the lab's namespaces (by PID) and removes them. Safe to call twice. */
+  async teardown(): Promise<void> {
+    if (this.torn) return;
+    this.torn = true;
+    labs.delete(this);
+    await Promise.all(this.namespaces.map((ns) => killNamespacePids(ns)));
+    // Hosts and routers first, so their veths go before the bridge they hang on.
+    for (const ns of [...this.namespaces].reverse()) await deleteNamespace(ns);
+  }
+}
+
+/** Whether this kernel/tooling can run the lab (root, netns, nft, bridge). */
+export async function labSupported(): Promise<boolean> {
+  try {
+    const status = await readFile("/proc/self/status", "utf8");
+    const eff = /CapEff:\s*([0-9a-f]+)/.exec(status)?.[1] ?? "0";
+    // CAP_NET_ADMIN is bit 12, CAP_SYS_ADMIN (for `ip netns add`) bit 21.
+    const caps = BigInt(`0x${eff}`);
+    return (caps & (1n << 12n)) !== 0n && (caps & (1n << 21n)) !== 0n;
+  } catch {
+    return false;
+  }
+}
