@@ -272,6 +272,10 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
         maxMessageBytes: MAX_MESSAGE_BYTES,
         maxPeersPerMessage: MAX_PEERS_PER_MESSAGE,
         maxDeclaredPeers: limits.maxDeclaredPeers,
+        messagesPerSecond: limits.messagesPerSecond,
+        messageBurst: limits.messageBurst,
+        bytesPerSecond: limits.bytesPerSecond,
+        byteBurst: limits.byteBurst,
       },
     });
   }

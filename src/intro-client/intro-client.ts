@@ -86,11 +86,8 @@ export interface IntroClientOptions {
 
 type ClientState = "stopped" | "connecting" | "online" | "waiting";
 
-/** Our own pace stays under the server's limits (200 msg/s, 512 KiB/s by default) with margin. */
-const OUTGOING_MESSAGES_PER_SECOND = 150;
-const OUTGOING_MESSAGE_BURST = 300;
-const OUTGOING_BYTES_PER_SECOND = 384 * 1024;
-const OUTGOING_BYTE_BURST = 768 * 1024;
+/** Our own pace is this share of the limits the server announces, so we are never cut off for it. */
+const PACE_SHARE = 0.75;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_CONNECTION_MS = 5_000;
 
@@ -121,8 +118,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly declared = new Set<string>();
   private readonly onlinePeers = new Set<string>();
   private readonly queue: string[] = [];
-  private messageBucket = new TokenBucket(OUTGOING_MESSAGE_BURST, OUTGOING_MESSAGES_PER_SECOND);
-  private byteBucket = new TokenBucket(OUTGOING_BYTE_BURST, OUTGOING_BYTES_PER_SECOND);
+  private messageBucket = new TokenBucket(1, 1);
+  private byteBucket = new TokenBucket(1, 1);
 
   constructor(options: IntroClientOptions) {
     super();
@@ -398,8 +395,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.state = "online";
     this.onlineSince = Date.now();
     this.maxDeclaredPeers = welcome.limits.maxDeclaredPeers;
-    this.messageBucket = new TokenBucket(OUTGOING_MESSAGE_BURST, OUTGOING_MESSAGES_PER_SECOND);
-    this.byteBucket = new TokenBucket(OUTGOING_BYTE_BURST, OUTGOING_BYTES_PER_SECOND);
+    const { limits } = welcome;
+    this.messageBucket = new TokenBucket(
+      limits.messageBurst * PACE_SHARE,
+      limits.messagesPerSecond * PACE_SHARE,
+    );
+    this.byteBucket = new TokenBucket(limits.byteBurst * PACE_SHARE, limits.bytesPerSecond * PACE_SHARE);
     this.currentServerInfo = { stunUrls: welcome.stunUrls, turn: welcome.turn };
 
     // The server pings every keepaliveSeconds; hearing nothing for 2.5 of those means it is gone.

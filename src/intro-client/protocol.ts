@@ -136,6 +136,11 @@ export const welcomeMessageSchema = z.object({
     maxMessageBytes: z.number().int().positive(),
     maxPeersPerMessage: z.number().int().positive(),
     maxDeclaredPeers: z.number().int().positive(),
+    /** The per-connection rate limits (token buckets) the client must stay under. */
+    messagesPerSecond: z.number().positive(),
+    messageBurst: z.number().positive(),
+    bytesPerSecond: z.number().positive(),
+    byteBurst: z.number().positive(),
   }),
 });
 

@@ -1,0 +1,245 @@
+// Who may connect as whom, who sees whom, what the server can read, and what receivers refuse.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type IntroServer, type RelayObservation, startIntroServer } from "../../intro-server/server.js";
+import { EnvelopeCodec } from "../../src/intro-client/envelope.js";
+import { IntroClient, IntroOfflineError } from "../../src/intro-client/intro-client.js";
+import { CloseCode, type SealedEnvelope } from "../../src/intro-client/protocol.js";
+import { createLogger } from "../../src/log.js";
+import { newKey, RawIntroConnection, sleep, type TestKey, waitForEvent } from "./intro-support.js";
+
+const silent = createLogger("test", "silent");
+let server: IntroServer;
+const relayed: RelayObservation[] = [];
+const cleanup: Array<() => Promise<void> | void> = [];
+
+function client(key: TestKey, peers: string[]): IntroClient {
+  const intro = new IntroClient({
+    url: server.url,
+    privateKey: key.privateKey,
+    logger: silent,
+    reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+  });
+  intro.setPeers(peers);
+  cleanup.push(() => intro.stop());
+  return intro;
+}
+
+async function started(intro: IntroClient): Promise<IntroClient> {
+  const connected = waitForEvent(intro, "connected");
+  intro.start();
+  await connected;
+  return intro;
+}
+
+beforeAll(async () => {
+  server = await startIntroServer({
+    port: 0,
+    stun: false,
+    logger: silent,
+    onRelay: (relay) => relayed.push(relay),
+  });
+});
+
+afterEach(async () => {
+  for (const step of cleanup.splice(0).reverse()) await step();
+  relayed.length = 0;
+});
+
+afterAll(async () => {
+  await server?.close();
+});
+
+describe("authentication", () => {
+  it("rejects a client that claims a key it does not hold, and leaves the holder connected", async () => {
+    const aliceKey = newKey();
+    const alice = await started(client(aliceKey, []));
+
+    const impostor = await RawIntroConnection.open(server.url);
+    await impostor.authenticate(newKey().privateKey, aliceKey.publicKey);
+    expect(await impostor.closed).toMatchObject({ code: CloseCode.authFailed });
+
+    const garbage = await RawIntroConnection.open(server.url);
+    await garbage.next("challenge");
+    garbage.send({
+      type: "auth",
+      version: 1,
+      publicKey: aliceKey.publicKey,
+      proof: Buffer.alloc(32, 7).toString("base64"),
+    });
+    expect((await garbage.closed).code).toBe(CloseCode.authFailed);
+
+    // A low-order key has no private key at all; the all-zero DH must not authenticate it.
+    const lowOrder = await RawIntroConnection.open(server.url);
+    await lowOrder.next("challenge");
+    lowOrder.send({
+      type: "auth",
+      version: 1,
+      publicKey: Buffer.alloc(32).toString("base64"),
+      proof: Buffer.alloc(32).toString("base64"),
+    });
+    expect((await lowOrder.closed).code).toBe(CloseCode.authFailed);
+
+    await sleep(50);
+    expect(alice.connected).toBe(true);
+    expect(server.stats().authenticated).toBe(1);
+  });
+
+  it("replaces an older connection of the same key by a newer one", async () => {
+    const aliceKey = newKey();
+    const bobKey = newKey();
+    const bob = await started(client(bobKey, [aliceKey.publicKey]));
+    const first = await started(client(aliceKey, [bobKey.publicKey]));
+    await waitForEvent(bob, "peer-online");
+
+    const replaced = waitForEvent<[{ code: number }]>(first, "disconnected");
+    const second = client(aliceKey, [bobKey.publicKey]);
+    const secondOnline = waitForEvent(second, "peer-online");
+    second.start();
+    expect((await replaced)[0].code).toBe(CloseCode.replaced);
+    await first.stop(); // a real deployment has one process per key; this one bows out
+    await secondOnline;
+    const delivered = waitForEvent<[string, unknown]>(bob, "envelope");
+    second.send(bobKey.publicKey, "from the newer connection");
+    expect((await delivered)[1]).toBe("from the newer connection");
+    expect(server.stats().authenticated).toBe(2);
+  });
+});
+
+describe("declared peers", () => {
+  it("hides presence and refuses relay until both sides declared each other", async () => {
+    const aliceKey = newKey();
+    const carolKey = newKey();
+    const alice = await started(client(aliceKey, []));
+    const aliceSaw: string[] = [];
+    alice.on("peer-online", (key) => aliceSaw.push(key));
+    alice.on("envelope", (key) => aliceSaw.push(`envelope from ${key}`));
+
+    // Carol declares Alice; Alice has not declared Carol.
+    const carol = await RawIntroConnection.open(server.url);
+    await carol.authenticate(carolKey.privateKey);
+    await carol.next("welcome");
+    carol.send({ type: "peers", op: "replace", peers: [aliceKey.publicKey] });
+    const codec = new EnvelopeCodec({ privateKey: carolKey.privateKey });
+    carol.send({ type: "send", to: aliceKey.publicKey, envelope: codec.seal(aliceKey.publicKey, "hello?") });
+    expect((await carol.next("undeliverable")).to).toBe(aliceKey.publicKey);
+    // Same answer as for a key that is not connected at all: Carol cannot tell Alice is online.
+    const nobody = newKey().publicKey;
+    carol.send({ type: "peers", op: "add", peers: [nobody] });
+    carol.send({ type: "send", to: nobody, envelope: codec.seal(nobody, "anyone?") });
+    expect((await carol.next("undeliverable")).to).toBe(nobody);
+    await sleep(100);
+    expect(carol.received.filter((message) => message.type === "presence")).toEqual([]);
+    expect(aliceSaw).toEqual([]);
+    expect(() => alice.send(carolKey.publicKey, "x")).toThrow(IntroOfflineError);
+    expect(relayed).toEqual([]);
+
+    // Alice declares Carol: both learn of each other.
+    const aliceSeesCarol = waitForEvent(alice, "peer-online");
+    alice.setPeers([carolKey.publicKey]);
+    expect(await aliceSeesCarol).toEqual([carolKey.publicKey]);
+    expect(await carol.next("presence")).toMatchObject({ peer: aliceKey.publicKey, online: true });
+
+    // Alice withdraws: both see the other go offline, and relay stops.
+    const aliceLosesCarol = waitForEvent(alice, "peer-offline");
+    alice.setPeers([]);
+    await aliceLosesCarol;
+    expect(await carol.next("presence")).toMatchObject({ peer: aliceKey.publicKey, online: false });
+    carol.send({
+      type: "send",
+      to: aliceKey.publicKey,
+      envelope: codec.seal(aliceKey.publicKey, "still there?"),
+    });
+    await carol.next("undeliverable");
+    carol.close();
+  });
+
+  it("send() fails clearly while offline or while the peer is offline", async () => {
+    const aliceKey = newKey();
+    const alice = client(aliceKey, [newKey().publicKey]);
+    const peer = newKey().publicKey;
+    expect(() => alice.send(peer, "x")).toThrow(/not connected to the introduction server/);
+    await started(alice);
+    try {
+      alice.send(peer, "x");
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(IntroOfflineError);
+      expect(error).toMatchObject({ code: "INTRO_OFFLINE", reason: "peer-offline" });
+    }
+  });
+});
+
+describe("end-to-end envelopes", () => {
+  it("are opaque to the server that relays them", async () => {
+    const aliceKey = newKey();
+    const bobKey = newKey();
+    const alice = await started(client(aliceKey, [bobKey.publicKey]));
+    const aliceSeesBob = waitForEvent(alice, "peer-online");
+    const bob = await started(client(bobKey, [aliceKey.publicKey]));
+    await aliceSeesBob;
+
+    const secret = "candidate:1 1 udp 2130706431 198.51.100.77 51820 typ host";
+    const delivered = waitForEvent<[string, unknown]>(bob, "envelope");
+    alice.send(bobKey.publicKey, { secret });
+    expect(await delivered).toEqual([aliceKey.publicKey, { secret }]);
+
+    expect(relayed).toHaveLength(1);
+    const seen = relayed[0]!;
+    expect(seen).toMatchObject({ from: aliceKey.publicKey, to: bobKey.publicKey });
+    expect(seen.frame).not.toContain("198.51.100.77");
+    expect(seen.frame).not.toContain("candidate");
+    const frame = JSON.parse(seen.frame) as { envelope: SealedEnvelope };
+    expect(Object.keys(frame).sort()).toEqual(["envelope", "to", "type"]);
+    expect(Object.keys(frame.envelope).sort()).toEqual(["c", "n"]);
+    const ciphertext = Buffer.from(frame.envelope.c, "base64");
+    expect(ciphertext.toString("latin1")).not.toContain("198.51.100.77");
+
+    // Everything the server knows (both public keys) does not open it; only Bob's private key does.
+    const outsider = new EnvelopeCodec({ privateKey: newKey().privateKey });
+    expect(outsider.open(aliceKey.publicKey, frame.envelope)).toMatchObject({
+      ok: false,
+      reason: "undecryptable",
+    });
+    const bobCodec = new EnvelopeCodec({ privateKey: bobKey.privateKey });
+    expect(bobCodec.open(aliceKey.publicKey, frame.envelope)).toMatchObject({
+      ok: true,
+      payload: { secret },
+    });
+  });
+
+  it("a replayed, a stale and a tampered envelope are each dropped by the receiver", async () => {
+    const aliceKey = newKey();
+    const bobKey = newKey();
+    const alice = await started(client(aliceKey, [bobKey.publicKey]));
+    const received: unknown[] = [];
+    const dropped: string[] = [];
+    alice.on("envelope", (_from, payload) => received.push(payload));
+    alice.on("envelope-dropped", (_from, reason) => dropped.push(reason));
+
+    // Bob is played by hand, so he can send what a real client never would.
+    const bob = await RawIntroConnection.open(server.url);
+    await bob.authenticate(bobKey.privateKey);
+    await bob.next("welcome");
+    const online = waitForEvent(alice, "peer-online");
+    bob.send({ type: "peers", op: "replace", peers: [aliceKey.publicKey] });
+    await online;
+    const bobCodec = new EnvelopeCodec({ privateKey: bobKey.privateKey });
+    const sendEnvelope = (envelope: SealedEnvelope) =>
+      bob.send({ type: "send", to: aliceKey.publicKey, envelope });
+
+    const first = bobCodec.seal(aliceKey.publicKey, "first");
+    sendEnvelope(first);
+    sendEnvelope(first); // replayed
+    sendEnvelope(bobCodec.seal(aliceKey.publicKey, "stale", Date.now() - 5 * 60_000));
+    const tampered = bobCodec.seal(aliceKey.publicKey, "tampered");
+    const bytes = Buffer.from(tampered.c, "base64");
+    bytes[3]! ^= 0x01;
+    sendEnvelope({ ...tampered, c: bytes.toString("base64") });
+    sendEnvelope(bobCodec.seal(aliceKey.publicKey, "last"));
+
+    await waitForEvent(alice, "envelope", (_from, payload) => payload === "last");
+    expect(received).toEqual(["first", "last"]);
+    expect(dropped).toEqual(["replayed", "stale", "undecryptable"]);
+    bob.close();
+  });
+});
