@@ -146,7 +146,6 @@ function localKey(raw: Uint8Array): LocalKey {
 
 /** Responder state after consuming an initiation; what a response is built from. */
 interface ResponderState {
-  local: LocalKey;
   initiatorStatic: Uint8Array;
   initiatorEphemeral: Uint8Array;
   initiatorIndex: number;
@@ -155,44 +154,46 @@ interface ResponderState {
   hash: Uint8Array;
 }
 
-function consumeInitiation(localPrivateKey: Uint8Array, msg: Uint8Array, withTimestamp: boolean) {
-  const local = localKey(localPrivateKey);
+/** The first half of consuming an initiation: up to and including the encrypted static key. */
+function openStatic(local: LocalKey, msg: Uint8Array) {
   if (messageType(msg) !== MessageType.Initiation) return null;
   const ephemeral = msg.subarray(InitiationOffset.EPHEMERAL, InitiationOffset.EPHEMERAL + KEY_SIZE);
   const sealedStatic = msg.subarray(
     InitiationOffset.STATIC,
     InitiationOffset.STATIC + InitiationOffset.STATIC_SIZE,
   );
-  let [ck] = hkdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
-  let h = hash(local.hash, ephemeral);
+  const [ck0] = hkdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
+  const h = hash(local.hash, ephemeral);
   const es = dh(local.object, ephemeral);
   if (!es) return null;
-  let [ck2, key] = hkdf(ck, es, 2) as [Uint8Array, Uint8Array];
+  const [chainingKey, key] = hkdf(ck0, es, 2) as [Uint8Array, Uint8Array];
   const initiatorStatic = aeadDecrypt(key, 0, sealedStatic, h);
   if (!initiatorStatic) return null;
-  if (!withTimestamp) return { initiatorStatic };
-  h = hash(h, sealedStatic);
-  const ss = dh(local.object, initiatorStatic);
+  return { ephemeral, initiatorStatic, chainingKey, hash: hash(h, sealedStatic) };
+}
+
+/** The whole initiation as a responder consumes it, or null when any part fails. */
+function consumeInitiation(localPrivateKey: Uint8Array, msg: Uint8Array): ResponderState | null {
+  const local = localKey(localPrivateKey);
+  const opened = openStatic(local, msg);
+  if (!opened) return null;
+  const ss = dh(local.object, opened.initiatorStatic);
   if (!ss) return null;
-  [ck2, key] = hkdf(ck2, ss, 2) as [Uint8Array, Uint8Array];
-  ck = ck2;
+  const [chainingKey, key] = hkdf(opened.chainingKey, ss, 2) as [Uint8Array, Uint8Array];
   const sealedTimestamp = msg.subarray(
     InitiationOffset.TIMESTAMP,
     InitiationOffset.TIMESTAMP + InitiationOffset.TIMESTAMP_SIZE,
   );
-  const timestamp = aeadDecrypt(key, 0, sealedTimestamp, h);
+  const timestamp = aeadDecrypt(key, 0, sealedTimestamp, opened.hash);
   if (!timestamp) return null;
-  h = hash(h, sealedTimestamp);
-  const state: ResponderState = {
-    local,
-    initiatorStatic,
-    initiatorEphemeral: ephemeral.slice(),
+  return {
+    initiatorStatic: opened.initiatorStatic,
+    initiatorEphemeral: opened.ephemeral.slice(),
     initiatorIndex: readU32LE(msg, InitiationOffset.SENDER),
     timestamp,
-    chainingKey: ck,
-    hash: h,
+    chainingKey,
+    hash: hash(opened.hash, sealedTimestamp),
   };
-  return state;
 }
 
 /**
@@ -204,7 +205,7 @@ export function decryptInitiatorStatic(
   localPrivateKey: Uint8Array,
   initiation: Uint8Array,
 ): Uint8Array | null {
-  return consumeInitiation(localPrivateKey, initiation, false)?.initiatorStatic ?? null;
+  return openStatic(localKey(localPrivateKey), initiation)?.initiatorStatic ?? null;
 }
 
 /** Like decryptInitiatorStatic, and also decrypts the TAI64N timestamp (which proves the static key). */
@@ -212,8 +213,8 @@ export function decryptInitiation(
   localPrivateKey: Uint8Array,
   initiation: Uint8Array,
 ): { initiatorStatic: Uint8Array; timestamp: Uint8Array; senderIndex: number } | null {
-  const state = consumeInitiation(localPrivateKey, initiation, true);
-  if (!state || !("timestamp" in state)) return null;
+  const state = consumeInitiation(localPrivateKey, initiation);
+  if (!state) return null;
   return {
     initiatorStatic: state.initiatorStatic,
     timestamp: state.timestamp,
@@ -252,18 +253,20 @@ export function initiateHandshake(opts: InitiationOptions): { message: Uint8Arra
   const timestamp = opts.timestamp instanceof Uint8Array ? opts.timestamp : tai64n(opts.timestamp);
   if (timestamp.length !== TAI64N_SIZE) throw new RangeError("a TAI64N timestamp is 12 bytes");
 
+  // Names follow the paper: C (chaining key), H (hash), k (AEAD key); the responder mirrors this.
+  let ck: Uint8Array;
+  let key: Uint8Array;
   let h = hash(INITIAL_HASH, opts.responderPublicKey);
-  let [ck] = hkdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
+  [ck] = hkdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
   h = hash(h, ephemeral);
   const es = dh(ephemeralKey, opts.responderPublicKey);
   if (!es) throw new RangeError("responder public key is not a usable X25519 point");
-  let [ck2, key] = hkdf(ck, es, 2) as [Uint8Array, Uint8Array];
+  [ck, key] = hkdf(ck, es, 2) as [Uint8Array, Uint8Array];
   const encryptedStatic = aeadEncrypt(key, 0, initiatorPublicKey, h);
   h = hash(h, encryptedStatic);
   const ss = dh(staticKey, opts.responderPublicKey);
   if (!ss) throw new RangeError("responder public key is not a usable X25519 point");
-  [ck2, key] = hkdf(ck2, ss, 2) as [Uint8Array, Uint8Array];
-  ck = ck2;
+  [ck, key] = hkdf(ck, ss, 2) as [Uint8Array, Uint8Array];
   const encryptedTimestamp = aeadEncrypt(key, 0, timestamp, h);
   h = hash(h, encryptedTimestamp);
 
@@ -323,8 +326,8 @@ export interface ResponseOptions {
  * the initiator accepts. Throws RangeError when the initiation does not decrypt with the key.
  */
 export function buildResponse(opts: ResponseOptions): Uint8Array {
-  const state = consumeInitiation(opts.responderPrivateKey, opts.initiation, true);
-  if (!state || !("chainingKey" in state)) throw new RangeError("initiation does not decrypt with this key");
+  const state = consumeInitiation(opts.responderPrivateKey, opts.initiation);
+  if (!state) throw new RangeError("initiation does not decrypt with this key");
   const psk = opts.presharedKey ?? ZERO_KEY;
   checkKey(psk, "preshared key");
   const ephemeralPrivateKey = opts.ephemeralPrivateKey ?? generateKeyPair().privateKey;
