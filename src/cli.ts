@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { runCommand } from "./commands/run.js";
+import { statusCommand } from "./commands/status.js";
+import { ConfigError, TunnelboreError } from "./errors.js";
+
+const USAGE = `Usage: tunnelbore COMMAND [options]
+
+Commands:
+  run            proxy a WireGuard interface's peers (tunnelbore run --help)
+  intro-server   run an introduction server (tunnelbore intro-server --help)
+  status         show each peer's state (tunnelbore status --help)
+
+Options:
+  -h, --help     this help
+  -v, --version  the version
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+async function loadCommand(name: string): Promise<Command | null> {
+  switch (name) {
+    case "run":
+      return runCommand;
+    case "status":
+      return statusCommand;
+    default:
+      return null;
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "-h" || name === "--help" || name === "help") {
+    process.stdout.write(USAGE);
+    return name ? 0 : 2;
+  }
+  if (name === "-v" || name === "--version") {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
+    process.stdout.write(`tunnelbore ${pkg.version}\n`);
+    return 0;
+  }
+  const command = await loadCommand(name);
+  if (!command) {
+    process.stderr.write(`tunnelbore: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if (err instanceof TunnelboreError) {
+      process.stderr.write(`tunnelbore ${name}: ${err.message}\n`);
+      return err instanceof ConfigError ? 2 : 1;
+    }
+    process.stderr.write(`tunnelbore ${name}: unexpected failure: ${(err as Error)?.stack ?? String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,180 @@
+import { parseArgs } from "node:util";
+import { ControlServer, controlSocketPath, DEFAULT_RUN_DIR } from "../control/control-socket.js";
+import { ConfigError } from "../errors.js";
+import { createLogger } from "../log.js";
+import { decodeKey } from "../mac1/keys.js";
+import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
+import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
+import { Tunnelbore } from "../tunnelbore.js";
+import { hasNetAdmin } from "./capabilities.js";
+
+export const RUN_USAGE = `Usage: tunnelbore run --interface IF [options]
+
+Proxies WireGuard interface IF's peers through loopback sockets.
+
+Options:
+  -i, --interface IF          the WireGuard interface (required)
+      --intro URL             introduction server (ws://HOST:PORT or wss://...)
+      --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821)
+      --loopback-port-base N  first port of the per-peer loopback sockets (default ${DEFAULT_LOOPBACK_PORT_BASE})
+      --no-manage-endpoints   leave WireGuard's peer endpoints alone
+      --endpoint KEY=HOST:PORT
+                              a peer's real endpoint (repeatable); a hostname is re-resolved
+                              at every handshake attempt
+      --state-dir DIR         where replaced endpoints are remembered (default /var/lib/tunnelbore)
+      --poll-interval MS      how often the interface is re-read (default 2000)
+      --run-dir DIR           where the control socket IF.sock lives (default ${DEFAULT_RUN_DIR})
+      --log-level LEVEL       trace, debug, info, warn, error (default info)
+  -h, --help                  this help
+`;
+
+export interface RunConfig {
+  interfaceName: string;
+  intro: string | null;
+  catchAll: { address: string; port: number };
+  loopbackPortBase: number;
+  manageEndpoints: boolean;
+  staticEndpoints: Map<string, Endpoint>;
+  stateDir: string;
+  runDir: string;
+  pollIntervalMs: number;
+  logLevel: string;
+}
+
+/** Turns argv into a RunConfig, or throws a ConfigError that says what to fix. */
+export function parseRunArgs(argv: string[]): RunConfig | "help" {
+  let values: ReturnType<typeof parse>["values"];
+  try {
+    values = parse(argv).values;
+  } catch (err) {
+    throw new ConfigError("bad-usage", `${(err as Error).message}\n\n${RUN_USAGE}`);
+  }
+  if (values.help) return "help";
+  if (!values.interface) throw new ConfigError("bad-usage", `--interface is required\n\n${RUN_USAGE}`);
+  if (!/^[A-Za-z0-9_.=+-]{1,15}$/.test(values.interface)) {
+    throw new ConfigError("bad-usage", `--interface "${values.interface}" is not a valid interface name`);
+  }
+  const listen = parseEndpoint(values.listen ?? "127.0.0.1:51821");
+  const portBase = integer(
+    "--loopback-port-base",
+    values["loopback-port-base"],
+    DEFAULT_LOOPBACK_PORT_BASE,
+    1,
+    65000,
+  );
+  const staticEndpoints = new Map<string, Endpoint>();
+  for (const item of values.endpoint ?? []) {
+    const eq = item.indexOf("=", 44); // a base64 key is 44 characters and ends in "="
+    const key = eq > 0 ? item.slice(0, eq) : "";
+    try {
+      decodeKey(key);
+    } catch {
+      throw new ConfigError(
+        "bad-usage",
+        `--endpoint "${item}" must be PUBLICKEY=HOST:PORT with a base64 WireGuard key`,
+      );
+    }
+    staticEndpoints.set(key, parseEndpoint(item.slice(eq + 1)));
+  }
+  const intro = values.intro ?? null;
+  if (intro !== null && !/^wss?:\/\/[^/\s]+/.test(intro)) {
+    throw new ConfigError("bad-usage", `--intro "${intro}" must be a ws:// or wss:// URL`);
+  }
+  const level = values["log-level"] ?? process.env.TUNNELBORE_LOG ?? "info";
+  if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(level)) {
+    throw new ConfigError(
+      "bad-usage",
+      `--log-level "${level}" is not one of trace, debug, info, warn, error`,
+    );
+  }
+  return {
+    interfaceName: values.interface,
+    intro,
+    catchAll: { address: listen.host, port: listen.port },
+    loopbackPortBase: portBase,
+    manageEndpoints: !values["no-manage-endpoints"],
+    staticEndpoints,
+    stateDir: values["state-dir"] ?? "/var/lib/tunnelbore",
+    runDir: values["run-dir"] ?? DEFAULT_RUN_DIR,
+    pollIntervalMs: integer("--poll-interval", values["poll-interval"], 2000, 100, 600_000),
+    logLevel: level,
+  };
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      interface: { type: "string", short: "i" },
+      intro: { type: "string" },
+      listen: { type: "string" },
+      "loopback-port-base": { type: "string" },
+      "no-manage-endpoints": { type: "boolean" },
+      endpoint: { type: "string", multiple: true },
+      "state-dir": { type: "string" },
+      "run-dir": { type: "string" },
+      "poll-interval": { type: "string" },
+      "log-level": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+}
+
+function integer(flag: string, text: string | undefined, fallback: number, min: number, max: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError("bad-usage", `${flag} must be a whole number from ${min} to ${max}, not "${text}"`);
+  }
+  return n;
+}
+
+/** `tunnelbore run`: runs until SIGINT/SIGTERM, then restores the endpoints it changed. */
+export async function runCommand(argv: string[]): Promise<number> {
+  const config = parseRunArgs(argv);
+  if (config === "help") {
+    process.stdout.write(RUN_USAGE);
+    return 0;
+  }
+  if (!hasNetAdmin()) {
+    throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
+  }
+  if (config.intro) {
+    throw new ConfigError(
+      "not-supported",
+      "--intro is not supported by this version yet; use --endpoint for static peers",
+    );
+  }
+  const logger = createLogger("tunnelbore", config.logLevel);
+  const tunnelbore = new Tunnelbore({ ...config, logger });
+  const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), () =>
+    tunnelbore.statusReport(),
+  );
+  await control.listen();
+  try {
+    await tunnelbore.start();
+  } catch (err) {
+    await control.close();
+    await tunnelbore.stop();
+    throw err;
+  }
+  logger.info(
+    { interface: config.interfaceName, catchAll: `${config.catchAll.address}:${config.catchAll.port}` },
+    "tunnelbore running",
+  );
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, "stopping");
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      resolve();
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+  await control.close();
+  await tunnelbore.stop();
+  return 0;
+}

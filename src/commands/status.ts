@@ -1,0 +1,104 @@
+import { parseArgs } from "node:util";
+import { controlSocketPath, DEFAULT_RUN_DIR, requestStatus } from "../control/control-socket.js";
+import type { StatusReport } from "../control/status.js";
+import { ConfigError } from "../errors.js";
+
+export const STATUS_USAGE = `Usage: tunnelbore status [--interface IF] [--json] [--run-dir DIR]
+
+Shows each peer of a running \`tunnelbore run\`: state, path, remote address, round-trip time,
+last handshake and bytes each way.
+
+Options:
+  -i, --interface IF   the interface (default: the only one running)
+      --json           machine-readable output
+      --run-dir DIR    where the control sockets live (default ${DEFAULT_RUN_DIR})
+  -h, --help           this help
+`;
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  let values: { interface?: string; json?: boolean; "run-dir"?: string; help?: boolean };
+  try {
+    values = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        interface: { type: "string", short: "i" },
+        json: { type: "boolean" },
+        "run-dir": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (err) {
+    throw new ConfigError("bad-usage", `${(err as Error).message}\n\n${STATUS_USAGE}`);
+  }
+  if (values.help) {
+    process.stdout.write(STATUS_USAGE);
+    return 0;
+  }
+  const runDir = values["run-dir"] ?? DEFAULT_RUN_DIR;
+  const name = values.interface ?? (await onlyInterface(runDir));
+  const report = await requestStatus(controlSocketPath(runDir, name));
+  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+  return 0;
+}
+
+async function onlyInterface(runDir: string): Promise<string> {
+  const { readdir } = await import("node:fs/promises");
+  const names = (await readdir(runDir).catch(() => [] as string[]))
+    .filter((f) => f.endsWith(".sock"))
+    .map((f) => f.slice(0, -5));
+  if (names.length === 1 && names[0]) return names[0];
+  throw new ConfigError(
+    "bad-usage",
+    names.length === 0
+      ? `no tunnelbore run is active (no control socket in ${runDir})`
+      : `several interfaces are running (${names.join(", ")}): name one with --interface`,
+  );
+}
+
+function ago(unixSeconds: number): string {
+  if (!unixSeconds) return "never";
+  const s = Math.max(0, Math.round(Date.now() / 1000 - unixSeconds));
+  return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`;
+}
+
+function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+export function formatStatus(report: StatusReport): string {
+  const header = ["PEER", "STATE", "REMOTE", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
+  const rows = report.peers.map((p) => [
+    `${p.publicKey.slice(0, 10)}…`,
+    p.state,
+    p.remote ?? "-",
+    p.loopback,
+    p.rttMs === null ? "-" : `${p.rttMs} ms`,
+    ago(p.lastHandshake),
+    bytes(p.txBytes),
+    bytes(p.rxBytes),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  const dropped = Object.entries(report.drops)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`)
+    .join(", ");
+  return [
+    `interface ${report.interface}  catch-all ${report.catchAll}  wireguard port ${report.wireguardPort}`,
+    line(header),
+    ...rows.map(line),
+    `dropped: ${dropped || "none"}`,
+    "",
+  ].join("\n");
+}

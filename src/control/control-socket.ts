@@ -1,0 +1,118 @@
+import { mkdir, rm } from "node:fs/promises";
+import { connect, createServer, type Server } from "node:net";
+import { dirname, join } from "node:path";
+import { ConfigError, RuntimeError } from "../errors.js";
+import type { StatusReport } from "./status.js";
+
+export const DEFAULT_RUN_DIR = "/run/tunnelbore";
+
+export function controlSocketPath(runDir: string, interfaceName: string): string {
+  return join(runDir, `${interfaceName}.sock`);
+}
+
+const MAX_REQUEST = 256;
+
+/**
+ * The local control socket of `tunnelbore run`: a client writes "status\n" and reads one JSON line.
+ * A Unix socket with mode 0600 in a root-owned directory, so only root (or the owner) can ask.
+ */
+export class ControlServer {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly path: string,
+    private readonly report: () => StatusReport,
+  ) {}
+
+  async listen(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o755 });
+    // A stale socket of a process that was killed would make listen fail with EADDRINUSE.
+    if (await isAlive(this.path)) {
+      throw new ConfigError("already-running", `another tunnelbore already serves ${this.path}`, {
+        path: this.path,
+      });
+    }
+    await rm(this.path, { force: true });
+    const server = createServer((conn) => {
+      let buffered = "";
+      conn.setTimeout(5000, () => conn.destroy());
+      conn.on("error", () => conn.destroy());
+      conn.on("data", (chunk) => {
+        buffered += chunk.toString("utf8");
+        if (buffered.length > MAX_REQUEST) return void conn.destroy();
+        const nl = buffered.indexOf("\n");
+        if (nl < 0) return;
+        const command = buffered.slice(0, nl).trim();
+        if (command === "status") conn.end(`${JSON.stringify(this.report())}\n`);
+        else conn.end(`${JSON.stringify({ error: `unknown command "${command.slice(0, 32)}"` })}\n`);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.path, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", () => undefined);
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await rm(this.path, { force: true });
+  }
+}
+
+async function isAlive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = connect(path);
+    conn.once("connect", () => {
+      conn.destroy();
+      resolve(true);
+    });
+    conn.once("error", () => resolve(false));
+  });
+}
+
+/** Asks a running `tunnelbore run` for its status. */
+export async function requestStatus(path: string, timeoutMs = 5000): Promise<StatusReport> {
+  return new Promise((resolve, reject) => {
+    const conn = connect(path);
+    let body = "";
+    const timer = setTimeout(() => {
+      conn.destroy();
+      reject(new RuntimeError("control-timeout", `no answer from ${path} within ${timeoutMs} ms`, { path }));
+    }, timeoutMs);
+    conn.on("connect", () => conn.write("status\n"));
+    conn.on("data", (chunk) => {
+      body += chunk.toString("utf8");
+    });
+    conn.on("end", () => {
+      clearTimeout(timer);
+      try {
+        const parsed = JSON.parse(body) as StatusReport | { error: string };
+        if ("error" in parsed) reject(new RuntimeError("control-error", parsed.error, { path }));
+        else resolve(parsed);
+      } catch {
+        reject(new RuntimeError("control-bad-answer", `unreadable answer from ${path}`, { path }));
+      }
+    });
+    conn.on("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        err.code === "ENOENT" || err.code === "ECONNREFUSED"
+          ? new ConfigError(
+              "not-running",
+              `no tunnelbore run is serving ${path} (is it running? see --interface)`,
+              {
+                path,
+              },
+            )
+          : new RuntimeError("control-failed", `cannot reach ${path}: ${err.message}`, { path }),
+      );
+    });
+  });
+}

@@ -1,0 +1,118 @@
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import type { Logger } from "../log.js";
+import { MessageType, messageType } from "../mac1/messages.js";
+import { type Endpoint, formatEndpoint } from "./endpoint.js";
+import type { PeerPath } from "./path.js";
+import { SOCKET_BUFFER_BYTES } from "./socket-options.js";
+
+/**
+ * The path to a peer that does not run Tunnelbore: its real endpoint, through a UDP socket of its own
+ * (so replies can be told apart per peer). A hostname is re-resolved on every initiation WireGuard sends;
+ * when the address changed, the initiation is sent again to the new address at once.
+ */
+export class StaticPath implements PeerPath {
+  readonly kind = "static" as const;
+  onDatagram: ((datagram: Buffer) => void) | null = null;
+  /** Called for every datagram that arrives from an address other than the endpoint's. */
+  onForeignDatagram: (() => void) | null = null;
+
+  private socket: Socket | null = null;
+  private family: 4 | 6 = 4;
+  private address: string | null;
+  private readonly isHostname: boolean;
+  private resolving: Promise<void> | null = null;
+  private lastInitiation: Buffer | null = null;
+  private closed = false;
+
+  constructor(
+    readonly endpoint: Endpoint,
+    private readonly log: Logger,
+  ) {
+    const family = isIP(endpoint.host);
+    this.isHostname = family === 0;
+    this.address = this.isHostname ? null : endpoint.host;
+    if (family === 6) this.family = 6;
+  }
+
+  get remote(): string {
+    return this.address ? formatEndpoint({ host: this.address, port: this.endpoint.port }) : "unresolved";
+  }
+
+  /** Binds the socket and, for a hostname, resolves it once. */
+  async open(): Promise<void> {
+    if (this.isHostname) await this.resolve();
+    await this.openSocket();
+  }
+
+  send(datagram: Buffer): void {
+    if (this.isHostname && messageType(datagram) === MessageType.Initiation) {
+      // Keep a copy: the caller reuses nothing, but the resend happens after an await.
+      this.lastInitiation = Buffer.from(datagram);
+      void this.resolve();
+    }
+    if (this.socket && this.address) this.socket.send(datagram, this.endpoint.port, this.address);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket?.close();
+    this.socket = null;
+  }
+
+  private async openSocket(): Promise<void> {
+    const socket = createSocket({
+      type: this.family === 6 ? "udp6" : "udp4",
+      recvBufferSize: SOCKET_BUFFER_BYTES,
+      sendBufferSize: SOCKET_BUFFER_BYTES,
+    });
+    socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
+      if (rinfo.port === this.endpoint.port && rinfo.address === this.address) this.onDatagram?.(msg);
+      else this.onForeignDatagram?.();
+    });
+    socket.on("error", (err) => this.log.warn({ err, endpoint: this.remote }, "static path socket error"));
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind(0, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    const old = this.socket;
+    this.socket = socket;
+    old?.close();
+  }
+
+  /** One resolution at a time; a change of address (or address family) takes effect at once. */
+  private resolve(): Promise<void> {
+    if (this.resolving) return this.resolving;
+    this.resolving = (async () => {
+      try {
+        const { address, family } = await lookup(this.endpoint.host);
+        if (this.closed || address === this.address) return;
+        const previous = this.address;
+        this.address = address;
+        this.log.info(
+          { host: this.endpoint.host, from: previous, to: address },
+          "static endpoint resolved to a new address",
+        );
+        if (family !== this.family) {
+          this.family = family === 6 ? 6 : 4;
+          if (this.socket) await this.openSocket();
+        }
+        if (previous && this.lastInitiation && this.socket) {
+          this.socket.send(this.lastInitiation, this.endpoint.port, address);
+        }
+      } catch (err) {
+        this.log.warn(
+          { host: this.endpoint.host, err },
+          "cannot resolve static endpoint; keeping the last address",
+        );
+      } finally {
+        this.resolving = null;
+      }
+    })();
+    return this.resolving;
+  }
+}

@@ -1,0 +1,281 @@
+import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { EventEmitter } from "node:events";
+import { ConfigError, RuntimeError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { Mac1Key } from "../mac1/mac1.js";
+import { MessageType, messageType, receiverIndex, senderIndex } from "../mac1/messages.js";
+import { PeerKeyTable } from "../mac1/peer-key-table.js";
+import { type DropCounters, type DropReason, newDropCounters } from "./counters.js";
+import { IndexTable } from "./index-table.js";
+import { type LoopbackAddress, LoopbackAllocator } from "./loopback-address.js";
+import type { PeerPath } from "./path.js";
+import { ProxyPeer } from "./proxy-peer.js";
+import { SOCKET_BUFFER_BYTES } from "./socket-options.js";
+
+export interface WireGuardProxyOptions {
+  /** WireGuard's listen port; every datagram for WireGuard goes to 127.0.0.1 at this port. */
+  wireguardPort: number;
+  /** The catch-all socket WireGuard may send any peer's datagrams to. */
+  catchAll: { address: string; port: number };
+  loopbackPortBase?: number;
+  /** The interface's own public key: inbound handshakes must carry a mac1 made with it. */
+  localPublicKey?: Uint8Array;
+  logger: Logger;
+}
+
+export interface WireGuardProxyEvents {
+  /** WireGuard sent an initiation to a peer that has no path: it is held until `setPath`. */
+  "path-needed": [peer: ProxyPeer];
+  /** An initiation from WireGuard went out on the peer's path. */
+  "initiation-sent": [peer: ProxyPeer];
+  /** A handshake response from the peer reached WireGuard. */
+  "response-received": [peer: ProxyPeer];
+}
+
+const WIREGUARD_HOST = "127.0.0.1";
+
+/**
+ * The data plane: the catch-all socket, one loopback socket L(P) per peer, and forwarding between
+ * WireGuard and each peer's path. Every datagram is checked to be a well-formed WireGuard message;
+ * anything else is dropped and counted, never forwarded, never thrown.
+ */
+export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
+  readonly drops: DropCounters = newDropCounters();
+  private readonly peers = new Map<string, ProxyPeer>();
+  private readonly keys = new PeerKeyTable<ProxyPeer>();
+  private readonly indices = new IndexTable<ProxyPeer>();
+  private readonly allocator: LoopbackAllocator;
+  private readonly localMac1: Mac1Key | null;
+  private readonly log: Logger;
+  private catchAll: Socket | null = null;
+  private wireguardPort: number;
+
+  constructor(private readonly options: WireGuardProxyOptions) {
+    super();
+    this.log = options.logger;
+    this.wireguardPort = options.wireguardPort;
+    this.allocator = new LoopbackAllocator(options.loopbackPortBase);
+    this.localMac1 = options.localPublicKey ? new Mac1Key(options.localPublicKey) : null;
+  }
+
+  get wireguardListenPort(): number {
+    return this.wireguardPort;
+  }
+
+  /** Binds the catch-all. Fails with a RuntimeError (code "port-busy") when the address is taken. */
+  async start(): Promise<void> {
+    const { address, port } = this.options.catchAll;
+    const socket = await bindUdp(address, port, "catch-all");
+    socket.on("message", (msg, rinfo) => this.fromWireGuardAtCatchAll(msg, rinfo));
+    this.catchAll = socket;
+  }
+
+  get catchAllAddress(): { address: string; port: number } {
+    const a = this.catchAll?.address();
+    return a ? { address: a.address, port: a.port } : this.options.catchAll;
+  }
+
+  /** Adds a peer and binds its L(P): the first free candidate of its key, in a deterministic order. */
+  async addPeer(publicKey: string, keyBytes: Uint8Array): Promise<ProxyPeer> {
+    const existing = this.peers.get(publicKey);
+    if (existing) return existing;
+    let lastError: unknown;
+    for (const where of this.allocator.candidates(keyBytes)) {
+      try {
+        const socket = await bindUdp(where.address, where.port, "loopback");
+        this.allocator.claim(where);
+        const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
+        socket.on("message", (msg, rinfo) => this.fromWireGuard(peer, msg, rinfo));
+        socket.on("error", (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error"));
+        this.peers.set(publicKey, peer);
+        this.keys.add(keyBytes, peer);
+        this.log.info({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
+        return peer;
+      } catch (err) {
+        lastError = err;
+        this.allocator.claim(where); // busy: someone else holds it; skip it from now on
+      }
+    }
+    throw new RuntimeError("loopback-exhausted", `no free loopback address:port for peer ${publicKey}`, {
+      peer: publicKey,
+      cause: String(lastError),
+    });
+  }
+
+  removePeer(publicKey: string): void {
+    const peer = this.peers.get(publicKey);
+    if (!peer) return;
+    this.peers.delete(publicKey);
+    this.keys.remove(peer.keyBytes);
+    this.indices.forget(peer);
+    this.allocator.release(peer.loopback);
+    peer.path?.close();
+    peer.path = null;
+    peer.socket.close();
+    this.log.info({ peer: publicKey }, "peer removed");
+  }
+
+  peer(publicKey: string): ProxyPeer | undefined {
+    return this.peers.get(publicKey);
+  }
+
+  allPeers(): IterableIterator<ProxyPeer> {
+    return this.peers.values();
+  }
+
+  /**
+   * Makes `path` the peer's path (closing the previous one) and sends the held initiation on it.
+   * `null` removes the path: initiations are held again until a new one is set.
+   */
+  setPath(publicKey: string, path: PeerPath | null): void {
+    const peer = this.peers.get(publicKey);
+    if (!peer) {
+      path?.close();
+      return;
+    }
+    const previous = peer.path;
+    if (previous === path) return;
+    peer.path = path;
+    if (previous) {
+      previous.onDatagram = null;
+      previous.close();
+    }
+    if (!path) return;
+    path.onDatagram = peer.deliverInbound ??= (datagram: Buffer) => {
+      this.fromPeer(peer, datagram);
+    };
+    this.log.info({ peer: publicKey, kind: path.kind, remote: path.remote }, "path set");
+    const held = peer.heldInitiation;
+    if (held) {
+      peer.heldInitiation = null;
+      this.forward(peer, held, MessageType.Initiation);
+    }
+  }
+
+  /** Sends to WireGuard at its new listen port from now on, e.g. after it was restarted. */
+  setWireGuardPort(port: number): void {
+    this.wireguardPort = port;
+  }
+
+  async close(): Promise<void> {
+    for (const key of [...this.peers.keys()]) this.removePeer(key);
+    this.catchAll?.close();
+    this.catchAll = null;
+  }
+
+  /** Counts a dropped datagram; handlers return its result, which says "not forwarded". */
+  private drop(reason: DropReason): false {
+    this.drops[reason]++;
+    return false;
+  }
+
+  /** A datagram WireGuard sent to L(P): it is P's by construction. */
+  private fromWireGuard(peer: ProxyPeer, msg: Buffer, rinfo: RemoteInfo): boolean {
+    if (!rinfo.address.startsWith("127.")) return this.drop("foreign-source");
+    const type = messageType(msg);
+    if (type === 0) return this.drop("malformed");
+    if ((type === MessageType.Initiation || type === MessageType.Response) && !peer.mac1.verify(msg)) {
+      return this.drop("bad-mac1");
+    }
+    return this.forward(peer, msg, type);
+  }
+
+  /** A datagram WireGuard sent to the catch-all: handshakes by mac1, the rest by receiver index. */
+  private fromWireGuardAtCatchAll(msg: Buffer, rinfo: RemoteInfo): boolean {
+    // Only this host can reach a 127.x socket; the source port is not checked, so that the parser
+    // (not a port filter) is what every datagram meets, and a restarted WireGuard is heard at once.
+    if (!rinfo.address.startsWith("127.")) return this.drop("foreign-source");
+    const type = messageType(msg);
+    if (type === 0) return this.drop("malformed");
+    let peer: ProxyPeer | undefined;
+    if (type === MessageType.Initiation || type === MessageType.Response) {
+      peer = this.keys.identify(msg);
+      if (!peer) return this.drop("unknown-peer");
+    } else {
+      peer = this.indices.lookup(receiverIndex(msg));
+      if (!peer) return this.drop("unknown-index");
+    }
+    return this.forward(peer, msg, type);
+  }
+
+  /** Sends WireGuard's datagram on the peer's path; true when it went out (or was held). */
+  private forward(peer: ProxyPeer, msg: Buffer, type: number): boolean {
+    const path = peer.path;
+    if (!path) {
+      if (type === MessageType.Initiation) {
+        // Latest wins: WireGuard's retry carries a fresh timestamp the peer will accept.
+        peer.heldInitiation = Buffer.from(msg);
+        this.emit("path-needed", peer);
+        return true;
+      }
+      return this.drop("no-path");
+    }
+    try {
+      path.send(msg);
+    } catch (err) {
+      this.log.debug({ err, peer: peer.publicKey }, "path send failed");
+      return this.drop("send-failed");
+    }
+    peer.traffic.txBytes += msg.length;
+    peer.traffic.txDatagrams++;
+    peer.lastSentAt = Date.now();
+    if (type === MessageType.Initiation) {
+      peer.lastInitiationSentAt = peer.lastSentAt;
+      this.emit("initiation-sent", peer);
+    }
+    return true;
+  }
+
+  /** A datagram that arrived on P's path: to WireGuard from L(P), and from nothing else. */
+  private fromPeer(peer: ProxyPeer, msg: Buffer): boolean {
+    const type = messageType(msg);
+    if (type === 0) return this.drop("malformed");
+    if (type === MessageType.Initiation || type === MessageType.Response) {
+      if (this.localMac1 && !this.localMac1.verify(msg)) return this.drop("bad-mac1");
+      this.indices.learn(senderIndex(msg), peer);
+    }
+    peer.socket.send(msg, this.wireguardPort, WIREGUARD_HOST);
+    peer.traffic.rxBytes += msg.length;
+    peer.traffic.rxDatagrams++;
+    peer.lastReceivedAt = Date.now();
+    if (type === MessageType.Response) {
+      peer.lastResponseAt = peer.lastReceivedAt;
+      if (peer.lastInitiationSentAt) peer.handshakeRttMs = peer.lastResponseAt - peer.lastInitiationSentAt;
+      this.emit("response-received", peer);
+    }
+    return true;
+  }
+}
+
+/** Binds a UDP socket with big buffers. */
+async function bindUdp(address: string, port: number, role: string): Promise<Socket> {
+  const socket = createSocket({
+    type: "udp4",
+    recvBufferSize: SOCKET_BUFFER_BYTES,
+    sendBufferSize: SOCKET_BUFFER_BYTES,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      socket.close();
+      // A busy or unbindable address is the user's to fix (another tunnelbore, or a wrong --listen).
+      reject(
+        new ConfigError(
+          err.code === "EADDRINUSE" ? "port-busy" : "bind-failed",
+          err.code === "EADDRINUSE"
+            ? `${role} address ${address}:${port} is already in use (is another tunnelbore running? see --listen)`
+            : `cannot bind ${role} socket ${address}:${port}: ${err.message}`,
+          { address, port, role },
+          { cause: err },
+        ),
+      );
+    };
+    socket.once("error", onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off("error", onError);
+      resolve();
+    });
+  });
+  return socket;
+}
+
+export type { LoopbackAddress };

@@ -1,0 +1,118 @@
+// Tunnelbore between real wireguard-go peers over a static path: two namespaces on one link,
+// Tunnelbore on side A with B's real endpoint (an address, then a hostname).
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
+import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
+import { nsRun, teardownAll, waitFor } from "../lab/netns.js";
+import {
+  startTunnelbore,
+  type TunnelboreDirs,
+  type TunnelboreProcess,
+  tunnelboreDirs,
+} from "../lab/tunnelbore.js";
+import type { WireGuardInterface } from "../lab/wireguard.js";
+
+let pair: LinkedPair;
+let nsA: string;
+let nsB: string;
+let wgA: WireGuardInterface;
+let wgB: WireGuardInterface;
+let keyB: { privateKey: string; publicKey: string };
+let LINK_A: string;
+let LINK_B: string;
+const LINK_B2 = "10.201.0.3";
+let dirs: TunnelboreDirs;
+const running: TunnelboreProcess[] = [];
+
+const pingOnce = () => pair.pingOnce();
+const timeUntilPing = (timeoutMs: number) => pair.timeUntilPing(timeoutMs);
+
+async function tunnelbore(extra: string[] = []): Promise<TunnelboreProcess> {
+  const tb = await startTunnelbore(nsA, wgA.name, dirs, extra);
+  running.push(tb);
+  return tb;
+}
+
+function loopbackOfB(): string {
+  return `${loopbackAddressOf(Buffer.from(keyB.publicKey, "base64"))}:51822`;
+}
+
+beforeAll(async () => {
+  pair = await createLinkedPair("sp");
+  ({ nsA, nsB, wgA, wgB, keyB, linkA: LINK_A, linkB: LINK_B } = pair);
+  dirs = tunnelboreDirs();
+});
+
+afterEach(async () => {
+  for (const tb of running.splice(0)) await tb.stop("SIGTERM");
+});
+
+afterAll(async () => {
+  await teardownAll();
+  dirs?.cleanup();
+  rmSync(`/etc/netns/${nsA}`, { recursive: true, force: true });
+});
+
+describe("static path through real wireguard-go", () => {
+  it("forwards pings, points WireGuard at L(P), and restores the endpoint on SIGTERM", async () => {
+    const tb = await tunnelbore();
+    await waitFor("endpoint at L(P)", async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB());
+    expect(await timeUntilPing(10_000)).toBeLessThan(10_000);
+    const status = await tb.status();
+    const peer = status.peers.find((p) => p.publicKey === keyB.publicKey);
+    expect(peer).toMatchObject({ pathKind: "static", remote: `${LINK_B}:51820`, loopback: loopbackOfB() });
+    expect(peer?.rxBytes).toBeGreaterThan(0);
+    expect(peer?.txBytes).toBeGreaterThan(0);
+    // B sees A at the static path's socket, not at WireGuard's port: the packets went through Tunnelbore.
+    const seenByB = await wgB.endpointOf((await wgA.dump())[0]?.[1] ?? "");
+    expect(seenByB.startsWith(`${LINK_A}:`)).toBe(true);
+    expect(seenByB).not.toBe(`${LINK_A}:51820`);
+
+    expect(await tb.stop("SIGTERM")).toBe(0);
+    running.length = 0;
+    expect(await wgA.endpointOf(keyB.publicKey)).toBe(`${LINK_B}:51820`);
+  });
+
+  it("survives SIGKILL and a restart without reconfiguring WireGuard; the ping resumes within 2 s", async () => {
+    const first = await tunnelbore();
+    await waitFor("endpoint at L(P)", async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB());
+    await timeUntilPing(10_000);
+    await first.stop("SIGKILL");
+    running.length = 0;
+    expect(await pingOnce()).toBe(false);
+    const restartedAt = Date.now();
+    const second = await tunnelbore();
+    await waitFor("ping resumes", pingOnce, 5000, 20);
+    const gap = Date.now() - restartedAt;
+    expect(gap).toBeLessThan(2000);
+    // WireGuard kept L(P): the new process found it there and did not call `wg set`.
+    expect(await wgA.endpointOf(keyB.publicKey)).toBe(loopbackOfB());
+    expect(second.logs().some((l) => l.msg === "pointed WireGuard endpoint at loopback")).toBe(false);
+    const peer = (await second.status()).peers.find((p) => p.publicKey === keyB.publicKey);
+    expect(peer).toMatchObject({ pathKind: "static", remote: `${LINK_B}:51820` });
+  });
+
+  it("follows a hostname to its new address at the next handshake", async () => {
+    mkdirSync(`/etc/netns/${nsA}`, { recursive: true });
+    const hosts = `/etc/netns/${nsA}/hosts`;
+    // Written in place (same inode): `ip netns exec` bind-mounts this file over /etc/hosts.
+    writeFileSync(hosts, `127.0.0.1 localhost\n${LINK_B} peer-b.tbt.test\n`);
+    await tunnelbore(["--endpoint", `${keyB.publicKey}=peer-b.tbt.test:51820`]);
+    await waitFor("ping via the hostname", pingOnce, 10_000, 100);
+
+    // B moves to a new address and the old one becomes unreachable from A. (B keeps the old address
+    // itself: wireguard-go cannot answer at all after its sticky source address is deleted, with or
+    // without Tunnelbore.)
+    await nsRun(nsB, "ip", ["addr", "add", `${LINK_B2}/24`, "dev", "eth0"]);
+    await nsRun(nsA, "ip", ["route", "add", "blackhole", `${LINK_B}/32`]);
+    writeFileSync(hosts, `127.0.0.1 localhost\n${LINK_B2} peer-b.tbt.test\n`);
+    // WireGuard starts a new handshake when its data goes unanswered (about 15 s): keep traffic flowing.
+    const tb = running[0]!;
+    await waitFor("ping after the move", pingOnce, 40_000, 200);
+    const peer = (await tb.status()).peers.find((p) => p.publicKey === keyB.publicKey);
+    expect(peer?.remote).toBe(`${LINK_B2}:51820`);
+    await nsRun(nsA, "ip", ["route", "del", "blackhole", `${LINK_B}/32`]);
+    await nsRun(nsB, "ip", ["addr", "del", `${LINK_B2}/24`, "dev", "eth0"]);
+  }, 90_000);
+});

@@ -1,0 +1,74 @@
+// Two namespaces on one link, each with a real wireguard-go peered with the other: the smallest lab,
+// for Tunnelbore on side A with B's real endpoint (the static path).
+import { createNamespace, generateKeyPair, nsRun, uniqueTag, waitFor } from "./netns.js";
+import { startWireGuard, type WireGuardInterface } from "./wireguard.js";
+
+export interface LinkedPair {
+  nsA: string;
+  nsB: string;
+  wgA: WireGuardInterface;
+  wgB: WireGuardInterface;
+  keyA: { privateKey: string; publicKey: string };
+  keyB: { privateKey: string; publicKey: string };
+  linkA: string;
+  linkB: string;
+  tunA: string;
+  tunB: string;
+  /** One ping from A to B through the tunnel, with a 1 s wait: true when answered. */
+  pingOnce(): Promise<boolean>;
+  /** Milliseconds until a ping from A to B through the tunnel is answered. */
+  timeUntilPing(timeoutMs: number, intervalMs?: number): Promise<number>;
+}
+
+export async function createLinkedPair(prefix: string, wireguardPort = 51820): Promise<LinkedPair> {
+  const tag = uniqueTag();
+  const nsA = await createNamespace(`tbt-${prefix}-a-${tag}`);
+  const nsB = await createNamespace(`tbt-${prefix}-b-${tag}`);
+  const linkA = "10.201.0.1";
+  const linkB = "10.201.0.2";
+  const tunA = "10.99.0.1";
+  const tunB = "10.99.0.2";
+  // The veth pair is made inside A and its other end moved to B: nothing is created on the host.
+  await nsRun(nsA, "ip", ["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nsB]);
+  await nsRun(nsA, "ip", ["addr", "add", `${linkA}/24`, "dev", "eth0"]);
+  await nsRun(nsB, "ip", ["addr", "add", `${linkB}/24`, "dev", "eth0"]);
+  await nsRun(nsA, "ip", ["link", "set", "eth0", "up"]);
+  await nsRun(nsB, "ip", ["link", "set", "eth0", "up"]);
+  const keyA = await generateKeyPair();
+  const keyB = await generateKeyPair();
+  const wgA = await startWireGuard(nsA, {
+    privateKey: keyA.privateKey,
+    listenPort: wireguardPort,
+    address: `${tunA}/24`,
+    peers: [{ publicKey: keyB.publicKey, allowedIps: `${tunB}/32`, endpoint: `${linkB}:${wireguardPort}` }],
+  });
+  const wgB = await startWireGuard(nsB, {
+    privateKey: keyB.privateKey,
+    listenPort: wireguardPort,
+    address: `${tunB}/24`,
+    peers: [{ publicKey: keyA.publicKey, allowedIps: `${tunA}/32` }],
+  });
+  const pingOnce = () =>
+    nsRun(nsA, "ping", ["-c", "1", "-W", "1", tunB]).then(
+      () => true,
+      () => false,
+    );
+  return {
+    nsA,
+    nsB,
+    wgA,
+    wgB,
+    keyA,
+    keyB,
+    linkA,
+    linkB,
+    tunA,
+    tunB,
+    pingOnce,
+    async timeUntilPing(timeoutMs, intervalMs = 50) {
+      const start = Date.now();
+      await waitFor("ping through the tunnel", pingOnce, timeoutMs, intervalMs);
+      return Date.now() - start;
+    },
+  };
+}

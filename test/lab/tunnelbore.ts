@@ -1,0 +1,92 @@
+// Runs the built `tunnelbore` CLI inside a test namespace and reads its status over the control socket.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { controlSocketPath, requestStatus } from "../../src/control/control-socket.js";
+import type { StatusReport } from "../../src/control/status.js";
+import { type SpawnedProcess, spawnInNamespace, waitFor } from "./netns.js";
+
+export const CLI = resolve(import.meta.dirname, "../../dist/src/cli.js");
+
+export interface TunnelboreProcess {
+  readonly process: SpawnedProcess;
+  readonly runDir: string;
+  readonly stateDir: string;
+  status(): Promise<StatusReport>;
+  /** Log lines (pino JSON) parsed; unparsable lines are skipped. */
+  logs(): Array<Record<string, unknown>>;
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+export interface TunnelboreDirs {
+  runDir: string;
+  stateDir: string;
+  cleanup(): void;
+}
+
+/** Private run and state directories, so tests never touch /run/tunnelbore or /var/lib/tunnelbore. */
+export function tunnelboreDirs(): TunnelboreDirs {
+  const base = mkdtempSync(join(tmpdir(), "tbt-run-"));
+  return {
+    runDir: join(base, "run"),
+    stateDir: join(base, "state"),
+    cleanup: () => rmSync(base, { recursive: true, force: true }),
+  };
+}
+
+/** Starts `tunnelbore run --interface IF ...extra` in `ns` and waits until its control socket answers. */
+export async function startTunnelbore(
+  ns: string,
+  interfaceName: string,
+  dirs: TunnelboreDirs,
+  extra: string[] = [],
+): Promise<TunnelboreProcess> {
+  const args = [
+    CLI,
+    "run",
+    "--interface",
+    interfaceName,
+    "--run-dir",
+    dirs.runDir,
+    "--state-dir",
+    dirs.stateDir,
+    "--poll-interval",
+    "500",
+    "--log-level",
+    "debug",
+    ...extra,
+  ];
+  const proc = spawnInNamespace(ns, process.execPath, args);
+  const socket = controlSocketPath(dirs.runDir, interfaceName);
+  const tb: TunnelboreProcess = {
+    process: proc,
+    runDir: dirs.runDir,
+    stateDir: dirs.stateDir,
+    status: () => requestStatus(socket),
+    logs: () =>
+      proc
+        .output()
+        .split("\n")
+        .flatMap((line) => {
+          try {
+            return [JSON.parse(line) as Record<string, unknown>];
+          } catch {
+            return [];
+          }
+        }),
+    stop: (signal) => proc.stop(signal),
+  };
+  try {
+    await waitFor(
+      "tunnelbore control socket",
+      async () => proc.child.exitCode !== null || (await tb.status().then(() => true)),
+      15_000,
+      100,
+    );
+    if (proc.child.exitCode !== null) throw new Error(`tunnelbore exited: ${proc.output()}`);
+  } catch (err) {
+    await proc.stop("SIGKILL");
+    throw err;
+  }
+  return tb;
+}
