@@ -17,6 +17,7 @@ import { randomBytes } from "node:crypto";
 import type { Socket } from "node:dgram";
 import { isIP } from "node:net";
 import {
+  type Candidate,
   type CandidatePair,
   type Connection,
   classes,
@@ -62,6 +63,18 @@ interface WeriftTurnInternals {
 /** Private state of werift's Connection (ice.ts). */
 interface WeriftConnectionInternals {
   protocols: Protocol[];
+  pairLocalProtocol(protocol: Protocol): void;
+}
+
+/**
+ * werift pairs a new host socket with the remote candidates already known, but not a new TURN
+ * allocation: remote candidates that arrived before our relay candidate would never be paired with it
+ * (and relay-only ICE fails). Call this when a local relay candidate appears.
+ */
+export function pairLocalRelayCandidate(conn: Connection, candidate: Candidate): void {
+  const internals = conn as unknown as WeriftConnectionInternals;
+  const protocol = internals.protocols.find((p) => p.localCandidate === candidate);
+  if (protocol instanceof StunOverTurnProtocol) internals.pairLocalProtocol(protocol);
 }
 
 function isUdpTransport(transport: { type: string }): transport is WeriftUdpTransport {
@@ -318,6 +331,11 @@ export class IcePath implements PeerPath {
 
   get closed(): boolean {
     return this.tap === null;
+  }
+
+  /** True when datagrams bypass werift's data path (always for direct pairs; TURN over UDP). */
+  get fastPath(): boolean {
+    return this.tap?.fast ?? false;
   }
 
   send(datagram: Buffer): void {

@@ -18,6 +18,7 @@ import type { AddressExclusion } from "./candidate-filter.js";
 import {
   describePair,
   IcePath,
+  pairLocalRelayCandidate,
   releaseTurnAllocations,
   type SelectedPairInfo,
   strengthenCredentials,
@@ -184,6 +185,8 @@ interface Agent {
   readonly startedAt: number;
   remoteCandidates: number;
   remoteEnded: boolean;
+  /** Local gathering finished (werift must not hear the peer's end-of-candidates before). */
+  gathered: boolean;
   remoteDescribed: boolean;
   connecting: boolean;
   path: IcePath | null;
@@ -454,7 +457,9 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   private endRemoteCandidates(agent: Agent): void {
     if (agent.remoteEnded) return;
     agent.remoteEnded = true;
-    void agent.conn.addRemoteCandidate(undefined);
+    // werift's connect() gives up as soon as the peer's candidates are complete and no pair exists,
+    // even while our own gathering (a TURN allocation) is still under way: hold the end back.
+    if (agent.gathered) void agent.conn.addRemoteCandidate(undefined);
   }
 
   private onRestartRequest(message: Extract<IceSignal, { t: "restart" }>): void {
@@ -505,6 +510,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       startedAt: performance.now(),
       remoteCandidates: 0,
       remoteEnded: false,
+      gathered: false,
       remoteDescribed: false,
       connecting: false,
       path: null,
@@ -535,8 +541,13 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
 
   /** Gathers, trickling each allowed candidate, then end-of-candidates. */
   private gather(agent: Agent): void {
+    let relayed = false;
     const { unSubscribe } = agent.conn.onIceCandidate.subscribe((candidate) => {
       if (agent.closed || agent !== this.current) return;
+      if (candidate.type === "relay") {
+        relayed = true;
+        pairLocalRelayCandidate(agent.conn, candidate);
+      }
       const line = candidate.toSdp();
       if (this.exclude(candidate.host) || !parseCandidate(line)) {
         this.stats.localCandidatesFiltered++;
@@ -550,7 +561,16 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       .gatherCandidates()
       .catch((err: unknown) => this.log.warn({ err }, "ice gathering failed"))
       .finally(() => {
+        agent.gathered = true;
         if (agent.closed || agent !== this.current) return;
+        if (this.werift.turnServer && !relayed) {
+          // werift only logs this with DEBUG; wrong credentials take it ~13 s (UDP, then TCP).
+          this.log.warn(
+            { generation: agent.generation },
+            "no TURN relay candidate: server unreachable or credentials refused",
+          );
+        }
+        if (agent.remoteEnded) void agent.conn.addRemoteCandidate(undefined);
         this.signal({ t: "end-of-candidates", epoch: agent.epoch, generation: agent.generation });
       });
   }
