@@ -54,9 +54,16 @@ function statusField(pid: number, field: string): number {
 }
 
 async function startServerProcess(): Promise<ServerProcess> {
+  // INTRO_BENCH_SERVER_ENTRY=path/to/compiled/intro-server/main.js measures compiled JS without tsx.
+  const entry = process.env.INTRO_BENCH_SERVER_ENTRY;
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", "intro-server/main.ts", "--listen", "127.0.0.1:0", "--no-stun"],
+    [
+      ...(entry ? [entry] : ["--import", "tsx", "intro-server/main.ts"]),
+      "--listen",
+      "127.0.0.1:0",
+      "--no-stun",
+    ],
     {
       cwd: projectRoot,
       stdio: ["ignore", "pipe", "inherit"],
@@ -157,7 +164,7 @@ export async function benchHeldClients(rows: BenchRow[]): Promise<void> {
         name: "intro: server RSS with those clients",
         value: heldRss / 2 ** 20,
         unit: "MiB",
-        note: `target <= 300 MB; idle ${(idleRss / 2 ** 20).toFixed(0)} MiB (node + tsx), peak ${(server.peakRssBytes() / 2 ** 20).toFixed(0)} MiB`,
+        note: `target <= 300 MB; idle ${(idleRss / 2 ** 20).toFixed(0)} MiB (${process.env.INTRO_BENCH_SERVER_ENTRY ? "compiled JS" : "under tsx"}), peak ${(server.peakRssBytes() / 2 ** 20).toFixed(0)} MiB`,
       },
       {
         name: "intro: server memory per client",
