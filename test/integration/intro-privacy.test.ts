@@ -153,6 +153,18 @@ describe("declared peers", () => {
     carol.close();
   });
 
+  it("refuses mixed-up keys and bad peer keys up front", () => {
+    const key = newKey();
+    expect(
+      () => new IntroClient({ url: server.url, privateKey: key.privateKey, publicKey: newKey().publicKey }),
+    ).toThrow(/not the public key of privateKey/);
+    expect(() => new IntroClient({ url: "http://x", privateKey: key.privateKey })).toThrow(
+      /ws:\/\/ or wss:\/\//,
+    );
+    const intro = new IntroClient({ url: server.url, privateKey: key.privateKey, logger: silent });
+    expect(() => intro.setPeers(["not-a-key"])).toThrow(/not a WireGuard public key/);
+  });
+
   it("send() fails clearly while offline or while the peer is offline", async () => {
     const aliceKey = newKey();
     const alice = client(aliceKey, [newKey().publicKey]);
