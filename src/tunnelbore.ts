@@ -43,6 +43,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
   private interfaceMissing = false;
   private lastHandshakes = new Map<string, number>();
   private stopped = false;
+  private started = false;
 
   constructor(private readonly options: TunnelboreOptions) {
     super();
@@ -73,9 +74,13 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       logger: this.log,
     });
     await this.proxy.start();
+    this.proxy.on("initiation-sent", (peer) =>
+      this.log.debug({ peer: peer.publicKey, path: peer.path?.remote }, "handshake initiation sent"),
+    );
     await this.apply(info);
     this.timer = setInterval(() => void this.sync(), this.options.pollIntervalMs);
     this.timer.unref();
+    this.started = true;
   }
 
   /** Reads the interface again and applies what changed; one sync at a time. */
@@ -118,6 +123,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       const { address, port } = this.options.catchAll;
       return {
         interface: this.options.interfaceName,
+        ready: false,
         catchAll: `${address}:${port}`,
         wireguardPort: 0,
         peers: [],
@@ -142,6 +148,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     const { address, port } = this.proxy.catchAllAddress;
     return {
       interface: this.options.interfaceName,
+      ready: this.started,
       catchAll: `${address}:${port}`,
       wireguardPort: this.proxy.wireguardListenPort,
       peers,

@@ -17,6 +17,8 @@ export interface PeerStatus {
 
 export interface StatusReport {
   interface: string;
+  /** False while `run` is still starting (reading the interface, binding sockets). */
+  ready: boolean;
   catchAll: string;
   wireguardPort: number;
   peers: PeerStatus[];

@@ -7,10 +7,16 @@ import { type Endpoint, formatEndpoint } from "./endpoint.js";
 import type { PeerPath } from "./path.js";
 import { SOCKET_BUFFER_BYTES } from "./socket-options.js";
 
+/** With a hostname: re-resolve when datagrams go out but none came back for this long. */
+const SILENCE_BEFORE_RERESOLVE_MS = 3000;
+const MIN_RERESOLVE_INTERVAL_MS = 1000;
+
 /**
  * The path to a peer that does not run Tunnelbore: its real endpoint, through a UDP socket of its own
- * (so replies can be told apart per peer). A hostname is re-resolved on every initiation WireGuard sends;
- * when the address changed, the initiation is sent again to the new address at once.
+ * (so replies can be told apart per peer). A hostname is re-resolved on every initiation WireGuard sends,
+ * and when the peer falls silent while WireGuard keeps sending (its next data packets then reach the new
+ * address and the peer roams to it, without waiting for WireGuard's next handshake); when the address
+ * changed, the latest initiation is sent again to the new address at once.
  */
 export class StaticPath implements PeerPath {
   readonly kind = "static" as const;
@@ -24,6 +30,8 @@ export class StaticPath implements PeerPath {
   private readonly isHostname: boolean;
   private resolving: Promise<void> | null = null;
   private lastInitiation: Buffer | null = null;
+  private lastReceivedAt = 0;
+  private lastResolvedAt = 0;
   private closed = false;
 
   constructor(
@@ -47,10 +55,20 @@ export class StaticPath implements PeerPath {
   }
 
   send(datagram: Buffer): void {
-    if (this.isHostname && messageType(datagram) === MessageType.Initiation) {
-      // Keep a copy: the caller reuses nothing, but the resend happens after an await.
-      this.lastInitiation = Buffer.from(datagram);
-      void this.resolve();
+    if (this.isHostname) {
+      if (messageType(datagram) === MessageType.Initiation) {
+        // Keep a copy: the resend happens after an await.
+        this.lastInitiation = Buffer.from(datagram);
+        void this.resolve();
+      } else {
+        const now = Date.now();
+        if (
+          now - this.lastReceivedAt > SILENCE_BEFORE_RERESOLVE_MS &&
+          now - this.lastResolvedAt > MIN_RERESOLVE_INTERVAL_MS
+        ) {
+          void this.resolve();
+        }
+      }
     }
     if (this.socket && this.address) this.socket.send(datagram, this.endpoint.port, this.address);
   }
@@ -68,8 +86,10 @@ export class StaticPath implements PeerPath {
       sendBufferSize: SOCKET_BUFFER_BYTES,
     });
     socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
-      if (rinfo.port === this.endpoint.port && rinfo.address === this.address) this.onDatagram?.(msg);
-      else this.onForeignDatagram?.();
+      if (rinfo.port === this.endpoint.port && rinfo.address === this.address) {
+        if (this.isHostname) this.lastReceivedAt = Date.now();
+        this.onDatagram?.(msg);
+      } else this.onForeignDatagram?.();
     });
     socket.on("error", (err) => this.log.warn({ err, endpoint: this.remote }, "static path socket error"));
     await new Promise<void>((resolve, reject) => {
@@ -87,9 +107,11 @@ export class StaticPath implements PeerPath {
   /** One resolution at a time; a change of address (or address family) takes effect at once. */
   private resolve(): Promise<void> {
     if (this.resolving) return this.resolving;
+    this.lastResolvedAt = Date.now();
     this.resolving = (async () => {
       try {
         const { address, family } = await lookup(this.endpoint.host);
+        this.log.debug({ host: this.endpoint.host, address }, "static endpoint resolved");
         if (this.closed || address === this.address) return;
         const previous = this.address;
         this.address = address;

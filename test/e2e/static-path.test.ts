@@ -93,7 +93,16 @@ describe("static path through real wireguard-go", () => {
     expect(peer).toMatchObject({ pathKind: "static", remote: `${LINK_B}:51820` });
   });
 
-  it("follows a hostname to its new address at the next handshake", async () => {
+  it("follows a hostname to its new address without waiting for WireGuard's next handshake", async () => {
+    // Fresh sessions on both sides, as on a first contact (an older session's timers would decide
+    // when WireGuard next shakes hands).
+    for (const [wg, peerKey, allowed] of [
+      [wgA, keyB.publicKey, "10.99.0.2/32"],
+      [wgB, pair.keyA.publicKey, "10.99.0.1/32"],
+    ] as const) {
+      await nsRun(wg.ns, "wg", ["set", wg.name, "peer", peerKey, "remove"]);
+      await wg.setPeer({ publicKey: peerKey, allowedIps: allowed });
+    }
     mkdirSync(`/etc/netns/${nsA}`, { recursive: true });
     const hosts = `/etc/netns/${nsA}/hosts`;
     // Written in place (same inode): `ip netns exec` bind-mounts this file over /etc/hosts.
@@ -109,7 +118,11 @@ describe("static path through real wireguard-go", () => {
     writeFileSync(hosts, `127.0.0.1 localhost\n${LINK_B2} peer-b.tbt.test\n`);
     // WireGuard starts a new handshake when its data goes unanswered (about 15 s): keep traffic flowing.
     const tb = running[0]!;
+    // Tunnelbore re-resolves as soon as B falls silent while A keeps sending (or at WireGuard's next
+    // handshake, whichever comes first).
+    const movedAt = Date.now();
     await waitFor("ping after the move", pingOnce, 40_000, 200);
+    expect(Date.now() - movedAt).toBeLessThan(15_000);
     const peer = (await tb.status()).peers.find((p) => p.publicKey === keyB.publicKey);
     expect(peer?.remote).toBe(`${LINK_B2}:51820`);
     await nsRun(nsA, "ip", ["route", "del", "blackhole", `${LINK_B}/32`]);

@@ -79,7 +79,7 @@ export async function startTunnelbore(
   try {
     await waitFor(
       "tunnelbore control socket",
-      async () => proc.child.exitCode !== null || (await tb.status().then(() => true)),
+      async () => proc.child.exitCode !== null || (await tb.status()).ready,
       15_000,
       100,
     );
