@@ -24,6 +24,8 @@ async function loadCommand(name: string): Promise<Command | null> {
       return runCommand;
     case "status":
       return statusCommand;
+    case "intro-server":
+      return (await import("../intro-server/cli.js")).introServerCommand;
     default:
       return null;
   }

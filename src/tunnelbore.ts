@@ -111,7 +111,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.syncing;
-    if (this.options.manageEndpoints) await this.restoreEndpoints();
+    if (this.options.manageEndpoints && this.started) await this.restoreEndpoints();
     for (const path of this.staticPaths.values()) path.close();
     this.staticPaths.clear();
     await this.proxy?.close();
