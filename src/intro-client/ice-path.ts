@@ -1,24 +1,32 @@
 // A PeerPath over the candidate pair werift-ice nominated.
 //
-// werift's own data path (Connection.send / Connection.onData) is not used, for three reasons:
+// werift's own data path (Connection.send / Connection.onData) is not used:
 // - Connection.onData hands over datagrams without their source: any host that reaches the agent's
-//   sockets (bound to the wildcard address) could inject datagrams. The path must deliver only the
-//   nominated remote's datagrams.
+//   sockets (bound to the wildcard address) could inject datagrams.
 // - Connection.send sends nothing while no pair is nominated, and an ICE restart un-nominates at once;
 //   the old path must keep working until the new pair is nominated.
-// - It is slow: per received datagram werift parses for STUN, then runs two of its Events (each
-//   allocates a Promise), per sent datagram it awaits two async functions (see the measurements in
-//   test/integration/ice-datapath.test.ts).
-// So the path taps the pair's UDP transport directly: its hook sees every datagram with its source
-// first, keeps the nominated remote's application data, and passes everything else (STUN checks,
-// consent, TURN control) on to werift unchanged. This reaches into werift internals; every such access
-// is in this file.
+// - It allocates: per datagram received werift parses for STUN and runs two of its Events (each
+//   makes a Promise), per datagram sent it awaits two async functions (test/integration/ice-turn.test.ts
+//   measures it).
+// So the path hooks the agent's UDP transports directly: the hook sees every datagram with its source
+// first, keeps application data from validated remotes, and passes everything else (checks, consent,
+// TURN control) on to werift unchanged.
+//
+// Validated remotes, not only the nominated one: werift nominates aggressively (every check of the
+// controlling side carries USE-CANDIDATE) and the controlled side keeps the first pair it sees
+// nominated, so the two sides can settle on different pairs (seen in 3 of 25 runs with two host
+// addresses each). A datagram is therefore accepted on any pair whose connectivity check succeeded
+// (its remote proved the ICE password), and the controlled side then follows the pair the controlling
+// side sends on (IceSession re-nominates it).
+//
+// All access to werift internals is in this file.
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:dgram";
 import { isIP } from "node:net";
 import {
   type Candidate,
   type CandidatePair,
+  CandidatePairState,
   type Connection,
   classes,
   Message,
@@ -166,7 +174,7 @@ export interface IcePathStats {
   sendErrors: number;
 }
 
-/** The send and receive taps of one pair; `detach` gives the transport back to werift untouched. */
+/** The send side of the path's pair; `detach` gives the transports back to werift untouched. */
 interface Tap {
   readonly fast: boolean;
   send(datagram: Buffer): void;
@@ -194,19 +202,20 @@ function hookTransport(
   };
 }
 
-function directTap(
-  protocol: StunProtocol,
-  remote: Address,
-  deliver: (d: Buffer) => void,
-  onSendError: () => void,
-): Tap {
+/** A pair of `conn` on `protocol` to `addr` whose connectivity check succeeded, if any. */
+function validatedPair(conn: Connection, protocol: Protocol, addr: Address): CandidatePair | undefined {
+  return conn.checkList.find(
+    (p) =>
+      p.protocol === protocol &&
+      p.state === CandidatePairState.SUCCEEDED &&
+      p.remoteAddr[1] === addr[1] &&
+      p.remoteAddr[0] === addr[0],
+  );
+}
+
+function directSend(protocol: StunProtocol, remote: Address, onSendError: () => void): Tap {
   const transport: WeriftUdpTransport = protocol.transport;
   const [host, port] = remote;
-  const detach = hookTransport(transport, (data, addr) => {
-    if (addr[1] !== port || addr[0] !== host || isStunMessage(data)) return false;
-    deliver(data);
-    return true;
-  });
   return {
     fast: true,
     send(datagram) {
@@ -217,11 +226,11 @@ function directTap(
       // Without a callback dgram reports no error (UDP loss is WireGuard's business) and allocates nothing.
       transport.socket.send(datagram, port, host);
     },
-    detach,
+    detach() {},
   };
 }
 
-function relayTap(
+function relaySend(
   protocol: StunOverTurnProtocol,
   remote: Address,
   deliver: (d: Buffer) => void,
@@ -230,27 +239,14 @@ function relayTap(
   const turn = protocol.turn;
   const internals = turn as unknown as WeriftTurnInternals;
   const channelKey = JSON.stringify(remote); // werift's key for channelByAddr
-  const [host, port] = remote;
-
-  // Slow path, always on: werift decodes ChannelData and Data indications and emits them with the peer
-  // address. Used until the fast path knows the channel, and for TURN over TCP/TLS.
-  const sub = turn.onData.subscribe((data, addr) => {
-    if (addr[1] === port && addr[0] === host && !isStunMessage(data)) deliver(data);
-  });
   const slowSend = (datagram: Buffer) => {
     turn.sendData(datagram, remote).catch(onSendError);
   };
-
   const transport = turn.transport;
-  if (!isUdpTransport(transport)) {
-    return {
-      fast: false,
-      send: slowSend,
-      detach: () => sub.unSubscribe(),
-    };
-  }
+  if (!isUdpTransport(transport)) return { fast: false, send: slowSend, detach() {} };
 
-  // Fast path: ChannelData (RFC 8656 §12.4) on the channel werift bound for the remote, from the server.
+  // Receive fast path: ChannelData (RFC 8656 §12.4) from the server on the channel werift bound for the
+  // remote, taken before werift decodes it. Anything else takes werift's way (see IcePath).
   const unhook = hookTransport(transport, (data, addr) => {
     if (data.length < 4 || (data[0]! & 0xc0) !== 0x40) return false;
     const server = internals.server;
@@ -280,78 +276,152 @@ function relayTap(
       // A list is sent with one sendmsg (scatter/gather): the payload is not copied.
       transport.socket.send([header, datagram], server[1], server[0]);
     },
-    detach() {
-      unhook();
-      sub.unSubscribe();
-    },
+    detach: unhook,
   };
 }
 
+interface Selected {
+  readonly pair: CandidatePair;
+  readonly protocol: Protocol;
+  readonly host: string;
+  readonly port: number;
+  readonly info: SelectedPairInfo;
+  readonly tap: Tap;
+}
+
 /**
- * The PeerPath over a nominated pair. It does not own the werift agent: closing the path only stops
- * this path's sending and delivery; the IceSession closes the agent.
+ * The PeerPath over a nominated pair. It sends on that pair and delivers application data from the
+ * pair's remote and from any other validated pair of the agent (reported through `onOtherPair`);
+ * `switchTo` moves it to another pair of the same agent. It does not own the agent: closing the path
+ * only stops this path; the IceSession closes the agent.
  */
 export class IcePath implements PeerPath {
-  readonly kind: Extract<PathKind, "direct" | "relay">;
-  readonly remote: string;
-  readonly info: SelectedPairInfo;
   onDatagram: ((datagram: Buffer) => void) | null = null;
+  /** Data arrived on another validated pair (the peer sends on a pair other than this one). */
+  onOtherPair: ((pair: CandidatePair) => void) | null = null;
   readonly stats: IcePathStats = { datagramsSent: 0, datagramsReceived: 0, sendErrors: 0 };
-  /** Called once when the path stops working (agent closed or consent lost) or is closed. */
-  onClose: (() => void) | null = null;
 
-  private tap: Tap | null;
+  private selected: Selected | null;
+  private readonly unhooks: Array<() => void> = [];
+  private readonly deliver: (datagram: Buffer) => void;
+  private readonly onSendError: () => void;
 
   constructor(
+    /** The werift agent the pair belongs to (diagnostics and tests). */
+    readonly conn: Connection,
     pair: CandidatePair,
     readonly generation: number,
     private readonly log?: Logger,
   ) {
-    this.info = describePair(pair);
-    this.kind = this.info.relayed ? "relay" : "direct";
-    this.remote = this.info.remote;
-    const deliver = (datagram: Buffer) => {
+    this.deliver = (datagram) => {
       this.stats.datagramsReceived++;
       this.onDatagram?.(datagram);
     };
-    const onSendError = () => {
+    this.onSendError = () => {
       this.stats.sendErrors++;
     };
+    this.selected = this.select(pair);
+    // Data from another validated pair: delivered too, and reported.
+    const deliverOther = (protocol: Protocol, data: Buffer, addr: Address): boolean => {
+      if (isStunMessage(data)) return false;
+      const other = validatedPair(conn, protocol, addr);
+      if (!other) return false;
+      this.deliver(data);
+      if (other !== this.selected?.pair) this.onOtherPair?.(other);
+      return true;
+    };
+    for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {
+      if (protocol instanceof StunProtocol) {
+        this.unhooks.push(
+          hookTransport(protocol.transport, (data, addr) => {
+            const sel = this.selected;
+            if (
+              sel?.protocol === protocol &&
+              addr[1] === sel.port &&
+              addr[0] === sel.host &&
+              !isStunMessage(data)
+            ) {
+              this.deliver(data);
+              return true;
+            }
+            return deliverOther(protocol, data, addr);
+          }),
+        );
+      } else if (protocol instanceof StunOverTurnProtocol) {
+        // werift's decoded relay data (Data indications, channels the fast path does not take, TCP).
+        const sub = protocol.turn.onData.subscribe((data, addr) => {
+          deliverOther(protocol, data, addr);
+        });
+        this.unhooks.push(sub.unSubscribe);
+      }
+    }
+    log?.debug({ kind: this.kind, remote: this.remote, fast: this.fastPath }, "ice path open");
+  }
+
+  private select(pair: CandidatePair): Selected {
     const protocol = pair.protocol;
+    let tap: Tap;
     if (protocol instanceof StunProtocol) {
-      this.tap = directTap(protocol, pair.remoteAddr, deliver, onSendError);
+      tap = directSend(protocol, pair.remoteAddr, this.onSendError);
     } else if (protocol instanceof StunOverTurnProtocol) {
-      this.tap = relayTap(protocol, pair.remoteAddr, deliver, onSendError);
+      tap = relaySend(protocol, pair.remoteAddr, this.deliver, this.onSendError);
     } else {
       // TCP candidates are never gathered (useTcp is off), so this is a werift change: fail loudly.
       throw new Error(`unsupported werift protocol ${protocol.type}`);
     }
-    log?.debug({ kind: this.kind, remote: this.remote, fast: this.tap.fast }, "ice path open");
+    const [host, port] = pair.remoteAddr;
+    return { pair, protocol, host, port, info: describePair(pair), tap };
+  }
+
+  /** The pair in use (null once closed). */
+  get pair(): CandidatePair | null {
+    return this.selected?.pair ?? null;
+  }
+
+  get info(): SelectedPairInfo | null {
+    return this.selected?.info ?? null;
+  }
+
+  get kind(): Extract<PathKind, "direct" | "relay"> {
+    return this.selected?.info.relayed ? "relay" : "direct";
+  }
+
+  get remote(): string {
+    return this.selected?.info.remote ?? "closed";
   }
 
   get closed(): boolean {
-    return this.tap === null;
+    return this.selected === null;
   }
 
   /** True when datagrams bypass werift's data path (always for direct pairs; TURN over UDP). */
   get fastPath(): boolean {
-    return this.tap?.fast ?? false;
+    return this.selected?.tap.fast ?? false;
+  }
+
+  /** Sends on `pair` (another pair of the same agent) from now on. */
+  switchTo(pair: CandidatePair): void {
+    const previous = this.selected;
+    if (!previous || previous.pair === pair) return;
+    this.selected = this.select(pair);
+    previous.tap.detach();
   }
 
   send(datagram: Buffer): void {
-    if (!this.tap) return;
+    const sel = this.selected;
+    if (!sel) return;
     this.stats.datagramsSent++;
-    this.tap.send(datagram);
+    sel.tap.send(datagram);
   }
 
   close(): void {
-    if (!this.tap) return;
-    this.tap.detach();
-    this.tap = null;
-    this.onDatagram = null;
+    const sel = this.selected;
+    if (!sel) return;
     this.log?.debug({ kind: this.kind, remote: this.remote, ...this.stats }, "ice path closed");
-    const onClose = this.onClose;
-    this.onClose = null;
-    onClose?.();
+    this.selected = null;
+    sel.tap.detach();
+    for (const unhook of this.unhooks.splice(0)) unhook();
+    this.onDatagram = null;
+    this.onOtherPair = null;
   }
 }

@@ -144,6 +144,9 @@ export function parseIceServerUrl(url: string): IceServerUrl {
   return { scheme, host, port, transport };
 }
 
+/** The controlled side follows the peer to another pair at most this often (a confused peer cannot make it flap). */
+const FOLLOW_INTERVAL_MS = 1000;
+
 // werift takes one STUN and one TURN server; prefer TURN over UDP (TCP/TLS only where UDP is blocked).
 const TRANSPORT_PREFERENCE = { udp: 0, tcp: 1, tls: 2 } as const;
 
@@ -187,9 +190,12 @@ interface Agent {
   remoteEnded: boolean;
   /** Local gathering finished (werift must not hear the peer's end-of-candidates before). */
   gathered: boolean;
+  gathering: Promise<void> | null;
   remoteDescribed: boolean;
   connecting: boolean;
   path: IcePath | null;
+  /** When the controlled side last followed the peer to another pair (performance.now()). */
+  followedAt: number;
   closed: boolean;
   timer: NodeJS.Timeout | undefined;
   readonly unsubscribe: Array<() => void>;
@@ -249,8 +255,8 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   get selectedPair(): (SelectedPairInfo & { readonly generation: number }) | null {
     const agent = this.active;
     if (!agent?.path) return null;
-    const nominated = agent.conn.nominated;
-    return { ...(nominated ? describePair(nominated) : agent.path.info), generation: agent.generation };
+    const pair = agent.path.pair;
+    return pair ? { ...describePair(pair), generation: agent.generation } : null;
   }
 
   /** The path in use, or null. */
@@ -511,9 +517,11 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       remoteCandidates: 0,
       remoteEnded: false,
       gathered: false,
+      gathering: null,
       remoteDescribed: false,
       connecting: false,
       path: null,
+      followedAt: Number.NEGATIVE_INFINITY,
       closed: false,
       timer: undefined,
       unsubscribe: [],
@@ -535,7 +543,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     this.current = agent;
     if (previous && previous !== this.active) void this.closeAgent(previous);
     this.stats.generations++;
-    if (this._state !== "new") this.setState(this.active ? "restarting" : "connecting");
+    this.setState(this.active ? "restarting" : "connecting");
     return agent;
   }
 
@@ -557,7 +565,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       this.signal({ t: "candidate", epoch: agent.epoch, generation: agent.generation, candidate: line });
     });
     agent.unsubscribe.push(unSubscribe);
-    agent.conn
+    agent.gathering = agent.conn
       .gatherCandidates()
       .catch((err: unknown) => this.log.warn({ err }, "ice gathering failed"))
       .finally(() => {
@@ -594,20 +602,16 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       return;
     }
     clearTimeout(agent.timer);
-    let path: IcePath;
-    try {
-      path = new IcePath(pair, agent.generation, this.log);
-    } catch (err) {
-      this.log.error({ err }, "cannot use the nominated ice pair");
+    const path = this.openPath(agent, pair);
+    if (!path) {
       this.failAgent(agent, "checks-failed");
       return;
     }
     this.tuneSockets(agent);
-    agent.path = path;
     const previous = this.active;
     this.active = agent;
     if (previous && previous !== agent) this.retire(previous);
-    const info = path.info;
+    const info = describePair(pair);
     this.log.info(
       {
         generation: agent.generation,
@@ -621,6 +625,43 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     );
     this.setState("connected");
     this.safeEmit("path", path);
+  }
+
+  private openPath(agent: Agent, pair: CandidatePair): IcePath | null {
+    let path: IcePath;
+    try {
+      path = new IcePath(agent.conn, pair, agent.generation, this.log);
+    } catch (err) {
+      this.log.error({ err }, "cannot use the nominated ice pair");
+      return null;
+    }
+    if (!this.controlling) path.onOtherPair = (other) => this.follow(agent, other);
+    agent.path = path;
+    return path;
+  }
+
+  /**
+   * Controlled side: the peer sends on a validated pair other than ours (werift's aggressive nomination
+   * let the two sides pick different pairs). Adopt it, so both sides use one 5-tuple and consent checks
+   * run on the pair in use.
+   */
+  private follow(agent: Agent, pair: CandidatePair): void {
+    const path = agent.path;
+    const now = performance.now();
+    if (!path || agent.closed || now - agent.followedAt < FOLLOW_INTERVAL_MS) return;
+    agent.followedAt = now;
+    const was = path.remote;
+    try {
+      path.switchTo(pair);
+    } catch (err) {
+      this.log.error({ err }, "cannot follow the peer's ice pair");
+      return;
+    }
+    agent.conn.nominated = pair; // consent checks follow the pair in use
+    this.log.info(
+      { generation: agent.generation, kind: path.kind, remote: path.remote, was },
+      "ice pair re-nominated to follow the controlling side",
+    );
   }
 
   private onWeriftState(agent: Agent, state: IceState): void {
@@ -662,12 +703,18 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     for (const off of agent.unsubscribe) off();
     agent.path?.close();
     this.retiring.delete(agent);
-    try {
-      await releaseTurnAllocations(agent.conn);
-      await agent.conn.close();
-    } catch (err) {
-      this.log.debug({ err }, "closing an ice agent failed");
-    }
+    const release = async () => {
+      try {
+        await releaseTurnAllocations(agent.conn);
+        await agent.conn.close();
+      } catch (err) {
+        this.log.debug({ err }, "closing an ice agent failed");
+      }
+    };
+    await release();
+    // werift adds sockets (a TURN allocation above all) that finish opening after close() to its emptied
+    // list and never closes them: close again once gathering has settled.
+    if (!agent.gathered && agent.gathering) void agent.gathering.then(release);
   }
 
   private tuneSockets(agent: Agent): void {

@@ -3,7 +3,9 @@
 import { createSocket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
+import { CandidatePairState } from "werift-ice";
 import { createCandidateFilter } from "../../src/intro-client/candidate-filter.js";
+import type { IcePath } from "../../src/intro-client/ice-path.js";
 import { IceSession, type IceSessionOptions } from "../../src/intro-client/ice-session.js";
 import { type IceSignal, MAX_REMOTE_CANDIDATES } from "../../src/intro-client/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
@@ -188,6 +190,47 @@ describe("IceSession on loopback", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(pair.a.stats.restartRequestsIgnored).toBe(1);
     expect(pair.a.stats.generations).toBe(2);
+  });
+
+  it("the controlled side follows the pair the controlling side sends on (asymmetric nomination)", async () => {
+    // Two host sockets per side; werift's aggressive nomination can leave the sides on different
+    // pairs. Reproduce that deterministically: validate a second pair, and move only A to it.
+    const pair = makePair({ extraHostAddresses: ["127.0.0.1", "127.0.0.2"] });
+    const { pa, pb } = await connect(pair);
+    const ia = pa as IcePath;
+    const ib = pb as IcePath;
+    const connA = ia.conn;
+    const first = ia.pair!;
+    const bBefore = pair.b.selectedPair!;
+    // B's view of an A pair: local = the pair's remote, remote = A's socket (answers to 127.0.0.1 come
+    // from 127.0.0.1: werift binds its sockets to the wildcard address).
+    const mirror = (p: typeof first) => ({
+      local: p.remoteAddr[1],
+      remote: `127.0.0.1:${p.localCandidate.port}`,
+    });
+    const second = connA.checkList.find((p) => {
+      const m = mirror(p);
+      return (
+        p !== first &&
+        p.remoteAddr[0] === "127.0.0.1" &&
+        (m.remote !== bBefore.remote || !bBefore.local.endsWith(`:${m.local}`))
+      );
+    });
+    if (!second) throw new Error("no second pair");
+    await connA.checkStart(second).awaitable; // a check (with USE-CANDIDATE) B answers and re-checks
+    expect(second.state).toBe(CandidatePairState.SUCCEEDED);
+    await new Promise((r) => setTimeout(r, 50)); // B's triggered check
+    let newPaths = 0;
+    pair.b.on("path", () => newPaths++);
+
+    ia.switchTo(second); // A now sends on a pair B did not nominate
+    expect(await exchange(pa, pb, 10, "a")).toHaveLength(10); // accepted: a validated pair
+    const bAfter = pair.b.selectedPair!;
+    expect(bAfter.remote).toBe(mirror(second).remote);
+    expect(bAfter.local.endsWith(`:${mirror(second).local}`)).toBe(true);
+    expect(await exchange(pb, pa, 10, "b")).toHaveLength(10);
+    expect(newPaths).toBe(0); // the same path object, moved
+    expect(ib.stats.datagramsReceived).toBeGreaterThanOrEqual(10);
   });
 
   it("ignores late candidates of an abandoned generation and connects on the newest", async () => {

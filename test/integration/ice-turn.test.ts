@@ -358,8 +358,8 @@ describe("data path cost (send + receive, both ends in this process)", () => {
     let weriftReceive: () => void = () => {};
     wb.onData.subscribe(() => weriftReceive());
     const [ia, ib] = await weriftPair(host);
-    const pa = new IcePath(ia.nominated!, 0);
-    const pb = new IcePath(ib.nominated!, 0);
+    const pa = new IcePath(ia, ia.nominated!, 0);
+    const pb = new IcePath(ib, ib.nominated!, 0);
 
     const [raw, werift, ours] = await contest(3, [
       () =>
@@ -409,8 +409,8 @@ describe("data path cost (send + receive, both ends in this process)", () => {
     let weriftReceive: () => void = () => {};
     wb.onData.subscribe(() => weriftReceive());
     const [ia, ib] = await weriftPair(turn);
-    const pa = new IcePath(ia.nominated!, 0);
-    const pb = new IcePath(ib.nominated!, 0);
+    const pa = new IcePath(ia, ia.nominated!, 0);
+    const pb = new IcePath(ib, ib.nominated!, 0);
     expect(pa.fastPath).toBe(true);
     const [werift, ours] = await contest(3, [
       () =>
