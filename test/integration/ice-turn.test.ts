@@ -85,6 +85,7 @@ async function startCoturn(): Promise<Coturn> {
     "log-file=stdout",
     "simple-log",
     "no-software-attribute",
+    "verbose", // logs allocation refreshes: the test checks allocations are released
   ].join("\n");
   await writeFile(join(dir, "turnserver.conf"), `${config}\n`, { mode: 0o600 });
   const child: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
@@ -216,6 +217,11 @@ describe("IceSession over TURN (coturn on loopback, relay forced)", () => {
     expect(logs).toContain("ice pair nominated");
     expect(logs).not.toContain(credential);
     expect(logs).not.toContain(coturn.secret);
+
+    // Every allocation (two per generation) is released on close, not left to expire in 10 minutes.
+    await Promise.all([a.close(), b.close()]);
+    const released = coturn.output().split(`username=<${username}>, lifetime=0`).length - 1;
+    expect(released).toBe(4);
   });
 
   it("works over TURN/TCP (werift's own data path, slower)", async () => {
