@@ -1,10 +1,13 @@
 import { EventEmitter } from "node:events";
 import type { PeerStatus, StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
+import type { TurnConfig } from "./intro-client/ice-session.js";
+import { PeerConnector } from "./intro-client/peer-connector.js";
 import type { Logger } from "./log.js";
 import { decodeKey } from "./mac1/keys.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
+import type { PeerPath } from "./proxy/path.js";
 import type { ProxyPeer } from "./proxy/proxy-peer.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
@@ -21,7 +24,17 @@ export interface TunnelboreOptions {
   staticEndpoints: Map<string, Endpoint>;
   stateDir: string;
   pollIntervalMs: number;
+  /** NAT traversal through an introduction server; without it only static paths exist. */
+  intro?: IntroSettings;
   logger: Logger;
+}
+
+export interface IntroSettings {
+  url: string;
+  stunUrls?: string[];
+  turn?: TurnConfig;
+  /** Interfaces whose addresses must not become ICE candidates (besides the WireGuard interface). */
+  excludeInterfaces: string[];
 }
 
 export interface TunnelboreEvents {
@@ -38,6 +51,8 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
   private readonly log: Logger;
   private readonly state: EndpointState;
   private readonly staticPaths = new Map<string, StaticPath>();
+  private readonly icePaths = new Map<string, PeerPath>();
+  private connector: PeerConnector | null = null;
   private timer: NodeJS.Timeout | null = null;
   private syncing: Promise<void> | null = null;
   private interfaceMissing = false;
@@ -77,6 +92,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     this.proxy.on("initiation-sent", (peer) =>
       this.log.debug({ peer: peer.publicKey, path: peer.path?.remote }, "handshake initiation sent"),
     );
+    if (this.options.intro) this.startConnector(this.options.intro, info);
     await this.apply(info);
     this.timer = setInterval(() => void this.sync(), this.options.pollIntervalMs);
     this.timer.unref();
@@ -111,10 +127,11 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     await this.syncing;
+    await this.connector?.stop();
     if (this.options.manageEndpoints && this.started) await this.restoreEndpoints();
+    await this.proxy?.close();
     for (const path of this.staticPaths.values()) path.close();
     this.staticPaths.clear();
-    await this.proxy?.close();
   }
 
   /** Everything `tunnelbore status` shows. */
@@ -135,7 +152,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       const path = peer.path;
       peers.push({
         publicKey: peer.publicKey,
-        state: path ? `connected(${path.kind})` : peer.heldInitiation ? "connecting" : "idle",
+        state: this.peerState(peer),
         pathKind: path?.kind ?? null,
         remote: path?.remote ?? null,
         loopback: `${peer.loopback.address}:${peer.loopback.port}`,
@@ -154,6 +171,49 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       peers,
       drops: { ...this.proxy.drops },
     };
+  }
+
+  private startConnector(intro: IntroSettings, info: WireGuardInterfaceInfo): void {
+    if (!info.privateKey) {
+      throw new ConfigError(
+        "no-private-key",
+        `interface ${info.name} has no private key; the introduction server needs it to authenticate us`,
+        { interface: info.name },
+      );
+    }
+    const connector = new PeerConnector({
+      introUrl: intro.url,
+      privateKey: decodeKey(info.privateKey),
+      stunUrls: intro.stunUrls,
+      turn: intro.turn,
+      excludeInterfaces: [info.name, ...intro.excludeInterfaces],
+      excludeAddresses: tunnelRanges(info),
+      logger: this.log,
+    });
+    connector.on("path", (key, path) => {
+      if (path) this.icePaths.set(key, path);
+      else this.icePaths.delete(key);
+      this.choosePath(key);
+    });
+    this.proxy.on("path-needed", (peer) => connector.connect(peer.publicKey, "initiation held"));
+    connector.start();
+    this.connector = connector;
+  }
+
+  /** ICE (direct, else relay) when it has a pair, else the static endpoint, else none (initiations wait). */
+  private choosePath(publicKey: string): void {
+    this.proxy.setPath(publicKey, this.icePaths.get(publicKey) ?? this.staticPaths.get(publicKey) ?? null);
+  }
+
+  /** The peer's place in DESIGN.md's life cycle, for status. */
+  private peerState(peer: ProxyPeer): string {
+    const path = peer.path;
+    const ice = this.connector?.state(peer.publicKey) ?? null;
+    if (path) return ice === "restarting" ? "restarting" : `connected(${path.kind})`;
+    if (ice === "connecting" || ice === "restarting") return "connecting";
+    if (ice === "failed") return "failed";
+    if (peer.heldInitiation) return "signalling";
+    return "idle";
   }
 
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
@@ -175,6 +235,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
       }
     }
+    this.connector?.setPeers(sorted.map((p) => p.publicKey));
   }
 
   private async applyPeer(publicKey: string, endpoint: string | null): Promise<void> {
@@ -208,21 +269,22 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     const current = this.staticPaths.get(peer.publicKey);
     if (current && endpoint && formatEndpoint(current.endpoint) === formatEndpoint(endpoint)) return;
     if (!current && !endpoint) return;
-    if (current && peer.path === current) this.proxy.setPath(peer.publicKey, null);
-    else current?.close();
     this.staticPaths.delete(peer.publicKey);
-    if (!endpoint) return;
-    const path = new StaticPath(endpoint, this.log.child({ peer: peer.publicKey }));
-    path.onForeignDatagram = () => this.proxy.drops["foreign-source"]++;
-    await path.open();
-    this.staticPaths.set(peer.publicKey, path);
-    this.proxy.setPath(peer.publicKey, path);
+    if (endpoint) {
+      const path = new StaticPath(endpoint, this.log.child({ peer: peer.publicKey }));
+      path.onForeignDatagram = () => this.proxy.drops["foreign-source"]++;
+      await path.open();
+      this.staticPaths.set(peer.publicKey, path);
+    }
+    this.choosePath(peer.publicKey);
+    current?.close();
   }
 
   private removePeer(publicKey: string): void {
+    this.proxy.removePeer(publicKey);
     this.staticPaths.get(publicKey)?.close();
     this.staticPaths.delete(publicKey);
-    this.proxy.removePeer(publicKey);
+    this.icePaths.delete(publicKey);
     void this.state.delete(publicKey);
     this.emit("peer-removed", publicKey);
   }
@@ -249,6 +311,14 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       }
     }
   }
+}
+
+/**
+ * The tunnel's own ranges (the peers' allowed IPs), never ICE candidates: ICE must not run inside the
+ * tunnel. Catch-all routes (/0 to /7) are left out, or nothing would remain.
+ */
+function tunnelRanges(info: WireGuardInterfaceInfo): string[] {
+  return info.peers.flatMap((p) => p.allowedIps).filter((cidr) => Number(cidr.split("/")[1] ?? 32) >= 8);
 }
 
 function maybeParse(text: string | undefined): Endpoint | undefined {

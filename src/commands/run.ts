@@ -5,7 +5,7 @@ import { createLogger } from "../log.js";
 import { decodeKey } from "../mac1/keys.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
 import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
-import { Tunnelbore } from "../tunnelbore.js";
+import { type IntroSettings, Tunnelbore } from "../tunnelbore.js";
 import { hasNetAdmin } from "./capabilities.js";
 
 export const RUN_USAGE = `Usage: tunnelbore run --interface IF [options]
@@ -14,7 +14,15 @@ Proxies WireGuard interface IF's peers through loopback sockets.
 
 Options:
   -i, --interface IF          the WireGuard interface (required)
-      --intro URL             introduction server (ws://HOST:PORT or wss://...)
+      --intro URL             introduction server (ws://HOST:PORT or wss://...): connects peers
+                              behind NATs with ICE; without it only static endpoints are used
+      --stun URL              STUN server (stun:HOST:PORT), instead of the introduction server's
+                              (repeatable)
+      --turn URL              TURN server (turn:HOST:PORT[?transport=tcp], turns:...), instead
+                              of the introduction server's; needs --turn-username, --turn-password
+      --turn-username U, --turn-password P
+      --exclude-interface IF  never offer this interface's addresses as ICE candidates
+                              (repeatable; a trailing * matches a prefix)
       --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821)
       --loopback-port-base N  first port of the per-peer loopback sockets (default ${DEFAULT_LOOPBACK_PORT_BASE})
       --no-manage-endpoints   leave WireGuard's peer endpoints alone
@@ -30,7 +38,7 @@ Options:
 
 export interface RunConfig {
   interfaceName: string;
-  intro: string | null;
+  intro: IntroSettings | undefined;
   catchAll: { address: string; port: number };
   loopbackPortBase: number;
   manageEndpoints: boolean;
@@ -76,10 +84,7 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     }
     staticEndpoints.set(key, parseEndpoint(item.slice(eq + 1)));
   }
-  const intro = values.intro ?? null;
-  if (intro !== null && !/^wss?:\/\/[^/\s]+/.test(intro)) {
-    throw new ConfigError("bad-usage", `--intro "${intro}" must be a ws:// or wss:// URL`);
-  }
+  const intro = introSettings(values);
   const level = values["log-level"] ?? process.env.TUNNELBORE_LOG ?? "info";
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(level)) {
     throw new ConfigError(
@@ -101,6 +106,42 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
   };
 }
 
+function introSettings(values: ReturnType<typeof parse>["values"]): IntroSettings | undefined {
+  const url = values.intro;
+  const needsIntro = ["stun", "turn", "exclude-interface"] as const;
+  if (!url) {
+    const stray = needsIntro.find((flag) => values[flag] !== undefined);
+    if (stray) throw new ConfigError("bad-usage", `--${stray} needs --intro (NAT traversal)`);
+    return undefined;
+  }
+  if (!/^wss?:\/\/[^/\s]+/.test(url)) {
+    throw new ConfigError("bad-usage", `--intro "${url}" must be a ws:// or wss:// URL`);
+  }
+  for (const stun of values.stun ?? []) {
+    if (!/^stun:[^\s]+:\d+$/.test(stun))
+      throw new ConfigError("bad-usage", `--stun "${stun}" must be stun:HOST:PORT`);
+  }
+  let turn: IntroSettings["turn"];
+  if (values.turn) {
+    if (!/^turns?:[^\s]+:\d+(\?transport=(udp|tcp))?$/.test(values.turn)) {
+      throw new ConfigError(
+        "bad-usage",
+        `--turn "${values.turn}" must be turn:HOST:PORT[?transport=udp|tcp] or turns:...`,
+      );
+    }
+    if (!values["turn-username"] || !values["turn-password"]) {
+      throw new ConfigError("bad-usage", "--turn needs --turn-username and --turn-password");
+    }
+    turn = { urls: [values.turn], username: values["turn-username"], credential: values["turn-password"] };
+  }
+  return {
+    url,
+    stunUrls: values.stun,
+    turn,
+    excludeInterfaces: values["exclude-interface"] ?? [],
+  };
+}
+
 function parse(argv: string[]) {
   return parseArgs({
     args: argv,
@@ -109,6 +150,11 @@ function parse(argv: string[]) {
     options: {
       interface: { type: "string", short: "i" },
       intro: { type: "string" },
+      stun: { type: "string", multiple: true },
+      turn: { type: "string" },
+      "turn-username": { type: "string" },
+      "turn-password": { type: "string" },
+      "exclude-interface": { type: "string", multiple: true },
       listen: { type: "string" },
       "loopback-port-base": { type: "string" },
       "no-manage-endpoints": { type: "boolean" },
@@ -140,12 +186,6 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   if (!hasNetAdmin()) {
     throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
-  }
-  if (config.intro) {
-    throw new ConfigError(
-      "not-supported",
-      "--intro is not supported by this version yet; use --endpoint for static peers",
-    );
   }
   const logger = createLogger("tunnelbore", config.logLevel);
   const tunnelbore = new Tunnelbore({ ...config, logger });

@@ -109,7 +109,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.keys.remove(peer.keyBytes);
     this.indices.forget(peer);
     this.allocator.release(peer.loopback);
-    peer.path?.close();
+    if (peer.path) peer.path.onDatagram = null;
     peer.path = null;
     peer.socket.close();
     this.log.info({ peer: publicKey }, "peer removed");
@@ -124,27 +124,25 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   }
 
   /**
-   * Makes `path` the peer's path (closing the previous one) and sends the held initiation on it.
+   * Makes `path` the peer's path and sends the held initiation on it. The previous path is detached
+   * (its datagrams are no longer delivered) but not closed: whoever made a path closes it.
    * `null` removes the path: initiations are held again until a new one is set.
    */
   setPath(publicKey: string, path: PeerPath | null): void {
     const peer = this.peers.get(publicKey);
-    if (!peer) {
-      path?.close();
-      return;
-    }
+    if (!peer) return;
     const previous = peer.path;
     if (previous === path) return;
     peer.path = path;
-    if (previous) {
-      previous.onDatagram = null;
-      previous.close();
+    if (previous) previous.onDatagram = null;
+    if (!path) {
+      this.log.info({ peer: publicKey, was: previous?.kind }, "path removed");
+      return;
     }
-    if (!path) return;
     path.onDatagram = peer.deliverInbound ??= (datagram: Buffer) => {
       this.fromPeer(peer, datagram);
     };
-    this.log.info({ peer: publicKey, kind: path.kind, remote: path.remote }, "path set");
+    this.log.info({ peer: publicKey, kind: path.kind, remote: path.remote, was: previous?.kind }, "path set");
     const held = peer.heldInitiation;
     if (held) {
       peer.heldInitiation = null;

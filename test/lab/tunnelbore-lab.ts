@@ -1,0 +1,221 @@
+// The NAT lab with the whole product in it: an introduction server and a coturn on the public segment,
+// a real wireguard-go on every host, and Tunnelbore (`run --intro`) on the hosts that use it.
+// Used by the end-to-end tests, the demo and the benchmarks.
+import type { PeerStatus, StatusReport } from "../../src/control/status.js";
+import { type Coturn, startCoturn } from "./coturn.js";
+import { generateKeyPair, type SpawnedProcess, spawnInNamespace, waitFor } from "./netns.js";
+import { ping } from "./ping.js";
+import { type HostSpec, Lab } from "./topology.js";
+import {
+  CLI,
+  startTunnelbore,
+  type TunnelboreDirs,
+  type TunnelboreProcess,
+  tunnelboreDirs,
+} from "./tunnelbore.js";
+import { startWireGuard, type WireGuardInterface } from "./wireguard.js";
+
+export interface ProductHostSpec extends HostSpec {
+  /** Run Tunnelbore on this host (default true); false: plain WireGuard with its public endpoint. */
+  tunnelbore?: boolean;
+  /** Extra `tunnelbore run` flags. */
+  flags?: string[];
+}
+
+export interface ProductLabSpec {
+  hosts: ProductHostSpec[];
+  /** Which hosts are WireGuard peers of each other (default: every pair). */
+  links?: Array<[string, string]>;
+  routers?: Array<{ name: string; nat: "eim" | "symmetric" }>;
+}
+
+export interface ProductHost {
+  readonly name: string;
+  readonly ns: string;
+  readonly tunnelAddress: string;
+  readonly keys: { privateKey: string; publicKey: string };
+  readonly wg: WireGuardInterface;
+  tunnelbore: TunnelboreProcess | null;
+  readonly dirs: TunnelboreDirs;
+  readonly flags: string[];
+}
+
+export const WG_PORT = 51820;
+const INTRO_PORT = 8443;
+const STUN_PORT = 3478;
+const TURN_PORT = 3479;
+
+export class ProductLab {
+  private constructor(
+    readonly lab: Lab,
+    readonly coturn: Coturn,
+    readonly introUrl: string,
+    private introServer: SpawnedProcess,
+    private readonly introArgs: string[],
+    private readonly hostsByName: Map<string, ProductHost>,
+  ) {}
+
+  static async create(spec: ProductLabSpec): Promise<ProductLab> {
+    const lab = await Lab.create({ hosts: spec.hosts, routers: spec.routers });
+    try {
+      const server = lab.server;
+      const coturn = await startCoturn(server.ns, { address: server.address, port: TURN_PORT });
+      const introArgs = [
+        CLI,
+        "intro-server",
+        "--listen",
+        `${server.address}:${INTRO_PORT}`,
+        "--stun-port",
+        String(STUN_PORT),
+        "--turn-url",
+        `turn:${server.address}:${TURN_PORT}`,
+        "--turn-url",
+        `turn:${server.address}:${TURN_PORT}?transport=tcp`,
+        "--turn-secret",
+        coturn.secret,
+      ];
+      const introServer = await startIntroServer(server.ns, introArgs);
+      const introUrl = `ws://${server.address}:${INTRO_PORT}`;
+
+      const hosts = new Map<string, ProductHost>();
+      let index = 1;
+      for (const h of spec.hosts) {
+        const keys = await generateKeyPair();
+        const tunnelAddress = `10.77.0.${index++}`;
+        const wg = await startWireGuard(lab.host(h.name).ns, {
+          privateKey: keys.privateKey,
+          listenPort: WG_PORT,
+          address: `${tunnelAddress}/24`,
+        });
+        hosts.set(h.name, {
+          name: h.name,
+          ns: lab.host(h.name).ns,
+          tunnelAddress,
+          keys,
+          wg,
+          tunnelbore: null,
+          dirs: tunnelboreDirs(),
+          flags: [...(h.flags ?? [])],
+        });
+      }
+      const names = spec.hosts.map((h) => h.name);
+      const links =
+        spec.links ?? names.flatMap((a, i) => names.slice(i + 1).map((b): [string, string] => [a, b]));
+      const usesTunnelbore = new Map(spec.hosts.map((h) => [h.name, h.tunnelbore !== false]));
+      for (const [a, b] of links) {
+        for (const [self, other] of [
+          [a, b],
+          [b, a],
+        ] as const) {
+          const me = hosts.get(self);
+          const peer = hosts.get(other);
+          if (!me || !peer) throw new Error(`link ${a}-${b} names an unknown host`);
+          // A peer without Tunnelbore is reached at its public endpoint (the static path).
+          const endpoint = usesTunnelbore.get(other)
+            ? undefined
+            : `${lab.host(other).publicAddress}:${WG_PORT}`;
+          await me.wg.setPeer({
+            publicKey: peer.keys.publicKey,
+            allowedIps: `${peer.tunnelAddress}/32`,
+            endpoint,
+          });
+        }
+      }
+      const product = new ProductLab(lab, coturn, introUrl, introServer, introArgs, hosts);
+      for (const h of spec.hosts) if (h.tunnelbore !== false) await product.startTunnelbore(h.name);
+      return product;
+    } catch (err) {
+      await lab.teardown();
+      throw err;
+    }
+  }
+
+  host(name: string): ProductHost {
+    const h = this.hostsByName.get(name);
+    if (!h) throw new Error(`no host ${name}`);
+    return h;
+  }
+
+  async startTunnelbore(name: string): Promise<TunnelboreProcess> {
+    const h = this.host(name);
+    h.tunnelbore = await startTunnelbore(h.ns, h.wg.name, h.dirs, ["--intro", this.introUrl, ...h.flags]);
+    return h.tunnelbore;
+  }
+
+  async stopTunnelbore(name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+    const h = this.host(name);
+    await h.tunnelbore?.stop(signal);
+    h.tunnelbore = null;
+  }
+
+  async stopIntroServer(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    await this.introServer.stop(signal);
+  }
+
+  async restartIntroServer(): Promise<void> {
+    this.introServer = await startIntroServer(this.lab.server.ns, this.introArgs);
+  }
+
+  /** One ping from `from` to `to` through WireGuard. */
+  async ping(from: string, to: string, timeoutMs = 1000): Promise<boolean> {
+    const result = await ping(this.host(from).ns, this.host(to).tunnelAddress, {
+      count: 1,
+      timeout: timeoutMs,
+    });
+    return result.ok;
+  }
+
+  /** Pings until one is answered; returns how long that took. */
+  async waitForPing(from: string, to: string, timeoutMs = 20_000): Promise<number> {
+    const start = Date.now();
+    await waitFor(`ping ${from} -> ${to}`, () => this.ping(from, to, 500), timeoutMs, 0);
+    return Date.now() - start;
+  }
+
+  async status(name: string): Promise<StatusReport> {
+    const tb = this.host(name).tunnelbore;
+    if (!tb) throw new Error(`no tunnelbore on ${name}`);
+    return tb.status();
+  }
+
+  /** The status line `on` shows for its peer `peer`. */
+  async peerStatus(on: string, peer: string): Promise<PeerStatus> {
+    const key = this.host(peer).keys.publicKey;
+    const found = (await this.status(on)).peers.find((p) => p.publicKey === key);
+    if (!found) throw new Error(`${on} has no peer ${peer}`);
+    return found;
+  }
+
+  /** Waits until `on` reports a path to `peer` and returns its kind. */
+  async waitForPath(on: string, peer: string, timeoutMs = 20_000): Promise<PeerStatus> {
+    await waitFor(
+      `${on} has a path to ${peer}`,
+      async () => (await this.peerStatus(on, peer)).pathKind !== null,
+      timeoutMs,
+      100,
+    );
+    return this.peerStatus(on, peer);
+  }
+
+  async teardown(): Promise<void> {
+    for (const h of this.hostsByName.values()) {
+      await h.tunnelbore?.stop("SIGTERM").catch(() => undefined);
+      h.dirs.cleanup();
+    }
+    await this.introServer.stop("SIGTERM").catch(() => undefined);
+    await this.coturn.stop().catch(() => undefined);
+    await this.lab.teardown();
+  }
+}
+
+async function startIntroServer(ns: string, args: string[]): Promise<SpawnedProcess> {
+  const proc = spawnInNamespace(ns, process.execPath, args, { TUNNELBORE_LOG: "warn" });
+  await waitFor(
+    "introduction server listening",
+    () => proc.child.exitCode !== null || /listening on/.test(proc.output()),
+    10_000,
+    50,
+  );
+  if (proc.child.exitCode !== null) throw new Error(`intro-server exited: ${proc.output()}`);
+  return proc;
+}
