@@ -61,4 +61,5 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: werift-ice leaves TURN refresh timers behind that would keep the process alive.
+process.exit(await main(process.argv.slice(2)));
