@@ -295,8 +295,19 @@ interface Selected {
  * `switchTo` moves it to another pair of the same agent. It does not own the agent: closing the path
  * only stops this path; the IceSession closes the agent.
  */
+/** Datagrams kept for a path nobody listens to yet, and for how long after nomination. */
+const EARLY_DATAGRAMS = 8;
+const EARLY_WINDOW_MS = 3000;
+
 export class IcePath implements PeerPath {
-  onDatagram: ((datagram: Buffer) => void) | null = null;
+  private receiver: ((datagram: Buffer) => void) | null = null;
+  /**
+   * What arrives before the first receiver is attached: the peer's side may nominate the pair and send
+   * WireGuard's initiation a moment before our side reports the pair, and losing it costs WireGuard's
+   * 5 s retry. Kept only until the first attach, so a detached old path never delivers late.
+   */
+  private early: Buffer[] | null = [];
+  private readonly createdAt = Date.now();
   /** Data arrived on another validated pair (the peer sends on a pair other than this one). */
   onOtherPair: ((pair: CandidatePair) => void) | null = null;
   readonly stats: IcePathStats = { datagramsSent: 0, datagramsReceived: 0, sendErrors: 0 };
@@ -315,7 +326,14 @@ export class IcePath implements PeerPath {
   ) {
     this.deliver = (datagram) => {
       this.stats.datagramsReceived++;
-      this.onDatagram?.(datagram);
+      if (this.receiver) this.receiver(datagram);
+      else if (
+        this.early &&
+        this.early.length < EARLY_DATAGRAMS &&
+        Date.now() - this.createdAt < EARLY_WINDOW_MS
+      ) {
+        this.early.push(Buffer.from(datagram));
+      }
     };
     this.onSendError = () => {
       this.stats.sendErrors++;
@@ -414,7 +432,20 @@ export class IcePath implements PeerPath {
     sel.tap.send(datagram);
   }
 
+  get onDatagram(): ((datagram: Buffer) => void) | null {
+    return this.receiver;
+  }
+
+  set onDatagram(receiver: ((datagram: Buffer) => void) | null) {
+    this.receiver = receiver;
+    if (!receiver || !this.early) return;
+    const early = this.early;
+    this.early = null;
+    if (Date.now() - this.createdAt < EARLY_WINDOW_MS) for (const datagram of early) receiver(datagram);
+  }
+
   close(): void {
+    this.early = null;
     const sel = this.selected;
     if (!sel) return;
     this.log?.debug({ kind: this.kind, remote: this.remote, ...this.stats }, "ice path closed");
