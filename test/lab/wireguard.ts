@@ -42,7 +42,9 @@ export async function startWireGuard(
   config: WireGuardConfig,
   name = uniqueInterfaceName(),
 ): Promise<WireGuardInterface> {
-  const proc = spawnInNamespace(ns, "wireguard-go", ["-f", name], { LOG_LEVEL: process.env.TBT_WG_LOG ?? "error" });
+  const proc = spawnInNamespace(ns, "wireguard-go", ["-f", name], {
+    LOG_LEVEL: process.env.TBT_WG_LOG ?? "error",
+  });
   await waitFor(
     `wireguard-go ${name} socket`,
     () => existsSync(`/var/run/wireguard/${name}.sock`),
