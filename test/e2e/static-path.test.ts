@@ -4,7 +4,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
-import { nsRun, teardownAll, waitFor } from "../lab/netns.js";
+import { generateKeyPair, nsRun, teardownAll, waitFor } from "../lab/netns.js";
 import {
   startTunnelbore,
   type TunnelboreDirs,
@@ -72,6 +72,29 @@ describe("static path through real wireguard-go", () => {
     expect(await tb.stop("SIGTERM")).toBe(0);
     running.length = 0;
     expect(await wgA.endpointOf(keyB.publicKey)).toBe(`${LINK_B}:51820`);
+  });
+
+  it("follows peers added to and removed from the interface", async () => {
+    const tb = await tunnelbore();
+    const extra = await generateKeyPair();
+    await wgA.setPeer({
+      publicKey: extra.publicKey,
+      allowedIps: "10.99.0.9/32",
+      endpoint: "192.0.2.9:51820",
+    });
+    const extraLoopback = `${loopbackAddressOf(Buffer.from(extra.publicKey, "base64"))}:51822`;
+    await waitFor(
+      "the new peer pointed at its L(P)",
+      async () => (await wgA.endpointOf(extra.publicKey)) === extraLoopback,
+    );
+    const added = (await tb.status()).peers.find((p) => p.publicKey === extra.publicKey);
+    expect(added).toMatchObject({ pathKind: "static", remote: "192.0.2.9:51820", loopback: extraLoopback });
+    await nsRun(nsA, "wg", ["set", wgA.name, "peer", extra.publicKey, "remove"]);
+    await waitFor("the removed peer gone", async () =>
+      (await tb.status()).peers.every((p) => p.publicKey !== extra.publicKey),
+    );
+    // The first peer was not disturbed.
+    expect(await pingOnce()).toBe(true);
   });
 
   it("survives SIGKILL and a restart without reconfiguring WireGuard; the ping resumes within 2 s", async () => {
