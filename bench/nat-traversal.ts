@@ -1,0 +1,568 @@
+// NAT traversal benchmarks in one ProductLab (network namespaces, nftables NAT routers, an introduction
+// server and coturn on the public segment, real wireguard-go and the built Tunnelbore on every host):
+//
+//   a (EIM NAT) <-> b (EIM NAT)              WireGuard through Tunnelbore: direct ICE path
+//   c (symmetric NAT) <-> d (symmetric NAT)  WireGuard through Tunnelbore: TURN relay (coturn)
+//   a <-> b on a second wireguard-go pair     no Tunnelbore, each with the other's public endpoint
+//                                             (the baseline: the very same hosts, NATs and links)
+//
+// Connect time: both Tunnelbores up and idle (their proactive ICE path may already be there), WireGuard
+// never handshaken; from the first ping sent to the first reply. Sample 1 is the fresh lab; samples 2-5
+// reset WireGuard's session by removing and re-adding the peer in one `wg set` on both hosts (the
+// benchmark checks that Tunnelbore does not notice: same path, same counters, no endpoint rewrite).
+// Throughput: iperf3 TCP a -> b through each WireGuard, rounds of (baseline, ICE direct, relay).
+//   npm run build && npx tsx bench/nat-traversal.ts
+import { existsSync, readFileSync } from "node:fs";
+import { loadavg } from "node:os";
+import { fileURLToPath } from "node:url";
+import { type IperfResult, parseIperfJson, startIperfServer } from "../test/lab/iperf.js";
+import { generateKeyPair, nsRun, run, teardownAll, uniqueTag, waitFor } from "../test/lab/netns.js";
+import { cleanupStale, labSupported } from "../test/lab/topology.js";
+import { CLI } from "../test/lab/tunnelbore.js";
+import { ProductLab } from "../test/lab/tunnelbore-lab.js";
+import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.js";
+import { type BenchRow, formatTable } from "./table.js";
+
+const CONNECT_SAMPLES = 5;
+/** Ping interval while waiting for the first reply (wireguard-go stages 128 packets: 1.28 s of them). */
+const PING_INTERVAL_MS = 10;
+const PING_DEADLINE_S = 8;
+/** Idle time before each connect measurement, longer than Tunnelbore's --poll-interval (500 ms). */
+const IDLE_MS = 1500;
+const IPERF_ROUNDS = 5;
+const IPERF_SECONDS = 5;
+/** Seconds of each iperf3 run left out of its result (-O): slow start, Tunnelbore's JIT warm-up. */
+const IPERF_OMIT_SECONDS = 1;
+/** The baseline WireGuard pair: its own port, subnet and interface names (excluded from ICE). */
+const BASE_PORT = 51830;
+const BASE_PREFIX = "tbb";
+const BASE_SUBNET = "10.78.0";
+const TARGET_DIRECT_MS = 1000;
+const TARGET_RELAY_MS = 2000;
+const TARGET_RATIO = 0.8;
+
+function log(text: string): void {
+  process.stderr.write(`[nat-traversal] ${text}\n`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------------
+// CPU accounting from /proc.
+
+let clockTicks = 100;
+
+/** utime + stime of a process, in seconds. */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields after "(comm)": state is field 3, utime 14, stime 15.
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+
+/** Busy and total jiffies of the whole machine. */
+function machineTicks(): { busy: number; total: number } {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.reduce((s, x) => s + x, 0);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+interface CpuProbe {
+  /** Per watched process: % of one core; machine: % of all cores busy. */
+  stop(): { processes: number[]; machine: number };
+}
+
+function startCpuProbe(pids: number[]): CpuProbe {
+  const t0 = performance.now();
+  const p0 = pids.map(processCpuSeconds);
+  const m0 = machineTicks();
+  return {
+    stop() {
+      const seconds = (performance.now() - t0) / 1000;
+      const m1 = machineTicks();
+      return {
+        processes: pids.map((pid, i) => (100 * (processCpuSeconds(pid) - p0[i]!)) / seconds),
+        machine: (100 * (m1.busy - m0.busy)) / Math.max(1, m1.total - m0.total),
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// WireGuard helpers.
+
+interface PeerRow {
+  endpoint: string;
+  latestHandshake: number;
+}
+
+async function peerRow(wg: WireGuardInterface, publicKey: string): Promise<PeerRow> {
+  const row = (await wg.dump()).slice(1).find((r) => r[0] === publicKey);
+  if (!row) throw new Error(`peer ${publicKey} not on ${wg.name}`);
+  return { endpoint: row[2] ?? "(none)", latestHandshake: Number(row[4] ?? 0) };
+}
+
+/**
+ * Forgets WireGuard's session with `peer` on `on`: removes the peer and adds it back with the same
+ * allowed IPs and endpoint in one `wg set` (one UAPI transaction, so Tunnelbore's `wg show dump` poll
+ * sees the peer either before or after, never gone).
+ */
+async function resetWireGuardPeer(lab: ProductLab, on: string, peer: string): Promise<void> {
+  const h = lab.host(on);
+  const key = lab.host(peer).keys.publicKey;
+  const { endpoint } = await peerRow(h.wg, key);
+  await nsRun(h.ns, "wg", [
+    "set",
+    h.wg.name,
+    "peer",
+    key,
+    "remove",
+    "peer",
+    key,
+    "allowed-ips",
+    `${lab.host(peer).tunnelAddress}/32`,
+    "endpoint",
+    endpoint,
+  ]);
+}
+
+/** How often Tunnelbore on `on` rewrote a WireGuard endpoint (a re-added peer would show up here). */
+function endpointRewrites(lab: ProductLab, on: string): number {
+  return (lab.host(on).tunnelbore?.logs() ?? []).filter(
+    (l) => l.msg === "pointed WireGuard endpoint at loopback",
+  ).length;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Connect time.
+
+interface ConnectSample {
+  ms: number;
+  from: string;
+  /** The icmp_seq of the first reply (1 unless WireGuard dropped the first requests). */
+  seq: number;
+  path: string;
+}
+
+/** Parses ping -D output: the first reply's receive time, sequence number and round-trip time. */
+function firstReply(output: string): { seq: number; rttMs: number } | null {
+  const m = /^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms/m.exec(output);
+  return m ? { seq: Number(m[2]), rttMs: Number(m[3]) } : null;
+}
+
+/**
+ * Pings every 10 ms until the first reply. The first request's send time is the first reply's send
+ * time (receive time - rtt, ping's own timestamps) minus (seq - 1) intervals, so the result is exact
+ * when seq 1 is answered, as it is when WireGuard stages the early requests until its handshake.
+ */
+async function pingUntilReply(ns: string, address: string): Promise<{ ms: number; seq: number }> {
+  const out = await nsRun(ns, "ping", [
+    "-n",
+    "-D",
+    "-i",
+    String(PING_INTERVAL_MS / 1000),
+    "-c",
+    "1",
+    "-w",
+    String(PING_DEADLINE_S),
+    address,
+  ]).catch((err: unknown) => {
+    throw new Error(`no ping reply from ${address} within ${PING_DEADLINE_S} s: ${String(err)}`);
+  });
+  const reply = firstReply(out);
+  if (!reply) throw new Error(`cannot parse ping output: ${out}`);
+  return { ms: reply.rttMs + (reply.seq - 1) * PING_INTERVAL_MS, seq: reply.seq };
+}
+
+/** Waits until both Tunnelbores have a path of `kind`, WireGuard has never handshaken, all is idle. */
+async function waitIdleWithPath(lab: ProductLab, x: string, y: string, kind: string): Promise<void> {
+  for (const [on, peer] of [
+    [x, y],
+    [y, x],
+  ] as const) {
+    await lab.waitForPath(on, peer, 60_000);
+    const status = await lab.peerStatus(on, peer);
+    if (status.pathKind !== kind) {
+      throw new Error(`${on} -> ${peer}: expected a ${kind} path, got ${status.pathKind} (${status.remote})`);
+    }
+    const row = await peerRow(lab.host(on).wg, lab.host(peer).keys.publicKey);
+    if (row.latestHandshake !== 0) throw new Error(`${on}: WireGuard has handshaken with ${peer} already`);
+  }
+  await sleep(IDLE_MS);
+}
+
+async function measureConnect(
+  lab: ProductLab,
+  x: string,
+  y: string,
+  kind: string,
+  started: number,
+): Promise<ConnectSample[]> {
+  const samples: ConnectSample[] = [];
+  for (let i = 0; i < CONNECT_SAMPLES; i++) {
+    if (i > 0) {
+      const before = await Promise.all([lab.peerStatus(x, y), lab.peerStatus(y, x)]);
+      const rewrites = endpointRewrites(lab, x) + endpointRewrites(lab, y);
+      await resetWireGuardPeer(lab, x, y);
+      await resetWireGuardPeer(lab, y, x);
+      await sleep(IDLE_MS);
+      // Tunnelbore must not have reconfigured anything: the re-added peer is the one it had.
+      const after = await Promise.all([lab.peerStatus(x, y), lab.peerStatus(y, x)]);
+      for (let j = 0; j < 2; j++) {
+        const b = before[j]!;
+        const a = after[j]!;
+        if (
+          a.remote !== b.remote ||
+          a.pathKind !== b.pathKind ||
+          a.txBytes < b.txBytes ||
+          a.rxBytes < b.rxBytes
+        ) {
+          throw new Error(
+            `re-adding the WireGuard peer changed Tunnelbore's peer: ${JSON.stringify(b)} -> ${JSON.stringify(a)}`,
+          );
+        }
+      }
+      if (endpointRewrites(lab, x) + endpointRewrites(lab, y) !== rewrites) {
+        throw new Error("re-adding the WireGuard peer made Tunnelbore rewrite an endpoint");
+      }
+    }
+    await waitIdleWithPath(lab, x, y, kind);
+    // Alternate the direction, so both the ICE-controlling and the controlled side start a handshake.
+    const [from, to] = i % 2 === 0 ? [x, y] : [y, x];
+    const { ms, seq } = await pingUntilReply(lab.host(from).ns, lab.host(to).tunnelAddress);
+    const path = await lab.peerStatus(from, to);
+    samples.push({ ms, from, seq, path: `${path.pathKind} ${path.remote}` });
+    log(
+      `connect ${kind} #${i + 1} ${from}->${to}: ${ms.toFixed(1)} ms (first reply seq ${seq}, ${path.pathKind} ${path.remote}) at ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    );
+  }
+  return samples;
+}
+
+function connectRows(label: string, samples: ConnectSample[], target: number): BenchRow[] {
+  const ms = samples.map((s) => s.ms);
+  const list = samples.map((s) => `${s.ms.toFixed(1)}${s.seq > 1 ? `(seq ${s.seq})` : ""}`).join(", ");
+  return [
+    {
+      name: `nat: connect time ${label}, median`,
+      value: median(ms),
+      unit: "ms",
+      note: `target <= ${target} ms; ${samples.length} samples (#1 fresh lab, #2-5 WireGuard peer reset): ${list}`,
+    },
+    {
+      name: `nat: connect time ${label}, max`,
+      value: Math.max(...ms),
+      unit: "ms",
+      note: `path ${samples[0]?.path ?? "?"}`,
+    },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The baseline: a second wireguard-go pair on a and b, no Tunnelbore, real public endpoints.
+
+interface Baseline {
+  a: WireGuardInterface;
+  b: WireGuardInterface;
+  bAddress: string;
+}
+
+async function startBaseline(lab: ProductLab, x: string, y: string): Promise<Baseline> {
+  const [kx, ky] = await Promise.all([generateKeyPair(), generateKeyPair()]);
+  const wx = await startWireGuard(
+    lab.host(x).ns,
+    { privateKey: kx.privateKey, listenPort: BASE_PORT, address: `${BASE_SUBNET}.1/24` },
+    `${BASE_PREFIX}${uniqueTag()}`,
+  );
+  const wy = await startWireGuard(
+    lab.host(y).ns,
+    { privateKey: ky.privateKey, listenPort: BASE_PORT, address: `${BASE_SUBNET}.2/24` },
+    `${BASE_PREFIX}${uniqueTag()}`,
+  );
+  // Each NAT keeps the source port (EIM), so wan:BASE_PORT is each side's public endpoint.
+  await wx.setPeer({
+    publicKey: ky.publicKey,
+    allowedIps: `${BASE_SUBNET}.2/32`,
+    endpoint: `${lab.lab.host(y).publicAddress}:${BASE_PORT}`,
+  });
+  await wy.setPeer({
+    publicKey: kx.publicKey,
+    allowedIps: `${BASE_SUBNET}.1/32`,
+    endpoint: `${lab.lab.host(x).publicAddress}:${BASE_PORT}`,
+  });
+  // x's first initiation opens x's NAT (and is dropped by y's); y's then gets in: a WireGuard hole punch.
+  const hx = lab.host(x).ns;
+  const hy = lab.host(y).ns;
+  await waitFor(
+    "baseline WireGuard handshake",
+    async () => {
+      const [p1, p2] = await Promise.all([
+        nsRun(hx, "ping", ["-n", "-c", "1", "-W", "1", `${BASE_SUBNET}.2`]).then(
+          () => true,
+          () => false,
+        ),
+        nsRun(hy, "ping", ["-n", "-c", "1", "-W", "1", `${BASE_SUBNET}.1`]).then(
+          () => true,
+          () => false,
+        ),
+      ]);
+      return p1 && p2;
+    },
+    30_000,
+    200,
+  );
+  const ep = (await peerRow(wx, ky.publicKey)).endpoint;
+  if (ep !== `${lab.lab.host(y).publicAddress}:${BASE_PORT}`) {
+    throw new Error(`baseline WireGuard on ${x} talks to ${ep}, not ${y}'s public endpoint`);
+  }
+  return { a: wx, b: wy, bAddress: `${BASE_SUBNET}.2` };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Throughput.
+
+/** iperf3 TCP from `clientNs` to a one-shot server, leaving out the first second (-O). */
+async function iperfTcp(serverNs: string, serverAddress: string, clientNs: string): Promise<IperfResult> {
+  const server = await startIperfServer(serverNs);
+  try {
+    const args = ["-c", serverAddress, "-t", String(IPERF_SECONDS), "-O", String(IPERF_OMIT_SECONDS), "-J"];
+    const out = await nsRun(clientNs, "iperf3", args).catch((err: unknown) => {
+      throw new Error(`iperf3 to ${serverAddress}: ${String(err)}`);
+    });
+    return parseIperfJson(out, false);
+  } finally {
+    await server.stop();
+  }
+}
+
+interface ThroughputCase {
+  label: string;
+  client: string;
+  serverNs: string;
+  serverAddress: string;
+  /** Tunnelbore PIDs (sender, receiver), then wireguard-go PIDs (sender, receiver). */
+  pids: number[];
+}
+
+interface ThroughputResult {
+  mbps: number[];
+  retransmits: number[];
+  cpu: number[][];
+  machine: number[];
+}
+
+async function measureThroughputCases(
+  lab: ProductLab,
+  cases: ThroughputCase[],
+  started: number,
+): Promise<ThroughputResult[]> {
+  const results = cases.map((): ThroughputResult => ({ mbps: [], retransmits: [], cpu: [], machine: [] }));
+  for (let round = 0; round < IPERF_ROUNDS; round++) {
+    // The order rotates every round, so no case always runs first or after the same neighbour.
+    for (let k = 0; k < cases.length; k++) {
+      const i = (round + k) % cases.length;
+      const c = cases[i]!;
+      const probe = startCpuProbe(c.pids);
+      const r = await iperfTcp(c.serverNs, c.serverAddress, lab.host(c.client).ns);
+      const cpu = probe.stop();
+      const res = results[i]!;
+      res.mbps.push(r.bitsPerSecond / 1e6);
+      res.retransmits.push(r.retransmits ?? 0);
+      res.cpu.push(cpu.processes);
+      res.machine.push(cpu.machine);
+      log(
+        `iperf3 ${c.label} round ${round + 1}: ${(r.bitsPerSecond / 1e6).toFixed(0)} Mbit/s, ${r.retransmits} retransmits, CPU % tunnelbore ${cpu.processes
+          .slice(0, 2)
+          .map((p) => p.toFixed(0))
+          .join("/")} wireguard-go ${cpu.processes
+          .slice(2)
+          .map((p) => p.toFixed(0))
+          .join(
+            "/",
+          )}, machine ${cpu.machine.toFixed(0)} % at ${((Date.now() - started) / 1000).toFixed(0)} s`,
+      );
+    }
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+/** The PID of a process started with `ip netns exec` (which execs it: same PID), checked by name. */
+function pidOf(pid: number | undefined, comm: string, what: string): number {
+  if (pid === undefined) throw new Error(`no ${what}`);
+  const actual = readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  if (!actual.startsWith(comm)) throw new Error(`${what}: PID ${pid} is ${actual}, not ${comm}`);
+  return pid;
+}
+
+function tunnelborePid(lab: ProductLab, name: string): number {
+  return pidOf(lab.host(name).tunnelbore?.process.child.pid, "node", `Tunnelbore on ${name}`);
+}
+
+function wireguardPid(wg: WireGuardInterface): number {
+  return pidOf(wg.process.child.pid, "wireguard-go", `wireguard-go ${wg.name}`);
+}
+
+const fmtList = (values: number[], digits = 0) => values.map((v) => v.toFixed(digits)).join(", ");
+const fmtLoad = () =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+
+export async function benchNatTraversal(): Promise<BenchRow[]> {
+  if (!(await labSupported()))
+    throw new Error("the NAT traversal benchmark builds network namespaces: run it as root");
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  clockTicks = Number((await run("getconf", ["CLK_TCK"])).trim()) || 100;
+  await cleanupStale();
+  const started = Date.now();
+  const loadBefore = fmtLoad();
+  // Default log level (info), as a user runs it; the baseline interfaces are never ICE candidates.
+  const flags = ["--log-level", "info", "--exclude-interface", `${BASE_PREFIX}*`];
+  let lab: ProductLab | null = null;
+  try {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "eim", flags },
+        { name: "b", nat: "eim", flags },
+        { name: "c", nat: "symmetric", flags },
+        { name: "d", nat: "symmetric", flags },
+      ],
+      links: [
+        ["a", "b"],
+        ["c", "d"],
+      ],
+    });
+    log(`lab up in ${((Date.now() - started) / 1000).toFixed(1)} s (load average ${loadBefore})`);
+    const rows: BenchRow[] = [];
+
+    const direct = await measureConnect(lab, "a", "b", "direct", started);
+    const relay = await measureConnect(lab, "c", "d", "relay", started);
+    rows.push(
+      ...connectRows("behind two EIM NATs (ICE direct)", direct, TARGET_DIRECT_MS),
+      ...connectRows("behind two symmetric NATs (TURN relay)", relay, TARGET_RELAY_MS),
+    );
+
+    const baseline = await startBaseline(lab, "a", "b");
+    log(`baseline WireGuard a <-> b up at ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const tb = (n: string) => tunnelborePid(lab!, n);
+    const wgOf = (n: string) => wireguardPid(lab!.host(n).wg);
+    const [base, ice, turn] = await measureThroughputCases(
+      lab,
+      [
+        {
+          label: "baseline",
+          client: "a",
+          serverNs: baseline.b.ns,
+          serverAddress: baseline.bAddress,
+          pids: [tb("a"), tb("b"), wireguardPid(baseline.a), wireguardPid(baseline.b)],
+        },
+        {
+          label: "ICE direct",
+          client: "a",
+          serverNs: lab.host("b").ns,
+          serverAddress: lab.host("b").tunnelAddress,
+          pids: [tb("a"), tb("b"), wgOf("a"), wgOf("b")],
+        },
+        {
+          label: "TURN relay",
+          client: "c",
+          serverNs: lab.host("d").ns,
+          serverAddress: lab.host("d").tunnelAddress,
+          pids: [tb("c"), tb("d"), wgOf("c"), wgOf("d")],
+        },
+      ],
+      started,
+    );
+    const abPath = await lab.peerStatus("a", "b");
+    const cdPath = await lab.peerStatus("c", "d");
+    if (abPath.pathKind !== "direct" || cdPath.pathKind !== "relay") {
+      throw new Error(`paths changed during the run: a->b ${abPath.pathKind}, c->d ${cdPath.pathKind}`);
+    }
+    const loadAfter = fmtLoad();
+    const cpuOf = (r: ThroughputResult, index: number) => r.cpu.map((c) => c[index]!);
+    const wgCpu = (r: ThroughputResult) =>
+      `wireguard-go CPU ${median(cpuOf(r, 2)).toFixed(0)} % + ${median(cpuOf(r, 3)).toFixed(0)} %`;
+    const describe = (r: ThroughputResult) =>
+      `${IPERF_ROUNDS} x ${IPERF_SECONDS} s, median; runs ${fmtList(r.mbps)}; retransmits ${r.retransmits.join(", ")}; ${wgCpu(r)}`;
+    const baseMbps = median(base!.mbps);
+    const iceMbps = median(ice!.mbps);
+    const turnMbps = median(turn!.mbps);
+    const perRound = (r: ThroughputResult) => r.mbps.map((m, i) => m / base!.mbps[i]!);
+    rows.push(
+      {
+        name: "nat: iperf3 TCP, WireGuard direct endpoints, no Tunnelbore (baseline)",
+        value: baseMbps,
+        unit: "Mbit/s",
+        note: `${describe(base!)}; a -> b through both EIM NATs`,
+      },
+      {
+        name: "nat: iperf3 TCP, Tunnelbore ICE direct path",
+        value: iceMbps,
+        unit: "Mbit/s",
+        note: `${describe(ice!)}; a -> b, path ${abPath.remote}`,
+      },
+      {
+        name: "nat: iperf3 TCP, Tunnelbore TURN relay path",
+        value: turnMbps,
+        unit: "Mbit/s",
+        note: `${describe(turn!)}; c -> coturn -> d`,
+      },
+      {
+        name: "nat: throughput ratio ICE direct / baseline",
+        value: iceMbps / baseMbps,
+        unit: "",
+        note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(ice!), 2)} (median ${median(perRound(ice!)).toFixed(2)})`,
+      },
+      {
+        name: "nat: throughput ratio TURN relay / baseline",
+        value: turnMbps / baseMbps,
+        unit: "",
+        note: `ratio of medians; per round ${fmtList(perRound(turn!), 2)} (median ${median(perRound(turn!)).toFixed(2)})`,
+      },
+      {
+        name: "nat: Tunnelbore CPU during ICE direct iperf3, sender (a)",
+        value: median(cpuOf(ice!, 0)),
+        unit: "% of a core",
+        note: `runs ${fmtList(cpuOf(ice!, 0))}`,
+      },
+      {
+        name: "nat: Tunnelbore CPU during ICE direct iperf3, receiver (b)",
+        value: median(cpuOf(ice!, 1)),
+        unit: "% of a core",
+        note: `runs ${fmtList(cpuOf(ice!, 1))}`,
+      },
+      {
+        name: "nat: Tunnelbore CPU during TURN relay iperf3, sender (c)",
+        value: median(cpuOf(turn!, 0)),
+        unit: "% of a core",
+        note: `runs ${fmtList(cpuOf(turn!, 0))}; receiver (d) ${median(cpuOf(turn!, 1)).toFixed(0)} %`,
+      },
+      {
+        name: "nat: machine CPU busy during ICE direct iperf3",
+        value: median(ice!.machine),
+        unit: "% of all cores",
+        note: `baseline ${median(base!.machine).toFixed(0)} %, relay ${median(turn!.machine).toFixed(0)} %; every process on the machine; load average ${loadBefore} before, ${loadAfter} after`,
+      },
+    );
+    log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    return rows;
+  } finally {
+    await lab?.teardown().catch(() => undefined);
+    await teardownAll();
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const rows = await benchNatTraversal();
+  console.log(formatTable(rows));
+}
