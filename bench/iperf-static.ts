@@ -1,0 +1,156 @@
+// iperf3 TCP through real wireguard-go, A -> B, with and without Tunnelbore on A's static path, in
+// one run: alternating runs (direct, through Tunnelbore, ...) so drift on a shared machine hits both
+// alike. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
+//   npm run build && npx tsx bench/iperf-static.ts
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { measureThroughput } from "../test/lab/iperf.js";
+import { createLinkedPair } from "../test/lab/linked-pair.js";
+import { teardownAll, waitFor } from "../test/lab/netns.js";
+import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
+import { type BenchRow, formatTable } from "./table.js";
+
+const RUNS = 3;
+const RUN_SECONDS = 5;
+/** Linux reports process times in clock ticks of 1/100 s (USER_HZ) on every architecture we run on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+function rssBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return match ? Number(match[1]) * 1024 : Number.NaN;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+const mbit = (bps: number) => (bps / 1e6).toFixed(0);
+
+export async function benchIperfStatic(): Promise<BenchRow[]> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  const dirs = tunnelboreDirs();
+  // Ctrl-C must not leave namespaces and wireguard-go processes behind.
+  const onSignal = () => void teardownAll().finally(() => process.exit(130));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let tb: TunnelboreProcess | null = null;
+  try {
+    const pair = await createLinkedPair("bn");
+    await pair.timeUntilPing(10_000);
+    const wgPids = [pair.wgA.process.child.pid!, pair.wgB.process.child.pid!];
+    const direct: Array<{ bps: number; retransmits: number; wgCpu: number }> = [];
+    const through: Array<{ bps: number; retransmits: number; wgCpu: number; cpu: number; rss: number }> = [];
+    /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and `pid` used meanwhile. */
+    const iperf = async (pid?: number) => {
+      const wgBefore = wgPids.map(cpuSeconds);
+      const before = pid ? cpuSeconds(pid) : 0;
+      const started = performance.now();
+      const r = await measureThroughput(pair.nsB, pair.tunB, pair.nsA, { duration: RUN_SECONDS });
+      const seconds = (performance.now() - started) / 1000;
+      const wgCpu = wgPids.reduce((sum, p, i) => sum + cpuSeconds(p) - wgBefore[i]!, 0) / seconds;
+      const cpu = pid ? (cpuSeconds(pid) - before) / seconds : 0;
+      return { bps: r.bitsPerSecond, retransmits: r.retransmits ?? 0, wgCpu, cpu };
+    };
+    for (let run = 0; run < RUNS; run++) {
+      // Without Tunnelbore WireGuard A sends to B's real endpoint (restored by the SIGTERM below).
+      if ((await pair.wgA.endpointOf(pair.keyB.publicKey)) !== `${pair.linkB}:51820`) {
+        throw new Error("WireGuard A does not point at B's real endpoint");
+      }
+      await pair.timeUntilPing(10_000);
+      direct.push(await iperf());
+
+      // The CLI's defaults (the lab helper polls every 500 ms and logs at debug).
+      tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [
+        "--log-level",
+        "info",
+        "--poll-interval",
+        "2000",
+      ]);
+      const pid = tb.process.child.pid!;
+      if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("cli.js")) {
+        // `ip netns exec` execs in place: the PID must be Tunnelbore's own.
+        throw new Error(`PID ${pid} is not the tunnelbore process`);
+      }
+      await waitFor("WireGuard endpoint at L(P)", async () => {
+        const peer = (await tb!.status()).peers[0];
+        return !!peer && (await pair.wgA.endpointOf(pair.keyB.publicKey)) === peer.loopback;
+      });
+      await pair.timeUntilPing(10_000);
+      const r = await iperf(pid);
+      const status = await tb.status();
+      if (!status.peers[0] || status.peers[0].txBytes === 0)
+        throw new Error("no traffic went through Tunnelbore");
+      through.push({ ...r, rss: rssBytes(pid) });
+      if ((await tb.stop("SIGTERM")) !== 0) throw new Error("tunnelbore did not exit cleanly");
+      tb = null;
+    }
+
+    const d = median(direct.map((x) => x.bps));
+    const t = median(through.map((x) => x.bps));
+    const runs = `${RUNS} alternating runs of ${RUN_SECONDS} s`;
+    return [
+      {
+        name: "iperf3 TCP A -> B, WireGuard direct",
+        value: d / 1e6,
+        unit: "Mbit/s",
+        note: `median of ${runs} (${direct.map((x) => mbit(x.bps)).join(", ")}); retransmits ${direct.map((x) => x.retransmits).join(", ")}`,
+      },
+      {
+        name: "iperf3 TCP A -> B, through Tunnelbore (static)",
+        value: t / 1e6,
+        unit: "Mbit/s",
+        note: `median of ${runs} (${through.map((x) => mbit(x.bps)).join(", ")}); retransmits ${through.map((x) => x.retransmits).join(", ")}`,
+      },
+      {
+        name: "iperf3 ratio Tunnelbore / direct",
+        value: t / d,
+        unit: "x",
+        note: `target >= 0.8; per pair ${through.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+      },
+      {
+        name: "Tunnelbore CPU during iperf3",
+        value: 100 * median(through.map((x) => x.cpu)),
+        unit: "% of a core",
+        note: `per run ${through.map((x) => (100 * x.cpu).toFixed(0)).join(", ")} (/proc/PID/stat utime+stime)`,
+      },
+      {
+        name: "wireguard-go A + B CPU, direct",
+        value: 100 * median(direct.map((x) => x.wgCpu)),
+        unit: "% of a core",
+        note: `per run ${direct.map((x) => (100 * x.wgCpu).toFixed(0)).join(", ")}; 2 CPUs in all`,
+      },
+      {
+        name: "wireguard-go A + B CPU, through Tunnelbore",
+        value: 100 * median(through.map((x) => x.wgCpu)),
+        unit: "% of a core",
+        note: `per run ${through.map((x) => (100 * x.wgCpu).toFixed(0)).join(", ")}`,
+      },
+      {
+        name: "Tunnelbore RSS after iperf3",
+        value: median(through.map((x) => x.rss)) / 2 ** 20,
+        unit: "MiB",
+        note: "VmRSS, compiled JS (dist/src/cli.js)",
+      },
+    ];
+  } finally {
+    await tb?.stop("SIGKILL");
+    await teardownAll();
+    dirs.cleanup();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  console.log(formatTable(await benchIperfStatic()));
+}
