@@ -10,10 +10,11 @@
 // never handshaken; from the first ping sent to the first reply. Sample 1 is the fresh lab; samples 2-5
 // reset WireGuard's session by removing and re-adding the peer in one `wg set` on both hosts (the
 // benchmark checks that Tunnelbore does not notice: same path, same counters, no endpoint rewrite).
-// Throughput: iperf3 TCP a -> b through each WireGuard, rounds of (baseline, ICE direct, relay).
+// Throughput: iperf3 TCP (a -> b, c -> d) through each WireGuard: 5 rounds of the three cases, order
+// rotating, 5 s each after 1 s left out; CPU of Tunnelbore and wireguard-go from /proc meanwhile.
 //   npm run build && npx tsx bench/nat-traversal.ts
 import { existsSync, readFileSync } from "node:fs";
-import { loadavg } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { type IperfResult, parseIperfJson, startIperfServer } from "../test/lab/iperf.js";
 import { generateKeyPair, nsRun, run, teardownAll, uniqueTag, waitFor } from "../test/lab/netns.js";
@@ -554,6 +555,25 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         note: `baseline ${median(base!.machine).toFixed(0)} %, relay ${median(turn!.machine).toFixed(0)} %; every process on the machine; load average ${loadBefore} before, ${loadAfter} after`,
       },
     );
+    // CPU per bit: the product's processes on both hosts (wireguard-go, plus Tunnelbore where it carries
+    // the traffic), and the whole machine (iperf3, TCP, NAT routers, everything else too).
+    const cores = availableParallelism();
+    const perMbit = (r: ThroughputResult, first: number) =>
+      median(r.mbps.map((m, i) => (100 * r.cpu[i]!.slice(first).reduce((x, y) => x + y, 0)) / m));
+    const machinePerMbit = (r: ThroughputResult) =>
+      median(r.mbps.map((m, i) => (100 * cores * r.machine[i]!) / m));
+    for (const [label, r, first] of [
+      ["baseline (wireguard-go)", base!, 2],
+      ["ICE direct (wireguard-go + Tunnelbore)", ice!, 0],
+      ["TURN relay (wireguard-go + Tunnelbore)", turn!, 0],
+    ] as const) {
+      rows.push({
+        name: `nat: CPU per 100 Mbit/s, ${label}`,
+        value: perMbit(r, first),
+        unit: "% of a core",
+        note: `both hosts; whole machine ${machinePerMbit(r).toFixed(0)} % of a core per 100 Mbit/s`,
+      });
+    }
     log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
     return rows;
   } finally {
