@@ -10,6 +10,8 @@ export class ProxyPeer {
   path: PeerPath | null = null;
   /** The latest initiation WireGuard sent while no path existed. */
   heldInitiation: Buffer | null = null;
+  /** The latest initiation sent on a path, until a response arrives (resent on a replacement path). */
+  unansweredInitiation: Buffer | null = null;
   readonly traffic: TrafficCounters = newTrafficCounters();
   lastSentAt = 0;
   lastReceivedAt = 0;

@@ -27,12 +27,18 @@ export interface WireGuardProxyEvents {
   /** WireGuard sent an initiation to a peer that has no path: it is held until `setPath`. */
   "path-needed": [peer: ProxyPeer];
   /** An initiation from WireGuard went out on the peer's path. */
-  "initiation-sent": [peer: ProxyPeer];
+  "initiation-sent": [peer: ProxyPeer, initiation: Buffer];
   /** A handshake response from the peer reached WireGuard. */
   "response-received": [peer: ProxyPeer];
 }
 
 const WIREGUARD_HOST = "127.0.0.1";
+
+/**
+ * An unanswered initiation is sent again on a path that replaces the one it went out on, if it is
+ * younger than this: WireGuard's own retry (every 5 s, with a fresh timestamp) supersedes it.
+ */
+const RESEND_INITIATION_MAX_AGE_MS = 5000;
 
 /**
  * The data plane: the catch-all socket, one loopback socket L(P) per peer, and forwarding between
@@ -56,6 +62,13 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.wireguardPort = options.wireguardPort;
     this.allocator = new LoopbackAllocator(options.loopbackPortBase);
     this.localMac1 = options.localPublicKey ? new Mac1Key(options.localPublicKey) : null;
+    // Kept off the data path: initiations and responses are a few per peer every two minutes.
+    this.on("initiation-sent", (peer, initiation) => {
+      peer.unansweredInitiation = initiation;
+    });
+    this.on("response-received", (peer) => {
+      peer.unansweredInitiation = null;
+    });
   }
 
   get wireguardListenPort(): number {
@@ -124,29 +137,47 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   }
 
   /**
-   * Makes `path` the peer's path and sends the held initiation on it. The previous path is detached
-   * (its datagrams are no longer delivered) but not closed: whoever made a path closes it.
-   * `null` removes the path: initiations are held again until a new one is set.
+   * Makes `path` the peer's path and sends the held initiation on it; a path that replaces another also
+   * gets the initiation that went out on the old one and is still unanswered (the old path was suspect),
+   * so WireGuard does not wait for its 5 s retry. The previous path is detached (its datagrams are no
+   * longer delivered) but not closed: whoever made a path closes it. `null` removes the path:
+   * initiations are held again until a new one is set. The change is logged once, with `reason`.
    */
-  setPath(publicKey: string, path: PeerPath | null): void {
+  setPath(publicKey: string, path: PeerPath | null, reason = "unspecified"): void {
     const peer = this.peers.get(publicKey);
     if (!peer) return;
     const previous = peer.path;
     if (previous === path) return;
     peer.path = path;
     if (previous) previous.onDatagram = null;
-    if (!path) {
-      this.log.info({ peer: publicKey, was: previous?.kind }, "path removed");
-      return;
-    }
+    this.log.info(
+      {
+        peer: publicKey,
+        kind: path?.kind ?? null,
+        remote: path?.remote ?? null,
+        was: previous?.kind ?? null,
+        wasRemote: previous?.remote ?? null,
+        reason,
+      },
+      path ? "path changed" : "path removed",
+    );
+    if (!path) return;
     path.onDatagram = peer.deliverInbound ??= (datagram: Buffer) => {
       this.fromPeer(peer, datagram);
     };
-    this.log.info({ peer: publicKey, kind: path.kind, remote: path.remote, was: previous?.kind }, "path set");
     const held = peer.heldInitiation;
+    const unanswered = peer.unansweredInitiation;
     if (held) {
       peer.heldInitiation = null;
       this.forward(peer, held, MessageType.Initiation);
+    } else if (
+      previous &&
+      unanswered &&
+      peer.lastResponseAt < peer.lastInitiationSentAt &&
+      Date.now() - peer.lastInitiationSentAt < RESEND_INITIATION_MAX_AGE_MS
+    ) {
+      peer.unansweredInitiation = null;
+      this.forward(peer, unanswered, MessageType.Initiation);
     }
   }
 
@@ -219,7 +250,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     peer.lastSentAt = Date.now();
     if (type === MessageType.Initiation) {
       peer.lastInitiationSentAt = peer.lastSentAt;
-      this.emit("initiation-sent", peer);
+      this.emit("initiation-sent", peer, msg);
     }
     return true;
   }

@@ -1,0 +1,291 @@
+// Is a peer's path still alive? One timer for all peers looks at the proxy's per-peer timestamps and
+// probes a path (a STUN binding request on the ICE pair, answered by the peer's agent and never seen by
+// WireGuard) only when there is doubt:
+// - WireGuard keeps sending but nothing came back for `silenceMs` (a one-way flow is legitimate: the
+//   peer's WireGuard answers data with a keepalive only after 10 s, so a probe decides);
+// - WireGuard sent a handshake initiation (one probe with it; unanswered within `handshakeTimeoutMs`,
+//   with no probe answered either, is suspect; an answered probe says the path is fine and the problem
+//   is elsewhere, e.g. the peer's WireGuard is down, where restarting ICE would not help);
+// - the peer was silent for `idleProbeMs` (a rare probe keeps NAT mappings and notices a dead path
+//   before WireGuard needs it; idle peers cost a few datagrams a minute).
+// Probes unanswered for `deadAfterMs` make the path suspect (the owner restarts ICE at once, keeping the
+// old path until a new pair is nominated); no contact for `expireMs` makes it dead (dropped).
+import { EventEmitter } from "node:events";
+import type { PeerPath } from "./path.js";
+import type { ProxyPeer } from "./proxy-peer.js";
+
+/** A path that can check that the peer's end still answers (ICE paths; static paths cannot). */
+export interface ProbeablePath extends PeerPath {
+  /** Resolves with the round-trip time in ms, or null without an answer within `timeoutMs`. Never rejects. */
+  probe(timeoutMs: number): Promise<number | null>;
+}
+
+export function isProbeable(path: PeerPath | null): path is ProbeablePath {
+  return path !== null && typeof (path as Partial<ProbeablePath>).probe === "function";
+}
+
+export type SuspectReason = "handshake unanswered" | "no reply from peer" | "idle path unanswered";
+
+export interface LivenessOptions {
+  /** How often all peers are looked at (default 250 ms). */
+  tickMs?: number;
+  /** WireGuard sending this long with nothing back raises doubt (default 1000 ms). */
+  silenceMs?: number;
+  /** Between probes while in doubt (default 500 ms). */
+  probeIntervalMs?: number;
+  /** Probes unanswered this long after doubt arose: suspect (default 1500 ms). */
+  deadAfterMs?: number;
+  /** A forwarded initiation unanswered this long, and the path silent too: suspect (default 2000 ms). */
+  handshakeTimeoutMs?: number;
+  /** A probe after this much silence in both directions (default 25 s, less up to 20 % jitter). */
+  idleProbeMs?: number;
+  /** Between probes once suspect, to notice a recovery (default 1000 ms). */
+  suspectProbeMs?: number;
+  /** No contact for this long: the path is dead (default 30 s, as RFC 7675 consent). */
+  expireMs?: number;
+  /** Clock (ms); tests pass a fake one. */
+  now?: () => number;
+  /** Jitter source in [0, 1); tests pass a fixed one. */
+  random?: () => number;
+}
+
+export interface LivenessEvents {
+  /** The path looks dead: restart ICE now. Emitted once per episode. */
+  suspect: [peer: ProxyPeer, reason: SuspectReason];
+  /** A suspect path answered again. */
+  recovered: [peer: ProxyPeer];
+  /** No contact for `expireMs`: the path is dead. Emitted once per path. */
+  dead: [peer: ProxyPeer];
+}
+
+export interface LivenessStats {
+  probesSent: number;
+  probesAnswered: number;
+  suspects: number;
+  deaths: number;
+}
+
+/** What the monitor knows about one peer's current path. */
+interface Watch {
+  path: ProbeablePath;
+  /** When this path was adopted: counts as contact. */
+  since: number;
+  lastProbeAt: number;
+  lastAnswerAt: number;
+  /** When doubt arose (0: none). */
+  doubtSince: number;
+  /** Probes sent since doubt arose. */
+  doubtProbes: number;
+  rttMs: number | null;
+  suspect: SuspectReason | null;
+  /** The initiation (by its send time) already judged. */
+  judgedInitiationAt: number;
+  nextIdleProbeAt: number;
+  expired: boolean;
+}
+
+export class LivenessMonitor extends EventEmitter<LivenessEvents> {
+  readonly stats: LivenessStats = { probesSent: 0, probesAnswered: 0, suspects: 0, deaths: 0 };
+  private readonly watches = new Map<ProxyPeer, Watch>();
+  private readonly tickMs: number;
+  private readonly silenceMs: number;
+  private readonly probeIntervalMs: number;
+  private readonly deadAfterMs: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly idleProbeMs: number;
+  private readonly suspectProbeMs: number;
+  private readonly expireMs: number;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    /** The peers to watch (read on every tick). */
+    private readonly peers: () => Iterable<ProxyPeer>,
+    options: LivenessOptions = {},
+  ) {
+    super();
+    this.tickMs = options.tickMs ?? 250;
+    this.silenceMs = options.silenceMs ?? 1000;
+    this.probeIntervalMs = options.probeIntervalMs ?? 500;
+    this.deadAfterMs = options.deadAfterMs ?? 1500;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 2000;
+    this.idleProbeMs = options.idleProbeMs ?? 25_000;
+    this.suspectProbeMs = options.suspectProbeMs ?? 1000;
+    this.expireMs = options.expireMs ?? 30_000;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.tick(), this.tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.watches.clear();
+  }
+
+  /** The reason a peer's path is suspect, or null. */
+  suspectReason(peer: ProxyPeer): SuspectReason | null {
+    const watch = this.watches.get(peer);
+    return watch && watch.path === peer.path ? watch.suspect : null;
+  }
+
+  /** The last probe round-trip time on the peer's path, in ms. */
+  rttMs(peer: ProxyPeer): number | null {
+    const watch = this.watches.get(peer);
+    return watch && watch.path === peer.path ? watch.rttMs : null;
+  }
+
+  /** WireGuard sent an initiation on the peer's path: probe along, so the verdict is ready in time. */
+  initiationSent(peer: ProxyPeer): void {
+    const watch = this.watch(peer, this.now());
+    if (watch && this.now() - watch.lastProbeAt >= this.probeIntervalMs) this.probe(peer, watch);
+  }
+
+  /** Looks at every peer once (the timer calls this; tests too). */
+  tick(): void {
+    const now = this.now();
+    const seen = new Set<ProxyPeer>();
+    for (const peer of this.peers()) {
+      const watch = this.watch(peer, now);
+      if (!watch) continue;
+      seen.add(peer);
+      try {
+        this.assess(peer, watch, now);
+      } catch {
+        // A bug here must not stop the other peers' checks (nor the process).
+      }
+    }
+    for (const peer of this.watches.keys()) if (!seen.has(peer)) this.watches.delete(peer);
+  }
+
+  /** The watch of the peer's current path (a new one when the path changed), or null without a probeable path. */
+  private watch(peer: ProxyPeer, now: number): Watch | null {
+    const path = peer.path;
+    if (!isProbeable(path)) {
+      this.watches.delete(peer);
+      return null;
+    }
+    let watch = this.watches.get(peer);
+    if (!watch || watch.path !== path) {
+      watch = {
+        path,
+        since: now,
+        lastProbeAt: 0,
+        lastAnswerAt: 0,
+        doubtSince: 0,
+        doubtProbes: 0,
+        rttMs: null,
+        suspect: null,
+        // An initiation sent before this path existed is not the path's to answer.
+        judgedInitiationAt: peer.lastInitiationSentAt,
+        nextIdleProbeAt: now + this.idleInterval(),
+        expired: false,
+      };
+      this.watches.set(peer, watch);
+    }
+    return watch;
+  }
+
+  private assess(peer: ProxyPeer, watch: Watch, now: number): void {
+    if (watch.expired) return;
+    const contact = Math.max(watch.since, watch.lastAnswerAt, peer.lastReceivedAt);
+    if (contact > watch.doubtSince && watch.doubtSince !== 0) this.clearDoubt(peer, watch);
+
+    if (now - contact >= this.expireMs) {
+      watch.expired = true;
+      this.stats.deaths++;
+      this.emit("dead", peer);
+      return;
+    }
+
+    // A forwarded initiation without response, and nothing else heard since it went out.
+    const sentAt = peer.lastInitiationSentAt;
+    if (
+      sentAt > watch.judgedInitiationAt &&
+      peer.lastResponseAt < sentAt &&
+      now - sentAt >= this.handshakeTimeoutMs
+    ) {
+      watch.judgedInitiationAt = sentAt;
+      if (contact < sentAt) {
+        this.beginDoubt(watch, now);
+        this.markSuspect(peer, watch, "handshake unanswered");
+      }
+    }
+
+    // WireGuard keeps sending, nothing comes back.
+    const sending = now - peer.lastSentAt < this.silenceMs && peer.lastSentAt > contact;
+    if (sending && now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+
+    if (watch.doubtSince !== 0) {
+      if (watch.suspect) {
+        if (now - watch.lastProbeAt >= this.suspectProbeMs) this.probe(peer, watch);
+        return;
+      }
+      if (now - watch.lastProbeAt >= this.probeIntervalMs) this.probe(peer, watch);
+      if (now - watch.doubtSince >= this.deadAfterMs && watch.doubtProbes >= 2) {
+        this.markSuspect(peer, watch, sending ? "no reply from peer" : "idle path unanswered");
+      }
+      return;
+    }
+
+    if (now >= watch.nextIdleProbeAt) {
+      if (now - contact >= this.idleProbeMs * 0.8 && now - watch.lastProbeAt >= this.idleProbeMs * 0.8) {
+        this.probe(peer, watch, true);
+      }
+      watch.nextIdleProbeAt = now + this.idleInterval();
+    }
+  }
+
+  private idleInterval(): number {
+    return this.idleProbeMs * (0.8 + 0.2 * this.random());
+  }
+
+  private beginDoubt(watch: Watch, now: number): void {
+    if (watch.doubtSince !== 0) return;
+    watch.doubtSince = now;
+    watch.doubtProbes = 0;
+  }
+
+  private clearDoubt(peer: ProxyPeer, watch: Watch): void {
+    watch.doubtSince = 0;
+    watch.doubtProbes = 0;
+    if (watch.suspect) {
+      watch.suspect = null;
+      this.emit("recovered", peer);
+    }
+  }
+
+  private markSuspect(peer: ProxyPeer, watch: Watch, reason: SuspectReason): void {
+    if (watch.suspect) return;
+    watch.suspect = reason;
+    this.stats.suspects++;
+    this.emit("suspect", peer, reason);
+  }
+
+  /** Sends a probe; an unanswered idle probe raises doubt (then faster probes decide). */
+  private probe(peer: ProxyPeer, watch: Watch, idle = false): void {
+    const sentAt = this.now();
+    watch.lastProbeAt = sentAt;
+    if (watch.doubtSince !== 0) watch.doubtProbes++;
+    this.stats.probesSent++;
+    // RTT-aware like werift's consent (2 RTT + 200 ms), within 500..2000 ms.
+    const timeout = watch.rttMs === null ? 1000 : Math.min(2000, Math.max(500, 2 * watch.rttMs + 200));
+    void watch.path.probe(timeout).then((rtt) => {
+      if (this.watches.get(peer) !== watch) return;
+      if (rtt === null) {
+        if (idle) this.beginDoubt(watch, this.now());
+        return;
+      }
+      this.stats.probesAnswered++;
+      watch.rttMs = rtt;
+      watch.lastAnswerAt = Math.max(watch.lastAnswerAt, sentAt);
+      if (watch.doubtSince !== 0 && sentAt >= watch.doubtSince) this.clearDoubt(peer, watch);
+    });
+  }
+}

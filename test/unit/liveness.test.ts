@@ -1,0 +1,153 @@
+// LivenessMonitor with a fake clock and a fake path: when it probes, when it suspects, and what idle
+// peers cost.
+import type { Socket } from "node:dgram";
+import { beforeEach, describe, expect, it } from "vitest";
+import { LivenessMonitor, type ProbeablePath, type SuspectReason } from "../../src/proxy/liveness.js";
+import { ProxyPeer } from "../../src/proxy/proxy-peer.js";
+
+class FakePath implements ProbeablePath {
+  readonly kind = "direct" as const;
+  readonly remote = "192.0.2.1:1000";
+  onDatagram: ((datagram: Buffer) => void) | null = null;
+  answers = true;
+  probes = 0;
+  send(): void {}
+  close(): void {}
+  probe(): Promise<number | null> {
+    this.probes++;
+    return Promise.resolve(this.answers ? 5 : null);
+  }
+}
+
+let now: number;
+let peer: ProxyPeer;
+let path: FakePath;
+let monitor: LivenessMonitor;
+let suspects: SuspectReason[];
+let deaths: number;
+let recoveries: number;
+
+function newPeer(): ProxyPeer {
+  const key = new Uint8Array(32).fill(7);
+  return new ProxyPeer("key", key, { address: "127.1.2.3", port: 51822 }, {} as Socket);
+}
+
+/** Advances the fake clock in ticks of 250 ms, letting probe answers arrive between ticks. */
+async function advance(ms: number, each?: (t: number) => void): Promise<void> {
+  const end = now + ms;
+  while (now < end) {
+    now += 250;
+    each?.(now);
+    monitor.tick();
+    await Promise.resolve();
+    await Promise.resolve();
+  }
+}
+
+/** WireGuard sends every 200 ms (and, when `replies`, the peer answers). */
+function traffic(replies: boolean): (t: number) => void {
+  return (t) => {
+    peer.lastSentAt = t;
+    if (replies) peer.lastReceivedAt = t;
+  };
+}
+
+beforeEach(() => {
+  now = 1_000_000;
+  peer = newPeer();
+  path = new FakePath();
+  peer.path = path;
+  monitor = new LivenessMonitor(() => [peer], { now: () => now, random: () => 0.5 });
+  suspects = [];
+  deaths = 0;
+  recoveries = 0;
+  monitor.on("suspect", (_p, reason) => suspects.push(reason));
+  monitor.on("dead", () => deaths++);
+  monitor.on("recovered", () => recoveries++);
+  monitor.tick();
+});
+
+describe("LivenessMonitor", () => {
+  it("does not probe a path while traffic flows both ways", async () => {
+    await advance(60_000, traffic(true));
+    expect(path.probes).toBe(0);
+    expect(suspects).toEqual([]);
+  });
+
+  it("probes an idle path rarely: about two probes a minute", async () => {
+    await advance(5 * 60_000);
+    expect(path.probes).toBeGreaterThanOrEqual(10);
+    expect(path.probes).toBeLessThanOrEqual(14);
+    expect(suspects).toEqual([]);
+    expect(deaths).toBe(0);
+  });
+
+  it("suspects a path once when WireGuard sends and neither data nor probes come back", async () => {
+    await advance(5000, traffic(true));
+    path.answers = false;
+    const silentFrom = now;
+    let suspectedAt = 0;
+    monitor.on("suspect", () => {
+      suspectedAt = now;
+    });
+    await advance(10_000, traffic(false));
+    expect(suspects).toEqual(["no reply from peer"]);
+    // Doubt after 1 s of silence, suspect after 1.5 s more of unanswered probes.
+    expect(suspectedAt - silentFrom).toBeGreaterThanOrEqual(2500);
+    expect(suspectedAt - silentFrom).toBeLessThanOrEqual(3000);
+  });
+
+  it("a one-way flow whose probes are answered is not suspect", async () => {
+    await advance(20_000, traffic(false));
+    expect(suspects).toEqual([]);
+    expect(path.probes).toBeGreaterThan(0);
+    // About one probe per second of one-way sending, not more.
+    expect(path.probes).toBeLessThanOrEqual(20);
+  });
+
+  it("an initiation unanswered for 2 s on a silent path is suspect", async () => {
+    path.answers = false;
+    await advance(500);
+    peer.lastSentAt = now;
+    peer.lastInitiationSentAt = now;
+    monitor.initiationSent(peer);
+    await advance(1750);
+    expect(suspects).toEqual([]);
+    await advance(500);
+    expect(suspects).toEqual(["handshake unanswered"]);
+  });
+
+  it("an initiation unanswered while the path answers probes is not the path's fault", async () => {
+    await advance(500);
+    peer.lastSentAt = now;
+    peer.lastInitiationSentAt = now;
+    monitor.initiationSent(peer);
+    await advance(5000);
+    expect(suspects).toEqual([]);
+  });
+
+  it("notices a recovery, and declares a path dead after 30 s without contact", async () => {
+    path.answers = false;
+    await advance(4000, traffic(false));
+    expect(suspects).toEqual(["no reply from peer"]);
+    path.answers = true;
+    await advance(1500, traffic(false));
+    expect(recoveries).toBe(1);
+
+    path.answers = false;
+    await advance(40_000, traffic(false));
+    expect(deaths).toBe(1);
+  });
+
+  it("starts afresh on a new path", async () => {
+    path.answers = false;
+    await advance(4000, traffic(false));
+    expect(monitor.suspectReason(peer)).toBe("no reply from peer");
+    const next = new FakePath();
+    peer.path = next;
+    monitor.tick();
+    expect(monitor.suspectReason(peer)).toBeNull();
+    await advance(10_000, traffic(true));
+    expect(suspects).toEqual(["no reply from peer"]);
+  });
+});
