@@ -72,6 +72,24 @@ interface WeriftTurnInternals {
 interface WeriftConnectionInternals {
   protocols: Protocol[];
   pairLocalProtocol(protocol: Protocol): void;
+  stopConsentLifecycle?(): void;
+  buildRequest(options: {
+    nominate: boolean;
+    localUsername: string;
+    remoteUsername: string;
+    iceControlling: boolean;
+    localCandidate: Candidate;
+  }): Message;
+}
+
+/**
+ * Stops werift's RFC 7675 consent checks (a binding request every 4-6 s, expiry after 30 s): the
+ * liveness monitor probes the pair instead, quickly while WireGuard gets no answers and rarely while the
+ * peer is idle (src/proxy/liveness.ts), so a dead path is noticed in seconds and idle peers stay cheap.
+ * werift restarts consent only on a later nomination of its own, which a nominated agent never makes.
+ */
+export function stopWeriftConsent(conn: Connection): void {
+  (conn as unknown as WeriftConnectionInternals).stopConsentLifecycle?.();
 }
 
 /**
@@ -138,6 +156,8 @@ export interface SelectedPairInfo {
   readonly remote: string;
   /** True when either side is a TURN relay candidate. */
   readonly relayed: boolean;
+  /** How we reach our TURN server when the local candidate is a relay one (TCP/TLS where UDP is blocked). */
+  readonly relayTransport: "udp" | "tcp" | "tls" | null;
   /** The last connectivity-check round-trip time werift measured on this pair, in ms. */
   readonly rttMs: number | null;
 }
@@ -156,13 +176,15 @@ export function describePair(pair: CandidatePair): SelectedPairInfo {
   const remote = pair.remoteCandidate;
   const localType = candidateType(local.type);
   const remoteType = candidateType(remote.type);
+  const protocol = pair.protocol;
+  const turnType = protocol instanceof StunOverTurnProtocol ? protocol.turn.transport.type : null;
   return {
     localType,
     remoteType,
     local: formatAddress(local.host, local.port),
     remote: formatAddress(pair.remoteAddr[0], pair.remoteAddr[1]),
-    relayed:
-      localType === "relay" || remoteType === "relay" || pair.protocol.type === StunOverTurnProtocol.type,
+    relayed: localType === "relay" || remoteType === "relay" || protocol.type === StunOverTurnProtocol.type,
+    relayTransport: turnType === "udp" || turnType === "tcp" || turnType === "tls" ? turnType : null,
     rttMs: pair.rtt === undefined ? null : pair.rtt * 1000,
   };
 }
@@ -172,6 +194,8 @@ export interface IcePathStats {
   datagramsReceived: number;
   /** Sends that failed (TURN channel binding, closed transport). */
   sendErrors: number;
+  probesSent: number;
+  probesAnswered: number;
 }
 
 /** The send side of the path's pair; `detach` gives the transports back to werift untouched. */
@@ -310,7 +334,15 @@ export class IcePath implements PeerPath {
   private readonly createdAt = Date.now();
   /** Data arrived on another validated pair (the peer sends on a pair other than this one). */
   onOtherPair: ((pair: CandidatePair) => void) | null = null;
-  readonly stats: IcePathStats = { datagramsSent: 0, datagramsReceived: 0, sendErrors: 0 };
+  readonly stats: IcePathStats = {
+    datagramsSent: 0,
+    datagramsReceived: 0,
+    sendErrors: 0,
+    probesSent: 0,
+    probesAnswered: 0,
+  };
+  /** Why the generation of this path was started (for the path-change log). */
+  reason = "connect";
 
   private selected: Selected | null;
   private readonly unhooks: Array<() => void> = [];
@@ -430,6 +462,46 @@ export class IcePath implements PeerPath {
     if (!sel) return;
     this.stats.datagramsSent++;
     sel.tap.send(datagram);
+  }
+
+  /**
+   * Liveness probe: one authenticated STUN binding request on the pair in use (the peer's agent answers
+   * it like a consent check; it never reaches WireGuard). Resolves with the round-trip time in ms, or
+   * null when no valid answer came within `timeoutMs`. Never rejects.
+   */
+  probe(timeoutMs: number): Promise<number | null> {
+    const sel = this.selected;
+    const conn = this.conn;
+    const internals = conn as unknown as WeriftConnectionInternals;
+    if (!sel || !conn.remotePassword || !conn.remoteUsername) return Promise.resolve(null);
+    this.stats.probesSent++;
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const abort = new AbortController();
+    const answered = (async (): Promise<number | null> => {
+      const request = internals.buildRequest({
+        nominate: false,
+        localUsername: conn.localUsername,
+        remoteUsername: conn.remoteUsername,
+        iceControlling: conn.iceControlling,
+        localCandidate: sel.pair.localCandidate,
+      });
+      await sel.protocol.request(request, sel.pair.remoteAddr, Buffer.from(conn.remotePassword, "utf8"), {
+        retransmissions: 0,
+        responseTimeout: timeoutMs,
+        signal: abort.signal,
+      });
+      this.stats.probesAnswered++;
+      return performance.now() - started;
+    })().catch(() => null);
+    // werift's close() cancels a transaction without settling it: never wait longer than asked.
+    const expired = new Promise<null>((resolve) => {
+      timer = setTimeout(() => {
+        abort.abort();
+        resolve(null);
+      }, timeoutMs + 50);
+    });
+    return Promise.race([answered, expired]).finally(() => clearTimeout(timer));
   }
 
   get onDatagram(): ((datagram: Buffer) => void) | null {

@@ -13,7 +13,6 @@ import { pino } from "pino";
 import { Candidate, type CandidatePair, Connection, type IceOptions, type IceState } from "werift-ice";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { PeerPath } from "../proxy/path.js";
 import type { AddressExclusion } from "./candidate-filter.js";
 import {
   describePair,
@@ -21,6 +20,7 @@ import {
   pairLocalRelayCandidate,
   releaseTurnAllocations,
   type SelectedPairInfo,
+  stopWeriftConsent,
   strengthenCredentials,
   weriftSockets,
 } from "./ice-path.js";
@@ -46,7 +46,15 @@ export type IceSessionState =
   | "failed"
   | "closed";
 
+/** "consent-expired": the path in use stopped answering (werift's consent, or our liveness probes). */
 export type IceFailureReason = "timeout" | "checks-failed" | "consent-expired";
+
+/**
+ * "full": gather everything (host, srflx, relay). "upgrade": controlling side only, a path is up over a
+ * relay and we look for a direct one: no TURN allocation, and neither side's relay candidates are
+ * paired, so the attempt either finds a direct pair or fails without touching the relay path.
+ */
+export type RestartMode = "full" | "upgrade";
 
 export interface IceFailure {
   readonly generation: number;
@@ -57,9 +65,14 @@ export interface IceFailure {
 
 export interface IceSessionEvents {
   /** A pair was nominated (first connect and after each restart). The previous path keeps working for a grace period. */
-  path: [path: PeerPath];
+  path: [path: IcePath];
   failed: [failure: IceFailure];
   state: [state: IceSessionState];
+  /**
+   * The peer did not react to our signalling in time (an offer unanswered, a restart request without
+   * offer): the signalling channel may be broken (e.g. a NAT reset killed its TCP connection silently).
+   */
+  stalled: [what: string];
 }
 
 export interface TurnConfig {
@@ -86,6 +99,10 @@ export interface IceSessionOptions {
   ipv6?: boolean;
   /** A generation that nominates no pair within this time fails (default 15 s). */
   connectTimeoutMs?: number;
+  /** An upgrade attempt that nominates no pair within this time fails (default 6 s; direct checks are quick). */
+  upgradeTimeoutMs?: number;
+  /** The peer reacts to an offer or restart request within this time, or `stalled` is emitted (default 3 s). */
+  signalTimeoutMs?: number;
   /** How long the previous generation's agent lives on after a new pair is nominated (default 2 s). */
   previousPathGraceMs?: number;
   /** Controlling side: restart requests from the peer are honoured at most this often (default 1 s). */
@@ -147,6 +164,13 @@ export function parseIceServerUrl(url: string): IceServerUrl {
 /** The controlled side follows the peer to another pair at most this often (a confused peer cannot make it flap). */
 const FOLLOW_INTERVAL_MS = 1000;
 
+/**
+ * Controlling side: a fresh peer session's request for an offer (a restart request without epoch) is
+ * already answered by a generation this young that has not connected yet; restarting would only
+ * abandon it.
+ */
+const YOUNG_GENERATION_MS = 2000;
+
 // werift takes one STUN and one TURN server; prefer TURN over UDP (TCP/TLS only where UDP is blocked).
 const TRANSPORT_PREFERENCE = { udp: 0, tcp: 1, tls: 2 } as const;
 
@@ -186,6 +210,13 @@ interface Agent {
   readonly generation: number;
   readonly conn: Connection;
   readonly startedAt: number;
+  /** Why it was started (logged with the path it produces). */
+  readonly reason: string;
+  readonly mode: RestartMode;
+  /** Started to repair a doubted path: ours (not an upgrade), or one we asked the peer for. */
+  readonly repair: boolean;
+  /** Upgrade attempts: addresses of relay candidates (the peer's, our TURN server); never paired. */
+  readonly relayHosts: Set<string>;
   remoteCandidates: number;
   remoteEnded: boolean;
   /** Local gathering finished (werift must not hear the peer's end-of-candidates before). */
@@ -217,6 +248,9 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   private readonly exclude: AddressExclusion;
   private readonly werift: Partial<IceOptions>;
   private readonly connectTimeoutMs: number;
+  private readonly upgradeTimeoutMs: number;
+  private readonly signalTimeoutMs: number;
+  private requestTimer: NodeJS.Timeout | undefined;
   private readonly graceMs: number;
   private readonly minRemoteRestartMs: number;
 
@@ -234,13 +268,27 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   /** Controlled: candidates that overtook their offer (only for the newest generation announced). */
   private early: { epoch: string; generation: number; signals: IceSignal[] } | null = null;
   private lastRemoteRestart = Number.NEGATIVE_INFINITY;
+  /** Controlled: why we last asked the peer for a restart (the reason of the generation that follows). */
+  private requestedReason: string | null = null;
+  /** werift options for upgrade attempts: no TURN server. */
+  private readonly weriftDirect: Partial<IceOptions>;
 
   constructor(private readonly options: IceSessionOptions) {
     super();
     this.controlling = options.controlling;
     this.exclude = options.excludeAddresses ?? (() => false);
     this.werift = weriftOptions(options, this.exclude);
+    this.weriftDirect = {
+      ...this.werift,
+      turnServer: undefined,
+      turnUsername: undefined,
+      turnPassword: undefined,
+      turnTransport: undefined,
+      forceTurn: false,
+    };
     this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
+    this.upgradeTimeoutMs = options.upgradeTimeoutMs ?? 6000;
+    this.signalTimeoutMs = options.signalTimeoutMs ?? 3000;
     this.graceMs = options.previousPathGraceMs ?? 2000;
     this.minRemoteRestartMs = options.minRemoteRestartIntervalMs ?? 1000;
     this.log = options.logger?.child({ component: "ice" }) ?? pino({ enabled: false });
@@ -260,30 +308,55 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   }
 
   /** The path in use, or null. */
-  get path(): PeerPath | null {
+  get path(): IcePath | null {
     return this.active?.path ?? null;
+  }
+
+  /** True while the newest generation is an upgrade attempt (a relay path is up and stays meanwhile). */
+  get upgrading(): boolean {
+    const current = this.current;
+    return current !== null && current !== this.active && current.mode === "upgrade";
+  }
+
+  /**
+   * True while a newer generation is under way to replace a path we doubt (a restart of ours, or one we
+   * asked the peer for); not during upgrade attempts or restarts the peer started on its own.
+   */
+  get repairing(): boolean {
+    const current = this.current;
+    return current !== null && current !== this.active && !current.closed && current.repair;
+  }
+
+  /** Whether upgrade attempts make sense: controlling, a TURN server, and direct paths allowed. */
+  get canUpgrade(): boolean {
+    return this.controlling && !this.options.forceRelay && this.werift.turnServer !== undefined;
   }
 
   /** Controlling: gathers and sends an offer. Controlled: waits for one (offers are handled even before start). */
   start(): void {
     if (this._state !== "new") return;
     this.setState("connecting");
-    if (this.controlling) this.startGeneration("start");
+    if (this.controlling) this.startGeneration("connect", "full");
   }
 
   /**
    * ICE restart: a new generation with new credentials and sockets; the current path keeps working
    * until the new pair is nominated. The controlled side asks the controlling side to restart.
    */
-  restart(reason: string): void {
+  restart(reason: string, mode: RestartMode = "full"): void {
     if (this._state === "closed") return;
-    this.log.info({ reason, generation: this.current?.generation }, "ice restart");
+    const upgrade = mode === "upgrade" && this.canUpgrade && this.active !== null;
+    if (mode === "upgrade" && !upgrade) return;
+    // Upgrade attempts run every ~30 s on a relayed peer: not worth an info line each.
+    this.log[upgrade ? "debug" : "info"]({ reason, generation: this.current?.generation }, "ice restart");
     if (this.controlling) {
-      this.startGeneration(reason);
+      this.startGeneration(reason, upgrade ? "upgrade" : "full");
       return;
     }
     const latest = this.current ?? this.active;
     const safeReason = reason.replace(/[^\w .:-]/g, "").slice(0, 64);
+    this.requestedReason = safeReason;
+    this.armRequestWatch();
     this.signal(
       latest
         ? { t: "restart", epoch: latest.epoch, generation: latest.generation, reason: safeReason }
@@ -309,10 +382,44 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     }
   }
 
+  /**
+   * Controlled: a restart request should bring an offer. Not armed while a generation the peer just
+   * offered is under way (the peer ignores the request then: its offer answers it).
+   */
+  private armRequestWatch(): void {
+    const inFlight = this.current;
+    if (
+      inFlight &&
+      inFlight !== this.active &&
+      !inFlight.closed &&
+      performance.now() - inFlight.startedAt < this.signalTimeoutMs
+    ) {
+      return;
+    }
+    clearTimeout(this.requestTimer);
+    const accepted = this.stats.generations;
+    this.requestTimer = setTimeout(() => {
+      if (this._state !== "closed" && this.stats.generations === accepted)
+        this.safeEmit("stalled", "restart request unanswered");
+    }, this.signalTimeoutMs);
+    this.requestTimer.unref();
+  }
+
+  /**
+   * The path in use stopped answering for long (the liveness monitor's verdict, in place of werift's
+   * consent expiry): drop it, so that WireGuard's initiations are held for the next path. A generation
+   * under way carries on.
+   */
+  expirePath(): void {
+    const agent = this.active;
+    if (agent && !agent.closed) this.failAgent(agent, "consent-expired");
+  }
+
   /** Closes every agent, its sockets and TURN allocations. */
   async close(): Promise<void> {
     if (this._state === "closed") return;
     this.setState("closed");
+    clearTimeout(this.requestTimer);
     const agents = new Set([...this.retiring, this.current, this.active]);
     this.current = null;
     this.active = null;
@@ -395,7 +502,10 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       if (this.retiredEpochs.length > 8) this.retiredEpochs.shift();
     }
     this.epoch = offer.epoch;
-    const agent = this.newAgent(offer.epoch, offer.generation);
+    const requested = this.requestedReason;
+    const reason = requested ?? (latest ? "peer restarted ice" : "connect");
+    this.requestedReason = null;
+    const agent = this.newAgent(offer.epoch, offer.generation, reason, "full", requested !== null);
     agent.conn.setRemoteParams({ iceLite: false, usernameFragment: offer.ufrag, password: offer.pwd });
     agent.remoteDescribed = true;
     // Answer before trickling, so the peer has our credentials when our first candidate arrives.
@@ -440,6 +550,11 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
 
   private addRemoteCandidate(agent: Agent, line: string): void {
     const parsed = parseCandidate(line);
+    if (parsed?.type === "relay" && agent.mode === "upgrade") {
+      // An upgrade looks for a direct pair only; remember the address to refuse checks from it.
+      agent.relayHosts.add(parsed.host);
+      return;
+    }
     if (
       agent.remoteEnded ||
       !parsed ||
@@ -478,7 +593,14 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       message.epoch === undefined ||
       (message.epoch === this.epoch && message.generation === latestGeneration);
     const now = Date.now();
-    if (!current || now - this.lastRemoteRestart < this.minRemoteRestartMs) {
+    const young = this.current;
+    const answered =
+      message.epoch === undefined &&
+      young !== null &&
+      young !== this.active &&
+      young.mode === "full" &&
+      performance.now() - young.startedAt < YOUNG_GENERATION_MS;
+    if (!current || answered || now - this.lastRemoteRestart < this.minRemoteRestartMs) {
       this.stats.restartRequestsIgnored++;
       this.log.debug({ generation: message.generation }, "ice restart request ignored");
       return;
@@ -489,10 +611,10 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
 
   // --- agents -----------------------------------------------------------------------------------
 
-  private startGeneration(reason: string): void {
+  private startGeneration(reason: string, mode: RestartMode): void {
     const epoch = this.epoch!;
-    const agent = this.newAgent(epoch, this.nextGeneration++);
-    this.log.debug({ generation: agent.generation, reason }, "ice generation started");
+    const agent = this.newAgent(epoch, this.nextGeneration++, reason, mode, mode === "full");
+    this.log.debug({ generation: agent.generation, reason, mode }, "ice generation started");
     this.signal({
       t: "offer",
       epoch,
@@ -500,20 +622,39 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       ufrag: agent.conn.localUsername,
       pwd: agent.conn.localPassword,
     });
+    const watch = setTimeout(() => {
+      if (!agent.closed && agent === this.current && !agent.remoteDescribed)
+        this.safeEmit("stalled", "offer unanswered");
+    }, this.signalTimeoutMs);
+    watch.unref();
+    agent.unsubscribe.push(() => clearTimeout(watch));
     this.gather(agent);
   }
 
   /** Makes `agent` the newest generation; an older one still in progress is abandoned. */
-  private newAgent(epoch: string, generation: number): Agent {
-    const conn = new Connection(this.controlling, this.werift);
+  private newAgent(
+    epoch: string,
+    generation: number,
+    reason: string,
+    mode: RestartMode,
+    repair: boolean,
+  ): Agent {
+    const conn = new Connection(this.controlling, mode === "upgrade" ? this.weriftDirect : this.werift);
     // werift falls back to stun.l.google.com when no STUN server is given.
     conn.stunServer = this.werift.stunServer;
     strengthenCredentials(conn);
+    const relayHosts = new Set<string>();
+    const turnHost = this.werift.turnServer?.[0];
+    if (mode === "upgrade" && turnHost) relayHosts.add(turnHost);
     const agent: Agent = {
       epoch,
       generation,
       conn,
       startedAt: performance.now(),
+      reason,
+      mode,
+      repair,
+      relayHosts,
       remoteCandidates: 0,
       remoteEnded: false,
       gathered: false,
@@ -527,17 +668,23 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       unsubscribe: [],
     };
     // Drop checks from excluded addresses and from anyone not using this generation's ufrag.
+    // Upgrade attempts also refuse checks from relay addresses: answering one would let werift nominate
+    // a pair through the peer's relay, which is no upgrade.
     conn.options.filterStunResponse = (message, addr) => {
       const username: unknown = message.getAttributeValue("USERNAME");
       return (
         typeof username === "string" &&
         username.startsWith(`${conn.localUsername}:`) &&
-        !this.exclude(addr[0])
+        !this.exclude(addr[0]) &&
+        !relayHosts.has(addr[0])
       );
     };
     const { unSubscribe } = conn.stateChanged.subscribe((state) => this.onWeriftState(agent, state));
     agent.unsubscribe.push(unSubscribe);
-    agent.timer = setTimeout(() => this.failAgent(agent, "timeout"), this.connectTimeoutMs);
+    agent.timer = setTimeout(
+      () => this.failAgent(agent, "timeout"),
+      mode === "upgrade" ? this.upgradeTimeoutMs : this.connectTimeoutMs,
+    );
 
     const previous = this.current;
     this.current = agent;
@@ -571,7 +718,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       .finally(() => {
         agent.gathered = true;
         if (agent.closed || agent !== this.current) return;
-        if (this.werift.turnServer && !relayed) {
+        if (agent.mode === "full" && this.werift.turnServer && !relayed) {
           // werift only logs this with DEBUG; wrong credentials take it ~13 s (UDP, then TCP).
           this.log.warn(
             { generation: agent.generation },
@@ -607,18 +754,22 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       this.failAgent(agent, "checks-failed");
       return;
     }
+    stopWeriftConsent(agent.conn);
     this.tuneSockets(agent);
     const previous = this.active;
     this.active = agent;
     if (previous && previous !== agent) this.retire(previous);
     const info = describePair(pair);
-    this.log.info(
+    // The proxy logs the path change (once, with the reason) at info.
+    this.log.debug(
       {
         generation: agent.generation,
         kind: path.kind,
         local: info.localType,
         remoteType: info.remoteType,
         remote: info.remote,
+        relayTransport: info.relayTransport ?? undefined,
+        reason: agent.reason,
         ms: Math.round(performance.now() - agent.startedAt),
       },
       "ice pair nominated",
@@ -631,6 +782,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     let path: IcePath;
     try {
       path = new IcePath(agent.conn, pair, agent.generation, this.log);
+      path.reason = agent.reason;
     } catch (err) {
       this.log.error({ err }, "cannot use the nominated ice pair");
       return null;
@@ -681,7 +833,11 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     if (!wasActive && !wasCurrent) return; // abandoned or retiring: nobody waits for it
     if (this._state === "closed") return;
     const pathLost = this.active === null;
-    this.log.info({ generation: agent.generation, reason, pathLost }, "ice generation failed");
+    const upgrade = agent.mode === "upgrade";
+    this.log[upgrade ? "debug" : "info"](
+      { generation: agent.generation, reason, pathLost },
+      "ice generation failed",
+    );
     if (this.current) this.setState(this.active ? "restarting" : "connecting");
     else this.setState(this.active ? "connected" : "failed");
     this.safeEmit("failed", { generation: agent.generation, reason, pathLost });
