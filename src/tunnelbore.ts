@@ -7,11 +7,14 @@ import type { Logger } from "./log.js";
 import { decodeKey } from "./mac1/keys.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
+import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
 import type { PeerPath } from "./proxy/path.js";
 import type { ProxyPeer } from "./proxy/proxy-peer.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
+import { AddressWatch } from "./wg/address-watch.js";
 import { EndpointState } from "./wg/endpoint-state.js";
+import { interfaceIndex, nudgeHandshake } from "./wg/interface-watch.js";
 import { readInterface, setPeerEndpoint, type WireGuardInterfaceInfo } from "./wg/wg-command.js";
 
 export interface TunnelboreOptions {
@@ -26,8 +29,17 @@ export interface TunnelboreOptions {
   pollIntervalMs: number;
   /** NAT traversal through an introduction server; without it only static paths exist. */
   intro?: IntroSettings;
+  /** Path liveness tuning (tests). */
+  liveness?: LivenessOptions;
+  /** Watch addresses and routes (default true; tests of the proxy alone turn it off). */
+  watchNetwork?: boolean;
   logger: Logger;
 }
+
+/** After the interface was recreated, peers missing from it are kept this long (its config may follow). */
+const RECREATED_GRACE_MS = 10_000;
+/** Re-reads of the interface after a link event on it, to catch its configuration as it is applied (ms). */
+const RESYNC_AFTER_LINK_EVENT_MS = [250, 750, 1500, 3000, 6000];
 
 export interface IntroSettings {
   url: string;
@@ -53,9 +65,16 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
   private readonly staticPaths = new Map<string, StaticPath>();
   private readonly icePaths = new Map<string, PeerPath>();
   private connector: PeerConnector | null = null;
+  private monitor: LivenessMonitor | null = null;
+  private watch: AddressWatch | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private readonly resyncTimers = new Set<NodeJS.Timeout>();
   private syncing: Promise<void> | null = null;
+  private resyncWanted = false;
   private interfaceMissing = false;
+  private ifindex: number | null = null;
+  /** When the interface was last seen recreated (0: never). */
+  private recreatedAt = 0;
   private lastHandshakes = new Map<string, number>();
   private stopped = false;
   private started = false;
@@ -89,23 +108,73 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       logger: this.log,
     });
     await this.proxy.start();
-    this.proxy.on("initiation-sent", (peer) =>
-      this.log.debug({ peer: peer.publicKey, path: peer.path?.remote }, "handshake initiation sent"),
-    );
+    this.ifindex = await interfaceIndex(info.name);
+    const monitor = new LivenessMonitor(() => this.proxy.allPeers(), this.options.liveness);
+    this.monitor = monitor;
+    this.proxy.on("initiation-sent", (peer) => {
+      this.log.debug({ peer: peer.publicKey, path: peer.path?.remote }, "handshake initiation sent");
+      monitor.initiationSent(peer);
+    });
     if (this.options.intro) this.startConnector(this.options.intro, info);
     await this.apply(info);
+    monitor.start();
+    if (this.options.watchNetwork !== false) await this.startWatch(info);
     this.timer = setInterval(() => void this.sync(), this.options.pollIntervalMs);
     this.timer.unref();
     this.started = true;
   }
 
-  /** Reads the interface again and applies what changed; one sync at a time. */
+  /** Local network changes restart ICE; link events of the WireGuard interface make us look at it again. */
+  private async startWatch(info: WireGuardInterfaceInfo): Promise<void> {
+    const watch = new AddressWatch({
+      wireguardInterface: info.name,
+      ignoreInterfaces: this.options.intro?.excludeInterfaces ?? [],
+      logger: this.log,
+    });
+    watch.on("change", (summary) => {
+      this.log.info({ addresses: summary.addresses, routes: summary.defaultRoutes }, "local network changed");
+      this.connector?.networkChanged("local network changed");
+    });
+    watch.on("wireguard-link", () => this.resyncSoon());
+    try {
+      await watch.start();
+      this.watch = watch;
+    } catch (err) {
+      this.log.warn({ err }, "cannot watch local addresses; network changes are noticed by probes only");
+    }
+  }
+
+  /** Reads the interface now and a few times more while it is being (re)configured. */
+  private resyncSoon(): void {
+    void this.sync();
+    for (const t of this.resyncTimers) clearTimeout(t);
+    this.resyncTimers.clear();
+    for (const delay of RESYNC_AFTER_LINK_EVENT_MS) {
+      const timer = setTimeout(() => {
+        this.resyncTimers.delete(timer);
+        void this.sync();
+      }, delay);
+      timer.unref();
+      this.resyncTimers.add(timer);
+    }
+  }
+
+  /** Reads the interface again and applies what changed; one sync at a time (a request meanwhile runs after). */
   sync(): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    this.syncing ??= (async () => {
+    if (this.syncing) {
+      this.resyncWanted = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
       try {
         const info = await readInterface(this.options.interfaceName);
-        if (this.interfaceMissing) this.log.info({ interface: info.name }, "interface is back");
+        const index = await interfaceIndex(info.name);
+        if (this.interfaceMissing || (index !== null && this.ifindex !== null && index !== this.ifindex)) {
+          this.log.info({ interface: info.name }, "interface is back (recreated)");
+          this.recreatedAt = Date.now();
+        }
+        this.ifindex = index ?? this.ifindex;
         this.interfaceMissing = false;
         await this.apply(info);
       } catch (err) {
@@ -118,6 +187,10 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         }
       } finally {
         this.syncing = null;
+        if (this.resyncWanted && !this.stopped) {
+          this.resyncWanted = false;
+          void this.sync();
+        }
       }
     })();
     return this.syncing;
@@ -126,6 +199,9 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    for (const t of this.resyncTimers) clearTimeout(t);
+    this.watch?.stop();
+    this.monitor?.stop();
     await this.syncing;
     await this.connector?.stop();
     if (this.options.manageEndpoints && this.started) await this.restoreEndpoints();
@@ -190,26 +266,48 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       excludeAddresses: tunnelRanges(info),
       logger: this.log,
     });
-    connector.on("path", (key, path) => {
+    connector.on("path", (key, path, reason) => {
       if (path) this.icePaths.set(key, path);
       else this.icePaths.delete(key);
-      this.choosePath(key);
+      this.choosePath(key, path ? reason : `ice path lost: ${reason}`);
     });
     this.proxy.on("path-needed", (peer) => connector.connect(peer.publicKey, "initiation held"));
+    const monitor = this.monitor;
+    if (monitor) {
+      monitor.on("suspect", (peer, reason) => {
+        this.log.info(
+          { peer: peer.publicKey, remote: peer.path?.remote, reason },
+          "path suspect; restarting ice",
+        );
+        connector.connect(peer.publicKey, reason);
+      });
+      monitor.on("recovered", (peer) =>
+        this.log.info({ peer: peer.publicKey, remote: peer.path?.remote }, "suspect path answers again"),
+      );
+      monitor.on("dead", (peer) => connector.pathDead(peer.publicKey));
+    }
     connector.start();
     this.connector = connector;
   }
 
   /** ICE (direct, else relay) when it has a pair, else the static endpoint, else none (initiations wait). */
-  private choosePath(publicKey: string): void {
-    this.proxy.setPath(publicKey, this.icePaths.get(publicKey) ?? this.staticPaths.get(publicKey) ?? null);
+  private choosePath(publicKey: string, reason: string): void {
+    this.proxy.setPath(
+      publicKey,
+      this.icePaths.get(publicKey) ?? this.staticPaths.get(publicKey) ?? null,
+      reason,
+    );
   }
 
   /** The peer's place in DESIGN.md's life cycle, for status. */
   private peerState(peer: ProxyPeer): string {
     const path = peer.path;
     const ice = this.connector?.state(peer.publicKey) ?? null;
-    if (path) return ice === "restarting" ? "restarting" : `connected(${path.kind})`;
+    if (path) {
+      // Upgrade attempts and restarts the peer started on its own leave a working path: connected.
+      if (ice === "restarting" && this.connector?.repairing(peer.publicKey)) return "restarting";
+      return this.monitor?.suspectReason(peer) ? "suspect" : `connected(${path.kind})`;
+    }
     if (ice === "connecting" || ice === "restarting") return "connecting";
     if (ice === "failed") return "failed";
     if (peer.heldInitiation) return "signalling";
@@ -223,22 +321,27 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       this.proxy.setWireGuardPort(info.listenPort);
     }
     const present = new Set(info.peers.map((p) => p.publicKey));
+    // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
+    // sessions) for a while rather than tear them down because a read came too early.
+    const graceful = this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
     for (const peer of [...this.proxy.allPeers()]) {
-      if (!present.has(peer.publicKey)) this.removePeer(peer.publicKey);
+      if (!present.has(peer.publicKey) && !graceful) this.removePeer(peer.publicKey);
     }
     // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time.
     const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
     for (const p of sorted) {
       try {
-        await this.applyPeer(p.publicKey, p.endpoint);
+        await this.applyPeer(p.publicKey, p.endpoint, p.persistentKeepalive);
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
       }
     }
-    this.connector?.setPeers(sorted.map((p) => p.publicKey));
+    const keys = new Set(sorted.map((p) => p.publicKey));
+    if (graceful) for (const peer of this.proxy.allPeers()) keys.add(peer.publicKey);
+    this.connector?.setPeers([...keys]);
   }
 
-  private async applyPeer(publicKey: string, endpoint: string | null): Promise<void> {
+  private async applyPeer(publicKey: string, endpoint: string | null, keepalive: number): Promise<void> {
     let peer = this.proxy.peer(publicKey);
     if (!peer) {
       peer = await this.proxy.addPeer(publicKey, decodeKey(publicKey));
@@ -254,6 +357,13 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         { peer: publicKey, from: endpoint, to: loopback },
         "pointed WireGuard endpoint at loopback",
       );
+      // WireGuard lost the endpoint while we ran: it was restarted, and the peer still holds a session
+      // the new WireGuard does not know. Start a handshake now rather than after the peer's 15 s.
+      if (this.started && endpoint === null) {
+        await nudgeHandshake(this.options.interfaceName, publicKey, keepalive).catch((err: unknown) =>
+          this.log.debug({ err, peer: publicKey }, "cannot nudge a handshake"),
+        );
+      }
     }
     const chosen =
       this.options.staticEndpoints.get(publicKey) ??
@@ -276,7 +386,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       await path.open();
       this.staticPaths.set(peer.publicKey, path);
     }
-    this.choosePath(peer.publicKey);
+    this.choosePath(peer.publicKey, endpoint ? "static endpoint" : "static endpoint removed");
     current?.close();
   }
 

@@ -3,6 +3,7 @@ import type { Logger } from "../log.js";
 import { decodeKey } from "../mac1/keys.js";
 import type { PeerPath } from "../proxy/path.js";
 import { createCandidateFilter } from "./candidate-filter.js";
+import type { IcePath } from "./ice-path.js";
 import { IceSession, type IceSessionState, type TurnConfig } from "./ice-session.js";
 import type { IceSignal } from "./ice-signal.js";
 import { IntroClient, IntroOfflineError, type ServerInfo } from "./intro-client.js";
@@ -23,11 +24,15 @@ export interface PeerConnectorOptions {
   /** Retry backoff after a failed attempt: from the first to the cap (DESIGN: about 30 s). */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Backoff of the attempts to replace a relay path by a direct one (default 5 s, doubling to retryMaxMs). */
+  upgradeInitialMs?: number;
+  /** Cap of the backoff reconnecting to the introduction server (default 10 s). */
+  introReconnectMaxMs?: number;
 }
 
 export interface PeerConnectorEvents {
-  /** The ICE path of a peer changed: a newly nominated pair, or null when it was lost. */
-  path: [publicKey: string, path: PeerPath | null];
+  /** The ICE path of a peer changed: a newly nominated pair, or null when it was lost (with why). */
+  path: [publicKey: string, path: PeerPath | null, reason: string];
 }
 
 /** What travels in an envelope: one ICE signal. Anything else is dropped. */
@@ -43,7 +48,18 @@ interface PeerEntry {
   session: IceSession | null;
   retries: number;
   retryTimer: NodeJS.Timeout | null;
+  upgrades: number;
+  upgradeTimer: NodeJS.Timeout | null;
+  /** A local network change is waiting for the peer to be online (again) to restart ICE. */
+  networkRestart: string | null;
 }
+
+/** After a stalled signalling exchange, reconnect to the introduction server at most this often. */
+const STALL_RECONNECT_INTERVAL_MS = 10_000;
+
+/** Probes sent to check the path of a peer that came back online at the introduction server. */
+const VERIFY_PROBES = 2;
+const VERIFY_PROBE_TIMEOUT_MS = 500;
 
 /**
  * Connects our WireGuard peers through ICE: one IceSession per peer, signalled through end-to-end
@@ -58,6 +74,9 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
   private readonly log: Logger;
   private readonly exclude: ReturnType<typeof createCandidateFilter>;
   private stopped = false;
+  /** Disconnects we caused (reconnecting after a network change): not worth a warning. */
+  private expectedDisconnects = 0;
+  private lastStallReconnect = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: PeerConnectorOptions) {
     super();
@@ -66,6 +85,8 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       url: options.introUrl,
       privateKey: options.privateKey,
       logger: options.logger,
+      // Any repair of a path needs the server: come back soon after it does (jitter spreads the load).
+      reconnect: { maxDelayMs: options.introReconnectMaxMs ?? 10_000 },
     });
     this.ownKey = decodeKey(this.client.publicKey);
     this.exclude = createCandidateFilter({
@@ -82,9 +103,13 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
     this.client.on("server-info", (info) => {
       this.serverInfo = info;
     });
-    this.client.on("disconnected", ({ code, reason }) =>
-      this.log.warn({ code, reason }, "introduction server connection lost; established paths stay"),
-    );
+    this.client.on("disconnected", ({ code, reason }) => {
+      if (this.expectedDisconnects > 0) {
+        this.expectedDisconnects--;
+        return;
+      }
+      this.log.warn({ code, reason }, "introduction server connection lost; established paths stay");
+    });
     this.client.on("peer-online", (key) => this.onPeerOnline(key));
     this.client.on("envelope", (key, payload) => this.onEnvelope(key, payload));
   }
@@ -104,7 +129,15 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
     const wanted = new Set(keys);
     for (const key of [...this.peers.keys()]) if (!wanted.has(key)) void this.removePeer(key);
     for (const key of wanted) {
-      if (!this.peers.has(key)) this.peers.set(key, { session: null, retries: 0, retryTimer: null });
+      if (!this.peers.has(key))
+        this.peers.set(key, {
+          session: null,
+          retries: 0,
+          retryTimer: null,
+          upgrades: 0,
+          upgradeTimer: null,
+          networkRestart: null,
+        });
     }
     this.client.setPeers([...wanted]);
   }
@@ -122,9 +155,15 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
     return this.peers.get(key)?.session?.selectedPair ?? null;
   }
 
+  /** True while a new generation is under way to replace a path we doubt (not an upgrade attempt). */
+  repairing(key: string): boolean {
+    return this.peers.get(key)?.session?.repairing ?? false;
+  }
+
   /**
-   * WireGuard wants to reach a peer that has no path (or an unanswered handshake says the path is
-   * dead): connect now, or restart ICE at once, keeping the old path until a new pair is nominated.
+   * WireGuard wants to reach a peer that has no path, or the path is suspect: connect now, or restart
+   * ICE at once, keeping the old path until a new pair is nominated. An attempt already under way is
+   * left to finish, unless it is only an upgrade attempt (which gathers no relay).
    */
   connect(key: string, reason: string): void {
     const entry = this.peers.get(key);
@@ -134,8 +173,56 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       this.ensureSession(key, entry);
       return;
     }
-    if (session.state === "connecting" || session.state === "restarting") return;
+    if ((session.state === "connecting" || session.state === "restarting") && !session.upgrading) return;
     session.restart(reason);
+  }
+
+  /**
+   * Our addresses or routes changed: every candidate gathered so far may be stale, and so may the
+   * connection to the introduction server (its TCP connection may be bound to an address that is gone,
+   * and would notice only by its keepalive). Reconnect to the server at once; every peer restarts ICE
+   * (an attempt under way too) as soon as it is online again there. Backoffs start over.
+   */
+  networkChanged(reason: string): void {
+    if (this.stopped) return;
+    for (const entry of this.peers.values()) {
+      entry.retries = 0;
+      entry.upgrades = 0;
+      this.clearTimers(entry);
+      entry.networkRestart = reason;
+    }
+    this.reconnectIntro();
+  }
+
+  /**
+   * Replaces the connection to the introduction server. stop() tears it down at once (peers go offline)
+   * and finishes closing in the background; start() opens the new connection meanwhile.
+   */
+  private reconnectIntro(): void {
+    if (this.client.connected) this.expectedDisconnects++;
+    const closing = this.client.stop();
+    this.client.start();
+    void closing;
+  }
+
+  /**
+   * The peer did not react to our offer or restart request although the server says it is online: our
+   * connection to the server may be dead without knowing it (a NAT that forgot it). Reconnect, and
+   * restart ICE with the peer once it is online again.
+   */
+  private onStalled(key: string, entry: PeerEntry, what: string): void {
+    if (this.stopped || !this.client.connected || !this.client.isOnline(key)) return;
+    const now = performance.now();
+    if (now - this.lastStallReconnect < STALL_RECONNECT_INTERVAL_MS) return;
+    this.lastStallReconnect = now;
+    this.log.info({ peer: key, what }, "signalling unanswered; reconnecting to the introduction server");
+    entry.networkRestart = `signalling stalled: ${what}`;
+    this.reconnectIntro();
+  }
+
+  /** The liveness monitor gave up on the peer's path (no answer for long): drop it; retries follow. */
+  pathDead(key: string): void {
+    this.peers.get(key)?.session?.expirePath();
   }
 
   private controlling(key: string): boolean {
@@ -155,12 +242,47 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
   private onPeerOnline(key: string): void {
     const entry = this.peers.get(key);
     if (!entry) return;
-    if (entry.session && this.controlling(key)) {
-      // The peer came back (its Tunnelbore restarted, or it reconnected): its agents may be gone.
-      entry.session.restart("peer online again");
+    const session = entry.session;
+    const networkRestart = entry.networkRestart;
+    entry.networkRestart = null;
+    if (session && networkRestart) {
+      session.restart(networkRestart);
       return;
     }
-    this.ensureSession(key, entry);
+    if (session && (session.state === "connecting" || session.state === "restarting")) {
+      // An attempt was under way while we (or the peer) were away from the server: its signals may be
+      // lost. Start it again (the controlled side asks for it).
+      session.restart("signalling reconnected", session.upgrading ? "upgrade" : "full");
+      return;
+    }
+    if (!session) {
+      const created = this.ensureSession(key, entry);
+      // A fresh controlled session asks for an offer at once: if the peer still has a path to our previous
+      // process, that path is dead and it would otherwise notice only by its probes.
+      if (!created.controlling) created.restart("new session");
+      return;
+    }
+    if (!this.controlling(key)) {
+      if (session.state === "failed") session.restart("peer online again");
+      return;
+    }
+    // The peer came back: it reconnected to the server (its agents live on) or its Tunnelbore restarted
+    // (they are gone). A path that still answers probes is kept; otherwise restart.
+    const path = session.path;
+    if (!path || session.state === "failed") {
+      session.restart("peer online again");
+      return;
+    }
+    void this.verifyPath(key, entry, session, path);
+  }
+
+  private async verifyPath(key: string, entry: PeerEntry, session: IceSession, path: IcePath): Promise<void> {
+    for (let i = 0; i < VERIFY_PROBES; i++) {
+      if ((await path.probe(VERIFY_PROBE_TIMEOUT_MS)) !== null) return;
+    }
+    if (entry.session !== session || session.path !== path || this.stopped) return;
+    this.log.debug({ peer: key }, "path of a peer back online does not answer");
+    if (session.state !== "restarting" || session.upgrading) session.restart("peer online again");
   }
 
   private onEnvelope(key: string, payload: unknown): void {
@@ -187,15 +309,65 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
     entry.session = session;
     session.on("path", (path) => {
       entry.retries = 0;
-      this.emit("path", key, path);
+      if (entry.retryTimer) clearTimeout(entry.retryTimer);
+      entry.retryTimer = null;
+      if (path.kind === "relay") {
+        this.scheduleUpgrade(key, entry);
+      } else {
+        entry.upgrades = 0;
+        if (entry.upgradeTimer) clearTimeout(entry.upgradeTimer);
+        entry.upgradeTimer = null;
+      }
+      this.emit("path", key, path, path.reason);
     });
+    session.on("stalled", (what) => this.onStalled(key, entry, what));
     session.on("failed", (failure) => {
-      if (failure.pathLost) this.emit("path", key, null);
-      this.scheduleRetry(key, entry);
+      if (failure.pathLost) {
+        this.emit(
+          "path",
+          key,
+          null,
+          failure.reason === "consent-expired" ? "path unanswered" : failure.reason,
+        );
+        this.scheduleRetry(key, entry);
+        return;
+      }
+      // A path is still up; only the controlling side keeps looking for a better one.
+      if (session.path?.kind === "relay") this.scheduleUpgrade(key, entry);
     });
     session.start();
     log.info({ controlling }, "ice session started");
     return session;
+  }
+
+  /**
+   * Controlling side with a relay path: try for a direct path with capped exponential backoff, for as long
+   * as the path is relayed (the NAT in the way may change, e.g. the user moves to another network).
+   */
+  private scheduleUpgrade(key: string, entry: PeerEntry): void {
+    const session = entry.session;
+    if (this.stopped || entry.upgradeTimer || !session?.canUpgrade) return;
+    const initial = this.options.upgradeInitialMs ?? 5000;
+    const cap = this.options.retryMaxMs ?? 30_000;
+    const delay = Math.min(cap, initial * 2 ** entry.upgrades) * (0.75 + Math.random() * 0.25);
+    entry.upgrades++;
+    entry.upgradeTimer = setTimeout(() => {
+      entry.upgradeTimer = null;
+      if (this.stopped || entry.session !== session || session.path?.kind !== "relay") return;
+      if (!this.client.isOnline(key) || session.state !== "connected") {
+        this.scheduleUpgrade(key, entry);
+        return;
+      }
+      session.restart("upgrade to a direct path", "upgrade");
+    }, delay);
+    entry.upgradeTimer.unref();
+  }
+
+  private clearTimers(entry: PeerEntry): void {
+    if (entry.retryTimer) clearTimeout(entry.retryTimer);
+    if (entry.upgradeTimer) clearTimeout(entry.upgradeTimer);
+    entry.retryTimer = null;
+    entry.upgradeTimer = null;
   }
 
   /** A failed attempt is retried with capped exponential backoff and jitter, never given up. */
@@ -227,11 +399,11 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
     const entry = this.peers.get(key);
     if (!entry) return;
     this.peers.delete(key);
-    if (entry.retryTimer) clearTimeout(entry.retryTimer);
+    this.clearTimers(entry);
     const session = entry.session;
     entry.session = null;
     if (session) {
-      this.emit("path", key, null);
+      this.emit("path", key, null, "peer removed");
       await session.close();
     }
   }

@@ -1,0 +1,232 @@
+// Watches the host's addresses and routes (`ip -o monitor link address route`, polling where that is
+// unavailable), so that a network change restarts ICE at once instead of waiting for a path to fail:
+// after roaming, every candidate gathered before is stale.
+//
+// A change is reported when the set of usable addresses (not loopback, not IPv6 link-local, not on an
+// ignored interface such as the WireGuard one) or the default routes differ from what was last
+// reported, or the host was without any usable address in between (a link that went down and up may
+// now be on another network). Bursts of events (a move is a dozen) are debounced into one report.
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { networkInterfaces } from "node:os";
+import { createInterface } from "node:readline";
+import { promisify } from "node:util";
+import type { Logger } from "../log.js";
+
+const execFileAsync = promisify(execFile);
+
+export interface AddressWatchOptions {
+  /** Interfaces whose addresses and routes are not the host's network (a trailing * matches a prefix). */
+  ignoreInterfaces: string[];
+  /** The WireGuard interface: its link events are reported separately (it was recreated or removed). */
+  wireguardInterface: string;
+  logger: Logger;
+  /** Quiet time after the last event before the state is compared (default 200 ms). */
+  debounceMs?: number;
+  /** Polling interval when `ip monitor` cannot run (default 2000 ms). */
+  pollMs?: number;
+}
+
+export interface AddressWatchEvents {
+  /** The host's usable addresses or default routes changed. */
+  change: [summary: NetworkSummary];
+  /** The WireGuard interface appeared, disappeared or changed state. */
+  "wireguard-link": [];
+}
+
+export interface NetworkSummary {
+  addresses: string[];
+  defaultRoutes: string[];
+}
+
+/** The interface a line of `ip -o monitor link address route` is about, or null. */
+export function monitorLineInterface(line: string): string | null {
+  const text = line.startsWith("Deleted ") ? line.slice(8) : line;
+  // link and address lines: "3: eth0@if5: <...>" / "3: eth0    inet 10.0.0.1/24 ..."
+  const numbered = /^\d+: ([^\s:@]+)/.exec(text);
+  if (numbered) return numbered[1] ?? null;
+  // route lines: "... dev eth0 ..."
+  const dev = /\bdev ([^\s]+)/.exec(text);
+  return dev?.[1] ?? null;
+}
+
+/** Whether `name` matches one of `patterns` (exact, or a prefix with a trailing *). */
+export function matchesInterface(name: string, patterns: string[]): boolean {
+  return patterns.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p));
+}
+
+/** Parses `ip route show default` output into "via GW dev IF" strings, skipping ignored interfaces. */
+export function parseDefaultRoutes(text: string, ignore: string[]): string[] {
+  const routes: string[] = [];
+  for (const line of text.split("\n")) {
+    const dev = /\bdev ([^\s]+)/.exec(line)?.[1];
+    if (!dev || matchesInterface(dev, ignore)) continue;
+    const via = /\bvia ([^\s]+)/.exec(line)?.[1] ?? "direct";
+    routes.push(`${via} dev ${dev}`);
+  }
+  return routes.sort();
+}
+
+export function summaryKey(summary: NetworkSummary): string {
+  return `${summary.addresses.join(",")}|${summary.defaultRoutes.join(",")}`;
+}
+
+export class AddressWatch extends EventEmitter<AddressWatchEvents> {
+  private readonly log: Logger;
+  private readonly ignore: string[];
+  private readonly debounceMs: number;
+  private readonly pollMs: number;
+  private child: ChildProcess | null = null;
+  private debounce: NodeJS.Timeout | null = null;
+  private wgDebounce: NodeJS.Timeout | null = null;
+  private poller: NodeJS.Timeout | null = null;
+  private respawn: NodeJS.Timeout | null = null;
+  private respawns = 0;
+  private lastReported = "";
+  private sawEmpty = false;
+  private checking: Promise<void> | null = null;
+  private recheck = false;
+  private stopped = false;
+
+  constructor(private readonly options: AddressWatchOptions) {
+    super();
+    this.log = options.logger;
+    this.ignore = ["lo", options.wireguardInterface, ...options.ignoreInterfaces];
+    this.debounceMs = options.debounceMs ?? 200;
+    this.pollMs = options.pollMs ?? 2000;
+  }
+
+  /** Takes the current state as the baseline and starts watching. */
+  async start(): Promise<void> {
+    const summary = await this.summary();
+    this.lastReported = summaryKey(summary);
+    this.sawEmpty = summary.addresses.length === 0;
+    this.spawnMonitor();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of [this.debounce, this.wgDebounce, this.respawn]) if (t) clearTimeout(t);
+    if (this.poller) clearInterval(this.poller);
+    const child = this.child;
+    this.child = null;
+    if (child && child.exitCode === null) child.kill("SIGTERM");
+  }
+
+  /** The usable addresses and default routes now. */
+  async summary(): Promise<NetworkSummary> {
+    const addresses: string[] = [];
+    for (const [name, list] of Object.entries(networkInterfaces())) {
+      if (matchesInterface(name, this.ignore)) continue;
+      for (const a of list ?? []) {
+        if (a.internal || (a.family === "IPv6" && a.address.toLowerCase().startsWith("fe80"))) continue;
+        addresses.push(`${name}/${a.address}`);
+      }
+    }
+    let routes: string[] = [];
+    try {
+      const [v4, v6] = await Promise.all([
+        execFileAsync("ip", ["-4", "route", "show", "default"]).then((r) => r.stdout),
+        execFileAsync("ip", ["-6", "route", "show", "default"]).then(
+          (r) => r.stdout,
+          () => "",
+        ),
+      ]);
+      routes = parseDefaultRoutes(`${v4}\n${v6}`, this.ignore);
+    } catch (err) {
+      this.log.debug({ err }, "cannot read default routes");
+    }
+    return { addresses: addresses.sort(), defaultRoutes: routes };
+  }
+
+  private spawnMonitor(): void {
+    if (this.stopped) return;
+    let child: ChildProcess;
+    try {
+      child = spawn("ip", ["-o", "monitor", "link", "address", "route"], {
+        stdio: ["ignore", "pipe", "ignore"],
+      });
+    } catch (err) {
+      this.fallBackToPolling(err);
+      return;
+    }
+    this.child = child;
+    child.on("error", (err) => this.fallBackToPolling(err));
+    child.on("exit", () => {
+      if (this.child !== child || this.stopped) return;
+      this.child = null;
+      // Restart it (a few times quickly, then slowly), polling meanwhile.
+      this.fallBackToPolling(new Error("ip monitor exited"));
+      const delay = Math.min(30_000, 1000 * 2 ** this.respawns++);
+      this.respawn = setTimeout(() => {
+        this.respawn = null;
+        this.spawnMonitor();
+      }, delay);
+      this.respawn.unref();
+    });
+    if (child.stdout) createInterface({ input: child.stdout }).on("line", (line) => this.onLine(line));
+    child.unref();
+  }
+
+  private fallBackToPolling(err: unknown): void {
+    if (this.poller || this.stopped) return;
+    this.log.debug({ err }, "watching addresses by polling");
+    this.poller = setInterval(() => this.check(), this.pollMs);
+    this.poller.unref();
+  }
+
+  private onLine(line: string): void {
+    if (this.poller) {
+      // ip monitor works (again): events replace polling.
+      clearInterval(this.poller);
+      this.poller = null;
+      this.respawns = 0;
+    }
+    const name = monitorLineInterface(line);
+    if (name === this.options.wireguardInterface) {
+      if (this.wgDebounce) clearTimeout(this.wgDebounce);
+      this.wgDebounce = setTimeout(() => {
+        this.wgDebounce = null;
+        this.emit("wireguard-link");
+      }, this.debounceMs);
+      return;
+    }
+    if (name !== null && matchesInterface(name, this.ignore)) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      this.check();
+    }, this.debounceMs);
+  }
+
+  /** Compares the state with the last one reported; one check at a time, the latest event wins. */
+  private check(): void {
+    if (this.checking) {
+      this.recheck = true;
+      return;
+    }
+    this.checking = (async () => {
+      try {
+        const summary = await this.summary();
+        if (this.stopped) return;
+        if (summary.addresses.length === 0) {
+          this.sawEmpty = true;
+          return;
+        }
+        const key = summaryKey(summary);
+        if (key === this.lastReported && !this.sawEmpty) return;
+        this.lastReported = key;
+        this.sawEmpty = false;
+        this.emit("change", summary);
+      } catch (err) {
+        this.log.warn({ err }, "checking addresses failed");
+      } finally {
+        this.checking = null;
+        if (this.recheck && !this.stopped) {
+          this.recheck = false;
+          this.check();
+        }
+      }
+    })();
+  }
+}

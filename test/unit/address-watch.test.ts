@@ -1,0 +1,49 @@
+// Parsing of `ip -o monitor` lines and default routes for the address watch.
+import { describe, expect, it } from "vitest";
+import {
+  matchesInterface,
+  monitorLineInterface,
+  parseDefaultRoutes,
+  summaryKey,
+} from "../../src/wg/address-watch.js";
+
+describe("monitorLineInterface", () => {
+  it.each([
+    ["2: eth0    inet 192.168.5.10/24 scope global eth0\\       valid_lft forever", "eth0"],
+    ["Deleted 2: eth0    inet 192.168.5.10/24 scope global eth0", "eth0"],
+    ["2: eth0@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP", "eth0"],
+    ["Deleted 7: wg0: <POINTOPOINT,NOARP> mtu 1420 qdisc noop state DOWN", "wg0"],
+    ["default via 192.168.5.1 dev eth0 linkdown ", "eth0"],
+    ["Deleted local 192.168.5.10 dev eth0 table local proto kernel scope host src 192.168.5.10 ", "eth0"],
+    ["something else entirely", null],
+  ])("%s -> %s", (line, name) => {
+    expect(monitorLineInterface(line)).toBe(name);
+  });
+});
+
+describe("matchesInterface", () => {
+  it("matches exact names and prefixes with *", () => {
+    expect(matchesInterface("wg0", ["wg0"])).toBe(true);
+    expect(matchesInterface("wg01", ["wg0"])).toBe(false);
+    expect(matchesInterface("docker0", ["docker*"])).toBe(true);
+    expect(matchesInterface("eth0", ["docker*", "wg0"])).toBe(false);
+  });
+});
+
+describe("parseDefaultRoutes", () => {
+  it("keeps gateway and device, skips ignored interfaces, sorts", () => {
+    const text = [
+      "default via 192.168.1.1 dev eth0 proto dhcp metric 100",
+      "default dev wg0 scope link",
+      "default via fe80::1 dev wlan0 proto ra metric 600 pref medium",
+      "",
+    ].join("\n");
+    expect(parseDefaultRoutes(text, ["wg0"])).toEqual(["192.168.1.1 dev eth0", "fe80::1 dev wlan0"]);
+  });
+
+  it("a change of gateway changes the summary", () => {
+    const a = summaryKey({ addresses: ["eth0/10.0.0.2"], defaultRoutes: ["10.0.0.1 dev eth0"] });
+    const b = summaryKey({ addresses: ["eth0/10.0.0.2"], defaultRoutes: ["10.0.0.254 dev eth0"] });
+    expect(a).not.toBe(b);
+  });
+});
