@@ -1,20 +1,54 @@
 // Runs every benchmark in sequence and prints one table each, plus the machine they ran on.
-//   npm run bench                 (builds first; about 4 minutes on 2 cores)
+//   npm run bench                 (builds first; about 6 minutes on 2 cores)
 //   npm run bench -- forwarding   (only the benchmarks whose name contains the argument)
+// Each benchmark runs in a process of its own (a fresh heap, no state left by the one before) with a
+// time limit, so that one that hangs cannot hold up the rest: it gets SIGTERM (the lab benchmarks tear
+// their namespaces down on it), then SIGKILL for its whole process group.
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, loadavg, release, totalmem } from "node:os";
+import { fileURLToPath } from "node:url";
 import { benchForwarding } from "./forwarding.js";
 import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
 import { benchMac1 } from "./mac1.js";
+import { benchNatTraversal } from "./nat-traversal.js";
 import { type BenchRow, formatTable } from "./table.js";
 
-const BENCHMARKS: Array<{ name: string; what: string; run: () => Promise<BenchRow[]> }> = [
-  { name: "mac1", what: "mac1 key checks and identify", run: benchMac1 },
-  { name: "forwarding", what: "forwarding on loopback, proxy vs direct", run: benchForwarding },
-  { name: "iperf-static", what: "iperf3 TCP through wireguard-go, static path", run: benchIperfStatic },
-  { name: "intro", what: "introduction server", run: benchIntro },
+interface Benchmark {
+  name: string;
+  what: string;
+  run: () => Promise<BenchRow[]>;
+  /** Several times what it takes on 2 busy cores. */
+  limitSeconds: number;
+}
+
+const BENCHMARKS: Benchmark[] = [
+  { name: "mac1", what: "mac1 key checks and identify", run: benchMac1, limitSeconds: 60 },
+  {
+    name: "forwarding",
+    what: "forwarding on loopback, proxy vs direct",
+    run: benchForwarding,
+    limitSeconds: 240,
+  },
+  {
+    name: "iperf-static",
+    what: "iperf3 TCP through wireguard-go, static path",
+    run: benchIperfStatic,
+    limitSeconds: 150,
+  },
+  {
+    name: "nat-traversal",
+    what: "connect time and iperf3 through ICE and TURN",
+    run: benchNatTraversal,
+    limitSeconds: 300,
+  },
+  { name: "intro", what: "introduction server", run: benchIntro, limitSeconds: 240 },
 ];
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const ONE = "--one";
+const GRACE_MS = 20_000;
 
 /** CPU count and model, memory, kernel, Node version and load, as docs/benchmarks.md records them. */
 export function machineLine(): string {
@@ -25,6 +59,56 @@ export function machineLine(): string {
   return `machine: ${availableParallelism()} CPUs (${model}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Linux ${release()}, Node ${process.version}, load average ${load}`;
 }
 
+/** In the child: one benchmark, its table on stdout. */
+async function runOne(name: string): Promise<void> {
+  const bench = BENCHMARKS.find((b) => b.name === name);
+  if (!bench) throw new Error(`unknown benchmark ${name}`);
+  console.log(formatTable(await bench.run()));
+}
+
+/** In the parent: one benchmark in its own process group; resolves with its exit status. */
+function runIsolated(bench: Benchmark): Promise<string | number> {
+  // detached: a group of its own, so a timeout can end the benchmark's helpers (servers, iperf3) too.
+  const child = spawn(process.execPath, [...process.execArgv, THIS_FILE, ONE, bench.name], {
+    stdio: "inherit",
+    detached: true,
+  });
+  const group = -child.pid!;
+  const signalGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(group, signal);
+    } catch {
+      // already gone
+    }
+  };
+  const onInterrupt = () => signalGroup("SIGTERM");
+  process.on("SIGINT", onInterrupt);
+  process.on("SIGTERM", onInterrupt);
+  let timedOut = false;
+  const limit = setTimeout(() => {
+    timedOut = true;
+    console.error(`${bench.name}: no result after ${bench.limitSeconds} s; stopping it`);
+    signalGroup("SIGTERM");
+    setTimeout(() => signalGroup("SIGKILL"), GRACE_MS).unref();
+  }, bench.limitSeconds * 1000);
+  return new Promise((resolve) => {
+    child.once("exit", (code, signal) => {
+      clearTimeout(limit);
+      process.off("SIGINT", onInterrupt);
+      process.off("SIGTERM", onInterrupt);
+      // Whatever the benchmark left in its group (a helper it did not stop) goes with it.
+      signalGroup("SIGKILL");
+      resolve(timedOut ? "timeout" : (code ?? signal ?? "unknown"));
+    });
+  });
+}
+
+if (process.argv[2] === ONE) {
+  await runOne(process.argv[3] ?? "");
+  // Some benchmarks leave timers of libraries behind (werift, ws reconnects): the table is out.
+  process.exit(0);
+}
+
 const filter = process.argv[2];
 const selected = BENCHMARKS.filter((b) => !filter || b.name.includes(filter));
 if (selected.length === 0) {
@@ -32,18 +116,18 @@ if (selected.length === 0) {
   process.exit(2);
 }
 console.log(machineLine());
-let failed = 0;
+const failed: string[] = [];
 for (const bench of selected) {
   const started = performance.now();
   console.log(`\n== ${bench.name}: ${bench.what}`);
-  try {
-    const rows = await bench.run();
-    console.log(formatTable(rows));
-    console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s)`);
-  } catch (err) {
-    failed++;
-    console.error(`${bench.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  const status = await runIsolated(bench);
+  const seconds = ((performance.now() - started) / 1000).toFixed(0);
+  if (status === 0) console.log(`(${seconds} s)`);
+  else {
+    failed.push(bench.name);
+    console.log(`(${bench.name} failed after ${seconds} s: ${status})`);
   }
 }
 console.log(`\n${machineLine()}`);
-process.exit(failed ? 1 : 0);
+if (failed.length) console.log(`failed: ${failed.join(", ")}`);
+process.exit(failed.length ? 1 : 0);
