@@ -41,6 +41,8 @@ export interface LivenessOptions {
   idleProbeMs?: number;
   /** Between probes once suspect, to notice a recovery (default 1000 ms). */
   suspectProbeMs?: number;
+  /** While a path stays suspect, `suspect` is emitted again this often (default 5 s): a restart may be lost. */
+  resuspectMs?: number;
   /** No contact for this long: the path is dead (default 30 s, as RFC 7675 consent). */
   expireMs?: number;
   /** Clock (ms); tests pass a fake one. */
@@ -50,8 +52,11 @@ export interface LivenessOptions {
 }
 
 export interface LivenessEvents {
-  /** The path looks dead: restart ICE now. Emitted once per episode. */
-  suspect: [peer: ProxyPeer, reason: SuspectReason];
+  /**
+   * The path looks dead: restart ICE now. Emitted when an episode begins (`repeat` false) and again every
+   * `resuspectMs` while it lasts (the restart or its signalling may have been lost).
+   */
+  suspect: [peer: ProxyPeer, reason: SuspectReason, repeat: boolean];
   /** A suspect path answered again. */
   recovered: [peer: ProxyPeer];
   /** No contact for `expireMs`: the path is dead. Emitted once per path. */
@@ -78,9 +83,11 @@ interface Watch {
   doubtProbes: number;
   rttMs: number | null;
   suspect: SuspectReason | null;
+  suspectedAt: number;
   /** The initiation (by its send time) already judged. */
   judgedInitiationAt: number;
-  nextIdleProbeAt: number;
+  /** Silence (no contact, no probe) after which an idle probe goes out; jittered anew after each. */
+  idleInterval: number;
   expired: boolean;
 }
 
@@ -94,6 +101,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   private readonly handshakeTimeoutMs: number;
   private readonly idleProbeMs: number;
   private readonly suspectProbeMs: number;
+  private readonly resuspectMs: number;
   private readonly expireMs: number;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -112,6 +120,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 2000;
     this.idleProbeMs = options.idleProbeMs ?? 25_000;
     this.suspectProbeMs = options.suspectProbeMs ?? 1000;
+    this.resuspectMs = options.resuspectMs ?? 5000;
     this.expireMs = options.expireMs ?? 30_000;
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
@@ -182,9 +191,10 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
         doubtProbes: 0,
         rttMs: null,
         suspect: null,
+        suspectedAt: 0,
         // An initiation sent before this path existed is not the path's to answer.
         judgedInitiationAt: peer.lastInitiationSentAt,
-        nextIdleProbeAt: now + this.idleInterval(),
+        idleInterval: this.idleInterval(),
         expired: false,
       };
       this.watches.set(peer, watch);
@@ -197,7 +207,8 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     const contact = Math.max(watch.since, watch.lastAnswerAt, peer.lastReceivedAt);
     if (contact > watch.doubtSince && watch.doubtSince !== 0) this.clearDoubt(peer, watch);
 
-    if (now - contact >= this.expireMs) {
+    // Dead: no contact for long, and probes tried and failed (never merely because nobody talked).
+    if (now - contact >= this.expireMs && watch.doubtSince !== 0) {
       watch.expired = true;
       this.stats.deaths++;
       this.emit("dead", peer);
@@ -225,6 +236,10 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     if (watch.doubtSince !== 0) {
       if (watch.suspect) {
         if (now - watch.lastProbeAt >= this.suspectProbeMs) this.probe(peer, watch);
+        if (now - watch.suspectedAt >= this.resuspectMs) {
+          watch.suspectedAt = now;
+          this.emit("suspect", peer, watch.suspect, true);
+        }
         return;
       }
       if (now - watch.lastProbeAt >= this.probeIntervalMs) this.probe(peer, watch);
@@ -234,11 +249,10 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
       return;
     }
 
-    if (now >= watch.nextIdleProbeAt) {
-      if (now - contact >= this.idleProbeMs * 0.8 && now - watch.lastProbeAt >= this.idleProbeMs * 0.8) {
-        this.probe(peer, watch, true);
-      }
-      watch.nextIdleProbeAt = now + this.idleInterval();
+    // Idle: a probe after a jittered interval of silence (contact or our last probe, whichever is later).
+    if (now - Math.max(contact, watch.lastProbeAt) >= watch.idleInterval) {
+      this.probe(peer, watch, true);
+      watch.idleInterval = this.idleInterval();
     }
   }
 
@@ -264,8 +278,9 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   private markSuspect(peer: ProxyPeer, watch: Watch, reason: SuspectReason): void {
     if (watch.suspect) return;
     watch.suspect = reason;
+    watch.suspectedAt = this.now();
     this.stats.suspects++;
-    this.emit("suspect", peer, reason);
+    this.emit("suspect", peer, reason, false);
   }
 
   /** Sends a probe; an unanswered idle probe raises doubt (then faster probes decide). */

@@ -26,6 +26,7 @@ let monitor: LivenessMonitor;
 let suspects: SuspectReason[];
 let deaths: number;
 let recoveries: number;
+let repeats: number;
 
 function newPeer(): ProxyPeer {
   const key = new Uint8Array(32).fill(7);
@@ -61,7 +62,11 @@ beforeEach(() => {
   suspects = [];
   deaths = 0;
   recoveries = 0;
-  monitor.on("suspect", (_p, reason) => suspects.push(reason));
+  repeats = 0;
+  monitor.on("suspect", (_p, reason, repeat) => {
+    if (!repeat) suspects.push(reason);
+    else repeats++;
+  });
   monitor.on("dead", () => deaths++);
   monitor.on("recovered", () => recoveries++);
   monitor.tick();
@@ -82,16 +87,35 @@ describe("LivenessMonitor", () => {
     expect(deaths).toBe(0);
   });
 
+  it("keeps probing rarely after traffic stops, and never declares an answering idle path dead", async () => {
+    await advance(10_000, traffic(true));
+    await advance(5 * 60_000);
+    expect(deaths).toBe(0);
+    expect(suspects).toEqual([]);
+    expect(path.probes).toBeGreaterThanOrEqual(10);
+    expect(path.probes).toBeLessThanOrEqual(14);
+  });
+
+  it("declares an idle path dead only after its probes failed", async () => {
+    await advance(10_000, traffic(true));
+    path.answers = false;
+    await advance(60_000);
+    expect(suspects).toEqual(["idle path unanswered"]);
+    expect(deaths).toBe(1);
+  });
+
   it("suspects a path once when WireGuard sends and neither data nor probes come back", async () => {
     await advance(5000, traffic(true));
     path.answers = false;
     const silentFrom = now;
     let suspectedAt = 0;
-    monitor.on("suspect", () => {
-      suspectedAt = now;
+    monitor.on("suspect", (_p, _reason, repeat) => {
+      if (!repeat) suspectedAt = now;
     });
     await advance(10_000, traffic(false));
     expect(suspects).toEqual(["no reply from peer"]);
+    // Repeated while it lasts, in case the restart was lost: every 5 s.
+    expect(repeats).toBe(1);
     // Doubt after 1 s of silence, suspect after 1.5 s more of unanswered probes.
     expect(suspectedAt - silentFrom).toBeGreaterThanOrEqual(2500);
     expect(suspectedAt - silentFrom).toBeLessThanOrEqual(3000);
