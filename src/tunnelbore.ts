@@ -232,7 +232,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         pathKind: path?.kind ?? null,
         remote: path?.remote ?? null,
         loopback: `${peer.loopback.address}:${peer.loopback.port}`,
-        rttMs: peer.handshakeRttMs,
+        rttMs: roundMs(this.monitor?.rttMs(peer) ?? null) ?? peer.handshakeRttMs,
         lastHandshake: this.lastHandshakes.get(peer.publicKey) ?? 0,
         txBytes: peer.traffic.txBytes,
         rxBytes: peer.traffic.rxBytes,
@@ -274,10 +274,10 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     this.proxy.on("path-needed", (peer) => connector.connect(peer.publicKey, "initiation held"));
     const monitor = this.monitor;
     if (monitor) {
-      monitor.on("suspect", (peer, reason) => {
-        this.log.info(
+      monitor.on("suspect", (peer, reason, repeat) => {
+        this.log[repeat ? "debug" : "info"](
           { peer: peer.publicKey, remote: peer.path?.remote, reason },
-          "path suspect; restarting ice",
+          repeat ? "path still suspect" : "path suspect; restarting ice",
         );
         connector.connect(peer.publicKey, reason);
       });
@@ -323,7 +323,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     const present = new Set(info.peers.map((p) => p.publicKey));
     // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
     // sessions) for a while rather than tear them down because a read came too early.
-    const graceful = this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
+    const graceful = this.recentlyRecreated();
     for (const peer of [...this.proxy.allPeers()]) {
       if (!present.has(peer.publicKey) && !graceful) this.removePeer(peer.publicKey);
     }
@@ -339,6 +339,11 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     const keys = new Set(sorted.map((p) => p.publicKey));
     if (graceful) for (const peer of this.proxy.allPeers()) keys.add(peer.publicKey);
     this.connector?.setPeers([...keys]);
+  }
+
+  /** The interface was recreated a moment ago (WireGuard restarted), and may still be being configured. */
+  private recentlyRecreated(): boolean {
+    return this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
   }
 
   private async applyPeer(publicKey: string, endpoint: string | null, keepalive: number): Promise<void> {
@@ -359,7 +364,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       );
       // WireGuard lost the endpoint while we ran: it was restarted, and the peer still holds a session
       // the new WireGuard does not know. Start a handshake now rather than after the peer's 15 s.
-      if (this.started && endpoint === null) {
+      if (this.started && endpoint === null && this.recentlyRecreated()) {
         await nudgeHandshake(this.options.interfaceName, publicKey, keepalive).catch((err: unknown) =>
           this.log.debug({ err, peer: publicKey }, "cannot nudge a handshake"),
         );
@@ -429,6 +434,10 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
  */
 function tunnelRanges(info: WireGuardInterfaceInfo): string[] {
   return info.peers.flatMap((p) => p.allowedIps).filter((cidr) => Number(cidr.split("/")[1] ?? 32) >= 8);
+}
+
+function roundMs(ms: number | null): number | null {
+  return ms === null ? null : Math.round(ms * 10) / 10;
 }
 
 function maybeParse(text: string | undefined): Endpoint | undefined {

@@ -119,6 +119,16 @@ export function weriftSockets(conn: Connection): Socket[] {
   return sockets;
 }
 
+/** How the agent reaches its TURN server (werift falls back from UDP to TCP by itself), or null without one. */
+export function relayTransportOf(conn: Connection): "udp" | "tcp" | "tls" | null {
+  for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {
+    if (!(protocol instanceof StunOverTurnProtocol)) continue;
+    const type = protocol.turn.transport.type;
+    if (type === "udp" || type === "tcp" || type === "tls") return type;
+  }
+  return null;
+}
+
 /** werift closes a TURN client without releasing its allocation (it would linger ~10 min on the server). */
 export async function releaseTurnAllocations(conn: Connection): Promise<void> {
   const turns = (conn as unknown as WeriftConnectionInternals).protocols.filter(

@@ -18,6 +18,7 @@ import {
   describePair,
   IcePath,
   pairLocalRelayCandidate,
+  relayTransportOf,
   releaseTurnAllocations,
   type SelectedPairInfo,
   stopWeriftConsent,
@@ -83,6 +84,15 @@ export interface TurnConfig {
   credential: string;
 }
 
+/**
+ * Shared by the sessions of one process: TURN over UDP failed where TCP worked (a firewall lets no UDP
+ * out). werift tries UDP first and falls back only after ~6.4 s, in every generation; later generations
+ * go straight to TCP until the owner clears this (on a network change).
+ */
+export interface TurnTransportHint {
+  udpBlocked: boolean;
+}
+
 export interface IceSessionOptions {
   controlling: boolean;
   sendSignal: (message: IceSignal) => void;
@@ -109,6 +119,7 @@ export interface IceSessionOptions {
   minRemoteRestartIntervalMs?: number;
   /** Receive/send buffer of the nominated pair's socket (werift leaves the OS default). */
   socketBufferBytes?: number;
+  turnHint?: TurnTransportHint;
 }
 
 export interface IceSessionStats {
@@ -272,6 +283,8 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   private requestedReason: string | null = null;
   /** werift options for upgrade attempts: no TURN server. */
   private readonly weriftDirect: Partial<IceOptions>;
+  /** werift options when TURN over UDP is known not to work: TURN over TCP at once. */
+  private readonly weriftTcp: Partial<IceOptions>;
 
   constructor(private readonly options: IceSessionOptions) {
     super();
@@ -285,6 +298,10 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       turnPassword: undefined,
       turnTransport: undefined,
       forceTurn: false,
+    };
+    this.weriftTcp = {
+      ...this.werift,
+      turnTransport: this.werift.turnTransport === "udp" ? "tcp" : this.werift.turnTransport,
     };
     this.connectTimeoutMs = options.connectTimeoutMs ?? 15_000;
     this.upgradeTimeoutMs = options.upgradeTimeoutMs ?? 6000;
@@ -639,7 +656,14 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     mode: RestartMode,
     repair: boolean,
   ): Agent {
-    const conn = new Connection(this.controlling, mode === "upgrade" ? this.weriftDirect : this.werift);
+    const conn = new Connection(
+      this.controlling,
+      mode === "upgrade"
+        ? this.weriftDirect
+        : this.options.turnHint?.udpBlocked
+          ? this.weriftTcp
+          : this.werift,
+    );
     // werift falls back to stun.l.google.com when no STUN server is given.
     conn.stunServer = this.werift.stunServer;
     strengthenCredentials(conn);
@@ -718,6 +742,12 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       .finally(() => {
         agent.gathered = true;
         if (agent.closed || agent !== this.current) return;
+        const hint = this.options.turnHint;
+        const transport = relayTransportOf(agent.conn);
+        if (hint && this.werift.turnTransport === "udp" && transport === "tcp" && !hint.udpBlocked) {
+          hint.udpBlocked = true;
+          this.log.info("TURN over UDP fails, over TCP works: TCP from now on (until the network changes)");
+        }
         if (agent.mode === "full" && this.werift.turnServer && !relayed) {
           // werift only logs this with DEBUG; wrong credentials take it ~13 s (UDP, then TCP).
           this.log.warn(

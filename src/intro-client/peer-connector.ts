@@ -4,7 +4,7 @@ import { decodeKey } from "../mac1/keys.js";
 import type { PeerPath } from "../proxy/path.js";
 import { createCandidateFilter } from "./candidate-filter.js";
 import type { IcePath } from "./ice-path.js";
-import { IceSession, type IceSessionState, type TurnConfig } from "./ice-session.js";
+import { IceSession, type IceSessionState, type TurnConfig, type TurnTransportHint } from "./ice-session.js";
 import type { IceSignal } from "./ice-signal.js";
 import { IntroClient, IntroOfflineError, type ServerInfo } from "./intro-client.js";
 
@@ -77,6 +77,8 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
   /** Disconnects we caused (reconnecting after a network change): not worth a warning. */
   private expectedDisconnects = 0;
   private lastStallReconnect = Number.NEGATIVE_INFINITY;
+  /** Learnt by any session, used by all: this network lets TURN over TCP out but not over UDP. */
+  private readonly turnHint: TurnTransportHint = { udpBlocked: false };
 
   constructor(private readonly options: PeerConnectorOptions) {
     super();
@@ -162,8 +164,9 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
 
   /**
    * WireGuard wants to reach a peer that has no path, or the path is suspect: connect now, or restart
-   * ICE at once, keeping the old path until a new pair is nominated. An attempt already under way is
-   * left to finish, unless it is only an upgrade attempt (which gathers no relay).
+   * ICE at once, keeping the old path until a new pair is nominated. A first attempt or a repair already
+   * under way is left to finish; an upgrade attempt (it gathers no relay) or a restart the peer started
+   * on its own (it may be one) does not stand in the way.
    */
   connect(key: string, reason: string): void {
     const entry = this.peers.get(key);
@@ -173,7 +176,7 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       this.ensureSession(key, entry);
       return;
     }
-    if ((session.state === "connecting" || session.state === "restarting") && !session.upgrading) return;
+    if (session.state === "connecting" || (session.state === "restarting" && session.repairing)) return;
     session.restart(reason);
   }
 
@@ -185,6 +188,7 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
    */
   networkChanged(reason: string): void {
     if (this.stopped) return;
+    this.turnHint.udpBlocked = false;
     for (const entry of this.peers.values()) {
       entry.retries = 0;
       entry.upgrades = 0;
@@ -249,10 +253,10 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       session.restart(networkRestart);
       return;
     }
-    if (session && (session.state === "connecting" || session.state === "restarting")) {
+    if (session && (session.state === "connecting" || session.repairing)) {
       // An attempt was under way while we (or the peer) were away from the server: its signals may be
       // lost. Start it again (the controlled side asks for it).
-      session.restart("signalling reconnected", session.upgrading ? "upgrade" : "full");
+      session.restart("signalling reconnected");
       return;
     }
     if (!session) {
@@ -267,7 +271,8 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       return;
     }
     // The peer came back: it reconnected to the server (its agents live on) or its Tunnelbore restarted
-    // (they are gone). A path that still answers probes is kept; otherwise restart.
+    // (they are gone), or its network changed. A path that still answers probes is kept (an upgrade
+    // attempt under way goes on); otherwise restart.
     const path = session.path;
     if (!path || session.state === "failed") {
       session.restart("peer online again");
@@ -282,7 +287,7 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
     }
     if (entry.session !== session || session.path !== path || this.stopped) return;
     this.log.debug({ peer: key }, "path of a peer back online does not answer");
-    if (session.state !== "restarting" || session.upgrading) session.restart("peer online again");
+    if (!session.repairing) session.restart("peer online again");
   }
 
   private onEnvelope(key: string, payload: unknown): void {
@@ -305,6 +310,7 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       turn: this.turn(),
       excludeAddresses: this.exclude,
       logger: log,
+      turnHint: this.turnHint,
     });
     entry.session = session;
     session.on("path", (path) => {
