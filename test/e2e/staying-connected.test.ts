@@ -180,6 +180,24 @@ describe("two hosts behind endpoint-independent NATs", () => {
       expect(ab.pathKind).toBe("relay");
       const change = logsOf(tunnelbore(lab, "a"), "ice pair nominated").at(-1);
       expect(change?.relayTransport).toBe("tcp");
+      // Learnt: the next generation (b restarts) allocates over TCP at once, not after UDP timed out.
+      expect(
+        logsOf(
+          tunnelbore(lab, "a"),
+          "TURN over UDP fails, over TCP works: TCP from now on (until the network changes)",
+        ),
+      ).toHaveLength(1);
+      const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
+      await waitFor("pings flowing", () => ping.receivedCount >= 3, 10_000, 50);
+      const restartedAt = Date.now();
+      await lab.stopTunnelbore("b");
+      await lab.startTunnelbore("b");
+      await resumed(ping, restartedAt, 20_000);
+      await ping.stop();
+      console.log(
+        `Tunnelbore restart behind a UDP-blocking firewall: gap ${gapAcross(ping, restartedAt)} ms`,
+      );
+      expect(logsOf(tunnelbore(lab, "a"), "ice pair nominated").at(-1)?.relayTransport).toBe("tcp");
     } finally {
       await lab.lab.unblock("a");
     }
