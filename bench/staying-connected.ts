@@ -1,0 +1,380 @@
+// Staying connected, measured in one ProductLab (network namespaces, nftables NAT routers, an
+// introduction server and coturn, real wireguard-go and the built Tunnelbore):
+//
+//   a (EIM NAT) <-> b (EIM NAT), and an empty EIM router "cafe" a roams to and from
+//   hub (EIM NAT): Tunnelbore with 200 WireGuard peers, all of them ICE-connected to
+//   fleet (EIM NAT): one process with 200 PeerConnectors (each its own key) and a LivenessMonitor, i.e.
+//                    the ICE side of 200 Tunnelbores, no WireGuard
+//
+// Roaming gap: a pings b every 50 ms through WireGuard and moves to the other NAT; the gap is the
+// last reply before the move to the first reply after. Restart gap: the same, b's Tunnelbore stopped
+// (SIGTERM, or SIGKILL as in a crash) and started again. Idle cost: UDP datagrams in the hub's namespace
+// (all of them Tunnelbore's: WireGuard is idle) per minute per idle connected peer, and CPU and RSS of
+// the hub's Tunnelbore process over the same minute.
+//   npm run build && npx tsx bench/staying-connected.ts
+// TBT_BENCH_FLEET=N sets the number of idle peers; TBT_BENCH_ONLY=idle skips the gap measurements;
+// TBT_BENCH_HUB_LOG=FILE keeps the hub's Tunnelbore log.
+import { spawn } from "node:child_process";
+import type { Socket } from "node:dgram";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { PeerConnector } from "../src/intro-client/peer-connector.js";
+import { encodeKey } from "../src/mac1/keys.js";
+import { generateKeyPair } from "../src/mac1/noise.js";
+import { LivenessMonitor } from "../src/proxy/liveness.js";
+import type { PeerPath } from "../src/proxy/path.js";
+import { ProxyPeer } from "../src/proxy/proxy-peer.js";
+import { nsRun, run, teardownAll, trackChild, waitFor } from "../test/lab/netns.js";
+import { ContinuousPing } from "../test/lab/ping.js";
+import { cleanupStale, labSupported } from "../test/lab/topology.js";
+import { CLI } from "../test/lab/tunnelbore.js";
+import { ProductLab } from "../test/lab/tunnelbore-lab.js";
+import { type BenchRow, formatTable } from "./table.js";
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const FLEET_FLAG = "--fleet";
+const ROAMS = 6;
+const RESTARTS = 4;
+const PING_INTERVAL_MS = 50;
+const FLEET_PEERS = Number(process.env.TBT_BENCH_FLEET ?? 200);
+const IDLE_SETTLE_MS = 15_000;
+const IDLE_MEASURE_MS = 60_000;
+const TARGET_ROAMING_MS = 3000;
+const TARGET_RESTART_MS = 2000;
+
+function log(text: string): void {
+  process.stderr.write(`[staying-connected] ${text}\n`);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** The time from the last reply at or before `at` to the first one after it (ms). */
+function gapAcross(ping: ContinuousPing, at: number): number {
+  const before = ping.replies.filter((r) => r <= at).at(-1);
+  const after = ping.replies.find((r) => r > at);
+  if (before === undefined || after === undefined) throw new Error("no replies around the event");
+  return after - before;
+}
+
+/** Pings a -> b every 50 ms, runs `event`, and returns the gap around it. */
+async function measureGap(
+  lab: ProductLab,
+  from: string,
+  to: string,
+  event: () => Promise<void>,
+): Promise<number> {
+  const ping = new ContinuousPing(lab.host(from).ns, lab.host(to).tunnelAddress, PING_INTERVAL_MS);
+  try {
+    await waitFor("pings flowing", () => ping.receivedCount >= 20, 15_000, 20);
+    const at = Date.now();
+    await event();
+    await waitFor("pings answered again", () => ping.receivedSince(at) >= 5, 30_000, 20);
+    return gapAcross(ping, at);
+  } finally {
+    await ping.stop();
+  }
+}
+
+// --- /proc accounting ---------------------------------------------------------------------------
+
+let clockTicks = 100;
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks; // utime, stime
+}
+
+function rssMiB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Number(kb ?? 0) / 1024;
+}
+
+/** UDP datagrams sent and received in a namespace (/proc/net/snmp is per namespace). */
+async function udpCounters(ns: string): Promise<{ out: number; in: number }> {
+  const text = await nsRun(ns, "cat", ["/proc/net/snmp"]);
+  const lines = text.split("\n").filter((l) => l.startsWith("Udp:"));
+  const names = lines[0]?.split(/\s+/) ?? [];
+  const values = lines[1]?.split(/\s+/).map(Number) ?? [];
+  const get = (name: string) => values[names.indexOf(name)] ?? 0;
+  return { out: get("OutDatagrams"), in: get("InDatagrams") };
+}
+
+function tunnelborePid(lab: ProductLab, host: string): number {
+  const pid = lab.host(host).tunnelbore?.process.child.pid;
+  if (!pid) throw new Error(`no tunnelbore on ${host}`);
+  // `ip netns exec` execs the command: the PID is node's. Check, so we never measure something else.
+  const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  if (!cmdline.includes(CLI)) throw new Error(`PID ${pid} is not tunnelbore: ${cmdline}`);
+  return pid;
+}
+
+// --- the fleet: 200 peers' ICE ends in one process ---------------------------------------------
+
+interface FleetConfig {
+  introUrl: string;
+  hubKey: string;
+  privateKeys: string[];
+}
+
+/** Child process: one PeerConnector per key, all declaring the hub; reports connected paths. */
+async function runFleet(config: FleetConfig): Promise<void> {
+  const logger = pino({ level: "warn" }, pino.destination({ dest: 2, sync: true }));
+  const peers: ProxyPeer[] = [];
+  const monitor = new LivenessMonitor(() => peers);
+  let connected = 0;
+  for (const privateKey of config.privateKeys) {
+    const key = Buffer.from(privateKey, "base64");
+    const connector = new PeerConnector({
+      introUrl: config.introUrl,
+      privateKey: key,
+      excludeInterfaces: [],
+      excludeAddresses: [],
+      logger,
+    });
+    // The hub's peer as this Tunnelbore would see it: a path, timestamps, no socket (nothing is sent).
+    const peer = new ProxyPeer(
+      config.hubKey,
+      Buffer.from(config.hubKey, "base64"),
+      { address: "127.0.0.1", port: 0 },
+      {} as Socket,
+    );
+    peers.push(peer);
+    connector.on("path", (_key, path: PeerPath | null) => {
+      if (path && !peer.path) connected++;
+      if (!path && peer.path) connected--;
+      peer.path = path;
+    });
+    connector.setPeers([config.hubKey]);
+    connector.start();
+  }
+  monitor.start();
+  const report = setInterval(
+    () => process.stdout.write(`${JSON.stringify({ connected, ...monitor.stats })}\n`),
+    500,
+  );
+  await new Promise<void>((resolve) => process.stdin.once("end", resolve).resume());
+  clearInterval(report);
+  process.exit(0);
+}
+
+interface Fleet {
+  connected(): number;
+  /** The fleet's latest report, with its liveness monitor's counters. */
+  stats(): string;
+  stop(): void;
+}
+
+async function startFleet(lab: ProductLab, config: FleetConfig): Promise<Fleet> {
+  const child = spawn(
+    "ip",
+    ["netns", "exec", lab.host("fleet").ns, process.execPath, "--import", "tsx", THIS_FILE, FLEET_FLAG],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  trackChild(child);
+  child.stdin?.write(`${JSON.stringify(config)}\n`);
+  let connected = 0;
+  let stats = "";
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    try {
+      connected = (JSON.parse(line) as { connected: number }).connected;
+      stats = line;
+    } catch {
+      // not a report
+    }
+  });
+  return { connected: () => connected, stats: () => stats, stop: () => child.stdin?.end() };
+}
+
+async function addHubPeers(lab: ProductLab, publicKeys: string[]): Promise<void> {
+  const hub = lab.host("hub");
+  // One `wg set` per 50 peers (argument lists stay short).
+  for (let i = 0; i < publicKeys.length; i += 50) {
+    const args = ["set", hub.wg.name];
+    publicKeys.slice(i, i + 50).forEach((key, j) => {
+      const n = i + j;
+      args.push("peer", key, "allowed-ips", `10.79.${Math.floor(n / 250)}.${(n % 250) + 1}/32`);
+    });
+    await nsRun(hub.ns, "wg", args);
+  }
+}
+
+const NFT_COUNTERS = `table inet dbg {
+  chain out { type filter hook output priority 0; policy accept;
+    oifname "lo" counter
+    udp dport 3479 counter
+    udp dport 3478 counter
+    meta l4proto udp meta length < 100 counter
+    meta l4proto udp meta length >= 100 counter
+  }
+  chain inp { type filter hook input priority 0; policy accept;
+    iifname "lo" counter
+    udp sport 3479 counter
+    meta l4proto udp meta length < 100 counter
+    meta l4proto udp meta length >= 100 counter
+  }
+}`;
+
+// --- the benchmark -------------------------------------------------------------------------------
+
+export async function benchStayingConnected(): Promise<BenchRow[]> {
+  if (!(await labSupported()))
+    throw new Error("the staying-connected benchmark builds network namespaces: run it as root");
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  clockTicks = Number((await run("getconf", ["CLK_TCK"])).trim()) || 100;
+  await cleanupStale();
+  const started = Date.now();
+  const flags = ["--log-level", "info"];
+  let lab: ProductLab | null = null;
+  let fleet: Fleet | null = null;
+  try {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "eim", flags },
+        { name: "b", nat: "eim", flags },
+        { name: "hub", nat: "eim", flags },
+        { name: "fleet", nat: "eim", tunnelbore: false },
+      ],
+      routers: [{ name: "cafe", nat: "eim" }],
+      links: [["a", "b"]],
+    });
+    await lab.waitForPing("a", "b");
+    log(`lab up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const rows: BenchRow[] = [];
+
+    const gaps = process.env.TBT_BENCH_ONLY !== "idle";
+    const roaming: number[] = [];
+    for (let i = 0; gaps && i < ROAMS; i++) {
+      const target = i % 2 === 0 ? "cafe" : "a";
+      const labRef = lab;
+      roaming.push(
+        await measureGap(lab, "a", "b", async () => {
+          await labRef.lab.moveHost("a", target);
+        }),
+      );
+      log(`roam ${i + 1} to ${target}: ${roaming.at(-1)} ms`);
+    }
+    if (gaps)
+      rows.push({
+        name: "roaming gap (a host moves to another NAT)",
+        value: median(roaming),
+        unit: "ms",
+        note: `median of ${ROAMS}; runs ${roaming.join(", ")}; ping every ${PING_INTERVAL_MS} ms; target <= ${TARGET_ROAMING_MS}`,
+      });
+
+    for (const signal of gaps ? (["SIGTERM", "SIGKILL"] as const) : []) {
+      const gaps: number[] = [];
+      for (let i = 0; i < RESTARTS; i++) {
+        const labRef = lab;
+        gaps.push(
+          await measureGap(lab, "a", "b", async () => {
+            await labRef.stopTunnelbore("b", signal);
+            await labRef.startTunnelbore("b");
+          }),
+        );
+        log(`restart (${signal}) ${i + 1}: ${gaps.at(-1)} ms`);
+      }
+      rows.push({
+        name: `restart gap (Tunnelbore on one side, ${signal === "SIGTERM" ? "stopped" : "killed"} and started)`,
+        value: median(gaps),
+        unit: "ms",
+        note: `median of ${RESTARTS}; runs ${gaps.join(", ")}; target <= ${TARGET_RESTART_MS}`,
+      });
+    }
+
+    // 200 idle peers on one Tunnelbore.
+    const keys = Array.from({ length: FLEET_PEERS }, () => generateKeyPair());
+    await addHubPeers(
+      lab,
+      keys.map((k) => encodeKey(k.publicKey)),
+    );
+    const fleetStarted = Date.now();
+    fleet = await startFleet(lab, {
+      introUrl: lab.introUrl,
+      hubKey: lab.host("hub").keys.publicKey,
+      privateKeys: keys.map((k) => encodeKey(k.privateKey)),
+    });
+    const fleetRef = fleet;
+    const labRef = lab;
+    await waitFor(
+      `${FLEET_PEERS} peers connected`,
+      async () =>
+        fleetRef.connected() >= FLEET_PEERS &&
+        (await labRef.status("hub")).peers.filter((p) => p.pathKind !== null).length >= FLEET_PEERS,
+      180_000,
+      500,
+    );
+    const connectSeconds = (Date.now() - fleetStarted) / 1000;
+    const hubStatus = await lab.status("hub");
+    const kinds = new Map<string, number>();
+    for (const p of hubStatus.peers)
+      kinds.set(p.pathKind ?? "none", (kinds.get(p.pathKind ?? "none") ?? 0) + 1);
+    log(
+      `${FLEET_PEERS} peers connected in ${connectSeconds.toFixed(1)} s (${[...kinds].map(([k, n]) => `${n} ${k}`).join(", ")})`,
+    );
+    await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+    const pid = tunnelborePid(lab, "hub");
+    const hubNs = lab.host("hub").ns;
+    if (process.env.TBT_BENCH_NFT) {
+      // Debugging: where the hub's datagrams go (STUN/TURN control is small, WireGuard data large).
+      await nsRun(hubNs, "nft", ["-f", "-"], NFT_COUNTERS);
+    }
+    const udp0 = await udpCounters(hubNs);
+    const cpu0 = cpuSeconds(pid);
+    const t0 = Date.now();
+    await new Promise((r) => setTimeout(r, IDLE_MEASURE_MS));
+    const udp1 = await udpCounters(hubNs);
+    const cpu1 = cpuSeconds(pid);
+    log(`fleet: ${fleet.stats()}`);
+    if (process.env.TBT_BENCH_NFT) log(await nsRun(hubNs, "nft", ["list", "table", "inet", "dbg"]));
+    const minutes = (Date.now() - t0) / 60_000;
+    const connectedAfter = (await lab.status("hub")).peers.filter((p) => p.pathKind !== null).length;
+    const sent = (udp1.out - udp0.out) / minutes / FLEET_PEERS;
+    const received = (udp1.in - udp0.in) / minutes / FLEET_PEERS;
+    rows.push(
+      {
+        name: "idle cost: datagrams sent per minute per idle connected peer",
+        value: sent,
+        unit: "/min",
+        note: `at the hub, ${FLEET_PEERS} peers, ${(minutes * 60).toFixed(0)} s; probes and answers (werift's consent alone: 24)`,
+      },
+      {
+        name: "idle cost: datagrams received per minute per idle connected peer",
+        value: received,
+        unit: "/min",
+        note: `${connectedAfter} of ${FLEET_PEERS} still connected at the end`,
+      },
+      {
+        name: `CPU of a Tunnelbore process with ${FLEET_PEERS} idle peers`,
+        value: ((cpu1 - cpu0) / (minutes * 60)) * 100,
+        unit: "% of a core",
+        note: `RSS ${rssMiB(pid).toFixed(0)} MiB; ${FLEET_PEERS} peers connected in ${connectSeconds.toFixed(0)} s`,
+      },
+    );
+    const hubLog = process.env.TBT_BENCH_HUB_LOG;
+    if (hubLog) writeFileSync(hubLog, lab.host("hub").tunnelbore?.process.output() ?? "");
+    log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    return rows;
+  } finally {
+    fleet?.stop();
+    await lab?.teardown();
+    await teardownAll();
+  }
+}
+
+if (process.argv[1] === THIS_FILE && process.argv[2] === FLEET_FLAG) {
+  const line = await new Promise<string>((resolve) =>
+    createInterface({ input: process.stdin }).once("line", resolve),
+  );
+  await runFleet(JSON.parse(line) as FleetConfig);
+} else if (process.argv[1] === THIS_FILE) {
+  const rows = await benchStayingConnected();
+  process.stdout.write(`${formatTable(rows)}\n`);
+  process.exit(0);
+}
