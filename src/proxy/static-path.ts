@@ -5,7 +5,7 @@ import type { Logger } from "../log.js";
 import { MessageType, messageType } from "../mac1/messages.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
 import type { PeerPath } from "./path.js";
-import { SOCKET_BUFFER_BYTES } from "./socket-options.js";
+import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";
 
 /** With a hostname: re-resolve when datagrams go out but none came back for this long. */
 const SILENCE_BEFORE_RERESOLVE_MS = 3000;
@@ -84,6 +84,7 @@ export class StaticPath implements PeerPath {
       type: this.family === 6 ? "udp6" : "udp4",
       recvBufferSize: SOCKET_BUFFER_BYTES,
       sendBufferSize: SOCKET_BUFFER_BYTES,
+      lookup: ipLiteralLookup,
     });
     socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
       if (rinfo.port === this.endpoint.port && rinfo.address === this.address) {

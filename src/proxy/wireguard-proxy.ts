@@ -10,7 +10,7 @@ import { IndexTable } from "./index-table.js";
 import { type LoopbackAddress, LoopbackAllocator } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 import { ProxyPeer } from "./proxy-peer.js";
-import { SOCKET_BUFFER_BYTES } from "./socket-options.js";
+import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";
 
 export interface WireGuardProxyOptions {
   /** WireGuard's listen port; every datagram for WireGuard goes to 127.0.0.1 at this port. */
@@ -282,6 +282,7 @@ async function bindUdp(address: string, port: number, role: string): Promise<Soc
     type: "udp4",
     recvBufferSize: SOCKET_BUFFER_BYTES,
     sendBufferSize: SOCKET_BUFFER_BYTES,
+    lookup: ipLiteralLookup,
   });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
