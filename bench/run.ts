@@ -1,5 +1,5 @@
 // Runs every benchmark in sequence and prints one table each, plus the machine they ran on.
-//   npm run bench                 (builds first; about 6 minutes on 2 cores)
+//   npm run bench                 (builds first; about 8 minutes on 2 cores)
 //   npm run bench -- forwarding   (only the benchmarks whose name contains the argument)
 // Each benchmark runs in a process of its own (a fresh heap, no state left by the one before) with a
 // time limit, so that one that hangs cannot hold up the rest: it gets SIGTERM (the lab benchmarks tear
@@ -13,6 +13,7 @@ import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
 import { benchMac1 } from "./mac1.js";
 import { benchNatTraversal } from "./nat-traversal.js";
+import { benchStayingConnected } from "./staying-connected.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 interface Benchmark {
@@ -42,6 +43,12 @@ const BENCHMARKS: Benchmark[] = [
     what: "connect time and iperf3 through ICE and TURN",
     run: benchNatTraversal,
     limitSeconds: 300,
+  },
+  {
+    name: "staying-connected",
+    what: "roaming and restart gaps, idle cost",
+    run: benchStayingConnected,
+    limitSeconds: 400,
   },
   { name: "intro", what: "introduction server", run: benchIntro, limitSeconds: 240 },
 ];
