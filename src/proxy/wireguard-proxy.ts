@@ -81,6 +81,15 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     const socket = await bindUdp(address, port, "catch-all");
     socket.on("message", (msg, rinfo) => this.fromWireGuardAtCatchAll(msg, rinfo));
     this.catchAll = socket;
+    // Linux caps SO_RCVBUF/SO_SNDBUF at net.core.rmem_max/wmem_max (the kernel reports double the
+    // granted size); we never change those sysctls, so say what was granted.
+    const granted = { receive: socket.getRecvBufferSize() / 2, send: socket.getSendBufferSize() / 2 };
+    if (granted.receive < SOCKET_BUFFER_BYTES || granted.send < SOCKET_BUFFER_BYTES) {
+      this.log.info(
+        { asked: SOCKET_BUFFER_BYTES, granted },
+        "socket buffers capped by net.core.rmem_max/wmem_max (raise them for bursts at high rates)",
+      );
+    }
   }
 
   get catchAllAddress(): { address: string; port: number } {
