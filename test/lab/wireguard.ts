@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nsRun, type SpawnedProcess, spawnInNamespace, uniqueTag, waitFor } from "./netns.js";
+import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace, uniqueTag, waitFor } from "./netns.js";
 
 export interface WireGuardPeerConfig {
   publicKey: string;
@@ -42,6 +42,11 @@ export async function startWireGuard(
   config: WireGuardConfig,
   name = uniqueInterfaceName(),
 ): Promise<WireGuardInterface> {
+  // wireguard-go removes its UAPI socket only on a clean exit; a SIGKILL at teardown leaves it behind.
+  const socketPath = `/var/run/wireguard/${name}.sock`;
+  onTeardown(async () => {
+    await rm(socketPath, { force: true });
+  });
   const proc = spawnInNamespace(ns, "wireguard-go", ["-f", name], {
     LOG_LEVEL: process.env.TBT_WG_LOG ?? "error",
   });
