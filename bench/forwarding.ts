@@ -15,6 +15,7 @@ import { buildInitiation, buildResponse, generateKeyPair } from "../src/mac1/noi
 import { SOCKET_BUFFER_BYTES } from "../src/proxy/socket-options.js";
 import { StaticPath } from "../src/proxy/static-path.js";
 import { WireGuardProxy } from "../src/proxy/wireguard-proxy.js";
+import { median, percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -403,15 +404,6 @@ function pingPong(a: Socket, aTo: Address, b: Socket, bTo: Address, rounds: numb
     b.on("message", onB);
     ping();
   });
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
-function median(values: number[]): number {
-  return percentile(values, 50);
 }
 
 const fmtRate = (r: number) => `${Math.round(r / 1000)}k`;

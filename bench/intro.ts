@@ -10,6 +10,7 @@ import { EnvelopeCodec } from "../src/intro-client/envelope.js";
 import { IntroClient } from "../src/intro-client/intro-client.js";
 import { publicKeyOf } from "../src/intro-client/signalling-crypto.js";
 import { createLogger } from "../src/log.js";
+import { percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const projectRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -95,10 +96,6 @@ async function startServerProcess(): Promise<ServerProcess> {
       await exited;
     },
   };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
 async function inBatches<T>(items: T[], size: number, work: (item: T) => Promise<void>): Promise<void> {

@@ -8,6 +8,7 @@ import { measureThroughput } from "../test/lab/iperf.js";
 import { createLinkedPair } from "../test/lab/linked-pair.js";
 import { teardownAll, waitFor } from "../test/lab/netns.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
+import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const RUNS = 3;
@@ -26,12 +27,6 @@ function cpuSeconds(pid: number): number {
 function rssBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return match ? Number(match[1]) * 1024 : Number.NaN;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 const mbit = (bps: number) => (bps / 1e6).toFixed(0);

@@ -22,6 +22,7 @@ import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.js";
+import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const CONNECT_SAMPLES = 5;
@@ -44,12 +45,6 @@ const TARGET_RATIO = 0.8;
 
 function log(text: string): void {
   process.stderr.write(`[nat-traversal] ${text}\n`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -31,6 +31,7 @@ import { ContinuousPing } from "../test/lab/ping.js";
 import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
+import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -46,12 +47,6 @@ const TARGET_RESTART_MS = 2000;
 
 function log(text: string): void {
   process.stderr.write(`[staying-connected] ${text}\n`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** The time from the last reply at or before `at` to the first one after it (ms). */
