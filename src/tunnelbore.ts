@@ -338,6 +338,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     }
     const keys = new Set(sorted.map((p) => p.publicKey));
     if (graceful) for (const peer of this.proxy.allPeers()) keys.add(peer.publicKey);
+    this.connector?.setExcludedAddresses(tunnelRanges(info));
     this.connector?.setPeers([...keys]);
   }
 

@@ -72,7 +72,13 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
   private readonly peers = new Map<string, PeerEntry>();
   private serverInfo: ServerInfo | null = null;
   private readonly log: Logger;
-  private readonly exclude: ReturnType<typeof createCandidateFilter>;
+  private filter: ReturnType<typeof createCandidateFilter>;
+  private excludedAddresses: string;
+  /**
+   * Whether an address may never be an ICE candidate. Handed to every session once; it asks the
+   * current filter, so later changes reach all of them.
+   */
+  readonly isExcludedAddress = (address: string): boolean => this.filter(address);
   private stopped = false;
   /** Disconnects we caused (reconnecting after a network change): not worth a warning. */
   private expectedDisconnects = 0;
@@ -91,7 +97,8 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       reconnect: { maxDelayMs: options.introReconnectMaxMs ?? 10_000 },
     });
     this.ownKey = decodeKey(this.client.publicKey);
-    this.exclude = createCandidateFilter({
+    this.excludedAddresses = options.excludeAddresses.join(",");
+    this.filter = createCandidateFilter({
       excludeInterfaces: options.excludeInterfaces,
       excludeAddresses: options.excludeAddresses,
     });
@@ -142,6 +149,21 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
         });
     }
     this.client.setPeers([...wanted]);
+  }
+
+  /** The tunnel's ranges changed (peers or allowed IPs added or removed): exclude the new set. */
+  setExcludedAddresses(ranges: string[]): void {
+    const joined = ranges.join(",");
+    if (joined === this.excludedAddresses) return;
+    try {
+      this.filter = createCandidateFilter({
+        excludeInterfaces: this.options.excludeInterfaces,
+        excludeAddresses: ranges,
+      });
+      this.excludedAddresses = joined;
+    } catch (err) {
+      this.log.warn({ err }, "tunnel ranges not usable as candidate exclusions; keeping the previous ones");
+    }
   }
 
   isOnline(key: string): boolean {
@@ -308,7 +330,7 @@ export class PeerConnector extends EventEmitter<PeerConnectorEvents> {
       sendSignal: (message) => this.sendSignal(key, message),
       stunUrls: this.stunUrls(),
       turn: this.turn(),
-      excludeAddresses: this.exclude,
+      excludeAddresses: this.isExcludedAddress,
       logger: log,
       turnHint: this.turnHint,
     });
