@@ -1,3 +1,4 @@
+import { readdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { controlSocketPath, DEFAULT_RUN_DIR, requestStatus } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
@@ -43,7 +44,6 @@ export async function statusCommand(argv: string[]): Promise<number> {
 }
 
 async function onlyInterface(runDir: string): Promise<string> {
-  const { readdir } = await import("node:fs/promises");
   const names = (await readdir(runDir).catch(() => [] as string[]))
     .filter((f) => f.endsWith(".sock"))
     .map((f) => f.slice(0, -5));

@@ -7,7 +7,7 @@ import { MessageType, messageType, receiverIndex, senderIndex } from "../mac1/me
 import { PeerKeyTable } from "../mac1/peer-key-table.js";
 import { type DropCounters, type DropReason, newDropCounters } from "./counters.js";
 import { IndexTable } from "./index-table.js";
-import { type LoopbackAddress, LoopbackAllocator } from "./loopback-address.js";
+import { LoopbackAllocator } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 import { ProxyPeer } from "./proxy-peer.js";
 import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";
@@ -316,5 +316,3 @@ async function bindUdp(address: string, port: number, role: string): Promise<Soc
   });
   return socket;
 }
-
-export type { LoopbackAddress };
