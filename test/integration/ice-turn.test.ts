@@ -1,7 +1,7 @@
 // TURN relay through a Debian coturn started on loopback for this file (TURN REST shared secret),
 // and the cost of werift's data path compared with IcePath's taps, direct and relayed.
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +15,7 @@ import { IcePath } from "../../src/intro-client/ice-path.js";
 import { IceSession, type IceSessionOptions } from "../../src/intro-client/ice-session.js";
 import type { IceSignal } from "../../src/intro-client/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
+import { turnRestCredentials } from "../lab/coturn.js";
 
 // --- coturn ----------------------------------------------------------------------------------------
 
@@ -116,13 +117,6 @@ async function startCoturn(): Promise<Coturn> {
   return { port, secret, output: () => out, stop };
 }
 
-/** TURN REST credentials: username `${expiry}:${name}`, credential base64(HMAC-SHA1(secret, username)). */
-function turnRestCredentials(secret: string, name: string, ttlSeconds = 600) {
-  const username = `${Math.floor(Date.now() / 1000) + ttlSeconds}:${name}`;
-  const credential = createHmac("sha1", secret).update(username).digest("base64");
-  return { username, credential };
-}
-
 // --- sessions --------------------------------------------------------------------------------------
 
 const loopbackOnly = (addr: string) => !addr.startsWith("127.");
@@ -176,7 +170,7 @@ afterAll(async () => {
 
 describe("IceSession over TURN (coturn on loopback, relay forced)", () => {
   it("nominates a relay pair, carries datagrams both ways on the fast path, never logs credentials", async () => {
-    const { username, credential } = turnRestCredentials(coturn.secret, "peer-a");
+    const { username, password: credential } = turnRestCredentials(coturn.secret, "peer-a", 600);
     let logs = "";
     const sink = new Writable({
       write(chunk: Buffer, _enc, done) {
@@ -225,7 +219,7 @@ describe("IceSession over TURN (coturn on loopback, relay forced)", () => {
   });
 
   it("works over TURN/TCP (werift's own data path, slower)", async () => {
-    const { username, credential } = turnRestCredentials(coturn.secret, "peer-tcp");
+    const { username, password: credential } = turnRestCredentials(coturn.secret, "peer-tcp", 600);
     const { a, b } = makePair({
       forceRelay: true,
       turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=tcp`], username, credential },
@@ -241,7 +235,7 @@ describe("IceSession over TURN (coturn on loopback, relay forced)", () => {
   });
 
   it("fails (before the connect timeout) when the TURN credentials are wrong", async () => {
-    const { username } = turnRestCredentials(coturn.secret, "bad");
+    const { username } = turnRestCredentials(coturn.secret, "bad", 600);
     const { a, b } = makePair({
       forceRelay: true,
       connectTimeoutMs: 40_000,
@@ -404,7 +398,7 @@ describe("data path cost (send + receive, both ends in this process)", () => {
 
   it("relay (TURN/UDP): werift Connection.send/onData vs IcePath", async () => {
     const n = 8000;
-    const { username, credential } = turnRestCredentials(coturn.secret, "bench");
+    const { username, password: credential } = turnRestCredentials(coturn.secret, "bench", 600);
     const turn: Partial<IceOptions> = {
       forceTurn: true,
       turnServer: ["127.0.0.1", coturn.port],
