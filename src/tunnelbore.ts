@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { FastPathProgram } from "../ebpf/loader.js";
 import type { PeerStatus, StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
 import type { TurnConfig } from "./intro-client/ice-session.js";
@@ -7,6 +8,7 @@ import type { Logger } from "./log.js";
 import { decodeKey } from "./mac1/keys.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
+import { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
 import type { PeerPath } from "./proxy/path.js";
 import type { ProxyPeer } from "./proxy/proxy-peer.js";
@@ -33,6 +35,8 @@ export interface TunnelboreOptions {
   liveness?: LivenessOptions;
   /** Watch addresses and routes (default true; tests of the proxy alone turn it off). */
   watchNetwork?: boolean;
+  /** Forward transport data of direct and static paths in the kernel (ebpf/fast-path.bpf.c). */
+  ebpf?: boolean;
   logger: Logger;
 }
 
@@ -66,6 +70,8 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
   private readonly icePaths = new Map<string, PeerPath>();
   private connector: PeerConnector | null = null;
   private monitor: LivenessMonitor | null = null;
+  private fastPath: FastPathProgram | null = null;
+  private kernel: KernelForwarder | null = null;
   private watch: AddressWatch | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly resyncTimers = new Set<NodeJS.Timeout>();
@@ -100,7 +106,13 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       }
     }
     await this.state.load();
+    if (this.options.ebpf) {
+      this.fastPath = await FastPathProgram.load(info.name);
+      this.kernel = new KernelForwarder(this.fastPath, { wireguardInterface: info.name, logger: this.log });
+      this.log.info({ tcPreference: this.fastPath.preference }, "kernel fast path loaded");
+    }
     this.proxy = new WireGuardProxy({
+      kernel: this.kernel,
       wireguardPort: info.listenPort,
       catchAll: this.options.catchAll,
       loopbackPortBase: this.options.loopbackPortBase,
@@ -134,6 +146,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     watch.on("change", (summary) => {
       this.log.info({ addresses: summary.addresses, routes: summary.defaultRoutes }, "local network changed");
       this.connector?.networkChanged("local network changed");
+      this.kernel?.refresh(this.proxy.allPeers());
     });
     watch.on("wireguard-link", () => this.resyncSoon());
     try {
@@ -208,6 +221,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     await this.proxy?.close();
     for (const path of this.staticPaths.values()) path.close();
     this.staticPaths.clear();
+    await this.fastPath?.close();
   }
 
   /** Everything `tunnelbore status` shows. */
@@ -221,6 +235,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         wireguardPort: 0,
         peers: [],
         drops: newDropCounters(),
+        kernelFastPath: null,
       };
     }
     const peers: PeerStatus[] = [];
@@ -236,6 +251,11 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         lastHandshake: this.lastHandshakes.get(peer.publicKey) ?? 0,
         txBytes: peer.traffic.txBytes,
         rxBytes: peer.traffic.rxBytes,
+        kernelFastPath: this.kernel?.carries(peer) ?? false,
+        kernelTxDatagrams: peer.kernelTraffic.txDatagrams,
+        kernelRxDatagrams: peer.kernelTraffic.rxDatagrams,
+        txDatagrams: peer.traffic.txDatagrams,
+        rxDatagrams: peer.traffic.rxDatagrams,
       });
     }
     const { address, port } = this.proxy.catchAllAddress;
@@ -246,6 +266,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       wireguardPort: this.proxy.wireguardListenPort,
       peers,
       drops: { ...this.proxy.drops },
+      kernelFastPath: this.fastPath ? { interfaces: this.fastPath.interfaces } : null,
     };
   }
 

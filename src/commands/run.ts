@@ -26,6 +26,9 @@ Options:
       --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821)
       --loopback-port-base N  first port of the per-peer loopback sockets (default ${DEFAULT_LOOPBACK_PORT_BASE})
       --no-manage-endpoints   leave WireGuard's peer endpoints alone
+      --ebpf                  forward WireGuard's data in the kernel (tc/eBPF) on direct and
+                              static paths; handshakes stay in Tunnelbore (needs bpftool, tc,
+                              and sets net.ipv4.conf.lo.route_localnet=1)
       --endpoint KEY=HOST:PORT
                               a peer's real endpoint (repeatable); a hostname is re-resolved
                               at every handshake attempt
@@ -47,6 +50,7 @@ export interface RunConfig {
   runDir: string;
   pollIntervalMs: number;
   logLevel: string;
+  ebpf: boolean;
 }
 
 /** Turns argv into a RunConfig, or throws a ConfigError that says what to fix. */
@@ -98,6 +102,7 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     catchAll: { address: listen.host, port: listen.port },
     loopbackPortBase: portBase,
     manageEndpoints: !values["no-manage-endpoints"],
+    ebpf: values.ebpf === true,
     staticEndpoints,
     stateDir: values["state-dir"] ?? "/var/lib/tunnelbore",
     runDir: values["run-dir"] ?? DEFAULT_RUN_DIR,
@@ -158,6 +163,7 @@ function parse(argv: string[]) {
       listen: { type: "string" },
       "loopback-port-base": { type: "string" },
       "no-manage-endpoints": { type: "boolean" },
+      ebpf: { type: "boolean" },
       endpoint: { type: "string", multiple: true },
       "state-dir": { type: "string" },
       "run-dir": { type: "string" },

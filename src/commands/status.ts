@@ -77,7 +77,7 @@ export function formatStatus(report: StatusReport): string {
   const rows = report.peers.map((p) => [
     `${p.publicKey.slice(0, 10)}…`,
     p.state,
-    p.remote ?? "-",
+    p.kernelFastPath ? `${p.remote ?? "-"} (kernel)` : (p.remote ?? "-"),
     p.loopback,
     p.rttMs === null ? "-" : `${p.rttMs} ms`,
     ago(p.lastHandshake),
@@ -99,6 +99,7 @@ export function formatStatus(report: StatusReport): string {
     line(header),
     ...rows.map(line),
     `dropped: ${dropped || "none"}`,
+    ...(report.kernelFastPath ? [`kernel fast path on ${report.kernelFastPath.interfaces.join(", ")}`] : []),
     "",
   ].join("\n");
 }

@@ -13,6 +13,14 @@ export interface PeerStatus {
   lastHandshake: number;
   txBytes: number;
   rxBytes: number;
+  /** True while the kernel fast path carries the peer's transport data (--ebpf). */
+  kernelFastPath: boolean;
+  /** Datagrams each way (part of all the counts) the kernel fast path carried. */
+  kernelTxDatagrams: number;
+  kernelRxDatagrams: number;
+  /** Datagrams each way in all, the kernel's included. */
+  txDatagrams: number;
+  rxDatagrams: number;
 }
 
 export interface StatusReport {
@@ -23,4 +31,6 @@ export interface StatusReport {
   wireguardPort: number;
   peers: PeerStatus[];
   drops: DropCounters;
+  /** With --ebpf: the interfaces the fast path is attached to; null without it. */
+  kernelFastPath: { interfaces: string[] } | null;
 }

@@ -36,7 +36,7 @@ import {
   StunProtocol,
 } from "werift-ice";
 import type { Logger } from "../log.js";
-import type { PathKind, PeerPath } from "../proxy/path.js";
+import type { PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
 import type { CandidateType } from "./ice-signal.js";
 
 type Address = readonly [string, number];
@@ -344,6 +344,7 @@ export class IcePath implements PeerPath {
   private readonly createdAt = Date.now();
   /** Data arrived on another validated pair (the peer sends on a pair other than this one). */
   onOtherPair: ((pair: CandidatePair) => void) | null = null;
+  onRouteChange: (() => void) | null = null;
   readonly stats: IcePathStats = {
     datagramsSent: 0,
     datagramsReceived: 0,
@@ -465,6 +466,27 @@ export class IcePath implements PeerPath {
     if (!previous || previous.pair === pair) return;
     this.selected = this.select(pair);
     previous.tap.detach();
+    this.onRouteChange?.();
+  }
+
+  /** A direct pair's socket and remote (the kernel fast path can carry it); null for a relayed pair. */
+  udpRoute(): UdpRoute | null {
+    const sel = this.selected;
+    if (!sel || !(sel.protocol instanceof StunProtocol) || sel.info.relayed) return null;
+    const transport: WeriftUdpTransport = sel.protocol.transport;
+    if (transport.closed) return null;
+    const bound = transport.socket.address();
+    return {
+      localAddress: bound.address,
+      localPort: bound.port,
+      remoteAddress: sel.host,
+      remotePort: sel.port,
+    };
+  }
+
+  kernelTraffic(sent: number, received: number): void {
+    this.stats.datagramsSent += sent;
+    this.stats.datagramsReceived += received;
   }
 
   send(datagram: Buffer): void {
@@ -536,5 +558,6 @@ export class IcePath implements PeerPath {
     for (const unhook of this.unhooks.splice(0)) unhook();
     this.onDatagram = null;
     this.onOtherPair = null;
+    this.onRouteChange?.();
   }
 }

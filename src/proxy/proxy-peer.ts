@@ -13,6 +13,8 @@ export class ProxyPeer {
   /** The latest initiation sent on a path, until a response arrives (resent on a replacement path). */
   unansweredInitiation: Buffer | null = null;
   readonly traffic: TrafficCounters = newTrafficCounters();
+  /** The part of `traffic` the kernel fast path carried (--ebpf). */
+  readonly kernelTraffic: TrafficCounters = newTrafficCounters();
   lastSentAt = 0;
   lastReceivedAt = 0;
   lastInitiationSentAt = 0;

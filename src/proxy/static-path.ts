@@ -4,7 +4,7 @@ import { isIP } from "node:net";
 import type { Logger } from "../log.js";
 import { MessageType, messageType } from "../mac1/messages.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
-import type { PeerPath } from "./path.js";
+import type { PeerPath, UdpRoute } from "./path.js";
 import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";
 
 /** With a hostname: re-resolve when datagrams go out but none came back for this long. */
@@ -23,6 +23,7 @@ export class StaticPath implements PeerPath {
   onDatagram: ((datagram: Buffer) => void) | null = null;
   /** Called for every datagram that arrives from an address other than the endpoint's. */
   onForeignDatagram: (() => void) | null = null;
+  onRouteChange: (() => void) | null = null;
 
   private socket: Socket | null = null;
   private family: 4 | 6 = 4;
@@ -60,23 +61,43 @@ export class StaticPath implements PeerPath {
         // Keep a copy: the resend happens after an await.
         this.lastInitiation = Buffer.from(datagram);
         void this.resolve();
-      } else {
-        const now = Date.now();
-        if (
-          now - this.lastReceivedAt > SILENCE_BEFORE_RERESOLVE_MS &&
-          now - this.lastResolvedAt > MIN_RERESOLVE_INTERVAL_MS
-        ) {
-          void this.resolve();
-        }
-      }
+      } else this.resolveIfSilent();
     }
     if (this.socket && this.address) this.socket.send(datagram, this.endpoint.port, this.address);
+  }
+
+  udpRoute(): UdpRoute | null {
+    if (!this.socket || !this.address || this.family !== 4) return null;
+    return {
+      localAddress: null,
+      localPort: this.socket.address().port,
+      remoteAddress: this.address,
+      remotePort: this.endpoint.port,
+    };
+  }
+
+  /** Data the kernel fast path carried counts as contact too (it never reaches `send` or the socket). */
+  kernelTraffic(sent: number, received: number): void {
+    if (!this.isHostname) return;
+    if (received > 0) this.lastReceivedAt = Date.now();
+    else if (sent > 0) this.resolveIfSilent();
+  }
+
+  private resolveIfSilent(): void {
+    const now = Date.now();
+    if (
+      now - this.lastReceivedAt > SILENCE_BEFORE_RERESOLVE_MS &&
+      now - this.lastResolvedAt > MIN_RERESOLVE_INTERVAL_MS
+    ) {
+      void this.resolve();
+    }
   }
 
   close(): void {
     this.closed = true;
     this.socket?.close();
     this.socket = null;
+    this.onRouteChange?.();
   }
 
   private async openSocket(): Promise<void> {
@@ -103,6 +124,7 @@ export class StaticPath implements PeerPath {
     const old = this.socket;
     this.socket = socket;
     old?.close();
+    this.onRouteChange?.();
   }
 
   /** One resolution at a time; a change of address (or address family) takes effect at once. */
@@ -123,7 +145,7 @@ export class StaticPath implements PeerPath {
         if (family !== this.family) {
           this.family = family === 6 ? 6 : 4;
           if (this.socket) await this.openSocket();
-        }
+        } else this.onRouteChange?.();
         if (previous && this.lastInitiation && this.socket) {
           this.socket.send(this.lastInitiation, this.endpoint.port, address);
         }

@@ -7,6 +7,7 @@ import { MessageType, messageType, receiverIndex, senderIndex } from "../mac1/me
 import { PeerKeyTable } from "../mac1/peer-key-table.js";
 import { type DropCounters, type DropReason, newDropCounters } from "./counters.js";
 import { IndexTable } from "./index-table.js";
+import type { KernelForwarder } from "./kernel-forwarder.js";
 import { LoopbackAllocator } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 import { ProxyPeer } from "./proxy-peer.js";
@@ -20,6 +21,8 @@ export interface WireGuardProxyOptions {
   loopbackPortBase?: number;
   /** The interface's own public key: inbound handshakes must carry a mac1 made with it. */
   localPublicKey?: Uint8Array;
+  /** The kernel fast path (--ebpf): carries transport data of paths that send plain UDP. */
+  kernel?: KernelForwarder | null;
   logger: Logger;
 }
 
@@ -55,11 +58,14 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private readonly log: Logger;
   private catchAll: Socket | null = null;
   private wireguardPort: number;
+  private readonly kernel: KernelForwarder | null;
 
   constructor(private readonly options: WireGuardProxyOptions) {
     super();
     this.log = options.logger;
     this.wireguardPort = options.wireguardPort;
+    this.kernel = options.kernel ?? null;
+    this.kernel?.setWireGuardPort(options.wireguardPort, []);
     this.allocator = new LoopbackAllocator(options.loopbackPortBase);
     this.localMac1 = options.localPublicKey ? new Mac1Key(options.localPublicKey) : null;
     // Kept off the data path: initiations and responses are a few per peer every two minutes.
@@ -131,7 +137,8 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.keys.remove(peer.keyBytes);
     this.indices.forget(peer);
     this.allocator.release(peer.loopback);
-    if (peer.path) peer.path.onDatagram = null;
+    this.kernel?.remove(peer);
+    if (peer.path) this.detach(peer.path);
     peer.path = null;
     peer.socket.close();
     this.log.info({ peer: publicKey }, "peer removed");
@@ -158,7 +165,12 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     const previous = peer.path;
     if (previous === path) return;
     peer.path = path;
-    if (previous) previous.onDatagram = null;
+    if (previous) this.detach(previous);
+    if (this.kernel) {
+      const kernel = this.kernel;
+      if (path) path.onRouteChange = () => void kernel.update(peer);
+      void kernel.update(peer);
+    }
     this.log.info(
       {
         peer: publicKey,
@@ -193,10 +205,17 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   /** Sends to WireGuard at its new listen port from now on, e.g. after it was restarted. */
   setWireGuardPort(port: number): void {
     this.wireguardPort = port;
+    this.kernel?.setWireGuardPort(port, this.peers.values());
+  }
+
+  private detach(path: PeerPath): void {
+    path.onDatagram = null;
+    if (path.onRouteChange !== undefined) path.onRouteChange = null;
   }
 
   async close(): Promise<void> {
     for (const key of [...this.peers.keys()]) this.removePeer(key);
+    this.kernel?.close();
     this.catchAll?.close();
     this.catchAll = null;
   }

@@ -1,0 +1,225 @@
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { isIPv4 } from "node:net";
+import { promisify } from "node:util";
+import type { FastPathProgram } from "../../ebpf/loader.js";
+import type { Logger } from "../log.js";
+import type { ProxyPeer } from "./proxy-peer.js";
+
+const execFileAsync = promisify(execFile);
+
+/** How often the kernel's counters are folded into the peers' (liveness reads them at this grain). */
+const POLL_MS = 1000;
+
+/** Where the kernel sends a peer's datagrams, as `ip route get` answers for the remote. */
+export interface KernelRoute {
+  dev: string;
+  ifindex: number;
+  source: string;
+}
+
+/** Asks the kernel which interface and source address it would use to reach `remote`. */
+export async function resolveKernelRoute(remote: string): Promise<KernelRoute | null> {
+  const { stdout } = await execFileAsync("ip", ["-j", "route", "get", remote], { timeout: 5000 });
+  const [route] = JSON.parse(stdout) as Array<{ dev?: string; prefsrc?: string }>;
+  if (!route?.dev || !route.prefsrc) return null;
+  const ifindex = Number((await readFile(`/sys/class/net/${route.dev}/ifindex`, "utf8")).trim());
+  return { dev: route.dev, ifindex, source: route.prefsrc };
+}
+
+interface Installed {
+  ifindex: number;
+  wireguardPort: number;
+  loopbackAddress: string;
+  loopbackPort: number;
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+  sentPackets: bigint;
+  sentBytes: bigint;
+  receivedPackets: bigint;
+  receivedBytes: bigint;
+}
+
+/**
+ * Keeps the kernel fast path's entries in step with the peers' paths: a path that sends plain UDP
+ * (direct ICE, static) gets an outbound and an inbound entry, anything else (relay, IPv6, no path) has
+ * none and stays in user space. Polls the kernel's counters into the peers' traffic counters and
+ * contact times, which liveness and status read.
+ */
+export class KernelForwarder {
+  private readonly installed = new Map<ProxyPeer, Installed>();
+  /** Bumped at every update of a peer: a slower, older update never overwrites a newer one. */
+  private readonly generations = new Map<ProxyPeer, number>();
+  private readonly timer: NodeJS.Timeout;
+  private wireguardPort = 0;
+
+  constructor(
+    private readonly program: FastPathProgram,
+    private readonly options: {
+      /** The WireGuard interface: a remote routed into the tunnel itself is never fast-pathed. */
+      wireguardInterface: string;
+      logger: Logger;
+      resolveRoute?: (remote: string) => Promise<KernelRoute | null>;
+    },
+  ) {
+    this.timer = setInterval(() => this.poll(), POLL_MS);
+    this.timer.unref();
+  }
+
+  /** True while the peer's transport data goes through the kernel. */
+  carries(peer: ProxyPeer): boolean {
+    return this.installed.has(peer);
+  }
+
+  /** Re-resolves every peer's route (after addresses, routes or interfaces changed). */
+  refresh(peers: Iterable<ProxyPeer>): void {
+    for (const peer of peers) void this.update(peer);
+  }
+
+  setWireGuardPort(port: number, peers: Iterable<ProxyPeer>): void {
+    if (port === this.wireguardPort) return;
+    this.wireguardPort = port;
+    for (const peer of peers) void this.update(peer);
+  }
+
+  /** Installs the entries for the peer's current path (or removes them when it has no UDP route). */
+  async update(peer: ProxyPeer): Promise<void> {
+    const generation = (this.generations.get(peer) ?? 0) + 1;
+    this.generations.set(peer, generation);
+    const route = peer.path?.udpRoute?.() ?? null;
+    if (!route || !isIPv4(route.remoteAddress) || this.wireguardPort === 0) {
+      this.uninstall(peer);
+      return;
+    }
+    let kernelRoute: KernelRoute | null = null;
+    try {
+      kernelRoute = await (this.options.resolveRoute ?? resolveKernelRoute)(route.remoteAddress);
+      if (kernelRoute && kernelRoute.dev !== this.options.wireguardInterface) {
+        await this.program.attach(kernelRoute.dev, kernelRoute.ifindex);
+      }
+    } catch (err) {
+      this.options.logger.warn(
+        { err, peer: peer.publicKey },
+        "kernel fast path: no route; user space forwards",
+      );
+      kernelRoute = null;
+    }
+    if (this.generations.get(peer) !== generation) return;
+    if (!kernelRoute || kernelRoute.dev === this.options.wireguardInterface) {
+      this.uninstall(peer);
+      return;
+    }
+    const toLoopback = kernelRoute.dev === "lo";
+    const localAddress =
+      route.localAddress && route.localAddress !== "0.0.0.0" ? route.localAddress : kernelRoute.source;
+    const next: Installed = {
+      ifindex: kernelRoute.ifindex,
+      wireguardPort: this.wireguardPort,
+      loopbackAddress: peer.loopback.address,
+      loopbackPort: peer.loopback.port,
+      localAddress,
+      localPort: route.localPort,
+      remoteAddress: route.remoteAddress,
+      remotePort: route.remotePort,
+      sentPackets: 0n,
+      sentBytes: 0n,
+      receivedPackets: 0n,
+      receivedBytes: 0n,
+    };
+    const current = this.installed.get(peer);
+    if (
+      current &&
+      current.ifindex === next.ifindex &&
+      current.wireguardPort === next.wireguardPort &&
+      current.localAddress === next.localAddress &&
+      current.localPort === next.localPort &&
+      current.remoteAddress === next.remoteAddress &&
+      current.remotePort === next.remotePort
+    ) {
+      return;
+    }
+    this.uninstall(peer);
+    this.program.setOutbound({ ...next, toLoopback });
+    this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1 });
+    this.installed.set(peer, next);
+    this.options.logger.info(
+      {
+        peer: peer.publicKey,
+        dev: kernelRoute.dev,
+        local: `${localAddress}:${route.localPort}`,
+        remote: `${route.remoteAddress}:${route.remotePort}`,
+      },
+      "kernel fast path on",
+    );
+  }
+
+  /** Removes the peer's entries (folding in their last counts). */
+  remove(peer: ProxyPeer): void {
+    this.generations.set(peer, (this.generations.get(peer) ?? 0) + 1);
+    this.uninstall(peer);
+    this.generations.delete(peer);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    for (const peer of [...this.installed.keys()]) this.uninstall(peer);
+  }
+
+  private uninstall(peer: ProxyPeer): void {
+    const entry = this.installed.get(peer);
+    if (!entry) return;
+    this.collect(peer, entry);
+    this.installed.delete(peer);
+    this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
+    this.program.deleteInbound(entry.localAddress, entry.localPort, entry.remoteAddress, entry.remotePort);
+    this.options.logger.info({ peer: peer.publicKey }, "kernel fast path off");
+  }
+
+  /** Folds the kernel's counts since the last look into the peer's. */
+  private collect(peer: ProxyPeer, entry: Installed): void {
+    const now = Date.now();
+    const out = this.program.outboundCounters(entry.loopbackAddress, entry.loopbackPort);
+    if (out && out.packets > entry.sentPackets) {
+      const packets = Number(out.packets - entry.sentPackets);
+      const bytes = Number(out.bytes - entry.sentBytes);
+      peer.traffic.txDatagrams += packets;
+      peer.traffic.txBytes += bytes;
+      peer.kernelTraffic.txDatagrams += packets;
+      peer.kernelTraffic.txBytes += bytes;
+      peer.lastSentAt = now;
+      entry.sentPackets = out.packets;
+      entry.sentBytes = out.bytes;
+      peer.path?.kernelTraffic?.(packets, 0);
+    }
+    const inb = this.program.inboundCounters(
+      entry.localAddress,
+      entry.localPort,
+      entry.remoteAddress,
+      entry.remotePort,
+    );
+    if (inb && inb.packets > entry.receivedPackets) {
+      const packets = Number(inb.packets - entry.receivedPackets);
+      const bytes = Number(inb.bytes - entry.receivedBytes);
+      peer.traffic.rxDatagrams += packets;
+      peer.traffic.rxBytes += bytes;
+      peer.kernelTraffic.rxDatagrams += packets;
+      peer.kernelTraffic.rxBytes += bytes;
+      peer.lastReceivedAt = now;
+      entry.receivedPackets = inb.packets;
+      entry.receivedBytes = inb.bytes;
+      peer.path?.kernelTraffic?.(0, packets);
+    }
+  }
+
+  private poll(): void {
+    for (const [peer, entry] of this.installed) {
+      try {
+        this.collect(peer, entry);
+      } catch (err) {
+        this.options.logger.debug({ err, peer: peer.publicKey }, "kernel fast path: counters unreadable");
+      }
+    }
+  }
+}

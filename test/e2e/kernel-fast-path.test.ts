@@ -1,0 +1,219 @@
+// `tunnelbore run --ebpf` between real wireguard-go peers: transport data goes through the tc/eBPF
+// program (the kernel's counters carry it, Tunnelbore's sockets see only handshakes and keepalives),
+// on a static path and on a direct ICE path behind NATs; relayed paths stay in user space.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { filterPreference } from "../../ebpf/loader.js";
+import type { PeerStatus } from "../../src/control/status.js";
+import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
+import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
+import { nsRun, spawnInNamespace, teardownAll, waitFor } from "../lab/netns.js";
+import { ping } from "../lab/ping.js";
+import {
+  startTunnelbore,
+  type TunnelboreDirs,
+  type TunnelboreProcess,
+  tunnelboreDirs,
+} from "../lab/tunnelbore.js";
+import { ProductLab } from "../lab/tunnelbore-lab.js";
+
+/** Datagrams Tunnelbore's own sockets carried (everything minus what the kernel carried). */
+function userSpaceDatagrams(p: PeerStatus): { tx: number; rx: number } {
+  return { tx: p.txDatagrams - p.kernelTxDatagrams, rx: p.rxDatagrams - p.kernelRxDatagrams };
+}
+
+/** Our tc filters on `dev` in `ns` (lines of `tc filter show` at our preference). */
+async function ourFilters(ns: string, dev: string, wireguardInterface: string): Promise<string[]> {
+  const out = await nsRun(ns, "tc", ["filter", "show", "dev", dev, "ingress"]);
+  const pref = filterPreference(wireguardInterface);
+  return out.split("\n").filter((l) => l.includes(`pref ${pref} `) && l.includes("tunnelbore_fast"));
+}
+
+describe("kernel fast path on a static path", () => {
+  let pair: LinkedPair;
+  let dirs: TunnelboreDirs;
+  const running: TunnelboreProcess[] = [];
+  const peerOf = async (tb: TunnelboreProcess): Promise<PeerStatus> => {
+    const p = (await tb.status()).peers.find((x) => x.publicKey === pair.keyB.publicKey);
+    if (!p) throw new Error("peer B missing from status");
+    return p;
+  };
+
+  beforeAll(async () => {
+    pair = await createLinkedPair("kfp");
+    dirs = tunnelboreDirs();
+  });
+  afterEach(async () => {
+    for (const tb of running.splice(0)) await tb.stop("SIGTERM");
+  });
+  afterAll(async () => {
+    await teardownAll();
+    dirs?.cleanup();
+  });
+
+  it("carries pings in the kernel, keeps handshakes in user space, and detaches on SIGTERM", async () => {
+    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
+    running.push(tb);
+    const loopback = `${loopbackAddressOf(Buffer.from(pair.keyB.publicKey, "base64"))}:51822`;
+    await waitFor(
+      "endpoint at L(P)",
+      async () => (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback,
+    );
+    await pair.timeUntilPing(10_000);
+    await waitFor("the kernel carries the peer", async () => (await peerOf(tb)).kernelFastPath, 5000);
+    const before = await peerOf(tb);
+    const result = await ping(pair.nsA, pair.tunB, { count: 100, interval: 10 });
+    expect(result.received).toBe(100);
+    // Counters are folded in once a second.
+    await waitFor(
+      "kernel counters include the pings",
+      async () => (await peerOf(tb)).kernelRxDatagrams - before.kernelRxDatagrams >= 100,
+      5000,
+    );
+    const after = await peerOf(tb);
+    expect(after.kernelTxDatagrams - before.kernelTxDatagrams).toBeGreaterThanOrEqual(100);
+    // The sockets saw none of the 100 echo requests and replies.
+    const userBefore = userSpaceDatagrams(before);
+    const userAfter = userSpaceDatagrams(after);
+    expect(userAfter.tx - userBefore.tx).toBeLessThan(5);
+    expect(userAfter.rx - userBefore.rx).toBeLessThan(5);
+    // B sees A at the static path's socket, not at WireGuard's port: the rewrite is Tunnelbore's 5-tuple.
+    const seenByB = await pair.wgB.endpointOf(pair.keyA.publicKey);
+    expect(seenByB.startsWith(`${pair.linkA}:`)).toBe(true);
+    expect(seenByB).not.toBe(`${pair.linkA}:51820`);
+    // ...and A's WireGuard still has the peer at L(P): inbound data reached it from L(P).
+    expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(loopback);
+    expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(1);
+    expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(1);
+    expect((await tb.status()).kernelFastPath?.interfaces.sort()).toEqual(["eth0", "lo"]);
+
+    expect(await tb.stop("SIGTERM")).toBe(0);
+    running.length = 0;
+    expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(0);
+    expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(0);
+    expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(`${pair.linkB}:51820`);
+  }, 60_000);
+
+  it("forged transport messages from anyone but the peer's address are not forwarded by the kernel", async () => {
+    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
+    running.push(tb);
+    await pair.timeUntilPing(10_000);
+    await waitFor("the kernel carries the peer", async () => (await peerOf(tb)).kernelFastPath, 5000);
+    const seenByB = await pair.wgB.endpointOf(pair.keyA.publicKey);
+    const staticPort = Number(seenByB.split(":")[1]);
+    const before = await peerOf(tb);
+    // From B's address but another port: same local 5-tuple half, wrong remote port.
+    const forger = spawnInNamespace(pair.nsB, process.execPath, [
+      "-e",
+      `const s=require("node:dgram").createSocket("udp4");const m=Buffer.alloc(64);m[0]=4;let n=0;
+       const go=()=>{if(n++>=500){s.close();return;}s.send(m,${staticPort},"${pair.linkA}",go)};s.bind(0,go);`,
+    ]);
+    await forger.exited;
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = await peerOf(tb);
+    expect(after.kernelRxDatagrams - before.kernelRxDatagrams).toBeLessThan(10);
+    expect(await pair.pingOnce()).toBe(true);
+  }, 60_000);
+
+  it("after SIGKILL, a restart replaces the old filters and the kernel carries the peer again", async () => {
+    const first = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
+    await pair.timeUntilPing(10_000);
+    await waitFor("the kernel carries the peer", async () => (await peerOf(first)).kernelFastPath, 5000);
+    await first.stop("SIGKILL");
+    const restartedAt = Date.now();
+    const second = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
+    running.push(second);
+    await waitFor("ping resumes", () => pair.pingOnce(), 5000, 20);
+    expect(Date.now() - restartedAt).toBeLessThan(2000);
+    await waitFor(
+      "the kernel carries the peer again",
+      async () => (await peerOf(second)).kernelFastPath,
+      5000,
+    );
+    // One filter per interface: the killed instance's were replaced, not stacked.
+    expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(1);
+    expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(1);
+    const result = await ping(pair.nsA, pair.tunB, { count: 20, interval: 20 });
+    expect(result.received).toBe(20);
+    await waitFor(
+      "the new instance counts kernel traffic",
+      async () => (await peerOf(second)).kernelRxDatagrams >= 20,
+      5000,
+    );
+  }, 60_000);
+});
+
+describe("kernel fast path on ICE paths", () => {
+  let lab: ProductLab | null = null;
+  afterEach(async () => {
+    await lab?.teardown();
+    lab = null;
+    await teardownAll();
+  });
+
+  it("a direct path behind two NATs goes through the kernel, and follows a roaming host", async () => {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "eim", flags: ["--ebpf"] },
+        { name: "b", nat: "eim", flags: ["--ebpf"] },
+      ],
+      routers: [{ name: "cafe", nat: "eim" }],
+    });
+    const l = lab;
+    await l.waitForPing("a", "b");
+    for (const [on, peer] of [
+      ["a", "b"],
+      ["b", "a"],
+    ] as const) {
+      await waitFor(
+        `${on} carries ${peer} in the kernel`,
+        async () => (await l.peerStatus(on, peer)).kernelFastPath,
+        10_000,
+      );
+    }
+    const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 50, interval: 10 });
+    expect(result.received).toBe(50);
+    await waitFor(
+      "b's kernel counters include a's pings",
+      async () => (await l.peerStatus("b", "a")).kernelRxDatagrams >= 50,
+      5000,
+    );
+    expect((await l.peerStatus("a", "b")).pathKind).toBe("direct");
+
+    // a moves to another NAT: a new pair, and the kernel follows it.
+    await l.lab.moveHost("a", "cafe");
+    await waitFor(
+      "b's path to a through the new NAT, in the kernel",
+      async () => {
+        const ba = await l.peerStatus("b", "a");
+        return (ba.remote?.startsWith(`${l.lab.router("cafe").wanAddress}:`) ?? false) && ba.kernelFastPath;
+      },
+      30_000,
+      200,
+    );
+    await waitFor("ping after the move", () => l.ping("a", "b"), 20_000);
+    const before = await l.peerStatus("b", "a");
+    const again = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 30, interval: 10 });
+    expect(again.received).toBe(30);
+    await waitFor(
+      "the kernel carries the new path",
+      async () => (await l.peerStatus("b", "a")).kernelRxDatagrams - before.kernelRxDatagrams >= 30,
+      5000,
+    );
+  }, 120_000);
+
+  it("a relayed path stays in user space and works", async () => {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "symmetric", flags: ["--ebpf"] },
+        { name: "b", nat: "symmetric", flags: ["--ebpf"] },
+      ],
+    });
+    await lab.waitForPing("a", "b", 40_000);
+    const ab = await lab.peerStatus("a", "b");
+    expect(ab.pathKind).toBe("relay");
+    expect(ab.kernelFastPath).toBe(false);
+    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 20, interval: 20 });
+    expect(result.received).toBe(20);
+    expect((await lab.peerStatus("a", "b")).kernelTxDatagrams).toBe(0);
+  }, 120_000);
+});
