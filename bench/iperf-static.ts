@@ -1,6 +1,6 @@
 // iperf3 TCP through real wireguard-go, A -> B, with and without Tunnelbore on A's static path, in
-// one run: alternating runs (direct, through Tunnelbore, ...) so drift on a shared machine hits both
-// alike. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
+// one run: alternating runs (direct, through Tunnelbore, through Tunnelbore --ebpf, ...) so drift on a
+// shared machine hits all alike. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
 //   npm run build && npx tsx bench/iperf-static.ts
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -44,7 +44,9 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
     await pair.timeUntilPing(10_000);
     const wgPids = [pair.wgA.process.child.pid!, pair.wgB.process.child.pid!];
     const direct: Array<{ bps: number; retransmits: number; wgCpu: number }> = [];
-    const through: Array<{ bps: number; retransmits: number; wgCpu: number; cpu: number; rss: number }> = [];
+    type Through = { bps: number; retransmits: number; wgCpu: number; cpu: number; rss: number };
+    const through: Through[] = [];
+    const kernel: Through[] = [];
     /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and `pid` used meanwhile. */
     const iperf = async (pid?: number) => {
       const wgBefore = wgPids.map(cpuSeconds);
@@ -56,20 +58,15 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       const cpu = pid ? (cpuSeconds(pid) - before) / seconds : 0;
       return { bps: r.bitsPerSecond, retransmits: r.retransmits ?? 0, wgCpu, cpu };
     };
-    for (let run = 0; run < RUNS; run++) {
-      // Without Tunnelbore WireGuard A sends to B's real endpoint (restored by the SIGTERM below).
-      if ((await pair.wgA.endpointOf(pair.keyB.publicKey)) !== `${pair.linkB}:51820`) {
-        throw new Error("WireGuard A does not point at B's real endpoint");
-      }
-      await pair.timeUntilPing(10_000);
-      direct.push(await iperf());
-
+    /** One iperf3 run through a Tunnelbore started with `flags`, stopped (SIGTERM) afterwards. */
+    const throughTunnelbore = async (flags: string[]): Promise<Through> => {
       // The CLI's defaults (the lab helper polls every 500 ms and logs at debug).
       tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [
         "--log-level",
         "info",
         "--poll-interval",
         "2000",
+        ...flags,
       ]);
       const pid = tb.process.child.pid!;
       if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("cli.js")) {
@@ -85,13 +82,29 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       const status = await tb.status();
       if (!status.peers[0] || status.peers[0].txBytes === 0)
         throw new Error("no traffic went through Tunnelbore");
-      through.push({ ...r, rss: rssBytes(pid) });
+      if (flags.includes("--ebpf") && !(status.peers[0].kernelTxDatagrams > 0))
+        throw new Error("--ebpf: no traffic went through the kernel fast path");
+      const rss = rssBytes(pid);
       if ((await tb.stop("SIGTERM")) !== 0) throw new Error("tunnelbore did not exit cleanly");
       tb = null;
+      return { ...r, rss };
+    };
+    for (let run = 0; run < RUNS; run++) {
+      // Without Tunnelbore WireGuard A sends to B's real endpoint (restored by the SIGTERM below).
+      if ((await pair.wgA.endpointOf(pair.keyB.publicKey)) !== `${pair.linkB}:51820`) {
+        throw new Error("WireGuard A does not point at B's real endpoint");
+      }
+      await pair.timeUntilPing(10_000);
+      direct.push(await iperf());
+
+      through.push(await throughTunnelbore([]));
+      await pair.timeUntilPing(10_000);
+      kernel.push(await throughTunnelbore(["--ebpf"]));
     }
 
     const d = median(direct.map((x) => x.bps));
     const t = median(through.map((x) => x.bps));
+    const k = median(kernel.map((x) => x.bps));
     const runs = `${RUNS} alternating runs of ${RUN_SECONDS} s`;
     return [
       {
@@ -111,6 +124,24 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         value: t / d,
         unit: "x",
         note: `target >= 0.8; per pair ${through.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+      },
+      {
+        name: "iperf3 TCP A -> B, through Tunnelbore --ebpf (static)",
+        value: k / 1e6,
+        unit: "Mbit/s",
+        note: `median of ${runs} (${kernel.map((x) => mbit(x.bps)).join(", ")}); retransmits ${kernel.map((x) => x.retransmits).join(", ")}`,
+      },
+      {
+        name: "iperf3 ratio Tunnelbore --ebpf / direct",
+        value: k / d,
+        unit: "x",
+        note: `target >= 0.8; per pair ${kernel.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+      },
+      {
+        name: "Tunnelbore --ebpf CPU during iperf3",
+        value: 100 * median(kernel.map((x) => x.cpu)),
+        unit: "% of a core",
+        note: `per run ${kernel.map((x) => (100 * x.cpu).toFixed(0)).join(", ")} (the kernel's work is not in it)`,
       },
       {
         name: "Tunnelbore CPU during iperf3",
@@ -138,7 +169,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       },
     ];
   } finally {
-    await tb?.stop("SIGKILL");
+    await (tb as TunnelboreProcess | null)?.stop("SIGKILL");
     await teardownAll();
     dirs.cleanup();
     process.off("SIGINT", onSignal);

@@ -3,6 +3,7 @@
 //
 //   a (EIM NAT) <-> b (EIM NAT)              WireGuard through Tunnelbore: direct ICE path
 //   c (symmetric NAT) <-> d (symmetric NAT)  WireGuard through Tunnelbore: TURN relay (coturn)
+//   e (EIM NAT) <-> f (EIM NAT)              Tunnelbore --ebpf: direct ICE path in the kernel fast path
 //   a <-> b on a second wireguard-go pair     no Tunnelbore, each with the other's public endpoint
 //                                             (the baseline: the very same hosts, NATs and links)
 //
@@ -432,10 +433,13 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         { name: "b", nat: "eim", flags },
         { name: "c", nat: "symmetric", flags },
         { name: "d", nat: "symmetric", flags },
+        { name: "e", nat: "eim", flags: [...flags, "--ebpf"] },
+        { name: "f", nat: "eim", flags: [...flags, "--ebpf"] },
       ],
       links: [
         ["a", "b"],
         ["c", "d"],
+        ["e", "f"],
       ],
     });
     log(`lab up in ${((Date.now() - started) / 1000).toFixed(1)} s (load average ${loadBefore})`);
@@ -452,7 +456,8 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
     log(`baseline WireGuard a <-> b up at ${((Date.now() - started) / 1000).toFixed(0)} s`);
     const tb = (n: string) => tunnelborePid(lab!, n);
     const wgOf = (n: string) => wireguardPid(lab!.host(n).wg);
-    const [base, ice, turn] = await measureThroughputCases(
+    await lab.waitForPing("e", "f");
+    const [base, ice, turn, kernel] = await measureThroughputCases(
       lab,
       [
         {
@@ -476,13 +481,26 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
           serverAddress: lab.host("d").tunnelAddress,
           pids: [tb("c"), tb("d"), wgOf("c"), wgOf("d")],
         },
+        {
+          label: "ICE direct --ebpf",
+          client: "e",
+          serverNs: lab.host("f").ns,
+          serverAddress: lab.host("f").tunnelAddress,
+          pids: [tb("e"), tb("f"), wgOf("e"), wgOf("f")],
+        },
       ],
       started,
     );
     const abPath = await lab.peerStatus("a", "b");
     const cdPath = await lab.peerStatus("c", "d");
-    if (abPath.pathKind !== "direct" || cdPath.pathKind !== "relay") {
-      throw new Error(`paths changed during the run: a->b ${abPath.pathKind}, c->d ${cdPath.pathKind}`);
+    const efPath = await lab.peerStatus("e", "f");
+    if (abPath.pathKind !== "direct" || cdPath.pathKind !== "relay" || efPath.pathKind !== "direct") {
+      throw new Error(
+        `paths changed during the run: a->b ${abPath.pathKind}, c->d ${cdPath.pathKind}, e->f ${efPath.pathKind}`,
+      );
+    }
+    if (!efPath.kernelFastPath || efPath.kernelTxDatagrams === 0) {
+      throw new Error("e -> f: the kernel fast path did not carry the traffic");
     }
     const loadAfter = fmtLoad();
     const cpuOf = (r: ThroughputResult, index: number) => r.cpu.map((c) => c[index]!);
@@ -493,6 +511,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
     const baseMbps = median(base!.mbps);
     const iceMbps = median(ice!.mbps);
     const turnMbps = median(turn!.mbps);
+    const kernelMbps = median(kernel!.mbps);
     const perRound = (r: ThroughputResult) => r.mbps.map((m, i) => m / base!.mbps[i]!);
     rows.push(
       {
@@ -518,6 +537,18 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         value: iceMbps / baseMbps,
         unit: "",
         note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(ice!), 2)} (median ${median(perRound(ice!)).toFixed(2)})`,
+      },
+      {
+        name: "nat: iperf3 TCP, Tunnelbore --ebpf ICE direct path (kernel fast path)",
+        value: kernelMbps,
+        unit: "Mbit/s",
+        note: `${describe(kernel!)}; e -> f, path ${efPath.remote}, ${efPath.kernelTxDatagrams} datagrams in the kernel`,
+      },
+      {
+        name: "nat: throughput ratio ICE direct --ebpf / baseline",
+        value: kernelMbps / baseMbps,
+        unit: "",
+        note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(kernel!), 2)} (median ${median(perRound(kernel!)).toFixed(2)}); e, f have their own EIM NATs like a, b`,
       },
       {
         name: "nat: throughput ratio TURN relay / baseline",
@@ -561,6 +592,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
       ["baseline (wireguard-go)", base!, 2],
       ["ICE direct (wireguard-go + Tunnelbore)", ice!, 0],
       ["TURN relay (wireguard-go + Tunnelbore)", turn!, 0],
+      ["ICE direct --ebpf (wireguard-go + Tunnelbore)", kernel!, 0],
     ] as const) {
       rows.push({
         name: `nat: CPU per 100 Mbit/s, ${label}`,
