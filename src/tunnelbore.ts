@@ -107,7 +107,17 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     }
     await this.state.load();
     if (this.options.ebpf) {
-      this.fastPath = await FastPathProgram.load(info.name);
+      try {
+        this.fastPath = await FastPathProgram.load(info.name);
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        throw new ConfigError(
+          "ebpf-unavailable",
+          `--ebpf: the kernel fast path cannot be loaded (${(err as Error).message}); run without --ebpf to forward in user space`,
+          { interface: info.name },
+          { cause: err },
+        );
+      }
       this.kernel = new KernelForwarder(this.fastPath, { wireguardInterface: info.name, logger: this.log });
       this.log.info({ tcPreference: this.fastPath.preference }, "kernel fast path loaded");
     }
