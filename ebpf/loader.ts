@@ -163,37 +163,43 @@ export class FastPathProgram {
     const pinDir = join(BPFFS, "tunnelbore", wireguardInterface);
     await rm(pinDir, { recursive: true, force: true });
     await mkdir(pinDir, { recursive: true });
-    await run("bpftool", [
-      "prog",
-      "loadall",
-      object,
-      join(pinDir, "prog"),
-      "type",
-      "classifier",
-      "pinmaps",
-      join(pinDir, "maps"),
-    ]);
-    const openMap = (name: string, keySize: number, valueSize: number): RawMap => {
-      const ref = createMapRef(objGet(join(pinDir, "maps", name)), { transfer: true });
-      if (ref.keySize !== keySize || ref.valueSize !== valueSize) {
-        throw new RuntimeError("ebpf-map-layout", `map ${name} does not match the loader's layout`, {
-          name,
-          keySize: ref.keySize,
-          valueSize: ref.valueSize,
-        });
-      }
-      return new RawMap(ref);
-    };
-    const outbound = openMap("tb_outbound", OUTBOUND_KEY_SIZE, OUTBOUND_VALUE_SIZE);
-    const inbound = openMap("tb_inbound", INBOUND_KEY_SIZE, INBOUND_VALUE_SIZE);
-    // Datagrams put into lo by the program carry no route yet, and the stack routes 127/8 arriving on
-    // lo only with route_localnet set. It is set on lo alone (other interfaces still drop 127/8) and
-    // left set at exit: another interface's instance may rely on it.
-    if ((await readFile(ROUTE_LOCALNET, "utf8")).trim() !== "1") await writeFile(ROUTE_LOCALNET, "1");
-    const program = new FastPathProgram(pinDir, filterPreference(wireguardInterface), outbound, inbound);
-    await program.removeStaleFilters();
-    await program.attach("lo", 1);
-    return program;
+    try {
+      await run("bpftool", [
+        "prog",
+        "loadall",
+        object,
+        join(pinDir, "prog"),
+        "type",
+        "classifier",
+        "pinmaps",
+        join(pinDir, "maps"),
+      ]);
+      const openMap = (name: string, keySize: number, valueSize: number): RawMap => {
+        const ref = createMapRef(objGet(join(pinDir, "maps", name)), { transfer: true });
+        if (ref.keySize !== keySize || ref.valueSize !== valueSize) {
+          throw new RuntimeError("ebpf-map-layout", `map ${name} does not match the loader's layout`, {
+            name,
+            keySize: ref.keySize,
+            valueSize: ref.valueSize,
+          });
+        }
+        return new RawMap(ref);
+      };
+      const outbound = openMap("tb_outbound", OUTBOUND_KEY_SIZE, OUTBOUND_VALUE_SIZE);
+      const inbound = openMap("tb_inbound", INBOUND_KEY_SIZE, INBOUND_VALUE_SIZE);
+      // Datagrams put into lo by the program carry no route yet, and the stack routes 127/8 arriving on
+      // lo only with route_localnet set. It is set on lo alone (other interfaces still drop 127/8) and
+      // left set at exit: another interface's instance may rely on it.
+      if ((await readFile(ROUTE_LOCALNET, "utf8")).trim() !== "1") await writeFile(ROUTE_LOCALNET, "1");
+      const program = new FastPathProgram(pinDir, filterPreference(wireguardInterface), outbound, inbound);
+      await program.removeStaleFilters();
+      await program.attach("lo", 1);
+      return program;
+    } catch (err) {
+      // Nothing half-loaded stays pinned; a filter already on lo is replaced at the next start.
+      await rm(pinDir, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   get preference(): number {
