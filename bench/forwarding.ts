@@ -5,13 +5,23 @@
 //   npx tsx bench/forwarding.ts
 // For profiling: TBT_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the proxy process (node --cpu-prof);
 // TBT_BENCH_FWD_ONLY=proxy/out runs one throughput variant (route/dir); TBT_BENCH_FWD_MS sets its length.
-import { type ChildProcess, spawn } from "node:child_process";
+// With the kernel fast path (--ebpf) too, as extra rows: as root and after `npm run build` (which builds
+// dist/ebpf/fast-path.bpf.o), the benchmark re-runs itself inside a network namespace of its own
+// (tbt-fwd-*, deleted at the end), because the program attaches to lo; there it measures direct and the
+// proxy with the fast path (TBT_BENCH_FWD_ONLY=ebpf/out runs only that variant and its baseline).
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { FastPathProgram } from "../ebpf/loader.js";
 import { createLogger } from "../src/log.js";
 import { decodeKey, encodeKey } from "../src/mac1/keys.js";
 import { MessageType, messageType, TransportOffset, writeU32LE } from "../src/mac1/messages.js";
 import { buildInitiation, buildResponse, generateKeyPair } from "../src/mac1/noise.js";
+import type { KernelForwarder } from "../src/proxy/kernel-forwarder.js";
 import { SOCKET_BUFFER_BYTES } from "../src/proxy/socket-options.js";
 import { StaticPath } from "../src/proxy/static-path.js";
 import { WireGuardProxy } from "../src/proxy/wireguard-proxy.js";
@@ -39,6 +49,20 @@ const PEER_INDEX = 0x55667788;
 /** Far from WireGuard's and Tunnelbore's default ports; the address part of L(P) is random anyway. */
 const LOOPBACK_PORT_BASE = 47822;
 
+const execFileAsync = promisify(execFile);
+/** Set (to 1) in the environment of the re-run inside the namespace: it measures --ebpf and prints JSON rows. */
+const EBPF_ENV = "TBT_BENCH_FWD_EBPF";
+/** The line of the re-run's stdout that carries its rows. */
+const EBPF_ROWS_MARKER = "TBT_FWD_EBPF_ROWS ";
+const NAMESPACE_PREFIX = "tbt-fwd-";
+/** Names only the program's pin directory and its tc priority; no such interface exists. */
+const EBPF_INTERFACE = "tbfwd0";
+const EBPF_OBJECT = join(PROJECT_ROOT, "dist", "ebpf", "fast-path.bpf.o");
+/** The whole re-run (about 50 s): past this it is stopped and the namespace deleted. */
+const EBPF_RUN_LIMIT_MS = 240_000;
+/** The kernel forwarder folds the kernel's counters into the peer's once per second. */
+const KERNEL_POLL_WAIT_MS = 1500;
+
 interface Address {
   address: string;
   port: number;
@@ -46,7 +70,8 @@ interface Address {
 
 interface ChildConfig {
   /** relay-sync-lookup: the relay with sockets whose lookup answers an IP literal without a nextTick. */
-  mode: "proxy" | "relay" | "relay-sync-lookup";
+  /** proxy-ebpf: the proxy with the kernel fast path (only inside a tbt-fwd-* namespace). */
+  mode: "proxy" | "proxy-ebpf" | "relay" | "relay-sync-lookup";
   wgPort: number;
   peerPort: number;
   wgPublicKey: string;
@@ -62,6 +87,9 @@ interface ChildStats {
   tx: number;
   rx: number;
   dropped: number;
+  /** The part of tx / rx the kernel fast path carried (folded in once per second; 0 without it). */
+  kernelTx: number;
+  kernelRx: number;
 }
 
 type FromChild =
@@ -72,13 +100,28 @@ type FromChild =
 // The child: the proxy (or the bare relay) in a process of its own, so it never shares an event loop
 // with the load generator.
 
-/** Answers stats requests and exits (writing a --cpu-prof profile) when asked. */
-function serveParent(stats: () => ChildStats): void {
+/**
+ * Answers stats requests and exits (writing a --cpu-prof profile) when asked, or when the parent is
+ * gone, after `cleanup` (which also runs on SIGINT and SIGTERM when given).
+ */
+function serveParent(stats: () => ChildStats, cleanup?: () => Promise<void>): void {
+  let exiting = false;
+  const exit = (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    void (cleanup?.() ?? Promise.resolve())
+      .catch((err: unknown) => console.error("forwarding bench child: cleanup failed:", err))
+      .finally(() => process.exit(code));
+  };
   process.on("message", (raw: ToChild) => {
     if (raw.type === "stats") process.send?.({ type: "stats", ...stats() } satisfies FromChild);
-    else if (raw.type === "exit") process.exit(0);
+    else if (raw.type === "exit") exit(0);
   });
-  process.on("disconnect", () => process.exit(0));
+  process.on("disconnect", () => exit(0));
+  if (cleanup) {
+    process.once("SIGINT", () => exit(130));
+    process.once("SIGTERM", () => exit(143));
+  }
 }
 
 function cpuMicros(): number {
@@ -86,27 +129,76 @@ function cpuMicros(): number {
   return u.user + u.system;
 }
 
+/** Refuses to go on unless this process is in a namespace this benchmark made (never the host's lo). */
+async function assertInBenchNamespace(): Promise<void> {
+  const { stdout } = await execFileAsync("ip", ["netns", "identify"], { timeout: 5000 });
+  const ns = stdout.trim();
+  if (!ns.startsWith(NAMESPACE_PREFIX)) {
+    throw new Error(`the eBPF variant runs only inside a ${NAMESPACE_PREFIX}* namespace, not in "${ns}"`);
+  }
+}
+
+/** The kernel fast path for the proxy child: loaded and attached to lo (of the bench's namespace). */
+async function loadKernelForwarder(
+  logger: ReturnType<typeof createLogger>,
+): Promise<{ program: FastPathProgram; kernel: KernelForwarder }> {
+  await assertInBenchNamespace();
+  // Imported here: the other variants (and bench/run.ts) never load the bpf package.
+  const loader = await import("../ebpf/loader.js");
+  const forwarder = await import("../src/proxy/kernel-forwarder.js");
+  const program = await loader.FastPathProgram.load(EBPF_INTERFACE);
+  const kernel = new forwarder.KernelForwarder(program, { wireguardInterface: EBPF_INTERFACE, logger });
+  return { program, kernel };
+}
+
 async function proxyChild(cfg: ChildConfig): Promise<void> {
   const logger = createLogger("bench-proxy", "silent");
+  const fastPath = cfg.mode === "proxy-ebpf" ? await loadKernelForwarder(logger) : null;
   const proxy = new WireGuardProxy({
     wireguardPort: cfg.wgPort,
     catchAll: { address: HOST, port: 0 },
     loopbackPortBase: LOOPBACK_PORT_BASE,
     localPublicKey: decodeKey(cfg.wgPublicKey),
     logger,
+    kernel: fastPath?.kernel ?? null,
   });
-  await proxy.start();
-  const peer = await proxy.addPeer(cfg.peerPublicKey, decodeKey(cfg.peerPublicKey));
-  const path = new StaticPath({ host: HOST, port: cfg.peerPort }, logger);
-  path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
-  await path.open();
-  proxy.setPath(cfg.peerPublicKey, path);
-  serveParent(() => ({
-    cpuMicros: cpuMicros(),
-    tx: peer.traffic.txDatagrams,
-    rx: peer.traffic.rxDatagrams,
-    dropped: Object.values(proxy.drops).reduce((a, b) => a + b, 0),
-  }));
+  const cleanup = fastPath
+    ? async () => {
+        await proxy.close();
+        await fastPath.program.close();
+      }
+    : undefined;
+  let peer: Awaited<ReturnType<WireGuardProxy["addPeer"]>>;
+  try {
+    await proxy.start();
+    peer = await proxy.addPeer(cfg.peerPublicKey, decodeKey(cfg.peerPublicKey));
+    const path = new StaticPath({ host: HOST, port: cfg.peerPort }, logger);
+    path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
+    await path.open();
+    proxy.setPath(cfg.peerPublicKey, path);
+    if (fastPath) {
+      // setPath installs the kernel's entries asynchronously (after `ip route get`).
+      const deadline = Date.now() + 10_000;
+      while (!fastPath.kernel.carries(peer)) {
+        if (Date.now() > deadline) throw new Error("the kernel fast path did not take the static path");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  } catch (err) {
+    await cleanup?.().catch(() => undefined);
+    throw err;
+  }
+  serveParent(
+    () => ({
+      cpuMicros: cpuMicros(),
+      tx: peer.traffic.txDatagrams,
+      rx: peer.traffic.rxDatagrams,
+      dropped: Object.values(proxy.drops).reduce((a, b) => a + b, 0),
+      kernelTx: peer.kernelTraffic.txDatagrams,
+      kernelRx: peer.kernelTraffic.rxDatagrams,
+    }),
+    cleanup,
+  );
   process.send?.({
     type: "ready",
     wgSide: { address: peer.loopback.address, port: peer.loopback.port },
@@ -131,7 +223,7 @@ async function relayChild(cfg: ChildConfig): Promise<void> {
     wgSide.send(msg, cfg.wgPort, HOST);
     rx++;
   });
-  serveParent(() => ({ cpuMicros: cpuMicros(), tx, rx, dropped: 0 }));
+  serveParent(() => ({ cpuMicros: cpuMicros(), tx, rx, dropped: 0, kernelTx: 0, kernelRx: 0 }));
   process.send?.({
     type: "ready",
     wgSide: wgSide.address(),
@@ -408,7 +500,15 @@ function pingPong(a: Socket, aTo: Address, b: Socket, bTo: Address, rounds: numb
 
 const fmtRate = (r: number) => `${Math.round(r / 1000)}k`;
 
+/** User space (the existing rows), then the --ebpf rows measured in a namespace of their own. */
 export async function benchForwarding(): Promise<BenchRow[]> {
+  // The eBPF run first: if the fast path fails, it fails loudly within seconds, not after the rest.
+  const ebpfRows = await benchForwardingEbpf();
+  const rows = await benchForwardingUserSpace();
+  return [...rows, ...ebpfRows];
+}
+
+async function benchForwardingUserSpace(): Promise<BenchRow[]> {
   const keys = { wg: generateKeyPair(), peer: generateKeyPair() };
   const wg = await bindSocket(true);
   const peer = await bindSocket(true);
@@ -565,9 +665,277 @@ export async function benchForwarding(): Promise<BenchRow[]> {
   }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The kernel fast path (--ebpf). Its program attaches to lo, so all of it (generator, sink, proxy
+// child) runs in a namespace made for it: the outer benchmark re-runs this file there with EBPF_ENV
+// set, and that run measures direct and --ebpf alternately and prints its rows as JSON.
+
+/** Inside the namespace: direct vs the proxy with the kernel fast path, same generator and sink. */
+async function benchEbpfInNamespace(): Promise<BenchRow[]> {
+  await assertInBenchNamespace();
+  const keys = { wg: generateKeyPair(), peer: generateKeyPair() };
+  const wg = await bindSocket(true);
+  const peer = await bindSocket(true);
+  // The program forwards only datagrams from WireGuard's port: the proxy is told the fake's.
+  const cfg = {
+    wgPort: wg.address().port,
+    peerPort: peer.address().port,
+    wgPublicKey: encodeKey(keys.wg.publicKey),
+    peerPublicKey: encodeKey(keys.peer.publicKey),
+  };
+  let child: Child | null = null;
+  const onSignal = () => void (child?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    child = await Child.start({ ...cfg, mode: "proxy-ebpf" });
+    const proxy = child;
+    const { peerSide } = await handshake(wg, peer, proxy.ready.wgSide, keys);
+    const toPeer = transportRing(PEER_INDEX, 1024);
+    const toWg = transportRing(WG_INDEX, 1024);
+    const routes = {
+      direct: { out: { address: HOST, port: cfg.peerPort }, in: { address: HOST, port: cfg.wgPort } },
+      ebpf: { out: proxy.ready.wgSide, in: peerSide },
+    };
+    type Route = keyof typeof routes;
+    let variants: Array<{ route: Route; dir: "out" | "in" }> = [
+      { route: "direct", dir: "out" },
+      { route: "ebpf", dir: "out" },
+      { route: "direct", dir: "in" },
+      { route: "ebpf", dir: "in" },
+    ];
+    const only = process.env.TBT_BENCH_FWD_ONLY;
+    if (only) variants = variants.filter((v) => `ebpf/${v.dir}` === only);
+    interface Entry {
+      flows: FlowResult[];
+      /** This process's (generator and sink) CPU per datagram received. */
+      localCpu: number[];
+      proxyCpu: number[];
+      /** Datagrams the proxy forwarded in user space during the runs (handshakes only, if all is well). */
+      userSpace: number;
+    }
+    const results = new Map<string, Entry>();
+    for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
+      for (const { route, dir } of variants) {
+        const before = await proxy.stats();
+        const localBefore = cpuMicros();
+        const r =
+          dir === "out"
+            ? await flow(wg, routes[route].out, peer, toPeer, THROUGHPUT_MS)
+            : await flow(peer, routes[route].in, wg, toWg, THROUGHPUT_MS);
+        const local = cpuMicros() - localBefore;
+        const after = await proxy.stats();
+        const key = `${route}/${dir}`;
+        const entry = results.get(key) ?? { flows: [], localCpu: [], proxyCpu: [], userSpace: 0 };
+        entry.flows.push(r);
+        entry.localCpu.push(local / r.received);
+        entry.proxyCpu.push((after.cpuMicros - before.cpuMicros) / r.received);
+        // traffic - kernelTraffic is exact at any moment: the kernel's part is folded into both at once.
+        const userSpace = (s: ChildStats) => (dir === "out" ? s.tx - s.kernelTx : s.rx - s.kernelRx);
+        entry.userSpace += userSpace(after) - userSpace(before);
+        if (after.dropped !== before.dropped) {
+          throw new Error(`the proxy dropped ${after.dropped - before.dropped} well-formed datagrams`);
+        }
+        results.set(key, entry);
+      }
+    }
+
+    const lat = {
+      direct: { ab: [] as number[], ba: [] as number[] },
+      ebpf: { ab: [] as number[], ba: [] as number[] },
+    };
+    for (let block = 0; block < LATENCY_BLOCKS; block++) {
+      for (const route of ["direct", "ebpf"] as const) {
+        const r = await pingPong(wg, routes[route].out, peer, routes[route].in, LATENCY_ROUNDS_PER_BLOCK);
+        lat[route].ab.push(...r.ab.slice(100));
+        lat[route].ba.push(...r.ba.slice(100));
+      }
+    }
+
+    // Proof that the kernel carried the traffic: its counters, folded into the peer once per second.
+    await new Promise((r) => setTimeout(r, KERNEL_POLL_WAIT_MS));
+    const final = await proxy.stats();
+    if (final.kernelTx === 0 || final.kernelRx === 0) {
+      throw new Error(
+        `the kernel fast path carried nothing (kernel tx ${final.kernelTx}, rx ${final.kernelRx}; ` +
+          `user space tx ${final.tx - final.kernelTx}, rx ${final.rx - final.kernelRx}): the --ebpf rows would measure user space`,
+      );
+    }
+
+    const rows: BenchRow[] = [];
+    const label: Record<Route, string> = {
+      direct: "direct (no proxy), in netns",
+      ebpf: "through the proxy --ebpf, in netns",
+    };
+    const dirLabel = { out: "WireGuard -> peer", in: "peer -> WireGuard" };
+    for (const { route, dir } of variants) {
+      const entry = results.get(`${route}/${dir}`);
+      if (!entry) continue;
+      const rates = entry.flows.map((f) => f.rate);
+      const sent = entry.flows.reduce((s, f) => s + f.sent, 0);
+      const lost = entry.flows.reduce((s, f) => s + f.lost, 0);
+      rows.push({
+        name: `fwd ${dirLabel[dir]}, ${label[route]}`,
+        value: median(rates),
+        unit: "datagrams/s",
+        note: [
+          `median of ${THROUGHPUT_REPS} x ${THROUGHPUT_MS / 1000} s (${rates.map(fmtRate).join(", ")}), best ${fmtRate(Math.max(...rates))}`,
+          `lost ${lost} of ${sent}`,
+          `generator+sink CPU ${median(entry.localCpu).toFixed(1)} us/datagram`,
+          route === "ebpf"
+            ? `proxy process CPU ${median(entry.proxyCpu).toFixed(2)} us/datagram; user space forwarded ${entry.userSpace}`
+            : "",
+        ]
+          .filter(Boolean)
+          .join("; "),
+      });
+    }
+    for (const dir of ["out", "in"] as const) {
+      const through = results.get(`ebpf/${dir}`)?.flows.map((f) => f.rate);
+      const base = results.get(`direct/${dir}`)?.flows.map((f) => f.rate);
+      if (!through || !base) continue;
+      const ratios = through.map((t, i) => t / base[i]!);
+      const kernel = dir === "out" ? final.kernelTx : final.kernelRx;
+      const total = dir === "out" ? final.tx : final.rx;
+      rows.push({
+        name: `fwd ${dirLabel[dir]}: proxy --ebpf / direct (in netns)`,
+        value: median(ratios),
+        unit: "x",
+        note: `median of per-repetition ratios (${ratios.map((r) => r.toFixed(2)).join(", ")}); the kernel carried ${kernel} of the proxy's ${total} datagrams`,
+      });
+    }
+    const legs = { ab: "WireGuard -> peer", ba: "peer -> WireGuard" } as const;
+    for (const leg of ["ab", "ba"] as const) {
+      const d = lat.direct[leg];
+      const p = lat.ebpf[leg];
+      const n = `${p.length} round trips in ${LATENCY_BLOCKS} blocks alternating with direct`;
+      rows.push(
+        { name: `lat ${legs[leg]} one way, direct p50 (in netns)`, value: median(d), unit: "us" },
+        { name: `lat ${legs[leg]} one way, direct p99 (in netns)`, value: percentile(d, 99), unit: "us" },
+        { name: `lat ${legs[leg]} one way, proxy --ebpf p50`, value: median(p), unit: "us", note: n },
+        { name: `lat ${legs[leg]} one way, proxy --ebpf p99`, value: percentile(p, 99), unit: "us" },
+        {
+          name: `lat ${legs[leg]}: --ebpf added p50`,
+          value: median(p) - median(d),
+          unit: "us",
+          note: "vs direct in the same namespace",
+        },
+        {
+          name: `lat ${legs[leg]}: --ebpf added p99`,
+          value: percentile(p, 99) - percentile(d, 99),
+          unit: "us",
+        },
+      );
+    }
+    return rows;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await child?.stop();
+    wg.close();
+    peer.close();
+  }
+}
+
+/** The rows printed by the run inside the namespace (JSON writes NaN as null). */
+function parseEbpfRows(stdout: string): BenchRow[] {
+  const line = stdout.split("\n").find((l) => l.startsWith(EBPF_ROWS_MARKER));
+  if (!line) throw new Error("the eBPF forwarding run printed no rows");
+  const parsed: unknown = JSON.parse(line.slice(EBPF_ROWS_MARKER.length));
+  if (!Array.isArray(parsed)) throw new Error("the eBPF forwarding run printed no array of rows");
+  return parsed.map((raw: unknown): BenchRow => {
+    const r = raw as Partial<Record<keyof BenchRow, unknown>>;
+    if (typeof r.name !== "string" || typeof r.unit !== "string") {
+      throw new Error(`not a benchmark row: ${JSON.stringify(raw)}`);
+    }
+    const row: BenchRow = {
+      name: r.name,
+      value: typeof r.value === "number" ? r.value : Number.NaN,
+      unit: r.unit,
+    };
+    if (typeof r.note === "string") row.note = r.note;
+    return row;
+  });
+}
+
+/**
+ * The --ebpf rows: this file again, inside a namespace made for it (deleted afterwards, also on errors,
+ * SIGINT and SIGTERM). Without root or the compiled program they are skipped with a note.
+ */
+async function benchForwardingEbpf(): Promise<BenchRow[]> {
+  const only = process.env.TBT_BENCH_FWD_ONLY;
+  if (only && !only.startsWith("ebpf/")) return [];
+  if (process.getuid?.() !== 0) {
+    console.log("note: forwarding with --ebpf skipped: it needs root (it makes a network namespace)");
+    return [];
+  }
+  if (!existsSync(EBPF_OBJECT)) {
+    console.log(`note: forwarding with --ebpf skipped: ${EBPF_OBJECT} is missing (run npm run build)`);
+    return [];
+  }
+  const ns = `${NAMESPACE_PREFIX}${randomBytes(4).toString("hex")}`;
+  let child: ChildProcess | null = null;
+  let exited: Promise<number | string> = Promise.resolve(0);
+  const stopChild = async () => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    // `ip netns exec` execs in place: this PID is the node process inside the namespace.
+    c.kill("SIGTERM");
+    const timer = setTimeout(() => c.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  let cleaned: Promise<void> | null = null;
+  const cleanup = () =>
+    (cleaned ??= (async () => {
+      await stopChild();
+      await execFileAsync("ip", ["netns", "del", ns]).catch((err: unknown) =>
+        console.error(`could not delete namespace ${ns}:`, err),
+      );
+    })());
+  const onSignal = () => void cleanup().finally(() => process.exit(130));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    await execFileAsync("ip", ["netns", "add", ns]);
+    await execFileAsync("ip", ["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
+    const c = spawn("ip", ["netns", "exec", ns, process.execPath, "--import", "tsx", THIS_FILE], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, [EBPF_ENV]: "1" },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    child = c;
+    exited = new Promise((resolve) => c.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+    let stdout = "";
+    c.stdout?.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString();
+    });
+    const limit = setTimeout(() => {
+      console.error(`forwarding with --ebpf: no result after ${EBPF_RUN_LIMIT_MS / 1000} s; stopping it`);
+      void stopChild();
+    }, EBPF_RUN_LIMIT_MS);
+    const status = await exited;
+    clearTimeout(limit);
+    // Anything else it printed (there should be nothing) goes to stderr, away from the table.
+    const other = stdout
+      .split("\n")
+      .filter((l) => l.trim() && !l.startsWith(EBPF_ROWS_MARKER))
+      .join("\n");
+    if (other) console.error(other);
+    if (status !== 0) throw new Error(`forwarding with --ebpf in namespace ${ns} failed (exit ${status})`);
+    return parseEbpfRows(stdout);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await cleanup();
+  }
+}
+
 if (process.argv[2] === CHILD_FLAG && process.argv[1] === THIS_FILE) {
   const cfg = JSON.parse(process.argv[3] ?? "{}") as ChildConfig;
-  await (cfg.mode === "proxy" ? proxyChild(cfg) : relayChild(cfg));
+  await (cfg.mode === "proxy" || cfg.mode === "proxy-ebpf" ? proxyChild(cfg) : relayChild(cfg));
+} else if (process.argv[1] === THIS_FILE && process.env[EBPF_ENV] === "1") {
+  console.log(`${EBPF_ROWS_MARKER}${JSON.stringify(await benchEbpfInNamespace())}`);
 } else if (process.argv[1] === THIS_FILE) {
   console.log(formatTable(await benchForwarding()));
 }

@@ -161,10 +161,14 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 			return TC_ACT_SHOT;
 		__sync_fetch_and_add(&out->packets, 1);
 		__sync_fetch_and_add(&out->bytes, len);
-		if (out->flags & OUT_TO_LOOPBACK) {
-			bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
-			return bpf_redirect(out->ifindex, BPF_F_INGRESS);
-		}
+		/*
+		 * The remote is on this host: WireGuard's datagram came through lo with its local route still
+		 * attached, and that route delivers to the new destination as well. Going on (not redirecting)
+		 * matters: a redirect drops the route, and the lookup that follows rejects a source that is an
+		 * address of this host (127.0.0.1) as martian.
+		 */
+		if (out->flags & OUT_TO_LOOPBACK)
+			return TC_ACT_OK;
 		return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
 	}
 
@@ -177,6 +181,9 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
+	/* From a peer on this host: already in lo with a local route, as above. */
+	if (skb->ifindex == in->loopback_ifindex)
+		return TC_ACT_OK;
 	/* lo's own address is all zeros: with any other destination MAC the stack would drop it as not ours. */
 	bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
 	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
