@@ -8,11 +8,14 @@
 // With the kernel fast path (--ebpf) too, as extra rows: as root and after `npm run build` (which builds
 // dist/ebpf/fast-path.bpf.o), the benchmark re-runs itself inside a network namespace of its own
 // (tbt-fwd-*, deleted at the end), because the program attaches to lo; there it measures direct and the
-// proxy with the fast path (TBT_BENCH_FWD_ONLY=ebpf/out runs only that variant and its baseline).
+// proxy with the fast path (TBT_BENCH_FWD_ONLY=ebpf/out runs only that variant and its baseline), with
+// Node's generator and then with bench/udp-flood.c (compiled with cc), which is fast enough to find its limit.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -60,6 +63,9 @@ const EBPF_INTERFACE = "tbfwd0";
 const EBPF_OBJECT = join(PROJECT_ROOT, "dist", "ebpf", "fast-path.bpf.o");
 /** The whole re-run (about 50 s): past this it is stopped and the namespace deleted. */
 const EBPF_RUN_LIMIT_MS = 240_000;
+/** The C generator (bench/udp-flood.c), compiled by the outer run and named to the re-run by this variable. */
+const UDP_FLOOD_ENV = "TBT_BENCH_UDP_FLOOD";
+const UDP_FLOOD_SOURCE = join(PROJECT_ROOT, "bench", "udp-flood.c");
 /** The kernel forwarder folds the kernel's counters into the peer's once per second. */
 const KERNEL_POLL_WAIT_MS = 1500;
 
@@ -502,13 +508,19 @@ const fmtRate = (r: number) => `${Math.round(r / 1000)}k`;
 
 /** User space (the existing rows), then the --ebpf rows measured in a namespace of their own. */
 export async function benchForwarding(): Promise<BenchRow[]> {
-  // The eBPF run first: if the fast path fails, it fails loudly within seconds, not after the rest.
-  const ebpfRows = await benchForwardingEbpf();
-  const rows = await benchForwardingUserSpace();
-  return [...rows, ...ebpfRows];
+  const buildDir = await mkdtemp(join(tmpdir(), "tbt-udp-flood-"));
+  try {
+    const floodBinary = await buildUdpFlood(buildDir);
+    // The eBPF run first: if the fast path fails, it fails loudly within seconds, not after the rest.
+    const ebpfRows = await benchForwardingEbpf(floodBinary);
+    const rows = await benchForwardingUserSpace(floodBinary);
+    return [...rows, ...ebpfRows];
+  } finally {
+    await rm(buildDir, { recursive: true, force: true });
+  }
 }
 
-async function benchForwardingUserSpace(): Promise<BenchRow[]> {
+async function benchForwardingUserSpace(floodBinary: string | null): Promise<BenchRow[]> {
   const keys = { wg: generateKeyPair(), peer: generateKeyPair() };
   const wg = await bindSocket(true);
   const peer = await bindSocket(true);
@@ -519,6 +531,7 @@ async function benchForwardingUserSpace(): Promise<BenchRow[]> {
     peerPublicKey: encodeKey(keys.peer.publicKey),
   };
   const children: Child[] = [];
+  let socketsClosed = false;
   try {
     const proxy = await Child.start({ ...cfg, mode: "proxy" });
     children.push(proxy);
@@ -593,6 +606,22 @@ async function benchForwardingUserSpace(): Promise<BenchRow[]> {
       }
     }
 
+    // Direct and the proxy again with the C generator, which leaves the proxy more of the CPU.
+    let floods = new Map<string, FloodRun[]>();
+    if (floodBinary && !only) {
+      wg.close();
+      peer.close();
+      socketsClosed = true;
+      const floodOf = variants.filter((v) => v.route === "direct" || v.route === "proxy");
+      floods = await floodVariants(
+        floodBinary,
+        floodOf,
+        routes,
+        { wg: cfg.wgPort, peer: cfg.peerPort },
+        { proxy },
+      );
+    }
+
     const rows: BenchRow[] = [];
     const label: Record<Route, string> = {
       direct: "direct (no proxy)",
@@ -638,6 +667,18 @@ async function benchForwardingUserSpace(): Promise<BenchRow[]> {
         note: `median of per-repetition ratios (${ratios.map((r) => r.toFixed(2)).join(", ")}); target >= 200k datagrams/s through the proxy`,
       });
     }
+    rows.push(
+      ...floodRows(floods, variants, label, "proxy", (route, dir, runs) => {
+        const cpu = runs.flatMap(({ before, after }) => {
+          if (!before || !after) return [];
+          const forwarded = dir === "out" ? after.tx - before.tx : after.rx - before.rx;
+          return [(after.cpuMicros - before.cpuMicros) / forwarded];
+        });
+        return route === "proxy" && cpu.length
+          ? `forwarder CPU ${median(cpu).toFixed(1)} us/datagram (${fmtRate(1e6 / median(cpu))}/s per core)`
+          : "";
+      }),
+    );
     const legs = { ab: "WireGuard -> peer", ba: "peer -> WireGuard" } as const;
     for (const leg of ["ab", "ba"] as const) {
       const d = lat.direct[leg];
@@ -660,8 +701,10 @@ async function benchForwardingUserSpace(): Promise<BenchRow[]> {
     return rows;
   } finally {
     for (const child of children) await child.stop();
-    wg.close();
-    peer.close();
+    if (!socketsClosed) {
+      wg.close();
+      peer.close();
+    }
   }
 }
 
@@ -669,6 +712,124 @@ async function benchForwardingUserSpace(): Promise<BenchRow[]> {
 // The kernel fast path (--ebpf). Its program attaches to lo, so all of it (generator, sink, proxy
 // child) runs in a namespace made for it: the outer benchmark re-runs this file there with EBPF_ENV
 // set, and that run measures direct and --ebpf alternately and prints its rows as JSON.
+
+interface FloodResult {
+  rate: number;
+  sent: number;
+  received: number;
+  lost: number;
+  /** The generator's and sink's CPU (both threads, including the kernel's work done on their behalf). */
+  cpuUsPerDatagram: number;
+}
+
+/** One run of bench/udp-flood: type-4 datagrams from `from` to `to`, counted at `sink`. */
+async function flood(
+  binary: string,
+  from: Address,
+  to: Address,
+  sink: Address,
+  ms: number,
+): Promise<FloodResult> {
+  const args = [from, to, sink].flatMap((a) => [a.address, String(a.port)]);
+  const { stdout } = await execFileAsync(
+    binary,
+    [...args, String(DATAGRAM_BYTES), String(WARMUP_MS), String(ms)],
+    {
+      timeout: WARMUP_MS + ms + 10_000,
+    },
+  );
+  const r = JSON.parse(stdout) as Partial<FloodResult>;
+  if (typeof r.rate !== "number" || typeof r.sent !== "number" || typeof r.received !== "number") {
+    throw new Error(`udp-flood printed no result: ${stdout}`);
+  }
+  return {
+    rate: r.rate,
+    sent: r.sent,
+    received: r.received,
+    lost: r.lost ?? 0,
+    cpuUsPerDatagram: r.cpuUsPerDatagram ?? 0,
+  };
+}
+
+interface FloodRun {
+  result: FloodResult;
+  /** The proxy child's counters around the run (absent for direct). */
+  before?: ChildStats;
+  after?: ChildStats;
+}
+
+/**
+ * Every variant once per repetition with the C generator, which binds the fake WireGuard's and peer's
+ * ports itself (the callers close their sockets first): the fast path forwards only from WireGuard's port.
+ */
+async function floodVariants<Route extends string>(
+  binary: string,
+  variants: Array<{ route: Route; dir: "out" | "in" }>,
+  routes: Record<Route, { out: Address; in: Address }>,
+  ports: { wg: number; peer: number },
+  childOf: Partial<Record<Route, Child>>,
+): Promise<Map<string, FloodRun[]>> {
+  const wg = { address: HOST, port: ports.wg };
+  const peer = { address: HOST, port: ports.peer };
+  const runs = new Map<string, FloodRun[]>();
+  for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
+    for (const { route, dir } of variants) {
+      const child = childOf[route];
+      const before = await child?.stats();
+      const result =
+        dir === "out"
+          ? await flood(binary, wg, routes[route].out, peer, THROUGHPUT_MS)
+          : await flood(binary, peer, routes[route].in, wg, THROUGHPUT_MS);
+      const after = await child?.stats();
+      const key = `${route}/${dir}`;
+      runs.set(key, [...(runs.get(key) ?? []), { result, before, after }]);
+    }
+  }
+  return runs;
+}
+
+/** A row per variant and a ratio row per direction (`through` / direct) for the C generator's runs. */
+function floodRows<Route extends string>(
+  runs: Map<string, FloodRun[]>,
+  variants: Array<{ route: Route; dir: "out" | "in" }>,
+  label: Record<Route, string>,
+  through: Route,
+  note: (route: Route, dir: "out" | "in", runs: FloodRun[]) => string,
+): BenchRow[] {
+  const dirLabel = { out: "WireGuard -> peer", in: "peer -> WireGuard" };
+  const rows: BenchRow[] = [];
+  for (const { route, dir } of variants) {
+    const r = runs.get(`${route}/${dir}`);
+    if (!r) continue;
+    const rates = r.map((f) => f.result.rate);
+    rows.push({
+      name: `fwd ${dirLabel[dir]}, ${label[route]}, C generator`,
+      value: median(rates),
+      unit: "datagrams/s",
+      note: [
+        `median of ${THROUGHPUT_REPS} x ${THROUGHPUT_MS / 1000} s (${rates.map(fmtRate).join(", ")})`,
+        `lost ${r.reduce((a, f) => a + f.result.lost, 0)} of ${r.reduce((a, f) => a + f.result.sent, 0)}`,
+        `generator+sink CPU ${median(r.map((f) => f.result.cpuUsPerDatagram)).toFixed(1)} us/datagram`,
+        note(route, dir, r),
+      ]
+        .filter(Boolean)
+        .join("; "),
+    });
+  }
+  for (const dir of ["out", "in"] as const) {
+    const t = runs.get(`${through}/${dir}`)?.map((f) => f.result.rate);
+    const base = runs.get(`direct/${dir}`)?.map((f) => f.result.rate);
+    if (!t || !base) continue;
+    const ratios = t.map((x, i) => x / base[i]!);
+    rows.push({
+      name: `fwd ${dirLabel[dir]}: ${label[through]} / direct, C generator`,
+      value: median(ratios),
+      unit: "x",
+      note: `median of per-repetition ratios (${ratios.map((x) => x.toFixed(2)).join(", ")}); target >= 200k datagrams/s through the proxy`,
+    });
+  }
+  return rows;
+}
 
 /** Inside the namespace: direct vs the proxy with the kernel fast path, same generator and sink. */
 async function benchEbpfInNamespace(): Promise<BenchRow[]> {
@@ -684,6 +845,7 @@ async function benchEbpfInNamespace(): Promise<BenchRow[]> {
     peerPublicKey: encodeKey(keys.peer.publicKey),
   };
   let child: Child | null = null;
+  let socketsClosed = false;
   const onSignal = () => void (child?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -752,6 +914,18 @@ async function benchEbpfInNamespace(): Promise<BenchRow[]> {
       }
     }
 
+    // The same routes at the C generator's pace (Node's generator is the limit above). It binds the
+    // fake WireGuard's and peer's ports itself: the program forwards only from WireGuard's port.
+    const floodBinary = process.env[UDP_FLOOD_ENV];
+    let floods = new Map<string, FloodRun[]>();
+    if (floodBinary && !only) {
+      wg.close();
+      peer.close();
+      socketsClosed = true;
+      const ports = { wg: cfg.wgPort, peer: cfg.peerPort };
+      floods = await floodVariants(floodBinary, variants, routes, ports, { ebpf: proxy });
+    }
+
     // Proof that the kernel carried the traffic: its counters, folded into the peer once per second.
     await new Promise((r) => setTimeout(r, KERNEL_POLL_WAIT_MS));
     const final = await proxy.stats();
@@ -804,6 +978,15 @@ async function benchEbpfInNamespace(): Promise<BenchRow[]> {
         note: `median of per-repetition ratios (${ratios.map((r) => r.toFixed(2)).join(", ")}); the kernel carried ${kernel} of the proxy's ${total} datagrams`,
       });
     }
+    rows.push(
+      ...floodRows(floods, variants, label, "ebpf", (route, dir, runs) => {
+        if (route !== "ebpf") return "";
+        const userSpace = (st: ChildStats | undefined) =>
+          st ? (dir === "out" ? st.tx - st.kernelTx : st.rx - st.kernelRx) : 0;
+        const forwarded = runs.reduce((a, f) => a + userSpace(f.after) - userSpace(f.before), 0);
+        return `user space forwarded ${forwarded}`;
+      }),
+    );
     const legs = { ab: "WireGuard -> peer", ba: "peer -> WireGuard" } as const;
     for (const leg of ["ab", "ba"] as const) {
       const d = lat.direct[leg];
@@ -832,8 +1015,26 @@ async function benchEbpfInNamespace(): Promise<BenchRow[]> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await child?.stop();
-    wg.close();
-    peer.close();
+    if (!socketsClosed) {
+      wg.close();
+      peer.close();
+    }
+  }
+}
+
+/** Compiles bench/udp-flood.c into `dir`; null (with a note) when there is no C compiler. */
+async function buildUdpFlood(dir: string): Promise<string | null> {
+  const binary = join(dir, "udp-flood");
+  try {
+    await execFileAsync("cc", ["-O2", "-Wall", "-pthread", "-o", binary, UDP_FLOOD_SOURCE], {
+      timeout: 60_000,
+    });
+    return binary;
+  } catch (err) {
+    console.log(
+      `note: forwarding with the C generator skipped: cc could not build ${UDP_FLOOD_SOURCE}: ${String(err)}`,
+    );
+    return null;
   }
 }
 
@@ -862,7 +1063,7 @@ function parseEbpfRows(stdout: string): BenchRow[] {
  * The --ebpf rows: this file again, inside a namespace made for it (deleted afterwards, also on errors,
  * SIGINT and SIGTERM). Without root or the compiled program they are skipped with a note.
  */
-async function benchForwardingEbpf(): Promise<BenchRow[]> {
+async function benchForwardingEbpf(floodBinary: string | null): Promise<BenchRow[]> {
   const only = process.env.TBT_BENCH_FWD_ONLY;
   if (only && !only.startsWith("ebpf/")) return [];
   if (process.getuid?.() !== 0) {
@@ -901,7 +1102,7 @@ async function benchForwardingEbpf(): Promise<BenchRow[]> {
     await execFileAsync("ip", ["netns", "exec", ns, "ip", "link", "set", "lo", "up"]);
     const c = spawn("ip", ["netns", "exec", ns, process.execPath, "--import", "tsx", THIS_FILE], {
       cwd: PROJECT_ROOT,
-      env: { ...process.env, [EBPF_ENV]: "1" },
+      env: { ...process.env, [EBPF_ENV]: "1", ...(floodBinary ? { [UDP_FLOOD_ENV]: floodBinary } : {}) },
       stdio: ["ignore", "pipe", "inherit"],
     });
     child = c;
