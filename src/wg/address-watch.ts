@@ -8,12 +8,15 @@
 // now be on another network). Bursts of events (a move is a dozen) are debounced into one report.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
+import { existsSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import type { Logger } from "../log.js";
 
 const execFileAsync = promisify(execFile);
+
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) ?? null;
 
 export interface AddressWatchOptions {
   /** Interfaces whose addresses and routes are not the host's network (a trailing * matches a prefix). */
@@ -143,9 +146,11 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     if (this.stopped) return;
     let child: ChildProcess;
     try {
-      child = spawn("ip", ["-o", "monitor", "link", "address", "route"], {
-        stdio: ["ignore", "pipe", "ignore"],
-      });
+      const monitor = ["ip", "-o", "monitor", "link", "address", "route"];
+      // setpriv (util-linux) makes the kernel end `ip monitor` when we die, even by SIGKILL; without
+      // it the orphan would live on until its next write to the closed pipe.
+      const [command = "ip", ...args] = SETPRIV ? [SETPRIV, "--pdeathsig", "TERM", ...monitor] : monitor;
+      child = spawn(command, args, { stdio: ["ignore", "pipe", "ignore"] });
     } catch (err) {
       this.fallBackToPolling(err);
       return;

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
 import { generateKeyPair, nsRun, teardownAll, waitFor } from "../lab/netns.js";
+import { childrenOf, isRunning } from "../lab/process-tree.js";
 import {
   startTunnelbore,
   type TunnelboreDirs,
@@ -101,9 +102,18 @@ describe("static path through real wireguard-go", () => {
     const first = await tunnelbore();
     await waitFor("endpoint at L(P)", async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB());
     await timeUntilPing(10_000);
+    const pid = first.process.child.pid ?? -1;
+    const monitors = childrenOf(pid).filter((p) => p.comm === "ip");
+    expect(monitors, "tunnelbore runs one `ip monitor`").toHaveLength(1);
     await first.stop("SIGKILL");
     running.length = 0;
     expect(await pingOnce()).toBe(false);
+    // The kernel ends it with its parent (setpriv --pdeathsig): no orphan waits for its next write.
+    await waitFor(
+      "ip monitor ends with tunnelbore",
+      async () => monitors.every((m) => !isRunning(m.pid)),
+      2000,
+    );
     const restartedAt = Date.now();
     const second = await tunnelbore();
     await waitFor("ping resumes", pingOnce, 5000, 20);
