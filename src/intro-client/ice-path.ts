@@ -202,6 +202,8 @@ export function describePair(pair: CandidatePair): SelectedPairInfo {
 export interface IcePathStats {
   datagramsSent: number;
   datagramsReceived: number;
+  /** The part of datagramsReceived that came on another validated pair than the path's own. */
+  otherPairDatagrams: number;
   /** Sends that failed (TURN channel binding, closed transport). */
   sendErrors: number;
   probesSent: number;
@@ -348,6 +350,7 @@ export class IcePath implements PeerPath {
   readonly stats: IcePathStats = {
     datagramsSent: 0,
     datagramsReceived: 0,
+    otherPairDatagrams: 0,
     sendErrors: 0,
     probesSent: 0,
     probesAnswered: 0,
@@ -388,7 +391,10 @@ export class IcePath implements PeerPath {
       const other = validatedPair(conn, protocol, addr);
       if (!other) return false;
       this.deliver(data);
-      if (other !== this.selected?.pair) this.onOtherPair?.(other);
+      if (other !== this.selected?.pair) {
+        this.stats.otherPairDatagrams++;
+        this.onOtherPair?.(other);
+      }
       return true;
     };
     for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {

@@ -174,6 +174,11 @@ export function parseIceServerUrl(url: string): IceServerUrl {
 
 /** The controlled side follows the peer to another pair at most this often (a confused peer cannot make it flap). */
 const FOLLOW_INTERVAL_MS = 1000;
+/**
+ * The controlling side follows the peer to another pair only after hearing nothing on its own pair this
+ * long: by then a controlled side that merely picked another pair has followed us (FOLLOW_INTERVAL_MS).
+ */
+const PEER_MOVED_SILENCE_MS = 2000;
 
 /**
  * Controlling side: a fresh peer session's request for an offer (a restart request without epoch) is
@@ -238,6 +243,8 @@ interface Agent {
   path: IcePath | null;
   /** When the controlled side last followed the peer to another pair (performance.now()). */
   followedAt: number;
+  /** Controlling side: datagrams heard on the path's own pair, and since when that count stands. */
+  heardOnPair: { count: number; since: number };
   closed: boolean;
   timer: NodeJS.Timeout | undefined;
   readonly unsubscribe: Array<() => void>;
@@ -687,6 +694,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       connecting: false,
       path: null,
       followedAt: Number.NEGATIVE_INFINITY,
+      heardOnPair: { count: 0, since: 0 },
       closed: false,
       timer: undefined,
       unsubscribe: [],
@@ -817,7 +825,10 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       this.log.error({ err }, "cannot use the nominated ice pair");
       return null;
     }
-    if (!this.controlling) path.onOtherPair = (other) => this.follow(agent, other);
+    path.onOtherPair = this.controlling
+      ? (other) => this.followIfPeerMoved(agent, other)
+      : (other) => this.follow(agent, other, "ice pair re-nominated to follow the controlling side");
+    agent.heardOnPair = { count: 0, since: performance.now() };
     agent.path = path;
     return path;
   }
@@ -827,7 +838,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
    * let the two sides pick different pairs). Adopt it, so both sides use one 5-tuple and consent checks
    * run on the pair in use.
    */
-  private follow(agent: Agent, pair: CandidatePair): void {
+  private follow(agent: Agent, pair: CandidatePair, message: string): void {
     const path = agent.path;
     const now = performance.now();
     if (!path || agent.closed || now - agent.followedAt < FOLLOW_INTERVAL_MS) return;
@@ -840,10 +851,28 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       return;
     }
     agent.conn.nominated = pair; // consent checks follow the pair in use
-    this.log.info(
-      { generation: agent.generation, kind: path.kind, remote: path.remote, was },
-      "ice pair re-nominated to follow the controlling side",
-    );
+    this.log.info({ generation: agent.generation, kind: path.kind, remote: path.remote, was }, message);
+  }
+
+  /**
+   * Controlling side: the peer's datagrams arrive on another validated pair and none on ours for
+   * PEER_MOVED_SILENCE_MS. Its NAT gave it a new mapping (a conntrack flush, a NAT reboot) and its new
+   * address proved the ICE password in a triggered check. Send there: our datagrams would otherwise go to
+   * a mapping that is gone, while the peer's probes through the new one are answered and nobody suspects
+   * the path.
+   */
+  private followIfPeerMoved(agent: Agent, pair: CandidatePair): void {
+    const path = agent.path;
+    if (!path) return;
+    const heard = path.stats.datagramsReceived - path.stats.otherPairDatagrams;
+    const now = performance.now();
+    if (heard !== agent.heardOnPair.count) {
+      agent.heardOnPair = { count: heard, since: now };
+      return;
+    }
+    if (now - agent.heardOnPair.since < PEER_MOVED_SILENCE_MS) return;
+    this.follow(agent, pair, "ice pair re-nominated: the peer moved to a new address");
+    agent.heardOnPair = { count: heard, since: now };
   }
 
   private onWeriftState(agent: Agent, state: IceState): void {
