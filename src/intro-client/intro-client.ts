@@ -268,6 +268,9 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     ws.on("ping", () => {
       this.lastHeard = Date.now();
     });
+    ws.on("pong", () => {
+      if (this.ws === ws) this.lastHeard = Date.now();
+    });
     ws.on("error", (error) => this.log.debug({ err: error.message }, "connection error"));
     ws.on("close", (code, reason) => {
       if (this.ws === ws) this.handleClose(code, reason.toString());
@@ -404,12 +407,17 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.currentServerInfo = { stunUrls: welcome.stunUrls, turn: welcome.turn };
 
     // The server pings every keepaliveSeconds; hearing nothing for 2.5 of those means it is gone.
+    // We ping too: when our NAT forgot the connection (a conntrack flush, a NAT reboot), the server's
+    // pings die at the NAT and we would hear of it only after 2.5 intervals, while our own ping meets a
+    // reset at once and we reconnect (peers' offers meanwhile go nowhere).
     const keepaliveMs = welcome.keepaliveSeconds * 1000;
     this.watchdog = setInterval(() => {
       if (Date.now() - this.lastHeard > keepaliveMs * 2.5) {
         this.log.warn("introduction server silent: reconnecting");
         ws.terminate();
+        return;
       }
+      if (ws.readyState === ws.OPEN) ws.ping();
     }, keepaliveMs / 2);
     this.watchdog.unref();
 
