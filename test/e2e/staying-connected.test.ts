@@ -250,7 +250,13 @@ describe("a relayed pair: symmetric NAT and endpoint-independent NAT", () => {
       250,
     );
     console.log(`upgraded to a direct path ${Date.now() - switchedAt} ms after the NAT changed`);
-    expect((await lab.peerStatus("b", "a")).pathKind).toBe("direct");
+    // The other side nominates when the controlling side's nomination reaches it: a moment later.
+    await waitFor(
+      "b on the direct path too",
+      async () => (await lab.peerStatus("b", "a")).pathKind === "direct",
+      3000,
+      100,
+    );
     await new Promise((r) => setTimeout(r, 1000));
     await ping.stop();
     expect(ping.lostCount).toBeLessThanOrEqual(2);
