@@ -866,13 +866,15 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     if (!path) return;
     const heard = path.stats.datagramsReceived - path.stats.otherPairDatagrams;
     const now = performance.now();
-    if (heard !== agent.heardOnPair.count) {
-      agent.heardOnPair = { count: heard, since: now };
+    const mark = agent.heardOnPair; // updated in place: this runs per datagram on the other pair
+    if (heard !== mark.count) {
+      mark.count = heard;
+      mark.since = now;
       return;
     }
-    if (now - agent.heardOnPair.since < PEER_MOVED_SILENCE_MS) return;
+    if (now - mark.since < PEER_MOVED_SILENCE_MS) return;
     this.follow(agent, pair, "ice pair re-nominated: the peer moved to a new address");
-    agent.heardOnPair = { count: heard, since: now };
+    mark.since = now;
   }
 
   private onWeriftState(agent: Agent, state: IceState): void {
