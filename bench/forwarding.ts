@@ -507,6 +507,66 @@ function pingPong(a: Socket, aTo: Address, b: Socket, bTo: Address, rounds: numb
 const fmtRate = (r: number) => `${Math.round(r / 1000)}k`;
 
 /** User space (the existing rows), then the --ebpf rows measured in a namespace of their own. */
+interface LatencySamples {
+  direct: PingResult;
+  through: PingResult;
+}
+
+/** Blocks of ping-pong alternating direct and `through`; the first rounds of a block warm up sockets and caches. */
+async function alternatingLatency(
+  wg: Socket,
+  peer: Socket,
+  direct: { out: Address; in: Address },
+  through: { out: Address; in: Address },
+): Promise<LatencySamples> {
+  const lat: LatencySamples = { direct: { ab: [], ba: [] }, through: { ab: [], ba: [] } };
+  for (let block = 0; block < LATENCY_BLOCKS; block++) {
+    for (const [key, route] of [
+      ["direct", direct],
+      ["through", through],
+    ] as const) {
+      const r = await pingPong(wg, route.out, peer, route.in, LATENCY_ROUNDS_PER_BLOCK);
+      lat[key].ab.push(...r.ab.slice(100));
+      lat[key].ba.push(...r.ba.slice(100));
+    }
+  }
+  return lat;
+}
+
+/** One-way p50/p99 per leg, direct and through, and what `through` adds. */
+function latencyRows(
+  lat: LatencySamples,
+  names: { directSuffix: string; through: string; added: string; addedNote: string },
+): BenchRow[] {
+  const legs = { ab: "WireGuard -> peer", ba: "peer -> WireGuard" } as const;
+  return (["ab", "ba"] as const).flatMap((leg): BenchRow[] => {
+    const d = lat.direct[leg];
+    const p = lat.through[leg];
+    const n = `${p.length} round trips in ${LATENCY_BLOCKS} blocks alternating with direct`;
+    return [
+      { name: `lat ${legs[leg]} one way, direct p50${names.directSuffix}`, value: median(d), unit: "us" },
+      {
+        name: `lat ${legs[leg]} one way, direct p99${names.directSuffix}`,
+        value: percentile(d, 99),
+        unit: "us",
+      },
+      { name: `lat ${legs[leg]} one way, ${names.through} p50`, value: median(p), unit: "us", note: n },
+      { name: `lat ${legs[leg]} one way, ${names.through} p99`, value: percentile(p, 99), unit: "us" },
+      {
+        name: `lat ${legs[leg]}: ${names.added} p50`,
+        value: median(p) - median(d),
+        unit: "us",
+        note: names.addedNote,
+      },
+      {
+        name: `lat ${legs[leg]}: ${names.added} p99`,
+        value: percentile(p, 99) - percentile(d, 99),
+        unit: "us",
+      },
+    ];
+  });
+}
+
 export async function benchForwarding(): Promise<BenchRow[]> {
   const buildDir = await mkdtemp(join(tmpdir(), "tbt-udp-flood-"));
   try {
@@ -568,43 +628,22 @@ async function benchForwardingUserSpace(floodBinary: string | null): Promise<Ben
     ];
     const only = process.env.TBT_BENCH_FWD_ONLY;
     if (only) variants.splice(0, variants.length, ...variants.filter((v) => `${v.route}/${v.dir}` === only));
-    const results = new Map<string, { flows: FlowResult[]; cpuPerDatagram: number[] }>();
-    for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
-      for (const { route, dir } of variants) {
-        const child = childOf[route];
-        const before = await child?.stats();
-        const r =
-          dir === "out"
-            ? await flow(wg, routes[route].out, peer, toPeer, THROUGHPUT_MS)
-            : await flow(peer, routes[route].in, wg, toWg, THROUGHPUT_MS);
-        const after = await child?.stats();
-        const key = `${route}/${dir}`;
-        const entry = results.get(key) ?? { flows: [], cpuPerDatagram: [] };
-        entry.flows.push(r);
-        if (before && after) {
-          const forwarded = dir === "out" ? after.tx - before.tx : after.rx - before.rx;
-          entry.cpuPerDatagram.push((after.cpuMicros - before.cpuMicros) / forwarded);
-          if (after.dropped !== before.dropped) {
-            throw new Error(`the proxy dropped ${after.dropped - before.dropped} well-formed datagrams`);
-          }
-        }
-        results.set(key, entry);
-      }
-    }
+    const runs = await measureVariants(variants, childOf, (route, dir) =>
+      dir === "out"
+        ? flow(wg, routes[route].out, peer, toPeer, THROUGHPUT_MS)
+        : flow(peer, routes[route].in, wg, toWg, THROUGHPUT_MS),
+    );
+    const results = new Map(
+      [...runs].map(([key, r]) => [
+        key,
+        {
+          flows: r.map((x) => x.result),
+          cpuPerDatagram: r.map(forwarderCpu).filter((c): c is number => c !== null),
+        },
+      ]),
+    );
 
-    // Latency: blocks of ping-pong alternating direct and through the proxy.
-    const lat = {
-      direct: { ab: [] as number[], ba: [] as number[] },
-      proxy: { ab: [] as number[], ba: [] as number[] },
-    };
-    for (let block = 0; block < LATENCY_BLOCKS; block++) {
-      for (const route of ["direct", "proxy"] as const) {
-        const r = await pingPong(wg, routes[route].out, peer, routes[route].in, LATENCY_ROUNDS_PER_BLOCK);
-        // The first rounds of a block warm up sockets and caches.
-        lat[route].ab.push(...r.ab.slice(100));
-        lat[route].ba.push(...r.ba.slice(100));
-      }
-    }
+    const lat = await alternatingLatency(wg, peer, routes.direct, routes.proxy);
 
     // Direct and the proxy again with the C generator, which leaves the proxy more of the CPU.
     let floods = new Map<string, FloodRun[]>();
@@ -668,36 +707,21 @@ async function benchForwardingUserSpace(floodBinary: string | null): Promise<Ben
       });
     }
     rows.push(
-      ...floodRows(floods, variants, label, "proxy", (route, dir, runs) => {
-        const cpu = runs.flatMap(({ before, after }) => {
-          if (!before || !after) return [];
-          const forwarded = dir === "out" ? after.tx - before.tx : after.rx - before.rx;
-          return [(after.cpuMicros - before.cpuMicros) / forwarded];
-        });
+      ...floodRows(floods, variants, label, "proxy", (route, runs) => {
+        const cpu = runs.map(forwarderCpu).filter((c): c is number => c !== null);
         return route === "proxy" && cpu.length
           ? `forwarder CPU ${median(cpu).toFixed(1)} us/datagram (${fmtRate(1e6 / median(cpu))}/s per core)`
           : "";
       }),
     );
-    const legs = { ab: "WireGuard -> peer", ba: "peer -> WireGuard" } as const;
-    for (const leg of ["ab", "ba"] as const) {
-      const d = lat.direct[leg];
-      const p = lat.proxy[leg];
-      const n = `${p.length} round trips in ${LATENCY_BLOCKS} blocks alternating with direct`;
-      rows.push(
-        { name: `lat ${legs[leg]} one way, direct p50`, value: median(d), unit: "us" },
-        { name: `lat ${legs[leg]} one way, direct p99`, value: percentile(d, 99), unit: "us" },
-        { name: `lat ${legs[leg]} one way, proxy p50`, value: median(p), unit: "us", note: n },
-        { name: `lat ${legs[leg]} one way, proxy p99`, value: percentile(p, 99), unit: "us" },
-        {
-          name: `lat ${legs[leg]}: added p50`,
-          value: median(p) - median(d),
-          unit: "us",
-          note: "target <= 50 us",
-        },
-        { name: `lat ${legs[leg]}: added p99`, value: percentile(p, 99) - percentile(d, 99), unit: "us" },
-      );
-    }
+    rows.push(
+      ...latencyRows(lat, {
+        directSuffix: "",
+        through: "proxy",
+        added: "added",
+        addedNote: "target <= 50 us",
+      }),
+    );
     return rows;
   } finally {
     for (const child of children) await child.stop();
@@ -751,18 +775,58 @@ async function flood(
   };
 }
 
-interface FloodRun {
-  result: FloodResult;
+interface VariantRun<R> {
+  dir: "out" | "in";
+  result: R;
   /** The proxy child's counters around the run (absent for direct). */
   before?: ChildStats;
   after?: ChildStats;
 }
 
+type FloodRun = VariantRun<FloodResult>;
+
 /**
- * Every variant once per repetition with the C generator, which binds the fake WireGuard's and peer's
- * ports itself (the callers close their sockets first): the fast path forwards only from WireGuard's port.
+ * Every variant once per repetition, so drift hits all alike; the child's counters are read around each
+ * run, and a child that dropped well-formed datagrams fails the benchmark.
  */
-async function floodVariants<Route extends string>(
+async function measureVariants<Route extends string, R>(
+  variants: Array<{ route: Route; dir: "out" | "in" }>,
+  childOf: Partial<Record<Route, Child>>,
+  run: (route: Route, dir: "out" | "in") => Promise<R>,
+): Promise<Map<string, Array<VariantRun<R>>>> {
+  const runs = new Map<string, Array<VariantRun<R>>>();
+  for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
+    for (const { route, dir } of variants) {
+      const child = childOf[route];
+      const before = await child?.stats();
+      const result = await run(route, dir);
+      const after = await child?.stats();
+      if (before && after && after.dropped !== before.dropped) {
+        throw new Error(`the proxy dropped ${after.dropped - before.dropped} well-formed datagrams`);
+      }
+      const key = `${route}/${dir}`;
+      runs.set(key, [...(runs.get(key) ?? []), { dir, result, before, after }]);
+    }
+  }
+  return runs;
+}
+
+/** The proxy child's CPU per datagram it forwarded during a run (us); null for direct. */
+function forwarderCpu({ dir, before, after }: VariantRun<unknown>): number | null {
+  if (!before || !after) return null;
+  const forwarded = dir === "out" ? after.tx - before.tx : after.rx - before.rx;
+  return (after.cpuMicros - before.cpuMicros) / forwarded;
+}
+
+/** Datagrams the proxy forwarded in user space during a run: traffic minus the kernel's part, exact at any moment. */
+function userSpaceForwarded({ dir, before, after }: VariantRun<unknown>): number {
+  const userSpace = (st: ChildStats | undefined) =>
+    st ? (dir === "out" ? st.tx - st.kernelTx : st.rx - st.kernelRx) : 0;
+  return userSpace(after) - userSpace(before);
+}
+
+/** The C generator's runs (it binds the fake WireGuard's and peer's ports itself; callers close theirs first). */
+function floodVariants<Route extends string>(
   binary: string,
   variants: Array<{ route: Route; dir: "out" | "in" }>,
   routes: Record<Route, { out: Address; in: Address }>,
@@ -771,21 +835,11 @@ async function floodVariants<Route extends string>(
 ): Promise<Map<string, FloodRun[]>> {
   const wg = { address: HOST, port: ports.wg };
   const peer = { address: HOST, port: ports.peer };
-  const runs = new Map<string, FloodRun[]>();
-  for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
-    for (const { route, dir } of variants) {
-      const child = childOf[route];
-      const before = await child?.stats();
-      const result =
-        dir === "out"
-          ? await flood(binary, wg, routes[route].out, peer, THROUGHPUT_MS)
-          : await flood(binary, peer, routes[route].in, wg, THROUGHPUT_MS);
-      const after = await child?.stats();
-      const key = `${route}/${dir}`;
-      runs.set(key, [...(runs.get(key) ?? []), { result, before, after }]);
-    }
-  }
-  return runs;
+  return measureVariants(variants, childOf, (route, dir) =>
+    dir === "out"
+      ? flood(binary, wg, routes[route].out, peer, THROUGHPUT_MS)
+      : flood(binary, peer, routes[route].in, wg, THROUGHPUT_MS),
+  );
 }
 
 /** A row per variant and a ratio row per direction (`through` / direct) for the C generator's runs. */
@@ -794,7 +848,7 @@ function floodRows<Route extends string>(
   variants: Array<{ route: Route; dir: "out" | "in" }>,
   label: Record<Route, string>,
   through: Route,
-  note: (route: Route, dir: "out" | "in", runs: FloodRun[]) => string,
+  note: (route: Route, runs: FloodRun[]) => string,
 ): BenchRow[] {
   const dirLabel = { out: "WireGuard -> peer", in: "peer -> WireGuard" };
   const rows: BenchRow[] = [];
@@ -810,7 +864,7 @@ function floodRows<Route extends string>(
         `median of ${THROUGHPUT_REPS} x ${THROUGHPUT_MS / 1000} s (${rates.map(fmtRate).join(", ")})`,
         `lost ${r.reduce((a, f) => a + f.result.lost, 0)} of ${r.reduce((a, f) => a + f.result.sent, 0)}`,
         `generator+sink CPU ${median(r.map((f) => f.result.cpuUsPerDatagram)).toFixed(1)} us/datagram`,
-        note(route, dir, r),
+        note(route, r),
       ]
         .filter(Boolean)
         .join("; "),
@@ -868,51 +922,32 @@ async function benchEbpfInNamespace(): Promise<BenchRow[]> {
     ];
     const only = process.env.TBT_BENCH_FWD_ONLY;
     if (only) variants = variants.filter((v) => `ebpf/${v.dir}` === only);
-    interface Entry {
-      flows: FlowResult[];
-      /** This process's (generator and sink) CPU per datagram received. */
-      localCpu: number[];
-      proxyCpu: number[];
-      /** Datagrams the proxy forwarded in user space during the runs (handshakes only, if all is well). */
-      userSpace: number;
-    }
-    const results = new Map<string, Entry>();
-    for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
-      for (const { route, dir } of variants) {
-        const before = await proxy.stats();
-        const localBefore = cpuMicros();
-        const r =
-          dir === "out"
-            ? await flow(wg, routes[route].out, peer, toPeer, THROUGHPUT_MS)
-            : await flow(peer, routes[route].in, wg, toWg, THROUGHPUT_MS);
-        const local = cpuMicros() - localBefore;
-        const after = await proxy.stats();
-        const key = `${route}/${dir}`;
-        const entry = results.get(key) ?? { flows: [], localCpu: [], proxyCpu: [], userSpace: 0 };
-        entry.flows.push(r);
-        entry.localCpu.push(local / r.received);
-        entry.proxyCpu.push((after.cpuMicros - before.cpuMicros) / r.received);
-        // traffic - kernelTraffic is exact at any moment: the kernel's part is folded into both at once.
-        const userSpace = (s: ChildStats) => (dir === "out" ? s.tx - s.kernelTx : s.rx - s.kernelRx);
-        entry.userSpace += userSpace(after) - userSpace(before);
-        if (after.dropped !== before.dropped) {
-          throw new Error(`the proxy dropped ${after.dropped - before.dropped} well-formed datagrams`);
-        }
-        results.set(key, entry);
-      }
-    }
+    // The proxy's counters around direct runs too: its CPU there is the baseline of doing nothing.
+    const runs = await measureVariants(variants, { direct: proxy, ebpf: proxy }, async (route, dir) => {
+      const localBefore = cpuMicros();
+      const r =
+        dir === "out"
+          ? await flow(wg, routes[route].out, peer, toPeer, THROUGHPUT_MS)
+          : await flow(peer, routes[route].in, wg, toWg, THROUGHPUT_MS);
+      return { flow: r, localCpu: cpuMicros() - localBefore };
+    });
+    const results = new Map(
+      [...runs].map(([key, r]) => [
+        key,
+        {
+          flows: r.map((x) => x.result.flow),
+          /** This process's (generator and sink) CPU per datagram received. */
+          localCpu: r.map((x) => x.result.localCpu / x.result.flow.received),
+          proxyCpu: r.map(
+            (x) => ((x.after?.cpuMicros ?? 0) - (x.before?.cpuMicros ?? 0)) / x.result.flow.received,
+          ),
+          /** Datagrams the proxy forwarded in user space during the runs (handshakes only, if all is well). */
+          userSpace: r.reduce((a, x) => a + userSpaceForwarded(x), 0),
+        },
+      ]),
+    );
 
-    const lat = {
-      direct: { ab: [] as number[], ba: [] as number[] },
-      ebpf: { ab: [] as number[], ba: [] as number[] },
-    };
-    for (let block = 0; block < LATENCY_BLOCKS; block++) {
-      for (const route of ["direct", "ebpf"] as const) {
-        const r = await pingPong(wg, routes[route].out, peer, routes[route].in, LATENCY_ROUNDS_PER_BLOCK);
-        lat[route].ab.push(...r.ab.slice(100));
-        lat[route].ba.push(...r.ba.slice(100));
-      }
-    }
+    const lat = await alternatingLatency(wg, peer, routes.direct, routes.ebpf);
 
     // The same routes at the C generator's pace (Node's generator is the limit above). It binds the
     // fake WireGuard's and peer's ports itself: the program forwards only from WireGuard's port.
@@ -979,37 +1014,18 @@ async function benchEbpfInNamespace(): Promise<BenchRow[]> {
       });
     }
     rows.push(
-      ...floodRows(floods, variants, label, "ebpf", (route, dir, runs) => {
-        if (route !== "ebpf") return "";
-        const userSpace = (st: ChildStats | undefined) =>
-          st ? (dir === "out" ? st.tx - st.kernelTx : st.rx - st.kernelRx) : 0;
-        const forwarded = runs.reduce((a, f) => a + userSpace(f.after) - userSpace(f.before), 0);
-        return `user space forwarded ${forwarded}`;
+      ...floodRows(floods, variants, label, "ebpf", (route, runs) =>
+        route === "ebpf" ? `user space forwarded ${runs.reduce((a, f) => a + userSpaceForwarded(f), 0)}` : "",
+      ),
+    );
+    rows.push(
+      ...latencyRows(lat, {
+        directSuffix: " (in netns)",
+        through: "proxy --ebpf",
+        added: "--ebpf added",
+        addedNote: "vs direct in the same namespace",
       }),
     );
-    const legs = { ab: "WireGuard -> peer", ba: "peer -> WireGuard" } as const;
-    for (const leg of ["ab", "ba"] as const) {
-      const d = lat.direct[leg];
-      const p = lat.ebpf[leg];
-      const n = `${p.length} round trips in ${LATENCY_BLOCKS} blocks alternating with direct`;
-      rows.push(
-        { name: `lat ${legs[leg]} one way, direct p50 (in netns)`, value: median(d), unit: "us" },
-        { name: `lat ${legs[leg]} one way, direct p99 (in netns)`, value: percentile(d, 99), unit: "us" },
-        { name: `lat ${legs[leg]} one way, proxy --ebpf p50`, value: median(p), unit: "us", note: n },
-        { name: `lat ${legs[leg]} one way, proxy --ebpf p99`, value: percentile(p, 99), unit: "us" },
-        {
-          name: `lat ${legs[leg]}: --ebpf added p50`,
-          value: median(p) - median(d),
-          unit: "us",
-          note: "vs direct in the same namespace",
-        },
-        {
-          name: `lat ${legs[leg]}: --ebpf added p99`,
-          value: percentile(p, 99) - percentile(d, 99),
-          unit: "us",
-        },
-      );
-    }
     return rows;
   } finally {
     process.off("SIGINT", onSignal);
