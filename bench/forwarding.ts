@@ -21,13 +21,13 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { FastPathProgram } from "../ebpf/loader.js";
 import { createLogger } from "../src/log.js";
-import { decodeKey, encodeKey } from "../src/mac1/keys.js";
-import { MessageType, messageType, TransportOffset, writeU32LE } from "../src/mac1/messages.js";
-import { buildInitiation, buildResponse, generateKeyPair } from "../src/mac1/noise.js";
 import type { KernelForwarder } from "../src/proxy/kernel-forwarder.js";
 import { SOCKET_BUFFER_BYTES } from "../src/proxy/socket-options.js";
 import { StaticPath } from "../src/proxy/static-path.js";
 import { WireGuardProxy } from "../src/proxy/wireguard-proxy.js";
+import { decodeKey, encodeKey } from "../src/wireguard/keys.js";
+import { MessageType, messageType, TransportOffset, writeU32LE } from "../src/wireguard/messages.js";
+import { buildInitiation, buildResponse, generateKeyPair } from "../test/support/noise.js";
 import { median, percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 

@@ -6,10 +6,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { EnvelopeCodec } from "../src/intro-client/envelope.js";
 import { IntroClient } from "../src/intro-client/intro-client.js";
-import { publicKeyOf } from "../src/intro-client/signalling-crypto.js";
 import { createLogger } from "../src/log.js";
+import { EnvelopeCodec } from "../src/signalling/envelope.js";
+import { publicKeyOf } from "../src/signalling/signalling-crypto.js";
 import { percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 

@@ -2,10 +2,10 @@
 // to identify a handshake among 1, 100 and 10,000 peers in the worst case (the match is the last key
 // scanned, or there is no match). Run standalone: npx tsx bench/mac1.ts
 import { blake2s as nobleBlake2s } from "@noble/hashes/blake2.js";
-import { Mac1Key, mac1KeyFor } from "../src/mac1/mac1.js";
-import { InitiationOffset } from "../src/mac1/messages.js";
-import { buildInitiation, buildResponse, generateKeyPair } from "../src/mac1/noise.js";
-import { PeerKeyTable } from "../src/mac1/peer-key-table.js";
+import { Mac1Key, mac1KeyFor } from "../src/wireguard/mac1.js";
+import { InitiationOffset } from "../src/wireguard/messages.js";
+import { PeerKeyTable } from "../src/wireguard/peer-key-table.js";
+import { buildInitiation, buildResponse, generateKeyPair } from "../test/support/noise.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 /** Calls fn(batch) repeatedly for about `ms` after a warm-up; returns calls per second. */

@@ -21,16 +21,16 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { PeerConnector } from "../src/intro-client/peer-connector.js";
-import { encodeKey } from "../src/mac1/keys.js";
-import { generateKeyPair } from "../src/mac1/noise.js";
 import { LivenessMonitor } from "../src/proxy/liveness.js";
 import type { PeerPath } from "../src/proxy/path.js";
 import { ProxyPeer } from "../src/proxy/proxy-peer.js";
+import { encodeKey } from "../src/wireguard/keys.js";
 import { nsRun, run, teardownAll, trackChild, waitFor } from "../test/lab/netns.js";
 import { ContinuousPing } from "../test/lab/ping.js";
 import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
+import { generateKeyPair } from "../test/support/noise.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 

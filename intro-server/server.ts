@@ -9,6 +9,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { isIPv6 } from "node:net";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { RuntimeError } from "../src/errors.js";
+import { createLogger, type Logger } from "../src/log.js";
 import {
   type AuthMessage,
   type ClientMessageType,
@@ -21,16 +22,15 @@ import {
   type PeersMessage,
   PROTOCOL_VERSION,
   type SendMessage,
-} from "../src/intro-client/protocol.js";
+} from "../src/signalling/protocol.js";
 import {
   authProof,
   generateX25519KeyPair,
   proofsEqual,
   type X25519KeyPair,
   x25519,
-} from "../src/intro-client/signalling-crypto.js";
-import { TokenBucket } from "../src/intro-client/signalling-rate.js";
-import { createLogger, type Logger } from "../src/log.js";
+} from "../src/signalling/signalling-crypto.js";
+import { TokenBucket } from "../src/signalling/signalling-rate.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
 import { issueTurnCredentials } from "./turn-credentials.js";
 

@@ -4,7 +4,7 @@
  * credential = base64(HMAC-SHA1(shared secret, username)).
  */
 import { createHash, createHmac } from "node:crypto";
-import type { TurnCredentials } from "../src/intro-client/protocol.js";
+import type { TurnCredentials } from "../src/signalling/protocol.js";
 
 export interface TurnIssuerOptions {
   urls: string[];

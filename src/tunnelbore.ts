@@ -2,10 +2,9 @@ import { EventEmitter } from "node:events";
 import { FastPathProgram } from "../ebpf/loader.js";
 import type { PeerStatus, StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
-import type { TurnConfig } from "./intro-client/ice-session.js";
+import type { TurnConfig } from "./ice/ice-session.js";
 import { PeerConnector } from "./intro-client/peer-connector.js";
 import type { Logger } from "./log.js";
-import { decodeKey } from "./mac1/keys.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
 import { KernelForwarder } from "./proxy/kernel-forwarder.js";
@@ -18,6 +17,7 @@ import { AddressWatch } from "./wg/address-watch.js";
 import { EndpointState } from "./wg/endpoint-state.js";
 import { interfaceIndex, nudgeHandshake } from "./wg/interface-watch.js";
 import { readInterface, setPeerEndpoint, type WireGuardInterfaceInfo } from "./wg/wg-command.js";
+import { decodeKey } from "./wireguard/keys.js";
 
 export interface TunnelboreOptions {
   interfaceName: string;

@@ -2,10 +2,10 @@ import { parseArgs } from "node:util";
 import { ControlServer, controlSocketPath, DEFAULT_RUN_DIR } from "../control/control-socket.js";
 import { ConfigError } from "../errors.js";
 import { createLogger } from "../log.js";
-import { decodeKey } from "../mac1/keys.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
 import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
 import { type IntroSettings, Tunnelbore } from "../tunnelbore.js";
+import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
 
 export const RUN_USAGE = `Usage: tunnelbore run --interface IF [options]

@@ -11,7 +11,7 @@ import { EventEmitter } from "node:events";
 import { WebSocket } from "ws";
 import { ConfigError, TunnelboreError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
-import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "./envelope.js";
+import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
 import {
   type ChallengeMessage,
   type ClientMessage,
@@ -27,11 +27,17 @@ import {
   type ServerMessage,
   serverMessageSchema,
   type WelcomeMessage,
-} from "./protocol.js";
-import { authProof, decodeKey32, publicKeyOf, x25519, x25519PrivateKeyObject } from "./signalling-crypto.js";
-import { TokenBucket } from "./signalling-rate.js";
+} from "../signalling/protocol.js";
+import {
+  authProof,
+  decodeKey32,
+  publicKeyOf,
+  x25519,
+  x25519PrivateKeyObject,
+} from "../signalling/signalling-crypto.js";
+import { TokenBucket } from "../signalling/signalling-rate.js";
 
-export type { ServerInfo } from "./protocol.js";
+export type { ServerInfo } from "../signalling/protocol.js";
 
 /** send() while not connected to the server, or while the peer is not online there. */
 export class IntroOfflineError extends TunnelboreError {

@@ -1,11 +1,16 @@
 import { EventEmitter } from "node:events";
+import { createCandidateFilter } from "../ice/candidate-filter.js";
+import type { IcePath } from "../ice/ice-path.js";
+import {
+  IceSession,
+  type IceSessionState,
+  type TurnConfig,
+  type TurnTransportHint,
+} from "../ice/ice-session.js";
+import type { IceSignal } from "../ice/ice-signal.js";
 import type { Logger } from "../log.js";
-import { decodeKey } from "../mac1/keys.js";
 import type { PeerPath } from "../proxy/path.js";
-import { createCandidateFilter } from "./candidate-filter.js";
-import type { IcePath } from "./ice-path.js";
-import { IceSession, type IceSessionState, type TurnConfig, type TurnTransportHint } from "./ice-session.js";
-import type { IceSignal } from "./ice-signal.js";
+import { decodeKey } from "../wireguard/keys.js";
 import { IntroClient, IntroOfflineError, type ServerInfo } from "./intro-client.js";
 
 export interface PeerConnectorOptions {

@@ -1,5 +1,5 @@
 import type { Socket } from "node:dgram";
-import { Mac1Key } from "../mac1/mac1.js";
+import { Mac1Key } from "../wireguard/mac1.js";
 import { newTrafficCounters, type TrafficCounters } from "./counters.js";
 import type { LoopbackAddress } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";

@@ -2,7 +2,7 @@ import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { Logger } from "../log.js";
-import { MessageType, messageType } from "../mac1/messages.js";
+import { MessageType, messageType } from "../wireguard/messages.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
 import type { PeerPath, UdpRoute } from "./path.js";
 import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";

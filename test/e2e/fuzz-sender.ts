@@ -4,7 +4,7 @@
 // cookie replies and transport messages, which L(P) forwards by design (only the peer can judge them).
 import { createSocket } from "node:dgram";
 import { setImmediate } from "node:timers/promises";
-import { buildInitiation } from "../../src/mac1/noise.js";
+import { buildInitiation } from "../support/noise.js";
 
 const [
   host = "127.0.0.1",

@@ -3,16 +3,9 @@
 // Needs root, wireguard-go, wg and ip; everything runs in a tbt-m1-* namespace on its loopback.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeKey, encodeKey } from "../../src/mac1/keys.js";
-import { Mac1Key } from "../../src/mac1/mac1.js";
-import { MessageType, messageType, receiverIndex } from "../../src/mac1/messages.js";
-import {
-  buildResponse,
-  decryptInitiatorStatic,
-  generateKeyPair,
-  initiateHandshake,
-  openResponse,
-} from "../../src/mac1/noise.js";
+import { decodeKey, encodeKey } from "../../src/wireguard/keys.js";
+import { Mac1Key } from "../../src/wireguard/mac1.js";
+import { MessageType, messageType, receiverIndex } from "../../src/wireguard/messages.js";
 import {
   analyseCapture,
   B_PORT,
@@ -26,6 +19,13 @@ import {
 } from "../fixtures/capture-handshakes.js";
 import { nsRun, teardownAll, waitFor } from "../lab/netns.js";
 import { startWireGuard, uniqueInterfaceName } from "../lab/wireguard.js";
+import {
+  buildResponse,
+  decryptInitiatorStatic,
+  generateKeyPair,
+  initiateHandshake,
+  openResponse,
+} from "../support/noise.js";
 
 type Capture = Awaited<ReturnType<CaptureLab["handshake"]>>;
 

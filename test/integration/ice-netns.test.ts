@@ -11,8 +11,8 @@ import { createNamespace, nsRun, teardownAll, uniqueTag } from "../lab/netns.js"
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 
 const SCRIPT = `
-import { createCandidateFilter } from ${JSON.stringify(join(repo, "src/intro-client/candidate-filter.ts"))};
-import { IceSession } from ${JSON.stringify(join(repo, "src/intro-client/ice-session.ts"))};
+import { createCandidateFilter } from ${JSON.stringify(join(repo, "src/ice/candidate-filter.ts"))};
+import { IceSession } from ${JSON.stringify(join(repo, "src/ice/ice-session.ts"))};
 
 const filtered = process.argv[2] === "filtered";
 const exclude = filtered

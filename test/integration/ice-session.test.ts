@@ -4,10 +4,10 @@ import { createSocket } from "node:dgram";
 import { networkInterfaces } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
 import { CandidatePairState } from "werift-ice";
-import { createCandidateFilter } from "../../src/intro-client/candidate-filter.js";
-import type { IcePath } from "../../src/intro-client/ice-path.js";
-import { IceSession, type IceSessionOptions } from "../../src/intro-client/ice-session.js";
-import { type IceSignal, MAX_REMOTE_CANDIDATES } from "../../src/intro-client/ice-signal.js";
+import { createCandidateFilter } from "../../src/ice/candidate-filter.js";
+import type { IcePath } from "../../src/ice/ice-path.js";
+import { IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js";
+import { type IceSignal, MAX_REMOTE_CANDIDATES } from "../../src/ice/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 
 const filter = createCandidateFilter({

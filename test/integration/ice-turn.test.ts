@@ -11,9 +11,9 @@ import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Candidate, Connection, type IceOptions } from "werift-ice";
-import { IcePath } from "../../src/intro-client/ice-path.js";
-import { IceSession, type IceSessionOptions } from "../../src/intro-client/ice-session.js";
-import type { IceSignal } from "../../src/intro-client/ice-signal.js";
+import { IcePath } from "../../src/ice/ice-path.js";
+import { IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js";
+import type { IceSignal } from "../../src/ice/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { turnRestCredentials } from "../lab/coturn.js";
 

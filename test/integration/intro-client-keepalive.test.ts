@@ -7,14 +7,14 @@ import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
+import { createLogger } from "../../src/log.js";
 import {
   type ChallengeMessage,
   clientMessageSchemas,
   PROTOCOL_VERSION,
   type WelcomeMessage,
-} from "../../src/intro-client/protocol.js";
-import { generateX25519KeyPair } from "../../src/intro-client/signalling-crypto.js";
-import { createLogger } from "../../src/log.js";
+} from "../../src/signalling/protocol.js";
+import { generateX25519KeyPair } from "../../src/signalling/signalling-crypto.js";
 import { eventually, newKey, sleep, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");

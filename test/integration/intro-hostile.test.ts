@@ -2,8 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type IntroServer, startIntroServer } from "../../intro-server/server.js";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
-import { CloseCode } from "../../src/intro-client/protocol.js";
 import { createLogger } from "../../src/log.js";
+import { CloseCode } from "../../src/signalling/protocol.js";
 import { newKey, RawIntroConnection, type TestKey, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");

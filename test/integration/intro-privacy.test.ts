@@ -1,10 +1,10 @@
 // Who may connect as whom, who sees whom, what the server can read, and what receivers refuse.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type IntroServer, type RelayObservation, startIntroServer } from "../../intro-server/server.js";
-import { EnvelopeCodec } from "../../src/intro-client/envelope.js";
 import { IntroClient, IntroOfflineError } from "../../src/intro-client/intro-client.js";
-import { CloseCode, type SealedEnvelope } from "../../src/intro-client/protocol.js";
 import { createLogger } from "../../src/log.js";
+import { EnvelopeCodec } from "../../src/signalling/envelope.js";
+import { CloseCode, type SealedEnvelope } from "../../src/signalling/protocol.js";
 import { newKey, RawIntroConnection, sleep, type TestKey, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");

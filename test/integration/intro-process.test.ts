@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { IntroClient, IntroOfflineError } from "../../src/intro-client/intro-client.js";
-import { CloseCode } from "../../src/intro-client/protocol.js";
 import { createLogger } from "../../src/log.js";
+import { CloseCode } from "../../src/signalling/protocol.js";
 import {
   newKey,
   RawIntroConnection,

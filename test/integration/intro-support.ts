@@ -4,13 +4,13 @@ import { randomBytes } from "node:crypto";
 import type { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
-import { type ServerMessage, serverMessageSchema } from "../../src/intro-client/protocol.js";
+import { type ServerMessage, serverMessageSchema } from "../../src/signalling/protocol.js";
 import {
   authProof,
   publicKeyOf,
   x25519,
   x25519PrivateKeyObject,
-} from "../../src/intro-client/signalling-crypto.js";
+} from "../../src/signalling/signalling-crypto.js";
 
 export const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 

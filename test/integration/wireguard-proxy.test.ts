@@ -2,10 +2,10 @@
 import { createSocket, type Socket } from "node:dgram";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { encodeKey } from "../../src/mac1/keys.js";
-import { buildInitiation, buildResponse, generateKeyPair } from "../../src/mac1/noise.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { WireGuardProxy } from "../../src/proxy/wireguard-proxy.js";
+import { encodeKey } from "../../src/wireguard/keys.js";
+import { buildInitiation, buildResponse, generateKeyPair } from "../support/noise.js";
 
 class FakePath implements PeerPath {
   readonly kind = "direct" as const;

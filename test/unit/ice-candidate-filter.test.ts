@@ -1,7 +1,7 @@
 import type { NetworkInterfaceInfo } from "node:os";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.js";
-import { createCandidateFilter } from "../../src/intro-client/candidate-filter.js";
+import { createCandidateFilter } from "../../src/ice/candidate-filter.js";
 
 function info(address: string, internal = false): NetworkInterfaceInfo {
   const v6 = address.includes(":");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.js";
-import { parseIceServerUrl } from "../../src/intro-client/ice-session.js";
+import { parseIceServerUrl } from "../../src/ice/ice-session.js";
 
 describe("parseIceServerUrl", () => {
   it("parses stun, turn and turns URLs with default ports", () => {

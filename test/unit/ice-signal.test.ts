@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MAX_REMOTE_CANDIDATES, parseCandidate, parseIceSignal } from "../../src/intro-client/ice-signal.js";
+import { MAX_REMOTE_CANDIDATES, parseCandidate, parseIceSignal } from "../../src/ice/ice-signal.js";
 
 const epoch = "0123456789abcdef";
 const ufrag = "a1b2c3d4";

@@ -11,7 +11,7 @@ import {
   x25519PrivateKeyObject,
   xchachaOpen,
   xchachaSeal,
-} from "../../src/intro-client/signalling-crypto.js";
+} from "../../src/signalling/signalling-crypto.js";
 
 const hex = (text: string) => Buffer.from(text.replace(/\s+/g, ""), "hex");
 

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { EnvelopeCodec, ReplayWindow } from "../../src/intro-client/envelope.js";
-import type { SealedEnvelope } from "../../src/intro-client/protocol.js";
+import { EnvelopeCodec, ReplayWindow } from "../../src/signalling/envelope.js";
+import type { SealedEnvelope } from "../../src/signalling/protocol.js";
 
 function pair(options: { now?: () => number } = {}) {
   const alice = new EnvelopeCodec({ privateKey: randomBytes(32), ...options });

@@ -10,8 +10,8 @@ import {
   MAX_PEERS_PER_MESSAGE,
   publicKeySchema,
   serverMessageSchema,
-} from "../../src/intro-client/protocol.js";
-import { TokenBucket } from "../../src/intro-client/signalling-rate.js";
+} from "../../src/signalling/protocol.js";
+import { TokenBucket } from "../../src/signalling/signalling-rate.js";
 
 const key = () => randomBytes(32).toString("base64");
 

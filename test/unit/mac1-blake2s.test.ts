@@ -12,7 +12,7 @@ import {
   prekeyedMacWords,
   prekeyState,
   wordsToBytes,
-} from "../../src/mac1/blake2s.js";
+} from "../../src/wireguard/blake2s.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const text = (s: string) => new TextEncoder().encode(s);

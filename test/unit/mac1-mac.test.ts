@@ -1,6 +1,6 @@
 import { blake2s as nobleBlake2s } from "@noble/hashes/blake2.js";
 import { describe, expect, it } from "vitest";
-import { computeMac2, Mac1Key, mac1KeyFor, verifyMac2 } from "../../src/mac1/mac1.js";
+import { computeMac2, Mac1Key, mac1KeyFor, verifyMac2 } from "../../src/wireguard/mac1.js";
 import {
   encodeCookieReply,
   encodeInitiation,
@@ -9,7 +9,7 @@ import {
   InitiationOffset,
   MessageFormatError,
   ResponseOffset,
-} from "../../src/mac1/messages.js";
+} from "../../src/wireguard/messages.js";
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const key = (seed: number) => new Uint8Array(32).map((_, i) => (i * 29 + seed * 101) & 0xff);

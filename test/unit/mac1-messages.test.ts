@@ -19,7 +19,7 @@ import {
   receiverIndex,
   senderIndex,
   TRANSPORT_MIN_SIZE,
-} from "../../src/mac1/messages.js";
+} from "../../src/wireguard/messages.js";
 
 function message(type: number, length: number): Uint8Array {
   const buf = new Uint8Array(length);

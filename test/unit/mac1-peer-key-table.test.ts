@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { Mac1Key } from "../../src/mac1/mac1.js";
+import { Mac1Key } from "../../src/wireguard/mac1.js";
 import {
   encodeCookieReply,
   encodeInitiation,
   encodeResponse,
   encodeTransport,
   MessageFormatError,
-} from "../../src/mac1/messages.js";
-import { PeerKeyTable } from "../../src/mac1/peer-key-table.js";
+} from "../../src/wireguard/messages.js";
+import { PeerKeyTable } from "../../src/wireguard/peer-key-table.js";
 
 function key(i: number): Uint8Array {
   const k = new Uint8Array(32);

@@ -3,8 +3,7 @@
 // agree with what wireguard-go produced.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { decodeKey } from "../../src/mac1/keys.js";
-import { publicKeyFromPrivate } from "../../src/mac1/noise.js";
+import { decodeKey } from "../../src/wireguard/keys.js";
 import {
   analyseCapture,
   expectedFacts,
@@ -13,6 +12,7 @@ import {
   type HandshakeFixtures,
   TEST_KEYS,
 } from "../fixtures/capture-handshakes.js";
+import { publicKeyFromPrivate } from "../support/noise.js";
 
 const fixtures = JSON.parse(readFileSync(FIXTURES_PATH, "utf8")) as HandshakeFixtures;
 

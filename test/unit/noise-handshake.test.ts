@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.js";
-import { decodeKey, encodeKey } from "../../src/mac1/keys.js";
-import { Mac1Key } from "../../src/mac1/mac1.js";
+import { decodeKey, encodeKey } from "../../src/wireguard/keys.js";
+import { Mac1Key } from "../../src/wireguard/mac1.js";
 import {
   InitiationOffset,
   MessageType,
   messageType,
   parseInitiation,
   parseResponse,
-} from "../../src/mac1/messages.js";
+} from "../../src/wireguard/messages.js";
 import {
   buildInitiation,
   buildResponse,
@@ -19,7 +19,7 @@ import {
   openResponse,
   publicKeyFromPrivate,
   tai64n,
-} from "../../src/mac1/noise.js";
+} from "../support/noise.js";
 
 const hex = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString("hex") : String(b));
 const fromHex = (s: string) => new Uint8Array(Buffer.from(s, "hex"));

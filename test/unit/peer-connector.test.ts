@@ -1,7 +1,7 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { PeerConnector } from "../../src/intro-client/peer-connector.js";
-import { generateKeyPair } from "../../src/mac1/noise.js";
+import { generateKeyPair } from "../support/noise.js";
 
 function connector(excludeAddresses: string[]): PeerConnector {
   return new PeerConnector({

@@ -11,9 +11,9 @@ import {
   generateKeyPairSync,
   type KeyObject,
 } from "node:crypto";
-import { hash, hkdf } from "./blake2s.js";
-import { checkKey } from "./keys.js";
-import { Mac1Key } from "./mac1.js";
+import { hash, hkdf } from "../../src/wireguard/blake2s.js";
+import { checkKey } from "../../src/wireguard/keys.js";
+import { Mac1Key } from "../../src/wireguard/mac1.js";
 import {
   AEAD_TAG_SIZE,
   encodeInitiation,
@@ -25,9 +25,9 @@ import {
   ResponseOffset,
   readU32LE,
   TAI64N_SIZE,
-} from "./messages.js";
+} from "../../src/wireguard/messages.js";
 
-export { decodeKey, encodeKey } from "./keys.js";
+export { decodeKey, encodeKey } from "../../src/wireguard/keys.js";
 
 const text = new TextEncoder();
 export const CONSTRUCTION = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
