@@ -1,11 +1,11 @@
-import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import type { RemoteInfo, Socket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { Logger } from "../log.js";
 import { MessageType, messageType } from "../wireguard/messages.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
 import type { PeerPath, UdpRoute } from "./path.js";
-import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";
+import { bindUdpSocket } from "./udp-socket.js";
 
 /** With a hostname: re-resolve when datagrams go out but none came back for this long. */
 const SILENCE_BEFORE_RERESOLVE_MS = 3000;
@@ -101,12 +101,11 @@ export class StaticPath implements PeerPath {
   }
 
   private async openSocket(): Promise<void> {
-    const socket = createSocket({
-      type: this.family === 6 ? "udp6" : "udp4",
-      recvBufferSize: SOCKET_BUFFER_BYTES,
-      sendBufferSize: SOCKET_BUFFER_BYTES,
-      lookup: ipLiteralLookup,
-    });
+    const socket = await bindUdpSocket(
+      this.family === 6
+        ? { address: "::", port: 0, role: "static path", type: "udp6" }
+        : { address: "0.0.0.0", port: 0, role: "static path" },
+    );
     socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
       if (rinfo.port === this.endpoint.port && rinfo.address === this.address) {
         if (this.isHostname) this.lastReceivedAt = Date.now();
@@ -114,13 +113,6 @@ export class StaticPath implements PeerPath {
       } else this.onForeignDatagram?.();
     });
     socket.on("error", (err) => this.log.warn({ err, endpoint: this.remote }, "static path socket error"));
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind(0, () => {
-        socket.off("error", reject);
-        resolve();
-      });
-    });
     const old = this.socket;
     this.socket = socket;
     old?.close();

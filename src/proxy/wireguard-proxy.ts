@@ -1,6 +1,6 @@
-import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
+import type { RemoteInfo, Socket } from "node:dgram";
 import { EventEmitter } from "node:events";
-import { ConfigError, RuntimeError } from "../errors.js";
+import { RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Mac1Key } from "../wireguard/mac1.js";
 import { MessageType, messageType, receiverIndex, senderIndex } from "../wireguard/messages.js";
@@ -11,7 +11,7 @@ import type { KernelForwarder } from "./kernel-forwarder.js";
 import { LoopbackAllocator } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 import { ProxyPeer } from "./proxy-peer.js";
-import { ipLiteralLookup, SOCKET_BUFFER_BYTES } from "./socket-options.js";
+import { bindUdpSocket, SOCKET_BUFFER_BYTES } from "./udp-socket.js";
 
 export interface WireGuardProxyOptions {
   /** WireGuard's listen port; every datagram for WireGuard goes to 127.0.0.1 at this port. */
@@ -81,10 +81,10 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     return this.wireguardPort;
   }
 
-  /** Binds the catch-all. Fails with a RuntimeError (code "port-busy") when the address is taken. */
+  /** Binds the catch-all. Fails with a ConfigError (code "port-busy") when the address is taken. */
   async start(): Promise<void> {
     const { address, port } = this.options.catchAll;
-    const socket = await bindUdp(address, port, "catch-all");
+    const socket = await bindUdpSocket({ address, port, role: "catch-all", exclusive: true });
     socket.on("message", (msg, rinfo) => this.fromWireGuardAtCatchAll(msg, rinfo));
     this.catchAll = socket;
     // Linux caps SO_RCVBUF/SO_SNDBUF at net.core.rmem_max/wmem_max (the kernel reports double the
@@ -110,7 +110,12 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     let lastError: unknown;
     for (const where of this.allocator.candidates(keyBytes)) {
       try {
-        const socket = await bindUdp(where.address, where.port, "loopback");
+        const socket = await bindUdpSocket({
+          address: where.address,
+          port: where.port,
+          role: "loopback",
+          exclusive: true,
+        });
         this.allocator.claim(where);
         const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
         socket.on("message", (msg, rinfo) => this.fromWireGuard(peer, msg, rinfo));
@@ -302,36 +307,4 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     }
     return true;
   }
-}
-
-/** Binds a UDP socket with big buffers. */
-async function bindUdp(address: string, port: number, role: string): Promise<Socket> {
-  const socket = createSocket({
-    type: "udp4",
-    recvBufferSize: SOCKET_BUFFER_BYTES,
-    sendBufferSize: SOCKET_BUFFER_BYTES,
-    lookup: ipLiteralLookup,
-  });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      socket.close();
-      // A busy or unbindable address is the user's to fix (another tunnelbore, or a wrong --listen).
-      reject(
-        new ConfigError(
-          err.code === "EADDRINUSE" ? "port-busy" : "bind-failed",
-          err.code === "EADDRINUSE"
-            ? `${role} address ${address}:${port} is already in use (is another tunnelbore running? see --listen)`
-            : `cannot bind ${role} socket ${address}:${port}: ${err.message}`,
-          { address, port, role },
-          { cause: err },
-        ),
-      );
-    };
-    socket.once("error", onError);
-    socket.bind({ address, port, exclusive: true }, () => {
-      socket.off("error", onError);
-      resolve();
-    });
-  });
-  return socket;
 }
