@@ -1,7 +1,8 @@
-// The first message of WireGuard's Noise_IKpsk2 handshake (WireGuard paper, section 5.4.2), built on
-// node:crypto for X25519 and ChaCha20-Poly1305 and on our BLAKE2s for HASH, HMAC and KDF. Tunnelbore
-// uses it to attribute an initiation by its encrypted static key when a private key is given; tests
-// and tools use the initiator and responder halves to talk to real wireguard-go.
+// WireGuard's Noise_IKpsk2 handshake (WireGuard paper, section 5.4.2), built on node:crypto for X25519
+// and ChaCha20-Poly1305 and on @noble/hashes for HASH, HMAC and KDF. Only tests, benchmarks and the
+// fixture capture use it: they build initiations and responses, decrypt an initiator's static key, and
+// talk to real wireguard-go with the initiator and responder halves.
+
 import {
   createCipheriv,
   createDecipheriv,
@@ -11,7 +12,8 @@ import {
   generateKeyPairSync,
   type KeyObject,
 } from "node:crypto";
-import { hash, hkdf } from "../../src/wireguard/blake2s.js";
+import { blake2s } from "@noble/hashes/blake2.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
 import { checkKey } from "../../src/wireguard/keys.js";
 import { Mac1Key } from "../../src/wireguard/mac1.js";
 import {
@@ -28,6 +30,22 @@ import {
 } from "../../src/wireguard/messages.js";
 
 export { decodeKey, encodeKey } from "../../src/wireguard/keys.js";
+
+/** WireGuard's HASH: BLAKE2s-256 of the concatenation of `parts`. */
+export function hash(...parts: Uint8Array[]): Uint8Array {
+  const h = blake2s.create();
+  for (const part of parts) h.update(part);
+  return h.digest();
+}
+
+/**
+ * WireGuard's KDF_n: T0 = HMAC(C, input), T1 = HMAC(T0, 0x1), Ti = HMAC(T0, T(i-1) || i), which is
+ * HKDF-BLAKE2s with C as salt and no info. Returns [T1 .. Tn].
+ */
+export function kdf(chainingKey: Uint8Array, input: Uint8Array, n: 1 | 2 | 3): Uint8Array[] {
+  const okm = hkdf(blake2s, input, chainingKey, undefined, n * KEY_SIZE);
+  return Array.from({ length: n }, (_, i) => okm.slice(i * KEY_SIZE, (i + 1) * KEY_SIZE));
+}
 
 const text = new TextEncoder();
 export const CONSTRUCTION = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
@@ -162,11 +180,11 @@ function openStatic(local: LocalKey, msg: Uint8Array) {
     InitiationOffset.STATIC,
     InitiationOffset.STATIC + InitiationOffset.STATIC_SIZE,
   );
-  const [ck0] = hkdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
+  const [ck0] = kdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
   const h = hash(local.hash, ephemeral);
   const es = dh(local.object, ephemeral);
   if (!es) return null;
-  const [chainingKey, key] = hkdf(ck0, es, 2) as [Uint8Array, Uint8Array];
+  const [chainingKey, key] = kdf(ck0, es, 2) as [Uint8Array, Uint8Array];
   const initiatorStatic = aeadDecrypt(key, 0, sealedStatic, h);
   if (!initiatorStatic) return null;
   return { ephemeral, initiatorStatic, chainingKey, hash: hash(h, sealedStatic) };
@@ -179,7 +197,7 @@ function consumeInitiation(localPrivateKey: Uint8Array, msg: Uint8Array): Respon
   if (!opened) return null;
   const ss = dh(local.object, opened.initiatorStatic);
   if (!ss) return null;
-  const [chainingKey, key] = hkdf(opened.chainingKey, ss, 2) as [Uint8Array, Uint8Array];
+  const [chainingKey, key] = kdf(opened.chainingKey, ss, 2) as [Uint8Array, Uint8Array];
   const sealedTimestamp = msg.subarray(
     InitiationOffset.TIMESTAMP,
     InitiationOffset.TIMESTAMP + InitiationOffset.TIMESTAMP_SIZE,
@@ -257,16 +275,16 @@ export function initiateHandshake(opts: InitiationOptions): { message: Uint8Arra
   let ck: Uint8Array;
   let key: Uint8Array;
   let h = hash(INITIAL_HASH, opts.responderPublicKey);
-  [ck] = hkdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
+  [ck] = kdf(INITIAL_CHAINING_KEY, ephemeral, 1) as [Uint8Array];
   h = hash(h, ephemeral);
   const es = dh(ephemeralKey, opts.responderPublicKey);
   if (!es) throw new RangeError("responder public key is not a usable X25519 point");
-  [ck, key] = hkdf(ck, es, 2) as [Uint8Array, Uint8Array];
+  [ck, key] = kdf(ck, es, 2) as [Uint8Array, Uint8Array];
   const encryptedStatic = aeadEncrypt(key, 0, initiatorPublicKey, h);
   h = hash(h, encryptedStatic);
   const ss = dh(staticKey, opts.responderPublicKey);
   if (!ss) throw new RangeError("responder public key is not a usable X25519 point");
-  [ck, key] = hkdf(ck, ss, 2) as [Uint8Array, Uint8Array];
+  [ck, key] = kdf(ck, ss, 2) as [Uint8Array, Uint8Array];
   const encryptedTimestamp = aeadEncrypt(key, 0, timestamp, h);
   h = hash(h, encryptedTimestamp);
 
@@ -304,11 +322,11 @@ function responseKeys(
   se: Uint8Array,
   presharedKey: Uint8Array,
 ): { key: Uint8Array; hash: Uint8Array } {
-  let [ck] = hkdf(chainingKey, responderEphemeral, 1) as [Uint8Array];
+  let [ck] = kdf(chainingKey, responderEphemeral, 1) as [Uint8Array];
   h = hash(h, responderEphemeral);
-  [ck] = hkdf(ck, ee, 1) as [Uint8Array];
-  [ck] = hkdf(ck, se, 1) as [Uint8Array];
-  const [, tau, key] = hkdf(ck, presharedKey, 3) as [Uint8Array, Uint8Array, Uint8Array];
+  [ck] = kdf(ck, ee, 1) as [Uint8Array];
+  [ck] = kdf(ck, se, 1) as [Uint8Array];
+  const [, tau, key] = kdf(ck, presharedKey, 3) as [Uint8Array, Uint8Array, Uint8Array];
   return { key, hash: hash(h, tau) };
 }
 

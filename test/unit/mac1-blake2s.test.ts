@@ -1,13 +1,10 @@
 import { blake2s as nobleBlake2s } from "@noble/hashes/blake2.js";
-import { hmac as nobleHmac } from "@noble/hashes/hmac.js";
 import { describe, expect, it } from "vitest";
 import {
-  Blake2s,
   Blake2sPrekeyed,
   blake2s,
+  compress,
   hash,
-  hkdf,
-  hmac,
   loadBlocks,
   prekeyedMacWords,
   prekeyState,
@@ -30,6 +27,8 @@ function bytes(n: number, seed: number): Uint8Array {
   return out;
 }
 
+const words = (n: number, seed: number) => new Int32Array(bytes(4 * n, seed).buffer);
+
 describe("BLAKE2s against RFC 7693", () => {
   it('hashes "abc" as in Appendix B', () => {
     expect(hex(blake2s(text("abc")))).toBe(
@@ -51,15 +50,29 @@ describe("BLAKE2s against RFC 7693", () => {
       }
       return out;
     };
-    const ctx = new Blake2s(32);
+    // The self-test hashes the concatenation of all these digests.
+    const digests: Uint8Array[] = [];
     for (const outlen of [16, 20, 28, 32]) {
       for (const inlen of [0, 3, 64, 65, 255, 1024]) {
         const input = seq(inlen, inlen);
-        ctx.update(blake2s(input, { outLen: outlen }));
-        ctx.update(blake2s(input, { outLen: outlen, key: seq(outlen, outlen) }));
+        digests.push(blake2s(input, { outLen: outlen }));
+        digests.push(blake2s(input, { outLen: outlen, key: seq(outlen, outlen) }));
       }
     }
-    expect(hex(ctx.digest())).toBe("6a411f08ce25adcdfb02aba641451cec53c598b24f4fc787fbdc88797f4c1dfe");
+    expect(hex(hash(...digests))).toBe("6a411f08ce25adcdfb02aba641451cec53c598b24f4fc787fbdc88797f4c1dfe");
+  });
+
+  it("hash() concatenates its parts (WireGuard's initial chaining key and hash)", () => {
+    const ck = hash(text("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"));
+    // Published constants, as in boringtun's INITIAL_CHAIN_KEY and INITIAL_CHAIN_HASH.
+    expect([...ck]).toEqual([
+      96, 226, 109, 174, 243, 39, 239, 192, 46, 195, 53, 226, 160, 37, 210, 208, 22, 235, 66, 6, 248, 114,
+      119, 245, 45, 56, 209, 152, 139, 120, 205, 54,
+    ]);
+    expect([...hash(ck, text("WireGuard v1 zx2c4 Jason@zx2c4.com"))]).toEqual([
+      34, 17, 179, 97, 8, 26, 197, 102, 105, 18, 67, 219, 69, 138, 213, 50, 45, 156, 108, 102, 34, 147, 232,
+      183, 14, 225, 156, 101, 186, 7, 158, 243,
+    ]);
   });
 });
 
@@ -77,77 +90,121 @@ describe("BLAKE2s against @noble/hashes", () => {
     }
   });
 
-  it("streams in arbitrary chunks to the same digest", () => {
-    const data = bytes(1000, 42);
-    const key = bytes(32, 43);
-    for (const chunk of [1, 7, 63, 64, 65, 200]) {
-      const h = new Blake2s(16, key);
-      for (let i = 0; i < data.length; i += chunk) h.update(data.subarray(i, i + chunk));
-      expect(hex(h.digest()), `chunk ${chunk}`).toBe(hex(nobleBlake2s(data, { key, dkLen: 16 })));
+  it("matches keyed, for every key length 1..32 at block edges, mac1 and mac2 lengths and long inputs", () => {
+    const lengths = [0, 1, 63, 64, 65, 116, 127, 128, 129, 132, 148, 191, 192, 193, 1000, 4096];
+    for (let keyLen = 1; keyLen <= 32; keyLen++) {
+      const key = bytes(keyLen, keyLen + 77);
+      for (const len of lengths) {
+        const data = bytes(len, len + keyLen);
+        for (const outLen of [16, 32]) {
+          expect(hex(blake2s(data, { key, outLen })), `key ${keyLen} len ${len} out ${outLen}`).toBe(
+            hex(nobleBlake2s(data, { key, dkLen: outLen })),
+          );
+        }
+      }
     }
   });
 
-  it("pre-keyed MACs equal one-shot keyed BLAKE2s for every non-empty length up to 200", () => {
-    const key = bytes(32, 7);
-    const mac = new Blake2sPrekeyed(key, 16);
-    const state = new Int32Array(16);
-    prekeyState(key, 16, state, 8);
-    const m = new Int32Array(64);
-    const out = new Int32Array(8);
-    for (let len = 1; len <= 200; len++) {
-      const data = bytes(len, len);
-      const want = hex(nobleBlake2s(data, { key, dkLen: 16 }));
-      expect(hex(mac.mac(data)), `len ${len}`).toBe(want);
-      loadBlocks(data, 0, len, m);
-      prekeyedMacWords(state, 8, m, len, out);
-      expect(hex(wordsToBytes(out, 16)), `words len ${len}`).toBe(want);
+  it("pre-keyed MACs equal keyed BLAKE2s for every non-empty length up to 300, any key length", () => {
+    for (const [keyLen, outLen] of [
+      [32, 16],
+      [16, 16],
+      [1, 32],
+      [20, 7],
+    ] as const) {
+      const key = bytes(keyLen, keyLen);
+      const mac = new Blake2sPrekeyed(key, outLen);
+      const state = new Int32Array(16);
+      prekeyState(key, outLen, state, 8);
+      const m = new Int32Array(80);
+      const out = new Int32Array(8);
+      for (let len = 1; len <= 300; len++) {
+        const data = bytes(len, len);
+        const want = hex(nobleBlake2s(data, { key, dkLen: outLen }));
+        const what = `key ${keyLen} out ${outLen} len ${len}`;
+        expect(hex(mac.mac(data)), what).toBe(want);
+        // At an offset into a larger buffer, as mac1 reads a datagram's prefix.
+        const padded = Uint8Array.of(9, 9, 9, ...data, 9);
+        expect(hex(mac.mac(padded, 3, len)), `${what} at offset 3`).toBe(want);
+        loadBlocks(data, 0, len, m);
+        prekeyedMacWords(state, 8, m, len, out);
+        expect(hex(wordsToBytes(out, outLen)), `words ${what}`).toBe(want);
+      }
     }
-    expect(() => mac.mac(new Uint8Array(0))).toThrow(RangeError);
+    expect(() => new Blake2sPrekeyed(bytes(32, 1), 16).mac(new Uint8Array(0))).toThrow(RangeError);
   });
 
-  it("rejects out-of-range key and output lengths, and a second digest", () => {
-    expect(() => new Blake2s(0)).toThrow(RangeError);
-    expect(() => new Blake2s(33)).toThrow(RangeError);
-    expect(() => new Blake2s(32, new Uint8Array(33))).toThrow(RangeError);
-    const h = new Blake2s();
-    h.digest();
-    expect(() => h.digest()).toThrow();
-    expect(() => h.update(new Uint8Array(1))).toThrow();
+  it("rejects out-of-range key and output lengths", () => {
+    const data = new Uint8Array(1);
+    expect(() => blake2s(data, { outLen: 0 })).toThrow(RangeError);
+    expect(() => blake2s(data, { outLen: 33 })).toThrow(RangeError);
+    expect(() => blake2s(data, { key: new Uint8Array(33) })).toThrow(RangeError);
+    expect(() => new Blake2sPrekeyed(new Uint8Array(0), 16)).toThrow(RangeError);
+    expect(() => new Blake2sPrekeyed(new Uint8Array(1), 33)).toThrow(RangeError);
   });
 });
 
-describe("HMAC and HKDF as WireGuard uses them", () => {
-  it("HMAC-BLAKE2s matches @noble/hashes hmac(blake2s) for short and long keys", () => {
-    for (const keyLen of [0, 16, 32, 64, 65, 100]) {
-      const key = bytes(keyLen, keyLen + 5);
-      const data = bytes(77, keyLen + 6);
-      expect(hex(hmac(key, data.subarray(0, 30), data.subarray(30))), `key ${keyLen}`).toBe(
-        hex(nobleHmac(nobleBlake2s, key, data)),
-      );
+/** RFC 7693, section 2.7. */
+const SIGMA = [
+  [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+  [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+  [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
+  [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
+  [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
+  [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
+  [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
+  [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
+  [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
+  [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
+];
+const IV = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+
+/** F of RFC 7693 section 3.2 as written there: rolled loops, unsigned arithmetic. */
+function referenceCompress(h: number[], m: number[], tLo: number, tHi: number, last: boolean): number[] {
+  const v = [...h, ...IV].map((x) => x >>> 0);
+  v[12] = (v[12]! ^ tLo) >>> 0;
+  v[13] = (v[13]! ^ tHi) >>> 0;
+  if (last) v[14] = ~v[14]! >>> 0;
+  const rotr = (x: number, r: number) => ((x >>> r) | (x << (32 - r))) >>> 0;
+  const g = (a: number, b: number, c: number, d: number, x: number, y: number) => {
+    v[a] = (v[a]! + v[b]! + x) >>> 0;
+    v[d] = rotr(v[d]! ^ v[a]!, 16);
+    v[c] = (v[c]! + v[d]!) >>> 0;
+    v[b] = rotr(v[b]! ^ v[c]!, 12);
+    v[a] = (v[a]! + v[b]! + y) >>> 0;
+    v[d] = rotr(v[d]! ^ v[a]!, 8);
+    v[c] = (v[c]! + v[d]!) >>> 0;
+    v[b] = rotr(v[b]! ^ v[c]!, 7);
+  };
+  for (const s of SIGMA) {
+    const x = (i: number) => m[s[i]!]! >>> 0;
+    g(0, 4, 8, 12, x(0), x(1));
+    g(1, 5, 9, 13, x(2), x(3));
+    g(2, 6, 10, 14, x(4), x(5));
+    g(3, 7, 11, 15, x(6), x(7));
+    g(0, 5, 10, 15, x(8), x(9));
+    g(1, 6, 11, 12, x(10), x(11));
+    g(2, 7, 8, 13, x(12), x(13));
+    g(3, 4, 9, 14, x(14), x(15));
+  }
+  return h.map((x, i) => (x ^ v[i]! ^ v[i + 8]!) | 0);
+}
+
+describe("generated compression function", () => {
+  it("equals the rolled definition for random states, counters (high word too), flags and offsets", () => {
+    for (let i = 0; i < 200; i++) {
+      const h = words(11, 3 * i + 1);
+      const m = words(21, 3 * i + 2);
+      const [tLo, tHi] = words(2, 3 * i + 3);
+      const last = i % 2 === 1;
+      const out = new Int32Array(12);
+      compress(h, 3, m, 5, tLo!, tHi!, last, out, 4);
+      const want = referenceCompress([...h.subarray(3, 11)], [...m.subarray(5, 21)], tLo!, tHi!, last);
+      expect([...out.subarray(4)], `case ${i}`).toEqual(want);
+      expect([...out.subarray(0, 4)]).toEqual([0, 0, 0, 0]);
+      // In place, as the one-shot hash and the second block of mac1 use it.
+      compress(h, 3, m, 5, tLo!, tHi!, last, h, 3);
+      expect([...h.subarray(3)], `case ${i} in place`).toEqual(want);
     }
-  });
-
-  it("HKDF chains T1 = HMAC(T0, 1), Ti = HMAC(T0, T(i-1) || i)", () => {
-    const ck = bytes(32, 1);
-    const input = bytes(32, 2);
-    const t0 = nobleHmac(nobleBlake2s, ck, input);
-    const t1 = nobleHmac(nobleBlake2s, t0, Uint8Array.of(1));
-    const t2 = nobleHmac(nobleBlake2s, t0, Uint8Array.of(...t1, 2));
-    const t3 = nobleHmac(nobleBlake2s, t0, Uint8Array.of(...t2, 3));
-    expect(hkdf(ck, input, 3).map(hex)).toEqual([t1, t2, t3].map(hex));
-    expect(hkdf(ck, input, 1).map(hex)).toEqual([hex(t1)]);
-  });
-
-  it("hash() concatenates its parts (WireGuard's initial chaining key and hash)", () => {
-    const ck = hash(text("Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s"));
-    // Published constants, as in boringtun's INITIAL_CHAIN_KEY and INITIAL_CHAIN_HASH.
-    expect([...ck]).toEqual([
-      96, 226, 109, 174, 243, 39, 239, 192, 46, 195, 53, 226, 160, 37, 210, 208, 22, 235, 66, 6, 248, 114,
-      119, 245, 45, 56, 209, 152, 139, 120, 205, 54,
-    ]);
-    expect([...hash(ck, text("WireGuard v1 zx2c4 Jason@zx2c4.com"))]).toEqual([
-      34, 17, 179, 97, 8, 26, 197, 102, 105, 18, 67, 219, 69, 138, 213, 50, 45, 156, 108, 102, 34, 147, 232,
-      183, 14, 225, 156, 101, 186, 7, 158, 243,
-    ]);
   });
 });
