@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { createMapRef, objGet, RawMap } from "bpf";
 import { ConfigError, RuntimeError } from "../src/errors.js";
+import type { FiveTuple } from "../src/proxy/path.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -30,25 +31,17 @@ export function fastPathObjectPath(): string {
 }
 
 /** Outbound: WireGuard's datagram to L(P) leaves from `local` to `remote` (IPv4, host byte order numbers). */
-export interface OutboundEntry {
+export interface OutboundEntry extends FiveTuple {
   loopbackAddress: string;
   loopbackPort: number;
-  localAddress: string;
-  localPort: number;
-  remoteAddress: string;
-  remotePort: number;
   wireguardPort: number;
   /** The interface the datagram leaves by; lo means the peer is on this host. */
   ifindex: number;
   toLoopback: boolean;
 }
 
-/** Inbound: a datagram from `remote` to `local` reaches WireGuard from L(P). */
-export interface InboundEntry {
-  localAddress: string;
-  localPort: number;
-  remoteAddress: string;
-  remotePort: number;
+/** Inbound: a datagram from `remote` to `local` (the entry's five-tuple, its key) reaches WireGuard from L(P). */
+export interface InboundEntry extends FiveTuple {
   loopbackAddress: string;
   loopbackPort: number;
   wireguardPort: number;
@@ -79,17 +72,17 @@ function outboundKey(loopbackAddress: string, loopbackPort: number): Buffer {
   return key;
 }
 
-function inboundKey(
-  localAddress: string,
-  localPort: number,
-  remoteAddress: string,
-  remotePort: number,
-): Buffer {
+/** A five-tuple as the program lays it out (12 bytes): the inbound key, the head of an outbound value. */
+function writeFiveTuple(buf: Buffer, offset: number, t: FiveTuple): void {
+  writeAddress(buf, offset, t.localAddress);
+  writeAddress(buf, offset + 4, t.remoteAddress);
+  buf.writeUInt16BE(t.localPort, offset + 8);
+  buf.writeUInt16BE(t.remotePort, offset + 10);
+}
+
+function inboundKey(t: FiveTuple): Buffer {
   const key = Buffer.alloc(INBOUND_KEY_SIZE);
-  writeAddress(key, 0, localAddress);
-  writeAddress(key, 4, remoteAddress);
-  key.writeUInt16BE(localPort, 8);
-  key.writeUInt16BE(remotePort, 10);
+  writeFiveTuple(key, 0, t);
   return key;
 }
 
@@ -240,10 +233,7 @@ export class FastPathProgram {
 
   setOutbound(e: OutboundEntry): void {
     const value = Buffer.alloc(OUTBOUND_VALUE_SIZE);
-    writeAddress(value, 0, e.localAddress);
-    writeAddress(value, 4, e.remoteAddress);
-    value.writeUInt16BE(e.localPort, 8);
-    value.writeUInt16BE(e.remotePort, 10);
+    writeFiveTuple(value, 0, e);
     value.writeUInt16BE(e.wireguardPort, 12);
     value.writeUInt16LE(e.toLoopback ? 1 : 0, 14);
     value.writeUInt32LE(e.ifindex, 16);
@@ -265,20 +255,15 @@ export class FastPathProgram {
     value.writeUInt16BE(e.loopbackPort, 4);
     value.writeUInt16BE(e.wireguardPort, 6);
     value.writeUInt32LE(e.loopbackIfindex, 8);
-    this.inbound.set(inboundKey(e.localAddress, e.localPort, e.remoteAddress, e.remotePort), value);
+    this.inbound.set(inboundKey(e), value);
   }
 
-  deleteInbound(localAddress: string, localPort: number, remoteAddress: string, remotePort: number): void {
-    this.inbound.delete(inboundKey(localAddress, localPort, remoteAddress, remotePort));
+  deleteInbound(flow: FiveTuple): void {
+    this.inbound.delete(inboundKey(flow));
   }
 
-  inboundCounters(
-    localAddress: string,
-    localPort: number,
-    remoteAddress: string,
-    remotePort: number,
-  ): EntryCounters | null {
-    const value = this.inbound.get(inboundKey(localAddress, localPort, remoteAddress, remotePort));
+  inboundCounters(flow: FiveTuple): EntryCounters | null {
+    const value = this.inbound.get(inboundKey(flow));
     return value ? { packets: value.readBigUInt64LE(16), bytes: value.readBigUInt64LE(24) } : null;
   }
 

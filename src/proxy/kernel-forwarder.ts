@@ -4,6 +4,7 @@ import { isIPv4 } from "node:net";
 import { promisify } from "node:util";
 import type { FastPathProgram } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
+import { type FiveTuple, sameFiveTuple } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 
 const execFileAsync = promisify(execFile);
@@ -27,15 +28,12 @@ export async function resolveKernelRoute(remote: string): Promise<KernelRoute | 
   return { dev: route.dev, ifindex, source: route.prefsrc };
 }
 
-interface Installed {
+/** A peer's entries as installed: the flow, where it leaves, and the counts already folded in. */
+interface Installed extends FiveTuple {
   ifindex: number;
   wireguardPort: number;
   loopbackAddress: string;
   loopbackPort: number;
-  localAddress: string;
-  localPort: number;
-  remoteAddress: string;
-  remotePort: number;
   sentPackets: bigint;
   sentBytes: bigint;
   receivedPackets: bigint;
@@ -133,10 +131,7 @@ export class KernelForwarder {
       current &&
       current.ifindex === next.ifindex &&
       current.wireguardPort === next.wireguardPort &&
-      current.localAddress === next.localAddress &&
-      current.localPort === next.localPort &&
-      current.remoteAddress === next.remoteAddress &&
-      current.remotePort === next.remotePort
+      sameFiveTuple(current, next)
     ) {
       return;
     }
@@ -173,7 +168,7 @@ export class KernelForwarder {
     this.collect(peer, entry);
     this.installed.delete(peer);
     this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
-    this.program.deleteInbound(entry.localAddress, entry.localPort, entry.remoteAddress, entry.remotePort);
+    this.program.deleteInbound(entry);
     this.options.logger.info({ peer: peer.publicKey }, "kernel fast path off");
   }
 
@@ -193,12 +188,7 @@ export class KernelForwarder {
       entry.sentBytes = out.bytes;
       peer.path?.kernelTraffic?.(packets, 0);
     }
-    const inb = this.program.inboundCounters(
-      entry.localAddress,
-      entry.localPort,
-      entry.remoteAddress,
-      entry.remotePort,
-    );
+    const inb = this.program.inboundCounters(entry);
     if (inb && inb.packets > entry.receivedPackets) {
       const packets = Number(inb.packets - entry.receivedPackets);
       const bytes = Number(inb.bytes - entry.receivedBytes);

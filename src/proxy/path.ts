@@ -24,9 +24,28 @@ export interface PeerPath {
   kernelTraffic?(sent: number, received: number): void;
 }
 
-export interface UdpRoute {
-  localAddress: string | null;
+/**
+ * A UDP flow as this host sees it: our address and port, the peer's address and port (the protocol is
+ * always UDP). The kernel fast path's inbound key, and what its entries rewrite datagrams to.
+ */
+export interface FiveTuple {
+  localAddress: string;
   localPort: number;
   remoteAddress: string;
   remotePort: number;
+}
+
+/** A path's five-tuple, with a null localAddress while the socket is bound to the wildcard address. */
+export interface UdpRoute extends Omit<FiveTuple, "localAddress"> {
+  localAddress: string | null;
+}
+
+/** True when both name the same flow (other fields, e.g. of an entry that extends FiveTuple, are ignored). */
+export function sameFiveTuple(a: FiveTuple, b: FiveTuple): boolean {
+  return (
+    a.localAddress === b.localAddress &&
+    a.localPort === b.localPort &&
+    a.remoteAddress === b.remoteAddress &&
+    a.remotePort === b.remotePort
+  );
 }

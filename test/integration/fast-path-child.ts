@@ -7,6 +7,7 @@ import { randomFillSync } from "node:crypto";
 import { createSocket, type Socket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { type EntryCounters, FastPathProgram } from "../../ebpf/loader.js";
+import type { FiveTuple } from "../../src/proxy/path.js";
 
 interface Address {
   address: string;
@@ -148,24 +149,24 @@ let result: Omit<ChildResult, "filtersAfterClose"> | null = null;
 try {
   for (const name of names) recorders.set(name, await bind(ADDRESSES[name]));
   const { wg, loopback, path, peer } = ADDRESSES;
+  const flow: FiveTuple = {
+    localAddress: path.address,
+    localPort: path.port,
+    remoteAddress: peer.address,
+    remotePort: peer.port,
+  };
 
   const setEntries = (): void => {
     program.setOutbound({
       loopbackAddress: loopback.address,
       loopbackPort: loopback.port,
-      localAddress: path.address,
-      localPort: path.port,
-      remoteAddress: peer.address,
-      remotePort: peer.port,
+      ...flow,
       wireguardPort: wg.port,
       ifindex: 1,
       toLoopback: true,
     });
     program.setInbound({
-      localAddress: path.address,
-      localPort: path.port,
-      remoteAddress: peer.address,
-      remotePort: peer.port,
+      ...flow,
       loopbackAddress: loopback.address,
       loopbackPort: loopback.port,
       wireguardPort: wg.port,
@@ -174,7 +175,7 @@ try {
   };
   const counters = (): { outbound: EntryCounters | null; inbound: EntryCounters | null } => ({
     outbound: program.outboundCounters(loopback.address, loopback.port),
-    inbound: program.inboundCounters(path.address, path.port, peer.address, peer.port),
+    inbound: program.inboundCounters(flow),
   });
   const delta = (after: EntryCounters | null, before: EntryCounters | null): Counters | null =>
     after && {
@@ -248,7 +249,7 @@ try {
   );
   // 4. Entries deleted: back to the original destinations.
   program.deleteOutbound(loopback.address, loopback.port);
-  program.deleteInbound(path.address, path.port, peer.address, peer.port);
+  program.deleteInbound(flow);
   await scenario("after delete", [
     { from: "wg", to: "loopback", payload: transport(1420) },
     { from: "peer", to: "path", payload: transport(1420) },
