@@ -32,7 +32,7 @@ Log level: TUNNELBORE_LOG=debug|info|warn (JSON on stderr).
 
 function parsePort(text: string, flag: string): number {
   if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
-    throw new ConfigError("INTRO_USAGE", `${flag} wants a port number 0-65535, got ${JSON.stringify(text)}`);
+    throw new ConfigError("intro-usage", `${flag} wants a port number 0-65535, got ${JSON.stringify(text)}`);
   }
   return Number(text);
 }
@@ -43,7 +43,7 @@ export function parseListen(text: string): { host: string; port: number } {
   const match = bracketed ?? plain;
   if (!match || (bracketed && !isIPv6(match[1]!))) {
     throw new ConfigError(
-      "INTRO_USAGE",
+      "intro-usage",
       `--listen wants HOST:PORT (e.g. 0.0.0.0:8443 or [::]:8443), got ${JSON.stringify(text)}`,
     );
   }
@@ -76,16 +76,16 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
   try {
     parsed = parse();
   } catch (error) {
-    throw new ConfigError("INTRO_USAGE", `${(error as Error).message} (see --help)`, {}, { cause: error });
+    throw new ConfigError("intro-usage", `${(error as Error).message} (see --help)`, {}, { cause: error });
   }
   const flags = parsed.values;
   if (flags.help) return "help";
-  if (!flags.listen) throw new ConfigError("INTRO_USAGE", "--listen HOST:PORT is required (see --help)");
+  if (!flags.listen) throw new ConfigError("intro-usage", "--listen HOST:PORT is required (see --help)");
   const { host, port } = parseListen(flags.listen);
   const options: IntroServerOptions = { host, port };
 
   if (flags["no-stun"] && flags["stun-port"] !== undefined) {
-    throw new ConfigError("INTRO_USAGE", "give either --stun-port or --no-stun, not both");
+    throw new ConfigError("intro-usage", "give either --stun-port or --no-stun, not both");
   }
   options.stun = flags["no-stun"]
     ? false
@@ -95,13 +95,13 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
   for (const url of turnUrls) {
     if (!/^turns?:[^\s]+$/.test(url)) {
       throw new ConfigError(
-        "INTRO_USAGE",
+        "intro-usage",
         `--turn-url wants turn:HOST[:PORT] or turns:HOST[:PORT], got ${url}`,
       );
     }
   }
   if (flags["turn-secret"] !== undefined && flags["turn-secret-file"] !== undefined) {
-    throw new ConfigError("INTRO_USAGE", "give either --turn-secret or --turn-secret-file, not both");
+    throw new ConfigError("intro-usage", "give either --turn-secret or --turn-secret-file, not both");
   }
   let secret = flags["turn-secret"];
   if (flags["turn-secret-file"] !== undefined) {
@@ -109,7 +109,7 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
       secret = (await readFile(flags["turn-secret-file"], "utf8")).trim();
     } catch (error) {
       throw new ConfigError(
-        "INTRO_USAGE",
+        "intro-usage",
         `cannot read --turn-secret-file ${flags["turn-secret-file"]}: ${(error as NodeJS.ErrnoException).code}`,
         {},
         { cause: error },
@@ -118,9 +118,9 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
   }
   const hasSecret = secret !== undefined;
   if (turnUrls.length > 0 !== hasSecret) {
-    throw new ConfigError("INTRO_USAGE", "--turn-url and --turn-secret (or --turn-secret-file) go together");
+    throw new ConfigError("intro-usage", "--turn-url and --turn-secret (or --turn-secret-file) go together");
   }
-  if (hasSecret && secret === "") throw new ConfigError("INTRO_USAGE", "the TURN secret is empty");
+  if (hasSecret && secret === "") throw new ConfigError("intro-usage", "the TURN secret is empty");
   let ttlSeconds = 3600;
   if (flags["turn-ttl"] !== undefined) {
     if (
@@ -128,9 +128,9 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
       Number(flags["turn-ttl"]) < 60 ||
       Number(flags["turn-ttl"]) > 7 * 86400
     ) {
-      throw new ConfigError("INTRO_USAGE", "--turn-ttl wants seconds between 60 and 604800");
+      throw new ConfigError("intro-usage", "--turn-ttl wants seconds between 60 and 604800");
     }
-    if (!hasSecret) throw new ConfigError("INTRO_USAGE", "--turn-ttl needs --turn-url and --turn-secret");
+    if (!hasSecret) throw new ConfigError("intro-usage", "--turn-ttl needs --turn-url and --turn-secret");
     ttlSeconds = Number(flags["turn-ttl"]);
   }
   if (secret !== undefined) options.turn = { urls: turnUrls, secret, ttlSeconds };
@@ -138,7 +138,7 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
   const certFile = flags["tls-cert"];
   const keyFile = flags["tls-key"];
   if ((certFile === undefined) !== (keyFile === undefined)) {
-    throw new ConfigError("INTRO_USAGE", "--tls-cert and --tls-key go together");
+    throw new ConfigError("intro-usage", "--tls-cert and --tls-key go together");
   }
   if (certFile !== undefined && keyFile !== undefined) {
     const read = async (file: string, flag: string) => {
@@ -146,7 +146,7 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
         return await readFile(file);
       } catch (error) {
         throw new ConfigError(
-          "INTRO_USAGE",
+          "intro-usage",
           `cannot read ${flag} ${file}: ${(error as NodeJS.ErrnoException).code}`,
           {},
           { cause: error },
@@ -158,7 +158,7 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
   if (flags["public-host"] !== undefined) {
     if (!/^(?:[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45})$/.test(flags["public-host"])) {
       throw new ConfigError(
-        "INTRO_USAGE",
+        "intro-usage",
         `--public-host wants a host name or address, got ${flags["public-host"]}`,
       );
     }
@@ -201,7 +201,7 @@ export async function introServerCommand(argv: string[]): Promise<number> {
   try {
     await server.close();
   } catch (error) {
-    const failure = new RuntimeError("INTRO_CLOSE", "failed to close cleanly", {}, { cause: error });
+    const failure = new RuntimeError("intro-close", "failed to close cleanly", {}, { cause: error });
     process.stderr.write(`tunnelbore intro-server: ${failure.message}: ${(error as Error).message}\n`);
     return 1;
   }

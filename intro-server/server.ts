@@ -498,7 +498,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     await stun?.close();
     const code = (error as NodeJS.ErrnoException).code;
     throw new RuntimeError(
-      "INTRO_LISTEN",
+      "intro-listen",
       `cannot listen on ${host}:${options.port ?? 0}: ${code ?? String(error)}` +
         (code === "EADDRINUSE" ? " (port busy: choose another --listen port)" : ""),
       { host, port: options.port },

@@ -68,7 +68,7 @@ export async function startStunResponder(options: {
     const onError = (error: NodeJS.ErrnoException) => {
       reject(
         new RuntimeError(
-          "INTRO_STUN_BIND",
+          "intro-stun-bind",
           `cannot bind the STUN responder to UDP ${options.host}:${options.port}: ${error.code ?? error.message}` +
             (error.code === "EADDRINUSE" ? " (port busy: choose another --stun-port or --no-stun)" : ""),
           { host: options.host, port: options.port },

@@ -1,4 +1,11 @@
-/** Base of every error Tunnelbore raises on purpose; `code` is stable for callers and tests. */
+/**
+ * Base of every error Tunnelbore raises on purpose; `code` is stable for callers and tests.
+ *
+ * Codes are kebab-case, lower case words joined by hyphens ("port-busy", "bad-usage", "intro-offline"):
+ * what went wrong, with the area first where that helps ("ebpf-…", "control-…", "intro-…"). They are
+ * for programs, tests and logs; the user reads `message`. None is sent over the wire: the introduction
+ * protocol's close codes and reasons are its own (docs/protocol.md).
+ */
 export class TunnelboreError extends Error {
   constructor(
     readonly code: string,

@@ -31,7 +31,7 @@ export type OpenResult =
 /** The payload cannot be put in an envelope (not JSON-serialisable). */
 export class EnvelopePayloadError extends TunnelboreError {
   constructor(message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super("INTRO_BAD_PAYLOAD", message, context, options);
+    super("intro-bad-payload", message, context, options);
   }
 }
 

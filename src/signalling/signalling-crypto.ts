@@ -26,7 +26,7 @@ import { TunnelboreError } from "../errors.js";
 /** A key was not usable: wrong length, bad encoding, or a low-order point. */
 export class IntroKeyError extends TunnelboreError {
   constructor(message: string, context: Record<string, unknown> = {}, options?: { cause?: unknown }) {
-    super("INTRO_BAD_KEY", message, context, options);
+    super("intro-bad-key", message, context, options);
   }
 }
 
