@@ -46,7 +46,7 @@ export class IntroOfflineError extends TunnelboreError {
     readonly reason: "disconnected" | "peer-offline",
   ) {
     super(
-      "INTRO_OFFLINE",
+      "intro-offline",
       reason === "disconnected"
         ? "not connected to the introduction server"
         : `peer ${keyFingerprint(peer)}… is not online at the introduction server`,
@@ -131,7 +131,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     super();
     if (!/^wss?:\/\//.test(options.url)) {
       throw new ConfigError(
-        "INTRO_URL",
+        "intro-url",
         `the introduction server URL must start with ws:// or wss://: ${options.url}`,
       );
     }
@@ -139,7 +139,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.privateKey = x25519PrivateKeyObject(options.privateKey);
     this.publicKey = publicKeyOf(options.privateKey);
     if (options.publicKey !== undefined && options.publicKey !== this.publicKey) {
-      throw new ConfigError("INTRO_KEY_MISMATCH", "publicKey is not the public key of privateKey", {
+      throw new ConfigError("intro-key-mismatch", "publicKey is not the public key of privateKey", {
         given: options.publicKey,
         derived: this.publicKey,
       });
@@ -199,12 +199,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const wanted = new Set<string>();
     for (const key of publicKeys) {
       if (!publicKeySchema.safeParse(key).success) {
-        throw new ConfigError("INTRO_BAD_PEER", `not a WireGuard public key: ${JSON.stringify(key)}`);
+        throw new ConfigError("intro-bad-peer", `not a WireGuard public key: ${JSON.stringify(key)}`);
       }
       if (key !== this.publicKey) wanted.add(key);
     }
     if (wanted.size > this.maxDeclaredPeers) {
-      throw new ConfigError("INTRO_TOO_MANY_PEERS", `at most ${this.maxDeclaredPeers} peers`, {
+      throw new ConfigError("intro-too-many-peers", `at most ${this.maxDeclaredPeers} peers`, {
         count: wanted.size,
       });
     }
@@ -232,13 +232,13 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const envelope = this.codec.seal(peer, payload);
     const frame = JSON.stringify({ type: "send", to: peer, envelope } satisfies ClientMessage);
     if (Buffer.byteLength(frame) > MAX_MESSAGE_BYTES) {
-      throw new IntroSendError("INTRO_PAYLOAD_TOO_LARGE", `the envelope exceeds ${MAX_MESSAGE_BYTES} bytes`, {
+      throw new IntroSendError("intro-payload-too-large", `the envelope exceeds ${MAX_MESSAGE_BYTES} bytes`, {
         peer,
         bytes: Buffer.byteLength(frame),
       });
     }
     if (this.queue.length >= this.maxQueuedMessages) {
-      throw new IntroSendError("INTRO_QUEUE_FULL", "too many messages waiting to be sent", {
+      throw new IntroSendError("intro-queue-full", "too many messages waiting to be sent", {
         queued: this.queue.length,
       });
     }

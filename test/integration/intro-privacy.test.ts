@@ -176,7 +176,7 @@ describe("declared peers", () => {
       expect.unreachable();
     } catch (error) {
       expect(error).toBeInstanceOf(IntroOfflineError);
-      expect(error).toMatchObject({ code: "INTRO_OFFLINE", reason: "peer-offline" });
+      expect(error).toMatchObject({ code: "intro-offline", reason: "peer-offline" });
     }
   });
 });
