@@ -57,7 +57,7 @@ function parseRange(entry: string, list: BlockList): void {
   const ip = addr ? normalize(addr) : null;
   if (!ip || rest.length > 0) {
     throw new ConfigError(
-      "BAD_EXCLUDE_ADDRESS",
+      "bad-exclude-address",
       `--exclude-address ${entry}: not an IP address or CIDR range`,
     );
   }
@@ -68,7 +68,7 @@ function parseRange(entry: string, list: BlockList): void {
   const max = ip.type === "ipv4" ? 32 : 128;
   const prefix = Number(prefixText);
   if (!/^\d{1,3}$/.test(prefixText) || prefix > max) {
-    throw new ConfigError("BAD_EXCLUDE_ADDRESS", `--exclude-address ${entry}: prefix must be 0..${max}`);
+    throw new ConfigError("bad-exclude-address", `--exclude-address ${entry}: prefix must be 0..${max}`);
   }
   list.addSubnet(ip.address, prefix, ip.type);
 }

@@ -17,20 +17,13 @@
 // nominated, so the two sides can settle on different pairs (seen in 3 of 25 runs with two host
 // addresses each). A datagram is therefore accepted on any pair whose connectivity check succeeded
 // (its remote proved the ICE password), and the controlled side then follows the pair the controlling
-// side sends on (IceSession re-nominates it).
+// side sends on (pair-following.ts re-nominates it).
 //
-// All access to werift internals is in this file.
-import { randomBytes } from "node:crypto";
-import type { Socket } from "node:dgram";
+// Access to werift internals goes through werift-internals.ts; the taps are in path-taps.ts.
 import { isIP } from "node:net";
 import {
-  type Candidate,
   type CandidatePair,
-  CandidatePairState,
   type Connection,
-  classes,
-  Message,
-  methods,
   type Protocol,
   StunOverTurnProtocol,
   StunProtocol,
@@ -38,124 +31,8 @@ import {
 import type { Logger } from "../log.js";
 import type { PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
 import type { CandidateType } from "./ice-signal.js";
-
-type Address = readonly [string, number];
-type OnData = (data: Buffer, addr: Address) => void;
-
-const STUN_COOKIE = 0x2112a442;
-
-/** RFC 5389 framing: a STUN message (check, consent) is never a WireGuard message, which is >= 32 bytes with bytes 2-3 zero. */
-export function isStunMessage(data: Buffer): boolean {
-  return (
-    data.length >= 20 &&
-    (data[0]! & 0xc0) === 0 &&
-    data.readUInt32BE(4) === STUN_COOKIE &&
-    data.length === 20 + data.readUInt16BE(2)
-  );
-}
-
-/** The werift UDP transport shape both StunProtocol and TurnProtocol use (common/src/transport.ts). */
-interface WeriftUdpTransport {
-  readonly type: string;
-  readonly socket: Socket;
-  closed: boolean;
-  onData: OnData;
-}
-
-/** Private state of werift's TurnProtocol that the fast path reads (turn/protocol.ts). */
-interface WeriftTurnInternals {
-  server: Address;
-  channelByAddr: Record<string, { number: number; refreshAt: number } | undefined>;
-}
-
-/** Private state of werift's Connection (ice.ts). */
-interface WeriftConnectionInternals {
-  protocols: Protocol[];
-  pairLocalProtocol(protocol: Protocol): void;
-  stopConsentLifecycle?(): void;
-  buildRequest(options: {
-    nominate: boolean;
-    localUsername: string;
-    remoteUsername: string;
-    iceControlling: boolean;
-    localCandidate: Candidate;
-  }): Message;
-}
-
-/**
- * Stops werift's RFC 7675 consent checks (a binding request every 4-6 s, expiry after 30 s): the
- * liveness monitor probes the pair instead, quickly while WireGuard gets no answers and rarely while the
- * peer is idle (src/proxy/liveness.ts), so a dead path is noticed in seconds and idle peers stay cheap.
- * werift restarts consent only on a later nomination of its own, which a nominated agent never makes.
- */
-export function stopWeriftConsent(conn: Connection): void {
-  (conn as unknown as WeriftConnectionInternals).stopConsentLifecycle?.();
-}
-
-/**
- * werift pairs a new host socket with the remote candidates already known, but not a new TURN
- * allocation: remote candidates that arrived before our relay candidate would never be paired with it
- * (and relay-only ICE fails). Call this when a local relay candidate appears.
- */
-export function pairLocalRelayCandidate(conn: Connection, candidate: Candidate): void {
-  const internals = conn as unknown as WeriftConnectionInternals;
-  const protocol = internals.protocols.find((p) => p.localCandidate === candidate);
-  if (protocol instanceof StunOverTurnProtocol) internals.pairLocalProtocol(protocol);
-}
-
-function isUdpTransport(transport: { type: string }): transport is WeriftUdpTransport {
-  return transport.type === "udp" && "socket" in transport;
-}
-
-/** The UDP sockets of an agent (host sockets and TURN over UDP). */
-export function weriftSockets(conn: Connection): Socket[] {
-  const sockets: Socket[] = [];
-  for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {
-    if (protocol instanceof StunProtocol) sockets.push(protocol.transport.socket);
-    else if (protocol instanceof StunOverTurnProtocol && isUdpTransport(protocol.turn.transport)) {
-      sockets.push(protocol.turn.transport.socket);
-    }
-  }
-  return sockets;
-}
-
-/** How the agent reaches its TURN server (werift falls back from UDP to TCP by itself), or null without one. */
-export function relayTransportOf(conn: Connection): "udp" | "tcp" | "tls" | null {
-  for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {
-    if (!(protocol instanceof StunOverTurnProtocol)) continue;
-    const type = protocol.turn.transport.type;
-    if (type === "udp" || type === "tcp" || type === "tls") return type;
-  }
-  return null;
-}
-
-/** werift closes a TURN client without releasing its allocation (it would linger ~10 min on the server). */
-export async function releaseTurnAllocations(conn: Connection): Promise<void> {
-  const turns = (conn as unknown as WeriftConnectionInternals).protocols.filter(
-    (p): p is StunOverTurnProtocol => p instanceof StunOverTurnProtocol,
-  );
-  await Promise.all(
-    turns.map(async ({ turn }) => {
-      const request = new Message(methods.REFRESH, classes.REQUEST).setAttribute("LIFETIME", 0);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        turn.requestWithRetry(request, turn.server).catch(() => undefined),
-        new Promise((resolve) => {
-          timer = setTimeout(resolve, 1000);
-        }),
-      ]);
-      clearTimeout(timer);
-    }),
-  );
-}
-
-/** werift's credentials carry 16 (ufrag) and 88 (pwd) random bits; RFC 8445 §5.3 asks for 24 and 128. */
-export function strengthenCredentials(conn: Connection): void {
-  delete conn.userHistory[conn.localUsername];
-  conn.localUsername = randomBytes(4).toString("hex");
-  conn.localPassword = randomBytes(16).toString("hex");
-  conn.userHistory[conn.localUsername] = conn.localPassword;
-}
+import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
+import { type Address, connectionInternals, type WeriftUdpTransport } from "./werift-internals.js";
 
 export interface SelectedPairInfo {
   readonly localType: CandidateType;
@@ -210,112 +87,6 @@ export interface IcePathStats {
   probesAnswered: number;
 }
 
-/** The send side of the path's pair; `detach` gives the transports back to werift untouched. */
-interface Tap {
-  readonly fast: boolean;
-  send(datagram: Buffer): void;
-  detach(): void;
-}
-
-/**
- * Hooks `transport.onData` so datagrams for which `take` returns true never reach werift. Detaching
- * restores the previous hook if ours is still installed, and otherwise makes ours pass everything on.
- */
-function hookTransport(
-  transport: WeriftUdpTransport,
-  take: (data: Buffer, addr: Address) => boolean,
-): () => void {
-  const original = transport.onData;
-  let attached = true;
-  const hook: OnData = (data, addr) => {
-    if (attached && take(data, addr)) return;
-    original(data, addr);
-  };
-  transport.onData = hook;
-  return () => {
-    attached = false;
-    if (transport.onData === hook) transport.onData = original;
-  };
-}
-
-/** A pair of `conn` on `protocol` to `addr` whose connectivity check succeeded, if any. */
-function validatedPair(conn: Connection, protocol: Protocol, addr: Address): CandidatePair | undefined {
-  return conn.checkList.find(
-    (p) =>
-      p.protocol === protocol &&
-      p.state === CandidatePairState.SUCCEEDED &&
-      p.remoteAddr[1] === addr[1] &&
-      p.remoteAddr[0] === addr[0],
-  );
-}
-
-function directSend(protocol: StunProtocol, remote: Address, onSendError: () => void): Tap {
-  const transport: WeriftUdpTransport = protocol.transport;
-  const [host, port] = remote;
-  return {
-    fast: true,
-    send(datagram) {
-      if (transport.closed) {
-        onSendError();
-        return;
-      }
-      // Without a callback dgram reports no error (UDP loss is WireGuard's business) and allocates nothing.
-      transport.socket.send(datagram, port, host);
-    },
-    detach() {},
-  };
-}
-
-function relaySend(
-  protocol: StunOverTurnProtocol,
-  remote: Address,
-  deliver: (d: Buffer) => void,
-  onSendError: () => void,
-): Tap {
-  const turn = protocol.turn;
-  const internals = turn as unknown as WeriftTurnInternals;
-  const channelKey = JSON.stringify(remote); // werift's key for channelByAddr
-  const slowSend = (datagram: Buffer) => {
-    turn.sendData(datagram, remote).catch(onSendError);
-  };
-  const transport = turn.transport;
-  if (!isUdpTransport(transport)) return { fast: false, send: slowSend, detach() {} };
-
-  // Receive fast path: ChannelData (RFC 8656 §12.4) from the server on the channel werift bound for the
-  // remote, taken before werift decodes it. Anything else takes werift's way (see IcePath).
-  const unhook = hookTransport(transport, (data, addr) => {
-    if (data.length < 4 || (data[0]! & 0xc0) !== 0x40) return false;
-    const server = internals.server;
-    if (addr[1] !== server[1] || addr[0] !== server[0]) return false;
-    const channel = internals.channelByAddr[channelKey];
-    if (!channel || data.readUInt16BE(0) !== channel.number) return false;
-    const end = 4 + data.readUInt16BE(2);
-    if (end > data.length) return false;
-    const payload = data.subarray(4, end);
-    if (isStunMessage(payload)) return false;
-    deliver(payload);
-    return true;
-  });
-  return {
-    fast: true,
-    send(datagram) {
-      const channel = internals.channelByAddr[channelKey];
-      const server = internals.server;
-      // werift refreshes a channel (and binds a new one) only inside sendData: leave that to it.
-      if (!channel || channel.refreshAt <= Date.now() / 1000 || isIP(server[0]) === 0 || transport.closed) {
-        slowSend(datagram);
-        return;
-      }
-      const header = Buffer.allocUnsafe(4);
-      header.writeUInt16BE(channel.number, 0);
-      header.writeUInt16BE(datagram.length, 2);
-      // A list is sent with one sendmsg (scatter/gather): the payload is not copied.
-      transport.socket.send([header, datagram], server[1], server[0]);
-    },
-    detach: unhook,
-  };
-}
-
 interface Selected {
   readonly pair: CandidatePair;
   readonly protocol: Protocol;
@@ -325,16 +96,16 @@ interface Selected {
   readonly tap: Tap;
 }
 
+/** Datagrams kept for a path nobody listens to yet, and for how long after nomination. */
+const EARLY_DATAGRAMS = 8;
+const EARLY_WINDOW_MS = 3000;
+
 /**
  * The PeerPath over a nominated pair. It sends on that pair and delivers application data from the
  * pair's remote and from any other validated pair of the agent (reported through `onOtherPair`);
  * `switchTo` moves it to another pair of the same agent. It does not own the agent: closing the path
  * only stops this path; the IceSession closes the agent.
  */
-/** Datagrams kept for a path nobody listens to yet, and for how long after nomination. */
-const EARLY_DATAGRAMS = 8;
-const EARLY_WINDOW_MS = 3000;
-
 export class IcePath implements PeerPath {
   private receiver: ((datagram: Buffer) => void) | null = null;
   /**
@@ -397,7 +168,7 @@ export class IcePath implements PeerPath {
       }
       return true;
     };
-    for (const protocol of (conn as unknown as WeriftConnectionInternals).protocols) {
+    for (const protocol of connectionInternals(conn).protocols) {
       if (protocol instanceof StunProtocol) {
         this.unhooks.push(
           hookTransport(protocol.transport, (data, addr) => {
@@ -510,7 +281,7 @@ export class IcePath implements PeerPath {
   probe(timeoutMs: number): Promise<number | null> {
     const sel = this.selected;
     const conn = this.conn;
-    const internals = conn as unknown as WeriftConnectionInternals;
+    const internals = connectionInternals(conn);
     if (!sel || !conn.remotePassword || !conn.remoteUsername) return Promise.resolve(null);
     this.stats.probesSent++;
     const started = performance.now();

@@ -111,11 +111,16 @@ describe("createCandidateFilter", () => {
   });
 
   it.each(["10.0.0.0/33", "fd00::/129", "wg0", "10.0.0.1/8/1", "10.0.0.0/x", ""])(
-    "rejects the bad exclusion %j with a ConfigError",
+    "rejects the bad exclusion %j with a ConfigError coded bad-exclude-address",
     (entry) => {
-      expect(() => createCandidateFilter({ excludeInterfaces: [], excludeAddresses: [entry] })).toThrow(
-        ConfigError,
-      );
+      let thrown: unknown;
+      try {
+        createCandidateFilter({ excludeInterfaces: [], excludeAddresses: [entry] });
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown).toBeInstanceOf(ConfigError);
+      expect(thrown).toMatchObject({ code: "bad-exclude-address" });
     },
   );
 

@@ -1,0 +1,154 @@
+// Every place Tunnelbore works around a quirk of werift-ice 0.2.3 (node_modules/werift-ice), one
+// function each; on a werift update, check each against the new version.
+//
+// Two more avoid werift features altogether, by design:
+// - Connection.restart() is never used: each generation is a fresh Connection (see ice-session.ts).
+// - Connection.send/onData are never used: IcePath taps the transports itself (see ice-path.ts).
+import { randomBytes } from "node:crypto";
+import type { Socket } from "node:dgram";
+import {
+  Candidate,
+  type Connection,
+  classes,
+  type IceOptions,
+  Message,
+  methods,
+  StunOverTurnProtocol,
+  StunProtocol,
+} from "werift-ice";
+import type { Logger } from "../log.js";
+import { connectionInternals, isUdpTransport } from "./werift-internals.js";
+
+/**
+ * werift-ice 0.2.3 falls back to stun.l.google.com when no STUN server is given: leave STUN to the
+ * configuration (none means none).
+ */
+export function useOnlyConfiguredStun(conn: Connection, options: Partial<IceOptions>): void {
+  conn.stunServer = options.stunServer;
+}
+
+/** werift-ice 0.2.3's credentials carry 16 (ufrag) and 88 (pwd) random bits; RFC 8445 §5.3 asks for 24 and 128. */
+export function strengthenCredentials(conn: Connection): void {
+  delete conn.userHistory[conn.localUsername];
+  conn.localUsername = randomBytes(4).toString("hex");
+  conn.localPassword = randomBytes(16).toString("hex");
+  conn.userHistory[conn.localUsername] = conn.localPassword;
+}
+
+/**
+ * werift-ice 0.2.3 answers a connectivity check whatever ufrag its USERNAME names (an unknown one with
+ * the current password). True when `check` is addressed to this agent's ufrag: anyone else's check is
+ * dropped (options.filterStunResponse).
+ */
+export function namesLocalUfrag(conn: Connection, check: Message): boolean {
+  const username: unknown = check.getAttributeValue("USERNAME");
+  return typeof username === "string" && username.startsWith(`${conn.localUsername}:`);
+}
+
+/**
+ * werift-ice 0.2.3 refuses to nominate a pair whose remote candidate names another generation or ufrag
+ * than its own; generations are ours (signal level), so a peer's candidate carries neither.
+ */
+export function remoteCandidateFromSdp(line: string): Candidate {
+  const candidate = Candidate.fromSdp(line);
+  candidate.generation = undefined;
+  candidate.ufrag = undefined;
+  return candidate;
+}
+
+/**
+ * werift-ice 0.2.3 pairs a new host socket with the remote candidates already known, but not a new TURN
+ * allocation: remote candidates that arrived before our relay candidate would never be paired with it
+ * (and relay-only ICE fails). Call this when a local relay candidate appears.
+ */
+export function pairLocalRelayCandidate(conn: Connection, candidate: Candidate): void {
+  const internals = connectionInternals(conn);
+  const protocol = internals.protocols.find((p) => p.localCandidate === candidate);
+  if (protocol instanceof StunOverTurnProtocol) internals.pairLocalProtocol(protocol);
+}
+
+/**
+ * werift-ice 0.2.3 falls back from TURN over UDP to TCP by itself (after ~6.4 s) and tells nobody. How
+ * the agent reaches its TURN server, or null without one.
+ */
+export function relayTransportOf(conn: Connection): "udp" | "tcp" | "tls" | null {
+  for (const protocol of connectionInternals(conn).protocols) {
+    if (!(protocol instanceof StunOverTurnProtocol)) continue;
+    const type = protocol.turn.transport.type;
+    if (type === "udp" || type === "tcp" || type === "tls") return type;
+  }
+  return null;
+}
+
+/**
+ * werift-ice 0.2.3's connect() gives up as soon as the peer's candidates are complete and no pair exists,
+ * even while our own gathering (a TURN allocation) is still under way. So werift hears the peer's
+ * end-of-candidates only once our gathering has finished too: call this when either of the two happens.
+ */
+export function endRemoteCandidatesOnceGathered(
+  conn: Connection,
+  done: { readonly remoteEnded: boolean; readonly gathered: boolean },
+): void {
+  if (done.remoteEnded && done.gathered) void conn.addRemoteCandidate(undefined);
+}
+
+/**
+ * Stops werift-ice 0.2.3's RFC 7675 consent checks (a binding request every 4-6 s, expiry after 30 s):
+ * the liveness monitor probes the pair instead, quickly while WireGuard gets no answers and rarely while
+ * the peer is idle (src/proxy/liveness.ts), so a dead path is noticed in seconds and idle peers stay
+ * cheap. werift restarts consent only on a later nomination of its own, which a nominated agent never
+ * makes.
+ */
+export function stopWeriftConsent(conn: Connection): void {
+  connectionInternals(conn).stopConsentLifecycle?.();
+}
+
+/** The UDP sockets of an agent (host sockets and TURN over UDP); werift-ice 0.2.3 exposes none. */
+export function weriftSockets(conn: Connection): Socket[] {
+  const sockets: Socket[] = [];
+  for (const protocol of connectionInternals(conn).protocols) {
+    if (protocol instanceof StunProtocol) sockets.push(protocol.transport.socket);
+    else if (protocol instanceof StunOverTurnProtocol && isUdpTransport(protocol.turn.transport)) {
+      sockets.push(protocol.turn.transport.socket);
+    }
+  }
+  return sockets;
+}
+
+/** werift-ice 0.2.3's sockets have no 'error' listener; an error on one must never take the process down. */
+export function catchSocketErrors(socket: Socket, log: Logger): void {
+  if (socket.listenerCount("error") === 0) {
+    socket.on("error", (err: Error) => log.debug({ err }, "ice socket error"));
+  }
+}
+
+/** werift-ice 0.2.3 closes a TURN client without releasing its allocation (it would linger ~10 min on the server). */
+export async function releaseTurnAllocations(conn: Connection): Promise<void> {
+  const turns = connectionInternals(conn).protocols.filter(
+    (p): p is StunOverTurnProtocol => p instanceof StunOverTurnProtocol,
+  );
+  await Promise.all(
+    turns.map(async ({ turn }) => {
+      const request = new Message(methods.REFRESH, classes.REQUEST).setAttribute("LIFETIME", 0);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        turn.requestWithRetry(request, turn.server).catch(() => undefined),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 1000);
+        }),
+      ]);
+      clearTimeout(timer);
+    }),
+  );
+}
+
+/**
+ * werift-ice 0.2.3 adds sockets that finish opening after close() (a TURN allocation above all) to its
+ * emptied list and never closes them: `close` once more when a gathering still under way has settled.
+ */
+export function closeAgainOnceGathered(
+  gathering: { readonly settled: Promise<void> | null; readonly done: boolean },
+  close: () => Promise<void>,
+): void {
+  if (!gathering.done && gathering.settled) void gathering.settled.then(close);
+}
