@@ -1,0 +1,235 @@
+// Fakes for the KernelForwarder unit tests (test/unit/kernel-forwarder-*.test.ts): a FastPathProgram
+// whose maps live in memory (counters set by the test), a path whose UDP route the test sets, a route
+// lookup the test answers, and a harness that makes a forwarder over them with fake timers.
+import type { Socket } from "node:dgram";
+import { pino } from "pino";
+import { afterEach, beforeEach, expect, vi } from "vitest";
+import type { EntryCounters, FastPathProgram, InboundEntry, OutboundEntry } from "../../ebpf/loader.js";
+import { KernelForwarder, type KernelRoute } from "../../src/proxy/kernel-forwarder.js";
+import type { FiveTuple, PathKind, PeerPath, UdpRoute } from "../../src/proxy/path.js";
+import { ProxyPeer } from "../../src/proxy/proxy-peer.js";
+
+export const WG_INTERFACE = "wg0";
+export const WG_PORT = 51820;
+export const LOOPBACK = { address: "127.12.34.56", port: 51822 };
+export const UPLINK: KernelRoute = { dev: "eth0", ifindex: 7, source: "192.0.2.10" };
+
+export interface Counted {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export const outKey = (address: string, port: number): string => `${address}:${port}`;
+export const inKey = (local: string, localPort: number, remote: string, remotePort: number): string =>
+  `${local}:${localPort}<${remote}:${remotePort}`;
+
+/** The part of FastPathProgram that KernelForwarder uses (typed, so that an API change shows here). */
+type ProgramApi = Pick<
+  FastPathProgram,
+  | "attach"
+  | "setOutbound"
+  | "deleteOutbound"
+  | "outboundCounters"
+  | "setInbound"
+  | "deleteInbound"
+  | "inboundCounters"
+>;
+
+/** The maps of the program in memory; every call is logged so churn is visible. */
+export class FakeProgram implements ProgramApi {
+  readonly outbound = new Map<string, OutboundEntry & Counted>();
+  readonly inbound = new Map<string, InboundEntry & Counted>();
+  readonly calls: string[] = [];
+  readonly attached: Array<[string, number]> = [];
+  attachError: Error | null = null;
+
+  async attach(dev: string, ifindex: number): Promise<void> {
+    if (this.attachError) throw this.attachError;
+    this.attached.push([dev, ifindex]);
+  }
+
+  setOutbound(e: OutboundEntry): void {
+    const key = outKey(e.loopbackAddress, e.loopbackPort);
+    this.calls.push(`setOutbound ${key}`);
+    this.outbound.set(key, {
+      loopbackAddress: e.loopbackAddress,
+      loopbackPort: e.loopbackPort,
+      localAddress: e.localAddress,
+      localPort: e.localPort,
+      remoteAddress: e.remoteAddress,
+      remotePort: e.remotePort,
+      wireguardPort: e.wireguardPort,
+      ifindex: e.ifindex,
+      toLoopback: e.toLoopback,
+      packets: 0n,
+      bytes: 0n,
+    });
+  }
+
+  deleteOutbound(loopbackAddress: string, loopbackPort: number): void {
+    const key = outKey(loopbackAddress, loopbackPort);
+    this.calls.push(`deleteOutbound ${key}`);
+    this.outbound.delete(key);
+  }
+
+  outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
+    const e = this.outbound.get(outKey(loopbackAddress, loopbackPort));
+    return e ? { packets: e.packets, bytes: e.bytes } : null;
+  }
+
+  setInbound(e: InboundEntry): void {
+    const key = inKey(e.localAddress, e.localPort, e.remoteAddress, e.remotePort);
+    this.calls.push(`setInbound ${key}`);
+    this.inbound.set(key, {
+      localAddress: e.localAddress,
+      localPort: e.localPort,
+      remoteAddress: e.remoteAddress,
+      remotePort: e.remotePort,
+      loopbackAddress: e.loopbackAddress,
+      loopbackPort: e.loopbackPort,
+      wireguardPort: e.wireguardPort,
+      loopbackIfindex: e.loopbackIfindex,
+      packets: 0n,
+      bytes: 0n,
+    });
+  }
+
+  deleteInbound(flow: FiveTuple): void {
+    const key = inKey(flow.localAddress, flow.localPort, flow.remoteAddress, flow.remotePort);
+    this.calls.push(`deleteInbound ${key}`);
+    this.inbound.delete(key);
+  }
+
+  inboundCounters(flow: FiveTuple): EntryCounters | null {
+    const e = this.inbound.get(inKey(flow.localAddress, flow.localPort, flow.remoteAddress, flow.remotePort));
+    return e ? { packets: e.packets, bytes: e.bytes } : null;
+  }
+
+  /** The only outbound entry (fails the test when there is not exactly one). */
+  theOutbound(): OutboundEntry & Counted {
+    expect(this.outbound.size).toBe(1);
+    const [entry] = this.outbound.values();
+    if (!entry) throw new Error("no outbound entry");
+    return entry;
+  }
+
+  theInbound(): InboundEntry & Counted {
+    expect(this.inbound.size).toBe(1);
+    const [entry] = this.inbound.values();
+    if (!entry) throw new Error("no inbound entry");
+    return entry;
+  }
+}
+
+/** A path whose UDP route the test sets; records what the forwarder tells it about kernel traffic. */
+export class FakePath implements PeerPath {
+  readonly kind: PathKind = "direct";
+  readonly remote = "test";
+  onDatagram: ((datagram: Buffer) => void) | null = null;
+  onRouteChange: (() => void) | null = null;
+  readonly told: Array<[number, number]> = [];
+
+  constructor(public route: UdpRoute | null) {}
+
+  send(): void {}
+  close(): void {}
+  udpRoute(): UdpRoute | null {
+    return this.route ? { ...this.route } : null;
+  }
+  kernelTraffic(sent: number, received: number): void {
+    this.told.push([sent, received]);
+  }
+}
+
+export function makePeer(route: UdpRoute | null, loopback = LOOPBACK): { peer: ProxyPeer; path: FakePath } {
+  const socket = {} as unknown as Socket; // never used by the forwarder
+  const peer = new ProxyPeer("peer-key", new Uint8Array(32).fill(1), loopback, socket);
+  const path = new FakePath(route);
+  peer.path = path;
+  return { peer, path };
+}
+
+/** A resolveRoute whose answers the test releases one by one, in any order. */
+export function deferredRoutes(): {
+  resolveRoute: (remote: string) => Promise<KernelRoute | null>;
+  pending: Array<{ remote: string; answer: (r: KernelRoute | null) => void }>;
+} {
+  const pending: Array<{ remote: string; answer: (r: KernelRoute | null) => void }> = [];
+  return {
+    pending,
+    resolveRoute: (remote) =>
+      new Promise((resolve) => {
+        pending.push({ remote, answer: resolve });
+      }),
+  };
+}
+
+/** Lets every pending promise chain run (fake timers fake only the interval and the clock here). */
+export const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+export const ROUTE: UdpRoute = {
+  localAddress: null,
+  localPort: 40000,
+  remoteAddress: "198.51.100.7",
+  remotePort: 51820,
+};
+
+export interface KernelForwarderHarness {
+  /** The program of the current test (a fresh one per test). */
+  readonly program: FakeProgram;
+  /** The remotes the default route lookup was asked about, in order. */
+  readonly routeLookups: string[];
+  /** A forwarder over `program`, told WireGuard's port unless it is 0; closed after the test. */
+  makeForwarder(
+    resolveRoute?: (remote: string) => Promise<KernelRoute | null>,
+    wireguardPort?: number,
+  ): KernelForwarder;
+}
+
+/**
+ * Registers beforeEach/afterEach in the calling describe block: fake interval timers and clock (the
+ * counter poll), a fresh FakeProgram per test, and the forwarder closed afterwards.
+ */
+export function useKernelForwarder(): KernelForwarderHarness {
+  let program = new FakeProgram();
+  let forwarder: KernelForwarder | null = null;
+  let routeLookups: string[] = [];
+
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] });
+    vi.setSystemTime(new Date("2030-01-01T00:00:00Z"));
+    program = new FakeProgram();
+    forwarder = null;
+    routeLookups = [];
+  });
+
+  afterEach(() => {
+    forwarder?.close();
+    vi.useRealTimers();
+  });
+
+  return {
+    get program() {
+      return program;
+    },
+    get routeLookups() {
+      return routeLookups;
+    },
+    makeForwarder(
+      resolveRoute = async (remote) => {
+        routeLookups.push(remote);
+        return UPLINK;
+      },
+      wireguardPort = WG_PORT,
+    ) {
+      const f = new KernelForwarder(program as unknown as FastPathProgram, {
+        wireguardInterface: WG_INTERFACE,
+        logger: pino({ level: "silent" }),
+        resolveRoute,
+      });
+      forwarder = f;
+      if (wireguardPort !== 0) f.setWireGuardPort(wireguardPort, []);
+      return f;
+    },
+  };
+}
