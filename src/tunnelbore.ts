@@ -1,15 +1,17 @@
-import { EventEmitter } from "node:events";
 import { FastPathProgram } from "../ebpf/loader.js";
 import type { PeerStatus, StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
 import type { TurnConfig } from "./ice/ice-session.js";
-import { PeerConnector } from "./intro-client/peer-connector.js";
+import { IceSessionFactory } from "./ice/ice-session-factory.js";
+import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
+import { systemClock } from "./peer/clock.js";
+import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
+import { formatPeerState } from "./peer/peer-state.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
 import { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
-import type { PeerPath } from "./proxy/path.js";
 import type { ProxyPeer } from "./proxy/proxy-peer.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
@@ -37,6 +39,8 @@ export interface TunnelboreOptions {
   watchNetwork?: boolean;
   /** Forward transport data of direct and static paths in the kernel (ebpf/fast-path.bpf.c). */
   ebpf?: boolean;
+  /** Retry and upgrade backoffs of peers (tests). */
+  peerTiming?: Partial<PeerTiming>;
   logger: Logger;
 }
 
@@ -53,22 +57,19 @@ export interface IntroSettings {
   excludeInterfaces: string[];
 }
 
-export interface TunnelboreEvents {
-  "peer-added": [peer: ProxyPeer];
-  "peer-removed": [publicKey: string];
-}
-
 /**
- * Keeps the proxy in step with the WireGuard interface: peers added and removed, endpoints pointed at
- * L(P) and restored on stop, and each peer's static path.
+ * Keeps Tunnelbore in step with the WireGuard interface (peers added and removed, endpoints pointed at
+ * L(P) and restored on stop, each peer's static path, the interface recreated) and wires the parts
+ * together: the data plane, one Peer per WireGuard peer, the introduction server, liveness, the network.
  */
-export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
-  proxy!: WireGuardProxy;
+export class Tunnelbore {
   private readonly log: Logger;
   private readonly state: EndpointState;
-  private readonly staticPaths = new Map<string, StaticPath>();
-  private readonly icePaths = new Map<string, PeerPath>();
-  private connector: PeerConnector | null = null;
+  /** One per WireGuard peer: each owns its life (src/peer/peer.ts). */
+  private readonly peers = new Map<string, Peer>();
+  private proxy: WireGuardProxy | null = null;
+  private link: IntroLink | null = null;
+  private iceSessions: IceSessionFactory | null = null;
   private monitor: LivenessMonitor | null = null;
   private fastPath: FastPathProgram | null = null;
   private kernel: KernelForwarder | null = null;
@@ -81,12 +82,10 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
   private ifindex: number | null = null;
   /** When the interface was last seen recreated (0: never). */
   private recreatedAt = 0;
-  private lastHandshakes = new Map<string, number>();
   private stopped = false;
   private started = false;
 
   constructor(private readonly options: TunnelboreOptions) {
-    super();
     this.log = options.logger;
     this.state = new EndpointState(options.stateDir, options.interfaceName);
   }
@@ -106,22 +105,8 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       }
     }
     await this.state.load();
-    if (this.options.ebpf) {
-      try {
-        this.fastPath = await FastPathProgram.load(info.name);
-      } catch (err) {
-        if (err instanceof ConfigError) throw err;
-        throw new ConfigError(
-          "ebpf-unavailable",
-          `--ebpf: the kernel fast path cannot be loaded (${(err as Error).message}); run without --ebpf to forward in user space`,
-          { interface: info.name },
-          { cause: err },
-        );
-      }
-      this.kernel = new KernelForwarder(this.fastPath, { wireguardInterface: info.name, logger: this.log });
-      this.log.info({ tcPreference: this.fastPath.preference }, "kernel fast path loaded");
-    }
-    this.proxy = new WireGuardProxy({
+    if (this.options.ebpf) await this.loadFastPath(info.name);
+    const proxy = new WireGuardProxy({
       kernel: this.kernel,
       wireguardPort: info.listenPort,
       catchAll: this.options.catchAll,
@@ -129,21 +114,44 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       localPublicKey: info.publicKey ? decodeKey(info.publicKey) : undefined,
       logger: this.log,
     });
-    await this.proxy.start();
+    await proxy.start();
+    this.proxy = proxy;
     this.ifindex = await interfaceIndex(info.name);
-    const monitor = new LivenessMonitor(() => this.proxy.allPeers(), this.options.liveness);
+    const monitor = new LivenessMonitor(() => proxy.allPeers(), this.options.liveness);
     this.monitor = monitor;
-    this.proxy.on("initiation-sent", (peer) => {
-      this.log.debug({ peer: peer.publicKey, path: peer.path?.remote }, "handshake initiation sent");
-      monitor.initiationSent(peer);
+    proxy.on("path-needed", (data) => this.peers.get(data.publicKey)?.onInitiationHeld());
+    proxy.on("initiation-sent", (data) => {
+      this.log.debug({ peer: data.publicKey, path: data.path?.remote }, "handshake initiation sent");
+      monitor.initiationSent(data);
     });
-    if (this.options.intro) this.startConnector(this.options.intro, info);
+    monitor.on("suspect", (data, reason, repeat) =>
+      this.peers.get(data.publicKey)?.onSuspect(reason, repeat),
+    );
+    monitor.on("recovered", (data) => this.peers.get(data.publicKey)?.onRecovered());
+    monitor.on("dead", (data) => this.peers.get(data.publicKey)?.onDead());
+    if (this.options.intro) this.startIntroductions(this.options.intro, info);
     await this.apply(info);
     monitor.start();
     if (this.options.watchNetwork !== false) await this.startWatch(info);
     this.timer = setInterval(() => void this.sync(), this.options.pollIntervalMs);
     this.timer.unref();
     this.started = true;
+  }
+
+  private async loadFastPath(interfaceName: string): Promise<void> {
+    try {
+      this.fastPath = await FastPathProgram.load(interfaceName);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(
+        "ebpf-unavailable",
+        `--ebpf: the kernel fast path cannot be loaded (${(err as Error).message}); run without --ebpf to forward in user space`,
+        { interface: interfaceName },
+        { cause: err },
+      );
+    }
+    this.kernel = new KernelForwarder(this.fastPath, { wireguardInterface: interfaceName, logger: this.log });
+    this.log.info({ tcPreference: this.fastPath.preference }, "kernel fast path loaded");
   }
 
   /** Local network changes restart ICE; link events of the WireGuard interface make us look at it again. */
@@ -155,8 +163,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     });
     watch.on("change", (summary) => {
       this.log.info({ addresses: summary.addresses, routes: summary.defaultRoutes }, "local network changed");
-      this.connector?.networkChanged("local network changed");
-      this.kernel?.refresh(this.proxy.allPeers());
+      this.networkChanged("local network changed");
     });
     watch.on("wireguard-link", () => this.resyncSoon());
     try {
@@ -226,61 +233,56 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     this.watch?.stop();
     this.monitor?.stop();
     await this.syncing;
-    await this.connector?.stop();
+    await this.link?.stop();
+    await Promise.all([...this.peers.values()].map((peer) => peer.close()));
     if (this.options.manageEndpoints && this.started) await this.restoreEndpoints();
+    this.peers.clear();
     await this.proxy?.close();
-    for (const path of this.staticPaths.values()) path.close();
-    this.staticPaths.clear();
     await this.fastPath?.close();
   }
 
   /** Everything `tunnelbore status` shows. */
   statusReport(): StatusReport {
-    if (!this.proxy) {
-      const { address, port } = this.options.catchAll;
-      return {
-        interface: this.options.interfaceName,
-        ready: false,
-        catchAll: `${address}:${port}`,
-        wireguardPort: 0,
-        peers: [],
-        drops: newDropCounters(),
-        kernelFastPath: null,
-      };
-    }
+    const proxy = this.proxy;
+    const { address, port } = proxy?.catchAllAddress ?? this.options.catchAll;
     const peers: PeerStatus[] = [];
-    for (const peer of this.proxy.allPeers()) {
-      const path = peer.path;
-      peers.push({
-        publicKey: peer.publicKey,
-        state: this.peerState(peer),
-        pathKind: path?.kind ?? null,
-        remote: path?.remote ?? null,
-        loopback: `${peer.loopback.address}:${peer.loopback.port}`,
-        rttMs: roundMs(this.monitor?.rttMs(peer) ?? null) ?? peer.handshakeRttMs,
-        lastHandshake: this.lastHandshakes.get(peer.publicKey) ?? 0,
-        txBytes: peer.traffic.txBytes,
-        rxBytes: peer.traffic.rxBytes,
-        kernelFastPath: this.kernel?.carries(peer) ?? false,
-        kernelTxDatagrams: peer.kernelTraffic.txDatagrams,
-        kernelRxDatagrams: peer.kernelTraffic.rxDatagrams,
-        txDatagrams: peer.traffic.txDatagrams,
-        rxDatagrams: peer.traffic.rxDatagrams,
-      });
+    for (const peer of this.peers.values()) {
+      const data = proxy?.peer(peer.publicKey);
+      if (data) peers.push(this.peerStatus(peer, data));
     }
-    const { address, port } = this.proxy.catchAllAddress;
     return {
       interface: this.options.interfaceName,
       ready: this.started,
       catchAll: `${address}:${port}`,
-      wireguardPort: this.proxy.wireguardListenPort,
+      wireguardPort: proxy?.wireguardListenPort ?? 0,
       peers,
-      drops: { ...this.proxy.drops },
+      drops: { ...(proxy?.drops ?? newDropCounters()) },
       kernelFastPath: this.fastPath ? { interfaces: this.fastPath.interfaces } : null,
     };
   }
 
-  private startConnector(intro: IntroSettings, info: WireGuardInterfaceInfo): void {
+  private peerStatus(peer: Peer, data: ProxyPeer): PeerStatus {
+    const path = peer.path;
+    return {
+      publicKey: peer.publicKey,
+      state: formatPeerState(peer.state),
+      pathKind: path?.kind ?? null,
+      remote: path?.remote ?? null,
+      loopback: `${data.loopback.address}:${data.loopback.port}`,
+      rttMs: roundMs(this.monitor?.rttMs(data) ?? null) ?? data.handshakeRttMs,
+      lastHandshake: peer.lastHandshake,
+      txBytes: data.traffic.txBytes,
+      rxBytes: data.traffic.rxBytes,
+      kernelFastPath: this.kernel?.carries(data) ?? false,
+      kernelTxDatagrams: data.kernelTraffic.txDatagrams,
+      kernelRxDatagrams: data.kernelTraffic.rxDatagrams,
+      txDatagrams: data.traffic.txDatagrams,
+      rxDatagrams: data.traffic.rxDatagrams,
+    };
+  }
+
+  /** NAT traversal: the introduction server's link, and ICE sessions made with what it hands out. */
+  private startIntroductions(intro: IntroSettings, info: WireGuardInterfaceInfo): void {
     if (!info.privateKey) {
       throw new ConfigError(
         "no-private-key",
@@ -288,89 +290,80 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         { interface: info.name },
       );
     }
-    const connector = new PeerConnector({
-      introUrl: intro.url,
-      privateKey: decodeKey(info.privateKey),
-      stunUrls: intro.stunUrls,
-      turn: intro.turn,
+    const link = new IntroLink(
+      {
+        url: intro.url,
+        privateKey: decodeKey(info.privateKey),
+        stunUrls: intro.stunUrls,
+        turn: intro.turn,
+        logger: this.log,
+      },
+      {
+        peerOnline: (key) => this.peers.get(key)?.onPeerOnline(),
+        peerOffline: (key) => this.peers.get(key)?.onPeerOffline(),
+        signal: (key, signal) => this.peers.get(key)?.onSignal(signal),
+      },
+    );
+    this.iceSessions = new IceSessionFactory({
       excludeInterfaces: [info.name, ...intro.excludeInterfaces],
       excludeAddresses: tunnelRanges(info),
+      stunUrls: () => link.stunUrls(),
+      turn: () => link.turn(),
       logger: this.log,
     });
-    connector.on("path", (key, path, reason) => {
-      if (path) this.icePaths.set(key, path);
-      else this.icePaths.delete(key);
-      this.choosePath(key, path ? reason : `ice path lost: ${reason}`);
-    });
-    this.proxy.on("path-needed", (peer) => connector.connect(peer.publicKey, "initiation held"));
-    const monitor = this.monitor;
-    if (monitor) {
-      monitor.on("suspect", (peer, reason, repeat) => {
-        this.log[repeat ? "debug" : "info"](
-          { peer: peer.publicKey, remote: peer.path?.remote, reason },
-          repeat ? "path still suspect" : "path suspect; restarting ice",
-        );
-        connector.connect(peer.publicKey, reason);
-      });
-      monitor.on("recovered", (peer) =>
-        this.log.info({ peer: peer.publicKey, remote: peer.path?.remote }, "suspect path answers again"),
-      );
-      monitor.on("dead", (peer) => connector.pathDead(peer.publicKey));
-    }
-    connector.start();
-    this.connector = connector;
+    link.start();
+    this.link = link;
   }
 
-  /** ICE (direct, else relay) when it has a pair, else the static endpoint, else none (initiations wait). */
-  private choosePath(publicKey: string, reason: string): void {
-    this.proxy.setPath(
-      publicKey,
-      this.icePaths.get(publicKey) ?? this.staticPaths.get(publicKey) ?? null,
-      reason,
-    );
+  /** What every Peer is given: clock, data plane, and the introduction server with ICE where configured. */
+  private peerEnvironment(proxy: WireGuardProxy): PeerEnvironment {
+    const signalling = this.link && this.iceSessions ? linkSignalling(this.link, this.iceSessions) : null;
+    return {
+      clock: systemClock,
+      logger: this.log,
+      dataPlane: { setPath: (key, path, reason) => proxy.setPath(key, path, reason) },
+      signalling,
+      timing: this.options.peerTiming,
+    };
   }
 
-  /** The peer's place in DESIGN.md's life cycle, for status. */
-  private peerState(peer: ProxyPeer): string {
-    const path = peer.path;
-    const ice = this.connector?.state(peer.publicKey) ?? null;
-    if (path) {
-      // Upgrade attempts and restarts the peer started on its own leave a working path: connected.
-      if (ice === "restarting" && this.connector?.repairing(peer.publicKey)) return "restarting";
-      return this.monitor?.suspectReason(peer) ? "suspect" : `connected(${path.kind})`;
-    }
-    if (ice === "connecting" || ice === "restarting") return "connecting";
-    if (ice === "failed") return "failed";
-    if (peer.heldInitiation) return "signalling";
-    return "idle";
+  /**
+   * Our addresses or routes changed: every peer restarts ICE as soon as it is online again, after the
+   * link to the introduction server is replaced; kernel entries follow the new routes.
+   */
+  private networkChanged(reason: string): void {
+    if (this.stopped) return;
+    for (const peer of this.peers.values()) peer.onNetworkChanged(reason);
+    this.iceSessions?.networkChanged();
+    this.link?.reconnect();
+    if (this.proxy) this.kernel?.refresh(this.proxy.allPeers());
   }
 
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
-    this.lastHandshakes = new Map(info.peers.map((p) => [p.publicKey, p.latestHandshake]));
-    if (info.listenPort && info.listenPort !== this.proxy.wireguardListenPort) {
+    const proxy = this.proxy;
+    if (!proxy) return;
+    if (info.listenPort && info.listenPort !== proxy.wireguardListenPort) {
       this.log.info({ port: info.listenPort }, "WireGuard listen port changed");
-      this.proxy.setWireGuardPort(info.listenPort);
+      proxy.setWireGuardPort(info.listenPort);
     }
     const present = new Set(info.peers.map((p) => p.publicKey));
     // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
     // sessions) for a while rather than tear them down because a read came too early.
-    const graceful = this.recentlyRecreated();
-    for (const peer of [...this.proxy.allPeers()]) {
-      if (!present.has(peer.publicKey) && !graceful) this.removePeer(peer.publicKey);
+    if (!this.recentlyRecreated()) {
+      for (const key of [...this.peers.keys()]) if (!present.has(key)) this.removePeer(key);
     }
     // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time.
     const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
     for (const p of sorted) {
       try {
-        await this.applyPeer(p.publicKey, p.endpoint, p.persistentKeepalive);
+        const peer = await this.applyPeer(proxy, p.publicKey, p.endpoint, p.persistentKeepalive);
+        peer.onHandshakeObserved(p.latestHandshake);
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
       }
     }
-    const keys = new Set(sorted.map((p) => p.publicKey));
-    if (graceful) for (const peer of this.proxy.allPeers()) keys.add(peer.publicKey);
-    this.connector?.setExcludedAddresses(tunnelRanges(info));
-    this.connector?.setPeers([...keys]);
+    this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
+    this.link?.setPeers([...this.peers.keys()]);
   }
 
   /** The interface was recreated a moment ago (WireGuard restarted), and may still be being configured. */
@@ -378,13 +371,19 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
     return this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
   }
 
-  private async applyPeer(publicKey: string, endpoint: string | null, keepalive: number): Promise<void> {
-    let peer = this.proxy.peer(publicKey);
+  private async applyPeer(
+    proxy: WireGuardProxy,
+    publicKey: string,
+    endpoint: string | null,
+    keepalive: number,
+  ): Promise<Peer> {
+    const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey)));
+    let peer = this.peers.get(publicKey);
     if (!peer) {
-      peer = await this.proxy.addPeer(publicKey, decodeKey(publicKey));
-      this.emit("peer-added", peer);
+      peer = new Peer(publicKey, this.peerEnvironment(proxy));
+      this.peers.set(publicKey, peer);
     }
-    const loopback = `${peer.loopback.address}:${peer.loopback.port}`;
+    const loopback = `${data.loopback.address}:${data.loopback.port}`;
     const real = endpoint && !isLoopbackHost(parseEndpoint(endpoint).host) ? endpoint : null;
     if (this.options.manageEndpoints && endpoint !== loopback) {
       // Remember the real endpoint on disk before WireGuard forgets it.
@@ -409,31 +408,35 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
         : real
           ? parseEndpoint(real)
           : undefined);
-    await this.setStaticPath(peer, chosen);
+    await this.setStaticPath(proxy, peer, chosen);
+    return peer;
   }
 
-  private async setStaticPath(peer: ProxyPeer, endpoint: Endpoint | undefined): Promise<void> {
-    const current = this.staticPaths.get(peer.publicKey);
-    if (current && endpoint && formatEndpoint(current.endpoint) === formatEndpoint(endpoint)) return;
-    if (!current && !endpoint) return;
-    this.staticPaths.delete(peer.publicKey);
-    if (endpoint) {
-      const path = new StaticPath(endpoint, this.log.child({ peer: peer.publicKey }));
-      path.onForeignDatagram = () => this.proxy.drops["foreign-source"]++;
-      await path.open();
-      this.staticPaths.set(peer.publicKey, path);
+  /** Opens a static path when the peer's real endpoint is new or changed; the peer owns it from then on. */
+  private async setStaticPath(
+    proxy: WireGuardProxy,
+    peer: Peer,
+    endpoint: Endpoint | undefined,
+  ): Promise<void> {
+    const text = endpoint ? formatEndpoint(endpoint) : null;
+    if (text === peer.staticEndpoint) return;
+    if (!endpoint) {
+      peer.onStaticPath(null, null);
+      return;
     }
-    this.choosePath(peer.publicKey, endpoint ? "static endpoint" : "static endpoint removed");
-    current?.close();
+    const path = new StaticPath(endpoint, this.log.child({ peer: peer.publicKey }));
+    path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
+    await path.open();
+    peer.onStaticPath(path, text);
   }
 
+  /** The one place a peer goes: its life ends (paths, ICE), then its L(P) and its saved endpoint. */
   private removePeer(publicKey: string): void {
-    this.proxy.removePeer(publicKey);
-    this.staticPaths.get(publicKey)?.close();
-    this.staticPaths.delete(publicKey);
-    this.icePaths.delete(publicKey);
+    const peer = this.peers.get(publicKey);
+    this.peers.delete(publicKey);
+    void peer?.close();
+    this.proxy?.removePeer(publicKey);
     void this.state.delete(publicKey);
-    this.emit("peer-removed", publicKey);
   }
 
   /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */
@@ -446,7 +449,7 @@ export class Tunnelbore extends EventEmitter<TunnelboreEvents> {
       return;
     }
     for (const [publicKey, original] of this.state.entries()) {
-      const peer = this.proxy.peer(publicKey);
+      const peer = this.proxy?.peer(publicKey);
       const now = info.peers.find((p) => p.publicKey === publicKey)?.endpoint;
       if (!peer || now !== `${peer.loopback.address}:${peer.loopback.port}`) continue;
       try {

@@ -9,6 +9,7 @@
  */
 import { EventEmitter } from "node:events";
 import { WebSocket } from "ws";
+import { Backoff } from "../backoff.js";
 import { ConfigError, TunnelboreError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
@@ -103,15 +104,13 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly log: Logger;
   private readonly codec: EnvelopeCodec;
   private readonly privateKey: ReturnType<typeof x25519PrivateKeyObject>;
-  private readonly initialDelayMs: number;
-  private readonly maxDelayMs: number;
+  private readonly reconnectBackoff: Backoff;
   private readonly handshakeTimeoutMs: number;
   private readonly maxQueuedMessages: number;
   private readonly tls: IntroClientOptions["tls"];
 
   private state: ClientState = "stopped";
   private ws: WebSocket | undefined;
-  private attempt = 0;
   private onlineSince = 0;
   private lastHeard = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -148,8 +147,11 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       key: keyFingerprint(this.publicKey),
     });
     this.codec = new EnvelopeCodec({ ...options.envelope, privateKey: options.privateKey });
-    this.initialDelayMs = options.reconnect?.initialDelayMs ?? 500;
-    this.maxDelayMs = options.reconnect?.maxDelayMs ?? 30_000;
+    this.reconnectBackoff = new Backoff({
+      initialMs: options.reconnect?.initialDelayMs ?? 500,
+      maxMs: options.reconnect?.maxDelayMs ?? 30_000,
+      jitter: [0.5, 1], // "equal jitter"
+    });
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.maxQueuedMessages = options.maxQueuedMessages ?? 5_000;
     this.tls = options.tls;
@@ -173,7 +175,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   /** Connects and keeps connecting until stop(). */
   start(): void {
     if (this.state !== "stopped") return;
-    this.attempt = 0;
+    this.reconnectBackoff.reset();
     this.connect();
   }
 
@@ -249,7 +251,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
   private connect(): void {
     this.state = "connecting";
-    this.log.debug({ url: this.url, attempt: this.attempt }, "connecting");
+    this.log.debug({ url: this.url, attempt: this.reconnectBackoff.attempts }, "connecting");
     const ws = new WebSocket(this.url, {
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
@@ -294,7 +296,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       wasOnline ? "disconnected from the introduction server" : "connection attempt failed",
     );
     if (wasOnline) this.emit("disconnected", { code, reason });
-    if (stable) this.attempt = 0;
+    if (stable) this.reconnectBackoff.reset();
     this.scheduleReconnect(code);
   }
 
@@ -316,11 +318,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private scheduleReconnect(code: number): void {
     // Wrong key or another process using our key: retrying fast would only fight; retry slowly.
     const slow = code === CloseCode.authFailed || code === CloseCode.replaced;
-    const ceiling = slow
-      ? this.maxDelayMs
-      : Math.min(this.maxDelayMs, this.initialDelayMs * 2 ** this.attempt);
-    const delay = ceiling / 2 + (Math.random() * ceiling) / 2; // "equal jitter"
-    this.attempt++;
+    const delay = slow ? this.reconnectBackoff.ceiling() : this.reconnectBackoff.next();
     this.state = "waiting";
     this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
     this.reconnectTimer = setTimeout(() => {

@@ -12,6 +12,7 @@ import { existsSync } from "node:fs";
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
+import { Backoff } from "../backoff.js";
 import type { Logger } from "../log.js";
 
 const execFileAsync = promisify(execFile);
@@ -84,7 +85,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
   private wgDebounce: NodeJS.Timeout | null = null;
   private poller: NodeJS.Timeout | null = null;
   private respawn: NodeJS.Timeout | null = null;
-  private respawns = 0;
+  private readonly respawnBackoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
   private lastReported = "";
   private sawEmpty = false;
   private checking: Promise<void> | null = null;
@@ -162,7 +163,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
       this.child = null;
       // Restart it (a few times quickly, then slowly), polling meanwhile.
       this.fallBackToPolling(new Error("ip monitor exited"));
-      const delay = Math.min(30_000, 1000 * 2 ** this.respawns++);
+      const delay = this.respawnBackoff.next();
       this.respawn = setTimeout(() => {
         this.respawn = null;
         this.spawnMonitor();
@@ -185,7 +186,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
       // ip monitor works (again): events replace polling.
       clearInterval(this.poller);
       this.poller = null;
-      this.respawns = 0;
+      this.respawnBackoff.reset();
     }
     const name = monitorLineInterface(line);
     if (name === this.options.wireguardInterface) {

@@ -1,19 +1,18 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { PeerConnector } from "../../src/intro-client/peer-connector.js";
-import { generateKeyPair } from "../support/noise.js";
+import { IceSessionFactory } from "../../src/ice/ice-session-factory.js";
 
-function connector(excludeAddresses: string[]): PeerConnector {
-  return new PeerConnector({
-    introUrl: "ws://127.0.0.1:1",
-    privateKey: generateKeyPair().privateKey,
+function connector(excludeAddresses: string[]): IceSessionFactory {
+  return new IceSessionFactory({
     excludeInterfaces: [],
     excludeAddresses,
+    stunUrls: () => [],
+    turn: () => undefined,
     logger: pino({ level: "silent" }),
   });
 }
 
-describe("PeerConnector candidate exclusions", () => {
+describe("IceSessionFactory candidate exclusions", () => {
   it("excludes the tunnel's ranges, and follows them when peers' allowed IPs change", () => {
     const c = connector(["10.77.0.2/32"]);
     const exclude = c.isExcludedAddress; // what every session holds

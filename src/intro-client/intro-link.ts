@@ -1,0 +1,178 @@
+import type { TurnConfig } from "../ice/ice-session.js";
+import type { IceSessionFactory } from "../ice/ice-session-factory.js";
+import type { IceSignal } from "../ice/ice-signal.js";
+import type { Logger } from "../log.js";
+import type { PeerSignalling } from "../peer/peer.js";
+import { decodeKey } from "../wireguard/keys.js";
+import { IntroClient, IntroOfflineError, type ServerInfo } from "./intro-client.js";
+
+export interface IntroLinkOptions {
+  url: string;
+  /** The WireGuard interface's private key: authenticates us and keys the envelopes. Never logged. */
+  privateKey: Uint8Array;
+  /** STUN servers to use instead of the introduction server's. */
+  stunUrls?: string[];
+  /** A TURN server to use instead of the introduction server's. */
+  turn?: TurnConfig;
+  /** Cap of the backoff reconnecting to the server (default 10 s: any repair of a path needs it). */
+  reconnectMaxMs?: number;
+  logger: Logger;
+}
+
+/** What the link tells about each peer. */
+export interface IntroLinkHandlers {
+  peerOnline(publicKey: string): void;
+  peerOffline(publicKey: string): void;
+  /** An ICE signal from the peer, authenticated and decrypted. */
+  signal(publicKey: string, signal: unknown): void;
+}
+
+/** After a stalled signalling exchange, reconnect to the introduction server at most this often. */
+const STALL_RECONNECT_INTERVAL_MS = 10_000;
+
+/** What travels in an envelope: one ICE signal. Anything else is dropped. */
+interface SignalEnvelope {
+  ice: unknown;
+}
+
+function isSignalEnvelope(payload: unknown): payload is SignalEnvelope {
+  return typeof payload === "object" && payload !== null && "ice" in payload;
+}
+
+/**
+ * Our connection to the introduction server as the peers use it: presence, ICE signals in envelopes,
+ * the STUN and TURN servers it hands out, and reconnecting when our network changed or signalling stalls.
+ */
+export class IntroLink {
+  readonly publicKey: string;
+  private readonly ownKey: Uint8Array;
+  private readonly client: IntroClient;
+  private readonly log: Logger;
+  private serverInfo: ServerInfo | null = null;
+  /** Disconnects we caused (reconnecting after a network change): not worth a warning. */
+  private expectedDisconnects = 0;
+  private lastStallReconnect = Number.NEGATIVE_INFINITY;
+  private stopped = false;
+
+  constructor(
+    private readonly options: IntroLinkOptions,
+    handlers: IntroLinkHandlers,
+  ) {
+    this.log = options.logger;
+    this.client = new IntroClient({
+      url: options.url,
+      privateKey: options.privateKey,
+      logger: options.logger,
+      // Jitter spreads the load of many clients coming back at once.
+      reconnect: { maxDelayMs: options.reconnectMaxMs ?? 10_000 },
+    });
+    this.publicKey = this.client.publicKey;
+    this.ownKey = decodeKey(this.publicKey);
+    this.client.on("connected", (info) => {
+      this.serverInfo = info;
+      this.log.info(
+        { stun: this.stunUrls().length, turn: Boolean(this.turn()) },
+        "connected to the introduction server",
+      );
+    });
+    this.client.on("server-info", (info) => {
+      this.serverInfo = info;
+    });
+    this.client.on("disconnected", ({ code, reason }) => {
+      if (this.expectedDisconnects > 0) {
+        this.expectedDisconnects--;
+        return;
+      }
+      this.log.warn({ code, reason }, "introduction server connection lost; established paths stay");
+    });
+    this.client.on("peer-online", (key) => handlers.peerOnline(key));
+    this.client.on("peer-offline", (key) => handlers.peerOffline(key));
+    this.client.on("envelope", (key, payload) => {
+      if (isSignalEnvelope(payload)) handlers.signal(key, payload.ice);
+      else this.log.debug({ peer: key }, "envelope dropped: not an ICE signal");
+    });
+  }
+
+  start(): void {
+    this.client.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.client.stop();
+  }
+
+  /** The peers we declare (the interface's peers); others' envelopes and presence are not ours. */
+  setPeers(keys: string[]): void {
+    this.client.setPeers(keys);
+  }
+
+  isOnline(key: string): boolean {
+    return this.client.isOnline(key);
+  }
+
+  /** The peer with the smaller public key is controlling. */
+  controlling(key: string): boolean {
+    return Buffer.compare(Buffer.from(this.ownKey), Buffer.from(decodeKey(key))) < 0;
+  }
+
+  send(key: string, signal: IceSignal): void {
+    try {
+      this.client.send(key, { ice: signal });
+    } catch (err) {
+      if (err instanceof IntroOfflineError)
+        this.log.debug({ peer: key, reason: err.reason }, "signal not sent");
+      else this.log.warn({ peer: key, err }, "signal not sent");
+    }
+  }
+
+  stunUrls(): string[] {
+    return this.options.stunUrls ?? this.serverInfo?.stunUrls ?? [];
+  }
+
+  turn(): TurnConfig | undefined {
+    if (this.options.turn) return this.options.turn;
+    const t = this.serverInfo?.turn;
+    return t ? { urls: t.urls, username: t.username, credential: t.credential } : undefined;
+  }
+
+  /**
+   * Replaces the connection (our addresses changed: its TCP connection may be bound to an address that
+   * is gone, and would notice only by its keepalive). stop() tears it down at once (peers go offline)
+   * and finishes closing in the background; start() opens the new connection meanwhile.
+   */
+  reconnect(): void {
+    if (this.stopped) return;
+    if (this.client.connected) this.expectedDisconnects++;
+    const closing = this.client.stop();
+    this.client.start();
+    void closing;
+  }
+
+  /**
+   * A peer did not react to our offer or restart request although the server says it is online: our
+   * connection may be dead without knowing it (a NAT that forgot it). Reconnect, at most every 10 s.
+   * True when reconnecting (the peer restarts ICE once it is online again).
+   */
+  reconnectIfStalled(key: string, what: string): boolean {
+    if (this.stopped || !this.client.connected || !this.client.isOnline(key)) return false;
+    const now = performance.now();
+    if (now - this.lastStallReconnect < STALL_RECONNECT_INTERVAL_MS) return false;
+    this.lastStallReconnect = now;
+    this.log.info({ peer: key, what }, "signalling unanswered; reconnecting to the introduction server");
+    this.reconnect();
+    return true;
+  }
+}
+
+/** What a Peer needs of the introduction server and ICE: this link, and sessions made by `sessions`. */
+export function linkSignalling(link: IntroLink, sessions: IceSessionFactory): PeerSignalling {
+  return {
+    isOnline: (key) => link.isOnline(key),
+    controlling: (key) => link.controlling(key),
+    send: (key, signal) => link.send(key, signal),
+    stalled: (key, what) => link.reconnectIfStalled(key, what),
+    createSession: (key, controlling, handlers, logger) =>
+      sessions.create(controlling, (signal) => link.send(key, signal), handlers, logger),
+  };
+}

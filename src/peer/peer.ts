@@ -1,0 +1,481 @@
+// One WireGuard peer's life, in one place: its paths (static endpoint, ICE), its ICE session, the
+// backoffs of retries and upgrades, and every transition between the states of DESIGN.md §3.
+//
+// Everything that happens to a peer arrives through a named hook (`onInitiationHeld`, `onPathUp`,
+// `onSuspect`, `onPeerOnline`, ...): each is a short function that says what happens, then `settle()`
+// derives the new state from the facts the hooks keep, in one function (`deriveState`). Clock, ICE
+// sessions and the data plane are injected: the whole life runs under a fake clock in unit tests.
+import { Backoff } from "../backoff.js";
+import type { RestartMode } from "../ice/ice-session.js";
+import type { IceSignal } from "../ice/ice-signal.js";
+import type { Logger } from "../log.js";
+import type { ProbeablePath } from "../proxy/liveness.js";
+import type { PeerPath } from "../proxy/path.js";
+import type { Clock, ClockTimer } from "./clock.js";
+import { formatPeerState, type PeerState, type PeerStateName, samePeerState } from "./peer-state.js";
+
+/** An ICE session as a peer drives it (src/ice/ice-session.ts; tests pass a fake). */
+export interface PeerIceSession {
+  readonly state: "new" | "connecting" | "connected" | "restarting" | "failed" | "closed";
+  /** The nominated path in use, or null. */
+  readonly path: ProbeablePath | null;
+  /** A newer generation is under way to replace a path we doubt (not an upgrade attempt). */
+  readonly repairing: boolean;
+  /** Controlling, a TURN server, direct paths allowed: looking for a direct path from a relay makes sense. */
+  readonly canUpgrade: boolean;
+  start(): void;
+  restart(reason: string, mode?: RestartMode): void;
+  handleSignal(signal: unknown): void;
+  /** The liveness verdict "dead": drop the path in use. */
+  expirePath(): void;
+  close(): Promise<void>;
+}
+
+/** What an ICE session tells its peer. */
+export interface IceSessionHandlers {
+  /** A pair was nominated: the new path (the previous one keeps working for a grace period). */
+  path(path: ProbeablePath, reason: string): void;
+  /** A generation failed; `pathLost` when no path is left. */
+  failed(reason: string, pathLost: boolean): void;
+  /** The peer did not react to our signalling in time. */
+  stalled(what: string): void;
+  /** The session's state changed. */
+  state(): void;
+}
+
+/** The introduction server and ICE, as one peer uses them; null where Tunnelbore runs without them. */
+export interface PeerSignalling {
+  /** The peer is online at the introduction server (signals can reach it). */
+  isOnline(publicKey: string): boolean;
+  /** The side with the smaller public key is controlling. */
+  controlling(publicKey: string): boolean;
+  send(publicKey: string, signal: IceSignal): void;
+  /**
+   * Our signalling went unanswered although the peer is online: the connection to the server may be
+   * dead without knowing it. True when it is being replaced (then restart ICE once the peer is back).
+   */
+  stalled(publicKey: string, what: string): boolean;
+  createSession(
+    publicKey: string,
+    controlling: boolean,
+    handlers: IceSessionHandlers,
+    logger: Logger,
+  ): PeerIceSession;
+}
+
+/** The data plane's side: which path WireGuard's datagrams for the peer take. */
+export interface PeerDataPlane {
+  setPath(publicKey: string, path: PeerPath | null, reason: string): void;
+}
+
+export interface PeerTiming {
+  /** First retry after a failed attempt; doubles up to `retryMaxMs` (DESIGN: about 30 s, never give up). */
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** First attempt to replace a relay by a direct path; doubles up to `retryMaxMs`. */
+  upgradeInitialMs: number;
+  /** Probes (and their timeout) checking the path of a peer that came back online. */
+  verifyProbes: number;
+  verifyProbeTimeoutMs: number;
+}
+
+export const DEFAULT_PEER_TIMING: PeerTiming = {
+  retryInitialMs: 1000,
+  retryMaxMs: 30_000,
+  upgradeInitialMs: 5000,
+  verifyProbes: 2,
+  verifyProbeTimeoutMs: 500,
+};
+
+export interface PeerEnvironment {
+  clock: Clock;
+  /** Jitter source in [0, 1). */
+  random?: () => number;
+  logger: Logger;
+  dataPlane: PeerDataPlane;
+  signalling: PeerSignalling | null;
+  timing?: Partial<PeerTiming>;
+  /** Told after every transition (metrics, tests). */
+  onTransition?: (peer: Peer, from: PeerState) => void;
+}
+
+const IDLE: PeerState = { name: "idle" };
+
+export class Peer {
+  private current: PeerState = IDLE;
+  private since: number;
+  /** How often each state was entered. */
+  readonly entered: Record<PeerStateName, number> = {
+    idle: 1,
+    signalling: 0,
+    connecting: 0,
+    connected: 0,
+    suspect: 0,
+    restarting: 0,
+    failed: 0,
+  };
+
+  private readonly log: Logger;
+  private readonly clock: Clock;
+  private readonly timing: PeerTiming;
+  private readonly signalling: PeerSignalling | null;
+  private staticPath: PeerPath | null = null;
+  private staticEndpointText: string | null = null;
+  private icePath: ProbeablePath | null = null;
+  /** The path the data plane uses: ICE (direct, else relay) when up, else static, else none. */
+  private chosen: PeerPath | null = null;
+  private session: PeerIceSession | null = null;
+  private readonly retry: Backoff;
+  private retryTimer: ClockTimer | null = null;
+  private readonly upgrade: Backoff;
+  private upgradeTimer: ClockTimer | null = null;
+  /** WireGuard holds a handshake for the peer and no path exists. */
+  private wanted = false;
+  /** Why the path in use is suspect (liveness), or null. */
+  private suspect: string | null = null;
+  /** ICE must restart once the peer is online again (our network changed, or signalling stalled). */
+  private pendingRestart: string | null = null;
+  private closed = false;
+  private latestHandshake = 0;
+
+  constructor(
+    readonly publicKey: string,
+    private readonly env: PeerEnvironment,
+  ) {
+    this.log = env.logger.child({ peer: publicKey });
+    this.clock = env.clock;
+    this.signalling = env.signalling;
+    this.timing = { ...DEFAULT_PEER_TIMING, ...env.timing };
+    this.since = this.clock.now();
+    const random = env.random ?? Math.random;
+    const { retryInitialMs, retryMaxMs, upgradeInitialMs } = this.timing;
+    this.retry = new Backoff({ initialMs: retryInitialMs, maxMs: retryMaxMs, jitter: [0.75, 1.25], random });
+    this.upgrade = new Backoff({ initialMs: upgradeInitialMs, maxMs: retryMaxMs, jitter: [0.75, 1], random });
+  }
+
+  get state(): PeerState {
+    return this.current;
+  }
+
+  /** When the current state was entered (clock ms). */
+  get stateSince(): number {
+    return this.since;
+  }
+
+  /** The path in use, or null. */
+  get path(): PeerPath | null {
+    return this.chosen;
+  }
+
+  /** WireGuard's latest handshake with the peer (unix seconds, 0: never), as `wg show` last said. */
+  get lastHandshake(): number {
+    return this.latestHandshake;
+  }
+
+  /** The static endpoint as configured ("host:port"), or null. */
+  get staticEndpoint(): string | null {
+    return this.staticEndpointText;
+  }
+
+  // --- hooks: the data plane and WireGuard --------------------------------------------------------
+
+  /** WireGuard sent a handshake and the peer has no path: connect now (the proxy holds the handshake). */
+  onInitiationHeld(): void {
+    if (this.closed || this.chosen) return;
+    this.wanted = true;
+    this.connect("initiation held");
+    this.settle();
+  }
+
+  /** The peer's real endpoint (or none): the static path, used when ICE has none. Takes ownership. */
+  onStaticPath(path: PeerPath | null, endpoint: string | null): void {
+    if (this.closed) {
+      path?.close();
+      return;
+    }
+    const previous = this.staticPath;
+    this.staticPath = path;
+    this.staticEndpointText = path ? endpoint : null;
+    this.choosePath(path ? "static endpoint" : "static endpoint removed");
+    if (previous !== path) previous?.close();
+  }
+
+  /** `wg show` was read: WireGuard's latest handshake with the peer (unix seconds, 0: never). */
+  onHandshakeObserved(unixSeconds: number): void {
+    this.latestHandshake = unixSeconds;
+  }
+
+  // --- hooks: liveness of the path in use ---------------------------------------------------------
+
+  /** The path looks dead: restart ICE at once, keeping the old path until a new pair is nominated. */
+  onSuspect(reason: string, repeat: boolean): void {
+    if (this.closed || !this.chosen) return;
+    this.log[repeat ? "debug" : "info"](
+      { remote: this.chosen.remote, reason },
+      repeat ? "path still suspect" : "path suspect; restarting ice",
+    );
+    this.suspect = reason;
+    this.connect(reason);
+    this.settle();
+  }
+
+  /** A suspect path answers again. */
+  onRecovered(): void {
+    if (!this.suspect) return;
+    this.log.info({ remote: this.chosen?.remote }, "suspect path answers again");
+    this.suspect = null;
+    this.settle();
+  }
+
+  /** No contact on the path for long: drop it (the session reports the loss; retries follow). */
+  onDead(): void {
+    this.session?.expirePath();
+  }
+
+  // --- hooks: the introduction server -------------------------------------------------------------
+
+  /**
+   * The peer is online at the introduction server (first time, or back). Connect proactively; restart
+   * what its absence (or ours) may have broken; keep a path that still answers.
+   */
+  onPeerOnline(): void {
+    const signalling = this.signalling;
+    if (this.closed || !signalling) return;
+    const session = this.session;
+    const pending = this.pendingRestart;
+    this.pendingRestart = null;
+    if (!session) {
+      // A fresh controlled session asks for an offer at once: if the peer still has a path to our
+      // previous process, that path is dead and it would otherwise notice only by its probes.
+      const created = this.ensureSession(signalling);
+      if (!signalling.controlling(this.publicKey)) created.restart("new session");
+    } else if (pending) {
+      session.restart(pending);
+    } else if (session.state === "connecting" || session.repairing) {
+      // An attempt was under way while one of us was away from the server: its signals may be lost.
+      session.restart("signalling reconnected");
+    } else if (!signalling.controlling(this.publicKey)) {
+      if (session.state === "failed") session.restart("peer online again");
+    } else if (!session.path || session.state === "failed") {
+      session.restart("peer online again");
+    } else {
+      // It reconnected to the server (its agents live on) or its Tunnelbore restarted (they are gone).
+      void this.verifyPath(session, session.path);
+    }
+    this.settle();
+  }
+
+  /** The peer left the introduction server: paths stay; signalling waits for it to come back. */
+  onPeerOffline(): void {
+    this.log.debug("peer offline at the introduction server");
+    this.settle();
+  }
+
+  /** An ICE signal from the peer (decrypted and authenticated by the envelope layer). */
+  onSignal(signal: unknown): void {
+    const signalling = this.signalling;
+    if (this.closed || !signalling) return;
+    this.ensureSession(signalling).handleSignal(signal);
+    this.settle();
+  }
+
+  /**
+   * Our addresses or routes changed: every candidate may be stale. Backoffs start over, and ICE restarts
+   * (an attempt under way too) as soon as the peer is online again (the owner reconnects signalling).
+   */
+  onNetworkChanged(reason: string): void {
+    if (this.closed) return;
+    this.retry.reset();
+    this.upgrade.reset();
+    this.clearTimers();
+    this.pendingRestart = reason;
+  }
+
+  /** The peer left the interface, or Tunnelbore stops: everything it owns is closed. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearTimers();
+    this.staticPath?.close();
+    this.staticPath = null;
+    this.icePath = null;
+    this.chosen = null;
+    const session = this.session;
+    this.session = null;
+    await session?.close();
+  }
+
+  // --- hooks: the ICE session ---------------------------------------------------------------------
+
+  /** A pair was nominated: use it; relayed, keep looking for a direct one. */
+  private onPathUp(path: ProbeablePath, reason: string): void {
+    this.retry.reset();
+    this.clock.clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (path.kind === "relay") {
+      this.scheduleUpgrade();
+    } else {
+      this.upgrade.reset();
+      this.clock.clearTimeout(this.upgradeTimer);
+      this.upgradeTimer = null;
+    }
+    this.icePath = path;
+    this.choosePath(reason);
+  }
+
+  /** The ICE path is gone: fall back (static, else none: handshakes are held) and retry with backoff. */
+  private onPathLost(reason: string): void {
+    this.icePath = null;
+    this.choosePath(`ice path lost: ${reason}`);
+    this.scheduleRetry();
+  }
+
+  private onIceFailed(reason: string, pathLost: boolean): void {
+    if (pathLost) {
+      this.onPathLost(reason === "consent-expired" ? "path unanswered" : reason);
+      return;
+    }
+    // A path is still up; the controlling side keeps looking for a better one.
+    if (this.session?.path?.kind === "relay") this.scheduleUpgrade();
+    this.settle();
+  }
+
+  private onSignallingStalled(what: string): void {
+    if (this.signalling?.stalled(this.publicKey, what)) this.pendingRestart = `signalling stalled: ${what}`;
+  }
+
+  // --- hooks: timers ------------------------------------------------------------------------------
+
+  private onRetryDue(): void {
+    this.retryTimer = null;
+    if (this.closed || !this.signalling?.isOnline(this.publicKey)) return;
+    this.session?.restart("retry after failure");
+    this.settle();
+  }
+
+  private onUpgradeDue(session: PeerIceSession): void {
+    this.upgradeTimer = null;
+    if (this.closed || this.session !== session || session.path?.kind !== "relay") return;
+    if (!this.signalling?.isOnline(this.publicKey) || session.state !== "connected") {
+      this.scheduleUpgrade();
+      return;
+    }
+    session.restart("upgrade to a direct path", "upgrade");
+    this.settle();
+  }
+
+  // --- what the hooks share -----------------------------------------------------------------------
+
+  /**
+   * Connect now, or restart ICE at once. A first attempt or a repair already under way is left to
+   * finish; an upgrade attempt or a restart the peer started on its own does not stand in the way.
+   */
+  private connect(reason: string): void {
+    const signalling = this.signalling;
+    if (!signalling?.isOnline(this.publicKey)) return;
+    const session = this.session;
+    if (!session) {
+      this.ensureSession(signalling);
+      return;
+    }
+    if (session.state === "connecting" || (session.state === "restarting" && session.repairing)) return;
+    session.restart(reason);
+  }
+
+  private ensureSession(signalling: PeerSignalling): PeerIceSession {
+    if (this.session) return this.session;
+    const controlling = signalling.controlling(this.publicKey);
+    const session = signalling.createSession(
+      this.publicKey,
+      controlling,
+      {
+        path: (path, reason) => this.ifCurrent(session, () => this.onPathUp(path, reason)),
+        failed: (reason, pathLost) => this.ifCurrent(session, () => this.onIceFailed(reason, pathLost)),
+        stalled: (what) => this.ifCurrent(session, () => this.onSignallingStalled(what)),
+        // "connected" is always followed by its path or failure, which settle: not a state of its own.
+        state: () => this.ifCurrent(session, () => session.state !== "connected" && this.settle()),
+      },
+      this.log,
+    );
+    this.session = session;
+    session.start();
+    this.log.info({ controlling }, "ice session started");
+    return session;
+  }
+
+  /** Events of a session closed meanwhile change nothing. */
+  private ifCurrent(session: PeerIceSession, handle: () => void): void {
+    if (!this.closed && this.session === session) handle();
+  }
+
+  /** Checks the path of a peer back online; restarts ICE when it no longer answers. */
+  private async verifyPath(session: PeerIceSession, path: ProbeablePath): Promise<void> {
+    for (let i = 0; i < this.timing.verifyProbes; i++) {
+      if ((await path.probe(this.timing.verifyProbeTimeoutMs)) !== null) return;
+    }
+    if (this.closed || this.session !== session || session.path !== path) return;
+    this.log.debug("path of a peer back online does not answer");
+    if (!session.repairing) session.restart("peer online again");
+    this.settle();
+  }
+
+  /** Capped exponential backoff with jitter, never given up. */
+  private scheduleRetry(): void {
+    if (this.closed || this.retryTimer) return;
+    this.retryTimer = this.clock.setTimeout(() => this.onRetryDue(), this.retry.next());
+  }
+
+  /** Controlling side on a relay: try for a direct path for as long as it is relayed (NATs change). */
+  private scheduleUpgrade(): void {
+    const session = this.session;
+    if (this.closed || this.upgradeTimer || !session?.canUpgrade) return;
+    this.upgradeTimer = this.clock.setTimeout(() => this.onUpgradeDue(session), this.upgrade.next());
+  }
+
+  private clearTimers(): void {
+    this.clock.clearTimeout(this.retryTimer);
+    this.clock.clearTimeout(this.upgradeTimer);
+    this.retryTimer = null;
+    this.upgradeTimer = null;
+  }
+
+  /** ICE (direct, else relay) when it has a pair, else the static endpoint, else none (handshakes wait). */
+  private choosePath(reason: string): void {
+    const path = this.icePath ?? this.staticPath;
+    if (path !== this.chosen) {
+      this.chosen = path;
+      this.suspect = null; // a verdict was about the previous path
+      if (path) this.wanted = false; // the proxy sends the held handshake on it
+      this.env.dataPlane.setPath(this.publicKey, path, reason);
+    }
+    this.settle();
+  }
+
+  /** Moves to the state the facts say; every transition is logged and counted. */
+  private settle(): void {
+    if (this.closed) return;
+    const next = this.deriveState();
+    if (samePeerState(next, this.current)) return;
+    const from = this.current;
+    this.current = next;
+    this.since = this.clock.now();
+    this.entered[next.name]++;
+    this.log.debug({ from: formatPeerState(from), to: formatPeerState(next) }, "peer state");
+    this.env.onTransition?.(this, from);
+  }
+
+  private deriveState(): PeerState {
+    const path = this.chosen;
+    const ice = this.session?.state ?? null;
+    if (path) {
+      // Upgrade attempts and restarts the peer started on its own leave a working path: connected.
+      if (ice === "restarting" && this.session?.repairing) return { name: "restarting", path: path.kind };
+      if (this.suspect) return { name: "suspect", path: path.kind, reason: this.suspect };
+      return { name: "connected", path: path.kind };
+    }
+    if (ice === "connecting" || ice === "restarting") return { name: "connecting" };
+    if (ice === "failed") return { name: "failed" };
+    if (this.wanted) return { name: "signalling" };
+    return IDLE;
+  }
+}

@@ -1,0 +1,113 @@
+import type { RestartMode } from "../../src/ice/ice-session.js";
+import type { IceSessionHandlers, PeerIceSession } from "../../src/peer/peer.js";
+import type { ProbeablePath } from "../../src/proxy/liveness.js";
+import type { PathKind } from "../../src/proxy/path.js";
+
+/** A path whose probes answer as the test says (`answers`: true, false, or a queue of verdicts). */
+export class FakePath implements ProbeablePath {
+  onDatagram: ((datagram: Buffer) => void) | null = null;
+  closed = false;
+  probes = 0;
+  /** Next probe verdicts (true: answered); when empty, `answers` decides. */
+  readonly verdicts: boolean[] = [];
+  answers = true;
+
+  constructor(
+    readonly kind: PathKind,
+    readonly remote: string,
+  ) {}
+
+  send(): void {}
+
+  close(): void {
+    this.closed = true;
+  }
+
+  probe(): Promise<number | null> {
+    this.probes++;
+    const answered = this.verdicts.shift() ?? this.answers;
+    return Promise.resolve(answered ? 12 : null);
+  }
+}
+
+/**
+ * An ICE session that does what the test tells it, with IceSession's observable contract: a controlling
+ * restart starts a generation at once (`restarting` with a path, else `connecting`), a controlled one
+ * only asks the peer; a nomination reports `connected` and then the path; a failure reports the state
+ * and then `failed`.
+ */
+export class FakeIceSession implements PeerIceSession {
+  state: PeerIceSession["state"] = "new";
+  path: ProbeablePath | null = null;
+  repairing = false;
+  canUpgrade = false;
+  readonly restarts: Array<{ reason: string; mode: RestartMode }> = [];
+  readonly signals: unknown[] = [];
+  expired = 0;
+  closed = false;
+
+  constructor(
+    readonly controlling: boolean,
+    private readonly handlers: IceSessionHandlers,
+  ) {}
+
+  start(): void {
+    this.setState("connecting");
+  }
+
+  restart(reason: string, mode: RestartMode = "full"): void {
+    this.restarts.push({ reason, mode });
+    if (!this.controlling) return; // a request to the peer: its offer starts the generation
+    if (mode === "upgrade") {
+      if (this.canUpgrade && this.path) this.setState("restarting");
+      return;
+    }
+    this.repairing = this.path !== null;
+    this.setState(this.path ? "restarting" : "connecting");
+  }
+
+  /** The peer's offer arrived (controlled) for a repair we asked for. */
+  acceptRepairOffer(): void {
+    this.repairing = this.path !== null;
+    this.setState(this.path ? "restarting" : "connecting");
+  }
+
+  handleSignal(signal: unknown): void {
+    this.signals.push(signal);
+  }
+
+  nominate(path: ProbeablePath, reason = "connect"): void {
+    this.path = path;
+    this.repairing = false;
+    this.setState("connected");
+    this.handlers.path(path, reason);
+  }
+
+  /** The newest generation failed; with `pathLost`, the path in use is gone too. */
+  fail(reason: string, pathLost: boolean): void {
+    if (pathLost) this.path = null;
+    this.repairing = false;
+    this.setState(this.path ? "connected" : "failed");
+    this.handlers.failed(reason, pathLost);
+  }
+
+  stall(what: string): void {
+    this.handlers.stalled(what);
+  }
+
+  expirePath(): void {
+    this.expired++;
+    if (this.path) this.fail("consent-expired", true);
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    this.state = "closed";
+    return Promise.resolve();
+  }
+
+  private setState(state: PeerIceSession["state"]): void {
+    this.state = state;
+    this.handlers.state();
+  }
+}
