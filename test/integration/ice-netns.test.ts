@@ -45,7 +45,8 @@ for (let i = 0; i < 20; i++) {
   pa.send(Buffer.alloc(100, 1));
   pb.send(Buffer.alloc(100, 2));
 }
-await new Promise((r) => setTimeout(r, 300));
+const deadline = Date.now() + 3000;
+while ((ab < 20 || ba < 20) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
 console.log(JSON.stringify({
   hostsA: [...hosts.a].sort(),
   hostsB: [...hosts.b].sort(),

@@ -208,11 +208,16 @@ describe("IceSession over TURN (coturn on loopback, relay forced)", () => {
     expect(na.remote).not.toBe(pa.remote);
     expect(await exchange(na, nb, 20, "new")).toHaveLength(20);
 
-    expect(logs).toContain("ice pair nominated");
+    const lines = logs
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { component?: string; level?: number });
+    expect(lines.some((line) => line.component === "ice" && line.level === 20)).toBe(true); // debug on
     expect(logs).not.toContain(credential);
     expect(logs).not.toContain(coturn.secret);
 
-    // Every allocation (two per generation) is released on close, not left to expire in 10 minutes.
+    // Every allocation (two per generation) is released on close, not left to expire in 10 minutes;
+    // coturn's verbose log is the only view of its allocations it offers.
     await Promise.all([a.close(), b.close()]);
     const released = coturn.output().split(`username=<${username}>, lifetime=0`).length - 1;
     expect(released).toBe(4);
@@ -293,11 +298,13 @@ async function measure(
   });
   const datagram = Buffer.alloc(1452, 7);
   datagram.writeUInt32LE(4, 0); // WireGuard transport data
-  for (let i = 0; i < 1000; i++) {
+  const warmUp = 1000;
+  for (let i = 0; i < warmUp; i++) {
     send(datagram);
     if (i % 8 === 7) await pace();
   }
-  await new Promise((r) => setTimeout(r, 100));
+  const warmDeadline = Date.now() + 3000;
+  while (delivered < warmUp && Date.now() < warmDeadline) await new Promise((r) => setImmediate(r));
   delivered = 0;
   let gcs = 0;
   const observer = new PerformanceObserver((list) => {
@@ -312,7 +319,7 @@ async function measure(
   const deadline = Date.now() + 3000;
   while (delivered < count && Date.now() < deadline) await new Promise((r) => setImmediate(r));
   const cpu = process.cpuUsage(cpu0);
-  await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 20)); // GC entries reach the observer asynchronously
   observer.disconnect();
   return { delivered, cpuUsPerDatagram: (cpu.user + cpu.system) / count, gcs };
 }
