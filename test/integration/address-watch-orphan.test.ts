@@ -4,8 +4,8 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { waitFor } from "../lab/netns.js";
 import { childrenOf, isRunning } from "../lab/process-tree.js";
+import { waitFor } from "../support/wait-for.js";
 
 const CHILD = fileURLToPath(new URL("./address-watch-child.ts", import.meta.url));
 
@@ -22,19 +22,23 @@ describe("AddressWatch", () => {
         child.once("exit", (code) => reject(new Error(`child exited (${code})`)));
       });
       await waitFor(
-        "ip monitor started",
         async () => {
           monitors = childrenOf(pid)
             .filter((p) => p.comm === "ip" || p.comm === "setpriv")
             .map((p) => p.pid);
           return monitors.length === 1;
         },
-        5000,
-        20,
+        { what: "ip monitor started", timeoutMs: 5000, intervalMs: 20 },
       );
       child.kill("SIGKILL");
       await new Promise((r) => child.once("exit", r));
-      await waitFor("ip monitor gone", async () => monitors.every((m) => !isRunning(m)), 1000, 20);
+      await waitFor(async () => monitors.every((m) => !isRunning(m)), {
+        // At once, by the kernel; without pdeathsig it would wait for its next write, on a quiet host
+        // for ever: the deadline only has to be well short of the test's timeout.
+        what: "ip monitor gone",
+        timeoutMs: 5000,
+        intervalMs: 20,
+      });
       expect(monitors.some(isRunning)).toBe(false);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");

@@ -8,6 +8,7 @@ import { createSocket, type Socket } from "node:dgram";
 import { readFileSync } from "node:fs";
 import { type EntryCounters, FastPathProgram } from "../../ebpf/loader.js";
 import type { FiveTuple } from "../../src/proxy/path.js";
+import { waitFor } from "../support/wait-for.js";
 
 interface Address {
   address: string;
@@ -80,7 +81,14 @@ if (!ns.startsWith("tbt-")) {
 
 const names = Object.keys(ADDRESSES) as SocketName[];
 const show = (a: Address): string => `${a.address}:${a.port}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Datagrams in flight at most: the receivers (in this process) drain long before a socket buffer fills. */
+const WINDOW = 16;
+/** Ends a scenario at every socket; not transport data (too short), so the program leaves it alone. */
+const MARKER = Buffer.from("end of scenario");
+
+/** Waits for `condition`; a datagram that never comes shows in the result rather than failing here. */
+const until = (condition: () => boolean, what: string): Promise<unknown> =>
+  waitFor(condition, { what, timeoutMs: 2000, intervalMs: 1 }).catch(() => undefined);
 
 function snmp(): Map<string, number> {
   const values = new Map<string, number>();
@@ -114,10 +122,15 @@ const emptyArrivals = (): Arrivals => ({ count: 0, bytes: 0, from: {}, damaged: 
 
 class Recorder {
   arrivals = emptyArrivals();
+  markers = 0;
   private readonly seen = new Set<number>();
 
   constructor(readonly socket: Socket) {
     socket.on("message", (msg, rinfo) => {
+      if (msg.equals(MARKER)) {
+        this.markers++;
+        return;
+      }
       received++;
       const a = this.arrivals;
       a.count++;
@@ -188,19 +201,25 @@ try {
     for (const r of recorders.values()) r.arrivals = emptyArrivals();
     received = 0;
     const before = counters();
-    for (const [i, s] of sends.entries()) {
-      const socket = recorders.get(s.from)?.socket;
-      const to = ADDRESSES[s.to];
-      await new Promise<void>((resolve, reject) =>
-        socket?.send(s.payload, to.port, to.address, (err) => (err ? reject(err) : resolve())),
+    const send = (from: SocketName, to: Address, payload: Buffer): Promise<void> =>
+      new Promise<void>((resolve, reject) =>
+        recorders
+          .get(from)
+          ?.socket.send(payload, to.port, to.address, (err) => (err ? reject(err) : resolve())),
       );
-      // Lets the receivers drain now and then: a burst must not overflow a socket buffer.
-      if (i % 10 === 9) await sleep(1);
+    for (const [i, s] of sends.entries()) {
+      await until(() => received >= i - WINDOW, "the receivers to catch up");
+      await send(s.from, ADDRESSES[s.to], s.payload);
     }
-    const deadline = Date.now() + 2000;
-    while (received < sends.length && Date.now() < deadline) await sleep(5);
-    // Anything going astray, or arriving twice, has time to show up.
-    await sleep(50);
+    await until(() => received >= sends.length, "every datagram of the scenario");
+    // After everything else, a marker to every socket: each reads in order, so once every marker is
+    // in, whatever went astray or arrived twice is in too.
+    const markers = new Map(names.map((n) => [n, recorders.get(n)?.markers ?? 0]));
+    for (const n of names) await send("notWg", ADDRESSES[n], MARKER);
+    await until(
+      () => names.every((n) => (recorders.get(n)?.markers ?? 0) > (markers.get(n) ?? 0)),
+      "the end-of-scenario markers",
+    );
     const after = counters();
     scenarios[name] = {
       sent: sends.length,

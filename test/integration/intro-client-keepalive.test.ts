@@ -1,10 +1,13 @@
 // The client's own keepalive: it pings the server every keepaliveSeconds/2 once online, a pong counts as
 // hearing from the server, and total silence for 2.5 intervals makes it reconnect.
 // A fake server is used because the real one has no hook to see pings and always pings by itself,
-// which would keep the client alive whatever the client does.
+// which would keep the client alive whatever the client does. The keepalive runs on fake interval
+// timers and a fake clock, advanced tick by tick; sockets and reconnect timers are real. Between ticks
+// the test waits until the server got that tick's ping: by then the client has also read every pong
+// sent before (one process, one event loop: the pong was in its socket buffer first).
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { WebSocketServer } from "ws";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
 import { createLogger } from "../../src/log.js";
@@ -15,48 +18,63 @@ import {
   type WelcomeMessage,
 } from "../../src/signalling/protocol.js";
 import { generateX25519KeyPair } from "../../src/signalling/signalling-crypto.js";
-import { eventually, newKey, sleep, waitForEvent } from "./intro-support.js";
+import { waitFor } from "../support/wait-for.js";
+import { newKey, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");
 const KEEPALIVE_MS = 200;
+/** The client pings (and checks for silence) every half keepalive. */
+const TICK_MS = KEEPALIVE_MS / 2;
 
 interface FakeConnection {
-  /** When the server received each ping from the client. */
-  pings: number[];
-  /** When the welcome went out: the client is online from then on. */
-  welcomeAt?: number;
-  /** Pings received before the welcome. */
+  /** Pings received from the client. */
+  pings: number;
+  /** Pings received before the welcome went out. */
   pingsBeforeWelcome: number;
-  closedAt?: number;
+  /** The client sent its auth: the welcome can go out (see `welcome`). */
+  authenticated: boolean;
+  welcomed: boolean;
+  closed: boolean;
 }
 
 interface FakeServer {
   url: string;
   connections: FakeConnection[];
+  /** Sends the welcome on every connection that authenticated and has none yet. */
+  welcome(): void;
   close(): Promise<void>;
 }
 
 /**
  * Speaks just enough of the protocol to bring a client online (it does not check the proof), then says
- * nothing and never pings. `autoPong: false` also leaves the client's pings unanswered.
+ * nothing and never pings. `autoPong: false` also leaves the client's pings unanswered; `holdWelcome`
+ * keeps the welcome until `welcome()` is called.
  */
-async function startFakeServer(options: { autoPong: boolean; welcomeDelayMs?: number }): Promise<FakeServer> {
+async function startFakeServer(options: { autoPong: boolean; holdWelcome?: boolean }): Promise<FakeServer> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, autoPong: options.autoPong });
   await once(wss, "listening");
   const connections: FakeConnection[] = [];
+  const pending: Array<() => void> = [];
   wss.on("connection", (ws) => {
-    const connection: FakeConnection = { pings: [], pingsBeforeWelcome: 0 };
+    const connection: FakeConnection = {
+      pings: 0,
+      pingsBeforeWelcome: 0,
+      authenticated: false,
+      welcomed: false,
+      closed: false,
+    };
     connections.push(connection);
     ws.on("ping", () => {
-      connection.pings.push(Date.now());
-      if (connection.welcomeAt === undefined) connection.pingsBeforeWelcome++;
+      connection.pings++;
+      if (!connection.welcomed) connection.pingsBeforeWelcome++;
     });
     ws.on("close", () => {
-      connection.closedAt = Date.now();
+      connection.closed = true;
     });
     ws.on("message", (data) => {
       const auth = clientMessageSchemas.auth.safeParse(JSON.parse(data.toString()));
       if (!auth.success) return;
+      connection.authenticated = true;
       const welcome = {
         type: "welcome",
         publicKey: auth.data.publicKey,
@@ -72,10 +90,12 @@ async function startFakeServer(options: { autoPong: boolean; welcomeDelayMs?: nu
           byteBurst: 1_000_000,
         },
       } satisfies WelcomeMessage;
-      setTimeout(() => {
-        connection.welcomeAt = Date.now();
+      const send = () => {
+        connection.welcomed = true;
         ws.send(JSON.stringify(welcome));
-      }, options.welcomeDelayMs ?? 0);
+      };
+      if (options.holdWelcome) pending.push(send);
+      else send();
     });
     ws.send(
       JSON.stringify({
@@ -90,6 +110,9 @@ async function startFakeServer(options: { autoPong: boolean; welcomeDelayMs?: nu
   return {
     url: `ws://127.0.0.1:${port}`,
     connections,
+    welcome: () => {
+      for (const send of pending.splice(0)) send();
+    },
     close: async () => {
       for (const ws of wss.clients) ws.terminate();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
@@ -109,7 +132,30 @@ function newClient(url: string): IntroClient {
   });
 }
 
+/** Starts `client` against `server` and waits until it is online. */
+async function online(c: IntroClient): Promise<void> {
+  const connected = waitForEvent(c, "connected");
+  c.start();
+  await connected;
+}
+
+/** One keepalive tick; then waits until `connection` got its ping (the `expected`-th in all). */
+async function tickAndPing(connection: FakeConnection, expected: number): Promise<void> {
+  vi.advanceTimersByTime(TICK_MS);
+  await waitFor(() => connection.pings >= expected, {
+    what: `ping ${expected}`,
+    timeoutMs: 5_000,
+    intervalMs: 5,
+  });
+}
+
+beforeEach(() => {
+  // Only the keepalive's interval and the clock it reads: timeouts (reconnects, ws) stay real.
+  vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] });
+});
+
 afterEach(async () => {
+  vi.useRealTimers();
   await client?.stop();
   await server?.close();
   client = undefined;
@@ -118,39 +164,45 @@ afterEach(async () => {
 
 describe("intro client keepalive", () => {
   it("pings the server every keepaliveSeconds/2 once online, not before", async () => {
-    // The welcome is held back longer than a ping interval, so pinging before online would show.
-    server = await startFakeServer({ autoPong: true, welcomeDelayMs: KEEPALIVE_MS * 1.5 });
+    server = await startFakeServer({ autoPong: true, holdWelcome: true });
     client = newClient(server.url);
     const connected = waitForEvent(client, "connected");
     client.start();
+    const connection = await waitFor(() => server?.connections[0]?.authenticated && server.connections[0], {
+      what: "the client's auth",
+    });
+    // Four ticks' time before the welcome: a client that pinged before being online would ping now.
+    vi.advanceTimersByTime(4 * TICK_MS);
+    server.welcome();
     await connected;
-    const connection = server.connections[0]!;
-    await eventually(() => connection.pings.length >= 2, KEEPALIVE_MS * 3, "two pings");
-    await sleep(KEEPALIVE_MS * 2);
-
+    for (let i = 1; i <= 3; i++) await tickAndPing(connection, i);
+    // Its close frame comes after every ping it sent: closed, the count is final.
+    await client.stop();
+    await waitFor(() => connection.closed, { what: "the client's close" });
     expect(connection.pingsBeforeWelcome).toBe(0);
-    const { pings } = connection;
-    // No faster than every keepaliveMs/2 on average (timers fire late, never early; allow some slack).
-    const meanGap = (pings.at(-1)! - pings[0]!) / (pings.length - 1);
-    expect(meanGap).toBeGreaterThanOrEqual((KEEPALIVE_MS / 2) * 0.8);
-    expect(meanGap).toBeLessThan(KEEPALIVE_MS);
+    expect(connection.pings).toBe(3);
     expect(server.connections).toHaveLength(1);
   });
 
-  it("reconnects after about 2.5 keepalive intervals when the server goes silent", async () => {
+  it("reconnects after 2.5 keepalive intervals when the server goes silent", async () => {
     server = await startFakeServer({ autoPong: false });
     client = newClient(server.url);
-    const connected = waitForEvent(client, "connected");
-    client.start();
-    await connected;
-    const onlineAt = Date.now();
-    const [closed] = await waitForEvent<[{ code: number }]>(client, "disconnected", () => true, 3_000);
-    const silentFor = Date.now() - onlineAt;
-
-    expect(closed.code).toBe(1006); // terminated, not closed by either side
-    expect(silentFor).toBeGreaterThanOrEqual(KEEPALIVE_MS * 2.5);
-    expect(silentFor).toBeLessThan(KEEPALIVE_MS * 2.5 + 1_000);
-    await waitForEvent(client, "connected", () => true, 3_000);
+    await online(client);
+    const connection = server.connections[0]!;
+    let disconnected: { code: number } | undefined;
+    client.once("disconnected", (closed: { code: number }) => {
+      disconnected = closed;
+    });
+    // 2.5 intervals (five ticks) of silence are tolerated: the client pings on each...
+    for (let i = 1; i <= 5; i++) await tickAndPing(connection, i);
+    expect(disconnected).toBeUndefined();
+    // ...and at the sixth it gives up on the connection instead.
+    const reconnected = waitForEvent(client, "connected", () => true, 5_000);
+    vi.advanceTimersByTime(TICK_MS);
+    await waitFor(() => disconnected, { what: "the client's disconnect" });
+    expect(disconnected?.code).toBe(1006); // terminated, not closed by either side
+    expect(connection.pings).toBe(5);
+    await reconnected;
     expect(server.connections).toHaveLength(2);
   });
 
@@ -158,17 +210,16 @@ describe("intro client keepalive", () => {
     // The server never pings nor speaks: only the automatic pongs to the client's pings are heard.
     server = await startFakeServer({ autoPong: true });
     client = newClient(server.url);
-    const connected = waitForEvent(client, "connected");
-    client.start();
-    await connected;
+    await online(client);
+    const connection = server.connections[0]!;
     let disconnects = 0;
     client.on("disconnected", () => disconnects++);
-    await sleep(KEEPALIVE_MS * 7);
+    // Seven keepalive intervals: a client deaf to pongs would give up at the sixth tick.
+    for (let i = 1; i <= 14; i++) await tickAndPing(connection, i);
 
     expect(disconnects).toBe(0);
     expect(client.connected).toBe(true);
     expect(server.connections).toHaveLength(1);
-    expect(server.connections[0]!.closedAt).toBeUndefined();
-    expect(server.connections[0]!.pings.length).toBeGreaterThanOrEqual(5);
+    expect(connection.closed).toBe(false);
   });
 });

@@ -133,12 +133,11 @@ describe("intro server against hostile input", () => {
 
   it("closes a connection that never authenticates with 4006", async () => {
     const raw = await RawIntroConnection.open(server.url);
-    const started = Date.now();
+    // The code and reason say which timer closed it (authTimeoutMs, 300 ms here).
     expect(await raw.closed).toMatchObject({
       code: CloseCode.authTimeout,
       reason: "authentication timed out",
     });
-    expect(Date.now() - started).toBeLessThan(2_000);
     await stillServing();
   });
 

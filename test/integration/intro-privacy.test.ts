@@ -5,7 +5,7 @@ import { IntroClient, IntroOfflineError } from "../../src/intro-client/intro-cli
 import { createLogger } from "../../src/log.js";
 import { EnvelopeCodec } from "../../src/signalling/envelope.js";
 import { CloseCode, type SealedEnvelope } from "../../src/signalling/protocol.js";
-import { newKey, RawIntroConnection, sleep, type TestKey, waitForEvent } from "./intro-support.js";
+import { newKey, RawIntroConnection, type TestKey, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");
 let server: IntroServer;
@@ -53,6 +53,8 @@ describe("authentication", () => {
   it("rejects a client that claims a key it does not hold, and leaves the holder connected", async () => {
     const aliceKey = newKey();
     const alice = await started(client(aliceKey, []));
+    let aliceDisconnects = 0;
+    alice.on("disconnected", () => aliceDisconnects++);
 
     const impostor = await RawIntroConnection.open(server.url);
     await impostor.authenticate(newKey().privateKey, aliceKey.publicKey);
@@ -79,9 +81,21 @@ describe("authentication", () => {
     });
     expect((await lowOrder.closed).code).toBe(CloseCode.authFailed);
 
-    await sleep(50);
+    // A round trip on Alice's own connection, after all of that: Bob (by hand) declares her, she him,
+    // and her presence notice for Bob comes over the same connection as any close would have before.
+    const bobKey = newKey();
+    const bob = await RawIntroConnection.open(server.url);
+    await bob.authenticate(bobKey.privateKey);
+    await bob.next("welcome");
+    bob.send({ type: "peers", op: "replace", peers: [aliceKey.publicKey] });
+    const aliceSeesBob = waitForEvent(alice, "peer-online");
+    alice.setPeers([bobKey.publicKey]);
+    expect(await aliceSeesBob).toEqual([bobKey.publicKey]);
+    bob.close();
+    expect(aliceDisconnects).toBe(0);
     expect(alice.connected).toBe(true);
-    expect(server.stats().authenticated).toBe(1);
+    // Alice and Bob: none of the three impostors authenticated.
+    expect(server.stats().authenticated).toBe(2);
   });
 
   it("replaces an older connection of the same key by a newer one", async () => {
@@ -127,7 +141,9 @@ describe("declared peers", () => {
     carol.send({ type: "peers", op: "add", peers: [nobody] });
     carol.send({ type: "send", to: nobody, envelope: codec.seal(nobody, "anyone?") });
     expect((await carol.next("undeliverable")).to).toBe(nobody);
-    await sleep(100);
+    // The server answers Carol's messages in order: after this pong, no presence notice is on its way.
+    carol.send({ type: "ping" });
+    await carol.next("pong");
     expect(carol.received.filter((message) => message.type === "presence")).toEqual([]);
     expect(aliceSaw).toEqual([]);
     expect(() => alice.send(carolKey.publicKey, "x")).toThrow(IntroOfflineError);
@@ -137,6 +153,9 @@ describe("declared peers", () => {
     const aliceSeesCarol = waitForEvent(alice, "peer-online");
     alice.setPeers([carolKey.publicKey]);
     expect(await aliceSeesCarol).toEqual([carolKey.publicKey]);
+    // Nothing of Carol reached Alice before her own declaration (it would have come first on her
+    // connection): this notice is the first thing she saw.
+    expect(aliceSaw).toEqual([carolKey.publicKey]);
     expect(await carol.next("presence")).toMatchObject({ peer: aliceKey.publicKey, online: true });
 
     // Alice withdraws: both see the other go offline, and relay stops.

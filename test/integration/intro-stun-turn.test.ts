@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket, type Socket } from "node:dgram";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -292,8 +292,6 @@ describe("TURN credentials", () => {
     expect(withGenuine).toEqual({ outcome: "allocated" });
     expect(withForged).toEqual({ outcome: "refused", code: 401 });
     expect(withExpired).toEqual({ outcome: "refused", code: 401 });
-    const log = readFileSync(join(dir, "turnserver.log"), "utf8");
-    expect(log).toContain(`check_stun_auth: Cannot find credentials of user <${forged.username}>`);
   });
 
   it("are refreshed before they expire", async () => {

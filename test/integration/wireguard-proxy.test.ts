@@ -6,6 +6,7 @@ import type { PeerPath } from "../../src/proxy/path.js";
 import { WireGuardProxy } from "../../src/proxy/wireguard-proxy.js";
 import { encodeKey } from "../../src/wireguard/keys.js";
 import { buildInitiation, buildResponse, generateKeyPair } from "../support/noise.js";
+import { waitFor } from "../support/wait-for.js";
 
 class FakePath implements PeerPath {
   readonly kind = "direct" as const;
@@ -38,8 +39,6 @@ async function bound(): Promise<Socket> {
 function sendFromWireGuard(msg: Uint8Array, port: number, address = "127.0.0.1"): Promise<void> {
   return new Promise((r) => wireguard.send(msg, port, address, () => r()));
 }
-
-const tick = () => new Promise((r) => setTimeout(r, 30));
 
 beforeEach(async () => {
   wireguard = await bound();
@@ -78,7 +77,7 @@ describe("WireGuardProxy", () => {
     });
     await sendFromWireGuard(first, proxy.catchAllAddress.port);
     await sendFromWireGuard(second, proxy.catchAllAddress.port);
-    await tick();
+    await waitFor(() => needed.length >= 2, { what: "both initiations at the catch-all" });
     expect(needed).toEqual([p.publicKey, p.publicKey]);
     const path = new FakePath();
     proxy.setPath(p.publicKey, path);
@@ -103,7 +102,7 @@ describe("WireGuardProxy", () => {
       senderIndex: 0xabcdef,
     });
     path.onDatagram?.(Buffer.from(response));
-    await tick();
+    await waitFor(() => received.length >= 1, { what: "the response at WireGuard" });
     expect(received).toHaveLength(1);
     expect(received[0]?.from).toBe(`${p.loopback.address}:${p.loopback.port}`);
     // WireGuard's transport message to receiver index 0xabcdef, sent to the catch-all, goes to P.
@@ -114,7 +113,8 @@ describe("WireGuardProxy", () => {
     // One to an index nobody announced is dropped and counted.
     transport.writeUInt32LE(0x123, 4);
     await sendFromWireGuard(transport, proxy.catchAllAddress.port);
-    await tick();
+    // The catch-all reads in order: once the second is counted, the first was handled too.
+    await waitFor(() => proxy.drops["unknown-index"] >= 1, { what: "the second transport message dropped" });
     expect(path.sent).toHaveLength(1);
     expect(path.sent[0]?.readUInt32LE(4)).toBe(0xabcdef);
     expect(proxy.drops["unknown-index"]).toBe(1);
@@ -143,7 +143,10 @@ describe("WireGuardProxy", () => {
       ),
     );
     path.onDatagram?.(Buffer.alloc(10));
-    await tick();
+    // Every one of the four is dropped and counted; none is forwarded either way.
+    await waitFor(() => proxy.drops.malformed + proxy.drops["bad-mac1"] >= 4, {
+      what: "all four datagrams counted",
+    });
     expect(path.sent).toHaveLength(0);
     expect(received).toHaveLength(0);
     expect(proxy.drops.malformed).toBe(2);
