@@ -51,7 +51,8 @@ export interface IceAgentContext {
   readonly werift: WeriftOptionSets;
   readonly exclude: AddressExclusion;
   readonly log: Logger;
-  readonly stats: IceSessionStats;
+  /** The session's counters of candidates dropped. */
+  readonly stats: Pick<IceSessionStats, "remoteCandidatesRejected" | "localCandidatesFiltered">;
   readonly turnHint: TurnTransportHint | undefined;
   readonly socketBufferBytes: number | undefined;
   readonly connectTimeoutMs: number;
@@ -65,6 +66,7 @@ export interface IceAgentContext {
   failed(agent: IceAgent, reason: IceFailureReason): void;
 }
 
+/** Which generation an agent is, and why it was started. */
 export interface IceAgentIdentity {
   readonly epoch: string;
   readonly generation: number;

@@ -33,6 +33,7 @@ import type { PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
 import type { CandidateType } from "./ice-signal.js";
 import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
 import { type Address, connectionInternals, type WeriftUdpTransport } from "./werift-internals.js";
+import { stunRequestWithDeadline } from "./werift-workarounds.js";
 
 export interface SelectedPairInfo {
   readonly localType: CandidateType;
@@ -285,32 +286,26 @@ export class IcePath implements PeerPath {
     if (!sel || !conn.remotePassword || !conn.remoteUsername) return Promise.resolve(null);
     this.stats.probesSent++;
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const abort = new AbortController();
-    const answered = (async (): Promise<number | null> => {
-      const request = internals.buildRequest({
-        nominate: false,
-        localUsername: conn.localUsername,
-        remoteUsername: conn.remoteUsername,
-        iceControlling: conn.iceControlling,
-        localCandidate: sel.pair.localCandidate,
-      });
-      await sel.protocol.request(request, sel.pair.remoteAddr, Buffer.from(conn.remotePassword, "utf8"), {
-        retransmissions: 0,
-        responseTimeout: timeoutMs,
-        signal: abort.signal,
-      });
-      this.stats.probesAnswered++;
-      return performance.now() - started;
-    })().catch(() => null);
-    // werift's close() cancels a transaction without settling it: never wait longer than asked.
-    const expired = new Promise<null>((resolve) => {
-      timer = setTimeout(() => {
-        abort.abort();
-        resolve(null);
-      }, timeoutMs + 50);
-    });
-    return Promise.race([answered, expired]).finally(() => clearTimeout(timer));
+    return stunRequestWithDeadline(
+      (signal) =>
+        (async (): Promise<number | null> => {
+          const request = internals.buildRequest({
+            nominate: false,
+            localUsername: conn.localUsername,
+            remoteUsername: conn.remoteUsername,
+            iceControlling: conn.iceControlling,
+            localCandidate: sel.pair.localCandidate,
+          });
+          await sel.protocol.request(request, sel.pair.remoteAddr, Buffer.from(conn.remotePassword, "utf8"), {
+            retransmissions: 0,
+            responseTimeout: timeoutMs,
+            signal,
+          });
+          this.stats.probesAnswered++;
+          return performance.now() - started;
+        })().catch(() => null),
+      timeoutMs + 50,
+    );
   }
 
   get onDatagram(): ((datagram: Buffer) => void) | null {

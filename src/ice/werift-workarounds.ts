@@ -1,9 +1,11 @@
 // Every place Tunnelbore works around a quirk of werift-ice 0.2.3 (node_modules/werift-ice), one
 // function each; on a werift update, check each against the new version.
 //
-// Two more avoid werift features altogether, by design:
+// Elsewhere, by design rather than as a patch:
 // - Connection.restart() is never used: each generation is a fresh Connection (see ice-session.ts).
 // - Connection.send/onData are never used: IcePath taps the transports itself (see ice-path.ts).
+// - werift's aggressive nomination can leave the two sides on different pairs: IcePath accepts data on
+//   any validated pair and the path follows the peer (see pair-following.ts).
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:dgram";
 import {
@@ -120,6 +122,26 @@ export function catchSocketErrors(socket: Socket, log: Logger): void {
   if (socket.listenerCount("error") === 0) {
     socket.on("error", (err: Error) => log.debug({ err }, "ice socket error"));
   }
+}
+
+/**
+ * werift-ice 0.2.3's close() cancels a STUN transaction without settling its promise, so a request is
+ * never awaited longer than asked: resolves with what `request` resolves with or, after `deadlineMs`,
+ * with null (aborting the request through the signal it was given).
+ */
+export function stunRequestWithDeadline<T>(
+  request: (signal: AbortSignal) => Promise<T>,
+  deadlineMs: number,
+): Promise<T | null> {
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<null>((resolve) => {
+    timer = setTimeout(() => {
+      abort.abort();
+      resolve(null);
+    }, deadlineMs);
+  });
+  return Promise.race([request(abort.signal), expired]).finally(() => clearTimeout(timer));
 }
 
 /** werift-ice 0.2.3 closes a TURN client without releasing its allocation (it would linger ~10 min on the server). */

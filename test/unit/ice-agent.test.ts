@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { classes, Message, methods } from "werift-ice";
 import { IceAgent, type IceAgentContext, type IceAgentIdentity } from "../../src/ice/ice-agent.js";
 import { weriftOptionSets } from "../../src/ice/ice-server-url.js";
-import type { IceFailureReason, IceSessionStats } from "../../src/ice/ice-session.js";
+import type { IceFailureReason } from "../../src/ice/ice-session.js";
 import { type IceOffer, MAX_REMOTE_CANDIDATES } from "../../src/ice/ice-signal.js";
 
 const EPOCH = "0123456789abcdef";
@@ -14,21 +14,13 @@ const agents: IceAgent[] = [];
 
 interface Harness {
   readonly context: IceAgentContext;
-  readonly stats: IceSessionStats;
+  readonly stats: IceAgentContext["stats"];
   /** Resolves with the first failure reported. */
   readonly failure: Promise<IceFailureReason>;
 }
 
 function harness(extra: Partial<IceAgentContext> = {}, turn = false): Harness {
-  const stats: IceSessionStats = {
-    signalsReceived: 0,
-    signalsMalformed: 0,
-    signalsStale: 0,
-    remoteCandidatesRejected: 0,
-    localCandidatesFiltered: 0,
-    generations: 0,
-    restartRequestsIgnored: 0,
-  };
+  const stats: IceAgentContext["stats"] = { remoteCandidatesRejected: 0, localCandidatesFiltered: 0 };
   let reportFailure: (reason: IceFailureReason) => void = () => {};
   const failure = new Promise<IceFailureReason>((resolve) => {
     reportFailure = resolve;
