@@ -91,7 +91,7 @@ export class IceAgent implements IceAgentIdentity {
   private _remoteDescribed = false;
   /** The peer sent end-of-candidates: later candidates are rejected. */
   private remoteEnded = false;
-  private remoteCandidates = 0;
+  private remoteCandidatesAccepted = 0;
   /** Our own gathering: under way (settled is its promise) until done. */
   private readonly gathering: { settled: Promise<void> | null; done: boolean } = {
     settled: null,
@@ -265,7 +265,7 @@ export class IceAgent implements IceAgentIdentity {
     if (
       this.remoteEnded ||
       !parsed ||
-      this.remoteCandidates >= MAX_REMOTE_CANDIDATES ||
+      this.remoteCandidatesAccepted >= MAX_REMOTE_CANDIDATES ||
       this.context.exclude(parsed.host)
     ) {
       this.context.stats.remoteCandidatesRejected++;
@@ -275,7 +275,7 @@ export class IceAgent implements IceAgentIdentity {
       );
       return;
     }
-    this.remoteCandidates++;
+    this.remoteCandidatesAccepted++;
     this.conn.addRemoteCandidate(remoteCandidateFromSdp(line)).catch((err: unknown) => {
       this.context.log.debug({ err }, "werift rejected a remote candidate");
     });
