@@ -12,6 +12,7 @@ import { weriftOptionSets } from "../../src/ice/ice-server-url.js";
 import { type IceFailureReason, IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js";
 import { type IceSignal, MAX_REMOTE_CANDIDATES } from "../../src/ice/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
+import { waitFor } from "../support/wait-for.js";
 
 const filter = createCandidateFilter({
   excludeInterfaces: Object.keys(networkInterfaces()).filter((name) => name !== "lo"),
@@ -105,15 +106,6 @@ async function exchange(
   return got;
 }
 
-/** Polls `condition` until it holds; throws after `timeoutMs`. */
-async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 afterEach(async () => {
   await Promise.all(sessions.splice(0).map((s) => s.close()));
 });
@@ -158,7 +150,7 @@ describe("IceSession on loopback", () => {
     stun.writeUInt32BE(0x2112a442, 4);
     pb.send(stun);
     pb.send(Buffer.from("real".padEnd(64, ".")));
-    await until(() => delivered.length > 0, "a datagram is delivered");
+    await waitFor(() => delivered.length > 0, { what: "a datagram is delivered" });
     stranger.close();
     expect(delivered).toEqual(["real".padEnd(64, ".")]);
     expect(pair.a.stats.signalsMalformed + pair.a.stats.signalsStale).toBe(0);
@@ -203,7 +195,7 @@ describe("IceSession on loopback", () => {
     // The old path still delivers during the grace period, then its agent is closed.
     expect(await exchange(oldA, oldB, 5, "grace")).toHaveLength(5);
     const [oldPathA, oldPathB] = [oldA as IcePath, oldB as IcePath];
-    await until(() => oldPathA.closed && oldPathB.closed, "the old paths are closed");
+    await waitFor(() => oldPathA.closed && oldPathB.closed, { what: "the old paths are closed" });
     const sentBefore = oldPathA.stats.datagramsSent;
     oldA.send(Buffer.alloc(64));
     expect(oldPathA.stats.datagramsSent).toBe(sentBefore);
@@ -219,7 +211,7 @@ describe("IceSession on loopback", () => {
     await next;
     expect(pair.a.selectedPair?.generation).toBe(1);
     expect(pair.b.selectedPair?.generation).toBe(1);
-    await until(() => pair.a.stats.restartRequestsIgnored > 0, "the second request is ignored");
+    await waitFor(() => pair.a.stats.restartRequestsIgnored > 0, { what: "the second request is ignored" });
     expect(pair.a.stats.restartRequestsIgnored).toBe(1);
     expect(pair.a.stats.generations).toBe(2);
   });
@@ -252,7 +244,7 @@ describe("IceSession on loopback", () => {
     await connA.checkStart(second).awaitable; // a check (with USE-CANDIDATE) B answers and re-checks
     expect(second.state).toBe(CandidatePairState.SUCCEEDED);
     const m2 = mirror(second);
-    await until(
+    await waitFor(
       () =>
         ib.conn.checkList.some(
           (p) =>
@@ -260,7 +252,7 @@ describe("IceSession on loopback", () => {
             p.localCandidate.port === m2.local &&
             `${p.remoteAddr[0]}:${p.remoteAddr[1]}` === m2.remote,
         ),
-      "B's triggered check on the second pair succeeded",
+      { what: "B's triggered check on the second pair succeeded" },
     );
     let newPaths = 0;
     pair.b.on("path", () => newPaths++);
@@ -280,7 +272,9 @@ describe("IceSession on loopback", () => {
     pair.deliver.b = false;
     pair.a.start();
     pair.b.start();
-    await until(() => pair.toB.some((m) => m.t === "end-of-candidates"), "generation 0 is gathered");
+    await waitFor(() => pair.toB.some((m) => m.t === "end-of-candidates"), {
+      what: "generation 0 is gathered",
+    });
     const gen0 = pair.toB.splice(0);
     expect(gen0.some((m) => m.t === "candidate")).toBe(true);
     pair.deliver.b = true;
@@ -534,7 +528,7 @@ describe("IceAgent on loopback", () => {
       side.agent.connect();
     }
     current.a = false; // overtaken: what it trickles from now on is dropped too
-    await until(() => a.agent.phase === "closed", "the overtaken agent closed");
+    await waitFor(() => a.agent.phase === "closed", { what: "the overtaken agent closed" });
     await b.path;
     expect(reported).toBe(false);
     expect(a.failures).toEqual([]);
@@ -545,7 +539,9 @@ describe("IceAgent on loopback", () => {
     a.agent.applyRemote({ t: "end-of-candidates", epoch: a.agent.epoch, generation: 0 });
     expect(a.agent.conn.remoteCandidatesEnd).toBe(false);
     a.agent.gather();
-    await until(() => a.signals.some((m) => m.t === "end-of-candidates"), "our gathering finished");
+    await waitFor(() => a.signals.some((m) => m.t === "end-of-candidates"), {
+      what: "our gathering finished",
+    });
     expect(a.agent.conn.remoteCandidatesEnd).toBe(true);
   });
 });
