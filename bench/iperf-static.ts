@@ -6,29 +6,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { measureThroughput } from "../test/lab/iperf.js";
 import { createLinkedPair } from "../test/lab/linked-pair.js";
-import { teardownAll, waitFor } from "../test/lab/netns.js";
+import { teardownAll } from "../test/lab/netns.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
+import { waitFor } from "../test/support/wait-for.js";
+import { processCpuSeconds, rssBytes } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const RUNS = 3;
 const RUN_SECONDS = 5;
-/** Linux reports process times in clock ticks of 1/100 s (USER_HZ) on every architecture we run on. */
-const CLOCK_TICKS_PER_SECOND = 100;
-
-/** utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
-}
-
-function rssBytes(pid: number): number {
-  const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return match ? Number(match[1]) * 1024 : Number.NaN;
-}
-
 const mbit = (bps: number) => (bps / 1e6).toFixed(0);
 
 export async function benchIperfStatic(): Promise<BenchRow[]> {
@@ -41,7 +27,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
   let tb: TunnelboreProcess | null = null;
   try {
     const pair = await createLinkedPair("bn");
-    await pair.timeUntilPing(10_000);
+    await pair.waitForPing();
     const wgPids = [pair.wgA.process.child.pid!, pair.wgB.process.child.pid!];
     const direct: Array<{ bps: number; retransmits: number; wgCpu: number }> = [];
     type Through = { bps: number; retransmits: number; wgCpu: number; cpu: number; rss: number };
@@ -49,13 +35,13 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
     const kernel: Through[] = [];
     /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and `pid` used meanwhile. */
     const iperf = async (pid?: number) => {
-      const wgBefore = wgPids.map(cpuSeconds);
-      const before = pid ? cpuSeconds(pid) : 0;
+      const wgBefore = wgPids.map(processCpuSeconds);
+      const before = pid ? processCpuSeconds(pid) : 0;
       const started = performance.now();
       const r = await measureThroughput(pair.nsB, pair.tunB, pair.nsA, { duration: RUN_SECONDS });
       const seconds = (performance.now() - started) / 1000;
-      const wgCpu = wgPids.reduce((sum, p, i) => sum + cpuSeconds(p) - wgBefore[i]!, 0) / seconds;
-      const cpu = pid ? (cpuSeconds(pid) - before) / seconds : 0;
+      const wgCpu = wgPids.reduce((sum, p, i) => sum + processCpuSeconds(p) - wgBefore[i]!, 0) / seconds;
+      const cpu = pid ? (processCpuSeconds(pid) - before) / seconds : 0;
       return { bps: r.bitsPerSecond, retransmits: r.retransmits ?? 0, wgCpu, cpu };
     };
     /** One iperf3 run through a Tunnelbore started with `flags`, stopped (SIGTERM) afterwards. */
@@ -73,11 +59,14 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         // `ip netns exec` execs in place: the PID must be Tunnelbore's own.
         throw new Error(`PID ${pid} is not the tunnelbore process`);
       }
-      await waitFor("WireGuard endpoint at L(P)", async () => {
-        const peer = (await tb!.status()).peers[0];
-        return !!peer && (await pair.wgA.endpointOf(pair.keyB.publicKey)) === peer.loopback;
-      });
-      await pair.timeUntilPing(10_000);
+      await waitFor(
+        async () => {
+          const peer = (await tb!.status()).peers[0];
+          return !!peer && (await pair.wgA.endpointOf(pair.keyB.publicKey)) === peer.loopback;
+        },
+        { what: "WireGuard endpoint at L(P)", intervalMs: 100 },
+      );
+      await pair.waitForPing();
       const r = await iperf(pid);
       const status = await tb.status();
       if (!status.peers[0] || status.peers[0].txBytes === 0)
@@ -94,11 +83,11 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       if ((await pair.wgA.endpointOf(pair.keyB.publicKey)) !== `${pair.linkB}:51820`) {
         throw new Error("WireGuard A does not point at B's real endpoint");
       }
-      await pair.timeUntilPing(10_000);
+      await pair.waitForPing();
       direct.push(await iperf());
 
       through.push(await throughTunnelbore([]));
-      await pair.timeUntilPing(10_000);
+      await pair.waitForPing();
       kernel.push(await throughTunnelbore(["--ebpf"]));
     }
 

@@ -6,7 +6,7 @@ import { filterPreference } from "../../ebpf/loader.js";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
-import { nsRun, spawnInNamespace, teardownAll, waitFor } from "../lab/netns.js";
+import { nsRun, spawnInNamespace, teardownAll } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
 import {
   startTunnelbore,
@@ -15,6 +15,7 @@ import {
   tunnelboreDirs,
 } from "../lab/tunnelbore.js";
 import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { waitFor } from "../support/wait-for.js";
 
 /** Datagrams Tunnelbore's own sockets carried (everything minus what the kernel carried). */
 function userSpaceDatagrams(p: PeerStatus): { tx: number; rx: number } {
@@ -27,6 +28,8 @@ async function ourFilters(ns: string, dev: string, wireguardInterface: string): 
   const pref = filterPreference(wireguardInterface);
   return out.split("\n").filter((l) => l.includes(`pref ${pref} `) && l.includes("tunnelbore_fast"));
 }
+
+const FORGED = 500;
 
 describe("kernel fast path on a static path", () => {
   let pair: LinkedPair;
@@ -54,21 +57,25 @@ describe("kernel fast path on a static path", () => {
     const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
     running.push(tb);
     const loopback = `${loopbackAddressOf(Buffer.from(pair.keyB.publicKey, "base64"))}:51822`;
-    await waitFor(
-      "endpoint at L(P)",
-      async () => (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback,
-    );
-    await pair.timeUntilPing(10_000);
-    await waitFor("the kernel carries the peer", async () => (await peerOf(tb)).kernelFastPath, 5000);
+    await waitFor(async () => (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback, {
+      what: "endpoint at L(P)",
+      intervalMs: 100,
+    });
+    await pair.waitForPing();
+    await waitFor(async () => (await peerOf(tb)).kernelFastPath, {
+      what: "the kernel carries the peer",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     const before = await peerOf(tb);
     const result = await ping(pair.nsA, pair.tunB, { count: 100, interval: 10 });
     expect(result.received).toBe(100);
     // Counters are folded in once a second.
-    await waitFor(
-      "kernel counters include the pings",
-      async () => (await peerOf(tb)).kernelRxDatagrams - before.kernelRxDatagrams >= 100,
-      5000,
-    );
+    await waitFor(async () => (await peerOf(tb)).kernelRxDatagrams - before.kernelRxDatagrams >= 100, {
+      what: "kernel counters include the pings",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     const after = await peerOf(tb);
     expect(after.kernelTxDatagrams - before.kernelTxDatagrams).toBeGreaterThanOrEqual(100);
     // The sockets saw none of the 100 echo requests and replies.
@@ -96,49 +103,70 @@ describe("kernel fast path on a static path", () => {
   it("forged transport messages from anyone but the peer's address are not forwarded by the kernel", async () => {
     const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
     running.push(tb);
-    await pair.timeUntilPing(10_000);
-    await waitFor("the kernel carries the peer", async () => (await peerOf(tb)).kernelFastPath, 5000);
+    await pair.waitForPing();
+    await waitFor(async () => (await peerOf(tb)).kernelFastPath, {
+      what: "the kernel carries the peer",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     const seenByB = await pair.wgB.endpointOf(pair.keyA.publicKey);
     const staticPort = Number(seenByB.split(":")[1]);
     const before = await peerOf(tb);
+    const beforeDrops = (await tb.status()).drops;
     // From B's address but another port: same local 5-tuple half, wrong remote port.
     const forger = spawnInNamespace(pair.nsB, process.execPath, [
       "-e",
       `const s=require("node:dgram").createSocket("udp4");const m=Buffer.alloc(64);m[0]=4;let n=0;
-       const go=()=>{if(n++>=500){s.close();return;}s.send(m,${staticPort},"${pair.linkA}",go)};s.bind(0,go);`,
+       const go=()=>{if(n++>=${FORGED}){s.close();return;}s.send(m,${staticPort},"${pair.linkA}",go)};s.bind(0,go);`,
     ]);
     await forger.exited;
-    await new Promise((r) => setTimeout(r, 1500));
-    const after = await peerOf(tb);
-    expect(after.kernelRxDatagrams - before.kernelRxDatagrams).toBeLessThan(10);
-    expect(await pair.pingOnce()).toBe(true);
+    // All of them reached the path's socket in user space, which refused them as foreign.
+    await waitFor(
+      async () => (await tb.status()).drops["foreign-source"] - beforeDrops["foreign-source"] >= FORGED,
+      { what: "the forged datagrams refused in user space", intervalMs: 100 },
+    );
+    // Pings after the forgery: once the kernel's counters (folded in once a second) include their
+    // replies, they include whatever of the forgery, sent before, the kernel forwarded.
+    const result = await ping(pair.nsA, pair.tunB, { count: 20, interval: 20 });
+    expect(result.received).toBe(20);
+    const after = await waitFor(
+      async () => {
+        const p = await peerOf(tb);
+        return p.kernelRxDatagrams - before.kernelRxDatagrams >= 20 && p;
+      },
+      { what: "kernel counters include the replies", intervalMs: 100 },
+    );
+    expect(after.kernelRxDatagrams - before.kernelRxDatagrams).toBeLessThan(20 + 10);
   }, 60_000);
 
   it("after SIGKILL, a restart replaces the old filters and the kernel carries the peer again", async () => {
     const first = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    await pair.timeUntilPing(10_000);
-    await waitFor("the kernel carries the peer", async () => (await peerOf(first)).kernelFastPath, 5000);
+    await pair.waitForPing();
+    await waitFor(async () => (await peerOf(first)).kernelFastPath, {
+      what: "the kernel carries the peer",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     await first.stop("SIGKILL");
-    const restartedAt = Date.now();
     const second = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
     running.push(second);
-    await waitFor("ping resumes", () => pair.pingOnce(), 5000, 20);
-    expect(Date.now() - restartedAt).toBeLessThan(2000);
-    await waitFor(
-      "the kernel carries the peer again",
-      async () => (await peerOf(second)).kernelFastPath,
-      5000,
-    );
+    // How long the restart takes is measured in bench/staying-connected.ts (restart gap).
+    await waitFor(() => pair.pingOnce(), { what: "ping resumes", intervalMs: 20 });
+    await waitFor(async () => (await peerOf(second)).kernelFastPath, {
+      what: "the kernel carries the peer again",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     // One filter per interface: the killed instance's were replaced, not stacked.
     expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(1);
     expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(1);
     const result = await ping(pair.nsA, pair.tunB, { count: 20, interval: 20 });
     expect(result.received).toBe(20);
-    await waitFor(
-      "the new instance counts kernel traffic",
-      async () => (await peerOf(second)).kernelRxDatagrams >= 20,
-      5000,
-    );
+    await waitFor(async () => (await peerOf(second)).kernelRxDatagrams >= 20, {
+      what: "the new instance counts kernel traffic",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
   }, 60_000);
 });
 
@@ -164,40 +192,41 @@ describe("kernel fast path on ICE paths", () => {
       ["a", "b"],
       ["b", "a"],
     ] as const) {
-      await waitFor(
-        `${on} carries ${peer} in the kernel`,
-        async () => (await l.peerStatus(on, peer)).kernelFastPath,
-        10_000,
-      );
+      await waitFor(async () => (await l.peerStatus(on, peer)).kernelFastPath, {
+        what: `${on} carries ${peer} in the kernel`,
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      });
     }
     const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 50, interval: 10 });
     expect(result.received).toBe(50);
-    await waitFor(
-      "b's kernel counters include a's pings",
-      async () => (await l.peerStatus("b", "a")).kernelRxDatagrams >= 50,
-      5000,
-    );
+    await waitFor(async () => (await l.peerStatus("b", "a")).kernelRxDatagrams >= 50, {
+      what: "b's kernel counters include a's pings",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
     expect((await l.peerStatus("a", "b")).pathKind).toBe("direct");
 
     // a moves to another NAT: a new pair, and the kernel follows it.
     await l.lab.moveHost("a", "cafe");
     await waitFor(
-      "b's path to a through the new NAT, in the kernel",
       async () => {
         const ba = await l.peerStatus("b", "a");
         return (ba.remote?.startsWith(`${l.lab.router("cafe").wanAddress}:`) ?? false) && ba.kernelFastPath;
       },
-      30_000,
-      200,
+      { what: "b's path to a through the new NAT, in the kernel", timeoutMs: 30_000, intervalMs: 200 },
     );
-    await waitFor("ping after the move", () => l.ping("a", "b"), 20_000);
+    await waitFor(() => l.ping("a", "b"), {
+      what: "ping after the move",
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
     const before = await l.peerStatus("b", "a");
     const again = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 30, interval: 10 });
     expect(again.received).toBe(30);
     await waitFor(
-      "the kernel carries the new path",
       async () => (await l.peerStatus("b", "a")).kernelRxDatagrams - before.kernelRxDatagrams >= 30,
-      5000,
+      { what: "the kernel carries the new path", timeoutMs: 5000, intervalMs: 100 },
     );
   }, 120_000);
 

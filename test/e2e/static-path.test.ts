@@ -4,7 +4,7 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
-import { generateKeyPair, nsRun, teardownAll, waitFor } from "../lab/netns.js";
+import { generateKeyPair, nsRun, teardownAll } from "../lab/netns.js";
 import { childrenOf, isRunning } from "../lab/process-tree.js";
 import {
   startTunnelbore,
@@ -13,6 +13,7 @@ import {
   tunnelboreDirs,
 } from "../lab/tunnelbore.js";
 import type { WireGuardInterface } from "../lab/wireguard.js";
+import { waitFor } from "../support/wait-for.js";
 
 let pair: LinkedPair;
 let nsA: string;
@@ -27,7 +28,6 @@ let dirs: TunnelboreDirs;
 const running: TunnelboreProcess[] = [];
 
 const pingOnce = () => pair.pingOnce();
-const timeUntilPing = (timeoutMs: number) => pair.timeUntilPing(timeoutMs);
 
 async function tunnelbore(extra: string[] = []): Promise<TunnelboreProcess> {
   const tb = await startTunnelbore(nsA, wgA.name, dirs, extra);
@@ -58,8 +58,11 @@ afterAll(async () => {
 describe("static path through real wireguard-go", () => {
   it("forwards pings, points WireGuard at L(P), and restores the endpoint on SIGTERM", async () => {
     const tb = await tunnelbore();
-    await waitFor("endpoint at L(P)", async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB());
-    expect(await timeUntilPing(10_000)).toBeLessThan(10_000);
+    await waitFor(async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB(), {
+      what: "endpoint at L(P)",
+      intervalMs: 100,
+    });
+    await pair.waitForPing();
     const status = await tb.status();
     const peer = status.peers.find((p) => p.publicKey === keyB.publicKey);
     expect(peer).toMatchObject({ pathKind: "static", remote: `${LINK_B}:51820`, loopback: loopbackOfB() });
@@ -84,44 +87,46 @@ describe("static path through real wireguard-go", () => {
       endpoint: "192.0.2.9:51820",
     });
     const extraLoopback = `${loopbackAddressOf(Buffer.from(extra.publicKey, "base64"))}:51822`;
-    await waitFor(
-      "the new peer pointed at its L(P)",
-      async () => (await wgA.endpointOf(extra.publicKey)) === extraLoopback,
-    );
+    await waitFor(async () => (await wgA.endpointOf(extra.publicKey)) === extraLoopback, {
+      what: "the new peer pointed at its L(P)",
+      intervalMs: 100,
+    });
     const added = (await tb.status()).peers.find((p) => p.publicKey === extra.publicKey);
     expect(added).toMatchObject({ pathKind: "static", remote: "192.0.2.9:51820", loopback: extraLoopback });
     await nsRun(nsA, "wg", ["set", wgA.name, "peer", extra.publicKey, "remove"]);
-    await waitFor("the removed peer gone", async () =>
-      (await tb.status()).peers.every((p) => p.publicKey !== extra.publicKey),
-    );
+    await waitFor(async () => (await tb.status()).peers.every((p) => p.publicKey !== extra.publicKey), {
+      what: "the removed peer gone",
+      intervalMs: 100,
+    });
     // The first peer was not disturbed.
     expect(await pingOnce()).toBe(true);
   });
 
-  it("survives SIGKILL and a restart without reconfiguring WireGuard; the ping resumes within 2 s", async () => {
+  it("survives SIGKILL and a restart without reconfiguring WireGuard; the ping resumes", async () => {
     const first = await tunnelbore();
-    await waitFor("endpoint at L(P)", async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB());
-    await timeUntilPing(10_000);
+    await waitFor(async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB(), {
+      what: "endpoint at L(P)",
+      intervalMs: 100,
+    });
+    await pair.waitForPing();
     const pid = first.process.child.pid ?? -1;
     const monitors = childrenOf(pid).filter((p) => p.comm === "ip");
     expect(monitors, "tunnelbore runs one `ip monitor`").toHaveLength(1);
     await first.stop("SIGKILL");
     running.length = 0;
     expect(await pingOnce()).toBe(false);
-    // The kernel ends it with its parent (setpriv --pdeathsig): no orphan waits for its next write.
-    await waitFor(
-      "ip monitor ends with tunnelbore",
-      async () => monitors.every((m) => !isRunning(m.pid)),
-      2000,
-    );
-    const restartedAt = Date.now();
+    // The kernel ends it with its parent (setpriv --pdeathsig): no orphan waits for its next write,
+    // which in this quiet namespace would be never.
+    await waitFor(async () => monitors.every((m) => !isRunning(m.pid)), {
+      what: "ip monitor ends with tunnelbore",
+      timeoutMs: 5000,
+    });
     const second = await tunnelbore();
-    await waitFor("ping resumes", pingOnce, 5000, 20);
-    const gap = Date.now() - restartedAt;
-    expect(gap).toBeLessThan(2000);
-    // WireGuard kept L(P): the new process found it there and did not call `wg set`.
+    // How long the restart takes is measured in bench/staying-connected.ts (restart gap).
+    await waitFor(pingOnce, { what: "ping resumes", intervalMs: 20 });
+    // WireGuard kept L(P) (it was there before the kill): the new process found it there and had no
+    // reason to call `wg set` (it does only when WireGuard's endpoint is not L(P)).
     expect(await wgA.endpointOf(keyB.publicKey)).toBe(loopbackOfB());
-    expect(second.logs().some((l) => l.msg === "pointed WireGuard endpoint at loopback")).toBe(false);
     const peer = (await second.status()).peers.find((p) => p.publicKey === keyB.publicKey);
     expect(peer).toMatchObject({ pathKind: "static", remote: `${LINK_B}:51820` });
   });
@@ -141,7 +146,9 @@ describe("static path through real wireguard-go", () => {
     // Written in place (same inode): `ip netns exec` bind-mounts this file over /etc/hosts.
     writeFileSync(hosts, `127.0.0.1 localhost\n${LINK_B} peer-b.tbt.test\n`);
     await tunnelbore(["--endpoint", `${keyB.publicKey}=peer-b.tbt.test:51820`]);
-    await waitFor("ping via the hostname", pingOnce, 10_000, 100);
+    await waitFor(pingOnce, { what: "ping via the hostname", timeoutMs: 10_000, intervalMs: 100 });
+    const handshake = await wgA.latestHandshakeOf(keyB.publicKey);
+    expect(handshake).toBeGreaterThan(0);
 
     // B moves to a new address and the old one becomes unreachable from A. (B keeps the old address
     // itself: wireguard-go cannot answer at all after its sticky source address is deleted, with or
@@ -153,9 +160,9 @@ describe("static path through real wireguard-go", () => {
     const tb = running[0]!;
     // Tunnelbore re-resolves as soon as B falls silent while A keeps sending (or at WireGuard's next
     // handshake, whichever comes first).
-    const movedAt = Date.now();
-    await waitFor("ping after the move", pingOnce, 40_000, 200);
-    expect(Date.now() - movedAt).toBeLessThan(15_000);
+    await waitFor(pingOnce, { what: "ping after the move", timeoutMs: 40_000, intervalMs: 200 });
+    // Not WireGuard's new handshake brought the ping back: the session of before the move carries it.
+    expect(await wgA.latestHandshakeOf(keyB.publicKey)).toBe(handshake);
     const peer = (await tb.status()).peers.find((p) => p.publicKey === keyB.publicKey);
     expect(peer?.remote).toBe(`${LINK_B2}:51820`);
     await nsRun(nsA, "ip", ["route", "del", "blackhole", `${LINK_B}/32`]);

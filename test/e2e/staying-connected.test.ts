@@ -4,11 +4,11 @@
 // asserts that it resumes; the gaps are printed here and measured in bench/staying-connected.ts.
 import { writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { teardownAll, waitFor } from "../lab/netns.js";
+import { teardownAll } from "../lab/netns.js";
 import { ContinuousPing } from "../lab/ping.js";
-import type { TunnelboreProcess } from "../lab/tunnelbore.js";
 import { ProductLab, WG_PORT } from "../lab/tunnelbore-lab.js";
 import { startWireGuard } from "../lab/wireguard.js";
+import { waitFor } from "../support/wait-for.js";
 
 const INTRO_PORT = 8443;
 const TURN_PORT = 3479;
@@ -22,17 +22,17 @@ function gapAcross(ping: ContinuousPing, at: number): number | null {
 
 /** Waits until `ping` got `count` replies after `since`. */
 async function resumed(ping: ContinuousPing, since: number, timeoutMs: number, count = 3): Promise<void> {
-  await waitFor("pings answered again", () => ping.receivedSince(since) >= count, timeoutMs, 50);
+  await waitFor(() => ping.receivedSince(since) >= count, {
+    what: "pings answered again",
+    timeoutMs: timeoutMs,
+    intervalMs: 50,
+  });
 }
 
-function logsOf(tb: TunnelboreProcess | null, msg: string): Array<Record<string, unknown>> {
-  return (tb?.logs() ?? []).filter((l) => l.msg === msg);
-}
-
-function tunnelbore(lab: ProductLab, host: string): TunnelboreProcess {
-  const tb = lab.host(host).tunnelbore;
-  if (!tb) throw new Error(`no tunnelbore on ${host}`);
-  return tb;
+/** Restarts Tunnelbore on `host` (SIGKILL, as in a crash: WireGuard keeps pointing at L(P)). */
+async function restartTunnelbore(lab: ProductLab, host: string): Promise<void> {
+  await lab.stopTunnelbore(host, "SIGKILL");
+  await lab.startTunnelbore(host);
 }
 
 afterAll(async () => {
@@ -70,7 +70,11 @@ describe("two hosts behind endpoint-independent NATs", () => {
 
   it("roaming: a host moves to another NAT while pinging; traffic resumes over a new direct path", async () => {
     const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
-    await waitFor("pings flowing", () => ping.receivedCount >= 5, 10_000, 50);
+    await waitFor(() => ping.receivedCount >= 5, {
+      what: "pings flowing",
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
     const movedAt = Date.now();
     await lab.lab.moveHost("a", "cafe");
     await resumed(ping, movedAt, 20_000);
@@ -80,56 +84,56 @@ describe("two hosts behind endpoint-independent NATs", () => {
 
     const ab = await lab.waitForPath("a", "b");
     expect(ab.pathKind).toBe("direct");
-    // b now reaches a at the new NAT's public address.
-    await waitFor(
-      "b's path to a through the new NAT",
-      async () =>
-        (await lab.peerStatus("b", "a")).remote?.startsWith(`${lab.lab.router("cafe").wanAddress}:`) ?? false,
-      10_000,
+    // b now reaches a at the new NAT's public address, directly. (That a notices the move itself,
+    // rather than b's liveness check, is what keeps the gap short: bench/staying-connected.ts.)
+    const ba = await waitFor(
+      async () => {
+        const status = await lab.peerStatus("b", "a");
+        return (status.remote?.startsWith(`${lab.lab.router("cafe").wanAddress}:`) ?? false) && status;
+      },
+      { what: "b's path to a through the new NAT", timeoutMs: 10_000, intervalMs: 100 },
     );
-    // a noticed the change itself, and both sides logged the path change with a reason.
-    expect(logsOf(tunnelbore(lab, "a"), "local network changed").length).toBeGreaterThan(0);
-    for (const host of ["a", "b"]) {
-      const change = logsOf(tunnelbore(lab, host), "path changed").at(-1);
-      expect(change).toMatchObject({ level: 30, kind: "direct", reason: expect.any(String) });
-    }
+    expect(ba.pathKind).toBe("direct");
   }, 60_000);
 
   it("the introduction server going away touches no path; restarted, the clients come back", async () => {
     const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
-    await waitFor("pings flowing", () => ping.receivedCount >= 3, 10_000, 50);
-    const connectedBefore = ["a", "b"].map(
-      (h) => logsOf(tunnelbore(lab, h), "connected to the introduction server").length,
-    );
+    await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
     await lab.stopIntroServer("SIGKILL");
-    const killedAt = Date.now();
+    // Staying down is what is under test: 30 s, past the clients' keepalive timeout and several of
+    // their reconnect attempts.
     await new Promise((r) => setTimeout(r, 30_000));
-    const lostWhileDown = ping.lostCount;
-    const receivedWhileDown = ping.receivedSince(killedAt);
-    await lab.restartIntroServer();
-    await waitFor(
-      "both clients connected again",
-      () =>
-        ["a", "b"].every(
-          (h, i) =>
-            logsOf(tunnelbore(lab, h), "connected to the introduction server").length >
-            (connectedBefore[i] ?? 0),
-        ),
-      20_000,
-      100,
-    );
+    const downUntil = Date.now();
+    // A reply to a request sent after the outage: every request before it is answered or counted lost.
+    await waitFor(() => ping.receivedSince(downUntil) >= 1, { what: "a reply after the outage" });
     await ping.stop();
-    console.log(`introduction server down 30 s: ${receivedWhileDown} replies, ${lostWhileDown} lost`);
-    expect(lostWhileDown).toBe(0);
-    expect(receivedWhileDown).toBeGreaterThan(100);
-    expect(await lab.ping("a", "b")).toBe(true);
-  }, 90_000);
+    console.log(`introduction server down 30 s: ${ping.lostCount} pings lost`);
+    expect(ping.lostCount).toBe(0);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("direct");
+
+    // The clients come back. A Tunnelbore restarted now finds its peer only through the peer's
+    // introduction client (a new ICE session needs signalling): b's restart proves a's client is back.
+    await lab.restartIntroServer();
+    await restartTunnelbore(lab, "b");
+    await lab.waitForPing("a", "b", 60_000);
+    // Another outage, and a's restart proves the same of b's client.
+    await lab.stopIntroServer("SIGKILL");
+    await lab.restartIntroServer();
+    await restartTunnelbore(lab, "a");
+    await lab.waitForPing("a", "b", 60_000);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("direct");
+  }, 180_000);
 
   it("Tunnelbore on one side killed and restarted: the same L(P) again, traffic resumes", async () => {
     const loopback = (await lab.peerStatus("b", "a")).loopback;
     const endpointBefore = await lab.host("b").wg.endpointOf(lab.host("a").keys.publicKey);
+    expect(endpointBefore).toBe(loopback);
     const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
-    await waitFor("pings flowing", () => ping.receivedCount >= 3, 10_000, 50);
+    await waitFor(() => ping.receivedCount >= 3, {
+      what: "pings flowing",
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
     const killedAt = Date.now();
     await lab.stopTunnelbore("b", "SIGKILL");
     await lab.startTunnelbore("b");
@@ -137,9 +141,9 @@ describe("two hosts behind endpoint-independent NATs", () => {
     await ping.stop();
     console.log(`Tunnelbore restart gap: ${gapAcross(ping, killedAt)} ms`);
     expect((await lab.peerStatus("b", "a")).loopback).toBe(loopback);
-    // WireGuard was not reconfigured: it still points at the same L(P).
+    // WireGuard was not reconfigured: it still points at the same L(P), which it did before the kill
+    // (and Tunnelbore calls `wg set` only when WireGuard's endpoint is not L(P)).
     expect(await lab.host("b").wg.endpointOf(lab.host("a").keys.publicKey)).toBe(endpointBefore);
-    expect(logsOf(tunnelbore(lab, "b"), "pointed WireGuard endpoint at loopback")).toEqual([]);
   }, 60_000);
 
   it("wireguard-go restarted with the same config: endpoints pointed back at L(P), traffic resumes", async () => {
@@ -148,7 +152,11 @@ describe("two hosts behind endpoint-independent NATs", () => {
     const loopback = (await lab.peerStatus("a", "b")).loopback;
     // From b: b's WireGuard keeps its old session, so only a handshake started by a's new one helps.
     const ping = new ContinuousPing(b.ns, a.tunnelAddress);
-    await waitFor("pings flowing", () => ping.receivedCount >= 3, 10_000, 50);
+    await waitFor(() => ping.receivedCount >= 3, {
+      what: "pings flowing",
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
     const restartedAt = Date.now();
     await a.wg.stop();
     await startWireGuard(
@@ -157,11 +165,11 @@ describe("two hosts behind endpoint-independent NATs", () => {
       a.wg.name,
     );
     await a.wg.setPeer({ publicKey: b.keys.publicKey, allowedIps: `${b.tunnelAddress}/32` });
-    await waitFor(
-      "a's endpoint for b back at L(P)",
-      async () => (await a.wg.endpointOf(b.keys.publicKey)) === loopback,
-      10_000,
-    );
+    await waitFor(async () => (await a.wg.endpointOf(b.keys.publicKey)) === loopback, {
+      what: "a's endpoint for b back at L(P)",
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
     await resumed(ping, restartedAt, 20_000);
     await ping.stop();
     console.log(`wireguard-go restart gap: ${gapAcross(ping, restartedAt)} ms`);
@@ -170,25 +178,23 @@ describe("two hosts behind endpoint-independent NATs", () => {
 
   it("UDP blocked except TCP to the TURN server: connected over TURN/TCP", async () => {
     const server = lab.lab.server.address;
-    await lab.lab.blockUdp("a", { exceptTcpTo: [`${server}:${INTRO_PORT}`, `${server}:${TURN_PORT}`] });
+    const turnUdp = `${server}:${TURN_PORT}`;
+    await lab.lab.blockUdp("a", {
+      exceptTcpTo: [`${server}:${INTRO_PORT}`, `${server}:${TURN_PORT}`],
+      countUdpTo: [turnUdp],
+    });
     try {
       // Existing UDP flows survive a stateful firewall; a fresh start behind it has none.
       await lab.stopTunnelbore("a");
       await lab.startTunnelbore("a");
       await lab.waitForPing("a", "b", 40_000);
-      const ab = await lab.peerStatus("a", "b");
-      expect(ab.pathKind).toBe("relay");
-      const change = logsOf(tunnelbore(lab, "a"), "ice pair nominated").at(-1);
-      expect(change?.relayTransport).toBe("tcp");
-      // Learnt: the next generation (b restarts) allocates over TCP at once, not after UDP timed out.
-      expect(
-        logsOf(
-          tunnelbore(lab, "a"),
-          "TURN over UDP fails, over TCP works: TCP from now on (until the network changes)",
-        ),
-      ).toHaveLength(1);
+      // Relayed, and no UDP leaves a: the relay is TURN over TCP.
+      expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
+      // a tried TURN over UDP first (the firewall counted and dropped it)...
+      const udpTries = await lab.lab.udpSentTo("a", turnUdp);
+      expect(udpTries).toBeGreaterThan(0);
       const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
-      await waitFor("pings flowing", () => ping.receivedCount >= 3, 10_000, 50);
+      await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
       const restartedAt = Date.now();
       await lab.stopTunnelbore("b");
       await lab.startTunnelbore("b");
@@ -197,7 +203,9 @@ describe("two hosts behind endpoint-independent NATs", () => {
       console.log(
         `Tunnelbore restart behind a UDP-blocking firewall: gap ${gapAcross(ping, restartedAt)} ms`,
       );
-      expect(logsOf(tunnelbore(lab, "a"), "ice pair nominated").at(-1)?.relayTransport).toBe("tcp");
+      // ...and learnt: a's next ICE generation (b restarted, so a new pair) allocated over TCP at once.
+      expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
+      expect(await lab.lab.udpSentTo("a", turnUdp)).toBe(udpTries);
     } finally {
       await lab.lab.unblock("a");
     }
@@ -225,10 +233,20 @@ describe("a relayed pair: symmetric NAT and endpoint-independent NAT", () => {
   it("the NAT router forgets its mappings (conntrack flushed): traffic resumes", async () => {
     expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
     const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
-    await waitFor("pings flowing", () => ping.receivedCount >= 10, 10_000, 50);
-    // Steady traffic raises no suspicion.
-    for (const host of ["a", "b"])
-      expect(logsOf(tunnelbore(lab, host), "path suspect; restarting ice")).toEqual([]);
+    // Steady traffic raises no suspicion: both sides stay connected all along.
+    const states = new Set<string>();
+    await waitFor(
+      async () => {
+        for (const [on, peer] of [
+          ["a", "b"],
+          ["b", "a"],
+        ] as const)
+          states.add((await lab.peerStatus(on, peer)).state);
+        return ping.receivedCount >= 10;
+      },
+      { what: "pings flowing", intervalMs: 50 },
+    );
+    expect([...states]).toEqual(["connected(relay)"]);
     const flushedAt = Date.now();
     await lab.lab.flushConntrack("a");
     await resumed(ping, flushedAt + 500, 30_000);
@@ -243,21 +261,21 @@ describe("a relayed pair: symmetric NAT and endpoint-independent NAT", () => {
     const switchedAt = Date.now();
     await lab.lab.setNat("a", "eim");
     // Attempts back off to at most 30 s; one more then needs a second or two to connect.
-    await waitFor(
-      "a direct path",
-      async () => (await lab.peerStatus("a", "b")).pathKind === "direct",
-      45_000,
-      250,
-    );
+    await waitFor(async () => (await lab.peerStatus("a", "b")).pathKind === "direct", {
+      what: "a direct path",
+      timeoutMs: 45_000,
+      intervalMs: 250,
+    });
     console.log(`upgraded to a direct path ${Date.now() - switchedAt} ms after the NAT changed`);
     // The other side nominates when the controlling side's nomination reaches it: a moment later.
-    await waitFor(
-      "b on the direct path too",
-      async () => (await lab.peerStatus("b", "a")).pathKind === "direct",
-      3000,
-      100,
-    );
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(async () => (await lab.peerStatus("b", "a")).pathKind === "direct", {
+      what: "b on the direct path too",
+      timeoutMs: 3000,
+      intervalMs: 100,
+    });
+    // Losses around the switch count only once pings came back over the new path.
+    const directAt = Date.now();
+    await waitFor(() => ping.receivedSince(directAt) >= 5, { what: "pings over the direct path" });
     await ping.stop();
     expect(ping.lostCount).toBeLessThanOrEqual(2);
   }, 60_000);

@@ -3,7 +3,8 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace, waitFor } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
+import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 
 export interface CoturnOptions {
   /** Listening and relay address (e.g. lab.server.address). */
@@ -100,7 +101,6 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
   };
   try {
     await waitFor(
-      `coturn in ${ns} on ${options.address}:${port}`,
       async () => {
         if (proc.child.exitCode !== null) throw new Error(`turnserver exited: ${proc.output().slice(-2000)}`);
         return (
@@ -108,8 +108,7 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
           (await listening(ns, "t", options.address, port))
         );
       },
-      10_000,
-      50,
+      { what: `coturn in ${ns} on ${options.address}:${port}`, timeoutMs: 10_000, intervalMs: 50 },
     );
   } catch (err) {
     await cleanup();

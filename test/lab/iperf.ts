@@ -1,5 +1,6 @@
 // Throughput with iperf3 between namespaces: a one-shot server (`-s -1`) and a JSON client.
-import { nsRun, type SpawnedProcess, spawnInNamespace, waitFor } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
+import { nsRun, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 
 export interface IperfServer {
   readonly ns: string;
@@ -23,13 +24,11 @@ export async function startIperfServer(
   if (options.bind) args.push("-B", options.bind);
   const proc = spawnInNamespace(ns, "iperf3", args);
   await waitFor(
-    `iperf3 server in ${ns}:${port}`,
     async () => {
       if (proc.child.exitCode !== null) throw new Error(`iperf3 -s exited: ${proc.output().trim()}`);
       return tcpListening(ns, port);
     },
-    5000,
-    20,
+    { what: `iperf3 server in ${ns}:${port}`, timeoutMs: 5000, intervalMs: 20 },
   );
   return {
     ns,

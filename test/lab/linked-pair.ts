@@ -1,6 +1,8 @@
 // Two namespaces on one link, each with a real wireguard-go peered with the other: the smallest lab,
 // for Tunnelbore on side A with B's real endpoint (the static path).
-import { createNamespace, generateKeyPair, nsRun, uniqueTag, waitFor } from "./netns.js";
+
+import { waitFor } from "../support/wait-for.js";
+import { createNamespace, generateKeyPair, nsRun, uniqueTag } from "./netns.js";
 import { startWireGuard, type WireGuardInterface } from "./wireguard.js";
 
 export interface LinkedPair {
@@ -16,8 +18,8 @@ export interface LinkedPair {
   tunB: string;
   /** One ping from A to B through the tunnel, with a 1 s wait: true when answered. */
   pingOnce(): Promise<boolean>;
-  /** Milliseconds until a ping from A to B through the tunnel is answered. */
-  timeUntilPing(timeoutMs: number, intervalMs?: number): Promise<number>;
+  /** Pings A to B through the tunnel until one is answered; rejects after `timeoutMs` (default 10 s). */
+  waitForPing(timeoutMs?: number): Promise<void>;
 }
 
 export async function createLinkedPair(prefix: string, wireguardPort = 51820): Promise<LinkedPair> {
@@ -65,10 +67,8 @@ export async function createLinkedPair(prefix: string, wireguardPort = 51820): P
     tunA,
     tunB,
     pingOnce,
-    async timeUntilPing(timeoutMs, intervalMs = 50) {
-      const start = Date.now();
-      await waitFor("ping through the tunnel", pingOnce, timeoutMs, intervalMs);
-      return Date.now() - start;
+    async waitForPing(timeoutMs = 10_000) {
+      await waitFor(pingOnce, { what: "ping through the tunnel", timeoutMs, intervalMs: 50 });
     },
   };
 }

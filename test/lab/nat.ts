@@ -2,7 +2,8 @@
 // inside a namespace (a Node child driven over stdin/stdout) to observe those behaviours for real.
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { trackChild, waitFor } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
+import { trackChild } from "./netns.js";
 
 /**
  * eim: masquerade keeps the source port whenever the 5-tuple stays unique, so one internal
@@ -72,6 +73,14 @@ export interface BlockOptions {
    * Without it, only UDP is dropped.
    */
   exceptTcpTo?: string | string[];
+  /** UDP sent to these address:port endpoints is counted on its way to the drop (see `udpCounterName`). */
+  countUdpTo?: string[];
+}
+
+/** The named nft counter of UDP sent to `endpoint` (address:port) in the block table. */
+export function udpCounterName(endpoint: string): string {
+  const { host, port } = splitHostPort(endpoint);
+  return `udp_to_${host.replace(/[^0-9a-zA-Z]/g, "_")}_${port}`;
 }
 
 /** Filters a host's uplink only, so loopback (Tunnelbore <-> WireGuard) and the tunnel stay open. */
@@ -82,7 +91,12 @@ export function blockRuleset(iface: string, options: BlockOptions = {}): string 
       : Array.isArray(options.exceptTcpTo)
         ? options.exceptTcpTo
         : [options.exceptTcpTo];
-  const out: string[] = [];
+  const counted = options.countUdpTo ?? [];
+  const counters = counted.map((e) => `counter ${udpCounterName(e)} {}`);
+  const out: string[] = counted.map((e) => {
+    const { host, port } = splitHostPort(e);
+    return `oifname "${iface}" ip daddr ${host} udp dport ${port} counter name "${udpCounterName(e)}"`;
+  });
   const inp: string[] = [];
   if (except === undefined) {
     out.push(`oifname "${iface}" meta l4proto udp drop`);
@@ -98,6 +112,7 @@ export function blockRuleset(iface: string, options: BlockOptions = {}): string 
   return `table inet ${BLOCK_TABLE}
 delete table inet ${BLOCK_TABLE}
 table inet ${BLOCK_TABLE} {
+  ${counters.join("\n  ")}
   chain output {
     type filter hook output priority filter; policy accept;
     ${out.join("\n    ")}
@@ -198,14 +213,12 @@ export class UdpAgent {
     );
     try {
       await waitFor(
-        `UDP agent in ${ns}`,
         () => {
           if (child.exitCode !== null) throw new Error(`agent exited: ${stderr.trim()}`);
           if (agent.errors.length > 0) throw new Error(agent.errors.join("; "));
           return agent.port !== 0;
         },
-        5000,
-        10,
+        { what: `UDP agent in ${ns}`, timeoutMs: 5000, intervalMs: 10 },
       );
     } catch (err) {
       await agent.close();
@@ -235,13 +248,11 @@ export class UdpAgent {
   async waitForMessage(match: (m: AgentMessage) => boolean, timeoutMs = 3000): Promise<AgentMessage> {
     let found: AgentMessage | undefined;
     await waitFor(
-      `UDP message in ${this.ns}`,
       () => {
         found = this.messages.find(match);
         return found !== undefined;
       },
-      timeoutMs,
-      10,
+      { what: `UDP message in ${this.ns}`, timeoutMs: timeoutMs, intervalMs: 10 },
     );
     return found!;
   }
@@ -285,8 +296,9 @@ export interface PunchResult {
 }
 
 /**
- * Simultaneous open: both agents send to the other's public (reflected) address every 50 ms for
- * `durationMs`, each punching its own NAT's hole so the other's packets can get in.
+ * Simultaneous open: both agents send to the other's public (reflected) address every 50 ms, each
+ * punching its own NAT's hole so the other's packets can get in, until both have received one or
+ * `durationMs` (the window a failure is judged on) has passed.
  */
 export async function holePunch(
   a: UdpAgent,
@@ -296,15 +308,20 @@ export async function holePunch(
   durationMs = 1500,
 ): Promise<PunchResult> {
   const tag = Math.random().toString(36).slice(2);
+  const result = (): PunchResult => ({
+    aReceived: a.messages.some((m) => m.data.toString() === `punch-${tag}-b`),
+    bReceived: b.messages.some((m) => m.data.toString() === `punch-${tag}-a`),
+  });
   const end = Date.now() + durationMs;
   while (Date.now() < end) {
     a.send(bPublic, `punch-${tag}-a`);
     b.send(aPublic, `punch-${tag}-b`);
     await new Promise((r) => setTimeout(r, 50));
+    const r = result();
+    if (r.aReceived && r.bReceived) return r;
   }
+  // The punch failed for the whole window (that is what is observed): the last datagrams get their
+  // flight time before the verdict.
   await new Promise((r) => setTimeout(r, 100));
-  return {
-    aReceived: a.messages.some((m) => m.data.toString() === `punch-${tag}-b`),
-    bReceived: b.messages.some((m) => m.data.toString() === `punch-${tag}-a`),
-  };
+  return result();
 }

@@ -3,6 +3,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
+import { waitFor as waitUntil } from "../support/wait-for.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -117,26 +118,17 @@ export function onTeardown(hook: () => Promise<void>): () => void {
   return () => teardownHooks.delete(hook);
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function waitFor(
+/**
+ * The old signature of test/support/wait-for.ts's `waitFor`, kept only for the files outside the lab
+ * that still call it this way (test/e2e/handshake-fixtures.test.ts, test/fixtures/capture-handshakes.ts).
+ */
+export function waitFor(
   what: string,
   check: () => Promise<boolean> | boolean,
   timeoutMs = 10_000,
   intervalMs = 100,
 ): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = err;
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(
-    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
-  );
+  return waitUntil(check, { what, timeoutMs, intervalMs }).then(() => undefined);
 }
 
 /** Ends every process and removes every namespace this process made. Safe to call twice. */

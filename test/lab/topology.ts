@@ -17,6 +17,7 @@ import {
   type NatKind,
   natRuleset,
   routerFirewall,
+  udpCounterName,
 } from "./nat.js";
 import {
   createNamespace,
@@ -458,6 +459,20 @@ ip link set lan up`,
   /** Drops UDP on the host's uplink (see BlockOptions for the TCP-only firewall). Survives moveHost. */
   async blockUdp(host: string, options: BlockOptions = {}): Promise<void> {
     await this.exec(host, "nft", ["-f", "-"], blockRuleset("eth0", options));
+  }
+
+  /** UDP datagrams the host sent to `endpoint` since blockUdp counted them (its `countUdpTo`). */
+  async udpSentTo(host: string, endpoint: string): Promise<number> {
+    const out = await this.exec(host, "nft", [
+      "list",
+      "counter",
+      "inet",
+      BLOCK_TABLE,
+      udpCounterName(endpoint),
+    ]);
+    const packets = /packets (\d+)/.exec(out)?.[1];
+    if (packets === undefined) throw new Error(`no UDP counter for ${endpoint} on ${host}: ${out}`);
+    return Number(packets);
   }
 
   async unblock(host: string): Promise<void> {

@@ -2,8 +2,9 @@
 // a real wireguard-go on every host, and Tunnelbore (`run --intro`) on the hosts that use it.
 // Used by the end-to-end tests, the demo and the benchmarks.
 import type { PeerStatus, StatusReport } from "../../src/control/status.js";
+import { waitFor } from "../support/wait-for.js";
 import { type Coturn, startCoturn } from "./coturn.js";
-import { generateKeyPair, type SpawnedProcess, spawnInNamespace, waitFor } from "./netns.js";
+import { generateKeyPair, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 import { ping } from "./ping.js";
 import { type HostSpec, Lab } from "./topology.js";
 import {
@@ -168,7 +169,11 @@ export class ProductLab {
   /** Pings until one is answered; returns how long that took. */
   async waitForPing(from: string, to: string, timeoutMs = 20_000): Promise<number> {
     const start = Date.now();
-    await waitFor(`ping ${from} -> ${to}`, () => this.ping(from, to, 500), timeoutMs, 0);
+    await waitFor(() => this.ping(from, to, 500), {
+      what: `ping ${from} -> ${to}`,
+      timeoutMs: timeoutMs,
+      intervalMs: 0,
+    });
     return Date.now() - start;
   }
 
@@ -188,12 +193,11 @@ export class ProductLab {
 
   /** Waits until `on` reports a path to `peer` and returns its kind. */
   async waitForPath(on: string, peer: string, timeoutMs = 20_000): Promise<PeerStatus> {
-    await waitFor(
-      `${on} has a path to ${peer}`,
-      async () => (await this.peerStatus(on, peer)).pathKind !== null,
-      timeoutMs,
-      100,
-    );
+    await waitFor(async () => (await this.peerStatus(on, peer)).pathKind !== null, {
+      what: `${on} has a path to ${peer}`,
+      timeoutMs: timeoutMs,
+      intervalMs: 100,
+    });
     return this.peerStatus(on, peer);
   }
 
@@ -210,12 +214,11 @@ export class ProductLab {
 
 async function startIntroServer(ns: string, args: string[]): Promise<SpawnedProcess> {
   const proc = spawnInNamespace(ns, process.execPath, args, { TUNNELBORE_LOG: "warn" });
-  await waitFor(
-    "introduction server listening",
-    () => proc.child.exitCode !== null || /listening on/.test(proc.output()),
-    10_000,
-    50,
-  );
+  await waitFor(() => proc.child.exitCode !== null || /listening on/.test(proc.output()), {
+    what: "introduction server listening",
+    timeoutMs: 10_000,
+    intervalMs: 50,
+  });
   if (proc.child.exitCode !== null) throw new Error(`intro-server exited: ${proc.output()}`);
   return proc;
 }

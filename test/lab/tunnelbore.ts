@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { controlSocketPath, requestStatus } from "../../src/control/control-socket.js";
 import type { StatusReport } from "../../src/control/status.js";
-import { type SpawnedProcess, spawnInNamespace, waitFor } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
+import { type SpawnedProcess, spawnInNamespace } from "./netns.js";
 
 export const CLI = resolve(import.meta.dirname, "../../dist/src/cli.js");
 
@@ -77,12 +78,11 @@ export async function startTunnelbore(
     stop: (signal) => proc.stop(signal),
   };
   try {
-    await waitFor(
-      "tunnelbore control socket",
-      async () => proc.child.exitCode !== null || (await tb.status()).ready,
-      15_000,
-      100,
-    );
+    await waitFor(async () => proc.child.exitCode !== null || (await tb.status()).ready, {
+      what: "tunnelbore control socket",
+      timeoutMs: 15_000,
+      intervalMs: 100,
+    });
     if (proc.child.exitCode !== null) throw new Error(`tunnelbore exited: ${proc.output()}`);
   } catch (err) {
     await proc.stop("SIGKILL");

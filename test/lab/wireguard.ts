@@ -3,7 +3,8 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace, uniqueTag, waitFor } from "./netns.js";
+import { waitFor } from "../support/wait-for.js";
+import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace, uniqueTag } from "./netns.js";
 
 export interface WireGuardPeerConfig {
   publicKey: string;
@@ -28,6 +29,8 @@ export interface WireGuardInterface {
   dump(): Promise<string[][]>;
   /** The endpoint WireGuard currently has for a peer ("(none)" when unset). */
   endpointOf(publicKey: string): Promise<string>;
+  /** Unix seconds of WireGuard's latest completed handshake with a peer; 0 when never. */
+  latestHandshakeOf(publicKey: string): Promise<number>;
   setPeer(peer: WireGuardPeerConfig): Promise<void>;
   stop(): Promise<void>;
 }
@@ -50,12 +53,11 @@ export async function startWireGuard(
   const proc = spawnInNamespace(ns, "wireguard-go", ["-f", name], {
     LOG_LEVEL: process.env.TBT_WG_LOG ?? "error",
   });
-  await waitFor(
-    `wireguard-go ${name} socket`,
-    () => existsSync(`/var/run/wireguard/${name}.sock`),
-    10_000,
-    50,
-  );
+  await waitFor(() => existsSync(`/var/run/wireguard/${name}.sock`), {
+    what: `wireguard-go ${name} socket`,
+    timeoutMs: 10_000,
+    intervalMs: 50,
+  });
   // Not /dev/stdin: Node's stdin pipe is a socketpair, which `wg` cannot fopen (ENXIO).
   const keyDir = await mkdtemp(join(tmpdir(), "tbt-wgkey-"));
   const keyFile = join(keyDir, "key");
@@ -67,6 +69,12 @@ export async function startWireGuard(
   }
   await nsRun(ns, "ip", ["address", "add", config.address, "dev", name]);
   await nsRun(ns, "ip", ["link", "set", name, "up"]);
+  /** The peer's line of `wg show dump`: public key, preshared key, endpoint, allowed IPs, latest handshake, ... */
+  const peerRow = async (publicKey: string): Promise<string[]> => {
+    const row = (await iface.dump()).slice(1).find((r) => r[0] === publicKey);
+    if (!row) throw new Error(`peer ${publicKey} not on ${name}`);
+    return row;
+  };
   const iface: WireGuardInterface = {
     ns,
     name,
@@ -79,10 +87,10 @@ export async function startWireGuard(
         .map((l) => l.split("\t"));
     },
     async endpointOf(publicKey) {
-      const rows = await iface.dump();
-      const row = rows.slice(1).find((r) => r[0] === publicKey);
-      if (!row) throw new Error(`peer ${publicKey} not on ${name}`);
-      return row[2] ?? "(none)";
+      return (await peerRow(publicKey))[2] ?? "(none)";
+    },
+    async latestHandshakeOf(publicKey) {
+      return Number((await peerRow(publicKey))[4] ?? 0);
     },
     async setPeer(peer) {
       const args = ["set", name, "peer", peer.publicKey, "allowed-ips", peer.allowedIps];
