@@ -79,12 +79,14 @@ describe("EnvelopeCodec", () => {
   });
 
   it("drops a stale envelope and one dated too far in the future", () => {
-    const { alice, bob } = pair();
-    const old = alice.seal(bob.publicKey, "old", Date.now() - 61_000);
+    // A fixed clock: the margins (1 s past the 60 s limits) must not depend on how fast this runs.
+    const now = 1_700_000_000_000;
+    const { alice, bob } = pair({ now: () => now });
+    const old = alice.seal(bob.publicKey, "old", now - 61_000);
     expect(bob.open(alice.publicKey, old)).toMatchObject({ ok: false, reason: "stale" });
-    const future = alice.seal(bob.publicKey, "future", Date.now() + 61_000);
+    const future = alice.seal(bob.publicKey, "future", now + 61_000);
     expect(bob.open(alice.publicKey, future)).toMatchObject({ ok: false, reason: "stale" });
-    const recent = alice.seal(bob.publicKey, "recent", Date.now() - 30_000);
+    const recent = alice.seal(bob.publicKey, "recent", now - 30_000);
     expect(bob.open(alice.publicKey, recent).ok).toBe(true);
   });
 
