@@ -7,10 +7,8 @@
 //   a <-> b on a second wireguard-go pair     no Tunnelbore, each with the other's public endpoint
 //                                             (the baseline: the very same hosts, NATs and links)
 //
-// Connect time: both Tunnelbores up and idle (their proactive ICE path may already be there), WireGuard
-// never handshaken; from the first ping sent to the first reply. Sample 1 is the fresh lab; samples 2-5
-// reset WireGuard's session by removing and re-adding the peer in one `wg set` on both hosts (the
-// benchmark checks that Tunnelbore does not notice: same path, same counters, no endpoint rewrite).
+// Connect time (bench/nat-traversal-connect.ts): both Tunnelbores up and idle, WireGuard never
+// handshaken; from the first ping sent to the first reply, on a fresh lab and after WireGuard resets.
 // Throughput: iperf3 TCP (a -> b, c -> d) through each WireGuard: 5 rounds of the three cases, order
 // rotating, 5 s each after 1 s left out; CPU of Tunnelbore and wireguard-go from /proc meanwhile.
 //   npm run build && npx tsx bench/nat-traversal.ts
@@ -18,20 +16,23 @@ import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { type IperfResult, parseIperfJson, startIperfServer } from "../test/lab/iperf.js";
-import { generateKeyPair, nsRun, run, teardownAll, uniqueTag, waitFor } from "../test/lab/netns.js";
+import { generateKeyPair, nsRun, teardownAll, uniqueTag } from "../test/lab/netns.js";
 import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.js";
+import { waitFor } from "../test/support/wait-for.js";
+import {
+  connectRows,
+  log,
+  measureConnect,
+  TARGET_DIRECT_MS,
+  TARGET_RELAY_MS,
+} from "./nat-traversal-connect.js";
+import { startCpuProbe } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
-const CONNECT_SAMPLES = 5;
-/** Ping interval while waiting for the first reply (wireguard-go stages 128 packets: 1.28 s of them). */
-const PING_INTERVAL_MS = 10;
-const PING_DEADLINE_S = 8;
-/** Idle time before each connect measurement, longer than Tunnelbore's --poll-interval (500 ms). */
-const IDLE_MS = 1500;
 const IPERF_ROUNDS = 5;
 const IPERF_SECONDS = 5;
 /** Seconds of each iperf3 run left out of its result (-O): slow start, Tunnelbore's JIT warm-up. */
@@ -40,228 +41,7 @@ const IPERF_OMIT_SECONDS = 1;
 const BASE_PORT = 51830;
 const BASE_PREFIX = "tbb";
 const BASE_SUBNET = "10.78.0";
-const TARGET_DIRECT_MS = 1000;
-const TARGET_RELAY_MS = 2000;
 const TARGET_RATIO = 0.8;
-
-function log(text: string): void {
-  process.stderr.write(`[nat-traversal] ${text}\n`);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// ---------------------------------------------------------------------------------------------------
-// CPU accounting from /proc.
-
-let clockTicks = 100;
-
-/** utime + stime of a process, in seconds. */
-function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // Fields after "(comm)": state is field 3, utime 14, stime 15.
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
-
-/** Busy and total jiffies of the whole machine. */
-function machineTicks(): { busy: number; total: number } {
-  const line = readFileSync("/proc/stat", "utf8").split("\n")[0]!;
-  const v = line.trim().split(/\s+/).slice(1).map(Number);
-  const total = v.reduce((s, x) => s + x, 0);
-  const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: total - idle, total };
-}
-
-interface CpuProbe {
-  /** Per watched process: % of one core; machine: % of all cores busy. */
-  stop(): { processes: number[]; machine: number };
-}
-
-function startCpuProbe(pids: number[]): CpuProbe {
-  const t0 = performance.now();
-  const p0 = pids.map(processCpuSeconds);
-  const m0 = machineTicks();
-  return {
-    stop() {
-      const seconds = (performance.now() - t0) / 1000;
-      const m1 = machineTicks();
-      return {
-        processes: pids.map((pid, i) => (100 * (processCpuSeconds(pid) - p0[i]!)) / seconds),
-        machine: (100 * (m1.busy - m0.busy)) / Math.max(1, m1.total - m0.total),
-      };
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------
-// WireGuard helpers.
-
-interface PeerRow {
-  endpoint: string;
-  latestHandshake: number;
-}
-
-async function peerRow(wg: WireGuardInterface, publicKey: string): Promise<PeerRow> {
-  const row = (await wg.dump()).slice(1).find((r) => r[0] === publicKey);
-  if (!row) throw new Error(`peer ${publicKey} not on ${wg.name}`);
-  return { endpoint: row[2] ?? "(none)", latestHandshake: Number(row[4] ?? 0) };
-}
-
-/**
- * Forgets WireGuard's session with `peer` on `on`: removes the peer and adds it back with the same
- * allowed IPs and endpoint in one `wg set` (one UAPI transaction, so Tunnelbore's `wg show dump` poll
- * sees the peer either before or after, never gone).
- */
-async function resetWireGuardPeer(lab: ProductLab, on: string, peer: string): Promise<void> {
-  const h = lab.host(on);
-  const key = lab.host(peer).keys.publicKey;
-  const { endpoint } = await peerRow(h.wg, key);
-  await nsRun(h.ns, "wg", [
-    "set",
-    h.wg.name,
-    "peer",
-    key,
-    "remove",
-    "peer",
-    key,
-    "allowed-ips",
-    `${lab.host(peer).tunnelAddress}/32`,
-    "endpoint",
-    endpoint,
-  ]);
-}
-
-/** How often Tunnelbore on `on` rewrote a WireGuard endpoint (a re-added peer would show up here). */
-function endpointRewrites(lab: ProductLab, on: string): number {
-  return (lab.host(on).tunnelbore?.logs() ?? []).filter(
-    (l) => l.msg === "pointed WireGuard endpoint at loopback",
-  ).length;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Connect time.
-
-interface ConnectSample {
-  ms: number;
-  from: string;
-  /** The icmp_seq of the first reply (1 unless WireGuard dropped the first requests). */
-  seq: number;
-  path: string;
-}
-
-/** Parses ping -D output: the first reply's receive time, sequence number and round-trip time. */
-function firstReply(output: string): { seq: number; rttMs: number } | null {
-  const m = /^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms/m.exec(output);
-  return m ? { seq: Number(m[2]), rttMs: Number(m[3]) } : null;
-}
-
-/**
- * Pings every 10 ms until the first reply. The first request's send time is the first reply's send
- * time (receive time - rtt, ping's own timestamps) minus (seq - 1) intervals, so the result is exact
- * when seq 1 is answered, as it is when WireGuard stages the early requests until its handshake.
- */
-async function pingUntilReply(ns: string, address: string): Promise<{ ms: number; seq: number }> {
-  const out = await nsRun(ns, "ping", [
-    "-n",
-    "-D",
-    "-i",
-    String(PING_INTERVAL_MS / 1000),
-    "-c",
-    "1",
-    "-w",
-    String(PING_DEADLINE_S),
-    address,
-  ]).catch((err: unknown) => {
-    throw new Error(`no ping reply from ${address} within ${PING_DEADLINE_S} s: ${String(err)}`);
-  });
-  const reply = firstReply(out);
-  if (!reply) throw new Error(`cannot parse ping output: ${out}`);
-  return { ms: reply.rttMs + (reply.seq - 1) * PING_INTERVAL_MS, seq: reply.seq };
-}
-
-/** Waits until both Tunnelbores have a path of `kind`, WireGuard has never handshaken, all is idle. */
-async function waitIdleWithPath(lab: ProductLab, x: string, y: string, kind: string): Promise<void> {
-  for (const [on, peer] of [
-    [x, y],
-    [y, x],
-  ] as const) {
-    await lab.waitForPath(on, peer, 60_000);
-    const status = await lab.peerStatus(on, peer);
-    if (status.pathKind !== kind) {
-      throw new Error(`${on} -> ${peer}: expected a ${kind} path, got ${status.pathKind} (${status.remote})`);
-    }
-    const row = await peerRow(lab.host(on).wg, lab.host(peer).keys.publicKey);
-    if (row.latestHandshake !== 0) throw new Error(`${on}: WireGuard has handshaken with ${peer} already`);
-  }
-  await sleep(IDLE_MS);
-}
-
-async function measureConnect(
-  lab: ProductLab,
-  x: string,
-  y: string,
-  kind: string,
-  started: number,
-): Promise<ConnectSample[]> {
-  const samples: ConnectSample[] = [];
-  for (let i = 0; i < CONNECT_SAMPLES; i++) {
-    if (i > 0) {
-      const before = await Promise.all([lab.peerStatus(x, y), lab.peerStatus(y, x)]);
-      const rewrites = endpointRewrites(lab, x) + endpointRewrites(lab, y);
-      await resetWireGuardPeer(lab, x, y);
-      await resetWireGuardPeer(lab, y, x);
-      await sleep(IDLE_MS);
-      // Tunnelbore must not have reconfigured anything: the re-added peer is the one it had.
-      const after = await Promise.all([lab.peerStatus(x, y), lab.peerStatus(y, x)]);
-      for (let j = 0; j < 2; j++) {
-        const b = before[j]!;
-        const a = after[j]!;
-        if (
-          a.remote !== b.remote ||
-          a.pathKind !== b.pathKind ||
-          a.txBytes < b.txBytes ||
-          a.rxBytes < b.rxBytes
-        ) {
-          throw new Error(
-            `re-adding the WireGuard peer changed Tunnelbore's peer: ${JSON.stringify(b)} -> ${JSON.stringify(a)}`,
-          );
-        }
-      }
-      if (endpointRewrites(lab, x) + endpointRewrites(lab, y) !== rewrites) {
-        throw new Error("re-adding the WireGuard peer made Tunnelbore rewrite an endpoint");
-      }
-    }
-    await waitIdleWithPath(lab, x, y, kind);
-    // Alternate the direction, so both the ICE-controlling and the controlled side start a handshake.
-    const [from, to] = i % 2 === 0 ? [x, y] : [y, x];
-    const { ms, seq } = await pingUntilReply(lab.host(from).ns, lab.host(to).tunnelAddress);
-    const path = await lab.peerStatus(from, to);
-    samples.push({ ms, from, seq, path: `${path.pathKind} ${path.remote}` });
-    log(
-      `connect ${kind} #${i + 1} ${from}->${to}: ${ms.toFixed(1)} ms (first reply seq ${seq}, ${path.pathKind} ${path.remote}) at ${((Date.now() - started) / 1000).toFixed(0)} s`,
-    );
-  }
-  return samples;
-}
-
-function connectRows(label: string, samples: ConnectSample[], target: number): BenchRow[] {
-  const ms = samples.map((s) => s.ms);
-  const list = samples.map((s) => `${s.ms.toFixed(1)}${s.seq > 1 ? `(seq ${s.seq})` : ""}`).join(", ");
-  return [
-    {
-      name: `nat: connect time ${label}, median`,
-      value: median(ms),
-      unit: "ms",
-      note: `target <= ${target} ms; ${samples.length} samples (#1 fresh lab, #2-5 WireGuard peer reset): ${list}`,
-    },
-    {
-      name: `nat: connect time ${label}, max`,
-      value: Math.max(...ms),
-      unit: "ms",
-      note: `path ${samples[0]?.path ?? "?"}`,
-    },
-  ];
-}
 
 // ---------------------------------------------------------------------------------------------------
 // The baseline: a second wireguard-go pair on a and b, no Tunnelbore, real public endpoints.
@@ -299,7 +79,6 @@ async function startBaseline(lab: ProductLab, x: string, y: string): Promise<Bas
   const hx = lab.host(x).ns;
   const hy = lab.host(y).ns;
   await waitFor(
-    "baseline WireGuard handshake",
     async () => {
       const [p1, p2] = await Promise.all([
         nsRun(hx, "ping", ["-n", "-c", "1", "-W", "1", `${BASE_SUBNET}.2`]).then(
@@ -313,10 +92,9 @@ async function startBaseline(lab: ProductLab, x: string, y: string): Promise<Bas
       ]);
       return p1 && p2;
     },
-    30_000,
-    200,
+    { what: "baseline WireGuard handshake", timeoutMs: 30_000, intervalMs: 200 },
   );
-  const ep = (await peerRow(wx, ky.publicKey)).endpoint;
+  const ep = await wx.endpointOf(ky.publicKey);
   if (ep !== `${lab.lab.host(y).publicAddress}:${BASE_PORT}`) {
     throw new Error(`baseline WireGuard on ${x} talks to ${ep}, not ${y}'s public endpoint`);
   }
@@ -419,7 +197,6 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
   if (!(await labSupported()))
     throw new Error("the NAT traversal benchmark builds network namespaces: run it as root");
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-  clockTicks = Number((await run("getconf", ["CLK_TCK"])).trim()) || 100;
   await cleanupStale();
   const started = Date.now();
   const loadBefore = fmtLoad();
