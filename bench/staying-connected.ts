@@ -3,7 +3,7 @@
 //
 //   a (EIM NAT) <-> b (EIM NAT), and an empty EIM router "cafe" a roams to and from
 //   hub (EIM NAT): Tunnelbore with 200 WireGuard peers, all of them ICE-connected to
-//   fleet (EIM NAT): one process with 200 PeerConnectors (each its own key) and a LivenessMonitor, i.e.
+//   fleet (EIM NAT): one process with 200 Peers (each its own key and IntroLink) and a LivenessMonitor, i.e.
 //                    the ICE side of 200 Tunnelbores, no WireGuard
 //
 // Roaming gap: a pings b every 50 ms through WireGuard and moves to the other NAT; the gap is the
@@ -20,17 +20,20 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { PeerConnector } from "../src/intro-client/peer-connector.js";
+import { IceSessionFactory } from "../src/ice/ice-session-factory.js";
+import { IntroLink, linkSignalling } from "../src/intro-client/intro-link.js";
+import { systemClock } from "../src/peer/clock.js";
+import { Peer, type PeerDataPlane } from "../src/peer/peer.js";
 import { LivenessMonitor } from "../src/proxy/liveness.js";
-import type { PeerPath } from "../src/proxy/path.js";
 import { ProxyPeer } from "../src/proxy/proxy-peer.js";
 import { encodeKey } from "../src/wireguard/keys.js";
-import { nsRun, run, teardownAll, trackChild, waitFor } from "../test/lab/netns.js";
+import { nsRun, run, teardownAll, trackChild } from "../test/lab/netns.js";
 import { ContinuousPing } from "../test/lab/ping.js";
 import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { generateKeyPair } from "../test/support/noise.js";
+import { waitFor } from "../test/support/wait-for.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -66,10 +69,18 @@ async function measureGap(
 ): Promise<number> {
   const ping = new ContinuousPing(lab.host(from).ns, lab.host(to).tunnelAddress, PING_INTERVAL_MS);
   try {
-    await waitFor("pings flowing", () => ping.receivedCount >= 20, 15_000, 20);
+    await waitFor(() => ping.receivedCount >= 20, {
+      what: "pings flowing",
+      timeoutMs: 15_000,
+      intervalMs: 20,
+    });
     const at = Date.now();
     await event();
-    await waitFor("pings answered again", () => ping.receivedSince(at) >= 5, 30_000, 20);
+    await waitFor(() => ping.receivedSince(at) >= 5, {
+      what: "pings answered again",
+      timeoutMs: 30_000,
+      intervalMs: 20,
+    });
     return gapAcross(ping, at);
   } finally {
     await ping.stop();
@@ -118,37 +129,60 @@ interface FleetConfig {
   privateKeys: string[];
 }
 
-/** Child process: one PeerConnector per key, all declaring the hub; reports connected paths. */
+/**
+ * Child process: per key, what one Tunnelbore has for the hub: an IntroLink, ICE sessions and a Peer
+ * (src/peer/peer.ts), all declaring the hub; reports connected paths.
+ */
 async function runFleet(config: FleetConfig): Promise<void> {
   const logger = pino({ level: "warn" }, pino.destination({ dest: 2, sync: true }));
   const peers: ProxyPeer[] = [];
   const monitor = new LivenessMonitor(() => peers);
+  const lives = new Map<ProxyPeer, Peer>();
   let connected = 0;
   for (const privateKey of config.privateKeys) {
-    const key = Buffer.from(privateKey, "base64");
-    const connector = new PeerConnector({
-      introUrl: config.introUrl,
-      privateKey: key,
-      excludeInterfaces: [],
-      excludeAddresses: [],
-      logger,
-    });
-    // The hub's peer as this Tunnelbore would see it: a path, timestamps, no socket (nothing is sent).
-    const peer = new ProxyPeer(
+    // The hub's peer as this Tunnelbore's data plane would see it: a path, timestamps, no socket.
+    const data = new ProxyPeer(
       config.hubKey,
       Buffer.from(config.hubKey, "base64"),
       { address: "127.0.0.1", port: 0 },
       {} as Socket,
     );
-    peers.push(peer);
-    connector.on("path", (_key, path: PeerPath | null) => {
-      if (path && !peer.path) connected++;
-      if (!path && peer.path) connected--;
-      peer.path = path;
+    peers.push(data);
+    const dataPlane: PeerDataPlane = {
+      setPath: (_key, path) => {
+        if (path && !data.path) connected++;
+        if (!path && data.path) connected--;
+        data.path = path;
+      },
+    };
+    let life: Peer | null = null;
+    const link = new IntroLink(
+      { url: config.introUrl, privateKey: Buffer.from(privateKey, "base64"), logger },
+      {
+        peerOnline: () => life?.onPeerOnline(),
+        peerOffline: () => life?.onPeerOffline(),
+        signal: (_key, signal) => life?.onSignal(signal),
+      },
+    );
+    const sessions = new IceSessionFactory({
+      excludeInterfaces: [],
+      excludeAddresses: [],
+      stunUrls: () => link.stunUrls(),
+      turn: () => link.turn(),
+      logger,
     });
-    connector.setPeers([config.hubKey]);
-    connector.start();
+    life = new Peer(config.hubKey, {
+      clock: systemClock,
+      logger,
+      dataPlane,
+      signalling: linkSignalling(link, sessions),
+    });
+    lives.set(data, life);
+    link.setPeers([config.hubKey]);
+    link.start();
   }
+  // As in Tunnelbore: a suspect path restarts ICE.
+  monitor.on("suspect", (data, reason, repeat) => lives.get(data)?.onSuspect(reason, repeat));
   monitor.start();
   const report = setInterval(
     () => process.stdout.write(`${JSON.stringify({ connected, ...monitor.stats })}\n`),
@@ -298,12 +332,10 @@ export async function benchStayingConnected(): Promise<BenchRow[]> {
     const fleetRef = fleet;
     const labRef = lab;
     await waitFor(
-      `${FLEET_PEERS} peers connected`,
       async () =>
         fleetRef.connected() >= FLEET_PEERS &&
         (await labRef.status("hub")).peers.filter((p) => p.pathKind !== null).length >= FLEET_PEERS,
-      180_000,
-      500,
+      { what: `${FLEET_PEERS} peers connected`, timeoutMs: 180_000, intervalMs: 500 },
     );
     const connectSeconds = (Date.now() - fleetStarted) / 1000;
     const hubStatus = await lab.status("hub");

@@ -17,7 +17,7 @@ import {
   startCaptureLab,
   TEST_KEYS,
 } from "../fixtures/capture-handshakes.js";
-import { nsRun, teardownAll, waitFor } from "../lab/netns.js";
+import { nsRun, teardownAll } from "../lab/netns.js";
 import { startWireGuard, uniqueInterfaceName } from "../lab/wireguard.js";
 import {
   buildResponse,
@@ -26,6 +26,7 @@ import {
   initiateHandshake,
   openResponse,
 } from "../support/noise.js";
+import { waitFor } from "../support/wait-for.js";
 
 type Capture = Awaited<ReturnType<CaptureLab["handshake"]>>;
 
@@ -77,7 +78,7 @@ describe("handshakes of real wireguard-go", () => {
     lab!.relay.send(2, B_PORT, message);
     const isAnswer = (d: (typeof extra)[number]) =>
       d.socket === 2 && messageType(d.data) === MessageType.Response && receiverIndex(d.data) === senderIndex;
-    await waitFor("wireguard-go's response", () => extra.some(isAnswer), 5000, 20);
+    await waitFor(() => extra.some(isAnswer), { what: "wireguard-go's response", timeoutMs: 5000 });
     const response = extra.find(isAnswer)!.data;
     expect(openResponse(state, response)).toBe(true);
     const tampered = response.slice();
@@ -118,7 +119,6 @@ describe("handshakes of real wireguard-go", () => {
             receiverIndex(x.data) === ourIndex,
         );
       await waitFor(
-        "a transport message from wireguard-go under our response",
         async () => {
           extra.forEach((x, i) => {
             if (x.socket !== 3 || answered.has(i) || messageType(x.data) !== MessageType.Initiation) return;
@@ -136,8 +136,11 @@ describe("handshakes of real wireguard-go", () => {
           await nsRun(ns, "ping", ["-c", "1", "-W", "1", "10.202.1.5"]).catch(() => undefined);
           return false;
         },
-        20_000,
-        50,
+        {
+          what: "a transport message from wireguard-go under our response",
+          timeoutMs: 20_000,
+          intervalMs: 50,
+        },
       );
       expect(answered.size).toBeGreaterThan(0);
       expect(transport()!.from).toBe(cPort);

@@ -3,7 +3,6 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { promisify } from "node:util";
-import { waitFor as waitUntil } from "../support/wait-for.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -116,19 +115,6 @@ export function trackChild(child: ChildProcess): void {
 export function onTeardown(hook: () => Promise<void>): () => void {
   teardownHooks.add(hook);
   return () => teardownHooks.delete(hook);
-}
-
-/**
- * The old signature of test/support/wait-for.ts's `waitFor`, kept only for the files outside the lab
- * that still call it this way (test/e2e/handshake-fixtures.test.ts, test/fixtures/capture-handshakes.ts).
- */
-export function waitFor(
-  what: string,
-  check: () => Promise<boolean> | boolean,
-  timeoutMs = 10_000,
-  intervalMs = 100,
-): Promise<void> {
-  return waitUntil(check, { what, timeoutMs, intervalMs }).then(() => undefined);
 }
 
 /** Ends every process and removes every namespace this process made. Safe to call twice. */
