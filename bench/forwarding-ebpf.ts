@@ -8,15 +8,13 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { bindUdpSocket } from "../src/proxy/udp-socket.js";
-import { encodeKey } from "../src/wireguard/keys.js";
-import { generateKeyPair } from "../test/support/noise.js";
 import { assertInBenchNamespace, Child, cpuMicros, NAMESPACE_PREFIX } from "./forwarding-child.js";
 import {
   alternatingLatency,
   flow,
   HOST,
   handshake,
+  openBenchEnds,
   PEER_INDEX,
   transportRing,
   WG_INDEX,
@@ -55,16 +53,8 @@ const KERNEL_POLL_WAIT_MS = 1500;
 /** Inside the namespace: direct vs the proxy with the kernel fast path, same generator and sink. */
 async function benchEbpfInNamespace(): Promise<BenchRow[]> {
   await assertInBenchNamespace();
-  const keys = { wg: generateKeyPair(), peer: generateKeyPair() };
-  const wg = await bindUdpSocket({ address: HOST, port: 0, role: "fake WireGuard" });
-  const peer = await bindUdpSocket({ address: HOST, port: 0, role: "fake peer" });
   // The program forwards only datagrams from WireGuard's port: the proxy is told the fake's.
-  const cfg = {
-    wgPort: wg.address().port,
-    peerPort: peer.address().port,
-    wgPublicKey: encodeKey(keys.wg.publicKey),
-    peerPublicKey: encodeKey(keys.peer.publicKey),
-  };
+  const { keys, wg, peer, cfg } = await openBenchEnds();
   let child: Child | null = null;
   let socketsClosed = false;
   const onSignal = () => void (child?.stop() ?? Promise.resolve()).finally(() => process.exit(130));

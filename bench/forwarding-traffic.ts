@@ -2,8 +2,10 @@
 // sockets) that shake hands through the forwarder, then send well-formed transport messages: a flow as
 // fast as the sink takes them (throughput), or one at a time each way (latency).
 import type { RemoteInfo, Socket } from "node:dgram";
+import { bindUdpSocket } from "../src/proxy/udp-socket.js";
+import { encodeKey } from "../src/wireguard/keys.js";
 import { MessageType, messageType, TransportOffset, writeU32LE } from "../src/wireguard/messages.js";
-import { buildInitiation, buildResponse, type generateKeyPair } from "../test/support/noise.js";
+import { buildInitiation, buildResponse, generateKeyPair } from "../test/support/noise.js";
 
 export const HOST = "127.0.0.1";
 /** UDP payload size of every transport message (WireGuard's default MTU). */
@@ -238,4 +240,18 @@ export async function alternatingLatency(
     }
   }
   return lat;
+}
+
+/** The two ends of every run: a fake WireGuard and a fake peer on loopback, their keys, and the proxy's config. */
+export async function openBenchEnds() {
+  const keys = { wg: generateKeyPair(), peer: generateKeyPair() };
+  const wg = await bindUdpSocket({ address: HOST, port: 0, role: "fake WireGuard" });
+  const peer = await bindUdpSocket({ address: HOST, port: 0, role: "fake peer" });
+  const cfg = {
+    wgPort: wg.address().port,
+    peerPort: peer.address().port,
+    wgPublicKey: encodeKey(keys.wg.publicKey),
+    peerPublicKey: encodeKey(keys.peer.publicKey),
+  };
+  return { keys, wg, peer, cfg };
 }

@@ -16,9 +16,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bindUdpSocket } from "../src/proxy/udp-socket.js";
-import { encodeKey } from "../src/wireguard/keys.js";
-import { generateKeyPair } from "../test/support/noise.js";
 import { Child } from "./forwarding-child.js";
 import { benchForwardingEbpf } from "./forwarding-ebpf.js";
 import {
@@ -26,6 +23,7 @@ import {
   flow,
   HOST,
   handshake,
+  openBenchEnds,
   PEER_INDEX,
   transportRing,
   WG_INDEX,
@@ -64,15 +62,7 @@ export async function benchForwarding(): Promise<BenchRow[]> {
 }
 
 async function benchForwardingUserSpace(floodBinary: string | null): Promise<BenchRow[]> {
-  const keys = { wg: generateKeyPair(), peer: generateKeyPair() };
-  const wg = await bindUdpSocket({ address: HOST, port: 0, role: "fake WireGuard" });
-  const peer = await bindUdpSocket({ address: HOST, port: 0, role: "fake peer" });
-  const cfg = {
-    wgPort: wg.address().port,
-    peerPort: peer.address().port,
-    wgPublicKey: encodeKey(keys.wg.publicKey),
-    peerPublicKey: encodeKey(keys.peer.publicKey),
-  };
+  const { keys, wg, peer, cfg } = await openBenchEnds();
   const children: Child[] = [];
   let socketsClosed = false;
   try {
