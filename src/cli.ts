@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
+import { releaseCommand } from "./commands/release.js";
 import { runCommand } from "./commands/run.js";
 import { statusCommand } from "./commands/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
@@ -10,6 +11,8 @@ Commands:
   run            proxy a WireGuard interface's peers (tunnelbore run --help)
   intro-server   run an introduction server (tunnelbore intro-server --help)
   status         show each peer's state (tunnelbore status --help)
+  release        give WireGuard its real endpoints back, e.g. before wg-quick saves its
+                 configuration (tunnelbore release --help)
 
 Options:
   -h, --help     this help
@@ -24,6 +27,8 @@ async function loadCommand(name: string): Promise<Command | null> {
       return runCommand;
     case "status":
       return statusCommand;
+    case "release":
+      return releaseCommand;
     case "intro-server":
       return (await import("../intro-server/cli.js")).introServerCommand;
     default:

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { FastPathProgram } from "../ebpf/loader.js";
 import type { PeerStatus, StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
@@ -16,9 +17,11 @@ import type { ProxyPeer } from "./proxy/proxy-peer.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
+import { restoreEndpoints } from "./wg/endpoint-restore.js";
 import { EndpointState } from "./wg/endpoint-state.js";
 import { interfaceIndex, nudgeHandshake } from "./wg/interface-watch.js";
 import { readInterface, setPeerEndpoint, type WireGuardInterfaceInfo } from "./wg/wg-command.js";
+import { checkWgQuickConfigFile, RELEASE_HOOK } from "./wg/wg-quick-config.js";
 import { decodeKey } from "./wireguard/keys.js";
 
 export interface TunnelboreOptions {
@@ -41,6 +44,10 @@ export interface TunnelboreOptions {
   ebpf?: boolean;
   /** Retry and upgrade backoffs of peers (tests). */
   peerTiming?: Partial<PeerTiming>;
+  /** An interface missing at start is waited for (service boot order) instead of a configuration error. */
+  waitForInterface?: boolean;
+  /** The wg-quick configuration of the interface, checked for `SaveConfig` (default /etc/wireguard/IF.conf). */
+  wgQuickConfig?: string;
   logger: Logger;
 }
 
@@ -84,6 +91,14 @@ export class Tunnelbore {
   private recreatedAt = 0;
   private stopped = false;
   private started = false;
+  /** What start() waits for, for status. */
+  private waitingFor: string | null = null;
+  private readonly stopRequested = new AbortController();
+  /**
+   * `tunnelbore release` gave WireGuard its real endpoints back (wg-quick's PreDown before SaveConfig):
+   * endpoints are left alone until the interface is recreated.
+   */
+  private released = false;
 
   constructor(private readonly options: TunnelboreOptions) {
     this.log = options.logger;
@@ -91,7 +106,9 @@ export class Tunnelbore {
   }
 
   async start(): Promise<void> {
-    const info = await readInterface(this.options.interfaceName);
+    const info = await this.readInterfaceAtStart();
+    if (!info) return; // stopped while waiting for it
+    await this.checkWgQuickConfig();
     if (!info.listenPort) {
       throw new ConfigError(
         "no-listen-port",
@@ -129,6 +146,8 @@ export class Tunnelbore {
     );
     monitor.on("recovered", (data) => this.peers.get(data.publicKey)?.onRecovered());
     monitor.on("dead", (data) => this.peers.get(data.publicKey)?.onDead());
+    monitor.on("heard", (data) => this.peers.get(data.publicKey)?.onHeard());
+    monitor.on("quiet", (data) => this.peers.get(data.publicKey)?.onQuiet());
     if (this.options.intro) this.startIntroductions(this.options.intro, info);
     await this.apply(info);
     monitor.start();
@@ -136,6 +155,77 @@ export class Tunnelbore {
     this.timer = setInterval(() => void this.sync(), this.options.pollIntervalMs);
     this.timer.unref();
     this.started = true;
+  }
+
+  /**
+   * The interface as `wg` shows it. Missing, it is waited for where allowed (a service may start
+   * before WireGuard's interface exists) and status says so; null when stopped while waiting.
+   */
+  private async readInterfaceAtStart(): Promise<WireGuardInterfaceInfo | null> {
+    const name = this.options.interfaceName;
+    for (;;) {
+      try {
+        const info = await readInterface(name);
+        if (this.waitingFor) this.log.info({ interface: name }, "interface is there; starting");
+        this.waitingFor = null;
+        return info;
+      } catch (err) {
+        const missing = err instanceof TunnelboreError && err.code === "interface-missing";
+        if (!missing || !this.options.waitForInterface) throw err;
+        if (!this.waitingFor)
+          this.log.warn({ interface: name }, "interface does not exist (yet): waiting for it");
+        this.waitingFor = `interface ${name} to appear`;
+        const waited = await sleep(Math.min(this.options.pollIntervalMs, 500), undefined, {
+          signal: this.stopRequested.signal,
+        }).then(
+          () => true,
+          () => false,
+        );
+        if (!waited) return null;
+      }
+    }
+  }
+
+  /** wg-quick's SaveConfig would save our loopback endpoints: say how to prevent it, unless done. */
+  private async checkWgQuickConfig(): Promise<void> {
+    const file = this.options.wgQuickConfig ?? `/etc/wireguard/${this.options.interfaceName}.conf`;
+    const check = await checkWgQuickConfigFile(file);
+    if (!check?.saveConfig) return;
+    if (check.releasesBeforeSave) {
+      this.log.info(
+        { file },
+        "wg-quick SaveConfig is on; its PreDown hook gives WireGuard the real endpoints back",
+      );
+      return;
+    }
+    this.log.warn(
+      { file, fix: RELEASE_HOOK },
+      "wg-quick SaveConfig = true: `wg-quick down` would save Tunnelbore's 127.x endpoints into the file; add the PreDown hook to its [Interface] section",
+    );
+  }
+
+  /** SIGHUP: configuration read again (the wg-quick file, the interface); endpoints managed again. */
+  async reload(): Promise<void> {
+    if (this.stopped || !this.started) return;
+    this.log.info({ interface: this.options.interfaceName }, "reloading: reading the interface again");
+    this.released = false;
+    await this.checkWgQuickConfig();
+    await this.sync();
+  }
+
+  /**
+   * `tunnelbore release` (wg-quick's PreDown, before SaveConfig writes the file): WireGuard gets its
+   * real endpoints back, and they are left alone until the interface is recreated or SIGHUP.
+   */
+  async release(): Promise<{ restored: number }> {
+    this.released = true;
+    await this.syncing;
+    const restored = this.options.manageEndpoints && this.started ? await this.restoreEndpoints() : 0;
+    this.log.info(
+      { restored },
+      "released: WireGuard has its real endpoints until the interface is recreated",
+    );
+    return { restored };
   }
 
   private async loadFastPath(interfaceName: string): Promise<void> {
@@ -203,6 +293,7 @@ export class Tunnelbore {
         if (this.interfaceMissing || (index !== null && this.ifindex !== null && index !== this.ifindex)) {
           this.log.info({ interface: info.name }, "interface is back (recreated)");
           this.recreatedAt = Date.now();
+          this.released = false;
         }
         this.ifindex = index ?? this.ifindex;
         this.interfaceMissing = false;
@@ -228,6 +319,7 @@ export class Tunnelbore {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopRequested.abort();
     if (this.timer) clearInterval(this.timer);
     for (const t of this.resyncTimers) clearTimeout(t);
     this.watch?.stop();
@@ -253,6 +345,8 @@ export class Tunnelbore {
     return {
       interface: this.options.interfaceName,
       ready: this.started,
+      waitingFor: this.waitingFor,
+      intro: this.link?.status() ?? null,
       catchAll: `${address}:${port}`,
       wireguardPort: proxy?.wireguardListenPort ?? 0,
       peers,
@@ -385,7 +479,11 @@ export class Tunnelbore {
     }
     const loopback = `${data.loopback.address}:${data.loopback.port}`;
     const real = endpoint && !isLoopbackHost(parseEndpoint(endpoint).host) ? endpoint : null;
-    if (this.options.manageEndpoints && endpoint !== loopback) {
+    // Released (wg-quick's PreDown before SaveConfig): WireGuard keeps its real endpoints for now.
+    const manage = this.options.manageEndpoints && !this.released;
+    if (endpoint === loopback) peer.onEndpointOurs();
+    // A peer WireGuard itself roams back to (it reaches WireGuard's port directly) is left alone.
+    else if (manage && (real === null || peer.onEndpointElsewhere(real))) {
       // Remember the real endpoint on disk before WireGuard forgets it.
       if (real) await this.state.set(publicKey, real);
       await setPeerEndpoint(this.options.interfaceName, publicKey, loopback);
@@ -403,11 +501,7 @@ export class Tunnelbore {
     }
     const chosen =
       this.options.staticEndpoints.get(publicKey) ??
-      (this.options.manageEndpoints
-        ? maybeParse(this.state.original(publicKey))
-        : real
-          ? parseEndpoint(real)
-          : undefined);
+      (manage ? maybeParse(this.state.original(publicKey)) : real ? parseEndpoint(real) : undefined);
     await this.setStaticPath(proxy, peer, chosen);
     return peer;
   }
@@ -440,26 +534,16 @@ export class Tunnelbore {
   }
 
   /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */
-  private async restoreEndpoints(): Promise<void> {
-    let info: WireGuardInterfaceInfo;
-    try {
-      info = await readInterface(this.options.interfaceName);
-    } catch (err) {
-      this.log.warn({ err }, "cannot read the interface to restore endpoints");
-      return;
-    }
-    for (const [publicKey, original] of this.state.entries()) {
-      const peer = this.proxy?.peer(publicKey);
-      const now = info.peers.find((p) => p.publicKey === publicKey)?.endpoint;
-      if (!peer || now !== `${peer.loopback.address}:${peer.loopback.port}`) continue;
-      try {
-        await setPeerEndpoint(this.options.interfaceName, publicKey, original);
-        await this.state.delete(publicKey);
-        this.log.info({ peer: publicKey, endpoint: original }, "restored WireGuard endpoint");
-      } catch (err) {
-        this.log.warn({ err, peer: publicKey }, "cannot restore endpoint");
-      }
-    }
+  private restoreEndpoints(): Promise<number> {
+    return restoreEndpoints(
+      this.options.interfaceName,
+      this.state,
+      (key, endpoint) => {
+        const data = this.proxy?.peer(key);
+        return data !== undefined && endpoint === `${data.loopback.address}:${data.loopback.port}`;
+      },
+      this.log,
+    );
   }
 }
 

@@ -33,10 +33,17 @@ Options:
                               a peer's real endpoint (repeatable); a hostname is re-resolved
                               at every handshake attempt
       --state-dir DIR         where replaced endpoints are remembered (default /var/lib/tunnelbore)
+      --wait-for-interface    wait for a missing interface instead of failing (default when run
+                              by systemd); --no-wait-for-interface to fail at once
+      --wg-quick-config FILE  the interface's wg-quick file, checked for SaveConfig
+                              (default /etc/wireguard/IF.conf)
       --poll-interval MS      how often the interface is re-read (default 2000)
       --run-dir DIR           where the control socket IF.sock lives (default ${DEFAULT_RUN_DIR})
       --log-level LEVEL       trace, debug, info, warn, error (default info)
   -h, --help                  this help
+
+Signals: SIGINT/SIGTERM give WireGuard its real endpoints back and exit 0; SIGHUP reads the
+configuration and the interface again.
 `;
 
 export interface RunConfig {
@@ -51,6 +58,8 @@ export interface RunConfig {
   pollIntervalMs: number;
   logLevel: string;
   ebpf: boolean;
+  waitForInterface: boolean;
+  wgQuickConfig: string | undefined;
 }
 
 /** Turns argv into a RunConfig, or throws a ConfigError that says what to fix. */
@@ -108,7 +117,15 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     runDir: values["run-dir"] ?? DEFAULT_RUN_DIR,
     pollIntervalMs: integer("--poll-interval", values["poll-interval"], 2000, 100, 600_000),
     logLevel: level,
+    waitForInterface:
+      values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd()),
+    wgQuickConfig: values["wg-quick-config"],
   };
+}
+
+/** systemd sets INVOCATION_ID for the processes of a unit: a service must survive its boot order. */
+function runBySystemd(): boolean {
+  return Boolean(process.env.INVOCATION_ID);
 }
 
 function introSettings(values: ReturnType<typeof parse>["values"]): IntroSettings | undefined {
@@ -169,6 +186,9 @@ function parse(argv: string[]) {
       "run-dir": { type: "string" },
       "poll-interval": { type: "string" },
       "log-level": { type: "string" },
+      "wait-for-interface": { type: "boolean" },
+      "no-wait-for-interface": { type: "boolean" },
+      "wg-quick-config": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -183,7 +203,11 @@ function integer(flag: string, text: string | undefined, fallback: number, min: 
   return n;
 }
 
-/** `tunnelbore run`: runs until SIGINT/SIGTERM, then restores the endpoints it changed. */
+/**
+ * `tunnelbore run`: runs until SIGINT/SIGTERM, then restores the endpoints it changed. SIGHUP reloads.
+ * Signals are handled from the start (also while waiting for the interface), and a fatal error still
+ * gives WireGuard its endpoints back: WireGuard is never left pointing at a dead loopback socket.
+ */
 export async function runCommand(argv: string[]): Promise<number> {
   const config = parseRunArgs(argv);
   if (config === "help") {
@@ -195,32 +219,56 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   const logger = createLogger("tunnelbore", config.logLevel);
   const tunnelbore = new Tunnelbore({ ...config, logger });
-  const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), () =>
-    tunnelbore.statusReport(),
-  );
+  const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), {
+    status: () => tunnelbore.statusReport(),
+    release: () => tunnelbore.release(),
+  });
   await control.listen();
+  let stopping: NodeJS.Signals | "fatal" | null = null;
+  let onStop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    onStop = resolve;
+  });
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = signal;
+    logger.info({ signal }, "stopping");
+    onStop();
+  };
+  const onHangUp = () => {
+    logger.info({ signal: "SIGHUP" }, "reloading");
+    void tunnelbore.reload().catch((err: unknown) => logger.warn({ err }, "reload failed"));
+  };
+  const onFatal = (err: unknown) => {
+    logger.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
+    process.exitCode = 1;
+    if (stopping) return;
+    stopping = "fatal";
+    onStop();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onHangUp);
+  process.on("uncaughtException", onFatal);
+  process.on("unhandledRejection", onFatal);
   try {
-    await tunnelbore.start();
-  } catch (err) {
+    const starting = tunnelbore.start();
+    starting.catch(() => undefined); // a failure after a stop signal is not worth a crash
+    await Promise.race([starting, stopped]);
+    if (!stopping)
+      logger.info(
+        { interface: config.interfaceName, catchAll: `${config.catchAll.address}:${config.catchAll.port}` },
+        "tunnelbore running",
+      );
+    await stopped;
+  } finally {
     await control.close();
     await tunnelbore.stop();
-    throw err;
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGHUP", onHangUp);
+    process.off("uncaughtException", onFatal);
+    process.off("unhandledRejection", onFatal);
   }
-  logger.info(
-    { interface: config.interfaceName, catchAll: `${config.catchAll.address}:${config.catchAll.port}` },
-    "tunnelbore running",
-  );
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, "stopping");
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      resolve();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  });
-  await control.close();
-  await tunnelbore.stop();
-  return 0;
+  return stopping === "fatal" ? 1 : 0;
 }

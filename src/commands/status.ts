@@ -72,6 +72,17 @@ function bytes(n: number): string {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
+function since(unixMs: number): string {
+  return ago(Math.floor(unixMs / 1000)).replace(/ ago$/, "");
+}
+
+/** "introduction server ws://...: connected for 5m" or "...: retrying for 40s (7 failures; last: ECONNREFUSED ...)". */
+function formatIntro(intro: NonNullable<StatusReport["intro"]>): string {
+  const head = `introduction server ${intro.url}: ${intro.state} for ${since(intro.since)}`;
+  if (intro.state === "connected" || !intro.lastError) return head;
+  return `${head} (${intro.failures} failed ${intro.failures === 1 ? "attempt" : "attempts"}; last: ${intro.lastError})`;
+}
+
 export function formatStatus(report: StatusReport): string {
   const header = ["PEER", "STATE", "REMOTE", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
   const rows = report.peers.map((p) => [
@@ -96,6 +107,8 @@ export function formatStatus(report: StatusReport): string {
     .join(", ");
   return [
     `interface ${report.interface}  catch-all ${report.catchAll}  wireguard port ${report.wireguardPort}`,
+    ...(report.waitingFor ? [`starting: waiting for ${report.waitingFor}`] : []),
+    ...(report.intro ? [formatIntro(report.intro)] : []),
     line(header),
     ...rows.map(line),
     `dropped: ${dropped || "none"}`,

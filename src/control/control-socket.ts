@@ -12,16 +12,30 @@ export function controlSocketPath(runDir: string, interfaceName: string): string
 
 const MAX_REQUEST = 256;
 
+/** What `tunnelbore release` gets back. */
+export interface ReleaseAnswer {
+  /** Peers whose real endpoint WireGuard got back. */
+  restored: number;
+}
+
+/** The commands `tunnelbore run` answers on its control socket. */
+export interface ControlHandlers {
+  status(): StatusReport;
+  /** Gives WireGuard its real endpoints back and leaves them alone until the interface is recreated. */
+  release(): Promise<ReleaseAnswer>;
+}
+
 /**
- * The local control socket of `tunnelbore run`: a client writes "status\n" and reads one JSON line.
- * A Unix socket with mode 0600 in a root-owned directory, so only root (or the owner) can ask.
+ * The local control socket of `tunnelbore run`: a client writes a command ("status" or "release") and
+ * a newline, and reads one JSON line. A Unix socket with mode 0600 in a root-owned directory, so only
+ * root (or the owner) can ask.
  */
 export class ControlServer {
   private server: Server | null = null;
 
   constructor(
     private readonly path: string,
-    private readonly report: () => StatusReport,
+    private readonly handlers: ControlHandlers,
   ) {}
 
   async listen(): Promise<void> {
@@ -43,8 +57,7 @@ export class ControlServer {
         const nl = buffered.indexOf("\n");
         if (nl < 0) return;
         const command = buffered.slice(0, nl).trim();
-        if (command === "status") conn.end(`${JSON.stringify(this.report())}\n`);
-        else conn.end(`${JSON.stringify({ error: `unknown command "${command.slice(0, 32)}"` })}\n`);
+        void this.answer(command).then((answer) => conn.end(`${JSON.stringify(answer)}\n`));
       });
     });
     await new Promise<void>((resolve, reject) => {
@@ -56,6 +69,16 @@ export class ControlServer {
     });
     server.on("error", () => undefined);
     this.server = server;
+  }
+
+  private async answer(command: string): Promise<unknown> {
+    try {
+      if (command === "status") return this.handlers.status();
+      if (command === "release") return await this.handlers.release();
+      return { error: `unknown command "${command.slice(0, 32)}"` };
+    } catch (err) {
+      return { error: `${command} failed: ${(err as Error).message}` };
+    }
   }
 
   async close(): Promise<void> {
@@ -78,7 +101,16 @@ async function isAlive(path: string): Promise<boolean> {
 }
 
 /** Asks a running `tunnelbore run` for its status. */
-export async function requestStatus(path: string, timeoutMs = 5000): Promise<StatusReport> {
+export function requestStatus(path: string, timeoutMs = 5000): Promise<StatusReport> {
+  return request<StatusReport>(path, "status", timeoutMs);
+}
+
+/** Asks a running `tunnelbore run` to give WireGuard its real endpoints back (wg-quick's PreDown). */
+export function requestRelease(path: string, timeoutMs = 10_000): Promise<ReleaseAnswer> {
+  return request<ReleaseAnswer>(path, "release", timeoutMs);
+}
+
+async function request<T extends object>(path: string, command: string, timeoutMs: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const conn = connect(path);
     let body = "";
@@ -86,14 +118,14 @@ export async function requestStatus(path: string, timeoutMs = 5000): Promise<Sta
       conn.destroy();
       reject(new RuntimeError("control-timeout", `no answer from ${path} within ${timeoutMs} ms`, { path }));
     }, timeoutMs);
-    conn.on("connect", () => conn.write("status\n"));
+    conn.on("connect", () => conn.write(`${command}\n`));
     conn.on("data", (chunk) => {
       body += chunk.toString("utf8");
     });
     conn.on("end", () => {
       clearTimeout(timer);
       try {
-        const parsed = JSON.parse(body) as StatusReport | { error: string };
+        const parsed = JSON.parse(body) as T | { error: string };
         if ("error" in parsed) reject(new RuntimeError("control-error", parsed.error, { path }));
         else resolve(parsed);
       } catch {

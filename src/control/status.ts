@@ -1,3 +1,4 @@
+import type { IntroConnectionStatus } from "../intro-client/intro-client.js";
 import type { DropCounters } from "../proxy/counters.js";
 
 /** What `tunnelbore status` shows of one peer. */
@@ -27,6 +28,10 @@ export interface StatusReport {
   interface: string;
   /** False while `run` is still starting (reading the interface, binding sockets). */
   ready: boolean;
+  /** What `run` waits for while not ready (e.g. "interface wg0 to appear"), else null. */
+  waitingFor: string | null;
+  /** The introduction server connection; null without --intro. */
+  intro: IntroConnectionStatus | null;
   catchAll: string;
   wireguardPort: number;
   peers: PeerStatus[];

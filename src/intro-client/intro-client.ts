@@ -93,6 +93,23 @@ export interface IntroClientOptions {
 
 type ClientState = "stopped" | "connecting" | "online" | "waiting";
 
+/** Where the connection to the introduction server stands, for status. */
+export interface IntroConnectionStatus {
+  url: string;
+  /** "retrying": the last attempt or connection failed and the next one waits for its backoff. */
+  state: "connected" | "connecting" | "retrying" | "stopped";
+  /** Since when (unix ms) in this state; while retrying, since the first failure of the streak. */
+  since: number;
+  /** Consecutive failed attempts (0 once connected). */
+  failures: number;
+  /** The last failure: errno (ECONNREFUSED, ...) or close code and reason; null if none yet. */
+  lastError: string | null;
+  lastErrorAt: number;
+}
+
+/** A streak of failed attempts is logged at warn on its first failure and every this many after. */
+const WARN_EVERY_FAILURES = 10;
+
 /** Our own pace is this share of the limits the server announces, so we are never cut off for it. */
 const PACE_SHARE = 0.75;
 /** A connection that stayed up this long resets the backoff. */
@@ -110,6 +127,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly tls: IntroClientOptions["tls"];
 
   private state: ClientState = "stopped";
+  private stateSince = Date.now();
+  private failures = 0;
+  /** The transport error of the current attempt, if any (the close that follows says the rest). */
+  private attemptError: string | null = null;
+  private lastError: string | null = null;
+  private lastErrorAt = 0;
   private ws: WebSocket | undefined;
   private onlineSince = 0;
   private lastHeard = 0;
@@ -167,6 +190,26 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     return this.currentServerInfo;
   }
 
+  /** Where the connection stands (for status). */
+  get connectionStatus(): IntroConnectionStatus {
+    const state =
+      this.state === "online"
+        ? "connected"
+        : this.state === "stopped"
+          ? "stopped"
+          : this.failures > 0
+            ? "retrying"
+            : "connecting";
+    return {
+      url: this.url,
+      state,
+      since: this.stateSince,
+      failures: this.failures,
+      lastError: this.lastError,
+      lastErrorAt: this.lastErrorAt,
+    };
+  }
+
   /** Whether `peer` is online at the server (and we are). */
   isOnline(peer: string): boolean {
     return this.onlinePeers.has(peer);
@@ -183,6 +226,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     if (this.state === "stopped") return;
     const wasOnline = this.state === "online";
     this.state = "stopped";
+    this.stateSince = Date.now();
+    this.failures = 0;
     clearTimeout(this.reconnectTimer);
     const ws = this.ws;
     this.teardownConnection();
@@ -250,7 +295,9 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   // ---- connection life ----
 
   private connect(): void {
+    if (this.failures === 0 && this.state !== "waiting") this.stateSince = Date.now();
     this.state = "connecting";
+    this.attemptError = null;
     this.log.debug({ url: this.url, attempt: this.reconnectBackoff.attempts }, "connecting");
     const ws = new WebSocket(this.url, {
       maxPayload: MAX_MESSAGE_BYTES,
@@ -261,7 +308,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.ws = ws;
     this.lastHeard = Date.now();
     this.handshakeTimer = setTimeout(() => {
-      this.log.warn({ url: this.url }, "introduction handshake timed out");
+      this.attemptError = `no answer within ${this.handshakeTimeoutMs} ms`;
+      this.log.debug({ url: this.url }, "introduction handshake timed out");
       ws.terminate();
     }, this.handshakeTimeoutMs);
     ws.on("message", (data, isBinary) => {
@@ -279,7 +327,10 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     ws.on("pong", () => {
       if (this.ws === ws) this.lastHeard = Date.now();
     });
-    ws.on("error", (error) => this.log.debug({ err: error.message }, "connection error"));
+    ws.on("error", (error: NodeJS.ErrnoException) => {
+      this.attemptError = error.code ? `${error.code}: ${error.message}` : error.message;
+      this.log.debug({ url: this.url, errno: error.code, err: error.message }, "connection error");
+    });
     ws.on("close", (code, reason) => {
       if (this.ws === ws) this.handleClose(code, reason.toString());
     });
@@ -290,11 +341,17 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const stable = wasOnline && Date.now() - this.onlineSince >= STABLE_CONNECTION_MS;
     this.teardownConnection();
     if (this.state === "stopped") return;
-    const level = code === CloseCode.authFailed || code === CloseCode.replaced ? "error" : "info";
-    this.log[level](
-      { code, reason },
-      wasOnline ? "disconnected from the introduction server" : "connection attempt failed",
-    );
+    this.lastError = this.attemptError ?? `closed ${code}${reason ? `: ${reason}` : ""}`;
+    this.lastErrorAt = Date.now();
+    if (wasOnline || this.failures === 0) this.stateSince = this.lastErrorAt;
+    this.failures++;
+    const rejected = code === CloseCode.authFailed || code === CloseCode.replaced;
+    const details = { url: this.url, error: this.lastError, code, reason, failures: this.failures };
+    if (rejected) this.log.error(details, "the introduction server refused us");
+    else if (wasOnline) this.log.info(details, "disconnected from the introduction server");
+    else if (this.failures === 1 || this.failures % WARN_EVERY_FAILURES === 0)
+      this.log.warn(details, "cannot connect to the introduction server; retrying");
+    else this.log.debug(details, "connection attempt failed");
     if (wasOnline) this.emit("disconnected", { code, reason });
     if (stable) this.reconnectBackoff.reset();
     this.scheduleReconnect(code);
@@ -417,7 +474,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const keepaliveMs = welcome.keepaliveSeconds * 1000;
     this.watchdog = setInterval(() => {
       if (Date.now() - this.lastHeard > keepaliveMs * 2.5) {
-        this.log.warn("introduction server silent: reconnecting");
+        this.attemptError = "server silent (keepalive)";
+        this.log.warn({ url: this.url }, "introduction server silent: reconnecting");
         ws.terminate();
         return;
       }
@@ -426,7 +484,9 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.watchdog.unref();
 
     this.scheduleTurnRefresh();
-    this.log.info({ url: this.url }, "connected to the introduction server");
+    this.log.info({ url: this.url, after: this.failures }, "connected to the introduction server");
+    this.failures = 0;
+    this.stateSince = Date.now();
     const peers = [...this.declared];
     this.sendPeers("replace", peers.slice(0, MAX_PEERS_PER_MESSAGE));
     this.sendPeers("add", peers.slice(MAX_PEERS_PER_MESSAGE));

@@ -4,7 +4,12 @@ import type { IceSignal } from "../ice/ice-signal.js";
 import type { Logger } from "../log.js";
 import type { PeerSignalling } from "../peer/peer.js";
 import { decodeKey } from "../wireguard/keys.js";
-import { IntroClient, IntroOfflineError, type ServerInfo } from "./intro-client.js";
+import {
+  IntroClient,
+  type IntroConnectionStatus,
+  IntroOfflineError,
+  type ServerInfo,
+} from "./intro-client.js";
 
 export interface IntroLinkOptions {
   url: string;
@@ -105,6 +110,11 @@ export class IntroLink {
   /** The peers we declare (the interface's peers); others' envelopes and presence are not ours. */
   setPeers(keys: string[]): void {
     this.client.setPeers(keys);
+  }
+
+  /** Where the connection to the server stands (status). */
+  status(): IntroConnectionStatus {
+    return this.client.connectionStatus;
   }
 
   isOnline(key: string): boolean {

@@ -18,7 +18,12 @@ export type PeerState =
   /** A new ICE generation is under way to replace a doubted path; the old one carries on meanwhile. */
   | { readonly name: "restarting"; readonly path: PathKind }
   /** The last attempt ended without a path; a retry is scheduled (or waits for the peer online). */
-  | { readonly name: "failed" };
+  | { readonly name: "failed" }
+  /**
+   * The peer reaches WireGuard's own port directly and WireGuard talks to it there (its endpoint is the
+   * peer's address, not L(P)): Tunnelbore leaves that endpoint alone instead of fighting over it.
+   */
+  | { readonly name: "bypassed"; readonly remote: string };
 
 export type PeerStateName = PeerState["name"];
 
@@ -30,9 +35,10 @@ export const PEER_STATE_NAMES: readonly PeerStateName[] = [
   "suspect",
   "restarting",
   "failed",
+  "bypassed",
 ];
 
-/** As status shows it: `connected(direct)`, `suspect`, `idle`, ... */
+/** As status shows it: `connected(direct)`, `suspect`, `idle`, `bypassed`, ... */
 export function formatPeerState(state: PeerState): string {
   return state.name === "connected" ? `connected(${state.path})` : state.name;
 }

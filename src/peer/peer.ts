@@ -77,6 +77,8 @@ export interface PeerTiming {
   /** Probes (and their timeout) checking the path of a peer that came back online. */
   verifyProbes: number;
   verifyProbeTimeoutMs: number;
+  /** WireGuard roaming to the address we pointed it away from within this time: the peer talks to it directly. */
+  endpointFightMs: number;
 }
 
 export const DEFAULT_PEER_TIMING: PeerTiming = {
@@ -85,6 +87,7 @@ export const DEFAULT_PEER_TIMING: PeerTiming = {
   upgradeInitialMs: 5000,
   verifyProbes: 2,
   verifyProbeTimeoutMs: 500,
+  endpointFightMs: 60_000,
 };
 
 export interface PeerEnvironment {
@@ -113,6 +116,7 @@ export class Peer {
     suspect: 0,
     restarting: 0,
     failed: 0,
+    bypassed: 0,
   };
 
   private readonly log: Logger;
@@ -137,6 +141,16 @@ export class Peer {
   private pendingRestart: string | null = null;
   private closed = false;
   private latestHandshake = 0;
+  /**
+   * Something came from the peer on the chosen path recently (liveness: a datagram or an answered
+   * probe). A nominated ICE pair counts: its checks were answered. Without it the peer is not
+   * `connected`, whatever path exists.
+   */
+  private heard = false;
+  /** We pointed WireGuard's endpoint back at L(P) from this address, at this time (clock ms). */
+  private pointedBackFrom: { endpoint: string; at: number } | null = null;
+  /** WireGuard talks to the peer directly at this address (see `bypassed`). */
+  private bypass: string | null = null;
 
   constructor(
     readonly publicKey: string,
@@ -203,6 +217,53 @@ export class Peer {
   /** `wg show` was read: WireGuard's latest handshake with the peer (unix seconds, 0: never). */
   onHandshakeObserved(unixSeconds: number): void {
     this.latestHandshake = unixSeconds;
+  }
+
+  /** WireGuard's endpoint for the peer is its L(P): Tunnelbore carries the peer. */
+  onEndpointOurs(): void {
+    if (!this.bypass) return;
+    this.log.info({ was: this.bypass }, "WireGuard's endpoint is ours again");
+    this.bypass = null;
+    this.settle();
+  }
+
+  /**
+   * WireGuard's endpoint for the peer is a real address, not L(P): a new endpoint the user set, or
+   * WireGuard roamed there because the peer reached its port directly. True: point it back at L(P).
+   * WireGuard moving to the same address again soon after we pointed it back means the peer talks to
+   * WireGuard directly: then leave it there (false) rather than fight over the endpoint.
+   */
+  onEndpointElsewhere(endpoint: string): boolean {
+    if (this.closed) return false;
+    if (this.bypass === endpoint) return false;
+    const last = this.pointedBackFrom;
+    if (last && last.endpoint === endpoint && this.clock.now() - last.at < this.timing.endpointFightMs) {
+      this.bypass = endpoint;
+      this.log.warn(
+        { endpoint },
+        "the peer reaches WireGuard directly (WireGuard moved its endpoint there again): leaving it there",
+      );
+      this.settle();
+      return false;
+    }
+    this.bypass = null;
+    this.pointedBackFrom = { endpoint, at: this.clock.now() };
+    this.settle();
+    return true;
+  }
+
+  /** Liveness: the peer was heard on the chosen path (again). */
+  onHeard(): void {
+    if (this.heard) return;
+    this.heard = true;
+    this.settle();
+  }
+
+  /** Liveness: nothing from the peer on the chosen path for long (or never since it was chosen). */
+  onQuiet(): void {
+    if (!this.heard) return;
+    this.heard = false;
+    this.settle();
   }
 
   // --- hooks: liveness of the path in use ---------------------------------------------------------
@@ -445,6 +506,8 @@ export class Peer {
     if (path !== this.chosen) {
       this.chosen = path;
       this.suspect = null; // a verdict was about the previous path
+      // A nominated ICE pair proves the peer answered; a static endpoint proves nothing yet.
+      this.heard = path !== null && path.kind !== "static";
       if (path) this.wanted = false; // the proxy sends the held handshake on it
       this.env.dataPlane.setPath(this.publicKey, path, reason);
     }
@@ -467,11 +530,15 @@ export class Peer {
   private deriveState(): PeerState {
     const path = this.chosen;
     const ice = this.session?.state ?? null;
+    if (this.bypass) return { name: "bypassed", remote: this.bypass };
     if (path) {
       // Upgrade attempts and restarts the peer started on its own leave a working path: connected.
       if (ice === "restarting" && this.session?.repairing) return { name: "restarting", path: path.kind };
       if (this.suspect) return { name: "suspect", path: path.kind, reason: this.suspect };
-      return { name: "connected", path: path.kind };
+      // Connected only while the peer answers: a path nothing came back on is no connection.
+      if (this.heard) return { name: "connected", path: path.kind };
+      if (ice === "connecting" || ice === "restarting") return { name: "connecting" };
+      return this.wanted ? { name: "signalling" } : IDLE;
     }
     if (ice === "connecting" || ice === "restarting") return { name: "connecting" };
     if (ice === "failed") return { name: "failed" };

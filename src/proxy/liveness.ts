@@ -10,6 +10,11 @@
 //   before WireGuard needs it; idle peers cost a few datagrams a minute).
 // Probes unanswered for `deadAfterMs` make the path suspect (the owner restarts ICE at once, keeping the
 // old path until a new pair is nominated); no contact for `expireMs` makes it dead (dropped).
+// Paths that cannot be probed (static endpoints) are judged by WireGuard's traffic alone: sending with
+// nothing back for `silenceMs + deadAfterMs`, or an initiation unanswered, is suspect.
+// For every path, `heard` and `quiet` say whether the peer answered on it within `quietAfterMs` (a
+// datagram, or a probe's answer; a nominated ICE pair starts out heard): status calls a peer connected
+// only while it is heard.
 import { EventEmitter } from "node:events";
 import type { PeerPath } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
@@ -25,6 +30,9 @@ export function isProbeable(path: PeerPath | null): path is ProbeablePath {
 }
 
 export type SuspectReason = "handshake unanswered" | "no reply from peer" | "idle path unanswered";
+
+/** WireGuard's REJECT_AFTER_TIME: a session with nothing received for this long is over. */
+const QUIET_AFTER_MS = 180_000;
 
 export interface LivenessOptions {
   /** How often all peers are looked at (default 250 ms). */
@@ -45,6 +53,8 @@ export interface LivenessOptions {
   resuspectMs?: number;
   /** No contact for this long: the path is dead (default 30 s, as RFC 7675 consent). */
   expireMs?: number;
+  /** Nothing from the peer on its path for this long: `quiet` (default 180 s, WireGuard's session life). */
+  quietAfterMs?: number;
   /** Clock (ms); tests pass a fake one. */
   now?: () => number;
   /** Jitter source in [0, 1); tests pass a fixed one. */
@@ -61,6 +71,10 @@ export interface LivenessEvents {
   recovered: [peer: ProxyPeer];
   /** No contact for `expireMs`: the path is dead. Emitted once per path. */
   dead: [peer: ProxyPeer];
+  /** The peer answered on its path (first time on this path, or again after `quiet`). */
+  heard: [peer: ProxyPeer];
+  /** Nothing from the peer on its path for `quietAfterMs` (or never, since it was adopted). */
+  quiet: [peer: ProxyPeer];
 }
 
 export interface LivenessStats {
@@ -72,7 +86,11 @@ export interface LivenessStats {
 
 /** What the monitor knows about one peer's current path. */
 interface Watch {
-  path: ProbeablePath;
+  path: PeerPath;
+  /** Null for paths that cannot be probed (static endpoints). */
+  probe: ProbeablePath | null;
+  /** The peer answered on this path within `quietAfterMs`. */
+  heard: boolean;
   /** When this path was adopted: counts as contact. */
   since: number;
   lastProbeAt: number;
@@ -103,6 +121,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   private readonly suspectProbeMs: number;
   private readonly resuspectMs: number;
   private readonly expireMs: number;
+  private readonly quietAfterMs: number;
   private readonly now: () => number;
   private readonly random: () => number;
   private timer: NodeJS.Timeout | null = null;
@@ -122,6 +141,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     this.suspectProbeMs = options.suspectProbeMs ?? 1000;
     this.resuspectMs = options.resuspectMs ?? 5000;
     this.expireMs = options.expireMs ?? 30_000;
+    this.quietAfterMs = options.quietAfterMs ?? QUIET_AFTER_MS;
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
   }
@@ -173,17 +193,21 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     for (const peer of this.watches.keys()) if (!seen.has(peer)) this.watches.delete(peer);
   }
 
-  /** The watch of the peer's current path (a new one when the path changed), or null without a probeable path. */
+  /** The watch of the peer's current path (a new one when the path changed), or null without a path. */
   private watch(peer: ProxyPeer, now: number): Watch | null {
     const path = peer.path;
-    if (!isProbeable(path)) {
+    if (!path) {
       this.watches.delete(peer);
       return null;
     }
     let watch = this.watches.get(peer);
     if (!watch || watch.path !== path) {
+      const probe = isProbeable(path) ? path : null;
       watch = {
         path,
+        probe,
+        // A nominated ICE pair answered its checks; a static endpoint has answered nothing yet.
+        heard: probe !== null,
         since: now,
         lastProbeAt: 0,
         lastAnswerAt: 0,
@@ -206,6 +230,11 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     if (watch.expired) return;
     const contact = Math.max(watch.since, watch.lastAnswerAt, peer.lastReceivedAt);
     if (contact > watch.doubtSince && watch.doubtSince !== 0) this.clearDoubt(peer, watch);
+    this.judgeHeard(peer, watch, now);
+    if (!watch.probe) {
+      this.assessUnprobed(peer, watch, contact, now);
+      return;
+    }
 
     // Dead: no contact for long, and probes tried and failed (never merely because nobody talked).
     if (now - contact >= this.expireMs && watch.doubtSince !== 0) {
@@ -215,19 +244,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
       return;
     }
 
-    // A forwarded initiation without response, and nothing else heard since it went out.
-    const sentAt = peer.lastInitiationSentAt;
-    if (
-      sentAt > watch.judgedInitiationAt &&
-      peer.lastResponseAt < sentAt &&
-      now - sentAt >= this.handshakeTimeoutMs
-    ) {
-      watch.judgedInitiationAt = sentAt;
-      if (contact < sentAt) {
-        this.beginDoubt(watch, now);
-        this.markSuspect(peer, watch, "handshake unanswered");
-      }
-    }
+    this.judgeInitiation(peer, watch, contact, now);
 
     // WireGuard keeps sending, nothing comes back.
     const sending = now - peer.lastSentAt < this.silenceMs && peer.lastSentAt > contact;
@@ -253,6 +270,46 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     if (now - Math.max(contact, watch.lastProbeAt) >= watch.idleInterval) {
       this.probe(peer, watch, true);
       watch.idleInterval = this.idleInterval();
+    }
+  }
+
+  /** Heard: a datagram on this path, an answered probe, or (ICE) the nomination, within `quietAfterMs`. */
+  private judgeHeard(peer: ProxyPeer, watch: Watch, now: number): void {
+    const received = peer.lastReceivedAt >= watch.since ? peer.lastReceivedAt : 0;
+    const heardAt = Math.max(received, watch.lastAnswerAt, watch.probe ? watch.since : 0);
+    const heard = heardAt !== 0 && now - heardAt < this.quietAfterMs;
+    if (heard === watch.heard) return;
+    watch.heard = heard;
+    this.emit(heard ? "heard" : "quiet", peer);
+  }
+
+  /** A forwarded initiation without response, and nothing else heard since it went out: suspect. */
+  private judgeInitiation(peer: ProxyPeer, watch: Watch, contact: number, now: number): void {
+    const sentAt = peer.lastInitiationSentAt;
+    if (
+      sentAt <= watch.judgedInitiationAt ||
+      peer.lastResponseAt >= sentAt ||
+      now - sentAt < this.handshakeTimeoutMs
+    )
+      return;
+    watch.judgedInitiationAt = sentAt;
+    if (contact < sentAt) {
+      this.beginDoubt(watch, now);
+      this.markSuspect(peer, watch, "handshake unanswered");
+    }
+  }
+
+  /** A path that cannot be probed: WireGuard's traffic and its answers are all there is to judge by. */
+  private assessUnprobed(peer: ProxyPeer, watch: Watch, contact: number, now: number): void {
+    this.judgeInitiation(peer, watch, contact, now);
+    const sending = now - peer.lastSentAt < this.silenceMs && peer.lastSentAt > contact;
+    if (sending && now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+    if (watch.doubtSince === 0) return;
+    if (!watch.suspect && now - watch.doubtSince >= this.deadAfterMs)
+      this.markSuspect(peer, watch, "no reply from peer");
+    if (watch.suspect && now - watch.suspectedAt >= this.resuspectMs) {
+      watch.suspectedAt = now;
+      this.emit("suspect", peer, watch.suspect, true);
     }
   }
 
@@ -285,13 +342,15 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
 
   /** Sends a probe; an unanswered idle probe raises doubt (then faster probes decide). */
   private probe(peer: ProxyPeer, watch: Watch, idle = false): void {
+    const path = watch.probe;
+    if (!path) return;
     const sentAt = this.now();
     watch.lastProbeAt = sentAt;
     if (watch.doubtSince !== 0) watch.doubtProbes++;
     this.stats.probesSent++;
     // RTT-aware like werift's consent (2 RTT + 200 ms), within 500..2000 ms.
     const timeout = watch.rttMs === null ? 1000 : Math.min(2000, Math.max(500, 2 * watch.rttMs + 200));
-    void watch.path.probe(timeout).then((rtt) => {
+    void path.probe(timeout).then((rtt) => {
       if (this.watches.get(peer) !== watch) return;
       if (rtt === null) {
         if (idle) this.beginDoubt(watch, this.now());

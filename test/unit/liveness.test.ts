@@ -175,3 +175,62 @@ describe("LivenessMonitor", () => {
     expect(suspects).toEqual(["no reply from peer"]);
   });
 });
+
+describe("paths that cannot be probed (static endpoints)", () => {
+  const staticPath = {
+    kind: "static" as const,
+    remote: "203.0.113.5:51820",
+    onDatagram: null,
+    send(): void {},
+    close(): void {},
+  };
+  let verdicts: string[];
+
+  beforeEach(() => {
+    peer.path = staticPath;
+    verdicts = [];
+    monitor.on("heard", () => verdicts.push("heard"));
+    monitor.on("quiet", () => verdicts.push("quiet"));
+  });
+
+  it("WireGuard sending with nothing back is suspect without any probe; an answer recovers it", async () => {
+    await advance(250);
+    await advance(3000, traffic(false));
+    expect(suspects).toEqual(["no reply from peer"]);
+    expect(monitor.stats.probesSent).toBe(0);
+    await advance(500, traffic(true));
+    expect(recoveries).toBe(1);
+    expect(verdicts).toEqual(["heard"]);
+    expect(deaths).toBe(0);
+  });
+
+  it("an initiation unanswered is suspect", async () => {
+    await advance(500);
+    peer.lastInitiationSentAt = now;
+    peer.lastSentAt = now;
+    await advance(2500);
+    expect(suspects).toEqual(["handshake unanswered"]);
+  });
+
+  it("is heard only once the peer answered on it, and quiet after WireGuard's session life without answers", async () => {
+    await advance(1000);
+    expect(verdicts).toEqual([]); // adopted, nothing received: never heard
+    peer.lastReceivedAt = now;
+    await advance(250);
+    expect(verdicts).toEqual(["heard"]);
+    await advance(180_000);
+    expect(verdicts).toEqual(["heard", "quiet"]);
+    expect(suspects).toEqual([]); // idle, not suspect: WireGuard sent nothing
+  });
+});
+
+describe("heard and quiet on ICE paths", () => {
+  it("a nominated path starts heard, and answered idle probes keep it heard (unanswered, it dies instead)", async () => {
+    const verdicts: string[] = [];
+    monitor.on("heard", () => verdicts.push("heard"));
+    monitor.on("quiet", () => verdicts.push("quiet"));
+    await advance(400_000);
+    expect(verdicts).toEqual([]);
+    expect(monitor.stats.probesAnswered).toBeGreaterThan(10);
+  });
+});

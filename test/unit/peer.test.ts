@@ -120,6 +120,8 @@ describe("Peer: paths", () => {
     const t = setup();
     const fixed = new FakePath("static", "203.0.113.5:51820");
     t.peer.onStaticPath(fixed, "203.0.113.5:51820");
+    expect(state(t.peer)).toBe("idle"); // nothing came back on it yet
+    t.peer.onHeard();
     expect(state(t.peer)).toBe("connected(static)");
     expect(t.peer.staticEndpoint).toBe("203.0.113.5:51820");
     t.goOnline();
@@ -127,8 +129,11 @@ describe("Peer: paths", () => {
     t.session().nominate(direct);
     expect(state(t.peer)).toBe("connected(direct)");
     t.session().fail("consent-expired", true);
-    expect(state(t.peer)).toBe("connected(static)");
     expect(t.paths.at(-1)).toEqual({ path: fixed, reason: "ice path lost: path unanswered" });
+    // Back on the static path, the peer must answer there before it is connected again.
+    expect(state(t.peer)).toBe("idle");
+    t.peer.onHeard();
+    expect(state(t.peer)).toBe("connected(static)");
   });
 
   it("closes a replaced static path, and none is left when it is removed", () => {
@@ -373,6 +378,57 @@ describe("Peer: network changes and stalled signalling", () => {
   });
 });
 
+describe("Peer: connected only while it answers", () => {
+  it("a static path is connected once heard, suspect when WireGuard gets no answers, idle when quiet", () => {
+    const t = setup({ noSignalling: true });
+    t.peer.onStaticPath(new FakePath("static", "203.0.113.5:51820"), "203.0.113.5:51820");
+    expect(state(t.peer)).toBe("idle");
+    t.peer.onHeard();
+    expect(state(t.peer)).toBe("connected(static)");
+    t.peer.onSuspect("no reply from peer", false);
+    expect(state(t.peer)).toBe("suspect");
+    t.peer.onRecovered();
+    expect(state(t.peer)).toBe("connected(static)");
+    t.peer.onQuiet();
+    expect(state(t.peer)).toBe("idle");
+  });
+
+  it("an ICE path is heard from its nomination on; quiet, it is no longer connected", () => {
+    const t = setup();
+    t.goOnline();
+    t.session().nominate(new FakePath("direct", "198.51.100.7:40000"));
+    expect(state(t.peer)).toBe("connected(direct)");
+    t.peer.onQuiet();
+    expect(state(t.peer)).toBe("idle");
+    t.peer.onHeard();
+    expect(state(t.peer)).toBe("connected(direct)");
+  });
+});
+
+describe("Peer: WireGuard reached directly", () => {
+  it("points the endpoint back once; WireGuard moving to the same address again is left alone", () => {
+    const t = setup({ noSignalling: true });
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(true);
+    t.clock.advance(5000);
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(false);
+    expect(t.peer.state).toEqual({ name: "bypassed", remote: "198.51.100.9:51820" });
+    // As long as WireGuard keeps it, it stays; no more rewrites.
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(false);
+    t.peer.onEndpointOurs();
+    expect(state(t.peer)).toBe("idle");
+  });
+
+  it("a new endpoint the user sets, or the same one much later, is pointed back", () => {
+    const t = setup({ noSignalling: true });
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(true);
+    t.clock.advance(5000);
+    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820")).toBe(true);
+    t.clock.advance(61_000);
+    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820")).toBe(true);
+    expect(state(t.peer)).toBe("idle");
+  });
+});
+
 describe("Peer: end of life", () => {
   it("close() closes its paths and session, cancels timers, and later events change nothing", async () => {
     const t = setup();
@@ -415,6 +471,9 @@ describe("Peer: every state", () => {
     await settled(); // restarting
     t.clock.advance(50);
     t.session().nominate(new FakePath("direct", "198.51.100.7:40001")); // connected
+    t.peer.onEndpointElsewhere("198.51.100.9:51820");
+    t.peer.onEndpointElsewhere("198.51.100.9:51820"); // bypassed
+    t.peer.onEndpointOurs(); // connected
     await t.peer.close();
     for (const name of PEER_STATE_NAMES) expect(t.peer.entered[name], name).toBeGreaterThan(0);
     expect(t.transitions).toEqual([
@@ -425,6 +484,8 @@ describe("Peer: every state", () => {
       "connected(direct)",
       "suspect",
       "restarting",
+      "connected(direct)",
+      "bypassed",
       "connected(direct)",
     ]);
     expect(t.peer.stateSince).toBe(1150);
