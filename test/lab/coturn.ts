@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitFor } from "../support/wait-for.js";
-import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace } from "./netns.js";
+import { nsRun, onTeardown, run, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 
 export interface CoturnOptions {
   /** Listening and relay address (e.g. lab.server.address). */
@@ -20,8 +20,10 @@ export interface CoturnOptions {
   /** Default: 32 random hex bytes. */
   secret?: string;
   realm?: string;
-  /** TLS (and DTLS) listener on `tls.port` (default 5349); off unless given. */
+  /** TLS listener on `tls.port` (default 5349); off unless given (see `makeTestCertificate`). */
   tls?: { cert: string; key: string; port?: number };
+  /** CIDR ranges coturn refuses to relay to (its `denied-peer-ip`), e.g. topology.ts's PRIVATE_PEER_RANGES. */
+  deniedPeers?: string[];
   verbose?: boolean;
 }
 
@@ -33,10 +35,54 @@ export interface Coturn {
   readonly realm: string;
   readonly address: string;
   readonly port: number;
+  /** The running turnserver (a new one after `restart`). */
   readonly process: SpawnedProcess;
   /** Short-lived TURN REST credentials: username "<expiry>:<user>", password base64(HMAC-SHA1). */
   credentials(user?: string, ttlSeconds?: number): { username: string; password: string };
+  /** Kills coturn (SIGKILL: every allocation is lost) and starts it again with the same configuration. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/**
+ * A self-signed certificate for `address` (an IP subjectAltName), made with openssl in a temporary
+ * directory removed at teardown. Clients trust it through NODE_EXTRA_CA_CERTS=cert.
+ */
+export async function makeTestCertificate(address: string): Promise<{ cert: string; key: string }> {
+  const dir = await mkdtemp(join(tmpdir(), "tbt-cert-"));
+  onTeardown(() => rm(dir, { recursive: true, force: true }));
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${address}`,
+    "-addext",
+    `subjectAltName=IP:${address}`,
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ]);
+  return { cert, key };
+}
+
+/** coturn's range syntax for a CIDR range: "first-last". */
+function coturnRange(cidr: string): string {
+  const [base = "", prefixText = "32"] = cidr.split("/");
+  const start = base.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
+  const size = 2 ** (32 - Number(prefixText));
+  const first = start - (start % size);
+  const dotted = (n: number) => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join(".");
+  return `${dotted(first)}-${dotted(first + size - 1)}`;
 }
 
 /** The TURN REST API credential scheme coturn's `use-auth-secret` checks. */
@@ -86,44 +132,65 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
       `tls-listening-port=${options.tls.port ?? 5349}`,
     );
   } else {
-    lines.push("no-tls", "no-dtls");
+    lines.push("no-tls");
   }
+  lines.push("no-dtls");
+  for (const range of options.deniedPeers ?? []) lines.push(`denied-peer-ip=${coturnRange(range)}`);
   if (options.verbose) lines.push("verbose");
   const config = join(dir, "turnserver.conf");
   await writeFile(config, `${lines.join("\n")}\n`);
-  const proc = spawnInNamespace(ns, "turnserver", ["-c", config]);
+  const tlsPort = options.tls ? (options.tls.port ?? 5349) : undefined;
+  const launch = async (): Promise<SpawnedProcess> => {
+    const proc = spawnInNamespace(ns, "turnserver", ["-c", config]);
+    try {
+      await waitFor(
+        async () => {
+          if (proc.child.exitCode !== null)
+            throw new Error(`turnserver exited: ${proc.output().slice(-2000)}`);
+          return (
+            (await listening(ns, "u", options.address, port)) &&
+            (await listening(ns, "t", options.address, port)) &&
+            (tlsPort === undefined || (await listening(ns, "t", options.address, tlsPort)))
+          );
+        },
+        { what: `coturn in ${ns} on ${options.address}:${port}`, timeoutMs: 10_000, intervalMs: 50 },
+      );
+    } catch (err) {
+      await proc.stop("SIGKILL");
+      throw err;
+    }
+    return proc;
+  };
   // teardownAll ends the process by PID; this hook removes the temp config too.
   const unhook = onTeardown(() => rm(dir, { recursive: true, force: true }));
-  const cleanup = async () => {
-    unhook();
-    await proc.stop("SIGTERM");
-    await rm(dir, { recursive: true, force: true });
-  };
+  let proc: SpawnedProcess;
   try {
-    await waitFor(
-      async () => {
-        if (proc.child.exitCode !== null) throw new Error(`turnserver exited: ${proc.output().slice(-2000)}`);
-        return (
-          (await listening(ns, "u", options.address, port)) &&
-          (await listening(ns, "t", options.address, port))
-        );
-      },
-      { what: `coturn in ${ns} on ${options.address}:${port}`, timeoutMs: 10_000, intervalMs: 50 },
-    );
+    proc = await launch();
   } catch (err) {
-    await cleanup();
+    unhook();
+    await rm(dir, { recursive: true, force: true });
     throw err;
   }
   return {
     url: `turn:${options.address}:${port}`,
-    tlsUrl: options.tls ? `turns:${options.address}:${options.tls.port ?? 5349}` : undefined,
+    tlsUrl: tlsPort === undefined ? undefined : `turns:${options.address}:${tlsPort}`,
     secret,
     realm,
     address: options.address,
     port,
-    process: proc,
+    get process() {
+      return proc;
+    },
     credentials: (user, ttl) => turnRestCredentials(secret, user, ttl),
-    stop: cleanup,
+    async restart() {
+      await proc.stop("SIGKILL");
+      proc = await launch();
+    },
+    async stop() {
+      unhook();
+      await proc.stop("SIGTERM");
+      await rm(dir, { recursive: true, force: true });
+    },
   };
 }
 

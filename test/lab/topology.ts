@@ -1,6 +1,7 @@
 // A declarative NAT lab built from network namespaces:
 //
 //   [server] 203.0.113.2 ----+
+//   [turn]   203.0.113.3-9 --+   (TURN hosts of their own, `addTurnHost`)
 //   [host c] 203.0.113.100 --+-- br0 in [pub] (203.0.113.1, default gateway, routes nothing else)
 //   [router a] wan 203.0.113.10 --+
 //        lan 192.168.1.1/24 -- [host a] 192.168.1.10, [host d] 192.168.1.11
@@ -82,9 +83,36 @@ export interface LabServer {
   readonly address: string;
 }
 
+/**
+ * Where a TURN server runs: "server" with the introduction server, "host" on a host of its own on the
+ * public segment, "router" on the public segment's router (the namespace that owns the bridge).
+ */
+export type TurnPlacement = "server" | "host" | "router";
+
+/**
+ * The TURN host's routes. "default": a default route (out of the public segment, or into an upstream
+ * that drops everything); "none": only the public segment (sendto to a private address fails with
+ * ENETUNREACH); "blackhole"/"unreachable": a default route plus such routes for the private ranges
+ * (EINVAL / EHOSTUNREACH), a common hardening; "denied-peer-ip": a default route, and coturn refuses
+ * private peers itself (see `PRIVATE_PEER_RANGES`).
+ */
+export type TurnRouting = "default" | "none" | "blackhole" | "unreachable" | "denied-peer-ip";
+
+/** RFC 1918, CGNAT and link-local: what a hardened TURN host neither routes nor relays to. */
+export const PRIVATE_PEER_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"];
+
+/** A TURN server's namespace and address (its own, or one added to the namespace it shares). */
+export interface LabTurnHost {
+  readonly ns: string;
+  readonly address: string;
+}
+
 const PUBLIC_PREFIX = "203.0.113";
 const PUBLIC_GATEWAY = `${PUBLIC_PREFIX}.1`;
 const SERVER_ADDRESS = `${PUBLIC_PREFIX}.2`;
+/** TURN hosts take .3 to .9 (routers' WAN addresses start at .10). */
+const FIRST_TURN_HOST = 3;
+const LAST_TURN_HOST = 9;
 const NAME_RE = /^[a-z0-9]{1,12}$/;
 const STALE_RE = /^tbt-l(\d+)-[0-9a-f]{6}-/;
 
@@ -181,6 +209,9 @@ export class Lab {
   private readonly namespaces: string[] = [];
   private nextRouterIndex = 1;
   private nextPublicHost = 100;
+  private nextTurnHost = FIRST_TURN_HOST;
+  /** Namespaces whose primary address a TURN server took already (the next one gets an address of its own). */
+  private readonly turnNamespaces = new Set<string>();
   private torn = false;
 
   private constructor(
@@ -402,6 +433,38 @@ ip link set lan up`,
     return spawnInNamespace(this.nsOf(target), cmd, args, env);
   }
 
+  /**
+   * A namespace and address for a TURN server: `placement` says where, `routing` what routes that
+   * namespace gets (applied to the whole namespace: with "server" the introduction server shares them,
+   * which it does not mind, everything it talks to being on the public segment). Coturn's own part of
+   * "denied-peer-ip" is coturn.ts's `deniedPeers`.
+   */
+  async addTurnHost(placement: TurnPlacement, routing: TurnRouting): Promise<LabTurnHost> {
+    let ns: string;
+    let address: string;
+    let device = "eth0";
+    if (placement === "host") {
+      address = this.takeTurnAddress();
+      ns = this.nsName(`t${address.split(".").at(-1)}`);
+      await this.attachPublic(ns, `t-${address.split(".").at(-1)}`, address, true);
+    } else {
+      ns = placement === "router" ? this.publicNs : this.server.ns;
+      device = placement === "router" ? "br0" : "eth0";
+      const primary = placement === "router" ? PUBLIC_GATEWAY : SERVER_ADDRESS;
+      address = this.turnNamespaces.has(ns) ? this.takeTurnAddress() : primary;
+      if (address !== primary) await nsRun(ns, "ip", ["addr", "add", `${address}/24`, "dev", device]);
+    }
+    this.turnNamespaces.add(ns);
+    await nsShell(ns, turnRoutes(routing, placement === "router"));
+    return { ns, address };
+  }
+
+  private takeTurnAddress(): string {
+    const n = this.nextTurnHost++;
+    if (n > LAST_TURN_HOST) throw new Error("too many TURN hosts");
+    return `${PUBLIC_PREFIX}.${n}`;
+  }
+
   /** Switches a router's NAT kind at once. Existing conntrack mappings stay until `flushConntrack`. */
   async setNat(router: string, nat: NatKind): Promise<void> {
     const r = this.routers.get(router);
@@ -493,6 +556,29 @@ ip link set lan up`,
     // Hosts and routers first, so their veths go before the bridge they hang on.
     for (const ns of [...this.namespaces].reverse()) await deleteNamespace(ns);
   }
+}
+
+/**
+ * The routes of a TURN host (see TurnRouting). The public segment's router has no way out: its default
+ * route leads into an "upstream" veth whose other end goes nowhere: datagrams for private addresses
+ * vanish as they would on the internet (sendto succeeds, nothing answers).
+ */
+function turnRoutes(routing: TurnRouting, router: boolean): string {
+  const lines: string[] = [];
+  if (routing === "none") {
+    lines.push("ip route del default 2>/dev/null || true");
+  } else if (router) {
+    lines.push(
+      "ip link show upstream >/dev/null 2>&1 || ip link add upstream type veth peer name upstream-end",
+      "ip link set upstream-end up",
+      "ip link set upstream up",
+      "ip route replace default dev upstream",
+    );
+  }
+  if (routing === "blackhole" || routing === "unreachable") {
+    for (const range of PRIVATE_PEER_RANGES) lines.push(`ip route replace ${routing} ${range}`);
+  }
+  return lines.join("\n");
 }
 
 /** Whether this kernel/tooling can run the lab (root, netns, nft, bridge). */

@@ -1,12 +1,14 @@
 // The NAT lab with the whole product in it: an introduction server and a coturn on the public segment,
 // a real wireguard-go on every host, and Tunnelbore (`run --intro`) on the hosts that use it.
 // Used by the end-to-end tests, the demo and the benchmarks.
+import { readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { PeerStatus, StatusReport } from "../../src/control/status.js";
 import { waitFor } from "../support/wait-for.js";
-import { type Coturn, startCoturn } from "./coturn.js";
+import { type Coturn, makeTestCertificate, startCoturn, turnRestCredentials } from "./coturn.js";
 import { generateKeyPair, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 import { ping } from "./ping.js";
-import { type HostSpec, Lab } from "./topology.js";
+import { type HostSpec, Lab, PRIVATE_PEER_RANGES, type TurnPlacement, type TurnRouting } from "./topology.js";
 import {
   CLI,
   startTunnelbore,
@@ -28,6 +30,28 @@ export interface ProductLabSpec {
   /** Which hosts are WireGuard peers of each other (default: every pair). */
   links?: Array<[string, string]>;
   routers?: Array<{ name: string; nat: "eim" | "symmetric" }>;
+  /** Where TURN runs and how it is reached (default: one coturn with the introduction server, UDP and TCP). */
+  turn?: TurnLabSpec;
+}
+
+/** The lab's TURN servers, declared: where they run, their host's routes, how many, how they are reached. */
+export interface TurnLabSpec {
+  /** Default "server" (in the introduction server's namespace). */
+  placement?: TurnPlacement;
+  /** Default "default" (see TurnRouting). */
+  routing?: TurnRouting;
+  /**
+   * 1 (default): the introduction server hands out its credentials. 2: one per side, host i uses
+   * server i % 2 (given with `--turn`; both share a secret, so one credential scheme serves both).
+   */
+  servers?: 1 | 2;
+  /**
+   * How Tunnelbore reaches TURN: "udp" (default; the introduction server also offers TCP), "tcp" or
+   * "tls" only (TLS with a certificate made by openssl now, trusted through NODE_EXTRA_CA_CERTS).
+   */
+  transport?: "udp" | "tcp" | "tls";
+  /** coturn's verbose log (allocations, permissions, channel binds) in `Coturn.process.output()`. */
+  verbose?: boolean;
 }
 
 export interface ProductHost {
@@ -45,22 +69,32 @@ export const WG_PORT = 51820;
 const INTRO_PORT = 8443;
 const STUN_PORT = 3478;
 const TURN_PORT = 3479;
+const TURNS_PORT = 5349;
+/** TURN REST credentials given with --turn (two TURN servers) outlive any test or bench run. */
+const TURN_FLAG_TTL_S = 7 * 24 * 3600;
 
 export class ProductLab {
   private constructor(
     readonly lab: Lab,
-    readonly coturn: Coturn,
+    /** Every TURN server (one, or one per side); `coturn` is the first. */
+    readonly coturns: Coturn[],
     readonly introUrl: string,
     private introServer: SpawnedProcess,
     private readonly introArgs: string[],
     private readonly hostsByName: Map<string, ProductHost>,
+    /** The environment every Tunnelbore runs with (NODE_EXTRA_CA_CERTS for TURN over TLS). */
+    private readonly tunnelboreEnv: NodeJS.ProcessEnv,
   ) {}
+
+  get coturn(): Coturn {
+    return this.coturns[0]!;
+  }
 
   static async create(spec: ProductLabSpec): Promise<ProductLab> {
     const lab = await Lab.create({ hosts: spec.hosts, routers: spec.routers });
     try {
       const server = lab.server;
-      const coturn = await startCoturn(server.ns, { address: server.address, port: TURN_PORT });
+      const turn = await startTurnServers(lab, spec.turn ?? {});
       const introArgs = [
         CLI,
         "intro-server",
@@ -68,19 +102,16 @@ export class ProductLab {
         `${server.address}:${INTRO_PORT}`,
         "--stun-port",
         String(STUN_PORT),
-        "--turn-url",
-        `turn:${server.address}:${TURN_PORT}`,
-        "--turn-url",
-        `turn:${server.address}:${TURN_PORT}?transport=tcp`,
+        ...turnUrls(turn.coturns[0]!, spec.turn?.transport ?? "udp").flatMap((url) => ["--turn-url", url]),
         "--turn-secret",
-        coturn.secret,
+        turn.coturns[0]!.secret,
       ];
       const introServer = await startIntroServer(server.ns, introArgs);
       const introUrl = `ws://${server.address}:${INTRO_PORT}`;
 
       const hosts = new Map<string, ProductHost>();
       let index = 1;
-      for (const h of spec.hosts) {
+      for (const [i, h] of spec.hosts.entries()) {
         const keys = await generateKeyPair();
         const tunnelAddress = `10.77.0.${index++}`;
         const wg = await startWireGuard(lab.host(h.name).ns, {
@@ -96,7 +127,7 @@ export class ProductLab {
           wg,
           tunnelbore: null,
           dirs: tunnelboreDirs(),
-          flags: [...(h.flags ?? [])],
+          flags: [...turn.flagsFor(i, h.name), ...(h.flags ?? [])],
         });
       }
       const names = spec.hosts.map((h) => h.name);
@@ -122,7 +153,7 @@ export class ProductLab {
           });
         }
       }
-      const product = new ProductLab(lab, coturn, introUrl, introServer, introArgs, hosts);
+      const product = new ProductLab(lab, turn.coturns, introUrl, introServer, introArgs, hosts, turn.env);
       for (const h of spec.hosts) if (h.tunnelbore !== false) await product.startTunnelbore(h.name);
       return product;
     } catch (err) {
@@ -139,7 +170,13 @@ export class ProductLab {
 
   async startTunnelbore(name: string): Promise<TunnelboreProcess> {
     const h = this.host(name);
-    h.tunnelbore = await startTunnelbore(h.ns, h.wg.name, h.dirs, ["--intro", this.introUrl, ...h.flags]);
+    h.tunnelbore = await startTunnelbore(
+      h.ns,
+      h.wg.name,
+      h.dirs,
+      ["--intro", this.introUrl, ...h.flags],
+      this.tunnelboreEnv,
+    );
     return h.tunnelbore;
   }
 
@@ -207,9 +244,67 @@ export class ProductLab {
       h.dirs.cleanup();
     }
     await this.introServer.stop("SIGTERM").catch(() => undefined);
-    await this.coturn.stop().catch(() => undefined);
+    for (const coturn of this.coturns) await coturn.stop().catch(() => undefined);
     await this.lab.teardown();
   }
+}
+
+/** The TURN URLs a client is given for `transport` ("udp": UDP first, TCP where UDP fails). */
+function turnUrls(coturn: Coturn, transport: "udp" | "tcp" | "tls"): string[] {
+  if (transport === "tls") return [coturn.tlsUrl!];
+  if (transport === "tcp") return [`${coturn.url}?transport=tcp`];
+  return [coturn.url, `${coturn.url}?transport=tcp`];
+}
+
+interface TurnServers {
+  readonly coturns: Coturn[];
+  /** `run` flags of the i-th host (its own TURN server when there are two). */
+  flagsFor(index: number, user: string): string[];
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/** Starts the TURN servers a TurnLabSpec declares, on TURN hosts with the routes it names. */
+async function startTurnServers(lab: Lab, spec: TurnLabSpec): Promise<TurnServers> {
+  const transport = spec.transport ?? "udp";
+  const routing = spec.routing ?? "default";
+  const coturns: Coturn[] = [];
+  const certs: string[] = [];
+  let secret: string | undefined;
+  for (let i = 0; i < (spec.servers ?? 1); i++) {
+    const host = await lab.addTurnHost(spec.placement ?? "server", routing);
+    const tls = transport === "tls" ? await makeTestCertificate(host.address) : undefined;
+    if (tls) certs.push(tls.cert);
+    const coturn = await startCoturn(host.ns, {
+      address: host.address,
+      port: TURN_PORT,
+      secret,
+      tls: tls && { ...tls, port: TURNS_PORT },
+      deniedPeers: routing === "denied-peer-ip" ? PRIVATE_PEER_RANGES : undefined,
+      verbose: spec.verbose,
+    });
+    secret = coturn.secret;
+    coturns.push(coturn);
+  }
+  return {
+    coturns,
+    flagsFor(index, user) {
+      if (coturns.length < 2) return [];
+      const coturn = coturns[index % coturns.length]!;
+      const { username, password } = turnRestCredentials(coturn.secret, user, TURN_FLAG_TTL_S);
+      const [url] = turnUrls(coturn, transport);
+      return ["--turn", url!, "--turn-username", username, "--turn-password", password];
+    },
+    // Node reads one file: with two TURN servers over TLS, both certificates go into it.
+    env: certs.length === 0 ? {} : { NODE_EXTRA_CA_CERTS: await bundle(certs) },
+  };
+}
+
+/** One PEM file holding every certificate of `files` (in the first one's directory). */
+async function bundle(files: string[]): Promise<string> {
+  if (files.length === 1) return files[0]!;
+  const target = join(dirname(files[0]!), "bundle.pem");
+  await writeFile(target, (await Promise.all(files.map((f) => readFile(f, "utf8")))).join(""));
+  return target;
 }
 
 async function startIntroServer(ns: string, args: string[]): Promise<SpawnedProcess> {

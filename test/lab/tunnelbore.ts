@@ -35,12 +35,16 @@ export function tunnelboreDirs(): TunnelboreDirs {
   };
 }
 
-/** Starts `tunnelbore run --interface IF ...extra` in `ns` and waits until its control socket answers. */
+/**
+ * Starts `tunnelbore run --interface IF ...extra` in `ns` (with `env` added to the environment) and
+ * waits until its control socket answers.
+ */
 export async function startTunnelbore(
   ns: string,
   interfaceName: string,
   dirs: TunnelboreDirs,
   extra: string[] = [],
+  env: NodeJS.ProcessEnv = {},
 ): Promise<TunnelboreProcess> {
   const args = [
     CLI,
@@ -57,7 +61,7 @@ export async function startTunnelbore(
     "debug",
     ...extra,
   ];
-  const proc = spawnInNamespace(ns, process.execPath, args);
+  const proc = spawnInNamespace(ns, process.execPath, args, env);
   const socket = controlSocketPath(dirs.runDir, interfaceName);
   const tb: TunnelboreProcess = {
     process: proc,
