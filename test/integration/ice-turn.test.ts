@@ -10,12 +10,22 @@ import { PerformanceObserver } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Candidate, Connection, type IceOptions } from "werift-ice";
+import {
+  Candidate,
+  Connection,
+  classes,
+  createTurnClient,
+  type IceOptions,
+  Message,
+  methods,
+  type TurnProtocol,
+} from "werift-ice";
 import { IcePath } from "../../src/ice/ice-path.js";
 import { IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js";
 import type { IceSignal } from "../../src/ice/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { turnRestCredentials } from "../lab/coturn.js";
+import { waitFor } from "../support/wait-for.js";
 
 // --- coturn ----------------------------------------------------------------------------------------
 
@@ -23,6 +33,8 @@ interface Coturn {
   readonly port: number;
   readonly secret: string;
   readonly output: () => string;
+  /** SIGKILL and start again on the same port: every allocation and nonce is forgotten. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -62,7 +74,8 @@ async function waitForStun(port: number, timeoutMs: number): Promise<void> {
   }
 }
 
-async function startCoturn(): Promise<Coturn> {
+/** A coturn on loopback; `extra` lines are added to its configuration. */
+async function startCoturn(extra: string[] = []): Promise<Coturn> {
   const dir = await mkdtemp(join(tmpdir(), "tbt-ice-turn-"));
   const port = await freeUdpPort();
   const minPort = 20000 + Math.floor(Math.random() * 400) * 100;
@@ -87,25 +100,33 @@ async function startCoturn(): Promise<Coturn> {
     "simple-log",
     "no-software-attribute",
     "verbose", // logs allocation refreshes: the test checks allocations are released
+    ...extra,
   ].join("\n");
   await writeFile(join(dir, "turnserver.conf"), `${config}\n`, { mode: 0o600 });
-  const child: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
   let out = "";
   const collect = (chunk: Buffer) => {
     out = (out + chunk.toString()).slice(-200_000);
   };
-  child.stdout?.on("data", collect);
-  child.stderr?.on("data", collect);
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const stop = async () => {
+  const launch = () => {
+    const started: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    started.stdout?.on("data", collect);
+    started.stderr?.on("data", collect);
+    return { child: started, exited: new Promise<void>((r) => started.once("exit", () => r())) };
+  };
+  let running = launch();
+  const end = async (signal: NodeJS.Signals) => {
+    const { child, exited } = running;
     if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM"); // this PID only
+      child.kill(signal); // this PID only
       const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
       await exited;
       clearTimeout(timer);
     }
+  };
+  const stop = async () => {
+    await end("SIGTERM");
     await rm(dir, { recursive: true, force: true });
   };
   try {
@@ -114,7 +135,17 @@ async function startCoturn(): Promise<Coturn> {
     await stop();
     throw new Error(`${String(err)}\n${out}`);
   }
-  return { port, secret, output: () => out, stop };
+  return {
+    port,
+    secret,
+    output: () => out,
+    async restart() {
+      await end("SIGKILL");
+      running = launch();
+      await waitForStun(port, 5000);
+    },
+    stop,
+  };
 }
 
 // --- sessions --------------------------------------------------------------------------------------
@@ -250,9 +281,76 @@ describe("IceSession over TURN (coturn on loopback, relay forced)", () => {
     const failure = new Promise((r) => a.once("failed", r));
     b.start();
     a.start();
-    // werift drops coturn's unsigned 401 to the authenticated retry as a forgery and retransmits until
-    // its transaction times out, over UDP then TCP: ~13 s until gathering gives up.
+    // coturn answers the signed Allocate with a 401 that carries no MESSAGE-INTEGRITY; werift (patched,
+    // patches/README.md) takes it as the final answer, over UDP then TCP, and gathering ends without a
+    // relay candidate (unpatched it retransmitted until its transactions timed out: ~13 s).
     expect(await failure).toMatchObject({ generation: 0, reason: "checks-failed", pathLost: true });
+  });
+});
+
+// --- werift's TURN client when the server forgets (patches/werift-ice+0.2.3.patch) ----------------
+
+/** What werift's TransactionFailed carries (not exported): the error response. */
+interface FailedTransaction {
+  readonly response?: Message;
+}
+
+function errorCodeOf(err: unknown): number | undefined {
+  const code: unknown = (err as FailedTransaction).response?.getAttributeValue("ERROR-CODE");
+  return Array.isArray(code) && typeof code[0] === "number" ? code[0] : undefined;
+}
+
+/** A Refresh of `turn`'s allocation (what werift sends every 500 s), with its nonce handling. */
+async function refreshAllocation(turn: TurnProtocol): Promise<void> {
+  const request = new Message(methods.REFRESH, classes.REQUEST).setAttribute("LIFETIME", 600);
+  await turn.requestWithRetry(request, turn.server);
+}
+
+describe("werift's TURN client against a server that forgets (patched, see patches/README.md)", () => {
+  let forgetful: Coturn;
+  const clients: TurnProtocol[] = [];
+
+  beforeAll(async () => {
+    // Nonces live 1 s: a refresh soon meets 438 Stale Nonce, which carries no MESSAGE-INTEGRITY.
+    forgetful = await startCoturn(["stale-nonce=1"]);
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
+    await forgetful?.stop();
+  });
+
+  async function allocate(user: string): Promise<TurnProtocol> {
+    const { username, password } = turnRestCredentials(forgetful.secret, user, 600);
+    const turn = await createTurnClient({ address: ["127.0.0.1", forgetful.port], username, password });
+    clients.push(turn);
+    return turn;
+  }
+
+  it("keeps its allocation past an expired nonce: the 438 brings a new nonce, the refresh succeeds", async () => {
+    const turn = await allocate("stale");
+    const first = Buffer.from(turn.nonce ?? []);
+    // Every refresh must succeed; once the first nonce has expired one of them meets the 438 and
+    // retries with the nonce it names (unpatched: the 438 is dropped and every refresh times out).
+    await waitFor(
+      async () => {
+        await refreshAllocation(turn);
+        return turn.nonce !== undefined && !turn.nonce.equals(first);
+      },
+      { what: "a refresh under a new nonce", timeoutMs: 15_000, intervalMs: 250 },
+    );
+    await refreshAllocation(turn);
+  });
+
+  it("learns that a restarted server forgot its allocation (437), instead of timing out", async () => {
+    const turn = await allocate("restart");
+    await forgetful.restart();
+    // The new server process answers 438 (it never issued our nonce), then 437 to the retry.
+    const outcome = await refreshAllocation(turn).then(
+      () => "refreshed",
+      (err: unknown) => errorCodeOf(err) ?? "no error response",
+    );
+    expect(outcome).toBe(437);
   });
 });
 
