@@ -20,6 +20,8 @@ import { AddressWatch } from "./wg/address-watch.js";
 import { restoreEndpoints } from "./wg/endpoint-restore.js";
 import { EndpointState } from "./wg/endpoint-state.js";
 import { interfaceIndex, nudgeHandshake } from "./wg/interface-watch.js";
+import { TunnelBypass } from "./wg/tunnel-bypass.js";
+import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { readInterface, setPeerEndpoint, type WireGuardInterfaceInfo } from "./wg/wg-command.js";
 import { checkWgQuickConfigFile, RELEASE_HOOK } from "./wg/wg-quick-config.js";
 import { decodeKey } from "./wireguard/keys.js";
@@ -72,6 +74,10 @@ export interface IntroSettings {
 export class Tunnelbore {
   private readonly log: Logger;
   private readonly state: EndpointState;
+  /** Keeps our own sockets out of a full tunnel (they carry the interface's fwmark). */
+  private readonly bypass: TunnelBypass;
+  /** Peers whose remote routes into the interface all the same. */
+  private readonly loops: TunnelLoopCheck;
   /** One per WireGuard peer: each owns its life (src/peer/peer.ts). */
   private readonly peers = new Map<string, Peer>();
   private proxy: WireGuardProxy | null = null;
@@ -91,6 +97,8 @@ export class Tunnelbore {
   private recreatedAt = 0;
   private stopped = false;
   private started = false;
+  /** Configuration problems, by topic, for status (each is also logged once at warn). */
+  private readonly warnings = new Map<string, string>();
   /** What start() waits for, for status. */
   private waitingFor: string | null = null;
   private readonly stopRequested = new AbortController();
@@ -103,6 +111,12 @@ export class Tunnelbore {
   constructor(private readonly options: TunnelboreOptions) {
     this.log = options.logger;
     this.state = new EndpointState(options.stateDir, options.interfaceName);
+    this.bypass = new TunnelBypass({ interfaceName: options.interfaceName, logger: this.log });
+    this.loops = new TunnelLoopCheck({
+      interfaceName: options.interfaceName,
+      logger: this.log,
+      mark: () => this.bypass.mark,
+    });
   }
 
   async start(): Promise<void> {
@@ -122,6 +136,7 @@ export class Tunnelbore {
       }
     }
     await this.state.load();
+    await this.bypass.start(info.fwmark); // before our first socket, so that it carries the mark too
     if (this.options.ebpf) await this.loadFastPath(info.name);
     const proxy = new WireGuardProxy({
       kernel: this.kernel,
@@ -164,25 +179,30 @@ export class Tunnelbore {
   private async readInterfaceAtStart(): Promise<WireGuardInterfaceInfo | null> {
     const name = this.options.interfaceName;
     for (;;) {
+      let waitFor: string;
       try {
         const info = await readInterface(name);
-        if (this.waitingFor) this.log.info({ interface: name }, "interface is there; starting");
-        this.waitingFor = null;
-        return info;
+        // Just created (wg-quick, wireguard-go) and not configured yet: its listen port comes next.
+        if (info.listenPort || !this.options.waitForInterface) {
+          if (this.waitingFor) this.log.info({ interface: name }, "interface is there; starting");
+          this.waitingFor = null;
+          return info;
+        }
+        waitFor = `interface ${name} to get a listen port`;
       } catch (err) {
         const missing = err instanceof TunnelboreError && err.code === "interface-missing";
         if (!missing || !this.options.waitForInterface) throw err;
-        if (!this.waitingFor)
-          this.log.warn({ interface: name }, "interface does not exist (yet): waiting for it");
-        this.waitingFor = `interface ${name} to appear`;
-        const waited = await sleep(Math.min(this.options.pollIntervalMs, 500), undefined, {
-          signal: this.stopRequested.signal,
-        }).then(
-          () => true,
-          () => false,
-        );
-        if (!waited) return null;
+        waitFor = `interface ${name} to appear`;
       }
+      if (this.waitingFor !== waitFor) this.log.warn({ interface: name }, `waiting for ${waitFor}`);
+      this.waitingFor = waitFor;
+      const waited = await sleep(Math.min(this.options.pollIntervalMs, 500), undefined, {
+        signal: this.stopRequested.signal,
+      }).then(
+        () => true,
+        () => false,
+      );
+      if (!waited) return null;
     }
   }
 
@@ -190,6 +210,7 @@ export class Tunnelbore {
   private async checkWgQuickConfig(): Promise<void> {
     const file = this.options.wgQuickConfig ?? `/etc/wireguard/${this.options.interfaceName}.conf`;
     const check = await checkWgQuickConfigFile(file);
+    this.warnings.delete("wg-quick");
     if (!check?.saveConfig) return;
     if (check.releasesBeforeSave) {
       this.log.info(
@@ -198,6 +219,10 @@ export class Tunnelbore {
       );
       return;
     }
+    this.warnings.set(
+      "wg-quick",
+      `${file} has SaveConfig = true: wg-quick down would save 127.x endpoints; add "${RELEASE_HOOK}" to its [Interface]`,
+    );
     this.log.warn(
       { file, fix: RELEASE_HOOK },
       "wg-quick SaveConfig = true: `wg-quick down` would save Tunnelbore's 127.x endpoints into the file; add the PreDown hook to its [Interface] section",
@@ -221,6 +246,7 @@ export class Tunnelbore {
     this.released = true;
     await this.syncing;
     const restored = this.options.manageEndpoints && this.started ? await this.restoreEndpoints() : 0;
+    for (const peer of this.peers.values()) peer.onEndpointReleased();
     this.log.info(
       { restored },
       "released: WireGuard has its real endpoints until the interface is recreated",
@@ -256,6 +282,7 @@ export class Tunnelbore {
       this.networkChanged("local network changed");
     });
     watch.on("wireguard-link", () => this.resyncSoon());
+    watch.on("routing", () => this.loops.invalidate());
     try {
       await watch.start();
       this.watch = watch;
@@ -331,6 +358,8 @@ export class Tunnelbore {
     this.peers.clear();
     await this.proxy?.close();
     await this.fastPath?.close();
+    this.loops.close();
+    await this.bypass.close();
   }
 
   /** Everything `tunnelbore status` shows. */
@@ -346,12 +375,14 @@ export class Tunnelbore {
       interface: this.options.interfaceName,
       ready: this.started,
       waitingFor: this.waitingFor,
+      warnings: [...this.warnings.values()],
       intro: this.link?.status() ?? null,
       catchAll: `${address}:${port}`,
       wireguardPort: proxy?.wireguardListenPort ?? 0,
       peers,
       drops: { ...(proxy?.drops ?? newDropCounters()) },
       kernelFastPath: this.fastPath ? { interfaces: this.fastPath.interfaces } : null,
+      tunnelBypass: this.bypass.status(),
     };
   }
 
@@ -372,6 +403,7 @@ export class Tunnelbore {
       kernelRxDatagrams: data.kernelTraffic.rxDatagrams,
       txDatagrams: data.traffic.txDatagrams,
       rxDatagrams: data.traffic.rxDatagrams,
+      routedIntoTunnel: this.loops.of(peer.publicKey),
     };
   }
 
@@ -436,6 +468,8 @@ export class Tunnelbore {
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
     const proxy = this.proxy;
     if (!proxy) return;
+    if (await this.bypass.follow(info.fwmark))
+      await this.renewSockets(proxy, "the interface's fwmark changed");
     if (info.listenPort && info.listenPort !== proxy.wireguardListenPort) {
       this.log.info({ port: info.listenPort }, "WireGuard listen port changed");
       proxy.setWireGuardPort(info.listenPort);
@@ -450,7 +484,7 @@ export class Tunnelbore {
     const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
     for (const p of sorted) {
       try {
-        const peer = await this.applyPeer(proxy, p.publicKey, p.endpoint, p.persistentKeepalive);
+        const peer = await this.applyPeer(proxy, p.publicKey, p.endpoint, p.persistentKeepalive, p.rxBytes);
         peer.onHandshakeObserved(p.latestHandshake);
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
@@ -458,6 +492,7 @@ export class Tunnelbore {
     }
     this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
     this.link?.setPeers([...this.peers.keys()]);
+    this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
   }
 
   /** The interface was recreated a moment ago (WireGuard restarted), and may still be being configured. */
@@ -470,6 +505,7 @@ export class Tunnelbore {
     publicKey: string,
     endpoint: string | null,
     keepalive: number,
+    rxBytes: number,
   ): Promise<Peer> {
     const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey)));
     let peer = this.peers.get(publicKey);
@@ -483,7 +519,7 @@ export class Tunnelbore {
     const manage = this.options.manageEndpoints && !this.released;
     if (endpoint === loopback) peer.onEndpointOurs();
     // A peer WireGuard itself roams back to (it reaches WireGuard's port directly) is left alone.
-    else if (manage && (real === null || peer.onEndpointElsewhere(real))) {
+    else if (manage && (real === null || peer.onEndpointElsewhere(real, rxBytes))) {
       // Remember the real endpoint on disk before WireGuard forgets it.
       if (real) await this.state.set(publicKey, real);
       await setPeerEndpoint(this.options.interfaceName, publicKey, loopback);
@@ -511,9 +547,10 @@ export class Tunnelbore {
     proxy: WireGuardProxy,
     peer: Peer,
     endpoint: Endpoint | undefined,
+    renew = false,
   ): Promise<void> {
     const text = endpoint ? formatEndpoint(endpoint) : null;
-    if (text === peer.staticEndpoint) return;
+    if (text === peer.staticEndpoint && !renew) return;
     if (!endpoint) {
       peer.onStaticPath(null, null);
       return;
@@ -522,6 +559,21 @@ export class Tunnelbore {
     path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
     await path.open();
     peer.onStaticPath(path, text);
+  }
+
+  /**
+   * New sockets carry another mark (the interface's fwmark appeared or changed), and the ones made before
+   * would be routed into the tunnel: ICE and the introduction server start over as after a network
+   * change, static paths get new sockets.
+   */
+  private async renewSockets(proxy: WireGuardProxy, reason: string): Promise<void> {
+    this.networkChanged(reason);
+    for (const peer of this.peers.values()) {
+      if (!peer.staticEndpoint) continue;
+      await this.setStaticPath(proxy, peer, parseEndpoint(peer.staticEndpoint), true).catch((err: unknown) =>
+        this.log.warn({ err, peer: peer.publicKey }, "cannot renew the static path's socket"),
+      );
+    }
   }
 
   /** The one place a peer goes: its life ends (paths, ICE), then its L(P) and its saved endpoint. */

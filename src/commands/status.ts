@@ -83,6 +83,28 @@ function formatIntro(intro: NonNullable<StatusReport["intro"]>): string {
   return `${head} (${intro.failures} failed ${intro.failures === 1 ? "attempt" : "attempts"}; last: ${intro.lastError})`;
 }
 
+/** The full tunnel's lines: the mark Tunnelbore's sockets carry (or why not), and peers whose traffic would loop. */
+function formatTunnelBypass(report: StatusReport): string[] {
+  const bypass = report.tunnelBypass;
+  const mark = `0x${bypass.fwmark.toString(16)}`;
+  const lines: string[] = [];
+  if (bypass.state === "active") lines.push(`full tunnel: Tunnelbore's sockets carry the fwmark ${mark}`);
+  else if (bypass.state === "unavailable") {
+    lines.push(
+      bypass.fwmark
+        ? `warning: the interface has the fwmark ${mark} (a full tunnel) but Tunnelbore's sockets cannot carry it: ${bypass.reason}`
+        : `full tunnels unsupported here: ${bypass.reason}`,
+    );
+  }
+  for (const p of report.peers) {
+    if (p.routedIntoTunnel === null) continue;
+    lines.push(
+      `warning: peer ${p.publicKey.slice(0, 10)}…: ${p.routedIntoTunnel} routes into ${report.interface}; Tunnelbore's datagrams to it would loop through the tunnel (route it outside the tunnel)`,
+    );
+  }
+  return lines;
+}
+
 export function formatStatus(report: StatusReport): string {
   const header = ["PEER", "STATE", "REMOTE", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
   const rows = report.peers.map((p) => [
@@ -108,10 +130,12 @@ export function formatStatus(report: StatusReport): string {
   return [
     `interface ${report.interface}  catch-all ${report.catchAll}  wireguard port ${report.wireguardPort}`,
     ...(report.waitingFor ? [`starting: waiting for ${report.waitingFor}`] : []),
+    ...report.warnings.map((w) => `warning: ${w}`),
     ...(report.intro ? [formatIntro(report.intro)] : []),
     line(header),
     ...rows.map(line),
     `dropped: ${dropped || "none"}`,
+    ...formatTunnelBypass(report),
     ...(report.kernelFastPath ? [`kernel fast path on ${report.kernelFastPath.interfaces.join(", ")}`] : []),
     "",
   ].join("\n");

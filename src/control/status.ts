@@ -1,5 +1,6 @@
 import type { IntroConnectionStatus } from "../intro-client/intro-client.js";
 import type { DropCounters } from "../proxy/counters.js";
+import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 
 /** What `tunnelbore status` shows of one peer. */
 export interface PeerStatus {
@@ -22,6 +23,11 @@ export interface PeerStatus {
   /** Datagrams each way in all, the kernel's included. */
   txDatagrams: number;
   rxDatagrams: number;
+  /**
+   * The path's remote address when Tunnelbore's datagrams to it would be routed into this very
+   * interface (a loop no mark prevents: see src/wg/tunnel-loop-check.ts); null otherwise.
+   */
+  routedIntoTunnel: string | null;
 }
 
 export interface StatusReport {
@@ -30,6 +36,8 @@ export interface StatusReport {
   ready: boolean;
   /** What `run` waits for while not ready (e.g. "interface wg0 to appear"), else null. */
   waitingFor: string | null;
+  /** Configuration problems the user should fix (e.g. wg-quick's SaveConfig without the release hook). */
+  warnings: string[];
   /** The introduction server connection; null without --intro. */
   intro: IntroConnectionStatus | null;
   catchAll: string;
@@ -38,4 +46,6 @@ export interface StatusReport {
   drops: DropCounters;
   /** With --ebpf: the interfaces the fast path is attached to; null without it. */
   kernelFastPath: { interfaces: string[] } | null;
+  /** Whether Tunnelbore's sockets carry the interface's fwmark (full tunnels), and why not. */
+  tunnelBypass: TunnelBypassStatus;
 }

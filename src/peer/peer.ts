@@ -147,8 +147,8 @@ export class Peer {
    * `connected`, whatever path exists.
    */
   private heard = false;
-  /** We pointed WireGuard's endpoint back at L(P) from this address, at this time (clock ms). */
-  private pointedBackFrom: { endpoint: string; at: number } | null = null;
+  /** We pointed WireGuard's endpoint back at L(P) from this address, at this time, WireGuard's rx then. */
+  private pointedBackFrom: { endpoint: string; at: number; rxBytes: number } | null = null;
   /** WireGuard talks to the peer directly at this address (see `bypassed`). */
   private bypass: string | null = null;
 
@@ -230,14 +230,20 @@ export class Peer {
   /**
    * WireGuard's endpoint for the peer is a real address, not L(P): a new endpoint the user set, or
    * WireGuard roamed there because the peer reached its port directly. True: point it back at L(P).
-   * WireGuard moving to the same address again soon after we pointed it back means the peer talks to
-   * WireGuard directly: then leave it there (false) rather than fight over the endpoint.
+   * WireGuard back at the same address soon after we pointed it away, having received something
+   * meanwhile (`rxBytes`, WireGuard's counter, grew: it roams only on an authenticated packet), means
+   * the peer talks to WireGuard directly: then leave it there (false) rather than fight over it.
    */
-  onEndpointElsewhere(endpoint: string): boolean {
+  onEndpointElsewhere(endpoint: string, rxBytes: number): boolean {
     if (this.closed) return false;
     if (this.bypass === endpoint) return false;
     const last = this.pointedBackFrom;
-    if (last && last.endpoint === endpoint && this.clock.now() - last.at < this.timing.endpointFightMs) {
+    if (
+      last &&
+      last.endpoint === endpoint &&
+      rxBytes > last.rxBytes &&
+      this.clock.now() - last.at < this.timing.endpointFightMs
+    ) {
       this.bypass = endpoint;
       this.log.warn(
         { endpoint },
@@ -247,9 +253,14 @@ export class Peer {
       return false;
     }
     this.bypass = null;
-    this.pointedBackFrom = { endpoint, at: this.clock.now() };
+    this.pointedBackFrom = { endpoint, at: this.clock.now(), rxBytes };
     this.settle();
     return true;
+  }
+
+  /** WireGuard got its real endpoint back from us (release, stop): that is no roaming to remember. */
+  onEndpointReleased(): void {
+    this.pointedBackFrom = null;
   }
 
   /** Liveness: the peer was heard on the chosen path (again). */

@@ -23,6 +23,8 @@ export interface WireGuardInterfaceInfo {
   privateKey: string | null;
   publicKey: string | null;
   listenPort: number;
+  /** The mark WireGuard's own socket carries (wg-quick sets it for a full tunnel); 0 when off. */
+  fwmark: number;
   peers: WireGuardPeerInfo[];
 }
 
@@ -54,8 +56,15 @@ export function parseDump(name: string, text: string): WireGuardInterfaceInfo {
     privateKey: none(head[0]),
     publicKey: none(head[1]),
     listenPort: Number(head[2]) || 0,
+    fwmark: parseFwmark(head[3]),
     peers,
   };
+}
+
+/** The dump's fwmark field: "off", or the mark in hex ("0xca6c"). */
+function parseFwmark(text: string | undefined): number {
+  const mark = text === undefined || text === "off" ? 0 : Number(text);
+  return Number.isInteger(mark) && mark > 0 && mark <= 0xffffffff ? mark : 0;
 }
 
 async function wg(args: string[], name: string): Promise<string> {
@@ -64,29 +73,45 @@ async function wg(args: string[], name: string): Promise<string> {
     return stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === "ENOENT") {
-      throw new ConfigError(
-        "wg-missing",
-        "the `wg` command is not installed (apt-get install wireguard-tools)",
-      );
-    }
-    const stderr = e.stderr?.trim() ?? "";
-    if (/No such device|Unable to access interface|does not exist/i.test(stderr)) {
-      throw new ConfigError(
-        "interface-missing",
-        `WireGuard interface ${name} does not exist (check --interface)`,
-        {
-          interface: name,
-        },
-      );
-    }
-    if (/Operation not permitted|Permission denied/i.test(stderr)) {
-      throw new ConfigError("not-permitted", "wg needs root or CAP_NET_ADMIN", { interface: name });
-    }
-    throw new RuntimeError("wg-failed", `wg ${args.slice(0, 3).join(" ")} failed: ${stderr || e.message}`, {
-      interface: name,
-    });
+    throw wgFailure(name, args, e.code, e.stderr?.trim() ?? "", e.message);
   }
+}
+
+/** What a failed `wg` run means for the user: a missing tool or interface, no permission, or else. */
+export function wgFailure(
+  name: string,
+  args: string[],
+  code: string | number | undefined,
+  stderr: string,
+  message = "",
+): ConfigError | RuntimeError {
+  if (code === "ENOENT") {
+    return new ConfigError(
+      "wg-missing",
+      "the `wg` command is not installed (apt-get install wireguard-tools)",
+    );
+  }
+  // wg says "Unable to access interface: <strerror>" for both of these: the errno decides.
+  if (/Operation not permitted|Permission denied/i.test(stderr)) {
+    return new ConfigError(
+      "not-permitted",
+      `wg cannot access interface ${name}: ${stderr} (run as root or with CAP_NET_ADMIN)`,
+      { interface: name },
+    );
+  }
+  // Without the kernel module, an interface wireguard-go does not serve either is EPROTONOSUPPORT.
+  if (/No such device|does not exist|Protocol not supported/i.test(stderr)) {
+    return new ConfigError(
+      "interface-missing",
+      `WireGuard interface ${name} does not exist (check --interface)`,
+      {
+        interface: name,
+      },
+    );
+  }
+  return new RuntimeError("wg-failed", `wg ${args.slice(0, 3).join(" ")} failed: ${stderr || message}`, {
+    interface: name,
+  });
 }
 
 export async function readInterface(name: string): Promise<WireGuardInterfaceInfo> {

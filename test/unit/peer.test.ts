@@ -408,23 +408,27 @@ describe("Peer: connected only while it answers", () => {
 describe("Peer: WireGuard reached directly", () => {
   it("points the endpoint back once; WireGuard moving to the same address again is left alone", () => {
     const t = setup({ noSignalling: true });
-    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(true);
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820", 1000)).toBe(true);
     t.clock.advance(5000);
-    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(false);
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820", 1148)).toBe(false);
     expect(t.peer.state).toEqual({ name: "bypassed", remote: "198.51.100.9:51820" });
     // As long as WireGuard keeps it, it stays; no more rewrites.
-    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(false);
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820", 1296)).toBe(false);
     t.peer.onEndpointOurs();
     expect(state(t.peer)).toBe("idle");
   });
 
-  it("a new endpoint the user sets, or the same one much later, is pointed back", () => {
+  it("a new endpoint the user sets, the same one set again (nothing received), or much later, is pointed back", () => {
     const t = setup({ noSignalling: true });
-    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820")).toBe(true);
+    expect(t.peer.onEndpointElsewhere("198.51.100.9:51820", 1000)).toBe(true);
     t.clock.advance(5000);
-    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820")).toBe(true);
+    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820", 1148)).toBe(true);
+    t.clock.advance(1000);
+    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820", 1148)).toBe(true); // `wg set` again, no roam
     t.clock.advance(61_000);
-    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820")).toBe(true);
+    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820", 2000)).toBe(true);
+    t.peer.onEndpointReleased();
+    expect(t.peer.onEndpointElsewhere("198.51.100.10:51820", 3000)).toBe(true);
     expect(state(t.peer)).toBe("idle");
   });
 });
@@ -471,8 +475,8 @@ describe("Peer: every state", () => {
     await settled(); // restarting
     t.clock.advance(50);
     t.session().nominate(new FakePath("direct", "198.51.100.7:40001")); // connected
-    t.peer.onEndpointElsewhere("198.51.100.9:51820");
-    t.peer.onEndpointElsewhere("198.51.100.9:51820"); // bypassed
+    t.peer.onEndpointElsewhere("198.51.100.9:51820", 1);
+    t.peer.onEndpointElsewhere("198.51.100.9:51820", 2); // bypassed
     t.peer.onEndpointOurs(); // connected
     await t.peer.close();
     for (const name of PEER_STATE_NAMES) expect(t.peer.entered[name], name).toBeGreaterThan(0);
