@@ -36,6 +36,8 @@ export interface AddressWatchEvents {
   change: [summary: NetworkSummary];
   /** The WireGuard interface appeared, disappeared or changed state. */
   "wireguard-link": [];
+  /** A route (any table, any interface) or a routing rule changed. */
+  routing: [];
 }
 
 export interface NetworkSummary {
@@ -52,6 +54,11 @@ export function monitorLineInterface(line: string): string | null {
   // route lines: "... dev eth0 ..."
   const dev = /\bdev ([^\s]+)/.exec(text);
   return dev?.[1] ?? null;
+}
+
+/** Whether a line of `ip -o monitor` is about a route or a rule ("32765:\tnot from all ..."), not a link or address. */
+export function isRouteOrRuleLine(line: string): boolean {
+  return !/^(Deleted )?\d+: /.test(line);
 }
 
 /** Whether `name` matches one of `patterns` (exact, or a prefix with a trailing *). */
@@ -83,6 +90,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
   private child: ChildProcess | null = null;
   private debounce: NodeJS.Timeout | null = null;
   private wgDebounce: NodeJS.Timeout | null = null;
+  private routingDebounce: NodeJS.Timeout | null = null;
   private poller: NodeJS.Timeout | null = null;
   private respawn: NodeJS.Timeout | null = null;
   private readonly respawnBackoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
@@ -110,7 +118,8 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   stop(): void {
     this.stopped = true;
-    for (const t of [this.debounce, this.wgDebounce, this.respawn]) if (t) clearTimeout(t);
+    for (const t of [this.debounce, this.wgDebounce, this.routingDebounce, this.respawn])
+      if (t) clearTimeout(t);
     if (this.poller) clearInterval(this.poller);
     const child = this.child;
     this.child = null;
@@ -147,7 +156,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     if (this.stopped) return;
     let child: ChildProcess;
     try {
-      const monitor = ["ip", "-o", "monitor", "link", "address", "route"];
+      const monitor = ["ip", "-o", "monitor", "link", "address", "route", "rule"];
       // setpriv (util-linux) makes the kernel end `ip monitor` when we die, even by SIGKILL; without
       // it the orphan would live on until its next write to the closed pipe.
       const [command = "ip", ...args] = SETPRIV ? [SETPRIV, "--pdeathsig", "TERM", ...monitor] : monitor;
@@ -187,6 +196,13 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
       clearInterval(this.poller);
       this.poller = null;
       this.respawnBackoff.reset();
+    }
+    if (isRouteOrRuleLine(line)) {
+      if (this.routingDebounce) clearTimeout(this.routingDebounce);
+      this.routingDebounce = setTimeout(() => {
+        this.routingDebounce = null;
+        this.emit("routing");
+      }, this.debounceMs);
     }
     const name = monitorLineInterface(line);
     if (name === this.options.wireguardInterface) {

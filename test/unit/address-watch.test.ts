@@ -1,6 +1,7 @@
 // Parsing of `ip -o monitor` lines and default routes for the address watch.
 import { describe, expect, it } from "vitest";
 import {
+  isRouteOrRuleLine,
   matchesInterface,
   monitorLineInterface,
   parseDefaultRoutes,
@@ -18,6 +19,19 @@ describe("monitorLineInterface", () => {
     ["something else entirely", null],
   ])("%s -> %s", (line, name) => {
     expect(monitorLineInterface(line)).toBe(name);
+  });
+});
+
+describe("isRouteOrRuleLine", () => {
+  it.each([
+    ["32765:\tnot from all fwmark 0xca6c lookup 51820", true],
+    ["Deleted 32764:\tfrom all lookup main suppress_prefixlength 0", true],
+    ["default dev wg0 table 51820 scope link ", true],
+    ["Deleted 203.0.113.5 dev wg0 scope link ", true],
+    ["2: eth0    inet 192.168.5.10/24 scope global eth0", false],
+    ["Deleted 7: wg0: <POINTOPOINT,NOARP> mtu 1420 qdisc noop state DOWN", false],
+  ])("%s -> %s", (line, routing) => {
+    expect(isRouteOrRuleLine(line)).toBe(routing);
   });
 });
 

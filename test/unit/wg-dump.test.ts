@@ -15,7 +15,7 @@ describe("parseDump", () => {
       "",
     ].join("\n");
     const info = parseDump("wg0", text);
-    expect(info).toMatchObject({ name: "wg0", publicKey: PUB, listenPort: 51820 });
+    expect(info).toMatchObject({ name: "wg0", publicKey: PUB, listenPort: 51820, fwmark: 0 });
     expect(info.peers).toEqual([
       {
         publicKey: PEER1,
@@ -37,6 +37,10 @@ describe("parseDump", () => {
       },
     ]);
     expect(JSON.stringify(info)).not.toContain("c2VjcmV0");
+  });
+
+  it("reads the fwmark (wg-quick sets one for a full tunnel)", () => {
+    expect(parseDump("wg0", `${PRIV}\t${PUB}\t51820\t0xca6c\n`).fwmark).toBe(51820);
   });
 
   it("rejects output that is not a dump", () => {
