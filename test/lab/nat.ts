@@ -46,6 +46,7 @@ table inet ${FILTER_TABLE} {
     type filter hook input priority filter; policy accept;
     iifname "${wan}" ct state established,related accept
     iifname "${wan}" meta l4proto icmp accept
+    iifname "${wan}" meta l4proto ipv6-icmp accept
     iifname "${wan}" drop
   }
   chain forward {

@@ -62,14 +62,23 @@ export interface SpawnedProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-/** Spawns a long-running process inside a namespace; it is ended by PID at teardown. */
+/**
+ * Spawns a long-running process inside a namespace; it is ended by PID at teardown. With `cgroup` (a
+ * cgroup v2 directory) it starts in that cgroup: a shell moves itself there and then becomes the process
+ * (same PID), so it never runs outside it.
+ */
 export function spawnInNamespace(
   ns: string,
   cmd: string,
   args: string[],
   env: NodeJS.ProcessEnv = {},
+  options: { cgroup?: string } = {},
 ): SpawnedProcess {
-  const child = spawn("ip", ["netns", "exec", ns, cmd, ...args], {
+  const argv = ["netns", "exec", ns, cmd, ...args];
+  const [command, commandArgs] = options.cgroup
+    ? ["sh", ["-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', options.cgroup, "ip", ...argv]]
+    : ["ip", argv];
+  const child = spawn(command, commandArgs, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env },
   });

@@ -6,6 +6,10 @@
 //   [router a] wan 203.0.113.10 --+
 //        lan 192.168.1.1/24 -- [host a] 192.168.1.10, [host d] 192.168.1.11
 //
+// With `ipv6`, every address above also has an IPv6 twin (`ipv6Of`): 2001:db8:113::N on the public
+// segment, 2001:db8:1NN::N/64 on router NN's LAN, routed without NAT (the routers keep their stateful
+// firewall, so inbound traffic still needs an outbound packet first).
+//
 // Routers masquerade their LAN out of "wan" (eim or symmetric, see nat.ts); every host's uplink is
 // "eth0". Namespaces are named tbt-l<pid>-<tag>-<role>, so `cleanupStale` can tell a dead run's
 // leftovers from a live run's, and every lab is torn down by netns.ts `teardownAll`.
@@ -52,6 +56,8 @@ export interface LabSpec {
   hosts: HostSpec[];
   /** Routers without hosts of their own (e.g. targets for `moveHost`). */
   routers?: RouterSpec[];
+  /** IPv6 too (default IPv4 only): see the top of this file. */
+  ipv6?: boolean;
 }
 
 export interface LabRouter {
@@ -76,6 +82,8 @@ export interface LabHost {
   /** Undefined when directly on the public segment. */
   readonly router: LabRouter | undefined;
   readonly nat: HostNat;
+  /** With `ipv6`: its IPv6 address (global, no NAT); undefined without. Changes with `moveHost`. */
+  readonly address6: string | undefined;
 }
 
 export interface LabServer {
@@ -140,9 +148,21 @@ function nsShell(ns: string, script: string): Promise<string> {
   return nsRun(ns, "sh", ["-ec", script]);
 }
 
-// No IPv6 (keeps ICE candidate sets to the addresses the lab defines) and explicit forwarding.
-function baseSysctls(forward: boolean): string {
-  return `sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 net.ipv4.ip_forward=${forward ? 1 : 0}`;
+// No IPv6 unless asked for (keeps ICE candidate sets to the addresses the lab defines) and explicit
+// forwarding. With IPv6, no duplicate address detection: addresses are usable at once.
+function baseSysctls(forward: boolean, ipv6 = false): string {
+  const v6 = ipv6
+    ? `net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 net.ipv6.conf.all.forwarding=${forward ? 1 : 0}`
+    : "net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1";
+  return `sysctl -qw ${v6} net.ipv4.ip_forward=${forward ? 1 : 0}`;
+}
+
+/** The IPv6 twin of a lab IPv4 address: 203.0.113.N -> 2001:db8:113::N, 192.168.I.N -> 2001:db8:1II::N. */
+export function ipv6Of(v4: string): string {
+  const [a, b, c, d] = v4.split(".").map(Number);
+  if (a === 203 && b === 0 && c === 113) return `2001:db8:113::${d}`;
+  if (a === 192 && b === 168 && c !== undefined) return `2001:db8:${100 + c}::${d}`;
+  throw new Error(`${v4} is not a lab address`);
 }
 
 // A fixed bridge MAC: otherwise a bridge takes its lowest port's MAC, which changes when a port leaves
@@ -209,6 +229,7 @@ export class Lab {
   private readonly namespaces: string[] = [];
   private nextRouterIndex = 1;
   private nextPublicHost = 100;
+  private ipv6 = false;
   private nextTurnHost = FIRST_TURN_HOST;
   /** Namespaces whose primary address a TURN server took already (the next one gets an address of its own). */
   private readonly turnNamespaces = new Set<string>();
@@ -225,6 +246,7 @@ export class Lab {
   static async create(spec: LabSpec): Promise<Lab> {
     const tag = uniqueTag();
     const lab = new Lab(tag, `tbt-l${process.pid}-${tag}-pub`);
+    lab.ipv6 = spec.ipv6 === true;
     labs.add(lab);
     if (!hookRegistered) {
       hookRegistered = true;
@@ -237,11 +259,18 @@ export class Lab {
       await lab.addNamespace(lab.publicNs);
       await nsShell(
         lab.publicNs,
-        `${baseSysctls(false)}
+        `${baseSysctls(false, lab.ipv6)}
 ip link add br0 address ${bridgeMac()} type bridge stp_state 0 forward_delay 0
 ip addr add ${PUBLIC_GATEWAY}/24 dev br0
 ip link set br0 up`,
       );
+      // IPv6 is routed to the routers' LANs (see addRouter); IPv4 stays on the public segment.
+      if (lab.ipv6) {
+        await nsShell(
+          lab.publicNs,
+          `sysctl -qw net.ipv6.conf.all.forwarding=1\nip -6 addr add ${ipv6Of(PUBLIC_GATEWAY)}/64 dev br0 nodad`,
+        );
+      }
       const setups: Promise<unknown>[] = [lab.attachPublic(lab.server.ns, "srv", SERVER_ADDRESS, true)];
       for (const r of spec.routers ?? []) setups.push(lab.addRouter(r.name, r.nat));
       for (const h of spec.hosts) {
@@ -271,7 +300,7 @@ ip link set br0 up`,
   private async attachPublic(ns: string, port: string, address: string, create: boolean): Promise<void> {
     if (create) {
       await this.addNamespace(ns);
-      await nsShell(ns, baseSysctls(false));
+      await nsShell(ns, baseSysctls(false, this.ipv6));
     }
     await this.link(this.publicNs, port, "br0", ns, "eth0", address, PUBLIC_GATEWAY);
   }
@@ -297,6 +326,13 @@ ip link set ${port} master ${bridge} up`,
 ip link set ${iface} up
 ip route replace default via ${gateway} dev ${iface}`,
     );
+    if (this.ipv6) {
+      await nsShell(
+        downNs,
+        `ip -6 addr add ${ipv6Of(address)}/64 dev ${iface} nodad
+ip -6 route replace default via ${ipv6Of(gateway)} dev ${iface}`,
+      );
+    }
   }
 
   /** Adds a NAT router on the public segment with an empty LAN 192.168.<n>.0/24. */
@@ -310,11 +346,22 @@ ip route replace default via ${gateway} dev ${iface}`,
     await this.addNamespace(state.ns);
     await nsShell(
       state.ns,
-      `${baseSysctls(true)}
+      `${baseSysctls(true, this.ipv6)}
 ip link add lan address ${bridgeMac()} type bridge stp_state 0 forward_delay 0
 ip addr add 192.168.${index}.1/24 dev lan
 ip link set lan up`,
     );
+    if (this.ipv6) {
+      await nsRun(state.ns, "ip", [
+        "-6",
+        "addr",
+        "add",
+        `${ipv6Of(`192.168.${index}.1`)}/64`,
+        "dev",
+        "lan",
+        "nodad",
+      ]);
+    }
     await nsRun(state.ns, "nft", ["-f", "-"], routerFirewall() + natRuleset(nat));
     await this.link(
       this.publicNs,
@@ -325,6 +372,10 @@ ip link set lan up`,
       this.wanAddress(state),
       PUBLIC_GATEWAY,
     );
+    if (this.ipv6) {
+      const lan6 = `${ipv6Of(`192.168.${index}.0`)}/64`;
+      await nsRun(this.publicNs, "ip", ["-6", "route", "add", lan6, "via", ipv6Of(this.wanAddress(state))]);
+    }
     return this.router(name);
   }
 
@@ -347,7 +398,7 @@ ip link set lan up`,
     const state: HostState = { name: spec.name, ns: this.nsName(`h-${spec.name}`), address: "", router };
     this.hostStates.set(spec.name, state);
     await this.addNamespace(state.ns);
-    await nsShell(state.ns, baseSysctls(false));
+    await nsShell(state.ns, baseSysctls(false, this.ipv6));
     await this.connect(state, router);
     return this.host(spec.name);
   }
@@ -406,6 +457,9 @@ ip link set lan up`,
       },
       get nat(): HostNat {
         return h.router === undefined ? "none" : lab.router(h.router).nat;
+      },
+      get address6() {
+        return lab.ipv6 ? ipv6Of(h.address) : undefined;
       },
     };
   }
@@ -513,9 +567,10 @@ ip link set lan up`,
     const h = this.hostStates.get(host);
     if (!h) throw new Error(`no host ${host}`);
     const gw = h.router === undefined ? PUBLIC_GATEWAY : this.router(h.router).lanAddress;
+    const v6 = this.ipv6 ? `\nip -6 route replace default via ${ipv6Of(gw)} dev eth0` : "";
     await nsShell(
       h.ns,
-      up ? `ip link set eth0 up\nip route replace default via ${gw} dev eth0` : "ip link set eth0 down",
+      up ? `ip link set eth0 up\nip route replace default via ${gw} dev eth0${v6}` : "ip link set eth0 down",
     );
   }
 

@@ -307,7 +307,8 @@ async function bundle(files: string[]): Promise<string> {
   return target;
 }
 
-async function startIntroServer(ns: string, args: string[]): Promise<SpawnedProcess> {
+/** Starts `node args...` (the CLI's intro-server command) in `ns` and waits until it listens. */
+export async function startIntroServer(ns: string, args: string[]): Promise<SpawnedProcess> {
   const proc = spawnInNamespace(ns, process.execPath, args, { TUNNELBORE_LOG: "warn" });
   await waitFor(() => proc.child.exitCode !== null || /listening on/.test(proc.output()), {
     what: "introduction server listening",

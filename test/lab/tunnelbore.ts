@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { controlSocketPath, requestStatus } from "../../src/control/control-socket.js";
 import type { StatusReport } from "../../src/control/status.js";
 import { waitFor } from "../support/wait-for.js";
+import { testCgroup } from "./cgroup.js";
 import { type SpawnedProcess, spawnInNamespace } from "./netns.js";
 
 export const CLI = resolve(import.meta.dirname, "../../dist/src/cli.js");
@@ -61,7 +62,9 @@ export async function startTunnelbore(
     "debug",
     ...extra,
   ];
-  const proc = spawnInNamespace(ns, process.execPath, args, env);
+  // In the tests' cgroup: a cgroup Tunnelbore makes for a full tunnel goes with it (test/lab/cgroup.ts).
+  const cgroup = (await testCgroup()) ?? undefined;
+  const proc = spawnInNamespace(ns, process.execPath, args, env, { cgroup });
   const socket = controlSocketPath(dirs.runDir, interfaceName);
   const tb: TunnelboreProcess = {
     process: proc,

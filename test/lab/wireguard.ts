@@ -69,16 +69,28 @@ export async function startWireGuard(
   }
   await nsRun(ns, "ip", ["address", "add", config.address, "dev", name]);
   await nsRun(ns, "ip", ["link", "set", name, "up"]);
+  const iface: WireGuardInterface = {
+    ...wireGuardControls(ns, name),
+    process: proc,
+    async stop() {
+      await proc.stop("SIGTERM");
+    },
+  };
+  for (const peer of config.peers ?? []) await iface.setPeer(peer);
+  return iface;
+}
+
+/** What `wg` tells and sets of an interface, however it was made (wireguard-go here, wg-quick elsewhere). */
+export function wireGuardControls(ns: string, name: string): Omit<WireGuardInterface, "process" | "stop"> {
   /** The peer's line of `wg show dump`: public key, preshared key, endpoint, allowed IPs, latest handshake, ... */
   const peerRow = async (publicKey: string): Promise<string[]> => {
-    const row = (await iface.dump()).slice(1).find((r) => r[0] === publicKey);
+    const row = (await controls.dump()).slice(1).find((r) => r[0] === publicKey);
     if (!row) throw new Error(`peer ${publicKey} not on ${name}`);
     return row;
   };
-  const iface: WireGuardInterface = {
+  const controls: Omit<WireGuardInterface, "process" | "stop"> = {
     ns,
     name,
-    process: proc,
     async dump() {
       const out = await nsRun(ns, "wg", ["show", name, "dump"]);
       return out
@@ -98,10 +110,6 @@ export async function startWireGuard(
       if (peer.persistentKeepalive) args.push("persistent-keepalive", String(peer.persistentKeepalive));
       await nsRun(ns, "wg", args);
     },
-    async stop() {
-      await proc.stop("SIGTERM");
-    },
   };
-  for (const peer of config.peers ?? []) await iface.setPeer(peer);
-  return iface;
+  return controls;
 }
