@@ -41,6 +41,51 @@ const LINK_LOCAL = new BlockList();
 LINK_LOCAL.addSubnet("169.254.0.0", 16, "ipv4");
 LINK_LOCAL.addSubnet("fe80::", 10, "ipv6");
 
+// Addresses that reach only a private network: RFC 1918, CGNAT (RFC 6598), link-local, IPv6 ULA.
+const PRIVATE = new BlockList();
+PRIVATE.addSubnet("10.0.0.0", 8, "ipv4");
+PRIVATE.addSubnet("172.16.0.0", 12, "ipv4");
+PRIVATE.addSubnet("192.168.0.0", 16, "ipv4");
+PRIVATE.addSubnet("100.64.0.0", 10, "ipv4");
+PRIVATE.addSubnet("169.254.0.0", 16, "ipv4");
+PRIVATE.addSubnet("fc00::", 7, "ipv6");
+PRIVATE.addSubnet("fe80::", 10, "ipv6");
+
+/**
+ * True for an address of a private network (RFC 1918, CGNAT, link-local, ULA, and loopback), which a
+ * server on the internet cannot (or, hardened, will not) send to. Not an IP literal: true as well.
+ */
+export function isPrivateAddress(address: string): boolean {
+  const ip = normalize(address);
+  if (!ip) return true;
+  return PRIVATE.check(ip.address, ip.type) || LOOPBACK.check(ip.address, ip.type);
+}
+
+/** The type and address of an ICE candidate, as far as pairing is concerned. */
+export interface CandidateAddress {
+  readonly type: string;
+  readonly host: string;
+}
+
+/**
+ * Whether a check (and then data) from our relay candidate `relay` to the peer's `remote` may be sent
+ * through the TURN server. Only to addresses the server can reach: the peer's server-reflexive, relay
+ * and peer-reflexive candidates (seen from the internet, or by the server itself), and its public host
+ * candidates. A private host candidate (10.x behind the peer's NAT) names some other network as seen
+ * from the server: coturn on a host without a route there fails to send and closes the whole
+ * allocation (ENETUNREACH, EINVAL on a blackhole route), or refuses it (denied-peer-ip). The one
+ * exception is a relay address that is private itself: that TURN server lives in a private network and
+ * private peers are what it serves.
+ *
+ * Nothing is lost where the server and the peer share a private network: the same peer is also
+ * reached through its relay candidate (when it allocates on that server) or our relay from its srflx,
+ * and a peer on our own private network is reached directly over host candidates.
+ */
+export function relayMayReach(relay: CandidateAddress, remote: CandidateAddress): boolean {
+  if (relay.type !== "relay" || remote.type !== "host") return true;
+  return !isPrivateAddress(remote.host) || isPrivateAddress(relay.host);
+}
+
 /** An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is judged as the IPv4 address it carries. */
 function normalize(address: string): { address: string; type: "ipv4" | "ipv6" } | null {
   const bare = address.split("%")[0] ?? address; // scope id of a link-local IPv6 address

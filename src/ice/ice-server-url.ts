@@ -2,7 +2,7 @@
 import { isIP } from "node:net";
 import type { IceOptions } from "werift-ice";
 import { ConfigError } from "../errors.js";
-import type { AddressExclusion } from "./candidate-filter.js";
+import { type AddressExclusion, relayMayReach } from "./candidate-filter.js";
 import type { IceSessionOptions } from "./ice-session.js";
 
 export interface IceServerUrl {
@@ -84,8 +84,11 @@ export function weriftOptionSets(options: WeriftServerOptions, exclude: AddressE
       : {}),
     additionalHostAddresses: options.extraHostAddresses ?? [],
     // Pairs are formed for every werift socket (including ones for addresses we do not advertise);
-    // never check from or to an excluded address.
-    filterCandidatePair: (pair) => !exclude(pair.localCandidate.host) && !exclude(pair.remoteCandidate.host),
+    // never check from or to an excluded address, nor ask TURN to send where it cannot (relayMayReach).
+    filterCandidatePair: (pair) =>
+      !exclude(pair.localCandidate.host) &&
+      !exclude(pair.remoteCandidate.host) &&
+      relayMayReach(pair.localCandidate, pair.remoteCandidate),
   };
   return {
     full,

@@ -1,7 +1,7 @@
 import type { NetworkInterfaceInfo } from "node:os";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../src/errors.js";
-import { createCandidateFilter } from "../../src/ice/candidate-filter.js";
+import { createCandidateFilter, isPrivateAddress, relayMayReach } from "../../src/ice/candidate-filter.js";
 
 function info(address: string, internal = false): NetworkInterfaceInfo {
   const v6 = address.includes(":");
@@ -154,5 +154,62 @@ describe("createCandidateFilter", () => {
       allowLoopback: true,
     });
     expect(exclude("127.0.0.1")).toBe(true);
+  });
+});
+
+describe("isPrivateAddress", () => {
+  it.each([
+    "10.1.2.3",
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.168.1.10",
+    "100.64.0.1",
+    "169.254.1.1",
+    "127.0.0.1",
+    "fd00::1",
+    "fe80::1%eth0",
+    "::1",
+    "::ffff:192.168.1.10",
+    "not-an-ip",
+  ])("%s is private", (address) => {
+    expect(isPrivateAddress(address)).toBe(true);
+  });
+
+  it.each(["203.0.113.10", "172.32.0.1", "100.128.0.1", "8.8.8.8", "2001:db8::1", "::ffff:198.51.100.7"])(
+    "%s is public",
+    (address) => {
+      expect(isPrivateAddress(address)).toBe(false);
+    },
+  );
+});
+
+describe("relayMayReach: which peer candidates our TURN relay may send to", () => {
+  const relay = { type: "relay", host: "203.0.113.3" };
+
+  it("the peer's srflx, relay and prflx candidates, whatever their address", () => {
+    for (const type of ["srflx", "relay", "prflx"]) {
+      expect(relayMayReach(relay, { type, host: "203.0.113.10" })).toBe(true);
+      expect(relayMayReach(relay, { type, host: "10.0.0.5" })).toBe(true);
+    }
+  });
+
+  it("the peer's public host candidates, never its private ones", () => {
+    expect(relayMayReach(relay, { type: "host", host: "198.51.100.7" })).toBe(true);
+    expect(relayMayReach(relay, { type: "host", host: "192.168.2.10" })).toBe(false);
+    expect(relayMayReach(relay, { type: "host", host: "10.1.2.3" })).toBe(false);
+    expect(relayMayReach(relay, { type: "host", host: "fd12::7" })).toBe(false);
+  });
+
+  it("a relay in a private network itself reaches private hosts (that network is what it serves)", () => {
+    expect(relayMayReach({ type: "relay", host: "10.9.0.1" }, { type: "host", host: "10.1.2.3" })).toBe(true);
+  });
+
+  it("concerns relay candidates only: host and srflx sockets pair with anything", () => {
+    expect(
+      relayMayReach({ type: "host", host: "192.168.1.10" }, { type: "host", host: "192.168.1.11" }),
+    ).toBe(true);
+    expect(relayMayReach({ type: "srflx", host: "203.0.113.10" }, { type: "host", host: "10.1.2.3" })).toBe(
+      true,
+    );
   });
 });

@@ -101,4 +101,18 @@ describe("weriftOptionSets", () => {
     expect(full.filterCandidatePair?.(pair("10.7.0.1", "198.51.100.1"))).toBe(false);
     expect(full.filterCandidatePair?.(pair("192.0.2.1", "10.7.0.1"))).toBe(false);
   });
+
+  it("never pairs our relay candidate with the peer's private host candidate (TURN cannot reach it)", () => {
+    const { full } = weriftOptionSets({ stunUrls: [] }, nothingExcluded);
+    const pair = (local: [string, string], remote: [string, string]) =>
+      ({
+        localCandidate: { type: local[0], host: local[1] },
+        remoteCandidate: { type: remote[0], host: remote[1] },
+      }) as Parameters<NonNullable<typeof full.filterCandidatePair>>[0];
+    const relay: [string, string] = ["relay", "203.0.113.3"];
+    expect(full.filterCandidatePair?.(pair(relay, ["host", "192.168.2.10"]))).toBe(false);
+    expect(full.filterCandidatePair?.(pair(relay, ["srflx", "203.0.113.11"]))).toBe(true);
+    expect(full.filterCandidatePair?.(pair(relay, ["relay", "203.0.113.3"]))).toBe(true);
+    expect(full.filterCandidatePair?.(pair(["host", "192.168.1.10"], ["host", "192.168.2.10"]))).toBe(true);
+  });
 });
