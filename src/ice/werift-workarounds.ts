@@ -6,6 +6,12 @@
 // - Connection.send/onData are never used: IcePath taps the transports itself (see ice-path.ts).
 // - werift's aggressive nomination can leave the two sides on different pairs: IcePath accepts data on
 //   any validated pair and the path follows the peer (see pair-following.ts).
+// - werift pairs our TURN relay candidate with every peer candidate: filterCandidatePair keeps it to
+//   candidates the TURN server can reach (relayMayReach in candidate-filter.ts, via ice-server-url.ts).
+// Fixed in werift itself, by patches/werift-ice+0.2.3.patch (applied by npm install; see
+// patches/README.md): its TURN client dropped the unauthenticated 401/438 nonce challenges (so it never
+// refreshed its nonce and timed out instead of learning that the server forgot its allocation), and a
+// refused TCP/TLS reconnect to the TURN server was an unhandled rejection.
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:dgram";
 import {

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
@@ -351,6 +352,46 @@ describe("werift's TURN client against a server that forgets (patched, see patch
       (err: unknown) => errorCodeOf(err) ?? "no error response",
     );
     expect(outcome).toBe(437);
+  });
+
+  it("over TCP: the server ending the connection while nothing listens leaves no unhandled rejection", async () => {
+    const rejections: unknown[] = [];
+    const onRejection = (err: unknown) => rejections.push(err);
+    process.on("unhandledRejection", onRejection);
+    // A TCP front for coturn that the test closes with a FIN once nothing listens behind it: werift
+    // reconnects on "end", and that reconnect is refused.
+    const fronted = new Set<Socket>();
+    const front = createServer((client) => {
+      const upstream = connect(forgetful.port, "127.0.0.1");
+      client.pipe(upstream).pipe(client);
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+      fronted.add(client);
+    });
+    try {
+      await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
+      const { port } = front.address() as AddressInfo;
+      const { username, password } = turnRestCredentials(forgetful.secret, "tcp-end", 600);
+      const turn = await createTurnClient(
+        { address: ["127.0.0.1", port], username, password },
+        { transport: "tcp" },
+      );
+      clients.push(turn);
+      const stream = (turn.transport as unknown as { stream: { client: Socket } }).stream;
+      const first = stream.client;
+      front.close();
+      for (const client of fronted) client.end();
+      await waitFor(() => stream.client !== first && stream.client.destroyed, {
+        what: "werift's reconnect refused",
+      });
+      // unhandledRejection is emitted once the microtasks of the turn that rejected have run.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(rejections).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onRejection);
+      front.close();
+    }
   });
 });
 
