@@ -246,11 +246,16 @@ export async function runCommand(argv: string[]): Promise<number> {
     stopping = "fatal";
     onStop();
   };
+  // A promise some library left unhandled (werift's sockets and timers) is a bug to see, not a reason
+  // to drop every peer's connection: unlike Node's default, it does not end the process.
+  const onStrayRejection = (reason: unknown) => {
+    logger.error({ err: reason }, "unhandled promise rejection (ignored)");
+  };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onHangUp);
   process.on("uncaughtException", onFatal);
-  process.on("unhandledRejection", onFatal);
+  process.on("unhandledRejection", onStrayRejection);
   try {
     const starting = tunnelbore.start();
     starting.catch(() => undefined); // a failure after a stop signal is not worth a crash
@@ -268,7 +273,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.off("SIGTERM", onSignal);
     process.off("SIGHUP", onHangUp);
     process.off("uncaughtException", onFatal);
-    process.off("unhandledRejection", onFatal);
+    process.off("unhandledRejection", onStrayRejection);
   }
   return stopping === "fatal" ? 1 : 0;
 }
