@@ -18,6 +18,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, readlink, rm, rmdir, writeFile } from "node:fs/promises";
 import { endianness } from "node:os";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { RuntimeError } from "../errors.js";
@@ -30,6 +31,8 @@ const BPFFS = "/sys/fs/bpf";
 /** Pins of one instance: /sys/fs/bpf/tunnelbore-mark/<cgroup name>/tunnel_mark (the map). */
 const PIN_ROOT = `${BPFFS}/tunnelbore-mark`;
 const MAP_NAME = "tunnel_mark";
+/** How long a crashed instance's cgroup may take to empty. */
+const STALE_WAIT_MS = 3000;
 
 /** The compiled program: next to the compiled sources (dist/ebpf), or built from the source tree. */
 export function tunnelMarkObjectPath(): string {
@@ -342,10 +345,18 @@ async function ownCgroupDirectory(): Promise<string> {
   return dir;
 }
 
-/** A crashed instance's cgroup is left behind (empty): removed, with the program attached to it. */
+/**
+ * A crashed instance's cgroup is left behind: removed, with the program attached to it. Its children
+ * (`ip monitor` ends with it) may take a moment to go; a Tunnelbore still in it does not.
+ */
 async function removeStaleCgroup(dir: string): Promise<void> {
   if (!existsSync(dir)) return;
-  const pids = (await readFile(join(dir, "cgroup.procs"), "utf8")).split("\n").filter(Boolean);
+  const procs = async () => (await readFile(join(dir, "cgroup.procs"), "utf8")).split("\n").filter(Boolean);
+  let pids = await procs();
+  for (let waited = 0; pids.length > 0 && waited < STALE_WAIT_MS; waited += 100) {
+    await sleep(100);
+    pids = await procs();
+  }
   if (pids.length > 0) {
     throw unavailable(
       `another Tunnelbore for this interface runs in this network namespace (cgroup ${dir}, PIDs ${pids.join(" ")})`,
