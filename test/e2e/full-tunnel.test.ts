@@ -6,9 +6,9 @@
 // an fwmark changed and one set after start, and an ICE peer used as the exit node. Where a remote
 // routes into the tunnel whatever the mark, status says so.
 //
-//   [s] 203.0.113.100 (plain WireGuard, the static peer)      [x] 203.0.113.101 (Tunnelbore, the exit)
+//   on the public segment: [s] plain WireGuard, the static peer; [x] Tunnelbore, the exit node;
+//                          [server] 203.0.113.2, the introduction server and a DNS server
 //   [a], [b], [c], [d], [e]: each behind an endpoint-independent NAT of its own (IPv6: routed, firewalled)
-//   [server] 203.0.113.2: the introduction server and a DNS server
 import { readdir } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PeerStatus, StatusReport } from "../../src/control/status.js";

@@ -96,5 +96,5 @@ async function daemonPid(ns: string, name: string): Promise<number> {
 async function isWireGuardGo(pid: number, name: string): Promise<boolean> {
   const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
   const [cmd, arg] = cmdline.split("\0");
-  return cmd !== undefined && cmd.endsWith("wireguard-go") && arg === name;
+  return cmd?.endsWith("wireguard-go") === true && arg === name;
 }
