@@ -145,6 +145,11 @@ export class IceAgent implements IceAgentIdentity {
     return this._remoteDescribed;
   }
 
+  /** Our gathering has started and not finished (a STUN query or the TURN allocation is under way). */
+  get gatheringUnderWay(): boolean {
+    return this.gathering.settled !== null && !this.gathering.done;
+  }
+
   /** The path over the nominated pair (kept, closed, once the agent is closed), or null. */
   get path(): IcePath | null {
     return this._path;

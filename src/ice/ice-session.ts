@@ -35,11 +35,14 @@ export type IceSessionState =
 export type IceFailureReason = "timeout" | "checks-failed" | "consent-expired";
 
 /**
- * "full": gather everything (host, srflx, relay). "upgrade": controlling side only, a path is up over a
- * relay and we look for a direct one: no TURN allocation, and neither side's relay candidates are
- * paired, so the attempt either finds a direct pair or fails without touching the relay path.
+ * "full": gather everything (host, srflx, relay), unless a full generation is already under way (see
+ * `IceSession.restart`): that one answers the restart. "replace": a full generation that abandons one
+ * under way, for when it cannot succeed (our network changed, or its signals may have been lost).
+ * "upgrade": controlling side only, a path is up over a relay and we look for a direct one: no TURN
+ * allocation, and neither side's relay candidates are paired, so the attempt either finds a direct pair
+ * or fails without touching the relay path.
  */
-export type RestartMode = "full" | "upgrade";
+export type RestartMode = "full" | "replace" | "upgrade";
 
 export interface IceFailure {
   readonly generation: number;
@@ -119,12 +122,13 @@ export interface IceSessionStats {
   /** Generations started (controlling) or accepted (controlled). */
   generations: number;
   restartRequestsIgnored: number;
+  /** Full restarts answered by the generation already under way (no new one started or asked for). */
+  restartsJoined: number;
 }
 
 /**
- * Controlling side: a fresh peer session's request for an offer (a restart request without epoch) is
- * already answered by a generation this young that has not connected yet; restarting would only
- * abandon it.
+ * A generation this young that has not connected yet answers a full restart (ours, or a fresh peer
+ * session's request for an offer, a restart request without epoch); restarting would only abandon it.
  */
 const YOUNG_GENERATION_MS = 2000;
 
@@ -138,6 +142,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     localCandidatesFiltered: 0,
     generations: 0,
     restartRequestsIgnored: 0,
+    restartsJoined: 0,
   };
 
   private readonly log: Logger;
@@ -238,11 +243,24 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   /**
    * ICE restart: a new generation with new credentials and sockets; the current path keeps working
    * until the new pair is nominated. The controlled side asks the controlling side to restart.
+   * One generation at a time: a "full" restart while a full generation is still gathering (its TURN
+   * allocation under way) or younger than YOUNG_GENERATION_MS joins it instead (abandoning it would
+   * throw its allocation away, and both sides restarting for the same trouble would each abandon the
+   * other's); "replace" abandons it.
    */
   restart(reason: string, mode: RestartMode = "full"): void {
     if (this._state === "closed") return;
     const upgrade = mode === "upgrade" && this.canUpgrade && this.active !== null;
     if (mode === "upgrade" && !upgrade) return;
+    const underWay = mode === "full" ? this.generationUnderWay() : null;
+    if (underWay) {
+      this.stats.restartsJoined++;
+      this.log.debug(
+        { reason, generation: underWay.generation },
+        "ice restart joins the generation under way",
+      );
+      return;
+    }
     // Upgrade attempts run every ~30 s on a relayed peer: not worth an info line each.
     this.log[upgrade ? "debug" : "info"]({ reason, generation: this.current?.generation }, "ice restart");
     if (this.controlling) {
@@ -299,6 +317,14 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     this.retiring.clear();
     await Promise.all([...agents].map((a) => (a ? this.closeAgent(a) : undefined)));
     this.removeAllListeners();
+  }
+
+  /** A full generation not nominated yet that is still gathering, or young; null when there is none. */
+  private generationUnderWay(): IceAgent | null {
+    const agent = this.current;
+    if (!agent || agent === this.active || agent.phase === "closed" || agent.mode !== "full") return null;
+    const young = performance.now() - agent.startedAt < YOUNG_GENERATION_MS;
+    return agent.gatheringUnderWay || young ? agent : null;
   }
 
   /**
@@ -437,13 +463,14 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       return;
     }
     this.lastRemoteRestart = now;
-    this.restart(`peer: ${message.reason}`);
+    // The peer saw our newest generation (or has none: its session is new) and still asks: replace it.
+    this.restart(`peer: ${message.reason}`, "replace");
   }
 
   // --- generations ------------------------------------------------------------------------------
 
   /** Controlling: a new generation of ours, offered to the peer. */
-  private startGeneration(reason: string, mode: RestartMode): void {
+  private startGeneration(reason: string, mode: "full" | "upgrade"): void {
     const epoch = this.epoch!;
     const agent = this.startAgent({
       epoch,

@@ -322,10 +322,11 @@ export class Peer {
       const created = this.ensureSession(signalling);
       if (!signalling.controlling(this.publicKey)) created.restart("new session");
     } else if (pending) {
-      session.restart(pending);
+      // Our network changed or our signalling stalled: a generation under way cannot succeed.
+      session.restart(pending, "replace");
     } else if (session.state === "connecting" || session.repairing) {
       // An attempt was under way while one of us was away from the server: its signals may be lost.
-      session.restart("signalling reconnected");
+      session.restart("signalling reconnected", "replace");
     } else if (!signalling.controlling(this.publicKey)) {
       if (session.state === "failed") session.restart("peer online again");
     } else if (!session.path || session.state === "failed") {

@@ -267,6 +267,34 @@ describe("IceSession on loopback", () => {
     expect(ib.stats.datagramsReceived).toBeGreaterThanOrEqual(10);
   });
 
+  it("one generation at a time: a full restart while one is gathering or young joins it, a replace does not", async () => {
+    const pair = makePair();
+    pair.deliver.b = false;
+    pair.a.start(); // generation 0: gathering, its offer held
+    pair.a.restart("retry after failure");
+    pair.a.restart("peer: suspect");
+    expect(pair.a.stats.generations).toBe(1);
+    expect(pair.a.stats.restartsJoined).toBe(2);
+    pair.a.restart("local network changed", "replace");
+    expect(pair.a.stats.generations).toBe(2);
+    // The controlled side asks for nothing while the generation it accepted is under way...
+    pair.toB.length = 0;
+    pair.deliver.b = true;
+    const paths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.a.restart("connect", "replace");
+    await waitFor(() => pair.b.stats.generations === 1, { what: "b accepted the offer" });
+    pair.b.restart("no reply from peer");
+    expect(pair.toA.some((m) => m.t === "restart")).toBe(false);
+    expect(pair.b.stats.restartsJoined).toBe(1);
+    await paths;
+    expect(pair.a.selectedPair?.generation).toBe(2);
+    // ...and once connected, a restart is a new generation again.
+    const next = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.b.restart("no reply from peer");
+    await next;
+    expect(pair.a.selectedPair?.generation).toBe(3);
+  });
+
   it("ignores late candidates of an abandoned generation and connects on the newest", async () => {
     const pair = makePair();
     pair.deliver.b = false;
@@ -279,7 +307,7 @@ describe("IceSession on loopback", () => {
     expect(gen0.some((m) => m.t === "candidate")).toBe(true);
     pair.deliver.b = true;
     const paths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
-    pair.a.restart("superseded");
+    pair.a.restart("superseded", "replace");
     await paths;
     // Generation 0's offer and candidates arrive late: all stale.
     const before = pair.b.stats.signalsStale;

@@ -277,7 +277,7 @@ describe("Peer: suspect and restarting", () => {
     expect(state(t.peer)).toBe("restarting");
     expect(t.peer.path).toBe(old);
     t.goOnline();
-    expect(t.session().restarts.at(-1)).toEqual({ reason: "signalling reconnected", mode: "full" });
+    expect(t.session().restarts.at(-1)).toEqual({ reason: "signalling reconnected", mode: "replace" });
     expect(state(t.peer)).toBe("restarting");
   });
 
@@ -348,7 +348,7 @@ describe("Peer: network changes and stalled signalling", () => {
     expect(t.clock.pending).toBe(0);
     t.goOffline();
     t.goOnline();
-    expect(t.session().restarts.at(-1)).toEqual({ reason: "local network changed", mode: "full" });
+    expect(t.session().restarts.at(-1)).toEqual({ reason: "local network changed", mode: "replace" });
     t.session().fail("timeout", true);
     const count = t.session().restarts.length;
     t.clock.advance(1000);
@@ -364,7 +364,7 @@ describe("Peer: network changes and stalled signalling", () => {
     t.goOnline();
     expect(t.session().restarts.at(-1)).toEqual({
       reason: "signalling stalled: offer unanswered",
-      mode: "full",
+      mode: "replace",
     });
   });
 
