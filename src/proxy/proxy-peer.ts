@@ -8,8 +8,24 @@ import type { PeerPath } from "./path.js";
 export class ProxyPeer {
   readonly mac1: Mac1Key;
   path: PeerPath | null = null;
-  /** The latest initiation WireGuard sent while no path existed. */
-  heldInitiation: Buffer | null = null;
+  /**
+   * The latest handshake message (initiation or response) WireGuard sent while no path existed, and
+   * when: sent as soon as a path is set, unless WireGuard's 5 s retry has superseded it.
+   */
+  heldHandshake: Buffer | null = null;
+  heldAt = 0;
+  /** `initiationsReceived` when the held handshake was made. */
+  heldAfterInitiations = 0;
+  /** Initiations from the peer delivered to WireGuard. */
+  initiationsReceived = 0;
+  /** Our initiation wins when both WireGuards initiate at once (our public key is the smaller one). */
+  winsCrossing = false;
+  /** The peer's initiation that crossed ours, held back until ours is answered (see WireGuardProxy). */
+  deferredInitiation: Buffer | null = null;
+  deferredTimer: NodeJS.Timeout | undefined;
+  /** The path this one replaced, still delivering for a moment (the peer may not have switched yet). */
+  replacedPath: PeerPath | null = null;
+  replacedTimer: NodeJS.Timeout | undefined;
   /** The latest initiation sent on a path, until a response arrives (resent on a replacement path). */
   unansweredInitiation: Buffer | null = null;
   readonly traffic: TrafficCounters = newTrafficCounters();

@@ -23,11 +23,18 @@ export interface WireGuardProxyOptions {
   localPublicKey?: Uint8Array;
   /** The kernel fast path (--ebpf): carries transport data of paths that send plain UDP. */
   kernel?: KernelForwarder | null;
+  /** How long a replaced path still delivers the peer's datagrams (default 2000 ms). */
+  replacedPathGraceMs?: number;
+  /** How long after our initiation a peer's initiation counts as crossing it (default 1000 ms). */
+  crossingWindowMs?: number;
   logger: Logger;
 }
 
 export interface WireGuardProxyEvents {
-  /** WireGuard sent an initiation to a peer that has no path: it is held until `setPath`. */
+  /**
+   * WireGuard sent a handshake message (initiation or response) to a peer that has no path: it wants
+   * the peer. The message is held until `setPath`.
+   */
   "path-needed": [peer: ProxyPeer];
   /** An initiation from WireGuard went out on the peer's path. */
   "initiation-sent": [peer: ProxyPeer, initiation: Buffer];
@@ -38,10 +45,14 @@ export interface WireGuardProxyEvents {
 const WIREGUARD_HOST = "127.0.0.1";
 
 /**
- * An unanswered initiation is sent again on a path that replaces the one it went out on, if it is
- * younger than this: WireGuard's own retry (every 5 s, with a fresh timestamp) supersedes it.
+ * WireGuard retries an unanswered handshake after REKEY_TIMEOUT (5 s) plus up to 1/3 s of jitter, and
+ * the retry supersedes it. A held handshake older than this is not sent, nor is an unanswered
+ * initiation resent.
  */
-const RESEND_INITIATION_MAX_AGE_MS = 5000;
+const SUPERSEDED_AFTER_MS = 5500;
+const REPLACED_PATH_GRACE_MS = 2000;
+/** More than a round trip on any path: a peer's initiation sent before ours arrived gets here by then. */
+const CROSSING_WINDOW_MS = 1000;
 
 /**
  * The data plane: the catch-all socket, one loopback socket L(P) per peer, and forwarding between
@@ -59,10 +70,14 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private catchAll: Socket | null = null;
   private wireguardPort: number;
   private readonly kernel: KernelForwarder | null;
+  private readonly replacedGraceMs: number;
+  private readonly crossingWindowMs: number;
 
   constructor(private readonly options: WireGuardProxyOptions) {
     super();
     this.log = options.logger;
+    this.replacedGraceMs = options.replacedPathGraceMs ?? REPLACED_PATH_GRACE_MS;
+    this.crossingWindowMs = options.crossingWindowMs ?? CROSSING_WINDOW_MS;
     this.wireguardPort = options.wireguardPort;
     this.kernel = options.kernel ?? null;
     this.kernel?.setWireGuardPort(options.wireguardPort, []);
@@ -74,6 +89,9 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     });
     this.on("response-received", (peer) => {
       peer.unansweredInitiation = null;
+      // Ours was answered: the handshake is done, and the crossing one is moot.
+      peer.deferredInitiation = null;
+      clearTimeout(peer.deferredTimer);
     });
   }
 
@@ -118,6 +136,8 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
         });
         this.allocator.claim(where);
         const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
+        const local = this.options.localPublicKey;
+        peer.winsCrossing = local !== undefined && Buffer.compare(local, keyBytes) < 0;
         socket.on("message", (msg, rinfo) => this.fromWireGuard(peer, msg, rinfo));
         socket.on("error", (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error"));
         this.peers.set(publicKey, peer);
@@ -145,6 +165,8 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.kernel?.remove(peer);
     if (peer.path) this.detach(peer.path);
     peer.path = null;
+    this.endRetirement(peer);
+    clearTimeout(peer.deferredTimer);
     peer.socket.close();
     this.log.info({ peer: publicKey }, "peer removed");
   }
@@ -158,11 +180,11 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   }
 
   /**
-   * Makes `path` the peer's path and sends the held initiation on it; a path that replaces another also
+   * Makes `path` the peer's path and sends the held handshake on it; a path that replaces another also
    * gets the initiation that went out on the old one and is still unanswered (the old path was suspect),
-   * so WireGuard does not wait for its 5 s retry. The previous path is detached (its datagrams are no
-   * longer delivered) but not closed: whoever made a path closes it. `null` removes the path:
-   * initiations are held again until a new one is set. The change is logged once, with `reason`.
+   * so WireGuard does not wait for its 5 s retry. The previous path still delivers for a grace period
+   * (`retire`), then is detached, but not closed: whoever made a path closes it. `null` removes the
+   * path: handshakes are held again until a new one is set. The change is logged once, with `reason`.
    */
   setPath(publicKey: string, path: PeerPath | null, reason = "unspecified"): void {
     const peer = this.peers.get(publicKey);
@@ -170,7 +192,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     const previous = peer.path;
     if (previous === path) return;
     peer.path = path;
-    if (previous) this.detach(previous);
+    if (previous) this.retire(peer, previous);
     if (this.kernel) {
       const kernel = this.kernel;
       if (path) path.onRouteChange = () => void kernel.update(peer);
@@ -191,16 +213,24 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     path.onDatagram = peer.deliverInbound ??= (datagram: Buffer) => {
       this.fromPeer(peer, datagram);
     };
-    const held = peer.heldInitiation;
+    const held = peer.heldHandshake;
     const unanswered = peer.unansweredInitiation;
     if (held) {
-      peer.heldInitiation = null;
-      this.forward(peer, held, MessageType.Initiation);
+      peer.heldHandshake = null;
+      if (peer.initiationsReceived > peer.heldAfterInitiations) {
+        // The peer's initiation reached WireGuard since (just now, if it waited for this path): the
+        // answer WireGuard gives it replaces the held message, which would only cross it (each side
+        // would answer the other's initiation and discard the answer to its own, then wait 5 s).
+      } else if (Date.now() - peer.heldAt < SUPERSEDED_AFTER_MS) {
+        this.forward(peer, held, messageType(held));
+      } else {
+        this.drop("no-path"); // waited too long for a path: WireGuard has moved on
+      }
     } else if (
       previous &&
       unanswered &&
       peer.lastResponseAt < peer.lastInitiationSentAt &&
-      Date.now() - peer.lastInitiationSentAt < RESEND_INITIATION_MAX_AGE_MS
+      Date.now() - peer.lastInitiationSentAt < SUPERSEDED_AFTER_MS
     ) {
       peer.unansweredInitiation = null;
       this.forward(peer, unanswered, MessageType.Initiation);
@@ -216,6 +246,28 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private detach(path: PeerPath): void {
     path.onDatagram = null;
     if (path.onRouteChange !== undefined) path.onRouteChange = null;
+  }
+
+  /**
+   * A replaced path keeps delivering the peer's datagrams for a grace period: the peer switches a
+   * moment after us (an ICE-controlled side reports its nomination tens of ms after the controlling
+   * one) and may still send on it, and a handshake response lost there costs WireGuard's 5 s retry.
+   * One replaced path per peer: an older one is detached at once.
+   */
+  private retire(peer: ProxyPeer, previous: PeerPath): void {
+    this.endRetirement(peer);
+    if (previous.onRouteChange !== undefined) previous.onRouteChange = null;
+    peer.replacedPath = previous;
+    peer.replacedTimer = setTimeout(() => this.endRetirement(peer), this.replacedGraceMs);
+    peer.replacedTimer.unref();
+  }
+
+  /** Detaches the replaced path, unless it is the path in use again. */
+  private endRetirement(peer: ProxyPeer): void {
+    clearTimeout(peer.replacedTimer);
+    const replaced = peer.replacedPath;
+    peer.replacedPath = null;
+    if (replaced && replaced !== peer.path) this.detach(replaced);
   }
 
   async close(): Promise<void> {
@@ -264,9 +316,12 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private forward(peer: ProxyPeer, msg: Buffer, type: number): boolean {
     const path = peer.path;
     if (!path) {
-      if (type === MessageType.Initiation) {
-        // Latest wins: WireGuard's retry carries a fresh timestamp the peer will accept.
-        peer.heldInitiation = Buffer.from(msg);
+      if (type === MessageType.Initiation || type === MessageType.Response) {
+        // Latest wins: WireGuard keeps one handshake state per peer, so a newer message (a retry with
+        // a fresh timestamp, or a response that replaced our own initiation) makes older ones useless.
+        peer.heldHandshake = Buffer.from(msg);
+        peer.heldAt = Date.now();
+        peer.heldAfterInitiations = peer.initiationsReceived;
         this.emit("path-needed", peer);
         return true;
       }
@@ -295,7 +350,48 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     if (type === MessageType.Initiation || type === MessageType.Response) {
       if (this.localMac1 && !this.localMac1.verify(msg)) return this.drop("bad-mac1");
       this.indices.learn(senderIndex(msg), peer);
+      if (type === MessageType.Initiation && this.crosses(peer)) {
+        this.defer(peer, msg);
+        return true;
+      }
     }
+    return this.toWireGuard(peer, msg, type);
+  }
+
+  /**
+   * Both WireGuards initiated at once (both held a handshake until their paths came up, a few ms apart):
+   * the peer's initiation arrives while ours is in flight. Delivered on both sides, each WireGuard would
+   * answer the other's and discard the answer to its own, and both wait 5 s to retry. So the side whose
+   * initiation wins (the smaller public key) holds the peer's back; the other side delivers ours.
+   */
+  private crosses(peer: ProxyPeer): boolean {
+    return (
+      peer.winsCrossing &&
+      peer.unansweredInitiation !== null &&
+      Date.now() - peer.lastInitiationSentAt < this.crossingWindowMs
+    );
+  }
+
+  /** Held until ours is answered (then dropped), or delivered when the window ends (ours was lost). */
+  private defer(peer: ProxyPeer, msg: Buffer): void {
+    peer.deferredInitiation = Buffer.from(msg);
+    clearTimeout(peer.deferredTimer);
+    peer.deferredTimer = setTimeout(
+      () => {
+        const deferred = peer.deferredInitiation;
+        peer.deferredInitiation = null;
+        if (deferred && this.peers.get(peer.publicKey) === peer) {
+          this.toWireGuard(peer, deferred, MessageType.Initiation);
+        }
+      },
+      peer.lastInitiationSentAt + this.crossingWindowMs - Date.now(),
+    );
+    peer.deferredTimer.unref();
+  }
+
+  /** Sends the peer's datagram to WireGuard from L(P). */
+  private toWireGuard(peer: ProxyPeer, msg: Buffer, type: number): boolean {
+    if (type === MessageType.Initiation) peer.initiationsReceived++;
     peer.socket.send(msg, this.wireguardPort, WIREGUARD_HOST);
     peer.traffic.rxBytes += msg.length;
     peer.traffic.rxDatagrams++;

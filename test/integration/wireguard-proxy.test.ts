@@ -1,7 +1,7 @@
 // WireGuardProxy on real loopback sockets, with a fake WireGuard (a UDP socket) and a fake path.
 import { createSocket, type Socket } from "node:dgram";
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { WireGuardProxy } from "../../src/proxy/wireguard-proxy.js";
 import { encodeKey } from "../../src/wireguard/keys.js";
@@ -22,7 +22,37 @@ class FakePath implements PeerPath {
   }
 }
 
+/** Like IcePath: what reached the path before anyone listened is delivered when the receiver attaches. */
+class EarlyPath implements PeerPath {
+  readonly kind = "direct" as const;
+  readonly remote = "192.0.2.2:1";
+  readonly sent: Buffer[] = [];
+  private receiver: ((datagram: Buffer) => void) | null = null;
+  constructor(private readonly early: Buffer) {}
+  send(datagram: Buffer): void {
+    this.sent.push(Buffer.from(datagram));
+  }
+  close(): void {}
+  get onDatagram(): ((datagram: Buffer) => void) | null {
+    return this.receiver;
+  }
+  set onDatagram(receiver: ((datagram: Buffer) => void) | null) {
+    this.receiver = receiver;
+    receiver?.(this.early);
+  }
+}
+
 const silent = pino({ level: "silent" });
+const REPLACED_GRACE_MS = 200;
+const CROSSING_MS = 300;
+
+/** A peer key pair whose public key sorts after ours (`after`) or before it. */
+function peerKeyPair(after: boolean): ReturnType<typeof generateKeyPair> {
+  for (;;) {
+    const k = generateKeyPair();
+    if (Buffer.compare(local.publicKey, k.publicKey) < 0 === after) return k;
+  }
+}
 const local = generateKeyPair();
 const peerP = generateKeyPair();
 const peerQ = generateKeyPair();
@@ -49,6 +79,8 @@ beforeEach(async () => {
     catchAll: { address: "127.0.0.1", port: 0 },
     loopbackPortBase: 40000 + Math.floor(Math.random() * 20000),
     localPublicKey: local.publicKey,
+    replacedPathGraceMs: REPLACED_GRACE_MS,
+    crossingWindowMs: CROSSING_MS,
     logger: silent,
   });
   await proxy.start();
@@ -83,7 +115,170 @@ describe("WireGuardProxy", () => {
     proxy.setPath(p.publicKey, path);
     // Latest wins: only the second initiation goes out, once.
     expect(path.sent).toEqual([Buffer.from(second)]);
-    expect(proxy.peer(encodeKey(peerQ.publicKey))?.heldInitiation).toBeNull();
+    expect(proxy.peer(encodeKey(peerQ.publicKey))?.heldHandshake).toBeNull();
+  });
+
+  it("holds a response WireGuard sends before the peer has a path, asks for the path, and sends it once set", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    const needed: string[] = [];
+    proxy.on("path-needed", (peer) => needed.push(peer.publicKey));
+    // P's initiation reached our WireGuard (on a path that is gone, or before ours was set); it answers.
+    const init = buildInitiation({
+      initiatorPrivateKey: peerP.privateKey,
+      responderPublicKey: local.publicKey,
+      senderIndex: 5,
+    });
+    const response = buildResponse({
+      responderPrivateKey: local.privateKey,
+      initiation: init,
+      senderIndex: 6,
+    });
+    await sendFromWireGuard(response, p.loopback.port, p.loopback.address);
+    await waitFor(() => needed.length >= 1, { what: "the response held" });
+    expect(needed).toEqual([p.publicKey]);
+    expect(proxy.drops["no-path"]).toBe(0);
+    const path = new FakePath();
+    proxy.setPath(p.publicKey, path);
+    expect(path.sent).toEqual([Buffer.from(response)]);
+  });
+
+  it("holds only the latest handshake message, of either type", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    let held = 0;
+    proxy.on("path-needed", () => held++);
+    const ours = buildInitiation({
+      initiatorPrivateKey: local.privateKey,
+      responderPublicKey: peerP.publicKey,
+      senderIndex: 1,
+    });
+    const theirs = buildInitiation({
+      initiatorPrivateKey: peerP.privateKey,
+      responderPublicKey: local.publicKey,
+      senderIndex: 2,
+    });
+    // WireGuard answered P's initiation after sending its own: its own one is useless now.
+    const response = buildResponse({
+      responderPrivateKey: local.privateKey,
+      initiation: theirs,
+      senderIndex: 3,
+    });
+    await sendFromWireGuard(ours, p.loopback.port, p.loopback.address);
+    await sendFromWireGuard(response, p.loopback.port, p.loopback.address);
+    await waitFor(() => held >= 2, { what: "both handshakes held" });
+    const path = new FakePath();
+    proxy.setPath(p.publicKey, path);
+    expect(path.sent).toEqual([Buffer.from(response)]);
+  });
+
+  it("drops a held initiation when the peer's initiation reaches WireGuard as the path comes up (no crossed handshakes)", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    let held = 0;
+    proxy.on("path-needed", () => held++);
+    const ours = buildInitiation({
+      initiatorPrivateKey: local.privateKey,
+      responderPublicKey: peerP.publicKey,
+      senderIndex: 1,
+    });
+    await sendFromWireGuard(ours, p.loopback.port, p.loopback.address);
+    await waitFor(() => held >= 1, { what: "our initiation held" });
+    // The peer's initiation arrived before our side had the path; it is delivered as the path attaches.
+    const theirs = buildInitiation({
+      initiatorPrivateKey: peerP.privateKey,
+      responderPublicKey: local.publicKey,
+      senderIndex: 2,
+    });
+    const path = new EarlyPath(Buffer.from(theirs));
+    proxy.setPath(p.publicKey, path);
+    await waitFor(() => received.length >= 1, { what: "the peer's initiation at WireGuard" });
+    expect(received[0]?.msg).toEqual(Buffer.from(theirs));
+    // WireGuard answers it; ours would make each side answer the other and wait 5 s.
+    expect(path.sent).toEqual([]);
+    expect(proxy.drops["no-path"]).toBe(0);
+  });
+
+  it("initiations that cross: the smaller key's side holds the peer's back until its own is answered, or the window ends", async () => {
+    const peer = peerKeyPair(true);
+    const p = await proxy.addPeer(encodeKey(peer.publicKey), peer.publicKey);
+    const path = new FakePath();
+    proxy.setPath(p.publicKey, path);
+    const crossing = async (senderIndex: number) => {
+      const ours = buildInitiation({
+        initiatorPrivateKey: local.privateKey,
+        responderPublicKey: peer.publicKey,
+        senderIndex,
+      });
+      await sendFromWireGuard(ours, p.loopback.port, p.loopback.address);
+      await waitFor(() => path.sent.length >= senderIndex, { what: "our initiation sent" });
+      const theirs = buildInitiation({
+        initiatorPrivateKey: peer.privateKey,
+        responderPublicKey: local.publicKey,
+        senderIndex: 100 + senderIndex,
+      });
+      path.onDatagram?.(Buffer.from(theirs));
+      return { ours, theirs };
+    };
+    // The peer's side delivered ours, and its WireGuard answers: the crossing one never reaches ours.
+    const first = await crossing(1);
+    const answer = buildResponse({
+      responderPrivateKey: peer.privateKey,
+      initiation: first.ours,
+      senderIndex: 7,
+    });
+    path.onDatagram?.(Buffer.from(answer));
+    const transport = Buffer.alloc(48);
+    transport.writeUInt32LE(4, 0);
+    path.onDatagram?.(transport);
+    await waitFor(() => received.length >= 2, { what: "the answer and the transport message at WireGuard" });
+    expect(received.map((r) => r.msg)).toEqual([Buffer.from(answer), transport]);
+    // Ours was lost on the way: theirs is delivered when the window ends.
+    const second = await crossing(2);
+    await waitFor(() => received.length >= 3, { what: "the held initiation delivered" });
+    expect(received[2]?.msg).toEqual(Buffer.from(second.theirs));
+  });
+
+  it("initiations that cross: the larger key's side delivers the peer's at once", async () => {
+    const peer = peerKeyPair(false);
+    const p = await proxy.addPeer(encodeKey(peer.publicKey), peer.publicKey);
+    const path = new FakePath();
+    proxy.setPath(p.publicKey, path);
+    const ours = buildInitiation({
+      initiatorPrivateKey: local.privateKey,
+      responderPublicKey: peer.publicKey,
+      senderIndex: 1,
+    });
+    await sendFromWireGuard(ours, p.loopback.port, p.loopback.address);
+    await waitFor(() => path.sent.length >= 1, { what: "our initiation sent" });
+    const theirs = buildInitiation({
+      initiatorPrivateKey: peer.privateKey,
+      responderPublicKey: local.publicKey,
+      senderIndex: 2,
+    });
+    path.onDatagram?.(Buffer.from(theirs));
+    await waitFor(() => received.length >= 1, { what: "their initiation at WireGuard" });
+    expect(received[0]?.msg).toEqual(Buffer.from(theirs));
+  });
+
+  it("does not send a held handshake that WireGuard's 5 s retry has superseded, and counts it as no-path", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    let held = 0;
+    proxy.on("path-needed", () => held++);
+    const init = buildInitiation({
+      initiatorPrivateKey: local.privateKey,
+      responderPublicKey: peerP.publicKey,
+      senderIndex: 1,
+    });
+    await sendFromWireGuard(init, p.loopback.port, p.loopback.address);
+    await waitFor(() => held >= 1, { what: "the initiation held" });
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      vi.setSystemTime(Date.now() + 5501);
+      const path = new FakePath();
+      proxy.setPath(p.publicKey, path);
+      expect(path.sent).toEqual([]);
+      expect(proxy.drops["no-path"]).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it("sends the peer's datagrams to WireGuard from L(P) and routes type 4 at the catch-all by learned index", async () => {
@@ -153,15 +348,34 @@ describe("WireGuardProxy", () => {
     expect(proxy.drops["bad-mac1"]).toBe(2);
   });
 
-  it("binds the same L(P) for the same key after a restart, and detaches a replaced path without closing it", async () => {
+  it("binds the same L(P) for the same key after a restart, and detaches a replaced path after a grace period without closing it", async () => {
     const key = encodeKey(peerP.publicKey);
-    const first = (await proxy.addPeer(key, peerP.publicKey)).loopback;
+    const p = await proxy.addPeer(key, peerP.publicKey);
+    const first = p.loopback;
     const a = new FakePath();
     const b = new FakePath();
     proxy.setPath(key, a);
     proxy.setPath(key, b);
-    expect(a.onDatagram).toBeNull();
+    // The peer may not have switched yet: what it still sends on the replaced path reaches WireGuard.
+    const init = buildInitiation({
+      initiatorPrivateKey: local.privateKey,
+      responderPublicKey: peerP.publicKey,
+      senderIndex: 8,
+    });
+    a.onDatagram?.(
+      Buffer.from(buildResponse({ responderPrivateKey: peerP.privateKey, initiation: init, senderIndex: 9 })),
+    );
+    await waitFor(() => received.length >= 1, { what: "the response on the replaced path at WireGuard" });
+    expect(received[0]?.from).toBe(`${first.address}:${first.port}`);
+    await waitFor(() => a.onDatagram === null, { what: "the replaced path detached" });
+    expect(b.onDatagram).not.toBeNull();
     expect(a.closed).toBe(false);
+    // Switching back to a path within its grace period keeps it attached.
+    proxy.setPath(key, a);
+    proxy.setPath(key, b);
+    proxy.setPath(key, a);
+    await waitFor(() => b.onDatagram === null, { what: "b detached" });
+    expect(a.onDatagram).not.toBeNull();
     const base = proxy.peer(key)?.loopback.port ?? 0;
     await proxy.close();
     proxy = new WireGuardProxy({
