@@ -7,6 +7,7 @@
 import { type CandidatePair, Connection, type IceState } from "werift-ice";
 import type { Logger } from "../log.js";
 import type { AddressExclusion } from "./candidate-filter.js";
+import { EarlyHandshake } from "./early-handshake.js";
 import { describePair, IcePath } from "./ice-path.js";
 import type { WeriftOptionSets } from "./ice-server-url.js";
 import type { IceFailureReason, IceSessionStats, RestartMode, TurnTransportHint } from "./ice-session.js";
@@ -100,6 +101,8 @@ export class IceAgent implements IceAgentIdentity {
   /** Upgrade attempts: addresses of relay candidates (the peer's, our TURN server); never paired. */
   private readonly relayHosts = new Set<string>();
   private _path: IcePath | null = null;
+  /** A handshake of the peer's that arrives before our side nominates (the peer nominated first). */
+  private readonly early: EarlyHandshake;
   /** Fails the agent unless a pair is nominated in time. */
   private readonly connectTimer: NodeJS.Timeout;
   private readonly cleanups: Array<() => void> = [];
@@ -121,6 +124,7 @@ export class IceAgent implements IceAgentIdentity {
     );
     useOnlyConfiguredStun(this.conn, werift.full);
     strengthenCredentials(this.conn);
+    this.early = new EarlyHandshake(this.conn);
     const turnHost = werift.full.turnServer?.[0];
     if (upgrade && turnHost) this.relayHosts.add(turnHost);
     this.startedAt = performance.now();
@@ -188,6 +192,8 @@ export class IceAgent implements IceAgentIdentity {
     let relayed = false;
     const { unSubscribe } = this.conn.onIceCandidate.subscribe((candidate) => {
       if (this._phase === "closed" || !this.context.isCurrent(this)) return;
+      // The candidate's socket exists now, and the peer may send to it once it learns the candidate.
+      this.early.tapNew();
       if (candidate.type === "relay") {
         relayed = true;
         pairLocalRelayCandidate(this.conn, candidate);
@@ -247,6 +253,7 @@ export class IceAgent implements IceAgentIdentity {
     this._phase = "closed";
     clearTimeout(this.connectTimer);
     for (const cleanup of this.cleanups) cleanup();
+    this.early.close();
     this._path?.close();
     const release = async () => {
       try {
@@ -345,6 +352,7 @@ export class IceAgent implements IceAgentIdentity {
 
   private openPath(pair: CandidatePair): IcePath | null {
     const { log } = this.context;
+    const early = this.early.take();
     let path: IcePath;
     try {
       path = new IcePath(this.conn, pair, this.generation, log);
@@ -354,6 +362,13 @@ export class IceAgent implements IceAgentIdentity {
       return null;
     }
     followPeer(path, this.context.controlling, log);
+    if (early) {
+      path.hold(early);
+      log.debug(
+        { generation: this.generation },
+        "handshake that arrived before the nomination kept for the path",
+      );
+    }
     this._path = path;
     return path;
   }

@@ -19,6 +19,11 @@
 // (its remote proved the ICE password), and the controlled side then follows the pair the controlling
 // side sends on (pair-following.ts re-nominates it).
 //
+// A WireGuard handshake on a pair the agent knows but has not validated yet (the peer's check of it
+// succeeded first, and the peer sends on it at once) is held, and delivered once our check of it
+// succeeds: WireGuard would otherwise wait 5 s to retry it (early-handshake.ts does the same for what
+// arrives before this path exists).
+//
 // Access to werift internals goes through werift-internals.ts; the taps are in path-taps.ts.
 import { isIP } from "node:net";
 import {
@@ -30,6 +35,7 @@ import {
 } from "werift-ice";
 import type { Logger } from "../log.js";
 import type { PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
+import { type HeldHandshake, handshakeIsYoung, isHandshake, knownRemote } from "./early-handshake.js";
 import type { CandidateType } from "./ice-signal.js";
 import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
 import { type Address, connectionInternals, type WeriftUdpTransport } from "./werift-internals.js";
@@ -100,6 +106,8 @@ interface Selected {
 /** Datagrams kept for a path nobody listens to yet, and for how long after nomination. */
 const EARLY_DATAGRAMS = 8;
 const EARLY_WINDOW_MS = 3000;
+/** How often a held handshake's pair is looked at (werift runs its checks every 20 ms). */
+const HELD_POLL_MS = 20;
 
 /**
  * The PeerPath over a nominated pair. It sends on that pair and delivers application data from the
@@ -116,6 +124,9 @@ export class IcePath implements PeerPath {
    */
   private early: Buffer[] | null = [];
   private readonly createdAt = Date.now();
+  /** A handshake on a pair whose check has not succeeded yet: delivered once it has (latest wins). */
+  private held: HeldHandshake | null = null;
+  private heldTimer: NodeJS.Timeout | undefined;
   /** Data arrived on another validated pair (the peer sends on a pair other than this one). */
   onOtherPair: ((pair: CandidatePair) => void) | null = null;
   onRouteChange: (() => void) | null = null;
@@ -161,12 +172,12 @@ export class IcePath implements PeerPath {
     const deliverOther = (protocol: Protocol, data: Buffer, addr: Address): boolean => {
       if (isStunMessage(data)) return false;
       const other = validatedPair(conn, protocol, addr);
-      if (!other) return false;
-      this.deliver(data);
-      if (other !== this.selected?.pair) {
-        this.stats.otherPairDatagrams++;
-        this.onOtherPair?.(other);
+      if (!other) {
+        if (!isHandshake(data) || !knownRemote(conn, protocol, addr)) return false;
+        this.hold({ data: Buffer.from(data), protocol, addr, at: Date.now() });
+        return true;
       }
+      this.deliverFrom(other, data);
       return true;
     };
     for (const protocol of connectionInternals(conn).protocols) {
@@ -195,6 +206,42 @@ export class IcePath implements PeerPath {
       }
     }
     log?.debug({ kind: this.kind, remote: this.remote, fast: this.fastPath }, "ice path open");
+  }
+
+  /** Delivers a datagram that came on `pair` of the agent; reports it when that is not our pair. */
+  private deliverFrom(pair: CandidatePair, data: Buffer): void {
+    this.deliver(data);
+    if (pair !== this.selected?.pair) {
+      this.stats.otherPairDatagrams++;
+      this.onOtherPair?.(pair);
+    }
+  }
+
+  /**
+   * A handshake message of the peer's that has no validated pair yet: from before this path existed
+   * (the agent's EarlyHandshake), or on a pair our check has not finished. Delivered (first, if no
+   * receiver is attached yet) as soon as its pair is validated, unless WireGuard has retried since.
+   */
+  hold(handshake: HeldHandshake): void {
+    if (this.closed) return;
+    this.held = handshake;
+    if (this.deliverHeld() || this.heldTimer) return;
+    this.heldTimer = setInterval(() => this.deliverHeld(), HELD_POLL_MS);
+    this.heldTimer.unref();
+  }
+
+  /** True when nothing is held any more (delivered, or too old). */
+  private deliverHeld(): boolean {
+    const held = this.held;
+    if (held && !this.closed && handshakeIsYoung(held)) {
+      const pair = validatedPair(this.conn, held.protocol, held.addr);
+      if (!pair) return false;
+      this.deliverFrom(pair, held.data);
+    }
+    this.held = null;
+    clearInterval(this.heldTimer);
+    this.heldTimer = undefined;
+    return true;
   }
 
   private select(pair: CandidatePair): Selected {
@@ -322,6 +369,8 @@ export class IcePath implements PeerPath {
 
   close(): void {
     this.early = null;
+    this.held = null;
+    clearInterval(this.heldTimer);
     const sel = this.selected;
     if (!sel) return;
     this.log?.debug({ kind: this.kind, remote: this.remote, ...this.stats }, "ice path closed");
