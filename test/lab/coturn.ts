@@ -35,6 +35,8 @@ export interface Coturn {
   readonly realm: string;
   readonly address: string;
   readonly port: number;
+  /** The namespace it runs in. */
+  readonly ns: string;
   /** The running turnserver (a new one after `restart`). */
   readonly process: SpawnedProcess;
   /** Short-lived TURN REST credentials: username "<expiry>:<user>", password base64(HMAC-SHA1). */
@@ -178,6 +180,7 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
     realm,
     address: options.address,
     port,
+    ns,
     get process() {
       return proc;
     },
