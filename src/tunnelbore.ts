@@ -19,10 +19,16 @@ import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
 import { restoreEndpoints } from "./wg/endpoint-restore.js";
 import { EndpointState } from "./wg/endpoint-state.js";
+import { nudgeIfTrafficWaiting } from "./wg/handshake-nudge.js";
 import { interfaceIndex, nudgeHandshake } from "./wg/interface-watch.js";
 import { TunnelBypass } from "./wg/tunnel-bypass.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
-import { readInterface, setPeerEndpoint, type WireGuardInterfaceInfo } from "./wg/wg-command.js";
+import {
+  readInterface,
+  setPeerEndpoint,
+  type WireGuardInterfaceInfo,
+  type WireGuardPeerInfo,
+} from "./wg/wg-command.js";
 import { checkWgQuickConfigFile, RELEASE_HOOK } from "./wg/wg-quick-config.js";
 import { decodeKey } from "./wireguard/keys.js";
 
@@ -484,7 +490,14 @@ export class Tunnelbore {
     const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
     for (const p of sorted) {
       try {
-        const peer = await this.applyPeer(proxy, p.publicKey, p.endpoint, p.persistentKeepalive, p.rxBytes);
+        const peer = await this.applyPeer(
+          proxy,
+          p.publicKey,
+          p.endpoint,
+          p.persistentKeepalive,
+          p.rxBytes,
+          p,
+        );
         peer.onHandshakeObserved(p.latestHandshake);
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
@@ -506,6 +519,8 @@ export class Tunnelbore {
     endpoint: string | null,
     keepalive: number,
     rxBytes: number,
+    /** The peer as this sync read it, before any change. */
+    wireguard: WireGuardPeerInfo,
   ): Promise<Peer> {
     const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey)));
     let peer = this.peers.get(publicKey);
@@ -527,6 +542,8 @@ export class Tunnelbore {
         { peer: publicKey, from: endpoint, to: loopback },
         "pointed WireGuard endpoint at loopback",
       );
+      // WireGuard tried the peer before we took its endpoint over: it tries again now, not in 5 s.
+      await nudgeIfTrafficWaiting(this.options.interfaceName, wireguard, loopback, this.log);
       // WireGuard lost the endpoint while we ran: it was restarted, and the peer still holds a session
       // the new WireGuard does not know. Start a handshake now rather than after the peer's 15 s.
       if (this.started && endpoint === null && this.recentlyRecreated()) {
