@@ -1,5 +1,5 @@
 // Runs every benchmark in sequence and prints one table each, plus the machine they ran on.
-//   npm run bench                 (builds first; about 8 minutes on 2 cores)
+//   npm run bench                 (builds first; about 10 minutes on 2 cores)
 //   npm run bench -- forwarding   (only the benchmarks whose name contains the argument)
 // Each benchmark runs in a process of its own (a fresh heap, no state left by the one before) with a
 // time limit, so that one that hangs cannot hold up the rest: it gets SIGTERM (the lab benchmarks tear
@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, loadavg, release, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
+import { benchColdStart } from "./cold-start.js";
 import { benchForwarding } from "./forwarding.js";
 import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
@@ -43,6 +44,12 @@ const BENCHMARKS: Benchmark[] = [
     what: "connect time and iperf3 through ICE and TURN",
     run: benchNatTraversal,
     limitSeconds: 300,
+  },
+  {
+    name: "cold-start",
+    what: "both Tunnelbores started at once, time to the first ping reply (20 runs)",
+    run: benchColdStart,
+    limitSeconds: 400,
   },
   {
     name: "staying-connected",

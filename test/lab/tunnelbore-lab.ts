@@ -30,6 +30,8 @@ export interface ProductLabSpec {
   /** Which hosts are WireGuard peers of each other (default: every pair). */
   links?: Array<[string, string]>;
   routers?: Array<{ name: string; nat: "eim" | "symmetric" }>;
+  /** Start Tunnelbore on its hosts in `create` (default true); false: the caller does, e.g. all at once. */
+  startTunnelbores?: boolean;
   /** Where TURN runs and how it is reached (default: one coturn with the introduction server, UDP and TCP). */
   turn?: TurnLabSpec;
 }
@@ -154,7 +156,9 @@ export class ProductLab {
         }
       }
       const product = new ProductLab(lab, turn.coturns, introUrl, introServer, introArgs, hosts, turn.env);
-      for (const h of spec.hosts) if (h.tunnelbore !== false) await product.startTunnelbore(h.name);
+      if (spec.startTunnelbores !== false) {
+        for (const h of spec.hosts) if (h.tunnelbore !== false) await product.startTunnelbore(h.name);
+      }
       return product;
     } catch (err) {
       await lab.teardown();
