@@ -288,14 +288,17 @@ describe("signals and endpoints", () => {
     expect(peerOf(await tb.status(), b)?.state).toBe("bypassed");
     await pair.waitForPing();
     expect(await tb.stop()).toBe(0);
-    await nsRun(pair.nsB, "wg", [
-      "set",
-      pair.wgB.name,
-      "peer",
-      pair.keyA.publicKey,
-      "persistent-keepalive",
-      "off",
-    ]);
+    // B forgets A's WireGuard port (and its session): it is a peer without Tunnelbore again.
+    await nsRun(pair.nsB, "wg", ["set", pair.wgB.name, "peer", pair.keyA.publicKey, "remove"]);
+    await pair.wgB.setPeer({ publicKey: pair.keyA.publicKey, allowedIps: `${pair.tunA}/32` });
+  });
+});
+
+describe("status tells the truth", () => {
+  let pair: LinkedPair;
+
+  beforeAll(async () => {
+    pair = await createLinkedPair("truth");
   });
 
   it("a static peer that stops answering is not connected: suspect while WireGuard gets nothing back", async () => {
