@@ -246,14 +246,16 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
    * One generation at a time: a "full" restart while a full generation is still gathering (its TURN
    * allocation under way) or younger than YOUNG_GENERATION_MS joins it instead (abandoning it would
    * throw its allocation away, and both sides restarting for the same trouble would each abandon the
-   * other's); "replace" abandons it.
+   * other's); "replace" abandons it. The controlled side cannot tell a full generation from an upgrade
+   * attempt (which cannot repair a relayed path): with a path in use it asks anyway, naming the
+   * generation of that path, and the controlling side, which knows, decides (`onRestartRequest`).
    */
   restart(reason: string, mode: RestartMode = "full"): void {
     if (this._state === "closed") return;
     const upgrade = mode === "upgrade" && this.canUpgrade && this.active !== null;
     if (mode === "upgrade" && !upgrade) return;
     const underWay = mode === "full" ? this.generationUnderWay() : null;
-    if (underWay) {
+    if (underWay && (this.controlling || this.active === null)) {
       this.stats.restartsJoined++;
       this.log.debug(
         { reason, generation: underWay.generation },
@@ -267,7 +269,8 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       this.startGeneration(reason, upgrade ? "upgrade" : "full");
       return;
     }
-    const latest = this.current ?? this.active;
+    // The generation we consider broken: the path's while a newer one is under way, else the newest.
+    const latest = underWay ? this.active : (this.current ?? this.active);
     const safeReason = reason.replace(/[^\w .:-]/g, "").slice(0, 64);
     this.requestedReason = safeReason;
     this.armRequestWatch();
@@ -446,9 +449,13 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       return;
     }
     const latestGeneration = this.nextGeneration - 1;
+    // Naming the generation whose path is in use while an upgrade attempt is under way: that attempt
+    // looks for a direct pair only and cannot repair the path, so a full generation replaces it.
+    const active = this.active;
+    const brokenUnderUpgrade = this.upgrading && active !== null && message.generation === active.generation;
     const current =
       message.epoch === undefined ||
-      (message.epoch === this.epoch && message.generation === latestGeneration);
+      (message.epoch === this.epoch && (message.generation === latestGeneration || brokenUnderUpgrade));
     const now = Date.now();
     const young = this.current;
     const answered =

@@ -295,6 +295,33 @@ describe("IceSession on loopback", () => {
     expect(pair.a.selectedPair?.generation).toBe(3);
   });
 
+  it("a path in use and a newer generation under way: the controlled side asks, naming the path's generation", async () => {
+    const pair = makePair();
+    await connect(pair);
+    pair.deliver.a = false; // b's answer is held: generation 1 stays under way on both sides
+    pair.a.restart("peer online again");
+    await waitFor(() => pair.b.stats.generations === 2, { what: "b accepted generation 1" });
+    pair.b.restart("no reply from peer");
+    const request = pair.toA.filter((m) => m.t === "restart").at(-1);
+    expect(request).toMatchObject({ t: "restart", generation: 0 });
+  });
+
+  it("a request naming the path's generation while an upgrade attempt is under way starts a full one", async () => {
+    // A TURN server makes upgrade attempts possible (none answers: the attempt only has to be under way).
+    const pair = makePair({ turn: { urls: ["turn:127.0.0.1:9"], username: "1:u", credential: "c" } });
+    await connect(pair);
+    pair.deliver.b = false;
+    pair.a.restart("upgrade to a direct path", "upgrade");
+    expect(pair.a.upgrading).toBe(true);
+    const generations = pair.a.stats.generations;
+    const offer = pair.toB.find((m) => m.t === "offer");
+    const epoch = offer?.t === "offer" ? offer.epoch : "";
+    // What the controlled side sends when its path (generation 0) stops answering meanwhile.
+    pair.a.handleSignal({ t: "restart", epoch, generation: 0, reason: "no reply from peer" });
+    expect(pair.a.stats.generations).toBe(generations + 1);
+    expect(pair.a.upgrading).toBe(false);
+  });
+
   it("ignores late candidates of an abandoned generation and connects on the newest", async () => {
     const pair = makePair();
     pair.deliver.b = false;
