@@ -45,8 +45,14 @@ export interface ColdStartSample {
   noPathDrops: number;
 }
 
-/** Pings every 10 ms until the first reply: the time from the first request (ping -D timestamps). */
+/**
+ * Pings every 10 ms until the first reply: the time from the first request. Answered, the first
+ * request's round trip is exact (WireGuard queues it until the handshake); a later one's reply time
+ * (ping -D) is taken from the moment ping was started (a few ms early): under load ping sends less
+ * often than asked, so counting intervals would come out short.
+ */
 async function pingUntilReply(ns: string, address: string): Promise<{ ms: number; seq: number }> {
+  const started = Date.now();
   const out = await nsRun(ns, "ping", [
     "-n",
     "-D",
@@ -58,10 +64,10 @@ async function pingUntilReply(ns: string, address: string): Promise<{ ms: number
     String(PING_DEADLINE_S),
     address,
   ]);
-  const m = /^\[\d+\.\d+\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms/m.exec(out);
+  const m = /^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+) .*time=([\d.]+) ms/m.exec(out);
   if (!m) throw new Error(`no ping reply from ${address}: ${out}`);
-  const seq = Number(m[1]);
-  return { ms: Number(m[2]) + (seq - 1) * PING_INTERVAL_MS, seq };
+  const seq = Number(m[2]);
+  return { ms: seq === 1 ? Number(m[3]) : Number(m[1]) * 1000 - started, seq };
 }
 
 /** The log lines that tell a cold start's story, with times relative to `t0` (for slow runs). */
