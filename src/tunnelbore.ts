@@ -157,7 +157,7 @@ export class Tunnelbore {
     this.ifindex = await interfaceIndex(info.name);
     const monitor = new LivenessMonitor(() => proxy.allPeers(), this.options.liveness);
     this.monitor = monitor;
-    proxy.on("path-needed", (data) => this.peers.get(data.publicKey)?.onInitiationHeld());
+    proxy.on("path-needed", (data) => this.peers.get(data.publicKey)?.onHandshakeHeld());
     proxy.on("initiation-sent", (data) => {
       this.log.debug({ peer: data.publicKey, path: data.path?.remote }, "handshake initiation sent");
       monitor.initiationSent(data);
@@ -490,14 +490,7 @@ export class Tunnelbore {
     const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
     for (const p of sorted) {
       try {
-        const peer = await this.applyPeer(
-          proxy,
-          p.publicKey,
-          p.endpoint,
-          p.persistentKeepalive,
-          p.rxBytes,
-          p,
-        );
+        const peer = await this.applyPeer(proxy, p);
         peer.onHandshakeObserved(p.latestHandshake);
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
@@ -513,15 +506,9 @@ export class Tunnelbore {
     return this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
   }
 
-  private async applyPeer(
-    proxy: WireGuardProxy,
-    publicKey: string,
-    endpoint: string | null,
-    keepalive: number,
-    rxBytes: number,
-    /** The peer as this sync read it, before any change. */
-    wireguard: WireGuardPeerInfo,
-  ): Promise<Peer> {
+  /** The one place a peer comes (or is kept up to date), from the peer as this sync read it. */
+  private async applyPeer(proxy: WireGuardProxy, wireguard: WireGuardPeerInfo): Promise<Peer> {
+    const { publicKey, endpoint, persistentKeepalive: keepalive, rxBytes } = wireguard;
     const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey)));
     let peer = this.peers.get(publicKey);
     if (!peer) {

@@ -1,7 +1,7 @@
 // One WireGuard peer's life, in one place: its paths (static endpoint, ICE), its ICE session, the
 // backoffs of retries and upgrades, and every transition between the states of DESIGN.md §3.
 //
-// Everything that happens to a peer arrives through a named hook (`onInitiationHeld`, `onPathUp`,
+// Everything that happens to a peer arrives through a named hook (`onHandshakeHeld`, `onPathUp`,
 // `onSuspect`, `onPeerOnline`, ...): each is a short function that says what happens, then `settle()`
 // derives the new state from the facts the hooks keep, in one function (`deriveState`). Clock, ICE
 // sessions and the data plane are injected: the whole life runs under a fake clock in unit tests.
@@ -194,7 +194,7 @@ export class Peer {
   // --- hooks: the data plane and WireGuard --------------------------------------------------------
 
   /** WireGuard sent a handshake and the peer has no path: connect now (the proxy holds the handshake). */
-  onInitiationHeld(): void {
+  onHandshakeHeld(): void {
     if (this.closed || this.chosen) return;
     this.wanted = true;
     this.connect("initiation held");

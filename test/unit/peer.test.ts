@@ -71,7 +71,7 @@ describe("Peer: connecting", () => {
   it("idle -> signalling -> connecting -> connected(direct), the held handshake's path set once", () => {
     const t = setup({ online: false });
     expect(state(t.peer)).toBe("idle");
-    t.peer.onInitiationHeld();
+    t.peer.onHandshakeHeld();
     expect(state(t.peer)).toBe("signalling");
     expect(t.sessions).toHaveLength(0); // nobody to signal to yet
     t.goOnline();
@@ -109,7 +109,7 @@ describe("Peer: connecting", () => {
   it("an initiation while an attempt is under way does not restart it", () => {
     const t = setup();
     t.goOnline();
-    t.peer.onInitiationHeld();
+    t.peer.onHandshakeHeld();
     expect(t.session().restarts).toEqual([]);
     expect(state(t.peer)).toBe("connecting");
   });
@@ -153,7 +153,7 @@ describe("Peer: paths", () => {
 
   it("without an introduction server a held handshake waits in signalling, and nothing is attempted", () => {
     const t = setup({ noSignalling: true });
-    t.peer.onInitiationHeld();
+    t.peer.onHandshakeHeld();
     t.peer.onPeerOnline();
     expect(state(t.peer)).toBe("signalling");
     expect(t.sessions).toHaveLength(0);
@@ -448,7 +448,7 @@ describe("Peer: end of life", () => {
     expect(t.clock.pending).toBe(0);
     const count = t.transitions.length;
     session.nominate(new FakePath("direct", "198.51.100.7:40000"));
-    t.peer.onInitiationHeld();
+    t.peer.onHandshakeHeld();
     t.peer.onSignal({ t: "offer" });
     expect(t.sessions).toHaveLength(1);
     expect(t.transitions).toHaveLength(count);
@@ -461,7 +461,7 @@ describe("Peer: end of life", () => {
 describe("Peer: every state", () => {
   it("is entered and left in one life, and the time of the last transition is kept", async () => {
     const t = setup({ online: false });
-    t.peer.onInitiationHeld(); // signalling
+    t.peer.onHandshakeHeld(); // signalling
     t.clock.advance(100);
     t.goOnline(); // connecting
     t.session().fail("timeout", true); // failed
