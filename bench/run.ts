@@ -16,6 +16,7 @@ import { benchMac1 } from "./mac1.js";
 import { benchNatTraversal } from "./nat-traversal.js";
 import { benchStayingConnected } from "./staying-connected.js";
 import { type BenchRow, formatTable } from "./table.js";
+import { benchTurnRecovery } from "./turn-recovery.js";
 
 interface Benchmark {
   name: string;
@@ -56,6 +57,12 @@ const BENCHMARKS: Benchmark[] = [
     what: "roaming and restart gaps, idle cost",
     run: benchStayingConnected,
     limitSeconds: 400,
+  },
+  {
+    name: "turn-recovery",
+    what: "relayed gaps after a coturn restart (every TURN topology) and after both NATs lose their mappings",
+    run: benchTurnRecovery,
+    limitSeconds: 1800,
   },
   { name: "intro", what: "introduction server", run: benchIntro, limitSeconds: 240 },
 ];
