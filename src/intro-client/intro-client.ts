@@ -107,6 +107,9 @@ export interface IntroConnectionStatus {
   lastErrorAt: number;
 }
 
+/** The first reconnect after a connection that had been up for a while waits at most this long. */
+const FIRST_RECONNECT_JITTER_MS = 100;
+
 /** A streak of failed attempts is logged at warn on its first failure and every this many after. */
 const WARN_EVERY_FAILURES = 10;
 
@@ -136,9 +139,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private ws: WebSocket | undefined;
   private onlineSince = 0;
   private lastHeard = 0;
+  /** Messages, pings and pongs heard from the server (a check of life compares it, not clocks). */
+  private heardCount = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
+  private aliveCheck: NodeJS.Timeout | undefined;
   private turnRefreshTimer: NodeJS.Timeout | undefined;
   private drainTimer: NodeJS.Timeout | undefined;
   private currentServerInfo: ServerInfo | undefined;
@@ -208,6 +214,27 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       lastError: this.lastError,
       lastErrorAt: this.lastErrorAt,
     };
+  }
+
+  /**
+   * Asks the server for a sign of life now (a WebSocket ping) and replaces the connection when none
+   * comes within `timeoutMs`: a NAT that forgot our TCP mapping leaves the socket open and silent, and
+   * the keepalive would notice only after 2.5 intervals. Used when a path goes suspect, which is when
+   * a network event may have taken the connection too. One check at a time.
+   */
+  checkAlive(timeoutMs: number): void {
+    const ws = this.ws;
+    if (this.state !== "online" || !ws || this.aliveCheck) return;
+    const heardBefore = this.heardCount;
+    ws.ping();
+    this.aliveCheck = setTimeout(() => {
+      this.aliveCheck = undefined;
+      if (this.ws !== ws || this.heardCount !== heardBefore) return;
+      this.attemptError = `no answer to a ping within ${timeoutMs} ms`;
+      this.log.info({ url: this.url }, "introduction server silent after a path went suspect: reconnecting");
+      ws.terminate();
+    }, timeoutMs);
+    this.aliveCheck.unref();
   }
 
   /** Whether `peer` is online at the server (and we are). */
@@ -307,6 +334,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     });
     this.ws = ws;
     this.lastHeard = Date.now();
+    this.heardCount++;
     this.handshakeTimer = setTimeout(() => {
       this.attemptError = `no answer within ${this.handshakeTimeoutMs} ms`;
       this.log.debug({ url: this.url }, "introduction handshake timed out");
@@ -315,6 +343,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     ws.on("message", (data, isBinary) => {
       if (this.ws !== ws) return;
       this.lastHeard = Date.now();
+      this.heardCount++;
       if (isBinary) {
         this.log.warn("ignoring a binary frame from the server");
         return;
@@ -323,9 +352,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     });
     ws.on("ping", () => {
       this.lastHeard = Date.now();
+      this.heardCount++;
     });
     ws.on("pong", () => {
-      if (this.ws === ws) this.lastHeard = Date.now();
+      if (this.ws !== ws) return;
+      this.lastHeard = Date.now();
+      this.heardCount++;
     });
     ws.on("error", (error: NodeJS.ErrnoException) => {
       this.attemptError = error.code ? `${error.code}: ${error.message}` : error.message;
@@ -354,13 +386,15 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     else this.log.debug(details, "connection attempt failed");
     if (wasOnline) this.emit("disconnected", { code, reason });
     if (stable) this.reconnectBackoff.reset();
-    this.scheduleReconnect(code);
+    this.scheduleReconnect(code, stable);
   }
 
   /** Forget everything tied to the current socket; peers go offline. */
   private teardownConnection(): void {
     clearTimeout(this.handshakeTimer);
     clearInterval(this.watchdog);
+    clearTimeout(this.aliveCheck);
+    this.aliveCheck = undefined;
     clearTimeout(this.turnRefreshTimer);
     clearTimeout(this.drainTimer);
     this.drainTimer = undefined;
@@ -372,10 +406,16 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     for (const key of wentOffline) this.emit("peer-offline", key);
   }
 
-  private scheduleReconnect(code: number): void {
+  private scheduleReconnect(code: number, afterStable = false): void {
     // Wrong key or another process using our key: retrying fast would only fight; retry slowly.
     const slow = code === CloseCode.authFailed || code === CloseCode.replaced;
-    const delay = slow ? this.reconnectBackoff.ceiling() : this.reconnectBackoff.next();
+    // A connection that worked for a while is replaced at once (paths may wait for it); the small
+    // jitter spreads the clients of a server that went away together.
+    const delay = slow
+      ? this.reconnectBackoff.ceiling()
+      : afterStable
+        ? Math.random() * FIRST_RECONNECT_JITTER_MS
+        : this.reconnectBackoff.next();
     this.state = "waiting";
     this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
     this.reconnectTimer = setTimeout(() => {

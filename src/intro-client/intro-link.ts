@@ -32,6 +32,9 @@ export interface IntroLinkHandlers {
   signal(publicKey: string, signal: unknown): void;
 }
 
+/** How long the server has to answer a ping when a path went suspect. */
+const LINK_CHECK_TIMEOUT_MS = 1000;
+
 /** After a stalled signalling exchange, reconnect to the introduction server at most this often. */
 const STALL_RECONNECT_INTERVAL_MS = 10_000;
 
@@ -159,6 +162,11 @@ export class IntroLink {
     void closing;
   }
 
+  /** A path went suspect: the network may have taken our server connection too; check it now. */
+  checkServer(): void {
+    this.client.checkAlive(LINK_CHECK_TIMEOUT_MS);
+  }
+
   /**
    * A peer did not react to our offer or restart request although the server says it is online: our
    * connection may be dead without knowing it (a NAT that forgot it). Reconnect, at most every 10 s.
@@ -182,6 +190,7 @@ export function linkSignalling(link: IntroLink, sessions: IceSessionFactory): Pe
     controlling: (key) => link.controlling(key),
     send: (key, signal) => link.send(key, signal),
     stalled: (key, what) => link.reconnectIfStalled(key, what),
+    pathSuspect: () => link.checkServer(),
     createSession: (key, controlling, handlers, logger) =>
       sessions.create(controlling, (signal) => link.send(key, signal), handlers, logger),
   };

@@ -55,6 +55,8 @@ export interface PeerSignalling {
    * dead without knowing it. True when it is being replaced (then restart ICE once the peer is back).
    */
   stalled(publicKey: string, what: string): boolean;
+  /** A path went suspect: the same network event may have silenced the signalling link; check it. */
+  pathSuspect(): void;
   createSession(
     publicKey: string,
     controlling: boolean,
@@ -287,6 +289,7 @@ export class Peer {
       repeat ? "path still suspect" : "path suspect; restarting ice",
     );
     this.suspect = reason;
+    if (!repeat) this.signalling?.pathSuspect();
     this.connect(reason);
     this.settle();
   }

@@ -23,11 +23,15 @@ function setup(options: SetupOptions = {}) {
   const paths: Array<{ path: PeerPath | null; reason: string }> = [];
   const transitions: string[] = [];
   const stalls: string[] = [];
+  const linkChecks = { count: 0 };
   let online = options.online ?? true;
   const signalling: PeerSignalling = {
     isOnline: () => online,
     controlling: () => options.controlling ?? true,
     send: () => {},
+    pathSuspect: () => {
+      linkChecks.count++;
+    },
     stalled: (_key, what) => {
       stalls.push(what);
       return options.stallReconnects ?? true;
@@ -59,7 +63,7 @@ function setup(options: SetupOptions = {}) {
     online = false;
     peer.onPeerOffline();
   };
-  return { peer, clock, sessions, session, paths, transitions, stalls, goOnline, goOffline };
+  return { peer, clock, sessions, session, paths, transitions, stalls, linkChecks, goOnline, goOffline };
 }
 
 const state = (peer: Peer) => formatPeerState(peer.state);
@@ -219,8 +223,10 @@ describe("Peer: suspect and restarting", () => {
     expect(t.session().restarts).toEqual([{ reason: "handshake unanswered", mode: "full" }]);
     expect(state(t.peer)).toBe("restarting");
     expect(t.peer.path).toBe(old);
+    expect(t.linkChecks.count).toBe(1); // the signalling link is checked with it
     // Repeated verdicts while the repair runs do not abandon it.
     t.peer.onSuspect("handshake unanswered", true);
+    expect(t.linkChecks.count).toBe(1);
     expect(t.session().restarts).toHaveLength(1);
     const fresh = new FakePath("direct", "198.51.100.7:40001");
     t.session().nominate(fresh, "handshake unanswered");
