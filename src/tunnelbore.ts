@@ -167,6 +167,7 @@ export class Tunnelbore {
     );
     monitor.on("recovered", (data) => this.peers.get(data.publicKey)?.onRecovered());
     monitor.on("dead", (data) => this.peers.get(data.publicKey)?.onDead());
+    monitor.on("doubt", (data) => this.peers.get(data.publicKey)?.onDoubt());
     monitor.on("heard", (data) => this.peers.get(data.publicKey)?.onHeard());
     monitor.on("quiet", (data) => this.peers.get(data.publicKey)?.onQuiet());
     if (this.options.intro) this.startIntroductions(this.options.intro, info);

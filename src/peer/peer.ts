@@ -294,6 +294,14 @@ export class Peer {
     this.settle();
   }
 
+  /**
+   * Liveness began to doubt the path (probes will decide). The same network event may have silenced
+   * the signalling link: have it checked now, so that a restart can be signalled as soon as needed.
+   */
+  onDoubt(): void {
+    if (!this.closed) this.signalling?.pathSuspect();
+  }
+
   /** A suspect path answers again. */
   onRecovered(): void {
     if (!this.suspect) return;
