@@ -11,8 +11,8 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { forgetAll, startTogether } from "../test/lab/cold-start.js";
+import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { nsRun, teardownAll } from "../test/lab/netns.js";
-import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { countHandshakes, type HandshakeCounts } from "../test/lab/wireguard-messages.js";

@@ -17,9 +17,9 @@
 // keeps every Tunnelbore's log there.
 import { existsSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { ContinuousPing } from "../test/lab/ping.js";
-import { cleanupStale, labSupported } from "../test/lab/topology.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import {

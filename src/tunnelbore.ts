@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { FastPathProgram } from "../ebpf/loader.js";
-import type { PeerStatus, StatusReport } from "./control/status.js";
+import { type PeerStatus, peerStatusOf, type StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
 import type { TurnConfig } from "./ice/ice-session.js";
 import { IceSessionFactory } from "./ice/ice-session-factory.js";
@@ -8,12 +8,10 @@ import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
 import { systemClock } from "./peer/clock.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
-import { formatPeerState } from "./peer/peer-state.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
 import { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
-import type { ProxyPeer } from "./proxy/proxy-peer.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
@@ -26,6 +24,7 @@ import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import {
   readInterface,
   setPeerEndpoint,
+  tunnelRanges,
   type WireGuardInterfaceInfo,
   type WireGuardPeerInfo,
 } from "./wg/wg-command.js";
@@ -376,7 +375,14 @@ export class Tunnelbore {
     const peers: PeerStatus[] = [];
     for (const peer of this.peers.values()) {
       const data = proxy?.peer(peer.publicKey);
-      if (data) peers.push(this.peerStatus(peer, data));
+      if (data)
+        peers.push(
+          peerStatusOf(peer, data, {
+            rttMs: this.monitor?.rttMs(data) ?? null,
+            kernelFastPath: this.kernel?.carries(data) ?? false,
+            routedIntoTunnel: this.loops.of(peer.publicKey),
+          }),
+        );
     }
     return {
       interface: this.options.interfaceName,
@@ -390,27 +396,6 @@ export class Tunnelbore {
       drops: { ...(proxy?.drops ?? newDropCounters()) },
       kernelFastPath: this.fastPath ? { interfaces: this.fastPath.interfaces } : null,
       tunnelBypass: this.bypass.status(),
-    };
-  }
-
-  private peerStatus(peer: Peer, data: ProxyPeer): PeerStatus {
-    const path = peer.path;
-    return {
-      publicKey: peer.publicKey,
-      state: formatPeerState(peer.state),
-      pathKind: path?.kind ?? null,
-      remote: path?.remote ?? null,
-      loopback: `${data.loopback.address}:${data.loopback.port}`,
-      rttMs: roundMs(this.monitor?.rttMs(data) ?? null) ?? data.handshakeRttMs,
-      lastHandshake: peer.lastHandshake,
-      txBytes: data.traffic.txBytes,
-      rxBytes: data.traffic.rxBytes,
-      kernelFastPath: this.kernel?.carries(data) ?? false,
-      kernelTxDatagrams: data.kernelTraffic.txDatagrams,
-      kernelRxDatagrams: data.kernelTraffic.rxDatagrams,
-      txDatagrams: data.traffic.txDatagrams,
-      rxDatagrams: data.traffic.rxDatagrams,
-      routedIntoTunnel: this.loops.of(peer.publicKey),
     };
   }
 
@@ -602,18 +587,6 @@ export class Tunnelbore {
       this.log,
     );
   }
-}
-
-/**
- * The tunnel's own ranges (the peers' allowed IPs), never ICE candidates: ICE must not run inside the
- * tunnel. Catch-all routes (/0 to /7) are left out, or nothing would remain.
- */
-function tunnelRanges(info: WireGuardInterfaceInfo): string[] {
-  return info.peers.flatMap((p) => p.allowedIps).filter((cidr) => Number(cidr.split("/")[1] ?? 32) >= 8);
-}
-
-function roundMs(ms: number | null): number | null {
-  return ms === null ? null : Math.round(ms * 10) / 10;
 }
 
 function maybeParse(text: string | undefined): Endpoint | undefined {

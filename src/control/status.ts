@@ -1,5 +1,8 @@
-import type { IntroConnectionStatus } from "../intro-client/intro-client.js";
+import type { IntroConnectionStatus } from "../intro-client/intro-status.js";
+import type { Peer } from "../peer/peer.js";
+import { formatPeerState } from "../peer/peer-state.js";
 import type { DropCounters } from "../proxy/counters.js";
+import type { ProxyPeer } from "../proxy/proxy-peer.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 
 /** What `tunnelbore status` shows of one peer. */
@@ -48,4 +51,30 @@ export interface StatusReport {
   kernelFastPath: { interfaces: string[] } | null;
   /** Whether Tunnelbore's sockets carry the interface's fwmark (full tunnels), and why not. */
   tunnelBypass: TunnelBypassStatus;
+}
+
+/** One peer's line of status: its life (`Peer`) and its data-plane counters (`ProxyPeer`). */
+export function peerStatusOf(
+  peer: Peer,
+  data: ProxyPeer,
+  more: { rttMs: number | null; kernelFastPath: boolean; routedIntoTunnel: string | null },
+): PeerStatus {
+  const path = peer.path;
+  return {
+    publicKey: peer.publicKey,
+    state: formatPeerState(peer.state),
+    pathKind: path?.kind ?? null,
+    remote: path?.remote ?? null,
+    loopback: `${data.loopback.address}:${data.loopback.port}`,
+    rttMs: more.rttMs === null ? data.handshakeRttMs : Math.round(more.rttMs * 10) / 10,
+    lastHandshake: peer.lastHandshake,
+    txBytes: data.traffic.txBytes,
+    rxBytes: data.traffic.rxBytes,
+    kernelFastPath: more.kernelFastPath,
+    kernelTxDatagrams: data.kernelTraffic.txDatagrams,
+    kernelRxDatagrams: data.kernelTraffic.rxDatagrams,
+    txDatagrams: data.traffic.txDatagrams,
+    rxDatagrams: data.traffic.rxDatagrams,
+    routedIntoTunnel: more.routedIntoTunnel,
+  };
 }

@@ -10,7 +10,7 @@
 import { EventEmitter } from "node:events";
 import { WebSocket } from "ws";
 import { Backoff } from "../backoff.js";
-import { ConfigError, TunnelboreError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
 import {
@@ -38,26 +38,10 @@ import {
 } from "../signalling/signalling-crypto.js";
 import { TokenBucket } from "../signalling/signalling-rate.js";
 
+import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
+import type { IntroConnectionStatus } from "./intro-status.js";
+
 export type { ServerInfo } from "../signalling/protocol.js";
-
-/** send() while not connected to the server, or while the peer is not online there. */
-export class IntroOfflineError extends TunnelboreError {
-  constructor(
-    readonly peer: string,
-    readonly reason: "disconnected" | "peer-offline",
-  ) {
-    super(
-      "intro-offline",
-      reason === "disconnected"
-        ? "not connected to the introduction server"
-        : `peer ${keyFingerprint(peer)}… is not online at the introduction server`,
-      { peer, reason },
-    );
-  }
-}
-
-/** send() with a payload too large for one message, or faster than the queue can hold. */
-export class IntroSendError extends TunnelboreError {}
 
 export interface IntroClientEvents {
   connected: [serverInfo: ServerInfo];
@@ -92,20 +76,6 @@ export interface IntroClientOptions {
 }
 
 type ClientState = "stopped" | "connecting" | "online" | "waiting";
-
-/** Where the connection to the introduction server stands, for status. */
-export interface IntroConnectionStatus {
-  url: string;
-  /** "retrying": the last attempt or connection failed and the next one waits for its backoff. */
-  state: "connected" | "connecting" | "retrying" | "stopped";
-  /** Since when (unix ms) in this state; while retrying, since the first failure of the streak. */
-  since: number;
-  /** Consecutive failed attempts (0 once connected). */
-  failures: number;
-  /** The last failure: errno (ECONNREFUSED, ...) or close code and reason; null if none yet. */
-  lastError: string | null;
-  lastErrorAt: number;
-}
 
 /** The first reconnect after a connection that had been up for a while waits at most this long. */
 const FIRST_RECONNECT_JITTER_MS = 100;

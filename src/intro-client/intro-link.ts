@@ -4,12 +4,9 @@ import type { IceSignal } from "../ice/ice-signal.js";
 import type { Logger } from "../log.js";
 import type { PeerSignalling } from "../peer/peer.js";
 import { decodeKey } from "../wireguard/keys.js";
-import {
-  IntroClient,
-  type IntroConnectionStatus,
-  IntroOfflineError,
-  type ServerInfo,
-} from "./intro-client.js";
+import { IntroClient, type ServerInfo } from "./intro-client.js";
+import { IntroOfflineError } from "./intro-errors.js";
+import type { IntroConnectionStatus } from "./intro-status.js";
 
 export interface IntroLinkOptions {
   url: string;

@@ -121,3 +121,11 @@ export async function readInterface(name: string): Promise<WireGuardInterfaceInf
 export async function setPeerEndpoint(name: string, publicKey: string, endpoint: string): Promise<void> {
   await wg(["set", name, "peer", publicKey, "endpoint", endpoint], name);
 }
+
+/**
+ * The tunnel's own ranges (the peers' allowed IPs), never ICE candidates: ICE must not run inside the
+ * tunnel. Catch-all routes (/0 to /7) are left out, or nothing would remain.
+ */
+export function tunnelRanges(info: WireGuardInterfaceInfo): string[] {
+  return info.peers.flatMap((p) => p.allowedIps).filter((cidr) => Number(cidr.split("/")[1] ?? 32) >= 8);
+}

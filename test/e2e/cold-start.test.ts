@@ -5,9 +5,9 @@
 // (test/lab/wireguard-messages.ts), so a retry shows as a second initiation.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { forgetAll, forgetPeer, startTogether } from "../lab/cold-start.js";
+import { cleanupStale, labSupported } from "../lab/lab-housekeeping.js";
 import { teardownAll } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
-import { cleanupStale, labSupported } from "../lab/topology.js";
 import { ProductLab, WG_PORT } from "../lab/tunnelbore-lab.js";
 import { countHandshakes, type HandshakeCounts } from "../lab/wireguard-messages.js";
 import { waitFor } from "../support/wait-for.js";

@@ -3,10 +3,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCoturn, turnAllocateUdp } from "../lab/coturn.js";
 import { measureThroughput } from "../lab/iperf.js";
+import { cleanupStale, labSupported } from "../lab/lab-housekeeping.js";
 import { holePunch, mappedAddress, startUdpReflector, UdpAgent } from "../lab/nat.js";
 import { createNamespace, generateKeyPair, run, spawnInNamespace, teardownAll } from "../lab/netns.js";
 import { ContinuousPing, ping } from "../lab/ping.js";
-import { cleanupStale, Lab, labSupported } from "../lab/topology.js";
+import { Lab } from "../lab/topology.js";
 import { startWireGuard } from "../lab/wireguard.js";
 import { waitFor } from "../support/wait-for.js";
 

@@ -1,7 +1,8 @@
 // Who may connect as whom, who sees whom, what the server can read, and what receivers refuse.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type IntroServer, type RelayObservation, startIntroServer } from "../../intro-server/server.js";
-import { IntroClient, IntroOfflineError } from "../../src/intro-client/intro-client.js";
+import { IntroClient } from "../../src/intro-client/intro-client.js";
+import { IntroOfflineError } from "../../src/intro-client/intro-errors.js";
 import { createLogger } from "../../src/log.js";
 import { EnvelopeCodec } from "../../src/signalling/envelope.js";
 import { CloseCode, type SealedEnvelope } from "../../src/signalling/protocol.js";

@@ -6,7 +6,8 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { IntroClient, IntroOfflineError } from "../../src/intro-client/intro-client.js";
+import { IntroClient } from "../../src/intro-client/intro-client.js";
+import { IntroOfflineError } from "../../src/intro-client/intro-errors.js";
 import { createLogger } from "../../src/log.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
 import {

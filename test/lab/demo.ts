@@ -2,8 +2,8 @@
 // Builds a lab of network namespaces (hosts, NAT routers, a public segment with the introduction
 // server and coturn), pings through WireGuard, shows `tunnelbore status`, and removes everything.
 
+import { cleanupStale } from "./lab-housekeeping.js";
 import { nsRun, teardownAll } from "./netns.js";
-import { cleanupStale } from "./topology.js";
 import { CLI } from "./tunnelbore.js";
 import { ProductLab } from "./tunnelbore-lab.js";
 

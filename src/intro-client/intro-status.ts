@@ -1,0 +1,13 @@
+/** Where the connection to the introduction server stands, for status. */
+export interface IntroConnectionStatus {
+  url: string;
+  /** "retrying": the last attempt or connection failed and the next one waits for its backoff. */
+  state: "connected" | "connecting" | "retrying" | "stopped";
+  /** Since when (unix ms) in this state; while retrying, since the first failure of the streak. */
+  since: number;
+  /** Consecutive failed attempts (0 once connected). */
+  failures: number;
+  /** The last failure: errno (ECONNREFUSED, ...) or close code and reason; null if none yet. */
+  lastError: string | null;
+  lastErrorAt: number;
+}
