@@ -39,8 +39,8 @@ export type IceFailureReason = "timeout" | "checks-failed" | "consent-expired";
  * `IceSession.restart`): that one answers the restart. "replace": a full generation that abandons one
  * under way, for when it cannot succeed (our network changed, or its signals may have been lost).
  * "upgrade": controlling side only, a path is up over a relay and we look for a direct one: no TURN
- * allocation, and neither side's relay candidates are paired, so the attempt either finds a direct pair
- * or fails without touching the relay path.
+ * allocation on either side (the offer says so), and neither side's relay candidates are paired, so the
+ * attempt either finds a direct pair or fails without touching the relay path.
  */
 export type RestartMode = "full" | "replace" | "upgrade";
 
@@ -246,9 +246,9 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
    * One generation at a time: a "full" restart while a full generation is still gathering (its TURN
    * allocation under way) or younger than YOUNG_GENERATION_MS joins it instead (abandoning it would
    * throw its allocation away, and both sides restarting for the same trouble would each abandon the
-   * other's); "replace" abandons it. The controlled side cannot tell a full generation from an upgrade
-   * attempt (which cannot repair a relayed path): with a path in use it asks anyway, naming the
-   * generation of that path, and the controlling side, which knows, decides (`onRestartRequest`).
+   * other's); "replace" abandons it. The controlled side asks the controlling side, naming the
+   * generation of the path in use while a newer one (or an upgrade attempt, which cannot repair a
+   * relayed path) is under way; the controlling side decides (`onRestartRequest`).
    */
   restart(reason: string, mode: RestartMode = "full"): void {
     if (this._state === "closed") return;
@@ -270,7 +270,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       return;
     }
     // The generation we consider broken: the path's while a newer one is under way, else the newest.
-    const latest = underWay ? this.active : (this.current ?? this.active);
+    const latest = underWay || this.current?.mode === "upgrade" ? this.active : (this.current ?? this.active);
     const safeReason = reason.replace(/[^\w .:-]/g, "").slice(0, 64);
     this.requestedReason = safeReason;
     this.armRequestWatch();
@@ -407,14 +407,19 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
     }
     this.order.accepted(offer, latest);
     this.epoch = offer.epoch;
-    const requested = this.requestedReason;
-    const reason = requested ?? (latest ? "peer restarted ice" : "connect");
-    this.requestedReason = null;
+    // An upgrade attempt does not answer a restart we asked for (it cannot repair the path): the
+    // request stays pending, and the attempt is not called a repair.
+    const upgrade = offer.mode === "upgrade" && latest !== null;
+    const requested = upgrade ? null : this.requestedReason;
+    const reason = upgrade
+      ? "peer upgrade attempt"
+      : (requested ?? (latest ? "peer restarted ice" : "connect"));
+    if (!upgrade) this.requestedReason = null;
     const agent = this.startAgent({
       epoch: offer.epoch,
       generation: offer.generation,
       reason,
-      mode: "full",
+      mode: upgrade ? "upgrade" : "full",
       repair: requested !== null,
     });
     agent.describeRemote(offer);
@@ -493,6 +498,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       generation: agent.generation,
       ufrag: agent.conn.localUsername,
       pwd: agent.conn.localPassword,
+      ...(mode === "upgrade" ? { mode } : {}),
     });
     const watch = setTimeout(() => {
       if (agent.phase !== "closed" && agent === this.current && !agent.remoteDescribed)
@@ -517,6 +523,9 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   private onNominated(agent: IceAgent, path: IcePath): void {
     const previous = this.active;
     this.active = agent;
+    // A new full path answers a restart we asked for about the old one (the peer may have ignored our
+    // request because its own restart was under way): a later offer is not that answer.
+    if (agent.mode === "full") this.requestedReason = null;
     if (previous && previous !== agent) this.retire(previous);
     this.setState("connected");
     this.safeEmit("path", path);

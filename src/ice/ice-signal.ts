@@ -95,8 +95,11 @@ const description = {
 };
 
 export const iceSignalSchema = z.discriminatedUnion("t", [
-  /** Controlling -> controlled: start (or restart) generation `generation` of `epoch`. */
-  z.object({ t: z.literal("offer"), ...description }),
+  /**
+   * Controlling -> controlled: start (or restart) generation `generation` of `epoch`. `mode: "upgrade"`:
+   * an attempt at a direct path while a relayed one works (no relay candidates; it repairs nothing).
+   */
+  z.object({ t: z.literal("offer"), ...description, mode: z.literal("upgrade").optional() }),
   /** Controlled -> controlling: credentials for that same generation. */
   z.object({ t: z.literal("answer"), ...description }),
   /** Either way: one trickled candidate of the sender's agent for that generation. */

@@ -245,6 +245,42 @@ describe("IceSession on loopback", () => {
     expect(pair.a.upgrading).toBe(false);
   });
 
+  it("an upgrade attempt is no repair: the controlled side's pending restart request waits for a full generation", async () => {
+    const pair = makePair({ turn: { urls: ["turn:127.0.0.1:9"], username: "1:u", credential: "c" } });
+    await connect(pair);
+    // b asks for a restart that never reaches a (lost, or ignored by a busy peer)...
+    pair.deliver.a = false;
+    pair.b.restart("no reply from peer");
+    expect(pair.toA.some((m) => m.t === "restart")).toBe(true);
+    pair.deliver.a = true;
+    // ...then a's routine upgrade attempt arrives: it says so, and b does not take it for the repair.
+    pair.a.restart("upgrade to a direct path", "upgrade");
+    expect(pair.toB.filter((m) => m.t === "offer").at(-1)).toMatchObject({ mode: "upgrade" });
+    await waitFor(() => pair.b.stats.generations === 2, { what: "b accepted the upgrade offer" });
+    expect(pair.b.state).toBe("restarting");
+    expect(pair.b.repairing).toBe(false);
+    // A full generation is the answer to the request: that one is a repair.
+    pair.a.restart("peer: no reply from peer", "replace");
+    await waitFor(() => pair.b.stats.generations === 3, { what: "b accepted the full offer" });
+    expect(pair.toB.filter((m) => m.t === "offer").at(-1)).not.toHaveProperty("mode");
+    expect(pair.b.repairing).toBe(true);
+  });
+
+  it("a restart request answered by the peer's own restart is not pending any more when its path comes", async () => {
+    const pair = makePair({ turn: { urls: ["turn:127.0.0.1:9"], username: "1:u", credential: "c" } });
+    await connect(pair);
+    // a restarts on its own; b, doubting the old path meanwhile, asks too (a ignores it: its offer answers).
+    const paths = Promise.all([nextPath(pair.a), nextPath(pair.b)]);
+    pair.a.restart("no reply from peer");
+    await waitFor(() => pair.b.stats.generations === 2, { what: "b accepted a's offer" });
+    pair.b.restart("no reply from peer");
+    await paths;
+    // The next upgrade attempt is an upgrade attempt, not the answer to b's old request.
+    pair.a.restart("upgrade to a direct path", "upgrade");
+    await waitFor(() => pair.b.stats.generations === 3, { what: "b accepted the upgrade offer" });
+    expect(pair.b.repairing).toBe(false);
+  });
+
   it("ignores late candidates of an abandoned generation and connects on the newest", async () => {
     const pair = makePair();
     pair.deliver.b = false;
