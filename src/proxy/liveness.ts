@@ -107,6 +107,11 @@ interface Watch {
   suspectedAt: number;
   /** The initiation (by its send time) already judged. */
   judgedInitiationAt: number;
+  /** The peer's last datagram as of the previous look, and the gap before it (steady when small). */
+  lastSeenReceivedAt: number;
+  receiveGap: number;
+  /** The last datagram (by its time) after which a sudden silence was already doubted. */
+  silenceJudgedAt: number;
   /** Silence (no contact, no probe) after which an idle probe goes out; jittered anew after each. */
   idleInterval: number;
   expired: boolean;
@@ -222,6 +227,9 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
         suspectedAt: 0,
         // An initiation sent before this path existed is not the path's to answer.
         judgedInitiationAt: peer.lastInitiationSentAt,
+        lastSeenReceivedAt: peer.lastReceivedAt,
+        receiveGap: Infinity,
+        silenceJudgedAt: peer.lastReceivedAt,
         idleInterval: this.idleInterval(),
         expired: false,
       };
@@ -253,6 +261,22 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     // WireGuard keeps sending, nothing comes back.
     const sending = now - peer.lastSentAt < this.silenceMs && peer.lastSentAt > contact;
     if (sending && now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+    // The peer was sending steadily and fell silent. When we only receive, WireGuard sends nothing
+    // that could go unanswered: this is how the receiving side of a path learns that a NAT on the way
+    // forgot it (the probes decide; an answered probe means the peer merely stopped).
+    if (peer.lastReceivedAt !== watch.lastSeenReceivedAt) {
+      watch.receiveGap =
+        watch.lastSeenReceivedAt === 0 ? Infinity : peer.lastReceivedAt - watch.lastSeenReceivedAt;
+      watch.lastSeenReceivedAt = peer.lastReceivedAt;
+    }
+    if (
+      watch.receiveGap <= this.silenceMs / 2 &&
+      now - contact >= this.silenceMs &&
+      peer.lastReceivedAt > watch.silenceJudgedAt
+    ) {
+      watch.silenceJudgedAt = peer.lastReceivedAt;
+      this.beginDoubt(watch, now);
+    }
 
     if (watch.doubtSince !== 0) {
       if (watch.suspect) {

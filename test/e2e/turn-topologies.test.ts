@@ -50,6 +50,24 @@ async function bothRelayed(lab: ProductLab): Promise<boolean> {
   return true;
 }
 
+/** Every status of a relayed pair's side that was not connected(relay), sampled every 500 ms for `ms`. */
+async function statesOtherThanRelayed(lab: ProductLab, ms: number): Promise<string[]> {
+  const seen: string[] = [];
+  for (const end = Date.now() + ms; Date.now() < end; ) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const [from, to] of RELAYED_PAIRS) {
+      for (const [on, peer] of [
+        [from, to],
+        [to, from],
+      ] as const) {
+        const { state } = await lab.peerStatus(on, peer);
+        if (state !== "connected(relay)") seen.push(`${on} -> ${peer}: ${state}`);
+      }
+    }
+  }
+  return seen;
+}
+
 describe.each(TURN_TOPOLOGIES)("TURN $name", ({ turn }) => {
   let lab: ProductLab;
 
@@ -97,6 +115,9 @@ describe.each(TURN_TOPOLOGIES)("TURN $name", ({ turn }) => {
     }
     await waitFor(() => bothRelayed(lab), { what: "every pair connected(relay) again" });
     for (const coturn of lab.coturns) expect(await allocations(coturn)).toBeGreaterThan(0);
+    // Traffic stopped: each side's liveness doubts the silent path and its probes are answered; the
+    // controlling side's upgrade attempts come and go. None of that is a repair: connected throughout.
+    expect(await statesOtherThanRelayed(lab, 8_000)).toEqual([]);
   }, 60_000);
 });
 

@@ -234,3 +234,37 @@ describe("heard and quiet on ICE paths", () => {
     expect(monitor.stats.probesAnswered).toBeGreaterThan(10);
   });
 });
+
+describe("a path that was receiving steadily falls silent (the receiving side of a one-way flow)", () => {
+  /** The peer sends every 200 ms; we send nothing. */
+  const receiving = (t: number) => {
+    peer.lastReceivedAt = t;
+  };
+
+  it("is doubted at once and suspect when its probes go unanswered", async () => {
+    let doubts = 0;
+    monitor.on("doubt", () => doubts++);
+    await advance(3000, receiving);
+    expect(doubts).toBe(0);
+    path.answers = false;
+    await advance(3000); // silence: no datagram, and WireGuard sends nothing either
+    expect(doubts).toBe(1);
+    expect(suspects).toEqual(["idle path unanswered"]);
+  });
+
+  it("a peer that merely stopped answers the probes: no suspicion", async () => {
+    await advance(3000, receiving);
+    await advance(5000);
+    expect(suspects).toEqual([]);
+    expect(monitor.stats.probesSent).toBeGreaterThan(0);
+    expect(monitor.stats.probesSent).toBeLessThan(5); // one doubt, settled by its first answers
+  });
+
+  it("sparse traffic (a keepalive every 25 s) is no steady flow: its pauses raise no doubt", async () => {
+    for (let i = 0; i < 4; i++) {
+      peer.lastReceivedAt = now;
+      await advance(10_000);
+    }
+    expect(monitor.stats.probesSent).toBe(0);
+  });
+});
