@@ -18,7 +18,14 @@ export interface PeerPath {
    * the socket is bound to the wildcard address (the kernel picks the source by route).
    */
   udpRoute?(): UdpRoute | null;
-  /** Set by the proxy: the path calls it whenever `udpRoute()` would answer differently. */
+  /**
+   * A relayed path on our own TURN allocation over UDP with a channel bound to the peer's address: the
+   * allocation's five-tuple (our TURN client socket, the TURN server) and the channel number, for the
+   * kernel fast path to add and strip ChannelData headers. Null otherwise (no allocation of ours, TCP/TLS
+   * TURN, channel not bound yet: those datagrams stay in user space).
+   */
+  channelRoute?(): ChannelRoute | null;
+  /** Set by the proxy: the path calls it whenever `udpRoute()` or `channelRoute()` would answer differently. */
   onRouteChange?: (() => void) | null;
   /** Told what the kernel fast path forwarded on this path since the last call (datagrams each way). */
   kernelTraffic?(sent: number, received: number): void;
@@ -38,6 +45,14 @@ export interface FiveTuple {
 /** A path's five-tuple, with a null localAddress while the socket is bound to the wildcard address. */
 export interface UdpRoute extends Omit<FiveTuple, "localAddress"> {
   localAddress: string | null;
+}
+
+/**
+ * A TURN allocation's flow (local: our TURN client socket; remote: the TURN server) and the channel
+ * (0x4000-0x7FFF, RFC 8656 §12) bound to the peer's address on it.
+ */
+export interface ChannelRoute extends FiveTuple {
+  channel: number;
 }
 
 /** True when both name the same flow (other fields, e.g. of an entry that extends FiveTuple, are ignored). */
