@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { FastPathProgram } from "../ebpf/loader.js";
+import type { FastPathProgram } from "../ebpf/loader.js";
 import { type PeerStatus, peerStatusOf, type StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
 import type { TurnConfig } from "./ice/ice-session.js";
@@ -10,7 +10,8 @@ import { systemClock } from "./peer/clock.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
-import { KernelForwarder } from "./proxy/kernel-forwarder.js";
+import { chooseKernelFastPath, type KernelFastPathSetting } from "./proxy/kernel-fast-path-choice.js";
+import type { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
@@ -47,8 +48,8 @@ export interface TunnelboreOptions {
   liveness?: LivenessOptions;
   /** Watch addresses and routes (default true; tests of the proxy alone turn it off). */
   watchNetwork?: boolean;
-  /** Forward transport data of direct and static paths in the kernel (ebpf/fast-path.bpf.c). */
-  ebpf?: boolean;
+  /** Forward transport data in the kernel (ebpf/fast-path.bpf.c): auto (default), on, off. */
+  ebpf?: KernelFastPathSetting;
   /** Retry and upgrade backoffs of peers (tests). */
   peerTiming?: Partial<PeerTiming>;
   /** An interface missing at start is waited for (service boot order) instead of a configuration error. */
@@ -91,6 +92,8 @@ export class Tunnelbore {
   private monitor: LivenessMonitor | null = null;
   private fastPath: FastPathProgram | null = null;
   private kernel: KernelForwarder | null = null;
+  /** Why transport data is forwarded in user space (null while the kernel does it). */
+  private userSpaceReason: string | null = null;
   private watch: AddressWatch | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly resyncTimers = new Set<NodeJS.Timeout>();
@@ -142,7 +145,14 @@ export class Tunnelbore {
     }
     await this.state.load();
     await this.bypass.start(info.fwmark); // before our first socket, so that it carries the mark too
-    if (this.options.ebpf) await this.loadFastPath(info.name);
+    const choice = await chooseKernelFastPath({
+      setting: this.options.ebpf ?? "auto",
+      wireguardInterface: info.name,
+      logger: this.log,
+    });
+    this.fastPath = choice.program;
+    this.kernel = choice.forwarder;
+    this.userSpaceReason = choice.reason;
     const proxy = new WireGuardProxy({
       kernel: this.kernel,
       wireguardPort: info.listenPort,
@@ -258,22 +268,6 @@ export class Tunnelbore {
       "released: WireGuard has its real endpoints until the interface is recreated",
     );
     return { restored };
-  }
-
-  private async loadFastPath(interfaceName: string): Promise<void> {
-    try {
-      this.fastPath = await FastPathProgram.load(interfaceName);
-    } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError(
-        "ebpf-unavailable",
-        `--ebpf: the kernel fast path cannot be loaded (${(err as Error).message}); run without --ebpf to forward in user space`,
-        { interface: interfaceName },
-        { cause: err },
-      );
-    }
-    this.kernel = new KernelForwarder(this.fastPath, { wireguardInterface: interfaceName, logger: this.log });
-    this.log.info({ tcPreference: this.fastPath.preference }, "kernel fast path loaded");
   }
 
   /** Local network changes restart ICE; link events of the WireGuard interface make us look at it again. */
@@ -394,7 +388,12 @@ export class Tunnelbore {
       wireguardPort: proxy?.wireguardListenPort ?? 0,
       peers,
       drops: { ...(proxy?.drops ?? newDropCounters()) },
-      kernelFastPath: this.fastPath ? { interfaces: this.fastPath.interfaces } : null,
+      forwarding: {
+        setting: this.options.ebpf ?? "auto",
+        mode: this.kernel ? "kernel" : "user space",
+        reason: this.kernel ? null : (this.userSpaceReason ?? "not started yet"),
+        interfaces: this.fastPath?.interfaces ?? [],
+      },
       tunnelBypass: this.bypass.status(),
     };
   }

@@ -3,6 +3,11 @@ import { ControlServer, controlSocketPath, DEFAULT_RUN_DIR } from "../control/co
 import { ConfigError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
+import {
+  type KernelFastPathSetting,
+  normalizeKernelFastPathFlag,
+  parseKernelFastPathSetting,
+} from "../proxy/kernel-fast-path-choice.js";
 import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
 import { type IntroSettings, Tunnelbore } from "../tunnelbore.js";
 import { decodeKey } from "../wireguard/keys.js";
@@ -26,9 +31,12 @@ Options:
       --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821)
       --loopback-port-base N  first port of the per-peer loopback sockets (default ${DEFAULT_LOOPBACK_PORT_BASE})
       --no-manage-endpoints   leave WireGuard's peer endpoints alone
-      --ebpf                  forward WireGuard's data in the kernel (tc/eBPF) on direct and
-                              static paths; handshakes stay in Tunnelbore (needs bpftool, tc,
-                              and sets net.ipv4.conf.lo.route_localnet=1)
+      --ebpf auto|on|off      forward WireGuard's data in the kernel (tc/eBPF): auto (default)
+                              wherever the kernel and privileges allow it, else user space (one
+                              log line says why; status shows the mode); on: fail at start if it
+                              cannot load; off: user space. Handshakes stay in Tunnelbore. Needs
+                              bpftool and tc; sets net.ipv4.conf.lo.route_localnet=1 while it runs.
+                              --ebpf alone means on
       --endpoint KEY=HOST:PORT
                               a peer's real endpoint (repeatable); a hostname is re-resolved
                               at every handshake attempt
@@ -57,7 +65,7 @@ export interface RunConfig {
   runDir: string;
   pollIntervalMs: number;
   logLevel: string;
-  ebpf: boolean;
+  ebpf: KernelFastPathSetting;
   waitForInterface: boolean;
   wgQuickConfig: string | undefined;
 }
@@ -111,7 +119,7 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     catchAll: { address: listen.host, port: listen.port },
     loopbackPortBase: portBase,
     manageEndpoints: !values["no-manage-endpoints"],
-    ebpf: values.ebpf === true,
+    ebpf: kernelFastPathSetting(values.ebpf),
     staticEndpoints,
     stateDir: values["state-dir"] ?? "/var/lib/tunnelbore",
     runDir: values["run-dir"] ?? DEFAULT_RUN_DIR,
@@ -121,6 +129,12 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
       values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd()),
     wgQuickConfig: values["wg-quick-config"],
   };
+}
+
+function kernelFastPathSetting(value: string | undefined): KernelFastPathSetting {
+  const setting = parseKernelFastPathSetting(value);
+  if (!setting) throw new ConfigError("bad-usage", `--ebpf "${value}" is not one of auto, on, off`);
+  return setting;
 }
 
 /** systemd sets INVOCATION_ID for the processes of a unit: a service must survive its boot order. */
@@ -166,7 +180,7 @@ function introSettings(values: ReturnType<typeof parse>["values"]): IntroSetting
 
 function parse(argv: string[]) {
   return parseArgs({
-    args: argv,
+    args: normalizeKernelFastPathFlag(argv),
     strict: true,
     allowPositionals: false,
     options: {
@@ -180,7 +194,7 @@ function parse(argv: string[]) {
       listen: { type: "string" },
       "loopback-port-base": { type: "string" },
       "no-manage-endpoints": { type: "boolean" },
-      ebpf: { type: "boolean" },
+      ebpf: { type: "string" },
       endpoint: { type: "string", multiple: true },
       "state-dir": { type: "string" },
       "run-dir": { type: "string" },

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { controlSocketPath, DEFAULT_RUN_DIR, requestStatus } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError } from "../errors.js";
+import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
 
 export const STATUS_USAGE = `Usage: tunnelbore status [--interface IF] [--json] [--run-dir DIR]
 
@@ -105,6 +106,13 @@ function formatTunnelBypass(report: StatusReport): string[] {
   return lines;
 }
 
+/** One line: where transport data is forwarded, and why not in the kernel. */
+export function formatForwarding(forwarding: ForwardingStatus): string {
+  if (forwarding.mode === "kernel")
+    return `forwarding: kernel fast path on ${forwarding.interfaces.join(", ")}`;
+  return `forwarding: user space${forwarding.reason ? ` (${forwarding.reason})` : ""}`;
+}
+
 export function formatStatus(report: StatusReport): string {
   const header = ["PEER", "STATE", "REMOTE", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
   const rows = report.peers.map((p) => [
@@ -136,7 +144,7 @@ export function formatStatus(report: StatusReport): string {
     ...rows.map(line),
     `dropped: ${dropped || "none"}`,
     ...formatTunnelBypass(report),
-    ...(report.kernelFastPath ? [`kernel fast path on ${report.kernelFastPath.interfaces.join(", ")}`] : []),
+    formatForwarding(report.forwarding),
     "",
   ].join("\n");
 }

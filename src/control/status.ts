@@ -2,6 +2,7 @@ import type { IntroConnectionStatus } from "../intro-client/intro-status.js";
 import type { Peer } from "../peer/peer.js";
 import { formatPeerState } from "../peer/peer-state.js";
 import type { DropCounters } from "../proxy/counters.js";
+import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
 import type { ProxyPeer } from "../proxy/proxy-peer.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 
@@ -18,7 +19,7 @@ export interface PeerStatus {
   lastHandshake: number;
   txBytes: number;
   rxBytes: number;
-  /** True while the kernel fast path carries the peer's transport data (--ebpf). */
+  /** True while the kernel fast path carries the peer's transport data. */
   kernelFastPath: boolean;
   /** Datagrams each way (part of all the counts) the kernel fast path carried. */
   kernelTxDatagrams: number;
@@ -47,8 +48,8 @@ export interface StatusReport {
   wireguardPort: number;
   peers: PeerStatus[];
   drops: DropCounters;
-  /** With --ebpf: the interfaces the fast path is attached to; null without it. */
-  kernelFastPath: { interfaces: string[] } | null;
+  /** Where transport data is forwarded (kernel fast path or user space), and why not the kernel. */
+  forwarding: ForwardingStatus;
   /** Whether Tunnelbore's sockets carry the interface's fwmark (full tunnels), and why not. */
   tunnelBypass: TunnelBypassStatus;
 }

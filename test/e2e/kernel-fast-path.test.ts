@@ -91,7 +91,7 @@ describe("kernel fast path on a static path", () => {
     expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(loopback);
     expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(1);
     expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(1);
-    expect((await tb.status()).kernelFastPath?.interfaces.sort()).toEqual(["eth0", "lo"]);
+    expect((await tb.status()).forwarding.interfaces.sort()).toEqual(["eth0", "lo"]);
 
     expect(await tb.stop("SIGTERM")).toBe(0);
     running.length = 0;
