@@ -1,9 +1,9 @@
 // NAT traversal benchmarks in one ProductLab (network namespaces, nftables NAT routers, an introduction
 // server and coturn on the public segment, real wireguard-go and the built Tunnelbore on every host):
 //
-//   a (EIM NAT) <-> b (EIM NAT)              WireGuard through Tunnelbore: direct ICE path
-//   c (symmetric NAT) <-> d (symmetric NAT)  WireGuard through Tunnelbore: TURN relay (coturn)
-//   e (EIM NAT) <-> f (EIM NAT)              Tunnelbore --ebpf: direct ICE path in the kernel fast path
+//   a (EIM NAT) <-> b (EIM NAT)              Tunnelbore --ebpf off: direct ICE path in user space
+//   c (symmetric NAT) <-> d (symmetric NAT)  Tunnelbore, default mode: TURN relay (coturn)
+//   e (EIM NAT) <-> f (EIM NAT)              Tunnelbore, default mode: direct ICE path (the kernel fast path)
 //   a <-> b on a second wireguard-go pair     no Tunnelbore, each with the other's public endpoint
 //                                             (the baseline: the very same hosts, NATs and links)
 //
@@ -206,12 +206,12 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
   try {
     lab = await ProductLab.create({
       hosts: [
-        { name: "a", nat: "eim", flags },
-        { name: "b", nat: "eim", flags },
+        { name: "a", nat: "eim", flags: [...flags, "--ebpf", "off"] },
+        { name: "b", nat: "eim", flags: [...flags, "--ebpf", "off"] },
         { name: "c", nat: "symmetric", flags },
         { name: "d", nat: "symmetric", flags },
-        { name: "e", nat: "eim", flags: [...flags, "--ebpf"] },
-        { name: "f", nat: "eim", flags: [...flags, "--ebpf"] },
+        { name: "e", nat: "eim", flags },
+        { name: "f", nat: "eim", flags },
       ],
       links: [
         ["a", "b"],
@@ -245,7 +245,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
           pids: [tb("a"), tb("b"), wireguardPid(baseline.a), wireguardPid(baseline.b)],
         },
         {
-          label: "ICE direct",
+          label: "ICE direct, --ebpf off",
           client: "a",
           serverNs: lab.host("b").ns,
           serverAddress: lab.host("b").tunnelAddress,
@@ -259,7 +259,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
           pids: [tb("c"), tb("d"), wgOf("c"), wgOf("d")],
         },
         {
-          label: "ICE direct --ebpf",
+          label: "ICE direct, default mode",
           client: "e",
           serverNs: lab.host("f").ns,
           serverAddress: lab.host("f").tunnelAddress,
@@ -298,7 +298,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         note: `${describe(base!)}; a -> b through both EIM NATs`,
       },
       {
-        name: "nat: iperf3 TCP, Tunnelbore ICE direct path",
+        name: "nat: iperf3 TCP, Tunnelbore ICE direct path, user space (--ebpf off)",
         value: iceMbps,
         unit: "Mbit/s",
         note: `${describe(ice!)}; a -> b, path ${abPath.remote}`,
@@ -310,19 +310,19 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         note: `${describe(turn!)}; c -> coturn -> d`,
       },
       {
-        name: "nat: throughput ratio ICE direct / baseline",
+        name: "nat: throughput ratio ICE direct user space / baseline",
         value: iceMbps / baseMbps,
         unit: "",
         note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(ice!), 2)} (median ${median(perRound(ice!)).toFixed(2)})`,
       },
       {
-        name: "nat: iperf3 TCP, Tunnelbore --ebpf ICE direct path (kernel fast path)",
+        name: "nat: iperf3 TCP, Tunnelbore ICE direct path, default mode (kernel fast path)",
         value: kernelMbps,
         unit: "Mbit/s",
         note: `${describe(kernel!)}; e -> f, path ${efPath.remote}, ${efPath.kernelTxDatagrams} datagrams in the kernel`,
       },
       {
-        name: "nat: throughput ratio ICE direct --ebpf / baseline",
+        name: "nat: throughput ratio ICE direct default mode / baseline",
         value: kernelMbps / baseMbps,
         unit: "",
         note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(kernel!), 2)} (median ${median(perRound(kernel!)).toFixed(2)}); e, f have their own EIM NATs like a, b`,
@@ -369,7 +369,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
       ["baseline (wireguard-go)", base!, 2],
       ["ICE direct (wireguard-go + Tunnelbore)", ice!, 0],
       ["TURN relay (wireguard-go + Tunnelbore)", turn!, 0],
-      ["ICE direct --ebpf (wireguard-go + Tunnelbore)", kernel!, 0],
+      ["ICE direct, default mode (wireguard-go + Tunnelbore)", kernel!, 0],
     ] as const) {
       rows.push({
         name: `nat: CPU per 100 Mbit/s, ${label}`,
