@@ -15,7 +15,6 @@
 // TBT_BENCH_FLEET=N sets the number of idle peers; TBT_BENCH_ONLY=idle skips the gap measurements;
 // TBT_BENCH_HUB_LOG=FILE keeps the hub's Tunnelbore log.
 import { spawn } from "node:child_process";
-import type { Socket } from "node:dgram";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -24,6 +23,7 @@ import { IceSessionFactory } from "../src/ice/ice-session-factory.js";
 import { IntroLink, linkSignalling } from "../src/intro-client/intro-link.js";
 import { systemClock } from "../src/peer/clock.js";
 import { Peer, type PeerDataPlane } from "../src/peer/peer.js";
+import type { BatchedUdpSocket as Socket } from "../src/proxy/batched-udp.js";
 import { LivenessMonitor } from "../src/proxy/liveness.js";
 import { ProxyPeer } from "../src/proxy/proxy-peer.js";
 import { encodeKey } from "../src/wireguard/keys.js";

@@ -1,5 +1,5 @@
-import type { Socket } from "node:dgram";
 import { Mac1Key } from "../wireguard/mac1.js";
+import type { BatchedUdpSocket } from "./batched-udp.js";
 import { newTrafficCounters, type TrafficCounters } from "./counters.js";
 import type { LoopbackAddress } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
@@ -44,7 +44,7 @@ export class ProxyPeer {
     readonly publicKey: string,
     readonly keyBytes: Uint8Array,
     readonly loopback: LoopbackAddress,
-    readonly socket: Socket,
+    readonly socket: BatchedUdpSocket,
   ) {
     this.mac1 = new Mac1Key(keyBytes);
   }

@@ -1,11 +1,15 @@
-import type { RemoteInfo, Socket } from "node:dgram";
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { Logger } from "../log.js";
 import { MessageType, messageType } from "../wireguard/messages.js";
+import {
+  type BatchedUdpSocket,
+  openBatchedUdpSocket,
+  type ReceivedBatch,
+  type UdpIo,
+} from "./batched-udp.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
 import type { PeerPath, UdpRoute } from "./path.js";
-import { bindUdpSocket } from "./udp-socket.js";
 
 /** With a hostname: re-resolve when datagrams go out but none came back for this long. */
 const SILENCE_BEFORE_RERESOLVE_MS = 3000;
@@ -25,7 +29,7 @@ export class StaticPath implements PeerPath {
   onForeignDatagram: (() => void) | null = null;
   onRouteChange: (() => void) | null = null;
 
-  private socket: Socket | null = null;
+  private socket: BatchedUdpSocket | null = null;
   private family: 4 | 6 = 4;
   private address: string | null;
   private readonly isHostname: boolean;
@@ -38,6 +42,8 @@ export class StaticPath implements PeerPath {
   constructor(
     readonly endpoint: Endpoint,
     private readonly log: Logger,
+    /** How the path's socket does its I/O (batched-udp.ts). */
+    private readonly udpIo: UdpIo | "auto" = "auto",
   ) {
     const family = isIP(endpoint.host);
     this.isHostname = family === 0;
@@ -101,18 +107,24 @@ export class StaticPath implements PeerPath {
   }
 
   private async openSocket(): Promise<void> {
-    const socket = await bindUdpSocket(
-      this.family === 6
-        ? { address: "::", port: 0, role: "static path", type: "udp6" }
-        : { address: "0.0.0.0", port: 0, role: "static path" },
-    );
-    socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => {
-      if (rinfo.port === this.endpoint.port && rinfo.address === this.address) {
-        if (this.isHostname) this.lastReceivedAt = Date.now();
-        this.onDatagram?.(msg);
-      } else this.onForeignDatagram?.();
+    const where = this.family === 6 ? { address: "::", type: "udp6" as const } : { address: "0.0.0.0" };
+    const socket = await openBatchedUdpSocket({
+      ...where,
+      port: 0,
+      role: "static path",
+      logger: this.log,
+      io: this.udpIo,
     });
-    socket.on("error", (err) => this.log.warn({ err, endpoint: this.remote }, "static path socket error"));
+    socket.onBatch = (batch: ReceivedBatch) => {
+      const port = this.endpoint.port;
+      for (let i = 0; i < batch.count; i++) {
+        if (batch.port(i) === port && batch.address(i) === this.address) {
+          if (this.isHostname) this.lastReceivedAt = Date.now();
+          this.onDatagram?.(batch.datagram(i));
+        } else this.onForeignDatagram?.();
+      }
+    };
+    socket.onError = (err) => this.log.warn({ err, endpoint: this.remote }, "static path socket error");
     const old = this.socket;
     this.socket = socket;
     old?.close();

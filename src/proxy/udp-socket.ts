@@ -59,17 +59,7 @@ export async function bindUdpSocket(options: BindUdpSocketOptions): Promise<Sock
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       socket.close();
-      // A busy or unbindable address is the user's to fix (another tunnelbore, or a wrong --listen).
-      reject(
-        new ConfigError(
-          err.code === "EADDRINUSE" ? "port-busy" : "bind-failed",
-          err.code === "EADDRINUSE"
-            ? `${role} address ${address}:${port} is already in use (is another tunnelbore running? see --listen)`
-            : `cannot bind ${role} socket ${address}:${port}: ${err.message}`,
-          { address, port, role },
-          { cause: err },
-        ),
-      );
+      reject(bindError(err, role, address, port));
     };
     socket.once("error", onError);
     socket.bind({ address, port, exclusive }, () => {
@@ -78,4 +68,24 @@ export async function bindUdpSocket(options: BindUdpSocketOptions): Promise<Sock
     });
   });
   return socket;
+}
+
+/**
+ * The ConfigError for a socket that could not be bound: `port-busy` when the address is in use, else
+ * `bind-failed`. A busy or unbindable address is the user's to fix (another tunnelbore, or a wrong --listen).
+ */
+export function bindError(
+  err: NodeJS.ErrnoException,
+  role: string,
+  address: string,
+  port: number,
+): ConfigError {
+  return new ConfigError(
+    err.code === "EADDRINUSE" ? "port-busy" : "bind-failed",
+    err.code === "EADDRINUSE"
+      ? `${role} address ${address}:${port} is already in use (is another tunnelbore running? see --listen)`
+      : `cannot bind ${role} socket ${address}:${port}: ${err.message}`,
+    { address, port, role },
+    { cause: err },
+  );
 }

@@ -1,17 +1,22 @@
-import type { RemoteInfo, Socket } from "node:dgram";
 import { EventEmitter } from "node:events";
 import { RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Mac1Key } from "../wireguard/mac1.js";
 import { MessageType, messageType, receiverIndex, senderIndex } from "../wireguard/messages.js";
 import { PeerKeyTable } from "../wireguard/peer-key-table.js";
+import {
+  type BatchedUdpSocket,
+  openBatchedUdpSocket,
+  type ReceivedBatch,
+  type UdpIo,
+} from "./batched-udp.js";
 import { type DropCounters, type DropReason, newDropCounters } from "./counters.js";
 import { IndexTable } from "./index-table.js";
 import type { KernelForwarder } from "./kernel-forwarder.js";
 import { LoopbackAllocator } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 import { ProxyPeer } from "./proxy-peer.js";
-import { bindUdpSocket, SOCKET_BUFFER_BYTES } from "./udp-socket.js";
+import { SOCKET_BUFFER_BYTES } from "./udp-socket.js";
 
 export interface WireGuardProxyOptions {
   /** WireGuard's listen port; every datagram for WireGuard goes to 127.0.0.1 at this port. */
@@ -27,6 +32,8 @@ export interface WireGuardProxyOptions {
   replacedPathGraceMs?: number;
   /** How long after our initiation a peer's initiation counts as crossing it (default 1000 ms). */
   crossingWindowMs?: number;
+  /** How the catch-all and L(P) sockets do their I/O (batched-udp.ts; default "auto": native when it loads). */
+  udpIo?: UdpIo | "auto";
   logger: Logger;
 }
 
@@ -67,7 +74,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private readonly allocator: LoopbackAllocator;
   private readonly localMac1: Mac1Key | null;
   private readonly log: Logger;
-  private catchAll: Socket | null = null;
+  private catchAll: BatchedUdpSocket | null = null;
   private wireguardPort: number;
   private readonly kernel: KernelForwarder | null;
   private readonly replacedGraceMs: number;
@@ -102,12 +109,15 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   /** Binds the catch-all. Fails with a ConfigError (code "port-busy") when the address is taken. */
   async start(): Promise<void> {
     const { address, port } = this.options.catchAll;
-    const socket = await bindUdpSocket({ address, port, role: "catch-all", exclusive: true });
-    socket.on("message", (msg, rinfo) => this.fromWireGuardAtCatchAll(msg, rinfo));
+    const socket = await this.openSocket(address, port, "catch-all");
+    socket.onBatch = (batch: ReceivedBatch) => {
+      for (let i = 0; i < batch.count; i++) this.fromWireGuardAtCatchAll(batch.datagram(i), batch.address(i));
+    };
+    socket.onError = (err) => this.log.debug({ err }, "catch-all socket error");
     this.catchAll = socket;
-    // Linux caps SO_RCVBUF/SO_SNDBUF at net.core.rmem_max/wmem_max (the kernel reports double the
-    // granted size); we never change those sysctls, so say what was granted.
-    const granted = { receive: socket.getRecvBufferSize() / 2, send: socket.getSendBufferSize() / 2 };
+    // Linux caps SO_RCVBUF/SO_SNDBUF at net.core.rmem_max/wmem_max; we never change those sysctls, so
+    // say what was granted.
+    const granted = socket.grantedBufferBytes();
     if (granted.receive < SOCKET_BUFFER_BYTES || granted.send < SOCKET_BUFFER_BYTES) {
       this.log.info(
         { asked: SOCKET_BUFFER_BYTES, granted },
@@ -128,18 +138,15 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     let lastError: unknown;
     for (const where of this.allocator.candidates(keyBytes)) {
       try {
-        const socket = await bindUdpSocket({
-          address: where.address,
-          port: where.port,
-          role: "loopback",
-          exclusive: true,
-        });
+        const socket = await this.openSocket(where.address, where.port, "loopback");
         this.allocator.claim(where);
         const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
         const local = this.options.localPublicKey;
         peer.winsCrossing = local !== undefined && Buffer.compare(local, keyBytes) < 0;
-        socket.on("message", (msg, rinfo) => this.fromWireGuard(peer, msg, rinfo));
-        socket.on("error", (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error"));
+        socket.onBatch = (batch: ReceivedBatch) => {
+          for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
+        };
+        socket.onError = (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error");
         this.peers.set(publicKey, peer);
         this.keys.add(keyBytes, peer);
         this.log.info({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
@@ -153,6 +160,11 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       peer: publicKey,
       cause: String(lastError),
     });
+  }
+
+  private openSocket(address: string, port: number, role: string): Promise<BatchedUdpSocket> {
+    const io = this.options.udpIo ?? "auto";
+    return openBatchedUdpSocket({ address, port, role, exclusive: true, logger: this.log, io });
   }
 
   removePeer(publicKey: string): void {
@@ -284,8 +296,8 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   }
 
   /** A datagram WireGuard sent to L(P): it is P's by construction. */
-  private fromWireGuard(peer: ProxyPeer, msg: Buffer, rinfo: RemoteInfo): boolean {
-    if (!rinfo.address.startsWith("127.")) return this.drop("foreign-source");
+  private fromWireGuard(peer: ProxyPeer, msg: Buffer, source: string): boolean {
+    if (!source.startsWith("127.")) return this.drop("foreign-source");
     const type = messageType(msg);
     if (type === 0) return this.drop("malformed");
     if ((type === MessageType.Initiation || type === MessageType.Response) && !peer.mac1.verify(msg)) {
@@ -295,10 +307,10 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   }
 
   /** A datagram WireGuard sent to the catch-all: handshakes by mac1, the rest by receiver index. */
-  private fromWireGuardAtCatchAll(msg: Buffer, rinfo: RemoteInfo): boolean {
+  private fromWireGuardAtCatchAll(msg: Buffer, source: string): boolean {
     // Only this host can reach a 127.x socket; the source port is not checked, so that the parser
     // (not a port filter) is what every datagram meets, and a restarted WireGuard is heard at once.
-    if (!rinfo.address.startsWith("127.")) return this.drop("foreign-source");
+    if (!source.startsWith("127.")) return this.drop("foreign-source");
     const type = messageType(msg);
     if (type === 0) return this.drop("malformed");
     let peer: ProxyPeer | undefined;

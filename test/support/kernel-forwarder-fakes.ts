@@ -1,12 +1,19 @@
 // Fakes for the KernelForwarder unit tests (test/unit/kernel-forwarder-*.test.ts): a FastPathProgram
 // whose maps live in memory (counters set by the test), a path whose UDP route the test sets, a route
 // lookup the test answers, and a harness that makes a forwarder over them with fake timers.
-import type { Socket } from "node:dgram";
+
 import { pino } from "pino";
 import { afterEach, beforeEach, expect, vi } from "vitest";
-import type { EntryCounters, FastPathProgram, InboundEntry, OutboundEntry } from "../../ebpf/loader.js";
+import type {
+  EntryCounters,
+  FastPathProgram,
+  InboundEntry,
+  InboundFlow,
+  OutboundEntry,
+} from "../../ebpf/loader.js";
+import type { BatchedUdpSocket as Socket } from "../../src/proxy/batched-udp.js";
 import { KernelForwarder, type KernelRoute } from "../../src/proxy/kernel-forwarder.js";
-import type { FiveTuple, PathKind, PeerPath, UdpRoute } from "../../src/proxy/path.js";
+import type { ChannelRoute, PathKind, PeerPath, UdpRoute } from "../../src/proxy/path.js";
 import { ProxyPeer } from "../../src/proxy/proxy-peer.js";
 
 export const WG_INTERFACE = "wg0";
@@ -20,8 +27,15 @@ export interface Counted {
 }
 
 export const outKey = (address: string, port: number): string => `${address}:${port}`;
-export const inKey = (local: string, localPort: number, remote: string, remotePort: number): string =>
-  `${local}:${localPort}<${remote}:${remotePort}`;
+export const inKey = (
+  local: string,
+  localPort: number,
+  remote: string,
+  remotePort: number,
+  channel?: number,
+): string => `${local}:${localPort}<${remote}:${remotePort}${channel ? `#${channel}` : ""}`;
+const flowKey = (f: InboundFlow): string =>
+  inKey(f.localAddress, f.localPort, f.remoteAddress, f.remotePort, f.channel);
 
 /** The part of FastPathProgram that KernelForwarder uses (typed, so that an API change shows here). */
 type ProgramApi = Pick<
@@ -61,6 +75,7 @@ export class FakeProgram implements ProgramApi {
       wireguardPort: e.wireguardPort,
       ifindex: e.ifindex,
       toLoopback: e.toLoopback,
+      ...(e.channel ? { channel: e.channel } : {}),
       packets: 0n,
       bytes: 0n,
     });
@@ -78,7 +93,7 @@ export class FakeProgram implements ProgramApi {
   }
 
   setInbound(e: InboundEntry): void {
-    const key = inKey(e.localAddress, e.localPort, e.remoteAddress, e.remotePort);
+    const key = flowKey(e);
     this.calls.push(`setInbound ${key}`);
     this.inbound.set(key, {
       localAddress: e.localAddress,
@@ -89,19 +104,20 @@ export class FakeProgram implements ProgramApi {
       loopbackPort: e.loopbackPort,
       wireguardPort: e.wireguardPort,
       loopbackIfindex: e.loopbackIfindex,
+      ...(e.channel ? { channel: e.channel } : {}),
       packets: 0n,
       bytes: 0n,
     });
   }
 
-  deleteInbound(flow: FiveTuple): void {
-    const key = inKey(flow.localAddress, flow.localPort, flow.remoteAddress, flow.remotePort);
+  deleteInbound(flow: InboundFlow): void {
+    const key = flowKey(flow);
     this.calls.push(`deleteInbound ${key}`);
     this.inbound.delete(key);
   }
 
-  inboundCounters(flow: FiveTuple): EntryCounters | null {
-    const e = this.inbound.get(inKey(flow.localAddress, flow.localPort, flow.remoteAddress, flow.remotePort));
+  inboundCounters(flow: InboundFlow): EntryCounters | null {
+    const e = this.inbound.get(flowKey(flow));
     return e ? { packets: e.packets, bytes: e.bytes } : null;
   }
 
@@ -121,9 +137,13 @@ export class FakeProgram implements ProgramApi {
   }
 }
 
-/** A path whose UDP route the test sets; records what the forwarder tells it about kernel traffic. */
+/**
+ * A path whose UDP route (direct) or TURN channel (relayed) the test sets; records what the forwarder
+ * tells it about kernel traffic.
+ */
 export class FakePath implements PeerPath {
-  readonly kind: PathKind = "direct";
+  kind: PathKind = "direct";
+  channel: ChannelRoute | null = null;
   readonly remote = "test";
   onDatagram: ((datagram: Buffer) => void) | null = null;
   onRouteChange: (() => void) | null = null;
@@ -135,6 +155,9 @@ export class FakePath implements PeerPath {
   close(): void {}
   udpRoute(): UdpRoute | null {
     return this.route ? { ...this.route } : null;
+  }
+  channelRoute(): ChannelRoute | null {
+    return this.channel ? { ...this.channel } : null;
   }
   kernelTraffic(sent: number, received: number): void {
     this.told.push([sent, received]);

@@ -1,7 +1,8 @@
 // LivenessMonitor with a fake clock and a fake path: when it probes, when it suspects, and what idle
 // peers cost.
-import type { Socket } from "node:dgram";
+
 import { beforeEach, describe, expect, it } from "vitest";
+import type { BatchedUdpSocket as Socket } from "../../src/proxy/batched-udp.js";
 import { LivenessMonitor, type ProbeablePath, type SuspectReason } from "../../src/proxy/liveness.js";
 import { ProxyPeer } from "../../src/proxy/proxy-peer.js";
 
