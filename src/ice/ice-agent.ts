@@ -58,6 +58,7 @@ export interface IceAgentContext {
   readonly socketBufferBytes: number | undefined;
   readonly connectTimeoutMs: number;
   readonly upgradeTimeoutMs: number;
+  readonly turnChannelRefreshMs?: number;
   /** False once a newer generation took over: an abandoned agent trickles nothing more. */
   isCurrent(agent: IceAgent): boolean;
   signal(message: IceSignal): void;
@@ -355,7 +356,9 @@ export class IceAgent implements IceAgentIdentity {
     const early = this.early.take();
     let path: IcePath;
     try {
-      path = new IcePath(this.conn, pair, this.generation, log);
+      path = new IcePath(this.conn, pair, this.generation, log, {
+        turnChannelRefreshMs: this.context.turnChannelRefreshMs,
+      });
       path.reason = this.reason;
     } catch (err) {
       log.error({ err }, "cannot use the nominated ice pair");

@@ -24,6 +24,9 @@
 // succeeds: WireGuard would otherwise wait 5 s to retry it (early-handshake.ts does the same for what
 // arrives before this path exists).
 //
+// A pair on our own TURN allocation keeps its channel bound while selected (turn-channel.ts), and
+// answers channelRoute() for the kernel fast path.
+//
 // Access to werift internals goes through werift-internals.ts; the taps are in path-taps.ts.
 import { isIP } from "node:net";
 import {
@@ -34,10 +37,11 @@ import {
   StunProtocol,
 } from "werift-ice";
 import type { Logger } from "../log.js";
-import type { PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
+import type { ChannelRoute, PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
 import { type HeldHandshake, handshakeIsYoung, isHandshake, knownRemote } from "./early-handshake.js";
 import type { CandidateType } from "./ice-signal.js";
 import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
+import { TurnChannelKeeper, weriftTurnChannelClient } from "./turn-channel.js";
 import { type Address, connectionInternals, type WeriftUdpTransport } from "./werift-internals.js";
 import { stunRequestWithDeadline } from "./werift-workarounds.js";
 
@@ -101,6 +105,13 @@ interface Selected {
   readonly port: number;
   readonly info: SelectedPairInfo;
   readonly tap: Tap;
+  /** Our TURN allocation's channel to the pair's remote (local relay candidates only). */
+  readonly channel: TurnChannelKeeper | null;
+}
+
+export interface IcePathOptions {
+  /** How often the channel of a pair on our TURN allocation is re-bound (default 2 min; tests shorten it). */
+  turnChannelRefreshMs?: number;
 }
 
 /** Datagrams kept for a path nobody listens to yet, and for how long after nomination. */
@@ -152,6 +163,7 @@ export class IcePath implements PeerPath {
     pair: CandidatePair,
     readonly generation: number,
     private readonly log?: Logger,
+    private readonly options: IcePathOptions = {},
   ) {
     this.deliver = (datagram) => {
       this.stats.datagramsReceived++;
@@ -247,16 +259,26 @@ export class IcePath implements PeerPath {
   private select(pair: CandidatePair): Selected {
     const protocol = pair.protocol;
     let tap: Tap;
+    let channel: TurnChannelKeeper | null = null;
     if (protocol instanceof StunProtocol) {
       tap = directSend(protocol, pair.remoteAddr, this.onSendError);
     } else if (protocol instanceof StunOverTurnProtocol) {
       tap = relaySend(protocol, pair.remoteAddr, this.deliver, this.onSendError);
+      const keeper = new TurnChannelKeeper(weriftTurnChannelClient(protocol.turn), pair.remoteAddr, {
+        refreshIntervalMs: this.options.turnChannelRefreshMs,
+        log: this.log,
+        onChange: () => {
+          if (this.selected?.channel === keeper) this.onRouteChange?.();
+        },
+      });
+      keeper.start();
+      channel = keeper;
     } else {
       // TCP candidates are never gathered (useTcp is off), so this is a werift change: fail loudly.
       throw new Error(`unsupported werift protocol ${protocol.type}`);
     }
     const [host, port] = pair.remoteAddr;
-    return { pair, protocol, host, port, info: describePair(pair), tap };
+    return { pair, protocol, host, port, info: describePair(pair), tap, channel };
   }
 
   /** The pair in use (null once closed). */
@@ -291,13 +313,17 @@ export class IcePath implements PeerPath {
     if (!previous || previous.pair === pair) return;
     this.selected = this.select(pair);
     previous.tap.detach();
+    previous.channel?.close();
     this.onRouteChange?.();
   }
 
-  /** A direct pair's socket and remote (the kernel fast path can carry it); null for a relayed pair. */
+  /**
+   * The socket and remote of a pair from one of our own sockets (host, srflx), also to the peer's relay
+   * candidate: plain UDP the kernel fast path can carry. Null on our TURN allocation (see channelRoute).
+   */
   udpRoute(): UdpRoute | null {
     const sel = this.selected;
-    if (!sel || !(sel.protocol instanceof StunProtocol) || sel.info.relayed) return null;
+    if (!sel || !(sel.protocol instanceof StunProtocol)) return null;
     const transport: WeriftUdpTransport = sel.protocol.transport;
     if (transport.closed) return null;
     const bound = transport.socket.address();
@@ -307,6 +333,11 @@ export class IcePath implements PeerPath {
       remoteAddress: sel.host,
       remotePort: sel.port,
     };
+  }
+
+  /** On our TURN allocation over UDP with the channel to the remote bound: its five-tuple and channel. */
+  channelRoute(): ChannelRoute | null {
+    return this.selected?.channel?.route ?? null;
   }
 
   kernelTraffic(sent: number, received: number): void {
@@ -376,6 +407,7 @@ export class IcePath implements PeerPath {
     this.log?.debug({ kind: this.kind, remote: this.remote, ...this.stats }, "ice path closed");
     this.selected = null;
     sel.tap.detach();
+    sel.channel?.close();
     for (const unhook of this.unhooks.splice(0)) unhook();
     this.onDatagram = null;
     this.onOtherPair = null;

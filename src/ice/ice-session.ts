@@ -107,6 +107,8 @@ export interface IceSessionOptions {
   /** Receive/send buffer of the nominated pair's socket (werift leaves the OS default). */
   socketBufferBytes?: number;
   turnHint?: TurnTransportHint;
+  /** How often a relayed path re-binds its TURN channel (default 2 min; turn-channel.ts). */
+  turnChannelRefreshMs?: number;
 }
 
 export interface IceSessionStats {
@@ -189,6 +191,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       socketBufferBytes: options.socketBufferBytes,
       connectTimeoutMs: options.connectTimeoutMs ?? 15_000,
       upgradeTimeoutMs: options.upgradeTimeoutMs ?? 6000,
+      turnChannelRefreshMs: options.turnChannelRefreshMs,
       isCurrent: (agent) => agent === this.current,
       signal: (message) => this.signal(message),
       nominated: (agent, path) => this.onNominated(agent, path),

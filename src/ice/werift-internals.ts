@@ -2,7 +2,7 @@
 // a werift update must be checked against these shapes first. Users: the data path (ice-path.ts,
 // path-taps.ts) and werift-workarounds.ts.
 import type { Socket } from "node:dgram";
-import type { Candidate, Connection, Message, Protocol } from "werift-ice";
+import type { Candidate, Connection, Message, Protocol, TurnProtocol } from "werift-ice";
 
 export type Address = readonly [string, number];
 export type OnData = (data: Buffer, addr: Address) => void;
@@ -15,10 +15,36 @@ export interface WeriftUdpTransport {
   onData: OnData;
 }
 
-/** TurnProtocol's channel bookkeeping, read by the relay fast path (turn/protocol.ts). */
+/**
+ * TurnProtocol's channel bookkeeping (turn/protocol.ts), read by the relay fast path and by the channel
+ * keeper (turn-channel.ts). `channelByAddr` is keyed by JSON.stringify([host, port]); `refreshAt` is in
+ * seconds: werift re-binds the channel on its next send after that time.
+ */
 export interface WeriftTurnInternals {
   server: Address;
   channelByAddr: Record<string, { number: number; refreshAt: number } | undefined>;
+  /** Seconds from a ChannelBind to the send that refreshes it (500 by default). */
+  channelRefreshTime: number;
+}
+
+export function turnInternals(turn: TurnProtocol): WeriftTurnInternals {
+  return turn as unknown as WeriftTurnInternals;
+}
+
+/** werift's key for a peer address in `channelByAddr`. */
+export function channelKey(peer: Address): string {
+  return JSON.stringify(peer);
+}
+
+/**
+ * The STUN error code of a failed werift transaction: its TransactionFailed (not exported) carries the
+ * error response. Undefined for anything else (a timeout, a closed transport).
+ */
+export function transactionErrorCode(err: unknown): number | undefined {
+  if (typeof err !== "object" || err === null || !("response" in err)) return undefined;
+  const response = (err as { response?: Message }).response;
+  const code: unknown = response?.getAttributeValue("ERROR-CODE");
+  return Array.isArray(code) && typeof code[0] === "number" ? code[0] : undefined;
 }
 
 /** Connection's private members (ice.ts). */
