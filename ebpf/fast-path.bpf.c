@@ -2,18 +2,22 @@
 /*
  * Tunnelbore's kernel fast path: forwards WireGuard transport messages (type 4) between WireGuard's
  * loopback endpoint L(P) and the peer's UDP path without a trip through user space. Handshakes,
- * cookies, STUN and anything unexpected go on to the sockets unchanged (TC_ACT_OK), so Tunnelbore
- * still sees and checks them. One program, attached at tc ingress of lo and of each uplink:
+ * cookies, STUN, TURN control and anything unexpected go on unchanged (TC_ACT_UNSPEC: the next tc
+ * filter, e.g. another instance's, still sees them), so Tunnelbore still sees and checks them. One
+ * program per instance, attached at tc ingress of lo and of each uplink:
  *
  *  - outbound: WireGuard (127.x.x.x:wg_port) -> L(P). Rewritten to the path's own socket address ->
  *    the peer's remote address, and redirected out of the uplink (the neighbour subsystem fills in
- *    the MAC addresses), or into lo when the peer is on this host.
- *  - inbound: the peer's remote address -> the path's socket address. Rewritten to L(P) ->
+ *    the MAC addresses), or into lo when the peer is on this host. On a relayed path (OUT_CHANNEL)
+ *    the remote is the TURN server and the message gets a ChannelData header (RFC 8656 section 12).
+ *  - inbound: the peer's remote address -> the path's socket address (for a relayed path: ChannelData
+ *    from the TURN server on the bound channel, which loses its header). Rewritten to L(P) ->
  *    127.0.0.1:wg_port and redirected into lo, so WireGuard sees the datagram come from L(P), exactly
  *    as when Tunnelbore's socket sends it.
  *
- * The maps are filled by Tunnelbore (src/proxy/kernel-fast-path.ts); every address and port in them
- * is in network byte order. Counters let user space see the traffic it no longer handles.
+ * The maps are filled by Tunnelbore (ebpf/loader.ts); every address and port in them is in network
+ * byte order. Counters let user space see the traffic it no longer handles. The owner's heartbeat
+ * (tb_owner, written every second) must be fresh: a killed instance's entries stop forwarding.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -24,20 +28,17 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "channel-data.h"
+
 #define WG_TRANSPORT 4
 /* Header (16) and an empty payload's Poly1305 tag (16): anything shorter is not a transport message. */
 #define WG_TRANSPORT_MIN 32
-#define IP_OFF ETH_HLEN
-#define UDP_OFF (ETH_HLEN + sizeof(struct iphdr))
-#define IP_CSUM_OFF (IP_OFF + offsetof(struct iphdr, check))
-#define IP_SRC_OFF (IP_OFF + offsetof(struct iphdr, saddr))
-#define IP_DST_OFF (IP_OFF + offsetof(struct iphdr, daddr))
-#define UDP_CSUM_OFF (UDP_OFF + offsetof(struct udphdr, check))
-#define UDP_SPORT_OFF (UDP_OFF + offsetof(struct udphdr, source))
-#define UDP_DPORT_OFF (UDP_OFF + offsetof(struct udphdr, dest))
+/* The owner writes its heartbeat every second; silent for this long, it is taken for dead. */
+#define OWNER_STALE_NS (3ULL * 1000000000ULL)
 
-/* Outbound entry flag: the remote is on this host, so the datagram goes into lo, not out of ifindex. */
+/* Outbound entry flags: the remote is on this host (into lo, not out of ifindex); relayed by channel. */
 #define OUT_TO_LOOPBACK 1
+#define OUT_CHANNEL 2
 
 struct outbound_key {
 	__u32 loopback_addr;
@@ -53,16 +54,20 @@ struct outbound_value {
 	__u16 wireguard_port;
 	__u16 flags;
 	__u32 ifindex;
-	__u32 pad;
+	__u16 channel; /* network byte order, with OUT_CHANNEL */
+	__u16 pad;
 	__u64 packets;
 	__u64 bytes;
 };
 
+/* channel is 0 for a plain UDP path, the bound channel (network byte order) for a relayed one. */
 struct inbound_key {
 	__u32 local_addr;
 	__u32 remote_addr;
 	__u16 local_port;
 	__u16 remote_port;
+	__u16 channel;
+	__u16 pad;
 };
 
 struct inbound_value {
@@ -73,6 +78,14 @@ struct inbound_value {
 	__u32 pad;
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* Who owns this program's entries: user space's heartbeat (CLOCK_MONOTONIC ns), its PID, tc pref. */
+struct owner {
+	__u64 heartbeat_ns;
+	__u32 pid;
+	__u16 pref;
+	__u16 flags;
 };
 
 struct {
@@ -89,7 +102,21 @@ struct {
 	__type(value, struct inbound_value);
 } tb_inbound SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct owner);
+} tb_owner SEC(".maps");
+
 static const __u8 zero_macs[2 * ETH_ALEN];
+
+static __always_inline int owner_alive(void)
+{
+	__u32 zero = 0;
+	struct owner *o = bpf_map_lookup_elem(&tb_owner, &zero);
+	return o && bpf_ktime_get_ns() - o->heartbeat_ns < OWNER_STALE_NS;
+}
 
 /* Replaces a 4-byte address and fixes the IP checksum and, when the sender set one, the UDP checksum. */
 static __always_inline int rewrite_addr(struct __sk_buff *skb, __u32 off, __u32 from, __u32 to, int udp_csum)
@@ -124,58 +151,39 @@ static __always_inline int rewrite(struct __sk_buff *skb, __u32 saddr, __u32 dad
 	return 0;
 }
 
-SEC("tc")
-int tunnelbore_fast_path(struct __sk_buff *skb)
+/* WireGuard's datagram to L(P): on to the peer (or its TURN server), rewritten as the entry says. */
+static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value *out, __u32 saddr, __u32 daddr,
+				    __u16 sport, __u16 dport, int udp_csum, __u32 len)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = data + IP_OFF;
-	struct udphdr *udp = data + UDP_OFF;
-	__u8 *payload = data + UDP_OFF + sizeof(struct udphdr);
-
-	if ((void *)(payload + 4) > data_end)
-		return TC_ACT_OK;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
-		return TC_ACT_OK;
-	/* Fragments carry no UDP header of their own: leave them to the stack. */
-	if (ip->frag_off & bpf_htons(0x3fff))
-		return TC_ACT_OK;
-	if (payload[0] != WG_TRANSPORT || payload[1] || payload[2] || payload[3])
-		return TC_ACT_OK;
-	__u16 udp_len = bpf_ntohs(udp->len);
-	if (udp_len < sizeof(struct udphdr) + WG_TRANSPORT_MIN)
-		return TC_ACT_OK;
-
-	__u32 saddr = ip->saddr, daddr = ip->daddr;
-	__u16 sport = udp->source, dport = udp->dest;
-	int udp_csum = udp->check != 0;
-	__u64 len = udp_len - sizeof(struct udphdr);
-
-	struct outbound_key okey = { .loopback_addr = daddr, .loopback_port = dport };
-	struct outbound_value *out = bpf_map_lookup_elem(&tb_outbound, &okey);
-	/* Only WireGuard's own datagrams: from this host's loopback, from its listen port. */
-	if (out && (bpf_ntohl(saddr) >> 24) == 127 && sport == out->wireguard_port) {
-		if (rewrite(skb, saddr, daddr, sport, dport, out->local_addr, out->remote_addr, out->local_port,
-			    out->remote_port, udp_csum))
+	if (!owner_alive())
+		return TC_ACT_UNSPEC;
+	if (out->flags & OUT_CHANNEL) {
+		/* GSO carries many datagrams in one buffer, each needing a header of its own: user space. */
+		if (skb->gso_size || len > CHANNEL_PAYLOAD_MAX)
+			return TC_ACT_UNSPEC;
+		if (channel_data_push(skb, out->channel, len, udp_csum))
 			return TC_ACT_SHOT;
-		__sync_fetch_and_add(&out->packets, 1);
-		__sync_fetch_and_add(&out->bytes, len);
-		/*
-		 * The remote is on this host: WireGuard's datagram came through lo with its local route still
-		 * attached, and that route delivers to the new destination as well. Going on (not redirecting)
-		 * matters: a redirect drops the route, and the lookup that follows rejects a source that is an
-		 * address of this host (127.0.0.1) as martian.
-		 */
-		if (out->flags & OUT_TO_LOOPBACK)
-			return TC_ACT_OK;
-		return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
 	}
-
-	struct inbound_key ikey = { .local_addr = daddr, .remote_addr = saddr, .local_port = dport, .remote_port = sport };
-	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ikey);
-	if (!in)
+	if (rewrite(skb, saddr, daddr, sport, dport, out->local_addr, out->remote_addr, out->local_port,
+		    out->remote_port, udp_csum))
+		return TC_ACT_SHOT;
+	__sync_fetch_and_add(&out->packets, 1);
+	__sync_fetch_and_add(&out->bytes, len);
+	/*
+	 * The remote is on this host: WireGuard's datagram came through lo with its local route still
+	 * attached, and that route delivers to the new destination as well. Going on (not redirecting)
+	 * matters: a redirect drops the route, and the lookup that follows rejects a source that is an
+	 * address of this host (127.0.0.1) as martian.
+	 */
+	if (out->flags & OUT_TO_LOOPBACK)
 		return TC_ACT_OK;
+	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
+}
+
+/* The peer's datagram (already stripped of any ChannelData header): to WireGuard from L(P). */
+static __always_inline int inbound(struct __sk_buff *skb, struct inbound_value *in, __u32 saddr, __u32 daddr,
+				   __u16 sport, __u16 dport, int udp_csum, __u32 len)
+{
 	if (rewrite(skb, saddr, daddr, sport, dport, in->loopback_addr, bpf_htonl(0x7f000001), in->loopback_port,
 		    in->wireguard_port, udp_csum))
 		return TC_ACT_SHOT;
@@ -187,6 +195,73 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 	/* lo's own address is all zeros: with any other destination MAC the stack would drop it as not ours. */
 	bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
 	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
+}
+
+/* True when the four bytes are a transport message's type and reserved zeros. */
+static __always_inline int is_transport(const __u8 *p)
+{
+	return p[0] == WG_TRANSPORT && !p[1] && !p[2] && !p[3];
+}
+
+SEC("tc")
+int tunnelbore_fast_path(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + IP_OFF;
+	struct udphdr *udp = data + UDP_OFF;
+	__u8 *payload = data + PAYLOAD_OFF;
+
+	if ((void *)(payload + CHANNEL_HLEN + 4) > data_end)
+		return TC_ACT_UNSPEC;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+		return TC_ACT_UNSPEC;
+	/* Fragments carry no UDP header of their own: leave them to the stack. */
+	if (ip->frag_off & bpf_htons(0x3fff))
+		return TC_ACT_UNSPEC;
+	__u16 udp_len = bpf_ntohs(udp->len);
+	if (udp_len < sizeof(struct udphdr) + WG_TRANSPORT_MIN)
+		return TC_ACT_UNSPEC;
+
+	__u32 saddr = ip->saddr, daddr = ip->daddr;
+	__u16 sport = udp->source, dport = udp->dest;
+	int udp_csum = udp->check != 0;
+	__u32 len = udp_len - sizeof(struct udphdr);
+
+	if (is_transport(payload)) {
+		struct outbound_key okey = { .loopback_addr = daddr, .loopback_port = dport };
+		struct outbound_value *out = bpf_map_lookup_elem(&tb_outbound, &okey);
+		/* Only WireGuard's own datagrams: from this host's loopback, from its listen port. */
+		if (out && (bpf_ntohl(saddr) >> 24) == 127 && sport == out->wireguard_port)
+			return outbound(skb, out, saddr, daddr, sport, dport, udp_csum, len);
+
+		struct inbound_key ikey = {
+			.local_addr = daddr, .remote_addr = saddr, .local_port = dport, .remote_port = sport
+		};
+		struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ikey);
+		if (!in || !owner_alive())
+			return TC_ACT_UNSPEC;
+		return inbound(skb, in, saddr, daddr, sport, dport, udp_csum, len);
+	}
+
+	/* ChannelData (first two bits 01) whose data is one whole transport message, on a bound channel. */
+	if ((payload[0] & 0xc0) != 0x40 || !is_transport(payload + CHANNEL_HLEN))
+		return TC_ACT_UNSPEC;
+	__u16 channel = *(__u16 *)payload;
+	__u16 data_len = bpf_ntohs(*(__u16 *)(payload + 2));
+	/* Over UDP no padding follows the data (RFC 8656 section 12.5); anything else is user space's. */
+	if (data_len + CHANNEL_HLEN != len || data_len < WG_TRANSPORT_MIN || len > CHANNEL_PAYLOAD_MAX)
+		return TC_ACT_UNSPEC;
+	struct inbound_key ckey = {
+		.local_addr = daddr, .remote_addr = saddr, .local_port = dport, .remote_port = sport, .channel = channel
+	};
+	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ckey);
+	if (!in || skb->gso_size || !owner_alive())
+		return TC_ACT_UNSPEC;
+	if (channel_data_pop(skb, channel, len, udp_csum))
+		return TC_ACT_SHOT;
+	return inbound(skb, in, saddr, daddr, sport, dport, udp_csum, data_len);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

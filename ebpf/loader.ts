@@ -2,26 +2,37 @@
  * Loads ebpf/fast-path.bpf.c into the kernel, attaches it at tc ingress, and gives typed access to its
  * maps. bpftool loads the object and pins program and maps (libbpf does the relocation work; no npm
  * package loads a BTF-map object), `tc` attaches the pinned program, and the `bpf` package (libbpf
- * bindings) updates and reads the maps through their pinned paths.
+ * bindings) updates and reads the maps through their pinned paths. Each instance owns its program
+ * and keeps its heartbeat fresh in tb_owner; what other instances of the namespace hold is read from
+ * the kernel (ebpf/instances.ts).
  */
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { createMapRef, objGet, RawMap } from "bpf";
 import { ConfigError, RuntimeError } from "../src/errors.js";
 import type { FiveTuple } from "../src/proxy/path.js";
-
-const execFileAsync = promisify(execFile);
+import {
+  encodeOwner,
+  listInstances,
+  monotonicNs,
+  OWNER_RESTORES_LOCALNET,
+  OWNER_VALUE_SIZE,
+  ownerAlive,
+  readOwner,
+  removeFilters,
+  run,
+} from "./instances.js";
 
 const BPFFS = "/sys/fs/bpf";
+const PIN_ROOT = join(BPFFS, "tunnelbore");
 const PROGRAM_NAME = "tunnelbore_fast_path";
 const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
-/** Our tc filters use priorities 49152..53247, one per WireGuard interface, so instances never collide. */
+/** Our tc filters use priorities 49152..53247; an interface's first choice is a hash of its name. */
 const PREF_BASE = 49152;
 const PREF_SPAN = 4096;
+const HEARTBEAT_MS = 1000;
 
 /** The compiled object: built by `npm run build:ebpf` next to the compiled loader, or in the source tree. */
 export function fastPathObjectPath(): string {
@@ -38,6 +49,8 @@ export interface OutboundEntry extends FiveTuple {
   /** The interface the datagram leaves by; lo means the peer is on this host. */
   ifindex: number;
   toLoopback: boolean;
+  /** A relayed path: the TURN channel (0x4000-0x7FFF) whose ChannelData header the datagram gets. */
+  channel?: number;
 }
 
 /** Inbound: a datagram from `remote` to `local` (the entry's five-tuple, its key) reaches WireGuard from L(P). */
@@ -46,6 +59,13 @@ export interface InboundEntry extends FiveTuple {
   loopbackPort: number;
   wireguardPort: number;
   loopbackIfindex: number;
+  /** A relayed path: only ChannelData on this channel, which loses its header. */
+  channel?: number;
+}
+
+/** An inbound entry's key: the flow, and the channel for ChannelData (none for plain UDP). */
+export interface InboundFlow extends FiveTuple {
+  channel?: number;
 }
 
 export interface EntryCounters {
@@ -55,8 +75,10 @@ export interface EntryCounters {
 
 const OUTBOUND_KEY_SIZE = 8;
 const OUTBOUND_VALUE_SIZE = 40;
-const INBOUND_KEY_SIZE = 12;
+const INBOUND_KEY_SIZE = 16;
 const INBOUND_VALUE_SIZE = 32;
+const OUT_TO_LOOPBACK = 1;
+const OUT_CHANNEL = 2;
 
 function writeAddress(buf: Buffer, offset: number, address: string): void {
   const parts = address.split(".");
@@ -72,7 +94,7 @@ function outboundKey(loopbackAddress: string, loopbackPort: number): Buffer {
   return key;
 }
 
-/** A five-tuple as the program lays it out (12 bytes): the inbound key, the head of an outbound value. */
+/** A five-tuple as the program lays it out (12 bytes): the head of the inbound key and outbound value. */
 function writeFiveTuple(buf: Buffer, offset: number, t: FiveTuple): void {
   writeAddress(buf, offset, t.localAddress);
   writeAddress(buf, offset + 4, t.remoteAddress);
@@ -80,41 +102,20 @@ function writeFiveTuple(buf: Buffer, offset: number, t: FiveTuple): void {
   buf.writeUInt16BE(t.remotePort, offset + 10);
 }
 
-function inboundKey(t: FiveTuple): Buffer {
+function inboundKey(flow: InboundFlow): Buffer {
   const key = Buffer.alloc(INBOUND_KEY_SIZE);
-  writeFiveTuple(key, 0, t);
+  writeFiveTuple(key, 0, flow);
+  key.writeUInt16BE(flow.channel ?? 0, 12);
   return key;
 }
 
-/** The tc priority of an interface's filters: stable across restarts, distinct between interfaces. */
+/** The first tc priority an interface's filters try: stable across restarts, spread between interfaces. */
 export function filterPreference(wireguardInterface: string): number {
   let h = 2166136261;
   for (let i = 0; i < wireguardInterface.length; i++) {
     h = Math.imul(h ^ wireguardInterface.charCodeAt(i), 16777619) >>> 0;
   }
   return PREF_BASE + (h % PREF_SPAN);
-}
-
-async function run(command: string, args: string[]): Promise<string> {
-  try {
-    const { stdout } = await execFileAsync(command, args, { timeout: 10_000 });
-    return stdout;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    if (e.code === "ENOENT") {
-      throw new ConfigError("ebpf-unavailable", `--ebpf needs ${command}, which is not installed`, {
-        command,
-      });
-    }
-    throw new RuntimeError(
-      "ebpf-command",
-      `${command} ${args.join(" ")} failed: ${(e.stderr ?? e.message).trim()}`,
-      {
-        command,
-        args,
-      },
-    );
-  }
 }
 
 async function ensureBpffs(): Promise<void> {
@@ -124,24 +125,37 @@ async function ensureBpffs(): Promise<void> {
   await run("mount", ["-t", "bpf", "bpf", BPFFS]);
 }
 
+/** Pin directories of instances that are gone (another interface's, or our own interface's last run). */
+async function removeDeadPins(): Promise<void> {
+  const dirs = await readdir(PIN_ROOT).catch(() => [] as string[]);
+  for (const name of dirs) {
+    const dir = join(PIN_ROOT, name);
+    const owner = await readOwner(["pinned", join(dir, "maps", "tb_owner")]).catch(() => null);
+    if (!owner || !ownerAlive(owner)) await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** The loaded program for one WireGuard interface: its maps and the interfaces it is attached to. */
 export class FastPathProgram {
   /** Interfaces attached to, with their ifindex: a recreated interface (same name) needs attaching again. */
   private readonly attached = new Map<string, number>();
   private closed = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+  private pref = 0;
+  private ownerFlags = 0;
 
   private constructor(
     private readonly pinDir: string,
-    private readonly pref: number,
     private readonly outbound: RawMap,
     private readonly inbound: RawMap,
+    private readonly owner: RawMap,
   ) {}
 
   /**
-   * Loads the program for `wireguardInterface` (replacing what an earlier instance left, e.g. after
-   * SIGKILL) and attaches it to lo. Needs root (CAP_BPF, CAP_NET_ADMIN), bpftool and tc.
+   * Loads the program and pins it with its maps under `pinDir`, attached nowhere, its owner record
+   * not yet written (so it forwards nothing). `load` does this for an instance; tests use it alone.
    */
-  static async load(wireguardInterface: string): Promise<FastPathProgram> {
+  static async open(pinDir: string): Promise<FastPathProgram> {
     const object = fastPathObjectPath();
     if (!existsSync(object)) {
       throw new ConfigError(
@@ -152,8 +166,6 @@ export class FastPathProgram {
         },
       );
     }
-    await ensureBpffs();
-    const pinDir = join(BPFFS, "tunnelbore", wireguardInterface);
     await rm(pinDir, { recursive: true, force: true });
     await mkdir(pinDir, { recursive: true });
     try {
@@ -178,19 +190,53 @@ export class FastPathProgram {
         }
         return new RawMap(ref);
       };
-      const outbound = openMap("tb_outbound", OUTBOUND_KEY_SIZE, OUTBOUND_VALUE_SIZE);
-      const inbound = openMap("tb_inbound", INBOUND_KEY_SIZE, INBOUND_VALUE_SIZE);
+      return new FastPathProgram(
+        pinDir,
+        openMap("tb_outbound", OUTBOUND_KEY_SIZE, OUTBOUND_VALUE_SIZE),
+        openMap("tb_inbound", INBOUND_KEY_SIZE, INBOUND_VALUE_SIZE),
+        openMap("tb_owner", 4, OWNER_VALUE_SIZE),
+      );
+    } catch (err) {
+      await rm(pinDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Loads the program for `wireguardInterface` and attaches it to lo. First clears what dead instances
+   * of this network namespace left (filters, pins: a SIGKILLed one's, whatever interface it served),
+   * then takes a tc preference no live instance holds. Needs root (CAP_BPF, CAP_NET_ADMIN), bpftool, tc.
+   */
+  static async load(wireguardInterface: string): Promise<FastPathProgram> {
+    await ensureBpffs();
+    const preferred = filterPreference(wireguardInterface);
+    const instances = await listInstances(preferred);
+    let restoresLocalnet = false;
+    const taken = new Set<number>();
+    for (const instance of instances) {
+      // The duty to restore route_localnet passes on from every instance that had it, dead or alive.
+      if ((instance.owner?.flags ?? 0) & OWNER_RESTORES_LOCALNET) restoresLocalnet = true;
+      if (instance.alive) for (const f of instance.filters) taken.add(f.pref);
+      else await removeFilters(instance.filters);
+    }
+    await removeDeadPins();
+    const program = await FastPathProgram.open(join(PIN_ROOT, wireguardInterface));
+    try {
       // Datagrams put into lo by the program carry no route yet, and the stack routes 127/8 arriving on
-      // lo only with route_localnet set. It is set on lo alone (other interfaces still drop 127/8) and
-      // left set at exit: another interface's instance may rely on it.
-      if ((await readFile(ROUTE_LOCALNET, "utf8")).trim() !== "1") await writeFile(ROUTE_LOCALNET, "1");
-      const program = new FastPathProgram(pinDir, filterPreference(wireguardInterface), outbound, inbound);
-      await program.removeStaleFilters();
-      await program.attach("lo", 1);
+      // lo only with route_localnet set. It is set on lo alone (other interfaces still drop 127/8), and
+      // restored by the last instance to leave when one of us set it.
+      if ((await readFile(ROUTE_LOCALNET, "utf8")).trim() !== "1") {
+        await writeFile(ROUTE_LOCALNET, "1");
+        restoresLocalnet = true;
+      }
+      program.ownerFlags = restoresLocalnet ? OWNER_RESTORES_LOCALNET : 0;
+      program.beat();
+      program.heartbeat = setInterval(() => program.beat(), HEARTBEAT_MS);
+      program.heartbeat.unref();
+      await program.claimLoopback(preferred, taken);
       return program;
     } catch (err) {
-      // Nothing half-loaded stays pinned; a filter already on lo is replaced at the next start.
-      await rm(pinDir, { recursive: true, force: true });
+      await program.close();
       throw err;
     }
   }
@@ -203,28 +249,68 @@ export class FastPathProgram {
     return [...this.attached.keys()];
   }
 
+  /** The pinned program, for tests that run it on hand-made packets (bpftool prog run). */
+  get programPath(): string {
+    return join(this.pinDir, "prog", PROGRAM_NAME);
+  }
+
+  /** Writes the owner record with a fresh heartbeat: the program forwards only while it is fresh. */
+  beat(): void {
+    if (this.closed) return;
+    const value = encodeOwner({
+      heartbeatNs: monotonicNs(),
+      pid: process.pid,
+      pref: this.pref,
+      flags: this.ownerFlags,
+    });
+    this.owner.set(Buffer.alloc(4), value);
+  }
+
+  /**
+   * Attaches to lo at the first preference from `preferred` on that no live instance holds. `tc filter
+   * add` fails on a preference in use, so two instances starting at once cannot both take one.
+   */
+  private async claimLoopback(preferred: number, taken: Set<number>): Promise<void> {
+    await this.ensureClsact("lo");
+    let lastError: unknown = null;
+    for (let i = 0; i < PREF_SPAN; i++) {
+      const pref = PREF_BASE + ((preferred - PREF_BASE + i) % PREF_SPAN);
+      if (taken.has(pref)) continue;
+      try {
+        await run("tc", this.filterArgs("add", "lo", pref));
+        this.pref = pref;
+        this.attached.set("lo", 1);
+        this.beat();
+        return;
+      } catch (err) {
+        lastError = err;
+      }
+    }
+    throw new RuntimeError(
+      "ebpf-attach",
+      "no free tc preference on lo for the fast path",
+      {},
+      { cause: lastError },
+    );
+  }
+
+  private filterArgs(verb: "add" | "replace", dev: string, pref: number): string[] {
+    const handle = ["handle", "1", "bpf", "direct-action", "object-pinned", this.programPath];
+    return ["filter", verb, "dev", dev, "ingress", "pref", String(pref), ...handle];
+  }
+
+  private async ensureClsact(dev: string): Promise<void> {
+    const qdiscs = await run("tc", ["qdisc", "show", "dev", dev, "clsact"]);
+    if (!qdiscs.includes("clsact")) await run("tc", ["qdisc", "add", "dev", dev, "clsact"]);
+  }
+
   /** Attaches at tc ingress of `dev` (adding a clsact qdisc when it has none). Idempotent. */
   async attach(dev: string, ifindex: number): Promise<void> {
     if (this.attached.get(dev) === ifindex || this.closed) return;
     this.attached.set(dev, ifindex);
     try {
-      const qdiscs = await run("tc", ["qdisc", "show", "dev", dev, "clsact"]);
-      if (!qdiscs.includes("clsact")) await run("tc", ["qdisc", "add", "dev", dev, "clsact"]);
-      await run("tc", [
-        "filter",
-        "replace",
-        "dev",
-        dev,
-        "ingress",
-        "pref",
-        String(this.pref),
-        "handle",
-        "1",
-        "bpf",
-        "direct-action",
-        "object-pinned",
-        join(this.pinDir, "prog", PROGRAM_NAME),
-      ]);
+      await this.ensureClsact(dev);
+      await run("tc", this.filterArgs("replace", dev, this.pref));
     } catch (err) {
       this.attached.delete(dev);
       throw err;
@@ -235,8 +321,10 @@ export class FastPathProgram {
     const value = Buffer.alloc(OUTBOUND_VALUE_SIZE);
     writeFiveTuple(value, 0, e);
     value.writeUInt16BE(e.wireguardPort, 12);
-    value.writeUInt16LE(e.toLoopback ? 1 : 0, 14);
+    const flags = (e.toLoopback ? OUT_TO_LOOPBACK : 0) | (e.channel ? OUT_CHANNEL : 0);
+    value.writeUInt16LE(flags, 14);
     value.writeUInt32LE(e.ifindex, 16);
+    value.writeUInt16BE(e.channel ?? 0, 20);
     this.outbound.set(outboundKey(e.loopbackAddress, e.loopbackPort), value);
   }
 
@@ -258,44 +346,39 @@ export class FastPathProgram {
     this.inbound.set(inboundKey(e), value);
   }
 
-  deleteInbound(flow: FiveTuple): void {
+  deleteInbound(flow: InboundFlow): void {
     this.inbound.delete(inboundKey(flow));
   }
 
-  inboundCounters(flow: FiveTuple): EntryCounters | null {
+  inboundCounters(flow: InboundFlow): EntryCounters | null {
     const value = this.inbound.get(inboundKey(flow));
     return value ? { packets: value.readBigUInt64LE(16), bytes: value.readBigUInt64LE(24) } : null;
   }
 
   /**
-   * A killed instance leaves its filters attached (still forwarding with its last entries): remove ours
-   * from every interface before this instance decides where to attach.
+   * Detaches from every interface, restores route_localnet when this instance set it (or took the duty
+   * over) and no other live instance in the namespace remains, unpins and closes the maps.
    */
-  private async removeStaleFilters(): Promise<void> {
-    const links = await run("ip", ["-o", "link", "show"]);
-    for (const line of links.split("\n")) {
-      const dev = /^\d+: ([^:@\s]+)/.exec(line)?.[1];
-      if (!dev || dev === "lo") continue;
-      const filters = await run("tc", ["filter", "show", "dev", dev, "ingress"]).catch(() => "");
-      if (filters.includes(`pref ${this.pref} bpf`)) {
-        await run("tc", ["filter", "del", "dev", dev, "ingress", "pref", String(this.pref)]).catch(() => "");
-      }
-    }
-  }
-
-  /** Detaches from every interface, unpins and closes the maps. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
     for (const dev of this.attached.keys()) {
       // The interface may be gone already (a namespace torn down): nothing left to detach then.
-      await run("tc", ["filter", "del", "dev", dev, "ingress", "pref", String(this.pref)]).catch(
-        () => undefined,
-      );
+      await run("tc", ["filter", "del", "dev", dev, "ingress", "pref", String(this.pref)]).catch(() => "");
     }
     this.attached.clear();
+    if (this.ownerFlags & OWNER_RESTORES_LOCALNET) {
+      try {
+        const others = (await listInstances(-1)).filter((i) => i.alive && i.owner?.pid !== process.pid);
+        if (others.length === 0) await writeFile(ROUTE_LOCALNET, "0");
+      } catch {
+        // Namespace gone or tools missing: nothing to restore in.
+      }
+    }
     this.outbound.ref.close();
     this.inbound.ref.close();
+    this.owner.ref.close();
     await rm(this.pinDir, { recursive: true, force: true });
   }
 }

@@ -4,7 +4,7 @@ import { isIPv4 } from "node:net";
 import { promisify } from "node:util";
 import type { FastPathProgram } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
-import { type FiveTuple, sameFiveTuple } from "./path.js";
+import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 
 const execFileAsync = promisify(execFile);
@@ -28,8 +28,28 @@ export async function resolveKernelRoute(remote: string): Promise<KernelRoute | 
   return { dev: route.dev, ifindex, source: route.prefsrc };
 }
 
+/** The flow the kernel carries for a path: plain UDP, or ChannelData on a TURN allocation's channel. */
+interface KernelFlow {
+  localAddress: string | null;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+  /** Relayed: the bound channel; 0 for plain UDP. */
+  channel: number;
+}
+
+/** What the kernel can carry of a path: its plain UDP route, else its TURN channel (IPv4 only). */
+function kernelFlowOf(path: PeerPath | null): KernelFlow | null {
+  const udp = path?.udpRoute?.() ?? null;
+  if (udp) return isIPv4(udp.remoteAddress) ? { ...udp, channel: 0 } : null;
+  const relay = path?.channelRoute?.() ?? null;
+  if (!relay || !isIPv4(relay.remoteAddress)) return null;
+  return { ...relay, channel: relay.channel };
+}
+
 /** A peer's entries as installed: the flow, where it leaves, and the counts already folded in. */
 interface Installed extends FiveTuple {
+  channel: number;
   ifindex: number;
   wireguardPort: number;
   loopbackAddress: string;
@@ -42,8 +62,9 @@ interface Installed extends FiveTuple {
 
 /**
  * Keeps the kernel fast path's entries in step with the peers' paths: a path that sends plain UDP
- * (direct ICE, static) gets an outbound and an inbound entry, anything else (relay, IPv6, no path) has
- * none and stays in user space. Polls the kernel's counters into the peers' traffic counters and
+ * (direct ICE, static) or ChannelData on its own TURN allocation over UDP (relayed, channel bound)
+ * gets an outbound and an inbound entry, anything else (TCP/TLS TURN, IPv6, no path) has none and
+ * stays in user space. Polls the kernel's counters into the peers' traffic counters and
  * contact times, which liveness and status read.
  */
 export class KernelForwarder {
@@ -86,8 +107,8 @@ export class KernelForwarder {
   async update(peer: ProxyPeer): Promise<void> {
     const generation = (this.generations.get(peer) ?? 0) + 1;
     this.generations.set(peer, generation);
-    const route = peer.path?.udpRoute?.() ?? null;
-    if (!route || !isIPv4(route.remoteAddress) || this.wireguardPort === 0) {
+    const route = kernelFlowOf(peer.path);
+    if (!route || this.wireguardPort === 0) {
       this.uninstall(peer);
       return;
     }
@@ -121,6 +142,7 @@ export class KernelForwarder {
       localPort: route.localPort,
       remoteAddress: route.remoteAddress,
       remotePort: route.remotePort,
+      channel: route.channel,
       sentPackets: 0n,
       sentBytes: 0n,
       receivedPackets: 0n,
@@ -131,13 +153,15 @@ export class KernelForwarder {
       current &&
       current.ifindex === next.ifindex &&
       current.wireguardPort === next.wireguardPort &&
+      current.channel === next.channel &&
       sameFiveTuple(current, next)
     ) {
       return;
     }
     this.uninstall(peer);
-    this.program.setOutbound({ ...next, toLoopback });
-    this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1 });
+    const channel = next.channel || undefined;
+    this.program.setOutbound({ ...next, toLoopback, channel });
+    this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1, channel });
     this.installed.set(peer, next);
     this.options.logger.info(
       {
@@ -145,6 +169,7 @@ export class KernelForwarder {
         dev: kernelRoute.dev,
         local: `${localAddress}:${route.localPort}`,
         remote: `${route.remoteAddress}:${route.remotePort}`,
+        ...(next.channel ? { channel: next.channel } : {}),
       },
       "kernel fast path on",
     );
@@ -168,7 +193,7 @@ export class KernelForwarder {
     this.collect(peer, entry);
     this.installed.delete(peer);
     this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
-    this.program.deleteInbound(entry);
+    this.program.deleteInbound({ ...entry, channel: entry.channel || undefined });
     this.options.logger.info({ peer: peer.publicKey }, "kernel fast path off");
   }
 
@@ -188,7 +213,7 @@ export class KernelForwarder {
       entry.sentBytes = out.bytes;
       peer.path?.kernelTraffic?.(packets, 0);
     }
-    const inb = this.program.inboundCounters(entry);
+    const inb = this.program.inboundCounters({ ...entry, channel: entry.channel || undefined });
     if (inb && inb.packets > entry.receivedPackets) {
       const packets = Number(inb.packets - entry.receivedPackets);
       const bytes = Number(inb.bytes - entry.receivedBytes);
