@@ -29,7 +29,8 @@ const execFileAsync = promisify(execFile);
 export interface ChildConfig {
   /** relay-sync-lookup: the relay with sockets whose lookup answers an IP literal without a nextTick. */
   /** proxy-ebpf: the proxy with the kernel fast path (only inside a tbt-fwd-* namespace). */
-  mode: "proxy" | "proxy-ebpf" | "relay" | "relay-sync-lookup";
+  /** proxy-native / proxy-dgram: the proxy with its sockets' I/O forced (batched-udp.ts); proxy: the default. */
+  mode: "proxy" | "proxy-ebpf" | "proxy-native" | "proxy-dgram" | "relay" | "relay-sync-lookup";
   wgPort: number;
   peerPort: number;
   wgPublicKey: string;
@@ -110,6 +111,7 @@ async function loadKernelForwarder(
 
 async function proxyChild(cfg: ChildConfig): Promise<void> {
   const logger = createLogger("bench-proxy", "silent");
+  const udpIo = cfg.mode === "proxy-native" ? "native" : cfg.mode === "proxy-dgram" ? "dgram" : "auto";
   const fastPath = cfg.mode === "proxy-ebpf" ? await loadKernelForwarder(logger) : null;
   const proxy = new WireGuardProxy({
     wireguardPort: cfg.wgPort,
@@ -118,6 +120,7 @@ async function proxyChild(cfg: ChildConfig): Promise<void> {
     localPublicKey: decodeKey(cfg.wgPublicKey),
     logger,
     kernel: fastPath?.kernel ?? null,
+    udpIo,
   });
   const cleanup = fastPath
     ? async () => {
@@ -129,7 +132,7 @@ async function proxyChild(cfg: ChildConfig): Promise<void> {
   try {
     await proxy.start();
     peer = await proxy.addPeer(cfg.peerPublicKey, decodeKey(cfg.peerPublicKey));
-    const path = new StaticPath({ host: HOST, port: cfg.peerPort }, logger);
+    const path = new StaticPath({ host: HOST, port: cfg.peerPort }, logger, udpIo);
     path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
     await path.open();
     proxy.setPath(cfg.peerPublicKey, path);
@@ -251,5 +254,5 @@ export class Child {
 
 if (process.argv[2] === CHILD_FLAG && process.argv[1] === THIS_FILE) {
   const cfg = JSON.parse(process.argv[3] ?? "{}") as ChildConfig;
-  await (cfg.mode === "proxy" || cfg.mode === "proxy-ebpf" ? proxyChild(cfg) : relayChild(cfg));
+  await (cfg.mode.startsWith("proxy") ? proxyChild(cfg) : relayChild(cfg));
 }

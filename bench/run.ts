@@ -10,6 +10,7 @@ import { availableParallelism, loadavg, release, totalmem } from "node:os";
 import { fileURLToPath } from "node:url";
 import { benchColdStart } from "./cold-start.js";
 import { benchForwarding } from "./forwarding.js";
+import { benchForwardingBatched } from "./forwarding-batched.js";
 import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
 import { benchMac1 } from "./mac1.js";
@@ -32,6 +33,12 @@ const BENCHMARKS: Benchmark[] = [
     name: "forwarding",
     what: "forwarding on loopback, proxy vs direct",
     run: benchForwarding,
+    limitSeconds: 240,
+  },
+  {
+    name: "forwarding-batched",
+    what: "user-space forwarding on loopback, batched I/O (native addon) vs dgram",
+    run: benchForwardingBatched,
     limitSeconds: 240,
   },
   {
