@@ -1,6 +1,6 @@
 // `tunnelbore run --ebpf` between real wireguard-go peers: transport data goes through the tc/eBPF
 // program (the kernel's counters carry it, Tunnelbore's sockets see only handshakes and keepalives),
-// on a static path and on a direct ICE path behind NATs; relayed paths stay in user space.
+// on a static path, on a direct ICE path behind NATs, and on a relayed path (TURN ChannelData).
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
 import type { PeerStatus } from "../../src/control/status.js";
@@ -230,19 +230,50 @@ describe("kernel fast path on ICE paths", () => {
     );
   }, 120_000);
 
-  it("a relayed path stays in user space and works", async () => {
+  it("a relayed path (symmetric NATs, TURN over UDP) goes through the kernel: ChannelData both ways", async () => {
     lab = await ProductLab.create({
       hosts: [
         { name: "a", nat: "symmetric", flags: ["--ebpf"] },
         { name: "b", nat: "symmetric", flags: ["--ebpf"] },
       ],
     });
-    await lab.waitForPing("a", "b", 40_000);
-    const ab = await lab.peerStatus("a", "b");
-    expect(ab.pathKind).toBe("relay");
-    expect(ab.kernelFastPath).toBe(false);
-    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 20, interval: 20 });
-    expect(result.received).toBe(20);
-    expect((await lab.peerStatus("a", "b")).kernelTxDatagrams).toBe(0);
+    const l = lab;
+    await l.waitForPing("a", "b", 40_000);
+    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
+    // Carried once the channel is bound (user space forwards until then).
+    for (const [on, peer] of [
+      ["a", "b"],
+      ["b", "a"],
+    ] as const) {
+      await waitFor(async () => (await l.peerStatus(on, peer)).kernelFastPath, {
+        what: `${on} carries ${peer} in the kernel`,
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
+    }
+    const before = { ab: await l.peerStatus("a", "b"), ba: await l.peerStatus("b", "a") };
+    const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 100, interval: 10 });
+    expect(result.received).toBe(100);
+    await waitFor(
+      async () => {
+        const ab = await l.peerStatus("a", "b");
+        const ba = await l.peerStatus("b", "a");
+        return (
+          ab.kernelTxDatagrams - before.ab.kernelTxDatagrams >= 100 &&
+          ab.kernelRxDatagrams - before.ab.kernelRxDatagrams >= 100 &&
+          ba.kernelRxDatagrams - before.ba.kernelRxDatagrams >= 100
+        );
+      },
+      { what: "both sides' kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
+    );
+    // Tunnelbore's sockets saw none of the 100 requests and replies (keepalives and probes aside).
+    for (const [now, then] of [
+      [await l.peerStatus("a", "b"), before.ab],
+      [await l.peerStatus("b", "a"), before.ba],
+    ] as const) {
+      expect(userSpaceDatagrams(now).tx - userSpaceDatagrams(then).tx).toBeLessThan(10);
+      expect(userSpaceDatagrams(now).rx - userSpaceDatagrams(then).rx).toBeLessThan(10);
+      expect(now.pathKind).toBe("relay");
+    }
   }, 120_000);
 });
