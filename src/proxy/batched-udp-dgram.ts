@@ -37,8 +37,13 @@ class DgramBatchedSocket implements BatchedUdpSocket {
     socket.on("error", (err: NodeJS.ErrnoException) => this.onError?.(err));
   }
 
+  /** Without a callback dgram drops a send's error silently (EMSGSIZE, a failed lookup): say it. */
+  private readonly afterSend = (err: Error | null) => {
+    if (err) this.onError?.(err as NodeJS.ErrnoException);
+  };
+
   send(datagram: Buffer, port: number, address: string): void {
-    this.socket.send(datagram, port, address);
+    this.socket.send(datagram, port, address, this.afterSend);
   }
 
   address(): { address: string; port: number; family: "IPv4" | "IPv6" } {
