@@ -13,6 +13,7 @@ import { benchForwarding } from "./forwarding.js";
 import { benchForwardingBatched } from "./forwarding-batched.js";
 import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
+import { benchKernelRelay } from "./kernel-relay.js";
 import { benchMac1 } from "./mac1.js";
 import { benchNatTraversal } from "./nat-traversal.js";
 import { benchStayingConnected } from "./staying-connected.js";
@@ -46,6 +47,12 @@ const BENCHMARKS: Benchmark[] = [
     what: "iperf3 TCP through wireguard-go, static path",
     run: benchIperfStatic,
     limitSeconds: 150,
+  },
+  {
+    name: "kernel-relay",
+    what: "iperf3 through a TURN relay in the kernel fast path vs direct WireGuard",
+    run: benchKernelRelay,
+    limitSeconds: 300,
   },
   {
     name: "nat-traversal",
