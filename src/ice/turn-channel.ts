@@ -7,8 +7,9 @@
 // the kernel's ChannelData. So for as long as the pair is selected, the keeper binds the channel at once
 // and re-binds it every 2 min: a ChannelBind refreshes the channel and the peer's permission both (RFC
 // 8656 §12.2). A failed refresh withdraws the route (user space carries the path, on werift's own
-// refresh rules) until a retry succeeds; a server that no longer knows the allocation (437) ends the
-// keeper. The allocation itself werift refreshes on its own (at 5/6 of its lifetime, sending or not).
+// refresh rules) until a retry succeeds; a server that says it no longer knows the allocation (437)
+// ends the keeper (coturn answers such a ChannelBind with 400: retried, in vain, until ICE replaces the
+// path). The allocation itself werift refreshes on its own (at 5/6 of its lifetime, sending or not).
 import { createSocket } from "node:dgram";
 import { isIP } from "node:net";
 import { classes, Message, methods, type TurnProtocol } from "werift-ice";

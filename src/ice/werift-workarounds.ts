@@ -8,6 +8,9 @@
 //   any validated pair and the path follows the peer (see pair-following.ts).
 // - werift pairs our TURN relay candidate with every peer candidate: filterCandidatePair keeps it to
 //   candidates the TURN server can reach (relayMayReach in candidate-filter.ts, via ice-server-url.ts).
+// - werift re-binds a TURN channel (which also refreshes the permission) only when it sends: the
+//   selected relayed pair's channel is re-bound every 2 min by TurnChannelKeeper (turn-channel.ts), so it
+//   stays bound while the kernel fast path carries the data and user space sends nothing.
 // Fixed in werift itself, by patches/werift-ice+0.2.3.patch (applied by npm install; see
 // patches/README.md): its TURN client dropped the unauthenticated 401/438 nonce challenges (so it never
 // refreshed its nonce and timed out instead of learning that the server forgot its allocation), and a

@@ -9,7 +9,9 @@ import { createSocket, type Socket } from "node:dgram";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { promisify } from "node:util";
+import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { StunOverTurnProtocol, StunProtocol, type TurnProtocol } from "werift-ice";
 import type { IcePath } from "../../src/ice/ice-path.js";
@@ -27,6 +29,8 @@ const execFileAsync = promisify(execFile);
 interface Coturn {
   readonly port: number;
   readonly secret: string;
+  /** SIGKILL and start again on the same port: every allocation is forgotten. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -89,17 +93,24 @@ async function startCoturn(extra: string[]): Promise<Coturn> {
     ...extra,
   ];
   await writeFile(join(dir, "turnserver.conf"), `${config.join("\n")}\n`, { mode: 0o600 });
-  const child: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
-    stdio: "ignore",
-  });
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  const stop = async () => {
+  const launch = () => {
+    const child: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
+      stdio: "ignore",
+    });
+    return { child, exited: new Promise<void>((r) => child.once("exit", () => r())) };
+  };
+  let running = launch();
+  const end = async (signal: NodeJS.Signals) => {
+    const { child, exited } = running;
     if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM"); // this PID only
+      child.kill(signal); // this PID only
       const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
       await exited;
       clearTimeout(timer);
     }
+  };
+  const stop = async () => {
+    await end("SIGTERM");
     await rm(dir, { recursive: true, force: true });
   };
   try {
@@ -108,7 +119,16 @@ async function startCoturn(extra: string[]): Promise<Coturn> {
     await stop();
     throw err;
   }
-  return { port, secret, stop };
+  return {
+    port,
+    secret,
+    async restart() {
+      await end("SIGKILL");
+      running = launch();
+      await waitForStun(port);
+    },
+    stop,
+  };
 }
 
 // --- sessions --------------------------------------------------------------------------------------
@@ -325,6 +345,32 @@ describe("a relayed path's TURN channel (coturn on loopback, relay forced)", () 
     await new Promise((r) => setTimeout(r, 1000));
     expect(atB).not.toContain(datagram("kernel-3").toString());
     expect(pb.channelRoute()).toEqual(routeB);
+  });
+
+  it("a server that lost the allocation (restarted): the next refresh fails and the route is withdrawn", async () => {
+    const messages: string[] = [];
+    const logger = pino(
+      { level: "debug" },
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          messages.push((JSON.parse(chunk.toString()) as { msg: string }).msg);
+          done();
+        },
+      }),
+    );
+    const { pa, changes } = await connect(
+      makePair({ ...turnOptions("gone-a"), logger }, turnOptions("gone-b")),
+    );
+    await waitFor(() => pa.channelRoute(), { what: "a's channel route" });
+    const before = changes.a;
+    await coturn.restart();
+    await waitFor(() => pa.channelRoute() === null, { what: "the route withdrawn" });
+    expect(changes.a).toBe(before + 1);
+    // coturn answers the ChannelBind of a five-tuple it has no allocation for with 400 (not 437).
+    expect(messages).toContain("turn channel refresh failed: user space carries the path");
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(pa.channelRoute()).toBeNull();
+    expect(changes.a).toBe(before + 1);
   });
 
   it("a pair from our own socket to the peer's relay candidate is plain UDP: udpRoute, no channel", async () => {
