@@ -230,6 +230,27 @@ describe("kernel fast path on ICE paths", () => {
     );
   }, 120_000);
 
+  it("a side relayed on its own TCP TURN allocation stays in user space, and the path works", async () => {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "symmetric", flags: ["--ebpf"] },
+        { name: "b", nat: "symmetric", flags: ["--ebpf"] },
+      ],
+      turn: { transport: "tcp" },
+    });
+    await lab.waitForPing("a", "b", 40_000);
+    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 20, interval: 20 });
+    expect(result.received).toBe(20);
+    // A side may send plain UDP from its own socket to the peer's relayed address (udpRoute: the
+    // kernel carries that); a side sending on its own TCP allocation stays in user space, and at
+    // least one side does.
+    const sides = [await lab.peerStatus("a", "b"), await lab.peerStatus("b", "a")];
+    for (const side of sides) expect(side.pathKind).toBe("relay");
+    const userSpace = sides.filter((side) => !side.kernelFastPath);
+    expect(userSpace.length).toBeGreaterThanOrEqual(1);
+    for (const side of userSpace) expect(side.kernelTxDatagrams).toBe(0);
+  }, 120_000);
+
   it("a relayed path (symmetric NATs, TURN over UDP) goes through the kernel: ChannelData both ways", async () => {
     lab = await ProductLab.create({
       hosts: [
