@@ -1,6 +1,6 @@
 // iperf3 TCP through real wireguard-go, A -> B, with and without Tunnelbore on A's static path, in
-// one run: alternating runs (direct, through Tunnelbore, through Tunnelbore --ebpf, ...) so drift on a
-// shared machine hits all alike. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
+// one run: alternating runs (direct; Tunnelbore in user space with batched I/O, `--ebpf off`; the same
+// with Node's dgram, TBT_UDP_IO=dgram; Tunnelbore --ebpf on; ...) so drift on a shared machine hits all alike. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
 //   npm run build && npx tsx bench/iperf-static.ts
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -32,6 +32,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
     const direct: Array<{ bps: number; retransmits: number; wgCpu: number }> = [];
     type Through = { bps: number; retransmits: number; wgCpu: number; cpu: number; rss: number };
     const through: Through[] = [];
+    const throughDgram: Through[] = [];
     const kernel: Through[] = [];
     /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and `pid` used meanwhile. */
     const iperf = async (pid?: number) => {
@@ -44,16 +45,23 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       const cpu = pid ? (processCpuSeconds(pid) - before) / seconds : 0;
       return { bps: r.bitsPerSecond, retransmits: r.retransmits ?? 0, wgCpu, cpu };
     };
-    /** One iperf3 run through a Tunnelbore started with `flags`, stopped (SIGTERM) afterwards. */
-    const throughTunnelbore = async (flags: string[]): Promise<Through> => {
+    /**
+     * One iperf3 run through a Tunnelbore started with `flags` (and `env`), stopped (SIGTERM) afterwards;
+     * `io` is the user-space UDP I/O its log must name (batched-udp.ts), null for the kernel fast path.
+     */
+    const throughTunnelbore = async (
+      flags: string[],
+      io: "native" | "dgram" | null,
+      env: NodeJS.ProcessEnv = {},
+    ): Promise<Through> => {
       // The CLI's defaults (the lab helper polls every 500 ms and logs at debug).
-      tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [
-        "--log-level",
-        "info",
-        "--poll-interval",
-        "2000",
-        ...flags,
-      ]);
+      tb = await startTunnelbore(
+        pair.nsA,
+        pair.wgA.name,
+        dirs,
+        ["--log-level", "info", "--poll-interval", "2000", ...flags],
+        env,
+      );
       const pid = tb.process.child.pid!;
       if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("cli.js")) {
         // `ip netns exec` execs in place: the PID must be Tunnelbore's own.
@@ -71,8 +79,14 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       const status = await tb.status();
       if (!status.peers[0] || status.peers[0].txBytes === 0)
         throw new Error("no traffic went through Tunnelbore");
-      if (flags.includes("--ebpf") && !(status.peers[0].kernelTxDatagrams > 0))
+      if (io === null && !(status.peers[0].kernelTxDatagrams > 0))
         throw new Error("--ebpf: no traffic went through the kernel fast path");
+      if (io !== null) {
+        if (status.peers[0].kernelTxDatagrams > 0) throw new Error("--ebpf off: the kernel carried traffic");
+        const said = tb.logs().find((l) => String(l.msg).startsWith("user-space UDP:"));
+        const saidIo = String(said?.msg).startsWith("user-space UDP: batched") ? "native" : "dgram";
+        if (saidIo !== io) throw new Error(`expected ${io} user-space UDP I/O, the log says ${said?.msg}`);
+      }
       const rss = rssBytes(pid);
       if ((await tb.stop("SIGTERM")) !== 0) throw new Error("tunnelbore did not exit cleanly");
       tb = null;
@@ -86,13 +100,16 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       await pair.waitForPing();
       direct.push(await iperf());
 
-      through.push(await throughTunnelbore([]));
+      through.push(await throughTunnelbore(["--ebpf", "off"], "native"));
       await pair.waitForPing();
-      kernel.push(await throughTunnelbore(["--ebpf"]));
+      throughDgram.push(await throughTunnelbore(["--ebpf", "off"], "dgram", { TBT_UDP_IO: "dgram" }));
+      await pair.waitForPing();
+      kernel.push(await throughTunnelbore(["--ebpf", "on"], null));
     }
 
     const d = median(direct.map((x) => x.bps));
     const t = median(through.map((x) => x.bps));
+    const g = median(throughDgram.map((x) => x.bps));
     const k = median(kernel.map((x) => x.bps));
     const runs = `${RUNS} alternating runs of ${RUN_SECONDS} s`;
     return [
@@ -103,19 +120,31 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         note: `median of ${runs} (${direct.map((x) => mbit(x.bps)).join(", ")}); retransmits ${direct.map((x) => x.retransmits).join(", ")}`,
       },
       {
-        name: "iperf3 TCP A -> B, through Tunnelbore (static)",
+        name: "iperf3 TCP A -> B, through Tunnelbore user space, batched I/O (static)",
         value: t / 1e6,
         unit: "Mbit/s",
-        note: `median of ${runs} (${through.map((x) => mbit(x.bps)).join(", ")}); retransmits ${through.map((x) => x.retransmits).join(", ")}`,
+        note: `--ebpf off; median of ${runs} (${through.map((x) => mbit(x.bps)).join(", ")}); retransmits ${through.map((x) => x.retransmits).join(", ")}`,
       },
       {
-        name: "iperf3 ratio Tunnelbore / direct",
+        name: "iperf3 ratio Tunnelbore user space, batched / direct",
         value: t / d,
         unit: "x",
         note: `target >= 0.8; per pair ${through.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
       },
       {
-        name: "iperf3 TCP A -> B, through Tunnelbore --ebpf (static)",
+        name: "iperf3 TCP A -> B, through Tunnelbore user space, dgram (static)",
+        value: g / 1e6,
+        unit: "Mbit/s",
+        note: `--ebpf off, TBT_UDP_IO=dgram; median of ${runs} (${throughDgram.map((x) => mbit(x.bps)).join(", ")}); retransmits ${throughDgram.map((x) => x.retransmits).join(", ")}`,
+      },
+      {
+        name: "iperf3 ratio Tunnelbore user space, dgram / direct",
+        value: g / d,
+        unit: "x",
+        note: `per pair ${throughDgram.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+      },
+      {
+        name: "iperf3 TCP A -> B, through Tunnelbore --ebpf on (static)",
         value: k / 1e6,
         unit: "Mbit/s",
         note: `median of ${runs} (${kernel.map((x) => mbit(x.bps)).join(", ")}); retransmits ${kernel.map((x) => x.retransmits).join(", ")}`,
@@ -133,10 +162,16 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         note: `per run ${kernel.map((x) => (100 * x.cpu).toFixed(0)).join(", ")} (the kernel's work is not in it)`,
       },
       {
-        name: "Tunnelbore CPU during iperf3",
+        name: "Tunnelbore CPU during iperf3, user space batched",
         value: 100 * median(through.map((x) => x.cpu)),
         unit: "% of a core",
         note: `per run ${through.map((x) => (100 * x.cpu).toFixed(0)).join(", ")} (/proc/PID/stat utime+stime)`,
+      },
+      {
+        name: "Tunnelbore CPU during iperf3, user space dgram",
+        value: 100 * median(throughDgram.map((x) => x.cpu)),
+        unit: "% of a core",
+        note: `per run ${throughDgram.map((x) => (100 * x.cpu).toFixed(0)).join(", ")}`,
       },
       {
         name: "wireguard-go A + B CPU, direct",
@@ -145,7 +180,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         note: `per run ${direct.map((x) => (100 * x.wgCpu).toFixed(0)).join(", ")}; 2 CPUs in all`,
       },
       {
-        name: "wireguard-go A + B CPU, through Tunnelbore",
+        name: "wireguard-go A + B CPU, through Tunnelbore user space batched",
         value: 100 * median(through.map((x) => x.wgCpu)),
         unit: "% of a core",
         note: `per run ${through.map((x) => (100 * x.wgCpu).toFixed(0)).join(", ")}`,

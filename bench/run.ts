@@ -46,7 +46,7 @@ const BENCHMARKS: Benchmark[] = [
     name: "iperf-static",
     what: "iperf3 TCP through wireguard-go, static path",
     run: benchIperfStatic,
-    limitSeconds: 150,
+    limitSeconds: 240,
   },
   {
     name: "kernel-relay",

@@ -48,10 +48,11 @@ export interface OpenBatchedUdpSocketOptions extends BindUdpSocketOptions {
 }
 
 let told = false;
+const FORCED = "TBT_UDP_IO=dgram";
 
 /** Which implementation "auto" picks in this process, and why the native one is not used if it is not. */
 export function batchedUdpAvailability(): { io: UdpIo; reason: string | null } {
-  if (process.env.TBT_UDP_IO === "dgram") return { io: "dgram", reason: "TBT_UDP_IO=dgram" };
+  if (process.env.TBT_UDP_IO === "dgram") return { io: "dgram", reason: FORCED };
   const loaded = loadBatchedUdpAddon();
   return loaded.addon ? { io: "native", reason: null } : { io: "dgram", reason: loaded.error };
 }
@@ -72,10 +73,12 @@ export async function openBatchedUdpSocket(options: OpenBatchedUdpSocketOptions)
     told = true;
     if (io === "native") {
       options.logger.info("user-space UDP: batched I/O (native addon: recvmmsg/sendmmsg, GRO/GSO)");
+    } else if (available.reason === FORCED) {
+      options.logger.info(`user-space UDP: Node's dgram, one system call per datagram (${FORCED})`);
     } else {
       options.logger.warn(
         { reason: available.reason },
-        "user-space UDP: Node's dgram, one system call per datagram (the batched I/O addon is not available)",
+        "user-space UDP: Node's dgram, one system call per datagram (the native addon is not available)",
       );
     }
   }
