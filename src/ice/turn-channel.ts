@@ -15,7 +15,7 @@ import { isIP } from "node:net";
 import { classes, Message, methods, type TurnProtocol } from "werift-ice";
 import { RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { ChannelRoute } from "../proxy/path.js";
+import { type ChannelRoute, sameFiveTuple } from "../proxy/path.js";
 import {
   type Address,
   channelKey,
@@ -192,13 +192,7 @@ export class TurnChannelKeeper {
 
 function sameRoute(a: ChannelRoute | null, b: ChannelRoute | null): boolean {
   if (a === null || b === null) return a === b;
-  return (
-    a.channel === b.channel &&
-    a.localAddress === b.localAddress &&
-    a.localPort === b.localPort &&
-    a.remoteAddress === b.remoteAddress &&
-    a.remotePort === b.remotePort
-  );
+  return a.channel === b.channel && sameFiveTuple(a, b);
 }
 
 function formatPeer([host, port]: Address): string {

@@ -280,8 +280,10 @@ function turnOptions(user: string, transport: "udp" | "tcp" = "udp"): Partial<Ic
 describe("a relayed path's TURN channel (coturn on loopback, relay forced)", () => {
   it("names the allocation's five-tuple and a bound channel, and keeps it bound while user space is silent", async () => {
     const { pa, pb, changes } = await connect(makePair(turnOptions("a"), turnOptions("b")));
+    const pathAt = performance.now();
     expect(pa.kind).toBe("relay");
-    const route = await waitFor(() => pa.channelRoute(), { what: "a's channel route" });
+    const route = await waitFor(() => pa.channelRoute(), { what: "a's channel route", intervalMs: 1 });
+    console.log(`channel route ${(performance.now() - pathAt).toFixed(1)} ms after both paths were up`);
     const routeB = await waitFor(() => pb.channelRoute(), { what: "b's channel route" });
     expect(changes.a).toBeGreaterThanOrEqual(1);
     expect(changes.b).toBeGreaterThanOrEqual(1);
