@@ -2,6 +2,9 @@ import type { RemoteInfo, Socket } from "node:dgram";
 import type { BatchedUdpSocket, ReceivedBatch } from "./batched-udp.js";
 import { type BindUdpSocketOptions, bindUdpSocket } from "./udp-socket.js";
 
+/** The largest UDP payload an IPv4 / IPv6 datagram carries (without IPv6 jumbograms). */
+const MAX_UDP_PAYLOAD = { IPv4: 65_507, IPv6: 65_527 } as const;
+
 /** One dgram message as a batch of one; the same object is reused for every message. */
 class SingleDatagram implements ReceivedBatch {
   readonly count = 1;
@@ -37,13 +40,22 @@ class DgramBatchedSocket implements BatchedUdpSocket {
     socket.on("error", (err: NodeJS.ErrnoException) => this.onError?.(err));
   }
 
-  /** Without a callback dgram drops a send's error silently (EMSGSIZE, a failed lookup): say it. */
-  private readonly afterSend = (err: Error | null) => {
-    if (err) this.onError?.(err as NodeJS.ErrnoException);
-  };
-
+  /**
+   * Without a callback dgram drops a send's error silently; a callback per send would cost a JS call per
+   * datagram on the hot path, so the one error a caller can cause (too big) is reported here, as the
+   * native socket does.
+   */
   send(datagram: Buffer, port: number, address: string): void {
-    this.socket.send(datagram, port, address, this.afterSend);
+    if (datagram.length > MAX_UDP_PAYLOAD[this.local.family]) {
+      const err: NodeJS.ErrnoException = new Error(
+        `send EMSGSIZE (${datagram.length} bytes to ${address}:${port})`,
+      );
+      err.code = "EMSGSIZE";
+      err.syscall = "send";
+      this.onError?.(err);
+      return;
+    }
+    this.socket.send(datagram, port, address);
   }
 
   address(): { address: string; port: number; family: "IPv4" | "IPv6" } {
