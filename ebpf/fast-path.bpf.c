@@ -131,11 +131,13 @@ static __always_inline int rewrite_addr(struct __sk_buff *skb, __u32 off, __u32 
 	return bpf_skb_store_bytes(skb, off, &to, 4, 0);
 }
 
-static __always_inline int rewrite_port(struct __sk_buff *skb, __u32 off, __u16 from, __u16 to, int udp_csum)
+/* Replaces a port, fixing the UDP checksum at csum_off when the sender set one. */
+static __always_inline int rewrite_port(struct __sk_buff *skb, __u32 csum_off, __u32 off, __u16 from, __u16 to,
+					int udp_csum)
 {
 	if (from == to)
 		return 0;
-	if (udp_csum && bpf_l4_csum_replace(skb, UDP_CSUM_OFF, from, to, BPF_F_MARK_MANGLED_0 | 2))
+	if (udp_csum && bpf_l4_csum_replace(skb, csum_off, from, to, BPF_F_MARK_MANGLED_0 | 2))
 		return -1;
 	return bpf_skb_store_bytes(skb, off, &to, 2, 0);
 }
@@ -145,11 +147,37 @@ static __always_inline int rewrite(struct __sk_buff *skb, __u32 saddr, __u32 dad
 {
 	if (rewrite_addr(skb, IP_SRC_OFF, saddr, new_saddr, udp_csum) ||
 	    rewrite_addr(skb, IP_DST_OFF, daddr, new_daddr, udp_csum) ||
-	    rewrite_port(skb, UDP_SPORT_OFF, sport, new_sport, udp_csum) ||
-	    rewrite_port(skb, UDP_DPORT_OFF, dport, new_dport, udp_csum))
+	    rewrite_port(skb, UDP_CSUM_OFF, UDP_SPORT_OFF, sport, new_sport, udp_csum) ||
+	    rewrite_port(skb, UDP_CSUM_OFF, UDP_DPORT_OFF, dport, new_dport, udp_csum))
 		return -1;
 	return 0;
 }
+
+/* True when the four bytes are a transport message's type and reserved zeros. */
+static __always_inline int is_transport(const __u8 *p)
+{
+	return p[0] == WG_TRANSPORT && !p[1] && !p[2] && !p[3];
+}
+
+/*
+ * A UDP payload of `len` bytes starting with `p` that the fast path may carry: a transport message
+ * (channel 0), or ChannelData whose data is exactly one (its channel, network byte order). -1: neither.
+ */
+static __always_inline int payload_channel(const __u8 *p, __u32 len)
+{
+	if (is_transport(p))
+		return 0;
+	/* ChannelData: first two bits 01. Over UDP no padding follows the data (RFC 8656 section 12.5). */
+	if ((p[0] & 0xc0) != 0x40 || !is_transport(p + CHANNEL_HLEN))
+		return -1;
+	__u32 data_len = ((__u32)p[2] << 8) | p[3];
+	if (data_len + CHANNEL_HLEN != len || data_len < WG_TRANSPORT_MIN || len > CHANNEL_PAYLOAD_MAX)
+		return -1;
+	return *(__u16 *)p;
+}
+
+/* IPv6 paths: 4<->6 translation at the edges (WireGuard's side is always IPv4 loopback). */
+#include "ipv6.h"
 
 /* WireGuard's datagram to L(P): on to the peer (or its TURN server), rewritten as the entry says. */
 static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value *out, __u32 saddr, __u32 daddr,
@@ -197,25 +225,26 @@ static __always_inline int inbound(struct __sk_buff *skb, struct inbound_value *
 	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
 }
 
-/* True when the four bytes are a transport message's type and reserved zeros. */
-static __always_inline int is_transport(const __u8 *p)
-{
-	return p[0] == WG_TRANSPORT && !p[1] && !p[2] && !p[3];
-}
-
 SEC("tc")
 int tunnelbore_fast_path(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_UNSPEC;
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
+		return inbound6(skb);
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		return TC_ACT_UNSPEC;
+
 	struct iphdr *ip = data + IP_OFF;
 	struct udphdr *udp = data + UDP_OFF;
 	__u8 *payload = data + PAYLOAD_OFF;
-
 	if ((void *)(payload + CHANNEL_HLEN + 4) > data_end)
 		return TC_ACT_UNSPEC;
-	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
+	if (ip->version != 4 || ip->ihl != 5 || ip->protocol != IPPROTO_UDP)
 		return TC_ACT_UNSPEC;
 	/* Fragments carry no UDP header of their own: leave them to the stack. */
 	if (ip->frag_off & bpf_htons(0x3fff))
@@ -228,40 +257,37 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 	__u16 sport = udp->source, dport = udp->dest;
 	int udp_csum = udp->check != 0;
 	__u32 len = udp_len - sizeof(struct udphdr);
+	int channel = payload_channel(payload, len);
+	if (channel < 0)
+		return TC_ACT_UNSPEC;
 
-	if (is_transport(payload)) {
+	if (channel == 0) {
 		struct outbound_key okey = { .loopback_addr = daddr, .loopback_port = dport };
-		struct outbound_value *out = bpf_map_lookup_elem(&tb_outbound, &okey);
-		/* Only WireGuard's own datagrams: from this host's loopback, from its listen port. */
-		if (out && (bpf_ntohl(saddr) >> 24) == 127 && sport == out->wireguard_port)
-			return outbound(skb, out, saddr, daddr, sport, dport, udp_csum, len);
-
-		struct inbound_key ikey = {
-			.local_addr = daddr, .remote_addr = saddr, .local_port = dport, .remote_port = sport
-		};
-		struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ikey);
-		if (!in || !owner_alive())
-			return TC_ACT_UNSPEC;
-		return inbound(skb, in, saddr, daddr, sport, dport, udp_csum, len);
+		/* Only WireGuard's own datagrams: from this host's loopback (its listen port checked below). */
+		if ((bpf_ntohl(saddr) >> 24) == 127) {
+			struct outbound_value *out = bpf_map_lookup_elem(&tb_outbound, &okey);
+			if (out && sport == out->wireguard_port)
+				return outbound(skb, out, saddr, daddr, sport, dport, udp_csum, len);
+			struct outbound6_value *out6 = bpf_map_lookup_elem(&tb_outbound6, &okey);
+			if (out6 && sport == out6->wireguard_port)
+				return outbound6(skb, out6, saddr, daddr, sport, dport, udp_csum, len);
+		}
 	}
 
-	/* ChannelData (first two bits 01) whose data is one whole transport message, on a bound channel. */
-	if ((payload[0] & 0xc0) != 0x40 || !is_transport(payload + CHANNEL_HLEN))
-		return TC_ACT_UNSPEC;
-	__u16 channel = *(__u16 *)payload;
-	__u16 data_len = bpf_ntohs(*(__u16 *)(payload + 2));
-	/* Over UDP no padding follows the data (RFC 8656 section 12.5); anything else is user space's. */
-	if (data_len + CHANNEL_HLEN != len || data_len < WG_TRANSPORT_MIN || len > CHANNEL_PAYLOAD_MAX)
-		return TC_ACT_UNSPEC;
-	struct inbound_key ckey = {
+	struct inbound_key ikey = {
 		.local_addr = daddr, .remote_addr = saddr, .local_port = dport, .remote_port = sport, .channel = channel
 	};
-	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ckey);
-	if (!in || skb->gso_size || !owner_alive())
+	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ikey);
+	if (!in || !owner_alive())
 		return TC_ACT_UNSPEC;
-	if (channel_data_pop(skb, channel, len, udp_csum))
-		return TC_ACT_SHOT;
-	return inbound(skb, in, saddr, daddr, sport, dport, udp_csum, data_len);
+	if (channel) {
+		if (skb->gso_size)
+			return TC_ACT_UNSPEC;
+		if (channel_data_pop(skb, channel, len, udp_csum))
+			return TC_ACT_SHOT;
+		len -= CHANNEL_HLEN;
+	}
+	return inbound(skb, in, saddr, daddr, sport, dport, udp_csum, len);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -8,6 +8,7 @@
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { isIPv6 } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createMapRef, objGet, RawMap } from "bpf";
@@ -41,7 +42,10 @@ export function fastPathObjectPath(): string {
   return candidates.find((p) => existsSync(p)) ?? candidates[0] ?? "";
 }
 
-/** Outbound: WireGuard's datagram to L(P) leaves from `local` to `remote` (IPv4, host byte order numbers). */
+/**
+ * Outbound: WireGuard's datagram to L(P) leaves from `local` to `remote` (both IPv4, or both IPv6: the
+ * program translates WireGuard's IPv4 datagram then; host byte order numbers).
+ */
 export interface OutboundEntry extends FiveTuple {
   loopbackAddress: string;
   loopbackPort: number;
@@ -77,6 +81,8 @@ const OUTBOUND_KEY_SIZE = 8;
 const OUTBOUND_VALUE_SIZE = 40;
 const INBOUND_KEY_SIZE = 16;
 const INBOUND_VALUE_SIZE = 32;
+const OUTBOUND6_VALUE_SIZE = 64;
+const INBOUND6_KEY_SIZE = 40;
 const OUT_TO_LOOPBACK = 1;
 const OUT_CHANNEL = 2;
 
@@ -85,6 +91,23 @@ function writeAddress(buf: Buffer, offset: number, address: string): void {
   if (parts.length !== 4)
     throw new RuntimeError("ebpf-address", `not an IPv4 address: ${address}`, { address });
   for (let i = 0; i < 4; i++) buf[offset + i] = Number(parts[i]);
+}
+
+/** An IPv6 address as its 16 bytes ("::" expanded; no embedded IPv4 form). */
+function writeAddress6(buf: Buffer, offset: number, address: string): void {
+  const bad = () => new RuntimeError("ebpf-address", `not an IPv6 address: ${address}`, { address });
+  const halves = address.split("::");
+  if (halves.length > 2) throw bad();
+  const groups = (part: string | undefined) => (part ? part.split(":") : []);
+  const head = groups(halves[0]);
+  const tail = groups(halves[1]);
+  const fill = halves.length === 2 ? 8 - head.length - tail.length : 0;
+  const all = [...head, ...Array<string>(fill).fill("0"), ...tail];
+  if (all.length !== 8 || fill < 0) throw bad();
+  all.forEach((g, i) => {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) throw bad();
+    buf.writeUInt16BE(Number.parseInt(g, 16), offset + 2 * i);
+  });
 }
 
 function outboundKey(loopbackAddress: string, loopbackPort: number): Buffer {
@@ -106,6 +129,17 @@ function inboundKey(flow: InboundFlow): Buffer {
   const key = Buffer.alloc(INBOUND_KEY_SIZE);
   writeFiveTuple(key, 0, flow);
   key.writeUInt16BE(flow.channel ?? 0, 12);
+  return key;
+}
+
+/** The IPv6 five-tuple (addresses 16 bytes each, local first) and channel: tb_inbound6's key. */
+function inbound6Key(flow: InboundFlow): Buffer {
+  const key = Buffer.alloc(INBOUND6_KEY_SIZE);
+  writeAddress6(key, 0, flow.localAddress);
+  writeAddress6(key, 16, flow.remoteAddress);
+  key.writeUInt16BE(flow.localPort, 32);
+  key.writeUInt16BE(flow.remotePort, 34);
+  key.writeUInt16BE(flow.channel ?? 0, 36);
   return key;
 }
 
@@ -148,6 +182,8 @@ export class FastPathProgram {
     private readonly pinDir: string,
     private readonly outbound: RawMap,
     private readonly inbound: RawMap,
+    private readonly outbound6: RawMap,
+    private readonly inbound6: RawMap,
     private readonly owner: RawMap,
   ) {}
 
@@ -194,6 +230,8 @@ export class FastPathProgram {
         pinDir,
         openMap("tb_outbound", OUTBOUND_KEY_SIZE, OUTBOUND_VALUE_SIZE),
         openMap("tb_inbound", INBOUND_KEY_SIZE, INBOUND_VALUE_SIZE),
+        openMap("tb_outbound6", OUTBOUND_KEY_SIZE, OUTBOUND6_VALUE_SIZE),
+        openMap("tb_inbound6", INBOUND6_KEY_SIZE, INBOUND_VALUE_SIZE),
         openMap("tb_owner", 4, OWNER_VALUE_SIZE),
       );
     } catch (err) {
@@ -317,24 +355,46 @@ export class FastPathProgram {
     }
   }
 
+  /** Sets L(P)'s outbound entry (in the IPv4 or the IPv6 map, removed from the other). */
   setOutbound(e: OutboundEntry): void {
+    const key = outboundKey(e.loopbackAddress, e.loopbackPort);
+    const flags = (e.toLoopback ? OUT_TO_LOOPBACK : 0) | (e.channel ? OUT_CHANNEL : 0);
+    if (isIPv6(e.remoteAddress)) {
+      const value = Buffer.alloc(OUTBOUND6_VALUE_SIZE);
+      writeAddress6(value, 0, e.localAddress);
+      writeAddress6(value, 16, e.remoteAddress);
+      value.writeUInt16BE(e.localPort, 32);
+      value.writeUInt16BE(e.remotePort, 34);
+      value.writeUInt16BE(e.wireguardPort, 36);
+      value.writeUInt16LE(flags, 38);
+      value.writeUInt32LE(e.ifindex, 40);
+      value.writeUInt16BE(e.channel ?? 0, 44);
+      this.outbound.delete(key);
+      this.outbound6.set(key, value);
+      return;
+    }
     const value = Buffer.alloc(OUTBOUND_VALUE_SIZE);
     writeFiveTuple(value, 0, e);
     value.writeUInt16BE(e.wireguardPort, 12);
-    const flags = (e.toLoopback ? OUT_TO_LOOPBACK : 0) | (e.channel ? OUT_CHANNEL : 0);
     value.writeUInt16LE(flags, 14);
     value.writeUInt32LE(e.ifindex, 16);
     value.writeUInt16BE(e.channel ?? 0, 20);
-    this.outbound.set(outboundKey(e.loopbackAddress, e.loopbackPort), value);
+    this.outbound6.delete(key);
+    this.outbound.set(key, value);
   }
 
   deleteOutbound(loopbackAddress: string, loopbackPort: number): void {
-    this.outbound.delete(outboundKey(loopbackAddress, loopbackPort));
+    const key = outboundKey(loopbackAddress, loopbackPort);
+    this.outbound.delete(key);
+    this.outbound6.delete(key);
   }
 
   outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
-    const value = this.outbound.get(outboundKey(loopbackAddress, loopbackPort));
-    return value ? { packets: value.readBigUInt64LE(24), bytes: value.readBigUInt64LE(32) } : null;
+    const key = outboundKey(loopbackAddress, loopbackPort);
+    const v4 = this.outbound.get(key);
+    if (v4) return { packets: v4.readBigUInt64LE(24), bytes: v4.readBigUInt64LE(32) };
+    const v6 = this.outbound6.get(key);
+    return v6 ? { packets: v6.readBigUInt64LE(48), bytes: v6.readBigUInt64LE(56) } : null;
   }
 
   setInbound(e: InboundEntry): void {
@@ -343,15 +403,19 @@ export class FastPathProgram {
     value.writeUInt16BE(e.loopbackPort, 4);
     value.writeUInt16BE(e.wireguardPort, 6);
     value.writeUInt32LE(e.loopbackIfindex, 8);
-    this.inbound.set(inboundKey(e), value);
+    if (isIPv6(e.remoteAddress)) this.inbound6.set(inbound6Key(e), value);
+    else this.inbound.set(inboundKey(e), value);
   }
 
   deleteInbound(flow: InboundFlow): void {
-    this.inbound.delete(inboundKey(flow));
+    if (isIPv6(flow.remoteAddress)) this.inbound6.delete(inbound6Key(flow));
+    else this.inbound.delete(inboundKey(flow));
   }
 
   inboundCounters(flow: InboundFlow): EntryCounters | null {
-    const value = this.inbound.get(inboundKey(flow));
+    const value = isIPv6(flow.remoteAddress)
+      ? this.inbound6.get(inbound6Key(flow))
+      : this.inbound.get(inboundKey(flow));
     return value ? { packets: value.readBigUInt64LE(16), bytes: value.readBigUInt64LE(24) } : null;
   }
 
@@ -378,6 +442,8 @@ export class FastPathProgram {
     }
     this.outbound.ref.close();
     this.inbound.ref.close();
+    this.outbound6.ref.close();
+    this.inbound6.ref.close();
     this.owner.ref.close();
     await rm(this.pinDir, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
-import { isIPv4 } from "node:net";
+import { isIP } from "node:net";
 import { promisify } from "node:util";
 import type { FastPathProgram } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
@@ -38,13 +38,21 @@ interface KernelFlow {
   channel: number;
 }
 
-/** What the kernel can carry of a path: its plain UDP route, else its TURN channel (IPv4 only). */
+/** An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as plain IPv4. */
+const unmapped = (address: string): string => address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
+
+/** A bound address that leaves the source to the kernel's route. */
+const isWildcard = (address: string | null): boolean => !address || address === "0.0.0.0" || address === "::";
+
+/** What the kernel can carry of a path: its plain UDP route, else its TURN channel (IPv4 or IPv6). */
 function kernelFlowOf(path: PeerPath | null): KernelFlow | null {
   const udp = path?.udpRoute?.() ?? null;
-  if (udp) return isIPv4(udp.remoteAddress) ? { ...udp, channel: 0 } : null;
-  const relay = path?.channelRoute?.() ?? null;
-  if (!relay || !isIPv4(relay.remoteAddress)) return null;
-  return { ...relay, channel: relay.channel };
+  const flow = udp ? { ...udp, channel: 0 } : (path?.channelRoute?.() ?? null);
+  if (!flow) return null;
+  const remoteAddress = unmapped(flow.remoteAddress);
+  const localAddress = isWildcard(flow.localAddress) ? null : unmapped(flow.localAddress ?? "");
+  if (!isIP(remoteAddress) || (localAddress && isIP(localAddress) !== isIP(remoteAddress))) return null;
+  return { ...flow, localAddress, remoteAddress };
 }
 
 /** A peer's entries as installed: the flow, where it leaves, and the counts already folded in. */
@@ -126,13 +134,14 @@ export class KernelForwarder {
       kernelRoute = null;
     }
     if (this.generations.get(peer) !== generation) return;
-    if (!kernelRoute || kernelRoute.dev === this.options.wireguardInterface) {
+    const toLoopback = kernelRoute?.dev === "lo";
+    const ipv6 = isIP(route.remoteAddress) === 6;
+    // An IPv6 peer on this host would need the translated datagram routed again: user space does it.
+    if (!kernelRoute || kernelRoute.dev === this.options.wireguardInterface || (ipv6 && toLoopback)) {
       this.uninstall(peer);
       return;
     }
-    const toLoopback = kernelRoute.dev === "lo";
-    const localAddress =
-      route.localAddress && route.localAddress !== "0.0.0.0" ? route.localAddress : kernelRoute.source;
+    const localAddress = route.localAddress ?? kernelRoute.source;
     const next: Installed = {
       ifindex: kernelRoute.ifindex,
       wireguardPort: this.wireguardPort,

@@ -4,114 +4,28 @@
 // on a bound channel passes unchanged (TC_ACT_UNSPEC: on to the next filter); an owner whose
 // heartbeat is stale forwards nothing. Test runs build a plain skb (no CHECKSUM_PARTIAL), so the UDP
 // checksum is checked in full here; the PARTIAL case (lo) is covered end to end with wireguard-go.
-import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FastPathProgram, fastPathObjectPath } from "../../ebpf/loader.js";
+import {
+  channelData,
+  frame,
+  parse,
+  runProgram,
+  TC_ACT_REDIRECT,
+  TC_ACT_UNSPEC,
+  transport,
+} from "../support/kernel-packets.js";
 
-const execFileAsync = promisify(execFile);
 const supported = process.getuid?.() === 0 && existsSync(fastPathObjectPath()) && existsSync("/sys/fs/bpf");
 
-const TC_ACT_UNSPEC = 0xffffffff;
-const TC_ACT_REDIRECT = 7;
 const WG = { address: "127.0.0.1", port: 51820 };
 const LOOPBACK = { address: "127.12.34.56", port: 51822 };
 const ALLOCATION = { address: "192.0.2.10", port: 50000 };
 const TURN_SERVER = { address: "203.0.113.3", port: 3478 };
 const CHANNEL = 0x4001;
-
-interface Endpoint {
-  address: string;
-  port: number;
-}
-
-function ip4(address: string): Buffer {
-  return Buffer.from(address.split(".").map(Number));
-}
-
-function sum16(buf: Buffer, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
-  if (buf.length % 2) sum += (buf[buf.length - 1] ?? 0) << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return sum;
-}
-
-function udpChecksum(src: Buffer, dst: Buffer, udp: Buffer): number {
-  const pseudo = Buffer.concat([src, dst, Buffer.from([0, 17]), Buffer.alloc(2)]);
-  pseudo.writeUInt16BE(udp.length, 10);
-  const c = ~sum16(udp, sum16(pseudo)) & 0xffff;
-  return c === 0 ? 0xffff : c;
-}
-
-/** An Ethernet frame with an IPv4/UDP datagram, both checksums computed (none for UDP when asked). */
-function frame(from: Endpoint, to: Endpoint, payload: Buffer, withUdpChecksum = true): Buffer {
-  const eth = Buffer.alloc(14);
-  eth.fill(0x02, 0, 12);
-  eth.writeUInt16BE(0x0800, 12);
-  const ip = Buffer.alloc(20);
-  ip[0] = 0x45;
-  ip.writeUInt16BE(20 + 8 + payload.length, 2);
-  ip[8] = 64;
-  ip[9] = 17;
-  ip4(from.address).copy(ip, 12);
-  ip4(to.address).copy(ip, 16);
-  ip.writeUInt16BE(~sum16(ip) & 0xffff, 10);
-  const udp = Buffer.alloc(8);
-  udp.writeUInt16BE(from.port, 0);
-  udp.writeUInt16BE(to.port, 2);
-  udp.writeUInt16BE(8 + payload.length, 4);
-  const datagram = Buffer.concat([udp, payload]);
-  if (withUdpChecksum) datagram.writeUInt16BE(udpChecksum(ip4(from.address), ip4(to.address), datagram), 6);
-  return Buffer.concat([eth, ip, datagram]);
-}
-
-interface Parsed {
-  from: Endpoint;
-  to: Endpoint;
-  payload: Buffer;
-  ipChecksumOk: boolean;
-  udpChecksum: number;
-  udpChecksumOk: boolean;
-  lengthsOk: boolean;
-}
-
-function parse(f: Buffer): Parsed {
-  const ip = f.subarray(14, 34);
-  const totalLength = ip.readUInt16BE(2);
-  const udp = f.subarray(34, 14 + totalLength);
-  const address = (b: Buffer) => [...b].join(".");
-  const check = udp.readUInt16BE(6);
-  const zeroed = Buffer.from(udp);
-  zeroed.writeUInt16BE(0, 6);
-  return {
-    from: { address: address(ip.subarray(12, 16)), port: udp.readUInt16BE(0) },
-    to: { address: address(ip.subarray(16, 20)), port: udp.readUInt16BE(2) },
-    payload: udp.subarray(8),
-    ipChecksumOk: sum16(ip) === 0xffff,
-    udpChecksum: check,
-    udpChecksumOk: check === udpChecksum(ip.subarray(12, 16), ip.subarray(16, 20), zeroed),
-    lengthsOk: udp.readUInt16BE(4) === udp.length && f.length === 14 + totalLength,
-  };
-}
-
-/** A transport message (type 4) of `length` bytes. */
-function transport(length: number): Buffer {
-  const m = Buffer.alloc(length);
-  for (let i = 4; i < length; i++) m[i] = (i * 37 + 11) & 0xff;
-  m[0] = 4;
-  return m;
-}
-
-function channelData(channel: number, data: Buffer): Buffer {
-  const header = Buffer.alloc(4);
-  header.writeUInt16BE(channel, 0);
-  header.writeUInt16BE(data.length, 2);
-  return Buffer.concat([header, data]);
-}
 
 describe.skipIf(!supported)("fast path program: TURN ChannelData on hand-made packets", () => {
   let program: FastPathProgram;
@@ -119,25 +33,7 @@ describe.skipIf(!supported)("fast path program: TURN ChannelData on hand-made pa
   const pinDir = `/sys/fs/bpf/tbt-k${process.pid}-channel-data`;
 
   /** Runs the program once on `input`: its verdict and the packet as it left. */
-  const runOn = async (input: Buffer): Promise<{ verdict: number; output: Buffer }> => {
-    const inFile = join(dir, "in");
-    const outFile = join(dir, "out");
-    writeFileSync(inFile, input);
-    const { stdout } = await execFileAsync("bpftool", [
-      "prog",
-      "run",
-      "pinned",
-      program.programPath,
-      "data_in",
-      inFile,
-      "data_out",
-      outFile,
-      "data_size_out",
-      "4096",
-    ]);
-    const verdict = Number(/Return value: (\d+)/.exec(stdout)?.[1]);
-    return { verdict, output: readFileSync(outFile) };
-  };
+  const runOn = (input: Buffer) => runProgram(program.programPath, dir, input);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "tb-channel-data-"));
@@ -259,35 +155,11 @@ describe.skipIf(!supported)("fast path program: an owner that stopped beating fo
         toLoopback: false,
       });
       const input = frame(WG, LOOPBACK, transport(100));
-      writeFileSync(join(dir, "in"), input);
-      const { stdout } = await execFileAsync("bpftool", [
-        "prog",
-        "run",
-        "pinned",
-        program.programPath,
-        "data_in",
-        join(dir, "in"),
-        "data_out",
-        join(dir, "out"),
-        "data_size_out",
-        "4096",
-      ]);
-      expect(Number(/Return value: (\d+)/.exec(stdout)?.[1])).toBe(TC_ACT_UNSPEC);
-      expect(readFileSync(join(dir, "out")).equals(input)).toBe(true);
+      const silent = await runProgram(program.programPath, dir, input);
+      expect(silent.verdict).toBe(TC_ACT_UNSPEC);
+      expect(silent.output.equals(input)).toBe(true);
       program.beat();
-      const { stdout: fresh } = await execFileAsync("bpftool", [
-        "prog",
-        "run",
-        "pinned",
-        program.programPath,
-        "data_in",
-        join(dir, "in"),
-        "data_out",
-        join(dir, "out"),
-        "data_size_out",
-        "4096",
-      ]);
-      expect(Number(/Return value: (\d+)/.exec(fresh)?.[1])).toBe(TC_ACT_REDIRECT);
+      expect((await runProgram(program.programPath, dir, input)).verdict).toBe(TC_ACT_REDIRECT);
     } finally {
       await program.close();
       rmSync(dir, { recursive: true, force: true });

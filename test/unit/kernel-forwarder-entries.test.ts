@@ -111,7 +111,18 @@ describe("KernelForwarder", () => {
   describe("installing nothing", () => {
     const cases: Array<[string, UdpRoute | null, KernelRoute | null, number]> = [
       ["the path has no UDP route (relayed)", null, UPLINK, WG_PORT],
-      ["the remote is IPv6", { ...ROUTE, remoteAddress: "2001:db8::7" }, UPLINK, WG_PORT],
+      [
+        "the remote is IPv6 and on this host (route via lo)",
+        { ...ROUTE, remoteAddress: "::1" },
+        { dev: "lo", ifindex: 1, source: "::1" },
+        WG_PORT,
+      ],
+      [
+        "the socket is bound to an IPv4 address and the remote is IPv6",
+        { ...ROUTE, localAddress: "192.0.2.10", remoteAddress: "2001:db8::7" },
+        UPLINK,
+        WG_PORT,
+      ],
       ["the kernel has no route", ROUTE, null, WG_PORT],
       ["the route goes into the WireGuard interface", ROUTE, { ...UPLINK, dev: WG_INTERFACE }, WG_PORT],
       ["WireGuard's port is unknown", ROUTE, UPLINK, 0],

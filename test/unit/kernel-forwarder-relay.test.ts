@@ -118,11 +118,16 @@ describe("KernelForwarder on relayed paths", () => {
     expect([...program.inbound.keys()]).toEqual([inKey(UPLINK.source, 40000, "198.51.100.7", 51820)]);
   });
 
-  it("an IPv6 TURN server stays in user space", async () => {
-    const f = makeForwarder();
-    const { peer } = relayedPeer({ ...TURN, remoteAddress: "2001:db8::3" });
+  it("an IPv6 TURN server gets entries too (the program translates WireGuard's IPv4)", async () => {
+    const f = makeForwarder(async () => ({ dev: "eth0", ifindex: 7, source: "2001:db8::10" }));
+    const { peer } = relayedPeer({ ...TURN, localAddress: "::", remoteAddress: "2001:db8::3" });
     await f.update(peer);
-    expect(program.calls).toEqual([]);
+    expect(program.theOutbound()).toMatchObject({
+      localAddress: "2001:db8::10",
+      remoteAddress: "2001:db8::3",
+      channel: 0x4001,
+    });
+    expect([...program.inbound.keys()]).toEqual([inKey("2001:db8::10", 50000, "2001:db8::3", 3478, 0x4001)]);
   });
 
   it("relayed traffic the kernel carried is counted for the peer, read under the channel's key", async () => {
@@ -142,5 +147,34 @@ describe("KernelForwarder on relayed paths", () => {
     ]);
     f.remove(peer);
     expect(program.inbound.size).toBe(0);
+  });
+});
+
+describe("KernelForwarder on IPv6 and dual-stack paths", () => {
+  const harness = useKernelForwarder();
+  const { makeForwarder } = harness;
+
+  it("an IPv6 direct path bound to :: takes the route's IPv6 source", async () => {
+    const f = makeForwarder(async () => ({ dev: "eth0", ifindex: 7, source: "2001:db8::10" }));
+    const { peer } = makePeer({ ...ROUTE, localAddress: "::", remoteAddress: "2001:db8::7" });
+    await f.update(peer);
+    expect(harness.program.theOutbound()).toMatchObject({
+      localAddress: "2001:db8::10",
+      remoteAddress: "2001:db8::7",
+      ifindex: 7,
+    });
+    expect(harness.program.theOutbound().channel).toBeUndefined();
+    expect([...harness.program.inbound.keys()]).toEqual([inKey("2001:db8::10", 40000, "2001:db8::7", 51820)]);
+  });
+
+  it("a dual-stack socket's IPv4-mapped remote is carried as IPv4", async () => {
+    const f = makeForwarder();
+    const { peer } = makePeer({ ...ROUTE, localAddress: "::", remoteAddress: "::ffff:198.51.100.7" });
+    await f.update(peer);
+    expect(harness.routeLookups).toEqual(["198.51.100.7"]);
+    expect(harness.program.theOutbound()).toMatchObject({
+      localAddress: UPLINK.source,
+      remoteAddress: "198.51.100.7",
+    });
   });
 });

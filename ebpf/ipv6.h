@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/*
+ * IPv6 paths for the fast path (included by fast-path.bpf.c after its helpers). WireGuard's side is
+ * always IPv4 loopback (L(P) is 127.x), so the datagram changes protocol at the edge:
+ *
+ *  - outbound: WireGuard's IPv4 datagram to L(P) (ChannelData added first when relayed) becomes IPv6
+ *    from the path's socket to the remote: bpf_skb_change_proto makes room after the MAC header, so
+ *    the UDP header keeps its place in the buffer (CHECKSUM_PARTIAL's csum_start stays right), and
+ *    the UDP checksum trades the IPv4 pseudo-header addresses for the IPv6 ones (a checksum is
+ *    mandatory in IPv6: a datagram without one stays in user space).
+ *  - inbound: the reverse, then ChannelData stripped with IPv4 offsets, then into lo as from L(P).
+ */
+#ifndef TUNNELBORE_IPV6_H
+#define TUNNELBORE_IPV6_H
+
+#include <linux/ipv6.h>
+
+#define IP6_OFF ETH_HLEN
+#define IP6_ADDRS_OFF (IP6_OFF + offsetof(struct ipv6hdr, saddr))
+#define UDP6_OFF (ETH_HLEN + sizeof(struct ipv6hdr))
+#define PAYLOAD6_OFF (UDP6_OFF + sizeof(struct udphdr))
+#define UDP6_CSUM_OFF (UDP6_OFF + offsetof(struct udphdr, check))
+#define UDP6_SPORT_OFF (UDP6_OFF + offsetof(struct udphdr, source))
+#define UDP6_DPORT_OFF (UDP6_OFF + offsetof(struct udphdr, dest))
+#define ETH_PROTO_OFF offsetof(struct ethhdr, h_proto)
+#define HOP_LIMIT 64
+
+/* Keyed like tb_outbound (L(P)); local then remote address, adjacent: the pseudo-header's order. */
+struct outbound6_value {
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 wireguard_port;
+	__u16 flags;
+	__u32 ifindex;
+	__u16 channel;
+	__u16 pad;
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct inbound6_key {
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 channel;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct outbound_key);
+	__type(value, struct outbound6_value);
+} tb_outbound6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct inbound6_key);
+	__type(value, struct inbound_value);
+} tb_inbound6 SEC(".maps");
+
+/* Folds a 32-bit one's complement sum into a 16-bit checksum. */
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* WireGuard's IPv4 datagram to L(P) -> IPv6 from the path's socket to the peer (or its TURN server). */
+static __always_inline int outbound6(struct __sk_buff *skb, struct outbound6_value *out, __u32 saddr, __u32 daddr,
+				     __u16 sport, __u16 dport, int udp_csum, __u32 len)
+{
+	if (!owner_alive())
+		return TC_ACT_UNSPEC;
+	if (!udp_csum || skb->gso_size || ((out->flags & OUT_CHANNEL) && len > CHANNEL_PAYLOAD_MAX))
+		return TC_ACT_UNSPEC;
+	__u32 udp_len = sizeof(struct udphdr) + len;
+	if (out->flags & OUT_CHANNEL) {
+		if (channel_data_push(skb, out->channel, len, udp_csum))
+			return TC_ACT_SHOT;
+		udp_len += CHANNEL_HLEN;
+	}
+	__u32 v4[2] = { saddr, daddr };
+	__s64 diff = bpf_csum_diff(v4, sizeof(v4), (__be32 *)out->local_addr, 32, 0);
+	if (diff < 0 || bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	    rewrite_port(skb, UDP_CSUM_OFF, UDP_SPORT_OFF, sport, out->local_port, 1) ||
+	    rewrite_port(skb, UDP_CSUM_OFF, UDP_DPORT_OFF, dport, out->remote_port, 1))
+		return TC_ACT_SHOT;
+	if (bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 0))
+		return TC_ACT_SHOT;
+	struct ipv6hdr ip6 = {
+		.version = 6, .payload_len = bpf_htons(udp_len), .nexthdr = IPPROTO_UDP, .hop_limit = HOP_LIMIT
+	};
+	__builtin_memcpy(&ip6.saddr, out->local_addr, 16);
+	__builtin_memcpy(&ip6.daddr, out->remote_addr, 16);
+	__u16 proto = bpf_htons(ETH_P_IPV6);
+	if (bpf_skb_store_bytes(skb, IP6_OFF, &ip6, sizeof(ip6), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_PROTO_OFF, &proto, 2, 0))
+		return TC_ACT_SHOT;
+	__sync_fetch_and_add(&out->packets, 1);
+	__sync_fetch_and_add(&out->bytes, len);
+	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
+}
+
+/* The peer's IPv6 datagram (transport message, or ChannelData on a bound channel) -> WireGuard from L(P). */
+static __always_inline int inbound6(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	struct udphdr *udp = data + UDP6_OFF;
+	__u8 *payload = data + PAYLOAD6_OFF;
+
+	if ((void *)(payload + CHANNEL_HLEN + 4) > data_end)
+		return TC_ACT_UNSPEC;
+	/* No extension headers (fragments included): those stay with the stack. */
+	if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP || !udp->check || skb->gso_size)
+		return TC_ACT_UNSPEC;
+	__u32 udp_len = bpf_ntohs(udp->len);
+	if (udp_len != bpf_ntohs(ip6->payload_len) || udp_len < sizeof(struct udphdr) + WG_TRANSPORT_MIN)
+		return TC_ACT_UNSPEC;
+	__u32 len = udp_len - sizeof(struct udphdr);
+	int channel = payload_channel(payload, len);
+	if (channel < 0)
+		return TC_ACT_UNSPEC;
+
+	struct inbound6_key key = { .local_port = udp->dest, .remote_port = udp->source, .channel = channel };
+	__builtin_memcpy(key.local_addr, &ip6->daddr, 16);
+	__builtin_memcpy(key.remote_addr, &ip6->saddr, 16);
+	__u16 sport = udp->source, dport = udp->dest;
+	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound6, &key);
+	if (!in || !owner_alive())
+		return TC_ACT_UNSPEC;
+
+	/* The IPv6 pseudo-header's addresses out, L(P) and 127.0.0.1 in (lengths and protocol are alike). */
+	__u8 v6[32];
+	__builtin_memcpy(v6, key.remote_addr, 16);
+	__builtin_memcpy(v6 + 16, key.local_addr, 16);
+	__u32 v4[2] = { in->loopback_addr, bpf_htonl(0x7f000001) };
+	__s64 diff = bpf_csum_diff((__be32 *)v6, sizeof(v6), v4, sizeof(v4), 0);
+	if (diff < 0 || bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	    rewrite_port(skb, UDP6_CSUM_OFF, UDP6_SPORT_OFF, sport, in->loopback_port, 1) ||
+	    rewrite_port(skb, UDP6_CSUM_OFF, UDP6_DPORT_OFF, dport, in->wireguard_port, 1))
+		return TC_ACT_SHOT;
+	if (bpf_skb_change_proto(skb, bpf_htons(ETH_P_IP), 0))
+		return TC_ACT_SHOT;
+	struct iphdr ip = {
+		.version = 4,
+		.ihl = 5,
+		.tot_len = bpf_htons(sizeof(struct iphdr) + udp_len),
+		.ttl = HOP_LIMIT,
+		.protocol = IPPROTO_UDP,
+		.saddr = v4[0],
+		.daddr = v4[1],
+	};
+	ip.check = csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&ip, sizeof(ip), 0));
+	__u16 proto = bpf_htons(ETH_P_IP);
+	if (bpf_skb_store_bytes(skb, IP_OFF, &ip, sizeof(ip), 0) || bpf_skb_store_bytes(skb, ETH_PROTO_OFF, &proto, 2, 0))
+		return TC_ACT_SHOT;
+	if (channel) {
+		if (channel_data_pop(skb, channel, len, 1))
+			return TC_ACT_SHOT;
+		len -= CHANNEL_HLEN;
+	}
+	__sync_fetch_and_add(&in->packets, 1);
+	__sync_fetch_and_add(&in->bytes, len);
+	bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
+	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
+}
+
+#endif

@@ -1,0 +1,133 @@
+// The fast path program on hand-made packets over IPv6 paths (BPF_PROG_TEST_RUN through `bpftool prog
+// run`): WireGuard's side is IPv4 loopback, so an outbound transport message becomes IPv6 from the
+// path's socket to the peer (ChannelData added first on a relayed path) and an inbound one becomes
+// IPv4 from L(P) to WireGuard, with lengths and checksums right (the UDP checksum is mandatory in IPv6).
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FastPathProgram, fastPathObjectPath } from "../../ebpf/loader.js";
+import {
+  channelData,
+  frame,
+  parse,
+  runProgram,
+  TC_ACT_REDIRECT,
+  TC_ACT_UNSPEC,
+  transport,
+} from "../support/kernel-packets.js";
+
+const supported = process.getuid?.() === 0 && existsSync(fastPathObjectPath()) && existsSync("/sys/fs/bpf");
+
+const WG = { address: "127.0.0.1", port: 51820 };
+const DIRECT_LOOPBACK = { address: "127.12.34.56", port: 51822 };
+const RELAYED_LOOPBACK = { address: "127.12.34.57", port: 51822 };
+const LOCAL = { address: "2001:db8::10", port: 40000 };
+const PEER = { address: "2001:db8:1::7", port: 51820 };
+const ALLOCATION = { address: "2001:db8::10", port: 50000 };
+const TURN_SERVER = { address: "2001:db8:2::3", port: 3478 };
+const CHANNEL = 0x4abc;
+
+describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets", () => {
+  let program: FastPathProgram;
+  let dir = "";
+  const run = (input: Buffer) => runProgram(program.programPath, dir, input);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "tb-ipv6-"));
+    program = await FastPathProgram.open(`/sys/fs/bpf/tbt-k${process.pid}-ipv6`);
+    const entry = (loopback: typeof WG, local: typeof WG, remote: typeof WG, channel?: number) => ({
+      loopbackAddress: loopback.address,
+      loopbackPort: loopback.port,
+      localAddress: local.address,
+      localPort: local.port,
+      remoteAddress: remote.address,
+      remotePort: remote.port,
+      wireguardPort: WG.port,
+      channel,
+    });
+    const direct = entry(DIRECT_LOOPBACK, LOCAL, PEER);
+    const relayed = entry(RELAYED_LOOPBACK, ALLOCATION, TURN_SERVER, CHANNEL);
+    for (const e of [direct, relayed]) {
+      program.setOutbound({ ...e, ifindex: 7, toLoopback: false });
+      program.setInbound({ ...e, loopbackIfindex: 99 });
+    }
+    program.beat();
+  });
+
+  afterAll(async () => {
+    await program?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const length of [32, 1421, 1452]) {
+    it(`outbound: WireGuard's IPv4 datagram (${length}-byte message) leaves as IPv6 from the path's socket`, async () => {
+      const message = transport(length);
+      const { verdict, output } = await run(frame(WG, DIRECT_LOOPBACK, message));
+      expect(verdict).toBe(TC_ACT_REDIRECT);
+      const p = parse(output);
+      expect(p).toMatchObject({ version: 6, from: LOCAL, to: PEER, udpChecksumOk: true, lengthsOk: true });
+      expect(p.payload.equals(message)).toBe(true);
+    });
+
+    it(`inbound: the peer's IPv6 datagram (${length}-byte message) reaches WireGuard as IPv4 from L(P)`, async () => {
+      const message = transport(length);
+      const { verdict, output } = await run(frame(PEER, LOCAL, message));
+      expect(verdict).toBe(TC_ACT_REDIRECT);
+      const p = parse(output);
+      expect(p).toMatchObject({
+        version: 4,
+        from: DIRECT_LOOPBACK,
+        to: WG,
+        ipChecksumOk: true,
+        udpChecksumOk: true,
+        lengthsOk: true,
+      });
+      expect(p.payload.equals(message)).toBe(true);
+    });
+
+    it(`relayed over IPv6: ChannelData added outbound and stripped inbound (${length} bytes)`, async () => {
+      const message = transport(length);
+      const out = await run(frame(WG, RELAYED_LOOPBACK, message));
+      expect(out.verdict).toBe(TC_ACT_REDIRECT);
+      const o = parse(out.output);
+      expect(o).toMatchObject({
+        version: 6,
+        from: ALLOCATION,
+        to: TURN_SERVER,
+        udpChecksumOk: true,
+        lengthsOk: true,
+      });
+      expect(o.payload.equals(channelData(CHANNEL, message))).toBe(true);
+      const inb = await run(frame(TURN_SERVER, ALLOCATION, channelData(CHANNEL, message)));
+      expect(inb.verdict).toBe(TC_ACT_REDIRECT);
+      const i = parse(inb.output);
+      expect(i).toMatchObject({
+        version: 4,
+        from: RELAYED_LOOPBACK,
+        to: WG,
+        ipChecksumOk: true,
+        udpChecksumOk: true,
+        lengthsOk: true,
+      });
+      expect(i.payload.equals(message)).toBe(true);
+    });
+  }
+
+  const untouched: Array<[string, Buffer]> = [
+    ["a datagram without a UDP checksum (IPv6 needs one)", frame(WG, DIRECT_LOOPBACK, transport(100), false)],
+    ["an IPv6 datagram from another port", frame({ ...PEER, port: 51821 }, LOCAL, transport(100))],
+    ["an IPv6 handshake", frame(PEER, LOCAL, Buffer.concat([Buffer.from([1, 0, 0, 0]), Buffer.alloc(144)]))],
+    [
+      "IPv6 ChannelData on another channel",
+      frame(TURN_SERVER, ALLOCATION, channelData(0x4001, transport(100))),
+    ],
+  ];
+  for (const [what, input] of untouched) {
+    it(`passes ${what} on unchanged`, async () => {
+      const { verdict, output } = await run(input);
+      expect(verdict).toBe(TC_ACT_UNSPEC);
+      expect(output.equals(input)).toBe(true);
+    });
+  }
+});
