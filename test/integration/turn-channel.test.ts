@@ -13,7 +13,7 @@ import { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { StunOverTurnProtocol, StunProtocol, type TurnProtocol } from "werift-ice";
+import { CandidatePairState, StunOverTurnProtocol, StunProtocol, type TurnProtocol } from "werift-ice";
 import type { IcePath } from "../../src/ice/ice-path.js";
 import { IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js";
 import type { IceSignal } from "../../src/ice/ice-signal.js";
@@ -401,6 +401,38 @@ describe("a relayed path's TURN channel (coturn on loopback, relay forced)", () 
     expect(protocol.transport.socket.address().port).toBe(udp?.localPort);
     protocol.transport.socket.send(datagram("to-a"), udp?.remotePort ?? 0, udp?.remoteAddress ?? "");
     await waitFor(() => atA.includes(datagram("to-a").toString()), { what: "plain UDP at a" });
+  });
+
+  it("switching to another pair on the allocation: the old channel's route goes, the new pair's comes", async () => {
+    // b gathers a host and a relay candidate: a's relay candidate pairs with both.
+    const { pa, pb, changes } = await connect(
+      makePair(turnOptions("switch-a"), {
+        ...turnOptions("switch-b"),
+        forceRelay: false,
+        extraHostAddresses: ["127.0.0.1"],
+      }),
+    );
+    const first = await waitFor(() => pa.channelRoute(), { what: "a's channel route" });
+    const other = await waitFor(
+      () =>
+        pa.conn.checkList.find(
+          (p) =>
+            p !== pa.pair && p.protocol === pa.pair?.protocol && p.state === CandidatePairState.SUCCEEDED,
+        ),
+      { what: "another validated pair on a's allocation" },
+    );
+    const before = changes.a;
+    pa.switchTo(other);
+    expect(changes.a).toBe(before + 1);
+    const second = await waitFor(() => pa.channelRoute(), { what: "the new pair's channel route" });
+    expect(changes.a).toBe(before + 2);
+    expect(second.channel).not.toBe(first.channel);
+    expect({ ...second, channel: first.channel }).toEqual(first); // the same allocation's five-tuple
+    const atB = received(pb);
+    await sendFromFiveTuple(second, datagram("switched"));
+    await waitFor(() => atB.includes(datagram("switched").toString()), {
+      what: "ChannelData on the new channel at b",
+    });
   });
 
   it("TURN over TCP: no channel route (ChannelData over TCP stays in user space), data still flows", async () => {
