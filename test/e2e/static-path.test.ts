@@ -103,7 +103,9 @@ describe("static path through real wireguard-go", () => {
   });
 
   it("survives SIGKILL and a restart without reconfiguring WireGuard; the ping resumes", async () => {
-    const first = await tunnelbore();
+    // In user space, so that the kill stops the traffic at once (the kernel fast path carries on for a
+    // few seconds until the dead owner's heartbeat is stale: test/e2e/kernel-cleanup.test.ts).
+    const first = await tunnelbore(["--ebpf", "off"]);
     await waitFor(async () => (await wgA.endpointOf(keyB.publicKey)) === loopbackOfB(), {
       what: "endpoint at L(P)",
       intervalMs: 100,
@@ -153,8 +155,12 @@ describe("static path through real wireguard-go", () => {
     // B moves to a new address and the old one becomes unreachable from A. (B keeps the old address
     // itself: wireguard-go cannot answer at all after its sticky source address is deleted, with or
     // without Tunnelbore.)
+    // B drops what still arrives at the old address (a route on A would not do: the kernel fast path
+    // sends to the neighbour it resolved, and a blackhole route does not stop it).
     await nsRun(nsB, "ip", ["addr", "add", `${LINK_B2}/24`, "dev", "eth0"]);
-    await nsRun(nsA, "ip", ["route", "add", "blackhole", `${LINK_B}/32`]);
+    await nsRun(nsB, "nft", [
+      `add table ip tbt_move; add chain ip tbt_move pre { type filter hook prerouting priority -300; }; add rule ip tbt_move pre ip daddr ${LINK_B} udp dport 51820 drop`,
+    ]);
     writeFileSync(hosts, `127.0.0.1 localhost\n${LINK_B2} peer-b.tbt.test\n`);
     // WireGuard starts a new handshake when its data goes unanswered (about 15 s): keep traffic flowing.
     const tb = running[0]!;
@@ -165,7 +171,7 @@ describe("static path through real wireguard-go", () => {
     expect(await wgA.latestHandshakeOf(keyB.publicKey)).toBe(handshake);
     const peer = (await tb.status()).peers.find((p) => p.publicKey === keyB.publicKey);
     expect(peer?.remote).toBe(`${LINK_B2}:51820`);
-    await nsRun(nsA, "ip", ["route", "del", "blackhole", `${LINK_B}/32`]);
+    await nsRun(nsB, "nft", ["delete table ip tbt_move"]);
     await nsRun(nsB, "ip", ["addr", "del", `${LINK_B2}/24`, "dev", "eth0"]);
   }, 90_000);
 });
