@@ -73,7 +73,7 @@ export class StaticPath implements PeerPath {
   }
 
   udpRoute(): UdpRoute | null {
-    if (!this.socket || !this.address || this.family !== 4) return null;
+    if (!this.socket || !this.address) return null;
     return {
       localAddress: null,
       localPort: this.socket.address().port,
