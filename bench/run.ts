@@ -13,6 +13,7 @@ import { benchForwarding } from "./forwarding.js";
 import { benchForwardingBatched } from "./forwarding-batched.js";
 import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
+import { benchKernelIpv6 } from "./kernel-ipv6.js";
 import { benchKernelRelay } from "./kernel-relay.js";
 import { benchMac1 } from "./mac1.js";
 import { benchNatTraversal } from "./nat-traversal.js";
@@ -53,6 +54,12 @@ const BENCHMARKS: Benchmark[] = [
     what: "iperf3 through a TURN relay in the kernel fast path vs direct WireGuard",
     run: benchKernelRelay,
     limitSeconds: 300,
+  },
+  {
+    name: "kernel-ipv6",
+    what: "iperf3 through the kernel fast path on an IPv6 static path vs direct WireGuard",
+    run: benchKernelIpv6,
+    limitSeconds: 180,
   },
   {
     name: "nat-traversal",
