@@ -27,6 +27,7 @@ class DgramBatchedSocket implements BatchedUdpSocket {
   onBatch: ((batch: ReceivedBatch) => void) | null = null;
   onError: ((err: NodeJS.ErrnoException) => void) | null = null;
   private readonly single = new SingleDatagram();
+  private closed = false;
   private readonly local: { address: string; port: number; family: "IPv4" | "IPv6" };
 
   constructor(private readonly socket: Socket) {
@@ -46,6 +47,8 @@ class DgramBatchedSocket implements BatchedUdpSocket {
    * native socket does.
    */
   send(datagram: Buffer, port: number, address: string): void {
+    // After close, as the native socket: nothing (dgram would throw ERR_SOCKET_DGRAM_NOT_RUNNING).
+    if (this.closed) return;
     if (datagram.length > MAX_UDP_PAYLOAD[this.local.family]) {
       const err: NodeJS.ErrnoException = new Error(
         `send EMSGSIZE (${datagram.length} bytes to ${address}:${port})`,
@@ -71,6 +74,8 @@ class DgramBatchedSocket implements BatchedUdpSocket {
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     try {
       this.socket.close();
     } catch {

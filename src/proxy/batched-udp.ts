@@ -25,7 +25,7 @@ export interface BatchedUdpSocket {
   readonly io: UdpIo;
   onBatch: ((batch: ReceivedBatch) => void) | null;
   onError: ((err: NodeJS.ErrnoException) => void) | null;
-  /** The destination must be an IP literal. The datagram is copied (native) or handed to dgram. */
+  /** The destination must be an IP literal. The datagram is copied (native) or handed to dgram; after close, nothing. */
   send(datagram: Buffer, port: number, address: string): void;
   address(): { address: string; port: number; family: "IPv4" | "IPv6" };
   /** The buffer sizes the kernel granted (Linux doubles what it grants in what it reports; this does not). */

@@ -107,6 +107,30 @@ describe.each(["native", "dgram"] as const)("BatchedUdpSocket (%s)", (io) => {
     expect(got.bytes[0]?.toString()).toBe("after");
   });
 
+  it("stops delivering when closed during its own delivery, and a send after close is a no-op", async () => {
+    const [a, b] = [await open(io), await open(io)];
+    let delivered = 0;
+    b.onBatch = (batch) => {
+      delivered += batch.count;
+      b.close();
+      b.send(Buffer.from("too late"), a.address().port, HOST);
+    };
+    for (let i = 0; i < 200; i++) a.send(datagram(i, 100), b.address().port, HOST);
+    await waitFor(() => delivered > 0, { what: "the first delivery" });
+    const atClose = delivered;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(delivered).toBe(atClose);
+    // The port is free again at once.
+    const again = await openBatchedUdpSocket({
+      address: HOST,
+      port: b.address().port,
+      role: "test",
+      logger,
+      io,
+    });
+    opened.push(again);
+  });
+
   it("refuses a busy address with the port-busy ConfigError", async () => {
     const a = await open(io);
     await expect(open(io, HOST).then(() => undefined)).resolves.toBeUndefined();
