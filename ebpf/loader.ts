@@ -321,6 +321,8 @@ export class FastPathProgram {
         this.beat();
         return;
       } catch (err) {
+        // Taken meanwhile (or by another program's filter): try the next one. Anything else is final.
+        if (!/exist|exclusivity/i.test((err as Error).message)) throw err;
         lastError = err;
       }
     }
@@ -338,8 +340,12 @@ export class FastPathProgram {
   }
 
   private async ensureClsact(dev: string): Promise<void> {
-    const qdiscs = await run("tc", ["qdisc", "show", "dev", dev, "clsact"]);
-    if (!qdiscs.includes("clsact")) await run("tc", ["qdisc", "add", "dev", dev, "clsact"]);
+    const present = async () => (await run("tc", ["qdisc", "show", "dev", dev, "clsact"])).includes("clsact");
+    if (await present()) return;
+    // Another instance starting at the same moment may add it first.
+    await run("tc", ["qdisc", "add", "dev", dev, "clsact"]).catch(async (err: unknown) => {
+      if (!(await present())) throw err;
+    });
   }
 
   /** Attaches at tc ingress of `dev` (adding a clsact qdisc when it has none). Idempotent. */
