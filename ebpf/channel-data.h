@@ -107,6 +107,13 @@ static __always_inline int channel_data_pop(struct __sk_buff *skb, __u16 channel
 
 	if (udp_csum && bpf_l4_csum_replace(skb, UDP_CSUM_OFF, header_word, 0, BPF_F_MARK_MANGLED_0 | 4))
 		return -1;
+	/*
+	 * CHECKSUM_COMPLETE (skb->csum, the sum of the received data): the payload's moves and the trimmed
+	 * tail are accounted by the helpers, the UDP checksum's own rise by the header's sum is not.
+	 * No-op for every other checksum state.
+	 */
+	if (udp_csum)
+		bpf_csum_update(skb, bpf_csum_diff(NULL, 0, &header_word, sizeof(header_word), 0));
 	if (move_payload(skb, PAYLOAD_OFF + CHANNEL_HLEN, len - CHANNEL_HLEN, 0) ||
 	    set_lengths(skb, len, len - CHANNEL_HLEN, udp_csum))
 		return -1;

@@ -161,7 +161,9 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	};
 	ip.check = csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&ip, sizeof(ip), 0));
 	__u16 proto = bpf_htons(ETH_P_IP);
-	if (bpf_skb_store_bytes(skb, IP_OFF, &ip, sizeof(ip), 0) || bpf_skb_store_bytes(skb, ETH_PROTO_OFF, &proto, 2, 0))
+	/* RECOMPUTE: with CHECKSUM_COMPLETE, skb->csum covered the IPv6 header's last 20 bytes, now these. */
+	if (bpf_skb_store_bytes(skb, IP_OFF, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) ||
+	    bpf_skb_store_bytes(skb, ETH_PROTO_OFF, &proto, 2, 0))
 		return TC_ACT_SHOT;
 	if (channel) {
 		if (channel_data_pop(skb, channel, len, 1))
