@@ -1,17 +1,22 @@
 // `tunnelbore run --ebpf` on an IPv6 static path between real wireguard-go peers: WireGuard's side is
 // IPv4 loopback (L(P)), the path is IPv6, and the tc program translates transport data both ways
-// (the kernel's counters carry it; Tunnelbore's sockets see only handshakes and keepalives).
+// (the kernel's counters carry it; Tunnelbore's sockets see only handshakes and keepalives); and a
+// direct ICE pair between global IPv6 addresses in the NAT lab.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
-import { teardownAll } from "../lab/netns.js";
+import { generateKeyPair, nsRun, teardownAll } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
+import { Lab } from "../lab/topology.js";
 import {
+  CLI,
   startTunnelbore,
   type TunnelboreDirs,
   type TunnelboreProcess,
   tunnelboreDirs,
 } from "../lab/tunnelbore.js";
+import { startIntroServer } from "../lab/tunnelbore-lab.js";
+import { startWireGuard } from "../lab/wireguard.js";
 import { createIpv6Pair, type Ipv6Pair } from "../support/kernel-ipv6-pair.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -74,4 +79,107 @@ describe("kernel fast path on an IPv6 static path", () => {
     expect(seenByB).not.toBe(`[${pair.linkA}]:51820`);
     expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(loopback);
   }, 60_000);
+});
+
+describe("kernel fast path on an IPv6 ICE path", () => {
+  let lab: Lab | null = null;
+  const running: TunnelboreProcess[] = [];
+  afterAll(async () => {
+    for (const tb of running.splice(0)) await tb.stop("SIGTERM");
+    await lab?.teardown();
+    await teardownAll();
+  });
+
+  it("a direct pair between global IPv6 addresses goes through the kernel", async () => {
+    // a and b behind IPv4 NATs with global IPv6 addresses; IPv4 UDP between them is dropped on a, so
+    // the only direct pair is IPv6 host to IPv6 host (no TURN in this lab).
+    const l = await Lab.create({
+      ipv6: true,
+      hosts: [
+        { name: "a", nat: "eim" },
+        { name: "b", nat: "eim" },
+      ],
+    });
+    lab = l;
+    const server = l.server.address;
+    await startIntroServer(l.server.ns, [
+      CLI,
+      "intro-server",
+      "--listen",
+      `${server}:8443`,
+      "--stun-port",
+      "3478",
+    ]);
+    const keys = { a: await generateKeyPair(), b: await generateKeyPair() };
+    const tunnel = { a: "10.95.0.1", b: "10.95.0.2" };
+    const wg = {
+      a: await startWireGuard(l.host("a").ns, {
+        privateKey: keys.a.privateKey,
+        listenPort: 51820,
+        address: `${tunnel.a}/24`,
+        peers: [{ publicKey: keys.b.publicKey, allowedIps: `${tunnel.b}/32` }],
+      }),
+      b: await startWireGuard(l.host("b").ns, {
+        privateKey: keys.b.privateKey,
+        listenPort: 51820,
+        address: `${tunnel.b}/24`,
+        peers: [{ publicKey: keys.a.publicKey, allowedIps: `${tunnel.a}/32` }],
+      }),
+    };
+    await nsRun(
+      l.host("a").ns,
+      "nft",
+      ["-f", "-"],
+      `table ip tb_kernel_ipv6 {
+  chain output { type filter hook output priority filter; policy accept; ip daddr ${l.host("b").publicAddress} meta l4proto udp drop; }
+  chain input { type filter hook input priority filter; policy accept; ip saddr ${l.host("b").publicAddress} meta l4proto udp drop; }
+}
+`,
+    );
+    const intro = ["--ebpf", "on", "--intro", `ws://${server}:8443`];
+    const tbA = await startTunnelbore(l.host("a").ns, wg.a.name, tunnelboreDirs(), intro);
+    running.push(tbA);
+    const tbB = await startTunnelbore(l.host("b").ns, wg.b.name, tunnelboreDirs(), intro);
+    running.push(tbB);
+    const pingOnce = () =>
+      nsRun(l.host("a").ns, "ping", ["-c", "1", "-W", "1", tunnel.b]).then(
+        () => true,
+        () => false,
+      );
+    await waitFor(pingOnce, { what: "ping a -> b", timeoutMs: 40_000, intervalMs: 200 });
+    const peerOf = async (tb: TunnelboreProcess, key: string): Promise<PeerStatus> => {
+      const p = (await tb.status()).peers.find((x) => x.publicKey === key);
+      if (!p) throw new Error("peer missing from status");
+      return p;
+    };
+    await waitFor(
+      async () =>
+        (await peerOf(tbA, keys.b.publicKey)).kernelFastPath &&
+        (await peerOf(tbB, keys.a.publicKey)).kernelFastPath,
+      { what: "a and b carry each other in the kernel", timeoutMs: 10_000, intervalMs: 100 },
+    );
+    const bBefore = await peerOf(tbB, keys.a.publicKey);
+    const before = await peerOf(tbA, keys.b.publicKey);
+    expect(before.pathKind).toBe("direct");
+    expect(before.remote).toContain(l.host("b").address6 ?? "no IPv6 address");
+    const result = await ping(l.host("a").ns, tunnel.b, { count: 50, interval: 10 });
+    expect(result.received).toBe(50);
+    await waitFor(
+      async () => {
+        const p = await peerOf(tbA, keys.b.publicKey);
+        return (
+          p.kernelTxDatagrams - before.kernelTxDatagrams >= 50 &&
+          p.kernelRxDatagrams - before.kernelRxDatagrams >= 50
+        );
+      },
+      { what: "a's kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
+    );
+    await waitFor(
+      async () => (await peerOf(tbB, keys.a.publicKey)).kernelRxDatagrams - bBefore.kernelRxDatagrams >= 50,
+      { what: "b's kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
+    );
+    const after = await peerOf(tbA, keys.b.publicKey);
+    const user = (p: PeerStatus) => p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
+    expect(user(after) - user(before)).toBeLessThan(10);
+  }, 120_000);
 });
