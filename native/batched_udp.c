@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <node_api.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,21 +106,26 @@ static napi_value make_int(napi_env env, int64_t v) {
   return out;
 }
 
-static void report_error(udp_socket* s, int err, const char* syscall) {
-  napi_env env = s->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, argv[2], result;
-  napi_get_reference_value(env, s->on_error, &cb);
-  napi_get_global(env, &recv);
-  napi_create_string_utf8(env, uv_err_name(-err), NAPI_AUTO_LENGTH, &argv[0]);
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &argv[1]);
-  if (napi_make_callback(env, s->async, recv, cb, 2, argv, &result) == napi_pending_exception) {
+/* Calls a JS callback from the event loop; what it throws is uncaught, as from a dgram listener. */
+static void call_js(udp_socket* s, napi_ref ref, napi_value* argv) {
+  napi_value cb, recv, result;
+  napi_get_reference_value(s->env, ref, &cb);
+  napi_get_global(s->env, &recv);
+  if (napi_make_callback(s->env, s->async, recv, cb, 2, argv, &result) == napi_pending_exception) {
     napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
+    napi_get_and_clear_last_exception(s->env, &exc);
+    napi_fatal_exception(s->env, exc);
   }
-  napi_close_handle_scope(env, scope);
+}
+
+static void report_error(udp_socket* s, int err, const char* syscall) {
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(s->env, &scope) != napi_ok) return;
+  napi_value argv[2];
+  napi_create_string_utf8(s->env, uv_err_name(-err), NAPI_AUTO_LENGTH, &argv[0]);
+  napi_create_string_utf8(s->env, syscall, NAPI_AUTO_LENGTH, &argv[1]);
+  call_js(s, s->on_error, argv);
+  napi_close_handle_scope(s->env, scope);
 }
 
 /* Writes a datagram's meta entry; returns 0 when the round's meta is full. */
@@ -206,23 +212,15 @@ static int receive_round(udp_socket* s) {
     }
     offset += len;
   }
-  napi_value cb, recv, argv[2], result;
-  napi_get_reference_value(env, s->on_batch, &cb);
-  napi_get_global(env, &recv);
-  argv[0] = buffer;
+  napi_value argv[2] = {buffer, NULL};
   napi_create_int32(env, count, &argv[1]);
-  if (napi_make_callback(env, s->async, recv, cb, 2, argv, &result) == napi_pending_exception) {
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
-  }
+  call_js(s, s->on_batch, argv);
   napi_close_handle_scope(env, scope);
   return n;
 }
 
 static void on_readable(uv_poll_t* handle, int status, int events) {
   udp_socket* s = (udp_socket*)handle->data;
-  (void)events;
   if (s->closed) return;
   if (status < 0) {
     report_error(s, -status, "poll");
@@ -260,8 +258,6 @@ static void close_socket(udp_socket* s) {
 }
 
 static void finalize_socket(napi_env env, void* data, void* hint) {
-  (void)env;
-  (void)hint;
   udp_socket* s = (udp_socket*)data;
   s->finalized = 1;
   if (!s->closed) close_socket(s);
@@ -338,10 +334,14 @@ static int flush_socket(udp_socket* s) {
   return first_error;
 }
 
-/* queue(socket, buffer, port, host): 0, or the errno of a flush it had to do first, or of a bad destination. */
+/*
+ * queue(socket, buffer, port, host, borrowed): 0, or the errno of a flush it had to do first, or of a bad
+ * destination. A borrowed datagram is sent from the buffer's own memory, not copied: the caller
+ * guarantees it stays alive and unchanged until the next flush (a view of the batch being delivered).
+ */
 static napi_value js_queue(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   udp_socket* s = unwrap(env, argv[0]);
   if (!s) return NULL;
@@ -354,6 +354,8 @@ static napi_value js_queue(napi_env env, napi_callback_info info) {
   char host[64];
   size_t host_len;
   CHECK(napi_get_value_string_utf8(env, argv[3], host, sizeof host, &host_len));
+  bool borrowed = false;
+  if (argc > 4) napi_get_value_bool(env, argv[4], &borrowed);
   if (length > SLOT) return make_int(env, EMSGSIZE);
   if (port != s->last_port || strcmp(host, s->last_host) != 0) {
     int err = parse_destination(s, host, port, &s->last_dest, &s->last_dest_len);
@@ -365,17 +367,21 @@ static napi_value js_queue(napi_env env, napi_callback_info info) {
     s->last_port = port;
   }
   int flushed_error = 0;
+  if (!borrowed && s->sused + length > SEND_ARENA) flushed_error = flush_socket(s);
+  char* dest = borrowed ? (char*)data : s->sarena + s->sused;
   if (s->scount > 0) {
     int p = s->scount - 1;
     struct iovec* prev = &s->siov[p];
     // One more segment of the previous GSO message: same destination, same size (a shorter last one
-    // ends it), contiguous in the arena, within the kernel's limits.
+    // ends it), right after it in memory, within the kernel's limits.
     if (s->gso && length > 0 && s->sseg[p] == length && s->snseg[p] < MAX_GSO_SEGMENTS &&
-        prev->iov_len + length <= MAX_GSO_BYTES && prev->iov_len % length == 0 &&
-        s->sused + length <= SEND_ARENA && s->smsgs[p].msg_hdr.msg_namelen == s->last_dest_len &&
+        prev->iov_len + length <= MAX_GSO_BYTES && (char*)prev->iov_base + prev->iov_len == dest &&
+        s->smsgs[p].msg_hdr.msg_namelen == s->last_dest_len &&
         memcmp(&s->saddr[p], &s->last_dest, s->last_dest_len) == 0) {
-      memcpy(s->sarena + s->sused, data, length);
-      s->sused += length;
+      if (!borrowed) {
+        memcpy(dest, data, length);
+        s->sused += length;
+      }
       prev->iov_len += length;
       s->snseg[p]++;
       struct msghdr* h = &s->smsgs[p].msg_hdr;
@@ -387,15 +393,21 @@ static napi_value js_queue(napi_env env, napi_callback_info info) {
       c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
       uint16_t seg = (uint16_t)length;
       memcpy(CMSG_DATA(c), &seg, sizeof seg);
-      return make_int(env, 0);
+      return make_int(env, flushed_error);
     }
   }
-  if (s->scount == BATCH || s->sused + length > SEND_ARENA) flushed_error = flush_socket(s);
+  if (s->scount == BATCH) {
+    int err = flush_socket(s);
+    if (!flushed_error) flushed_error = err;
+    if (!borrowed) dest = s->sarena;
+  }
   int i = s->scount++;
-  memcpy(s->sarena + s->sused, data, length);
-  s->siov[i].iov_base = s->sarena + s->sused;
+  if (!borrowed) {
+    memcpy(dest, data, length);
+    s->sused += length;
+  }
+  s->siov[i].iov_base = dest;
   s->siov[i].iov_len = length;
-  s->sused += length;
   memcpy(&s->saddr[i], &s->last_dest, s->last_dest_len);
   struct msghdr* h = &s->smsgs[i].msg_hdr;
   h->msg_name = &s->saddr[i];
@@ -433,7 +445,6 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[4], &sndbuf));
   env_state* state;
   CHECK(napi_get_instance_data(env, (void**)&state));
-
   udp_socket* s = calloc(1, sizeof *s);
   if (!s) return throw_errno(env, ENOMEM, "calloc");
   s->family = family == 6 ? 6 : 4;
@@ -520,7 +531,7 @@ static napi_value js_ref(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* info(socket): [localAddress, localPort, receiveBufferBytes, sendBufferBytes, gso, gro]. */
+/* info(socket): [localAddress, localPort, receiveBufferBytes, sendBufferBytes, gso (0/1), gro (0/1)]. */
 static napi_value js_info(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -543,9 +554,8 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
     port = ntohs(a->sin_port);
   }
   int rcv = 0, snd = 0;
-  socklen_t optlen = sizeof rcv;
+  socklen_t optlen = sizeof(int);
   getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcv, &optlen);
-  optlen = sizeof snd;
   getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &snd, &optlen);
   napi_value out, v;
   CHECK(napi_create_array_with_length(env, 6, &out));
@@ -554,15 +564,12 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   napi_set_element(env, out, 1, make_int(env, port));
   napi_set_element(env, out, 2, make_int(env, rcv));
   napi_set_element(env, out, 3, make_int(env, snd));
-  napi_get_boolean(env, s->gso, &v);
-  napi_set_element(env, out, 4, v);
-  napi_get_boolean(env, s->gro, &v);
-  napi_set_element(env, out, 5, v);
+  napi_set_element(env, out, 4, make_int(env, s->gso));
+  napi_set_element(env, out, 5, make_int(env, s->gro));
   return out;
 }
 
 static void free_state(napi_env env, void* data, void* hint) {
-  (void)hint;
   env_state* state = (env_state*)data;
   napi_delete_reference(env, state->meta_ref);
   free(state);

@@ -19,13 +19,17 @@ interface BatchedUdpAddon {
     onBatch: (data: Buffer, count: number) => void,
     onError: (code: string, syscall: string) => void,
   ): NativeHandle;
-  /** 0, or the errno of a failed destination or of the flush it had to do first. */
-  queue(handle: NativeHandle, datagram: Buffer, port: number, host: string): number;
+  /**
+   * 0, or the errno of a failed destination or of the flush it had to do first. `borrowed`: send from
+   * the datagram's own memory (no copy); it must stay alive and unchanged until the next flush.
+   */
+  queue(handle: NativeHandle, datagram: Buffer, port: number, host: string, borrowed: boolean): number;
   /** 0, or the errno of the first send that failed (that datagram is dropped). */
   flush(handle: NativeHandle): number;
   close(handle: NativeHandle): void;
   ref(handle: NativeHandle, on: boolean): void;
-  info(handle: NativeHandle): [string, number, number, number, boolean, boolean];
+  /** Local address and port, granted buffer sizes (doubled, as Linux reports them), GSO and GRO (0/1). */
+  info(handle: NativeHandle): [string, number, number, number, number, number];
   /** Per received datagram: offset, length, port, family (4/6), address as four host-order words. */
   readonly meta: Int32Array;
   readonly metaStride: number;
@@ -73,6 +77,11 @@ function errnoError(code: string, syscall: string, context = ""): NodeJS.ErrnoEx
  */
 let deliveryDepth = 0;
 const waitingToFlush: NativeBatchedSocket[] = [];
+/**
+ * The memory of the batch being delivered: a datagram in it is sent from there, not copied (the common
+ * case, a batch from WireGuard forwarded to the peer), as it stays referenced until the flush below.
+ */
+let delivering: ArrayBufferLike | null = null;
 
 function flushWaiting(): void {
   for (let i = 0; i < waitingToFlush.length; i++) waitingToFlush[i]!.flush();
@@ -206,7 +215,7 @@ class NativeBatchedSocket implements BatchedUdpSocket {
     this.local = { address: host, port: boundPort, family: type === "udp6" ? "IPv6" : "IPv4" };
     // Linux reports double the size it granted.
     this.granted = { receive: receive / 2, send: send / 2 };
-    this.offloads = { gso, gro };
+    this.offloads = { gso: gso === 1, gro: gro === 1 };
   }
 
   private deliver(data: Buffer, count: number): void {
@@ -214,17 +223,21 @@ class NativeBatchedSocket implements BatchedUdpSocket {
     batch.data = data;
     batch.count = count;
     deliveryDepth++;
+    delivering = data.buffer;
     try {
       this.onBatch?.(batch);
     } finally {
-      if (--deliveryDepth === 0) flushWaiting();
+      if (--deliveryDepth === 0) {
+        flushWaiting();
+        delivering = null;
+      }
     }
   }
 
   send(datagram: Buffer, port: number, address: string): void {
     const handle = this.handle;
     if (!handle) return;
-    const err = this.addon.queue(handle, datagram, port, address);
+    const err = this.addon.queue(handle, datagram, port, address, datagram.buffer === delivering);
     if (err !== 0) this.reportSendError(err, `sending to ${address}:${port}`);
     if (deliveryDepth === 0) this.flush();
     else if (!this.queued) {

@@ -88,6 +88,22 @@ describe.each(["native", "dgram"] as const)("BatchedUdpSocket (%s)", (io) => {
     else expect(got.batches).toBe(count);
   });
 
+  it("forwards the datagrams of a delivered batch as they are (natively sent from the batch's own memory)", async () => {
+    const [source, relay, sink, trigger] = [await open(io), await open(io), await open(io), await open(io)];
+    const got = collect(sink);
+    const sizes = Array.from({ length: 500 }, (_, n) => (n % 10 < 7 ? 1420 : n % 10 === 7 ? 0 : 1 + n));
+    source.onBatch = () => {
+      for (const [n, size] of sizes.entries()) source.send(datagram(n, size), relay.address().port, HOST);
+    };
+    relay.onBatch = (batch) => {
+      for (let i = 0; i < batch.count; i++) relay.send(batch.datagram(i), sink.address().port, HOST);
+    };
+    trigger.send(Buffer.from("go"), source.address().port, HOST);
+    await waitFor(() => got.bytes.length === sizes.length, { what: "every forwarded datagram" });
+    for (const [n, x] of got.bytes.entries())
+      expect(x.equals(datagram(n, sizes[n]!)), `datagram ${n}`).toBe(true);
+  });
+
   it("reports EMSGSIZE and a bad destination to onError, never throws, and keeps working", async () => {
     const [a, b] = [await open(io), await open(io)];
     const got = collect(b);
