@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "batched_udp",
-      "sources": ["batched_udp.c"],
+      "sources": ["batched_udp.c", "udp_receive.c", "udp_send.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
     }
