@@ -38,9 +38,10 @@ static int flush_socket(udp_socket* s) {
       continue;
     }
     int err = n < 0 ? errno : EIO;
-    if ((err == EINVAL || err == EIO) && s->snseg[at] > 1) {
-      // The kernel refused the GSO message (path MTU below the segment size, no checksum offload):
-      // no GSO on this socket from now on, and this message goes out one datagram at a time.
+    if ((err == EINVAL || err == EIO || err == EMSGSIZE) && s->snseg[at] > 1) {
+      // The kernel refused the GSO message (path MTU below the segment size: EMSGSIZE, or EINVAL in
+      // older kernels; no checksum offload: EIO): no GSO on this socket from now on, and this message
+      // goes out one datagram at a time.
       s->gso = 0;
       struct iovec* whole = &s->siov[at];
       size_t seg = s->sseg[at];
