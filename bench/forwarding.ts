@@ -1,6 +1,7 @@
 // Forwarding on loopback: a WireGuardProxy + StaticPath in a child process between a fake WireGuard
 // and a fake peer (two UDP sockets in this process), against the same generator and sink talking
-// directly, in one run. Also a bare Node relay (the same socket calls with no checks) in a child
+// directly, in one run. The proxy child takes the default user-space I/O (the batched addon when it is
+// built; bench/forwarding-batched.ts sets it against Node's dgram). Also a bare Node relay (the same socket calls with no checks) in a child
 // process, to show how much of the cost is Node's per-datagram dgram cost rather than the proxy's.
 //   npx tsx bench/forwarding.ts
 // For profiling: TBT_BENCH_CPU_PROF=DIR writes a V8 CPU profile of the proxy process (node --cpu-prof);
