@@ -58,6 +58,8 @@ struct outbound_value {
 	__u16 pad;
 	__u64 packets;
 	__u64 bytes;
+	/* CLOCK_MONOTONIC ns of the latest datagram: liveness needs when, not only how many. */
+	__u64 last_ns;
 };
 
 /* channel is 0 for a plain UDP path, the bound channel (network byte order) for a relayed one. */
@@ -78,6 +80,8 @@ struct inbound_value {
 	__u32 pad;
 	__u64 packets;
 	__u64 bytes;
+	/* CLOCK_MONOTONIC ns of the latest datagram: liveness needs when, not only how many. */
+	__u64 last_ns;
 };
 
 /* Who owns this program's entries: user space's heartbeat (CLOCK_MONOTONIC ns), its PID, tc pref. */
@@ -197,6 +201,7 @@ static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&out->packets, 1);
 	__sync_fetch_and_add(&out->bytes, len);
+	out->last_ns = bpf_ktime_get_ns();
 	/*
 	 * The remote is on this host: WireGuard's datagram came through lo with its local route still
 	 * attached, and that route delivers to the new destination as well. Going on (not redirecting)
@@ -217,6 +222,7 @@ static __always_inline int inbound(struct __sk_buff *skb, struct inbound_value *
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
+	in->last_ns = bpf_ktime_get_ns();
 	/* From a peer on this host: already in lo with a local route, as above. */
 	if (skb->ifindex == in->loopback_ifindex)
 		return TC_ACT_OK;

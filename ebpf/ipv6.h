@@ -38,6 +38,8 @@ struct outbound6_value {
 	__u16 pad;
 	__u64 packets;
 	__u64 bytes;
+	/* CLOCK_MONOTONIC ns of the latest datagram: liveness needs when, not only how many. */
+	__u64 last_ns;
 };
 
 struct inbound6_key {
@@ -105,6 +107,7 @@ static __always_inline int outbound6(struct __sk_buff *skb, struct outbound6_val
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&out->packets, 1);
 	__sync_fetch_and_add(&out->bytes, len);
+	out->last_ns = bpf_ktime_get_ns();
 	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
 }
 
@@ -172,6 +175,7 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	}
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
+	in->last_ns = bpf_ktime_get_ns();
 	bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
 	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
 }

@@ -75,16 +75,27 @@ export interface InboundFlow extends FiveTuple {
 export interface EntryCounters {
   packets: bigint;
   bytes: bigint;
+  /** CLOCK_MONOTONIC ns (process.hrtime.bigint()'s clock) of the latest datagram; 0n for none. */
+  lastNs: bigint;
 }
 
 const OUTBOUND_KEY_SIZE = 8;
-const OUTBOUND_VALUE_SIZE = 40;
+const OUTBOUND_VALUE_SIZE = 48;
 const INBOUND_KEY_SIZE = 16;
-const INBOUND_VALUE_SIZE = 32;
-const OUTBOUND6_VALUE_SIZE = 64;
+const INBOUND_VALUE_SIZE = 40;
+const OUTBOUND6_VALUE_SIZE = 72;
 const INBOUND6_KEY_SIZE = 40;
 const OUT_TO_LOOPBACK = 1;
 const OUT_CHANNEL = 2;
+
+/** An entry's packets, bytes and latest datagram's time, at `offset` of its value. */
+function counters(value: Buffer, offset: number): EntryCounters {
+  return {
+    packets: value.readBigUInt64LE(offset),
+    bytes: value.readBigUInt64LE(offset + 8),
+    lastNs: value.readBigUInt64LE(offset + 16),
+  };
+}
 
 function writeAddress(buf: Buffer, offset: number, address: string): void {
   const parts = address.split(".");
@@ -398,9 +409,9 @@ export class FastPathProgram {
   outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
     const key = outboundKey(loopbackAddress, loopbackPort);
     const v4 = this.outbound.get(key);
-    if (v4) return { packets: v4.readBigUInt64LE(24), bytes: v4.readBigUInt64LE(32) };
+    if (v4) return counters(v4, 24);
     const v6 = this.outbound6.get(key);
-    return v6 ? { packets: v6.readBigUInt64LE(48), bytes: v6.readBigUInt64LE(56) } : null;
+    return v6 ? counters(v6, 48) : null;
   }
 
   setInbound(e: InboundEntry): void {
@@ -422,7 +433,7 @@ export class FastPathProgram {
     const value = isIPv6(flow.remoteAddress)
       ? this.inbound6.get(inbound6Key(flow))
       : this.inbound.get(inboundKey(flow));
-    return value ? { packets: value.readBigUInt64LE(16), bytes: value.readBigUInt64LE(24) } : null;
+    return value ? counters(value, 16) : null;
   }
 
   /**

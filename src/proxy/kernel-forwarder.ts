@@ -9,8 +9,17 @@ import type { ProxyPeer } from "./proxy-peer.js";
 
 const execFileAsync = promisify(execFile);
 
-/** How often the kernel's counters are folded into the peers' (liveness reads them at this grain). */
-const POLL_MS = 1000;
+/**
+ * How often the kernel's counters are folded into the peers': as often as liveness looks (its tick), so
+ * that it sees a steady flow as steady (the times themselves are the kernel's, not the poll's).
+ */
+const POLL_MS = 250;
+
+/** The wall-clock time (ms) of a CLOCK_MONOTONIC instant in ns (bpf_ktime_get_ns), as `now` sees it. */
+function wallClockOf(monotonicNs: bigint, now: number): number {
+  const ageMs = Number(process.hrtime.bigint() - monotonicNs) / 1e6;
+  return monotonicNs === 0n || ageMs < 0 ? now : now - ageMs;
+}
 
 /** Where the kernel sends a peer's datagrams, as `ip route get` answers for the remote. */
 export interface KernelRoute {
@@ -217,7 +226,7 @@ export class KernelForwarder {
       peer.traffic.txBytes += bytes;
       peer.kernelTraffic.txDatagrams += packets;
       peer.kernelTraffic.txBytes += bytes;
-      peer.lastSentAt = now;
+      peer.lastSentAt = Math.max(peer.lastSentAt, wallClockOf(out.lastNs, now));
       entry.sentPackets = out.packets;
       entry.sentBytes = out.bytes;
       peer.path?.kernelTraffic?.(packets, 0);
@@ -230,7 +239,7 @@ export class KernelForwarder {
       peer.traffic.rxBytes += bytes;
       peer.kernelTraffic.rxDatagrams += packets;
       peer.kernelTraffic.rxBytes += bytes;
-      peer.lastReceivedAt = now;
+      peer.lastReceivedAt = Math.max(peer.lastReceivedAt, wallClockOf(inb.lastNs, now));
       entry.receivedPackets = inb.packets;
       entry.receivedBytes = inb.bytes;
       peer.path?.kernelTraffic?.(0, packets);

@@ -24,6 +24,8 @@ export const UPLINK: KernelRoute = { dev: "eth0", ifindex: 7, source: "192.0.2.1
 export interface Counted {
   packets: bigint;
   bytes: bigint;
+  /** CLOCK_MONOTONIC ns of the latest datagram (as the program writes it); unset: "just now". */
+  lastNs?: bigint;
 }
 
 export const outKey = (address: string, port: number): string => `${address}:${port}`;
@@ -89,7 +91,7 @@ export class FakeProgram implements ProgramApi {
 
   outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
     const e = this.outbound.get(outKey(loopbackAddress, loopbackPort));
-    return e ? { packets: e.packets, bytes: e.bytes } : null;
+    return e ? { packets: e.packets, bytes: e.bytes, lastNs: e.lastNs ?? 0n } : null;
   }
 
   setInbound(e: InboundEntry): void {
@@ -118,7 +120,7 @@ export class FakeProgram implements ProgramApi {
 
   inboundCounters(flow: InboundFlow): EntryCounters | null {
     const e = this.inbound.get(flowKey(flow));
-    return e ? { packets: e.packets, bytes: e.bytes } : null;
+    return e ? { packets: e.packets, bytes: e.bytes, lastNs: e.lastNs ?? 0n } : null;
   }
 
   /** The only outbound entry (fails the test when there is not exactly one). */

@@ -1,5 +1,5 @@
 // KernelForwarder against a fake FastPathProgram with fake timers: how the kernel's counters reach the
-// peer (folded in once a second, as deltas, and at removal and route changes).
+// peer (folded in four times a second, as deltas, and at removal and route changes).
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { InboundEntry, OutboundEntry } from "../../ebpf/loader.js";
 import type { KernelForwarder } from "../../src/proxy/kernel-forwarder.js";
@@ -36,7 +36,7 @@ describe("KernelForwarder", () => {
       return { f, peer, path, out: program.theOutbound(), inb: program.theInbound() };
     }
 
-    it("folds the kernel's counts into traffic and kernelTraffic each second, as deltas", async () => {
+    it("folds the kernel's counts into traffic and kernelTraffic at each poll, as deltas", async () => {
       const { peer, path, out, inb } = await installed();
       peer.traffic.txDatagrams = 5; // what user space carried before
       peer.traffic.txBytes = 500;
@@ -44,7 +44,7 @@ describe("KernelForwarder", () => {
       out.bytes = 1000n;
       inb.packets = 4n;
       inb.bytes = 320n;
-      vi.advanceTimersByTime(1000);
+      vi.advanceTimersByTime(250);
       const firstPoll = Date.now();
       expect(peer.traffic).toEqual({ txDatagrams: 15, txBytes: 1500, rxDatagrams: 4, rxBytes: 320 });
       expect(peer.kernelTraffic).toEqual({ txDatagrams: 10, txBytes: 1000, rxDatagrams: 4, rxBytes: 320 });
@@ -58,35 +58,50 @@ describe("KernelForwarder", () => {
       // Only outbound moves: only the deltas are added, and only lastSentAt moves.
       out.packets = 13n;
       out.bytes = 1300n;
-      vi.advanceTimersByTime(1000);
+      vi.advanceTimersByTime(250);
       expect(peer.traffic).toEqual({ txDatagrams: 18, txBytes: 1800, rxDatagrams: 4, rxBytes: 320 });
       expect(peer.kernelTraffic).toEqual({ txDatagrams: 13, txBytes: 1300, rxDatagrams: 4, rxBytes: 320 });
-      expect(peer.lastSentAt).toBe(firstPoll + 1000);
+      expect(peer.lastSentAt).toBe(firstPoll + 250);
       expect(peer.lastReceivedAt).toBe(firstPoll);
       expect(path.told.at(-1)).toEqual([3, 0]);
 
       // Nothing moves: nothing changes, the path is told nothing.
       const told = path.told.length;
-      vi.advanceTimersByTime(1000);
+      vi.advanceTimersByTime(250);
       expect(peer.kernelTraffic).toEqual({ txDatagrams: 13, txBytes: 1300, rxDatagrams: 4, rxBytes: 320 });
-      expect(peer.lastSentAt).toBe(firstPoll + 1000);
+      expect(peer.lastSentAt).toBe(firstPoll + 250);
       expect(path.told.length).toBe(told);
 
       // Only inbound moves.
       inb.packets = 6n;
       inb.bytes = 480n;
-      vi.advanceTimersByTime(1000);
+      vi.advanceTimersByTime(250);
       expect(peer.kernelTraffic).toEqual({ txDatagrams: 13, txBytes: 1300, rxDatagrams: 6, rxBytes: 480 });
-      expect(peer.lastReceivedAt).toBe(firstPoll + 3000);
-      expect(peer.lastSentAt).toBe(firstPoll + 1000);
+      expect(peer.lastReceivedAt).toBe(firstPoll + 750);
+      expect(peer.lastSentAt).toBe(firstPoll + 250);
       expect(path.told.at(-1)).toEqual([0, 2]);
+    });
+
+    it("takes the latest datagram's time from the kernel, not the poll's", async () => {
+      const { peer, out, inb } = await installed();
+      out.packets = 1n;
+      out.bytes = 100n;
+      out.lastNs = process.hrtime.bigint() - 180_000_000n; // 180 ms before the poll
+      inb.packets = 1n;
+      inb.bytes = 100n;
+      inb.lastNs = process.hrtime.bigint() - 40_000_000n;
+      vi.advanceTimersByTime(250);
+      expect(Date.now() - peer.lastSentAt).toBeGreaterThanOrEqual(180);
+      expect(Date.now() - peer.lastSentAt).toBeLessThan(230);
+      expect(Date.now() - peer.lastReceivedAt).toBeGreaterThanOrEqual(40);
+      expect(Date.now() - peer.lastReceivedAt).toBeLessThan(90);
     });
 
     it("nothing is folded before the first poll", async () => {
       const { peer, path, out } = await installed();
       out.packets = 3n;
       out.bytes = 300n;
-      vi.advanceTimersByTime(999);
+      vi.advanceTimersByTime(249);
       expect(peer.kernelTraffic.txDatagrams).toBe(0);
       expect(peer.lastSentAt).toBe(0);
       expect(path.told).toEqual([]);
@@ -96,12 +111,12 @@ describe("KernelForwarder", () => {
       const { f, peer, path, out, inb } = await installed();
       out.packets = 2n;
       out.bytes = 200n;
-      vi.advanceTimersByTime(1000);
+      vi.advanceTimersByTime(250);
       out.packets = 7n;
       out.bytes = 700n;
       inb.packets = 3n;
       inb.bytes = 90n;
-      vi.advanceTimersByTime(500);
+      vi.advanceTimersByTime(100);
       f.remove(peer);
       expect(peer.kernelTraffic).toEqual({ txDatagrams: 7, txBytes: 700, rxDatagrams: 3, rxBytes: 90 });
       expect(peer.traffic).toEqual({ txDatagrams: 7, txBytes: 700, rxDatagrams: 3, rxBytes: 90 });
