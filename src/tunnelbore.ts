@@ -8,6 +8,7 @@ import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
 import { systemClock } from "./peer/clock.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
+import { batchedUdpAvailability } from "./proxy/batched-udp.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
 import { chooseKernelFastPath, type KernelFastPathSetting } from "./proxy/kernel-fast-path-choice.js";
@@ -393,6 +394,7 @@ export class Tunnelbore {
         mode: this.kernel ? "kernel" : "user space",
         reason: this.kernel ? null : (this.userSpaceReason ?? "not started yet"),
         interfaces: this.fastPath?.interfaces ?? [],
+        userSpaceIo: batchedUdpAvailability().io,
       },
       tunnelBypass: this.bypass.status(),
     };

@@ -108,9 +108,10 @@ function formatTunnelBypass(report: StatusReport): string[] {
 
 /** One line: where transport data is forwarded, and why not in the kernel. */
 export function formatForwarding(forwarding: ForwardingStatus): string {
+  const io = forwarding.userSpaceIo === "native" ? "batched I/O" : "dgram, one datagram per call";
   if (forwarding.mode === "kernel")
-    return `forwarding: kernel fast path on ${forwarding.interfaces.join(", ")}`;
-  return `forwarding: user space${forwarding.reason ? ` (${forwarding.reason})` : ""}`;
+    return `forwarding: kernel fast path on ${forwarding.interfaces.join(", ")}; user space (handshakes, fallback): ${io}`;
+  return `forwarding: user space, ${io}${forwarding.reason ? ` (kernel fast path: ${forwarding.reason})` : ""}`;
 }
 
 export function formatStatus(report: StatusReport): string {

@@ -5,6 +5,7 @@
 import { FastPathProgram } from "../../ebpf/loader.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { UdpIo } from "./batched-udp.js";
 import { KernelForwarder } from "./kernel-forwarder.js";
 
 export type KernelFastPathSetting = "auto" | "on" | "off";
@@ -21,6 +22,8 @@ export interface ForwardingStatus {
   reason: string | null;
   /** The interfaces the program is attached to (empty in user space). */
   interfaces: string[];
+  /** How Tunnelbore's own sockets on WireGuard's side move datagrams: batched (native) or dgram. */
+  userSpaceIo: UdpIo;
 }
 
 export interface KernelFastPathChoice {

@@ -2,9 +2,12 @@
 // the kernel fast path wherever it loads, and user space where it cannot (no bpftool; a kernel that
 // refuses the program), saying why once in the log and in status; `--ebpf on` refuses to start without
 // it, `--ebpf off` never loads it. Real wireguard-go on a static path (test/lab/linked-pair.ts).
+
+import { execFile } from "node:child_process";
 import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { PeerStatus } from "../../src/control/status.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
@@ -19,6 +22,7 @@ import {
 } from "../lab/tunnelbore.js";
 import { waitFor } from "../support/wait-for.js";
 
+const execFileAsync = promisify(execFile);
 const UNAVAILABLE = "kernel fast path unavailable: forwarding in user space";
 const SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
@@ -86,6 +90,19 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
+  /** What `tunnelbore status` prints for the interface. */
+  async function statusText(iface: string): Promise<string> {
+    const { stdout } = await execFileAsync(process.execPath, [
+      CLI,
+      "status",
+      "--interface",
+      iface,
+      "--run-dir",
+      dirs.runDir,
+    ]);
+    return stdout;
+  }
+
   /** Pings through the tunnel; resolves with the peer's status before and after. */
   async function pingThrough(tb: TunnelboreProcess): Promise<{ before: PeerStatus; after: PeerStatus }> {
     await pair.waitForPing();
@@ -107,9 +124,17 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
     expect(after.kernelTxDatagrams - before.kernelTxDatagrams).toBeGreaterThanOrEqual(50);
     expect(after.kernelRxDatagrams - before.kernelRxDatagrams).toBeGreaterThanOrEqual(50);
     const { forwarding } = await tb.status();
-    expect(forwarding).toMatchObject({ setting: "auto", mode: "kernel", reason: null });
+    expect(forwarding).toMatchObject({
+      setting: "auto",
+      mode: "kernel",
+      reason: null,
+      userSpaceIo: "native",
+    });
     expect(forwarding.interfaces).toContain("lo");
     expect(logged(tb, UNAVAILABLE)).toHaveLength(0);
+    expect(await statusText(pair.wgA.name)).toMatch(
+      /^forwarding: kernel fast path on .*lo.*; user space .*: batched I\/O$/m,
+    );
   });
 
   it.each([
@@ -127,6 +152,9 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
     const { forwarding } = await tb.status();
     expect(forwarding).toMatchObject({ setting: "auto", mode: "user space", interfaces: [] });
     expect(forwarding.reason).toMatch(why);
+    expect(await statusText(pair.wgA.name)).toMatch(
+      /^forwarding: user space, batched I\/O \(kernel fast path: .+\)$/m,
+    );
     const warnings = logged(tb, UNAVAILABLE);
     expect(warnings).toHaveLength(1);
     expect(String(warnings[0]?.reason)).toMatch(why);
