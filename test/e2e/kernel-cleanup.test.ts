@@ -3,11 +3,11 @@
 // removes them); two instances in one namespace (two WireGuard interfaces) never share a tc
 // preference, and one's filter passes the other's traffic on; route_localnet on lo is restored by the
 // last instance to stop when one of them set it, and kept while another still needs it.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
 import type { PeerStatus } from "../../src/control/status.js";
-import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
-import { generateKeyPair, nsRun, teardownAll, uniqueTag } from "../lab/netns.js";
+import { createLinkedPair } from "../lab/linked-pair.js";
+import { generateKeyPair, nsRun, uniqueTag } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
 import {
   startTunnelbore,
@@ -16,6 +16,7 @@ import {
   tunnelboreDirs,
 } from "../lab/tunnelbore.js";
 import { startWireGuard, type WireGuardInterface } from "../lab/wireguard.js";
+import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 interface Filter {
@@ -72,21 +73,19 @@ function collidingName(other: string): string {
 }
 
 describe("kernel fast path cleanup", () => {
-  let pair: LinkedPair;
-  let dirs: TunnelboreDirs;
-  const running: TunnelboreProcess[] = [];
+  const fx = useTunnelbores(() => createLinkedPair("kcl"));
   const peerOf = async (tb: TunnelboreProcess): Promise<PeerStatus> => {
-    const p = (await tb.status()).peers.find((x) => x.publicKey === pair.keyB.publicKey);
+    const p = (await tb.status()).peers.find((x) => x.publicKey === fx.pair.keyB.publicKey);
     if (!p) throw new Error("peer B missing from status");
     return p;
   };
   const startA = async (): Promise<TunnelboreProcess> => {
-    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    running.push(tb);
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(tb);
     return tb;
   };
   const kernelCarries = async (tb: TunnelboreProcess) => {
-    await pair.waitForPing();
+    await fx.pair.waitForPing();
     await waitFor(async () => (await peerOf(tb)).kernelFastPath, {
       what: "the kernel carries the peer",
       timeoutMs: 5000,
@@ -94,39 +93,27 @@ describe("kernel fast path cleanup", () => {
     });
   };
 
-  beforeAll(async () => {
-    pair = await createLinkedPair("kcl");
-    dirs = tunnelboreDirs();
-  });
-  afterEach(async () => {
-    for (const tb of running.splice(0)) await tb.stop("SIGTERM");
-  });
-  afterAll(async () => {
-    await teardownAll();
-    dirs?.cleanup();
-  });
-
   it("a SIGKILLed instance's filters stop forwarding once it is silent; the next start removes them", async () => {
     const first = await startA();
     await kernelCarries(first);
-    const filters = await ourFilters(pair.nsA);
+    const filters = await ourFilters(fx.pair.nsA);
     expect(filters.map((f) => f.dev).sort()).toEqual(["eth0", "lo"]);
     const progId = filters[0]?.progId ?? 0;
     await first.stop("SIGKILL");
-    running.length = 0;
+    fx.running.length = 0;
     // Its filters are still attached (nobody was there to remove them)...
-    expect(await ourFilters(pair.nsA)).toEqual(filters);
+    expect(await ourFilters(fx.pair.nsA)).toEqual(filters);
     // ...but with the owner's heartbeat stale the program lets WireGuard's data pass to the dead
     // sockets: nothing carries the tunnel any more (the old program did so for ever).
-    await waitFor(async () => !(await pair.pingOnce()), { what: "the tunnel stops", timeoutMs: 15_000 });
-    const before = await outboundPackets(pair.nsA, progId);
-    const result = await ping(pair.nsA, pair.tunB, { count: 10, interval: 20 });
+    await waitFor(async () => !(await fx.pair.pingOnce()), { what: "the tunnel stops", timeoutMs: 15_000 });
+    const before = await outboundPackets(fx.pair.nsA, progId);
+    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 10, interval: 20 });
     expect(result.received).toBe(0);
-    expect(await outboundPackets(pair.nsA, progId)).toBe(before);
+    expect(await outboundPackets(fx.pair.nsA, progId)).toBe(before);
 
     const second = await startA();
     await kernelCarries(second);
-    const now = await ourFilters(pair.nsA);
+    const now = await ourFilters(fx.pair.nsA);
     expect(now.map((f) => f.dev).sort()).toEqual(["eth0", "lo"]);
     expect(now.some((f) => f.progId === progId)).toBe(false);
   }, 90_000);
@@ -137,39 +124,39 @@ describe("kernel fast path cleanup", () => {
     beforeAll(async () => {
       const key = await generateKeyPair();
       other = await startWireGuard(
-        pair.nsA,
+        fx.pair.nsA,
         { privateKey: key.privateKey, listenPort: 51830, address: "10.98.0.1/24" },
-        collidingName(pair.wgA.name),
+        collidingName(fx.pair.wgA.name),
       );
       otherDirs = tunnelboreDirs();
     });
     afterAll(() => otherDirs?.cleanup());
     const startOther = async (): Promise<TunnelboreProcess> => {
       // Its own catch-all and loopback ports: A's instance runs in the same namespace.
-      const tb = await startTunnelbore(pair.nsA, other.name, otherDirs, [
+      const tb = await startTunnelbore(fx.pair.nsA, other.name, otherDirs, [
         "--ebpf",
         "--listen",
         "127.0.0.1:51831",
         "--loopback-port-base",
         "52822",
       ]);
-      running.push(tb);
+      fx.running.push(tb);
       return tb;
     };
 
     it("take distinct tc preferences, and the first filter passes the other's traffic on", async () => {
-      expect(filterPreference(other.name)).toBe(filterPreference(pair.wgA.name));
+      expect(filterPreference(other.name)).toBe(filterPreference(fx.pair.wgA.name));
       // The other instance starts first: its filter on lo takes the shared first choice and comes
       // first in tc's order, so A's datagrams meet it before A's own filter.
       const first = await startOther();
       const a = await startA();
       await kernelCarries(a);
-      const lo = await ourFilters(pair.nsA, ["lo"]);
+      const lo = await ourFilters(fx.pair.nsA, ["lo"]);
       expect(lo).toHaveLength(2);
       expect(new Set(lo.map((f) => f.pref)).size).toBe(2);
-      expect(Math.min(...lo.map((f) => f.pref))).toBe(filterPreference(pair.wgA.name));
+      expect(Math.min(...lo.map((f) => f.pref))).toBe(filterPreference(fx.pair.wgA.name));
       const before = await peerOf(a);
-      const result = await ping(pair.nsA, pair.tunB, { count: 50, interval: 10 });
+      const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 50, interval: 10 });
       expect(result.received).toBe(50);
       await waitFor(async () => (await peerOf(a)).kernelTxDatagrams - before.kernelTxDatagrams >= 50, {
         what: "A's kernel counters include the pings",
@@ -180,34 +167,34 @@ describe("kernel fast path cleanup", () => {
     }, 90_000);
 
     it("route_localnet: set by the first, kept while another needs it, restored by the last", async () => {
-      expect(await routeLocalnet(pair.nsA)).toBe("0");
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("0");
       const a = await startA();
-      expect(await routeLocalnet(pair.nsA)).toBe("1");
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("1");
       const b = await startOther();
       expect(await a.stop("SIGTERM")).toBe(0);
-      expect(await routeLocalnet(pair.nsA)).toBe("1");
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("1");
       expect(await b.stop("SIGTERM")).toBe(0);
-      running.length = 0;
-      expect(await routeLocalnet(pair.nsA)).toBe("0");
+      fx.running.length = 0;
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("0");
     }, 60_000);
 
     it("route_localnet: the duty passes on from a killed instance; one set before us stays set", async () => {
       const a = await startA();
       await a.stop("SIGKILL");
-      running.length = 0;
-      expect(await routeLocalnet(pair.nsA)).toBe("1");
+      fx.running.length = 0;
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("1");
       const b = await startOther();
       expect(await b.stop("SIGTERM")).toBe(0);
-      running.length = 0;
-      expect(await routeLocalnet(pair.nsA)).toBe("0");
-      expect(await ourFilters(pair.nsA)).toEqual([]);
+      fx.running.length = 0;
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("0");
+      expect(await ourFilters(fx.pair.nsA)).toEqual([]);
 
-      await nsRun(pair.nsA, "sysctl", ["-qw", "net.ipv4.conf.lo.route_localnet=1"]);
+      await nsRun(fx.pair.nsA, "sysctl", ["-qw", "net.ipv4.conf.lo.route_localnet=1"]);
       const again = await startA();
       expect(await again.stop("SIGTERM")).toBe(0);
-      running.length = 0;
-      expect(await routeLocalnet(pair.nsA)).toBe("1");
-      await nsRun(pair.nsA, "sysctl", ["-qw", "net.ipv4.conf.lo.route_localnet=0"]);
+      fx.running.length = 0;
+      expect(await routeLocalnet(fx.pair.nsA)).toBe("1");
+      await nsRun(fx.pair.nsA, "sysctl", ["-qw", "net.ipv4.conf.lo.route_localnet=0"]);
     }, 60_000);
   });
 });

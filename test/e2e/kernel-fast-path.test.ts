@@ -1,20 +1,16 @@
 // `tunnelbore run --ebpf` between real wireguard-go peers: transport data goes through the tc/eBPF
 // program (the kernel's counters carry it, Tunnelbore's sockets see only handshakes and keepalives),
 // on a static path, on a direct ICE path behind NATs, and on a relayed path (TURN ChannelData).
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
-import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
+import { createLinkedPair } from "../lab/linked-pair.js";
 import { nsRun, spawnInNamespace, teardownAll } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
-import {
-  startTunnelbore,
-  type TunnelboreDirs,
-  type TunnelboreProcess,
-  tunnelboreDirs,
-} from "../lab/tunnelbore.js";
+import { startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
 import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 /** Datagrams Tunnelbore's own sockets carried (everything minus what the kernel carried). */
@@ -32,43 +28,29 @@ async function ourFilters(ns: string, dev: string, wireguardInterface: string): 
 const FORGED = 500;
 
 describe("kernel fast path on a static path", () => {
-  let pair: LinkedPair;
-  let dirs: TunnelboreDirs;
-  const running: TunnelboreProcess[] = [];
+  const fx = useTunnelbores(() => createLinkedPair("kfp"));
   const peerOf = async (tb: TunnelboreProcess): Promise<PeerStatus> => {
-    const p = (await tb.status()).peers.find((x) => x.publicKey === pair.keyB.publicKey);
+    const p = (await tb.status()).peers.find((x) => x.publicKey === fx.pair.keyB.publicKey);
     if (!p) throw new Error("peer B missing from status");
     return p;
   };
 
-  beforeAll(async () => {
-    pair = await createLinkedPair("kfp");
-    dirs = tunnelboreDirs();
-  });
-  afterEach(async () => {
-    for (const tb of running.splice(0)) await tb.stop("SIGTERM");
-  });
-  afterAll(async () => {
-    await teardownAll();
-    dirs?.cleanup();
-  });
-
   it("carries pings in the kernel, keeps handshakes in user space, and detaches on SIGTERM", async () => {
-    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    running.push(tb);
-    const loopback = `${loopbackAddressOf(Buffer.from(pair.keyB.publicKey, "base64"))}:51822`;
-    await waitFor(async () => (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback, {
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(tb);
+    const loopback = `${loopbackAddressOf(Buffer.from(fx.pair.keyB.publicKey, "base64"))}:51822`;
+    await waitFor(async () => (await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)) === loopback, {
       what: "endpoint at L(P)",
       intervalMs: 100,
     });
-    await pair.waitForPing();
+    await fx.pair.waitForPing();
     await waitFor(async () => (await peerOf(tb)).kernelFastPath, {
       what: "the kernel carries the peer",
       timeoutMs: 5000,
       intervalMs: 100,
     });
     const before = await peerOf(tb);
-    const result = await ping(pair.nsA, pair.tunB, { count: 100, interval: 10 });
+    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 100, interval: 10 });
     expect(result.received).toBe(100);
     // Counters are folded in once a second.
     await waitFor(async () => (await peerOf(tb)).kernelRxDatagrams - before.kernelRxDatagrams >= 100, {
@@ -84,40 +66,40 @@ describe("kernel fast path on a static path", () => {
     expect(userAfter.tx - userBefore.tx).toBeLessThan(5);
     expect(userAfter.rx - userBefore.rx).toBeLessThan(5);
     // B sees A at the static path's socket, not at WireGuard's port: the rewrite is Tunnelbore's 5-tuple.
-    const seenByB = await pair.wgB.endpointOf(pair.keyA.publicKey);
-    expect(seenByB.startsWith(`${pair.linkA}:`)).toBe(true);
-    expect(seenByB).not.toBe(`${pair.linkA}:51820`);
+    const seenByB = await fx.pair.wgB.endpointOf(fx.pair.keyA.publicKey);
+    expect(seenByB.startsWith(`${fx.pair.linkA}:`)).toBe(true);
+    expect(seenByB).not.toBe(`${fx.pair.linkA}:51820`);
     // ...and A's WireGuard still has the peer at L(P): inbound data reached it from L(P).
-    expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(loopback);
-    expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(1);
-    expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(1);
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(loopback);
+    expect(await ourFilters(fx.pair.nsA, "lo", fx.pair.wgA.name)).toHaveLength(1);
+    expect(await ourFilters(fx.pair.nsA, "eth0", fx.pair.wgA.name)).toHaveLength(1);
     expect((await tb.status()).forwarding.interfaces.sort()).toEqual(["eth0", "lo"]);
 
     expect(await tb.stop("SIGTERM")).toBe(0);
-    running.length = 0;
-    expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(0);
-    expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(0);
-    expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(`${pair.linkB}:51820`);
+    fx.running.length = 0;
+    expect(await ourFilters(fx.pair.nsA, "lo", fx.pair.wgA.name)).toHaveLength(0);
+    expect(await ourFilters(fx.pair.nsA, "eth0", fx.pair.wgA.name)).toHaveLength(0);
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(`${fx.pair.linkB}:51820`);
   }, 60_000);
 
   it("forged transport messages from anyone but the peer's address are not forwarded by the kernel", async () => {
-    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    running.push(tb);
-    await pair.waitForPing();
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(tb);
+    await fx.pair.waitForPing();
     await waitFor(async () => (await peerOf(tb)).kernelFastPath, {
       what: "the kernel carries the peer",
       timeoutMs: 5000,
       intervalMs: 100,
     });
-    const seenByB = await pair.wgB.endpointOf(pair.keyA.publicKey);
+    const seenByB = await fx.pair.wgB.endpointOf(fx.pair.keyA.publicKey);
     const staticPort = Number(seenByB.split(":")[1]);
     const before = await peerOf(tb);
     const beforeDrops = (await tb.status()).drops;
     // From B's address but another port: same local 5-tuple half, wrong remote port.
-    const forger = spawnInNamespace(pair.nsB, process.execPath, [
+    const forger = spawnInNamespace(fx.pair.nsB, process.execPath, [
       "-e",
       `const s=require("node:dgram").createSocket("udp4");const m=Buffer.alloc(64);m[0]=4;let n=0;
-       const go=()=>{if(n++>=${FORGED}){s.close();return;}s.send(m,${staticPort},"${pair.linkA}",go)};s.bind(0,go);`,
+       const go=()=>{if(n++>=${FORGED}){s.close();return;}s.send(m,${staticPort},"${fx.pair.linkA}",go)};s.bind(0,go);`,
     ]);
     await forger.exited;
     // All of them reached the path's socket in user space, which refused them as foreign.
@@ -127,7 +109,7 @@ describe("kernel fast path on a static path", () => {
     );
     // Pings after the forgery: once the kernel's counters (folded in once a second) include their
     // replies, they include whatever of the forgery, sent before, the kernel forwarded.
-    const result = await ping(pair.nsA, pair.tunB, { count: 20, interval: 20 });
+    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 20, interval: 20 });
     expect(result.received).toBe(20);
     const after = await waitFor(
       async () => {
@@ -140,27 +122,27 @@ describe("kernel fast path on a static path", () => {
   }, 60_000);
 
   it("after SIGKILL, a restart replaces the old filters and the kernel carries the peer again", async () => {
-    const first = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    await pair.waitForPing();
+    const first = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    await fx.pair.waitForPing();
     await waitFor(async () => (await peerOf(first)).kernelFastPath, {
       what: "the kernel carries the peer",
       timeoutMs: 5000,
       intervalMs: 100,
     });
     await first.stop("SIGKILL");
-    const second = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    running.push(second);
+    const second = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(second);
     // How long the restart takes is measured in bench/staying-connected.ts (restart gap).
-    await waitFor(() => pair.pingOnce(), { what: "ping resumes", intervalMs: 20 });
+    await waitFor(() => fx.pair.pingOnce(), { what: "ping resumes", intervalMs: 20 });
     await waitFor(async () => (await peerOf(second)).kernelFastPath, {
       what: "the kernel carries the peer again",
       timeoutMs: 5000,
       intervalMs: 100,
     });
     // One filter per interface: the killed instance's were replaced, not stacked.
-    expect(await ourFilters(pair.nsA, "lo", pair.wgA.name)).toHaveLength(1);
-    expect(await ourFilters(pair.nsA, "eth0", pair.wgA.name)).toHaveLength(1);
-    const result = await ping(pair.nsA, pair.tunB, { count: 20, interval: 20 });
+    expect(await ourFilters(fx.pair.nsA, "lo", fx.pair.wgA.name)).toHaveLength(1);
+    expect(await ourFilters(fx.pair.nsA, "eth0", fx.pair.wgA.name)).toHaveLength(1);
+    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 20, interval: 20 });
     expect(result.received).toBe(20);
     await waitFor(async () => (await peerOf(second)).kernelRxDatagrams >= 20, {
       what: "the new instance counts kernel traffic",

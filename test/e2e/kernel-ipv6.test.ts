@@ -2,63 +2,44 @@
 // IPv4 loopback (L(P)), the path is IPv6, and the tc program translates transport data both ways
 // (the kernel's counters carry it; Tunnelbore's sockets see only handshakes and keepalives); and a
 // direct ICE pair between global IPv6 addresses in the NAT lab.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { generateKeyPair, nsRun, teardownAll } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
 import { Lab } from "../lab/topology.js";
-import {
-  CLI,
-  startTunnelbore,
-  type TunnelboreDirs,
-  type TunnelboreProcess,
-  tunnelboreDirs,
-} from "../lab/tunnelbore.js";
+import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../lab/tunnelbore.js";
 import { startIntroServer } from "../lab/tunnelbore-lab.js";
 import { startWireGuard } from "../lab/wireguard.js";
-import { createIpv6Pair, type Ipv6Pair } from "../support/kernel-ipv6-pair.js";
+import { createIpv6Pair } from "../support/kernel-ipv6-pair.js";
+import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 describe("kernel fast path on an IPv6 static path", () => {
-  let pair: Ipv6Pair;
-  let dirs: TunnelboreDirs;
-  const running: TunnelboreProcess[] = [];
-
-  beforeAll(async () => {
-    pair = await createIpv6Pair("k6");
-    dirs = tunnelboreDirs();
-  });
-  afterEach(async () => {
-    for (const tb of running.splice(0)) await tb.stop("SIGTERM");
-  });
-  afterAll(async () => {
-    await teardownAll();
-    dirs?.cleanup();
-  });
+  const fx = useTunnelbores(() => createIpv6Pair("k6"));
 
   it("carries pings in the kernel, translating IPv4 loopback <-> the IPv6 path", async () => {
-    await pair.waitForPing();
-    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    running.push(tb);
+    await fx.pair.waitForPing();
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(tb);
     const peerOf = async (): Promise<PeerStatus> => {
-      const p = (await tb.status()).peers.find((x) => x.publicKey === pair.keyB.publicKey);
+      const p = (await tb.status()).peers.find((x) => x.publicKey === fx.pair.keyB.publicKey);
       if (!p) throw new Error("peer B missing from status");
       return p;
     };
-    const loopback = `${loopbackAddressOf(Buffer.from(pair.keyB.publicKey, "base64"))}:51822`;
-    await waitFor(async () => (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback, {
+    const loopback = `${loopbackAddressOf(Buffer.from(fx.pair.keyB.publicKey, "base64"))}:51822`;
+    await waitFor(async () => (await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)) === loopback, {
       what: "endpoint at L(P)",
       intervalMs: 100,
     });
-    await pair.waitForPing();
+    await fx.pair.waitForPing();
     await waitFor(async () => (await peerOf()).kernelFastPath, {
       what: "the kernel carries the peer",
       timeoutMs: 5000,
       intervalMs: 100,
     });
     const before = await peerOf();
-    const result = await ping(pair.nsA, pair.tunB, { count: 100, interval: 10 });
+    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 100, interval: 10 });
     expect(result.received).toBe(100);
     await waitFor(
       async () => {
@@ -74,10 +55,10 @@ describe("kernel fast path on an IPv6 static path", () => {
     const user = (p: PeerStatus) => p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
     expect(user(after) - user(before)).toBeLessThan(10);
     // B sees A at the static path's IPv6 socket; A's WireGuard still has B at L(P).
-    const seenByB = await pair.wgB.endpointOf(pair.keyA.publicKey);
-    expect(seenByB.startsWith(`[${pair.linkA}]:`)).toBe(true);
-    expect(seenByB).not.toBe(`[${pair.linkA}]:51820`);
-    expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(loopback);
+    const seenByB = await fx.pair.wgB.endpointOf(fx.pair.keyA.publicKey);
+    expect(seenByB.startsWith(`[${fx.pair.linkA}]:`)).toBe(true);
+    expect(seenByB).not.toBe(`[${fx.pair.linkA}]:51820`);
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(loopback);
   }, 60_000);
 });
 
