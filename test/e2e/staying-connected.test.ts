@@ -82,7 +82,18 @@ describe("two hosts behind endpoint-independent NATs", () => {
     const gap = gapAcross(ping, movedAt);
     console.log(`roaming gap (last reply before the move to the first after): ${gap} ms`);
 
-    const ab = await lab.waitForPath("a", "b");
+    // Usually the first pair after the move is direct; now and then (about 1 run in 4 of a fresh-clone
+    // CI, root cause open) the relay pair is validated first, and the upgrade attempt (3.75-5 s later)
+    // moves to a direct one. Traffic resumed either way (above); the pair must end up direct.
+    const first = await lab.waitForPath("a", "b");
+    console.log(`first path after the move: ${first.pathKind}`);
+    const ab = await waitFor(
+      async () => {
+        const status = await lab.peerStatus("a", "b");
+        return status.pathKind === "direct" && status;
+      },
+      { what: "a's direct path to b after the move", timeoutMs: 15_000, intervalMs: 100 },
+    );
     expect(ab.pathKind).toBe("direct");
     // b now reaches a at the new NAT's public address, directly. (That a notices the move itself,
     // rather than b's liveness check, is what keeps the gap short: bench/staying-connected.ts.)
