@@ -1,12 +1,5 @@
-// TURN relay through a Debian coturn started on loopback for this file (TURN REST shared secret),
-// and the cost of werift's data path compared with IcePath's taps, direct and relayed.
-import { type ChildProcess, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { PerformanceObserver } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { pino } from "pino";
@@ -26,128 +19,11 @@ import { IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js
 import type { IceSignal } from "../../src/ice/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { turnRestCredentials } from "../lab/coturn.js";
+import { type LoopbackCoturn, startLoopbackCoturn } from "../support/loopback-coturn.js";
 import { waitFor } from "../support/wait-for.js";
 
-// --- coturn ----------------------------------------------------------------------------------------
-
-interface Coturn {
-  readonly port: number;
-  readonly secret: string;
-  readonly output: () => string;
-  /** SIGKILL and start again on the same port: every allocation and nonce is forgotten. */
-  restart(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket("udp4");
-  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
-  const { port } = socket.address();
-  await new Promise<void>((r) => socket.close(() => r()));
-  return port;
-}
-
-/** Resolves when a STUN binding request to 127.0.0.1:port is answered. */
-async function waitForStun(port: number, timeoutMs: number): Promise<void> {
-  const socket = createSocket("udp4");
-  const request = Buffer.alloc(20);
-  request.writeUInt16BE(0x0001, 0);
-  request.writeUInt32BE(0x2112a442, 4);
-  randomBytes(12).copy(request, 8);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setInterval(() => socket.send(request, port, "127.0.0.1"), 100);
-      const deadline = setTimeout(() => {
-        clearInterval(timer);
-        reject(new Error(`coturn did not answer STUN on ${port}`));
-      }, timeoutMs);
-      socket.on("message", (msg) => {
-        if (msg.readUInt16BE(0) === 0x0101) {
-          clearInterval(timer);
-          clearTimeout(deadline);
-          resolve();
-        }
-      });
-      socket.send(request, port, "127.0.0.1");
-    });
-  } finally {
-    socket.close();
-  }
-}
-
-/** A coturn on loopback; `extra` lines are added to its configuration. */
-async function startCoturn(extra: string[] = []): Promise<Coturn> {
-  const dir = await mkdtemp(join(tmpdir(), "tbt-ice-turn-"));
-  const port = await freeUdpPort();
-  const minPort = 20000 + Math.floor(Math.random() * 400) * 100;
-  const secret = randomBytes(16).toString("hex");
-  const config = [
-    "listening-ip=127.0.0.1",
-    "relay-ip=127.0.0.1",
-    `listening-port=${port}`,
-    `min-port=${minPort}`,
-    `max-port=${minPort + 99}`,
-    "use-auth-secret",
-    `static-auth-secret=${secret}`,
-    "realm=tunnelbore.test",
-    "no-cli",
-    "no-tls",
-    "no-dtls",
-    "allow-loopback-peers",
-    "no-multicast-peers",
-    `userdb=${join(dir, "turndb")}`,
-    `pidfile=${join(dir, "turnserver.pid")}`,
-    "log-file=stdout",
-    "simple-log",
-    "no-software-attribute",
-    "verbose", // logs allocation refreshes: the test checks allocations are released
-    ...extra,
-  ].join("\n");
-  await writeFile(join(dir, "turnserver.conf"), `${config}\n`, { mode: 0o600 });
-  let out = "";
-  const collect = (chunk: Buffer) => {
-    out = (out + chunk.toString()).slice(-200_000);
-  };
-  const launch = () => {
-    const started: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    started.stdout?.on("data", collect);
-    started.stderr?.on("data", collect);
-    return { child: started, exited: new Promise<void>((r) => started.once("exit", () => r())) };
-  };
-  let running = launch();
-  const end = async (signal: NodeJS.Signals) => {
-    const { child, exited } = running;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill(signal); // this PID only
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
-  const stop = async () => {
-    await end("SIGTERM");
-    await rm(dir, { recursive: true, force: true });
-  };
-  try {
-    await waitForStun(port, 5000);
-  } catch (err) {
-    await stop();
-    throw new Error(`${String(err)}\n${out}`);
-  }
-  return {
-    port,
-    secret,
-    output: () => out,
-    async restart() {
-      await end("SIGKILL");
-      running = launch();
-      await waitForStun(port, 5000);
-    },
-    stop,
-  };
-}
+/** coturn logs allocation refreshes with it: a test checks allocations are released. */
+const VERBOSE = "verbose";
 
 // --- sessions --------------------------------------------------------------------------------------
 
@@ -186,10 +62,10 @@ async function exchange(from: PeerPath, to: PeerPath, count: number, tag: string
   return got;
 }
 
-let coturn: Coturn;
+let coturn: LoopbackCoturn;
 
 beforeAll(async () => {
-  coturn = await startCoturn();
+  coturn = await startLoopbackCoturn({ extra: [VERBOSE], stunTimeoutMs: 5000 });
 });
 
 afterEach(async () => {
@@ -308,12 +184,12 @@ async function refreshAllocation(turn: TurnProtocol): Promise<void> {
 }
 
 describe("werift's TURN client against a server that forgets (patched, see patches/README.md)", () => {
-  let forgetful: Coturn;
+  let forgetful: LoopbackCoturn;
   const clients: TurnProtocol[] = [];
 
   beforeAll(async () => {
     // Nonces live 1 s: a refresh soon meets 438 Stale Nonce, which carries no MESSAGE-INTEGRITY.
-    forgetful = await startCoturn(["stale-nonce=1"]);
+    forgetful = await startLoopbackCoturn({ extra: [VERBOSE, "stale-nonce=1"], stunTimeoutMs: 5000 });
   });
 
   afterAll(async () => {

@@ -3,12 +3,8 @@
 // allocation 6 s), so a channel nobody refreshes is gone within the test, and werift's own allocation
 // refresh is exercised too. ChannelData "from the allocation's five-tuple" is sent through a raw socket
 // with exactly the addresses and ports channelRoute() names, as the kernel would send it.
-import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { createSocket, type Socket } from "node:dgram";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFile } from "node:child_process";
+import type { Socket } from "node:dgram";
 import { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { pino } from "pino";
@@ -20,116 +16,10 @@ import type { IceSignal } from "../../src/ice/ice-signal.js";
 import { isUdpTransport } from "../../src/ice/werift-internals.js";
 import type { ChannelRoute } from "../../src/proxy/path.js";
 import { turnRestCredentials } from "../lab/coturn.js";
+import { type LoopbackCoturn, startLoopbackCoturn } from "../support/loopback-coturn.js";
 import { waitFor } from "../support/wait-for.js";
 
 const execFileAsync = promisify(execFile);
-
-// --- coturn on loopback ----------------------------------------------------------------------------
-
-interface Coturn {
-  readonly port: number;
-  readonly secret: string;
-  /** SIGKILL and start again on the same port: every allocation is forgotten. */
-  restart(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function freeUdpPort(): Promise<number> {
-  const socket = createSocket("udp4");
-  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
-  const { port } = socket.address();
-  await new Promise<void>((r) => socket.close(() => r()));
-  return port;
-}
-
-/** Resolves once a STUN binding request to 127.0.0.1:port is answered. */
-async function waitForStun(port: number): Promise<void> {
-  const socket = createSocket("udp4");
-  const request = Buffer.alloc(20);
-  request.writeUInt16BE(0x0001, 0);
-  request.writeUInt32BE(0x2112a442, 4);
-  randomBytes(12).copy(request, 8);
-  let answered = false;
-  socket.on("message", (msg) => {
-    answered ||= msg.readUInt16BE(0) === 0x0101;
-  });
-  try {
-    await waitFor(
-      () => {
-        socket.send(request, port, "127.0.0.1");
-        return answered;
-      },
-      { what: `coturn answering STUN on ${port}`, intervalMs: 100 },
-    );
-  } finally {
-    socket.close();
-  }
-}
-
-async function startCoturn(extra: string[]): Promise<Coturn> {
-  const dir = await mkdtemp(join(tmpdir(), "tbt-turn-channel-"));
-  const port = await freeUdpPort();
-  const minPort = 30000 + Math.floor(Math.random() * 300) * 100;
-  const secret = randomBytes(16).toString("hex");
-  const config = [
-    "listening-ip=127.0.0.1",
-    "relay-ip=127.0.0.1",
-    `listening-port=${port}`,
-    `min-port=${minPort}`,
-    `max-port=${minPort + 99}`,
-    "use-auth-secret",
-    `static-auth-secret=${secret}`,
-    "realm=tunnelbore.test",
-    "no-cli",
-    "no-tls",
-    "no-dtls",
-    "allow-loopback-peers",
-    "no-multicast-peers",
-    `userdb=${join(dir, "turndb")}`,
-    `pidfile=${join(dir, "turnserver.pid")}`,
-    "log-file=stdout",
-    "simple-log",
-    "no-software-attribute",
-    ...extra,
-  ];
-  await writeFile(join(dir, "turnserver.conf"), `${config.join("\n")}\n`, { mode: 0o600 });
-  const launch = () => {
-    const child: ChildProcess = spawn("turnserver", ["-c", join(dir, "turnserver.conf")], {
-      stdio: "ignore",
-    });
-    return { child, exited: new Promise<void>((r) => child.once("exit", () => r())) };
-  };
-  let running = launch();
-  const end = async (signal: NodeJS.Signals) => {
-    const { child, exited } = running;
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill(signal); // this PID only
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-  };
-  const stop = async () => {
-    await end("SIGTERM");
-    await rm(dir, { recursive: true, force: true });
-  };
-  try {
-    await waitForStun(port);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return {
-    port,
-    secret,
-    async restart() {
-      await end("SIGKILL");
-      running = launch();
-      await waitForStun(port);
-    },
-    stop,
-  };
-}
 
 // --- sessions --------------------------------------------------------------------------------------
 
@@ -254,10 +144,12 @@ function datagram(tag: string): Buffer {
   return Buffer.from(`${tag}:`.padEnd(120, "x"));
 }
 
-let coturn: Coturn;
+let coturn: LoopbackCoturn;
 
 beforeAll(async () => {
-  coturn = await startCoturn(["channel-lifetime=5", "permission-lifetime=3", "max-allocate-lifetime=6"]);
+  coturn = await startLoopbackCoturn({
+    extra: ["channel-lifetime=5", "permission-lifetime=3", "max-allocate-lifetime=6"],
+  });
 });
 
 afterEach(async () => {
