@@ -1,14 +1,15 @@
 // iperf3 TCP through real wireguard-go over an IPv6 link, A -> B: WireGuard direct vs through
 // Tunnelbore with the kernel fast path (WireGuard's IPv4 loopback datagrams translated to the IPv6
-// static path in tc), alternating in one run. Two namespaces on one veth (test/support/kernel-ipv6-pair.ts).
+// static path in tc), alternating in one run. Two namespaces on one veth (test/lab/linked-pair.ts, "ipv6").
 //   npm run build && npx tsx bench/kernel-ipv6.ts
+
 import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { measureThroughput } from "../test/lab/iperf.js";
+import { createLinkedPair } from "../test/lab/linked-pair.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
-import { createIpv6Pair } from "../test/support/kernel-ipv6-pair.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { startCpuProbe } from "./proc-stats.js";
 import { median } from "./statistics.js";
@@ -28,7 +29,7 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
   const loadBefore = fmtLoad();
   let tb: TunnelboreProcess | null = null;
   try {
-    const pair = await createIpv6Pair("bk6");
+    const pair = await createLinkedPair("bk6", "ipv6");
     await pair.waitForPing();
     const direct: number[] = [];
     const kernel: number[] = [];

@@ -2,21 +2,22 @@
 // IPv4 loopback (L(P)), the path is IPv6, and the tc program translates transport data both ways
 // (the kernel's counters carry it; Tunnelbore's sockets see only handshakes and keepalives); and a
 // direct ICE pair between global IPv6 addresses in the NAT lab.
+
 import { afterAll, describe, expect, it } from "vitest";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
+import { createLinkedPair } from "../lab/linked-pair.js";
 import { generateKeyPair, nsRun, teardownAll } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
 import { Lab } from "../lab/topology.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../lab/tunnelbore.js";
 import { startIntroServer } from "../lab/tunnelbore-lab.js";
 import { startWireGuard } from "../lab/wireguard.js";
-import { createIpv6Pair } from "../support/kernel-ipv6-pair.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 describe("kernel fast path on an IPv6 static path", () => {
-  const fx = useTunnelbores(() => createIpv6Pair("k6"));
+  const fx = useTunnelbores(() => createLinkedPair("k6", "ipv6"));
 
   it("carries pings in the kernel, translating IPv4 loopback <-> the IPv6 path", async () => {
     await fx.pair.waitForPing();

@@ -22,18 +22,46 @@ export interface LinkedPair {
   waitForPing(timeoutMs?: number): Promise<void>;
 }
 
-export async function createLinkedPair(prefix: string, wireguardPort = 51820): Promise<LinkedPair> {
+/** The link's and the tunnel's addresses per family (WireGuard's tunnel addresses are IPv4 either way). */
+const ADDRESSES = {
+  ipv4: { linkA: "10.201.0.1", linkB: "10.201.0.2", prefix: 24, tunA: "10.99.0.1", tunB: "10.99.0.2" },
+  ipv6: { linkA: "fd00:201::1", linkB: "fd00:201::2", prefix: 64, tunA: "10.96.0.1", tunB: "10.96.0.2" },
+} as const;
+
+/** `family`: the link between A and B (ipv6: A's peer B at its IPv6 endpoint, e.g. for the fast path's 4<->6). */
+export async function createLinkedPair(
+  prefix: string,
+  family: "ipv4" | "ipv6" = "ipv4",
+): Promise<LinkedPair> {
+  const wireguardPort = 51820;
   const tag = uniqueTag();
   const nsA = await createNamespace(`tbt-${prefix}-a-${tag}`);
   const nsB = await createNamespace(`tbt-${prefix}-b-${tag}`);
-  const linkA = "10.201.0.1";
-  const linkB = "10.201.0.2";
-  const tunA = "10.99.0.1";
-  const tunB = "10.99.0.2";
+  const { linkA, linkB, prefix: bits, tunA, tunB } = ADDRESSES[family];
+  const v6 = family === "ipv6";
+  if (v6) {
+    for (const ns of [nsA, nsB]) {
+      await nsRun(ns, "sysctl", [
+        "-qw",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        "net.ipv6.conf.default.disable_ipv6=0",
+      ]);
+    }
+  }
   // The veth pair is made inside A and its other end moved to B: nothing is created on the host.
   await nsRun(nsA, "ip", ["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nsB]);
-  await nsRun(nsA, "ip", ["addr", "add", `${linkA}/24`, "dev", "eth0"]);
-  await nsRun(nsB, "ip", ["addr", "add", `${linkB}/24`, "dev", "eth0"]);
+  for (const [ns, address] of [
+    [nsA, linkA],
+    [nsB, linkB],
+  ] as const) {
+    await nsRun(
+      ns,
+      "ip",
+      v6
+        ? ["-6", "addr", "add", `${address}/${bits}`, "dev", "eth0", "nodad"]
+        : ["addr", "add", `${address}/${bits}`, "dev", "eth0"],
+    );
+  }
   await nsRun(nsA, "ip", ["link", "set", "eth0", "up"]);
   await nsRun(nsB, "ip", ["link", "set", "eth0", "up"]);
   const keyA = await generateKeyPair();
@@ -42,7 +70,13 @@ export async function createLinkedPair(prefix: string, wireguardPort = 51820): P
     privateKey: keyA.privateKey,
     listenPort: wireguardPort,
     address: `${tunA}/24`,
-    peers: [{ publicKey: keyB.publicKey, allowedIps: `${tunB}/32`, endpoint: `${linkB}:${wireguardPort}` }],
+    peers: [
+      {
+        publicKey: keyB.publicKey,
+        allowedIps: `${tunB}/32`,
+        endpoint: v6 ? `[${linkB}]:${wireguardPort}` : `${linkB}:${wireguardPort}`,
+      },
+    ],
   });
   const wgB = await startWireGuard(nsB, {
     privateKey: keyB.privateKey,
