@@ -9,6 +9,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { ConfigError, RuntimeError } from "../src/errors.js";
+import { pidAlive } from "../src/pid-alive.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -48,15 +49,6 @@ export function decodeOwner(value: Buffer): Owner {
 
 /** CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns (libuv's hrtime reads the same clock). */
 export const monotonicNs = (): bigint => process.hrtime.bigint();
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Alive: heartbeat fresh and the PID still there (a SIGKILLed owner is dead at once, not 3 s later). */
 export function ownerAlive(o: Owner, now = monotonicNs()): boolean {

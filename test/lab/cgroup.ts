@@ -4,6 +4,7 @@
 // the next one. cgroups are global (not per network namespace), hence the unique names.
 import { mkdir, readdir, readFile, rmdir } from "node:fs/promises";
 import { join } from "node:path";
+import { pidAlive } from "../../src/pid-alive.js";
 import { cgroupDirectory, parseMountInfo, parseOwnCgroup } from "../../src/wg/tunnel-bypass.js";
 import { waitFor } from "../support/wait-for.js";
 import { onTeardown } from "./netns.js";
@@ -25,7 +26,7 @@ async function createTestCgroup(): Promise<string | null> {
   if (parent === null) return null;
   for (const entry of await readdir(parent)) {
     const pid = NAME_RE.exec(entry)?.[1];
-    if (pid !== undefined && !isAlive(Number(pid))) await removeTree(join(parent, entry));
+    if (pid !== undefined && !pidAlive(Number(pid))) await removeTree(join(parent, entry));
   }
   const dir = join(parent, `tbt-l${process.pid}-cg`);
   await mkdir(dir, { recursive: true });
@@ -34,15 +35,6 @@ async function createTestCgroup(): Promise<string | null> {
     await removeTree(dir);
   });
   return dir;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Every PID in a cgroup tree: only processes the tests started (Tunnelbores) and their children. */
@@ -63,7 +55,7 @@ async function pidsIn(dir: string): Promise<number[]> {
 async function removeTree(dir: string): Promise<void> {
   const pids = await pidsIn(dir);
   const signal = (sig: NodeJS.Signals) => {
-    for (const pid of pids.filter(isAlive)) {
+    for (const pid of pids.filter(pidAlive)) {
       try {
         process.kill(pid, sig);
       } catch {
@@ -72,7 +64,7 @@ async function removeTree(dir: string): Promise<void> {
     }
   };
   signal("SIGTERM");
-  await waitFor(() => !pids.some(isAlive), { what: "test cgroup processes to end", timeoutMs: 2000 }).catch(
+  await waitFor(() => !pids.some(pidAlive), { what: "test cgroup processes to end", timeoutMs: 2000 }).catch(
     () => signal("SIGKILL"),
   );
   await removeEmptyTree(dir);

@@ -1,18 +1,10 @@
 // Housekeeping of the namespace labs: ending what runs inside a namespace, removing what a dead run
 // left behind (namespaces are named tbt-l<pid>-<tag>-<role>), and whether this machine can run a lab.
 import { readFile } from "node:fs/promises";
+import { pidAlive } from "../../src/pid-alive.js";
 import { run } from "./netns.js";
 
 const STALE_RE = /^tbt-l(\d+)-[0-9a-f]{6}-/;
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Ends every process inside a namespace by PID (SIGTERM, then SIGKILL after 2 s). */
 export async function killNamespacePids(ns: string): Promise<void> {
@@ -29,8 +21,8 @@ export async function killNamespacePids(ns: string): Promise<void> {
     }
   }
   const deadline = Date.now() + 2000;
-  while (pids.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  for (const pid of pids.filter(isAlive)) {
+  while (pids.some(pidAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  for (const pid of pids.filter(pidAlive)) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {
@@ -46,7 +38,7 @@ export async function cleanupStale(): Promise<string[]> {
     .map((l) => l.split(" ")[0] ?? "")
     .filter((n) => {
       const m = STALE_RE.exec(n);
-      return m !== null && Number(m[1]) !== process.pid && !isAlive(Number(m[1]));
+      return m !== null && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]));
     });
   for (const ns of names) {
     await killNamespacePids(ns);
