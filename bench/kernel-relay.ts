@@ -125,16 +125,7 @@ export async function benchKernelRelay(): Promise<BenchRow[]> {
     await l.startTunnelbore("a");
     await l.startTunnelbore("b");
     await l.waitForPing("a", "b", 40_000);
-    for (const [on, peer] of [
-      ["a", "b"],
-      ["b", "a"],
-    ] as const) {
-      await waitFor(async () => (await l.peerStatus(on, peer)).kernelFastPath, {
-        what: `${on} carries ${peer} in the kernel`,
-        timeoutMs: 20_000,
-        intervalMs: 200,
-      });
-    }
+    await l.waitForKernelFastPath("a", "b", 20_000);
     const baseline = await startBaseline(l);
     const pid = (p: number | undefined, what: string) => {
       if (p === undefined) throw new Error(`no PID for ${what}`);

@@ -170,16 +170,7 @@ describe("kernel fast path on ICE paths", () => {
     });
     const l = lab;
     await l.waitForPing("a", "b");
-    for (const [on, peer] of [
-      ["a", "b"],
-      ["b", "a"],
-    ] as const) {
-      await waitFor(async () => (await l.peerStatus(on, peer)).kernelFastPath, {
-        what: `${on} carries ${peer} in the kernel`,
-        timeoutMs: 10_000,
-        intervalMs: 100,
-      });
-    }
+    await l.waitForKernelFastPath("a", "b", 10_000);
     const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 50, interval: 10 });
     expect(result.received).toBe(50);
     await waitFor(async () => (await l.peerStatus("b", "a")).kernelRxDatagrams >= 50, {
@@ -244,16 +235,7 @@ describe("kernel fast path on ICE paths", () => {
     await l.waitForPing("a", "b", 40_000);
     expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
     // Carried once the channel is bound (user space forwards until then).
-    for (const [on, peer] of [
-      ["a", "b"],
-      ["b", "a"],
-    ] as const) {
-      await waitFor(async () => (await l.peerStatus(on, peer)).kernelFastPath, {
-        what: `${on} carries ${peer} in the kernel`,
-        timeoutMs: 15_000,
-        intervalMs: 100,
-      });
-    }
+    await l.waitForKernelFastPath("a", "b", 15_000);
     const before = { ab: await l.peerStatus("a", "b"), ba: await l.peerStatus("b", "a") };
     const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 100, interval: 10 });
     expect(result.received).toBe(100);

@@ -232,6 +232,20 @@ export class ProductLab {
     return found;
   }
 
+  /** Waits until both `a` and `b` report that the kernel fast path carries the other. */
+  async waitForKernelFastPath(a: string, b: string, timeoutMs: number): Promise<void> {
+    for (const [on, peer] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      await waitFor(async () => (await this.peerStatus(on, peer)).kernelFastPath, {
+        what: `${on} carries ${peer} in the kernel`,
+        timeoutMs,
+        intervalMs: 100,
+      });
+    }
+  }
+
   /** Waits until `on` reports a path to `peer` and returns its kind. */
   async waitForPath(on: string, peer: string, timeoutMs = 20_000): Promise<PeerStatus> {
     await waitFor(async () => (await this.peerStatus(on, peer)).pathKind !== null, {
