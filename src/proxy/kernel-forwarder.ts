@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { promisify } from "node:util";
+import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
 import type { FastPathProgram } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
@@ -17,7 +18,7 @@ const POLL_MS = 250;
 
 /** The wall-clock time (ms) of a CLOCK_MONOTONIC instant in ns (bpf_ktime_get_ns), as `now` sees it. */
 function wallClockOf(monotonicNs: bigint, now: number): number {
-  const ageMs = Number(process.hrtime.bigint() - monotonicNs) / 1e6;
+  const ageMs = Number(monotonicNow() - monotonicNs) / 1e6;
   return monotonicNs === 0n || ageMs < 0 ? now : now - ageMs;
 }
 
@@ -80,8 +81,8 @@ interface Installed extends FiveTuple {
 /**
  * Keeps the kernel fast path's entries in step with the peers' paths: a path that sends plain UDP
  * (direct ICE, static) or ChannelData on its own TURN allocation over UDP (relayed, channel bound)
- * gets an outbound and an inbound entry, anything else (TCP/TLS TURN, IPv6, no path) has none and
- * stays in user space. Polls the kernel's counters into the peers' traffic counters and
+ * gets an outbound and an inbound entry, over IPv4 or IPv6; anything else (TCP/TLS TURN, an IPv6 peer
+ * on this host, no path) has none and stays in user space. Polls the kernel's counters into the peers' traffic counters and
  * contact times, which liveness and status read.
  */
 export class KernelForwarder {
