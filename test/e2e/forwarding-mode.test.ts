@@ -8,18 +8,13 @@ import { chmod, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PeerStatus } from "../../src/control/status.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
-import { spawnInNamespace, teardownAll } from "../lab/netns.js";
+import { spawnInNamespace } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
-import {
-  CLI,
-  startTunnelbore,
-  type TunnelboreDirs,
-  type TunnelboreProcess,
-  tunnelboreDirs,
-} from "../lab/tunnelbore.js";
+import { CLI, startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
+import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 const execFileAsync = promisify(execFile);
@@ -67,26 +62,17 @@ function logged(tb: TunnelboreProcess, msg: string): Array<Record<string, unknow
 }
 
 describe("forwarding mode: kernel by default, user space where the kernel path cannot load", () => {
-  let pair: LinkedPair;
-  let dirs: TunnelboreDirs;
+  const fx = useTunnelbores(() => createLinkedPair("fwd"));
   let scratch: string;
   let noBpftool: string;
   let refusing: string;
-  const running: TunnelboreProcess[] = [];
 
   beforeAll(async () => {
-    pair = await createLinkedPair("fwd");
-    dirs = tunnelboreDirs();
     scratch = await mkdtemp(join(tmpdir(), "tbt-fwd-"));
     noBpftool = await pathWithoutBpftool(scratch);
     refusing = await pathWithRefusingKernel(scratch);
   });
-  afterEach(async () => {
-    for (const tb of running.splice(0)) await tb.stop("SIGTERM");
-  });
   afterAll(async () => {
-    await teardownAll();
-    dirs?.cleanup();
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
 
@@ -98,26 +84,26 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
       "--interface",
       iface,
       "--run-dir",
-      dirs.runDir,
+      fx.dirs.runDir,
     ]);
     return stdout;
   }
 
   /** Pings through the tunnel; resolves with the peer's status before and after. */
   async function pingThrough(tb: TunnelboreProcess): Promise<{ before: PeerStatus; after: PeerStatus }> {
-    await pair.waitForPing();
-    const before = peerOf(pair, await tb.status());
-    const result = await ping(pair.nsA, pair.tunB, { count: 50, interval: 10 });
+    await fx.pair.waitForPing();
+    const before = peerOf(fx.pair, await tb.status());
+    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 50, interval: 10 });
     expect(result.received).toBe(50);
     // Kernel counters are folded in about once a second.
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    return { before, after: peerOf(pair, await tb.status()) };
+    return { before, after: peerOf(fx.pair, await tb.status()) };
   }
 
   it("no flag: the kernel carries the peer's data, and status says so", async () => {
-    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs);
-    running.push(tb);
-    await waitFor(async () => peerOf(pair, await tb.status()).kernelFastPath, {
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs);
+    fx.running.push(tb);
+    await waitFor(async () => peerOf(fx.pair, await tb.status()).kernelFastPath, {
       what: "the kernel carries the peer",
     });
     const { before, after } = await pingThrough(tb);
@@ -132,7 +118,7 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
     });
     expect(forwarding.interfaces).toContain("lo");
     expect(logged(tb, UNAVAILABLE)).toHaveLength(0);
-    expect(await statusText(pair.wgA.name)).toMatch(
+    expect(await statusText(fx.pair.wgA.name)).toMatch(
       /^forwarding: kernel fast path on .*lo.*; user space .*: batched I\/O$/m,
     );
   });
@@ -141,8 +127,8 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
     ["bpftool is missing", () => ({ PATH: noBpftool }), /bpftool/],
     ["the kernel refuses the program", () => ({ PATH: refusing }), /BPF program load failed/],
   ])("no flag, %s: user space forwards, and one warning and status say why", async (_, env, why) => {
-    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [], env());
-    running.push(tb);
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, [], env());
+    fx.running.push(tb);
     const { before, after } = await pingThrough(tb);
     expect(after.kernelFastPath).toBe(false);
     expect(after.kernelTxDatagrams).toBe(0);
@@ -152,7 +138,7 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
     const { forwarding } = await tb.status();
     expect(forwarding).toMatchObject({ setting: "auto", mode: "user space", interfaces: [] });
     expect(forwarding.reason).toMatch(why);
-    expect(await statusText(pair.wgA.name)).toMatch(
+    expect(await statusText(fx.pair.wgA.name)).toMatch(
       /^forwarding: user space, batched I\/O \(kernel fast path: .+\)$/m,
     );
     const warnings = logged(tb, UNAVAILABLE);
@@ -162,17 +148,17 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
 
   it("--ebpf on where the kernel refuses the program: exit 2, naming the reason", async () => {
     const on = spawnInNamespace(
-      pair.nsA,
+      fx.pair.nsA,
       process.execPath,
       [
         CLI,
         "run",
         "--interface",
-        pair.wgA.name,
+        fx.pair.wgA.name,
         "--run-dir",
-        dirs.runDir,
+        fx.dirs.runDir,
         "--state-dir",
-        dirs.stateDir,
+        fx.dirs.stateDir,
         "--ebpf",
         "on",
       ],
@@ -183,21 +169,21 @@ describe("forwarding mode: kernel by default, user space where the kernel path c
       /--ebpf on: the kernel fast path cannot be loaded \(.*BPF program load failed/,
     );
     // It gave nothing away: WireGuard still has B's real endpoint.
-    expect(await pair.wgA.endpointOf(pair.keyB.publicKey)).toBe(`${pair.linkB}:51820`);
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(`${fx.pair.linkB}:51820`);
   });
 
   it("--ebpf off: user space, by request; --ebpf alone: on", async () => {
-    const off = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf", "off"]);
-    running.push(off);
+    const off = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf", "off"]);
+    fx.running.push(off);
     const { after } = await pingThrough(off);
     expect(after.kernelFastPath).toBe(false);
     expect((await off.status()).forwarding).toMatchObject({ setting: "off", mode: "user space" });
     expect((await off.status()).forwarding.reason).toMatch(/--ebpf off/);
     await off.stop("SIGTERM");
-    running.length = 0;
+    fx.running.length = 0;
 
-    const on = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--ebpf"]);
-    running.push(on);
+    const on = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(on);
     expect((await on.status()).forwarding).toMatchObject({ setting: "on", mode: "kernel" });
   });
 });
