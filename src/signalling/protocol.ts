@@ -33,6 +33,10 @@ export const CloseCode = {
   replaced: 4010,
   serverShutdown: 4011,
   unsupportedVersion: 4012,
+  /** The key authenticated but is not (or no longer) on the server's allowed list: retry slowly. */
+  notMember: 4013,
+  /** Too many connections from this address, or in total; the reason says which. */
+  tooManyConnections: 4014,
 } as const;
 export type CloseCodeName = keyof typeof CloseCode;
 
