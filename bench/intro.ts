@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { IntroClient } from "../src/intro-client/intro-client.js";
 import { createLogger } from "../src/log.js";
 import { EnvelopeCodec } from "../src/signalling/envelope.js";
+import { LocalKeyAgreement } from "../src/signalling/key-agreement.js";
 import { publicKeyOf } from "../src/signalling/signalling-crypto.js";
 import { percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
@@ -116,7 +117,7 @@ function pairedClients(url: string, count: number): IntroClient[] {
   return keys.map((privateKey, i) => {
     const client = new IntroClient({
       url,
-      privateKey,
+      keys: new LocalKeyAgreement(privateKey),
       logger: silent,
       reconnect: { initialDelayMs: 500, maxDelayMs: 5_000 },
       handshakeTimeoutMs: 30_000,
@@ -308,9 +309,11 @@ export async function benchRelayLatency(rows: BenchRow[], runs = 3): Promise<voi
   );
 }
 
-function benchSealOpen(rows: BenchRow[]): void {
-  const alice = new EnvelopeCodec({ privateKey: randomBytes(32) });
-  const bob = new EnvelopeCodec({ privateKey: randomBytes(32) });
+async function benchSealOpen(rows: BenchRow[]): Promise<void> {
+  const alice = new EnvelopeCodec({ keys: new LocalKeyAgreement(randomBytes(32)) });
+  const bob = new EnvelopeCodec({ keys: new LocalKeyAgreement(randomBytes(32)) });
+  await alice.prepare(bob.publicKey);
+  await bob.prepare(alice.publicKey);
   const payload = candidatePayload(0, 0);
   const count = 20_000;
   for (let i = 0; i < 2_000; i++) bob.open(alice.publicKey, alice.seal(bob.publicKey, payload));
@@ -326,7 +329,7 @@ function benchSealOpen(rows: BenchRow[]): void {
 
 export async function benchIntro(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  benchSealOpen(rows);
+  await benchSealOpen(rows);
   await benchRelayLatency(rows);
   await benchHeldClients(rows);
   return rows;

@@ -26,6 +26,7 @@ import { Peer, type PeerDataPlane } from "../src/peer/peer.js";
 import type { BatchedUdpSocket as Socket } from "../src/proxy/batched-udp.js";
 import { LivenessMonitor } from "../src/proxy/liveness.js";
 import { ProxyPeer } from "../src/proxy/proxy-peer.js";
+import { LocalKeyAgreement } from "../src/signalling/key-agreement.js";
 import { encodeKey } from "../src/wireguard/keys.js";
 import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { nsRun, run, teardownAll, trackChild } from "../test/lab/netns.js";
@@ -157,7 +158,7 @@ async function runFleet(config: FleetConfig): Promise<void> {
     };
     let life: Peer | null = null;
     const link = new IntroLink(
-      { url: config.introUrl, privateKey: Buffer.from(privateKey, "base64"), logger },
+      { url: config.introUrl, keys: new LocalKeyAgreement(Buffer.from(privateKey, "base64")), logger },
       {
         peerOnline: () => life?.onPeerOnline(),
         peerOffline: () => life?.onPeerOffline(),

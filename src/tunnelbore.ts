@@ -16,6 +16,7 @@ import type { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
+import { LocalKeyAgreement } from "./signalling/key-agreement.js";
 import { AddressWatch } from "./wg/address-watch.js";
 import { restoreEndpoints } from "./wg/endpoint-restore.js";
 import { EndpointState } from "./wg/endpoint-state.js";
@@ -412,7 +413,7 @@ export class Tunnelbore {
     const link = new IntroLink(
       {
         url: intro.url,
-        privateKey: decodeKey(info.privateKey),
+        keys: new LocalKeyAgreement(decodeKey(info.privateKey)),
         stunUrls: intro.stunUrls,
         turn: intro.turn,
         logger: this.log,

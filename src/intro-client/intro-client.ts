@@ -2,7 +2,7 @@
  * Client of the introduction server: one authenticated WebSocket, re-established with capped
  * exponential backoff; presence of mutually declared peers; end-to-end encrypted envelopes.
  *
- *   const intro = new IntroClient({ url, privateKey });
+ *   const intro = new IntroClient({ url, keys: new LocalKeyAgreement(privateKey) });
  *   intro.on("peer-online", (key) => intro.send(key, { candidates }));
  *   intro.on("envelope", (key, payload) => ...);
  *   intro.setPeers([...]); intro.start();
@@ -13,6 +13,7 @@ import { Backoff } from "../backoff.js";
 import { ConfigError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
+import type { KeyAgreement } from "../signalling/key-agreement.js";
 import {
   type ChallengeMessage,
   type ClientMessage,
@@ -29,13 +30,7 @@ import {
   serverMessageSchema,
   type WelcomeMessage,
 } from "../signalling/protocol.js";
-import {
-  authProof,
-  decodeKey32,
-  publicKeyOf,
-  x25519,
-  x25519PrivateKeyObject,
-} from "../signalling/signalling-crypto.js";
+import { authProof, decodeKey32 } from "../signalling/signalling-crypto.js";
 import { TokenBucket } from "../signalling/signalling-rate.js";
 
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
@@ -60,9 +55,9 @@ export interface IntroClientEvents {
 export interface IntroClientOptions {
   /** ws:// or wss:// URL of the introduction server. */
   url: string;
-  /** The WireGuard private key (32 raw bytes). Never logged. */
-  privateKey: Uint8Array;
-  /** If given, must be the public key of privateKey (a cheap guard against mixed-up keys). */
+  /** X25519 with the WireGuard private key (which may live in another process). */
+  keys: KeyAgreement;
+  /** If given, must be the public key of `keys` (a cheap guard against mixed-up keys). */
   publicKey?: string;
   logger?: Logger;
   reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
@@ -70,7 +65,7 @@ export interface IntroClientOptions {
   handshakeTimeoutMs?: number;
   /** Queued outgoing messages beyond which send() throws. Default 5,000. */
   maxQueuedMessages?: number;
-  envelope?: Omit<EnvelopeCodecOptions, "privateKey">;
+  envelope?: Omit<EnvelopeCodecOptions, "keys">;
   /** Extra trust for wss:// (e.g. a private CA). */
   tls?: { ca?: string | Buffer };
 }
@@ -93,7 +88,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly url: string;
   private readonly log: Logger;
   private readonly codec: EnvelopeCodec;
-  private readonly privateKey: ReturnType<typeof x25519PrivateKeyObject>;
+  private readonly keys: KeyAgreement;
   private readonly reconnectBackoff: Backoff;
   private readonly handshakeTimeoutMs: number;
   private readonly maxQueuedMessages: number;
@@ -121,6 +116,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private maxDeclaredPeers = DEFAULT_MAX_DECLARED_PEERS;
   private readonly declared = new Set<string>();
   private readonly onlinePeers = new Set<string>();
+  /** Peers the server says are online whose keys are still being derived. */
+  private readonly pendingOnline = new Set<string>();
   private readonly queue: string[] = [];
   private messageBucket = new TokenBucket(1, 1);
   private byteBucket = new TokenBucket(1, 1);
@@ -134,10 +131,10 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       );
     }
     this.url = options.url;
-    this.privateKey = x25519PrivateKeyObject(options.privateKey);
-    this.publicKey = publicKeyOf(options.privateKey);
+    this.keys = options.keys;
+    this.publicKey = options.keys.publicKey;
     if (options.publicKey !== undefined && options.publicKey !== this.publicKey) {
-      throw new ConfigError("intro-key-mismatch", "publicKey is not the public key of privateKey", {
+      throw new ConfigError("intro-key-mismatch", "publicKey is not the public key of the private key", {
         given: options.publicKey,
         derived: this.publicKey,
       });
@@ -145,7 +142,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.log = (options.logger ?? createLogger("intro-client")).child({
       key: keyFingerprint(this.publicKey),
     });
-    this.codec = new EnvelopeCodec({ ...options.envelope, privateKey: options.privateKey });
+    this.codec = new EnvelopeCodec({ ...options.envelope, keys: options.keys });
     this.reconnectBackoff = new Backoff({
       initialMs: options.reconnect?.initialDelayMs ?? 500,
       maxMs: options.reconnect?.maxDelayMs ?? 30_000,
@@ -259,7 +256,10 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       this.codec.forget(key);
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
-    for (const key of added) this.declared.add(key);
+    for (const key of added) {
+      this.declared.add(key);
+      this.prepareKeys(key);
+    }
     if (this.state === "online") {
       this.sendPeers("remove", removed);
       this.sendPeers("add", added);
@@ -373,6 +373,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     if (this.state !== "stopped") this.state = "waiting";
     const wentOffline = [...this.onlinePeers];
     this.onlinePeers.clear();
+    this.pendingOnline.clear();
     for (const key of wentOffline) this.emit("peer-offline", key);
   }
 
@@ -412,15 +413,29 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
         return;
       case "presence":
         if (this.state !== "online" || !this.declared.has(message.peer)) return;
-        if (message.online && !this.onlinePeers.has(message.peer)) {
-          this.onlinePeers.add(message.peer);
-          this.emit("peer-online", message.peer);
-        } else if (!message.online && this.onlinePeers.delete(message.peer)) {
-          this.emit("peer-offline", message.peer);
+        if (message.online) {
+          this.pendingOnline.add(message.peer);
+          this.whenKeysReady(message.peer, () => {
+            // Still online and still ours once the keys are there (an offline may have overtaken).
+            if (!this.pendingOnline.delete(message.peer) || this.ws !== ws) return;
+            if (this.state !== "online" || !this.declared.has(message.peer)) return;
+            if (this.onlinePeers.has(message.peer)) return;
+            this.onlinePeers.add(message.peer);
+            this.emit("peer-online", message.peer);
+          });
+        } else {
+          this.pendingOnline.delete(message.peer);
+          if (this.onlinePeers.delete(message.peer)) this.emit("peer-offline", message.peer);
         }
         return;
       case "envelope":
-        this.handleEnvelope(message);
+        // Keys of a declared peer are prepared when it is declared; an envelope that overtakes that
+        // waits for them (callbacks run in arrival order).
+        if (!this.declared.has(message.from)) this.handleEnvelope(message);
+        else
+          this.whenKeysReady(message.from, () => {
+            if (this.ws === ws) this.handleEnvelope(message);
+          });
         return;
       case "undeliverable":
         this.emit("undeliverable", message.to);
@@ -442,17 +457,29 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       ws.close(CloseCode.unsupportedVersion, `protocol version ${PROTOCOL_VERSION} only`);
       return;
     }
-    const serverKey = decodeKey32(challenge.serverKey, "server key");
-    const nonce = Buffer.from(challenge.nonce, "base64");
-    let proof: Buffer;
+    let serverKey: Buffer;
     try {
-      const shared = x25519(this.privateKey, serverKey);
-      proof = authProof(shared, serverKey, nonce, Buffer.from(this.publicKey, "base64"));
+      serverKey = decodeKey32(challenge.serverKey, "server key");
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "unusable server key in the challenge");
       ws.terminate();
       return;
     }
+    const nonce = Buffer.from(challenge.nonce, "base64");
+    this.keys.x25519(serverKey).then(
+      (shared) => {
+        if (this.ws !== ws || this.state !== "connecting") return;
+        const proof = authProof(shared, serverKey, nonce, Buffer.from(this.publicKey, "base64"));
+        this.sendAuth(ws, proof);
+      },
+      (error: unknown) => {
+        this.log.warn({ err: (error as Error).message }, "unusable server key in the challenge");
+        if (this.ws === ws) ws.terminate();
+      },
+    );
+  }
+
+  private sendAuth(ws: WebSocket, proof: Buffer): void {
     ws.send(
       JSON.stringify({
         type: "auth",
@@ -461,6 +488,24 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
         proof: proof.toString("base64"),
       } satisfies ClientMessage),
     );
+  }
+
+  /** Starts deriving a peer's envelope keys; a failure (a bad key) is logged, its envelopes dropped. */
+  private prepareKeys(peer: string): void {
+    this.codec.prepare(peer).catch((error: unknown) => {
+      this.log.warn({ peer: keyFingerprint(peer), err: (error as Error).message }, "unusable peer key");
+    });
+  }
+
+  /** Runs `then` now if the peer's keys are derived, else once they are (never if they cannot be). */
+  private whenKeysReady(peer: string, then: () => void): void {
+    if (this.codec.hasKeys(peer)) {
+      then();
+      return;
+    }
+    this.codec.prepare(peer).then(then, () => {
+      this.emit("envelope-dropped", peer, "bad-peer-key");
+    });
   }
 
   private handleWelcome(ws: WebSocket, welcome: WelcomeMessage): void {

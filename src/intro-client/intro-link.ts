@@ -3,6 +3,7 @@ import type { IceSessionFactory } from "../ice/ice-session-factory.js";
 import type { IceSignal } from "../ice/ice-signal.js";
 import type { Logger } from "../log.js";
 import type { PeerSignalling } from "../peer/peer.js";
+import type { KeyAgreement } from "../signalling/key-agreement.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { IntroClient, type ServerInfo } from "./intro-client.js";
 import { IntroOfflineError } from "./intro-errors.js";
@@ -10,8 +11,8 @@ import type { IntroConnectionStatus } from "./intro-status.js";
 
 export interface IntroLinkOptions {
   url: string;
-  /** The WireGuard interface's private key: authenticates us and keys the envelopes. Never logged. */
-  privateKey: Uint8Array;
+  /** X25519 with the interface's private key: authenticates us and keys the envelopes. */
+  keys: KeyAgreement;
   /** STUN servers to use instead of the introduction server's. */
   stunUrls?: string[];
   /** A TURN server to use instead of the introduction server's. */
@@ -66,7 +67,7 @@ export class IntroLink {
     this.log = options.logger;
     this.client = new IntroClient({
       url: options.url,
-      privateKey: options.privateKey,
+      keys: options.keys,
       logger: options.logger,
       // Jitter spreads the load of many clients coming back at once.
       reconnect: { maxDelayMs: options.reconnectMaxMs ?? 10_000 },

@@ -6,19 +6,12 @@
  * The epoch is random per sender instance, so a restarted sender (new epoch, sequence from 0) is told
  * apart from a replay; within an epoch a sliding window of sequence numbers rejects repeats.
  */
-import { type KeyObject, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { TunnelboreError } from "../errors.js";
+import type { KeyAgreement } from "./key-agreement.js";
 import type { SealedEnvelope } from "./protocol.js";
-import {
-  decodeKey32,
-  envelopeKey,
-  publicKeyOf,
-  x25519,
-  x25519PrivateKeyObject,
-  xchachaOpen,
-  xchachaSeal,
-} from "./signalling-crypto.js";
+import { decodeKey32, envelopeKey, IntroKeyError, xchachaOpen, xchachaSeal } from "./signalling-crypto.js";
 
 const ENVELOPE_AAD = Buffer.from("tunnelbore envelope v1");
 
@@ -105,7 +98,8 @@ interface PeerState {
 }
 
 export interface EnvelopeCodecOptions {
-  privateKey: Uint8Array;
+  /** X25519 with our WireGuard private key (which may live in another process). */
+  keys: KeyAgreement;
   /** Envelopes older than this (by their timestamp) are stale. Default 60 s. */
   maxAgeMs?: number;
   /** Envelopes dated further ahead than this are stale too (clock skew allowance). Default 60 s. */
@@ -119,13 +113,17 @@ export interface EnvelopeCodecOptions {
   now?: () => number;
 }
 
-/** Seals and opens envelopes for one local key; keeps per-peer keys and replay state. */
+/**
+ * Seals and opens envelopes for one local key; keeps per-peer keys and replay state.
+ * A peer's keys are derived once, asynchronously, by prepare(); seal and open then stay synchronous.
+ */
 export class EnvelopeCodec {
   readonly publicKey: string;
   readonly epoch: string;
-  private readonly privateKey: KeyObject;
+  private readonly keys: KeyAgreement;
   private readonly publicKeyBytes: Buffer;
   private readonly peers = new Map<string, PeerState>();
+  private readonly preparing = new Map<string, Promise<void>>();
   private readonly maxAgeMs: number;
   private readonly maxFutureSkewMs: number;
   private readonly replayWindowSize: number;
@@ -133,8 +131,8 @@ export class EnvelopeCodec {
   private readonly now: () => number;
 
   constructor(options: EnvelopeCodecOptions) {
-    this.privateKey = x25519PrivateKeyObject(options.privateKey);
-    this.publicKey = publicKeyOf(options.privateKey);
+    this.keys = options.keys;
+    this.publicKey = options.keys.publicKey;
     this.publicKeyBytes = Buffer.from(this.publicKey, "base64");
     this.epoch = options.epoch ?? randomBytes(16).toString("base64url");
     this.maxAgeMs = options.maxAgeMs ?? 60_000;
@@ -144,7 +142,41 @@ export class EnvelopeCodec {
     this.now = options.now ?? Date.now;
   }
 
-  /** Throws IntroKeyError for an unusable peer key, EnvelopePayloadError for a payload JSON cannot carry. */
+  /** Whether prepare() has derived the keys for this peer. */
+  hasKeys(peerPublicKey: string): boolean {
+    return this.peers.has(peerPublicKey);
+  }
+
+  /**
+   * Derives the keys for a peer (one X25519 per peer); concurrent calls share the work.
+   * Rejects with IntroKeyError for an unusable peer key.
+   */
+  prepare(peerPublicKey: string): Promise<void> {
+    if (this.peers.has(peerPublicKey)) return Promise.resolve();
+    const pending = this.preparing.get(peerPublicKey);
+    if (pending) return pending;
+    const derivation = (async () => {
+      const peerBytes = decodeKey32(peerPublicKey, "peer public key");
+      const shared = await this.keys.x25519(peerBytes);
+      if (!this.preparing.has(peerPublicKey)) return; // forgotten meanwhile
+      this.peers.set(peerPublicKey, {
+        sendKey: envelopeKey(shared, this.publicKeyBytes, peerBytes),
+        receiveKey: envelopeKey(shared, peerBytes, this.publicKeyBytes),
+        nextSequence: 0,
+        epochs: new Map(),
+        forgottenBefore: -1,
+      });
+    })().finally(() => {
+      if (this.preparing.get(peerPublicKey) === derivation) this.preparing.delete(peerPublicKey);
+    });
+    this.preparing.set(peerPublicKey, derivation);
+    return derivation;
+  }
+
+  /**
+   * Throws IntroKeyError for a peer whose keys are not prepared, EnvelopePayloadError for a payload
+   * JSON cannot carry.
+   */
   seal(peerPublicKey: string, payload: unknown, timestamp = this.now()): SealedEnvelope {
     const peer = this.peerState(peerPublicKey);
     let plaintext: string;
@@ -213,6 +245,7 @@ export class EnvelopeCodec {
   /** Drop keys and replay state of a peer no longer declared. */
   forget(peerPublicKey: string): void {
     this.peers.delete(peerPublicKey);
+    this.preparing.delete(peerPublicKey);
   }
 
   private forgetOldEpochs(peer: PeerState): void {
@@ -223,20 +256,11 @@ export class EnvelopeCodec {
     }
   }
 
-  /** Keys are derived once per peer: the DH is per peer, not per message. */
   private peerState(peerPublicKey: string): PeerState {
     const known = this.peers.get(peerPublicKey);
     if (known) return known;
-    const peerBytes = decodeKey32(peerPublicKey, "peer public key");
-    const shared = x25519(this.privateKey, peerBytes);
-    const state: PeerState = {
-      sendKey: envelopeKey(shared, this.publicKeyBytes, peerBytes),
-      receiveKey: envelopeKey(shared, peerBytes, this.publicKeyBytes),
-      nextSequence: 0,
-      epochs: new Map(),
-      forgottenBefore: -1,
-    };
-    this.peers.set(peerPublicKey, state);
-    return state;
+    throw new IntroKeyError("the keys for this peer are not derived yet (prepare it first)", {
+      peer: peerPublicKey.slice(0, 8),
+    });
   }
 }

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { WebSocketServer } from "ws";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
 import { createLogger } from "../../src/log.js";
+import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import {
   type ChallengeMessage,
   clientMessageSchemas,
@@ -126,7 +127,7 @@ let client: IntroClient | undefined;
 function newClient(url: string): IntroClient {
   return new IntroClient({
     url,
-    privateKey: newKey().privateKey,
+    keys: new LocalKeyAgreement(newKey().privateKey),
     logger: silent,
     reconnect: { initialDelayMs: 50, maxDelayMs: 100 },
   });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type IntroServer, startIntroServer } from "../../intro-server/server.js";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
 import { createLogger } from "../../src/log.js";
+import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
 import { newKey, RawIntroConnection, type TestKey, waitForEvent } from "./intro-support.js";
 
@@ -44,8 +45,12 @@ beforeAll(async () => {
   });
   const aliceKey = newKey();
   const bobKey = newKey();
-  alice = new IntroClient({ url: server.url, privateKey: aliceKey.privateKey, logger: silent });
-  bob = new IntroClient({ url: server.url, privateKey: bobKey.privateKey, logger: silent });
+  alice = new IntroClient({
+    url: server.url,
+    keys: new LocalKeyAgreement(aliceKey.privateKey),
+    logger: silent,
+  });
+  bob = new IntroClient({ url: server.url, keys: new LocalKeyAgreement(bobKey.privateKey), logger: silent });
   alice.setPeers([bobKey.publicKey]);
   bob.setPeers([aliceKey.publicKey]);
   const online = Promise.all([waitForEvent(alice, "peer-online"), waitForEvent(bob, "peer-online")]);

@@ -5,6 +5,7 @@ import { IntroClient } from "../../src/intro-client/intro-client.js";
 import { IntroOfflineError } from "../../src/intro-client/intro-errors.js";
 import { createLogger } from "../../src/log.js";
 import { EnvelopeCodec } from "../../src/signalling/envelope.js";
+import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { CloseCode, type SealedEnvelope } from "../../src/signalling/protocol.js";
 import { newKey, RawIntroConnection, type TestKey, waitForEvent } from "./intro-support.js";
 
@@ -16,7 +17,7 @@ const cleanup: Array<() => Promise<void> | void> = [];
 function client(key: TestKey, peers: string[]): IntroClient {
   const intro = new IntroClient({
     url: server.url,
-    privateKey: key.privateKey,
+    keys: new LocalKeyAgreement(key.privateKey),
     logger: silent,
     reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
   });
@@ -134,12 +135,14 @@ describe("declared peers", () => {
     await carol.authenticate(carolKey.privateKey);
     await carol.next("welcome");
     carol.send({ type: "peers", op: "replace", peers: [aliceKey.publicKey] });
-    const codec = new EnvelopeCodec({ privateKey: carolKey.privateKey });
+    const codec = new EnvelopeCodec({ keys: new LocalKeyAgreement(carolKey.privateKey) });
+    await codec.prepare(aliceKey.publicKey);
     carol.send({ type: "send", to: aliceKey.publicKey, envelope: codec.seal(aliceKey.publicKey, "hello?") });
     expect((await carol.next("undeliverable")).to).toBe(aliceKey.publicKey);
     // Same answer as for a key that is not connected at all: Carol cannot tell Alice is online.
     const nobody = newKey().publicKey;
     carol.send({ type: "peers", op: "add", peers: [nobody] });
+    await codec.prepare(nobody);
     carol.send({ type: "send", to: nobody, envelope: codec.seal(nobody, "anyone?") });
     expect((await carol.next("undeliverable")).to).toBe(nobody);
     // The server answers Carol's messages in order: after this pong, no presence notice is on its way.
@@ -176,12 +179,21 @@ describe("declared peers", () => {
   it("refuses mixed-up keys and bad peer keys up front", () => {
     const key = newKey();
     expect(
-      () => new IntroClient({ url: server.url, privateKey: key.privateKey, publicKey: newKey().publicKey }),
-    ).toThrow(/not the public key of privateKey/);
-    expect(() => new IntroClient({ url: "http://x", privateKey: key.privateKey })).toThrow(
+      () =>
+        new IntroClient({
+          url: server.url,
+          keys: new LocalKeyAgreement(key.privateKey),
+          publicKey: newKey().publicKey,
+        }),
+    ).toThrow(/not the public key of the private key/);
+    expect(() => new IntroClient({ url: "http://x", keys: new LocalKeyAgreement(key.privateKey) })).toThrow(
       /ws:\/\/ or wss:\/\//,
     );
-    const intro = new IntroClient({ url: server.url, privateKey: key.privateKey, logger: silent });
+    const intro = new IntroClient({
+      url: server.url,
+      keys: new LocalKeyAgreement(key.privateKey),
+      logger: silent,
+    });
     expect(() => intro.setPeers(["not-a-key"])).toThrow(/not a WireGuard public key/);
   });
 
@@ -227,12 +239,14 @@ describe("end-to-end envelopes", () => {
     expect(ciphertext.toString("latin1")).not.toContain("198.51.100.77");
 
     // Everything the server knows (both public keys) does not open it; only Bob's private key does.
-    const outsider = new EnvelopeCodec({ privateKey: newKey().privateKey });
+    const outsider = new EnvelopeCodec({ keys: new LocalKeyAgreement(newKey().privateKey) });
+    await outsider.prepare(aliceKey.publicKey);
     expect(outsider.open(aliceKey.publicKey, frame.envelope)).toMatchObject({
       ok: false,
       reason: "undecryptable",
     });
-    const bobCodec = new EnvelopeCodec({ privateKey: bobKey.privateKey });
+    const bobCodec = new EnvelopeCodec({ keys: new LocalKeyAgreement(bobKey.privateKey) });
+    await bobCodec.prepare(aliceKey.publicKey);
     expect(bobCodec.open(aliceKey.publicKey, frame.envelope)).toMatchObject({
       ok: true,
       payload: { secret },
@@ -255,7 +269,8 @@ describe("end-to-end envelopes", () => {
     const online = waitForEvent(alice, "peer-online");
     bob.send({ type: "peers", op: "replace", peers: [aliceKey.publicKey] });
     await online;
-    const bobCodec = new EnvelopeCodec({ privateKey: bobKey.privateKey });
+    const bobCodec = new EnvelopeCodec({ keys: new LocalKeyAgreement(bobKey.privateKey) });
+    await bobCodec.prepare(aliceKey.publicKey);
     const sendEnvelope = (envelope: SealedEnvelope) =>
       bob.send({ type: "send", to: aliceKey.publicKey, envelope });
 

@@ -9,6 +9,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
 import { IntroOfflineError } from "../../src/intro-client/intro-errors.js";
 import { createLogger } from "../../src/log.js";
+import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
 import {
   newKey,
@@ -33,7 +34,7 @@ async function spawnServer(args: string[]): Promise<SpawnedIntroServer> {
 function client(url: string, key: TestKey, peers: string[], tls?: { ca: Buffer }): IntroClient {
   const intro = new IntroClient({
     url,
-    privateKey: key.privateKey,
+    keys: new LocalKeyAgreement(key.privateKey),
     logger: silent,
     reconnect: { initialDelayMs: 100, maxDelayMs: 1_000 },
     tls,

@@ -20,6 +20,7 @@ import { type IntroServer, startIntroServer } from "../../intro-server/server.js
 import { issueTurnCredentials } from "../../intro-server/turn-credentials.js";
 import { IntroClient, type ServerInfo } from "../../src/intro-client/intro-client.js";
 import { createLogger } from "../../src/log.js";
+import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { newKey, sleep, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");
@@ -212,7 +213,11 @@ beforeAll(async () => {
     turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], secret: coturn.secret, ttlSeconds: 600 },
     logger: silent,
   });
-  intro = new IntroClient({ url: server.url, privateKey: newKey().privateKey, logger: silent });
+  intro = new IntroClient({
+    url: server.url,
+    keys: new LocalKeyAgreement(newKey().privateKey),
+    logger: silent,
+  });
   const connected = waitForEvent<[ServerInfo]>(intro, "connected");
   intro.start();
   [serverInfo] = await connected;
@@ -301,7 +306,11 @@ describe("TURN credentials", () => {
       turn: { urls: [`turn:127.0.0.1:${coturn.port}`], secret: coturn.secret, ttlSeconds: 2 },
       logger: silent,
     });
-    const client = new IntroClient({ url: shortLived.url, privateKey: newKey().privateKey, logger: silent });
+    const client = new IntroClient({
+      url: shortLived.url,
+      keys: new LocalKeyAgreement(newKey().privateKey),
+      logger: silent,
+    });
     try {
       const connected = waitForEvent<[ServerInfo]>(client, "connected");
       client.start();
