@@ -1,7 +1,8 @@
-import { mkdir, rm } from "node:fs/promises";
+import { chmod, rm } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { dirname, join } from "node:path";
 import { ConfigError, RuntimeError } from "../errors.js";
+import { ensureSecureDirectory } from "../files/secure-directory.js";
 import type { StatusReport } from "./status.js";
 
 export const DEFAULT_RUN_DIR = "/run/tunnelbore";
@@ -27,8 +28,8 @@ export interface ControlHandlers {
 
 /**
  * The local control socket of `tunnelbore run`: a client writes a command ("status" or "release") and
- * a newline, and reads one JSON line. A Unix socket with mode 0600 in a root-owned directory, so only
- * root (or the owner) can ask.
+ * a newline, and reads one JSON line. A Unix socket with mode 0600 (whatever the umask) in a directory
+ * only root (or the owner) can write, so only they can ask, and nobody can swap the socket.
  */
 export class ControlServer {
   private server: Server | null = null;
@@ -39,7 +40,7 @@ export class ControlServer {
   ) {}
 
   async listen(): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true, mode: 0o755 });
+    await ensureSecureDirectory(dirname(this.path), "run directory", 0o755);
     // A stale socket of a process that was killed would make listen fail with EADDRINUSE.
     if (await isAlive(this.path)) {
       throw new ConfigError("already-running", `another tunnelbore already serves ${this.path}`, {
@@ -60,12 +61,20 @@ export class ControlServer {
         void this.answer(command).then((answer) => conn.end(`${JSON.stringify(answer)}\n`));
       });
     });
+    // The socket is created 0600 by bind(2) itself: a chmod afterwards would leave a moment in which
+    // anyone could connect. Node binds a Unix socket within listen(), so the process's umask is put
+    // back at once, before any other code runs.
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(this.path, () => {
-        server.off("error", reject);
-        resolve();
-      });
+      const umask = process.umask(0o177);
+      try {
+        server.listen(this.path, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      } finally {
+        process.umask(umask);
+      }
     });
     server.on("error", () => undefined);
     this.server = server;
