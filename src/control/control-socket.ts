@@ -1,4 +1,4 @@
-import { chmod, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { connect, createServer, type Server } from "node:net";
 import { dirname, join } from "node:path";
 import { ConfigError, RuntimeError } from "../errors.js";
