@@ -19,10 +19,12 @@ import {
   parseCandidate,
 } from "./ice-signal.js";
 import { followPeer } from "./pair-following.js";
+import { StunGuard } from "./stun-guard.js";
 import {
   catchSocketErrors,
   closeAgainOnceGathered,
   endRemoteCandidatesOnceGathered,
+  gateIncomingRequests,
   namesLocalUfrag,
   pairLocalRelayCandidate,
   relayTransportOf,
@@ -86,6 +88,12 @@ export class IceAgent implements IceAgentIdentity {
   readonly mode: RestartMode;
   readonly repair: boolean;
   readonly conn: Connection;
+  /**
+   * What stands between the network and werift's handling of STUN requests: only checks the peer
+   * signed for this generation, within budget, get through. Subscribe to its onAuthenticatedRequest
+   * for authenticated evidence of the pairs the peer uses.
+   */
+  readonly stunGuard: StunGuard;
   readonly startedAt: number;
 
   private _phase: IceAgentPhase = "gathering";
@@ -129,11 +137,31 @@ export class IceAgent implements IceAgentIdentity {
     const turnHost = werift.full.turnServer?.[0];
     if (upgrade && turnHost) this.relayHosts.add(turnHost);
     this.startedAt = performance.now();
-    // Drop checks from excluded addresses and from anyone not using this generation's ufrag.
+    // Drop checks from excluded addresses, and any check the peer did not sign for this generation.
     // Upgrade attempts also refuse checks from relay addresses: answering one would let werift nominate
     // a pair through the peer's relay, which is no upgrade.
+    const refuses = (addr: string) => context.exclude(addr) || this.relayHosts.has(addr);
+    this.stunGuard = new StunGuard(
+      {
+        credentials: () => ({
+          localUfrag: this.conn.localUsername,
+          remoteUfrag: this.conn.remoteUsername || undefined,
+          localPassword: this.conn.localPassword,
+        }),
+        knows: ([host, port]) => this.conn.remoteCandidates.some((c) => c.host === host && c.port === port),
+        pairs: () => this.conn.checkList.length,
+        refuses: ([host]) => refuses(host),
+        log: context.log,
+      },
+      this.conn,
+    );
+    gateIncomingRequests(this.conn, (message, data, remote, protocol) =>
+      this.stunGuard.admit(message, data, remote, protocol),
+    );
+    // werift's own filter, behind the guard: it runs after werift's role logic, so it is no defence
+    // alone, but it keeps refusing what the guard refuses should a request ever bypass the gate.
     this.conn.options.filterStunResponse = (message, addr) =>
-      namesLocalUfrag(this.conn, message) && !context.exclude(addr[0]) && !this.relayHosts.has(addr[0]);
+      namesLocalUfrag(this.conn, message) && !refuses(addr[0]);
     const { unSubscribe } = this.conn.stateChanged.subscribe((state) => this.onWeriftState(state));
     this.cleanups.push(unSubscribe);
     this.connectTimer = setTimeout(

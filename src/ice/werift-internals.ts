@@ -2,7 +2,7 @@
 // a werift update must be checked against these shapes first. Users: the data path (ice-path.ts,
 // path-taps.ts) and werift-workarounds.ts.
 import type { Socket } from "node:dgram";
-import type { Candidate, Connection, Message, Protocol, TurnProtocol } from "werift-ice";
+import type { Candidate, CandidatePair, Connection, Message, Protocol, TurnProtocol } from "werift-ice";
 
 export type Address = readonly [string, number];
 export type OnData = (data: Buffer, addr: Address) => void;
@@ -50,6 +50,8 @@ export function transactionErrorCode(err: unknown): number | undefined {
 /** Connection's private members (ice.ts). */
 export interface WeriftConnectionInternals {
   protocols: Protocol[];
+  /** Subscribes the agent to a new transport's requests and data, before the transport opens. */
+  ensureProtocol(protocol: Protocol): void;
   pairLocalProtocol(protocol: Protocol): void;
   stopConsentLifecycle?(): void;
   buildRequest(options: {
@@ -59,6 +61,16 @@ export interface WeriftConnectionInternals {
     iceControlling: boolean;
     localCandidate: Candidate;
   }): Message;
+}
+
+/** CandidatePair's private members (iceBase.ts). */
+export interface WeriftPairInternals {
+  /** Every transaction id of a check received on the pair (to count retransmissions): never pruned. */
+  readonly requestTransactionIds: Set<string>;
+}
+
+export function pairInternals(pair: CandidatePair): WeriftPairInternals {
+  return pair as unknown as WeriftPairInternals;
 }
 
 export function connectionInternals(conn: Connection): WeriftConnectionInternals {

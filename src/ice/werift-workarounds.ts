@@ -24,11 +24,12 @@ import {
   type IceOptions,
   Message,
   methods,
+  type Protocol,
   StunOverTurnProtocol,
   StunProtocol,
 } from "werift-ice";
 import type { Logger } from "../log.js";
-import { connectionInternals, isUdpTransport } from "./werift-internals.js";
+import { type Address, connectionInternals, isUdpTransport, pairInternals } from "./werift-internals.js";
 
 /**
  * werift-ice 0.2.3 falls back to stun.l.google.com when no STUN server is given: leave STUN to the
@@ -54,6 +55,52 @@ export function strengthenCredentials(conn: Connection): void {
 export function namesLocalUfrag(conn: Connection, check: Message): boolean {
   const username: unknown = check.getAttributeValue("USERNAME");
   return typeof username === "string" && username.startsWith(`${conn.localUsername}:`);
+}
+
+/** Decides whether werift may handle a STUN request; `data` is the datagram it was parsed from. */
+export type RequestGate = (
+  message: Message,
+  data: Buffer | undefined,
+  remote: Address,
+  protocol: Protocol,
+) => boolean;
+
+/**
+ * werift-ice 0.2.3 acts on every STUN request a transport receives: it swaps roles on an
+ * ICE-CONTROLLING/ICE-CONTROLLED before it looks at USERNAME, never verifies a request's
+ * MESSAGE-INTEGRITY, and answers other methods with a 400. From now on a request reaches werift only
+ * when `gate` lets it (see stun-guard.ts). The gate sits on each transport's request event, which
+ * werift fires only for datagrams it parsed as STUN requests: data never passes through it. Call
+ * before gathering (transports are made then).
+ */
+export function gateIncomingRequests(conn: Connection, gate: RequestGate): void {
+  const internals = connectionInternals(conn);
+  const ensureProtocol = internals.ensureProtocol.bind(conn);
+  internals.ensureProtocol = (protocol) => {
+    ensureProtocol(protocol);
+    const event = protocol.onRequestReceived;
+    const deliver = event.execute;
+    event.execute = (message, remote, data) => {
+      if (!gate(message, data, remote, protocol)) return;
+      deliver(message, remote, data);
+      forgetOldCheckIds(conn, protocol);
+    };
+  };
+}
+
+/** Transaction ids a pair remembers (only to count retransmissions) before it forgets them all. */
+const CHECK_IDS_KEPT = 64;
+
+/**
+ * werift-ice 0.2.3 keeps the transaction id of every check a pair receives, for ever: a peer's probes
+ * (or replays of them) grow it without end. It only tells retransmissions apart for statistics.
+ */
+function forgetOldCheckIds(conn: Connection, protocol: Protocol): void {
+  for (const pair of conn.checkList) {
+    if (pair.protocol !== protocol) continue;
+    const ids = pairInternals(pair).requestTransactionIds;
+    if (ids.size > CHECK_IDS_KEPT) ids.clear();
+  }
 }
 
 /**
