@@ -181,6 +181,11 @@ export async function introServerCommand(argv: string[]): Promise<number> {
   }
 
   const logger = createLogger("intro-server");
+  if (argv.some((arg) => arg === "--turn-secret" || arg.startsWith("--turn-secret="))) {
+    logger.warn(
+      "--turn-secret shows the secret to every user of this host (ps): use --turn-secret-file FILE",
+    );
+  }
   let server: Awaited<ReturnType<typeof startIntroServer>>;
   try {
     server = await startIntroServer({ ...options, logger });

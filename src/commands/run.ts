@@ -12,6 +12,9 @@ import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
 import { type IntroSettings, Tunnelbore } from "../tunnelbore.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
+import { resolveSecret, type SecretOption } from "./secret-option.js";
+
+const TURN_PASSWORD: SecretOption = { name: "turn-password", env: "TUNNELBORE_TURN_PASSWORD" };
 
 export const RUN_USAGE = `Usage: tunnelbore run --interface IF [options]
 
@@ -24,8 +27,11 @@ Options:
       --stun URL              STUN server (stun:HOST:PORT), instead of the introduction server's
                               (repeatable)
       --turn URL              TURN server (turn:HOST:PORT[?transport=tcp], turns:...), instead
-                              of the introduction server's; needs --turn-username, --turn-password
-      --turn-username U, --turn-password P
+                              of the introduction server's; needs --turn-username and a password
+      --turn-username U
+      --turn-password-file FILE
+                              the TURN password, read from FILE (or from TUNNELBORE_TURN_PASSWORD);
+                              --turn-password P works too but shows P to every user (ps)
       --exclude-interface IF  never offer this interface's addresses as ICE candidates
                               (repeatable; a trailing * matches a prefix)
       --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821)
@@ -68,6 +74,8 @@ export interface RunConfig {
   ebpf: KernelFastPathSetting;
   waitForInterface: boolean;
   wgQuickConfig: string | undefined;
+  /** What to log as warnings once a logger exists (a secret given in argv, ...); never a secret. */
+  warnings: string[];
 }
 
 /** Turns argv into a RunConfig, or throws a ConfigError that says what to fix. */
@@ -105,7 +113,8 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     }
     staticEndpoints.set(key, parseEndpoint(item.slice(eq + 1)));
   }
-  const intro = introSettings(values);
+  const warnings: string[] = [];
+  const intro = introSettings(values, warnings);
   const level = values["log-level"] ?? process.env.TUNNELBORE_LOG ?? "info";
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(level)) {
     throw new ConfigError(
@@ -128,6 +137,7 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     waitForInterface:
       values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd()),
     wgQuickConfig: values["wg-quick-config"],
+    warnings,
   };
 }
 
@@ -142,9 +152,14 @@ function runBySystemd(): boolean {
   return Boolean(process.env.INVOCATION_ID);
 }
 
-function introSettings(values: ReturnType<typeof parse>["values"]): IntroSettings | undefined {
+function introSettings(
+  values: ReturnType<typeof parse>["values"],
+  warnings: string[],
+): IntroSettings | undefined {
   const url = values.intro;
   const needsIntro = ["stun", "turn", "exclude-interface"] as const;
+  const password = resolveSecret(TURN_PASSWORD, values["turn-password"], values["turn-password-file"]);
+  warnings.push(...password.warnings);
   if (!url) {
     const stray = needsIntro.find((flag) => values[flag] !== undefined);
     if (stray) throw new ConfigError("bad-usage", `--${stray} needs --intro (NAT traversal)`);
@@ -165,10 +180,13 @@ function introSettings(values: ReturnType<typeof parse>["values"]): IntroSetting
         `--turn "${values.turn}" must be turn:HOST:PORT[?transport=udp|tcp] or turns:...`,
       );
     }
-    if (!values["turn-username"] || !values["turn-password"]) {
-      throw new ConfigError("bad-usage", "--turn needs --turn-username and --turn-password");
+    if (!values["turn-username"] || password.value === undefined) {
+      throw new ConfigError(
+        "bad-usage",
+        `--turn needs --turn-username and a password (--turn-password-file FILE or ${TURN_PASSWORD.env})`,
+      );
     }
-    turn = { urls: [values.turn], username: values["turn-username"], credential: values["turn-password"] };
+    turn = { urls: [values.turn], username: values["turn-username"], credential: password.value };
   }
   return {
     url,
@@ -190,6 +208,7 @@ function parse(argv: string[]) {
       turn: { type: "string" },
       "turn-username": { type: "string" },
       "turn-password": { type: "string" },
+      "turn-password-file": { type: "string" },
       "exclude-interface": { type: "string", multiple: true },
       listen: { type: "string" },
       "loopback-port-base": { type: "string" },
@@ -232,6 +251,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
   }
   const logger = createLogger("tunnelbore", config.logLevel);
+  for (const warning of config.warnings) logger.warn(warning);
   const tunnelbore = new Tunnelbore({ ...config, logger });
   const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), {
     status: () => tunnelbore.statusReport(),

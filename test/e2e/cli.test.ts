@@ -1,5 +1,7 @@
 // The `tunnelbore` command line: help, exit codes and messages that say what to fix.
 import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace, generateKeyPair, teardownAll, uniqueTag } from "../lab/netns.js";
@@ -60,6 +62,25 @@ describe("tunnelbore CLI", () => {
     const r = await cli(args);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
+  });
+
+  it("takes the TURN password from a file or the environment, and warns (without it) when in argv", async () => {
+    expect((await cli(["run", "--help"])).stdout).toMatch(
+      /--turn-password-file FILE[\s\S]*TUNNELBORE_TURN_PASSWORD/,
+    );
+    const secret = "tbt-argv-secret-4711";
+    const file = join(dirs.stateDir, "..", "turn-password");
+    writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+    const base = ["run", "--interface", "tbtnope0", "--run-dir", dirs.runDir, "--state-dir", dirs.stateDir];
+    const turn = ["--intro", "ws://127.0.0.1:1", "--turn", "turn:127.0.0.1:3478", "--turn-username", "u"];
+    const fromFile = await cli([...base, ...turn, "--turn-password-file", file]);
+    // Parsed (the missing interface is what stops it), and nothing to warn about.
+    expect(fromFile.stderr).toMatch(/WireGuard interface tbtnope0 does not exist/);
+    expect(fromFile.stderr).not.toMatch(/"level":40/);
+    const inArgv = await cli([...base, ...turn, "--turn-password", secret]);
+    expect(inArgv.stderr).toMatch(/WireGuard interface tbtnope0 does not exist/);
+    expect(inArgv.stderr).toMatch(/"level":40.*--turn-password shows the secret to every user/);
+    expect(inArgv.stderr).not.toContain(secret);
   });
 
   it("a missing interface: exit 2", async () => {

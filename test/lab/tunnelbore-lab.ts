@@ -8,6 +8,7 @@ import { waitFor } from "../support/wait-for.js";
 import { type Coturn, makeTestCertificate, startCoturn, turnRestCredentials } from "./coturn.js";
 import { generateKeyPair, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 import { ping } from "./ping.js";
+import { SecretFiles } from "./secret-files.js";
 import { type HostSpec, Lab, PRIVATE_PEER_RANGES, type TurnPlacement, type TurnRouting } from "./topology.js";
 import {
   CLI,
@@ -86,6 +87,8 @@ export class ProductLab {
     private readonly hostsByName: Map<string, ProductHost>,
     /** The environment every Tunnelbore runs with (NODE_EXTRA_CA_CERTS for TURN over TLS). */
     private readonly tunnelboreEnv: NodeJS.ProcessEnv,
+    /** The files the secrets are passed in (never argv); removed at teardown. */
+    private readonly secrets: SecretFiles,
   ) {}
 
   get coturn(): Coturn {
@@ -94,9 +97,10 @@ export class ProductLab {
 
   static async create(spec: ProductLabSpec): Promise<ProductLab> {
     const lab = await Lab.create({ hosts: spec.hosts, routers: spec.routers });
+    const secrets = new SecretFiles();
     try {
       const server = lab.server;
-      const turn = await startTurnServers(lab, spec.turn ?? {});
+      const turn = await startTurnServers(lab, spec.turn ?? {}, secrets);
       const introArgs = [
         CLI,
         "intro-server",
@@ -105,8 +109,8 @@ export class ProductLab {
         "--stun-port",
         String(STUN_PORT),
         ...turnUrls(turn.coturns[0]!, spec.turn?.transport ?? "udp").flatMap((url) => ["--turn-url", url]),
-        "--turn-secret",
-        turn.coturns[0]!.secret,
+        "--turn-secret-file",
+        secrets.write("turn-secret", turn.coturns[0]!.secret),
       ];
       const introServer = await startIntroServer(server.ns, introArgs);
       const introUrl = `ws://${server.address}:${INTRO_PORT}`;
@@ -155,13 +159,23 @@ export class ProductLab {
           });
         }
       }
-      const product = new ProductLab(lab, turn.coturns, introUrl, introServer, introArgs, hosts, turn.env);
+      const product = new ProductLab(
+        lab,
+        turn.coturns,
+        introUrl,
+        introServer,
+        introArgs,
+        hosts,
+        turn.env,
+        secrets,
+      );
       if (spec.startTunnelbores !== false) {
         for (const h of spec.hosts) if (h.tunnelbore !== false) await product.startTunnelbore(h.name);
       }
       return product;
     } catch (err) {
       await lab.teardown();
+      secrets.cleanup();
       throw err;
     }
   }
@@ -264,6 +278,7 @@ export class ProductLab {
     await this.introServer.stop("SIGTERM").catch(() => undefined);
     for (const coturn of this.coturns) await coturn.stop().catch(() => undefined);
     await this.lab.teardown();
+    this.secrets.cleanup();
   }
 }
 
@@ -282,7 +297,7 @@ interface TurnServers {
 }
 
 /** Starts the TURN servers a TurnLabSpec declares, on TURN hosts with the routes it names. */
-async function startTurnServers(lab: Lab, spec: TurnLabSpec): Promise<TurnServers> {
+async function startTurnServers(lab: Lab, spec: TurnLabSpec, secrets: SecretFiles): Promise<TurnServers> {
   const transport = spec.transport ?? "udp";
   const routing = spec.routing ?? "default";
   const coturns: Coturn[] = [];
@@ -310,7 +325,8 @@ async function startTurnServers(lab: Lab, spec: TurnLabSpec): Promise<TurnServer
       const coturn = coturns[index % coturns.length]!;
       const { username, password } = turnRestCredentials(coturn.secret, user, TURN_FLAG_TTL_S);
       const [url] = turnUrls(coturn, transport);
-      return ["--turn", url!, "--turn-username", username, "--turn-password", password];
+      const passwordFile = secrets.write(`turn-password-${user}`, password);
+      return ["--turn", url!, "--turn-username", username, "--turn-password-file", passwordFile];
     },
     // Node reads one file: with two TURN servers over TLS, both certificates go into it.
     env: certs.length === 0 ? {} : { NODE_EXTRA_CA_CERTS: await bundle(certs) },
