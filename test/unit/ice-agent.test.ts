@@ -2,11 +2,12 @@
 // never gathers here (no sockets). The whole life over loopback is in test/integration/ice-session.test.ts.
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { classes, Message, methods } from "werift-ice";
+import { classes, Message, methods, StunProtocol } from "werift-ice";
 import { IceAgent, type IceAgentContext, type IceAgentIdentity } from "../../src/ice/ice-agent.js";
 import { weriftOptionSets } from "../../src/ice/ice-server-url.js";
 import type { IceFailureReason } from "../../src/ice/ice-session.js";
 import { type IceOffer, MAX_REMOTE_CANDIDATES } from "../../src/ice/ice-signal.js";
+import { connectionInternals } from "../../src/ice/werift-internals.js";
 
 const EPOCH = "0123456789abcdef";
 const excluded = (address: string) => address.startsWith("10.7.");
@@ -210,5 +211,39 @@ describe("IceAgent remote candidates", () => {
     const f = agent(context);
     f.applyRemote({ t: "candidate", epoch: EPOCH, generation: 0, candidate: relay });
     expect(f.conn.remoteCandidates).toHaveLength(1);
+  });
+});
+
+describe("IceAgent STUN gate", () => {
+  /** A werift transport of the agent's (never opened): what werift does with a request it receives. */
+  function transportOf(a: IceAgent): StunProtocol {
+    const protocol = new StunProtocol();
+    connectionInternals(a.conn).ensureProtocol(protocol);
+    return protocol;
+  }
+
+  const roleSwap = () =>
+    new Message(methods.BINDING, classes.REQUEST).setAttribute("ICE-CONTROLLING", 2n ** 64n - 1n);
+
+  it("werift never sees an unsigned ICE-CONTROLLING; the same request signed by the peer reaches its role logic", () => {
+    const a = agent(harness().context);
+    const peer = agent(harness().context);
+    a.describeRemote(offerOf(peer));
+    const protocol = transportOf(a);
+    const from: [string, number] = ["192.0.2.9", 4000];
+
+    const unsigned = roleSwap();
+    protocol.onRequestReceived.execute(unsigned, from, unsigned.bytes);
+    const sniffed = roleSwap().setAttribute("USERNAME", `${a.conn.localUsername}:${peer.conn.localUsername}`);
+    sniffed.addMessageIntegrity(Buffer.from(peer.conn.localPassword, "utf8")); // a key that is not ours
+    protocol.onRequestReceived.execute(sniffed, from, sniffed.bytes);
+    expect(a.conn.iceControlling).toBe(true);
+    expect(a.stunGuard.stats.dropped).toMatchObject({ "wrong-username": 1, "bad-integrity": 1 });
+
+    const signed = roleSwap().setAttribute("USERNAME", `${a.conn.localUsername}:${peer.conn.localUsername}`);
+    signed.addMessageIntegrity(Buffer.from(a.conn.localPassword, "utf8")).addFingerprint();
+    protocol.onRequestReceived.execute(signed, from, signed.bytes);
+    expect(a.conn.iceControlling).toBe(false); // RFC 8445 7.3.1.1: the peer won the role conflict
+    expect(a.stunGuard.stats.admitted).toBe(1);
   });
 });
