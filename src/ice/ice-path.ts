@@ -87,6 +87,11 @@ export function describePair(pair: CandidatePair): SelectedPairInfo {
   };
 }
 
+/** How long a probe on `pair` waits for its answer: RTT-aware like werift's consent (2 RTT + 200 ms), 500..2000 ms. */
+export function probeTimeoutMs(pair: CandidatePair): number {
+  return pair.rtt === undefined ? 1000 : Math.min(2000, Math.max(500, 2 * pair.rtt * 1000 + 200));
+}
+
 export interface IcePathStats {
   datagramsSent: number;
   datagramsReceived: number;
@@ -138,8 +143,13 @@ export class IcePath implements PeerPath {
   /** A handshake on a pair whose check has not succeeded yet: delivered once it has (latest wins). */
   private held: HeldHandshake | null = null;
   private heldTimer: NodeJS.Timeout | undefined;
-  /** Data arrived on another validated pair (the peer sends on a pair other than this one). */
+  /**
+   * Data arrived on another validated pair. Only a hint that the peer sends there: the source address
+   * of a datagram is spoofable, and Tunnelbore cannot verify WireGuard data (pair-following.ts).
+   */
   onOtherPair: ((pair: CandidatePair) => void) | null = null;
+  /** A STUN message arrived from an address other than the pair's remote (werift handles it as well). */
+  onPeerStun: ((protocol: Protocol, data: Buffer, addr: Address) => void) | null = null;
   onRouteChange: (() => void) | null = null;
   readonly stats: IcePathStats = {
     datagramsSent: 0,
@@ -182,7 +192,10 @@ export class IcePath implements PeerPath {
     this.selected = this.select(pair);
     // Data from another validated pair: delivered too, and reported.
     const deliverOther = (protocol: Protocol, data: Buffer, addr: Address): boolean => {
-      if (isStunMessage(data)) return false;
+      if (isStunMessage(data)) {
+        this.onPeerStun?.(protocol, data, addr);
+        return false; // werift answers it
+      }
       const other = validatedPair(conn, protocol, addr);
       if (!other) {
         if (!isHandshake(data) || !knownRemote(conn, protocol, addr)) return false;
@@ -307,7 +320,11 @@ export class IcePath implements PeerPath {
     return this.selected?.tap.fast ?? false;
   }
 
-  /** Sends on `pair` (another pair of the same agent) from now on. */
+  /**
+   * Sends on `pair` (another pair of the same agent) from now on. The controlling side nominates the
+   * new pair at once (a probe with USE-CANDIDATE): that authenticated request is what lets the
+   * controlled side follow (pair-following.ts).
+   */
   switchTo(pair: CandidatePair): void {
     const previous = this.selected;
     if (!previous || previous.pair === pair) return;
@@ -315,6 +332,7 @@ export class IcePath implements PeerPath {
     previous.tap.detach();
     previous.channel?.close();
     this.onRouteChange?.();
+    if (this.conn.iceControlling) void this.probePair(pair, probeTimeoutMs(pair));
   }
 
   /**
@@ -354,27 +372,37 @@ export class IcePath implements PeerPath {
 
   /**
    * Liveness probe: one authenticated STUN binding request on the pair in use (the peer's agent answers
-   * it like a consent check; it never reaches WireGuard). Resolves with the round-trip time in ms, or
-   * null when no valid answer came within `timeoutMs`. Never rejects.
+   * it like a consent check; it never reaches WireGuard). The controlling side's probes nominate the
+   * pair (USE-CANDIDATE), so they also tell the controlled side which pair we send on. Resolves with the
+   * round-trip time in ms, or null when no valid answer came within `timeoutMs`. Never rejects.
    */
   probe(timeoutMs: number): Promise<number | null> {
-    const sel = this.selected;
+    const pair = this.selected?.pair;
+    return pair ? this.probePair(pair, timeoutMs) : Promise.resolve(null);
+  }
+
+  /**
+   * One authenticated binding request on `pair` (any pair of the agent, validated or not), nominating
+   * it when we are controlling and it is the pair in use. Resolves like `probe`.
+   */
+  probePair(pair: CandidatePair, timeoutMs: number): Promise<number | null> {
     const conn = this.conn;
     const internals = connectionInternals(conn);
-    if (!sel || !conn.remotePassword || !conn.remoteUsername) return Promise.resolve(null);
+    if (this.closed || !conn.remotePassword || !conn.remoteUsername) return Promise.resolve(null);
+    const nominate = conn.iceControlling && pair === this.selected?.pair;
     this.stats.probesSent++;
     const started = performance.now();
     return stunRequestWithDeadline(
       (signal) =>
         (async (): Promise<number | null> => {
           const request = internals.buildRequest({
-            nominate: false,
+            nominate,
             localUsername: conn.localUsername,
             remoteUsername: conn.remoteUsername,
             iceControlling: conn.iceControlling,
-            localCandidate: sel.pair.localCandidate,
+            localCandidate: pair.localCandidate,
           });
-          await sel.protocol.request(request, sel.pair.remoteAddr, Buffer.from(conn.remotePassword, "utf8"), {
+          await pair.protocol.request(request, pair.remoteAddr, Buffer.from(conn.remotePassword, "utf8"), {
             retransmissions: 0,
             responseTimeout: timeoutMs,
             signal,
@@ -411,6 +439,7 @@ export class IcePath implements PeerPath {
     for (const unhook of this.unhooks.splice(0)) unhook();
     this.onDatagram = null;
     this.onOtherPair = null;
+    this.onPeerStun = null;
     this.onRouteChange?.();
   }
 }

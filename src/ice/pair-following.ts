@@ -1,46 +1,110 @@
-// Keeps an IcePath on the pair the peer sends on. werift's aggressive nomination can leave the two sides
-// on different validated pairs, and a peer whose NAT gave it a new mapping moves to a new pair on its
-// own (see ice-path.ts); either way IcePath reports data on another validated pair through onOtherPair.
-import type { CandidatePair } from "werift-ice";
+// Keeps an IcePath on the pair the peer sends on, on authenticated evidence only. werift's aggressive
+// nomination can leave the two sides on different validated pairs, and a peer whose NAT gave it a new
+// mapping moves to a new pair on its own (see ice-path.ts); either way IcePath reports data on another
+// validated pair through onOtherPair.
+//
+// Such a datagram is only a hint: its source address is spoofable (one datagram from the peer's TURN
+// relay address used to move a direct path onto the relay), and Tunnelbore cannot verify WireGuard
+// data. The path moves to the hinted pair only on evidence an attacker cannot forge:
+// - the controlled side: an integrity-checked request from the controlling peer nominating that pair
+//   (USE-CANDIDATE), within EVIDENCE_WINDOW_MS of data on it. The controlling side nominates the pair
+//   it sends on with every probe, and at once when it moves (IcePath.switchTo), so the controlled side
+//   follows within about one round trip;
+// - either side: a probe round on the hint (a binding request on our pair and one on the hinted pair)
+//   in which our pair stays silent and the hinted one answers. The peer moved (its NAT forgot the old
+//   mapping) and the old pair is gone; an attacker cannot silence a pair that works.
+// On the controlling side the round's probe of our own pair also nominates it, which brings a
+// controlled side that picked another pair back to ours.
+import { type CandidatePair, CandidatePairState } from "werift-ice";
 import type { Logger } from "../log.js";
-import type { IcePath } from "./ice-path.js";
+import { type IcePath, probeTimeoutMs } from "./ice-path.js";
+import { PeerRequestVerifier } from "./peer-requests.js";
 
-/** The controlled side follows the peer to another pair at most this often (a confused peer cannot make it flap). */
+/** The path follows the peer to another pair at most this often (a confused peer cannot make it flap). */
 export const FOLLOW_INTERVAL_MS = 1000;
+/** A hint starts a probe round at most this often (a spray of spoofed datagrams costs two probes a second). */
+export const PROBE_ROUND_INTERVAL_MS = 1000;
 /**
- * The controlling side follows the peer to another pair only after hearing nothing on its own pair this
- * long: by then a controlled side that merely picked another pair has followed us (FOLLOW_INTERVAL_MS).
+ * Controlled side: the peer's nomination of a pair and data on it make the peer's move only this close
+ * together. Stale nominations (the checks of the connect) say nothing about where the peer sends now.
  */
-export const PEER_MOVED_SILENCE_MS = 2000;
+export const EVIDENCE_WINDOW_MS = 1000;
 
-/** Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair`). */
+/** Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair` and `path.onPeerStun`). */
 export function followPeer(path: IcePath, controlling: boolean, log: Logger): void {
   const follower = new PairFollower(path, log);
-  path.onOtherPair = controlling
-    ? (other) => follower.followIfPeerMoved(other)
-    : (other) => follower.follow(other, "ice pair re-nominated to follow the controlling side");
+  path.onOtherPair = (pair) => follower.hint(pair, controlling);
+  if (!controlling) {
+    const verifier = new PeerRequestVerifier(path.conn);
+    path.onPeerStun = (protocol, data, addr) => {
+      const request = verifier.verify(protocol, data, addr, path.pair);
+      if (request?.nominates) follower.nominated(request.pair);
+    };
+  }
 }
 
 class PairFollower {
   /** When the path last followed the peer to another pair (performance.now()). */
   private followedAt = Number.NEGATIVE_INFINITY;
-  /** Controlling side: datagrams heard on the path's own pair, and since when that count stands. */
-  private readonly heardOnPair = { count: 0, since: performance.now() };
+  private roundAt = Number.NEGATIVE_INFINITY;
+  private roundInFlight = false;
+  /** Per other validated pair of the agent (so bounded by its check list): last data, last nomination. */
+  private readonly dataAt = new Map<CandidatePair, number>();
+  private readonly nominatedAt = new Map<CandidatePair, number>();
 
   constructor(
     private readonly path: IcePath,
     private readonly log: Logger,
   ) {}
 
-  /**
-   * Controlled side: the peer sends on a validated pair other than ours (werift's aggressive nomination
-   * let the two sides pick different pairs). Adopt it, so both sides use one 5-tuple and consent checks
-   * run on the pair in use.
-   */
-  follow(pair: CandidatePair, message: string): void {
+  /** Data arrived on `pair`, another validated pair than ours (per datagram: cheap unless acted on). */
+  hint(pair: CandidatePair, controlling: boolean): void {
+    const now = performance.now();
+    this.dataAt.set(pair, now);
+    if (
+      !controlling &&
+      now - (this.nominatedAt.get(pair) ?? Number.NEGATIVE_INFINITY) <= EVIDENCE_WINDOW_MS
+    ) {
+      this.follow(pair, "ice pair re-nominated to follow the controlling side");
+      return;
+    }
+    this.probeRound(pair, now);
+  }
+
+  /** Controlled side: the controlling peer nominated `pair` in an authenticated request. */
+  nominated(pair: CandidatePair): void {
+    const now = performance.now();
+    this.nominatedAt.set(pair, now);
+    if (now - (this.dataAt.get(pair) ?? Number.NEGATIVE_INFINITY) <= EVIDENCE_WINDOW_MS)
+      this.follow(pair, "ice pair re-nominated to follow the controlling side");
+  }
+
+  /** Probes our pair and the hinted one; follows when ours is silent and the hinted one answers. */
+  private probeRound(hinted: CandidatePair, now: number): void {
+    const path = this.path;
+    const own = path.pair;
+    if (!own || this.roundInFlight || now - this.roundAt < PROBE_ROUND_INTERVAL_MS) return;
+    this.roundAt = now;
+    this.roundInFlight = true;
+    void Promise.all([path.probe(probeTimeoutMs(own)), path.probePair(hinted, probeTimeoutMs(hinted))]).then(
+      ([ownRtt, hintedRtt]) => {
+        this.roundInFlight = false;
+        const moved = ownRtt === null && hintedRtt !== null;
+        this.log.debug(
+          { generation: path.generation, ownAnswered: ownRtt !== null, hintedAnswered: hintedRtt !== null },
+          "ice probe round on data from another pair",
+        );
+        if (!moved || path.pair !== own || hinted.state !== CandidatePairState.SUCCEEDED) return;
+        this.follow(hinted, "ice pair re-nominated: our pair stopped answering, the peer's new one answers");
+      },
+    );
+  }
+
+  /** Moves the path to `pair` (the same 5-tuple on both sides; consent checks on the pair in use). */
+  private follow(pair: CandidatePair, message: string): void {
     const path = this.path;
     const now = performance.now();
-    if (path.closed || now - this.followedAt < FOLLOW_INTERVAL_MS) return;
+    if (path.closed || path.pair === pair || now - this.followedAt < FOLLOW_INTERVAL_MS) return;
     this.followedAt = now;
     const was = path.remote;
     try {
@@ -51,27 +115,5 @@ class PairFollower {
     }
     path.conn.nominated = pair; // consent checks follow the pair in use
     this.log.info({ generation: path.generation, kind: path.kind, remote: path.remote, was }, message);
-  }
-
-  /**
-   * Controlling side: the peer's datagrams arrive on another validated pair and none on ours for
-   * PEER_MOVED_SILENCE_MS. Its NAT gave it a new mapping (a conntrack flush, a NAT reboot) and its new
-   * address proved the ICE password in a triggered check. Send there: our datagrams would otherwise go to
-   * a mapping that is gone, while the peer's probes through the new one are answered and nobody suspects
-   * the path.
-   */
-  followIfPeerMoved(pair: CandidatePair): void {
-    const path = this.path;
-    const heard = path.stats.datagramsReceived - path.stats.otherPairDatagrams;
-    const now = performance.now();
-    const mark = this.heardOnPair; // updated in place: this runs per datagram on the other pair
-    if (heard !== mark.count) {
-      mark.count = heard;
-      mark.since = now;
-      return;
-    }
-    if (now - mark.since < PEER_MOVED_SILENCE_MS) return;
-    this.follow(pair, "ice pair re-nominated: the peer moved to a new address");
-    mark.since = now;
   }
 }
