@@ -7,8 +7,13 @@ export interface LoopbackAddress {
 }
 
 export const DEFAULT_LOOPBACK_PORT_BASE = 51822;
-/** How many ports above the base a collision may take before we give up (collisions are ~1 in 16M). */
-const MAX_PORT_OFFSET = 64;
+/** How many candidates a peer tries before giving up: collisions are ~1 in 16M, squatters are rarer. */
+export const MAX_LOOPBACK_CANDIDATES = 32;
+/**
+ * Ports above the base the fallback candidates spread over: a local user who binds ports first
+ * (wildcard or not) must hold this many to keep a peer out, not just the base.
+ */
+const FALLBACK_PORT_SPREAD = 4096;
 
 /**
  * The 127.x.y.z address of a peer: a hash of its public key into 127.0.0.0/8, skipping 127.0.0.0/24
@@ -22,16 +27,54 @@ export function loopbackAddressOf(publicKey: Uint8Array): string {
       .update(publicKey)
       .update(Uint8Array.of(counter))
       .digest();
-    const [a = 0, b = 0, c = 0] = digest;
-    if ((a === 0 && b === 0) || c === 0 || c === 255) continue;
-    return `127.${a}.${b}.${c}`;
+    const address = loopbackFromDigest(digest);
+    if (address) return address;
   }
 }
 
+/** The `sequence`-th fallback of a key: an address as loopbackAddressOf's, and a port offset. */
+function fallbackOf(
+  publicKey: Uint8Array,
+  sequence: number,
+  spread: number,
+): { address: string; offset: number } {
+  for (let counter = 0; ; counter++) {
+    const digest = createHash("sha256")
+      .update("tunnelbore loopback fallback v1")
+      .update(publicKey)
+      .update(Uint8Array.of(sequence, counter))
+      .digest();
+    const address = loopbackFromDigest(digest);
+    if (address) return { address, offset: digest.readUInt16BE(3) % spread };
+  }
+}
+
+/** 127.a.b.c from the digest's first bytes; null in 127.0.0.0/24 or for a .0/.255 host octet. */
+function loopbackFromDigest(digest: Buffer): string | null {
+  const [a = 0, b = 0, c = 0] = digest;
+  if ((a === 0 && b === 0) || c === 0 || c === 255) return null;
+  return `127.${a}.${b}.${c}`;
+}
+
 /**
- * Assigns L(P) to peers deterministically: the address comes from the key; the port is the base,
- * or the next port above it when another peer (or a busy socket) already holds that address:port.
+ * The addresses a peer's L(P) may take, in the order they are tried: first the key's address at the
+ * base port (nothing squats: the same L(P) every time), then MAX_LOOPBACK_CANDIDATES - 1 further
+ * address:port pairs, each derived from the key (another 127.x.y.z, a port among the
+ * FALLBACK_PORT_SPREAD above the base). A port someone else holds (another peer of ours with a colliding
+ * address, or a local user who bound it first) costs one step; the order never depends on who holds
+ * what, so the same peer lands on the same L(P) across restarts while the same ports are held.
  */
+export function loopbackCandidates(publicKey: Uint8Array, portBase: number): LoopbackAddress[] {
+  const candidates: LoopbackAddress[] = [{ address: loopbackAddressOf(publicKey), port: portBase }];
+  const spread = Math.min(FALLBACK_PORT_SPREAD, 65536 - portBase);
+  for (let i = 1; i < MAX_LOOPBACK_CANDIDATES; i++) {
+    const { address, offset } = fallbackOf(publicKey, i, spread);
+    candidates.push({ address, port: portBase + offset });
+  }
+  return candidates;
+}
+
+/** Assigns L(P) to peers deterministically, from loopbackCandidates, skipping what our peers hold. */
 export class LoopbackAllocator {
   private readonly taken = new Set<string>();
 
@@ -39,11 +82,8 @@ export class LoopbackAllocator {
 
   /** Candidates in the order they should be tried; the caller binds and `claim`s the first that works. */
   *candidates(publicKey: Uint8Array): Generator<LoopbackAddress> {
-    const address = loopbackAddressOf(publicKey);
-    for (let offset = 0; offset < MAX_PORT_OFFSET; offset++) {
-      const port = this.portBase + offset;
-      if (port > 65535) return;
-      if (!this.taken.has(`${address}:${port}`)) yield { address, port };
+    for (const where of loopbackCandidates(publicKey, this.portBase)) {
+      if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
     }
   }
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { RuntimeError } from "../errors.js";
+import { ConfigError, RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Mac1Key } from "../wireguard/mac1.js";
 import { MessageType, messageType, receiverIndex, senderIndex } from "../wireguard/messages.js";
@@ -13,8 +13,9 @@ import {
 import { type DropCounters, type DropReason, newDropCounters } from "./counters.js";
 import { IndexTable } from "./index-table.js";
 import type { KernelForwarder } from "./kernel-forwarder.js";
-import { LoopbackAllocator } from "./loopback-address.js";
+import { type LoopbackAddress, LoopbackAllocator } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
+import { describeUdpPortHolder } from "./port-holder.js";
 import { ProxyPeer } from "./proxy-peer.js";
 import { SOCKET_BUFFER_BYTES } from "./udp-socket.js";
 
@@ -106,10 +107,25 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     return this.wireguardPort;
   }
 
-  /** Binds the catch-all. Fails with a ConfigError (code "port-busy") when the address is taken. */
+  /**
+   * Binds the catch-all. Fails with a ConfigError (code "port-busy") when the address is taken, naming
+   * who holds it (another tunnelbore, or a local user who bound it first) and what to do.
+   */
   async start(): Promise<void> {
     const { address, port } = this.options.catchAll;
-    const socket = await this.openSocket(address, port, "catch-all");
+    let socket: BatchedUdpSocket;
+    try {
+      socket = await this.openSocket(address, port, "catch-all");
+    } catch (err) {
+      if (!(err instanceof ConfigError) || err.code !== "port-busy") throw err;
+      const holder = await describeUdpPortHolder(address, port);
+      throw new ConfigError(
+        "port-busy",
+        `catch-all address ${address}:${port} is already in use by ${holder}: stop that program (or that other tunnelbore), or give this one another address with --listen ADDR:PORT`,
+        { address, port, holder },
+        { cause: err },
+      );
+    }
     socket.onBatch = (batch: ReceivedBatch) => {
       for (let i = 0; i < batch.count; i++) this.fromWireGuardAtCatchAll(batch.datagram(i), batch.address(i));
     };
@@ -131,35 +147,65 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     return a ? { address: a.address, port: a.port } : this.options.catchAll;
   }
 
-  /** Adds a peer and binds its L(P): the first free candidate of its key, in a deterministic order. */
+  /**
+   * Adds a peer and binds its L(P): the first candidate of its key (loopbackCandidates) that nobody
+   * holds. A candidate someone else holds is logged with who holds it and skipped; WireGuard is only
+   * ever pointed at the socket bound here.
+   */
   async addPeer(publicKey: string, keyBytes: Uint8Array): Promise<ProxyPeer> {
     const existing = this.peers.get(publicKey);
     if (existing) return existing;
-    let lastError: unknown;
+    let tried = 0;
     for (const where of this.allocator.candidates(keyBytes)) {
-      try {
-        const socket = await this.openSocket(where.address, where.port, "loopback");
-        this.allocator.claim(where);
-        const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
-        const local = this.options.localPublicKey;
-        peer.winsCrossing = local !== undefined && Buffer.compare(local, keyBytes) < 0;
-        socket.onBatch = (batch: ReceivedBatch) => {
-          for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
-        };
-        socket.onError = (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error");
-        this.peers.set(publicKey, peer);
-        this.keys.add(keyBytes, peer);
-        this.log.info({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
-        return peer;
-      } catch (err) {
-        lastError = err;
-        this.allocator.claim(where); // busy: someone else holds it; skip it from now on
-      }
+      tried++;
+      const socket = await this.bindLoopback(publicKey, where);
+      if (!socket) continue;
+      this.allocator.claim(where);
+      const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
+      const local = this.options.localPublicKey;
+      peer.winsCrossing = local !== undefined && Buffer.compare(local, keyBytes) < 0;
+      socket.onBatch = (batch: ReceivedBatch) => {
+        for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
+      };
+      socket.onError = (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error");
+      this.peers.set(publicKey, peer);
+      this.keys.add(keyBytes, peer);
+      this.log.info({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
+      return peer;
     }
-    throw new RuntimeError("loopback-exhausted", `no free loopback address:port for peer ${publicKey}`, {
-      peer: publicKey,
-      cause: String(lastError),
-    });
+    throw new RuntimeError(
+      "loopback-exhausted",
+      `no free loopback address:port for peer ${publicKey} after ${tried} candidates (see the log for who holds them)`,
+      { peer: publicKey },
+    );
+  }
+
+  /** Binds one L(P) candidate; null (logged) when it is held by someone else or cannot be bound. */
+  private async bindLoopback(publicKey: string, where: LoopbackAddress): Promise<BatchedUdpSocket | null> {
+    const loopback = `${where.address}:${where.port}`;
+    let socket: BatchedUdpSocket;
+    try {
+      socket = await this.openSocket(where.address, where.port, "loopback");
+    } catch (err) {
+      if (err instanceof ConfigError && err.code === "port-busy") {
+        const holder = await describeUdpPortHolder(where.address, where.port);
+        this.log.warn(
+          { peer: publicKey, loopback, holder },
+          `loopback ${loopback} is held by ${holder}: trying the next candidate`,
+        );
+      } else {
+        this.log.warn({ err, peer: publicKey, loopback }, "cannot bind loopback candidate: trying the next");
+      }
+      return null;
+    }
+    // Belt and braces: the endpoint WireGuard gets is exactly the address this socket holds.
+    const bound = socket.address();
+    if (bound.address !== where.address || bound.port !== where.port) {
+      socket.close();
+      this.log.warn({ peer: publicKey, loopback, bound }, "loopback socket bound elsewhere: trying the next");
+      return null;
+    }
+    return socket;
   }
 
   private openSocket(address: string, port: number, role: string): Promise<BatchedUdpSocket> {

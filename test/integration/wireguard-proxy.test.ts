@@ -2,10 +2,13 @@
 import { createSocket, type Socket } from "node:dgram";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Logger } from "../../src/log.js";
+import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { WireGuardProxy } from "../../src/proxy/wireguard-proxy.js";
 import { encodeKey } from "../../src/wireguard/keys.js";
 import { buildInitiation, buildResponse, generateKeyPair } from "../support/noise.js";
+import { startUdpSquatter } from "../support/udp-squatter.js";
 import { waitFor } from "../support/wait-for.js";
 
 class FakePath implements PeerPath {
@@ -395,5 +398,90 @@ describe("WireGuardProxy", () => {
       logger: silent,
     });
     await expect(other.start()).rejects.toMatchObject({ code: "port-busy", name: "ConfigError" });
+  });
+});
+
+/** A logger whose lines the test reads. */
+function capturingLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const logger: Logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+  return { logger, lines };
+}
+
+describe("WireGuardProxy against a local squatter (another user holding our ports first)", () => {
+  it("names who holds a busy catch-all and says what to do", async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const squatter = await startUdpSquatter("127.0.0.1", [port]);
+    try {
+      const other = new WireGuardProxy({
+        wireguardPort: 1,
+        catchAll: { address: "127.0.0.1", port },
+        logger: silent,
+      });
+      const starting = other.start();
+      await expect(starting).rejects.toMatchObject({ code: "port-busy", name: "ConfigError" });
+      await expect(starting).rejects.toThrow(
+        new RegExp(
+          `127\\.0\\.0\\.1:${port} is already in use by uid 65534 \\(nobody\\), pid ${squatter.pid} \\(node\\).*--listen`,
+        ),
+      );
+      await other.close();
+    } finally {
+      await squatter.stop();
+    }
+  });
+
+  it("moves a peer whose L(P) is squatted to another address of its key, the same one every time", async () => {
+    const key = encodeKey(peerP.publicKey);
+    const base = 20000 + Math.floor(Math.random() * 20000);
+    const home = loopbackAddressOf(peerP.publicKey);
+    // Every port today's allocator would fall back to, on the address the key gives.
+    const squatted = Array.from({ length: 64 }, (_, i) => base + i);
+    const squatter = await startUdpSquatter(home, squatted);
+    const loopbacks: string[] = [];
+    try {
+      for (let restart = 0; restart < 2; restart++) {
+        const { logger, lines } = capturingLogger();
+        const other = new WireGuardProxy({
+          wireguardPort: wireguard.address().port,
+          catchAll: { address: "127.0.0.1", port: 0 },
+          loopbackPortBase: base,
+          logger,
+        });
+        await other.start();
+        try {
+          const peer = await other.addPeer(key, peerP.publicKey);
+          const at = peer.loopback;
+          loopbacks.push(`${at.address}:${at.port}`);
+          expect(at.address === home && squatted.includes(at.port)).toBe(false);
+          expect(lines.join("")).toMatch(new RegExp(`${home.replace(/\./g, "\\.")}:${base}.*uid 65534`));
+          // The socket WireGuard is to be pointed at is ours: what WireGuard sends there reaches the path.
+          const path = new FakePath();
+          other.setPath(key, path);
+          const init = buildInitiation({
+            initiatorPrivateKey: local.privateKey,
+            responderPublicKey: peerP.publicKey,
+            senderIndex: 9,
+          });
+          await sendFromWireGuard(init, at.port, at.address);
+          await waitFor(() => path.sent.length === 1, { what: "the initiation forwarded from L(P)" });
+        } finally {
+          await other.close();
+        }
+      }
+      expect(loopbacks[1]).toBe(loopbacks[0]);
+    } finally {
+      await squatter.stop();
+    }
+    // Nobody squats: the key's own address at the base port, as before.
+    const free = new WireGuardProxy({
+      wireguardPort: wireguard.address().port,
+      catchAll: { address: "127.0.0.1", port: 0 },
+      loopbackPortBase: base,
+      logger: silent,
+    });
+    await free.start();
+    expect((await free.addPeer(key, peerP.publicKey)).loopback).toEqual({ address: home, port: base });
+    await free.close();
   });
 });

@@ -1,6 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { LoopbackAllocator, loopbackAddressOf } from "../../src/proxy/loopback-address.js";
+import {
+  LoopbackAllocator,
+  loopbackAddressOf,
+  loopbackCandidates,
+  MAX_LOOPBACK_CANDIDATES,
+} from "../../src/proxy/loopback-address.js";
 
 describe("loopbackAddressOf", () => {
   it("is a pure function of the key", () => {
@@ -28,23 +33,56 @@ describe("loopbackAddressOf", () => {
   });
 });
 
-describe("LoopbackAllocator", () => {
-  it("gives the base port first and the next port on a collision, deterministically", () => {
+describe("loopbackCandidates", () => {
+  it("starts at the key's address and the base port, then goes on with a bounded sequence of its own", () => {
     const key = randomBytes(32);
-    const first = new LoopbackAllocator(40000);
-    const a = first.candidates(key).next().value!;
-    expect(a.port).toBe(40000);
-    first.claim(a);
-    // A second key that hashes to the same address (simulated with the same key) gets base + 1.
-    const b = first.candidates(key).next().value!;
-    expect(b).toEqual({ address: a.address, port: 40001 });
+    const all = loopbackCandidates(key, 40000);
+    expect(all[0]).toEqual({ address: loopbackAddressOf(key), port: 40000 });
+    expect(all.length).toBe(MAX_LOOPBACK_CANDIDATES);
+    expect(loopbackCandidates(Buffer.from(key), 40000)).toEqual(all);
+    // Every candidate is distinct and a proper L(P): a squatter must hold each to keep the peer out.
+    expect(new Set(all.map((c) => `${c.address}:${c.port}`)).size).toBe(all.length);
+    for (const { address, port } of all) {
+      const octets = address.split(".").map(Number);
+      expect(octets[0]).toBe(127);
+      expect(octets[1] === 0 && octets[2] === 0).toBe(false);
+      expect([0, 255]).not.toContain(octets[3]);
+      expect(port).toBeGreaterThanOrEqual(40000);
+      expect(port).toBeLessThan(40000 + 4096);
+    }
+    // The fallbacks spread over addresses and ports: not just base+1, base+2, ... on one address.
+    expect(new Set(all.slice(1).map((c) => c.address)).size).toBeGreaterThan(all.length - 3);
+    expect(new Set(all.slice(1).map((c) => c.port)).size).toBeGreaterThan(all.length / 2);
+  });
+
+  it("differs between keys, and stays below port 65536 near the top", () => {
+    const a = loopbackCandidates(Buffer.alloc(32, 1), 40000);
+    const b = loopbackCandidates(Buffer.alloc(32, 2), 40000);
+    expect(a.slice(1)).not.toEqual(b.slice(1));
+    for (const { port } of loopbackCandidates(randomBytes(32), 65530)) {
+      expect(port).toBeGreaterThanOrEqual(65530);
+      expect(port).toBeLessThanOrEqual(65535);
+    }
+  });
+});
+
+describe("LoopbackAllocator", () => {
+  it("gives the first candidate, and the next one when a peer of ours holds it, deterministically", () => {
+    const key = randomBytes(32);
+    const [first, second] = loopbackCandidates(key, 40000);
+    const alloc = new LoopbackAllocator(40000);
+    const a = alloc.candidates(key).next().value!;
+    expect(a).toEqual(first);
+    alloc.claim(a);
+    // A second key that hashes to the same address (simulated with the same key) gets the next one.
+    expect(alloc.candidates(key).next().value).toEqual(second);
 
     // The same claims in the same order on a fresh allocator (a restart) give the same answers.
     const again = new LoopbackAllocator(40000);
     const a2 = again.candidates(key).next().value!;
     again.claim(a2);
     expect(a2).toEqual(a);
-    expect(again.candidates(key).next().value).toEqual(b);
+    expect(again.candidates(key).next().value).toEqual(second);
   });
 
   it("frees a released address", () => {
@@ -56,10 +94,10 @@ describe("LoopbackAllocator", () => {
     expect(alloc.candidates(key).next().value).toEqual(a);
   });
 
-  it("runs out after a bounded number of ports instead of looping", () => {
+  it("runs out after a bounded number of candidates instead of looping", () => {
     const key = randomBytes(32);
-    const alloc = new LoopbackAllocator(65530);
-    const all = [...alloc.candidates(key)];
-    expect(all.length).toBe(6);
+    const alloc = new LoopbackAllocator(40000);
+    for (const c of loopbackCandidates(key, 40000)) alloc.claim(c);
+    expect([...alloc.candidates(key)]).toEqual([]);
   });
 });
