@@ -1,17 +1,23 @@
 // Is a peer's path still alive? One timer for all peers looks at the proxy's per-peer timestamps and
 // probes a path (a STUN binding request on the ICE pair, answered by the peer's agent and never seen by
-// WireGuard) only when there is doubt:
+// WireGuard) once per `idleProbeMs` to renew consent (see below), and more often only when there is doubt:
 // - WireGuard keeps sending but nothing came back for `silenceMs` (a one-way flow is legitimate: the
 //   peer's WireGuard answers data with a keepalive only after 10 s, so a probe decides);
 // - WireGuard sent a handshake initiation (one probe with it; unanswered within `handshakeTimeoutMs`,
 //   with no probe answered either, is suspect; an answered probe says the path is fine and the problem
 //   is elsewhere, e.g. the peer's WireGuard is down, where restarting ICE would not help);
-// - the peer was silent for `idleProbeMs` (a rare probe keeps NAT mappings and notices a dead path
-//   before WireGuard needs it; idle peers cost a few datagrams a minute).
+// - the renewal probe went unanswered (it also keeps NAT mappings and notices a dead path before
+//   WireGuard needs it; every peer costs a few datagrams a minute, busy or idle).
 // Probes unanswered for `deadAfterMs` make the path suspect (the owner restarts ICE at once, keeping the
 // old path until a new pair is nominated); no contact for `expireMs` makes it dead (dropped).
 // Paths that cannot be probed (static endpoints) are judged by WireGuard's traffic alone: sending with
 // nothing back for `silenceMs + deadAfterMs`, or an initiation unanswered, is suspect.
+// On a probed path, a datagram from the peer is no proof of life on its own: its source is spoofable,
+// and Tunnelbore cannot verify WireGuard data (nor can the kernel fast path, whose counters feed the
+// same timestamp). Received data counts as contact only within `consentMs` (one probe interval) of the
+// last authenticated contact (the nomination, or an answered probe), so the renewal probe goes out
+// every interval, traffic or not (RFC 7675 consent: only authenticated answers renew it). A path kept
+// busy by spoofed data is judged as if it had fallen silent one interval after its last answer.
 // For every path, `heard` and `quiet` say whether the peer answered on it within `quietAfterMs` (a
 // datagram, or a probe's answer; a nominated ICE pair starts out heard): status calls a peer connected
 // only while it is heard.
@@ -45,8 +51,13 @@ export interface LivenessOptions {
   deadAfterMs?: number;
   /** A forwarded initiation unanswered this long, and the path silent too: suspect (default 2000 ms). */
   handshakeTimeoutMs?: number;
-  /** A probe after this much silence in both directions (default 25 s, less up to 20 % jitter). */
+  /**
+   * A probe this long after the last authenticated contact (default 25 s, less up to 20 % jitter), with
+   * or without traffic: it renews the trust in received data (`consentMs`).
+   */
   idleProbeMs?: number;
+  /** Received data counts as contact only this long after the last authenticated contact (default `idleProbeMs`). */
+  consentMs?: number;
   /** Between probes once suspect, to notice a recovery (default 1000 ms). */
   suspectProbeMs?: number;
   /** While a path stays suspect, `suspect` is emitted again this often (default 5 s): a restart may be lost. */
@@ -126,6 +137,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   private readonly deadAfterMs: number;
   private readonly handshakeTimeoutMs: number;
   private readonly idleProbeMs: number;
+  private readonly consentMs: number;
   private readonly suspectProbeMs: number;
   private readonly resuspectMs: number;
   private readonly expireMs: number;
@@ -146,6 +158,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     this.deadAfterMs = options.deadAfterMs ?? 1500;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 2000;
     this.idleProbeMs = options.idleProbeMs ?? 25_000;
+    this.consentMs = options.consentMs ?? this.idleProbeMs;
     this.suspectProbeMs = options.suspectProbeMs ?? 1000;
     this.resuspectMs = options.resuspectMs ?? 5000;
     this.expireMs = options.expireMs ?? 30_000;
@@ -238,9 +251,23 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     return watch;
   }
 
+  /** When the peer last authenticated itself on the path: the nomination, or an answered probe. */
+  private authenticatedAt(watch: Watch): number {
+    return Math.max(watch.since, watch.lastAnswerAt);
+  }
+
+  /**
+   * When the peer's datagrams last arrived, as far as they count: on a probed path no later than
+   * `consentMs` after the last authenticated contact (they may be spoofed).
+   */
+  private receivedAt(peer: ProxyPeer, watch: Watch): number {
+    if (!watch.probe) return peer.lastReceivedAt;
+    return Math.min(peer.lastReceivedAt, this.authenticatedAt(watch) + this.consentMs);
+  }
+
   private assess(peer: ProxyPeer, watch: Watch, now: number): void {
     if (watch.expired) return;
-    const contact = Math.max(watch.since, watch.lastAnswerAt, peer.lastReceivedAt);
+    const contact = Math.max(this.authenticatedAt(watch), this.receivedAt(peer, watch));
     if (contact > watch.doubtSince && watch.doubtSince !== 0) this.clearDoubt(peer, watch);
     this.judgeHeard(peer, watch, now);
     if (!watch.probe) {
@@ -294,16 +321,18 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
       return;
     }
 
-    // Idle: a probe after a jittered interval of silence (contact or our last probe, whichever is later).
-    if (now - Math.max(contact, watch.lastProbeAt) >= watch.idleInterval) {
+    // Renewal: a probe a jittered interval after the last authenticated contact or our last probe,
+    // whichever is later. Received data does not put it off: it counts only while this renews it.
+    if (now - Math.max(this.authenticatedAt(watch), watch.lastProbeAt) >= watch.idleInterval) {
       this.probe(peer, watch, true);
       watch.idleInterval = this.idleInterval();
     }
   }
 
-  /** Heard: a datagram on this path, an answered probe, or (ICE) the nomination, within `quietAfterMs`. */
+  /** Heard: a datagram on this path (as far as it counts), an answered probe, or (ICE) the nomination, within `quietAfterMs`. */
   private judgeHeard(peer: ProxyPeer, watch: Watch, now: number): void {
-    const received = peer.lastReceivedAt >= watch.since ? peer.lastReceivedAt : 0;
+    const receivedAt = this.receivedAt(peer, watch);
+    const received = receivedAt >= watch.since ? receivedAt : 0;
     const heardAt = Math.max(received, watch.lastAnswerAt, watch.probe ? watch.since : 0);
     const heard = heardAt !== 0 && now - heardAt < this.quietAfterMs;
     if (heard === watch.heard) return;

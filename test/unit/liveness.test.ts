@@ -74,9 +74,9 @@ beforeEach(() => {
 });
 
 describe("LivenessMonitor", () => {
-  it("does not probe a path while traffic flows both ways", async () => {
+  it("probes a path while traffic flows both ways only to renew consent: once per interval", async () => {
     await advance(60_000, traffic(true));
-    expect(path.probes).toBe(0);
+    expect(path.probes).toBe(2); // at 22.5 s and 45 s (the interval, jittered to 0.9 of 25 s)
     expect(suspects).toEqual([]);
   });
 
@@ -262,10 +262,56 @@ describe("a path that was receiving steadily falls silent (the receiving side of
   });
 
   it("sparse traffic (a keepalive every 25 s) is no steady flow: its pauses raise no doubt", async () => {
+    let doubts = 0;
+    monitor.on("doubt", () => doubts++);
     for (let i = 0; i < 4; i++) {
       peer.lastReceivedAt = now;
       await advance(10_000);
     }
-    expect(monitor.stats.probesSent).toBe(0);
+    expect(doubts).toBe(0);
+    expect(monitor.stats.probesSent).toBe(1); // only the renewal at 22.5 s: received data does not renew consent
+  });
+});
+
+describe("data Tunnelbore cannot authenticate is no proof of life for longer than one probe interval", () => {
+  // An attacker who knows the path's addresses sprays datagrams (or the kernel fast path counts them:
+  // counters feed the same timestamp): WireGuard drops them, but they arrive on the path.
+  const spoofed = (t: number) => {
+    peer.lastSentAt = t;
+    peer.lastReceivedAt = t;
+  };
+  let doubts: number;
+  beforeEach(() => {
+    doubts = 0;
+    monitor.on("doubt", () => doubts++);
+  });
+
+  it("a dead path kept busy by spoofed data is suspect, then dead, one probe interval later than a silent one", async () => {
+    const lastAnswer = now; // the nomination: the last authenticated contact
+    await advance(10_000, traffic(true));
+    path.answers = false; // the peer is gone; from now on every datagram is the attacker's
+    let suspectAt = 0;
+    let deadAt = 0;
+    monitor.on("suspect", (_p, _r, repeat) => {
+      if (!repeat && !suspectAt) suspectAt = now;
+    });
+    monitor.on("dead", () => {
+      if (!deadAt) deadAt = now;
+    });
+    await advance(120_000, spoofed);
+    console.log(`spoofed data: suspect after ${suspectAt - lastAnswer} ms, dead after ${deadAt - lastAnswer} ms`);
+    expect(suspects).toHaveLength(1);
+    // One probe interval (25 s) of trust, then as a path that fell silent: doubt after 1 s, suspect 1.5 s later.
+    expect(suspectAt - lastAnswer).toBeLessThanOrEqual(25_000 + 1000 + 1500 + 500);
+    expect(deaths).toBe(1);
+    expect(deadAt - lastAnswer).toBeLessThanOrEqual(25_000 + 30_000 + 500);
+  });
+
+  it("an answered probe renews the trust: a live path under load costs one probe per interval, no doubt", async () => {
+    await advance(120_000, traffic(true));
+    expect(path.probes).toBe(5); // every 22.5 s (the interval, jittered to 0.9 of 25 s)
+    expect(doubts).toBe(0);
+    expect(suspects).toEqual([]);
+    expect(deaths).toBe(0);
   });
 });
