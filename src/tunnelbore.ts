@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { FastPathProgram } from "../ebpf/loader.js";
 import { type PeerStatus, peerStatusOf, type StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
 import type { TurnConfig } from "./ice/ice-session.js";
@@ -8,6 +7,14 @@ import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
 import { systemClock } from "./peer/clock.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
+import type { PrivilegeStatus } from "./privsep/privilege-status.js";
+import {
+  type EndpointMemory,
+  type FastPathControl,
+  LocalPrivilegedOps,
+  type PrivilegedOps,
+  type SocketMarking,
+} from "./privsep/privileged-ops.js";
 import { batchedUdpAvailability } from "./proxy/batched-udp.js";
 import { newDropCounters } from "./proxy/counters.js";
 import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
@@ -16,22 +23,11 @@ import type { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
-import { LocalKeyAgreement } from "./signalling/key-agreement.js";
 import { AddressWatch } from "./wg/address-watch.js";
-import { restoreEndpoints } from "./wg/endpoint-restore.js";
-import { EndpointState } from "./wg/endpoint-state.js";
-import { nudgeIfTrafficWaiting } from "./wg/handshake-nudge.js";
-import { interfaceIndex, nudgeHandshake } from "./wg/interface-watch.js";
-import { TunnelBypass } from "./wg/tunnel-bypass.js";
+import { interfaceIndex } from "./wg/interface-watch.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
-import {
-  readInterface,
-  setPeerEndpoint,
-  tunnelRanges,
-  type WireGuardInterfaceInfo,
-  type WireGuardPeerInfo,
-} from "./wg/wg-command.js";
-import { checkWgQuickConfigFile, RELEASE_HOOK } from "./wg/wg-quick-config.js";
+import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
+import { RELEASE_HOOK } from "./wg/wg-quick-config.js";
 import { decodeKey } from "./wireguard/keys.js";
 
 export interface TunnelboreOptions {
@@ -58,6 +54,10 @@ export interface TunnelboreOptions {
   waitForInterface?: boolean;
   /** The wg-quick configuration of the interface, checked for `SaveConfig` (default /etc/wireguard/IF.conf). */
   wgQuickConfig?: string;
+  /** What needs privileges or the private key (default: done in this process). */
+  privileged?: PrivilegedOps;
+  /** How privileges are split, for status (default: one process). */
+  privileges?: PrivilegeStatus;
   logger: Logger;
 }
 
@@ -81,9 +81,11 @@ export interface IntroSettings {
  */
 export class Tunnelbore {
   private readonly log: Logger;
-  private readonly state: EndpointState;
+  /** Everything that needs privileges or the private key (src/privsep/). */
+  private readonly ops: PrivilegedOps;
+  private readonly state: EndpointMemory;
   /** Keeps our own sockets out of a full tunnel (they carry the interface's fwmark). */
-  private readonly bypass: TunnelBypass;
+  private readonly bypass: SocketMarking;
   /** Peers whose remote routes into the interface all the same. */
   private readonly loops: TunnelLoopCheck;
   /** One per WireGuard peer: each owns its life (src/peer/peer.ts). */
@@ -92,7 +94,7 @@ export class Tunnelbore {
   private link: IntroLink | null = null;
   private iceSessions: IceSessionFactory | null = null;
   private monitor: LivenessMonitor | null = null;
-  private fastPath: FastPathProgram | null = null;
+  private fastPath: FastPathControl | null = null;
   private kernel: KernelForwarder | null = null;
   /** Why transport data is forwarded in user space (null while the kernel does it). */
   private userSpaceReason: string | null = null;
@@ -120,8 +122,9 @@ export class Tunnelbore {
 
   constructor(private readonly options: TunnelboreOptions) {
     this.log = options.logger;
-    this.state = new EndpointState(options.stateDir, options.interfaceName);
-    this.bypass = new TunnelBypass({ interfaceName: options.interfaceName, logger: this.log });
+    this.ops = options.privileged ?? new LocalPrivilegedOps(options);
+    this.state = this.ops.endpoints;
+    this.bypass = this.ops.bypass;
     this.loops = new TunnelLoopCheck({
       interfaceName: options.interfaceName,
       logger: this.log,
@@ -151,6 +154,7 @@ export class Tunnelbore {
       setting: this.options.ebpf ?? "auto",
       wireguardInterface: info.name,
       logger: this.log,
+      load: (name) => this.ops.loadFastPath(name),
     });
     this.fastPath = choice.program;
     this.kernel = choice.forwarder;
@@ -199,7 +203,7 @@ export class Tunnelbore {
     for (;;) {
       let waitFor: string;
       try {
-        const info = await readInterface(name);
+        const info = await this.ops.readInterface();
         // Just created (wg-quick, wireguard-go) and not configured yet: its listen port comes next.
         if (info.listenPort || !this.options.waitForInterface) {
           if (this.waitingFor) this.log.info({ interface: name }, "interface is there; starting");
@@ -227,7 +231,7 @@ export class Tunnelbore {
   /** wg-quick's SaveConfig would save our loopback endpoints: say how to prevent it, unless done. */
   private async checkWgQuickConfig(): Promise<void> {
     const file = this.options.wgQuickConfig ?? `/etc/wireguard/${this.options.interfaceName}.conf`;
-    const check = await checkWgQuickConfigFile(file);
+    const check = await this.ops.checkWgQuickConfig();
     this.warnings.delete("wg-quick");
     if (!check?.saveConfig) return;
     if (check.releasesBeforeSave) {
@@ -317,7 +321,7 @@ export class Tunnelbore {
     }
     this.syncing = (async () => {
       try {
-        const info = await readInterface(this.options.interfaceName);
+        const info = await this.ops.readInterface();
         const index = await interfaceIndex(info.name);
         if (this.interfaceMissing || (index !== null && this.ifindex !== null && index !== this.ifindex)) {
           this.log.info({ interface: info.name }, "interface is back (recreated)");
@@ -398,12 +402,14 @@ export class Tunnelbore {
         userSpaceIo: batchedUdpAvailability().io,
       },
       tunnelBypass: this.bypass.status(),
+      privileges: this.options.privileges ?? { mode: "one process", user: null, uid: null, reason: null },
     };
   }
 
   /** NAT traversal: the introduction server's link, and ICE sessions made with what it hands out. */
   private startIntroductions(intro: IntroSettings, info: WireGuardInterfaceInfo): void {
-    if (!info.privateKey) {
+    const keys = this.ops.keyAgreement(info);
+    if (!keys) {
       throw new ConfigError(
         "no-private-key",
         `interface ${info.name} has no private key; the introduction server needs it to authenticate us`,
@@ -413,7 +419,7 @@ export class Tunnelbore {
     const link = new IntroLink(
       {
         url: intro.url,
-        keys: new LocalKeyAgreement(decodeKey(info.privateKey)),
+        keys,
         stunUrls: intro.stunUrls,
         turn: intro.turn,
         logger: this.log,
@@ -512,19 +518,19 @@ export class Tunnelbore {
     else if (manage && (real === null || peer.onEndpointElsewhere(real, rxBytes))) {
       // Remember the real endpoint on disk before WireGuard forgets it.
       if (real) await this.state.set(publicKey, real);
-      await setPeerEndpoint(this.options.interfaceName, publicKey, loopback);
+      await this.ops.setPeerEndpoint(publicKey, loopback);
       this.log.info(
         { peer: publicKey, from: endpoint, to: loopback },
         "pointed WireGuard endpoint at loopback",
       );
       // WireGuard tried the peer before we took its endpoint over: it tries again now, not in 5 s.
-      await nudgeIfTrafficWaiting(this.options.interfaceName, wireguard, loopback, this.log);
+      await this.ops.nudgeIfTrafficWaiting(wireguard, loopback, this.log);
       // WireGuard lost the endpoint while we ran: it was restarted, and the peer still holds a session
       // the new WireGuard does not know. Start a handshake now rather than after the peer's 15 s.
       if (this.started && endpoint === null && this.recentlyRecreated()) {
-        await nudgeHandshake(this.options.interfaceName, publicKey, keepalive).catch((err: unknown) =>
-          this.log.debug({ err, peer: publicKey }, "cannot nudge a handshake"),
-        );
+        await this.ops
+          .nudgeHandshake(publicKey, keepalive)
+          .catch((err: unknown) => this.log.debug({ err, peer: publicKey }, "cannot nudge a handshake"));
       }
     }
     const chosen =
@@ -579,15 +585,10 @@ export class Tunnelbore {
 
   /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */
   private restoreEndpoints(): Promise<number> {
-    return restoreEndpoints(
-      this.options.interfaceName,
-      this.state,
-      (key, endpoint) => {
-        const data = this.proxy?.peer(key);
-        return data !== undefined && endpoint === `${data.loopback.address}:${data.loopback.port}`;
-      },
-      this.log,
-    );
+    return this.ops.restoreEndpoints((key, endpoint) => {
+      const data = this.proxy?.peer(key);
+      return data !== undefined && endpoint === `${data.loopback.address}:${data.loopback.port}`;
+    });
   }
 }
 

@@ -2,6 +2,9 @@ import { parseArgs } from "node:util";
 import { ControlServer, controlSocketPath, DEFAULT_RUN_DIR } from "../control/control-socket.js";
 import { ConfigError } from "../errors.js";
 import { createLogger } from "../log.js";
+import { describePrivileges } from "../privsep/privilege-status.js";
+import { choosePrivileges } from "../privsep/privsep-mode.js";
+import { Supervisor } from "../privsep/supervisor.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
 import {
   type KernelFastPathSetting,
@@ -54,6 +57,9 @@ Options:
       --poll-interval MS      how often the interface is re-read (default 2000)
       --run-dir DIR           where the control socket IF.sock lives (default ${DEFAULT_RUN_DIR})
       --log-level LEVEL       trace, debug, info, warn, error (default info)
+      --user NAME             the unprivileged user that parses network input (privilege
+                              separation; default tunnelbore if it exists, else nobody)
+      --no-privsep            run as one privileged process
   -h, --help                  this help
 
 Signals: SIGINT/SIGTERM give WireGuard its real endpoints back and exit 0; SIGHUP reads the
@@ -74,6 +80,8 @@ export interface RunConfig {
   ebpf: KernelFastPathSetting;
   waitForInterface: boolean;
   wgQuickConfig: string | undefined;
+  /** Privilege separation: off with --no-privsep; the worker's user from --user. */
+  privsep: { disabled: boolean; user: string | undefined };
   /** What to log as warnings once a logger exists (a secret given in argv, ...); never a secret. */
   warnings: string[];
 }
@@ -137,6 +145,7 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     waitForInterface:
       values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd()),
     wgQuickConfig: values["wg-quick-config"],
+    privsep: { disabled: values["no-privsep"] === true, user: values.user },
     warnings,
   };
 }
@@ -222,6 +231,8 @@ function parse(argv: string[]) {
       "wait-for-interface": { type: "boolean" },
       "no-wait-for-interface": { type: "boolean" },
       "wg-quick-config": { type: "string" },
+      user: { type: "string" },
+      "no-privsep": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -252,7 +263,12 @@ export async function runCommand(argv: string[]): Promise<number> {
   }
   const logger = createLogger("tunnelbore", config.logLevel);
   for (const warning of config.warnings) logger.warn(warning);
-  const tunnelbore = new Tunnelbore({ ...config, logger });
+  const privileges = await choosePrivileges(config.privsep);
+  logger.info(describePrivileges(privileges.status));
+  if (privileges.separate) {
+    return new Supervisor(config, privileges.user, privileges.status, logger).run();
+  }
+  const tunnelbore = new Tunnelbore({ ...config, privileges: privileges.status, logger });
   const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), {
     status: () => tunnelbore.statusReport(),
     release: () => tunnelbore.release(),

@@ -21,7 +21,7 @@ export interface ReleaseAnswer {
 
 /** The commands `tunnelbore run` answers on its control socket. */
 export interface ControlHandlers {
-  status(): StatusReport;
+  status(): StatusReport | Promise<StatusReport>;
   /** Gives WireGuard its real endpoints back and leaves them alone until the interface is recreated. */
   release(): Promise<ReleaseAnswer>;
 }

@@ -1,6 +1,7 @@
 import type { IntroConnectionStatus } from "../intro-client/intro-status.js";
 import type { Peer } from "../peer/peer.js";
 import { formatPeerState } from "../peer/peer-state.js";
+import type { PrivilegeStatus } from "../privsep/privilege-status.js";
 import type { DropCounters } from "../proxy/counters.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
 import type { ProxyPeer } from "../proxy/proxy-peer.js";
@@ -52,6 +53,8 @@ export interface StatusReport {
   forwarding: ForwardingStatus;
   /** Whether Tunnelbore's sockets carry the interface's fwmark (full tunnels), and why not. */
   tunnelBypass: TunnelBypassStatus;
+  /** Whether network input is parsed by an unprivileged worker (privilege separation), and why not. */
+  privileges?: PrivilegeStatus;
 }
 
 /** One peer's line of status: its life (`Peer`) and its data-plane counters (`ProxyPeer`). */

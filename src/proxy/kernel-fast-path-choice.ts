@@ -5,6 +5,7 @@
 import { FastPathProgram } from "../../ebpf/loader.js";
 import { ConfigError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { FastPathControl } from "../privsep/privileged-ops.js";
 import type { UdpIo } from "./batched-udp.js";
 import { KernelForwarder } from "./kernel-forwarder.js";
 
@@ -27,7 +28,7 @@ export interface ForwardingStatus {
 }
 
 export interface KernelFastPathChoice {
-  program: FastPathProgram | null;
+  program: FastPathControl | null;
   forwarder: KernelForwarder | null;
   /** Why user space, or null when the kernel forwards. */
   reason: string | null;
@@ -38,7 +39,7 @@ export interface ChooseOptions {
   wireguardInterface: string;
   logger: Logger;
   /** Loads the program (tests pass one that fails). */
-  load?: (wireguardInterface: string) => Promise<FastPathProgram>;
+  load?: (wireguardInterface: string) => Promise<FastPathControl>;
 }
 
 /** Loads the kernel fast path as `setting` asks; throws a ConfigError only for `on`. */
@@ -48,7 +49,7 @@ export async function chooseKernelFastPath(options: ChooseOptions): Promise<Kern
     logger.info("forwarding in user space (--ebpf off)");
     return { program: null, forwarder: null, reason: "turned off (--ebpf off)" };
   }
-  let program: FastPathProgram;
+  let program: FastPathControl;
   try {
     program = await (options.load ?? ((name) => FastPathProgram.load(name)))(wireguardInterface);
   } catch (err) {

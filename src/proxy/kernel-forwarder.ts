@@ -3,8 +3,8 @@ import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { promisify } from "node:util";
 import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
-import type { FastPathProgram } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
+import type { FastPathControl } from "../privsep/privileged-ops.js";
 import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 
@@ -93,7 +93,7 @@ export class KernelForwarder {
   private wireguardPort = 0;
 
   constructor(
-    private readonly program: FastPathProgram,
+    private readonly program: FastPathControl,
     private readonly options: {
       /** The WireGuard interface: a remote routed into the tunnel itself is never fast-pathed. */
       wireguardInterface: string;

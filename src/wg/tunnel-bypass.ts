@@ -66,6 +66,11 @@ export interface TunnelBypassOptions {
   logger: Logger;
   /** The compiled ebpf/tunnel-mark.bpf.c (default `tunnelMarkObjectPath()`). */
   objectPath?: string;
+  /**
+   * The process moved into the cgroup (default this one). With privilege separation the privileged
+   * parent sets the mark up for its unprivileged worker, which opens every socket.
+   */
+  memberPid?: () => number;
 }
 
 /** One line of /proc/self/mountinfo, the fields we need. */
@@ -274,7 +279,7 @@ export class TunnelBypass {
       // multi: programs of an ancestor cgroup (systemd's, `ip vrf exec`'s) keep running too.
       await bpftool(["cgroup", "attach", dir, "sock_create", "pinned", program, "multi"]);
       await rm(program); // the attachment holds the program; only the map is needed later
-      await writeFile(join(dir, "cgroup.procs"), String(process.pid));
+      await writeFile(join(dir, "cgroup.procs"), String(this.options.memberPid?.() ?? process.pid));
     } catch (err) {
       await this.close();
       throw err;

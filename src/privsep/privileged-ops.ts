@@ -1,0 +1,136 @@
+/**
+ * Everything `tunnelbore run` does that needs root, CAP_NET_ADMIN or the WireGuard private key, as one
+ * narrow interface (DESIGN §6). Tunnelbore (the part that parses network input) asks only through it.
+ * LocalPrivilegedOps does it in this process (one-process mode, as before privilege separation);
+ * RemotePrivilegedOps (remote-ops.ts) asks the privileged parent over IPC.
+ */
+import { FastPathProgram } from "../../ebpf/loader.js";
+import type { Logger } from "../log.js";
+import { type KeyAgreement, LocalKeyAgreement } from "../signalling/key-agreement.js";
+import { restoreEndpoints } from "../wg/endpoint-restore.js";
+import { EndpointState } from "../wg/endpoint-state.js";
+import { nudgeIfTrafficWaiting } from "../wg/handshake-nudge.js";
+import { nudgeHandshake } from "../wg/interface-watch.js";
+import { TunnelBypass, type TunnelBypassStatus } from "../wg/tunnel-bypass.js";
+import {
+  readInterface,
+  setPeerEndpoint,
+  type WireGuardInterfaceInfo,
+  type WireGuardPeerInfo,
+} from "../wg/wg-command.js";
+import { checkWgQuickConfigFile, type WgQuickConfigCheck } from "../wg/wg-quick-config.js";
+import { decodeKey } from "../wireguard/keys.js";
+
+/** What the kernel fast path offers its user (KernelForwarder): the loaded program's control plane. */
+export type FastPathControl = Pick<
+  FastPathProgram,
+  | "attach"
+  | "setOutbound"
+  | "deleteOutbound"
+  | "outboundCounters"
+  | "setInbound"
+  | "deleteInbound"
+  | "inboundCounters"
+  | "close"
+  | "preference"
+  | "interfaces"
+>;
+
+/** The real endpoints Tunnelbore replaced, remembered on disk (by the privileged side). */
+export interface EndpointMemory {
+  load(): Promise<void>;
+  original(publicKey: string): string | undefined;
+  set(publicKey: string, endpoint: string): Promise<void>;
+  delete(publicKey: string): Promise<void>;
+}
+
+/** Keeps Tunnelbore's sockets out of a full tunnel (src/wg/tunnel-bypass.ts). */
+export interface SocketMarking {
+  readonly mark: number;
+  start(fwmark: number): Promise<void>;
+  follow(fwmark: number): Promise<boolean>;
+  status(): TunnelBypassStatus;
+  close(): Promise<void>;
+}
+
+export interface PrivilegedOps {
+  /** `wg show IF dump`. Whether privateKey is there depends on the side: never in the worker. */
+  readInterface(): Promise<WireGuardInterfaceInfo>;
+  /** X25519 with the interface's private key, or null when it has none. */
+  keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null;
+  /** Points the peer's WireGuard endpoint at `endpoint` (a loopback L(P)). */
+  setPeerEndpoint(publicKey: string, endpoint: string): Promise<void>;
+  /** handshake-nudge.ts: WireGuard tries again now when it had traffic waiting. Never throws. */
+  nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void>;
+  /** interface-watch.ts: a handshake now, after the interface was recreated. */
+  nudgeHandshake(publicKey: string, keepalive: number): Promise<void>;
+  readonly endpoints: EndpointMemory;
+  /** Gives WireGuard its real endpoints back where it still points at us; how many. */
+  restoreEndpoints(pointsAtUs: (publicKey: string, endpoint: string | null) => boolean): Promise<number>;
+  /** The interface's wg-quick file, checked for SaveConfig (null: none). */
+  checkWgQuickConfig(): Promise<WgQuickConfigCheck | null>;
+  readonly bypass: SocketMarking;
+  /** Loads the kernel fast path for the interface (chooseKernelFastPath's `load`). */
+  loadFastPath(wireguardInterface: string): Promise<FastPathControl>;
+}
+
+export interface LocalPrivilegedOpsOptions {
+  interfaceName: string;
+  stateDir: string;
+  /** Default /etc/wireguard/IF.conf. */
+  wgQuickConfig?: string;
+  logger: Logger;
+  /** The process whose sockets the bypass marks (default this one): the worker's, in the parent. */
+  markedPid?: () => number;
+}
+
+/** PrivilegedOps done in this process. The privileged parent uses it too, behind its validation. */
+export class LocalPrivilegedOps implements PrivilegedOps {
+  readonly endpoints: EndpointState;
+  readonly bypass: TunnelBypass;
+
+  constructor(private readonly options: LocalPrivilegedOpsOptions) {
+    this.endpoints = new EndpointState(options.stateDir, options.interfaceName);
+    this.bypass = new TunnelBypass({
+      interfaceName: options.interfaceName,
+      logger: options.logger,
+      memberPid: options.markedPid,
+    });
+  }
+
+  readInterface(): Promise<WireGuardInterfaceInfo> {
+    return readInterface(this.options.interfaceName);
+  }
+
+  keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {
+    return info.privateKey ? new LocalKeyAgreement(decodeKey(info.privateKey)) : null;
+  }
+
+  setPeerEndpoint(publicKey: string, endpoint: string): Promise<void> {
+    return setPeerEndpoint(this.options.interfaceName, publicKey, endpoint);
+  }
+
+  nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void> {
+    return nudgeIfTrafficWaiting(this.options.interfaceName, peer, endpoint, log);
+  }
+
+  nudgeHandshake(publicKey: string, keepalive: number): Promise<void> {
+    return nudgeHandshake(this.options.interfaceName, publicKey, keepalive);
+  }
+
+  restoreEndpoints(pointsAtUs: (publicKey: string, endpoint: string | null) => boolean): Promise<number> {
+    return restoreEndpoints(this.options.interfaceName, this.endpoints, pointsAtUs, this.options.logger);
+  }
+
+  checkWgQuickConfig(): Promise<WgQuickConfigCheck | null> {
+    return checkWgQuickConfigFile(this.wgQuickConfigPath);
+  }
+
+  get wgQuickConfigPath(): string {
+    return this.options.wgQuickConfig ?? `/etc/wireguard/${this.options.interfaceName}.conf`;
+  }
+
+  loadFastPath(wireguardInterface: string): Promise<FastPathControl> {
+    return FastPathProgram.load(wireguardInterface);
+  }
+}

@@ -1,0 +1,302 @@
+/**
+ * The worker's PrivilegedOps: every privileged operation is a request to the parent over the IPC
+ * channel (ipc-protocol.ts). Synchronous parts of the interfaces (the saved endpoints, the bypass
+ * status, the fast path's counters) are served from local copies the answers keep up to date; fast
+ * path map updates are batched per tick and counters read in one request per poll.
+ */
+import type { EntryCounters, InboundEntry, InboundFlow, OutboundEntry } from "../../ebpf/loader.js";
+import { RuntimeError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { KeyAgreement } from "../signalling/key-agreement.js";
+import { IntroKeyError } from "../signalling/signalling-crypto.js";
+import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
+import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
+import type { WgQuickConfigCheck } from "../wg/wg-quick-config.js";
+import type { FastPathUpdate, Request, WireCounters } from "./ipc-protocol.js";
+import type { EndpointMemory, FastPathControl, PrivilegedOps, SocketMarking } from "./privileged-ops.js";
+
+/** Sends one request to the privileged parent and resolves with its answer. */
+export type Ask = (request: Request) => Promise<unknown>;
+
+/** How often the fast path's counters are fetched (KernelForwarder folds them in as often). */
+const COUNTER_POLL_MS = 250;
+
+export class RemotePrivilegedOps implements PrivilegedOps {
+  readonly endpoints: RemoteEndpointMemory;
+  readonly bypass: RemoteSocketMarking;
+
+  constructor(
+    private readonly ask: Ask,
+    private readonly logger: Logger,
+  ) {
+    this.endpoints = new RemoteEndpointMemory(ask);
+    this.bypass = new RemoteSocketMarking(ask);
+  }
+
+  async readInterface(): Promise<WireGuardInterfaceInfo> {
+    return (await this.ask({ op: "readInterface" })) as WireGuardInterfaceInfo;
+  }
+
+  keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {
+    // The dump has a public key exactly when the interface has a private key.
+    return info.publicKey ? new RemoteKeyAgreement(info.publicKey, this.ask) : null;
+  }
+
+  async setPeerEndpoint(publicKey: string, endpoint: string): Promise<void> {
+    await this.ask({ op: "setPeerEndpoint", key: publicKey, endpoint });
+  }
+
+  async nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void> {
+    await this.ask({ op: "nudgeTraffic", key: peer.publicKey, endpoint }).catch((err: unknown) =>
+      log.warn({ err, peer: peer.publicKey }, "cannot start WireGuard's handshake; it retries by itself"),
+    );
+  }
+
+  async nudgeHandshake(publicKey: string, _keepalive: number): Promise<void> {
+    await this.ask({ op: "nudgeHandshake", key: publicKey });
+  }
+
+  async restoreEndpoints(): Promise<number> {
+    // The parent restores where WireGuard points at a loopback address: it knows the state file.
+    const restored = (await this.ask({ op: "restoreEndpoints" })) as number;
+    await this.endpoints.load();
+    return restored;
+  }
+
+  async checkWgQuickConfig(): Promise<WgQuickConfigCheck | null> {
+    return (await this.ask({ op: "wgQuickCheck" })) as WgQuickConfigCheck | null;
+  }
+
+  async loadFastPath(): Promise<FastPathControl> {
+    const loaded = (await this.ask({ op: "fastPathLoad" })) as { preference: number; interfaces: string[] };
+    return new RemoteFastPath(this.ask, loaded.preference, loaded.interfaces, this.logger);
+  }
+}
+
+/** X25519 answered by the parent, which holds the private key. */
+export class RemoteKeyAgreement implements KeyAgreement {
+  constructor(
+    readonly publicKey: string,
+    private readonly ask: Ask,
+  ) {}
+
+  async x25519(peerPublicKey: Uint8Array): Promise<Buffer> {
+    const peer = Buffer.from(peerPublicKey).toString("base64");
+    try {
+      return Buffer.from((await this.ask({ op: "x25519", peer })) as string, "base64");
+    } catch (err) {
+      throw new IntroKeyError("X25519 with this public key failed", {}, { cause: err });
+    }
+  }
+}
+
+/** The saved real endpoints: kept by the parent, mirrored here for synchronous reads. */
+class RemoteEndpointMemory implements EndpointMemory {
+  private readonly mirror = new Map<string, string>();
+
+  constructor(private readonly ask: Ask) {}
+
+  async load(): Promise<void> {
+    const entries = (await this.ask({ op: "stateLoad" })) as [string, string][];
+    this.mirror.clear();
+    for (const [key, endpoint] of entries) this.mirror.set(key, endpoint);
+  }
+
+  original(publicKey: string): string | undefined {
+    return this.mirror.get(publicKey);
+  }
+
+  async set(publicKey: string, endpoint: string): Promise<void> {
+    await this.ask({ op: "stateSet", key: publicKey, endpoint });
+    this.mirror.set(publicKey, endpoint);
+  }
+
+  async delete(publicKey: string): Promise<void> {
+    this.mirror.delete(publicKey);
+    await this.ask({ op: "stateDelete", key: publicKey });
+  }
+}
+
+const NO_BYPASS: TunnelBypassStatus = { state: "inactive", fwmark: 0, mark: 0, cgroup: null, reason: null };
+
+/** The parent sets the mark up and moves this process into the cgroup whose sockets carry it. */
+class RemoteSocketMarking implements SocketMarking {
+  private last: TunnelBypassStatus = NO_BYPASS;
+
+  constructor(private readonly ask: Ask) {}
+
+  get mark(): number {
+    return this.last.mark;
+  }
+
+  async start(fwmark: number): Promise<void> {
+    await this.call({ op: "bypassStart", fwmark });
+  }
+
+  async follow(fwmark: number): Promise<boolean> {
+    return this.call({ op: "bypassFollow", fwmark });
+  }
+
+  status(): TunnelBypassStatus {
+    return this.last;
+  }
+
+  async close(): Promise<void> {
+    await this.ask({ op: "bypassClose" }).catch(() => undefined);
+  }
+
+  /** Never throws, as TunnelBypass does not: a refusal is a reason in the status. */
+  private async call(request: Request): Promise<boolean> {
+    try {
+      const answer = (await this.ask(request)) as { changed: boolean; status: TunnelBypassStatus };
+      this.last = answer.status;
+      return answer.changed;
+    } catch (err) {
+      this.last = { ...this.last, state: "unavailable", reason: (err as Error).message };
+      return false;
+    }
+  }
+}
+
+function counterKey(address: string, port: number): string {
+  return `${address}:${port}`;
+}
+
+function flowKey(flow: InboundFlow): string {
+  const { localAddress, localPort, remoteAddress, remotePort, channel } = flow;
+  return `${localAddress}:${localPort}>${remoteAddress}:${remotePort}#${channel ?? 0}`;
+}
+
+function counters(wire: WireCounters | null): EntryCounters | null {
+  return wire
+    ? { packets: BigInt(wire.packets), bytes: BigInt(wire.bytes), lastNs: BigInt(wire.lastNs) }
+    : null;
+}
+
+/**
+ * The fast path's control plane in the parent: entries go in batches, counters come back in one
+ * answer per poll and are read from here. Data packets never cross; only these entries do.
+ */
+class RemoteFastPath implements FastPathControl {
+  private attached: string[];
+  private pending: FastPathUpdate[] = [];
+  private flushScheduled = false;
+  private readonly outbound = new Map<string, { loopbackAddress: string; loopbackPort: number }>();
+  private readonly inbound = new Map<string, InboundFlow>();
+  private readonly outboundCounts = new Map<string, EntryCounters | null>();
+  private readonly inboundCounts = new Map<string, EntryCounters | null>();
+  private readonly timer: NodeJS.Timeout;
+  private polling = false;
+  /** Bumped at every set and delete: counters read before one are not an entry's after it. */
+  private generation = 0;
+
+  constructor(
+    private readonly ask: Ask,
+    readonly preference: number,
+    interfaces: string[],
+    private readonly log: Logger,
+  ) {
+    this.attached = interfaces;
+    this.timer = setInterval(() => void this.poll(), COUNTER_POLL_MS);
+    this.timer.unref();
+  }
+
+  get interfaces(): string[] {
+    return this.attached;
+  }
+
+  async attach(dev: string, ifindex: number): Promise<void> {
+    this.attached = (await this.ask({ op: "fastPathAttach", dev, ifindex })) as string[];
+  }
+
+  setOutbound(entry: OutboundEntry): void {
+    const key = counterKey(entry.loopbackAddress, entry.loopbackPort);
+    this.outbound.set(key, { loopbackAddress: entry.loopbackAddress, loopbackPort: entry.loopbackPort });
+    this.outboundCounts.set(key, { packets: 0n, bytes: 0n, lastNs: 0n });
+    this.queue({ op: "setOutbound", entry });
+  }
+
+  deleteOutbound(loopbackAddress: string, loopbackPort: number): void {
+    const key = counterKey(loopbackAddress, loopbackPort);
+    this.outbound.delete(key);
+    this.outboundCounts.delete(key);
+    this.queue({ op: "deleteOutbound", key: { loopbackAddress, loopbackPort } });
+  }
+
+  outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
+    return this.outboundCounts.get(counterKey(loopbackAddress, loopbackPort)) ?? null;
+  }
+
+  setInbound(entry: InboundEntry): void {
+    const { localAddress, localPort, remoteAddress, remotePort, channel } = entry;
+    const flow = { localAddress, localPort, remoteAddress, remotePort, channel };
+    this.inbound.set(flowKey(flow), flow);
+    this.inboundCounts.set(flowKey(flow), { packets: 0n, bytes: 0n, lastNs: 0n });
+    this.queue({ op: "setInbound", entry });
+  }
+
+  deleteInbound(flow: InboundFlow): void {
+    this.inbound.delete(flowKey(flow));
+    this.inboundCounts.delete(flowKey(flow));
+    this.queue({ op: "deleteInbound", flow });
+  }
+
+  inboundCounters(flow: InboundFlow): EntryCounters | null {
+    return this.inboundCounts.get(flowKey(flow)) ?? null;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.flush();
+    await this.ask({ op: "fastPathClose" });
+  }
+
+  /** Updates made in one tick go as one request, in order. */
+  private queue(update: FastPathUpdate): void {
+    this.generation++;
+    this.pending.push(update);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const updates = this.pending;
+    this.pending = [];
+    this.ask({ op: "fastPathUpdate", updates }).catch((err: unknown) =>
+      this.log.warn({ err }, "kernel fast path: the privileged side refused an update"),
+    );
+  }
+
+  private async poll(): Promise<void> {
+    if (this.polling || (this.outbound.size === 0 && this.inbound.size === 0)) return;
+    this.polling = true;
+    const outbound = [...this.outbound.entries()];
+    const inbound = [...this.inbound.entries()];
+    const generation = this.generation;
+    try {
+      const answer = (await this.ask({
+        op: "fastPathCounters",
+        outbound: outbound.map(([, key]) => key),
+        inbound: inbound.map(([, flow]) => flow),
+      })) as { outbound: (WireCounters | null)[]; inbound: (WireCounters | null)[] };
+      // An entry set or removed meanwhile: these counts may be its predecessor's; the next poll tells.
+      if (generation !== this.generation) return;
+      outbound.forEach(([key], i) => {
+        if (this.outbound.has(key)) this.outboundCounts.set(key, counters(answer.outbound[i] ?? null));
+      });
+      inbound.forEach(([key], i) => {
+        if (this.inbound.has(key)) this.inboundCounts.set(key, counters(answer.inbound[i] ?? null));
+      });
+    } catch (err) {
+      this.log.debug({ err }, "kernel fast path: counters unreadable");
+    } finally {
+      this.polling = false;
+    }
+  }
+}
+
+/** An answer the parent refused or failed. */
+export class PrivilegedRequestError extends RuntimeError {}

@@ -1,0 +1,284 @@
+/**
+ * The privileged parent of a privilege-separated `tunnelbore run`: forks the worker as an unprivileged
+ * user, checks that it really has no root and no capabilities, answers its requests through
+ * PrivilegedServer, serves the control socket (relaying to the worker) and handles signals. When the
+ * worker dies unexpectedly the parent gives WireGuard its real endpoints back and exits 1 (a service
+ * manager restarts the whole; a worker restarted behind its back could hide a crash loop).
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import type { ReleaseAnswer } from "../control/control-socket.js";
+import { ControlServer, controlSocketPath } from "../control/control-socket.js";
+import type { StatusReport } from "../control/status.js";
+import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Endpoint } from "../proxy/endpoint.js";
+import type { TunnelboreOptions } from "../tunnelbore.js";
+import {
+  type ParentMessage,
+  type WorkerCommand,
+  type WorkerMessage,
+  workerMessageSchema,
+} from "./ipc-protocol.js";
+import type { PrivilegeStatus } from "./privilege-status.js";
+import { LocalPrivilegedOps } from "./privileged-ops.js";
+import { PrivilegedServer } from "./privileged-server.js";
+import { type WorkerUser, workerScriptPath } from "./privsep-mode.js";
+import type { WorkerStart } from "./worker-main.js";
+
+/** The parts of `run`'s configuration the parent needs itself; the rest goes to the worker as is. */
+export interface SeparatedRunConfig extends Omit<TunnelboreOptions, "logger" | "privileged" | "privileges"> {
+  runDir: string;
+  logLevel: string;
+  staticEndpoints: Map<string, Endpoint>;
+}
+
+/** How long the worker has to stop (close paths, restore endpoints through us) before it is killed. */
+const STOP_TIMEOUT_MS = 20_000;
+/** How long a control command may take in the worker. */
+const COMMAND_TIMEOUT_MS = 15_000;
+
+/** What /proc says of a process: its real uid and effective and permitted capabilities. */
+export async function processPrivileges(
+  pid: number,
+): Promise<{ uid: number; capEff: bigint; capPrm: bigint }> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) =>
+    /^\S+:\s*(\S+)/.exec(status.split("\n").find((l) => l.startsWith(`${name}:`)) ?? "")?.[1];
+  return {
+    uid: Number(field("Uid")),
+    capEff: BigInt(`0x${field("CapEff") ?? "ffffffff"}`),
+    capPrm: BigInt(`0x${field("CapPrm") ?? "ffffffff"}`),
+  };
+}
+
+export class Supervisor {
+  private readonly log: Logger;
+  private readonly ops: LocalPrivilegedOps;
+  private readonly server: PrivilegedServer;
+  private worker: ChildProcess | null = null;
+  private nextCommand = 1;
+  private readonly commands = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+  private stopping = false;
+  private exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> = Promise.resolve({
+    code: 0,
+    signal: null,
+  });
+  private finish: (outcome: { exitCode: number; error?: TunnelboreError }) => void = () => undefined;
+
+  constructor(
+    private readonly config: SeparatedRunConfig,
+    private readonly user: WorkerUser,
+    private readonly privileges: PrivilegeStatus,
+    logger: Logger,
+  ) {
+    this.log = logger;
+    this.ops = new LocalPrivilegedOps({
+      interfaceName: config.interfaceName,
+      stateDir: config.stateDir,
+      wgQuickConfig: config.wgQuickConfig,
+      logger,
+      markedPid: () => this.worker?.pid ?? process.pid,
+    });
+    this.server = new PrivilegedServer({ interfaceName: config.interfaceName, ops: this.ops, logger });
+  }
+
+  /** Runs until a stop signal or the worker's end; resolves with the exit code (throws for a start failure). */
+  async run(): Promise<number> {
+    const outcome = new Promise<{ exitCode: number; error?: TunnelboreError }>((resolve) => {
+      this.finish = resolve;
+    });
+    const control = new ControlServer(controlSocketPath(this.config.runDir, this.config.interfaceName), {
+      status: () => this.command("status") as Promise<StatusReport>,
+      release: () => this.command("release") as Promise<ReleaseAnswer>,
+    });
+    await control.listen();
+    const onSignal = (signal: NodeJS.Signals) => {
+      this.log.info({ signal }, "stopping");
+      void this.stop().then(() => this.finish({ exitCode: 0 }));
+    };
+    const onHangUp = () => {
+      this.log.info({ signal: "SIGHUP" }, "reloading");
+      this.command("reload").catch((err: unknown) => this.log.warn({ err }, "reload failed"));
+    };
+    const onFatal = (err: unknown) => {
+      this.log.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
+      void this.stop().then(() => this.finish({ exitCode: 1 }));
+    };
+    const onStrayRejection = (reason: unknown) => {
+      this.log.error({ err: reason }, "unhandled promise rejection (ignored)");
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+    process.on("SIGHUP", onHangUp);
+    process.on("uncaughtException", onFatal);
+    process.on("unhandledRejection", onStrayRejection);
+    try {
+      await this.startWorker();
+      const { exitCode, error } = await outcome;
+      if (error) throw error;
+      return exitCode;
+    } finally {
+      await control.close();
+      await this.stop();
+      process.off("SIGINT", onSignal);
+      process.off("SIGTERM", onSignal);
+      process.off("SIGHUP", onHangUp);
+      process.off("uncaughtException", onFatal);
+      process.off("unhandledRejection", onStrayRejection);
+    }
+  }
+
+  private async startWorker(): Promise<void> {
+    const { uid, gid } = this.user;
+    const worker = fork(workerScriptPath(), [], {
+      uid,
+      gid,
+      cwd: "/",
+      execArgv: [],
+      serialization: "json",
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    this.worker = worker;
+    this.exited = new Promise((resolve) => worker.once("exit", (code, signal) => resolve({ code, signal })));
+    worker.on("error", (err) => this.log.error({ err }, "privilege separation: the worker failed"));
+    worker.on("message", (message) => this.onWorkerMessage(message));
+    void this.exited.then(({ code, signal }) => this.onWorkerExit(code, signal));
+    await new Promise<void>((resolve, reject) => {
+      worker.once("spawn", resolve);
+      worker.once("error", reject);
+    });
+    // The promise of separation, checked rather than assumed: no root, no capabilities.
+    const seen = await processPrivileges(worker.pid ?? -1);
+    if (seen.uid === 0 || seen.capEff !== 0n || seen.capPrm !== 0n) {
+      worker.kill("SIGKILL");
+      throw new RuntimeError("privsep-failed", "the worker kept privileges after switching users", {
+        uid: seen.uid,
+        capEff: seen.capEff.toString(16),
+      });
+    }
+    this.log.debug({ pid: worker.pid, uid }, "worker started");
+    const start: WorkerStart = {
+      options: { ...this.config, staticEndpoints: undefined } as unknown as WorkerStart["options"],
+      staticEndpoints: [...this.config.staticEndpoints],
+      logLevel: this.config.logLevel,
+      privileges: this.privileges,
+    };
+    this.send({ t: "start", config: start });
+  }
+
+  /** Malformed or hostile messages from the worker are refused, logged and never crash the parent. */
+  private onWorkerMessage(raw: unknown): void {
+    const parsed = workerMessageSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.log.warn("privilege separation: ignoring a malformed message from the worker");
+      return;
+    }
+    const message: WorkerMessage = parsed.data;
+    switch (message.t) {
+      case "req":
+        this.server.handle(message.req).then(
+          (value) => this.send({ t: "res", id: message.id, ok: true, value }),
+          (err: unknown) => {
+            const code = err instanceof TunnelboreError ? err.code : "privsep-failed";
+            const text = err instanceof Error ? err.message : String(err);
+            if (code === "privsep-refused")
+              this.log.warn({ err: text }, "privilege separation: request refused");
+            this.send({ t: "res", id: message.id, ok: false, error: { code, message: text } });
+          },
+        );
+        return;
+      case "ans": {
+        const waiting = this.commands.get(message.id);
+        this.commands.delete(message.id);
+        if (!waiting) return;
+        if (message.ok) waiting.resolve(message.value);
+        else waiting.reject(new RuntimeError("privsep-command-failed", String(message.value).slice(0, 512)));
+        return;
+      }
+      case "running":
+        this.log.info(
+          { interface: this.config.interfaceName, worker: this.worker?.pid },
+          "tunnelbore running",
+        );
+        return;
+      case "failed": {
+        const ErrorType = message.exitCode === 2 ? ConfigError : RuntimeError;
+        const error = new ErrorType("start-failed", message.message);
+        void this.stop().then(() => this.finish({ exitCode: message.exitCode, error }));
+        return;
+      }
+    }
+  }
+
+  private onWorkerExit(code: number | null, signal: NodeJS.Signals | null): void {
+    for (const waiting of this.commands.values())
+      waiting.reject(new RuntimeError("privsep-gone", "the worker is gone"));
+    this.commands.clear();
+    if (this.stopping) return;
+    this.log.error(
+      { code, signal },
+      "the unprivileged worker exited unexpectedly: giving WireGuard its real endpoints back and exiting 1",
+    );
+    void this.stop().then(() => this.finish({ exitCode: 1 }));
+  }
+
+  /** Asks the worker (control socket, signals). */
+  private command(cmd: WorkerCommand, timeoutMs = COMMAND_TIMEOUT_MS): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const worker = this.worker;
+      if (!worker?.connected) {
+        reject(new RuntimeError("privsep-gone", "the worker is not running"));
+        return;
+      }
+      const id = this.nextCommand++;
+      const timer = setTimeout(() => {
+        this.commands.delete(id);
+        reject(new RuntimeError("privsep-timeout", `the worker did not answer "${cmd}" in time`));
+      }, timeoutMs);
+      timer.unref();
+      this.commands.set(id, {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      });
+      this.send({ t: "cmd", id, cmd });
+    });
+  }
+
+  private stopped: Promise<void> | null = null;
+
+  /** The worker stops (restoring through us), then the parent restores what is left and unloads. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true;
+      const worker = this.worker;
+      if (worker && worker.exitCode === null && worker.signalCode === null) {
+        await this.command("stop", STOP_TIMEOUT_MS).catch((err: unknown) =>
+          this.log.warn({ err }, "the worker did not stop cleanly"),
+        );
+        const killer = setTimeout(() => worker.kill("SIGKILL"), 5_000);
+        await this.exited;
+        clearTimeout(killer);
+      }
+      await this.server.close();
+    })();
+    return this.stopped;
+  }
+
+  private send(message: ParentMessage): void {
+    try {
+      if (this.worker?.connected) this.worker.send(message);
+    } catch (err) {
+      this.log.debug({ err }, "privilege separation: cannot send to the worker");
+    }
+  }
+}
