@@ -314,6 +314,7 @@ async function benchSealOpen(rows: BenchRow[]): Promise<void> {
   const bob = new EnvelopeCodec({ keys: new LocalKeyAgreement(randomBytes(32)) });
   await alice.prepare(bob.publicKey);
   await bob.prepare(alice.publicKey);
+  alice.open(bob.publicKey, bob.sealHello(alice.publicKey)); // Bob's epoch, which Alice's envelopes echo
   const payload = candidatePayload(0, 0);
   const count = 20_000;
   for (let i = 0; i < 2_000; i++) bob.open(alice.publicKey, alice.seal(bob.publicKey, payload));

@@ -25,16 +25,18 @@ import {
   MAX_PEERS_PER_MESSAGE,
   PROTOCOL_VERSION,
   publicKeySchema,
+  type SealedEnvelope,
   type ServerInfo,
   type ServerMessage,
   serverMessageSchema,
   type WelcomeMessage,
 } from "../signalling/protocol.js";
 import { authProof, decodeKey32 } from "../signalling/signalling-crypto.js";
-import { TokenBucket } from "../signalling/signalling-rate.js";
 
+import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
+import { PacedQueue } from "./paced-queue.js";
 
 export type { ServerInfo } from "../signalling/protocol.js";
 
@@ -78,8 +80,6 @@ const FIRST_RECONNECT_JITTER_MS = 100;
 /** A streak of failed attempts is logged at warn on its first failure and every this many after. */
 const WARN_EVERY_FAILURES = 10;
 
-/** Our own pace is this share of the limits the server announces, so we are never cut off for it. */
-const PACE_SHARE = 0.75;
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_CONNECTION_MS = 5_000;
 
@@ -88,10 +88,11 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly url: string;
   private readonly log: Logger;
   private readonly codec: EnvelopeCodec;
+  private readonly envelopes: EnvelopeExchange;
+  private readonly outgoing: PacedQueue;
   private readonly keys: KeyAgreement;
   private readonly reconnectBackoff: Backoff;
   private readonly handshakeTimeoutMs: number;
-  private readonly maxQueuedMessages: number;
   private readonly tls: IntroClientOptions["tls"];
 
   private state: ClientState = "stopped";
@@ -111,16 +112,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private watchdog: NodeJS.Timeout | undefined;
   private aliveCheck: NodeJS.Timeout | undefined;
   private turnRefreshTimer: NodeJS.Timeout | undefined;
-  private drainTimer: NodeJS.Timeout | undefined;
   private currentServerInfo: ServerInfo | undefined;
   private maxDeclaredPeers = DEFAULT_MAX_DECLARED_PEERS;
   private readonly declared = new Set<string>();
   private readonly onlinePeers = new Set<string>();
   /** Peers the server says are online whose keys are still being derived. */
   private readonly pendingOnline = new Set<string>();
-  private readonly queue: string[] = [];
-  private messageBucket = new TokenBucket(1, 1);
-  private byteBucket = new TokenBucket(1, 1);
 
   constructor(options: IntroClientOptions) {
     super();
@@ -143,13 +140,20 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       key: keyFingerprint(this.publicKey),
     });
     this.codec = new EnvelopeCodec({ ...options.envelope, keys: options.keys });
+    this.outgoing = new PacedQueue(options.maxQueuedMessages ?? 5_000);
+    this.envelopes = new EnvelopeExchange({
+      codec: this.codec,
+      log: this.log,
+      transmit: (peer, envelope) => this.transmit(peer, envelope),
+      deliver: (peer, payload) => this.emit("envelope", peer, payload),
+      dropped: (peer, reason) => this.emit("envelope-dropped", peer, reason),
+    });
     this.reconnectBackoff = new Backoff({
       initialMs: options.reconnect?.initialDelayMs ?? 500,
       maxMs: options.reconnect?.maxDelayMs ?? 30_000,
       jitter: [0.5, 1], // "equal jitter"
     });
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
-    this.maxQueuedMessages = options.maxQueuedMessages ?? 5_000;
     this.tls = options.tls;
   }
 
@@ -253,7 +257,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const removed = [...this.declared].filter((key) => !wanted.has(key));
     for (const key of removed) {
       this.declared.delete(key);
-      this.codec.forget(key);
+      this.envelopes.forget(key);
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
     for (const key of added) {
@@ -267,13 +271,18 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   }
 
   /**
-   * Seals `payload` (JSON-serialisable) for `peer` and sends it through the server.
+   * Seals `payload` (JSON-serialisable) for `peer` and sends it through the server; until the peer's
+   * envelope epoch is known (just after it came online) it waits for it.
    * Throws IntroOfflineError when we or the peer are not online, IntroSendError when too large.
    */
   send(peer: string, payload: unknown): void {
     if (this.state !== "online") throw new IntroOfflineError(peer, "disconnected");
     if (!this.onlinePeers.has(peer)) throw new IntroOfflineError(peer, "peer-offline");
-    const envelope = this.codec.seal(peer, payload);
+    this.envelopes.send(peer, payload);
+  }
+
+  /** Frames a sealed envelope for the server; throws IntroSendError when too large or too much waits. */
+  private transmit(peer: string, envelope: SealedEnvelope): void {
     const frame = JSON.stringify({ type: "send", to: peer, envelope } satisfies ClientMessage);
     if (Buffer.byteLength(frame) > MAX_MESSAGE_BYTES) {
       throw new IntroSendError("intro-payload-too-large", `the envelope exceeds ${MAX_MESSAGE_BYTES} bytes`, {
@@ -281,12 +290,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
         bytes: Buffer.byteLength(frame),
       });
     }
-    if (this.queue.length >= this.maxQueuedMessages) {
-      throw new IntroSendError("intro-queue-full", "too many messages waiting to be sent", {
-        queued: this.queue.length,
-      });
-    }
-    this.enqueue(frame);
+    this.outgoing.push(frame);
   }
 
   // ---- connection life ----
@@ -366,15 +370,16 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     clearTimeout(this.aliveCheck);
     this.aliveCheck = undefined;
     clearTimeout(this.turnRefreshTimer);
-    clearTimeout(this.drainTimer);
-    this.drainTimer = undefined;
-    this.queue.length = 0;
+    this.outgoing.close();
     this.ws = undefined;
     if (this.state !== "stopped") this.state = "waiting";
     const wentOffline = [...this.onlinePeers];
     this.onlinePeers.clear();
     this.pendingOnline.clear();
-    for (const key of wentOffline) this.emit("peer-offline", key);
+    for (const key of wentOffline) {
+      this.envelopes.peerOffline(key);
+      this.emit("peer-offline", key);
+    }
   }
 
   private scheduleReconnect(code: number, afterStable = false): void {
@@ -419,12 +424,15 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
             // Still online and still ours once the keys are there (an offline may have overtaken).
             if (!this.pendingOnline.delete(message.peer) || this.ws !== ws) return;
             if (this.state !== "online" || !this.declared.has(message.peer)) return;
+            // Before the application hears of it: the hello goes out ahead of anything it sends.
+            this.envelopes.peerOnline(message.peer);
             if (this.onlinePeers.has(message.peer)) return;
             this.onlinePeers.add(message.peer);
             this.emit("peer-online", message.peer);
           });
         } else {
           this.pendingOnline.delete(message.peer);
+          this.envelopes.peerOffline(message.peer);
           if (this.onlinePeers.delete(message.peer)) this.emit("peer-offline", message.peer);
         }
         return;
@@ -514,12 +522,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.state = "online";
     this.onlineSince = Date.now();
     this.maxDeclaredPeers = welcome.limits.maxDeclaredPeers;
-    const { limits } = welcome;
-    this.messageBucket = new TokenBucket(
-      limits.messageBurst * PACE_SHARE,
-      limits.messagesPerSecond * PACE_SHARE,
-    );
-    this.byteBucket = new TokenBucket(limits.byteBurst * PACE_SHARE, limits.bytesPerSecond * PACE_SHARE);
+    this.outgoing.open(ws, welcome.limits);
     this.currentServerInfo = { stunUrls: welcome.stunUrls, turn: welcome.turn };
 
     // The server pings every keepaliveSeconds; hearing nothing for 2.5 of those means it is gone.
@@ -553,16 +556,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       this.emit("envelope-dropped", message.from, "undeclared-peer");
       return;
     }
-    const opened = this.codec.open(message.from, message.envelope);
-    if (!opened.ok) {
-      this.log.warn(
-        { peer: keyFingerprint(message.from), reason: opened.reason, detail: opened.detail },
-        "dropped an envelope",
-      );
-      this.emit("envelope-dropped", message.from, opened.reason);
-      return;
-    }
-    this.emit("envelope", message.from, opened.payload);
+    this.envelopes.receive(message.from, message.envelope);
   }
 
   private scheduleTurnRefresh(): void {
@@ -573,47 +567,22 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const delay = Math.min(turn.ttlSeconds * 800, 2 ** 31 - 1);
     this.turnRefreshTimer = setTimeout(() => {
       if (this.state === "online")
-        this.enqueue(JSON.stringify({ type: "turn-refresh" } satisfies ClientMessage));
+        this.outgoing.pushControl(JSON.stringify({ type: "turn-refresh" } satisfies ClientMessage));
     }, delay);
     this.turnRefreshTimer.unref();
   }
 
-  // ---- outgoing, paced under the server's rate limits ----
+  // ---- declarations ----
 
   private sendPeers(op: "replace" | "add" | "remove", keys: string[]): void {
     if (op === "replace" && keys.length === 0) {
-      this.enqueue(JSON.stringify({ type: "peers", op, peers: [] } satisfies ClientMessage));
+      this.outgoing.pushControl(JSON.stringify({ type: "peers", op, peers: [] } satisfies ClientMessage));
     }
     for (let i = 0; i < keys.length; i += MAX_PEERS_PER_MESSAGE) {
       const chunk = keys.slice(i, i + MAX_PEERS_PER_MESSAGE);
-      this.enqueue(
+      this.outgoing.pushControl(
         JSON.stringify({ type: "peers", op: i === 0 ? op : "add", peers: chunk } satisfies ClientMessage),
       );
-    }
-  }
-
-  private enqueue(frame: string): void {
-    this.queue.push(frame);
-    this.drain();
-  }
-
-  private drain(): void {
-    const ws = this.ws;
-    if (!ws || this.state !== "online") return;
-    while (this.queue.length > 0) {
-      const frame = this.queue[0]!;
-      const bytes = Buffer.byteLength(frame);
-      if (!this.messageBucket.canTake(1) || !this.byteBucket.canTake(bytes)) break;
-      this.messageBucket.take(1);
-      this.byteBucket.take(bytes);
-      this.queue.shift();
-      ws.send(frame);
-    }
-    if (this.queue.length > 0 && !this.drainTimer) {
-      this.drainTimer = setTimeout(() => {
-        this.drainTimer = undefined;
-        this.drain();
-      }, 20);
     }
   }
 }

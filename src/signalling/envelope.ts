@@ -2,24 +2,40 @@
  * End-to-end envelopes between two Tunnelbores, relayed by (and opaque to) the introduction server.
  *
  * Sealed: XChaCha20-Poly1305 under a per-direction key from X25519(own static, peer static), random
- * 24-byte nonce, plaintext `{"e": epoch, "q": sequence, "t": unix ms, "p": payload}`.
- * The epoch is random per sender instance, so a restarted sender (new epoch, sequence from 0) is told
- * apart from a replay; within an epoch a sliding window of sequence numbers rejects repeats.
+ * 24-byte nonce, plaintext `{"e": epoch, "r": echo, "q": sequence, "t": unix ms, "p": payload}`.
+ *
+ * Replay protection does not depend on clocks or on anything surviving a restart: per peer, each side
+ * has an _epoch_, random and new whenever its state for that peer is new (a start, a (re-)declaration).
+ * It is both the sender's name for its sequence numbers and a challenge: an envelope carrying a
+ * payload must echo (`r`) the receiver's current epoch, which the sender learnt from an envelope of the
+ * receiver (a _hello_ if nothing else). An envelope recorded before the receiver restarted or
+ * re-declared the sender echoes an epoch that no longer exists and is refused; under the current
+ * epoch a sliding window per sender epoch refuses repeats, and those windows are never evicted while
+ * that epoch lives (too many sender epochs start a new one instead). See docs/protocol.md, section 5.
  */
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { TunnelboreError } from "../errors.js";
 import type { KeyAgreement } from "./key-agreement.js";
 import type { SealedEnvelope } from "./protocol.js";
+import { ReplayWindow } from "./replay-window.js";
 import { decodeKey32, envelopeKey, IntroKeyError, xchachaOpen, xchachaSeal } from "./signalling-crypto.js";
+
+export { ReplayWindow } from "./replay-window.js";
 
 const ENVELOPE_AAD = Buffer.from("tunnelbore envelope v1");
 
 export type EnvelopeDropReason = "undecryptable" | "malformed" | "stale" | "replayed" | "bad-peer-key";
 
 export type OpenResult =
-  | { ok: true; payload: unknown }
-  | { ok: false; reason: EnvelopeDropReason; detail?: string };
+  /** A payload for the application. */
+  | { ok: true; kind: "payload"; payload: unknown }
+  /**
+   * A hello: it only taught us the peer's epoch. `answer`: the peer does not know our current epoch
+   * (it will not be able to send us a payload until we send it an envelope).
+   */
+  | { ok: true; kind: "hello"; answer: boolean }
+  | { ok: false; reason: EnvelopeDropReason; detail?: string; answer?: boolean };
 
 /** The payload cannot be put in an envelope (not JSON-serialisable). */
 export class EnvelopePayloadError extends TunnelboreError {
@@ -28,73 +44,45 @@ export class EnvelopePayloadError extends TunnelboreError {
   }
 }
 
-const plaintextSchema = z.object({
-  e: z.string().min(1).max(64),
-  q: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-  t: z.number().int().nonnegative(),
-  p: z.unknown(),
-});
-
-/**
- * Sliding window of seen sequence numbers (a ring bitmap, as in RFC 6479): accepts each number
- * once, and rejects numbers that fell more than `size` behind the highest one seen.
- */
-export class ReplayWindow {
-  private highest = -1;
-  private readonly seen: Uint32Array;
-
-  constructor(readonly size = 1024) {
-    if (size <= 0 || size % 32 !== 0)
-      throw new RangeError("replay window size must be a positive multiple of 32");
-    this.seen = new Uint32Array(size / 32);
-  }
-
-  /** True, and remembered, if `sequence` has not been seen and is inside the window. */
-  accept(sequence: number): boolean {
-    if (sequence > this.highest) {
-      const advance = Math.min(sequence - this.highest, this.size);
-      for (let i = 1; i <= advance; i++) this.clear(this.highest + i);
-      this.highest = sequence;
-      this.mark(sequence);
-      return true;
-    }
-    if (this.highest - sequence >= this.size) return false;
-    if (this.isMarked(sequence)) return false;
-    this.mark(sequence);
-    return true;
-  }
-
-  private slot(sequence: number): [number, number] {
-    const bit = sequence % this.size;
-    return [bit >>> 5, 1 << (bit & 31)];
-  }
-  private mark(sequence: number): void {
-    const [word, mask] = this.slot(sequence);
-    this.seen[word]! |= mask;
-  }
-  private clear(sequence: number): void {
-    const [word, mask] = this.slot(sequence);
-    this.seen[word]! &= ~mask;
-  }
-  private isMarked(sequence: number): boolean {
-    const [word, mask] = this.slot(sequence);
-    return (this.seen[word]! & mask) !== 0;
+/** seal() for a peer whose epoch we have not learnt yet (send it a hello and wait for its answer). */
+export class EnvelopeEpochUnknownError extends TunnelboreError {
+  constructor(peer: string) {
+    super("intro-peer-epoch-unknown", "the peer's envelope epoch is not known yet", {
+      peer: peer.slice(0, 8),
+    });
   }
 }
 
-interface EpochState {
-  window: ReplayWindow;
-  newestTimestamp: number;
+const epochSchema = z.string().min(1).max(64);
+const plaintextSchema = z
+  .object({
+    e: epochSchema,
+    r: epochSchema.optional(),
+    q: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    t: z.number().int().nonnegative(),
+    p: z.unknown().optional(),
+  })
+  .strict();
+
+/** Bytes the plaintext adds to the payload's JSON, at most (two epochs, q, t, keys). */
+const PLAINTEXT_OVERHEAD_BYTES = 200;
+const TAG_BYTES = 16;
+
+/** An upper bound of the `c` field's length (base64) for a payload whose JSON has `payloadBytes` bytes. */
+export function sealedLengthBound(payloadBytes: number): number {
+  return Math.ceil((payloadBytes + PLAINTEXT_OVERHEAD_BYTES + TAG_BYTES) / 3) * 4;
 }
 
 interface PeerState {
   sendKey: Buffer;
   receiveKey: Buffer;
+  /** Our epoch for this peer: names our sequence numbers and is what the peer must echo. */
+  epoch: string;
   nextSequence: number;
-  /** Recent epochs of this peer, least recently used first. */
-  epochs: Map<string, EpochState>;
-  /** Envelopes of an unknown epoch at or before this time are replays of a forgotten epoch. */
-  forgottenBefore: number;
+  /** The peer's epoch as last learnt (we echo it); undefined until the peer's first envelope. */
+  peerEpoch: string | undefined;
+  /** Sender epochs seen echoing our current epoch, with their windows. Cleared with a new epoch. */
+  windows: Map<string, ReplayWindow>;
 }
 
 export interface EnvelopeCodecOptions {
@@ -106,20 +94,17 @@ export interface EnvelopeCodecOptions {
   maxFutureSkewMs?: number;
   /** Sequence numbers remembered per sender epoch. Default 1024. */
   replayWindowSize?: number;
-  /** Sender epochs remembered per peer. Default 4. */
+  /** Sender epochs remembered under one epoch of ours; one more starts a new epoch. Default 16. */
   epochsPerPeer?: number;
-  /** This sender's epoch; random by default. Tests fix it. */
-  epoch?: string;
   now?: () => number;
 }
 
 /**
- * Seals and opens envelopes for one local key; keeps per-peer keys and replay state.
+ * Seals and opens envelopes for one local key; keeps per-peer keys, epochs and replay state.
  * A peer's keys are derived once, asynchronously, by prepare(); seal and open then stay synchronous.
  */
 export class EnvelopeCodec {
   readonly publicKey: string;
-  readonly epoch: string;
   private readonly keys: KeyAgreement;
   private readonly publicKeyBytes: Buffer;
   private readonly peers = new Map<string, PeerState>();
@@ -134,11 +119,10 @@ export class EnvelopeCodec {
     this.keys = options.keys;
     this.publicKey = options.keys.publicKey;
     this.publicKeyBytes = Buffer.from(this.publicKey, "base64");
-    this.epoch = options.epoch ?? randomBytes(16).toString("base64url");
     this.maxAgeMs = options.maxAgeMs ?? 60_000;
     this.maxFutureSkewMs = options.maxFutureSkewMs ?? 60_000;
     this.replayWindowSize = options.replayWindowSize ?? 1024;
-    this.epochsPerPeer = options.epochsPerPeer ?? 4;
+    this.epochsPerPeer = options.epochsPerPeer ?? 16;
     this.now = options.now ?? Date.now;
   }
 
@@ -148,8 +132,8 @@ export class EnvelopeCodec {
   }
 
   /**
-   * Derives the keys for a peer (one X25519 per peer); concurrent calls share the work.
-   * Rejects with IntroKeyError for an unusable peer key.
+   * Derives the keys for a peer (one X25519 per peer) and starts a new epoch for it; concurrent calls
+   * share the work. Rejects with IntroKeyError for an unusable peer key.
    */
   prepare(peerPublicKey: string): Promise<void> {
     if (this.peers.has(peerPublicKey)) return Promise.resolve();
@@ -162,9 +146,10 @@ export class EnvelopeCodec {
       this.peers.set(peerPublicKey, {
         sendKey: envelopeKey(shared, this.publicKeyBytes, peerBytes),
         receiveKey: envelopeKey(shared, peerBytes, this.publicKeyBytes),
+        epoch: newEpoch(),
         nextSequence: 0,
-        epochs: new Map(),
-        forgottenBefore: -1,
+        peerEpoch: undefined,
+        windows: new Map(),
       });
     })().finally(() => {
       if (this.preparing.get(peerPublicKey) === derivation) this.preparing.delete(peerPublicKey);
@@ -173,16 +158,115 @@ export class EnvelopeCodec {
     return derivation;
   }
 
+  /** Our current epoch for a prepared peer (tests, logs). */
+  epochFor(peerPublicKey: string): string {
+    return this.peerState(peerPublicKey).epoch;
+  }
+
+  /** Whether we know the peer's epoch, i.e. can seal a payload for it. */
+  knowsPeerEpoch(peerPublicKey: string): boolean {
+    return this.peers.get(peerPublicKey)?.peerEpoch !== undefined;
+  }
+
   /**
-   * Throws IntroKeyError for a peer whose keys are not prepared, EnvelopePayloadError for a payload
-   * JSON cannot carry.
+   * Forget the peer's epoch (it may have restarted: it went offline or came online again), so that no
+   * payload is sealed for an epoch that may be gone; its next envelope teaches the current one.
+   */
+  unlearnPeerEpoch(peerPublicKey: string): void {
+    const peer = this.peers.get(peerPublicKey);
+    if (peer) peer.peerEpoch = undefined;
+  }
+
+  /**
+   * Seals a payload (anything JSON can carry but undefined). Throws EnvelopeEpochUnknownError before
+   * the peer's epoch is known, IntroKeyError for a peer whose keys are not prepared,
+   * EnvelopePayloadError for a payload JSON cannot carry.
    */
   seal(peerPublicKey: string, payload: unknown, timestamp = this.now()): SealedEnvelope {
     const peer = this.peerState(peerPublicKey);
+    if (peer.peerEpoch === undefined) throw new EnvelopeEpochUnknownError(peerPublicKey);
+    if (payload === undefined) throw new EnvelopePayloadError("undefined is not a payload");
+    return this.sealPlaintext(peer, timestamp, payload);
+  }
+
+  /** An envelope without payload that tells the peer our epoch (and echoes its own, if known). */
+  sealHello(peerPublicKey: string, timestamp = this.now()): SealedEnvelope {
+    return this.sealPlaintext(this.peerState(peerPublicKey), timestamp, undefined);
+  }
+
+  open(peerPublicKey: string, envelope: SealedEnvelope): OpenResult {
+    const peer = this.peers.get(peerPublicKey);
+    if (!peer) return { ok: false, reason: "bad-peer-key" };
+    const plaintext = xchachaOpen(
+      peer.receiveKey,
+      Buffer.from(envelope.n, "base64"),
+      Buffer.from(envelope.c, "base64"),
+      ENVELOPE_AAD,
+    );
+    if (!plaintext) return { ok: false, reason: "undecryptable" };
+
+    let parsed: z.infer<typeof plaintextSchema>;
+    try {
+      parsed = plaintextSchema.parse(JSON.parse(plaintext.toString("utf8")));
+    } catch {
+      // Authentic but malformed: a buggy (or older) peer, not an attacker; drop it all the same.
+      return { ok: false, reason: "malformed" };
+    }
+    // A payload is only ever sealed echoing our epoch.
+    if (parsed.r === undefined && parsed.p !== undefined)
+      return { ok: false, reason: "malformed", detail: "a payload without echo" };
+
+    // Bounds how long an envelope can be held back; replays are refused below, whatever the clocks.
+    const now = this.now();
+    if (now - parsed.t > this.maxAgeMs) {
+      return { ok: false, reason: "stale", detail: `${now - parsed.t} ms old` };
+    }
+    if (parsed.t - now > this.maxFutureSkewMs) {
+      return { ok: false, reason: "stale", detail: `${parsed.t - now} ms in the future` };
+    }
+
+    if (parsed.r === undefined) {
+      // The peer does not know our epoch yet. Nothing to deliver, so nothing to replay: a replayed
+      // hello can at worst teach an outdated epoch, which the peer's answer to our next envelope fixes.
+      peer.peerEpoch = parsed.e;
+      return { ok: true, kind: "hello", answer: true };
+    }
+    if (parsed.r !== peer.epoch) {
+      // A hello that echoes an epoch of ours that is gone: the peer needs the current one; nothing to
+      // learn from it (it may be a replay) and nothing lost.
+      if (parsed.p === undefined) return { ok: true, kind: "hello", answer: true };
+      // Sealed for an epoch of ours that is gone: recorded before we restarted or re-declared the peer
+      // (a replay), or sent before the peer learnt our new epoch. Either way the peer needs it.
+      return { ok: false, reason: "replayed", detail: "sealed for an earlier epoch of ours", answer: true };
+    }
+    let window = peer.windows.get(parsed.e);
+    if (!window) {
+      if (peer.windows.size >= this.epochsPerPeer) {
+        // Evicting a window would let its envelopes in again: start a new epoch of ours instead.
+        this.startNewEpoch(peer);
+        return { ok: false, reason: "replayed", detail: "too many sender epochs: new epoch", answer: true };
+      }
+      window = new ReplayWindow(this.replayWindowSize);
+      peer.windows.set(parsed.e, window);
+    }
+    if (!window.accept(parsed.q)) return { ok: false, reason: "replayed" };
+    peer.peerEpoch = parsed.e; // arrival order: the latest envelope says the peer's current epoch
+    if (parsed.p === undefined) return { ok: true, kind: "hello", answer: false };
+    return { ok: true, kind: "payload", payload: parsed.p };
+  }
+
+  /** Drop keys, epochs and replay state of a peer no longer declared. */
+  forget(peerPublicKey: string): void {
+    this.peers.delete(peerPublicKey);
+    this.preparing.delete(peerPublicKey);
+  }
+
+  private sealPlaintext(peer: PeerState, timestamp: number, payload: unknown): SealedEnvelope {
     let plaintext: string;
     try {
       plaintext = JSON.stringify({
-        e: this.epoch,
+        e: peer.epoch,
+        r: peer.peerEpoch,
         q: peer.nextSequence,
         t: Math.floor(timestamp),
         p: payload,
@@ -196,64 +280,10 @@ export class EnvelopeCodec {
     return { n: nonce.toString("base64"), c: sealed.toString("base64") };
   }
 
-  open(peerPublicKey: string, envelope: SealedEnvelope): OpenResult {
-    let peer: PeerState;
-    try {
-      peer = this.peerState(peerPublicKey);
-    } catch {
-      return { ok: false, reason: "bad-peer-key" };
-    }
-    const plaintext = xchachaOpen(
-      peer.receiveKey,
-      Buffer.from(envelope.n, "base64"),
-      Buffer.from(envelope.c, "base64"),
-      ENVELOPE_AAD,
-    );
-    if (!plaintext) return { ok: false, reason: "undecryptable" };
-
-    let parsed: z.infer<typeof plaintextSchema>;
-    try {
-      parsed = plaintextSchema.parse(JSON.parse(plaintext.toString("utf8")));
-    } catch {
-      // Authentic but malformed: a buggy peer, not an attacker; drop it all the same.
-      return { ok: false, reason: "malformed" };
-    }
-
-    const now = this.now();
-    if (now - parsed.t > this.maxAgeMs) {
-      return { ok: false, reason: "stale", detail: `${now - parsed.t} ms old` };
-    }
-    if (parsed.t - now > this.maxFutureSkewMs) {
-      return { ok: false, reason: "stale", detail: `${parsed.t - now} ms in the future` };
-    }
-
-    let epoch = peer.epochs.get(parsed.e);
-    if (epoch) {
-      peer.epochs.delete(parsed.e);
-    } else {
-      if (parsed.t <= peer.forgottenBefore)
-        return { ok: false, reason: "replayed", detail: "forgotten epoch" };
-      epoch = { window: new ReplayWindow(this.replayWindowSize), newestTimestamp: parsed.t };
-    }
-    peer.epochs.set(parsed.e, epoch); // most recently used last
-    if (!epoch.window.accept(parsed.q)) return { ok: false, reason: "replayed" };
-    epoch.newestTimestamp = Math.max(epoch.newestTimestamp, parsed.t);
-    this.forgetOldEpochs(peer);
-    return { ok: true, payload: parsed.p };
-  }
-
-  /** Drop keys and replay state of a peer no longer declared. */
-  forget(peerPublicKey: string): void {
-    this.peers.delete(peerPublicKey);
-    this.preparing.delete(peerPublicKey);
-  }
-
-  private forgetOldEpochs(peer: PeerState): void {
-    while (peer.epochs.size > this.epochsPerPeer) {
-      const [oldestEpoch, state] = peer.epochs.entries().next().value as [string, EpochState];
-      peer.epochs.delete(oldestEpoch);
-      peer.forgottenBefore = Math.max(peer.forgottenBefore, state.newestTimestamp);
-    }
+  private startNewEpoch(peer: PeerState): void {
+    peer.epoch = newEpoch();
+    peer.nextSequence = 0;
+    peer.windows.clear();
   }
 
   private peerState(peerPublicKey: string): PeerState {
@@ -263,4 +293,8 @@ export class EnvelopeCodec {
       peer: peerPublicKey.slice(0, 8),
     });
   }
+}
+
+function newEpoch(): string {
+  return randomBytes(16).toString("base64url");
 }

@@ -7,6 +7,7 @@ import { createLogger } from "../../src/log.js";
 import { EnvelopeCodec } from "../../src/signalling/envelope.js";
 import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { CloseCode, type SealedEnvelope } from "../../src/signalling/protocol.js";
+import { envelopeKey, xchachaOpen } from "../../src/signalling/signalling-crypto.js";
 import { newKey, RawIntroConnection, type TestKey, waitForEvent } from "./intro-support.js";
 
 const silent = createLogger("test", "silent");
@@ -137,13 +138,13 @@ describe("declared peers", () => {
     carol.send({ type: "peers", op: "replace", peers: [aliceKey.publicKey] });
     const codec = new EnvelopeCodec({ keys: new LocalKeyAgreement(carolKey.privateKey) });
     await codec.prepare(aliceKey.publicKey);
-    carol.send({ type: "send", to: aliceKey.publicKey, envelope: codec.seal(aliceKey.publicKey, "hello?") });
+    carol.send({ type: "send", to: aliceKey.publicKey, envelope: codec.sealHello(aliceKey.publicKey) });
     expect((await carol.next("undeliverable")).to).toBe(aliceKey.publicKey);
     // Same answer as for a key that is not connected at all: Carol cannot tell Alice is online.
     const nobody = newKey().publicKey;
     carol.send({ type: "peers", op: "add", peers: [nobody] });
     await codec.prepare(nobody);
-    carol.send({ type: "send", to: nobody, envelope: codec.seal(nobody, "anyone?") });
+    carol.send({ type: "send", to: nobody, envelope: codec.sealHello(nobody) });
     expect((await carol.next("undeliverable")).to).toBe(nobody);
     // The server answers Carol's messages in order: after this pong, no presence notice is on its way.
     carol.send({ type: "ping" });
@@ -170,7 +171,7 @@ describe("declared peers", () => {
     carol.send({
       type: "send",
       to: aliceKey.publicKey,
-      envelope: codec.seal(aliceKey.publicKey, "still there?"),
+      envelope: codec.sealHello(aliceKey.publicKey),
     });
     await carol.next("undeliverable");
     carol.close();
@@ -227,8 +228,9 @@ describe("end-to-end envelopes", () => {
     alice.send(bobKey.publicKey, { secret });
     expect(await delivered).toEqual([aliceKey.publicKey, { secret }]);
 
-    expect(relayed).toHaveLength(1);
-    const seen = relayed[0]!;
+    // Besides the hellos that exchange envelope epochs (section 5), the one with the payload: the longest.
+    const fromAlice = relayed.filter((relay) => relay.from === aliceKey.publicKey);
+    const seen = fromAlice.reduce((a, b) => (b.frame.length > a.frame.length ? b : a));
     expect(seen).toMatchObject({ from: aliceKey.publicKey, to: bobKey.publicKey });
     expect(seen.frame).not.toContain("198.51.100.77");
     expect(seen.frame).not.toContain("candidate");
@@ -245,12 +247,20 @@ describe("end-to-end envelopes", () => {
       ok: false,
       reason: "undecryptable",
     });
-    const bobCodec = new EnvelopeCodec({ keys: new LocalKeyAgreement(bobKey.privateKey) });
-    await bobCodec.prepare(aliceKey.publicKey);
-    expect(bobCodec.open(aliceKey.publicKey, frame.envelope)).toMatchObject({
-      ok: true,
-      payload: { secret },
-    });
+    const bobKeys = new LocalKeyAgreement(bobKey.privateKey);
+    const shared = bobKeys.x25519Now(Buffer.from(aliceKey.publicKey, "base64"));
+    const key = envelopeKey(
+      shared,
+      Buffer.from(aliceKey.publicKey, "base64"),
+      Buffer.from(bobKey.publicKey, "base64"),
+    );
+    const plaintext = xchachaOpen(
+      key,
+      Buffer.from(frame.envelope.n, "base64"),
+      ciphertext,
+      Buffer.from("tunnelbore envelope v1"),
+    );
+    expect(JSON.parse(plaintext!.toString()).p).toEqual({ secret });
   });
 
   it("a replayed, a stale and a tampered envelope are each dropped by the receiver", async () => {
@@ -271,6 +281,11 @@ describe("end-to-end envelopes", () => {
     await online;
     const bobCodec = new EnvelopeCodec({ keys: new LocalKeyAgreement(bobKey.privateKey) });
     await bobCodec.prepare(aliceKey.publicKey);
+    // Alice's hello tells Bob her envelope epoch, which his payloads must echo.
+    expect(bobCodec.open(aliceKey.publicKey, (await bob.next("envelope")).envelope)).toMatchObject({
+      ok: true,
+      kind: "hello",
+    });
     const sendEnvelope = (envelope: SealedEnvelope) =>
       bob.send({ type: "send", to: aliceKey.publicKey, envelope });
 
