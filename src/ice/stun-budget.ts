@@ -12,8 +12,9 @@
 // peer-reflexive address per socket behind a NAT that maps each socket anew (a handful); 32 new
 // addresses is 8x that. Pairs are our sockets (typically 1-4) times the peer's candidates (10 or so):
 // 100 leaves room. A peer's checks arrive paced by its agent (one new check per 20 ms, retransmissions
-// at 50 ms doubling) and later as liveness probes (a few a second at most): 40 at once and 20/s per
-// source host, 100 at once and 50/s per agent, stay above that.
+// at 50 ms doubling; a check that is answered is not retransmitted) and later as liveness probes (4/s
+// at most): 40 at once and 20/s per source host, 200 at once and 100/s per agent, stay well above that.
+// Those two bound the rate of answers; an answer is no larger than the check, so they amplify nothing.
 
 /** The most peer-reflexive candidates checks may create in one agent. */
 export const MAX_PEER_REFLEXIVE = 32;
@@ -37,7 +38,7 @@ export interface StunBudgetLimits {
 
 export const DEFAULT_STUN_BUDGET: StunBudgetLimits = {
   perHost: { burst: 40, perSecond: 20 },
-  perAgent: { burst: 100, perSecond: 50 },
+  perAgent: { burst: 200, perSecond: 100 },
   newAddress: { burst: 8, perSecond: 2 },
   maxPeerReflexive: MAX_PEER_REFLEXIVE,
   maxPairs: MAX_PAIRS,
