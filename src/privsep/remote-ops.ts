@@ -167,6 +167,22 @@ function flowKey(flow: InboundFlow): string {
   return `${localAddress}:${localPort}>${remoteAddress}:${remotePort}#${channel ?? 0}`;
 }
 
+/** Just the flow (callers pass objects with more in them, bigint counts among them). */
+function flowOnly(flow: InboundFlow): InboundFlow {
+  const { localAddress, localPort, remoteAddress, remotePort, channel } = flow;
+  return { localAddress, localPort, remoteAddress, remotePort, ...(channel ? { channel } : {}) };
+}
+
+function outboundOnly(e: OutboundEntry): OutboundEntry {
+  const { loopbackAddress, loopbackPort, wireguardPort, ifindex, toLoopback } = e;
+  return { ...flowOnly(e), loopbackAddress, loopbackPort, wireguardPort, ifindex, toLoopback };
+}
+
+function inboundOnly(e: InboundEntry): InboundEntry {
+  const { loopbackAddress, loopbackPort, wireguardPort, loopbackIfindex } = e;
+  return { ...flowOnly(e), loopbackAddress, loopbackPort, wireguardPort, loopbackIfindex };
+}
+
 function counters(wire: WireCounters | null): EntryCounters | null {
   return wire
     ? { packets: BigInt(wire.packets), bytes: BigInt(wire.bytes), lastNs: BigInt(wire.lastNs) }
@@ -213,7 +229,7 @@ class RemoteFastPath implements FastPathControl {
     const key = counterKey(entry.loopbackAddress, entry.loopbackPort);
     this.outbound.set(key, { loopbackAddress: entry.loopbackAddress, loopbackPort: entry.loopbackPort });
     this.outboundCounts.set(key, { packets: 0n, bytes: 0n, lastNs: 0n });
-    this.queue({ op: "setOutbound", entry });
+    this.queue({ op: "setOutbound", entry: outboundOnly(entry) });
   }
 
   deleteOutbound(loopbackAddress: string, loopbackPort: number): void {
@@ -230,15 +246,15 @@ class RemoteFastPath implements FastPathControl {
   setInbound(entry: InboundEntry): void {
     const { localAddress, localPort, remoteAddress, remotePort, channel } = entry;
     const flow = { localAddress, localPort, remoteAddress, remotePort, channel };
-    this.inbound.set(flowKey(flow), flow);
+    this.inbound.set(flowKey(flow), flowOnly(flow));
     this.inboundCounts.set(flowKey(flow), { packets: 0n, bytes: 0n, lastNs: 0n });
-    this.queue({ op: "setInbound", entry });
+    this.queue({ op: "setInbound", entry: inboundOnly(entry) });
   }
 
   deleteInbound(flow: InboundFlow): void {
     this.inbound.delete(flowKey(flow));
     this.inboundCounts.delete(flowKey(flow));
-    this.queue({ op: "deleteInbound", flow });
+    this.queue({ op: "deleteInbound", flow: flowOnly(flow) });
   }
 
   inboundCounters(flow: InboundFlow): EntryCounters | null {
