@@ -4,9 +4,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
-import { isIPv6 } from "node:net";
+import type { IncomingMessage } from "node:http";
+import { isIPv6, type Socket } from "node:net";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { RuntimeError } from "../src/errors.js";
 import { createLogger, type Logger } from "../src/log.js";
@@ -15,7 +14,6 @@ import {
   type ClientMessageType,
   CloseCode,
   clientMessageSchemas,
-  DEFAULT_MAX_DECLARED_PEERS,
   keyFingerprint,
   MAX_MESSAGE_BYTES,
   MAX_PEERS_PER_MESSAGE,
@@ -31,38 +29,15 @@ import {
   x25519,
 } from "../src/signalling/signalling-crypto.js";
 import { TokenBucket } from "../src/signalling/signalling-rate.js";
+import { isCanonicalPublicKey, NON_CANONICAL_KEY_REASON } from "./canonical-key.js";
+import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
+import { createHttpFront } from "./http-front.js";
+import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
+import { LogThrottle } from "./log-throttle.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
-import { issueTurnCredentials } from "./turn-credentials.js";
+import { type IssuedTurnCredentials, refreshTurnCredentials } from "./turn-credentials.js";
 
-export interface IntroServerLimits {
-  /** A connection must authenticate within this time (close 4006). */
-  authTimeoutMs: number;
-  /** A connection that sends nothing, not even a pong, for this long is closed (4007). */
-  idleTimeoutMs: number;
-  /** The server pings every connection this often; also the granularity of the idle check. */
-  pingIntervalMs: number;
-  /** Sustained messages per second per connection, and the burst allowed above it (4008). */
-  messagesPerSecond: number;
-  messageBurst: number;
-  /** Sustained bytes per second per connection, and the burst allowed above it (4008). */
-  bytesPerSecond: number;
-  byteBurst: number;
-  maxDeclaredPeers: number;
-  /** An envelope for a connection with more than this queued in its socket is not relayed. */
-  maxBufferedBytes: number;
-}
-
-export const DEFAULT_LIMITS: IntroServerLimits = {
-  authTimeoutMs: 10_000,
-  idleTimeoutMs: 60_000,
-  pingIntervalMs: 20_000,
-  messagesPerSecond: 200,
-  messageBurst: 400,
-  bytesPerSecond: 512 * 1024,
-  byteBurst: 1024 * 1024,
-  maxDeclaredPeers: DEFAULT_MAX_DECLARED_PEERS,
-  maxBufferedBytes: 1024 * 1024,
-};
+export { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 
 export interface IntroServerOptions {
   host?: string;
@@ -76,6 +51,11 @@ export interface IntroServerOptions {
   /** Host name put in the STUN URLs; default: the Host header the client connected with. */
   publicHost?: string;
   limits?: Partial<IntroServerLimits>;
+  /**
+   * The keys served (`--allowed-keys`); any other is closed with 4013 right after it authenticates.
+   * Undefined: a public server that serves every key.
+   */
+  allowedKeys?: ReadonlySet<string>;
   logger?: Logger;
   /** Sees every relayed message as received, before it is forwarded (tests, metrics). */
   onRelay?: (relay: RelayObservation) => void;
@@ -90,6 +70,8 @@ export interface RelayObservation {
 
 export interface IntroServerStats {
   connections: number;
+  /** Connections (TCP accepted, WebSocket or not yet) that have not authenticated. */
+  unauthenticated: number;
   authenticated: number;
   relayed: number;
   undeliverable: number;
@@ -102,6 +84,8 @@ export interface IntroServer {
   url: string;
   stunPort?: number;
   stats(): IntroServerStats;
+  /** Replaces the allowed keys: connections of keys no longer listed are closed (4013). */
+  setAllowedKeys(keys: ReadonlySet<string>): void;
   close(): Promise<void>;
 }
 
@@ -111,16 +95,30 @@ interface Connection {
   readonly id: number;
   readonly ws: WebSocket;
   readonly remote: string;
+  /** The TCP (or TLS) socket under the WebSocket, for the unauthenticated count. */
+  readonly socket: Socket;
+  /** What the caps count this connection's address as (IPv6: its /64). */
+  readonly bucket: string;
   readonly urlHost: string;
   state: ConnectionState;
   challenge?: { keyPair: X25519KeyPair; nonce: Buffer };
   authTimer?: NodeJS.Timeout;
   publicKey?: string;
   declared: Set<string>;
+  turn?: IssuedTurnCredentials;
   lastSeen: number;
   messages: TokenBucket;
   bytes: TokenBucket;
 }
+
+/** Closes not worth a line each: orderly ones, and refusals a stranger can repeat (LogThrottle logs those). */
+const QUIET_CLOSES = new Set<number>([
+  CloseCode.normal,
+  CloseCode.serverShutdown,
+  CloseCode.notMember,
+  CloseCode.tooManyConnections,
+  CloseCode.tooManyPeers,
+]);
 
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 function closeReason(text: string): string {
@@ -145,6 +143,13 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   const log = options.logger ?? createLogger("intro-server");
   const host = options.host ?? "127.0.0.1";
   const turn = options.turn ? { ...options.turn, ttlSeconds: options.turn.ttlSeconds ?? 3600 } : undefined;
+  let allowedKeys = options.allowedKeys;
+  const throttle = new LogThrottle(log);
+  const authenticatedCount = new AddressCounter(
+    limits.maxAuthenticatedPerAddress,
+    limits.maxAuthenticatedTotal,
+  );
+  const declaredCount = new AddressCounter(limits.maxDeclaredPeersPerAddress, limits.maxDeclaredPeersTotal);
 
   const live = new Set<Connection>();
   /** Every open socket, authenticated or not, closing or not: what close() must end. */
@@ -152,6 +157,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   const byKey = new Map<string, Connection>();
   const stats: IntroServerStats = {
     connections: 0,
+    unauthenticated: 0,
     authenticated: 0,
     relayed: 0,
     undeliverable: 0,
@@ -166,22 +172,21 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     stun = await startStunResponder({ host: stunOptions.host ?? host, port: stunOptions.port, logger: log });
   }
 
-  const httpServer: HttpServer = options.tls
-    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
-    : createHttpServer();
-  httpServer.on("request", (_request, response) => {
-    response.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
-    response.end("Tunnelbore introduction server: connect with a WebSocket.\n");
-  });
-  httpServer.on("clientError", (_error, socket) => socket.destroy());
-
   const wss = new WebSocketServer({
-    server: httpServer,
+    noServer: true,
     maxPayload: MAX_MESSAGE_BYTES,
     perMessageDeflate: false, // compression costs memory per connection and invites zip bombs
     clientTracking: false,
   });
   wss.on("error", (error) => log.error({ err: error }, "WebSocket server error"));
+  const front = createHttpFront({
+    tls: options.tls,
+    limits,
+    throttle,
+    onUpgrade: (request, socket, head) =>
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request)),
+  });
+  const httpServer = front.server;
 
   function send(connection: Connection, message: object): void {
     if (connection.ws.readyState === WebSocket.OPEN) connection.ws.send(JSON.stringify(message));
@@ -202,7 +207,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   function detach(connection: Connection): void {
     clearTimeout(connection.authTimer);
     connection.challenge = undefined;
-    live.delete(connection);
+    connection.turn = undefined;
+    front.leavePreAuth(connection.socket);
+    if (!live.delete(connection)) return;
     const key = connection.publicKey;
     if (key && byKey.get(key) === connection) {
       for (const peerKey of connection.declared) {
@@ -211,12 +218,34 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       }
       byKey.delete(key);
     }
+    if (connection.publicKey) authenticatedCount.remove(connection.bucket);
+    declaredCount.remove(connection.bucket, connection.declared.size);
     connection.declared = new Set();
+  }
+
+  /** Logs (rate limited) and closes a connection that went over a cap. */
+  function refuseOverCap(
+    connection: Connection,
+    what: "connections" | "declared peers",
+    verdict: Exclude<CapVerdict, "ok">,
+    cap: number,
+  ): void {
+    const code = what === "connections" ? CloseCode.tooManyConnections : CloseCode.tooManyPeers;
+    const reason =
+      verdict === "address"
+        ? `too many ${what} from your address (at most ${cap})`
+        : `too many ${what} on this server (at most ${cap})`;
+    throttle.warn(`${what}-${verdict}`, { remote: connection.bucket, cap }, `cap reached: ${reason}`);
+    closeConnection(connection, code, reason);
+  }
+
+  function isMember(publicKey: string): boolean {
+    return allowedKeys === undefined || allowedKeys.has(publicKey);
   }
 
   function closeConnection(connection: Connection, code: number, reason: string): void {
     if (connection.state === "closing") return;
-    const level = code === CloseCode.normal || code === CloseCode.serverShutdown ? "debug" : "info";
+    const level = QUIET_CLOSES.has(code) ? "debug" : "info";
     log[level]({ conn: connection.id, remote: connection.remote, code, reason }, "closing connection");
     connection.state = "closing";
     stats.closes[code] = (stats.closes[code] ?? 0) + 1;
@@ -233,6 +262,14 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
     const challenge = connection.challenge;
     if (!challenge) return;
+    if (!isCanonicalPublicKey(message.publicKey)) {
+      closeConnection(
+        connection,
+        CloseCode.invalidMessage,
+        `invalid auth: publicKey: ${NON_CANONICAL_KEY_REASON}`,
+      );
+      return;
+    }
     const clientKey = Buffer.from(message.publicKey, "base64");
     let valid = false;
     try {
@@ -252,9 +289,23 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
     clearTimeout(connection.authTimer);
     connection.challenge = undefined;
+    if (!isMember(message.publicKey)) {
+      // Rate limited: a stranger must not be able to flood the log.
+      throttle.warn("not-member", { remote: connection.bucket }, "refusing a key not in the allowed keys");
+      closeConnection(connection, CloseCode.notMember, "key not allowed on this server");
+      return;
+    }
+    // The key proved itself: its older connection goes first, so that it does not count against it.
     const previous = byKey.get(message.publicKey);
     if (previous)
       closeConnection(previous, CloseCode.replaced, "replaced by a newer connection with this key");
+    const verdict = authenticatedCount.tryAdd(connection.bucket);
+    if (verdict !== "ok") {
+      const cap = verdict === "address" ? limits.maxAuthenticatedPerAddress : limits.maxAuthenticatedTotal;
+      refuseOverCap(connection, "connections", verdict, cap);
+      return;
+    }
+    front.leavePreAuth(connection.socket);
     connection.state = "authenticated";
     connection.publicKey = message.publicKey;
     byKey.set(message.publicKey, connection);
@@ -267,7 +318,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       publicKey: message.publicKey,
       keepaliveSeconds: limits.pingIntervalMs / 1000,
       stunUrls,
-      turn: turn ? issueTurnCredentials(turn, message.publicKey) : undefined,
+      turn: turn ? issueTurn(connection).credentials : undefined,
       limits: {
         maxMessageBytes: MAX_MESSAGE_BYTES,
         maxPeersPerMessage: MAX_PEERS_PER_MESSAGE,
@@ -280,7 +331,20 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     });
   }
 
+  function issueTurn(connection: Connection): IssuedTurnCredentials {
+    connection.turn = refreshTurnCredentials(turn!, connection.publicKey!, connection.turn);
+    return connection.turn;
+  }
+
   function handlePeers(connection: Connection, message: PeersMessage): void {
+    if (!message.peers.every(isCanonicalPublicKey)) {
+      closeConnection(
+        connection,
+        CloseCode.invalidMessage,
+        `invalid peers: peers: ${NON_CANONICAL_KEY_REASON}`,
+      );
+      return;
+    }
     const own = connection.publicKey!;
     const before = connection.declared;
     let after: Set<string>;
@@ -301,6 +365,15 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       );
       return;
     }
+    const growth = after.size - before.size;
+    if (growth > 0) {
+      const verdict = declaredCount.tryAdd(connection.bucket, growth);
+      if (verdict !== "ok") {
+        const cap = verdict === "address" ? limits.maxDeclaredPeersPerAddress : limits.maxDeclaredPeersTotal;
+        refuseOverCap(connection, "declared peers", verdict, cap);
+        return;
+      }
+    } else declaredCount.remove(connection.bucket, -growth);
     const wasMutual = (key: string) => isMutual(connection, key);
     const removed: Connection[] = [];
     for (const key of before) {
@@ -410,11 +483,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
         handleSend(connection, message, text);
         return;
       case "turn-refresh":
-        if (turn)
-          send(connection, {
-            type: "turn-credentials",
-            turn: issueTurnCredentials(turn, connection.publicKey!),
-          });
+        // Membership is enforced when the list changes; checked again so no path issues to a stranger.
+        if (turn && isMember(connection.publicKey!))
+          send(connection, { type: "turn-credentials", turn: issueTurn(connection).credentials });
         return;
       case "ping":
         send(connection, { type: "pong" });
@@ -424,6 +495,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
 
   wss.on("connection", (ws: WebSocket, request: IncomingMessage) => {
     const remote = `${request.socket.remoteAddress}:${request.socket.remotePort}`;
+    const socket = request.socket as Socket;
     sockets.add(ws);
     ws.on("close", () => sockets.delete(ws));
     if (shuttingDown) {
@@ -436,6 +508,8 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       id: nextConnectionId++,
       ws,
       remote,
+      socket,
+      bucket: addressBucket(socket.remoteAddress),
       urlHost: options.publicHost ?? hostFromHeader(request.headers.host) ?? host,
       state: "awaiting-auth",
       challenge: { keyPair, nonce },
@@ -511,9 +585,16 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   const port = typeof address === "object" && address ? address.port : (options.port ?? 0);
   const url = `${options.tls ? "wss" : "ws"}://${formatHost(host)}:${port}`;
   log.info(
-    { url, stunPort: stun?.port, turn: turn ? turn.urls : undefined },
+    { url, stunPort: stun?.port, turn: turn ? turn.urls : undefined, allowedKeys: allowedKeys?.size },
     "introduction server listening",
   );
+  if (allowedKeys === undefined) {
+    log.warn(
+      turn
+        ? "no --allowed-keys: this is a public server; it serves every key and gives each TURN credentials"
+        : "no --allowed-keys: this is a public server; it serves every key",
+    );
+  }
 
   let closed: Promise<void> | undefined;
   return {
@@ -524,9 +605,17 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     stats: () => ({
       ...stats,
       connections: live.size,
+      unauthenticated: front.preAuthCount(),
       authenticated: byKey.size,
       closes: { ...stats.closes },
     }),
+    setAllowedKeys: (keys) => {
+      allowedKeys = keys;
+      for (const connection of [...byKey.values()]) {
+        if (!keys.has(connection.publicKey!))
+          closeConnection(connection, CloseCode.notMember, "key no longer allowed on this server");
+      }
+    },
     close: () => {
       closed ??= (async () => {
         shuttingDown = true;
