@@ -1,0 +1,179 @@
+// Privilege separation of `tunnelbore run` (DESIGN §6): the process that holds the WebSocket to the
+// introduction server and the ICE sockets runs with a non-zero uid and no capabilities, and does not
+// hold the WireGuard private key, while WireGuard still gets its endpoints set to L(P), the peers ping,
+// and the kernel fast path is loaded. A worker that dies takes the parent down with exit 1, after the
+// parent gave WireGuard its real endpoints back.
+import { open, readFile } from "node:fs/promises";
+import { afterEach, describe, expect, it } from "vitest";
+import { createLinkedPair } from "../lab/linked-pair.js";
+import { nsRun, teardownAll } from "../lab/netns.js";
+import { childrenOf } from "../lab/process-tree.js";
+import { startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
+import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { useTunnelbores } from "../support/tunnelbore-fixture.js";
+import { waitFor } from "../support/wait-for.js";
+
+interface Privileges {
+  uid: number;
+  capEff: bigint;
+  capPrm: bigint;
+}
+
+async function privilegesOf(pid: number): Promise<Privileges> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)`, "m").exec(status)?.[1] ?? "";
+  return {
+    uid: Number(field("Uid")),
+    capEff: BigInt(`0x${field("CapEff")}`),
+    capPrm: BigInt(`0x${field("CapPrm")}`),
+  };
+}
+
+/** The worker: the parent's child that runs node. */
+function workerOf(tb: TunnelboreProcess): number {
+  const parent = tb.process.child.pid ?? -1;
+  const workers = childrenOf(parent).filter((p) => p.comm === "node");
+  if (workers.length !== 1) throw new Error(`expected one worker of ${parent}, found ${workers.length}`);
+  return workers[0]!.pid;
+}
+
+interface SocketLine {
+  proto: string;
+  state: string;
+  local: string;
+  peer: string;
+  pids: number[];
+}
+
+/** Every TCP and UDP socket in the namespace with the processes holding it (`ss -tunap`). */
+async function socketsIn(ns: string): Promise<SocketLine[]> {
+  const out = await nsRun(ns, "ss", ["-tunapH"]);
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [proto = "", state = "", , , local = "", peer = ""] = line.split(/\s+/);
+      const pids = [...line.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
+      return { proto, state, local, peer, pids };
+    });
+}
+
+/**
+ * Whether `needle` appears anywhere in the process's writable memory (read through /proc/PID/mem, as
+ * root may): the heap, the stacks, OpenSSL's allocations.
+ */
+async function memoryContains(pid: number, needles: Buffer[]): Promise<boolean> {
+  const maps = await readFile(`/proc/${pid}/maps`, "utf8");
+  const mem = await open(`/proc/${pid}/mem`, "r");
+  try {
+    for (const line of maps.split("\n")) {
+      const m = /^([0-9a-f]+)-([0-9a-f]+) rw/.exec(line);
+      if (!m || line.includes("[vvar") || line.includes("[vsyscall")) continue;
+      const start = Number.parseInt(m[1]!, 16);
+      const length = Number.parseInt(m[2]!, 16) - start;
+      const chunk = 16 << 20;
+      for (let offset = 0; offset < length; offset += chunk - 64) {
+        const size = Math.min(chunk, length - offset);
+        const buffer = Buffer.alloc(size);
+        const { bytesRead } = await mem.read(buffer, 0, size, start + offset).catch(() => ({ bytesRead: 0 }));
+        const read = buffer.subarray(0, bytesRead);
+        if (needles.some((needle) => read.includes(needle))) return true;
+      }
+    }
+    return false;
+  } finally {
+    await mem.close();
+  }
+}
+
+describe("privilege separation with ICE behind NATs and the kernel fast path", () => {
+  let lab: ProductLab | null = null;
+  afterEach(async () => {
+    await lab?.teardown();
+    lab = null;
+    await teardownAll();
+  });
+
+  it("the process holding the WebSocket and the ICE sockets has no root, no capabilities, no private key", async () => {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "eim", flags: ["--ebpf"] },
+        { name: "b", nat: "eim", flags: ["--ebpf"] },
+      ],
+    });
+    const l = lab;
+    await l.waitForPing("a", "b", 60_000);
+    await l.waitForKernelFastPath("a", "b", 20_000);
+    const a = l.host("a");
+    const b = l.host("b");
+    const tb = a.tunnelbore!;
+    const status = await tb.status();
+    expect(status.forwarding.mode).toBe("kernel");
+    expect(status.privileges?.mode).toBe("separated");
+    // WireGuard's endpoint for b was set (by the privileged parent) to b's L(P).
+    expect(await a.wg.endpointOf(b.keys.publicKey)).toMatch(/^127\.\d+\.\d+\.\d+:\d+$/);
+
+    const parent = tb.process.child.pid ?? -1;
+    const worker = workerOf(tb);
+    const sockets = await socketsIn(a.ns);
+    const ours = sockets.filter((s) => s.pids.includes(parent) || s.pids.includes(worker));
+    const webSocket = ours.filter(
+      (s) => s.proto === "tcp" && s.state === "ESTAB" && s.peer.endsWith(":8443"),
+    );
+    const ice = ours.filter((s) => s.proto === "udp" && !s.local.startsWith("127."));
+    expect(webSocket).toHaveLength(1);
+    expect(ice.length).toBeGreaterThan(0);
+    // Every socket that meets the network is the worker's; the parent has none at all.
+    for (const s of [...webSocket, ...ice]) expect(s.pids).toEqual([worker]);
+    expect(ours.filter((s) => s.pids.includes(parent))).toEqual([]);
+
+    const seen = await privilegesOf(worker);
+    expect(seen.uid).not.toBe(0);
+    expect(seen.uid).toBe(status.privileges?.uid);
+    expect(seen.capEff).toBe(0n);
+    expect(seen.capPrm).toBe(0n);
+    expect((await privilegesOf(parent)).uid).toBe(0);
+
+    // The private key is in the parent's memory (which shows the search finds it) and not the worker's.
+    const key = Buffer.from(a.keys.privateKey, "base64");
+    const needles = [key, Buffer.from(a.keys.privateKey, "latin1")];
+    expect(await memoryContains(parent, needles)).toBe(true);
+    expect(await memoryContains(worker, needles)).toBe(false);
+  }, 240_000);
+});
+
+describe("privilege separation on a static path", () => {
+  const fx = useTunnelbores(() => createLinkedPair("privsep"));
+
+  it("a worker that dies: the parent restores WireGuard's real endpoint and exits 1", async () => {
+    const real = `${fx.pair.linkB}:51820`;
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(real);
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs);
+    fx.running.push(tb);
+    await waitFor(async () => (await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).startsWith("127."), {
+      what: "endpoint at L(P)",
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    await fx.pair.waitForPing(20_000);
+    expect((await tb.status()).privileges?.mode).toBe("separated");
+
+    process.kill(workerOf(tb), "SIGKILL");
+    expect(await tb.process.exited).toBe(1);
+    fx.running.length = 0;
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(real);
+    expect(tb.process.output()).toMatch(/worker exited unexpectedly/);
+  }, 120_000);
+
+  it("--no-privsep runs as one process, and status says so", async () => {
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--no-privsep"]);
+    fx.running.push(tb);
+    await fx.pair.waitForPing(20_000);
+    const status = await tb.status();
+    expect(status.privileges).toEqual({ mode: "one process", user: null, uid: null, reason: null });
+    expect(childrenOf(tb.process.child.pid ?? -1).filter((p) => p.comm === "node")).toEqual([]);
+    expect(await tb.stop("SIGTERM")).toBe(0);
+    fx.running.length = 0;
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(`${fx.pair.linkB}:51820`);
+  }, 120_000);
+});
