@@ -36,10 +36,12 @@ export function followPeer(path: IcePath, controlling: boolean, log: Logger): vo
   path.onOtherPair = (pair) => follower.hint(pair, controlling);
   if (!controlling) {
     const verifier = new PeerRequestVerifier(path.conn);
-    path.onPeerStun = (protocol, data, addr) => {
-      const request = verifier.verify(protocol, data, addr, path.pair);
-      if (request?.nominates) follower.nominated(request.pair);
-    };
+    // Looked at once werift has handled it: a request from a new address makes werift learn its pair.
+    path.onPeerStun = (protocol, data, addr) =>
+      queueMicrotask(() => {
+        const request = verifier.verify(protocol, data, addr, path.pair);
+        if (request?.nominates) follower.nominated(request.pair);
+      });
   }
 }
 

@@ -78,9 +78,12 @@ describe("PeerRequestVerifier", () => {
     expect(verifier.verify(protocol as never, Buffer.alloc(3), from, null)).toBeNull();
   });
 
-  it("ignores requests from an address without a validated pair, and on the pair to skip", () => {
+  it("ignores requests from an address without a pair, and on the pair to skip", () => {
     const verifier = new PeerRequestVerifier(conn);
-    expect(verifier.verify(protocol as never, signed(), unvalidated.remoteAddr, null)).toBeNull();
+    // A pair under check counts (following needs data on it too, which only validated pairs deliver).
+    expect(verifier.verify(protocol as never, signed(), unvalidated.remoteAddr, null)?.pair).toBe(
+      unvalidated,
+    );
     expect(verifier.verify(protocol as never, signed(), ["192.0.2.9", 4000], null)).toBeNull();
     expect(verifier.verify({ type: "other" } as never, signed(), from, null)).toBeNull();
     expect(verifier.verify(protocol as never, signed(), from, validated)).toBeNull();
