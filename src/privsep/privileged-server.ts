@@ -138,9 +138,11 @@ export class PrivilegedServer {
       case "fastPathAttach":
         await this.loadedFastPath().attach(req.dev, req.ifindex);
         return this.loadedFastPath().interfaces;
-      case "fastPathUpdate":
-        for (const update of req.updates) this.applyUpdate(this.loadedFastPath(), update);
+      case "fastPathUpdate": {
+        const program = this.loadedFastPath();
+        for (const update of req.updates) this.applyUpdate(program, update);
         return null;
+      }
       case "fastPathCounters": {
         const program = this.loadedFastPath();
         return {
