@@ -1,12 +1,12 @@
 /**
  * `--allowed-keys FILE`: the WireGuard public keys an introduction server serves, one base64 key a
- * line, `#` starting a comment, blank lines ignored. Re-read when the file changes (the directory is
- * watched, so editors that write a new file and rename it over the old one are seen too) and on
- * request (SIGHUP); a file that fails to parse is reported and the previous list kept.
+ * line, `#` starting a comment, blank lines ignored. Re-read when its directory changes (so editors
+ * that rename a new file over the old one are seen too) and on request (SIGHUP); a file that fails
+ * to parse is reported and the previous list kept.
  */
 import { type FSWatcher, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { basename, dirname } from "node:path";
+import { dirname } from "node:path";
 import { ConfigError } from "../src/errors.js";
 import type { Logger } from "../src/log.js";
 import { publicKeySchema } from "../src/signalling/protocol.js";
@@ -105,11 +105,11 @@ export function watchAllowedKeys(
     return reading;
   };
 
-  const name = basename(file);
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(dirname(file), { persistent: false }, (_event, changed) => {
-      if (changed !== null && changed !== name) return;
+    // Any change in the directory, not only to this name: editors rename a new file over the old
+    // one, Kubernetes swaps a `..data` symlink; reading again and comparing is cheap.
+    watcher = watch(dirname(file), { persistent: false }, () => {
       clearTimeout(timer);
       timer = setTimeout(() => void reload(), SETTLE_MS);
     });

@@ -4,7 +4,25 @@ import { isIPv6 } from "node:net";
 import { parseArgs } from "node:util";
 import { ConfigError, RuntimeError, TunnelboreError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
+import { type AllowedKeysWatcher, loadAllowedKeys, watchAllowedKeys } from "./allowed-keys.js";
+import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { type IntroServerOptions, startIntroServer } from "./server.js";
+import { MAX_TURN_TTL_SECONDS } from "./turn-credentials.js";
+
+/** Server options from the command line, and the allowed-keys file to watch. */
+export type IntroServerCliOptions = IntroServerOptions & { allowedKeysFile?: string };
+
+/** The limits a user tunes from the command line, by flag. */
+const LIMIT_FLAGS = {
+  "max-pending-per-address": "maxPreAuthPerAddress",
+  "max-pending": "maxPreAuthTotal",
+  "max-conns-per-address": "maxAuthenticatedPerAddress",
+  "max-conns": "maxAuthenticatedTotal",
+  "max-peers-per-key": "maxDeclaredPeers",
+  "max-peers-per-address": "maxDeclaredPeersPerAddress",
+  "max-peers-total": "maxDeclaredPeersTotal",
+} as const satisfies Record<string, keyof IntroServerLimits>;
+type LimitFlag = keyof typeof LIMIT_FLAGS;
 
 export const INTRO_SERVER_USAGE = `Usage: tunnelbore intro-server --listen HOST:PORT [options]
 
@@ -20,11 +38,23 @@ Options:
                           (repeatable); needs --turn-secret or --turn-secret-file
   --turn-secret S         coturn static-auth-secret (use-auth-secret) to sign credentials with
   --turn-secret-file F    read that secret from a file instead (keeps it out of \`ps\`)
-  --turn-ttl SECONDS      lifetime of issued TURN credentials (default 3600)
+  --turn-ttl SECONDS      lifetime of issued TURN credentials (default 3600, at most 86400)
   --tls-cert F            PEM certificate: serve wss:// (needs --tls-key)
   --tls-key F             PEM private key of that certificate
   --public-host NAME      host name to put in STUN URLs (default: the Host the client connected to)
+  --allowed-keys FILE     serve only these WireGuard public keys (one base64 key a line, # comments);
+                          re-read when the file changes and on SIGHUP. Without it the server is
+                          public: any key gets presence, relaying and TURN credentials
   -h, --help              show this help
+
+Caps (an address is an IPv4 address or an IPv6 /64; over a cap: HTTP 503 or close 4014/4009):
+  --max-pending-per-address N  unauthenticated connections per address (default ${DEFAULT_LIMITS.maxPreAuthPerAddress})
+  --max-pending N              unauthenticated connections in all (default ${DEFAULT_LIMITS.maxPreAuthTotal})
+  --max-conns-per-address N    authenticated connections per address (default ${DEFAULT_LIMITS.maxAuthenticatedPerAddress})
+  --max-conns N                authenticated connections in all (default ${DEFAULT_LIMITS.maxAuthenticatedTotal})
+  --max-peers-per-key N        peers one key may declare (default ${DEFAULT_LIMITS.maxDeclaredPeers})
+  --max-peers-per-address N    peers declared by all keys of one address (default ${DEFAULT_LIMITS.maxDeclaredPeersPerAddress})
+  --max-peers-total N          peers declared on the whole server (default ${DEFAULT_LIMITS.maxDeclaredPeersTotal})
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a busy port), 2 bad usage.
 Log level: TUNNELBORE_LOG=debug|info|warn (JSON on stderr).
@@ -51,7 +81,7 @@ export function parseListen(text: string): { host: string; port: number } {
 }
 
 /** Turns argv into server options; ConfigError says which flag to fix. */
-export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroServerOptions | "help"> {
+export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroServerCliOptions | "help"> {
   let parsed: ReturnType<typeof parse>;
   function parse() {
     return parseArgs({
@@ -69,6 +99,8 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "public-host": { type: "string" },
+        "allowed-keys": { type: "string" },
+        ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" as const }])),
         help: { type: "boolean", short: "h" },
       },
     });
@@ -82,7 +114,7 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
   if (flags.help) return "help";
   if (!flags.listen) throw new ConfigError("intro-usage", "--listen HOST:PORT is required (see --help)");
   const { host, port } = parseListen(flags.listen);
-  const options: IntroServerOptions = { host, port };
+  const options: IntroServerCliOptions = { host, port };
 
   if (flags["no-stun"] && flags["stun-port"] !== undefined) {
     throw new ConfigError("intro-usage", "give either --stun-port or --no-stun, not both");
@@ -126,9 +158,9 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
     if (
       !/^\d+$/.test(flags["turn-ttl"]) ||
       Number(flags["turn-ttl"]) < 60 ||
-      Number(flags["turn-ttl"]) > 7 * 86400
+      Number(flags["turn-ttl"]) > MAX_TURN_TTL_SECONDS
     ) {
-      throw new ConfigError("intro-usage", "--turn-ttl wants seconds between 60 and 604800");
+      throw new ConfigError("intro-usage", `--turn-ttl wants seconds between 60 and ${MAX_TURN_TTL_SECONDS}`);
     }
     if (!hasSecret) throw new ConfigError("intro-usage", "--turn-ttl needs --turn-url and --turn-secret");
     ttlSeconds = Number(flags["turn-ttl"]);
@@ -164,11 +196,29 @@ export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroS
     }
     options.publicHost = flags["public-host"];
   }
+  const allowedKeysFile = flags["allowed-keys"];
+  if (typeof allowedKeysFile === "string") {
+    options.allowedKeys = await loadAllowedKeys(allowedKeysFile);
+    options.allowedKeysFile = allowedKeysFile;
+  }
+  const limits: Partial<IntroServerLimits> = {};
+  for (const [flag, limit] of Object.entries(LIMIT_FLAGS) as Array<[LimitFlag, keyof IntroServerLimits]>) {
+    const text = (flags as Record<string, unknown>)[flag];
+    if (typeof text !== "string") continue;
+    if (!/^\d{1,9}$/.test(text) || Number(text) < 1) {
+      throw new ConfigError(
+        "intro-usage",
+        `--${flag} wants a whole number from 1, got ${JSON.stringify(text)}`,
+      );
+    }
+    limits[limit] = Number(text);
+  }
+  if (Object.keys(limits).length > 0) options.limits = limits;
   return options;
 }
 
 export async function introServerCommand(argv: string[]): Promise<number> {
-  let options: IntroServerOptions | "help";
+  let options: IntroServerCliOptions | "help";
   try {
     options = await introServerOptionsFromArgs(argv);
   } catch (error) {
@@ -195,6 +245,18 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     if (error instanceof TunnelboreError) return 1;
     return 1;
   }
+  let allowedKeys: AllowedKeysWatcher | undefined;
+  const reloadOnHangup = () => void allowedKeys?.reload();
+  if (options.allowedKeysFile !== undefined && options.allowedKeys !== undefined) {
+    const running = server;
+    allowedKeys = watchAllowedKeys(
+      options.allowedKeysFile,
+      options.allowedKeys,
+      (keys) => running.setAllowedKeys(keys),
+      logger,
+    );
+    process.on("SIGHUP", reloadOnHangup);
+  }
   const stun = server.stunPort !== undefined ? ` (STUN udp ${options.host}:${server.stunPort})` : "";
   process.stdout.write(`tunnelbore intro-server: listening on ${server.url}${stun}\n`);
 
@@ -203,6 +265,8 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
   logger.info({ signal }, "shutting down");
+  process.off("SIGHUP", reloadOnHangup);
+  allowedKeys?.close();
   try {
     await server.close();
   } catch (error) {
