@@ -9,7 +9,6 @@
  */
 import { EventEmitter } from "node:events";
 import { WebSocket } from "ws";
-import { Backoff } from "../backoff.js";
 import { ConfigError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
@@ -37,6 +36,7 @@ import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
 import { PacedQueue } from "./paced-queue.js";
+import { ReconnectPolicy } from "./reconnect-policy.js";
 
 export type { ServerInfo } from "../signalling/protocol.js";
 
@@ -62,7 +62,8 @@ export interface IntroClientOptions {
   /** If given, must be the public key of `keys` (a cheap guard against mixed-up keys). */
   publicKey?: string;
   logger?: Logger;
-  reconnect?: { initialDelayMs?: number; maxDelayMs?: number };
+  /** Backoff of reconnects; `notMemberRetryMs`: the interval while the server does not serve our key. */
+  reconnect?: { initialDelayMs?: number; maxDelayMs?: number; notMemberRetryMs?: number };
   /** Give up on an attempt that has not authenticated within this time. Default 10 s. */
   handshakeTimeoutMs?: number;
   /** Queued outgoing messages beyond which send() throws. Default 5,000. */
@@ -73,12 +74,6 @@ export interface IntroClientOptions {
 }
 
 type ClientState = "stopped" | "connecting" | "online" | "waiting";
-
-/** The first reconnect after a connection that had been up for a while waits at most this long. */
-const FIRST_RECONNECT_JITTER_MS = 100;
-
-/** A streak of failed attempts is logged at warn on its first failure and every this many after. */
-const WARN_EVERY_FAILURES = 10;
 
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_CONNECTION_MS = 5_000;
@@ -91,17 +86,14 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly envelopes: EnvelopeExchange;
   private readonly outgoing: PacedQueue;
   private readonly keys: KeyAgreement;
-  private readonly reconnectBackoff: Backoff;
+  private readonly reconnectPolicy: ReconnectPolicy;
   private readonly handshakeTimeoutMs: number;
   private readonly tls: IntroClientOptions["tls"];
 
   private state: ClientState = "stopped";
   private stateSince = Date.now();
-  private failures = 0;
   /** The transport error of the current attempt, if any (the close that follows says the rest). */
   private attemptError: string | null = null;
-  private lastError: string | null = null;
-  private lastErrorAt = 0;
   private ws: WebSocket | undefined;
   private onlineSince = 0;
   private lastHeard = 0;
@@ -148,10 +140,11 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       deliver: (peer, payload) => this.emit("envelope", peer, payload),
       dropped: (peer, reason) => this.emit("envelope-dropped", peer, reason),
     });
-    this.reconnectBackoff = new Backoff({
-      initialMs: options.reconnect?.initialDelayMs ?? 500,
-      maxMs: options.reconnect?.maxDelayMs ?? 30_000,
-      jitter: [0.5, 1], // "equal jitter"
+    this.reconnectPolicy = new ReconnectPolicy({
+      url: this.url,
+      publicKey: this.publicKey,
+      log: this.log,
+      ...options.reconnect,
     });
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.tls = options.tls;
@@ -169,22 +162,18 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
   /** Where the connection stands (for status). */
   get connectionStatus(): IntroConnectionStatus {
+    const { failures, lastError, lastErrorAt, notMember } = this.reconnectPolicy;
     const state =
       this.state === "online"
         ? "connected"
         : this.state === "stopped"
           ? "stopped"
-          : this.failures > 0
-            ? "retrying"
-            : "connecting";
-    return {
-      url: this.url,
-      state,
-      since: this.stateSince,
-      failures: this.failures,
-      lastError: this.lastError,
-      lastErrorAt: this.lastErrorAt,
-    };
+          : notMember
+            ? "not-member"
+            : failures > 0
+              ? "retrying"
+              : "connecting";
+    return { url: this.url, state, since: this.stateSince, failures, lastError, lastErrorAt };
   }
 
   /**
@@ -216,7 +205,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   /** Connects and keeps connecting until stop(). */
   start(): void {
     if (this.state !== "stopped") return;
-    this.reconnectBackoff.reset();
+    this.reconnectPolicy.start();
     this.connect();
   }
 
@@ -225,7 +214,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const wasOnline = this.state === "online";
     this.state = "stopped";
     this.stateSince = Date.now();
-    this.failures = 0;
+    this.reconnectPolicy.stop();
     clearTimeout(this.reconnectTimer);
     const ws = this.ws;
     this.teardownConnection();
@@ -296,10 +285,10 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   // ---- connection life ----
 
   private connect(): void {
-    if (this.failures === 0 && this.state !== "waiting") this.stateSince = Date.now();
+    if (this.reconnectPolicy.failures === 0 && this.state !== "waiting") this.stateSince = Date.now();
     this.state = "connecting";
     this.attemptError = null;
-    this.log.debug({ url: this.url, attempt: this.reconnectBackoff.attempts }, "connecting");
+    this.log.debug({ url: this.url, attempt: this.reconnectPolicy.attempts }, "connecting");
     const ws = new WebSocket(this.url, {
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
@@ -347,20 +336,16 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const stable = wasOnline && Date.now() - this.onlineSince >= STABLE_CONNECTION_MS;
     this.teardownConnection();
     if (this.state === "stopped") return;
-    this.lastError = this.attemptError ?? `closed ${code}${reason ? `: ${reason}` : ""}`;
-    this.lastErrorAt = Date.now();
-    if (wasOnline || this.failures === 0) this.stateSince = this.lastErrorAt;
-    this.failures++;
-    const rejected = code === CloseCode.authFailed || code === CloseCode.replaced;
-    const details = { url: this.url, error: this.lastError, code, reason, failures: this.failures };
-    if (rejected) this.log.error(details, "the introduction server refused us");
-    else if (wasOnline) this.log.info(details, "disconnected from the introduction server");
-    else if (this.failures === 1 || this.failures % WARN_EVERY_FAILURES === 0)
-      this.log.warn(details, "cannot connect to the introduction server; retrying");
-    else this.log.debug(details, "connection attempt failed");
+    const firstOfStreak = wasOnline || this.reconnectPolicy.failures === 0;
+    const attemptError = this.attemptError;
+    const delay = this.reconnectPolicy.ended({ code, reason, attemptError, wasOnline, stable });
+    if (firstOfStreak) this.stateSince = this.reconnectPolicy.lastErrorAt;
     if (wasOnline) this.emit("disconnected", { code, reason });
-    if (stable) this.reconnectBackoff.reset();
-    this.scheduleReconnect(code, stable);
+    this.state = "waiting";
+    this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
+    this.reconnectTimer = setTimeout(() => {
+      if (this.state === "waiting") this.connect();
+    }, delay);
   }
 
   /** Forget everything tied to the current socket; peers go offline. */
@@ -380,23 +365,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       this.envelopes.peerOffline(key);
       this.emit("peer-offline", key);
     }
-  }
-
-  private scheduleReconnect(code: number, afterStable = false): void {
-    // Wrong key or another process using our key: retrying fast would only fight; retry slowly.
-    const slow = code === CloseCode.authFailed || code === CloseCode.replaced;
-    // A connection that worked for a while is replaced at once (paths may wait for it); the small
-    // jitter spreads the clients of a server that went away together.
-    const delay = slow
-      ? this.reconnectBackoff.ceiling()
-      : afterStable
-        ? Math.random() * FIRST_RECONNECT_JITTER_MS
-        : this.reconnectBackoff.next();
-    this.state = "waiting";
-    this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
-    this.reconnectTimer = setTimeout(() => {
-      if (this.state === "waiting") this.connect();
-    }, delay);
   }
 
   // ---- messages from the server ----
@@ -542,8 +510,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.watchdog.unref();
 
     this.scheduleTurnRefresh();
-    this.log.info({ url: this.url, after: this.failures }, "connected to the introduction server");
-    this.failures = 0;
+    const after = this.reconnectPolicy.connected();
+    this.log.info({ url: this.url, after }, "connected to the introduction server");
     this.stateSince = Date.now();
     const peers = [...this.declared];
     this.sendPeers("replace", peers.slice(0, MAX_PEERS_PER_MESSAGE));

@@ -1,8 +1,11 @@
 /** Where the connection to the introduction server stands, for status. */
 export interface IntroConnectionStatus {
   url: string;
-  /** "retrying": the last attempt or connection failed and the next one waits for its backoff. */
-  state: "connected" | "connecting" | "retrying" | "stopped";
+  /**
+   * "retrying": the last attempt or connection failed and the next one waits for its backoff.
+   * "not-member": the server does not serve our key (not in its --allowed-keys); retried once a minute.
+   */
+  state: "connected" | "connecting" | "retrying" | "not-member" | "stopped";
   /** Since when (unix ms) in this state; while retrying, since the first failure of the streak. */
   since: number;
   /** Consecutive failed attempts (0 once connected). */
