@@ -82,7 +82,7 @@ export class ControlServer {
 
   private async answer(command: string): Promise<unknown> {
     try {
-      if (command === "status") return this.handlers.status();
+      if (command === "status") return await this.handlers.status();
       if (command === "release") return await this.handlers.release();
       return { error: `unknown command "${command.slice(0, 32)}"` };
     } catch (err) {

@@ -94,7 +94,9 @@ export type Request = z.infer<typeof requestSchema>;
 export const workerMessageSchema = z.discriminatedUnion("t", [
   z.object({ t: z.literal("req"), id: z.number().int().nonnegative(), req: z.unknown() }),
   z.object({ t: z.literal("ans"), id: z.number().int().nonnegative(), ok: z.boolean(), value: z.unknown() }),
-  /** Tunnelbore started (or stopped while waiting); `status` works from now on. */
+  /** Tunnelbore exists: `status` works from now on (the parent opens the control socket). */
+  z.object({ t: z.literal("created") }),
+  /** Tunnelbore started (or stopped while waiting). */
   z.object({ t: z.literal("running") }),
   /** start() failed: the parent exits with `exitCode` after restoring endpoints. */
   z.object({

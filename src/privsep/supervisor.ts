@@ -67,6 +67,7 @@ export class Supervisor {
     code: 0,
     signal: null,
   });
+  private onCreated: () => void = () => undefined;
   private finish: (outcome: { exitCode: number; error?: TunnelboreError }) => void = () => undefined;
 
   constructor(
@@ -91,9 +92,20 @@ export class Supervisor {
     const outcome = new Promise<{ exitCode: number; error?: TunnelboreError }>((resolve) => {
       this.finish = resolve;
     });
+    // Commands wait until the worker has its Tunnelbore (which may then wait for the interface).
+    const created = new Promise<void>((resolve) => {
+      this.onCreated = resolve;
+    });
+    const ask = async (cmd: WorkerCommand): Promise<unknown> => {
+      const gone = outcome.then(() => {
+        throw new RuntimeError("privsep-gone", "the worker is not running");
+      });
+      await Promise.race([created, gone]);
+      return this.command(cmd);
+    };
     const control = new ControlServer(controlSocketPath(this.config.runDir, this.config.interfaceName), {
-      status: () => this.command("status") as Promise<StatusReport>,
-      release: () => this.command("release") as Promise<ReleaseAnswer>,
+      status: () => ask("status") as Promise<StatusReport>,
+      release: () => ask("release") as Promise<ReleaseAnswer>,
     });
     await control.listen();
     const onSignal = (signal: NodeJS.Signals) => {
@@ -199,6 +211,9 @@ export class Supervisor {
         else waiting.reject(new RuntimeError("privsep-command-failed", String(message.value).slice(0, 512)));
         return;
       }
+      case "created":
+        this.onCreated();
+        return;
       case "running":
         this.log.info(
           { interface: this.config.interfaceName, worker: this.worker?.pid },

@@ -50,6 +50,7 @@ async function start(message: WorkerStart): Promise<void> {
     privileges: message.privileges,
     logger: log,
   });
+  send({ t: "created" });
   try {
     await tunnelbore.start();
     send({ t: "running" });
