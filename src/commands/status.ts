@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { controlSocketPath, DEFAULT_RUN_DIR, requestStatus } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError } from "../errors.js";
+import { describePrivileges } from "../privsep/privilege-status.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
 
 export const STATUS_USAGE = `Usage: tunnelbore status [--interface IF] [--json] [--run-dir DIR]
@@ -146,6 +147,7 @@ export function formatStatus(report: StatusReport): string {
     `dropped: ${dropped || "none"}`,
     ...formatTunnelBypass(report),
     formatForwarding(report.forwarding),
+    ...(report.privileges ? [describePrivileges(report.privileges)] : []),
     "",
   ].join("\n");
 }
