@@ -35,6 +35,8 @@ export interface ProductLabSpec {
   startTunnelbores?: boolean;
   /** Where TURN runs and how it is reached (default: one coturn with the introduction server, UDP and TCP). */
   turn?: TurnLabSpec;
+  /** The introduction server's `--allowed-keys FILE` (default: none, a public server). */
+  allowedKeysFile?: string;
 }
 
 /** The lab's TURN servers, declared: where they run, their host's routes, how many, how they are reached. */
@@ -111,6 +113,7 @@ export class ProductLab {
         ...turnUrls(turn.coturns[0]!, spec.turn?.transport ?? "udp").flatMap((url) => ["--turn-url", url]),
         "--turn-secret-file",
         secrets.write("turn-secret", turn.coturns[0]!.secret),
+        ...(spec.allowedKeysFile ? ["--allowed-keys", spec.allowedKeysFile] : []),
       ];
       const introServer = await startIntroServer(server.ns, introArgs);
       const introUrl = `ws://${server.address}:${INTRO_PORT}`;
