@@ -52,8 +52,18 @@ export async function describeUdpPortHolder(address: string, port: number): Prom
     .join("; ");
 }
 
+/** The compressed form ("::1"), so that an address from /proc compares equal to one from --listen. */
+function canonicalIPv6(address: string): string {
+  try {
+    return new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  } catch {
+    return address;
+  }
+}
+
 /** A socket bound to `held` blocks a bind to `wanted` when either is a wildcard or they are equal. */
 function conflicts(held: string, wanted: string): boolean {
+  if (wanted.includes(":")) return held === "::" || held === canonicalIPv6(wanted);
   return (
     held === wanted ||
     held === "0.0.0.0" ||
@@ -110,7 +120,7 @@ function ipv6FromHex(hex: string): string | null {
   }
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push((((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0)).toString(16));
-  return groups.join(":");
+  return canonicalIPv6(groups.join(":"));
 }
 
 /** inode -> the processes with a file descriptor on that socket (only what we may read in /proc). */
