@@ -9,7 +9,12 @@
  * hello back, at most one a second (one late rather than none).
  */
 import type { Logger } from "../log.js";
-import { type EnvelopeCodec, type EnvelopeDropReason, sealedLengthBound } from "../signalling/envelope.js";
+import {
+  type EnvelopeCodec,
+  type EnvelopeDropReason,
+  payloadJsonBytes,
+  sealedLengthBound,
+} from "../signalling/envelope.js";
 import { keyFingerprint, MAX_MESSAGE_BYTES, type SealedEnvelope } from "../signalling/protocol.js";
 import { IntroSendError } from "./intro-errors.js";
 
@@ -79,9 +84,7 @@ export class EnvelopeExchange {
       this.options.transmit(peer, this.codec.seal(peer, payload));
       return;
     }
-    const json = JSON.stringify(payload) as string | undefined;
-    if (json === undefined) this.codec.seal(peer, payload); // throws the codec's error for it
-    const bound = sealedLengthBound(Buffer.byteLength(json ?? "")) + SEND_FRAME_OVERHEAD_BYTES;
+    const bound = sealedLengthBound(payloadJsonBytes(payload)) + SEND_FRAME_OVERHEAD_BYTES;
     if (bound > MAX_MESSAGE_BYTES) {
       throw new IntroSendError("intro-payload-too-large", `the envelope exceeds ${MAX_MESSAGE_BYTES} bytes`, {
         peer,

@@ -68,6 +68,18 @@ const plaintextSchema = z
 const PLAINTEXT_OVERHEAD_BYTES = 200;
 const TAG_BYTES = 16;
 
+/** The payload's JSON length in bytes; throws EnvelopePayloadError for what JSON cannot carry. */
+export function payloadJsonBytes(payload: unknown): number {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch (error) {
+    throw new EnvelopePayloadError("the payload is not JSON-serialisable", {}, { cause: error });
+  }
+  if (json === undefined) throw new EnvelopePayloadError("the payload is not JSON-serialisable");
+  return Buffer.byteLength(json);
+}
+
 /** An upper bound of the `c` field's length (base64) for a payload whose JSON has `payloadBytes` bytes. */
 export function sealedLengthBound(payloadBytes: number): number {
   return Math.ceil((payloadBytes + PLAINTEXT_OVERHEAD_BYTES + TAG_BYTES) / 3) * 4;
@@ -197,12 +209,13 @@ export class EnvelopeCodec {
   open(peerPublicKey: string, envelope: SealedEnvelope): OpenResult {
     const peer = this.peers.get(peerPublicKey);
     if (!peer) return { ok: false, reason: "bad-peer-key" };
-    const plaintext = xchachaOpen(
-      peer.receiveKey,
-      Buffer.from(envelope.n, "base64"),
-      Buffer.from(envelope.c, "base64"),
-      ENVELOPE_AAD,
-    );
+    let plaintext: Buffer | undefined;
+    try {
+      const nonce = Buffer.from(envelope.n, "base64");
+      plaintext = xchachaOpen(peer.receiveKey, nonce, Buffer.from(envelope.c, "base64"), ENVELOPE_AAD);
+    } catch {
+      plaintext = undefined; // a nonce of the wrong length (the schema should have refused it)
+    }
     if (!plaintext) return { ok: false, reason: "undecryptable" };
 
     let parsed: z.infer<typeof plaintextSchema>;
