@@ -3,17 +3,14 @@
  * other's presence and relays their opaque envelopes. It keeps no state but its live connections.
  */
 import { randomBytes } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import { isIPv6, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { RuntimeError } from "../src/errors.js";
-import { createLogger, type Logger } from "../src/log.js";
+import { createLogger } from "../src/log.js";
 import {
   type AuthMessage,
-  type ClientMessageType,
   CloseCode,
-  clientMessageSchemas,
   keyFingerprint,
   MAX_MESSAGE_BYTES,
   MAX_PEERS_PER_MESSAGE,
@@ -29,65 +26,24 @@ import {
   x25519,
 } from "../src/signalling/signalling-crypto.js";
 import { TokenBucket } from "../src/signalling/signalling-rate.js";
-import { isCanonicalPublicKey, NON_CANONICAL_KEY_REASON } from "./canonical-key.js";
+import { frameBytes, parseClientFrame } from "./client-frame.js";
 import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
+import { formatHost, hostFromHeader } from "./host-names.js";
 import { createHttpFront } from "./http-front.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { LogThrottle } from "./log-throttle.js";
+import type { IntroServer, IntroServerOptions, IntroServerStats } from "./server-api.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
 import { type IssuedTurnCredentials, refreshTurnCredentials } from "./turn-credentials.js";
 
 export { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 
-export interface IntroServerOptions {
-  host?: string;
-  /** 0 picks a free port. */
-  port?: number;
-  /** STUN responder on UDP; default port 3478 on `host`. false turns it off. */
-  stun?: { port: number; host?: string } | false;
-  turn?: { urls: string[]; secret: string; ttlSeconds?: number };
-  /** PEM certificate and key: the server speaks wss. */
-  tls?: { cert: string | Buffer; key: string | Buffer };
-  /** Host name put in the STUN URLs; default: the Host header the client connected with. */
-  publicHost?: string;
-  limits?: Partial<IntroServerLimits>;
-  /**
-   * The keys served (`--allowed-keys`); any other is closed with 4013 right after it authenticates.
-   * Undefined: a public server that serves every key.
-   */
-  allowedKeys?: ReadonlySet<string>;
-  logger?: Logger;
-  /** Sees every relayed message as received, before it is forwarded (tests, metrics). */
-  onRelay?: (relay: RelayObservation) => void;
-}
-
-export interface RelayObservation {
-  from: string;
-  to: string;
-  /** The text frame exactly as the sender sent it. */
-  frame: string;
-}
-
-export interface IntroServerStats {
-  connections: number;
-  /** Connections (TCP accepted, WebSocket or not yet) that have not authenticated. */
-  unauthenticated: number;
-  authenticated: number;
-  relayed: number;
-  undeliverable: number;
-  closes: Record<number, number>;
-}
-
-export interface IntroServer {
-  port: number;
-  host: string;
-  url: string;
-  stunPort?: number;
-  stats(): IntroServerStats;
-  /** Replaces the allowed keys: connections of keys no longer listed are closed (4013). */
-  setAllowedKeys(keys: ReadonlySet<string>): void;
-  close(): Promise<void>;
-}
+export type {
+  IntroServer,
+  IntroServerOptions,
+  IntroServerStats,
+  RelayObservation,
+} from "./server-api.js";
 
 type ConnectionState = "awaiting-auth" | "authenticated" | "closing";
 
@@ -123,19 +79,6 @@ const QUIET_CLOSES = new Set<number>([
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 function closeReason(text: string): string {
   return Buffer.byteLength(text) <= 123 ? text : Buffer.from(text).subarray(0, 120).toString("utf8");
-}
-
-const HOST_HEADER = /^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
-
-/** The host part of a Host header if it is a plain name or address, for the STUN URL. */
-function hostFromHeader(header: string | undefined): string | undefined {
-  if (!header || !HOST_HEADER.test(header)) return undefined;
-  if (header.startsWith("[")) return header.slice(0, header.indexOf("]") + 1);
-  return header.split(":")[0];
-}
-
-function formatHost(host: string): string {
-  return isIPv6(host) ? `[${host}]` : host;
 }
 
 export async function startIntroServer(options: IntroServerOptions = {}): Promise<IntroServer> {
@@ -262,14 +205,6 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
     const challenge = connection.challenge;
     if (!challenge) return;
-    if (!isCanonicalPublicKey(message.publicKey)) {
-      closeConnection(
-        connection,
-        CloseCode.invalidMessage,
-        `invalid auth: publicKey: ${NON_CANONICAL_KEY_REASON}`,
-      );
-      return;
-    }
     const clientKey = Buffer.from(message.publicKey, "base64");
     let valid = false;
     try {
@@ -337,14 +272,6 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   }
 
   function handlePeers(connection: Connection, message: PeersMessage): void {
-    if (!message.peers.every(isCanonicalPublicKey)) {
-      closeConnection(
-        connection,
-        CloseCode.invalidMessage,
-        `invalid peers: peers: ${NON_CANONICAL_KEY_REASON}`,
-      );
-      return;
-    }
     const own = connection.publicKey!;
     const before = connection.declared;
     let after: Set<string>;
@@ -413,59 +340,17 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       closeConnection(connection, CloseCode.binaryFrame, "binary frames are not accepted; send JSON text");
       return;
     }
-    const frame = Buffer.isBuffer(data)
-      ? data
-      : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);
+    const frame = frameBytes(data);
     if (!connection.messages.take(1) || !connection.bytes.take(frame.length)) {
       closeConnection(connection, CloseCode.rateLimited, "rate limit exceeded");
       return;
     }
-    const text = frame.toString("utf8");
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      closeConnection(connection, CloseCode.malformedJson, "malformed JSON");
+    const verdict = parseClientFrame(frame);
+    if (!verdict.ok) {
+      closeConnection(connection, verdict.code, verdict.reason);
       return;
     }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      closeConnection(
-        connection,
-        CloseCode.invalidMessage,
-        "a message is a JSON object with a string `type`",
-      );
-      return;
-    }
-    const type = (parsed as { type?: unknown }).type;
-    if (typeof type !== "string") {
-      closeConnection(
-        connection,
-        CloseCode.invalidMessage,
-        "a message is a JSON object with a string `type`",
-      );
-      return;
-    }
-    if (!Object.hasOwn(clientMessageSchemas, type)) {
-      closeConnection(
-        connection,
-        CloseCode.unknownType,
-        `unknown message type ${JSON.stringify(type.slice(0, 32))}`,
-      );
-      return;
-    }
-    const messageType = type as ClientMessageType;
-    const result = clientMessageSchemas[messageType].safeParse(parsed);
-    if (!result.success) {
-      const issue = result.error.issues[0];
-      const where = issue?.path.length ? issue.path.join(".") : "message";
-      closeConnection(
-        connection,
-        CloseCode.invalidMessage,
-        `invalid ${messageType}: ${where}: ${issue?.message ?? ""}`,
-      );
-      return;
-    }
-    const message = result.data;
+    const { message, text } = verdict;
 
     if (connection.state === "awaiting-auth") {
       if (message.type === "auth") handleAuth(connection, message);
@@ -637,13 +522,4 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       return closed;
     },
   };
-}
-
-/** Reads PEM files for `tls`; a missing file is a configuration error for the CLI to report. */
-export async function readTlsFiles(
-  certFile: string,
-  keyFile: string,
-): Promise<{ cert: Buffer; key: Buffer }> {
-  const [cert, key] = await Promise.all([readFile(certFile), readFile(keyFile)]);
-  return { cert, key };
 }
