@@ -37,6 +37,7 @@ import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
 import { PacedQueue } from "./paced-queue.js";
 import { ReconnectPolicy } from "./reconnect-policy.js";
+import { ServerLiveness } from "./server-liveness.js";
 
 export type { ServerInfo } from "../signalling/protocol.js";
 
@@ -96,13 +97,9 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private attemptError: string | null = null;
   private ws: WebSocket | undefined;
   private onlineSince = 0;
-  private lastHeard = 0;
-  /** Messages, pings and pongs heard from the server (a check of life compares it, not clocks). */
-  private heardCount = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private handshakeTimer: NodeJS.Timeout | undefined;
-  private watchdog: NodeJS.Timeout | undefined;
-  private aliveCheck: NodeJS.Timeout | undefined;
+  private readonly liveness = new ServerLiveness();
   private turnRefreshTimer: NodeJS.Timeout | undefined;
   private currentServerInfo: ServerInfo | undefined;
   private maxDeclaredPeers = DEFAULT_MAX_DECLARED_PEERS;
@@ -184,17 +181,13 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
    */
   checkAlive(timeoutMs: number): void {
     const ws = this.ws;
-    if (this.state !== "online" || !ws || this.aliveCheck) return;
-    const heardBefore = this.heardCount;
-    ws.ping();
-    this.aliveCheck = setTimeout(() => {
-      this.aliveCheck = undefined;
-      if (this.ws !== ws || this.heardCount !== heardBefore) return;
+    if (this.state !== "online" || !ws) return;
+    this.liveness.check(ws, timeoutMs, () => {
+      if (this.ws !== ws) return;
       this.attemptError = `no answer to a ping within ${timeoutMs} ms`;
       this.log.info({ url: this.url }, "introduction server silent after a path went suspect: reconnecting");
       ws.terminate();
-    }, timeoutMs);
-    this.aliveCheck.unref();
+    });
   }
 
   /** Whether `peer` is online at the server (and we are). */
@@ -296,8 +289,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       ca: this.tls?.ca,
     });
     this.ws = ws;
-    this.lastHeard = Date.now();
-    this.heardCount++;
+    this.liveness.heard();
     this.handshakeTimer = setTimeout(() => {
       this.attemptError = `no answer within ${this.handshakeTimeoutMs} ms`;
       this.log.debug({ url: this.url }, "introduction handshake timed out");
@@ -305,22 +297,16 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     }, this.handshakeTimeoutMs);
     ws.on("message", (data, isBinary) => {
       if (this.ws !== ws) return;
-      this.lastHeard = Date.now();
-      this.heardCount++;
+      this.liveness.heard();
       if (isBinary) {
         this.log.warn("ignoring a binary frame from the server");
         return;
       }
       this.handleMessage(ws, data.toString());
     });
-    ws.on("ping", () => {
-      this.lastHeard = Date.now();
-      this.heardCount++;
-    });
+    ws.on("ping", () => this.liveness.heard());
     ws.on("pong", () => {
-      if (this.ws !== ws) return;
-      this.lastHeard = Date.now();
-      this.heardCount++;
+      if (this.ws === ws) this.liveness.heard();
     });
     ws.on("error", (error: NodeJS.ErrnoException) => {
       this.attemptError = error.code ? `${error.code}: ${error.message}` : error.message;
@@ -351,9 +337,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   /** Forget everything tied to the current socket; peers go offline. */
   private teardownConnection(): void {
     clearTimeout(this.handshakeTimer);
-    clearInterval(this.watchdog);
-    clearTimeout(this.aliveCheck);
-    this.aliveCheck = undefined;
+    this.liveness.stop();
     clearTimeout(this.turnRefreshTimer);
     this.outgoing.close();
     this.ws = undefined;
@@ -493,21 +477,11 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.outgoing.open(ws, welcome.limits);
     this.currentServerInfo = { stunUrls: welcome.stunUrls, turn: welcome.turn };
 
-    // The server pings every keepaliveSeconds; hearing nothing for 2.5 of those means it is gone.
-    // We ping too: when our NAT forgot the connection (a conntrack flush, a NAT reboot), the server's
-    // pings die at the NAT and we would hear of it only after 2.5 intervals, while our own ping meets a
-    // reset at once and we reconnect (peers' offers meanwhile go nowhere).
-    const keepaliveMs = welcome.keepaliveSeconds * 1000;
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastHeard > keepaliveMs * 2.5) {
-        this.attemptError = "server silent (keepalive)";
-        this.log.warn({ url: this.url }, "introduction server silent: reconnecting");
-        ws.terminate();
-        return;
-      }
-      if (ws.readyState === ws.OPEN) ws.ping();
-    }, keepaliveMs / 2);
-    this.watchdog.unref();
+    this.liveness.watch(ws, welcome.keepaliveSeconds, () => {
+      this.attemptError = "server silent (keepalive)";
+      this.log.warn({ url: this.url }, "introduction server silent: reconnecting");
+      ws.terminate();
+    });
 
     this.scheduleTurnRefresh();
     const after = this.reconnectPolicy.connected();
