@@ -12,7 +12,7 @@ import {
   parseKernelFastPathSetting,
 } from "../proxy/kernel-fast-path-choice.js";
 import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
-import { type IntroSettings, Tunnelbore } from "../tunnelbore.js";
+import type { IntroSettings } from "../tunnelbore.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
 import { resolveSecret, type SecretOption } from "./secret-option.js";
@@ -268,6 +268,8 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (privileges.separate) {
     return new Supervisor(config, privileges.user, privileges.status, logger).run();
   }
+  // Loaded only here: a separated parent never parses network input, and starts faster without it.
+  const { Tunnelbore } = await import("../tunnelbore.js");
   const tunnelbore = new Tunnelbore({ ...config, privileges: privileges.status, logger });
   const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), {
     status: () => tunnelbore.statusReport(),

@@ -114,11 +114,18 @@ export interface WireCounters {
   lastNs: string;
 }
 
+/** An error as it crosses: a ConfigError (exit 2, the user can fix it) stays one. */
+export interface WireError {
+  code: string;
+  message: string;
+  config: boolean;
+}
+
 /** Parent to worker. */
 export type ParentMessage =
   | { t: "start"; config: unknown }
   | { t: "res"; id: number; ok: true; value: unknown }
-  | { t: "res"; id: number; ok: false; error: { code: string; message: string } }
+  | { t: "res"; id: number; ok: false; error: WireError }
   | { t: "cmd"; id: number; cmd: WorkerCommand };
 
 /** What the parent asks the worker (control socket commands, signals). */

@@ -199,7 +199,8 @@ export class Supervisor {
             const text = err instanceof Error ? err.message : String(err);
             if (code === "privsep-refused")
               this.log.warn({ err: text }, "privilege separation: request refused");
-            this.send({ t: "res", id: message.id, ok: false, error: { code, message: text } });
+            const config = err instanceof ConfigError;
+            this.send({ t: "res", id: message.id, ok: false, error: { code, message: text, config } });
           },
         );
         return;

@@ -89,7 +89,10 @@ function onMessage(raw: unknown): void {
       pending.delete(message.id);
       if (!waiting) return;
       if (message.ok) waiting.resolve(message.value);
-      else waiting.reject(new RuntimeError(message.error.code, message.error.message));
+      else {
+        const ErrorType = message.error.config ? ConfigError : RuntimeError;
+        waiting.reject(new ErrorType(message.error.code, message.error.message));
+      }
       return;
     }
     case "cmd":
