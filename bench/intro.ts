@@ -65,6 +65,11 @@ async function startServerProcess(): Promise<ServerProcess> {
       "--listen",
       "127.0.0.1:0",
       "--no-stun",
+      // Every bench client comes from 127.0.0.1: lift the per-address caps above the bench's load.
+      "--max-pending-per-address",
+      String(CONNECT_CONCURRENCY),
+      "--max-conns-per-address",
+      String(HELD_CLIENTS),
     ],
     {
       cwd: projectRoot,

@@ -151,7 +151,6 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     clearTimeout(connection.authTimer);
     connection.challenge = undefined;
     connection.turn = undefined;
-    front.leavePreAuth(connection.socket);
     if (!live.delete(connection)) return;
     const key = connection.publicKey;
     if (key && byKey.get(key) === connection) {
