@@ -299,7 +299,9 @@ describe("data Tunnelbore cannot authenticate is no proof of life for longer tha
       if (!deadAt) deadAt = now;
     });
     await advance(120_000, spoofed);
-    console.log(`spoofed data: suspect after ${suspectAt - lastAnswer} ms, dead after ${deadAt - lastAnswer} ms`);
+    console.log(
+      `spoofed data: suspect after ${suspectAt - lastAnswer} ms, dead after ${deadAt - lastAnswer} ms`,
+    );
     expect(suspects).toHaveLength(1);
     // One probe interval (25 s) of trust, then as a path that fell silent: doubt after 1 s, suspect 1.5 s later.
     expect(suspectAt - lastAnswer).toBeLessThanOrEqual(25_000 + 1000 + 1500 + 500);
