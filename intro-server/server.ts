@@ -284,6 +284,11 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
     after.delete(own);
     if (after.size > limits.maxDeclaredPeers) {
+      throttle.warn(
+        "declared-peers-key",
+        { remote: connection.bucket, cap: limits.maxDeclaredPeers },
+        "cap reached: too many declared peers for one key",
+      );
       closeConnection(
         connection,
         CloseCode.tooManyPeers,
