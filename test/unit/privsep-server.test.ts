@@ -7,6 +7,7 @@ import type { InboundEntry, OutboundEntry } from "../../ebpf/loader.js";
 import { createLogger } from "../../src/log.js";
 import type { FastPathControl, LocalPrivilegedOps } from "../../src/privsep/privileged-ops.js";
 import { loopbackEndpoint, PrivilegedServer, PrivsepRefusal } from "../../src/privsep/privileged-server.js";
+import { type Ask, RemotePrivilegedOps } from "../../src/privsep/remote-ops.js";
 import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { publicKeyOf, x25519, x25519PrivateKeyObject } from "../../src/signalling/signalling-crypto.js";
 import type { TunnelBypassStatus } from "../../src/wg/tunnel-bypass.js";
@@ -261,3 +262,60 @@ describe("loopbackEndpoint", () => {
       expect(() => loopbackEndpoint(bad)).toThrow(PrivsepRefusal);
   });
 });
+
+describe("RemotePrivilegedOps against the parent's server, over JSON as on the IPC channel", () => {
+  function channel(server: PrivilegedServer): Ask {
+    // What process.send does: JSON both ways; a value JSON cannot carry fails the send.
+    return async (request) =>
+      JSON.parse(JSON.stringify(await server.handle(JSON.parse(JSON.stringify(request)))));
+  }
+
+  it("agrees keys without the private key, and carries fast path entries and counters", async () => {
+    const { server, done } = fakeOps();
+    const remote = new RemotePrivilegedOps(channel(server), silent);
+    const info = await remote.readInterface();
+    expect(info.privateKey).toBeNull();
+    const keys = remote.keyAgreement(info);
+    const peer = randomBytes(32);
+    expect(await keys?.x25519(Buffer.from(publicKeyOf(peer), "base64"))).toEqual(
+      await new LocalKeyAgreement(peer).x25519(Buffer.from(publicKeyOf(ownPrivate), "base64")),
+    );
+    await expect(keys?.x25519(Buffer.alloc(32))).rejects.toThrow(/X25519/);
+
+    const fastPath = await remote.loadFastPath();
+    // KernelForwarder passes its own records, bigint counts and all: only the entry's fields cross.
+    fastPath.setOutbound({ ...outbound, sentPackets: 0n } as OutboundEntry);
+    await waitUntil(() => done.includes("out 127.1.2.3:51822"));
+    await waitUntil(() => fastPath.outboundCounters("127.1.2.3", 51822)?.packets === 3n);
+    expect(fastPath.outboundCounters("127.1.2.3", 51822)).toEqual({ packets: 3n, bytes: 300n, lastNs: 7n });
+    await fastPath.close();
+    expect(done).toContain("fast path closed");
+  });
+
+  it("mirrors the saved endpoints and keeps the bypass status the parent reports", async () => {
+    const { server } = fakeOps();
+    const remote = new RemotePrivilegedOps(channel(server), silent);
+    await remote.readInterface();
+    await remote.endpoints.load();
+    await remote.endpoints.set(peerKey, "192.0.2.7:51820");
+    expect(remote.endpoints.original(peerKey)).toBe("192.0.2.7:51820");
+    await expect(remote.endpoints.set(peerKey, "203.0.113.1:1")).rejects.toThrow(/real endpoint/);
+    expect(remote.endpoints.original(peerKey)).toBe("192.0.2.7:51820");
+    expect(await remote.bypass.follow(0xca6c)).toBe(true);
+    expect(remote.bypass.mark).toBe(0xca6c);
+    // A refusal is a reason in the status, as TunnelBypass reports its own failures.
+    expect(await remote.bypass.follow(0x1)).toBe(false);
+    expect(remote.bypass.status()).toMatchObject({
+      state: "unavailable",
+      reason: expect.stringMatching(/fwmark/),
+    });
+  });
+});
+
+async function waitUntil(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
