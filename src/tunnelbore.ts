@@ -27,7 +27,7 @@ import { AddressWatch } from "./wg/address-watch.js";
 import { interfaceIndex } from "./wg/interface-watch.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
-import { RELEASE_HOOK } from "./wg/wg-quick-config.js";
+import { wgQuickWarning } from "./wg/wg-quick-warning.js";
 import { decodeKey } from "./wireguard/keys.js";
 
 export interface TunnelboreOptions {
@@ -231,24 +231,9 @@ export class Tunnelbore {
   /** wg-quick's SaveConfig would save our loopback endpoints: say how to prevent it, unless done. */
   private async checkWgQuickConfig(): Promise<void> {
     const file = this.options.wgQuickConfig ?? `/etc/wireguard/${this.options.interfaceName}.conf`;
-    const check = await this.ops.checkWgQuickConfig();
-    this.warnings.delete("wg-quick");
-    if (!check?.saveConfig) return;
-    if (check.releasesBeforeSave) {
-      this.log.info(
-        { file },
-        "wg-quick SaveConfig is on; its PreDown hook gives WireGuard the real endpoints back",
-      );
-      return;
-    }
-    this.warnings.set(
-      "wg-quick",
-      `${file} has SaveConfig = true: wg-quick down would save 127.x endpoints; add "${RELEASE_HOOK}" to its [Interface]`,
-    );
-    this.log.warn(
-      { file, fix: RELEASE_HOOK },
-      "wg-quick SaveConfig = true: `wg-quick down` would save Tunnelbore's 127.x endpoints into the file; add the PreDown hook to its [Interface] section",
-    );
+    const warning = wgQuickWarning(await this.ops.checkWgQuickConfig(), file, this.log);
+    if (warning) this.warnings.set("wg-quick", warning);
+    else this.warnings.delete("wg-quick");
   }
 
   /** SIGHUP: configuration read again (the wg-quick file, the interface); endpoints managed again. */
