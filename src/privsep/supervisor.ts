@@ -6,6 +6,7 @@
  * manager restarts the whole; a worker restarted behind its back could hide a crash loop).
  */
 import { type ChildProcess, fork } from "node:child_process";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import type { ReleaseAnswer } from "../control/control-socket.js";
 import { ControlServer, controlSocketPath } from "../control/control-socket.js";
@@ -32,6 +33,9 @@ export interface SeparatedRunConfig extends Omit<TunnelboreOptions, "logger" | "
   logLevel: string;
   staticEndpoints: Map<string, Endpoint>;
 }
+
+/** setpriv (util-linux): the kernel kills the worker when the parent dies, even by SIGKILL. */
+const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) ?? null;
 
 /** How long the worker has to stop (close paths, restore endpoints through us) before it is killed. */
 const STOP_TIMEOUT_MS = 20_000;
@@ -146,11 +150,13 @@ export class Supervisor {
 
   private async startWorker(): Promise<void> {
     const { uid, gid } = this.user;
+    // Without setpriv the worker still ends at once when the IPC channel closes (worker-main.ts).
     const worker = fork(workerScriptPath(), [], {
       uid,
       gid,
       cwd: "/",
-      execArgv: [],
+      execPath: SETPRIV ?? process.execPath,
+      execArgv: SETPRIV ? ["--pdeathsig", "KILL", "--", process.execPath] : [],
       serialization: "json",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
