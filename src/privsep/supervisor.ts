@@ -25,6 +25,7 @@ import type { PrivilegeStatus } from "./privilege-status.js";
 import { LocalPrivilegedOps } from "./privileged-ops.js";
 import { PrivilegedServer } from "./privileged-server.js";
 import { type WorkerUser, workerScriptPath } from "./privsep-mode.js";
+import { caCertsForWorker } from "./worker-ca-certs.js";
 import type { WorkerStart } from "./worker-main.js";
 
 /** The parts of `run`'s configuration the parent needs itself; the rest goes to the worker as is. */
@@ -72,6 +73,7 @@ export class Supervisor {
     signal: null,
   });
   private onCreated: () => void = () => undefined;
+  private removeCaCerts: () => Promise<void> = async () => undefined;
   private finish: (outcome: { exitCode: number; error?: TunnelboreError }) => void = () => undefined;
 
   constructor(
@@ -150,11 +152,14 @@ export class Supervisor {
 
   private async startWorker(): Promise<void> {
     const { uid, gid } = this.user;
+    const caCerts = await caCertsForWorker(this.user, this.log);
+    this.removeCaCerts = () => caCerts.remove();
     // Without setpriv the worker still ends at once when the IPC channel closes (worker-main.ts).
     const worker = fork(workerScriptPath(), [], {
       uid,
       gid,
       cwd: "/",
+      env: caCerts.env,
       execPath: SETPRIV ?? process.execPath,
       execArgv: SETPRIV ? ["--pdeathsig", "KILL", "--", process.execPath] : [],
       serialization: "json",
@@ -292,6 +297,7 @@ export class Supervisor {
         clearTimeout(killer);
       }
       await this.server.close();
+      await this.removeCaCerts();
     })();
     return this.stopped;
   }
