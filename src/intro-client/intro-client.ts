@@ -31,6 +31,7 @@ import {
   type WelcomeMessage,
 } from "../signalling/protocol.js";
 import { authProof, decodeKey32 } from "../signalling/signalling-crypto.js";
+import { DeclaredPeers } from "./declared-peers.js";
 
 import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
@@ -102,8 +103,9 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private readonly liveness = new ServerLiveness();
   private turnRefreshTimer: NodeJS.Timeout | undefined;
   private currentServerInfo: ServerInfo | undefined;
-  private maxDeclaredPeers = DEFAULT_MAX_DECLARED_PEERS;
-  private readonly declared = new Set<string>();
+  private readonly declared = new DeclaredPeers(DEFAULT_MAX_DECLARED_PEERS);
+  /** The (wanted, cap) pair last warned about, so a cap is reported once, not on every reconnect. */
+  private capWarned = "";
   private readonly onlinePeers = new Set<string>();
   /** Peers the server says are online whose keys are still being derived. */
   private readonly pendingOnline = new Set<string>();
@@ -230,26 +232,38 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       }
       if (key !== this.publicKey) wanted.add(key);
     }
-    if (wanted.size > this.maxDeclaredPeers) {
-      throw new ConfigError("intro-too-many-peers", `at most ${this.maxDeclaredPeers} peers`, {
-        count: wanted.size,
-      });
-    }
     const added = [...wanted].filter((key) => !this.declared.has(key));
-    const removed = [...this.declared].filter((key) => !wanted.has(key));
+    const removed = [...this.declared.keys()].filter((key) => !wanted.has(key));
+    const change = this.declared.setWanted(wanted);
     for (const key of removed) {
-      this.declared.delete(key);
       this.envelopes.forget(key);
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
-    for (const key of added) {
-      this.declared.add(key);
-      this.prepareKeys(key);
+    for (const key of added) this.prepareKeys(key);
+    for (const key of change.remove) {
+      if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
     if (this.state === "online") {
-      this.sendPeers("remove", removed);
-      this.sendPeers("add", added);
+      this.sendPeers("remove", change.remove);
+      this.sendPeers("add", change.add);
+      this.warnIfCapped();
     }
+  }
+
+  /** Wanted peers the server's cap on declarations left out (0 when all are declared). */
+  get undeclaredPeers(): number {
+    return this.declared.left;
+  }
+
+  private warnIfCapped(): void {
+    const left = this.declared.left;
+    const seen = `${this.declared.size}/${this.declared.maxDeclared}`;
+    if (left === 0 || seen === this.capWarned) return;
+    this.capWarned = seen;
+    this.log.error(
+      { url: this.url, peers: this.declared.size, maxDeclaredPeers: this.declared.maxDeclared, left },
+      "the introduction server lets one key declare fewer peers than we have: the peers with the largest keys are not introduced (raise --max-peers-per-key on the server)",
+    );
   }
 
   /**
@@ -473,7 +487,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     clearTimeout(this.handshakeTimer);
     this.state = "online";
     this.onlineSince = Date.now();
-    this.maxDeclaredPeers = welcome.limits.maxDeclaredPeers;
     this.outgoing.open(ws, welcome.limits);
     this.currentServerInfo = { stunUrls: welcome.stunUrls, turn: welcome.turn };
 
@@ -487,9 +500,10 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const after = this.reconnectPolicy.connected();
     this.log.info({ url: this.url, after }, "connected to the introduction server");
     this.stateSince = Date.now();
-    const peers = [...this.declared];
+    const peers = this.declared.connected(welcome.limits.maxDeclaredPeers);
     this.sendPeers("replace", peers.slice(0, MAX_PEERS_PER_MESSAGE));
     this.sendPeers("add", peers.slice(MAX_PEERS_PER_MESSAGE));
+    this.warnIfCapped();
     this.emit("connected", this.currentServerInfo);
   }
 
