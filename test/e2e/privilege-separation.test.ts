@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createLinkedPair } from "../lab/linked-pair.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
 import { childrenOf } from "../lab/process-tree.js";
-import { startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
+import { CLI, startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
 import { ProductLab } from "../lab/tunnelbore-lab.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
@@ -157,6 +157,12 @@ describe("privilege separation on a static path", () => {
     });
     await fx.pair.waitForPing(20_000);
     expect((await tb.status()).privileges?.mode).toBe("separated");
+    // `tunnelbore status`, run by root, gets its answer from the parent's control socket (relayed).
+    const statusArgs = [CLI, "status", "--interface", fx.pair.wgA.name, "--run-dir", fx.dirs.runDir];
+    const text = await nsRun(fx.pair.nsA, process.execPath, statusArgs);
+    expect(text).toMatch(/privilege separation: worker runs as \S+ \(uid [1-9]\d*\) with no capabilities/);
+    const json = JSON.parse(await nsRun(fx.pair.nsA, process.execPath, [...statusArgs, "--json"]));
+    expect(json.privileges).toMatchObject({ mode: "separated", reason: null });
 
     process.kill(workerOf(tb), "SIGKILL");
     expect(await tb.process.exited).toBe(1);
