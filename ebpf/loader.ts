@@ -213,6 +213,9 @@ export class FastPathProgram {
         },
       );
     }
+    // Pins need the BPF filesystem; without it /sys/fs/bpf is a sysfs directory, where a recursive
+    // mkdir answers ENOENT and Node's mkdir({recursive}) retries for ever.
+    await ensureBpffs();
     await rm(pinDir, { recursive: true, force: true });
     await mkdir(pinDir, { recursive: true });
     try {
