@@ -161,7 +161,8 @@ export class Supervisor {
       cwd: "/",
       env: caCerts.env,
       execPath: SETPRIV ?? process.execPath,
-      execArgv: SETPRIV ? ["--pdeathsig", "KILL", "--", process.execPath] : [],
+      // --no-new-privs: no setuid binary or file capability can hand the worker privileges back.
+      execArgv: SETPRIV ? ["--pdeathsig", "KILL", "--no-new-privs", "--", process.execPath] : [],
       serialization: "json",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });

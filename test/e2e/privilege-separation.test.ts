@@ -17,6 +17,7 @@ interface Privileges {
   uid: number;
   capEff: bigint;
   capPrm: bigint;
+  noNewPrivs: boolean;
 }
 
 async function privilegesOf(pid: number): Promise<Privileges> {
@@ -26,6 +27,7 @@ async function privilegesOf(pid: number): Promise<Privileges> {
     uid: Number(field("Uid")),
     capEff: BigInt(`0x${field("CapEff")}`),
     capPrm: BigInt(`0x${field("CapPrm")}`),
+    noNewPrivs: field("NoNewPrivs") === "1",
   };
 }
 
@@ -132,6 +134,7 @@ describe("privilege separation with ICE behind NATs and the kernel fast path", (
     expect(seen.uid).toBe(status.privileges?.uid);
     expect(seen.capEff).toBe(0n);
     expect(seen.capPrm).toBe(0n);
+    expect(seen.noNewPrivs).toBe(true);
     expect((await privilegesOf(parent)).uid).toBe(0);
 
     // The private key is in the parent's memory (which shows the search finds it) and not the worker's.
