@@ -5,6 +5,7 @@ import { createLogger } from "../log.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import { choosePrivileges } from "../privsep/privsep-mode.js";
 import { Supervisor } from "../privsep/supervisor.js";
+import { installProcessHandlers } from "../process-handlers.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
 import {
   type KernelFastPathSetting,
@@ -281,33 +282,28 @@ export async function runCommand(argv: string[]): Promise<number> {
   const stopped = new Promise<void>((resolve) => {
     onStop = resolve;
   });
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = signal;
-    logger.info({ signal }, "stopping");
-    onStop();
-  };
-  const onHangUp = () => {
-    logger.info({ signal: "SIGHUP" }, "reloading");
-    void tunnelbore.reload().catch((err: unknown) => logger.warn({ err }, "reload failed"));
-  };
-  const onFatal = (err: unknown) => {
-    logger.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
-    process.exitCode = 1;
-    if (stopping) return;
-    stopping = "fatal";
-    onStop();
-  };
-  // A promise some library left unhandled (werift's sockets and timers) is a bug to see, not a reason
-  // to drop every peer's connection: unlike Node's default, it does not end the process.
-  const onStrayRejection = (reason: unknown) => {
-    logger.error({ err: reason }, "unhandled promise rejection (ignored)");
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  process.on("SIGHUP", onHangUp);
-  process.on("uncaughtException", onFatal);
-  process.on("unhandledRejection", onStrayRejection);
+  const removeHandlers = installProcessHandlers(
+    {
+      stop: (signal) => {
+        if (stopping) return;
+        stopping = signal;
+        logger.info({ signal }, "stopping");
+        onStop();
+      },
+      reload: () => {
+        logger.info({ signal: "SIGHUP" }, "reloading");
+        void tunnelbore.reload().catch((err: unknown) => logger.warn({ err }, "reload failed"));
+      },
+      fatal: (err) => {
+        logger.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
+        process.exitCode = 1;
+        if (stopping) return;
+        stopping = "fatal";
+        onStop();
+      },
+    },
+    logger,
+  );
   try {
     const starting = tunnelbore.start();
     starting.catch(() => undefined); // a failure after a stop signal is not worth a crash
@@ -321,11 +317,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   } finally {
     await control.close();
     await tunnelbore.stop();
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-    process.off("SIGHUP", onHangUp);
-    process.off("uncaughtException", onFatal);
-    process.off("unhandledRejection", onStrayRejection);
+    removeHandlers();
   }
   return stopping === "fatal" ? 1 : 0;
 }

@@ -13,6 +13,7 @@ import { ControlServer, controlSocketPath } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { installProcessHandlers } from "../process-handlers.js";
 import type { Endpoint } from "../proxy/endpoint.js";
 import type { TunnelboreOptions } from "../tunnelbore.js";
 import {
@@ -114,26 +115,23 @@ export class Supervisor {
       release: () => ask("release") as Promise<ReleaseAnswer>,
     });
     await control.listen();
-    const onSignal = (signal: NodeJS.Signals) => {
-      this.log.info({ signal }, "stopping");
-      void this.stop().then(() => this.finish({ exitCode: 0 }));
-    };
-    const onHangUp = () => {
-      this.log.info({ signal: "SIGHUP" }, "reloading");
-      this.command("reload").catch((err: unknown) => this.log.warn({ err }, "reload failed"));
-    };
-    const onFatal = (err: unknown) => {
-      this.log.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
-      void this.stop().then(() => this.finish({ exitCode: 1 }));
-    };
-    const onStrayRejection = (reason: unknown) => {
-      this.log.error({ err: reason }, "unhandled promise rejection (ignored)");
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-    process.on("SIGHUP", onHangUp);
-    process.on("uncaughtException", onFatal);
-    process.on("unhandledRejection", onStrayRejection);
+    const removeHandlers = installProcessHandlers(
+      {
+        stop: (signal) => {
+          this.log.info({ signal }, "stopping");
+          void this.stop().then(() => this.finish({ exitCode: 0 }));
+        },
+        reload: () => {
+          this.log.info({ signal: "SIGHUP" }, "reloading");
+          this.command("reload").catch((err: unknown) => this.log.warn({ err }, "reload failed"));
+        },
+        fatal: (err) => {
+          this.log.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
+          void this.stop().then(() => this.finish({ exitCode: 1 }));
+        },
+      },
+      this.log,
+    );
     try {
       await this.startWorker();
       const { exitCode, error } = await outcome;
@@ -142,11 +140,7 @@ export class Supervisor {
     } finally {
       await control.close();
       await this.stop();
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      process.off("SIGHUP", onHangUp);
-      process.off("uncaughtException", onFatal);
-      process.off("unhandledRejection", onStrayRejection);
+      removeHandlers();
     }
   }
 
