@@ -179,9 +179,11 @@ export class Supervisor {
       });
     }
     this.log.debug({ pid: worker.pid, uid }, "worker started");
+    // The Map goes as its entries (JSON); everything else as it is.
+    const { staticEndpoints, ...options } = this.config;
     const start: WorkerStart = {
-      options: { ...this.config, staticEndpoints: undefined } as unknown as WorkerStart["options"],
-      staticEndpoints: [...this.config.staticEndpoints],
+      options,
+      staticEndpoints: [...staticEndpoints],
       logLevel: this.config.logLevel,
       privileges: this.privileges,
     };
