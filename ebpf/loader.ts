@@ -11,7 +11,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createMapRef, objGet, RawMap } from "bpf";
+import type { RawMap } from "bpf";
 import { ConfigError, RuntimeError } from "../src/errors.js";
 import type { FiveTuple } from "../src/proxy/path.js";
 import {
@@ -34,6 +34,26 @@ const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
 const PREF_BASE = 49152;
 const PREF_SPAN = 4096;
 const HEARTBEAT_MS = 1000;
+
+type BpfModule = typeof import("bpf");
+let bpfModule: Promise<BpfModule> | null = null;
+
+/**
+ * The `bpf` package (libbpf bindings, a native module and an optional dependency), imported the first
+ * time the fast path is loaded: without it everything but the fast path works, `--version` included.
+ */
+export function loadBpfModule(): Promise<BpfModule> {
+  bpfModule ??= import("bpf").catch((err: unknown) => {
+    bpfModule = null;
+    throw new ConfigError(
+      "ebpf-unavailable",
+      `the kernel fast path needs the optional "bpf" module (libbpf bindings), which is not installed or does not load (${(err as Error)?.message ?? String(err)}); install tunnelbore with its optional dependencies, or use --ebpf off`,
+      {},
+      { cause: err },
+    );
+  });
+  return bpfModule;
+}
 
 /** The compiled object: built by `npm run build:ebpf` next to the compiled loader, or in the source tree. */
 export function fastPathObjectPath(): string {
@@ -203,6 +223,7 @@ export class FastPathProgram {
    * not yet written (so it forwards nothing). `load` does this for an instance; tests use it alone.
    */
   static async open(pinDir: string): Promise<FastPathProgram> {
+    const { createMapRef, objGet, RawMap } = await loadBpfModule();
     const object = fastPathObjectPath();
     if (!existsSync(object)) {
       throw new ConfigError(
@@ -260,6 +281,7 @@ export class FastPathProgram {
    * then takes a tc preference no live instance holds. Needs root (CAP_BPF, CAP_NET_ADMIN), bpftool, tc.
    */
   static async load(wireguardInterface: string): Promise<FastPathProgram> {
+    await loadBpfModule(); // before touching the kernel: without the module there is nothing to load
     await ensureBpffs();
     const preferred = filterPreference(wireguardInterface);
     const instances = await listInstances(preferred);

@@ -15,7 +15,7 @@ Commands:
                  configuration (tunnelbore release --help)
 
 Options:
-  -h, --help     this help
+  -h, --help     this help (tunnelbore help COMMAND: that command's help)
   -v, --version  the version
 `;
 
@@ -37,7 +37,10 @@ async function loadCommand(name: string): Promise<Command | null> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [first, ...afterFirst] = argv;
+  // `tunnelbore help COMMAND` is `tunnelbore COMMAND --help`.
+  const helpFor = first === "help" ? afterFirst[0] : undefined;
+  const [name, ...rest] = helpFor !== undefined ? [helpFor, "--help"] : argv;
   if (!name || name === "-h" || name === "--help" || name === "help") {
     process.stdout.write(USAGE);
     return name ? 0 : 2;
