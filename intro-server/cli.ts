@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import { parseArgs } from "node:util";
+import { type ConfigSourcesSpec, withConfigSources } from "../src/commands/config-sources.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import { type AllowedKeysWatcher, loadAllowedKeys, watchAllowedKeys } from "./allowed-keys.js";
@@ -31,6 +32,13 @@ declared each other about each other's presence, relays their end-to-end encrypt
 answers STUN binding requests and hands out TURN credentials.
 
 Options:
+  --config FILE           read options from a YAML file: keys are the long flags (listen: 0.0.0.0:8443,
+                          turn-url: [..], no-stun: true); also TUNNELBORE_INTRO_SERVER_CONFIG. Every
+                          option is also read from TUNNELBORE_INTRO_SERVER_<FLAG> (upper case, - becomes
+                          _; a list separated by commas; 1/0 for a switch). A flag beats the
+                          environment, which beats the file; a repeatable option from a higher source
+                          replaces the lower one's list. The secret goes in turn-secret-file (or
+                          TUNNELBORE_INTRO_SERVER_TURN_SECRET), never in the file itself
   --listen HOST:PORT      WebSocket address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (required)
   --stun-port N           UDP port of the built-in STUN responder (default 3478, same host)
   --no-stun               do not run the STUN responder
@@ -80,30 +88,60 @@ export function parseListen(text: string): { host: string; port: number } {
   return { host: match[1]!, port: parsePort(match[2]!, "--listen") };
 }
 
-/** Turns argv into server options; ConfigError says which flag to fix. */
-export async function introServerOptionsFromArgs(argv: string[]): Promise<IntroServerCliOptions | "help"> {
+const INTRO_SERVER_OPTIONS = {
+  config: { type: "string" },
+  listen: { type: "string" },
+  "stun-port": { type: "string" },
+  "no-stun": { type: "boolean" },
+  "turn-url": { type: "string", multiple: true },
+  "turn-secret": { type: "string" },
+  "turn-secret-file": { type: "string" },
+  "turn-ttl": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "public-host": { type: "string" },
+  "allowed-keys": { type: "string" },
+  ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" }])) as Record<
+    LimitFlag,
+    { type: "string" }
+  >),
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * The intro server's options from --config FILE and TUNNELBORE_INTRO_SERVER_* (its own prefix: run's
+ * TUNNELBORE_LISTEN must not move an intro server on the same host). See src/commands/config-sources.ts.
+ */
+const INTRO_SERVER_SOURCES: ConfigSourcesSpec = {
+  command: "intro-server",
+  errorCode: "intro-usage",
+  envPrefix: "TUNNELBORE_INTRO_SERVER_",
+  options: INTRO_SERVER_OPTIONS,
+  groups: [
+    ["stun-port", "no-stun"],
+    ["turn-secret", "turn-secret-file"],
+  ],
+  secrets: { "turn-secret": "use turn-secret-file: FILE (chmod 600) or TUNNELBORE_INTRO_SERVER_TURN_SECRET" },
+};
+
+/** Turns argv (after --config FILE and the environment) into server options; ConfigError says what to fix. */
+export async function introServerOptionsFromArgs(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<IntroServerCliOptions | "help"> {
+  const sources = withConfigSources(argv, INTRO_SERVER_SOURCES, env);
+  try {
+    return await optionsFrom(sources.argv);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(error.code, sources.explain(error.message), error.context, { cause: error });
+  }
+}
+
+async function optionsFrom(argv: string[]): Promise<IntroServerCliOptions | "help"> {
   let parsed: ReturnType<typeof parse>;
   function parse() {
-    return parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: "string" },
-        "stun-port": { type: "string" },
-        "no-stun": { type: "boolean" },
-        "turn-url": { type: "string", multiple: true },
-        "turn-secret": { type: "string" },
-        "turn-secret-file": { type: "string" },
-        "turn-ttl": { type: "string" },
-        "tls-cert": { type: "string" },
-        "tls-key": { type: "string" },
-        "public-host": { type: "string" },
-        "allowed-keys": { type: "string" },
-        ...Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" as const }])),
-        help: { type: "boolean", short: "h" },
-      },
-    });
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, options: INTRO_SERVER_OPTIONS });
   }
   try {
     parsed = parse();

@@ -16,6 +16,7 @@ import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
 import type { IntroSettings } from "../tunnelbore.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
+import { type ConfigSourcesSpec, withConfigSources } from "./config-sources.js";
 import { resolveSecret, type SecretOption } from "./secret-option.js";
 
 const TURN_PASSWORD: SecretOption = { name: "turn-password", env: "TUNNELBORE_TURN_PASSWORD" };
@@ -25,6 +26,13 @@ export const RUN_USAGE = `Usage: tunnelbore run --interface IF [options]
 Proxies WireGuard interface IF's peers through loopback sockets.
 
 Options:
+      --config FILE           read options from a YAML file (keys are the long flags below, e.g.
+                              interface: wg0, endpoint: [..], no-manage-endpoints: true); also
+                              TUNNELBORE_CONFIG. Every option is also read from TUNNELBORE_<FLAG>
+                              (upper case, - becomes _; a list separated by commas; 1/0 for a
+                              switch). A flag beats the environment, which beats the file; a
+                              repeatable option from a higher source replaces the lower one's list.
+                              Secrets never go in the file: turn-password-file or the environment
   -i, --interface IF          the WireGuard interface (required)
       --intro URL             introduction server (ws://HOST:PORT or wss://...): connects peers
                               behind NATs with ICE; without it only static endpoints are used
@@ -88,13 +96,23 @@ export interface RunConfig {
 }
 
 /** Turns argv into a RunConfig, or throws a ConfigError that says what to fix. */
-export function parseRunArgs(argv: string[]): RunConfig | "help" {
+export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): RunConfig | "help" {
+  const sources = withConfigSources(normalizeKernelFastPathFlag(argv), RUN_SOURCES, env);
   let values: ReturnType<typeof parse>["values"];
   try {
-    values = parse(argv).values;
+    values = parse(sources.argv).values;
   } catch (err) {
-    throw new ConfigError("bad-usage", `${(err as Error).message}\n\n${RUN_USAGE}`);
+    throw new ConfigError("bad-usage", `${sources.explain((err as Error).message)}\n\n${RUN_USAGE}`);
   }
+  try {
+    return runConfig(values, env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(err.code, sources.explain(err.message), err.context, { cause: err });
+  }
+}
+
+function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.ProcessEnv): RunConfig | "help" {
   if (values.help) return "help";
   if (!values.interface) throw new ConfigError("bad-usage", `--interface is required\n\n${RUN_USAGE}`);
   if (!/^[A-Za-z0-9_.=+-]{1,15}$/.test(values.interface)) {
@@ -123,8 +141,8 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     staticEndpoints.set(key, parseEndpoint(item.slice(eq + 1)));
   }
   const warnings: string[] = [];
-  const intro = introSettings(values, warnings);
-  const level = values["log-level"] ?? process.env.TUNNELBORE_LOG ?? "info";
+  const intro = introSettings(values, warnings, env);
+  const level = values["log-level"] ?? env.TUNNELBORE_LOG ?? "info";
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(level)) {
     throw new ConfigError(
       "bad-usage",
@@ -144,7 +162,7 @@ export function parseRunArgs(argv: string[]): RunConfig | "help" {
     pollIntervalMs: integer("--poll-interval", values["poll-interval"], 2000, 100, 600_000),
     logLevel: level,
     waitForInterface:
-      values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd()),
+      values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd(env)),
     wgQuickConfig: values["wg-quick-config"],
     privsep: { disabled: values["no-privsep"] === true, user: values.user },
     warnings,
@@ -158,17 +176,18 @@ function kernelFastPathSetting(value: string | undefined): KernelFastPathSetting
 }
 
 /** systemd sets INVOCATION_ID for the processes of a unit: a service must survive its boot order. */
-function runBySystemd(): boolean {
-  return Boolean(process.env.INVOCATION_ID);
+function runBySystemd(env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env.INVOCATION_ID);
 }
 
 function introSettings(
   values: ReturnType<typeof parse>["values"],
   warnings: string[],
+  env: NodeJS.ProcessEnv,
 ): IntroSettings | undefined {
   const url = values.intro;
   const needsIntro = ["stun", "turn", "exclude-interface"] as const;
-  const password = resolveSecret(TURN_PASSWORD, values["turn-password"], values["turn-password-file"]);
+  const password = resolveSecret(TURN_PASSWORD, values["turn-password"], values["turn-password-file"], env);
   warnings.push(...password.warnings);
   if (!url) {
     const stray = needsIntro.find((flag) => values[flag] !== undefined);
@@ -206,36 +225,54 @@ function introSettings(
   };
 }
 
+const RUN_OPTIONS = {
+  config: { type: "string" },
+  interface: { type: "string", short: "i" },
+  intro: { type: "string" },
+  stun: { type: "string", multiple: true },
+  turn: { type: "string" },
+  "turn-username": { type: "string" },
+  "turn-password": { type: "string" },
+  "turn-password-file": { type: "string" },
+  "exclude-interface": { type: "string", multiple: true },
+  listen: { type: "string" },
+  "loopback-port-base": { type: "string" },
+  "no-manage-endpoints": { type: "boolean" },
+  ebpf: { type: "string" },
+  endpoint: { type: "string", multiple: true },
+  "state-dir": { type: "string" },
+  "run-dir": { type: "string" },
+  "poll-interval": { type: "string" },
+  "log-level": { type: "string" },
+  "wait-for-interface": { type: "boolean" },
+  "no-wait-for-interface": { type: "boolean" },
+  "wg-quick-config": { type: "string" },
+  user: { type: "string" },
+  "no-privsep": { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** run's options from --config FILE and TUNNELBORE_*: see config-sources.ts. */
+const RUN_SOURCES: ConfigSourcesSpec = {
+  command: "run",
+  errorCode: "bad-usage",
+  envPrefix: "TUNNELBORE_",
+  options: RUN_OPTIONS,
+  groups: [
+    ["wait-for-interface", "no-wait-for-interface"],
+    ["turn-password", "turn-password-file"],
+  ],
+  secrets: { "turn-password": `use turn-password-file: FILE (chmod 600) or ${TURN_PASSWORD.env}` },
+  // resolveSecret reads (and deletes) TUNNELBORE_TURN_PASSWORD itself: in argv it would warn.
+  envReadByCommand: ["turn-password"],
+};
+
 function parse(argv: string[]) {
   return parseArgs({
     args: normalizeKernelFastPathFlag(argv),
     strict: true,
     allowPositionals: false,
-    options: {
-      interface: { type: "string", short: "i" },
-      intro: { type: "string" },
-      stun: { type: "string", multiple: true },
-      turn: { type: "string" },
-      "turn-username": { type: "string" },
-      "turn-password": { type: "string" },
-      "turn-password-file": { type: "string" },
-      "exclude-interface": { type: "string", multiple: true },
-      listen: { type: "string" },
-      "loopback-port-base": { type: "string" },
-      "no-manage-endpoints": { type: "boolean" },
-      ebpf: { type: "string" },
-      endpoint: { type: "string", multiple: true },
-      "state-dir": { type: "string" },
-      "run-dir": { type: "string" },
-      "poll-interval": { type: "string" },
-      "log-level": { type: "string" },
-      "wait-for-interface": { type: "boolean" },
-      "no-wait-for-interface": { type: "boolean" },
-      "wg-quick-config": { type: "string" },
-      user: { type: "string" },
-      "no-privsep": { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: RUN_OPTIONS,
   });
 }
 
