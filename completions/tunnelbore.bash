@@ -50,7 +50,7 @@ _tunnelbore() {
         --run-dir --log-level --user --no-privsep --help -h"
       ;;
     intro-server)
-      flags="--listen --stun-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
+      flags="--config --listen --stun-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
         --tls-cert --tls-key --public-host --allowed-keys --max-pending-per-address --max-pending
         --max-conns-per-address --max-conns --max-peers-per-key --max-peers-per-address
         --max-peers-total --help -h"
