@@ -392,7 +392,7 @@ export class IceAgent implements IceAgentIdentity {
       log.error({ err }, "cannot use the nominated ice pair");
       return null;
     }
-    followPeer(path, this.context.controlling, log);
+    followPeer(path, this.context.controlling, this.stunGuard, log);
     if (early) {
       path.hold(early);
       log.debug(

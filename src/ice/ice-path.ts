@@ -148,8 +148,6 @@ export class IcePath implements PeerPath {
    * of a datagram is spoofable, and Tunnelbore cannot verify WireGuard data (pair-following.ts).
    */
   onOtherPair: ((pair: CandidatePair) => void) | null = null;
-  /** A STUN message arrived from an address other than the pair's remote (werift handles it as well). */
-  onPeerStun: ((protocol: Protocol, data: Buffer, addr: Address) => void) | null = null;
   onRouteChange: (() => void) | null = null;
   readonly stats: IcePathStats = {
     datagramsSent: 0,
@@ -192,10 +190,7 @@ export class IcePath implements PeerPath {
     this.selected = this.select(pair);
     // Data from another validated pair: delivered too, and reported.
     const deliverOther = (protocol: Protocol, data: Buffer, addr: Address): boolean => {
-      if (isStunMessage(data)) {
-        this.onPeerStun?.(protocol, data, addr);
-        return false; // werift answers it
-      }
+      if (isStunMessage(data)) return false; // werift answers it (its StunGuard checks it first)
       const other = validatedPair(conn, protocol, addr);
       if (!other) {
         if (!isHandshake(data) || !knownRemote(conn, protocol, addr)) return false;
@@ -439,7 +434,6 @@ export class IcePath implements PeerPath {
     for (const unhook of this.unhooks.splice(0)) unhook();
     this.onDatagram = null;
     this.onOtherPair = null;
-    this.onPeerStun = null;
     this.onRouteChange?.();
   }
 }

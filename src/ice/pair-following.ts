@@ -18,7 +18,8 @@
 import { type CandidatePair, CandidatePairState } from "werift-ice";
 import type { Logger } from "../log.js";
 import { type IcePath, probeTimeoutMs } from "./ice-path.js";
-import { PeerRequestVerifier } from "./peer-requests.js";
+import { PeerNominations } from "./peer-requests.js";
+import type { StunGuard } from "./stun-guard.js";
 
 /** The path follows the peer to another pair at most this often (a confused peer cannot make it flap). */
 export const FOLLOW_INTERVAL_MS = 1000;
@@ -30,18 +31,26 @@ export const PROBE_ROUND_INTERVAL_MS = 1000;
  */
 export const EVIDENCE_WINDOW_MS = 1000;
 
-/** Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair` and `path.onPeerStun`). */
-export function followPeer(path: IcePath, controlling: boolean, log: Logger): void {
+/**
+ * Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair`; on the
+ * controlled side, listens to the checks `guard` let through to the path's agent).
+ */
+export function followPeer(path: IcePath, controlling: boolean, guard: StunGuard, log: Logger): void {
   const follower = new PairFollower(path, log);
   path.onOtherPair = (pair) => follower.hint(pair, controlling);
   if (!controlling) {
-    const verifier = new PeerRequestVerifier(path.conn);
-    // Looked at once werift has handled it: a request from a new address makes werift learn its pair.
-    path.onPeerStun = (protocol, data, addr) =>
+    const nominations = new PeerNominations(path.conn);
+    const unsubscribe = guard.onAuthenticatedRequest((request) =>
+      // Looked at once werift has handled it: a request from a new address makes werift learn its pair.
       queueMicrotask(() => {
-        const request = verifier.verify(protocol, data, addr, path.pair);
-        if (request?.nominates) follower.nominated(request.pair);
-      });
+        if (path.closed) {
+          unsubscribe();
+          return;
+        }
+        const pair = nominations.take(request, path.pair);
+        if (pair) follower.nominated(pair);
+      }),
+    );
   }
 }
 

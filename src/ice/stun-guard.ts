@@ -19,6 +19,10 @@ export interface AuthenticatedRequest {
   readonly remote: Address;
   /** The controlling peer nominates this pair (USE-CANDIDATE). */
   readonly useCandidate: boolean;
+  /** The sender says it is controlling (ICE-CONTROLLING). */
+  readonly controlling: boolean;
+  /** The STUN transaction ID (hex): a replayed check carries an old one. */
+  readonly transactionId: string;
 }
 
 export type AuthenticatedRequestListener = (request: AuthenticatedRequest) => void;
@@ -120,6 +124,8 @@ export class StunGuard {
       local: local ? [local.host, local.port] : undefined,
       remote,
       useCandidate: message.attributesKeys.includes("USE-CANDIDATE"),
+      controlling: message.attributesKeys.includes("ICE-CONTROLLING"),
+      transactionId: message.transactionIdHex,
     };
     for (const listener of this.listeners) {
       try {

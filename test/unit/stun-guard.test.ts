@@ -210,8 +210,22 @@ describe("StunGuard", () => {
     // USE-CANDIDATE as werift's parser reports it: the listener reads the parsed message.
     expect(g.admit(nominating, nominatingSigned.bytes, remote, protocol)).toBe(true);
     expect(seen).toEqual([
-      { protocol, local: undefined, remote, useCandidate: false },
-      { protocol, local: undefined, remote, useCandidate: true },
+      {
+        protocol,
+        local: undefined,
+        remote,
+        useCandidate: false,
+        controlling: false,
+        transactionId: signed.transactionIdHex,
+      },
+      {
+        protocol,
+        local: undefined,
+        remote,
+        useCandidate: true,
+        controlling: false,
+        transactionId: nominating.transactionIdHex,
+      },
     ]);
     const forged = check({ key: "guess" });
     expect(g.admit(forged, forged.bytes, remote, protocol)).toBe(false);
