@@ -44,7 +44,8 @@ export type { ServerInfo } from "../signalling/protocol.js";
 
 export interface IntroClientEvents {
   connected: [serverInfo: ServerInfo];
-  disconnected: [closed: { code: number; reason: string }];
+  /** cause: the transport error or the close code and reason, as status shows it. */
+  disconnected: [closed: { code: number; reason: string; cause: string }];
   "peer-online": [peer: string];
   "peer-offline": [peer: string];
   envelope: [peer: string, payload: unknown];
@@ -82,7 +83,7 @@ const STABLE_CONNECTION_MS = 5_000;
 
 export class IntroClient extends EventEmitter<IntroClientEvents> {
   readonly publicKey: string;
-  private readonly url: string;
+  readonly url: string;
   private readonly log: Logger;
   private readonly codec: EnvelopeCodec;
   private readonly envelopes: EnvelopeExchange;
@@ -220,7 +221,13 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       await closed;
       clearTimeout(cutOff);
     }
-    if (wasOnline) this.emit("disconnected", { code: CloseCode.normal, reason: "client stopped" });
+    if (wasOnline) {
+      this.emit("disconnected", {
+        code: CloseCode.normal,
+        reason: "client stopped",
+        cause: "client stopped",
+      });
+    }
   }
 
   /** The keys we want presence and envelopes for; replaces the previous list, survives reconnects. */
@@ -340,7 +347,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const attemptError = this.attemptError;
     const delay = this.reconnectPolicy.ended({ code, reason, attemptError, wasOnline, stable });
     if (firstOfStreak) this.stateSince = this.reconnectPolicy.lastErrorAt;
-    if (wasOnline) this.emit("disconnected", { code, reason });
+    if (wasOnline)
+      this.emit("disconnected", { code, reason, cause: this.reconnectPolicy.lastError ?? `closed ${code}` });
     this.state = "waiting";
     this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
     this.reconnectTimer = setTimeout(() => {

@@ -84,12 +84,15 @@ export class IntroLink {
     this.client.on("server-info", (info) => {
       this.serverInfo = info;
     });
-    this.client.on("disconnected", ({ code, reason }) => {
+    this.client.on("disconnected", ({ code, reason, cause }) => {
       if (this.expectedDisconnects > 0) {
         this.expectedDisconnects--;
         return;
       }
-      this.log.warn({ code, reason }, "introduction server connection lost; established paths stay");
+      this.log.warn(
+        { url: this.client.url, cause, code, reason },
+        `introduction server connection lost (${cause}); established paths stay, reconnecting`,
+      );
     });
     this.client.on("peer-online", (key) => handlers.peerOnline(key));
     this.client.on("peer-offline", (key) => handlers.peerOffline(key));

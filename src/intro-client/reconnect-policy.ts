@@ -94,9 +94,10 @@ export class ReconnectPolicy {
       );
     } else if (notMember) log.debug(details, "still not a member of the introduction server");
     else if (rejected) log.error(details, "the introduction server refused us");
-    else if (wasOnline) log.info(details, "disconnected from the introduction server");
+    // IntroLink warns about a lost connection (with its cause) unless it was a deliberate reconnect.
+    else if (wasOnline) log.debug(details, "disconnected from the introduction server");
     else if (this.failures === 1 || this.failures % WARN_EVERY_FAILURES === 0)
-      log.warn(details, "cannot connect to the introduction server; retrying");
+      log.warn(details, `cannot connect to the introduction server ${url} (${this.lastError}); retrying`);
     else log.debug(details, "connection attempt failed");
 
     if (ended.stable) this.backoff.reset();

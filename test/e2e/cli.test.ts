@@ -76,11 +76,37 @@ describe("tunnelbore CLI", () => {
     const fromFile = await cli([...base, ...turn, "--turn-password-file", file]);
     // Parsed (the missing interface is what stops it), and nothing to warn about.
     expect(fromFile.stderr).toMatch(/WireGuard interface tbtnope0 does not exist/);
-    expect(fromFile.stderr).not.toMatch(/"level":40[^\n]*(secret|readable by other users)/);
+    expect(fromFile.stderr).not.toMatch(/"level":"warn"[^\n]*(secret|readable by other users)/);
     const inArgv = await cli([...base, ...turn, "--turn-password", secret]);
     expect(inArgv.stderr).toMatch(/WireGuard interface tbtnope0 does not exist/);
-    expect(inArgv.stderr).toMatch(/"level":40.*--turn-password shows the secret to every user/);
+    expect(inArgv.stderr).toMatch(/"level":"warn".*--turn-password shows the secret to every user/);
     expect(inArgv.stderr).not.toContain(secret);
+  });
+
+  it("logs JSON lines with level names, or pretty lines with --log-format pretty", async () => {
+    const base = ["run", "--interface", "tbtnope0", "--run-dir", dirs.runDir, "--state-dir", dirs.stateDir];
+    const warns = ["--intro", "ws://127.0.0.1:1", "--turn", "turn:127.0.0.1:3478", "--turn-username", "u"];
+    const args = [...base, ...warns, "--turn-password", "tbt-pretty-secret"];
+    const json = await cli([...args, "--log-format", "json"]);
+    const lines = json.stderr
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as { level: unknown });
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((line) => typeof line.level === "string")).toBe(true);
+    expect(lines.map((line) => line.level)).toContain("warn");
+
+    const pretty = await cli([...args, "--log-format", "pretty"]);
+    expect(pretty.stderr).toMatch(/WARN.*--turn-password shows the secret to every user/);
+    expect(pretty.stderr).not.toMatch(/^\{"level"/m);
+    expect(pretty.stderr).not.toContain("tbt-pretty-secret");
+
+    const bad = await cli([...base, "--log-format", "xml"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--log-format "xml" is not one of json, pretty/);
+    const badServer = await cli(["intro-server", "--listen", "127.0.0.1:0", "--log-format", "xml"]);
+    expect(badServer.code).toBe(2);
+    expect(badServer.stderr).toMatch(/--log-format "xml" is not one of json, pretty/);
   });
 
   it("a missing interface: exit 2", async () => {
