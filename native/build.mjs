@@ -1,6 +1,8 @@
-// Builds the batched UDP addon (native/build/Release/batched_udp.node) with node-gyp, at `npm install`
-// and in `npm run build`. It never fails the caller: without the addon Tunnelbore forwards through
-// Node's dgram (src/proxy/batched-udp.ts says so once in its log), so a failed build is a warning.
+// Builds the native addons (native/build/Release/) with node-gyp, at `npm install` and in `npm run
+// build`: batched_udp.node (batched UDP I/O) and service_notify.node (sd_notify for systemd). It never
+// fails the caller: without them Tunnelbore forwards through Node's dgram (src/proxy/batched-udp.ts
+// says so once in its log) and cannot tell systemd it is ready (src/service-notify.ts says so), so a
+// failed build is a warning.
 //   node native/build.mjs          (TBT_NATIVE_REQUIRED=1 makes a failed build exit 1, for CI)
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -36,6 +38,6 @@ const [command, prefix] = nodeGypCommand();
 const result = spawnSync(command, [...prefix, "rebuild", ...nodeDirArgs()], { cwd: here, stdio: "inherit" });
 if (result.status !== 0) {
   const why = result.error ? result.error.message : `node-gyp exited with ${result.status ?? result.signal}`;
-  console.warn(`batched UDP addon not built (${why}); Tunnelbore will forward through Node's dgram`);
+  console.warn(`native addons not built (${why}); Tunnelbore will forward through Node's dgram`);
   process.exit(process.env.TBT_NATIVE_REQUIRED === "1" ? 1 : 0);
 }
