@@ -5,6 +5,7 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { type IntroServer, startIntroServer } from "../../intro-server/server.js";
 import { IntroLink } from "../../src/intro-client/intro-link.js";
+import type { Logger } from "../../src/log.js";
 import { createLogger } from "../../src/log.js";
 import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { waitFor } from "../support/wait-for.js";
@@ -28,9 +29,12 @@ afterEach(async () => {
   server = undefined;
 });
 
-function capture(): { lines: Line[]; logger: ReturnType<typeof pino> } {
+function capture(): { lines: Line[]; logger: Logger } {
   const lines: Line[] = [];
-  const logger = pino({ level: "debug" }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const logger: Logger = pino(
+    { level: "debug" },
+    { write: (line: string) => void lines.push(JSON.parse(line)) },
+  );
   return { lines, logger };
 }
 

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import type { Logger } from "../../src/log.js";
 import { ServiceNotifier } from "../../src/service-notify.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -28,7 +29,7 @@ function receiver(address: string): { received: () => string } {
   return { received: () => out };
 }
 
-function capture(): { lines: Array<{ level: number; msg: string }>; logger: ReturnType<typeof pino> } {
+function capture(): { lines: Array<{ level: number; msg: string }>; logger: Logger } {
   const lines: Array<{ level: number; msg: string }> = [];
   return {
     lines,
