@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { type PingAnswer, type PingRequest, type PingTarget, probePath } from "./control/path-probe.js";
 import { type PeerStatus, peerStatusOf, type StatusReport } from "./control/status.js";
 import { ConfigError, TunnelboreError } from "./errors.js";
 import type { TurnConfig } from "./ice/ice-session.js";
@@ -7,6 +8,7 @@ import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
 import { systemClock } from "./peer/clock.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
+import { formatPeerState } from "./peer/peer-state.js";
 import type { PrivilegeStatus } from "./privsep/privilege-status.js";
 import {
   type EndpointMemory,
@@ -389,6 +391,24 @@ export class Tunnelbore {
       tunnelBypass: this.bypass.status(),
       privileges: this.options.privileges ?? { mode: "one process", user: null, uid: null, reason: null },
     };
+  }
+
+  /** `tunnelbore ping`: one probe of the peer's current path (src/control/path-probe.ts). */
+  async ping(request: PingRequest): Promise<PingAnswer> {
+    const peer = this.peers.get(request.peer);
+    const data = this.proxy?.peer(request.peer);
+    if (!peer || !data) {
+      throw new ConfigError("unknown-peer", `no peer ${request.peer} on ${this.options.interfaceName}`);
+    }
+    const target: PingTarget = {
+      publicKey: peer.publicKey,
+      state: formatPeerState(peer.state),
+      path: data.path,
+      kernel: this.kernel?.carries(data) ?? false,
+      handshakeRttMs: data.handshakeRttMs,
+      lastHandshake: peer.lastHandshake,
+    };
+    return probePath(target, request.timeoutMs);
   }
 
   /** NAT traversal: the introduction server's link, and ICE sessions made with what it hands out. */

@@ -312,6 +312,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), {
     status: () => tunnelbore.statusReport(),
     release: () => tunnelbore.release(),
+    ping: (request) => tunnelbore.ping(request),
   });
   await control.listen();
   let stopping: NodeJS.Signals | "fatal" | null = null;

@@ -3,6 +3,7 @@ import { connect, createServer, type Server } from "node:net";
 import { dirname, join } from "node:path";
 import { ConfigError, RuntimeError } from "../errors.js";
 import { ensureSecureDirectory } from "../files/secure-directory.js";
+import { formatPingRequest, type PingAnswer, type PingRequest, parsePingRequest } from "./path-probe.js";
 import type { StatusReport } from "./status.js";
 
 export const DEFAULT_RUN_DIR = "/run/tunnelbore";
@@ -24,12 +25,15 @@ export interface ControlHandlers {
   status(): StatusReport | Promise<StatusReport>;
   /** Gives WireGuard its real endpoints back and leaves them alone until the interface is recreated. */
   release(): Promise<ReleaseAnswer>;
+  /** Probes a peer's path once (`tunnelbore ping`: one request per probe). */
+  ping?(request: PingRequest): Promise<PingAnswer>;
 }
 
 /**
- * The local control socket of `tunnelbore run`: a client writes a command ("status" or "release") and
- * a newline, and reads one JSON line. A Unix socket with mode 0600 (whatever the umask) in a directory
- * only root (or the owner) can write, so only they can ask, and nobody can swap the socket.
+ * The local control socket of `tunnelbore run`: a client writes a command ("status", "release", or
+ * "ping KEY TIMEOUT_MS") and a newline, and reads one JSON line. A Unix socket with mode 0600
+ * (whatever the umask) in a directory only root (or the owner) can write, so only they can ask, and
+ * nobody can swap the socket.
  */
 export class ControlServer {
   private server: Server | null = null;
@@ -84,6 +88,8 @@ export class ControlServer {
     try {
       if (command === "status") return await this.handlers.status();
       if (command === "release") return await this.handlers.release();
+      if (command.startsWith("ping ") && this.handlers.ping)
+        return await this.handlers.ping(parsePingRequest(command));
       return { error: `unknown command "${command.slice(0, 32)}"` };
     } catch (err) {
       return { error: `${command} failed: ${(err as Error).message}` };
@@ -117,6 +123,11 @@ export function requestStatus(path: string, timeoutMs = 5000): Promise<StatusRep
 /** Asks a running `tunnelbore run` to give WireGuard its real endpoints back (wg-quick's PreDown). */
 export function requestRelease(path: string, timeoutMs = 10_000): Promise<ReleaseAnswer> {
   return request<ReleaseAnswer>(path, "release", timeoutMs);
+}
+
+/** Asks a running `tunnelbore run` to probe a peer's path once; waits a little longer than the probe. */
+export function requestPing(path: string, ping: PingRequest): Promise<PingAnswer> {
+  return request<PingAnswer>(path, formatPingRequest(ping), ping.timeoutMs + 2000);
 }
 
 async function request<T extends object>(path: string, command: string, timeoutMs: number): Promise<T> {

@@ -6,6 +6,7 @@
  */
 import { isIP } from "node:net";
 import { z } from "zod";
+import type { PingRequest } from "../control/path-probe.js";
 
 const base64Key = z
   .string()
@@ -129,4 +130,10 @@ export type ParentMessage =
   | { t: "cmd"; id: number; cmd: WorkerCommand };
 
 /** What the parent asks the worker (control socket commands, signals). */
-export type WorkerCommand = "status" | "release" | "reload" | "stop";
+export type WorkerCommand = "status" | "release" | "reload" | "stop" | PingCommand;
+
+/** One probe of a peer's path (`tunnelbore ping`), already validated by the control socket. */
+export interface PingCommand {
+  op: "ping";
+  request: PingRequest;
+}

@@ -10,6 +10,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import type { ReleaseAnswer } from "../control/control-socket.js";
 import { ControlServer, controlSocketPath } from "../control/control-socket.js";
+import type { PingAnswer } from "../control/path-probe.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -113,6 +114,7 @@ export class Supervisor {
     const control = new ControlServer(controlSocketPath(this.config.runDir, this.config.interfaceName), {
       status: () => ask("status") as Promise<StatusReport>,
       release: () => ask("release") as Promise<ReleaseAnswer>,
+      ping: (request) => ask({ op: "ping", request }) as Promise<PingAnswer>,
     });
     await control.listen();
     const removeHandlers = installProcessHandlers(
@@ -261,7 +263,8 @@ export class Supervisor {
       const id = this.nextCommand++;
       const timer = setTimeout(() => {
         this.commands.delete(id);
-        reject(new RuntimeError("privsep-timeout", `the worker did not answer "${cmd}" in time`));
+        const name = typeof cmd === "string" ? cmd : cmd.op;
+        reject(new RuntimeError("privsep-timeout", `the worker did not answer "${name}" in time`));
       }, timeoutMs);
       timer.unref();
       this.commands.set(id, {

@@ -64,6 +64,7 @@ async function start(message: WorkerStart): Promise<void> {
 async function command(cmd: WorkerCommand): Promise<unknown> {
   const current = tunnelbore;
   if (!current) throw new RuntimeError("privsep-not-started", "not started yet");
+  if (typeof cmd === "object") return current.ping(cmd.request);
   switch (cmd) {
     case "status":
       return current.statusReport();
