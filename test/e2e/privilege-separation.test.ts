@@ -174,6 +174,37 @@ describe("privilege separation on a static path", () => {
     expect(tb.process.output()).toMatch(/worker exited unexpectedly/);
   }, 120_000);
 
+  it("under no_new_privs (the unit's NoNewPrivileges=yes): worker, fast path, endpoints and restore all work", async () => {
+    const real = `${fx.pair.linkB}:51820`;
+    const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf", "on"], {}, [
+      "setpriv",
+      "--no-new-privs",
+    ]);
+    fx.running.push(tb);
+    const parent = tb.process.child.pid ?? -1;
+    expect((await privilegesOf(parent)).noNewPrivs).toBe(true);
+    await waitFor(async () => (await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).startsWith("127."), {
+      what: "endpoint at L(P), set by wg under no_new_privs",
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    await fx.pair.waitForPing(20_000);
+    const status = await tb.status();
+    // tc and bpftool ran, the program loaded, and setpriv switched the worker to its user.
+    expect(status.forwarding.mode).toBe("kernel");
+    expect(status.privileges?.mode).toBe("separated");
+    const worker = await privilegesOf(workerOf(tb));
+    expect(worker.uid).not.toBe(0);
+    expect(worker.capEff).toBe(0n);
+    await waitFor(async () => (await tb.status()).peers[0]?.kernelTxDatagrams !== 0, {
+      what: "the kernel carrying the ping",
+      timeoutMs: 10_000,
+    });
+    expect(await tb.stop("SIGTERM")).toBe(0);
+    fx.running.length = 0;
+    expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(real);
+  }, 120_000);
+
   it("--no-privsep runs as one process, and status says so", async () => {
     const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--no-privsep"]);
     fx.running.push(tb);

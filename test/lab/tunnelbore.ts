@@ -38,7 +38,8 @@ export function tunnelboreDirs(): TunnelboreDirs {
 
 /**
  * Starts `tunnelbore run --interface IF ...extra` in `ns` (with `env` added to the environment) and
- * waits until its control socket answers.
+ * waits until its control socket answers. `wrapper` runs node through another command that execs it
+ * (e.g. `setpriv --no-new-privs`), so the process is still node.
  */
 export async function startTunnelbore(
   ns: string,
@@ -46,6 +47,7 @@ export async function startTunnelbore(
   dirs: TunnelboreDirs,
   extra: string[] = [],
   env: NodeJS.ProcessEnv = {},
+  wrapper: string[] = [],
 ): Promise<TunnelboreProcess> {
   const args = [
     CLI,
@@ -64,7 +66,8 @@ export async function startTunnelbore(
   ];
   // In the tests' cgroup: a cgroup Tunnelbore makes for a full tunnel goes with it (test/lab/cgroup.ts).
   const cgroup = (await testCgroup()) ?? undefined;
-  const proc = spawnInNamespace(ns, process.execPath, args, env, { cgroup });
+  const [command, ...commandArgs] = [...wrapper, process.execPath, ...args] as [string, ...string[]];
+  const proc = spawnInNamespace(ns, command, commandArgs, env, { cgroup });
   const socket = controlSocketPath(dirs.runDir, interfaceName);
   const tb: TunnelboreProcess = {
     process: proc,
