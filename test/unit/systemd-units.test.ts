@@ -153,7 +153,7 @@ describe("tunnelbore@.service", () => {
     );
     expect(values(unit, "Service", "AmbientCapabilities")).toEqual([]);
     expect(values(unit, "Service", "User")).toEqual([]); // root: it must switch the worker to --user
-    expect(values(unit, "Service", "NoNewPrivileges")).toEqual([]);
+    expect(value(unit, "Service", "NoNewPrivileges")).toBe("yes"); // tested: privilege-separation e2e
     expect(value(unit, "Service", "ProtectSystem")).toBe("strict");
     expect(value(unit, "Service", "ProtectHome")).toBe("yes");
     expect(value(unit, "Service", "PrivateTmp")).toBe("yes");
