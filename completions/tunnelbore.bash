@@ -23,7 +23,7 @@ _tunnelbore() {
     cword=$COMP_CWORD
   fi
 
-  local commands="run intro-server status release help"
+  local commands="run intro-server status release ping help"
   local command="" i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -40,7 +40,7 @@ _tunnelbore() {
   local flags
   case $command in
     help)
-      [[ $cword -eq $((i + 1)) ]] && COMPREPLY=($(compgen -W "run intro-server status release" -- "$cur"))
+      [[ $cword -eq $((i + 1)) ]] && COMPREPLY=($(compgen -W "run intro-server status release ping" -- "$cur"))
       return
       ;;
     run)
@@ -60,6 +60,11 @@ _tunnelbore() {
       ;;
     release)
       flags="--interface -i --run-dir --state-dir --help -h"
+      ;;
+    ping)
+      # -i is ping's interval here, not --interface.
+      [[ $prev == -[ciW] || $prev == --count || $prev == --interval || $prev == --timeout ]] && return
+      flags="--interface --count -c --interval -i --timeout -W --json --run-dir --help -h"
       ;;
     *) return ;;
   esac

@@ -13,6 +13,7 @@ Commands:
   status         show each peer's state (tunnelbore status --help)
   release        give WireGuard its real endpoints back, e.g. before wg-quick saves its
                  configuration (tunnelbore release --help)
+  ping           probe the path to a peer: kind, round trip, loss (tunnelbore ping --help)
 
 Options:
   -h, --help     this help (tunnelbore help COMMAND: that command's help)
@@ -29,6 +30,8 @@ async function loadCommand(name: string): Promise<Command | null> {
       return statusCommand;
     case "release":
       return releaseCommand;
+    case "ping":
+      return (await import("./commands/ping.js")).pingCommand;
     case "intro-server":
       return (await import("../intro-server/cli.js")).introServerCommand;
     default:
