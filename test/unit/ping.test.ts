@@ -24,7 +24,10 @@ import {
   probePath,
 } from "../../src/control/path-probe.js";
 import { ConfigError } from "../../src/errors.js";
+import type { BatchedUdpSocket } from "../../src/proxy/batched-udp.js";
+import { LivenessMonitor } from "../../src/proxy/liveness.js";
 import type { PeerPath } from "../../src/proxy/path.js";
+import { ProxyPeer } from "../../src/proxy/proxy-peer.js";
 
 const KEY_A = `AbCdEf${"a".repeat(37)}=`;
 const KEY_B = `AbCdXy${"b".repeat(37)}=`;
@@ -188,6 +191,49 @@ describe("probePath", () => {
     expect(answer).toMatchObject({ live: false, handshakeRttMs: 12.346, handshakeAgeS: 42 });
     const never = await probePath(target(path), 500, now);
     expect(never).toMatchObject({ live: false, handshakeRttMs: null, handshakeAgeS: null });
+  });
+});
+
+describe("a ping's probes and liveness", () => {
+  it("are not counted: unanswered ones raise no doubt, answered ones do not put off consent renewal", async () => {
+    let now = 1_000_000;
+    let answers: number | null = null;
+    let probes = 0;
+    const path = Object.assign(fakePath("direct"), {
+      probe: async () => {
+        probes++;
+        return answers;
+      },
+    });
+    const data = new ProxyPeer(
+      KEY_A,
+      new Uint8Array(32).fill(7),
+      { address: "127.1.2.3", port: 51822 },
+      {} as BatchedUdpSocket,
+    );
+    data.path = path;
+    const monitor = new LivenessMonitor(() => [data], { now: () => now, random: () => 0.5 });
+    const events: string[] = [];
+    for (const event of ["doubt", "suspect", "dead", "quiet"] as const)
+      monitor.on(event, () => events.push(event));
+    monitor.tick();
+    const pingFor = async (ms: number) => {
+      for (const end = now + ms; now < end; now += 250) {
+        if (now % 1000 === 0) await probePath(target(path), 500);
+        monitor.tick();
+        await Promise.resolve();
+      }
+    };
+    // Ten seconds of unanswered pings on an idle path: liveness neither probes nor doubts.
+    await pingFor(10_000);
+    expect(probes).toBe(10);
+    expect(monitor.stats.probesSent).toBe(0);
+    expect(events).toEqual([]);
+    // Answered pings: liveness still renews consent with its own probe at its interval (22.5 s here).
+    answers = 2;
+    await pingFor(13_000);
+    expect(monitor.stats.probesSent).toBe(1);
+    expect(events).toEqual([]);
   });
 });
 
