@@ -1,4 +1,5 @@
 import type { IntroConnectionStatus } from "../intro-client/intro-status.js";
+import type { IceRestartCounts } from "../peer/ice-restarts.js";
 import type { Peer } from "../peer/peer.js";
 import { formatPeerState } from "../peer/peer-state.js";
 import type { PrivilegeStatus } from "../privsep/privilege-status.js";
@@ -25,6 +26,9 @@ export interface PeerStatus {
   /** Datagrams each way (part of all the counts) the kernel fast path carried. */
   kernelTxDatagrams: number;
   kernelRxDatagrams: number;
+  /** Bytes each way (part of `txBytes`, `rxBytes`) the kernel fast path carried. */
+  kernelTxBytes: number;
+  kernelRxBytes: number;
   /** Datagrams each way in all, the kernel's included. */
   txDatagrams: number;
   rxDatagrams: number;
@@ -33,6 +37,8 @@ export interface PeerStatus {
    * interface (a loop no mark prevents: see src/wg/tunnel-loop-check.ts); null otherwise.
    */
   routedIntoTunnel: string | null;
+  /** ICE restarts the peer asked for, by reason. */
+  iceRestarts: IceRestartCounts;
 }
 
 export interface StatusReport {
@@ -77,8 +83,11 @@ export function peerStatusOf(
     kernelFastPath: more.kernelFastPath,
     kernelTxDatagrams: data.kernelTraffic.txDatagrams,
     kernelRxDatagrams: data.kernelTraffic.rxDatagrams,
+    kernelTxBytes: data.kernelTraffic.txBytes,
+    kernelRxBytes: data.kernelTraffic.rxBytes,
     txDatagrams: data.traffic.txDatagrams,
     rxDatagrams: data.traffic.rxDatagrams,
     routedIntoTunnel: more.routedIntoTunnel,
+    iceRestarts: { ...peer.iceRestarts },
   };
 }

@@ -12,6 +12,7 @@ import type { Logger } from "../log.js";
 import type { ProbeablePath } from "../proxy/liveness.js";
 import type { PeerPath } from "../proxy/path.js";
 import type { Clock, ClockTimer } from "./clock.js";
+import { type IceRestartCounts, type IceRestartReason, newIceRestartCounts } from "./ice-restarts.js";
 import { formatPeerState, type PeerState, type PeerStateName, samePeerState } from "./peer-state.js";
 
 /** An ICE session as a peer drives it (src/ice/ice-session.ts; tests pass a fake). */
@@ -120,6 +121,8 @@ export class Peer {
     failed: 0,
     bypassed: 0,
   };
+  /** ICE restarts this peer asked for, by reason (metrics). */
+  readonly iceRestarts: IceRestartCounts = newIceRestartCounts();
 
   private readonly log: Logger;
   private readonly clock: Clock;
@@ -140,7 +143,7 @@ export class Peer {
   /** Why the path in use is suspect (liveness), or null. */
   private suspect: string | null = null;
   /** ICE must restart once the peer is online again (our network changed, or signalling stalled). */
-  private pendingRestart: string | null = null;
+  private pendingRestart: { why: IceRestartReason; detail: string } | null = null;
   private closed = false;
   private latestHandshake = 0;
   /**
@@ -199,7 +202,7 @@ export class Peer {
   onHandshakeHeld(): void {
     if (this.closed || this.chosen) return;
     this.wanted = true;
-    this.connect("initiation held");
+    this.connect("initiation-held", "initiation held");
     this.settle();
   }
 
@@ -290,7 +293,7 @@ export class Peer {
     );
     this.suspect = reason;
     if (!repeat) this.signalling?.pathSuspect();
-    this.connect(reason);
+    this.connect("path-suspect", reason);
     this.settle();
   }
 
@@ -331,17 +334,17 @@ export class Peer {
       // A fresh controlled session asks for an offer at once: if the peer still has a path to our
       // previous process, that path is dead and it would otherwise notice only by its probes.
       const created = this.ensureSession(signalling);
-      if (!signalling.controlling(this.publicKey)) created.restart("new session");
+      if (!signalling.controlling(this.publicKey)) this.restartIce(created, "new-session", "new session");
     } else if (pending) {
       // Our network changed or our signalling stalled: a generation under way cannot succeed.
-      session.restart(pending, "replace");
+      this.restartIce(session, pending.why, pending.detail, "replace");
     } else if (session.state === "connecting" || session.repairing) {
       // An attempt was under way while one of us was away from the server: its signals may be lost.
-      session.restart("signalling reconnected", "replace");
+      this.restartIce(session, "signalling-reconnected", "signalling reconnected", "replace");
     } else if (!signalling.controlling(this.publicKey)) {
-      if (session.state === "failed") session.restart("peer online again");
+      if (session.state === "failed") this.restartIce(session, "peer-online-again", "peer online again");
     } else if (!session.path || session.state === "failed") {
-      session.restart("peer online again");
+      this.restartIce(session, "peer-online-again", "peer online again");
     } else {
       // It reconnected to the server (its agents live on) or its Tunnelbore restarted (they are gone).
       void this.verifyPath(session, session.path);
@@ -372,7 +375,7 @@ export class Peer {
     this.retry.reset();
     this.upgrade.reset();
     this.clearTimers();
-    this.pendingRestart = reason;
+    this.pendingRestart = { why: "network-changed", detail: reason };
   }
 
   /** The peer left the interface, or Tunnelbore stops: everything it owns is closed. */
@@ -425,7 +428,8 @@ export class Peer {
   }
 
   private onSignallingStalled(what: string): void {
-    if (this.signalling?.stalled(this.publicKey, what)) this.pendingRestart = `signalling stalled: ${what}`;
+    if (this.signalling?.stalled(this.publicKey, what))
+      this.pendingRestart = { why: "signalling-stalled", detail: `signalling stalled: ${what}` };
   }
 
   // --- hooks: timers ------------------------------------------------------------------------------
@@ -433,7 +437,7 @@ export class Peer {
   private onRetryDue(): void {
     this.retryTimer = null;
     if (this.closed || !this.signalling?.isOnline(this.publicKey)) return;
-    this.session?.restart("retry after failure");
+    if (this.session) this.restartIce(this.session, "retry", "retry after failure");
     this.settle();
   }
 
@@ -444,7 +448,7 @@ export class Peer {
       this.scheduleUpgrade();
       return;
     }
-    session.restart("upgrade to a direct path", "upgrade");
+    this.restartIce(session, "upgrade", "upgrade to a direct path", "upgrade");
     this.settle();
   }
 
@@ -454,7 +458,7 @@ export class Peer {
    * Connect now, or restart ICE at once. A first attempt or a repair already under way is left to
    * finish; an upgrade attempt or a restart the peer started on its own does not stand in the way.
    */
-  private connect(reason: string): void {
+  private connect(why: IceRestartReason, reason: string): void {
     const signalling = this.signalling;
     if (!signalling?.isOnline(this.publicKey)) return;
     const session = this.session;
@@ -463,7 +467,18 @@ export class Peer {
       return;
     }
     if (session.state === "connecting" || (session.state === "restarting" && session.repairing)) return;
-    session.restart(reason);
+    this.restartIce(session, why, reason);
+  }
+
+  /** Every ICE restart goes through here: counted by reason. */
+  private restartIce(
+    session: PeerIceSession,
+    why: IceRestartReason,
+    reason: string,
+    mode?: RestartMode,
+  ): void {
+    this.iceRestarts[why]++;
+    session.restart(reason, mode);
   }
 
   private ensureSession(signalling: PeerSignalling): PeerIceSession {
@@ -499,7 +514,7 @@ export class Peer {
     }
     if (this.closed || this.session !== session || session.path !== path) return;
     this.log.debug("path of a peer back online does not answer");
-    if (!session.repairing) session.restart("peer online again");
+    if (!session.repairing) this.restartIce(session, "peer-online-again", "peer online again");
     this.settle();
   }
 
