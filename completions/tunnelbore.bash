@@ -46,12 +46,12 @@ _tunnelbore() {
     run)
       flags="--config --interface -i --intro --stun --turn --turn-username --turn-password-file --turn-password
         --exclude-interface --listen --loopback-port-base --no-manage-endpoints --ebpf --endpoint
-        --state-dir --wait-for-interface --no-wait-for-interface --wg-quick-config --poll-interval
+        --state-dir --wait-for-interface --no-wait-for-interface --wg-quick-config --poll-interval --metrics
         --run-dir --log-level --user --no-privsep --help -h"
       ;;
     intro-server)
       flags="--config --listen --stun-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
-        --tls-cert --tls-key --public-host --allowed-keys --max-pending-per-address --max-pending
+        --tls-cert --tls-key --public-host --allowed-keys --metrics --max-pending-per-address --max-pending
         --max-conns-per-address --max-conns --max-peers-per-key --max-peers-per-address
         --max-peers-total --help -h"
       ;;
@@ -98,7 +98,7 @@ _tunnelbore() {
       COMPREPLY=($(compgen -f -- "$cur"))
       return
       ;;
-    --intro | --stun | --turn | --turn-username | --turn-password | --listen | --loopback-port-base | \
+    --intro | --stun | --turn | --turn-username | --turn-password | --listen | --loopback-port-base | --metrics | \
       --endpoint | --poll-interval | --stun-port | --turn-url | --turn-secret | --turn-ttl | --public-host | \
       --max-*)
       return # a value only the user knows

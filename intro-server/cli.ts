@@ -5,13 +5,20 @@ import { parseArgs } from "node:util";
 import { type ConfigSourcesSpec, withConfigSources } from "../src/commands/config-sources.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
+import { type MetricsAddress, parseMetricsAddress } from "../src/metrics/metrics-address.js";
+import { MetricsServer } from "../src/metrics/metrics-server.js";
 import { type AllowedKeysWatcher, loadAllowedKeys, watchAllowedKeys } from "./allowed-keys.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { type IntroServerOptions, startIntroServer } from "./server.js";
+import { PromIntroServerMetrics } from "./server-metrics.js";
 import { MAX_TURN_TTL_SECONDS } from "./turn-credentials.js";
 
 /** Server options from the command line, and the allowed-keys file to watch. */
-export type IntroServerCliOptions = IntroServerOptions & { allowedKeysFile?: string };
+export type IntroServerCliOptions = IntroServerOptions & {
+  /** --metrics: where the Prometheus and health HTTP server listens. */
+  metricsAddress?: MetricsAddress;
+  allowedKeysFile?: string;
+};
 
 /** The limits a user tunes from the command line, by flag. */
 const LIMIT_FLAGS = {
@@ -53,6 +60,8 @@ Options:
   --allowed-keys FILE     serve only these WireGuard public keys (one base64 key a line, # comments);
                           re-read when the file changes and on SIGHUP. Without it the server is
                           public: any key gets presence, relaying and TURN credentials
+  --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over HTTP
+                          (no authentication: keep it on loopback or a private address)
   -h, --help              show this help
 
 Caps (an address is an IPv4 address or an IPv6 /64; over a cap: HTTP 503 or close 4014/4009):
@@ -101,6 +110,7 @@ const INTRO_SERVER_OPTIONS = {
   "tls-key": { type: "string" },
   "public-host": { type: "string" },
   "allowed-keys": { type: "string" },
+  metrics: { type: "string" },
   ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" }])) as Record<
     LimitFlag,
     { type: "string" }
@@ -234,6 +244,7 @@ async function optionsFrom(argv: string[]): Promise<IntroServerCliOptions | "hel
     }
     options.publicHost = flags["public-host"];
   }
+  if (flags.metrics !== undefined) options.metricsAddress = parseMetricsAddress(flags.metrics, "intro-usage");
   const allowedKeysFile = flags["allowed-keys"];
   if (typeof allowedKeysFile === "string") {
     options.allowedKeys = await loadAllowedKeys(allowedKeysFile);
@@ -275,9 +286,15 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     );
   }
   let server: Awaited<ReturnType<typeof startIntroServer>>;
+  const metrics = options.metricsAddress ? new PromIntroServerMetrics() : undefined;
+  let metricsServer: MetricsServer | undefined;
   try {
-    server = await startIntroServer({ ...options, logger });
+    // First: a busy metrics port (exit 2) stops the start before the server listens.
+    if (metrics && options.metricsAddress)
+      metricsServer = await MetricsServer.start(options.metricsAddress, metrics, logger);
+    server = await startIntroServer({ ...options, logger, metrics });
   } catch (error) {
+    await metricsServer?.close();
     process.stderr.write(`tunnelbore intro-server: ${(error as Error).message}\n`);
     if (error instanceof ConfigError) return 2;
     if (error instanceof TunnelboreError) return 1;
@@ -296,6 +313,7 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     process.on("SIGHUP", reloadOnHangup);
   }
   const stun = server.stunPort !== undefined ? ` (STUN udp ${options.host}:${server.stunPort})` : "";
+  if (metrics) metrics.serving = true;
   process.stdout.write(`tunnelbore intro-server: listening on ${server.url}${stun}\n`);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -305,8 +323,10 @@ export async function introServerCommand(argv: string[]): Promise<number> {
   logger.info({ signal }, "shutting down");
   process.off("SIGHUP", reloadOnHangup);
   allowedKeys?.close();
+  if (metrics) metrics.serving = false;
   try {
     await server.close();
+    await metricsServer?.close();
   } catch (error) {
     const failure = new RuntimeError("intro-close", "failed to close cleanly", {}, { cause: error });
     process.stderr.write(`tunnelbore intro-server: ${failure.message}: ${(error as Error).message}\n`);

@@ -1,6 +1,7 @@
 /** What the introduction server takes and offers: its options, statistics and handle. */
 import type { Logger } from "../src/log.js";
 import type { IntroServerLimits } from "./limits.js";
+import type { IntroServerMetrics } from "./server-metrics.js";
 
 export interface IntroServerOptions {
   host?: string;
@@ -20,6 +21,8 @@ export interface IntroServerOptions {
    */
   allowedKeys?: ReadonlySet<string>;
   logger?: Logger;
+  /** Told of authentications, relays, refusals (`--metrics`); none by default. */
+  metrics?: IntroServerMetrics;
   /** Sees every relayed message as received, before it is forwarded (tests, metrics). */
   onRelay?: (relay: RelayObservation) => void;
 }

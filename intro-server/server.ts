@@ -33,6 +33,7 @@ import { createHttpFront } from "./http-front.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { LogThrottle } from "./log-throttle.js";
 import type { IntroServer, IntroServerOptions, IntroServerStats } from "./server-api.js";
+import { NO_INTRO_SERVER_METRICS } from "./server-metrics.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
 import { type IssuedTurnCredentials, refreshTurnCredentials } from "./turn-credentials.js";
 
@@ -88,6 +89,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   const turn = options.turn ? { ...options.turn, ttlSeconds: options.turn.ttlSeconds ?? 3600 } : undefined;
   let allowedKeys = options.allowedKeys;
   const throttle = new LogThrottle(log);
+  const metrics = options.metrics ?? NO_INTRO_SERVER_METRICS;
   const authenticatedCount = new AddressCounter(
     limits.maxAuthenticatedPerAddress,
     limits.maxAuthenticatedTotal,
@@ -178,6 +180,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
         ? `too many ${what} from your address (at most ${cap})`
         : `too many ${what} on this server (at most ${cap})`;
     throttle.warn(`${what}-${verdict}`, { remote: connection.bucket, cap }, `cap reached: ${reason}`);
+    metrics.capRefused({ cap: what === "connections" ? "connections" : "declared-peers", scope: verdict });
     closeConnection(connection, code, reason);
   }
 
@@ -189,6 +192,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     if (connection.state === "closing") return;
     const level = QUIET_CLOSES.has(code) ? "debug" : "info";
     log[level]({ conn: connection.id, remote: connection.remote, code, reason }, "closing connection");
+    if (connection.state === "awaiting-auth") metrics.authFailed(code);
     connection.state = "closing";
     stats.closes[code] = (stats.closes[code] ?? 0) + 1;
     detach(connection);
@@ -226,6 +230,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     if (!isMember(message.publicKey)) {
       // Rate limited: a stranger must not be able to flood the log.
       throttle.warn("not-member", { remote: connection.bucket }, "refusing a key not in the allowed keys");
+      metrics.membershipRefused("auth");
       closeConnection(connection, CloseCode.notMember, "key not allowed on this server");
       return;
     }
@@ -244,6 +249,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     connection.publicKey = message.publicKey;
     byKey.set(message.publicKey, connection);
     stats.authenticated++;
+    metrics.authenticated();
     log.debug({ conn: connection.id, key: keyFingerprint(message.publicKey) }, "authenticated");
 
     const stunUrls = stun ? [`stun:${formatHost(connection.urlHost)}:${stun.port}`] : [];
@@ -267,6 +273,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
 
   function issueTurn(connection: Connection): IssuedTurnCredentials {
     connection.turn = refreshTurnCredentials(turn!, connection.publicKey!, connection.turn);
+    metrics.turnIssued();
     return connection.turn;
   }
 
@@ -289,6 +296,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
         { remote: connection.bucket, cap: limits.maxDeclaredPeers },
         "cap reached: too many declared peers for one key",
       );
+      metrics.capRefused({ cap: "declared-peers", scope: "key" });
       closeConnection(
         connection,
         CloseCode.tooManyPeers,
@@ -329,11 +337,13 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     if (!target || target.ws.bufferedAmount > limits.maxBufferedBytes) {
       // The same answer whether the key is offline or has not declared us: presence does not leak.
       stats.undeliverable++;
+      metrics.refused(target ? "backlogged" : "undeliverable");
       send(connection, { type: "undeliverable", to: message.to });
       return;
     }
     options.onRelay?.({ from, to: message.to, frame });
     stats.relayed++;
+    metrics.relayed();
     send(target, { type: "envelope", from, envelope: message.envelope });
   }
 
@@ -447,6 +457,11 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
   }, limits.pingIntervalMs);
   sweep.unref();
+  metrics.observe({
+    authenticated: () => byKey.size,
+    unauthenticated: () => front.preAuthCount(),
+    stunAnswers: () => stun?.stats().answered ?? 0,
+  });
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -501,8 +516,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     setAllowedKeys: (keys) => {
       allowedKeys = keys;
       for (const connection of [...byKey.values()]) {
-        if (!keys.has(connection.publicKey!))
-          closeConnection(connection, CloseCode.notMember, "key no longer allowed on this server");
+        if (keys.has(connection.publicKey!)) continue;
+        metrics.membershipRefused("revoked");
+        closeConnection(connection, CloseCode.notMember, "key no longer allowed on this server");
       }
     },
     close: () => {

@@ -2,6 +2,8 @@ import { parseArgs } from "node:util";
 import { ControlServer, controlSocketPath, DEFAULT_RUN_DIR } from "../control/control-socket.js";
 import { ConfigError } from "../errors.js";
 import { createLogger } from "../log.js";
+import { type MetricsAddress, parseMetricsAddress } from "../metrics/metrics-address.js";
+import { serveRunMetrics } from "../metrics/run-metrics.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import { choosePrivileges } from "../privsep/privsep-mode.js";
 import { Supervisor } from "../privsep/supervisor.js";
@@ -65,6 +67,8 @@ Options:
                               (default /etc/wireguard/IF.conf)
       --poll-interval MS      how often the interface is re-read (default 2000)
       --run-dir DIR           where the control socket IF.sock lives (default ${DEFAULT_RUN_DIR})
+      --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over
+                              HTTP (no authentication: keep it on loopback or a private address)
       --log-level LEVEL       trace, debug, info, warn, error (default info)
       --user NAME             the unprivileged user that parses network input (privilege
                               separation; default tunnelbore if it exists, else nobody)
@@ -84,6 +88,8 @@ export interface RunConfig {
   staticEndpoints: Map<string, Endpoint>;
   stateDir: string;
   runDir: string;
+  /** --metrics: where the Prometheus and health HTTP server listens; none without it. */
+  metrics: MetricsAddress | undefined;
   pollIntervalMs: number;
   logLevel: string;
   ebpf: KernelFastPathSetting;
@@ -159,6 +165,7 @@ function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.Proce
     staticEndpoints,
     stateDir: values["state-dir"] ?? "/var/lib/tunnelbore",
     runDir: values["run-dir"] ?? DEFAULT_RUN_DIR,
+    metrics: values.metrics === undefined ? undefined : parseMetricsAddress(values.metrics, "bad-usage"),
     pollIntervalMs: integer("--poll-interval", values["poll-interval"], 2000, 100, 600_000),
     logLevel: level,
     waitForInterface:
@@ -242,6 +249,7 @@ const RUN_OPTIONS = {
   endpoint: { type: "string", multiple: true },
   "state-dir": { type: "string" },
   "run-dir": { type: "string" },
+  metrics: { type: "string" },
   "poll-interval": { type: "string" },
   "log-level": { type: "string" },
   "wait-for-interface": { type: "boolean" },
@@ -314,6 +322,9 @@ export async function runCommand(argv: string[]): Promise<number> {
     release: () => tunnelbore.release(),
     ping: (request) => tunnelbore.ping(request),
   });
+  const metrics =
+    config.metrics &&
+    (await serveRunMetrics(config.metrics, async () => [tunnelbore.statusReport()], logger));
   await control.listen();
   let stopping: NodeJS.Signals | "fatal" | null = null;
   let onStop: () => void = () => undefined;
@@ -353,6 +364,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       );
     await stopped;
   } finally {
+    await metrics?.close();
     await control.close();
     await tunnelbore.stop();
     removeHandlers();

@@ -14,6 +14,8 @@ import type { PingAnswer } from "../control/path-probe.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { MetricsAddress } from "../metrics/metrics-address.js";
+import { serveRunMetrics } from "../metrics/run-metrics.js";
 import { installProcessHandlers } from "../process-handlers.js";
 import type { Endpoint } from "../proxy/endpoint.js";
 import type { TunnelboreOptions } from "../tunnelbore.js";
@@ -33,6 +35,8 @@ import type { WorkerStart } from "./worker-main.js";
 /** The parts of `run`'s configuration the parent needs itself; the rest goes to the worker as is. */
 export interface SeparatedRunConfig extends Omit<TunnelboreOptions, "logger" | "privileged" | "privileges"> {
   runDir: string;
+  /** --metrics: served by the parent from the worker's status, so the worker needs no listening port. */
+  metrics?: MetricsAddress;
   logLevel: string;
   staticEndpoints: Map<string, Endpoint>;
 }
@@ -116,6 +120,13 @@ export class Supervisor {
       release: () => ask("release") as Promise<ReleaseAnswer>,
       ping: (request) => ask({ op: "ping", request }) as Promise<PingAnswer>,
     });
+    const metrics =
+      this.config.metrics &&
+      (await serveRunMetrics(
+        this.config.metrics,
+        async () => [(await ask("status")) as StatusReport],
+        this.log,
+      ));
     await control.listen();
     const removeHandlers = installProcessHandlers(
       {
@@ -140,6 +151,7 @@ export class Supervisor {
       if (error) throw error;
       return exitCode;
     } finally {
+      await metrics?.close();
       await control.close();
       await this.stop();
       removeHandlers();
