@@ -36,7 +36,9 @@ export class MetricsServer {
   /** Listens on `address`; a busy or unusable address is a ConfigError naming it (exit 2). */
   static async start(address: MetricsAddress, source: MetricsSource, logger: Logger): Promise<MetricsServer> {
     const log = logger.child({ component: "metrics" });
-    const server = createServer((request, response) => {
+    // Run by the root parent under privilege separation: the HTTP parser (llhttp) is all it exposes,
+    // so requests are kept small and short, and connections few (docs/security.md).
+    const server = createServer({ maxHeaderSize: 4096, headersTimeout: 5_000 }, (request, response) => {
       answer(request, response, source).catch((err: unknown) => {
         log.debug({ err }, "metrics request failed");
         if (!response.headersSent) response.writeHead(503, { "content-type": "text/plain; charset=utf-8" });
@@ -45,7 +47,8 @@ export class MetricsServer {
     });
     // A scraper needs no keep-alive; a stuck client must not hold a socket for long.
     server.keepAliveTimeout = 5_000;
-    server.requestTimeout = 15_000;
+    server.requestTimeout = 10_000;
+    server.maxConnections = 32;
     const wanted = formatEndpoint(address);
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) => {
