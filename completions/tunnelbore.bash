@@ -23,7 +23,7 @@ _tunnelbore() {
     cword=$COMP_CWORD
   fi
 
-  local commands="run intro-server status release ping help"
+  local commands="run intro-server status release ping netcheck help"
   local command="" i
   for ((i = 1; i < cword; i++)); do
     case ${words[i]} in
@@ -40,7 +40,7 @@ _tunnelbore() {
   local flags
   case $command in
     help)
-      [[ $cword -eq $((i + 1)) ]] && COMPREPLY=($(compgen -W "run intro-server status release ping" -- "$cur"))
+      [[ $cword -eq $((i + 1)) ]] && COMPREPLY=($(compgen -W "run intro-server status release ping netcheck" -- "$cur"))
       return
       ;;
     run)
@@ -50,7 +50,7 @@ _tunnelbore() {
         --run-dir --log-level --user --no-privsep --help -h"
       ;;
     intro-server)
-      flags="--config --listen --stun-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
+      flags="--config --listen --stun-port --stun-alt-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
         --tls-cert --tls-key --public-host --allowed-keys --metrics --max-pending-per-address --max-pending
         --max-conns-per-address --max-conns --max-peers-per-key --max-peers-per-address
         --max-peers-total --help -h"
@@ -65,6 +65,11 @@ _tunnelbore() {
       # -i is ping's interval here, not --interface.
       [[ $prev == -[ciW] || $prev == --count || $prev == --interval || $prev == --timeout ]] && return
       flags="--interface --count -c --interval -i --timeout -W --json --run-dir --help -h"
+      ;;
+    netcheck)
+      [[ $prev == --timeout ]] && return
+      flags="--interface -i --run-dir --stun --turn --turn-username --turn-password-file --timeout --json
+        --help -h"
       ;;
     *) return ;;
   esac
@@ -99,7 +104,7 @@ _tunnelbore() {
       return
       ;;
     --intro | --stun | --turn | --turn-username | --turn-password | --listen | --loopback-port-base | --metrics | \
-      --endpoint | --poll-interval | --stun-port | --turn-url | --turn-secret | --turn-ttl | --public-host | \
+      --endpoint | --poll-interval | --stun-port | --stun-alt-port | --turn-url | --turn-secret | --turn-ttl | --public-host | \
       --max-*)
       return # a value only the user knows
       ;;

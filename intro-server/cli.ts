@@ -48,6 +48,8 @@ Options:
                           TUNNELBORE_INTRO_SERVER_TURN_SECRET), never in the file itself
   --listen HOST:PORT      WebSocket address to listen on, e.g. 0.0.0.0:8443 or [::]:8443 (required)
   --stun-port N           UDP port of the built-in STUN responder (default 3478, same host)
+  --stun-alt-port N       a second UDP port it answers on, advertised too, so clients can tell
+                          their NAT's mapping behaviour (tunnelbore netcheck; default: a free port)
   --no-stun               do not run the STUN responder
   --turn-url URL          TURN server to tell clients about, e.g. turn:turn.example.com:3478
                           (repeatable); needs --turn-secret or --turn-secret-file
@@ -102,6 +104,7 @@ const INTRO_SERVER_OPTIONS = {
   listen: { type: "string" },
   "stun-port": { type: "string" },
   "no-stun": { type: "boolean" },
+  "stun-alt-port": { type: "string" },
   "turn-url": { type: "string", multiple: true },
   "turn-secret": { type: "string" },
   "turn-secret-file": { type: "string" },
@@ -128,7 +131,7 @@ const INTRO_SERVER_SOURCES: ConfigSourcesSpec = {
   envPrefix: "TUNNELBORE_INTRO_SERVER_",
   options: INTRO_SERVER_OPTIONS,
   groups: [
-    ["stun-port", "no-stun"],
+    ["stun-port", "stun-alt-port", "no-stun"],
     ["turn-secret", "turn-secret-file"],
   ],
   secrets: { "turn-secret": "use turn-secret-file: FILE (chmod 600) or TUNNELBORE_INTRO_SERVER_TURN_SECRET" },
@@ -164,12 +167,16 @@ async function optionsFrom(argv: string[]): Promise<IntroServerCliOptions | "hel
   const { host, port } = parseListen(flags.listen);
   const options: IntroServerCliOptions = { host, port };
 
-  if (flags["no-stun"] && flags["stun-port"] !== undefined) {
-    throw new ConfigError("intro-usage", "give either --stun-port or --no-stun, not both");
+  if (flags["no-stun"] && (flags["stun-port"] !== undefined || flags["stun-alt-port"] !== undefined)) {
+    throw new ConfigError("intro-usage", "give either --stun-port/--stun-alt-port or --no-stun, not both");
   }
   options.stun = flags["no-stun"]
     ? false
-    : { port: flags["stun-port"] !== undefined ? parsePort(flags["stun-port"], "--stun-port") : 3478 };
+    : {
+        port: flags["stun-port"] !== undefined ? parsePort(flags["stun-port"], "--stun-port") : 3478,
+        altPort:
+          flags["stun-alt-port"] !== undefined ? parsePort(flags["stun-alt-port"], "--stun-alt-port") : 0,
+      };
 
   const turnUrls = flags["turn-url"] ?? [];
   for (const url of turnUrls) {
@@ -312,7 +319,9 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     );
     process.on("SIGHUP", reloadOnHangup);
   }
-  const stun = server.stunPort !== undefined ? ` (STUN udp ${options.host}:${server.stunPort})` : "";
+  const stunAlt = server.stunAltPort !== undefined ? ` (STUN alternate udp ${server.stunAltPort})` : "";
+  const stun =
+    server.stunPort !== undefined ? ` (STUN udp ${options.host}:${server.stunPort})${stunAlt}` : "";
   if (metrics) metrics.serving = true;
   process.stdout.write(`tunnelbore intro-server: listening on ${server.url}${stun}\n`);
 

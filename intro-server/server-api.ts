@@ -7,8 +7,11 @@ export interface IntroServerOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** STUN responder on UDP; default port 3478 on `host`. false turns it off. */
-  stun?: { port: number; host?: string } | false;
+  /**
+   * STUN responder on UDP; default port 3478 on `host`. false turns it off. `altPort`: the second port
+   * it answers on, advertised next to the first (default 0: a free port; see stun.ts).
+   */
+  stun?: { port: number; host?: string; altPort?: number } | false;
   turn?: { urls: string[]; secret: string; ttlSeconds?: number };
   /** PEM certificate and key: the server speaks wss. */
   tls?: { cert: string | Buffer; key: string | Buffer };
@@ -49,6 +52,8 @@ export interface IntroServer {
   host: string;
   url: string;
   stunPort?: number;
+  /** The STUN responder's alternate port, when bound. */
+  stunAltPort?: number;
   stats(): IntroServerStats;
   /** Replaces the allowed keys: connections of keys no longer listed are closed (4013). */
   setAllowedKeys(keys: ReadonlySet<string>): void;

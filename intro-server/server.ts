@@ -114,7 +114,12 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   let stun: StunResponder | undefined;
   if (options.stun !== false) {
     const stunOptions = options.stun ?? { port: 3478 };
-    stun = await startStunResponder({ host: stunOptions.host ?? host, port: stunOptions.port, logger: log });
+    stun = await startStunResponder({
+      host: stunOptions.host ?? host,
+      port: stunOptions.port,
+      altPort: stunOptions.altPort ?? 0,
+      logger: log,
+    });
   }
 
   const wss = new WebSocketServer({
@@ -252,7 +257,12 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     metrics.authenticated();
     log.debug({ conn: connection.id, key: keyFingerprint(message.publicKey) }, "authenticated");
 
-    const stunUrls = stun ? [`stun:${formatHost(connection.urlHost)}:${stun.port}`] : [];
+    // The primary first (werift gathers with it), then the alternate (mapping behaviour).
+    const stunUrls = stun
+      ? [stun.port, stun.altPort].flatMap((p) =>
+          p === undefined ? [] : [`stun:${formatHost(connection.urlHost)}:${p}`],
+        )
+      : [];
     send(connection, {
       type: "welcome",
       publicKey: message.publicKey,
@@ -506,6 +516,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     host,
     url,
     stunPort: stun?.port,
+    stunAltPort: stun?.altPort,
     stats: () => ({
       ...stats,
       connections: live.size,

@@ -1,6 +1,12 @@
 /**
  * STUN binding responder (RFC 8489 §6.3.1 for Binding only), so that one introduction server process
  * is also the STUN server behind cone NATs. Codec: werift-ice's STUN message class.
+ *
+ * It answers on two UDP ports of the same address: the primary (--stun-port) and an alternate
+ * (--stun-alt-port, by default a free port the system picks, so it never collides with a TURN server
+ * next to it). Two queries from one client socket to the two ports tell endpoint-independent mapping
+ * from address-and-port-dependent (symmetric) mapping (RFC 4787 §4.1): src/ice/nat-behaviour.ts. A
+ * mapping that depends on the address only looks endpoint-independent here (one address).
  */
 import { createSocket, type RemoteInfo, type Socket } from "node:dgram";
 import { isIPv6 } from "node:net";
@@ -20,6 +26,8 @@ export interface StunResponderStats {
 export interface StunResponder {
   address: string;
   port: number;
+  /** The alternate port, or undefined when it could not be bound (then only `port` answers). */
+  altPort: number | undefined;
   stats(): StunResponderStats;
   close(): Promise<void>;
 }
@@ -59,31 +67,69 @@ export function buildBindingResponse(
 export async function startStunResponder(options: {
   host: string;
   port: number;
+  /** The alternate port (0: a free one); undefined: none. */
+  altPort?: number;
   logger: Logger;
 }): Promise<StunResponder> {
-  const socket: Socket = createSocket({ type: isIPv6(options.host) ? "udp6" : "udp4" });
   const stats: StunResponderStats = { answered: 0, ignored: 0 };
+  const primary = await bindResponderSocket(options.host, options.port, "--stun-port", stats, options.logger);
+  let alternate: Socket | undefined;
+  if (options.altPort !== undefined) {
+    try {
+      alternate = await bindResponderSocket(
+        options.host,
+        options.altPort,
+        "--stun-alt-port",
+        stats,
+        options.logger,
+      );
+    } catch (err) {
+      // Clients then cannot tell mapping behaviours apart; everything else works: not worth failing.
+      options.logger.warn({ err }, "STUN alternate port not bound; clients cannot classify their NAT");
+    }
+  }
+  const bound = primary.address();
+  const altPort = alternate?.address().port;
+  options.logger.info({ address: bound.address, port: bound.port, altPort }, "STUN responder listening");
+  const closeSocket = (socket: Socket) => new Promise<void>((resolve) => socket.close(() => resolve()));
+  return {
+    address: bound.address,
+    port: bound.port,
+    altPort,
+    stats: () => ({ ...stats }),
+    close: async () => {
+      await Promise.all([closeSocket(primary), alternate ? closeSocket(alternate) : undefined]);
+    },
+  };
+}
 
+async function bindResponderSocket(
+  host: string,
+  port: number,
+  flag: string,
+  stats: StunResponderStats,
+  logger: Logger,
+): Promise<Socket> {
+  const socket: Socket = createSocket({ type: isIPv6(host) ? "udp6" : "udp4" });
   await new Promise<void>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
       reject(
         new RuntimeError(
           "intro-stun-bind",
-          `cannot bind the STUN responder to UDP ${options.host}:${options.port}: ${error.code ?? error.message}` +
-            (error.code === "EADDRINUSE" ? " (port busy: choose another --stun-port or --no-stun)" : ""),
-          { host: options.host, port: options.port },
+          `cannot bind the STUN responder to UDP ${host}:${port}: ${error.code ?? error.message}` +
+            (error.code === "EADDRINUSE" ? ` (port busy: choose another ${flag} or --no-stun)` : ""),
+          { host, port },
           { cause: error },
         ),
       );
     };
     socket.once("error", onError);
-    socket.bind(options.port, options.host, () => {
+    socket.bind(port, host, () => {
       socket.off("error", onError);
       resolve();
     });
   });
-
-  socket.on("error", (error) => options.logger.warn({ err: error }, "STUN socket error"));
+  socket.on("error", (error) => logger.warn({ err: error }, "STUN socket error"));
   socket.on("message", (datagram: Buffer, source: RemoteInfo) => {
     const response =
       datagram.length <= MAX_REQUEST_BYTES ? buildBindingResponse(datagram, source) : undefined;
@@ -94,13 +140,5 @@ export async function startStunResponder(options: {
     stats.answered++;
     socket.send(response, source.port, source.address);
   });
-
-  const bound = socket.address();
-  options.logger.info({ address: bound.address, port: bound.port }, "STUN responder listening");
-  return {
-    address: bound.address,
-    port: bound.port,
-    stats: () => ({ ...stats }),
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
-  };
+  return socket;
 }

@@ -14,6 +14,8 @@ Commands:
   release        give WireGuard its real endpoints back, e.g. before wg-quick saves its
                  configuration (tunnelbore release --help)
   ping           probe the path to a peer: kind, round trip, loss (tunnelbore ping --help)
+  netcheck       check the network: NAT mapping behaviour, UDP, TURN over UDP/TCP/TLS
+                 (tunnelbore netcheck --help)
 
 Options:
   -h, --help     this help (tunnelbore help COMMAND: that command's help)
@@ -32,6 +34,8 @@ async function loadCommand(name: string): Promise<Command | null> {
       return releaseCommand;
     case "ping":
       return (await import("./commands/ping.js")).pingCommand;
+    case "netcheck":
+      return (await import("./netcheck/netcheck-command.js")).netcheckCommand;
     case "intro-server":
       return (await import("../intro-server/cli.js")).introServerCommand;
     default:

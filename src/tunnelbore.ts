@@ -6,6 +6,7 @@ import type { TurnConfig } from "./ice/ice-session.js";
 import { IceSessionFactory } from "./ice/ice-session-factory.js";
 import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
+import type { IceServersAnswer } from "./netcheck/ice-servers.js";
 import { systemClock } from "./peer/clock.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
 import { formatPeerState } from "./peer/peer-state.js";
@@ -391,6 +392,12 @@ export class Tunnelbore {
       tunnelBypass: this.bypass.status(),
       privileges: this.options.privileges ?? { mode: "one process", user: null, uid: null, reason: null },
     };
+  }
+
+  /** `tunnelbore netcheck`: the STUN/TURN servers and TURN credentials ICE uses now. */
+  iceServers(): IceServersAnswer {
+    const turn = this.link?.turn();
+    return { stunUrls: this.link?.stunUrls() ?? [], turn: turn ?? null };
   }
 
   /** `tunnelbore ping`: one probe of the peer's current path (src/control/path-probe.ts). */

@@ -321,6 +321,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     status: () => tunnelbore.statusReport(),
     release: () => tunnelbore.release(),
     ping: (request) => tunnelbore.ping(request),
+    iceServers: () => tunnelbore.iceServers(),
   });
   const metrics =
     config.metrics &&

@@ -144,6 +144,9 @@ export function formatStatus(report: StatusReport): string {
     ...(report.intro ? [formatIntro(report.intro)] : []),
     line(header),
     ...rows.map(line),
+    ...report.peers.flatMap((p) =>
+      p.notDirectReason ? [`why not direct: ${p.publicKey.slice(0, 10)}…: ${p.notDirectReason}`] : [],
+    ),
     `dropped: ${dropped || "none"}`,
     ...formatTunnelBypass(report),
     formatForwarding(report.forwarding),

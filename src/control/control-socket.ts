@@ -3,6 +3,7 @@ import { connect, createServer, type Server } from "node:net";
 import { dirname, join } from "node:path";
 import { ConfigError, RuntimeError } from "../errors.js";
 import { ensureSecureDirectory } from "../files/secure-directory.js";
+import type { IceServersAnswer } from "../netcheck/ice-servers.js";
 import { formatPingRequest, type PingAnswer, type PingRequest, parsePingRequest } from "./path-probe.js";
 import type { StatusReport } from "./status.js";
 
@@ -27,6 +28,8 @@ export interface ControlHandlers {
   release(): Promise<ReleaseAnswer>;
   /** Probes a peer's path once (`tunnelbore ping`: one request per probe). */
   ping?(request: PingRequest): Promise<PingAnswer>;
+  /** The STUN/TURN servers and TURN credentials in use (`tunnelbore netcheck`; root only, like the socket). */
+  iceServers?(): IceServersAnswer | Promise<IceServersAnswer>;
 }
 
 /**
@@ -88,6 +91,7 @@ export class ControlServer {
     try {
       if (command === "status") return await this.handlers.status();
       if (command === "release") return await this.handlers.release();
+      if (command === "ice-servers" && this.handlers.iceServers) return await this.handlers.iceServers();
       if (command.startsWith("ping ") && this.handlers.ping)
         return await this.handlers.ping(parsePingRequest(command));
       return { error: `unknown command "${command.slice(0, 32)}"` };
@@ -128,6 +132,11 @@ export function requestRelease(path: string, timeoutMs = 10_000): Promise<Releas
 /** Asks a running `tunnelbore run` to probe a peer's path once; waits a little longer than the probe. */
 export function requestPing(path: string, ping: PingRequest): Promise<PingAnswer> {
   return request<PingAnswer>(path, formatPingRequest(ping), ping.timeoutMs + 2000);
+}
+
+/** Asks a running `tunnelbore run` which STUN/TURN servers (and TURN credentials) it uses; unvalidated. */
+export function requestIceServers(path: string, timeoutMs = 5000): Promise<object> {
+  return request<object>(path, "ice-servers", timeoutMs);
 }
 
 async function request<T extends object>(path: string, command: string, timeoutMs: number): Promise<T> {

@@ -37,6 +37,8 @@ export interface PeerStatus {
    * interface (a loop no mark prevents: see src/wg/tunnel-loop-check.ts); null otherwise.
    */
   routedIntoTunnel: string | null;
+  /** Why the path is not direct (e.g. "symmetric NAT on both sides: relayed"); null when it is. */
+  notDirectReason?: string | null;
   /** ICE restarts the peer asked for, by reason. */
   iceRestarts: IceRestartCounts;
 }
@@ -88,6 +90,7 @@ export function peerStatusOf(
     txDatagrams: data.traffic.txDatagrams,
     rxDatagrams: data.traffic.rxDatagrams,
     routedIntoTunnel: more.routedIntoTunnel,
+    notDirectReason: peer.notDirectReason,
     iceRestarts: { ...peer.iceRestarts },
   };
 }

@@ -3,6 +3,7 @@ import type { IceSessionHandlers } from "../peer/peer.js";
 import { createCandidateFilter } from "./candidate-filter.js";
 import { IceSession, type TurnConfig, type TurnTransportHint } from "./ice-session.js";
 import type { IceSignal } from "./ice-signal.js";
+import { NatBehaviourProbe } from "./nat-behaviour.js";
 
 export interface IceSessionFactoryOptions {
   /** Interfaces whose addresses never become candidates (the WireGuard interface is always one). */
@@ -24,6 +25,8 @@ export class IceSessionFactory {
   private excludedAddresses: string;
   /** Learnt by any session, used by all: this network lets TURN over TCP out but not over UDP. */
   private readonly turnHint: TurnTransportHint = { udpBlocked: false };
+  /** This host's NAT mapping behaviour, learnt once per network and told to every peer. */
+  private readonly nat: NatBehaviourProbe;
   /**
    * Whether an address may never be an ICE candidate. Handed to every session once; it asks the
    * current filter, so later changes reach all of them.
@@ -31,6 +34,7 @@ export class IceSessionFactory {
   readonly isExcludedAddress = (address: string): boolean => this.filter(address);
 
   constructor(private readonly options: IceSessionFactoryOptions) {
+    this.nat = new NatBehaviourProbe(options.stunUrls, options.logger);
     this.excludedAddresses = options.excludeAddresses.join(",");
     this.filter = createCandidateFilter({
       excludeInterfaces: options.excludeInterfaces,
@@ -59,6 +63,7 @@ export class IceSessionFactory {
   /** The network changed: what was learnt about it (UDP to TURN blocked) may no longer hold. */
   networkChanged(): void {
     this.turnHint.udpBlocked = false;
+    this.nat.reset();
   }
 
   create(
@@ -67,7 +72,9 @@ export class IceSessionFactory {
     handlers: IceSessionHandlers,
     logger: Logger,
   ): IceSession {
+    this.nat.ensure();
     const session = new IceSession({
+      natBehaviour: () => this.nat.current,
       controlling,
       sendSignal,
       stunUrls: this.options.stunUrls(),

@@ -17,6 +17,7 @@ import { IceAgent, type IceAgentContext, type IceAgentIdentity } from "./ice-age
 import { describePair, type IcePath, type SelectedPairInfo } from "./ice-path.js";
 import { type WeriftOptionSets, weriftOptionSets } from "./ice-server-url.js";
 import { type IceAnswer, type IceOffer, type IceSignal, parseIceSignal } from "./ice-signal.js";
+import type { NatBehaviour } from "./nat-behaviour.js";
 
 export type IceSessionState =
   /** Constructed, not started. */
@@ -109,6 +110,8 @@ export interface IceSessionOptions {
   turnHint?: TurnTransportHint;
   /** How often a relayed path re-binds its TURN channel (default 2 min; turn-channel.ts). */
   turnChannelRefreshMs?: number;
+  /** Our NAT's mapping behaviour as known now (nat-behaviour.ts), told to the peer in our signals. */
+  natBehaviour?: () => NatBehaviour;
 }
 
 export interface IceSessionStats {
@@ -170,6 +173,8 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   private lastRemoteRestart = Number.NEGATIVE_INFINITY;
   /** Controlled: why we last asked the peer for a restart (the reason of the generation that follows). */
   private requestedReason: string | null = null;
+  /** The peer's NAT mapping behaviour, as its latest signal that said it. */
+  private remoteNat: NatBehaviour = "unknown";
 
   constructor(private readonly options: IceSessionOptions) {
     super();
@@ -232,6 +237,19 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   }
 
   /** Whether upgrade attempts make sense: controlling, a TURN server, and direct paths allowed. */
+  /** Both sides' NAT mapping behaviours and the relay transport: what status explains a path with. */
+  get natFacts(): {
+    localNat: NatBehaviour;
+    remoteNat: NatBehaviour;
+    relayTransport: "udp" | "tcp" | "tls" | null;
+  } {
+    return {
+      localNat: this.options.natBehaviour?.() ?? "unknown",
+      remoteNat: this.remoteNat,
+      relayTransport: this.selectedPair?.relayTransport ?? null,
+    };
+  }
+
   get canUpgrade(): boolean {
     return this.controlling && !this.options.forceRelay && this.werift.full.turnServer !== undefined;
   }
@@ -294,6 +312,7 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       this.log.debug("malformed ice signal dropped");
       return;
     }
+    if ("nat" in message && message.nat) this.remoteNat = message.nat;
     try {
       this.dispatch(message);
     } catch (err) {
@@ -383,8 +402,14 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
   }
 
   private signal(message: IceSignal): void {
+    const nat = this.options.natBehaviour?.() ?? "unknown";
+    const withNat =
+      nat !== "unknown" &&
+      (message.t === "offer" || message.t === "answer" || message.t === "end-of-candidates")
+        ? { ...message, nat }
+        : message;
     try {
-      this.options.sendSignal(message);
+      this.options.sendSignal(withNat);
     } catch (err) {
       this.log.warn({ err, t: message.t }, "sending an ice signal failed");
     }

@@ -8,6 +8,7 @@
 // trickled candidates of an abandoned attempt harmless.
 import { isIP } from "node:net";
 import { z } from "zod";
+import { natBehaviourField } from "./nat-behaviour.js";
 
 /** At most this many candidates per generation are accepted from the peer (each costs checks). */
 export const MAX_REMOTE_CANDIDATES = 32;
@@ -92,6 +93,8 @@ const description = {
   candidates: z.array(candidate).max(MAX_REMOTE_CANDIDATES).optional(),
   /** True when `candidates` is complete (no trickle follows). */
   endOfCandidates: z.boolean().optional(),
+  /** The sender's NAT mapping behaviour, when it knows it (status explains relayed paths with it). */
+  nat: natBehaviourField,
 };
 
 export const iceSignalSchema = z.discriminatedUnion("t", [
@@ -105,7 +108,7 @@ export const iceSignalSchema = z.discriminatedUnion("t", [
   /** Either way: one trickled candidate of the sender's agent for that generation. */
   z.object({ t: z.literal("candidate"), epoch, generation, candidate }),
   /** Either way: the sender has gathered all its candidates for that generation. */
-  z.object({ t: z.literal("end-of-candidates"), epoch, generation }),
+  z.object({ t: z.literal("end-of-candidates"), epoch, generation, nat: natBehaviourField }),
   /**
    * Controlled -> controlling: please restart. Names the generation the sender considers broken, so a
    * request that crossed a restart already under way is recognised as satisfied; without epoch it asks for

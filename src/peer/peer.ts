@@ -8,6 +8,7 @@
 import { Backoff } from "../backoff.js";
 import type { RestartMode } from "../ice/ice-session.js";
 import type { IceSignal } from "../ice/ice-signal.js";
+import { type NotDirectFacts, notDirectReason } from "../ice/not-direct-reason.js";
 import type { Logger } from "../log.js";
 import type { ProbeablePath } from "../proxy/liveness.js";
 import type { PeerPath } from "../proxy/path.js";
@@ -30,6 +31,8 @@ export interface PeerIceSession {
   /** The liveness verdict "dead": drop the path in use. */
   expirePath(): void;
   close(): Promise<void>;
+  /** Both sides' NAT behaviours and the relay transport (status: why the path is not direct). */
+  readonly natFacts?: Pick<NotDirectFacts, "localNat" | "remoteNat" | "relayTransport">;
 }
 
 /** What an ICE session tells its peer. */
@@ -194,6 +197,21 @@ export class Peer {
   /** The static endpoint as configured ("host:port"), or null. */
   get staticEndpoint(): string | null {
     return this.staticEndpointText;
+  }
+
+  /** Why the path is not direct (status); null when it is, or while ICE is still under way. */
+  get notDirectReason(): string | null {
+    const session = this.session;
+    return notDirectReason({
+      introduction: this.signalling !== null,
+      peerOnline: this.signalling?.isOnline(this.publicKey) ?? false,
+      pathKind: this.chosen?.kind ?? null,
+      iceFailed: session?.state === "failed",
+      localNat: "unknown",
+      remoteNat: "unknown",
+      relayTransport: null,
+      ...session?.natFacts,
+    });
   }
 
   // --- hooks: the data plane and WireGuard --------------------------------------------------------

@@ -130,7 +130,7 @@ export type ParentMessage =
   | { t: "cmd"; id: number; cmd: WorkerCommand };
 
 /** What the parent asks the worker (control socket commands, signals). */
-export type WorkerCommand = "status" | "release" | "reload" | "stop" | PingCommand;
+export type WorkerCommand = "status" | "release" | "ice-servers" | "reload" | "stop" | PingCommand;
 
 /** One probe of a peer's path (`tunnelbore ping`), already validated by the control socket. */
 export interface PingCommand {

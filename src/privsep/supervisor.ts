@@ -12,6 +12,7 @@ import type { ReleaseAnswer } from "../control/control-socket.js";
 import { ControlServer, controlSocketPath } from "../control/control-socket.js";
 import type { PingAnswer } from "../control/path-probe.js";
 import type { StatusReport } from "../control/status.js";
+import type { IceServersAnswer } from "../netcheck/ice-servers.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MetricsAddress } from "../metrics/metrics-address.js";
@@ -119,6 +120,7 @@ export class Supervisor {
       status: () => ask("status") as Promise<StatusReport>,
       release: () => ask("release") as Promise<ReleaseAnswer>,
       ping: (request) => ask({ op: "ping", request }) as Promise<PingAnswer>,
+      iceServers: () => ask("ice-servers") as Promise<IceServersAnswer>,
     });
     const metrics =
       this.config.metrics &&

@@ -70,6 +70,8 @@ async function command(cmd: WorkerCommand): Promise<unknown> {
       return current.statusReport();
     case "release":
       return current.release();
+    case "ice-servers":
+      return current.iceServers();
     case "reload":
       await current.reload();
       return null;

@@ -232,7 +232,12 @@ afterAll(async () => {
 
 describe("built-in STUN responder", () => {
   it("is announced to clients and gives werift-ice a server-reflexive candidate", async () => {
-    expect(serverInfo.stunUrls).toEqual([`stun:127.0.0.1:${server.stunPort}`]);
+    // The primary port first (werift gathers with it), then the alternate (NAT mapping behaviour).
+    expect(server.stunAltPort).toBeDefined();
+    expect(serverInfo.stunUrls).toEqual([
+      `stun:127.0.0.1:${server.stunPort}`,
+      `stun:127.0.0.1:${server.stunAltPort}`,
+    ]);
     const agent = new Connection(true, { stunServer: hostPort(serverInfo.stunUrls[0]!), useIpv6: false });
     try {
       await agent.gatherCandidates();
