@@ -9,6 +9,7 @@ import type { FastPathProgram } from "../ebpf/loader.js";
 import { createLogger } from "../src/log.js";
 import type { KernelForwarder } from "../src/proxy/kernel-forwarder.js";
 import { StaticPath } from "../src/proxy/static-path.js";
+import { StaticSockets } from "../src/proxy/static-sockets.js";
 import { bindUdpSocket } from "../src/proxy/udp-socket.js";
 import { WireGuardProxy } from "../src/proxy/wireguard-proxy.js";
 import { decodeKey } from "../src/wireguard/keys.js";
@@ -132,8 +133,9 @@ async function proxyChild(cfg: ChildConfig): Promise<void> {
   try {
     await proxy.start();
     peer = await proxy.addPeer(cfg.peerPublicKey, decodeKey(cfg.peerPublicKey));
-    const path = new StaticPath({ host: HOST, port: cfg.peerPort }, logger, udpIo);
-    path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
+    const sockets = new StaticSockets(logger, udpIo);
+    sockets.onForeignDatagram = () => proxy.drops["foreign-source"]++;
+    const path = new StaticPath({ host: HOST, port: cfg.peerPort }, logger, sockets);
     await path.open();
     proxy.setPath(cfg.peerPublicKey, path);
     if (fastPath) {

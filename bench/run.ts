@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { benchColdStart } from "./cold-start.js";
 import { benchForwarding } from "./forwarding.js";
 import { benchForwardingBatched } from "./forwarding-batched.js";
+import { benchHub } from "./hub.js";
 import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
 import { benchKernelIpv6 } from "./kernel-ipv6.js";
@@ -86,6 +87,12 @@ const BENCHMARKS: Benchmark[] = [
     limitSeconds: 1800,
   },
   { name: "intro", what: "introduction server", run: benchIntro, limitSeconds: 240 },
+  {
+    name: "hub",
+    what: "a hub with 1,000, 5,000 and 10,000 static peers: start, stop, idle cost, SIGKILL + restart gap",
+    run: benchHub,
+    limitSeconds: 1200,
+  },
 ];
 
 const THIS_FILE = fileURLToPath(import.meta.url);

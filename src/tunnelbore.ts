@@ -25,8 +25,10 @@ import { chooseKernelFastPath, type KernelFastPathSetting } from "./proxy/kernel
 import type { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
 import { StaticPath } from "./proxy/static-path.js";
+import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
+import { EndpointTakeover, type Takeover } from "./wg/endpoint-takeover.js";
 import { interfaceIndex } from "./wg/interface-watch.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
@@ -91,9 +93,13 @@ export class Tunnelbore {
   private readonly bypass: SocketMarking;
   /** Peers whose remote routes into the interface all the same. */
   private readonly loops: TunnelLoopCheck;
+  /** Points WireGuard's endpoints at L(P) in batches. */
+  private readonly takeover: EndpointTakeover;
   /** One per WireGuard peer: each owns its life (src/peer/peer.ts). */
   private readonly peers = new Map<string, Peer>();
   private proxy: WireGuardProxy | null = null;
+  /** The static paths' sockets: one per address family, shared. */
+  private staticSockets: StaticSockets | null = null;
   private link: IntroLink | null = null;
   private iceSessions: IceSessionFactory | null = null;
   private monitor: LivenessMonitor | null = null;
@@ -128,6 +134,7 @@ export class Tunnelbore {
     this.ops = options.privileged ?? new LocalPrivilegedOps(options);
     this.state = this.ops.endpoints;
     this.bypass = this.ops.bypass;
+    this.takeover = new EndpointTakeover(this.ops, this.log);
     this.loops = new TunnelLoopCheck({
       interfaceName: options.interfaceName,
       logger: this.log,
@@ -172,6 +179,8 @@ export class Tunnelbore {
     });
     await proxy.start();
     this.proxy = proxy;
+    this.staticSockets = new StaticSockets(this.log);
+    this.staticSockets.onForeignDatagram = () => proxy.drops["foreign-source"]++;
     this.ifindex = await interfaceIndex(info.name);
     const monitor = new LivenessMonitor(() => proxy.allPeers(), this.options.liveness);
     this.monitor = monitor;
@@ -351,6 +360,7 @@ export class Tunnelbore {
     if (this.options.manageEndpoints && this.started) await this.restoreEndpoints();
     this.peers.clear();
     await this.proxy?.close();
+    this.staticSockets?.close();
     await this.fastPath?.close();
     this.loops.close();
     await this.bypass.close();
@@ -480,8 +490,7 @@ export class Tunnelbore {
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
     const proxy = this.proxy;
     if (!proxy) return;
-    if (await this.bypass.follow(info.fwmark))
-      await this.renewSockets(proxy, "the interface's fwmark changed");
+    if (await this.bypass.follow(info.fwmark)) await this.renewSockets("the interface's fwmark changed");
     if (info.listenPort && info.listenPort !== proxy.wireguardListenPort) {
       this.log.info({ port: info.listenPort }, "WireGuard listen port changed");
       proxy.setWireGuardPort(info.listenPort);
@@ -490,18 +499,50 @@ export class Tunnelbore {
     // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
     // sessions) for a while rather than tear them down because a read came too early.
     if (!this.recentlyRecreated()) {
-      for (const key of [...this.peers.keys()]) if (!present.has(key)) this.removePeer(key);
+      const gone = [...this.peers.keys()].filter((key) => !present.has(key));
+      for (const key of gone) this.removePeer(key);
+      if (gone.length > 0)
+        await this.state
+          .deleteMany(gone)
+          .catch((err: unknown) => this.log.warn({ err }, "cannot forget removed peers"));
     }
     // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time.
     const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
+    // Endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint remembered, the
+    // static paths set, then one `wg set` per chunk of peers.
+    const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
     for (const p of sorted) {
       try {
-        const peer = await this.applyPeer(proxy, p);
-        peer.onHandshakeObserved(p.latestHandshake);
+        applied.push({ wireguard: p, ...(await this.applyPeer(proxy, p)) });
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
       }
     }
+    const takeovers = applied.flatMap((a) => (a.takeover ? [a.takeover] : []));
+    const remembered = new Set(
+      (
+        await this.takeover.remember(takeovers).catch((err: unknown) => {
+          this.log.warn({ err }, "cannot remember real endpoints: WireGuard keeps them");
+          return [];
+        })
+      ).map((t) => t.wireguard.publicKey),
+    );
+    for (const { wireguard, peer, takeover } of applied) {
+      try {
+        // A real endpoint not remembered stays WireGuard's: it is the static path meanwhile.
+        const kept = takeover?.real && !remembered.has(wireguard.publicKey) ? takeover.real : null;
+        await this.setStaticPath(peer, this.staticEndpointOf(wireguard, kept));
+        peer.onHandshakeObserved(wireguard.latestHandshake);
+      } catch (err) {
+        this.log.warn({ err, peer: wireguard.publicKey }, "cannot set up peer's static path");
+      }
+    }
+    await this.takeover
+      .point(
+        takeovers.filter((t) => remembered.has(t.wireguard.publicKey)),
+        this.started && this.recentlyRecreated(),
+      )
+      .catch((err: unknown) => this.log.warn({ err }, "cannot point WireGuard endpoints at loopback"));
     this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
     this.link?.setPeers([...this.peers.keys()]);
     this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
@@ -512,9 +553,15 @@ export class Tunnelbore {
     return this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
   }
 
-  /** The one place a peer comes (or is kept up to date), from the peer as this sync read it. */
-  private async applyPeer(proxy: WireGuardProxy, wireguard: WireGuardPeerInfo): Promise<Peer> {
-    const { publicKey, endpoint, persistentKeepalive: keepalive, rxBytes } = wireguard;
+  /**
+   * The one place a peer comes (or is kept up to date), from the peer as this sync read it: its L(P)
+   * and Peer, and whether WireGuard's endpoint is to be pointed at L(P) (`apply` does it, in a batch).
+   */
+  private async applyPeer(
+    proxy: WireGuardProxy,
+    wireguard: WireGuardPeerInfo,
+  ): Promise<{ peer: Peer; takeover: Takeover | null }> {
+    const { publicKey, endpoint, rxBytes } = wireguard;
     const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey)));
     let peer = this.peers.get(publicKey);
     if (!peer) {
@@ -522,51 +569,44 @@ export class Tunnelbore {
       this.peers.set(publicKey, peer);
     }
     const loopback = `${data.loopback.address}:${data.loopback.port}`;
-    const real = endpoint && !isLoopbackHost(parseEndpoint(endpoint).host) ? endpoint : null;
+    const real = this.realEndpointOf(wireguard);
     // Released (wg-quick's PreDown before SaveConfig): WireGuard keeps its real endpoints for now.
     const manage = this.options.manageEndpoints && !this.released;
     if (endpoint === loopback) peer.onEndpointOurs();
     // A peer WireGuard itself roams back to (it reaches WireGuard's port directly) is left alone.
     else if (manage && (real === null || peer.onEndpointElsewhere(real, rxBytes))) {
-      // Remember the real endpoint on disk before WireGuard forgets it.
-      if (real) await this.state.set(publicKey, real);
-      await this.ops.setPeerEndpoint(publicKey, loopback);
-      this.log.info(
-        { peer: publicKey, from: endpoint, to: loopback },
-        "pointed WireGuard endpoint at loopback",
-      );
-      // WireGuard tried the peer before we took its endpoint over: it tries again now, not in 5 s.
-      await this.ops.nudgeIfTrafficWaiting(wireguard, loopback, this.log);
-      // WireGuard lost the endpoint while we ran: it was restarted, and the peer still holds a session
-      // the new WireGuard does not know. Start a handshake now rather than after the peer's 15 s.
-      if (this.started && endpoint === null && this.recentlyRecreated()) {
-        await this.ops
-          .nudgeHandshake(publicKey, keepalive)
-          .catch((err: unknown) => this.log.debug({ err, peer: publicKey }, "cannot nudge a handshake"));
-      }
+      return { peer, takeover: { wireguard, loopback, real } };
     }
-    const chosen =
+    return { peer, takeover: null };
+  }
+
+  /** WireGuard's endpoint for the peer when it is a real one (not one of ours at a loopback address). */
+  private realEndpointOf(wireguard: WireGuardPeerInfo): string | null {
+    const { endpoint } = wireguard;
+    return endpoint && !isLoopbackHost(parseEndpoint(endpoint).host) ? endpoint : null;
+  }
+
+  /** The peer's static path: given by the user, else the real endpoint remembered (or kept by WireGuard). */
+  private staticEndpointOf(wireguard: WireGuardPeerInfo, kept: string | null): Endpoint | undefined {
+    const { publicKey } = wireguard;
+    const manage = this.options.manageEndpoints && !this.released;
+    const real = kept ?? this.realEndpointOf(wireguard);
+    return (
       this.options.staticEndpoints.get(publicKey) ??
-      (manage ? maybeParse(this.state.original(publicKey)) : real ? parseEndpoint(real) : undefined);
-    await this.setStaticPath(proxy, peer, chosen);
-    return peer;
+      (manage && !kept ? maybeParse(this.state.original(publicKey)) : real ? parseEndpoint(real) : undefined)
+    );
   }
 
   /** Opens a static path when the peer's real endpoint is new or changed; the peer owns it from then on. */
-  private async setStaticPath(
-    proxy: WireGuardProxy,
-    peer: Peer,
-    endpoint: Endpoint | undefined,
-    renew = false,
-  ): Promise<void> {
+  private async setStaticPath(peer: Peer, endpoint: Endpoint | undefined, renew = false): Promise<void> {
     const text = endpoint ? formatEndpoint(endpoint) : null;
     if (text === peer.staticEndpoint && !renew) return;
     if (!endpoint) {
       peer.onStaticPath(null, null);
       return;
     }
-    const path = new StaticPath(endpoint, this.log.child({ peer: peer.publicKey }));
-    path.onForeignDatagram = () => proxy.drops["foreign-source"]++;
+    if (!this.staticSockets) return;
+    const path = new StaticPath(endpoint, this.log.child({ peer: peer.publicKey }), this.staticSockets);
     await path.open();
     peer.onStaticPath(path, text);
   }
@@ -576,23 +616,23 @@ export class Tunnelbore {
    * would be routed into the tunnel: ICE and the introduction server start over as after a network
    * change, static paths get new sockets.
    */
-  private async renewSockets(proxy: WireGuardProxy, reason: string): Promise<void> {
+  private async renewSockets(reason: string): Promise<void> {
     this.networkChanged(reason);
+    this.staticSockets?.renew();
     for (const peer of this.peers.values()) {
       if (!peer.staticEndpoint) continue;
-      await this.setStaticPath(proxy, peer, parseEndpoint(peer.staticEndpoint), true).catch((err: unknown) =>
+      await this.setStaticPath(peer, parseEndpoint(peer.staticEndpoint), true).catch((err: unknown) =>
         this.log.warn({ err, peer: peer.publicKey }, "cannot renew the static path's socket"),
       );
     }
   }
 
-  /** The one place a peer goes: its life ends (paths, ICE), then its L(P) and its saved endpoint. */
+  /** The one place a peer goes: its life ends (paths, ICE), then its L(P) (`apply` forgets its saved endpoint). */
   private removePeer(publicKey: string): void {
     const peer = this.peers.get(publicKey);
     this.peers.delete(publicKey);
     void peer?.close();
     this.proxy?.removePeer(publicKey);
-    void this.state.delete(publicKey);
   }
 
   /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */

@@ -58,7 +58,8 @@ export const fastPathUpdateSchema = z.discriminatedUnion("op", [
 ]);
 export type FastPathUpdate = z.infer<typeof fastPathUpdateSchema>;
 
-const MAX_BATCH = 4096;
+/** The most entries one request carries; more go in several requests. */
+export const MAX_BATCH = 4096;
 
 /** What the worker may ask, with the arguments each takes. */
 export const requestSchema = z.discriminatedUnion("op", [
@@ -70,6 +71,16 @@ export const requestSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("stateLoad") }),
   z.object({ op: z.literal("stateSet"), key: base64Key, endpoint: z.string().max(300) }),
   z.object({ op: z.literal("stateDelete"), key: base64Key }),
+  /** Batches (issue 16: a hub with thousands of peers); each entry is validated as its single op is. */
+  z.object({
+    op: z.literal("setPeerEndpoints"),
+    changes: z.array(z.object({ key: base64Key, endpoint: z.string().max(64) })).max(MAX_BATCH),
+  }),
+  z.object({
+    op: z.literal("stateSetMany"),
+    entries: z.array(z.object({ key: base64Key, endpoint: z.string().max(300) })).max(MAX_BATCH),
+  }),
+  z.object({ op: z.literal("stateDeleteMany"), keys: z.array(base64Key).max(MAX_BATCH) }),
   z.object({ op: z.literal("restoreEndpoints") }),
   z.object({ op: z.literal("wgQuickCheck") }),
   z.object({ op: z.literal("bypassStart"), fwmark: u32 }),

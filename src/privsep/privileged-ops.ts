@@ -13,8 +13,10 @@ import { nudgeIfTrafficWaiting } from "../wg/handshake-nudge.js";
 import { nudgeHandshake } from "../wg/interface-watch.js";
 import { TunnelBypass, type TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import {
+  type EndpointChange,
   readInterface,
   setPeerEndpoint,
+  setPeerEndpoints,
   type WireGuardInterfaceInfo,
   type WireGuardPeerInfo,
 } from "../wg/wg-command.js";
@@ -42,6 +44,15 @@ export interface EndpointMemory {
   original(publicKey: string): string | undefined;
   set(publicKey: string, endpoint: string): Promise<void>;
   delete(publicKey: string): Promise<void>;
+  /** Many at once, with one write of the file; answers the keys not remembered (refused). */
+  setMany(entries: [publicKey: string, endpoint: string][]): Promise<string[]>;
+  deleteMany(publicKeys: string[]): Promise<void>;
+}
+
+/** A peer of a batch whose endpoint was not set, and why. */
+export interface EndpointRefusal {
+  publicKey: string;
+  reason: string;
 }
 
 /** Keeps Tunnelbore's sockets out of a full tunnel (src/wg/tunnel-bypass.ts). */
@@ -60,6 +71,8 @@ export interface PrivilegedOps {
   keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null;
   /** Points the peer's WireGuard endpoint at `endpoint` (a loopback L(P)). */
   setPeerEndpoint(publicKey: string, endpoint: string): Promise<void>;
+  /** Many at once, in batches of one `wg set` (src/wg/wg-command.ts); the peers that failed. */
+  setPeerEndpoints(changes: EndpointChange[]): Promise<EndpointRefusal[]>;
   /** handshake-nudge.ts: WireGuard tries again now when it had traffic waiting. Never throws. */
   nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void>;
   /** interface-watch.ts: a handshake now, after the interface was recreated. */
@@ -108,6 +121,11 @@ export class LocalPrivilegedOps implements PrivilegedOps {
 
   setPeerEndpoint(publicKey: string, endpoint: string): Promise<void> {
     return setPeerEndpoint(this.options.interfaceName, publicKey, endpoint);
+  }
+
+  async setPeerEndpoints(changes: EndpointChange[]): Promise<EndpointRefusal[]> {
+    const failures = await setPeerEndpoints(this.options.interfaceName, changes);
+    return failures.map(({ publicKey, error }) => ({ publicKey, reason: error.message }));
   }
 
   nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void> {

@@ -9,7 +9,7 @@ import { RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isLoopbackHost, parseEndpoint } from "../proxy/endpoint.js";
 import { LocalKeyAgreement } from "../signalling/key-agreement.js";
-import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
+import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import { decodeKey } from "../wireguard/keys.js";
 import {
   type FastPathUpdate,
@@ -18,7 +18,7 @@ import {
   requestSchema,
   type WireCounters,
 } from "./ipc-protocol.js";
-import type { FastPathControl, LocalPrivilegedOps } from "./privileged-ops.js";
+import type { EndpointRefusal, FastPathControl, LocalPrivilegedOps } from "./privileged-ops.js";
 
 /** A request the parent will not carry out (malformed, or outside what the worker may ask). */
 export class PrivsepRefusal extends RuntimeError {
@@ -38,6 +38,8 @@ export class PrivilegedServer {
   private readonly ops: LocalPrivilegedOps;
   /** The interface as the parent last read it for the worker: what requests are checked against. */
   private lastInfo: WireGuardInterfaceInfo | null = null;
+  /** lastInfo's peers by public key: batches of thousands are checked peer by peer. */
+  private lastPeers = new Map<string, WireGuardPeerInfo>();
   private keys: LocalKeyAgreement | null = null;
   private keysFrom: string | null = null;
   private fastPath: FastPathControl | null = null;
@@ -114,6 +116,13 @@ export class PrivilegedServer {
       case "stateDelete":
         await this.ops.endpoints.delete(req.key);
         return null;
+      case "setPeerEndpoints":
+        return this.setPeerEndpoints(req.changes);
+      case "stateSetMany":
+        return this.rememberEndpoints(req.entries);
+      case "stateDeleteMany":
+        await this.ops.endpoints.deleteMany(req.keys);
+        return null;
       case "restoreEndpoints":
         return this.restoreEndpoints();
       case "wgQuickCheck":
@@ -159,10 +168,47 @@ export class PrivilegedServer {
     }
   }
 
+  /**
+   * Each change checked as `setPeerEndpoint` is (a peer of the interface, a 127.x endpoint); the ones
+   * that pass are made in batches, the others refused by name. Answers the refusals.
+   */
+  private async setPeerEndpoints(changes: { key: string; endpoint: string }[]): Promise<EndpointRefusal[]> {
+    const refused: EndpointRefusal[] = [];
+    const valid: EndpointChange[] = [];
+    for (const { key, endpoint } of changes) {
+      try {
+        this.peer(key);
+        valid.push({ publicKey: key, endpoint: loopbackEndpoint(endpoint) });
+      } catch (err) {
+        refused.push({ publicKey: key, reason: (err as Error).message });
+      }
+    }
+    if (refused.length > 0)
+      this.log.warn({ refused: refused.length, first: refused[0] }, "refused endpoint changes");
+    return [...refused, ...(valid.length > 0 ? await this.ops.setPeerEndpoints(valid) : [])];
+  }
+
+  /** Each entry checked as `stateSet` is; the ones that pass are saved with one write. Answers the refusals. */
+  private async rememberEndpoints(entries: { key: string; endpoint: string }[]): Promise<EndpointRefusal[]> {
+    const refused: EndpointRefusal[] = [];
+    const valid: [string, string][] = [];
+    for (const { key, endpoint } of entries) {
+      const shown = this.lastPeers.get(key)?.endpoint ?? null;
+      if (shown !== endpoint || isLoopbackEndpoint(shown))
+        refused.push({ publicKey: key, reason: "not the peer's real endpoint as WireGuard shows it" });
+      else valid.push([key, endpoint]);
+    }
+    if (refused.length > 0)
+      this.log.warn({ refused: refused.length, first: refused[0] }, "refused endpoints to remember");
+    await this.ops.endpoints.setMany(valid);
+    return refused;
+  }
+
   /** `wg show dump` for the worker: the private key stays here (it answers X25519 requests). */
   private async readInterface(): Promise<WireGuardInterfaceInfo> {
     const info = await this.ops.readInterface();
     this.lastInfo = info;
+    this.lastPeers = new Map(info.peers.map((p) => [p.publicKey, p]));
     if (info.privateKey !== this.keysFrom) {
       this.keysFrom = info.privateKey;
       this.keys = info.privateKey ? new LocalKeyAgreement(decodeKey(info.privateKey)) : null;
@@ -172,7 +218,7 @@ export class PrivilegedServer {
 
   /** A peer of the interface as last read; anything else is refused. */
   private peer(publicKey: string): WireGuardPeerInfo {
-    const peer = this.lastInfo?.peers.find((p) => p.publicKey === publicKey);
+    const peer = this.lastPeers.get(publicKey);
     if (!peer) throw new PrivsepRefusal("not a peer of the interface", { peer: publicKey });
     return peer;
   }

@@ -10,10 +10,16 @@ import type { Logger } from "../log.js";
 import type { KeyAgreement } from "../signalling/key-agreement.js";
 import { IntroKeyError } from "../signalling/signalling-crypto.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
-import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
+import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import type { WgQuickConfigCheck } from "../wg/wg-quick-config.js";
-import type { FastPathUpdate, Request, WireCounters } from "./ipc-protocol.js";
-import type { EndpointMemory, FastPathControl, PrivilegedOps, SocketMarking } from "./privileged-ops.js";
+import { type FastPathUpdate, MAX_BATCH, type Request, type WireCounters } from "./ipc-protocol.js";
+import type {
+  EndpointMemory,
+  EndpointRefusal,
+  FastPathControl,
+  PrivilegedOps,
+  SocketMarking,
+} from "./privileged-ops.js";
 
 /** Sends one request to the privileged parent and resolves with its answer. */
 export type Ask = (request: Request) => Promise<unknown>;
@@ -44,6 +50,18 @@ export class RemotePrivilegedOps implements PrivilegedOps {
 
   async setPeerEndpoint(publicKey: string, endpoint: string): Promise<void> {
     await this.ask({ op: "setPeerEndpoint", key: publicKey, endpoint });
+  }
+
+  async setPeerEndpoints(changes: EndpointChange[]): Promise<EndpointRefusal[]> {
+    const refused: EndpointRefusal[] = [];
+    for (const chunk of chunks(changes)) {
+      const answer = (await this.ask({
+        op: "setPeerEndpoints",
+        changes: chunk.map(({ publicKey, endpoint }) => ({ key: publicKey, endpoint })),
+      })) as EndpointRefusal[];
+      refused.push(...answer);
+    }
+    return refused;
   }
 
   async nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void> {
@@ -115,6 +133,32 @@ class RemoteEndpointMemory implements EndpointMemory {
     this.mirror.delete(publicKey);
     await this.ask({ op: "stateDelete", key: publicKey });
   }
+
+  async setMany(entries: [string, string][]): Promise<string[]> {
+    const refused: string[] = [];
+    for (const chunk of chunks(entries)) {
+      const answer = (await this.ask({
+        op: "stateSetMany",
+        entries: chunk.map(([key, endpoint]) => ({ key, endpoint })),
+      })) as EndpointRefusal[];
+      const notRemembered = new Set(answer.map((r) => r.publicKey));
+      for (const [key, endpoint] of chunk) if (!notRemembered.has(key)) this.mirror.set(key, endpoint);
+      refused.push(...notRemembered);
+    }
+    return refused;
+  }
+
+  async deleteMany(publicKeys: string[]): Promise<void> {
+    for (const key of publicKeys) this.mirror.delete(key);
+    for (const chunk of chunks(publicKeys)) await this.ask({ op: "stateDeleteMany", keys: chunk });
+  }
+}
+
+/** A request carries at most MAX_BATCH entries: more go in several, in order. */
+function chunks<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += MAX_BATCH) out.push(items.slice(i, i + MAX_BATCH));
+  return out;
 }
 
 const NO_BYPASS: TunnelBypassStatus = { state: "inactive", fwmark: 0, mark: 0, cgroup: null, reason: null };
@@ -279,11 +323,14 @@ class RemoteFastPath implements FastPathControl {
   private flush(): void {
     this.flushScheduled = false;
     if (this.pending.length === 0) return;
-    const updates = this.pending;
+    const pending = this.pending;
     this.pending = [];
-    this.ask({ op: "fastPathUpdate", updates }).catch((err: unknown) =>
-      this.log.warn({ err }, "kernel fast path: the privileged side refused an update"),
-    );
+    // In order, in requests of at most MAX_BATCH (thousands of static paths come up in one tick).
+    for (const updates of chunks(pending)) {
+      this.ask({ op: "fastPathUpdate", updates }).catch((err: unknown) =>
+        this.log.warn({ err }, "kernel fast path: the privileged side refused an update"),
+      );
+    }
   }
 
   private async poll(): Promise<void> {
@@ -293,11 +340,20 @@ class RemoteFastPath implements FastPathControl {
     const inbound = [...this.inbound.entries()];
     const generation = this.generation;
     try {
-      const answer = (await this.ask({
-        op: "fastPathCounters",
-        outbound: outbound.map(([, key]) => key),
-        inbound: inbound.map(([, flow]) => flow),
-      })) as { outbound: (WireCounters | null)[]; inbound: (WireCounters | null)[] };
+      const answer: { outbound: (WireCounters | null)[]; inbound: (WireCounters | null)[] } = {
+        outbound: [],
+        inbound: [],
+      };
+      // Requests of at most MAX_BATCH keys each way, as many as it takes.
+      for (let i = 0; i < Math.max(outbound.length, inbound.length); i += MAX_BATCH) {
+        const part = (await this.ask({
+          op: "fastPathCounters",
+          outbound: outbound.slice(i, i + MAX_BATCH).map(([, key]) => key),
+          inbound: inbound.slice(i, i + MAX_BATCH).map(([, flow]) => flow),
+        })) as { outbound: (WireCounters | null)[]; inbound: (WireCounters | null)[] };
+        answer.outbound.push(...part.outbound);
+        answer.inbound.push(...part.inbound);
+      }
       // An entry set or removed meanwhile: these counts may be its predecessor's; the next poll tells.
       if (generation !== this.generation) return;
       outbound.forEach(([key], i) => {

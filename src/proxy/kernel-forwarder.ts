@@ -5,6 +5,7 @@ import { promisify } from "node:util";
 import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
 import type { Logger } from "../log.js";
 import type { FastPathControl } from "../privsep/privileged-ops.js";
+import { KernelRouteBatcher } from "./kernel-route-batch.js";
 import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 
@@ -37,6 +38,10 @@ export async function resolveKernelRoute(remote: string): Promise<KernelRoute | 
   const ifindex = Number((await readFile(`/sys/class/net/${route.dev}/ifindex`, "utf8")).trim());
   return { dev: route.dev, ifindex, source: route.prefsrc };
 }
+
+/** The lookups of every forwarder in the process, batched (thousands of paths come up at once on a hub). */
+const routes = new KernelRouteBatcher();
+const batchedRoute = (remote: string): Promise<KernelRoute | null> => routes.route(remote);
 
 /** The flow the kernel carries for a path: plain UDP, or ChannelData on a TURN allocation's channel. */
 interface KernelFlow {
@@ -132,7 +137,7 @@ export class KernelForwarder {
     }
     let kernelRoute: KernelRoute | null = null;
     try {
-      kernelRoute = await (this.options.resolveRoute ?? resolveKernelRoute)(route.remoteAddress);
+      kernelRoute = await (this.options.resolveRoute ?? batchedRoute)(route.remoteAddress);
       if (kernelRoute && kernelRoute.dev !== this.options.wireguardInterface) {
         await this.program.attach(kernelRoute.dev, kernelRoute.ifindex);
       }

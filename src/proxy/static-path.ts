@@ -2,22 +2,17 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import type { Logger } from "../log.js";
 import { MessageType, messageType } from "../wireguard/messages.js";
-import {
-  type BatchedUdpSocket,
-  openBatchedUdpSocket,
-  type ReceivedBatch,
-  type UdpIo,
-} from "./batched-udp.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
 import type { PeerPath, UdpRoute } from "./path.js";
+import type { StaticSocketLease, StaticSockets } from "./static-sockets.js";
 
 /** With a hostname: re-resolve when datagrams go out but none came back for this long. */
 const SILENCE_BEFORE_RERESOLVE_MS = 3000;
 const MIN_RERESOLVE_INTERVAL_MS = 1000;
 
 /**
- * The path to a peer that does not run Tunnelbore: its real endpoint, through a UDP socket of its own
- * (so replies can be told apart per peer). A hostname is re-resolved on every initiation WireGuard sends,
+ * The path to a peer that does not run Tunnelbore: its real endpoint, through a share of the static
+ * paths' socket (static-sockets.ts: replies are told apart by their source). A hostname is re-resolved on every initiation WireGuard sends,
  * and when the peer falls silent while WireGuard keeps sending (its next data packets then reach the new
  * address and the peer roams to it, without waiting for WireGuard's next handshake); when the address
  * changed, the latest initiation is sent again to the new address at once.
@@ -25,11 +20,11 @@ const MIN_RERESOLVE_INTERVAL_MS = 1000;
 export class StaticPath implements PeerPath {
   readonly kind = "static" as const;
   onDatagram: ((datagram: Buffer) => void) | null = null;
-  /** Called for every datagram that arrives from an address other than the endpoint's. */
-  onForeignDatagram: (() => void) | null = null;
   onRouteChange: (() => void) | null = null;
 
-  private socket: BatchedUdpSocket | null = null;
+  private lease: StaticSocketLease | null = null;
+  /** open() was called: a new address takes a new share at once. */
+  private opened = false;
   private family: 4 | 6 = 4;
   private address: string | null;
   private readonly isHostname: boolean;
@@ -42,8 +37,7 @@ export class StaticPath implements PeerPath {
   constructor(
     readonly endpoint: Endpoint,
     private readonly log: Logger,
-    /** How the path's socket does its I/O (batched-udp.ts). */
-    private readonly udpIo: UdpIo | "auto" = "auto",
+    private readonly sockets: StaticSockets,
   ) {
     const family = isIP(endpoint.host);
     this.isHostname = family === 0;
@@ -55,9 +49,10 @@ export class StaticPath implements PeerPath {
     return this.address ? formatEndpoint({ host: this.address, port: this.endpoint.port }) : "unresolved";
   }
 
-  /** Binds the socket and, for a hostname, resolves it once. */
+  /** Takes its share of a socket and, for a hostname, resolves it once. */
   async open(): Promise<void> {
     if (this.isHostname) await this.resolve();
+    this.opened = true;
     await this.openSocket();
   }
 
@@ -69,14 +64,14 @@ export class StaticPath implements PeerPath {
         void this.resolve();
       } else this.resolveIfSilent();
     }
-    if (this.socket && this.address) this.socket.send(datagram, this.endpoint.port, this.address);
+    this.lease?.send(datagram);
   }
 
   udpRoute(): UdpRoute | null {
-    if (!this.socket || !this.address) return null;
+    if (!this.lease || !this.address) return null;
     return {
       localAddress: null,
-      localPort: this.socket.address().port,
+      localPort: this.lease.localPort,
       remoteAddress: this.address,
       remotePort: this.endpoint.port,
     };
@@ -101,32 +96,26 @@ export class StaticPath implements PeerPath {
 
   close(): void {
     this.closed = true;
-    this.socket?.close();
-    this.socket = null;
+    this.lease?.close();
+    this.lease = null;
     this.onRouteChange?.();
   }
 
+  /** A share for the current address (none while a hostname is unresolved); the previous one goes. */
   private async openSocket(): Promise<void> {
-    const where = this.family === 6 ? { address: "::", type: "udp6" as const } : { address: "0.0.0.0" };
-    const socket = await openBatchedUdpSocket({
-      ...where,
-      port: 0,
-      role: "static path",
-      logger: this.log,
-      io: this.udpIo,
-    });
-    socket.onBatch = (batch: ReceivedBatch) => {
-      const port = this.endpoint.port;
-      for (let i = 0; i < batch.count; i++) {
-        if (batch.port(i) === port && batch.address(i) === this.address) {
+    const address = this.address;
+    const lease = address
+      ? await this.sockets.lease(this.family, address, this.endpoint.port, (datagram) => {
           if (this.isHostname) this.lastReceivedAt = Date.now();
-          this.onDatagram?.(batch.datagram(i));
-        } else this.onForeignDatagram?.();
-      }
-    };
-    socket.onError = (err) => this.log.warn({ err, endpoint: this.remote }, "static path socket error");
-    const old = this.socket;
-    this.socket = socket;
+          this.onDatagram?.(datagram);
+        })
+      : null;
+    if (this.closed) {
+      lease?.close();
+      return;
+    }
+    const old = this.lease;
+    this.lease = lease;
     old?.close();
     this.onRouteChange?.();
   }
@@ -146,13 +135,10 @@ export class StaticPath implements PeerPath {
           { host: this.endpoint.host, from: previous, to: address },
           "static endpoint resolved to a new address",
         );
-        if (family !== this.family) {
-          this.family = family === 6 ? 6 : 4;
-          if (this.socket) await this.openSocket();
-        } else this.onRouteChange?.();
-        if (previous && this.lastInitiation && this.socket) {
-          this.socket.send(this.lastInitiation, this.endpoint.port, address);
-        }
+        this.family = family === 6 ? 6 : 4;
+        // Datagrams from the new address are this path's from now on (and no longer the old one's).
+        if (this.opened) await this.openSocket();
+        if (previous && this.lastInitiation && this.lease) this.lease.send(this.lastInitiation);
       } catch (err) {
         this.log.warn(
           { host: this.endpoint.host, err },

@@ -87,6 +87,28 @@ export class EndpointState {
     if (this.originals.delete(publicKey)) await this.save();
   }
 
+  /**
+   * Remembers many real endpoints with one write of the file (none when nothing changed). Answers the
+   * keys not remembered, as a validating keeper would (privileged-server.ts): none here.
+   */
+  async setMany(entries: Iterable<[publicKey: string, endpoint: string]>): Promise<string[]> {
+    let changed = false;
+    for (const [publicKey, endpoint] of entries) {
+      if (this.originals.get(publicKey) === endpoint) continue;
+      this.originals.set(publicKey, endpoint);
+      changed = true;
+    }
+    if (changed) await this.save();
+    return [];
+  }
+
+  /** Forgets many peers with one write of the file (none when none was remembered). */
+  async deleteMany(publicKeys: Iterable<string>): Promise<void> {
+    let changed = false;
+    for (const publicKey of publicKeys) if (this.originals.delete(publicKey)) changed = true;
+    if (changed) await this.save();
+  }
+
   private save(): Promise<void> {
     const body = JSON.stringify(
       { interface: this.interfaceName, peers: Object.fromEntries(this.originals) },

@@ -1,0 +1,205 @@
+// A hub with thousands of static peers on one wireguard-go interface (issue 16): how long `run` takes
+// to start (every endpoint pointed at L(P)) and to stop (every endpoint restored), what it holds (RSS,
+// file descriptors) and costs idle, and the gap in a continuous ping to a real peer across a SIGKILL
+// and restart. Tunnelbore runs as a service would: root, privilege separation, default poll interval.
+//   npm run bench -- hub
+//   TBT_BENCH_HUB_PEERS=2000 node --import tsx bench/run.ts --one hub     (one size)
+//   TBT_BENCH_HUB_PROFILE=1 ...     (also writes a CPU profile of the worker to /tmp/tbt-hub-prof)
+import { readdirSync, readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createHub, type Hub } from "../test/lab/hub.js";
+import { type SpawnedProcess, spawnInNamespace, teardownAll } from "../test/lab/netns.js";
+import { ContinuousPing } from "../test/lab/ping.js";
+import { CLI, tunnelboreDirs } from "../test/lab/tunnelbore.js";
+import { waitFor } from "../test/support/wait-for.js";
+import { processCpuSeconds, rssBytes } from "./proc-stats.js";
+import type { BenchRow } from "./table.js";
+
+const SIZES = (process.env.TBT_BENCH_HUB_PEERS ?? "1000,5000,10000").split(",").map(Number);
+const IDLE_MEASURE_MS = 20_000;
+const PING_INTERVAL_MS = 20;
+/** Profile start, idle and stop (no restart: a SIGKILLed process writes no profile). */
+const PROFILE = process.env.TBT_BENCH_HUB_PROFILE === "1";
+const TARGETS = { startS: 5, stopS: 5, rssMiB: 300, idleCpu: 2, fdsPerPeer: 1.2, gapMs: 1000 };
+
+class Skip extends Error {}
+
+function log(text: string): void {
+  process.stderr.write(`[hub] ${text}\n`);
+}
+
+/** Tunnelbore's processes: the privileged parent and its worker (setpriv execs node in place). */
+function processTree(root: number): number[] {
+  const pids = [root];
+  for (let i = 0; i < pids.length; i++) {
+    try {
+      const children = readFileSync(`/proc/${pids[i]}/task/${pids[i]}/children`, "utf8").trim();
+      if (children) pids.push(...children.split(" ").map(Number));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+function tunnelboreProcesses(ip: SpawnedProcess): number[] {
+  // `ip netns exec` execs the command: the spawned PID is Tunnelbore's parent itself.
+  return processTree(ip.child.pid ?? -1).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "node";
+    } catch {
+      return false;
+    }
+  });
+}
+
+function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+function start(hub: Hub, dirs: { runDir: string; stateDir: string }): SpawnedProcess {
+  const args = [
+    CLI,
+    "run",
+    "--interface",
+    hub.wg.name,
+    "--run-dir",
+    dirs.runDir,
+    "--state-dir",
+    dirs.stateDir,
+  ];
+  args.push("--log-level", "info");
+  // Profiled in one process (the worker is started without node's options): it writes at exit.
+  if (PROFILE) args.unshift("--cpu-prof", "--cpu-prof-dir=/tmp/tbt-hub-prof");
+  if (PROFILE) args.push("--no-privsep");
+  return spawnInNamespace(hub.ns, process.execPath, args);
+}
+
+/** Resolves when the process logs "tunnelbore running". */
+async function running(proc: SpawnedProcess, timeoutMs: number): Promise<void> {
+  await waitFor(() => proc.child.exitCode !== null || proc.output().includes('"tunnelbore running"'), {
+    what: "tunnelbore running",
+    timeoutMs,
+    intervalMs: 10,
+  });
+  if (proc.child.exitCode !== null) throw new Error(`tunnelbore exited: ${proc.output().slice(-2000)}`);
+}
+
+function countAtLoopback(endpoints: Map<string, string>): number {
+  let n = 0;
+  for (const e of endpoints.values()) if (e.startsWith("127.")) n++;
+  return n;
+}
+
+async function measure(peers: number): Promise<BenchRow[]> {
+  log(`${peers} peers: setting up the hub`);
+  const hub = await createHub(peers, 1);
+  const dirs = tunnelboreDirs();
+  const rows: BenchRow[] = [];
+  const at = `${peers.toLocaleString("en-US")} peers`;
+  try {
+    const t0 = performance.now();
+    let proc = start(hub, dirs);
+    await running(proc, 600_000);
+    const startS = (performance.now() - t0) / 1000;
+    const atLoopback = countAtLoopback(await hub.currentEndpoints());
+    log(`${peers}: running after ${startS.toFixed(2)} s; ${atLoopback} endpoints at loopback`);
+    if (atLoopback !== peers) throw new Error(`only ${atLoopback} of ${peers} endpoints at loopback`);
+    rows.push({ name: `start, ${at}`, value: startS, unit: "s", note: `target <= ${TARGETS.startS}` });
+
+    // Idle: after the start settled, what the processes hold and use.
+    await sleep(5000);
+    const pids = tunnelboreProcesses(proc);
+    const cpu0 = pids.map(processCpuSeconds);
+    const w0 = performance.now();
+    await sleep(IDLE_MEASURE_MS);
+    const seconds = (performance.now() - w0) / 1000;
+    const idleCpu = pids.reduce((s, pid, i) => s + (100 * (processCpuSeconds(pid) - cpu0[i]!)) / seconds, 0);
+    const rss = pids.reduce((s, pid) => s + rssBytes(pid), 0) / 2 ** 20;
+    const fds = pids.reduce((s, pid) => s + fdCount(pid), 0);
+    rows.push(
+      {
+        name: `idle CPU, ${at}`,
+        value: idleCpu,
+        unit: "% core",
+        note: `parent + worker; target <= ${TARGETS.idleCpu}`,
+      },
+      { name: `RSS, ${at}`, value: rss, unit: "MiB", note: `parent + worker; target <= ${TARGETS.rssMiB}` },
+      {
+        name: `file descriptors per peer, ${at}`,
+        value: fds / peers,
+        unit: "",
+        note: `${fds} in all; target <= ${TARGETS.fdsPerPeer}`,
+      },
+    );
+    log(`${peers}: idle ${idleCpu.toFixed(2)} % core, RSS ${rss.toFixed(0)} MiB, ${fds} fds`);
+
+    // SIGKILL and restart with a continuous ping to the real peer.
+    const real = hub.real[0]!;
+    const ping = new ContinuousPing(hub.ns, real.tunnelAddress, PING_INTERVAL_MS);
+    try {
+      if (PROFILE) throw new Skip();
+      await waitFor(() => ping.receivedCount >= 10, {
+        what: "pings flowing",
+        timeoutMs: 20_000,
+        intervalMs: 20,
+      });
+      await proc.stop("SIGKILL");
+      const restartedAt = Date.now();
+      proc = start(hub, dirs);
+      await waitFor(() => ping.receivedSince(restartedAt) >= 3, {
+        what: "pings answered after the restart",
+        timeoutMs: 120_000,
+        intervalMs: 10,
+      });
+      const first = ping.replies.find((r) => r >= restartedAt)!;
+      const gap = first - restartedAt;
+      rows.push({
+        name: `SIGKILL + restart: first reply after the new start, ${at}`,
+        value: gap,
+        unit: "ms",
+        note: `ping every ${PING_INTERVAL_MS} ms; target <= ${TARGETS.gapMs}`,
+      });
+      log(`${peers}: first reply ${gap} ms after the restart`);
+      await running(proc, 600_000);
+    } catch (err) {
+      if (!(err instanceof Skip)) throw err;
+    } finally {
+      await ping.stop();
+    }
+
+    // Stop: SIGTERM until exit, every endpoint restored.
+    const s0 = performance.now();
+    const code = await new Promise<number | string>((resolve) => {
+      proc.exited.then(resolve);
+      proc.child.kill("SIGTERM");
+    });
+    const stopS = (performance.now() - s0) / 1000;
+    const now = await hub.currentEndpoints();
+    let restored = 0;
+    for (const [key, endpoint] of hub.endpoints) if (now.get(key) === endpoint) restored++;
+    log(`${peers}: stopped (${code}) after ${stopS.toFixed(2)} s; ${restored} endpoints restored`);
+    if (restored !== peers) throw new Error(`only ${restored} of ${peers} endpoints restored`);
+    rows.push({
+      name: `stop, endpoints restored, ${at}`,
+      value: stopS,
+      unit: "s",
+      note: `target <= ${TARGETS.stopS}`,
+    });
+  } finally {
+    await teardownAll();
+    dirs.cleanup();
+  }
+  return rows;
+}
+
+export async function benchHub(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  process.once("SIGTERM", () => void teardownAll().then(() => process.exit(1)));
+  for (const peers of SIZES) rows.push(...(await measure(peers)));
+  return rows;
+}
