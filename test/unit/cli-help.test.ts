@@ -10,7 +10,7 @@ const execFileAsync = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, "../..");
 const CLI_SOURCE = join(ROOT, "src/cli.ts");
 const COMPLETION = join(ROOT, "completions/tunnelbore.bash");
-const COMMANDS = ["run", "intro-server", "status", "release"];
+const COMMANDS = ["run", "intro-server", "status", "release", "ping", "netcheck"];
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -81,7 +81,7 @@ describe("bash completion", () => {
     // The command's own branch of the case statement: from `command)` to its `;;`.
     const branch = script.match(new RegExp(`\\n\\s+${command}\\)\\n([\\s\\S]*?);;`))?.[1] ?? "";
     expect(branch).not.toBe("");
-    const listed = new Set(branch.match(/--?[a-z][a-z0-9-]*/g));
+    const listed = new Set(branch.match(/--?[A-Za-z][a-z0-9-]*/g));
     expect(flags.filter((f) => !listed.has(f))).toEqual([]);
     // And what bash offers after `tunnelbore COMMAND -` is exactly that list.
     expect((await complete(["tunnelbore", command, "-"])).sort()).toEqual([...listed].sort());
