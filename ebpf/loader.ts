@@ -20,6 +20,7 @@ import {
   monotonicNs,
   OWNER_RESTORES_LOCALNET,
   OWNER_VALUE_SIZE,
+  type Owner,
   ownerAlive,
   readOwner,
   removeFilters,
@@ -476,7 +477,10 @@ export class FastPathProgram {
     this.attached.clear();
     if (this.ownerFlags & OWNER_RESTORES_LOCALNET) {
       try {
-        const others = (await listInstances(-1)).filter((i) => i.alive && i.owner?.pid !== process.pid);
+        // Another instance may be in this very process (`run` without --interface: one per interface),
+        // so only this one, by its tc preference, is left out.
+        const self = (o: Owner | null) => o?.pid === process.pid && o.pref === this.pref;
+        const others = (await listInstances(-1)).filter((i) => i.alive && !self(i.owner));
         if (others.length === 0) await writeFile(ROUTE_LOCALNET, "0");
       } catch {
         // Namespace gone or tools missing: nothing to restore in.
