@@ -1,5 +1,11 @@
 import { parseArgs } from "node:util";
-import { ControlServer, controlSocketPath, DEFAULT_RUN_DIR } from "../control/control-socket.js";
+import { runAllInterfaces } from "../all-interfaces/run-all.js";
+import {
+  type ControlHandlers,
+  ControlServer,
+  controlSocketPath,
+  DEFAULT_RUN_DIR,
+} from "../control/control-socket.js";
 import { ConfigError } from "../errors.js";
 import { createLogger } from "../log.js";
 import { type MetricsAddress, parseMetricsAddress } from "../metrics/metrics-address.js";
@@ -15,7 +21,8 @@ import {
   parseKernelFastPathSetting,
 } from "../proxy/kernel-fast-path-choice.js";
 import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
-import type { IntroSettings } from "../tunnelbore.js";
+import type { IntroSettings, Tunnelbore } from "../tunnelbore.js";
+import { INTERFACE_NAME } from "../wg/interface-set.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
 import { type ConfigSourcesSpec, withConfigSources } from "./config-sources.js";
@@ -23,9 +30,11 @@ import { resolveSecret, type SecretOption } from "./secret-option.js";
 
 const TURN_PASSWORD: SecretOption = { name: "turn-password", env: "TUNNELBORE_TURN_PASSWORD" };
 
-export const RUN_USAGE = `Usage: tunnelbore run --interface IF [options]
+export const RUN_USAGE = `Usage: tunnelbore run [--interface IF] [options]
 
-Proxies WireGuard interface IF's peers through loopback sockets.
+Proxies WireGuard interface IF's peers through loopback sockets. Without --interface: every
+WireGuard interface of the host, including those created later (and an interface removed is let
+go), each with its own catch-all port (kept in the state directory) and control socket IF.sock.
 
 Options:
       --config FILE           read options from a YAML file (keys are the long flags below, e.g.
@@ -35,7 +44,7 @@ Options:
                               switch). A flag beats the environment, which beats the file; a
                               repeatable option from a higher source replaces the lower one's list.
                               Secrets never go in the file: turn-password-file or the environment
-  -i, --interface IF          the WireGuard interface (required)
+  -i, --interface IF          the WireGuard interface (default: all of them, followed)
       --intro URL             introduction server (ws://HOST:PORT or wss://...): connects peers
                               behind NATs with ICE; without it only static endpoints are used
       --stun URL              STUN server (stun:HOST:PORT), instead of the introduction server's
@@ -48,7 +57,8 @@ Options:
                               --turn-password P works too but shows P to every user (ps)
       --exclude-interface IF  never offer this interface's addresses as ICE candidates
                               (repeatable; a trailing * matches a prefix)
-      --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821)
+      --listen ADDR:PORT      catch-all socket for WireGuard (default 127.0.0.1:51821); without
+                              --interface, each interface's is the first free port from PORT up
       --loopback-port-base N  first port of the per-peer loopback sockets (default ${DEFAULT_LOOPBACK_PORT_BASE})
       --no-manage-endpoints   leave WireGuard's peer endpoints alone
       --ebpf auto|on|off      forward WireGuard's data in the kernel (tc/eBPF): auto (default)
@@ -76,11 +86,14 @@ Options:
   -h, --help                  this help
 
 Signals: SIGINT/SIGTERM give WireGuard its real endpoints back and exit 0; SIGHUP reads the
-configuration and the interface again.
+configuration and the interface again. Without --interface, run keeps waiting for interfaces
+(also when there is none), and an interface whose instance fails is retried with backoff while the
+others carry on.
 `;
 
 export interface RunConfig {
-  interfaceName: string;
+  /** --interface; undefined: every interface of the host (src/all-interfaces/). */
+  interfaceName: string | undefined;
   intro: IntroSettings | undefined;
   catchAll: { address: string; port: number };
   loopbackPortBase: number;
@@ -120,9 +133,11 @@ export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.en
 
 function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.ProcessEnv): RunConfig | "help" {
   if (values.help) return "help";
-  if (!values.interface) throw new ConfigError("bad-usage", `--interface is required\n\n${RUN_USAGE}`);
-  if (!/^[A-Za-z0-9_.=+-]{1,15}$/.test(values.interface)) {
+  if (values.interface !== undefined && !INTERFACE_NAME.test(values.interface)) {
     throw new ConfigError("bad-usage", `--interface "${values.interface}" is not a valid interface name`);
+  }
+  if (values.interface === undefined && values["wg-quick-config"] !== undefined) {
+    throw new ConfigError("bad-usage", "--wg-quick-config names one interface's file: it needs --interface");
   }
   const listen = parseEndpoint(values.listen ?? "127.0.0.1:51821");
   const portBase = integer(
@@ -293,6 +308,16 @@ function integer(flag: string, text: string | undefined, fallback: number, min: 
   return n;
 }
 
+/** What the control socket of a Tunnelbore in this process answers (one process, --no-privsep). */
+function controlHandlersOf(tunnelbore: Tunnelbore): ControlHandlers {
+  return {
+    status: () => tunnelbore.statusReport(),
+    release: () => tunnelbore.release(),
+    ping: (request) => tunnelbore.ping(request),
+    iceServers: () => tunnelbore.iceServers(),
+  };
+}
+
 /**
  * `tunnelbore run`: runs until SIGINT/SIGTERM, then restores the endpoints it changed. SIGHUP reloads.
  * Signals are handled from the start (also while waiting for the interface), and a fatal error still
@@ -311,18 +336,20 @@ export async function runCommand(argv: string[]): Promise<number> {
   for (const warning of config.warnings) logger.warn(warning);
   const privileges = await choosePrivileges(config.privsep);
   logger.info(describePrivileges(privileges.status));
+  const interfaceName = config.interfaceName;
+  if (interfaceName === undefined) {
+    return runAllInterfaces({ config, privileges, logger, controlHandlers: controlHandlersOf });
+  }
   if (privileges.separate) {
-    return new Supervisor(config, privileges.user, privileges.status, logger).run();
+    return new Supervisor({ ...config, interfaceName }, privileges.user, privileges.status, logger).run();
   }
   // Loaded only here: a separated parent never parses network input, and starts faster without it.
   const { Tunnelbore } = await import("../tunnelbore.js");
-  const tunnelbore = new Tunnelbore({ ...config, privileges: privileges.status, logger });
-  const control = new ControlServer(controlSocketPath(config.runDir, config.interfaceName), {
-    status: () => tunnelbore.statusReport(),
-    release: () => tunnelbore.release(),
-    ping: (request) => tunnelbore.ping(request),
-    iceServers: () => tunnelbore.iceServers(),
-  });
+  const tunnelbore = new Tunnelbore({ ...config, interfaceName, privileges: privileges.status, logger });
+  const control = new ControlServer(
+    controlSocketPath(config.runDir, interfaceName),
+    controlHandlersOf(tunnelbore),
+  );
   const metrics =
     config.metrics &&
     (await serveRunMetrics(config.metrics, async () => [tunnelbore.statusReport()], logger));

@@ -1,18 +1,19 @@
-import { readdir } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { controlSocketPath, DEFAULT_RUN_DIR, requestStatus } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError } from "../errors.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
+import { askEveryInterface, runningInterfaces } from "./running-interfaces.js";
 
 export const STATUS_USAGE = `Usage: tunnelbore status [--interface IF] [--json] [--run-dir DIR]
 
 Shows each peer of a running \`tunnelbore run\`: state, path, remote address, round-trip time,
-last handshake and bytes each way.
+last handshake and bytes each way. Without --interface: every interface running, one section
+each (in JSON, a list of them).
 
 Options:
-  -i, --interface IF   the interface (default: the only one running)
+  -i, --interface IF   the interface (default: every one running)
       --json           machine-readable output
       --run-dir DIR    where the control sockets live (default ${DEFAULT_RUN_DIR})
   -h, --help           this help
@@ -39,23 +40,31 @@ export async function statusCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const runDir = values["run-dir"] ?? DEFAULT_RUN_DIR;
-  const name = values.interface ?? (await onlyInterface(runDir));
-  const report = await requestStatus(controlSocketPath(runDir, name));
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
-  return 0;
+  if (values.interface !== undefined) {
+    const report = await requestStatus(controlSocketPath(runDir, values.interface));
+    process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
+    return 0;
+  }
+  return everyInterfaceStatus(runDir, values.json === true);
 }
 
-async function onlyInterface(runDir: string): Promise<string> {
-  const names = (await readdir(runDir).catch(() => [] as string[]))
-    .filter((f) => f.endsWith(".sock"))
-    .map((f) => f.slice(0, -5));
-  if (names.length === 1 && names[0]) return names[0];
-  throw new ConfigError(
-    "bad-usage",
-    names.length === 0
-      ? `no tunnelbore run is active (no control socket in ${runDir})`
-      : `several interfaces are running (${names.join(", ")}): name one with --interface`,
+/** One section per interface running (a JSON list); a stale socket is noted, another failure exits 1. */
+async function everyInterfaceStatus(runDir: string, json: boolean): Promise<number> {
+  const names = await runningInterfaces(runDir);
+  const answers = await askEveryInterface(names, (name) => requestStatus(controlSocketPath(runDir, name)));
+  const reports = answers.flatMap((a) => (a.ok ? [a.value] : []));
+  const failed = answers.flatMap((a) => (a.ok ? [] : [a]));
+  for (const failure of failed) process.stderr.write(`tunnelbore status: ${failure.message}\n`);
+  if (reports.length === 0 && failed.every((f) => f.stale)) {
+    throw new ConfigError(
+      "not-running",
+      `no tunnelbore run is active (no control socket answers in ${runDir})`,
+    );
+  }
+  process.stdout.write(
+    json ? `${JSON.stringify(reports, null, 2)}\n` : reports.map((report) => formatStatus(report)).join("\n"),
   );
+  return failed.some((f) => !f.stale) ? 1 : 0;
 }
 
 function ago(unixSeconds: number): string {

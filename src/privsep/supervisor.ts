@@ -1,9 +1,11 @@
 /**
  * The privileged parent of a privilege-separated `tunnelbore run`: forks the worker as an unprivileged
  * user, checks that it really has no root and no capabilities, answers its requests through
- * PrivilegedServer, serves the control socket (relaying to the worker) and handles signals. When the
- * worker dies unexpectedly the parent gives WireGuard its real endpoints back and exits 1 (a service
- * manager restarts the whole; a worker restarted behind its back could hide a crash loop).
+ * PrivilegedServer, serves the control socket (relaying to the worker) and, in run(), handles signals.
+ * When the worker dies unexpectedly the parent gives WireGuard its real endpoints back and run() exits 1
+ * (a service manager restarts the whole; a worker restarted behind its back could hide a crash loop).
+ * Without --interface, src/all-interfaces/ runs one Supervisor per interface through serve() and
+ * retries a failed one with backoff, logged, while the others carry on.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -12,11 +14,11 @@ import type { ReleaseAnswer } from "../control/control-socket.js";
 import { ControlServer, controlSocketPath } from "../control/control-socket.js";
 import type { PingAnswer } from "../control/path-probe.js";
 import type { StatusReport } from "../control/status.js";
-import type { IceServersAnswer } from "../netcheck/ice-servers.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { MetricsAddress } from "../metrics/metrics-address.js";
 import { serveRunMetrics } from "../metrics/run-metrics.js";
+import type { IceServersAnswer } from "../netcheck/ice-servers.js";
 import { installProcessHandlers } from "../process-handlers.js";
 import type { Endpoint } from "../proxy/endpoint.js";
 import type { TunnelboreOptions } from "../tunnelbore.js";
@@ -40,6 +42,12 @@ export interface SeparatedRunConfig extends Omit<TunnelboreOptions, "logger" | "
   metrics?: MetricsAddress;
   logLevel: string;
   staticEndpoints: Map<string, Endpoint>;
+}
+
+/** How a Supervisor's serve() ended: its exit code, and the error when the worker failed to start. */
+export interface SupervisorOutcome {
+  exitCode: number;
+  error?: TunnelboreError;
 }
 
 /** setpriv (util-linux): the kernel kills the worker when the parent dies, even by SIGKILL. */
@@ -80,8 +88,21 @@ export class Supervisor {
     signal: null,
   });
   private onCreated: () => void = () => undefined;
+  /** Commands wait until the worker has its Tunnelbore (which may then wait for the interface). */
+  private readonly created = new Promise<void>((resolve) => {
+    this.onCreated = resolve;
+  });
+  private onRunning: () => void = () => undefined;
+  /** Resolves once the worker's Tunnelbore runs (its interface read, its sockets bound). */
+  readonly running = new Promise<void>((resolve) => {
+    this.onRunning = resolve;
+  });
   private removeCaCerts: () => Promise<void> = async () => undefined;
-  private finish: (outcome: { exitCode: number; error?: TunnelboreError }) => void = () => undefined;
+  private finish: (outcome: SupervisorOutcome) => void = () => undefined;
+  /** How serve() ends: a stop, the worker's failure to start, or its death. */
+  private readonly outcome = new Promise<SupervisorOutcome>((resolve) => {
+    this.finish = resolve;
+  });
 
   constructor(
     private readonly config: SeparatedRunConfig,
@@ -102,62 +123,87 @@ export class Supervisor {
 
   /** Runs until a stop signal or the worker's end; resolves with the exit code (throws for a start failure). */
   async run(): Promise<number> {
-    const outcome = new Promise<{ exitCode: number; error?: TunnelboreError }>((resolve) => {
-      this.finish = resolve;
-    });
-    // Commands wait until the worker has its Tunnelbore (which may then wait for the interface).
-    const created = new Promise<void>((resolve) => {
-      this.onCreated = resolve;
-    });
-    const ask = async (cmd: WorkerCommand): Promise<unknown> => {
-      const gone = outcome.then(() => {
-        throw new RuntimeError("privsep-gone", "the worker is not running");
-      });
-      await Promise.race([created, gone]);
-      return this.command(cmd);
-    };
+    const metrics =
+      this.config.metrics &&
+      (await serveRunMetrics(this.config.metrics, async () => [await this.status()], this.log));
+    const removeHandlers = installProcessHandlers(
+      {
+        stop: (signal) => {
+          this.log.info({ signal }, "stopping");
+          void this.shutdown(0);
+        },
+        reload: () => {
+          this.log.info({ signal: "SIGHUP" }, "reloading");
+          this.reload().catch((err: unknown) => this.log.warn({ err }, "reload failed"));
+        },
+        fatal: (err) => {
+          this.log.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
+          void this.shutdown(1);
+        },
+      },
+      this.log,
+    );
+    try {
+      const { exitCode, error } = await this.serve();
+      if (error) throw error;
+      return exitCode;
+    } finally {
+      await metrics?.close();
+      removeHandlers();
+    }
+  }
+
+  /**
+   * Serves the control socket and runs the worker until shutdown() or the worker's end, and says how it
+   * ended (throws when the worker cannot be started). Signals are the caller's: run(), or the fleet of
+   * `run` without --interface (src/all-interfaces/), which runs one Supervisor per interface.
+   */
+  async serve(): Promise<SupervisorOutcome> {
+    const ask = (cmd: WorkerCommand) => this.ask(cmd);
     const control = new ControlServer(controlSocketPath(this.config.runDir, this.config.interfaceName), {
       status: () => ask("status") as Promise<StatusReport>,
       release: () => ask("release") as Promise<ReleaseAnswer>,
       ping: (request) => ask({ op: "ping", request }) as Promise<PingAnswer>,
       iceServers: () => ask("ice-servers") as Promise<IceServersAnswer>,
     });
-    const metrics =
-      this.config.metrics &&
-      (await serveRunMetrics(
-        this.config.metrics,
-        async () => [(await ask("status")) as StatusReport],
-        this.log,
-      ));
     await control.listen();
-    const removeHandlers = installProcessHandlers(
-      {
-        stop: (signal) => {
-          this.log.info({ signal }, "stopping");
-          void this.stop().then(() => this.finish({ exitCode: 0 }));
-        },
-        reload: () => {
-          this.log.info({ signal: "SIGHUP" }, "reloading");
-          this.command("reload").catch((err: unknown) => this.log.warn({ err }, "reload failed"));
-        },
-        fatal: (err) => {
-          this.log.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
-          void this.stop().then(() => this.finish({ exitCode: 1 }));
-        },
-      },
-      this.log,
-    );
     try {
       await this.startWorker();
-      const { exitCode, error } = await outcome;
-      if (error) throw error;
-      return exitCode;
+      return await this.outcome;
     } finally {
-      await metrics?.close();
       await control.close();
       await this.stop();
-      removeHandlers();
     }
+  }
+
+  /** Stops the worker (restoring endpoints) and ends serve() with `exitCode`. */
+  shutdown(exitCode: number): Promise<void> {
+    return this.stop().then(() => this.finish({ exitCode }));
+  }
+
+  /** SIGHUP: the worker reads its configuration and the interface again. */
+  async reload(): Promise<void> {
+    await this.command("reload");
+  }
+
+  /** The worker's status (waits while it is being created). */
+  status(): Promise<StatusReport> {
+    return this.ask("status") as Promise<StatusReport>;
+  }
+
+  /** `tunnelbore release`, relayed to the worker. */
+  release(): Promise<ReleaseAnswer> {
+    return this.ask("release") as Promise<ReleaseAnswer>;
+  }
+
+  /** A control command for the worker, once it has its Tunnelbore; refused once serve() has ended. */
+  private async ask(cmd: WorkerCommand): Promise<unknown> {
+    const gone = this.outcome.then(() => {
+      throw new RuntimeError("privsep-gone", "the worker is not running");
+    });
+    gone.catch(() => undefined);
+    await Promise.race([this.created, gone]);
+    return this.command(cmd);
   }
 
   private async startWorker(): Promise<void> {
@@ -193,6 +239,10 @@ export class Supervisor {
         uid: seen.uid,
         capEff: seen.capEff.toString(16),
       });
+    }
+    if (this.stopping) {
+      worker.kill("SIGKILL"); // stopped while it was being forked: it has done nothing yet
+      return;
     }
     this.log.debug({ pid: worker.pid, uid }, "worker started");
     // The Map goes as its entries (JSON); everything else as it is.
@@ -240,6 +290,7 @@ export class Supervisor {
         this.onCreated();
         return;
       case "running":
+        this.onRunning();
         this.log.info(
           { interface: this.config.interfaceName, worker: this.worker?.pid },
           "tunnelbore running",
@@ -260,8 +311,8 @@ export class Supervisor {
     this.commands.clear();
     if (this.stopping) return;
     this.log.error(
-      { code, signal },
-      "the unprivileged worker exited unexpectedly: giving WireGuard its real endpoints back and exiting 1",
+      { interface: this.config.interfaceName, code, signal },
+      "the unprivileged worker exited unexpectedly: giving WireGuard its real endpoints back",
     );
     void this.stop().then(() => this.finish({ exitCode: 1 }));
   }
