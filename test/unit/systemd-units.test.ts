@@ -10,6 +10,7 @@ import { parseRunArgs } from "../../src/commands/run.js";
 
 const UNITS = join(import.meta.dirname, "../../packaging/systemd");
 const RUN_UNIT = "tunnelbore@.service";
+const ALL_UNIT = "tunnelbore.service";
 const INTRO_UNIT = "tunnelbore-intro.service";
 const TURN_DROP_IN = "tunnelbore-intro-turn.conf";
 
@@ -86,6 +87,7 @@ describe("systemd-analyze verify", () => {
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), "tbt-systemd-"));
     copyFileSync(join(UNITS, RUN_UNIT), join(dir, RUN_UNIT));
+    copyFileSync(join(UNITS, ALL_UNIT), join(dir, ALL_UNIT));
     copyFileSync(join(UNITS, INTRO_UNIT), join(dir, INTRO_UNIT));
     mkdirSync(join(dir, `${INTRO_UNIT}.d`));
     copyFileSync(join(UNITS, TURN_DROP_IN), join(dir, `${INTRO_UNIT}.d`, "turn.conf"));
@@ -95,6 +97,12 @@ describe("systemd-analyze verify", () => {
   it("accepts the template as instance wg0 and the intro server with its TURN drop-in, with no warning", () => {
     // tunnelbore@wg0.service exists nowhere: systemd loads it from the template, as `systemctl start` does.
     const result = verify(dir, [`tunnelbore@wg0.service`, INTRO_UNIT]);
+    expect(result.output).toBe("");
+    expect(result.status).toBe(0);
+  });
+
+  it("accepts the unit for every interface, with no warning", () => {
+    const result = verify(dir, [ALL_UNIT]);
     expect(result.output).toBe("");
     expect(result.status).toBe(0);
   });
@@ -192,6 +200,42 @@ describe("tunnelbore@.service", () => {
     expect(parseRunArgs(execArgv(value(unit, "Service", "ExecStart"), "wg0", {}).slice(3), {})).not.toBe(
       "help",
     );
+  });
+});
+
+describe("tunnelbore.service (every interface)", () => {
+  const unit = readUnit(ALL_UNIT);
+  const template = readUnit(RUN_UNIT);
+
+  it("starts after the network is online, bound to no interface, at boot", () => {
+    expect(words(unit, "Unit", "After")).toEqual(["network-online.target"]);
+    expect(words(unit, "Unit", "Wants")).toEqual(["network-online.target"]);
+    expect(values(unit, "Unit", "BindsTo")).toEqual([]);
+    expect(words(unit, "Install", "WantedBy")).toEqual(["multi-user.target"]);
+  });
+
+  it("has every [Service] setting of tunnelbore@.service (hardening, restarts, directories) but its own command and environment file", () => {
+    const own = new Set(["ExecStart", "EnvironmentFile"]);
+    const service = unit.get("Service") ?? new Map<string, string[]>();
+    const templateService = template.get("Service") ?? new Map<string, string[]>();
+    expect([...service.keys()].sort()).toEqual([...templateService.keys()].sort());
+    for (const [key, setting] of templateService) {
+      if (!own.has(key)) expect({ key, values: service.get(key) }).toEqual({ key, values: setting });
+    }
+    expect(value(unit, "Service", "EnvironmentFile")).toBe("-/etc/tunnelbore/tunnelbore.env");
+    expect(unit.get("Service")?.get("ExecStart")?.join(" ")).not.toContain("%i");
+  });
+
+  it("runs `run` without --interface, with its state and run directories, and the flags parse", () => {
+    const env = { TUNNELBORE_ARGS: "--intro wss://intro.example.com:8443 --log-level debug" };
+    const argv = execArgv(value(unit, "Service", "ExecStart"), "", env);
+    expect(argv.slice(0, 3)).toEqual(["/usr/bin/env", "tunnelbore", "run"]);
+    const config = parseRunArgs(argv.slice(3), {});
+    if (config === "help") throw new Error("help");
+    expect(config.interfaceName).toBeUndefined();
+    expect(config.stateDir).toBe(`/var/lib/${value(unit, "Service", "StateDirectory")}`);
+    expect(config.runDir).toBe(`/run/${value(unit, "Service", "RuntimeDirectory")}`);
+    expect(config.intro?.url).toBe("wss://intro.example.com:8443");
   });
 });
 
