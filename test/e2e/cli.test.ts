@@ -51,7 +51,10 @@ describe("tunnelbore CLI", () => {
 
   it.each([
     [["frobnicate"], /unknown command "frobnicate"/],
-    [["run"], /--interface is required/],
+    // Without --interface, run serves every interface (test/e2e/all-interfaces.test.ts); what names
+    // one interface's file still needs it.
+    [["run", "--wg-quick-config", "/etc/wireguard/wg0.conf"], /--wg-quick-config .* needs --interface/],
+    [["run", "--interface", "no/such"], /"no\/such" is not a valid interface name/],
     [["run", "--interface", "wg0", "--bogus"], /Unknown option '--bogus'/],
     [["run", "--interface", "wg0", "--listen", "nowhere"], /is not HOST:PORT/],
     [["run", "--interface", "wg0", "--endpoint", "abc=1.2.3.4:5"], /PUBLICKEY=HOST:PORT/],
