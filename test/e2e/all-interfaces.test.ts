@@ -27,6 +27,7 @@ import { waitFor } from "../support/wait-for.js";
 const execFileAsync = promisify(execFile);
 const LINK_A = "10.202.0.1";
 const LINK_B = "10.202.0.2";
+const METRICS = "127.0.0.1:9465";
 
 /** One tunnel: A's interface and B's, and the address B answers pings at. */
 interface Tunnel {
@@ -173,6 +174,7 @@ async function exercise(mode: "separated" | "one process", third: { index: numbe
   if (!first || !second) throw new Error("no tunnels");
   const cgroup = (await testCgroup()) ?? undefined;
   const args = [CLI, "run", "--run-dir", dirs.runDir, "--state-dir", dirs.stateDir, "--poll-interval", "500"];
+  args.push("--metrics", METRICS);
   tb = spawnInNamespace(
     nsA,
     process.execPath,
@@ -221,6 +223,10 @@ async function exercise(mode: "separated" | "one process", third: { index: numbe
     });
   }
   expect(proc.output()).toMatch(/"catchAllPort":51822/);
+
+  // One metrics server for the process, with every interface's peers.
+  const metrics = await nsRun(nsA, "curl", ["-s", "-m", "10", `http://${METRICS}/metrics`]);
+  for (const tunnel of tunnels) expect(metrics).toContain(`interface="${tunnel.a.name}"`);
 
   // SIGHUP reloads every interface.
   proc.child.kill("SIGHUP");
