@@ -228,8 +228,19 @@ async function exercise(mode: "separated" | "one process", third: { index: numbe
   const metrics = await nsRun(nsA, "curl", ["-s", "-m", "10", `http://${METRICS}/metrics`]);
   for (const tunnel of tunnels) expect(metrics).toContain(`interface="${tunnel.a.name}"`);
 
-  // SIGHUP reloads every interface.
+  // `release` without --interface gives every interface its real endpoint back (and run leaves them
+  // there); SIGHUP reloads every interface, which takes them over again.
+  const released = (await execFileAsync(process.execPath, [CLI, "release", "--run-dir", dirs.runDir])).stdout;
+  for (const tunnel of tunnels) {
+    expect(released).toContain(`tunnelbore released ${tunnel.a.name}: 1 real endpoint(s) given back`);
+    expect(await tunnel.a.endpointOf(keyB.publicKey)).toBe(`${LINK_B}:${tunnel.bPort}`);
+  }
   proc.child.kill("SIGHUP");
+  for (const [i, tunnel] of tunnels.entries()) {
+    await waitFor(async () => (await tunnel.a.endpointOf(keyB.publicKey)) === endpoints[i], {
+      what: `${tunnel.a.name} at its loopback address again after SIGHUP`,
+    });
+  }
   await waitFor(
     () => {
       const reloaded = logsOf(proc).filter((l) => l.msg === "reloading: reading the interface again");
