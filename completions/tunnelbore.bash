@@ -47,13 +47,13 @@ _tunnelbore() {
       flags="--config --interface -i --intro --stun --turn --turn-username --turn-password-file --turn-password
         --exclude-interface --listen --loopback-port-base --no-manage-endpoints --ebpf --endpoint
         --state-dir --wait-for-interface --no-wait-for-interface --wg-quick-config --poll-interval --metrics
-        --run-dir --log-level --user --no-privsep --help -h"
+        --run-dir --log-level --log-format --user --no-privsep --help -h"
       ;;
     intro-server)
       flags="--config --listen --stun-port --stun-alt-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
         --tls-cert --tls-key --public-host --allowed-keys --metrics --max-pending-per-address --max-pending
         --max-conns-per-address --max-conns --max-peers-per-key --max-peers-per-address
-        --max-peers-total --help -h"
+        --max-peers-total --log-level --log-format --help -h"
       ;;
     status)
       flags="--interface -i --json --run-dir --help -h"
@@ -89,6 +89,10 @@ _tunnelbore() {
       ;;
     --log-level)
       COMPREPLY=($(compgen -W "trace debug info warn error" -- "$cur"))
+      return
+      ;;
+    --log-format)
+      COMPREPLY=($(compgen -W "json pretty" -- "$cur"))
       return
       ;;
     --user)

@@ -4,9 +4,10 @@ import { isIPv6 } from "node:net";
 import { parseArgs } from "node:util";
 import { type ConfigSourcesSpec, withConfigSources } from "../src/commands/config-sources.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../src/errors.js";
-import { createLogger } from "../src/log.js";
+import { createLogger, type LogSettings, parseLogFormat, parseLogLevel } from "../src/log.js";
 import { type MetricsAddress, parseMetricsAddress } from "../src/metrics/metrics-address.js";
 import { MetricsServer } from "../src/metrics/metrics-server.js";
+import { ServiceNotifier } from "../src/service-notify.js";
 import { type AllowedKeysWatcher, loadAllowedKeys, watchAllowedKeys } from "./allowed-keys.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { type IntroServerOptions, startIntroServer } from "./server.js";
@@ -18,6 +19,7 @@ export type IntroServerCliOptions = IntroServerOptions & {
   /** --metrics: where the Prometheus and health HTTP server listens. */
   metricsAddress?: MetricsAddress;
   allowedKeysFile?: string;
+  log?: LogSettings;
 };
 
 /** The limits a user tunes from the command line, by flag. */
@@ -64,6 +66,10 @@ Options:
                           public: any key gets presence, relaying and TURN credentials
   --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over HTTP
                           (no authentication: keep it on loopback or a private address)
+  --log-level LEVEL       trace, debug, info, warn, error (default info, or TUNNELBORE_LOG)
+  --log-format json|pretty
+                          json: one object a line with the level's name (journald, log shippers);
+                          pretty: for a human. Default: pretty on a terminal, else json
   -h, --help              show this help
 
 Caps (an address is an IPv4 address or an IPv6 /64; over a cap: HTTP 503 or close 4014/4009):
@@ -76,7 +82,7 @@ Caps (an address is an IPv4 address or an IPv6 /64; over a cap: HTTP 503 or clos
   --max-peers-total N          peers declared on the whole server (default ${DEFAULT_LIMITS.maxDeclaredPeersTotal})
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a busy port), 2 bad usage.
-Log level: TUNNELBORE_LOG=debug|info|warn (JSON on stderr).
+Logs go to stderr.
 `;
 
 function parsePort(text: string, flag: string): number {
@@ -114,6 +120,8 @@ const INTRO_SERVER_OPTIONS = {
   "public-host": { type: "string" },
   "allowed-keys": { type: "string" },
   metrics: { type: "string" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
   ...(Object.fromEntries(Object.keys(LIMIT_FLAGS).map((flag) => [flag, { type: "string" }])) as Record<
     LimitFlag,
     { type: "string" }
@@ -165,7 +173,11 @@ async function optionsFrom(argv: string[]): Promise<IntroServerCliOptions | "hel
   if (flags.help) return "help";
   if (!flags.listen) throw new ConfigError("intro-usage", "--listen HOST:PORT is required (see --help)");
   const { host, port } = parseListen(flags.listen);
-  const options: IntroServerCliOptions = { host, port };
+  const log: LogSettings = {
+    level: parseLogLevel(flags["log-level"], "intro-usage"),
+    format: parseLogFormat(flags["log-format"], "intro-usage"),
+  };
+  const options: IntroServerCliOptions = { host, port, log };
 
   if (flags["no-stun"] && (flags["stun-port"] !== undefined || flags["stun-alt-port"] !== undefined)) {
     throw new ConfigError("intro-usage", "give either --stun-port/--stun-alt-port or --no-stun, not both");
@@ -286,7 +298,8 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const logger = createLogger("intro-server");
+  const logger = createLogger("intro-server", options.log?.level, options.log?.format);
+  const notifier = ServiceNotifier.fromEnvironment(logger);
   if (argv.some((arg) => arg === "--turn-secret" || arg.startsWith("--turn-secret="))) {
     logger.warn(
       "--turn-secret shows the secret to every user of this host (ps): use --turn-secret-file FILE",
@@ -324,12 +337,14 @@ export async function introServerCommand(argv: string[]): Promise<number> {
     server.stunPort !== undefined ? ` (STUN udp ${options.host}:${server.stunPort})${stunAlt}` : "";
   if (metrics) metrics.serving = true;
   process.stdout.write(`tunnelbore intro-server: listening on ${server.url}${stun}\n`);
+  notifier?.ready(`listening on ${server.url}`);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once("SIGINT", () => resolve("SIGINT"));
     process.once("SIGTERM", () => resolve("SIGTERM"));
   });
   logger.info({ signal }, "shutting down");
+  notifier?.stopping();
   process.off("SIGHUP", reloadOnHangup);
   allowedKeys?.close();
   if (metrics) metrics.serving = false;

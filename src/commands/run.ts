@@ -7,7 +7,7 @@ import {
   DEFAULT_RUN_DIR,
 } from "../control/control-socket.js";
 import { ConfigError } from "../errors.js";
-import { createLogger } from "../log.js";
+import { createLogger, type LogFormat, parseLogFormat, parseLogLevel } from "../log.js";
 import { type MetricsAddress, parseMetricsAddress } from "../metrics/metrics-address.js";
 import { serveRunMetrics } from "../metrics/run-metrics.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
@@ -79,7 +79,11 @@ Options:
       --run-dir DIR           where the control socket IF.sock lives (default ${DEFAULT_RUN_DIR})
       --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over
                               HTTP (no authentication: keep it on loopback or a private address)
-      --log-level LEVEL       trace, debug, info, warn, error (default info)
+      --log-level LEVEL       trace, debug, info, warn, error (default info, or TUNNELBORE_LOG)
+      --log-format json|pretty
+                              json: one object a line with the level's name (for journald and
+                              log shippers); pretty: coloured lines for a human. Default: pretty
+                              on a terminal, else json
       --user NAME             the unprivileged user that parses network input (privilege
                               separation; default tunnelbore if it exists, else nobody)
       --no-privsep            run as one privileged process
@@ -105,6 +109,8 @@ export interface RunConfig {
   metrics: MetricsAddress | undefined;
   pollIntervalMs: number;
   logLevel: string;
+  /** --log-format: json (level names) or pretty; pretty on a terminal by default. */
+  logFormat: LogFormat;
   ebpf: KernelFastPathSetting;
   waitForInterface: boolean;
   wgQuickConfig: string | undefined;
@@ -163,13 +169,8 @@ function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.Proce
   }
   const warnings: string[] = [];
   const intro = introSettings(values, warnings, env);
-  const level = values["log-level"] ?? env.TUNNELBORE_LOG ?? "info";
-  if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(level)) {
-    throw new ConfigError(
-      "bad-usage",
-      `--log-level "${level}" is not one of trace, debug, info, warn, error`,
-    );
-  }
+  const level = parseLogLevel(values["log-level"], "bad-usage", env);
+  const logFormat = parseLogFormat(values["log-format"], "bad-usage");
   return {
     interfaceName: values.interface,
     intro,
@@ -183,6 +184,7 @@ function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.Proce
     metrics: values.metrics === undefined ? undefined : parseMetricsAddress(values.metrics, "bad-usage"),
     pollIntervalMs: integer("--poll-interval", values["poll-interval"], 2000, 100, 600_000),
     logLevel: level,
+    logFormat,
     waitForInterface:
       values["wait-for-interface"] ?? (values["no-wait-for-interface"] ? false : runBySystemd(env)),
     wgQuickConfig: values["wg-quick-config"],
@@ -267,6 +269,7 @@ const RUN_OPTIONS = {
   metrics: { type: "string" },
   "poll-interval": { type: "string" },
   "log-level": { type: "string" },
+  "log-format": { type: "string" },
   "wait-for-interface": { type: "boolean" },
   "no-wait-for-interface": { type: "boolean" },
   "wg-quick-config": { type: "string" },
@@ -332,7 +335,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   if (!hasNetAdmin()) {
     throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
   }
-  const logger = createLogger("tunnelbore", config.logLevel);
+  const logger = createLogger("tunnelbore", config.logLevel, config.logFormat);
   for (const warning of config.warnings) logger.warn(warning);
   const privileges = await choosePrivileges(config.privsep);
   logger.info(describePrivileges(privileges.status));

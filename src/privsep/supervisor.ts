@@ -15,7 +15,7 @@ import { ControlServer, controlSocketPath } from "../control/control-socket.js";
 import type { PingAnswer } from "../control/path-probe.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
-import type { Logger } from "../log.js";
+import type { LogFormat, Logger } from "../log.js";
 import type { MetricsAddress } from "../metrics/metrics-address.js";
 import { serveRunMetrics } from "../metrics/run-metrics.js";
 import type { IceServersAnswer } from "../netcheck/ice-servers.js";
@@ -41,6 +41,7 @@ export interface SeparatedRunConfig extends Omit<TunnelboreOptions, "logger" | "
   /** --metrics: served by the parent from the worker's status, so the worker needs no listening port. */
   metrics?: MetricsAddress;
   logLevel: string;
+  logFormat: LogFormat;
   staticEndpoints: Map<string, Endpoint>;
 }
 
@@ -251,6 +252,7 @@ export class Supervisor {
       options,
       staticEndpoints: [...staticEndpoints],
       logLevel: this.config.logLevel,
+      logFormat: this.config.logFormat,
       privileges: this.privileges,
     };
     this.send({ t: "start", config: start });

@@ -5,7 +5,7 @@
  * exits when the parent goes: signals are the parent's to handle.
  */
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
-import { createLogger, type Logger } from "../log.js";
+import { createLogger, type LogFormat, type Logger } from "../log.js";
 import type { Endpoint } from "../proxy/endpoint.js";
 import { Tunnelbore, type TunnelboreOptions } from "../tunnelbore.js";
 import type { ParentMessage, Request, WorkerCommand, WorkerMessage } from "./ipc-protocol.js";
@@ -17,6 +17,7 @@ export interface WorkerStart {
   options: Omit<TunnelboreOptions, "logger" | "privileged" | "staticEndpoints" | "privileges">;
   staticEndpoints: [string, Endpoint][];
   logLevel: string;
+  logFormat: LogFormat;
   privileges: PrivilegeStatus;
 }
 
@@ -42,7 +43,7 @@ function ask(request: Request): Promise<unknown> {
 }
 
 async function start(message: WorkerStart): Promise<void> {
-  log = createLogger("tunnelbore", message.logLevel);
+  log = createLogger("tunnelbore", message.logLevel, message.logFormat);
   tunnelbore = new Tunnelbore({
     ...message.options,
     staticEndpoints: new Map(message.staticEndpoints),
