@@ -5,7 +5,7 @@
 //   npm run bench -- hub
 //   TBT_BENCH_HUB_PEERS=2000 node --import tsx bench/run.ts --one hub     (one size)
 //   TBT_BENCH_HUB_PROFILE=1 ...     (also writes a CPU profile of the worker to /tmp/tbt-hub-prof)
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHub, type Hub } from "../test/lab/hub.js";
 import { type SpawnedProcess, spawnInNamespace, teardownAll } from "../test/lab/netns.js";
@@ -79,14 +79,33 @@ function start(hub: Hub, dirs: { runDir: string; stateDir: string }): SpawnedPro
   return spawnInNamespace(hub.ns, process.execPath, args);
 }
 
-/** Resolves when the process logs "tunnelbore running". */
+/**
+ * Resolves when the process logs "tunnelbore running". Watches each chunk as it comes (with the end of
+ * the one before): searching the whole output over and over would take a core from the processes measured.
+ */
 async function running(proc: SpawnedProcess, timeoutMs: number): Promise<void> {
-  await waitFor(() => proc.child.exitCode !== null || proc.output().includes('"tunnelbore running"'), {
-    what: "tunnelbore running",
-    timeoutMs,
-    intervalMs: 10,
+  // pino writes to stderr.
+  const stdout = proc.child.stderr;
+  if (!stdout) throw new Error("no stderr");
+  await new Promise<void>((resolve, reject) => {
+    let tail = "";
+    const timer = setTimeout(() => finish(new Error(`not running after ${timeoutMs} ms`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      const text = tail + chunk.toString();
+      if (text.includes('"tunnelbore running"')) finish();
+      tail = text.slice(-64);
+    };
+    const onExit = () => finish(new Error(`tunnelbore exited: ${proc.output().slice(-2000)}`));
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      stdout.off("data", onData);
+      proc.child.off("exit", onExit);
+      if (err) reject(err);
+      else resolve();
+    };
+    stdout.on("data", onData);
+    proc.child.once("exit", onExit);
   });
-  if (proc.child.exitCode !== null) throw new Error(`tunnelbore exited: ${proc.output().slice(-2000)}`);
 }
 
 function countAtLoopback(endpoints: Map<string, string>): number {
@@ -97,18 +116,21 @@ function countAtLoopback(endpoints: Map<string, string>): number {
 
 async function measure(peers: number): Promise<BenchRow[]> {
   log(`${peers} peers: setting up the hub`);
-  const hub = await createHub(peers, 1);
   const dirs = tunnelboreDirs();
   const rows: BenchRow[] = [];
   const at = `${peers.toLocaleString("en-US")} peers`;
   try {
+    const hub = await createHub(peers, 1);
     const t0 = performance.now();
     let proc = start(hub, dirs);
     await running(proc, 600_000);
     const startS = (performance.now() - t0) / 1000;
     const atLoopback = countAtLoopback(await hub.currentEndpoints());
     log(`${peers}: running after ${startS.toFixed(2)} s; ${atLoopback} endpoints at loopback`);
-    if (atLoopback !== peers) throw new Error(`only ${atLoopback} of ${peers} endpoints at loopback`);
+    if (atLoopback !== peers) {
+      writeFileSync("/tmp/tbt-hub-failed.log", proc.output());
+      throw new Error(`only ${atLoopback} of ${peers} endpoints at loopback (log: /tmp/tbt-hub-failed.log)`);
+    }
     rows.push({ name: `start, ${at}`, value: startS, unit: "s", note: `target <= ${TARGETS.startS}` });
 
     // Idle: after the start settled, what the processes hold and use.
@@ -148,24 +170,28 @@ async function measure(peers: number): Promise<BenchRow[]> {
         timeoutMs: 20_000,
         intervalMs: 20,
       });
+      const killedAt = Date.now();
       await proc.stop("SIGKILL");
       const restartedAt = Date.now();
       proc = start(hub, dirs);
-      await waitFor(() => ping.receivedSince(restartedAt) >= 3, {
+      await running(proc, 600_000);
+      await waitFor(() => ping.receivedSince(Date.now() - 1000) >= 10, {
         what: "pings answered after the restart",
         timeoutMs: 120_000,
         intervalMs: 10,
       });
-      const first = ping.replies.find((r) => r >= restartedAt)!;
-      const gap = first - restartedAt;
+      // The longest silence around the kill and restart (the kernel fast path may carry on for a while
+      // after the kill, until the dead owner's heartbeat is stale; then the new process must take over).
+      const around = ping.replies.filter((r) => r >= killedAt - 1000);
+      let gap = 0;
+      for (let i = 1; i < around.length; i++) gap = Math.max(gap, around[i]! - around[i - 1]!);
       rows.push({
-        name: `SIGKILL + restart: first reply after the new start, ${at}`,
+        name: `SIGKILL + restart: longest gap in a ping to a real peer, ${at}`,
         value: gap,
         unit: "ms",
-        note: `ping every ${PING_INTERVAL_MS} ms; target <= ${TARGETS.gapMs}`,
+        note: `ping every ${PING_INTERVAL_MS} ms; new process started ${restartedAt - killedAt} ms after the kill; target <= ${TARGETS.gapMs}`,
       });
-      log(`${peers}: first reply ${gap} ms after the restart`);
-      await running(proc, 600_000);
+      log(`${peers}: longest gap ${gap} ms around the restart`);
     } catch (err) {
       if (!(err instanceof Skip)) throw err;
     } finally {

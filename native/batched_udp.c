@@ -14,6 +14,8 @@
 // This file: the module, and a socket's open, close and info; udp_receive.c and udp_send.c the rest.
 #include "batched_udp.h"
 
+#include <sys/mman.h>
+
 napi_value budp_throw_errno(napi_env env, int err, const char* syscall) {
   char message[128];
   snprintf(message, sizeof message, "%s %s", syscall, uv_err_name(-err));
@@ -49,10 +51,33 @@ void budp_report_error(udp_socket* s, int err, const char* syscall) {
   napi_close_handle_scope(s->env, scope);
 }
 
+/*
+ * The 4 MiB receive slots and send arena of a socket, mapped without a commit charge: pages cost only
+ * when a datagram touches them, and thousands of sockets (a hub's L(P), issue 16) no longer add up to
+ * more committed memory than the machine has, which made every fork (`wg`, `ip`) fail with ENOMEM.
+ */
+static char* map_buffer(size_t size) {
+  void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void unmap_buffer(char* p, size_t size) {
+  if (p) munmap(p, size);
+}
+
+/* The socket's own state (about 30 KiB of message headers) too: an idle socket touches a page or two. */
+static udp_socket* map_socket(void) {
+  return (udp_socket*)map_buffer(sizeof(udp_socket));
+}
+
+static void unmap_socket(udp_socket* s) {
+  unmap_buffer((char*)s, sizeof(udp_socket));
+}
+
 static void free_socket(udp_socket* s) {
-  free(s->rslots);
-  free(s->sarena);
-  free(s);
+  unmap_buffer(s->rslots, (size_t)BATCH * SLOT);
+  unmap_buffer(s->sarena, SEND_ARENA);
+  unmap_socket(s);
 }
 
 static void on_handle_closed(uv_handle_t* handle) {
@@ -104,20 +129,20 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[4], &sndbuf));
   env_state* state;
   CHECK(napi_get_instance_data(env, (void**)&state));
-  udp_socket* s = calloc(1, sizeof *s);
+  udp_socket* s = map_socket(); /* zero-filled, as calloc's */
   if (!s) return budp_throw_errno(env, ENOMEM, "calloc");
   s->family = family == 6 ? 6 : 4;
   s->last_port = -1;
   struct sockaddr_storage local;
   socklen_t local_len;
   if (budp_parse_destination(s, host, port, &local, &local_len)) {
-    free(s);
+    unmap_socket(s);
     return budp_throw_errno(env, EINVAL, "bind");
   }
   s->fd = socket(s->family == 6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (s->fd < 0) {
     int err = errno;
-    free(s);
+    unmap_socket(s);
     return budp_throw_errno(env, err, "socket");
   }
   // As dgram does: ask for the size, the kernel caps it at net.core.{r,w}mem_max.
@@ -126,7 +151,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   if (bind(s->fd, (struct sockaddr*)&local, local_len) < 0) {
     int err = errno;
     close(s->fd);
-    free(s);
+    unmap_socket(s);
     return budp_throw_errno(env, err, "bind");
   }
   int on = 1;
@@ -135,13 +160,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   int seg = 0;
   socklen_t seg_len = sizeof seg;
   s->gso = getsockopt(s->fd, SOL_UDP, UDP_SEGMENT, &seg, &seg_len) == 0;
-  s->rslots = malloc((size_t)BATCH * SLOT);
-  s->sarena = malloc(SEND_ARENA);
+  s->rslots = map_buffer((size_t)BATCH * SLOT);
+  s->sarena = map_buffer(SEND_ARENA);
   if (!s->rslots || !s->sarena) {
     close(s->fd);
-    free(s->rslots);
-    free(s->sarena);
-    free(s);
+    unmap_buffer(s->rslots, (size_t)BATCH * SLOT);
+    unmap_buffer(s->sarena, SEND_ARENA);
+    unmap_socket(s);
     return budp_throw_errno(env, ENOMEM, "malloc");
   }
   s->env = env;

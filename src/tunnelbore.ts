@@ -506,14 +506,19 @@ export class Tunnelbore {
           .deleteMany(gone)
           .catch((err: unknown) => this.log.warn({ err }, "cannot forget removed peers"));
     }
-    // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time.
-    const sorted = [...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
+    // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time;
+    // peers with a session first (restartOrder), so that after a restart they carry traffic at once.
+    const sorted = restartOrder([...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
     // Endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint remembered, the
     // static paths set, then one `wg set` per chunk of peers.
     const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
     for (const p of sorted) {
       try {
-        applied.push({ wireguard: p, ...(await this.applyPeer(proxy, p)) });
+        const done = await this.applyPeer(proxy, p);
+        applied.push({ wireguard: p, ...done });
+        // Its endpoint is ours already (a restart): its static path at once, not after every other peer.
+        if (!done.takeover && hasSession(p))
+          await this.setStaticPath(done.peer, this.staticEndpointOf(p, null));
       } catch (err) {
         this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
       }
@@ -562,7 +567,8 @@ export class Tunnelbore {
     wireguard: WireGuardPeerInfo,
   ): Promise<{ peer: Peer; takeover: Takeover | null }> {
     const { publicKey, endpoint, rxBytes } = wireguard;
-    const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey)));
+    // WireGuard's endpoint first, when it is one of the peer's L(P) candidates: what the run before held.
+    const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey), endpoint));
     let peer = this.peers.get(publicKey);
     if (!peer) {
       peer = new Peer(publicKey, this.peerEnvironment(proxy));
@@ -642,6 +648,16 @@ export class Tunnelbore {
       return data !== undefined && endpoint === `${data.loopback.address}:${data.loopback.port}`;
     });
   }
+}
+
+/** WireGuard completed a handshake with the peer within 3 minutes: it has a session and may carry traffic. */
+function hasSession(peer: WireGuardPeerInfo): boolean {
+  return peer.latestHandshake > 0 && Date.now() / 1000 - peer.latestHandshake < 180;
+}
+
+/** The peers with a session first (each keeps the L(P) WireGuard points at), then the rest, in order. */
+function restartOrder(peers: WireGuardPeerInfo[]): WireGuardPeerInfo[] {
+  return [...peers.filter(hasSession), ...peers.filter((p) => !hasSession(p))];
 }
 
 function maybeParse(text: string | undefined): Endpoint | undefined {

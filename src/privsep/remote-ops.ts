@@ -245,6 +245,12 @@ class RemoteFastPath implements FastPathControl {
   private readonly inbound = new Map<string, InboundFlow>();
   private readonly outboundCounts = new Map<string, EntryCounters | null>();
   private readonly inboundCounts = new Map<string, EntryCounters | null>();
+  /**
+   * The entries whose counts were read since the last poll: only those are fetched again (the forwarder
+   * reads its quiet entries seldom, and a hub has thousands of them).
+   */
+  private readonly wantedOutbound = new Set<string>();
+  private readonly wantedInbound = new Set<string>();
   private readonly timer: NodeJS.Timeout;
   private polling = false;
   /** Bumped at every set and delete: counters read before one are not an entry's after it. */
@@ -284,7 +290,9 @@ class RemoteFastPath implements FastPathControl {
   }
 
   outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
-    return this.outboundCounts.get(counterKey(loopbackAddress, loopbackPort)) ?? null;
+    const key = counterKey(loopbackAddress, loopbackPort);
+    if (this.outbound.has(key)) this.wantedOutbound.add(key);
+    return this.outboundCounts.get(key) ?? null;
   }
 
   setInbound(entry: InboundEntry): void {
@@ -302,7 +310,9 @@ class RemoteFastPath implements FastPathControl {
   }
 
   inboundCounters(flow: InboundFlow): EntryCounters | null {
-    return this.inboundCounts.get(flowKey(flow)) ?? null;
+    const key = flowKey(flow);
+    if (this.inbound.has(key)) this.wantedInbound.add(key);
+    return this.inboundCounts.get(key) ?? null;
   }
 
   async close(): Promise<void> {
@@ -334,10 +344,18 @@ class RemoteFastPath implements FastPathControl {
   }
 
   private async poll(): Promise<void> {
-    if (this.polling || (this.outbound.size === 0 && this.inbound.size === 0)) return;
+    if (this.polling || (this.wantedOutbound.size === 0 && this.wantedInbound.size === 0)) return;
     this.polling = true;
-    const outbound = [...this.outbound.entries()];
-    const inbound = [...this.inbound.entries()];
+    const outbound = [...this.wantedOutbound].flatMap((key) => {
+      const entry = this.outbound.get(key);
+      return entry ? [[key, entry] as const] : [];
+    });
+    const inbound = [...this.wantedInbound].flatMap((key) => {
+      const flow = this.inbound.get(key);
+      return flow ? [[key, flow] as const] : [];
+    });
+    this.wantedOutbound.clear();
+    this.wantedInbound.clear();
     const generation = this.generation;
     try {
       const answer: { outbound: (WireCounters | null)[]; inbound: (WireCounters | null)[] } = {

@@ -80,9 +80,16 @@ export class LoopbackAllocator {
 
   constructor(readonly portBase = DEFAULT_LOOPBACK_PORT_BASE) {}
 
-  /** Candidates in the order they should be tried; the caller binds and `claim`s the first that works. */
-  *candidates(publicKey: Uint8Array): Generator<LoopbackAddress> {
-    for (const where of loopbackCandidates(publicKey, this.portBase)) {
+  /**
+   * Candidates in the order they should be tried; the caller binds and `claim`s the first that works.
+   * `preferred` ("a.b.c.d:port", WireGuard's endpoint for the peer) goes first when it is one of them:
+   * the L(P) a previous run held, whatever order peers are set up in now.
+   */
+  *candidates(publicKey: Uint8Array, preferred?: string | null): Generator<LoopbackAddress> {
+    const all = loopbackCandidates(publicKey, this.portBase);
+    const first = all.findIndex((where) => `${where.address}:${where.port}` === preferred);
+    if (first > 0) all.unshift(...all.splice(first, 1));
+    for (const where of all) {
       if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
     }
   }

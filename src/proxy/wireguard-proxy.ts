@@ -149,14 +149,15 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
 
   /**
    * Adds a peer and binds its L(P): the first candidate of its key (loopbackCandidates) that nobody
-   * holds. A candidate someone else holds is logged with who holds it and skipped; WireGuard is only
-   * ever pointed at the socket bound here.
+   * holds (`preferred`, WireGuard's endpoint for it, first when it is one of them). A candidate someone
+   * else holds is logged with who holds it and skipped; WireGuard is only ever pointed at the socket
+   * bound here.
    */
-  async addPeer(publicKey: string, keyBytes: Uint8Array): Promise<ProxyPeer> {
+  async addPeer(publicKey: string, keyBytes: Uint8Array, preferred?: string | null): Promise<ProxyPeer> {
     const existing = this.peers.get(publicKey);
     if (existing) return existing;
     let tried = 0;
-    for (const where of this.allocator.candidates(keyBytes)) {
+    for (const where of this.allocator.candidates(keyBytes, preferred)) {
       tried++;
       const socket = await this.bindLoopback(publicKey, where);
       if (!socket) continue;

@@ -100,4 +100,19 @@ describe("LoopbackAllocator", () => {
     for (const c of loopbackCandidates(key, 40000)) alloc.claim(c);
     expect([...alloc.candidates(key)]).toEqual([]);
   });
+
+  it("tries WireGuard's endpoint first when it is one of the key's candidates, and only then", () => {
+    const key = randomBytes(32);
+    const all = loopbackCandidates(key, 40000);
+    const alloc = new LoopbackAllocator(40000);
+    const third = `${all[2]!.address}:${all[2]!.port}`;
+    expect([...alloc.candidates(key, third)]).toEqual([all[2], all[0], all[1], ...all.slice(3)]);
+    // Anything else (another address, a real endpoint, none) leaves the order alone.
+    expect([...alloc.candidates(key, "127.0.0.9:40000")]).toEqual(all);
+    expect([...alloc.candidates(key, "192.0.2.1:51820")]).toEqual(all);
+    expect([...alloc.candidates(key, null)]).toEqual(all);
+    // Held by another peer: skipped all the same.
+    alloc.claim(all[2]!);
+    expect([...alloc.candidates(key, third)]).toEqual([all[0], all[1], ...all.slice(3)]);
+  });
 });
