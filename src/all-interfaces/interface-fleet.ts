@@ -170,6 +170,12 @@ export class InterfaceFleet {
     this.log.info({ interface: slot.name, catchAllPort: port }, "serving interface");
     const end = instance.serve();
     void end.then((result) => this.onEnded(slot, instance, result));
+    void instance.running.then(() => {
+      if (slot.instance === instance) {
+        const worker = instance.workerPid;
+        this.log.info({ interface: slot.name, catchAllPort: port, worker }, "tunnelbore running");
+      }
+    });
     const wait = new AbortController();
     await Promise.race([
       instance.running,

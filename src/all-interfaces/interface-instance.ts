@@ -1,5 +1,6 @@
-// One interface's Tunnelbore when `run` serves every interface: in its own unprivileged worker (a
-// Supervisor, privilege separation: a failure stays in that worker), or in this process (--no-privsep).
+// One interface's Tunnelbore: in its own unprivileged worker (a Supervisor, privilege separation: a
+// failure stays in that worker), or in this process (--no-privsep). `run --interface` serves one as
+// the whole service (instanceService); `run` without it, one per interface (InterfaceFleet).
 import {
   type ControlHandlers,
   ControlServer,
@@ -7,8 +8,11 @@ import {
   type ReleaseAnswer,
 } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
-import { ConfigError } from "../errors.js";
-import type { Supervisor } from "../privsep/supervisor.js";
+import { ConfigError, RuntimeError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { PrivilegeChoice } from "../privsep/privsep-mode.js";
+import { type SeparatedRunConfig, Supervisor } from "../privsep/supervisor.js";
+import type { Service } from "../service-lifecycle.js";
 import type { Tunnelbore, TunnelboreOptions } from "../tunnelbore.js";
 
 /** How an instance ended: 0 after stop(); else its failure (2: a configuration problem). */
@@ -23,11 +27,38 @@ export interface InterfaceInstance {
   serve(): Promise<InstanceEnd>;
   /** Resolves once it serves (the interface read, its sockets bound). */
   readonly running: Promise<void>;
+  /** The PID of its worker, when it has one (privilege separation). */
+  readonly workerPid?: number;
   /** Gives WireGuard its real endpoints back and ends serve(). */
   stop(): Promise<void>;
   reload(): Promise<void>;
   status(): Promise<StatusReport>;
   release(): Promise<ReleaseAnswer>;
+}
+
+export interface InstanceSettings {
+  /** `run`'s configuration for this interface. */
+  config: SeparatedRunConfig;
+  privileges: PrivilegeChoice;
+  logger: Logger;
+  /** What the control socket answers in one-process mode. */
+  controlHandlers: (tunnelbore: Tunnelbore) => ControlHandlers;
+}
+
+/** The interface's instance: in its own worker with privilege separation, else in this process. */
+export function createInterfaceInstance(settings: InstanceSettings): InterfaceInstance {
+  const { config, privileges, logger } = settings;
+  if (privileges.separate) {
+    return new SeparatedInstance(
+      config.interfaceName,
+      new Supervisor(config, privileges.user, privileges.status, logger),
+    );
+  }
+  return new LocalInstance(config.interfaceName, {
+    options: { ...config, privileges: privileges.status, logger },
+    runDir: config.runDir,
+    controlHandlers: settings.controlHandlers,
+  });
 }
 
 function ended(err: unknown): InstanceEnd {
@@ -43,6 +74,10 @@ export class SeparatedInstance implements InterfaceInstance {
 
   get running(): Promise<void> {
     return this.supervisor.running;
+  }
+
+  get workerPid(): number | undefined {
+    return this.supervisor.workerPid;
   }
 
   serve(): Promise<InstanceEnd> {
@@ -147,4 +182,32 @@ export class LocalInstance implements InterfaceInstance {
     if (!tunnelbore) return { restored: 0 };
     return tunnelbore.release();
   }
+}
+
+/**
+ * One instance as the whole service (`run --interface`): its failure to start is the run's error (exit
+ * 2 for a configuration problem), its end after that (a worker that died) ends the run with exit 1.
+ */
+export function instanceService(instance: InterfaceInstance, describe: Service["describe"]): Service {
+  let onEnded: (exitCode: number) => void = () => undefined;
+  const ended = new Promise<number>((resolve) => {
+    onEnded = resolve;
+  });
+  return {
+    async start() {
+      const serving = instance.serve();
+      const early = await Promise.race([instance.running.then(() => null), serving]);
+      if (early) {
+        throw (
+          early.error ??
+          new RuntimeError("start-failed", `interface ${instance.name}: stopped while starting`)
+        );
+      }
+      void serving.then((end) => onEnded(end.exitCode));
+    },
+    ended,
+    reload: () => instance.reload(),
+    stop: () => instance.stop(),
+    describe,
+  };
 }

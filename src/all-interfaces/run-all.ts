@@ -6,14 +6,15 @@ import type { ControlHandlers } from "../control/control-socket.js";
 import type { Logger } from "../log.js";
 import { serveRunMetrics } from "../metrics/run-metrics.js";
 import type { PrivilegeChoice } from "../privsep/privsep-mode.js";
-import { type SeparatedRunConfig, Supervisor } from "../privsep/supervisor.js";
-import { installProcessHandlers } from "../process-handlers.js";
+import type { SeparatedRunConfig } from "../privsep/supervisor.js";
 import { findUdpPortHolders } from "../proxy/port-holder.js";
+import { runService } from "../service-lifecycle.js";
+import type { ServiceNotifier } from "../service-notify.js";
 import type { Tunnelbore } from "../tunnelbore.js";
 import { listWireGuardInterfaces } from "../wg/interface-set.js";
 import { CatchAllPortStore } from "./catch-all-ports.js";
 import { InterfaceFleet } from "./interface-fleet.js";
-import { type InterfaceInstance, LocalInstance, SeparatedInstance } from "./interface-instance.js";
+import { createInterfaceInstance, type InterfaceInstance } from "./interface-instance.js";
 
 /** `run`'s configuration for every interface; each instance gets its own name and catch-all port. */
 export type AllInterfacesConfig = Omit<SeparatedRunConfig, "interfaceName">;
@@ -24,6 +25,7 @@ export interface RunAllOptions {
   logger: Logger;
   /** What the control socket answers in one-process mode (the same as `run --interface`'s). */
   controlHandlers: (tunnelbore: Tunnelbore) => ControlHandlers;
+  notifier: ServiceNotifier | null;
 }
 
 /** An interface missing this long is gone; a WireGuard restart recreates it well within it. */
@@ -48,79 +50,45 @@ export async function runAllInterfaces(options: RunAllOptions): Promise<number> 
     create: (name, port) => createInstance(options, name, port),
     logger,
   });
-  let exitCode = 0;
-  let stopping = false;
-  let onStop: () => void = () => undefined;
-  const stopped = new Promise<void>((resolve) => {
-    onStop = resolve;
-  });
-  const stop = (code: number) => {
-    exitCode = Math.max(exitCode, code);
-    if (stopping) return;
-    stopping = true;
-    onStop();
-  };
   // One metrics server for the process, reporting every interface served.
   const metrics =
     config.metrics && (await serveRunMetrics(config.metrics, () => fleet.statusReports(), logger));
-  const removeHandlers = installProcessHandlers(
-    {
-      stop: (signal) => {
-        logger.info({ signal }, "stopping every interface");
-        stop(0);
-      },
-      reload: () => {
-        logger.info({ signal: "SIGHUP" }, "reloading every interface");
-        void fleet.reload();
-      },
-      fatal: (err) => {
-        logger.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
-        stop(1);
-      },
-    },
-    logger,
-  );
   try {
-    await Promise.race([fleet.start(), stopped]);
-    if (!stopping) {
-      const interfaces = fleet.interfaces().map((i) => `${i.name}:${i.catchAllPort ?? "-"}`);
-      logger.info(
-        { interfaces, catchAllBase: `${address}:${config.catchAll.port}` },
-        interfaces.length > 0
-          ? "tunnelbore running for every WireGuard interface"
-          : "tunnelbore running: waiting for WireGuard interfaces",
-      );
-    }
-    await stopped;
+    return await runService(
+      {
+        start: () => fleet.start(),
+        reload: () => fleet.reload(),
+        stop: () => fleet.stop(),
+        describe: () => {
+          const interfaces = fleet.interfaces().map((i) => `${i.name}:${i.catchAllPort ?? "-"}`);
+          const message =
+            interfaces.length > 0
+              ? "tunnelbore running for every WireGuard interface"
+              : "tunnelbore running: waiting for WireGuard interfaces";
+          return { fields: { interfaces, catchAllBase: `${address}:${config.catchAll.port}` }, message };
+        },
+      },
+      logger,
+      options.notifier,
+    );
   } finally {
     await metrics?.close();
-    await fleet.stop();
-    removeHandlers();
   }
-  return exitCode;
 }
 
 function createInstance(options: RunAllOptions, name: string, catchAllPort: number): InterfaceInstance {
-  const { config, privileges, logger } = options;
-  const log = logger.child({ interface: name });
-  const instanceConfig: SeparatedRunConfig = {
-    ...config,
-    interfaceName: name,
-    catchAll: { address: config.catchAll.address, port: catchAllPort },
-    // Listed by `wg`, but it may still be being configured (no listen port yet): wait for that.
-    waitForInterface: true,
-    wgQuickConfig: undefined,
-    metrics: undefined, // served once for all of them (runAllInterfaces)
-  };
-  if (privileges.separate) {
-    return new SeparatedInstance(
-      name,
-      new Supervisor(instanceConfig, privileges.user, privileges.status, log),
-    );
-  }
-  return new LocalInstance(name, {
-    options: { ...instanceConfig, privileges: privileges.status, logger: log },
-    runDir: config.runDir,
-    controlHandlers: options.controlHandlers,
+  const { config } = options;
+  return createInterfaceInstance({
+    ...options,
+    logger: options.logger.child({ interface: name }),
+    config: {
+      ...config,
+      interfaceName: name,
+      catchAll: { address: config.catchAll.address, port: catchAllPort },
+      // Listed by `wg`, but it may still be being configured (no listen port yet): wait for that.
+      waitForInterface: true,
+      wgQuickConfig: undefined,
+      metrics: undefined, // served once for all of them (runAllInterfaces)
+    },
   });
 }

@@ -1,19 +1,13 @@
 import { parseArgs } from "node:util";
+import { createInterfaceInstance, instanceService } from "../all-interfaces/interface-instance.js";
 import { runAllInterfaces } from "../all-interfaces/run-all.js";
-import {
-  type ControlHandlers,
-  ControlServer,
-  controlSocketPath,
-  DEFAULT_RUN_DIR,
-} from "../control/control-socket.js";
+import { type ControlHandlers, DEFAULT_RUN_DIR } from "../control/control-socket.js";
 import { ConfigError } from "../errors.js";
 import { createLogger, type LogFormat, parseLogFormat, parseLogLevel } from "../log.js";
 import { type MetricsAddress, parseMetricsAddress } from "../metrics/metrics-address.js";
 import { serveRunMetrics } from "../metrics/run-metrics.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import { choosePrivileges } from "../privsep/privsep-mode.js";
-import { Supervisor } from "../privsep/supervisor.js";
-import { installProcessHandlers } from "../process-handlers.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
 import {
   type KernelFastPathSetting,
@@ -21,6 +15,8 @@ import {
   parseKernelFastPathSetting,
 } from "../proxy/kernel-fast-path-choice.js";
 import { DEFAULT_LOOPBACK_PORT_BASE } from "../proxy/loopback-address.js";
+import { runService } from "../service-lifecycle.js";
+import { ServiceNotifier } from "../service-notify.js";
 import type { IntroSettings, Tunnelbore } from "../tunnelbore.js";
 import { INTERFACE_NAME } from "../wg/interface-set.js";
 import { decodeKey } from "../wireguard/keys.js";
@@ -336,69 +332,34 @@ export async function runCommand(argv: string[]): Promise<number> {
     throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
   }
   const logger = createLogger("tunnelbore", config.logLevel, config.logFormat);
+  // Before anything is forked or executed: only this process may speak for the service.
+  const notifier = ServiceNotifier.fromEnvironment(logger);
   for (const warning of config.warnings) logger.warn(warning);
   const privileges = await choosePrivileges(config.privsep);
   logger.info(describePrivileges(privileges.status));
   const interfaceName = config.interfaceName;
   if (interfaceName === undefined) {
-    return runAllInterfaces({ config, privileges, logger, controlHandlers: controlHandlersOf });
+    return runAllInterfaces({ config, privileges, logger, controlHandlers: controlHandlersOf, notifier });
   }
-  if (privileges.separate) {
-    return new Supervisor({ ...config, interfaceName }, privileges.user, privileges.status, logger).run();
-  }
-  // Loaded only here: a separated parent never parses network input, and starts faster without it.
-  const { Tunnelbore } = await import("../tunnelbore.js");
-  const tunnelbore = new Tunnelbore({ ...config, interfaceName, privileges: privileges.status, logger });
-  const control = new ControlServer(
-    controlSocketPath(config.runDir, interfaceName),
-    controlHandlersOf(tunnelbore),
-  );
-  const metrics =
-    config.metrics &&
-    (await serveRunMetrics(config.metrics, async () => [tunnelbore.statusReport()], logger));
-  await control.listen();
-  let stopping: NodeJS.Signals | "fatal" | null = null;
-  let onStop: () => void = () => undefined;
-  const stopped = new Promise<void>((resolve) => {
-    onStop = resolve;
-  });
-  const removeHandlers = installProcessHandlers(
-    {
-      stop: (signal) => {
-        if (stopping) return;
-        stopping = signal;
-        logger.info({ signal }, "stopping");
-        onStop();
-      },
-      reload: () => {
-        logger.info({ signal: "SIGHUP" }, "reloading");
-        void tunnelbore.reload().catch((err: unknown) => logger.warn({ err }, "reload failed"));
-      },
-      fatal: (err) => {
-        logger.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
-        process.exitCode = 1;
-        if (stopping) return;
-        stopping = "fatal";
-        onStop();
-      },
-    },
+  const instance = createInterfaceInstance({
+    config: { ...config, interfaceName },
+    privileges,
     logger,
-  );
+    controlHandlers: controlHandlersOf,
+  });
+  const metrics =
+    config.metrics && (await serveRunMetrics(config.metrics, async () => [await instance.status()], logger));
+  const catchAll = `${config.catchAll.address}:${config.catchAll.port}`;
   try {
-    const starting = tunnelbore.start();
-    starting.catch(() => undefined); // a failure after a stop signal is not worth a crash
-    await Promise.race([starting, stopped]);
-    if (!stopping)
-      logger.info(
-        { interface: config.interfaceName, catchAll: `${config.catchAll.address}:${config.catchAll.port}` },
-        "tunnelbore running",
-      );
-    await stopped;
+    return await runService(
+      instanceService(instance, () => ({
+        fields: { interface: interfaceName, catchAll },
+        message: "tunnelbore running",
+      })),
+      logger,
+      notifier,
+    );
   } finally {
     await metrics?.close();
-    await control.close();
-    await tunnelbore.stop();
-    removeHandlers();
   }
-  return stopping === "fatal" ? 1 : 0;
 }

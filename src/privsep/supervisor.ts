@@ -1,11 +1,11 @@
 /**
  * The privileged parent of a privilege-separated `tunnelbore run`: forks the worker as an unprivileged
  * user, checks that it really has no root and no capabilities, answers its requests through
- * PrivilegedServer, serves the control socket (relaying to the worker) and, in run(), handles signals.
- * When the worker dies unexpectedly the parent gives WireGuard its real endpoints back and run() exits 1
- * (a service manager restarts the whole; a worker restarted behind its back could hide a crash loop).
- * Without --interface, src/all-interfaces/ runs one Supervisor per interface through serve() and
- * retries a failed one with backoff, logged, while the others carry on.
+ * PrivilegedServer and serves the control socket (relaying to the worker). When the worker dies
+ * unexpectedly the parent gives WireGuard its real endpoints back and serve() ends with exit code 1 (a
+ * service manager restarts the whole; a worker restarted behind its back could hide a crash loop).
+ * Signals are the caller's (src/service-lifecycle.ts); without --interface, src/all-interfaces/ runs
+ * one Supervisor per interface and retries a failed one with backoff while the others carry on.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -17,9 +17,7 @@ import type { StatusReport } from "../control/status.js";
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import type { LogFormat, Logger } from "../log.js";
 import type { MetricsAddress } from "../metrics/metrics-address.js";
-import { serveRunMetrics } from "../metrics/run-metrics.js";
 import type { IceServersAnswer } from "../netcheck/ice-servers.js";
-import { installProcessHandlers } from "../process-handlers.js";
 import type { Endpoint } from "../proxy/endpoint.js";
 import type { TunnelboreOptions } from "../tunnelbore.js";
 import {
@@ -122,42 +120,10 @@ export class Supervisor {
     this.server = new PrivilegedServer({ interfaceName: config.interfaceName, ops: this.ops, logger });
   }
 
-  /** Runs until a stop signal or the worker's end; resolves with the exit code (throws for a start failure). */
-  async run(): Promise<number> {
-    const metrics =
-      this.config.metrics &&
-      (await serveRunMetrics(this.config.metrics, async () => [await this.status()], this.log));
-    const removeHandlers = installProcessHandlers(
-      {
-        stop: (signal) => {
-          this.log.info({ signal }, "stopping");
-          void this.shutdown(0);
-        },
-        reload: () => {
-          this.log.info({ signal: "SIGHUP" }, "reloading");
-          this.reload().catch((err: unknown) => this.log.warn({ err }, "reload failed"));
-        },
-        fatal: (err) => {
-          this.log.fatal({ err }, "unexpected failure: giving WireGuard its endpoints back and exiting");
-          void this.shutdown(1);
-        },
-      },
-      this.log,
-    );
-    try {
-      const { exitCode, error } = await this.serve();
-      if (error) throw error;
-      return exitCode;
-    } finally {
-      await metrics?.close();
-      removeHandlers();
-    }
-  }
-
   /**
    * Serves the control socket and runs the worker until shutdown() or the worker's end, and says how it
-   * ended (throws when the worker cannot be started). Signals are the caller's: run(), or the fleet of
-   * `run` without --interface (src/all-interfaces/), which runs one Supervisor per interface.
+   * ended (throws when the worker cannot be started). Signals are the caller's (src/service-lifecycle.ts
+   * through an InterfaceInstance: one for --interface, one per interface otherwise).
    */
   async serve(): Promise<SupervisorOutcome> {
     const ask = (cmd: WorkerCommand) => this.ask(cmd);
@@ -175,6 +141,11 @@ export class Supervisor {
       await control.close();
       await this.stop();
     }
+  }
+
+  /** The worker's PID while it runs (logged, so an operator can find it). */
+  get workerPid(): number | undefined {
+    return this.worker?.pid;
   }
 
   /** Stops the worker (restoring endpoints) and ends serve() with `exitCode`. */
@@ -293,10 +264,7 @@ export class Supervisor {
         return;
       case "running":
         this.onRunning();
-        this.log.info(
-          { interface: this.config.interfaceName, worker: this.worker?.pid },
-          "tunnelbore running",
-        );
+        this.log.debug({ interface: this.config.interfaceName, worker: this.worker?.pid }, "worker running");
         return;
       case "failed": {
         const ErrorType = message.exitCode === 2 ? ConfigError : RuntimeError;

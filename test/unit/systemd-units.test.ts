@@ -141,7 +141,8 @@ describe("tunnelbore@.service", () => {
     expect(value(unit, "Service", "Restart")).toBe("on-failure");
     expect(value(unit, "Service", "RestartSec")).toMatch(/^\d+s?$/);
     expect(value(unit, "Service", "RestartPreventExitStatus")).toBe("2");
-    expect(value(unit, "Service", "Type")).toBe("exec");
+    expect(value(unit, "Service", "Type")).toBe("notify"); // READY=1 from src/service-notify.ts
+    expect(value(unit, "Service", "NotifyAccess")).toBe("main"); // never the unprivileged worker
     expect(value(unit, "Service", "KillMode")).toBe("mixed");
     expect(value(unit, "Service", "ExecReload")).toBe("/bin/kill -HUP $MAINPID");
   });
@@ -244,6 +245,7 @@ describe("tunnelbore-intro.service", () => {
 
   it("runs as a dynamic user with no capabilities, fully hardened except W^X (Node's JIT)", () => {
     expect(value(unit, "Service", "DynamicUser")).toBe("yes");
+    expect(value(unit, "Service", "Type")).toBe("notify");
     expect(value(unit, "Service", "NoNewPrivileges")).toBe("yes");
     expect(values(unit, "Service", "CapabilityBoundingSet")).toEqual([]);
     expect(unit.get("Service")?.has("CapabilityBoundingSet")).toBe(true);
