@@ -30,6 +30,7 @@ import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
 import { EndpointTakeover, type Takeover } from "./wg/endpoint-takeover.js";
 import { interfaceIndex } from "./wg/interface-watch.js";
+import { PeerChanges } from "./wg/peer-changes.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
 import { wgQuickWarning } from "./wg/wg-quick-warning.js";
@@ -95,6 +96,10 @@ export class Tunnelbore {
   private readonly loops: TunnelLoopCheck;
   /** Points WireGuard's endpoints at L(P) in batches. */
   private readonly takeover: EndpointTakeover;
+  /** The peers whose `wg show` line changed since they were applied (the rest need nothing). */
+  private readonly changes = new PeerChanges();
+  /** Bumped by a reload: every peer is applied again. */
+  private reloads = 0;
   /** One per WireGuard peer: each owns its life (src/peer/peer.ts). */
   private readonly peers = new Map<string, Peer>();
   private proxy: WireGuardProxy | null = null;
@@ -253,6 +258,7 @@ export class Tunnelbore {
     if (this.stopped || !this.started) return;
     this.log.info({ interface: this.options.interfaceName }, "reloading: reading the interface again");
     this.released = false;
+    this.reloads++;
     await this.checkWgQuickConfig();
     await this.sync();
   }
@@ -508,7 +514,9 @@ export class Tunnelbore {
     }
     // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time;
     // peers with a session first (restartOrder), so that after a restart they carry traffic at once.
-    const sorted = restartOrder([...info.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
+    const context = `${this.released}|${this.recentlyRecreated()}|${this.reloads}`;
+    const changed = this.changes.changed(info.peers, context);
+    const sorted = restartOrder(changed.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
     // Endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint remembered, the
     // static paths set, then one `wg set` per chunk of peers.
     const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
@@ -538,6 +546,8 @@ export class Tunnelbore {
         const kept = takeover?.real && !remembered.has(wireguard.publicKey) ? takeover.real : null;
         await this.setStaticPath(peer, this.staticEndpointOf(wireguard, kept));
         peer.onHandshakeObserved(wireguard.latestHandshake);
+        // Pointed at L(P) now, its line changes: applied again at the next read, then settled.
+        if (!takeover) this.changes.markApplied(wireguard);
       } catch (err) {
         this.log.warn({ err, peer: wireguard.publicKey }, "cannot set up peer's static path");
       }
@@ -639,6 +649,7 @@ export class Tunnelbore {
     this.peers.delete(publicKey);
     void peer?.close();
     this.proxy?.removePeer(publicKey);
+    this.changes.forget(publicKey);
   }
 
   /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */

@@ -250,6 +250,8 @@ class RemoteFastPath implements FastPathControl {
    * reads its quiet entries seldom, and a hub has thousands of them).
    */
   private readonly wantedOutbound = new Set<string>();
+  /** The attachments asked for, by "dev#ifindex" (a recreated interface has a new index). */
+  private readonly attachedAt = new Map<string, Promise<void>>();
   private readonly wantedInbound = new Set<string>();
   private readonly timer: NodeJS.Timeout;
   private polling = false;
@@ -272,7 +274,18 @@ class RemoteFastPath implements FastPathControl {
   }
 
   async attach(dev: string, ifindex: number): Promise<void> {
-    this.attached = (await this.ask({ op: "fastPathAttach", dev, ifindex })) as string[];
+    // Asked for every path that comes up (thousands at a hub's start): once per interface is enough.
+    const key = `${dev}#${ifindex}`;
+    let pending = this.attachedAt.get(key);
+    if (!pending) {
+      pending = (async () => {
+        this.attached = (await this.ask({ op: "fastPathAttach", dev, ifindex })) as string[];
+      })();
+      this.attachedAt.set(key, pending);
+      // A failure is asked again by the next path.
+      pending.catch(() => this.attachedAt.delete(key));
+    }
+    await pending;
   }
 
   setOutbound(entry: OutboundEntry): void {

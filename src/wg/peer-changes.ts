@@ -1,0 +1,48 @@
+import type { WireGuardPeerInfo } from "./wg-command.js";
+
+/**
+ * Which peers of a `wg show dump` changed since Tunnelbore last applied them: the interface is read
+ * every 2 s, and a hub's thousands of idle peers show the same line every time (issue 16). A peer is
+ * applied again when any field of its line differs, and every peer when `context` (what else applying
+ * depends on: released, recreated, a reload) differs. Compares the fields in place: nothing is
+ * allocated for an unchanged peer.
+ */
+export class PeerChanges {
+  private readonly applied = new Map<string, WireGuardPeerInfo>();
+  private context = "";
+
+  /** The peers whose line differs from the one last applied (all of them when `context` changed). */
+  changed(peers: WireGuardPeerInfo[], context: string): WireGuardPeerInfo[] {
+    if (context !== this.context) {
+      this.applied.clear();
+      this.context = context;
+    }
+    return peers.filter((peer) => {
+      const before = this.applied.get(peer.publicKey);
+      return before === undefined || !sameLine(before, peer);
+    });
+  }
+
+  /** The peer as read is fully applied: the same line next time needs nothing. */
+  markApplied(peer: WireGuardPeerInfo): void {
+    this.applied.set(peer.publicKey, peer);
+  }
+
+  forget(publicKey: string): void {
+    this.applied.delete(publicKey);
+  }
+}
+
+function sameLine(a: WireGuardPeerInfo, b: WireGuardPeerInfo): boolean {
+  if (
+    a.endpoint !== b.endpoint ||
+    a.latestHandshake !== b.latestHandshake ||
+    a.rxBytes !== b.rxBytes ||
+    a.txBytes !== b.txBytes ||
+    a.persistentKeepalive !== b.persistentKeepalive ||
+    a.allowedIps.length !== b.allowedIps.length
+  )
+    return false;
+  for (let i = 0; i < a.allowedIps.length; i++) if (a.allowedIps[i] !== b.allowedIps[i]) return false;
+  return true;
+}

@@ -1,0 +1,57 @@
+// Which peers of `wg show dump` need applying again (issue 16: a hub's idle peers, read every 2 s).
+import { describe, expect, it } from "vitest";
+import { PeerChanges } from "../../src/wg/peer-changes.js";
+import type { WireGuardPeerInfo } from "../../src/wg/wg-command.js";
+
+function peer(n: number, over: Partial<WireGuardPeerInfo> = {}): WireGuardPeerInfo {
+  return {
+    publicKey: `key${n}`,
+    endpoint: `127.1.0.${n}:51822`,
+    allowedIps: [`10.0.0.${n}/32`],
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: 0,
+    ...over,
+  };
+}
+
+describe("PeerChanges", () => {
+  it("gives every peer at first, then only those whose line changed, field by field", () => {
+    const changes = new PeerChanges();
+    const first = [peer(1), peer(2), peer(3)];
+    expect(changes.changed(first, "c")).toEqual(first);
+    for (const p of first) changes.markApplied(p);
+    // The same lines, read again (new objects, as every read makes): nothing to do.
+    expect(changes.changed([peer(1), peer(2), peer(3)], "c")).toEqual([]);
+    const edits: Partial<WireGuardPeerInfo>[] = [
+      { endpoint: "192.0.2.1:51820" },
+      { endpoint: null },
+      { latestHandshake: 5 },
+      { rxBytes: 1 },
+      { txBytes: 1 },
+      { persistentKeepalive: 25 },
+      { allowedIps: ["10.0.0.2/32", "10.1.0.0/16"] },
+      { allowedIps: ["10.9.0.2/32"] },
+    ];
+    for (const edit of edits) expect(changes.changed([peer(1), peer(2, edit)], "c")).toEqual([peer(2, edit)]);
+  });
+
+  it("gives a peer not marked applied again (its endpoint change is under way or failed)", () => {
+    const changes = new PeerChanges();
+    changes.changed([peer(1)], "c");
+    expect(changes.changed([peer(1)], "c")).toEqual([peer(1)]);
+    changes.markApplied(peer(1));
+    changes.forget("key1");
+    expect(changes.changed([peer(1)], "c")).toEqual([peer(1)]);
+  });
+
+  it("gives every peer again when the context changed (released, recreated, reloaded)", () => {
+    const changes = new PeerChanges();
+    changes.changed([peer(1), peer(2)], "a");
+    changes.markApplied(peer(1));
+    changes.markApplied(peer(2));
+    expect(changes.changed([peer(1), peer(2)], "a")).toEqual([]);
+    expect(changes.changed([peer(1), peer(2)], "b")).toEqual([peer(1), peer(2)]);
+  });
+});
