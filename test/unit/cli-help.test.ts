@@ -2,37 +2,19 @@
 import { execFile } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { ROOT, runCliSource } from "../support/cli-source.js";
 
 const execFileAsync = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, "../..");
-const CLI_SOURCE = join(ROOT, "src/cli.ts");
 const COMPLETION = join(ROOT, "completions/tunnelbore.bash");
 const COMMANDS = ["run", "intro-server", "status", "release", "ping", "netcheck"];
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(
-      process.execPath,
-      ["--import", "tsx", CLI_SOURCE, ...args],
-      {
-        cwd: ROOT,
-        timeout: 30_000,
-      },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
 /** Every long and short flag a help text names, descriptions included (e.g. --no-wait-for-interface). */
 function flagsOf(help: string): string[] {
-  return [...new Set(help.match(/(?<![\w-])--?[a-z][a-z0-9-]*/g) ?? [])].filter(
-    (f) => !/^-[a-z]{2,}$/.test(f),
+  return [...new Set(help.match(/(?<![\w-])--?[A-Za-z][a-z0-9-]*/g) ?? [])].filter(
+    (f) => !/^-[A-Za-z]{2,}$/.test(f),
   );
 }
 
@@ -54,18 +36,18 @@ printf '%s\\n' "\${COMPREPLY[@]}"`;
 
 describe("tunnelbore help COMMAND", () => {
   it.each(COMMANDS)("help %s prints what %s --help prints, exit 0", async (command) => {
-    const viaHelp = await cli(["help", command]);
-    const viaFlag = await cli([command, "--help"]);
+    const viaHelp = await runCliSource(["help", command]);
+    const viaFlag = await runCliSource([command, "--help"]);
     expect(viaHelp.code).toBe(0);
     expect(viaHelp.stdout).toMatch(new RegExp(`^Usage: tunnelbore ${command} `));
     expect(viaHelp.stdout).toBe(viaFlag.stdout);
   });
 
   it("help with an unknown command says so and exits 2; help alone is the general usage", async () => {
-    const unknown = await cli(["help", "frobnicate"]);
+    const unknown = await runCliSource(["help", "frobnicate"]);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown command "frobnicate"/);
-    const general = await cli(["help"]);
+    const general = await runCliSource(["help"]);
     expect(general.code).toBe(0);
     expect(general.stdout).toMatch(/^Usage: tunnelbore COMMAND/);
   });
@@ -75,7 +57,7 @@ describe("bash completion", () => {
   const script = readFileSync(COMPLETION, "utf8");
 
   it.each(COMMANDS)("names every flag of %s --help in that command's list", async (command) => {
-    const help = (await cli([command, "--help"])).stdout;
+    const help = (await runCliSource([command, "--help"])).stdout;
     const flags = flagsOf(help);
     expect(flags).toContain("--help");
     // The command's own branch of the case statement: from `command)` to its `;;`.
@@ -102,5 +84,10 @@ describe("bash completion", () => {
     expect(await complete(["tunnelbore", "run", "--interface", ""], path)).toEqual(["wg0", "wg-home"]);
     expect(await complete(["tunnelbore", "status", "-i", "wg-"], path)).toEqual(["wg-home"]);
     expect(await complete(["tunnelbore", "run", "--ebpf", ""])).toEqual(["auto", "on", "off"]);
+    // ping's -i is its interval, not an interface; -c a count: values only the user knows.
+    expect(await complete(["tunnelbore", "ping", "--interface", ""], path)).toEqual(["wg0", "wg-home"]);
+    expect(await complete(["tunnelbore", "ping", "-i", ""], path)).toEqual([]);
+    expect(await complete(["tunnelbore", "ping", "-c", ""], path)).toEqual([]);
+    expect(await complete(["tunnelbore", "run", "--log-format", ""])).toEqual(["json", "pretty"]);
   });
 });

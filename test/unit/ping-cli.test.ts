@@ -1,12 +1,9 @@
 // `tunnelbore ping` over a real control socket with a fake run behind it (in process: the CLI's own
 // mapping of a ConfigError to exit 2 is main()'s): the prefix is resolved from status, each probe is
-// one request, results stream, exit codes follow the answers; and the bash completion knows every flag
-// of ping --help.
-import { execFile } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// one request, results stream, exit codes follow the answers (help and completion: cli-help.test.ts).
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { promisify } from "node:util";
+import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { pingCommand } from "../../src/commands/ping.js";
 import { ControlServer } from "../../src/control/control-socket.js";
@@ -14,10 +11,6 @@ import type { PingAnswer, PingRequest } from "../../src/control/path-probe.js";
 import type { StatusReport } from "../../src/control/status.js";
 import { ConfigError, TunnelboreError } from "../../src/errors.js";
 
-const execFileAsync = promisify(execFile);
-const ROOT = resolve(import.meta.dirname, "../..");
-const CLI_SOURCE = join(ROOT, "src/cli.ts");
-const COMPLETION = join(ROOT, "completions/tunnelbore.bash");
 const KEY_A = `AbCdEf${"a".repeat(37)}=`;
 const KEY_B = `AbCdXy${"b".repeat(37)}=`;
 
@@ -37,23 +30,6 @@ async function ping(args: string[]): Promise<{ code: number; stdout: string; std
     throw err;
   } finally {
     write.mockRestore();
-  }
-}
-
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(
-      process.execPath,
-      ["--import", "tsx", CLI_SOURCE, ...args],
-      {
-        cwd: ROOT,
-        timeout: 30_000,
-      },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
 
@@ -198,48 +174,5 @@ describe("tunnelbore ping against a control socket", () => {
     expect((await ping(["a", "--run-dir", join(base, "none")])).stderr).toMatch(
       /no tunnelbore run is active/,
     );
-  });
-});
-
-/** What bash offers for the last of `words` (the completion function run as bash would). */
-async function complete(words: string[], path = process.env.PATH ?? ""): Promise<string[]> {
-  const script = `source ${JSON.stringify(COMPLETION)}
-COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")})
-COMP_CWORD=${words.length - 1}
-_tunnelbore
-printf '%s\\n' "\${COMPREPLY[@]}"`;
-  const { stdout } = await execFileAsync("bash", ["--norc", "--noprofile", "-c", script], {
-    env: { ...process.env, PATH: path },
-  });
-  return stdout.split("\n").filter((l) => l !== "");
-}
-
-describe("bash completion of ping", () => {
-  it("lists every flag of ping --help; help ping is ping --help", async () => {
-    const help = (await cli(["ping", "--help"])).stdout;
-    expect(help).toMatch(/^Usage: tunnelbore ping /);
-    const flags = [...new Set(help.match(/(?<![\w-])--?[a-zA-Z][a-z0-9-]*/g) ?? [])].filter(
-      (f) => !/^-[a-z]{2,}$/.test(f),
-    );
-    const branch = readFileSync(COMPLETION, "utf8").match(/\n\s+ping\)\n([\s\S]*?);;/)?.[1] ?? "";
-    const listed = new Set(branch.match(/--?[a-zA-Z][a-z0-9-]*/g));
-    expect(flags.filter((f) => !listed.has(f))).toEqual([]);
-    expect((await complete(["tunnelbore", "ping", "-"])).sort()).toEqual([...listed].sort());
-    expect((await cli(["help", "ping"])).stdout).toBe(help);
-  });
-
-  it("completes the command, interfaces after --interface, and nothing after -i (the interval)", async () => {
-    expect(await complete(["tunnelbore", "pi"])).toEqual(["ping"]);
-    const bin = join(base, "bin");
-    mkdirSync(bin, { recursive: true });
-    writeFileSync(
-      join(bin, "wg"),
-      '#!/bin/sh\n[ "$1 $2" = "show interfaces" ] && echo "wg0 wg-home" && exit 0\nexit 1\n',
-    );
-    chmodSync(join(bin, "wg"), 0o755);
-    const path = `${bin}:${process.env.PATH ?? ""}`;
-    expect(await complete(["tunnelbore", "ping", "--interface", ""], path)).toEqual(["wg0", "wg-home"]);
-    expect(await complete(["tunnelbore", "ping", "-i", ""], path)).toEqual([]);
-    expect(await complete(["tunnelbore", "ping", "-c", ""], path)).toEqual([]);
   });
 });
