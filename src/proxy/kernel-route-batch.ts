@@ -21,7 +21,6 @@ export class KernelRouteBatcher {
   private waiting = new Map<string, Waiting[]>();
   private running = false;
   private scheduled = false;
-  private readonly ifindexes = new Map<string, number>();
 
   constructor(private readonly runBatch: (commands: string) => Promise<string> = ipBatch) {}
 
@@ -65,6 +64,8 @@ export class KernelRouteBatcher {
   /** One JSON array a line, one line per lookup that found a route. */
   private async parse(stdout: string): Promise<Map<string, KernelRoute>> {
     const routes = new Map<string, KernelRoute>();
+    // Read once per interface and batch, never kept longer: a moved or recreated interface gets a new index.
+    const ifindexes = new Map<string, number>();
     for (const line of stdout.split("\n")) {
       if (!line.startsWith("[")) continue;
       let entries: Array<{ dst?: unknown; dev?: unknown; prefsrc?: unknown }>;
@@ -80,21 +81,14 @@ export class KernelRouteBatcher {
         typeof entry.prefsrc !== "string"
       )
         continue;
-      const ifindex = await this.ifindexOf(entry.dev);
+      let ifindex = ifindexes.get(entry.dev);
+      if (ifindex === undefined) {
+        ifindex = Number((await readFile(`/sys/class/net/${entry.dev}/ifindex`, "utf8")).trim());
+        ifindexes.set(entry.dev, ifindex);
+      }
       routes.set(canonicalAddress(entry.dst), { dev: entry.dev, ifindex, source: entry.prefsrc });
     }
     return routes;
-  }
-
-  /** Kept per batch's life of the process: an interface recreated gets a new name or is looked up again. */
-  private async ifindexOf(dev: string): Promise<number> {
-    const known = this.ifindexes.get(dev);
-    if (known !== undefined) return known;
-    const ifindex = Number((await readFile(`/sys/class/net/${dev}/ifindex`, "utf8")).trim());
-    this.ifindexes.set(dev, ifindex);
-    // Looked up again after a while: a recreated interface keeps its name and gets a new index.
-    setTimeout(() => this.ifindexes.delete(dev), 5000).unref();
-    return ifindex;
   }
 }
 
