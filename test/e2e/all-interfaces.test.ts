@@ -20,7 +20,7 @@ import {
   teardownAll,
   uniqueTag,
 } from "../lab/netns.js";
-import { CLI, type TunnelboreDirs, tunnelboreDirs } from "../lab/tunnelbore.js";
+import { CLI, parseLogLines, type TunnelboreDirs, tunnelboreDirs } from "../lab/tunnelbore.js";
 import { startWireGuard, type WireGuardInterface } from "../lab/wireguard.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -96,16 +96,7 @@ async function statusCli(json: boolean): Promise<string> {
 
 /** run's log lines (pino JSON). */
 function logsOf(proc: SpawnedProcess): Array<Record<string, unknown>> {
-  return proc
-    .output()
-    .split("\n")
-    .flatMap((line) => {
-      try {
-        return [JSON.parse(line) as Record<string, unknown>];
-      } catch {
-        return [];
-      }
-    });
+  return parseLogLines(proc.output());
 }
 
 function isLoopback(endpoint: string): boolean {

@@ -26,6 +26,17 @@ export interface TunnelboreDirs {
   cleanup(): void;
 }
 
+/** A process's pino JSON log lines, parsed; other lines (pretty logs, stray output) are skipped. */
+export function parseLogLines(output: string): Array<Record<string, unknown>> {
+  return output.split("\n").flatMap((line) => {
+    try {
+      return [JSON.parse(line) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** Private run and state directories, so tests never touch /run/tunnelbore or /var/lib/tunnelbore. */
 export function tunnelboreDirs(): TunnelboreDirs {
   const base = mkdtempSync(join(tmpdir(), "tbt-run-"));
@@ -74,17 +85,7 @@ export async function startTunnelbore(
     runDir: dirs.runDir,
     stateDir: dirs.stateDir,
     status: () => requestStatus(socket),
-    logs: () =>
-      proc
-        .output()
-        .split("\n")
-        .flatMap((line) => {
-          try {
-            return [JSON.parse(line) as Record<string, unknown>];
-          } catch {
-            return [];
-          }
-        }),
+    logs: () => parseLogLines(proc.output()),
     stop: (signal) => proc.stop(signal),
   };
   try {
