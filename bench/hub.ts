@@ -140,7 +140,8 @@ async function measure(peers: number): Promise<BenchRow[]> {
     const w0 = performance.now();
     await sleep(IDLE_MEASURE_MS);
     const seconds = (performance.now() - w0) / 1000;
-    const idleCpu = pids.reduce((s, pid, i) => s + (100 * (processCpuSeconds(pid) - cpu0[i]!)) / seconds, 0);
+    const perProcess = pids.map((pid, i) => (100 * (processCpuSeconds(pid) - cpu0[i]!)) / seconds);
+    const idleCpu = perProcess.reduce((s, v) => s + v, 0);
     const rss = pids.reduce((s, pid) => s + rssBytes(pid), 0) / 2 ** 20;
     const fds = pids.reduce((s, pid) => s + fdCount(pid), 0);
     rows.push(
@@ -148,7 +149,7 @@ async function measure(peers: number): Promise<BenchRow[]> {
         name: `idle CPU, ${at}`,
         value: idleCpu,
         unit: "% core",
-        note: `parent + worker; target <= ${TARGETS.idleCpu}`,
+        note: `parent + worker (${perProcess.map((v) => v.toFixed(1)).join(" + ")}); target <= ${TARGETS.idleCpu}`,
       },
       { name: `RSS, ${at}`, value: rss, unit: "MiB", note: `parent + worker; target <= ${TARGETS.rssMiB}` },
       {
@@ -158,7 +159,9 @@ async function measure(peers: number): Promise<BenchRow[]> {
         note: `${fds} in all; target <= ${TARGETS.fdsPerPeer}`,
       },
     );
-    log(`${peers}: idle ${idleCpu.toFixed(2)} % core, RSS ${rss.toFixed(0)} MiB, ${fds} fds`);
+    log(
+      `${peers}: idle ${perProcess.map((v) => v.toFixed(2)).join(" + ")} % core, RSS ${rss.toFixed(0)} MiB, ${fds} fds`,
+    );
 
     // SIGKILL and restart with a continuous ping to the real peer.
     const real = hub.real[0]!;

@@ -65,6 +65,8 @@ export const MAX_BATCH = 4096;
 export const requestSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("x25519"), peer: base64Key }),
   z.object({ op: z.literal("readInterface") }),
+  /** The interface as readInterface, but only the peers changed since the answer `since` (interface-diff.ts). */
+  z.object({ op: z.literal("readInterfaceChanges"), since: z.number().int().nonnegative() }),
   z.object({ op: z.literal("setPeerEndpoint"), key: base64Key, endpoint: z.string().max(64) }),
   z.object({ op: z.literal("nudgeTraffic"), key: base64Key, endpoint: z.string().max(64) }),
   z.object({ op: z.literal("nudgeHandshake"), key: base64Key }),

@@ -11,6 +11,7 @@ import { isLoopbackHost, parseEndpoint } from "../proxy/endpoint.js";
 import { LocalKeyAgreement } from "../signalling/key-agreement.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import { decodeKey } from "../wireguard/keys.js";
+import { InterfaceDiffer } from "./interface-diff.js";
 import {
   type FastPathUpdate,
   loopbackIPv4,
@@ -40,6 +41,8 @@ export class PrivilegedServer {
   private lastInfo: WireGuardInterfaceInfo | null = null;
   /** lastInfo's peers by public key: batches of thousands are checked peer by peer. */
   private lastPeers = new Map<string, WireGuardPeerInfo>();
+  /** What the worker was told of the interface, to tell it only what changed. */
+  private readonly differ = new InterfaceDiffer();
   private keys: LocalKeyAgreement | null = null;
   private keysFrom: string | null = null;
   private fastPath: FastPathControl | null = null;
@@ -91,6 +94,8 @@ export class PrivilegedServer {
       }
       case "readInterface":
         return this.readInterface();
+      case "readInterfaceChanges":
+        return this.differ.changes(await this.readInterface(), req.since);
       case "setPeerEndpoint":
         this.peer(req.key);
         await this.ops.setPeerEndpoint(req.key, loopbackEndpoint(req.endpoint));

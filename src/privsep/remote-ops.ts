@@ -12,6 +12,7 @@ import { IntroKeyError } from "../signalling/signalling-crypto.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import type { WgQuickConfigCheck } from "../wg/wg-quick-config.js";
+import { type InterfaceChanges, InterfaceMirror } from "./interface-diff.js";
 import { type FastPathUpdate, MAX_BATCH, type Request, type WireCounters } from "./ipc-protocol.js";
 import type {
   EndpointMemory,
@@ -30,6 +31,7 @@ const COUNTER_POLL_MS = 250;
 export class RemotePrivilegedOps implements PrivilegedOps {
   readonly endpoints: RemoteEndpointMemory;
   readonly bypass: RemoteSocketMarking;
+  private readonly mirror = new InterfaceMirror();
 
   constructor(
     private readonly ask: Ask,
@@ -40,7 +42,17 @@ export class RemotePrivilegedOps implements PrivilegedOps {
   }
 
   async readInterface(): Promise<WireGuardInterfaceInfo> {
-    return (await this.ask({ op: "readInterface" })) as WireGuardInterfaceInfo;
+    // Only what changed since the last answer crosses (interface-diff.ts).
+    try {
+      const answer = (await this.ask({
+        op: "readInterfaceChanges",
+        since: this.mirror.since,
+      })) as InterfaceChanges;
+      return this.mirror.apply(answer);
+    } catch (err) {
+      this.mirror.reset();
+      throw err;
+    }
   }
 
   keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {

@@ -19,7 +19,7 @@ export class PeerChanges {
     }
     return peers.filter((peer) => {
       const before = this.applied.get(peer.publicKey);
-      return before === undefined || !sameLine(before, peer);
+      return before === undefined || !samePeerLine(before, peer);
     });
   }
 
@@ -33,7 +33,8 @@ export class PeerChanges {
   }
 }
 
-function sameLine(a: WireGuardPeerInfo, b: WireGuardPeerInfo): boolean {
+/** Every field of two `wg show dump` lines of a peer alike. */
+export function samePeerLine(a: WireGuardPeerInfo, b: WireGuardPeerInfo): boolean {
   if (
     a.endpoint !== b.endpoint ||
     a.latestHandshake !== b.latestHandshake ||

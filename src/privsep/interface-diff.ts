@@ -1,0 +1,65 @@
+/**
+ * `wg show dump` as the worker reads it every 2 s, sent as what changed: at a hub's 10,000 peers the
+ * whole dump as JSON over the IPC channel cost each side several % of a core while nothing changed
+ * (issue 16). The parent answers the peers whose line differs from its previous answer and the keys
+ * gone (`InterfaceDiffer`); the worker keeps the rest (`InterfaceMirror`; Tunnelbore sorts peers itself, so
+ * their order is not kept). An answer names its generation; a worker that asks with another one than
+ * the parent's last gets everything again.
+ */
+import { samePeerLine } from "../wg/peer-changes.js";
+import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
+
+export interface InterfaceChanges {
+  generation: number;
+  /** Every peer is in `changed` (and the worker forgets what it had). */
+  full: boolean;
+  head: Omit<WireGuardInterfaceInfo, "peers">;
+  changed: WireGuardPeerInfo[];
+  removed: string[];
+}
+
+/** The parent's side: what it answered last, to answer only what changed. */
+export class InterfaceDiffer {
+  private generation = 0;
+  private last = new Map<string, WireGuardPeerInfo>();
+
+  changes(info: WireGuardInterfaceInfo, since: number): InterfaceChanges {
+    const full = since !== this.generation || this.generation === 0;
+    const next = new Map<string, WireGuardPeerInfo>();
+    const changed: WireGuardPeerInfo[] = [];
+    for (const peer of info.peers) {
+      next.set(peer.publicKey, peer);
+      const before = this.last.get(peer.publicKey);
+      if (full || !before || !samePeerLine(before, peer)) changed.push(peer);
+    }
+    const removed = full ? [] : [...this.last.keys()].filter((key) => !next.has(key));
+    this.last = next;
+    this.generation++;
+    const { peers: _peers, ...head } = info;
+    return { generation: this.generation, full, head, changed, removed };
+  }
+}
+
+/** The worker's side: the interface rebuilt from the answers. */
+export class InterfaceMirror {
+  private generation = 0;
+  private peers = new Map<string, WireGuardPeerInfo>();
+
+  get since(): number {
+    return this.generation;
+  }
+
+  apply(answer: InterfaceChanges): WireGuardInterfaceInfo {
+    if (answer.full) this.peers = new Map();
+    for (const key of answer.removed) this.peers.delete(key);
+    for (const peer of answer.changed) this.peers.set(peer.publicKey, peer);
+    this.generation = answer.generation;
+    return { ...answer.head, peers: [...this.peers.values()] };
+  }
+
+  /** Forget everything: the next answer is a full one. */
+  reset(): void {
+    this.generation = 0;
+    this.peers.clear();
+  }
+}
