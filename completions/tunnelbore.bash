@@ -51,7 +51,7 @@ _tunnelbore() {
       ;;
     intro-server)
       flags="--config --listen --stun-port --stun-alt-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
-        --tls-cert --tls-key --public-host --allowed-keys --metrics --max-pending-per-address --max-pending
+        --tls-cert --tls-key --public-host --allowed-keys --cluster --metrics --max-pending-per-address --max-pending
         --max-conns-per-address --max-conns --max-peers-per-key --max-peers-per-address
         --max-peers-total --log-level --log-format --help -h"
       ;;
@@ -109,6 +109,7 @@ _tunnelbore() {
       ;;
     --intro | --stun | --turn | --turn-username | --turn-password | --listen | --loopback-port-base | --metrics | \
       --endpoint | --poll-interval | --stun-port | --stun-alt-port | --turn-url | --turn-secret | --turn-ttl | --public-host | \
+      --cluster | \
       --max-*)
       return # a value only the user knows
       ;;

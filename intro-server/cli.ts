@@ -9,6 +9,7 @@ import { type MetricsAddress, parseMetricsAddress } from "../src/metrics/metrics
 import { MetricsServer } from "../src/metrics/metrics-server.js";
 import { ServiceNotifier } from "../src/service-notify.js";
 import { type AllowedKeysWatcher, loadAllowedKeys, watchAllowedKeys } from "./allowed-keys.js";
+import { parseClusterUrl } from "./cluster/cluster-url.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { type IntroServerOptions, startIntroServer } from "./server.js";
 import { PromIntroServerMetrics } from "./server-metrics.js";
@@ -64,6 +65,11 @@ Options:
   --allowed-keys FILE     serve only these WireGuard public keys (one base64 key a line, # comments);
                           re-read when the file changes and on SIGHUP. Without it the server is
                           public: any key gets presence, relaying and TURN credentials
+  --cluster URL           run as one node of several sharing presence and envelope routing through
+                          Redis, e.g. redis://10.0.0.5:6379 (rediss:// for TLS; a password goes in
+                          the URL's user part, or use TUNNELBORE_INTRO_SERVER_CLUSTER). Every node
+                          reads the same --allowed-keys; per-address caps count all nodes. SIGTERM
+                          tells clients to move (4011) and holds their envelopes until they are back
   --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over HTTP
                           (no authentication: keep it on loopback or a private address)
   --log-level LEVEL       trace, debug, info, warn, error (default info, or TUNNELBORE_LOG)
@@ -81,7 +87,8 @@ Caps (an address is an IPv4 address or an IPv6 /64; over a cap: HTTP 503 or clos
   --max-peers-per-address N    peers declared by all keys of one address (default ${DEFAULT_LIMITS.maxDeclaredPeersPerAddress})
   --max-peers-total N          peers declared on the whole server (default ${DEFAULT_LIMITS.maxDeclaredPeersTotal})
 
-Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a busy port), 2 bad usage.
+Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a busy port, the --cluster engine
+unreachable at start), 2 bad usage (e.g. --cluster with a scheme other than redis://).
 Logs go to stderr.
 `;
 
@@ -119,6 +126,7 @@ const INTRO_SERVER_OPTIONS = {
   "tls-key": { type: "string" },
   "public-host": { type: "string" },
   "allowed-keys": { type: "string" },
+  cluster: { type: "string" },
   metrics: { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
@@ -263,6 +271,7 @@ async function optionsFrom(argv: string[]): Promise<IntroServerCliOptions | "hel
     }
     options.publicHost = flags["public-host"];
   }
+  if (flags.cluster !== undefined) options.cluster = { url: parseClusterUrl(flags.cluster) };
   if (flags.metrics !== undefined) options.metricsAddress = parseMetricsAddress(flags.metrics, "intro-usage");
   const allowedKeysFile = flags["allowed-keys"];
   if (typeof allowedKeysFile === "string") {

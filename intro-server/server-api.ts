@@ -1,5 +1,6 @@
 /** What the introduction server takes and offers: its options, statistics and handle. */
 import type { Logger } from "../src/log.js";
+import type { ClusterTiming } from "./cluster/redis-cluster-bus.js";
 import type { IntroServerLimits } from "./limits.js";
 import type { IntroServerMetrics } from "./server-metrics.js";
 
@@ -26,6 +27,11 @@ export interface IntroServerOptions {
   logger?: Logger;
   /** Told of authentications, relays, refusals (`--metrics`); none by default. */
   metrics?: IntroServerMetrics;
+  /**
+   * `--cluster URL`: share presence and envelope routing with the other nodes on this Redis;
+   * `timing` shortens heartbeats and holds (tests).
+   */
+  cluster?: { url: string; timing?: Partial<ClusterTiming> };
   /** Sees every relayed message as received, before it is forwarded (tests, metrics). */
   onRelay?: (relay: RelayObservation) => void;
 }

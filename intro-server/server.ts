@@ -27,6 +27,8 @@ import {
 } from "../src/signalling/signalling-crypto.js";
 import { TokenBucket } from "../src/signalling/signalling-rate.js";
 import { frameBytes, parseClientFrame } from "./client-frame.js";
+import { type ClusterLocal, ClusterRelay } from "./cluster/cluster-relay.js";
+import { DEFAULT_CLUSTER_TIMING, RedisClusterBus } from "./cluster/redis-cluster-bus.js";
 import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
 import { formatHost, hostFromHeader } from "./host-names.js";
 import { createHttpFront } from "./http-front.js";
@@ -48,6 +50,14 @@ export type {
 
 type ConnectionState = "awaiting-auth" | "authenticated" | "closing";
 
+/** What a client is told when its server stops: any other server of the cluster will do. */
+const DRAIN_REASON = "server shutting down: reconnect elsewhere";
+/** How long a drain waits for clients to answer the close, and then for envelopes still on their way. */
+const DRAIN_CLOSE_MS = 2_000;
+const DRAIN_SETTLE_MS = 300;
+
+type KeyedConnection = Connection & { publicKey: string };
+
 interface Connection {
   readonly id: number;
   readonly ws: WebSocket;
@@ -66,6 +76,11 @@ interface Connection {
   lastSeen: number;
   messages: TokenBucket;
   bytes: TokenBucket;
+  /** Cluster: the key is recorded in the engine (claimed), and its first declaration too. */
+  claimed: boolean;
+  clusterDeclared: boolean;
+  /** Told to move (4011) at a drain: its frames are still relayed until its close completes. */
+  draining: boolean;
 }
 
 /** Closes not worth a line each: orderly ones, and refusals a stranger can repeat (LogThrottle logs those). */
@@ -90,11 +105,16 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   let allowedKeys = options.allowedKeys;
   const throttle = new LogThrottle(log);
   const metrics = options.metrics ?? NO_INTRO_SERVER_METRICS;
+  // In a cluster the engine counts per address across nodes; each node keeps its own totals.
+  const perAddress = (cap: number) => (options.cluster ? Number.MAX_SAFE_INTEGER : cap);
   const authenticatedCount = new AddressCounter(
-    limits.maxAuthenticatedPerAddress,
+    perAddress(limits.maxAuthenticatedPerAddress),
     limits.maxAuthenticatedTotal,
   );
-  const declaredCount = new AddressCounter(limits.maxDeclaredPeersPerAddress, limits.maxDeclaredPeersTotal);
+  const declaredCount = new AddressCounter(
+    perAddress(limits.maxDeclaredPeersPerAddress),
+    limits.maxDeclaredPeersTotal,
+  );
 
   const live = new Set<Connection>();
   /** Every open socket, authenticated or not, closing or not: what close() must end. */
@@ -110,6 +130,8 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   };
   let nextConnectionId = 1;
   let shuttingDown = false;
+  /** Several nodes share presence and routing through the engine (--cluster). */
+  let cluster: ClusterRelay<KeyedConnection> | undefined;
 
   let stun: StunResponder | undefined;
   if (options.stun !== false) {
@@ -160,7 +182,15 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     connection.turn = undefined;
     if (!live.delete(connection)) return;
     const key = connection.publicKey;
-    if (key && byKey.get(key) === connection) {
+    if (key && cluster && connection.claimed) {
+      connection.claimed = false;
+      if (byKey.get(key) === connection) byKey.delete(key);
+      cluster.forget(key);
+      const left = { key, bucket: connection.bucket, declared: [...connection.declared] };
+      cluster.bus
+        .leave({ ...left, moving: connection.draining })
+        .catch((error: Error) => log.warn({ err: error.message }, "cluster: cannot record a departure"));
+    } else if (key && byKey.get(key) === connection) {
       for (const peerKey of connection.declared) {
         const peer = isMutual(connection, peerKey);
         if (peer) send(peer, { type: "presence", peer: key, online: false });
@@ -249,13 +279,42 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       refuseOverCap(connection, "connections", verdict, cap);
       return;
     }
+    connection.publicKey = message.publicKey;
+    if (cluster) claimThenAdmit(connection, message.publicKey);
+    else admit(connection, message.publicKey);
+  }
+
+  /** Cluster: the key is recorded in the engine (its connection on another node closes) before welcome. */
+  function claimThenAdmit(connection: Connection, publicKey: string): void {
+    cluster!.bus
+      .claim(publicKey, connection.bucket, limits.maxAuthenticatedPerAddress)
+      .then((claimed) => {
+        if (!claimed) {
+          refuseOverCap(connection, "connections", "address", limits.maxAuthenticatedPerAddress);
+          return;
+        }
+        if (connection.state !== "closing") {
+          connection.claimed = true;
+          admit(connection, publicKey);
+          return;
+        }
+        // Closed while the engine recorded it: undo the record.
+        const left = { key: publicKey, bucket: connection.bucket, declared: [], moving: false };
+        cluster!.bus.leave(left).catch(() => {});
+      })
+      .catch((error: Error) => {
+        log.warn({ err: error.message }, "cluster: cannot record a login");
+        closeConnection(connection, CloseCode.serverShutdown, "server unavailable: reconnect elsewhere");
+      });
+  }
+
+  function admit(connection: Connection, publicKey: string): void {
     front.leavePreAuth(connection.socket);
     connection.state = "authenticated";
-    connection.publicKey = message.publicKey;
-    byKey.set(message.publicKey, connection);
+    byKey.set(publicKey, connection);
     stats.authenticated++;
     metrics.authenticated();
-    log.debug({ conn: connection.id, key: keyFingerprint(message.publicKey) }, "authenticated");
+    log.debug({ conn: connection.id, key: keyFingerprint(publicKey) }, "authenticated");
 
     // The primary first (werift gathers with it), then the alternate (mapping behaviour).
     const stunUrls = stun
@@ -265,7 +324,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       : [];
     send(connection, {
       type: "welcome",
-      publicKey: message.publicKey,
+      publicKey,
       keepaliveSeconds: limits.pingIntervalMs / 1000,
       stunUrls,
       turn: turn ? issueTurn(connection).credentials : undefined,
@@ -315,6 +374,10 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       return;
     }
     const growth = after.size - before.size;
+    if (cluster) {
+      declareInCluster(connection, before, after);
+      return;
+    }
     if (growth > 0) {
       const verdict = declaredCount.tryAdd(connection.bucket, growth);
       if (verdict !== "ok") {
@@ -341,14 +404,65 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
   }
 
+  /** Cluster: the engine counts the address's declared peers on all nodes and tells mutual peers. */
+  function declareInCluster(connection: Connection, before: Set<string>, after: Set<string>): void {
+    const growth = after.size - before.size;
+    const verdict = growth > 0 ? declaredCount.tryAdd(connection.bucket, growth) : "ok";
+    if (verdict !== "ok") {
+      refuseOverCap(connection, "declared peers", verdict, limits.maxDeclaredPeersTotal);
+      return;
+    }
+    if (growth < 0) declaredCount.remove(connection.bucket, -growth);
+    const first = !connection.clusterDeclared;
+    const added = first ? [...after] : [...after].filter((key) => !before.has(key));
+    const removed = first ? [] : [...before].filter((key) => !after.has(key));
+    connection.declared = after;
+    const key = connection.publicKey!;
+    const perAddressCap = limits.maxDeclaredPeersPerAddress;
+    cluster!.bus
+      .declare({ key, bucket: connection.bucket, added, removed, reset: first, perAddressCap })
+      .then(async (result) => {
+        if (connection.state !== "authenticated") return;
+        if (!result.ok) {
+          declaredCount.remove(connection.bucket, Math.max(growth, 0));
+          connection.declared = before;
+          refuseOverCap(connection, "declared peers", "address", perAddressCap);
+          return;
+        }
+        for (const peer of result.offline) send(connection, { type: "presence", peer, online: false });
+        for (const peer of result.online) send(connection, { type: "presence", peer, online: true });
+        if (first) await cluster!.declaredFirst(connection as KeyedConnection);
+      })
+      .catch((error: Error) => log.warn({ err: error.message }, "cluster: cannot record declared peers"));
+  }
+
   function handleSend(connection: Connection, message: SendMessage, frame: string): void {
     const from = connection.publicKey!;
+    const local = byKey.get(message.to);
+    if (cluster && (!local || local.draining)) {
+      if (!connection.declared.has(message.to)) {
+        refuseSend(connection, message.to, "undeliverable");
+        return;
+      }
+      options.onRelay?.({ from, to: message.to, frame });
+      cluster
+        .send(from, message.to, message.envelope)
+        .then((delivered) => {
+          if (!delivered) refuseSend(connection, message.to, "undeliverable");
+          else {
+            stats.relayed++;
+            metrics.relayed();
+          }
+        })
+        .catch((error: Error) => {
+          log.warn({ err: error.message }, "cluster: cannot route an envelope");
+          refuseSend(connection, message.to, "undeliverable");
+        });
+      return;
+    }
     const target = isMutual(connection, message.to);
     if (!target || target.ws.bufferedAmount > limits.maxBufferedBytes) {
-      // The same answer whether the key is offline or has not declared us: presence does not leak.
-      stats.undeliverable++;
-      metrics.refused(target ? "backlogged" : "undeliverable");
-      send(connection, { type: "undeliverable", to: message.to });
+      refuseSend(connection, message.to, target ? "backlogged" : "undeliverable");
       return;
     }
     options.onRelay?.({ from, to: message.to, frame });
@@ -357,8 +471,15 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     send(target, { type: "envelope", from, envelope: message.envelope });
   }
 
+  /** The same answer whether the key is offline or has not declared us: presence does not leak. */
+  function refuseSend(connection: Connection, to: string, why: "backlogged" | "undeliverable"): void {
+    stats.undeliverable++;
+    metrics.refused(why);
+    send(connection, { type: "undeliverable", to });
+  }
+
   function handleFrame(connection: Connection, data: RawData, isBinary: boolean): void {
-    if (connection.state === "closing") return;
+    if (connection.state === "closing" && !connection.draining) return;
     connection.lastSeen = Date.now();
     if (isBinary) {
       closeConnection(connection, CloseCode.binaryFrame, "binary frames are not accepted; send JSON text");
@@ -375,6 +496,8 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       return;
     }
     const { message, text } = verdict;
+    // A draining client's envelopes already on their way still go through; nothing else does.
+    if (connection.draining && message.type !== "send") return;
 
     if (connection.state === "awaiting-auth") {
       if (message.type === "auth") handleAuth(connection, message);
@@ -423,6 +546,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       state: "awaiting-auth",
       challenge: { keyPair, nonce },
       declared: new Set(),
+      claimed: false,
+      clusterDeclared: false,
+      draining: false,
       lastSeen: Date.now(),
       messages: new TokenBucket(limits.messageBurst, limits.messagesPerSecond),
       bytes: new TokenBucket(limits.byteBurst, limits.bytesPerSecond),
@@ -473,6 +599,62 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     stunAnswers: () => stun?.stats().answered ?? 0,
   });
 
+  if (options.cluster) {
+    const timing = { ...DEFAULT_CLUSTER_TIMING, ...options.cluster.timing };
+    cluster = new ClusterRelay(new RedisClusterBus(options.cluster.url, log, timing), clusterLocal(), log);
+    try {
+      await cluster.start();
+    } catch (error) {
+      clearInterval(sweep);
+      await stun?.close();
+      throw error;
+    }
+  }
+
+  /** The server's connections as the cluster relay reaches them. */
+  function clusterLocal(): ClusterLocal<KeyedConnection> {
+    const open = (key: string) => {
+      const connection = byKey.get(key);
+      return connection?.state === "authenticated" ? (connection as KeyedConnection) : undefined;
+    };
+    return {
+      connectionOf: open,
+      deliver: (connection, from, envelope) => {
+        if (connection.ws.bufferedAmount > limits.maxBufferedBytes) return false;
+        send(connection, { type: "envelope", from, envelope });
+        return true;
+      },
+      presence: (connection, peer, online) => send(connection, { type: "presence", peer, online }),
+      undeliverable: (connection, to) => send(connection, { type: "undeliverable", to }),
+      replace: (key) => {
+        const connection = open(key);
+        if (connection)
+          closeConnection(connection, CloseCode.replaced, "replaced by a newer connection with this key");
+      },
+      members: () =>
+        [...byKey.values()]
+          .filter((connection) => connection.claimed)
+          .map((connection) => ({
+            key: connection.publicKey!,
+            bucket: connection.bucket,
+            declared: [...connection.declared],
+          })),
+    };
+  }
+
+  /** Tells an authenticated client to move (4011) but relays what it already sent until its close completes. */
+  function drain(connection: Connection): void {
+    if (connection.state !== "authenticated") {
+      closeConnection(connection, CloseCode.serverShutdown, DRAIN_REASON);
+      return;
+    }
+    connection.state = "closing";
+    connection.draining = true;
+    stats.closes[CloseCode.serverShutdown] = (stats.closes[CloseCode.serverShutdown] ?? 0) + 1;
+    connection.ws.close(CloseCode.serverShutdown, DRAIN_REASON);
+    setTimeout(() => connection.ws.terminate(), DRAIN_CLOSE_MS).unref();
+  }
+
   try {
     await new Promise<void>((resolve, reject) => {
       httpServer.once("error", reject);
@@ -484,6 +666,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   } catch (error) {
     clearInterval(sweep);
     await stun?.close();
+    await cluster?.bus.close();
     const code = (error as NodeJS.ErrnoException).code;
     throw new RuntimeError(
       "intro-listen",
@@ -536,9 +719,18 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       closed ??= (async () => {
         shuttingDown = true;
         clearInterval(sweep);
-        for (const connection of [...live])
-          closeConnection(connection, CloseCode.serverShutdown, "server shutting down");
         const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        // Envelopes for our clients are held by the cluster from now until they are back elsewhere.
+        await cluster?.bus.markMoving([...byKey.keys()]).catch((error: Error) => {
+          log.warn({ err: error.message }, "cluster: cannot mark clients as moving");
+        });
+        for (const connection of [...live]) drain(connection);
+        const deadline = Date.now() + DRAIN_CLOSE_MS;
+        while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        if (cluster) {
+          await new Promise((resolve) => setTimeout(resolve, DRAIN_SETTLE_MS));
+          await cluster.bus.close();
+        }
         // Give clients a moment to answer the close frames, then cut whatever is left.
         const cutOff = setTimeout(() => {
           for (const ws of sockets) ws.terminate();

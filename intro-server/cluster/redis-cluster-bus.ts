@@ -1,0 +1,311 @@
+/** The cluster bus on Redis: shared state in keys and Lua scripts, messages to a node by pub/sub. */
+import { createHash, randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+import { RuntimeError } from "../../src/errors.js";
+import type { Logger } from "../../src/log.js";
+import type {
+  ClusterBus,
+  ClusterEnvelope,
+  ClusterHandlers,
+  ClusterMember,
+  DeclareResult,
+  RouteResult,
+} from "./cluster-bus.js";
+import { CLAIM, DECLARE, LEAVE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
+
+export interface ClusterTiming {
+  /** A node's heartbeat lives this long: its keys go offline at most this long after it dies (plus a sweep). */
+  heartbeatTtlMs: number;
+  /** How often a node renews its heartbeat and looks for dead nodes. */
+  sweepIntervalMs: number;
+  /** How long envelopes for a moving key are held, how many per key and per window in all. */
+  holdMs: number;
+  heldPerKey: number;
+  heldPerWindow: number;
+}
+
+export const DEFAULT_CLUSTER_TIMING: ClusterTiming = {
+  heartbeatTtlMs: 3_000,
+  sweepIntervalMs: 1_000,
+  holdMs: 5_000,
+  heldPerKey: 32,
+  heldPerWindow: 10_000,
+};
+
+/** A node message as published; envelopes carry the ClusterEnvelope fields. */
+type NodeMessage =
+  | { t: "p"; to: string; peer: string; on: boolean }
+  | ({ t: "e" } & ClusterEnvelope)
+  | { t: "r"; key: string }
+  | { t: "u"; to: string; peer: string };
+
+class Script {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    this.sha = createHash("sha1").update(source).digest("hex");
+  }
+}
+
+const SCRIPTS = {
+  claim: new Script(CLAIM),
+  declare: new Script(DECLARE),
+  leave: new Script(LEAVE),
+  route: new Script(ROUTE),
+  takeHeld: new Script(TAKE_HELD),
+  reap: new Script(REAP),
+  restore: new Script(RESTORE),
+};
+
+const ROUTE_RESULTS: Record<number, RouteResult> = { 0: "undeliverable", 1: "sent", 2: "held" };
+
+export class RedisClusterBus implements ClusterBus {
+  readonly nodeId = randomBytes(8).toString("hex");
+  private readonly commands: Redis;
+  private readonly subscriber: Redis;
+  private sweep: NodeJS.Timeout | undefined;
+  private handlers: ClusterHandlers | undefined;
+  private everReady = false;
+  private closed = false;
+
+  constructor(
+    private readonly url: string,
+    private readonly log: Logger,
+    private readonly timing: ClusterTiming = DEFAULT_CLUSTER_TIMING,
+  ) {
+    const options = {
+      lazyConnect: true,
+      // Reconnect for ever, at most every 2 s: the engine restarting must not stop the node.
+      retryStrategy: (times: number) => Math.min(100 * times, 2_000),
+      maxRetriesPerRequest: null,
+      connectionName: `tunnelbore-intro-${this.nodeId}`,
+    };
+    this.commands = new Redis(url, options);
+    this.subscriber = new Redis(url, options);
+    for (const connection of [this.commands, this.subscriber]) {
+      connection.on("error", (error: Error) =>
+        log.debug({ err: error.message }, "cluster engine connection error"),
+      );
+    }
+  }
+
+  async start(handlers: ClusterHandlers): Promise<void> {
+    this.handlers = handlers;
+    const connect = async (connection: Redis) => {
+      const failed = new Promise<never>((_, reject) =>
+        connection.once("error", (error: Error) => reject(error)),
+      );
+      await Promise.race([connection.connect(), failed]);
+    };
+    try {
+      await connect(this.commands);
+      await connect(this.subscriber);
+      await this.subscriber.subscribe(this.channel(this.nodeId));
+      await this.loadScripts();
+    } catch (error) {
+      this.commands.disconnect();
+      this.subscriber.disconnect();
+      throw new RuntimeError(
+        "intro-cluster",
+        `cannot reach the cluster engine at ${redactUrl(this.url)}: ${(error as Error).message}`,
+        { url: redactUrl(this.url) },
+        { cause: error },
+      );
+    }
+    this.subscriber.on("message", (_channel: string, text: string) => this.onMessage(text));
+    this.commands.on("ready", () => {
+      if (!this.everReady || this.closed) return;
+      this.log.warn({ node: this.nodeId }, "cluster engine back: writing this node's connections again");
+      void this.loadScripts()
+        .then(() => this.heartbeat())
+        .then(() => this.handlers?.reconnected())
+        .catch((error: Error) => this.log.warn({ err: error.message }, "cannot rejoin the cluster"));
+    });
+    this.everReady = true;
+    await this.heartbeat();
+    this.sweep = setInterval(() => void this.heartbeatAndReap(), this.timing.sweepIntervalMs);
+    this.sweep.unref();
+    this.log.info({ node: this.nodeId, engine: redactUrl(this.url) }, "joined the cluster");
+  }
+
+  async claim(key: string, bucket: string, perAddressCap: number): Promise<boolean> {
+    return (await this.run("claim", [this.nodeId, key, bucket, perAddressCap])) === 1;
+  }
+
+  async declare(change: Parameters<ClusterBus["declare"]>[0]): Promise<DeclareResult> {
+    const growth = change.added.length - change.removed.length;
+    const reply = (await this.run("declare", [
+      this.nodeId,
+      change.key,
+      change.bucket,
+      change.perAddressCap,
+      change.reset ? 1 : 0,
+      growth,
+      change.added.length,
+      ...change.added,
+      ...change.removed,
+    ])) as [number, string[]?, string[]?];
+    return { ok: reply[0] === 1, online: reply[1] ?? [], offline: reply[2] ?? [] };
+  }
+
+  async leave(left: Parameters<ClusterBus["leave"]>[0]): Promise<void> {
+    await this.run("leave", [
+      this.nodeId,
+      left.key,
+      left.bucket,
+      left.declared.length,
+      left.moving ? 1 : 0,
+      ...left.declared,
+    ]);
+  }
+
+  async markMoving(keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const pipeline = this.commands.pipeline();
+    for (const key of keys) pipeline.set(`tb:mv:${key}`, "1", "PX", this.timing.holdMs);
+    await pipeline.exec();
+  }
+
+  async route(envelope: ClusterEnvelope, checkMutual: boolean): Promise<RouteResult> {
+    const payload = JSON.stringify({ t: "e", ...envelope });
+    const result = await this.run("route", [
+      this.nodeId,
+      envelope.to,
+      envelope.from,
+      payload,
+      checkMutual ? 1 : 0,
+      this.timing.holdMs,
+      this.timing.heldPerKey,
+      this.timing.heldPerWindow,
+    ]);
+    return ROUTE_RESULTS[Number(result)] ?? "undeliverable";
+  }
+
+  async takeHeld(key: string): Promise<ClusterEnvelope[]> {
+    const held = (await this.run("takeHeld", [key])) as string[];
+    const envelopes: ClusterEnvelope[] = [];
+    for (const text of held) {
+      const message = parseNodeMessage(text);
+      if (message?.t === "e") envelopes.push(message);
+    }
+    return envelopes;
+  }
+
+  tellUndeliverable(node: string, to: string, peer: string): void {
+    this.commands
+      .publish(this.channel(node), JSON.stringify({ t: "u", to, peer }))
+      .catch((error: Error) => this.log.debug({ err: error.message }, "cannot tell undeliverable"));
+  }
+
+  async restore(members: readonly ClusterMember[]): Promise<void> {
+    // In slices, so that one script does not hold Redis for long.
+    for (let i = 0; i < members.length; i += 500) {
+      const slice = members.slice(i, i + 500);
+      const args: Array<string | number> = [this.nodeId, slice.length];
+      for (const member of slice)
+        args.push(member.key, member.bucket, member.declared.length, ...member.declared);
+      await this.run("restore", args);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.sweep);
+    try {
+      // Gone at once: the others need not wait for the heartbeat to expire.
+      await this.commands.del(`tb:alive:${this.nodeId}`);
+      await this.run("reap", ["", this.timing.holdMs]);
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, "could not leave the cluster cleanly");
+    }
+    this.subscriber.disconnect();
+    await this.commands.quit().catch(() => this.commands.disconnect());
+  }
+
+  private channel(node: string): string {
+    return `tb:n:${node}`;
+  }
+
+  private async heartbeat(): Promise<void> {
+    await this.commands
+      .multi()
+      .set(`tb:alive:${this.nodeId}`, "1", "PX", this.timing.heartbeatTtlMs)
+      .sadd("tb:nodes", this.nodeId)
+      .exec();
+  }
+
+  private async heartbeatAndReap(): Promise<void> {
+    if (this.closed || this.commands.status !== "ready") return;
+    try {
+      await this.heartbeat();
+      const dead = (await this.run("reap", [this.nodeId, this.timing.holdMs])) as string[];
+      if (dead.length > 0) this.log.info({ dead }, "nodes left the cluster: their clients went offline");
+    } catch (error) {
+      this.log.debug({ err: (error as Error).message }, "cluster sweep failed");
+    }
+  }
+
+  private onMessage(text: string): void {
+    const message = parseNodeMessage(text);
+    const handlers = this.handlers;
+    if (!message || !handlers) return;
+    switch (message.t) {
+      case "p":
+        handlers.presence(message.to, message.peer, message.on);
+        return;
+      case "e":
+        handlers.envelope({
+          to: message.to,
+          from: message.from,
+          src: message.src,
+          envelope: message.envelope,
+        });
+        return;
+      case "r":
+        handlers.replaced(message.key);
+        return;
+      case "u":
+        handlers.undeliverable(message.to, message.peer);
+        return;
+    }
+  }
+
+  /**
+   * Loaded up front: a NOSCRIPT answer and the EVAL after it would let a later command overtake,
+   * and the scripts' order is what keeps a key's records right.
+   */
+  private async loadScripts(): Promise<void> {
+    for (const script of Object.values(SCRIPTS)) await this.commands.script("LOAD", script.source);
+  }
+
+  /** EVALSHA; EVAL if Redis lost the script (it restarted and this command was queued before the reload). */
+  private async run(name: keyof typeof SCRIPTS, args: Array<string | number>): Promise<unknown> {
+    const script = SCRIPTS[name];
+    try {
+      return await this.commands.evalsha(script.sha, 0, ...args);
+    } catch (error) {
+      if (!(error as Error).message.startsWith("NOSCRIPT")) throw error;
+      return await this.commands.eval(script.source, 0, ...args);
+    }
+  }
+}
+
+function parseNodeMessage(text: string): NodeMessage | undefined {
+  try {
+    const message = JSON.parse(text) as NodeMessage;
+    return typeof message === "object" && message !== null ? message : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The URL without its password, for logs and errors. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(unparsable URL)";
+  }
+}

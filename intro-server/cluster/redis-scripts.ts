@@ -1,0 +1,168 @@
+/**
+ * The Lua scripts of the Redis cluster bus. Each runs atomically in Redis, so that two nodes acting on
+ * the same keys (a login on two nodes, two peers declaring each other at once) see each other's effect.
+ *
+ * Keys: tb:nodes (set of node ids), tb:alive:<node> (heartbeat, expires), tb:at:<key> (the node a key
+ * is connected to), tb:d:<key> (its declared peers), tb:nk:<node> (keys connected there), tb:cnt:<node>
+ * (hash of per-address counts: c|<bucket> connections, d|<bucket> declared peers), tb:mv:<key> (moving:
+ * hold its envelopes), tb:held:<key> (held envelopes), tb:heldwin (held in the current window).
+ * Channel tb:n:<node>: messages for a node.
+ */
+
+/** Sums a per-address count over the live nodes. */
+const SUM_ALIVE = `
+local function sum_alive(field)
+  local total = 0
+  for _, n in ipairs(redis.call('SMEMBERS', 'tb:nodes')) do
+    if redis.call('EXISTS', 'tb:alive:' .. n) == 1 then
+      total = total + tonumber(redis.call('HGET', 'tb:cnt:' .. n, field) or '0')
+    end
+  end
+  return total
+end
+`;
+
+/** Tells the node of `to` (if `to` is online and declares `peer`) that `peer` came or went. */
+const ANNOUNCE = `
+local function announce(to, peer, online)
+  local at = redis.call('GET', 'tb:at:' .. to)
+  if at and redis.call('SISMEMBER', 'tb:d:' .. to, peer) == 1 then
+    redis.call('PUBLISH', 'tb:n:' .. at, cjson.encode({t = 'p', to = to, peer = peer, on = online}))
+    return true
+  end
+  return false
+end
+`;
+
+/** ARGV: me, key, bucket, cap. Returns 1 if claimed, 0 over the per-address cap. */
+export const CLAIM = `${SUM_ALIVE}
+local me, key, bucket, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if sum_alive('c|' .. bucket) + 1 > cap then return 0 end
+redis.call('HINCRBY', 'tb:cnt:' .. me, 'c|' .. bucket, 1)
+local prev = redis.call('GET', 'tb:at:' .. key)
+redis.call('SET', 'tb:at:' .. key, me)
+redis.call('SADD', 'tb:nk:' .. me, key)
+if prev and prev ~= me then
+  redis.call('SREM', 'tb:nk:' .. prev, key)
+  redis.call('PUBLISH', 'tb:n:' .. prev, cjson.encode({t = 'r', key = key}))
+end
+return 1
+`;
+
+/**
+ * ARGV: me, key, bucket, cap, reset, growth, nAdded, added..., removed...
+ * Returns {1, online, offline} or {0} over the per-address cap.
+ */
+export const DECLARE = `${SUM_ALIVE}${ANNOUNCE}
+local me, key, bucket, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local reset, growth, nAdded = ARGV[5] == '1', tonumber(ARGV[6]), tonumber(ARGV[7])
+if growth > 0 and sum_alive('d|' .. bucket) + growth > cap then return {0} end
+redis.call('HINCRBY', 'tb:cnt:' .. me, 'd|' .. bucket, growth)
+local dkey = 'tb:d:' .. key
+local online, offline = {}, {}
+for i = 8 + nAdded, #ARGV do
+  if announce(ARGV[i], key, false) then offline[#offline + 1] = ARGV[i] end
+  redis.call('SREM', dkey, ARGV[i])
+end
+if reset then redis.call('DEL', dkey) end
+for i = 8, 7 + nAdded do redis.call('SADD', dkey, ARGV[i]) end
+redis.call('PERSIST', dkey)
+for i = 8, 7 + nAdded do
+  if announce(ARGV[i], key, true) then online[#online + 1] = ARGV[i] end
+end
+return {1, online, offline}
+`;
+
+/** ARGV: me, key, bucket, declaredCount, moving, declared... */
+export const LEAVE = `${ANNOUNCE}
+local me, key, bucket, count, moving = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1'
+local cnt = 'tb:cnt:' .. me
+if redis.call('HINCRBY', cnt, 'c|' .. bucket, -1) <= 0 then redis.call('HDEL', cnt, 'c|' .. bucket) end
+if count > 0 and redis.call('HINCRBY', cnt, 'd|' .. bucket, -count) <= 0 then
+  redis.call('HDEL', cnt, 'd|' .. bucket)
+end
+if moving then return 0 end
+for i = 6, #ARGV do announce(ARGV[i], key, false) end
+if redis.call('GET', 'tb:at:' .. key) == me then
+  redis.call('DEL', 'tb:at:' .. key, 'tb:d:' .. key)
+  redis.call('SREM', 'tb:nk:' .. me, key)
+end
+return 1
+`;
+
+/**
+ * ARGV: self, to, from, payload, checkMutual, holdMs, heldPerKey, heldPerWindow.
+ * Returns 1 sent, 2 held, 0 undeliverable.
+ */
+export const ROUTE = `
+local self, to, from, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if ARGV[5] == '1' and redis.call('SISMEMBER', 'tb:d:' .. to, from) == 0 then return 0 end
+local at = redis.call('GET', 'tb:at:' .. to)
+if at and at ~= self and redis.call('EXISTS', 'tb:alive:' .. at) == 1 then
+  redis.call('PUBLISH', 'tb:n:' .. at, payload)
+  return 1
+end
+if redis.call('EXISTS', 'tb:mv:' .. to) == 1 then
+  local holdMs = tonumber(ARGV[6])
+  local window = redis.call('INCR', 'tb:heldwin')
+  if window == 1 then redis.call('PEXPIRE', 'tb:heldwin', holdMs) end
+  if window > tonumber(ARGV[8]) then return 0 end
+  redis.call('RPUSH', 'tb:held:' .. to, payload)
+  redis.call('LTRIM', 'tb:held:' .. to, -tonumber(ARGV[7]), -1)
+  redis.call('PEXPIRE', 'tb:held:' .. to, holdMs)
+  return 2
+end
+return 0
+`;
+
+/** ARGV: key. Returns the held payloads and forgets them. */
+export const TAKE_HELD = `
+local held = redis.call('LRANGE', 'tb:held:' .. ARGV[1], 0, -1)
+redis.call('DEL', 'tb:held:' .. ARGV[1], 'tb:mv:' .. ARGV[1])
+return held
+`;
+
+/**
+ * ARGV: me ('' to reap oneself too), holdMs. Nodes whose heartbeat expired: their keys go offline
+ * (peers told), their counts vanish. A moving key keeps its declarations for the hold time.
+ */
+export const REAP = `${ANNOUNCE}
+local me, holdMs = ARGV[1], tonumber(ARGV[2])
+local dead = {}
+for _, n in ipairs(redis.call('SMEMBERS', 'tb:nodes')) do
+  if n ~= me and redis.call('EXISTS', 'tb:alive:' .. n) == 0 then
+    for _, k in ipairs(redis.call('SMEMBERS', 'tb:nk:' .. n)) do
+      if redis.call('GET', 'tb:at:' .. k) == n then
+        for _, p in ipairs(redis.call('SMEMBERS', 'tb:d:' .. k)) do
+          if redis.call('SISMEMBER', 'tb:d:' .. p, k) == 1 then announce(p, k, false) end
+        end
+        redis.call('DEL', 'tb:at:' .. k)
+        if redis.call('EXISTS', 'tb:mv:' .. k) == 1 then redis.call('PEXPIRE', 'tb:d:' .. k, holdMs)
+        else redis.call('DEL', 'tb:d:' .. k) end
+      end
+    end
+    redis.call('DEL', 'tb:nk:' .. n, 'tb:cnt:' .. n)
+    redis.call('SREM', 'tb:nodes', n)
+    dead[#dead + 1] = n
+  end
+end
+return dead
+`;
+
+/** ARGV: me, nMembers, then per member: key, bucket, nDeclared, declared... (after an engine restart). */
+export const RESTORE = `
+local me, i = ARGV[1], 3
+for _ = 1, tonumber(ARGV[2]) do
+  local key, bucket, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  redis.call('SET', 'tb:at:' .. key, me)
+  redis.call('SADD', 'tb:nk:' .. me, key)
+  redis.call('HINCRBY', 'tb:cnt:' .. me, 'c|' .. bucket, 1)
+  redis.call('DEL', 'tb:d:' .. key)
+  if n > 0 then
+    redis.call('HINCRBY', 'tb:cnt:' .. me, 'd|' .. bucket, n)
+    for j = i + 3, i + 2 + n do redis.call('SADD', 'tb:d:' .. key, ARGV[j]) end
+  end
+  i = i + 3 + n
+end
+return 1
+`;

@@ -1,0 +1,182 @@
+// Helpers for the intro-server cluster tests: a redis-server of our own on a free port (by PID), nodes
+// in this process with short heartbeats, and a protocol client that moves to another node on 4011.
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { type IntroServer, type IntroServerOptions, startIntroServer } from "../../intro-server/server.js";
+import { createLogger } from "../../src/log.js";
+import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
+import { RawIntroConnection, sleep, type TestKey } from "./intro-support.js";
+
+export const silent = createLogger("test", "silent");
+
+/** Heartbeats short enough for a test to see a dead node's clients go within a couple of seconds. */
+export const FAST_TIMING = { heartbeatTtlMs: 1_200, sweepIntervalMs: 300, holdMs: 5_000 };
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return typeof address === "object" && address ? address.port : 0;
+}
+
+export interface TestRedis {
+  url: string;
+  port: number;
+  process: ChildProcess;
+  /** Stops it (SIGTERM by PID, no snapshot: its data is gone) and waits for the exit. */
+  stop(): Promise<void>;
+}
+
+/** A redis-server of the test's own, in memory only, on a free loopback port. */
+export async function startRedis(port?: number): Promise<TestRedis> {
+  const chosen = port ?? (await freePort());
+  const child = spawn(
+    "redis-server",
+    [
+      "--port",
+      String(chosen),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--loglevel",
+      "warning",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ready = await new Promise<boolean>((resolve) => {
+      const socket = createServer().listen(chosen, "127.0.0.1");
+      socket.once("listening", () => socket.close(() => resolve(false)));
+      socket.once("error", () => resolve(true)); // busy: redis holds it
+    });
+    if (ready) break;
+    if (Date.now() > deadline || child.exitCode !== null)
+      throw new Error(`redis-server did not start: ${output}`);
+    await sleep(50);
+  }
+  return {
+    url: `redis://127.0.0.1:${chosen}`,
+    port: chosen,
+    process: child,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+export function startNode(url: string, options: IntroServerOptions = {}): Promise<IntroServer> {
+  return startIntroServer({
+    port: 0,
+    stun: false,
+    logger: silent,
+    ...options,
+    cluster: { url, timing: FAST_TIMING },
+  });
+}
+
+/** An envelope the server relays as is; `c` carries a sequence number the test reads back. */
+export function envelopeOf(sequence: number): SealedEnvelope {
+  return { n: randomBytes(24).toString("base64"), c: Buffer.from(`seq:${sequence}`).toString("base64") };
+}
+
+export function sequenceOf(envelope: SealedEnvelope): number {
+  return Number(Buffer.from(envelope.c, "base64").toString().slice(4));
+}
+
+/** Authenticates, waits for welcome and declares `peers`. */
+export async function login(url: string, key: TestKey, peers: TestKey[]): Promise<RawIntroConnection> {
+  const raw = await RawIntroConnection.open(url);
+  await raw.authenticate(key.privateKey);
+  await raw.next("welcome");
+  raw.send({ type: "peers", op: "replace", peers: peers.map((peer) => peer.publicKey) });
+  return raw;
+}
+
+/**
+ * The client side of the drain contract: on 4011 it reconnects at once to the next server, and holds
+ * what it sends while it has no connection. Counts what arrives and what the server refused.
+ */
+export class MovingClient {
+  readonly received: number[] = [];
+  undeliverable = 0;
+  moves = 0;
+  readonly closes: number[] = [];
+  private raw: RawIntroConnection | undefined;
+  private online = false;
+  private stopped = false;
+  private readonly outbox: SealedEnvelope[] = [];
+  private index: number;
+
+  constructor(
+    private readonly urls: () => string[],
+    private readonly key: TestKey,
+    private readonly peer: TestKey,
+    start: number,
+  ) {
+    this.index = start;
+  }
+
+  get isOnline(): boolean {
+    return this.online;
+  }
+
+  async connect(): Promise<void> {
+    while (!this.stopped) {
+      const urls = this.urls();
+      const url = urls[this.index % urls.length]!;
+      try {
+        const raw = await RawIntroConnection.open(url);
+        raw.ws.on("message", (data) => this.onMessage(JSON.parse(data.toString()) as ServerMessage));
+        await raw.authenticate(this.key.privateKey);
+        await raw.next("welcome");
+        raw.send({ type: "peers", op: "replace", peers: [this.peer.publicKey] });
+        this.raw = raw;
+        this.online = true;
+        for (const envelope of this.outbox.splice(0)) this.transmit(envelope);
+        void raw.closed.then(({ code }) => {
+          this.online = false;
+          this.closes.push(code);
+          if (this.stopped) return;
+          this.moves++;
+          if (code === CloseCode.serverShutdown) this.index++;
+          void this.connect();
+        });
+        return;
+      } catch {
+        this.index++; // that server is down: the next one
+        await sleep(50);
+      }
+    }
+  }
+
+  send(envelope: SealedEnvelope): void {
+    if (this.online) this.transmit(envelope);
+    else this.outbox.push(envelope);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.raw?.close();
+  }
+
+  private transmit(envelope: SealedEnvelope): void {
+    this.raw!.send({ type: "send", to: this.peer.publicKey, envelope });
+  }
+
+  private onMessage(message: ServerMessage): void {
+    if (message.type === "envelope") this.received.push(sequenceOf(message.envelope));
+    else if (message.type === "undeliverable") this.undeliverable++;
+  }
+}
