@@ -73,7 +73,10 @@ const RECREATED_GRACE_MS = 10_000;
 const RESYNC_AFTER_LINK_EVENT_MS = [250, 750, 1500, 3000, 6000];
 
 export interface IntroSettings {
+  /** The first of `urls`. */
   url: string;
+  /** Every --intro server, in order: one is used at a time (src/intro-client/server-list.ts). */
+  urls: string[];
   stunUrls?: string[];
   turn?: TurnConfig;
   /** Interfaces whose addresses must not become ICE candidates (besides the WireGuard interface). */
@@ -446,7 +449,7 @@ export class Tunnelbore {
     }
     const link = new IntroLink(
       {
-        url: intro.url,
+        url: intro.urls,
         keys,
         stunUrls: intro.stunUrls,
         turn: intro.turn,

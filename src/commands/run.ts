@@ -42,7 +42,11 @@ Options:
                               Secrets never go in the file: turn-password-file or the environment
   -i, --interface IF          the WireGuard interface (default: all of them, followed)
       --intro URL             introduction server (ws://HOST:PORT or wss://...): connects peers
-                              behind NATs with ICE; without it only static endpoints are used
+                              behind NATs with ICE; without it only static endpoints are used.
+                              Repeatable: one server at a time, from the first; when it goes
+                              away, the next at once (a name with several addresses counts as
+                              several servers). Servers that are not clustered only introduce
+                              peers connected to the same one
       --stun URL              STUN server (stun:HOST:PORT), instead of the introduction server's
                               (repeatable)
       --turn URL              TURN server (turn:HOST:PORT[?transport=tcp], turns:...), instead
@@ -205,7 +209,8 @@ function introSettings(
   warnings: string[],
   env: NodeJS.ProcessEnv,
 ): IntroSettings | undefined {
-  const url = values.intro;
+  const urls = values.intro ?? [];
+  const url = urls[0];
   const needsIntro = ["stun", "turn", "exclude-interface"] as const;
   const password = resolveSecret(TURN_PASSWORD, values["turn-password"], values["turn-password-file"], env);
   warnings.push(...password.warnings);
@@ -214,8 +219,10 @@ function introSettings(
     if (stray) throw new ConfigError("bad-usage", `--${stray} needs --intro (NAT traversal)`);
     return undefined;
   }
-  if (!/^wss?:\/\/[^/\s]+/.test(url)) {
-    throw new ConfigError("bad-usage", `--intro "${url}" must be a ws:// or wss:// URL`);
+  for (const each of urls) {
+    if (!/^wss?:\/\/[^/\s]+/.test(each) || !URL.canParse(each)) {
+      throw new ConfigError("bad-usage", `--intro "${each}" must be a ws:// or wss:// URL`);
+    }
   }
   for (const stun of values.stun ?? []) {
     if (!/^stun:[^\s]+:\d+$/.test(stun))
@@ -239,6 +246,7 @@ function introSettings(
   }
   return {
     url,
+    urls,
     stunUrls: values.stun,
     turn,
     excludeInterfaces: values["exclude-interface"] ?? [],
@@ -248,7 +256,7 @@ function introSettings(
 const RUN_OPTIONS = {
   config: { type: "string" },
   interface: { type: "string", short: "i" },
-  intro: { type: "string" },
+  intro: { type: "string", multiple: true },
   stun: { type: "string", multiple: true },
   turn: { type: "string" },
   "turn-username": { type: "string" },

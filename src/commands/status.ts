@@ -89,9 +89,12 @@ function since(unixMs: number): string {
 
 /** "introduction server ws://...: connected for 5m" or "...: retrying for 40s (7 failures; last: ECONNREFUSED ...)". */
 function formatIntro(intro: NonNullable<StatusReport["intro"]>): string {
-  const head = `introduction server ${intro.url}: ${intro.state} for ${since(intro.since)}`;
-  if (intro.state === "connected" || !intro.lastError) return head;
-  return `${head} (${intro.failures} failed ${intro.failures === 1 ? "attempt" : "attempts"}; last: ${intro.lastError})`;
+  const server = intro.address && intro.address !== intro.url ? `${intro.url} (${intro.address})` : intro.url;
+  const head = `introduction server ${server}: ${intro.state} for ${since(intro.since)}`;
+  // Several servers: which ones, in the order they are tried.
+  const list = (intro.servers?.length ?? 0) > 1 ? `; servers: ${intro.servers?.join(", ")}` : "";
+  if (intro.state === "connected" || !intro.lastError) return `${head}${list}`;
+  return `${head} (${intro.failures} failed ${intro.failures === 1 ? "attempt" : "attempts"}; last: ${intro.lastError})${list}`;
 }
 
 /** The full tunnel's lines: the mark Tunnelbore's sockets carry (or why not), and peers whose traffic would loop. */

@@ -8,7 +8,8 @@
  *   intro.setPeers([...]); intro.start();
  */
 import { EventEmitter } from "node:events";
-import { WebSocket } from "ws";
+import type { LookupFunction } from "node:net";
+import { type ClientOptions, WebSocket } from "ws";
 import { ConfigError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
 import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
@@ -36,16 +37,25 @@ import { DeclaredPeers } from "./declared-peers.js";
 import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
+import { IntroOutbox } from "./outbox.js";
 import { PacedQueue } from "./paced-queue.js";
+import { RecentEnvelopes } from "./recent-envelopes.js";
 import { ReconnectPolicy } from "./reconnect-policy.js";
+import {
+  closeVerdict,
+  describeTarget,
+  type IntroHostResolver,
+  IntroServerList,
+  type IntroServerTarget,
+} from "./server-list.js";
 import { ServerLiveness } from "./server-liveness.js";
 
 export type { ServerInfo } from "../signalling/protocol.js";
 
 export interface IntroClientEvents {
   connected: [serverInfo: ServerInfo];
-  /** cause: the transport error or the close code and reason, as status shows it. */
-  disconnected: [closed: { code: number; reason: string; cause: string }];
+  /** cause: the transport error or the close code and reason, as status shows it; server: which one. */
+  disconnected: [closed: { code: number; reason: string; cause: string; server: string }];
   "peer-online": [peer: string];
   "peer-offline": [peer: string];
   envelope: [peer: string, payload: unknown];
@@ -58,8 +68,18 @@ export interface IntroClientEvents {
 }
 
 export interface IntroClientOptions {
-  /** ws:// or wss:// URL of the introduction server. */
-  url: string;
+  /**
+   * ws:// or wss:// URL of the introduction server, or several: one is used at a time, the next when
+   * it goes away (src/intro-client/server-list.ts); a name with several addresses counts as several.
+   */
+  url: string | readonly string[];
+  /** Resolves host names (default: the system's resolver). */
+  resolveHost?: IntroHostResolver;
+  /**
+   * Hold envelopes while moving between servers instead of refusing them (see outbox.ts): send() to a
+   * peer that was online when the connection ended does not throw; it goes out once both are back.
+   */
+  holdWhileMoving?: boolean;
   /** X25519 with the WireGuard private key (which may live in another process). */
   keys: KeyAgreement;
   /** If given, must be the public key of `keys` (a cheap guard against mixed-up keys). */
@@ -80,10 +100,17 @@ type ClientState = "stopped" | "connecting" | "online" | "waiting";
 
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_CONNECTION_MS = 5_000;
+/** After a move, peers not back by then are given up (the outbox's grace, and a little more). */
+const OUTBOX_SWEEP_MS = 11_000;
+/** Envelopes sent this long before a connection ended are sent again after the move. */
+const RESEND_WINDOW_MS = 2_000;
+/** ... at most this many. */
+const RESEND_MAX = 1_024;
 
 export class IntroClient extends EventEmitter<IntroClientEvents> {
   readonly publicKey: string;
-  readonly url: string;
+  /** The servers, and which one is in use. */
+  readonly servers: IntroServerList;
   private readonly log: Logger;
   private readonly codec: EnvelopeCodec;
   private readonly envelopes: EnvelopeExchange;
@@ -108,18 +135,27 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   /** The (wanted, cap) pair last warned about, so a cap is reported once, not on every reconnect. */
   private capWarned = "";
   private readonly onlinePeers = new Set<string>();
+  /** With holdWhileMoving: what waits for a move to end, and what may need sending again. */
+  private readonly outbox: IntroOutbox | null;
+  private readonly recent: RecentEnvelopes | null;
+  private outboxSweep: NodeJS.Timeout | undefined;
   /** Peers the server says are online whose keys are still being derived. */
   private readonly pendingOnline = new Set<string>();
 
   constructor(options: IntroClientOptions) {
     super();
-    if (!/^wss?:\/\//.test(options.url)) {
-      throw new ConfigError(
-        "intro-url",
-        `the introduction server URL must start with ws:// or wss://: ${options.url}`,
-      );
+    const urls = typeof options.url === "string" ? [options.url] : options.url;
+    for (const url of urls) {
+      if (!/^wss?:\/\//.test(url)) {
+        throw new ConfigError(
+          "intro-url",
+          `the introduction server URL must start with ws:// or wss://: ${url}`,
+        );
+      }
     }
-    this.url = options.url;
+    this.servers = new IntroServerList(urls, options.resolveHost);
+    this.outbox = options.holdWhileMoving ? new IntroOutbox() : null;
+    this.recent = options.holdWhileMoving ? new RecentEnvelopes(RESEND_WINDOW_MS, RESEND_MAX) : null;
     this.keys = options.keys;
     this.publicKey = options.keys.publicKey;
     if (options.publicKey !== undefined && options.publicKey !== this.publicKey) {
@@ -141,13 +177,18 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       dropped: (peer, reason) => this.emit("envelope-dropped", peer, reason),
     });
     this.reconnectPolicy = new ReconnectPolicy({
-      url: this.url,
+      url: urls.join(" "),
       publicKey: this.publicKey,
       log: this.log,
       ...options.reconnect,
     });
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.tls = options.tls;
+  }
+
+  /** The URL of the server in use (or being tried). */
+  get url(): string {
+    return this.servers.current.url;
   }
 
   /** True while authenticated to the server. */
@@ -173,7 +214,17 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
             : failures > 0
               ? "retrying"
               : "connecting";
-    return { url: this.url, state, since: this.stateSince, failures, lastError, lastErrorAt };
+    const current = this.servers.current;
+    return {
+      url: current.url,
+      address: current.address === current.host ? null : current.address,
+      servers: this.servers.describe(),
+      state,
+      since: this.stateSince,
+      failures,
+      lastError,
+      lastErrorAt,
+    };
   }
 
   /**
@@ -212,6 +263,9 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.stateSince = Date.now();
     this.reconnectPolicy.stop();
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.outboxSweep);
+    this.outbox?.clear();
+    this.recent?.clear();
     const ws = this.ws;
     this.teardownConnection();
     if (ws) {
@@ -226,6 +280,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
         code: CloseCode.normal,
         reason: "client stopped",
         cause: "client stopped",
+        server: describeTarget(this.servers.current),
       });
     }
   }
@@ -244,6 +299,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const change = this.declared.setWanted(wanted);
     for (const key of removed) {
       this.envelopes.forget(key);
+      this.outbox?.drop(key);
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
     for (const key of added) this.prepareKeys(key);
@@ -276,12 +332,50 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   /**
    * Seals `payload` (JSON-serialisable) for `peer` and sends it through the server; until the peer's
    * envelope epoch is known (just after it came online) it waits for it.
-   * Throws IntroOfflineError when we or the peer are not online, IntroSendError when too large.
+   * Throws IntroOfflineError when we or the peer are not online (with holdWhileMoving, only when the
+   * peer is not expected back either), IntroSendError when too large or too much waits.
    */
   send(peer: string, payload: unknown): void {
+    if (this.state === "online" && this.onlinePeers.has(peer)) {
+      this.sendNow(peer, payload);
+      return;
+    }
+    if (this.outbox?.expects(peer) && this.declared.has(peer)) {
+      this.outbox.hold(peer, payload);
+      return;
+    }
     if (this.state !== "online") throw new IntroOfflineError(peer, "disconnected");
-    if (!this.onlinePeers.has(peer)) throw new IntroOfflineError(peer, "peer-offline");
+    throw new IntroOfflineError(peer, "peer-offline");
+  }
+
+  /** The peer is online again after a move: what was held for it goes out, oldest first. */
+  private sendHeld(peer: string): void {
+    for (const held of this.outbox?.take(peer) ?? []) {
+      try {
+        if ("sealed" in held) this.transmit(peer, held.sealed);
+        else this.sendNow(peer, held.payload);
+      } catch (error) {
+        this.log.warn(
+          { peer: keyFingerprint(peer), err: (error as Error).message },
+          "a held envelope not sent",
+        );
+      }
+    }
+  }
+
+  /** Seals and sends, or leaves it to wait for the peer's epoch (remembered, in case of a move). */
+  private sendNow(peer: string, payload: unknown): void {
+    const unsealed = !this.codec.knowsPeerEpoch(peer);
     this.envelopes.send(peer, payload);
+    if (unsealed) this.recent?.recordUnsealed(peer, payload);
+  }
+
+  /** The connection ended (not by stop()): the online peers are expected back, recent envelopes resent. */
+  private holdForMove(): void {
+    const outbox = this.outbox;
+    if (!outbox) return;
+    outbox.connectionLost([...this.onlinePeers, ...this.pendingOnline]);
+    for (const [peer, unsent] of this.recent?.takeAll() ?? []) outbox.resend(peer, unsent);
   }
 
   /** Frames a sealed envelope for the server; throws IntroSendError when too large or too much waits. */
@@ -294,6 +388,11 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       });
     }
     this.outgoing.push(frame);
+    if (this.recent) {
+      this.recent.record(peer, envelope);
+      // Sealed for its epoch: whatever waited for that epoch is being sent now.
+      if (this.codec.knowsPeerEpoch(peer)) this.recent.epochKnown(peer);
+    }
   }
 
   // ---- connection life ----
@@ -302,13 +401,27 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     if (this.reconnectPolicy.failures === 0 && this.state !== "waiting") this.stateSince = Date.now();
     this.state = "connecting";
     this.attemptError = null;
-    this.log.debug({ url: this.url, attempt: this.reconnectPolicy.attempts }, "connecting");
-    const ws = new WebSocket(this.url, {
+    if (!this.servers.needsRefresh) {
+      this.open(this.servers.current);
+      return;
+    }
+    // Names are resolved at start and each time the list wraps around.
+    void this.servers.refresh().then(() => {
+      if (this.state === "connecting" && !this.ws) this.open(this.servers.current);
+    });
+  }
+
+  private open(target: IntroServerTarget): void {
+    this.log.debug({ url: describeTarget(target), attempt: this.reconnectPolicy.attempts }, "connecting");
+    const options: ClientOptions & { lookup?: LookupFunction } = {
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
       handshakeTimeout: this.handshakeTimeoutMs,
       ca: this.tls?.ca,
-    });
+    };
+    // To this address, while the name stays the Host header and the TLS servername.
+    if (target.address !== null) options.lookup = fixedLookup(target.address, target.family ?? 4);
+    const ws = new WebSocket(target.url, options);
     this.ws = ws;
     this.liveness.heard();
     this.handshakeTimer = setTimeout(() => {
@@ -341,14 +454,36 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private handleClose(code: number, reason: string): void {
     const wasOnline = this.state === "online";
     const stable = wasOnline && Date.now() - this.onlineSince >= STABLE_CONNECTION_MS;
+    if (this.state !== "stopped") this.holdForMove();
+    clearTimeout(this.outboxSweep);
+    const server = describeTarget(this.servers.current);
     this.teardownConnection();
     if (this.state === "stopped") return;
     const firstOfStreak = wasOnline || this.reconnectPolicy.failures === 0;
     const attemptError = this.attemptError;
-    const delay = this.reconnectPolicy.ended({ code, reason, attemptError, wasOnline, stable });
+    // Another server, unless this one only said another process uses our key; at once while the streak
+    // of failures has not yet been through every server (src/intro-client/server-list.ts).
+    const verdict = closeVerdict(code);
+    const failedInARow = this.reconnectPolicy.failures + 1;
+    const moveOn = verdict !== "stay" && failedInARow < this.servers.size;
+    if (verdict !== "stay") this.servers.advance();
+    const delay = this.reconnectPolicy.ended({
+      code,
+      reason,
+      attemptError,
+      wasOnline,
+      stable,
+      url: server,
+      moveOn,
+    });
     if (firstOfStreak) this.stateSince = this.reconnectPolicy.lastErrorAt;
     if (wasOnline)
-      this.emit("disconnected", { code, reason, cause: this.reconnectPolicy.lastError ?? `closed ${code}` });
+      this.emit("disconnected", {
+        code,
+        reason,
+        cause: this.reconnectPolicy.lastError ?? `closed ${code}`,
+        server,
+      });
     this.state = "waiting";
     this.log.debug({ delayMs: Math.round(delay) }, "reconnecting later");
     this.reconnectTimer = setTimeout(() => {
@@ -398,14 +533,21 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
             // Still online and still ours once the keys are there (an offline may have overtaken).
             if (!this.pendingOnline.delete(message.peer) || this.ws !== ws) return;
             if (this.state !== "online" || !this.declared.has(message.peer)) return;
-            // Before the application hears of it: the hello goes out ahead of anything it sends.
+            // Before the application hears of it: the hello goes out ahead of anything it sends, and
+            // what was held for the peer during a move ahead of that.
             this.envelopes.peerOnline(message.peer);
             if (this.onlinePeers.has(message.peer)) return;
+            this.sendHeld(message.peer);
             this.onlinePeers.add(message.peer);
             this.emit("peer-online", message.peer);
           });
         } else {
-          this.pendingOnline.delete(message.peer);
+          const wasOnline = this.pendingOnline.delete(message.peer) || this.onlinePeers.has(message.peer);
+          // It may be moving to another server: what we send meanwhile waits for it (outbox.ts).
+          if (wasOnline && this.outbox) {
+            this.outbox.peerLeft(message.peer);
+            if (this.recent) this.outbox.resend(message.peer, this.recent.takePeer(message.peer));
+          }
           this.envelopes.peerOffline(message.peer);
           if (this.onlinePeers.delete(message.peer)) this.emit("peer-offline", message.peer);
         }
@@ -506,7 +648,14 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
     this.scheduleTurnRefresh();
     const after = this.reconnectPolicy.connected();
-    this.log.info({ url: this.url, after }, "connected to the introduction server");
+    this.log.info(
+      { url: describeTarget(this.servers.current), after },
+      "connected to the introduction server",
+    );
+    if (this.outbox) {
+      this.outbox.connectionBack();
+      this.scheduleOutboxSweep();
+    }
     this.stateSince = Date.now();
     const peers = this.declared.connected(welcome.limits.maxDeclaredPeers);
     this.sendPeers("replace", peers.slice(0, MAX_PEERS_PER_MESSAGE));
@@ -521,6 +670,16 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       return;
     }
     this.envelopes.receive(message.from, message.envelope);
+  }
+
+  /** Peers not back within the grace are given up (their envelopes dropped) even if nothing is sent. */
+  private scheduleOutboxSweep(): void {
+    clearTimeout(this.outboxSweep);
+    this.outboxSweep = setTimeout(() => {
+      const dropped = this.outbox?.sweep() ?? 0;
+      if (dropped > 0) this.log.debug({ dropped }, "envelopes held for peers that did not come back dropped");
+    }, OUTBOX_SWEEP_MS);
+    this.outboxSweep.unref();
   }
 
   private scheduleTurnRefresh(): void {
@@ -549,4 +708,12 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       );
     }
   }
+}
+
+/** A lookup that answers `address` whatever the name (the connection goes to one of its addresses). */
+function fixedLookup(address: string, family: 4 | 6): LookupFunction {
+  return (_hostname, options, callback) => {
+    if (options.all) callback(null, [{ address, family }]);
+    else callback(null, address, family);
+  };
 }

@@ -8,9 +8,13 @@ import { decodeKey } from "../wireguard/keys.js";
 import { IntroClient, type ServerInfo } from "./intro-client.js";
 import { IntroOfflineError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
+import type { IntroHostResolver } from "./server-list.js";
 
 export interface IntroLinkOptions {
-  url: string;
+  /** The introduction server, or several (one at a time; the next when it goes away). */
+  url: string | readonly string[];
+  /** Resolves the servers' host names (tests; default: the system's resolver). */
+  resolveHost?: IntroHostResolver;
   /** X25519 with the interface's private key: authenticates us and keys the envelopes. */
   keys: KeyAgreement;
   /** STUN servers to use instead of the introduction server's. */
@@ -68,7 +72,10 @@ export class IntroLink {
     this.client = new IntroClient({
       url: options.url,
       keys: options.keys,
+      resolveHost: options.resolveHost,
       logger: options.logger,
+      // A move between servers is invisible to the peers: their signals wait for it (outbox.ts).
+      holdWhileMoving: true,
       // Jitter spreads the load of many clients coming back at once.
       reconnect: { maxDelayMs: options.reconnectMaxMs ?? 10_000 },
     });
@@ -84,14 +91,15 @@ export class IntroLink {
     this.client.on("server-info", (info) => {
       this.serverInfo = info;
     });
-    this.client.on("disconnected", ({ code, reason, cause }) => {
+    this.client.on("disconnected", ({ code, reason, cause, server }) => {
       if (this.expectedDisconnects > 0) {
         this.expectedDisconnects--;
         return;
       }
+      const servers = this.client.servers.size;
       this.log.warn(
-        { url: this.client.url, cause, code, reason },
-        `introduction server connection lost (${cause}); established paths stay, reconnecting`,
+        { url: server, cause, code, reason, servers },
+        `introduction server connection lost (${cause}); established paths stay, ${servers > 1 ? "moving to another server" : "reconnecting"}`,
       );
     });
     this.client.on("peer-online", (key) => handlers.peerOnline(key));

@@ -34,6 +34,10 @@ export interface Ended {
   wasOnline: boolean;
   /** ... and stayed up long enough to reset the backoff. */
   stable: boolean;
+  /** The server this was (logs); default the policy's url. */
+  url?: string;
+  /** Another server is tried next, not yet tried in this streak: go at once, the backoff untouched. */
+  moveOn?: boolean;
 }
 
 export class ReconnectPolicy {
@@ -85,7 +89,8 @@ export class ReconnectPolicy {
     this.lastErrorAt = Date.now();
     this.failures++;
     const rejected = code === CloseCode.authFailed || code === CloseCode.replaced;
-    const { log, url } = this.options;
+    const { log } = this.options;
+    const url = ended.url ?? this.options.url;
     const details = { url, error: this.lastError, code, reason, failures: this.failures };
     if (firstNotMember) {
       log.error(
@@ -101,6 +106,9 @@ export class ReconnectPolicy {
     else log.debug(details, "connection attempt failed");
 
     if (ended.stable) this.backoff.reset();
+    // Several servers: one that went away or refused us is left for the next at once; the slow and
+    // backed-off delays below apply once every server failed in a row (src/intro-client/server-list.ts).
+    if (ended.moveOn) return Math.random() * FIRST_RECONNECT_JITTER_MS;
     if (notMember) return this.notMemberRetryMs();
     // Wrong key or another process using our key: retrying fast would only fight; retry slowly.
     if (rejected) return this.backoff.ceiling();
