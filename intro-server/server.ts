@@ -439,6 +439,12 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   function handleSend(connection: Connection, message: SendMessage, frame: string): void {
     const from = connection.publicKey!;
     const local = byKey.get(message.to);
+    if (cluster && local?.state === "authenticated" && !local.clusterDeclared) {
+      // Just arrived (perhaps moving from another node): it gets this once it has declared its peers.
+      if (connection.declared.has(message.to)) cluster.deliverLocal(from, message.to, message.envelope);
+      else refuseSend(connection, message.to, "undeliverable");
+      return;
+    }
     if (cluster && (!local || local.draining)) {
       if (!connection.declared.has(message.to)) {
         refuseSend(connection, message.to, "undeliverable");

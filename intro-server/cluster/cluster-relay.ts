@@ -69,6 +69,11 @@ export class ClusterRelay<P extends LocalPeer> {
     return result !== "undeliverable";
   }
 
+  /** An envelope for a local connection: handed over now, or once it has declared its peers. */
+  deliverLocal(from: string, to: string, envelope: SealedEnvelope): void {
+    this.arrived({ to, from, src: this.bus.nodeId, envelope });
+  }
+
   /** The connection's first declaration is in the engine: hand it what waited for it. */
   async declaredFirst(connection: P): Promise<void> {
     connection.clusterDeclared = true;

@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer } from "node:net";
+import { WebSocket } from "ws";
 import { type IntroServer, type IntroServerOptions, startIntroServer } from "../../intro-server/server.js";
 import { createLogger } from "../../src/log.js";
 import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
@@ -161,8 +162,9 @@ export class MovingClient {
     }
   }
 
+  /** Sent at once if the connection is open; else held (a closing WebSocket would drop it). */
   send(envelope: SealedEnvelope): void {
-    if (this.online) this.transmit(envelope);
+    if (this.online && this.raw?.ws.readyState === WebSocket.OPEN) this.transmit(envelope);
     else this.outbox.push(envelope);
   }
 
