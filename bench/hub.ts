@@ -4,7 +4,8 @@
 // and restart. Tunnelbore runs as a service would: root, privilege separation, default poll interval.
 //   npm run bench -- hub
 //   TBT_BENCH_HUB_PEERS=2000 node --import tsx bench/run.ts --one hub     (one size)
-//   TBT_BENCH_HUB_PROFILE=1 ...     (also writes a CPU profile of the worker to /tmp/tbt-hub-prof)
+//   TBT_BENCH_HUB_PROFILE=1 ...     (CPU profile of one process, --no-privsep, in /tmp/tbt-hub-prof;
+//                                    =parent: of the privileged parent; no restart either way)
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHub, type Hub } from "../test/lab/hub.js";
@@ -19,7 +20,7 @@ const SIZES = (process.env.TBT_BENCH_HUB_PEERS ?? "1000,5000,10000").split(",").
 const IDLE_MEASURE_MS = 20_000;
 const PING_INTERVAL_MS = 20;
 /** Profile start, idle and stop (no restart: a SIGKILLed process writes no profile). */
-const PROFILE = process.env.TBT_BENCH_HUB_PROFILE === "1";
+const PROFILE = ["1", "parent"].includes(process.env.TBT_BENCH_HUB_PROFILE ?? "");
 const TARGETS = { startS: 5, stopS: 5, rssMiB: 300, idleCpu: 2, fdsPerPeer: 1.2, gapMs: 1000 };
 
 class Skip extends Error {}
@@ -75,7 +76,8 @@ function start(hub: Hub, dirs: { runDir: string; stateDir: string }): SpawnedPro
   args.push("--log-level", "info");
   // Profiled in one process (the worker is started without node's options): it writes at exit.
   if (PROFILE) args.unshift("--cpu-prof", "--cpu-prof-dir=/tmp/tbt-hub-prof");
-  if (PROFILE) args.push("--no-privsep");
+  // TBT_BENCH_HUB_PROFILE=parent: the privileged parent only (the worker runs as it would).
+  if (PROFILE && process.env.TBT_BENCH_HUB_PROFILE !== "parent") args.push("--no-privsep");
   return spawnInNamespace(hub.ns, process.execPath, args);
 }
 

@@ -9,6 +9,7 @@ import { RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { KeyAgreement } from "../signalling/key-agreement.js";
 import { IntroKeyError } from "../signalling/signalling-crypto.js";
+import { trafficWaiting } from "../wg/handshake-nudge.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import type { WgQuickConfigCheck } from "../wg/wg-quick-config.js";
@@ -77,6 +78,9 @@ export class RemotePrivilegedOps implements PrivilegedOps {
   }
 
   async nudgeIfTrafficWaiting(peer: WireGuardPeerInfo, endpoint: string, log: Logger): Promise<void> {
+    // Most peers have nothing waiting: no request for them (a hub's start asked 10,000 times). The
+    // parent decides on its own reading all the same.
+    if (!trafficWaiting(peer)) return;
     await this.ask({ op: "nudgeTraffic", key: peer.publicKey, endpoint }).catch((err: unknown) =>
       log.warn({ err, peer: peer.publicKey }, "cannot start WireGuard's handshake; it retries by itself"),
     );
