@@ -8,7 +8,6 @@
  *   intro.setPeers([...]); intro.start();
  */
 import { EventEmitter } from "node:events";
-import type { LookupFunction } from "node:net";
 import { type ClientOptions, WebSocket } from "ws";
 import { ConfigError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
@@ -37,12 +36,12 @@ import { DeclaredPeers } from "./declared-peers.js";
 import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
-import { IntroOutbox } from "./outbox.js";
+import { MoveHold } from "./move-hold.js";
 import { PacedQueue } from "./paced-queue.js";
-import { RecentEnvelopes } from "./recent-envelopes.js";
 import { ReconnectPolicy } from "./reconnect-policy.js";
 import {
   closeVerdict,
+  connectionLookup,
   describeTarget,
   type IntroHostResolver,
   IntroServerList,
@@ -100,12 +99,6 @@ type ClientState = "stopped" | "connecting" | "online" | "waiting";
 
 /** A connection that stayed up this long resets the backoff. */
 const STABLE_CONNECTION_MS = 5_000;
-/** After a move, peers not back by then are given up (the outbox's grace, and a little more). */
-const OUTBOX_SWEEP_MS = 11_000;
-/** Envelopes sent this long before a connection ended are sent again after the move. */
-const RESEND_WINDOW_MS = 2_000;
-/** ... at most this many. */
-const RESEND_MAX = 1_024;
 
 export class IntroClient extends EventEmitter<IntroClientEvents> {
   readonly publicKey: string;
@@ -136,26 +129,15 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private capWarned = "";
   private readonly onlinePeers = new Set<string>();
   /** With holdWhileMoving: what waits for a move to end, and what may need sending again. */
-  private readonly outbox: IntroOutbox | null;
-  private readonly recent: RecentEnvelopes | null;
-  private outboxSweep: NodeJS.Timeout | undefined;
+  private readonly moves: MoveHold | null;
   /** Peers the server says are online whose keys are still being derived. */
   private readonly pendingOnline = new Set<string>();
 
   constructor(options: IntroClientOptions) {
     super();
     const urls = typeof options.url === "string" ? [options.url] : options.url;
-    for (const url of urls) {
-      if (!/^wss?:\/\//.test(url)) {
-        throw new ConfigError(
-          "intro-url",
-          `the introduction server URL must start with ws:// or wss://: ${url}`,
-        );
-      }
-    }
+    // Each must be ws:// or wss:// (a ConfigError names the one that is not).
     this.servers = new IntroServerList(urls, options.resolveHost);
-    this.outbox = options.holdWhileMoving ? new IntroOutbox() : null;
-    this.recent = options.holdWhileMoving ? new RecentEnvelopes(RESEND_WINDOW_MS, RESEND_MAX) : null;
     this.keys = options.keys;
     this.publicKey = options.keys.publicKey;
     if (options.publicKey !== undefined && options.publicKey !== this.publicKey) {
@@ -167,6 +149,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.log = (options.logger ?? createLogger("intro-client")).child({
       key: keyFingerprint(this.publicKey),
     });
+    this.moves = options.holdWhileMoving ? new MoveHold(this.log) : null;
     this.codec = new EnvelopeCodec({ ...options.envelope, keys: options.keys });
     this.outgoing = new PacedQueue(options.maxQueuedMessages ?? 5_000);
     this.envelopes = new EnvelopeExchange({
@@ -263,9 +246,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.stateSince = Date.now();
     this.reconnectPolicy.stop();
     clearTimeout(this.reconnectTimer);
-    clearTimeout(this.outboxSweep);
-    this.outbox?.clear();
-    this.recent?.clear();
+    this.moves?.stop();
     const ws = this.ws;
     this.teardownConnection();
     if (ws) {
@@ -299,7 +280,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     const change = this.declared.setWanted(wanted);
     for (const key of removed) {
       this.envelopes.forget(key);
-      this.outbox?.drop(key);
+      this.moves?.forget(key);
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
     for (const key of added) this.prepareKeys(key);
@@ -340,8 +321,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       this.sendNow(peer, payload);
       return;
     }
-    if (this.outbox?.expects(peer) && this.declared.has(peer)) {
-      this.outbox.hold(peer, payload);
+    if (this.moves?.holds(peer) && this.declared.has(peer)) {
+      this.moves.hold(peer, payload);
       return;
     }
     if (this.state !== "online") throw new IntroOfflineError(peer, "disconnected");
@@ -350,7 +331,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
   /** The peer is online again after a move: what was held for it goes out, oldest first. */
   private sendHeld(peer: string): void {
-    for (const held of this.outbox?.take(peer) ?? []) {
+    for (const held of this.moves?.take(peer) ?? []) {
       try {
         if ("sealed" in held) this.transmit(peer, held.sealed);
         else this.sendNow(peer, held.payload);
@@ -367,15 +348,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private sendNow(peer: string, payload: unknown): void {
     const unsealed = !this.codec.knowsPeerEpoch(peer);
     this.envelopes.send(peer, payload);
-    if (unsealed) this.recent?.recordUnsealed(peer, payload);
-  }
-
-  /** The connection ended (not by stop()): the online peers are expected back, recent envelopes resent. */
-  private holdForMove(): void {
-    const outbox = this.outbox;
-    if (!outbox) return;
-    outbox.connectionLost([...this.onlinePeers, ...this.pendingOnline]);
-    for (const [peer, unsent] of this.recent?.takeAll() ?? []) outbox.resend(peer, unsent);
+    if (unsealed) this.moves?.waitingForEpoch(peer, payload);
   }
 
   /** Frames a sealed envelope for the server; throws IntroSendError when too large or too much waits. */
@@ -388,11 +361,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       });
     }
     this.outgoing.push(frame);
-    if (this.recent) {
-      this.recent.record(peer, envelope);
-      // Sealed for its epoch: whatever waited for that epoch is being sent now.
-      if (this.codec.knowsPeerEpoch(peer)) this.recent.epochKnown(peer);
-    }
+    this.moves?.sent(peer, envelope, this.codec.knowsPeerEpoch(peer));
   }
 
   // ---- connection life ----
@@ -413,14 +382,14 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
   private open(target: IntroServerTarget): void {
     this.log.debug({ url: describeTarget(target), attempt: this.reconnectPolicy.attempts }, "connecting");
-    const options: ClientOptions & { lookup?: LookupFunction } = {
+    const options: ClientOptions & { lookup?: ReturnType<typeof connectionLookup> } = {
       maxPayload: MAX_MESSAGE_BYTES,
       perMessageDeflate: false,
       handshakeTimeout: this.handshakeTimeoutMs,
       ca: this.tls?.ca,
     };
     // To this address, while the name stays the Host header and the TLS servername.
-    if (target.address !== null) options.lookup = fixedLookup(target.address, target.family ?? 4);
+    if (target.address !== null) options.lookup = connectionLookup(target.address, target.family ?? 4);
     const ws = new WebSocket(target.url, options);
     this.ws = ws;
     this.liveness.heard();
@@ -454,8 +423,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private handleClose(code: number, reason: string): void {
     const wasOnline = this.state === "online";
     const stable = wasOnline && Date.now() - this.onlineSince >= STABLE_CONNECTION_MS;
-    if (this.state !== "stopped") this.holdForMove();
-    clearTimeout(this.outboxSweep);
+    // The peers online until now are expected back, wherever each of us lands (move-hold.ts).
+    if (this.state !== "stopped") this.moves?.connectionLost([...this.onlinePeers, ...this.pendingOnline]);
     const server = describeTarget(this.servers.current);
     this.teardownConnection();
     if (this.state === "stopped") return;
@@ -544,10 +513,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
         } else {
           const wasOnline = this.pendingOnline.delete(message.peer) || this.onlinePeers.has(message.peer);
           // It may be moving to another server: what we send meanwhile waits for it (outbox.ts).
-          if (wasOnline && this.outbox) {
-            this.outbox.peerLeft(message.peer);
-            if (this.recent) this.outbox.resend(message.peer, this.recent.takePeer(message.peer));
-          }
+          if (wasOnline) this.moves?.peerLeft(message.peer);
           this.envelopes.peerOffline(message.peer);
           if (this.onlinePeers.delete(message.peer)) this.emit("peer-offline", message.peer);
         }
@@ -652,10 +618,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       { url: describeTarget(this.servers.current), after },
       "connected to the introduction server",
     );
-    if (this.outbox) {
-      this.outbox.connectionBack();
-      this.scheduleOutboxSweep();
-    }
+    this.moves?.connectionBack();
     this.stateSince = Date.now();
     const peers = this.declared.connected(welcome.limits.maxDeclaredPeers);
     this.sendPeers("replace", peers.slice(0, MAX_PEERS_PER_MESSAGE));
@@ -670,16 +633,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       return;
     }
     this.envelopes.receive(message.from, message.envelope);
-  }
-
-  /** Peers not back within the grace are given up (their envelopes dropped) even if nothing is sent. */
-  private scheduleOutboxSweep(): void {
-    clearTimeout(this.outboxSweep);
-    this.outboxSweep = setTimeout(() => {
-      const dropped = this.outbox?.sweep() ?? 0;
-      if (dropped > 0) this.log.debug({ dropped }, "envelopes held for peers that did not come back dropped");
-    }, OUTBOX_SWEEP_MS);
-    this.outboxSweep.unref();
   }
 
   private scheduleTurnRefresh(): void {
@@ -708,12 +661,4 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       );
     }
   }
-}
-
-/** A lookup that answers `address` whatever the name (the connection goes to one of its addresses). */
-function fixedLookup(address: string, family: 4 | 6): LookupFunction {
-  return (_hostname, options, callback) => {
-    if (options.all) callback(null, [{ address, family }]);
-    else callback(null, address, family);
-  };
 }

@@ -10,7 +10,7 @@
  * Names are resolved again each time the list wraps around (and at start), so DNS changes are seen.
  */
 import { lookup as dnsLookup } from "node:dns/promises";
-import { isIP } from "node:net";
+import { isIP, type LookupFunction } from "node:net";
 import { ConfigError } from "../errors.js";
 import { CloseCode } from "../signalling/protocol.js";
 
@@ -179,4 +179,12 @@ export class IntroServerList {
       this.stale = true;
     }
   }
+}
+
+/** A lookup that answers `address` whatever the name: the connection goes to that one of its addresses. */
+export function connectionLookup(address: string, family: 4 | 6): LookupFunction {
+  return (_hostname, options, callback) => {
+    if (options.all) callback(null, [{ address, family }]);
+    else callback(null, address, family);
+  };
 }

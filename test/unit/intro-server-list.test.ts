@@ -1,6 +1,7 @@
 // The introduction servers of a client: their order, one server per address of a name, which close
 // codes move on, and the envelopes held while moving.
 import { describe, expect, it } from "vitest";
+import { parseRunArgs, type RunConfig } from "../../src/commands/run.js";
 import { IntroOutbox } from "../../src/intro-client/outbox.js";
 import { RecentEnvelopes } from "../../src/intro-client/recent-envelopes.js";
 import { closeVerdict, expandServers, IntroServerList } from "../../src/intro-client/server-list.js";
@@ -184,5 +185,30 @@ describe("RecentEnvelopes", () => {
     recent.record("b", sealed("5"));
     expect(recent.takePeer("a")).toEqual({ sealed: [{ at: 1_200, sealed: sealed("4") }], payloads: [] });
     expect([...recent.takeAll().keys()]).toEqual(["b"]);
+  });
+});
+
+describe("run --intro", () => {
+  const config = (argv: string[], env: NodeJS.ProcessEnv = {}): RunConfig => {
+    const parsed = parseRunArgs(["--interface", "wg0", ...argv], env);
+    if (parsed === "help") throw new Error("help");
+    return parsed;
+  };
+
+  it("is repeatable, in order; the environment takes a list separated by commas", () => {
+    expect(config(["--intro", "ws://a.example:1", "--intro", "wss://b.example"]).intro).toMatchObject({
+      url: "ws://a.example:1",
+      urls: ["ws://a.example:1", "wss://b.example"],
+    });
+    expect(config([], { TUNNELBORE_INTRO: "ws://a.example:1,ws://b.example:2" }).intro?.urls).toEqual([
+      "ws://a.example:1",
+      "ws://b.example:2",
+    ]);
+  });
+
+  it("refuses any of them that is not a ws:// or wss:// URL", () => {
+    expect(() => config(["--intro", "ws://a.example:1", "--intro", "http://b.example"])).toThrow(
+      /--intro "http:\/\/b.example" must be a ws:\/\/ or wss:\/\/ URL/,
+    );
   });
 });
