@@ -57,6 +57,14 @@ async function introOf(host: string) {
   return intro;
 }
 
+/** ICE restarts of `on`'s peer `peer`, upgrade attempts left out (they run on a timer of their own). */
+async function restartsOf(on: string, peer: string): Promise<number> {
+  const { iceRestarts } = await lab.peerStatus(on, peer);
+  return Object.entries(iceRestarts)
+    .filter(([why]) => why !== "upgrade")
+    .reduce((sum, [, count]) => sum + count, 0);
+}
+
 describe("two runs given two introduction servers", () => {
   it("both start at the first; status lists both", async () => {
     for (const host of ["a", "b"]) {
@@ -74,6 +82,7 @@ describe("two runs given two introduction servers", () => {
       intervalMs: 50,
     });
     const pathBefore = await lab.peerStatus("a", "b");
+    const restartsBefore = [await restartsOf("a", "b"), await restartsOf("b", "a")];
     const stoppedAt = Date.now();
     await lab.stopIntroServer("SIGTERM");
     for (const host of ["a", "b"]) {
@@ -93,6 +102,8 @@ describe("two runs given two introduction servers", () => {
     // The same path: not restarted by the move.
     expect(pathAfter.pathKind).toBe(pathBefore.pathKind);
     expect(pathAfter.remote).toBe(pathBefore.remote);
+    // No ICE restart on either side (an upgrade attempt, on its own timer, aside).
+    expect([await restartsOf("a", "b"), await restartsOf("b", "a")]).toEqual(restartsBefore);
     console.log(`moved to the second server in ${movedMs} ms; ${ping.receivedCount} pings, none lost`);
 
     // A roam needs signalling for the new path: only the second server is left to carry it.
