@@ -2,7 +2,7 @@
 # Installs the Debian packages Tunnelbore's tests, demo and benchmarks use, when any is missing.
 set -euo pipefail
 packages=(wireguard-go wireguard-tools nftables iproute2 iputils-ping iperf3 coturn conntrack procps
-  clang libbpf-dev linux-libc-dev bpftool openssl util-linux systemd socat)
+  clang libbpf-dev linux-libc-dev bpftool openssl util-linux systemd socat redis-server nats-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,4 +16,5 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# coturn's package enables a system service on some images; the tests start their own by PID.
+# coturn, redis-server and nats-server packages enable a system service on some images; the tests and
+# benchmarks start their own, on free loopback ports, by PID, and never use those.
