@@ -4,8 +4,10 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { IntroServer } from "../../intro-server/server.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
+import { runCliSource } from "../support/cli-source.js";
 import {
   envelopeOf,
+  freePort,
   login,
   sequenceOf,
   startNode,
@@ -52,6 +54,20 @@ async function track(raw: Promise<RawIntroConnection>): Promise<RawIntroConnecti
 }
 
 describe("intro-server --cluster (redis)", () => {
+  it("refuses an engine it does not support (exit 2) and one it cannot reach at start (exit 1)", async () => {
+    const listen = ["intro-server", "--listen", "127.0.0.1:0", "--no-stun"];
+    const nats = await runCliSource([...listen, "--cluster", "nats://127.0.0.1:4222"]);
+    expect(nats.code).toBe(2);
+    expect(nats.stderr).toMatch(/--cluster nats:\/\/ is not supported: the cluster runs on Redis/);
+    const port = await freePort();
+    const unreachable = await runCliSource([...listen, "--cluster", `redis://:secret@127.0.0.1:${port}`]);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(
+      new RegExp(`cannot reach the cluster engine at redis://:\\*\\*\\*@127.0.0.1:${port}`),
+    );
+    expect(unreachable.stderr).not.toMatch(/secret/);
+  });
+
   it("tells peers on different nodes of each other only once both declared, and relays their envelopes", async () => {
     const [one, two] = await cluster(2);
     const alice = newKey();
