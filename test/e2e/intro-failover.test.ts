@@ -4,6 +4,7 @@
 // B, the ping never stops (the ICE path is not touched by a server change), and a roam afterwards heals
 // through B, the only server left for the signalling the new path needs.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatStatus } from "../../src/commands/status.js";
 import type { SpawnedProcess } from "../lab/netns.js";
 import { teardownAll } from "../lab/netns.js";
 import { ContinuousPing } from "../lab/ping.js";
@@ -95,6 +96,10 @@ describe("two runs given two introduction servers", () => {
       );
     }
     const movedMs = Date.now() - stoppedAt;
+    // status names the server in use and the list.
+    const text = formatStatus(await lab.status("a"));
+    expect(text).toContain(`introduction server ${secondUrl}: connected for `);
+    expect(text).toContain(`; servers: ${lab.introUrl}, ${secondUrl}`);
     const since = Date.now();
     await waitFor(() => ping.receivedSince(since) >= 10, { what: "pings after the move", intervalMs: 50 });
     const pathAfter = await lab.peerStatus("a", "b");
