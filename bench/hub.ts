@@ -74,6 +74,8 @@ function start(hub: Hub, dirs: { runDir: string; stateDir: string }): SpawnedPro
     dirs.stateDir,
   ];
   args.push("--log-level", "info");
+  // Extra arguments for `run`, for comparisons (TBT_BENCH_HUB_ARGS="--ebpf off").
+  args.push(...(process.env.TBT_BENCH_HUB_ARGS ?? "").split(" ").filter(Boolean));
   // Profiled in one process (the worker is started without node's options): it writes at exit.
   if (PROFILE) args.unshift("--cpu-prof", "--cpu-prof-dir=/tmp/tbt-hub-prof");
   // TBT_BENCH_HUB_PROFILE=parent: the privileged parent only (the worker runs as it would).
