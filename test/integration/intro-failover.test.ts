@@ -13,6 +13,7 @@ import { IntroLink } from "../../src/intro-client/intro-link.js";
 import type { IntroHostResolver } from "../../src/intro-client/server-list.js";
 import { createLogger } from "../../src/log.js";
 import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
+import { CloseCode } from "../../src/signalling/protocol.js";
 import { waitFor } from "../support/wait-for.js";
 import { newKey, sleep, type TestKey } from "./intro-support.js";
 
@@ -271,5 +272,25 @@ describe("failover between introduction servers", () => {
     await sleep(50);
     toBob.stop();
     await allArrived(bob.seen, toBob.sent);
+  });
+
+  it("a server that does not serve our key (4013) is left for the next; when all refuse, no fast cycling", async () => {
+    const refusing = await server({ allowedKeys: new Set() });
+    const serving = await server();
+    const { alice } = await pair([refusing.url, serving.url]);
+    expect(alice.intro.status()).toMatchObject({ url: serving.url, state: "connected" });
+    expect(refusing.stats().closes[CloseCode.notMember]).toBeGreaterThanOrEqual(1);
+
+    // Both refuse: each is tried once, then the slow retry (once a minute) applies to the round.
+    const other = await server({ allowedKeys: new Set() });
+    const carol = link(newKey(), newKey(), [refusing.url, other.url]);
+    await waitFor(() => other.stats().closes[CloseCode.notMember] === 1, {
+      what: "the second server refused too",
+    });
+    const refusedBefore = refusing.stats().closes[CloseCode.notMember] ?? 0;
+    await sleep(1_500);
+    expect(carol.intro.status()).toMatchObject({ state: "not-member", failures: 2 });
+    expect(refusing.stats().closes[CloseCode.notMember]).toBe(refusedBefore);
+    expect(other.stats().closes[CloseCode.notMember]).toBe(1);
   });
 });
