@@ -1,6 +1,8 @@
 /**
  * Client of the introduction server: one authenticated WebSocket, re-established with capped
- * exponential backoff; presence of mutually declared peers; end-to-end encrypted envelopes.
+ * exponential backoff; presence of mutually declared peers; end-to-end encrypted envelopes. Given
+ * several servers it uses one at a time and moves to the next at once when it goes away
+ * (server-list.ts); with holdWhileMoving the move loses no envelope (move-hold.ts).
  *
  *   const intro = new IntroClient({ url, keys: new LocalKeyAgreement(privateKey) });
  *   intro.on("peer-online", (key) => intro.send(key, { candidates }));
