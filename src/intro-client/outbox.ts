@@ -37,6 +37,8 @@ export interface IntroOutboxOptions {
 export class IntroOutbox {
   private readonly expected = new Map<string, Expected>();
   private total = 0;
+  /** When our connection ended (null while online): after `maxAgeMs` away, nothing more is held. */
+  private lostAt: number | null = null;
   private readonly maxPerPeer: number;
   private readonly maxTotal: number;
   private readonly graceMs: number;
@@ -58,6 +60,7 @@ export class IntroOutbox {
 
   /** Our connection ended: these peers (online until then) are waited for until we are back, and some. */
   connectionLost(peers: Iterable<string>): void {
+    this.lostAt ??= this.now();
     for (const peer of peers) {
       const entry = this.expected.get(peer);
       if (entry) entry.deadline = null;
@@ -67,6 +70,7 @@ export class IntroOutbox {
 
   /** We are online again: the peers we wait for have `graceMs` from now to come back. */
   connectionBack(): void {
+    this.lostAt = null;
     const deadline = this.now() + this.graceMs;
     for (const entry of this.expected.values()) entry.deadline ??= deadline;
   }
@@ -79,10 +83,14 @@ export class IntroOutbox {
     else this.expected.set(peer, { deadline, items: [] });
   }
 
-  /** Whether sends to `peer` are held (it is expected back). */
+  /**
+   * Whether sends to `peer` are held (it is expected back). Not once we have been away longer than
+   * `maxAgeMs`: what would be held then is stale by the time it could go (the sender hears it is offline).
+   */
   expects(peer: string): boolean {
     const entry = this.expected.get(peer);
     if (!entry) return false;
+    if (this.lostAt !== null && this.now() - this.lostAt > this.maxAgeMs) return false;
     if (entry.deadline !== null && this.now() > entry.deadline) {
       this.drop(peer);
       return false;
@@ -153,5 +161,6 @@ export class IntroOutbox {
   clear(): void {
     this.expected.clear();
     this.total = 0;
+    this.lostAt = null;
   }
 }
