@@ -49,9 +49,10 @@ function spawnNode(redisUrl: string): Promise<Proc> {
   const child = spawn(
     process.execPath,
     [
-      "--import",
-      "tsx",
-      "intro-server/main.ts",
+      // INTRO_BENCH_SERVER_ENTRY=dist/intro-server/main.js measures compiled JS without tsx (as bench/intro.ts).
+      ...(process.env.INTRO_BENCH_SERVER_ENTRY
+        ? [process.env.INTRO_BENCH_SERVER_ENTRY]
+        : ["--import", "tsx", "intro-server/main.ts"]),
       "--listen",
       "127.0.0.1:0",
       "--no-stun",
