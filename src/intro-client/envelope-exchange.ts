@@ -108,7 +108,10 @@ export class EnvelopeExchange {
   receive(peer: string, envelope: SealedEnvelope): void {
     const opened = this.codec.open(peer, envelope);
     if (!opened.ok) {
-      this.log.warn(
+      // A copy of an envelope we already have is expected after the peer moved servers (it resends
+      // its latest ones): not worth a warning. Anything else may be an attack or a bug.
+      const level = opened.repeat ? "debug" : "warn";
+      this.log[level](
         { peer: keyFingerprint(peer), reason: opened.reason, detail: opened.detail },
         "dropped an envelope",
       );

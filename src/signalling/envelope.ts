@@ -35,7 +35,8 @@ export type OpenResult =
    * (it will not be able to send us a payload until we send it an envelope).
    */
   | { ok: true; kind: "hello"; answer: boolean }
-  | { ok: false; reason: EnvelopeDropReason; detail?: string; answer?: boolean };
+  /** repeat: a copy of one already accepted (a client resends the last envelopes after a server move). */
+  | { ok: false; reason: EnvelopeDropReason; detail?: string; answer?: boolean; repeat?: boolean };
 
 /** The payload cannot be put in an envelope (not JSON-serialisable). */
 export class EnvelopePayloadError extends TunnelboreError {
@@ -262,7 +263,7 @@ export class EnvelopeCodec {
       window = new ReplayWindow(this.replayWindowSize);
       peer.windows.set(parsed.e, window);
     }
-    if (!window.accept(parsed.q)) return { ok: false, reason: "replayed" };
+    if (!window.accept(parsed.q)) return { ok: false, reason: "replayed", repeat: true };
     peer.peerEpoch = parsed.e; // arrival order: the latest envelope says the peer's current epoch
     if (parsed.p === undefined) return { ok: true, kind: "hello", answer: false };
     return { ok: true, kind: "payload", payload: parsed.p };
