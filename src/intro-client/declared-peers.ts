@@ -4,6 +4,8 @@
 // subset (the smallest keys: the same one on every reconnect, so presence does not flap) and say
 // once which limit to raise.
 
+import { type ClientMessage, MAX_PEERS_PER_MESSAGE } from "../signalling/protocol.js";
+
 /** What to send after a change: keys to add and to remove from what the server holds for us. */
 export interface DeclarationChange {
   add: string[];
@@ -14,6 +16,8 @@ export class DeclaredPeers {
   private wanted = new Set<string>();
   private announced = new Set<string>();
   private limit: number;
+  /** The (wanted, cap) pair last warned about, so a cap is reported once, not on every reconnect. */
+  private capWarned = "";
 
   constructor(limit: number) {
     this.limit = limit;
@@ -41,6 +45,18 @@ export class DeclaredPeers {
     return this.limit;
   }
 
+  /** What to log (once per wanted/cap pair) when the cap leaves peers out; null when nothing new. */
+  capWarning(): { fields: Record<string, number>; message: string } | null {
+    const seen = `${this.wanted.size}/${this.limit}`;
+    if (this.left === 0 || seen === this.capWarned) return null;
+    this.capWarned = seen;
+    return {
+      fields: { peers: this.wanted.size, maxDeclaredPeers: this.limit, left: this.left },
+      message:
+        "the introduction server lets one key declare fewer peers than we have: the peers with the largest keys are not introduced (raise --max-peers-per-key on the server)",
+    };
+  }
+
   /** The wanted set changed: what to tell the server (while connected). */
   setWanted(keys: Set<string>): DeclarationChange {
     this.wanted = keys;
@@ -63,4 +79,17 @@ export class DeclaredPeers {
     this.announced = next;
     return { add, remove };
   }
+}
+
+/** The `peers` frames for a declaration change, at most MAX_PEERS_PER_MESSAGE keys each. */
+export function declarationFrames(op: "replace" | "add" | "remove", keys: string[]): string[] {
+  const frame = (frameOp: typeof op, peers: string[]) =>
+    JSON.stringify({ type: "peers", op: frameOp, peers } satisfies ClientMessage);
+  // An empty replace still goes out: it clears what the server holds.
+  if (op === "replace" && keys.length === 0) return [frame(op, [])];
+  const frames: string[] = [];
+  for (let i = 0; i < keys.length; i += MAX_PEERS_PER_MESSAGE) {
+    frames.push(frame(i === 0 ? op : "add", keys.slice(i, i + MAX_PEERS_PER_MESSAGE)));
+  }
+  return frames;
 }

@@ -13,7 +13,7 @@ import { EventEmitter } from "node:events";
 import { type ClientOptions, WebSocket } from "ws";
 import { ConfigError } from "../errors.js";
 import { createLogger, type Logger } from "../log.js";
-import { EnvelopeCodec, type EnvelopeCodecOptions, type EnvelopeDropReason } from "../signalling/envelope.js";
+import { EnvelopeCodec } from "../signalling/envelope.js";
 import type { KeyAgreement } from "../signalling/key-agreement.js";
 import {
   type ChallengeMessage,
@@ -32,9 +32,8 @@ import {
   serverMessageSchema,
   type WelcomeMessage,
 } from "../signalling/protocol.js";
-import { authProof, decodeKey32 } from "../signalling/signalling-crypto.js";
-import { DeclaredPeers } from "./declared-peers.js";
-
+import { answerChallenge } from "./challenge-answer.js";
+import { DeclaredPeers, declarationFrames } from "./declared-peers.js";
 import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
@@ -45,7 +44,6 @@ import {
   closeVerdict,
   connectionLookup,
   describeTarget,
-  type IntroHostResolver,
   IntroServerList,
   type IntroServerTarget,
 } from "./server-list.js";
@@ -53,49 +51,9 @@ import { ServerLiveness } from "./server-liveness.js";
 
 export type { ServerInfo } from "../signalling/protocol.js";
 
-export interface IntroClientEvents {
-  connected: [serverInfo: ServerInfo];
-  /** cause: the transport error or the close code and reason, as status shows it; server: which one. */
-  disconnected: [closed: { code: number; reason: string; cause: string; server: string }];
-  "peer-online": [peer: string];
-  "peer-offline": [peer: string];
-  envelope: [peer: string, payload: unknown];
-  /** An envelope was not delivered to the application: tampered, stale, replayed, ... */
-  "envelope-dropped": [peer: string, reason: EnvelopeDropReason | "undeclared-peer"];
-  /** The server could not deliver an envelope we sent (peer went offline meanwhile). */
-  undeliverable: [peer: string];
-  /** Fresh TURN credentials arrived. */
-  "server-info": [serverInfo: ServerInfo];
-}
+import type { IntroClientEvents, IntroClientOptions } from "./intro-client-options.js";
 
-export interface IntroClientOptions {
-  /**
-   * ws:// or wss:// URL of the introduction server, or several: one is used at a time, the next when
-   * it goes away (src/intro-client/server-list.ts); a name with several addresses counts as several.
-   */
-  url: string | readonly string[];
-  /** Resolves host names (default: the system's resolver). */
-  resolveHost?: IntroHostResolver;
-  /**
-   * Hold envelopes while moving between servers instead of refusing them (see outbox.ts): send() to a
-   * peer that was online when the connection ended does not throw; it goes out once both are back.
-   */
-  holdWhileMoving?: boolean;
-  /** X25519 with the WireGuard private key (which may live in another process). */
-  keys: KeyAgreement;
-  /** If given, must be the public key of `keys` (a cheap guard against mixed-up keys). */
-  publicKey?: string;
-  logger?: Logger;
-  /** Backoff of reconnects; `notMemberRetryMs`: the interval while the server does not serve our key. */
-  reconnect?: { initialDelayMs?: number; maxDelayMs?: number; notMemberRetryMs?: number };
-  /** Give up on an attempt that has not authenticated within this time. Default 10 s. */
-  handshakeTimeoutMs?: number;
-  /** Queued outgoing messages beyond which send() throws. Default 5,000. */
-  maxQueuedMessages?: number;
-  envelope?: Omit<EnvelopeCodecOptions, "keys">;
-  /** Extra trust for wss:// (e.g. a private CA). */
-  tls?: { ca?: string | Buffer };
-}
+export type { IntroClientEvents, IntroClientOptions } from "./intro-client-options.js";
 
 type ClientState = "stopped" | "connecting" | "online" | "waiting";
 
@@ -127,8 +85,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private turnRefreshTimer: NodeJS.Timeout | undefined;
   private currentServerInfo: ServerInfo | undefined;
   private readonly declared = new DeclaredPeers(DEFAULT_MAX_DECLARED_PEERS);
-  /** The (wanted, cap) pair last warned about, so a cap is reported once, not on every reconnect. */
-  private capWarned = "";
   private readonly onlinePeers = new Set<string>();
   /** With holdWhileMoving: what waits for a move to end, and what may need sending again. */
   private readonly moves: MoveHold | null;
@@ -302,14 +258,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   }
 
   private warnIfCapped(): void {
-    const left = this.declared.left;
-    const seen = `${this.declared.size}/${this.declared.maxDeclared}`;
-    if (left === 0 || seen === this.capWarned) return;
-    this.capWarned = seen;
-    this.log.error(
-      { url: this.url, peers: this.declared.size, maxDeclaredPeers: this.declared.maxDeclared, left },
-      "the introduction server lets one key declare fewer peers than we have: the peers with the largest keys are not introduced (raise --max-peers-per-key on the server)",
-    );
+    const warning = this.declared.capWarning();
+    if (warning) this.log.error({ url: this.url, ...warning.fields }, warning.message);
   }
 
   /**
@@ -544,42 +494,18 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
   private answerChallenge(ws: WebSocket, challenge: ChallengeMessage): void {
     if (this.state !== "connecting") return;
-    if (challenge.version !== PROTOCOL_VERSION) {
-      this.log.error({ version: challenge.version }, "server speaks another protocol version");
-      ws.close(CloseCode.unsupportedVersion, `protocol version ${PROTOCOL_VERSION} only`);
-      return;
-    }
-    let serverKey: Buffer;
-    try {
-      serverKey = decodeKey32(challenge.serverKey, "server key");
-    } catch (error) {
-      this.log.warn({ err: (error as Error).message }, "unusable server key in the challenge");
-      ws.terminate();
-      return;
-    }
-    const nonce = Buffer.from(challenge.nonce, "base64");
-    this.keys.x25519(serverKey).then(
-      (shared) => {
-        if (this.ws !== ws || this.state !== "connecting") return;
-        const proof = authProof(shared, serverKey, nonce, Buffer.from(this.publicKey, "base64"));
-        this.sendAuth(ws, proof);
-      },
-      (error: unknown) => {
-        this.log.warn({ err: (error as Error).message }, "unusable server key in the challenge");
-        if (this.ws === ws) ws.terminate();
-      },
-    );
-  }
-
-  private sendAuth(ws: WebSocket, proof: Buffer): void {
-    ws.send(
-      JSON.stringify({
-        type: "auth",
-        version: PROTOCOL_VERSION,
-        publicKey: this.publicKey,
-        proof: proof.toString("base64"),
-      } satisfies ClientMessage),
-    );
+    void answerChallenge(challenge, this.keys).then((answer) => {
+      if (this.ws !== ws || this.state !== "connecting") return;
+      if (answer.ok) {
+        ws.send(answer.frame);
+      } else if (answer.problem === "other-version") {
+        this.log.error({ detail: answer.detail }, "server speaks another protocol version");
+        ws.close(CloseCode.unsupportedVersion, `protocol version ${PROTOCOL_VERSION} only`);
+      } else {
+        this.log.warn({ err: answer.detail }, "unusable server key in the challenge");
+        ws.terminate();
+      }
+    });
   }
 
   /** Starts deriving a peer's envelope keys; a failure (a bad key) is logged, its envelopes dropped. */
@@ -653,14 +579,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   // ---- declarations ----
 
   private sendPeers(op: "replace" | "add" | "remove", keys: string[]): void {
-    if (op === "replace" && keys.length === 0) {
-      this.outgoing.pushControl(JSON.stringify({ type: "peers", op, peers: [] } satisfies ClientMessage));
-    }
-    for (let i = 0; i < keys.length; i += MAX_PEERS_PER_MESSAGE) {
-      const chunk = keys.slice(i, i + MAX_PEERS_PER_MESSAGE);
-      this.outgoing.pushControl(
-        JSON.stringify({ type: "peers", op: i === 0 ? op : "add", peers: chunk } satisfies ClientMessage),
-      );
-    }
+    for (const frame of declarationFrames(op, keys)) this.outgoing.pushControl(frame);
   }
 }
