@@ -2,12 +2,9 @@
 // (an Endpoint of 127.0.0.1:PORT), so an interface keeps its port across restarts. The first time an
 // interface is seen it gets the lowest port from --listen's upward that no other interface has and no
 // socket holds; the assignment is kept in the state directory (catch-all-ports.json) from then on.
-import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
-import { open, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { RuntimeError } from "../errors.js";
-import { ensureSecureDirectory } from "../files/secure-directory.js";
+import { readStateFile, replaceStateFile, type StateFile, unreadable } from "../files/state-file.js";
 import { INTERFACE_NAME } from "../wg/interface-set.js";
 
 /** How many ports above --listen's the interfaces' catch-alls may take. */
@@ -41,18 +38,23 @@ export async function assignCatchAllPort(
 
 /** The assignments on disk: root's state directory, never through a symlink, replaced atomically. */
 export class CatchAllPortStore {
-  private readonly file: string;
+  private readonly state: StateFile;
   private assigned = new Map<string, number>();
   private loaded = false;
   /** Assignments happen one at a time, so two new interfaces never get the same port. */
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly dir: string,
+    dir: string,
     private readonly base: number,
     private readonly busy: (port: number) => Promise<boolean>,
   ) {
-    this.file = join(dir, FILE_NAME);
+    this.state = {
+      dir,
+      file: join(dir, FILE_NAME),
+      maxBytes: MAX_FILE_BYTES,
+      remedy: "move it away, and interfaces get their catch-all ports anew",
+    };
   }
 
   /** The interface's port, assigned (and saved) the first time; throws when none is left. */
@@ -71,8 +73,8 @@ export class CatchAllPortStore {
     if (port === null) {
       throw new RuntimeError(
         "catch-all-exhausted",
-        `no free catch-all port for interface ${name} in ${this.base}..${this.base + CATCH_ALL_PORT_RANGE - 1} (see ${this.file})`,
-        { interface: name, file: this.file },
+        `no free catch-all port for interface ${name} in ${this.base}..${this.base + CATCH_ALL_PORT_RANGE - 1} (see ${this.state.file})`,
+        { interface: name, file: this.state.file },
       );
     }
     if (this.assigned.get(name) !== port) {
@@ -83,57 +85,14 @@ export class CatchAllPortStore {
   }
 
   private async load(): Promise<Map<string, number>> {
-    await ensureSecureDirectory(this.dir, "state directory", 0o700);
-    let text: string;
-    try {
-      const handle = await open(this.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-      try {
-        const info = await handle.stat();
-        if (!info.isFile() || info.size > MAX_FILE_BYTES)
-          throw this.unreadable("is not a small regular file");
-        text = await handle.readFile("utf8");
-      } finally {
-        await handle.close();
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return new Map();
-      if (err instanceof RuntimeError) throw err;
-      throw this.unreadable(`cannot be read (${(err as NodeJS.ErrnoException).code})`);
-    }
-    return parseAssignments(text, () => this.unreadable("is not valid"));
+    const text = await readStateFile(this.state);
+    if (text === null) return new Map();
+    return parseAssignments(text, () => unreadable(this.state, "is not valid"));
   }
 
-  private async save(): Promise<void> {
+  private save(): Promise<void> {
     const body = `${JSON.stringify({ ports: Object.fromEntries([...this.assigned].sort()) }, null, 2)}\n`;
-    const tmp = join(this.dir, `.${FILE_NAME}.${randomBytes(12).toString("hex")}.tmp`);
-    try {
-      await ensureSecureDirectory(this.dir, "state directory", 0o700);
-      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-      const handle = await open(tmp, flags, 0o600);
-      try {
-        await handle.writeFile(body);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, this.file);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw new RuntimeError(
-        "state-unwritable",
-        `cannot write ${this.file} (${(err as NodeJS.ErrnoException).code ?? "error"})`,
-        { file: this.file },
-        { cause: err },
-      );
-    }
-  }
-
-  private unreadable(problem: string): RuntimeError {
-    return new RuntimeError(
-      "state-unreadable",
-      `${this.file} ${problem}: move it away, and interfaces get their catch-all ports anew`,
-      { file: this.file },
-    );
+    return replaceStateFile(this.state, body);
   }
 }
 

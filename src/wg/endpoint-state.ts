@@ -1,25 +1,17 @@
-import { randomBytes } from "node:crypto";
-import { constants } from "node:fs";
-import { type FileHandle, open, rename, unlink } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { RuntimeError } from "../errors.js";
-import { ensureSecureDirectory } from "../files/secure-directory.js";
+import { join } from "node:path";
+import { readStateFile, replaceStateFile, type StateFile, unreadable } from "../files/state-file.js";
 
 /** Far more than thousands of peers take; a bigger file is not ours. */
 const MAX_STATE_BYTES = 4 << 20;
 
 /**
  * The real endpoints Tunnelbore replaced with L(P), kept on disk: after a crash or SIGKILL, WireGuard
- * still points at L(P), and only this file still knows where the peer really is.
- *
- * Root reads and writes it, so it lives only in a directory nobody else can write (checked), is never
- * reached through a symlink (O_NOFOLLOW), and is replaced through a fresh random temporary file
- * (O_EXCL), never written in place. Errors name the file, never quote its content.
+ * still points at L(P), and only this file still knows where the peer really is. Root reads and writes
+ * it as a state file (src/files/state-file.ts: a safe directory, no symlinks, replaced atomically).
  */
 export class EndpointState {
   private originals = new Map<string, string>();
-  private readonly file: string;
-  private readonly dir: string;
+  private readonly state: StateFile;
   /** Saves run one at a time, so an older snapshot never lands after a newer one. */
   private saving: Promise<void> = Promise.resolve();
 
@@ -27,39 +19,24 @@ export class EndpointState {
     dir: string,
     readonly interfaceName: string,
   ) {
-    this.dir = dir;
-    this.file = join(dir, `${interfaceName}.endpoints.json`);
+    this.state = {
+      dir,
+      file: join(dir, `${interfaceName}.endpoints.json`),
+      maxBytes: MAX_STATE_BYTES,
+      remedy: "move it away to start without the remembered endpoints",
+    };
   }
 
   /** Reads the file, if any; fails (before anything is changed) when the directory is unsafe. */
   async load(): Promise<void> {
-    await ensureSecureDirectory(this.dir, "state directory", 0o700);
-    let handle: FileHandle;
-    try {
-      handle = await open(this.file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") return;
-      throw this.unreadable(code === "ELOOP" ? "is a symbolic link" : `cannot be opened (${code})`, err);
-    }
-    let text: string;
-    try {
-      const info = await handle.stat();
-      if (!info.isFile()) throw this.unreadable("is not a regular file");
-      if (info.size > MAX_STATE_BYTES) throw this.unreadable(`is larger than ${MAX_STATE_BYTES} bytes`);
-      text = await handle.readFile("utf8");
-    } catch (err) {
-      if (err instanceof RuntimeError) throw err;
-      throw this.unreadable(`cannot be read (${(err as NodeJS.ErrnoException).code})`, err);
-    } finally {
-      await handle.close();
-    }
+    const text = await readStateFile(this.state);
+    if (text === null) return;
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch {
       // No cause: V8's message quotes the first bytes of the file.
-      throw this.unreadable("is not valid JSON");
+      throw unreadable(this.state, "is not valid JSON");
     }
     const peers = (parsed as { peers?: unknown } | null)?.peers;
     if (peers && typeof peers === "object") {
@@ -115,60 +92,8 @@ export class EndpointState {
       null,
       2,
     );
-    const saved = this.saving.then(() => this.replaceFile(body));
+    const saved = this.saving.then(() => replaceStateFile(this.state, body));
     this.saving = saved.catch(() => undefined);
     return saved;
-  }
-
-  /** Write a fresh temporary file, fsync, rename: a crash never leaves half a file. */
-  private async replaceFile(body: string): Promise<void> {
-    await ensureSecureDirectory(this.dir, "state directory", 0o700);
-    const tmp = join(this.dir, `.${basename(this.file)}.${randomBytes(12).toString("hex")}.tmp`);
-    try {
-      const handle = await open(
-        tmp,
-        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-        0o600,
-      );
-      try {
-        await handle.writeFile(body);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, this.file);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw new RuntimeError(
-        "state-unwritable",
-        `cannot write ${this.file} (${(err as NodeJS.ErrnoException).code ?? "error"})`,
-        { file: this.file },
-        { cause: err },
-      );
-    }
-    await syncDirectory(dirname(this.file));
-  }
-
-  private unreadable(problem: string, cause?: unknown): RuntimeError {
-    return new RuntimeError(
-      "state-unreadable",
-      `state file ${this.file} ${problem}: move it away to start without the remembered endpoints`,
-      { file: this.file },
-      cause === undefined ? undefined : { cause },
-    );
-  }
-}
-
-/** Makes the rename durable; best effort (some file systems refuse fsync on a directory). */
-async function syncDirectory(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // durability only
   }
 }
