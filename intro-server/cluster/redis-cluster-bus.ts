@@ -11,7 +11,7 @@ import type {
   DeclareResult,
   RouteResult,
 } from "./cluster-bus.js";
-import { CLAIM, DECLARE, LEAVE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
+import { CLAIM, DECLARE, LEAVE, PRUNE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
 
 export interface ClusterTiming {
   /** A node's heartbeat lives this long: its keys go offline at most this long after it dies (plus a sweep). */
@@ -54,6 +54,7 @@ const SCRIPTS = {
   takeHeld: new Script(TAKE_HELD),
   reap: new Script(REAP),
   restore: new Script(RESTORE),
+  prune: new Script(PRUNE),
 };
 
 const ROUTE_RESULTS: Record<number, RouteResult> = { 0: "undeliverable", 1: "sent", 2: "held" };
@@ -77,6 +78,9 @@ export class RedisClusterBus implements ClusterBus {
       // Reconnect for ever, at most every 2 s: the engine restarting must not stop the node.
       retryStrategy: (times: number) => Math.min(100 * times, 2_000),
       maxRetriesPerRequest: null,
+      // While Redis is away a command fails at once (a login is closed 4011 to try elsewhere, an
+      // envelope is undeliverable) rather than queue without bound in this process.
+      enableOfflineQueue: false,
       connectionName: `tunnelbore-intro-${this.nodeId}`,
     };
     this.commands = new Redis(url, options);
@@ -197,6 +201,7 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   async restore(members: readonly ClusterMember[]): Promise<void> {
+    await this.run("prune", [this.nodeId, ...members.map((member) => member.key)]);
     // In slices, so that one script does not hold Redis for long.
     for (let i = 0; i < members.length; i += 500) {
       const slice = members.slice(i, i + 500);

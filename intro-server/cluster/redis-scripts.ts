@@ -149,6 +149,25 @@ end
 return dead
 `;
 
+/**
+ * ARGV: me, the keys connected here now. Before RESTORE, after the engine came back (empty after a
+ * restart, or stale after a blip): this node's counts start again, and keys it recorded that left
+ * while the engine was away go offline.
+ */
+export const PRUNE = `${ANNOUNCE}
+local me, here = ARGV[1], {}
+for i = 2, #ARGV do here[ARGV[i]] = true end
+redis.call('DEL', 'tb:cnt:' .. me)
+for _, k in ipairs(redis.call('SMEMBERS', 'tb:nk:' .. me)) do
+  if not here[k] and redis.call('GET', 'tb:at:' .. k) == me then
+    for _, p in ipairs(redis.call('SMEMBERS', 'tb:d:' .. k)) do announce(p, k, false) end
+    redis.call('DEL', 'tb:at:' .. k, 'tb:d:' .. k)
+  end
+  if not here[k] then redis.call('SREM', 'tb:nk:' .. me, k) end
+end
+return 1
+`;
+
 /** ARGV: me, nMembers, then per member: key, bucket, nDeclared, declared... (after an engine restart). */
 export const RESTORE = `
 local me, i = ARGV[1], 3

@@ -1,6 +1,7 @@
 // Several intro-server nodes sharing presence and envelope routing through a real redis-server started
 // by the test: presence and envelopes across nodes, one connection per key, a dead node's clients
 // going offline, membership and per-address caps across nodes, and the engine restarted.
+import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import type { IntroServer } from "../../intro-server/server.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
@@ -185,6 +186,37 @@ describe("intro-server --cluster (redis)", () => {
     const bobAgain = await track(login(two!.url, bob, [alice, carol]));
     const over = await bobAgain.closed;
     expect(over.code).toBe(CloseCode.tooManyPeers);
+  });
+
+  it("after a lost engine connection, a key that left meanwhile goes offline and the counts are right", async () => {
+    const [one, two] = await cluster(2, { limits: { maxAuthenticatedPerAddress: 2 } });
+    const alice = newKey();
+    const bob = newKey();
+    const carol = newKey();
+    const aliceRaw = await track(login(one!.url, alice, [bob, carol]));
+    const bobRaw = await track(login(two!.url, bob, [alice]));
+    await aliceRaw.next("presence");
+    await bobRaw.next("presence");
+
+    // Every node loses its engine connections; Bob leaves while node two cannot record it.
+    const admin = new Redis(redis!.url);
+    await admin.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+    await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+    bobRaw.close();
+    admin.disconnect();
+    await expect.poll(() => lastPresence(aliceRaw, bob.publicKey), { timeout: 8_000 }).toBe(false);
+    // Bob's connection no longer counts against 127.0.0.1 (cap 2): Carol gets in.
+    await expect
+      .poll(
+        async () => {
+          const carolRaw = await login(two!.url, carol, [alice]).catch(() => undefined);
+          if (!carolRaw) return false;
+          connections.push(carolRaw);
+          return (await carolRaw.next("presence", 1_000).catch(() => undefined))?.type === "presence";
+        },
+        { timeout: 8_000, interval: 300 },
+      )
+      .toBe(true);
   });
 
   it("rebuilds presence from the nodes' connections after the engine restarts", async () => {
