@@ -180,7 +180,10 @@ describe("intro-server flags", () => {
     [["--listen", "8443"], /--listen wants HOST:PORT/],
     [["--listen", "h:70000"], /port number/],
     [["--listen", "h:1", "--bogus"], /Unknown option/],
-    [["--listen", "h:1", "--no-stun", "--stun-port", "1"], /either --stun-port\/--stun-alt-port or --no-stun/],
+    [
+      ["--listen", "h:1", "--no-stun", "--stun-port", "1"],
+      /either --stun-port\/--stun-alt-port or --no-stun/,
+    ],
     [["--listen", "h:1", "--turn-url", "turn:x"], /go together/],
     [["--listen", "h:1", "--turn-secret", "x"], /go together/],
     [["--listen", "h:1", "--turn-url", "http://x", "--turn-secret", "x"], /turn:HOST/],
