@@ -27,7 +27,8 @@ import {
 } from "../src/signalling/signalling-crypto.js";
 import { TokenBucket } from "../src/signalling/signalling-rate.js";
 import { frameBytes, parseClientFrame } from "./client-frame.js";
-import { type ClusterLocal, ClusterRelay } from "./cluster/cluster-relay.js";
+import { ClusterNode, localConnections, type ServerActions } from "./cluster/cluster-node.js";
+import { ClusterRelay } from "./cluster/cluster-relay.js";
 import { DEFAULT_CLUSTER_TIMING, RedisClusterBus } from "./cluster/redis-cluster-bus.js";
 import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
 import { formatHost, hostFromHeader } from "./host-names.js";
@@ -55,8 +56,6 @@ const DRAIN_REASON = "server shutting down: reconnect elsewhere";
 /** How long a drain waits for clients to answer the close, and then for envelopes still on their way. */
 const DRAIN_CLOSE_MS = 2_000;
 const DRAIN_SETTLE_MS = 300;
-
-type KeyedConnection = Connection & { publicKey: string };
 
 interface Connection {
   readonly id: number;
@@ -131,7 +130,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   let nextConnectionId = 1;
   let shuttingDown = false;
   /** Several nodes share presence and routing through the engine (--cluster). */
-  let cluster: ClusterRelay<KeyedConnection> | undefined;
+  let cluster: ClusterNode<Connection> | undefined;
 
   let stun: StunResponder | undefined;
   if (options.stun !== false) {
@@ -182,15 +181,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     connection.turn = undefined;
     if (!live.delete(connection)) return;
     const key = connection.publicKey;
-    if (key && cluster && connection.claimed) {
-      connection.claimed = false;
-      if (byKey.get(key) === connection) byKey.delete(key);
-      cluster.forget(key);
-      const left = { key, bucket: connection.bucket, declared: [...connection.declared] };
-      cluster.bus
-        .leave({ ...left, moving: connection.draining })
-        .catch((error: Error) => log.warn({ err: error.message }, "cluster: cannot record a departure"));
-    } else if (key && byKey.get(key) === connection) {
+    // In a cluster the engine tells its peers, wherever they are.
+    const leftCluster = cluster?.left(connection) ?? false;
+    if (!leftCluster && key && byKey.get(key) === connection) {
       for (const peerKey of connection.declared) {
         const peer = isMutual(connection, peerKey);
         if (peer) send(peer, { type: "presence", peer: key, online: false });
@@ -280,32 +273,8 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       return;
     }
     connection.publicKey = message.publicKey;
-    if (cluster) claimThenAdmit(connection, message.publicKey);
+    if (cluster) cluster.claim(connection, message.publicKey);
     else admit(connection, message.publicKey);
-  }
-
-  /** Cluster: the key is recorded in the engine (its connection on another node closes) before welcome. */
-  function claimThenAdmit(connection: Connection, publicKey: string): void {
-    cluster!.bus
-      .claim(publicKey, connection.bucket, limits.maxAuthenticatedPerAddress)
-      .then((claimed) => {
-        if (!claimed) {
-          refuseOverCap(connection, "connections", "address", limits.maxAuthenticatedPerAddress);
-          return;
-        }
-        if (connection.state !== "closing") {
-          connection.claimed = true;
-          admit(connection, publicKey);
-          return;
-        }
-        // Closed while the engine recorded it: undo the record.
-        const left = { key: publicKey, bucket: connection.bucket, declared: [], moving: false };
-        cluster!.bus.leave(left).catch(() => {});
-      })
-      .catch((error: Error) => {
-        log.warn({ err: error.message }, "cluster: cannot record a login");
-        closeConnection(connection, CloseCode.serverShutdown, "server unavailable: reconnect elsewhere");
-      });
   }
 
   function admit(connection: Connection, publicKey: string): void {
@@ -375,7 +344,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
     const growth = after.size - before.size;
     if (cluster) {
-      declareInCluster(connection, before, after);
+      cluster.declare(connection, before, after);
       return;
     }
     if (growth > 0) {
@@ -404,68 +373,10 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
   }
 
-  /** Cluster: the engine counts the address's declared peers on all nodes and tells mutual peers. */
-  function declareInCluster(connection: Connection, before: Set<string>, after: Set<string>): void {
-    const growth = after.size - before.size;
-    const verdict = growth > 0 ? declaredCount.tryAdd(connection.bucket, growth) : "ok";
-    if (verdict !== "ok") {
-      refuseOverCap(connection, "declared peers", verdict, limits.maxDeclaredPeersTotal);
-      return;
-    }
-    if (growth < 0) declaredCount.remove(connection.bucket, -growth);
-    const first = !connection.clusterDeclared;
-    const added = first ? [...after] : [...after].filter((key) => !before.has(key));
-    const removed = first ? [] : [...before].filter((key) => !after.has(key));
-    connection.declared = after;
-    const key = connection.publicKey!;
-    const perAddressCap = limits.maxDeclaredPeersPerAddress;
-    cluster!.bus
-      .declare({ key, bucket: connection.bucket, added, removed, reset: first, perAddressCap })
-      .then(async (result) => {
-        if (connection.state !== "authenticated") return;
-        if (!result.ok) {
-          declaredCount.remove(connection.bucket, Math.max(growth, 0));
-          connection.declared = before;
-          refuseOverCap(connection, "declared peers", "address", perAddressCap);
-          return;
-        }
-        for (const peer of result.offline) send(connection, { type: "presence", peer, online: false });
-        for (const peer of result.online) send(connection, { type: "presence", peer, online: true });
-        if (first) await cluster!.declaredFirst(connection as KeyedConnection);
-      })
-      .catch((error: Error) => log.warn({ err: error.message }, "cluster: cannot record declared peers"));
-  }
-
   function handleSend(connection: Connection, message: SendMessage, frame: string): void {
     const from = connection.publicKey!;
-    const local = byKey.get(message.to);
-    if (cluster && local?.state === "authenticated" && !local.clusterDeclared) {
-      // Just arrived (perhaps moving from another node): it gets this once it has declared its peers.
-      if (connection.declared.has(message.to)) cluster.deliverLocal(from, message.to, message.envelope);
-      else refuseSend(connection, message.to, "undeliverable");
-      return;
-    }
-    if (cluster && (!local || local.draining)) {
-      if (!connection.declared.has(message.to)) {
-        refuseSend(connection, message.to, "undeliverable");
-        return;
-      }
-      options.onRelay?.({ from, to: message.to, frame });
-      cluster
-        .send(from, message.to, message.envelope)
-        .then((delivered) => {
-          if (!delivered) refuseSend(connection, message.to, "undeliverable");
-          else {
-            stats.relayed++;
-            metrics.relayed();
-          }
-        })
-        .catch((error: Error) => {
-          log.warn({ err: error.message }, "cluster: cannot route an envelope");
-          refuseSend(connection, message.to, "undeliverable");
-        });
-      return;
-    }
+    const observe = () => options.onRelay?.({ from, to: message.to, frame });
+    if (cluster?.send(connection, message.to, message.envelope, observe)) return;
     const target = isMutual(connection, message.to);
     if (!target || target.ws.bufferedAmount > limits.maxBufferedBytes) {
       refuseSend(connection, message.to, target ? "backlogged" : "undeliverable");
@@ -607,45 +518,31 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
 
   if (options.cluster) {
     const timing = { ...DEFAULT_CLUSTER_TIMING, ...options.cluster.timing };
-    cluster = new ClusterRelay(new RedisClusterBus(options.cluster.url, log, timing), clusterLocal(), log);
+    const actions: ServerActions<Connection> = {
+      byKey,
+      limits,
+      declaredCount,
+      log,
+      send,
+      closeConnection,
+      refuseOverCap,
+      refuseSend,
+      admit,
+      relayed: () => {
+        stats.relayed++;
+        metrics.relayed();
+      },
+    };
+    const bus = new RedisClusterBus(options.cluster.url, log, timing);
+    const relay = new ClusterRelay(bus, localConnections(actions), log);
+    cluster = new ClusterNode(relay, actions);
     try {
-      await cluster.start();
+      await relay.start();
     } catch (error) {
       clearInterval(sweep);
       await stun?.close();
       throw error;
     }
-  }
-
-  /** The server's connections as the cluster relay reaches them. */
-  function clusterLocal(): ClusterLocal<KeyedConnection> {
-    const open = (key: string) => {
-      const connection = byKey.get(key);
-      return connection?.state === "authenticated" ? (connection as KeyedConnection) : undefined;
-    };
-    return {
-      connectionOf: open,
-      deliver: (connection, from, envelope) => {
-        if (connection.ws.bufferedAmount > limits.maxBufferedBytes) return false;
-        send(connection, { type: "envelope", from, envelope });
-        return true;
-      },
-      presence: (connection, peer, online) => send(connection, { type: "presence", peer, online }),
-      undeliverable: (connection, to) => send(connection, { type: "undeliverable", to }),
-      replace: (key) => {
-        const connection = open(key);
-        if (connection)
-          closeConnection(connection, CloseCode.replaced, "replaced by a newer connection with this key");
-      },
-      members: () =>
-        [...byKey.values()]
-          .filter((connection) => connection.claimed)
-          .map((connection) => ({
-            key: connection.publicKey!,
-            bucket: connection.bucket,
-            declared: [...connection.declared],
-          })),
-    };
   }
 
   /** Tells an authenticated client to move (4011) but relays what it already sent until its close completes. */
@@ -672,7 +569,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   } catch (error) {
     clearInterval(sweep);
     await stun?.close();
-    await cluster?.bus.close();
+    await cluster?.relay.bus.close();
     const code = (error as NodeJS.ErrnoException).code;
     throw new RuntimeError(
       "intro-listen",
@@ -727,7 +624,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
         clearInterval(sweep);
         const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         // Envelopes for our clients are held by the cluster from now until they are back elsewhere.
-        await cluster?.bus.markMoving([...byKey.keys()]).catch((error: Error) => {
+        await cluster?.relay.bus.markMoving([...byKey.keys()]).catch((error: Error) => {
           log.warn({ err: error.message }, "cluster: cannot mark clients as moving");
         });
         for (const connection of [...live]) drain(connection);
@@ -735,7 +632,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
         while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         if (cluster) {
           await new Promise((resolve) => setTimeout(resolve, DRAIN_SETTLE_MS));
-          await cluster.bus.close();
+          await cluster.relay.bus.close();
         }
         // Give clients a moment to answer the close frames, then cut whatever is left.
         const cutOff = setTimeout(() => {
