@@ -1,9 +1,9 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { type PingAnswer, type PingRequest, type PingTarget, probePath } from "./control/path-probe.js";
 import { type PeerStatus, peerStatusOf, type StatusReport } from "./control/status.js";
-import { ConfigError, TunnelboreError } from "./errors.js";
+import { ConfigError, RuntimeError } from "./errors.js";
 import type { TurnConfig } from "./ice/ice-session.js";
 import { IceSessionFactory } from "./ice/ice-session-factory.js";
+import { InterfaceSync, type SyncedPeers } from "./interface-sync.js";
 import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
 import type { IceServersAnswer } from "./netcheck/ice-servers.js";
@@ -20,7 +20,7 @@ import {
 } from "./privsep/privileged-ops.js";
 import { batchedUdpAvailability } from "./proxy/batched-udp.js";
 import { newDropCounters } from "./proxy/counters.js";
-import { type Endpoint, formatEndpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
+import { type Endpoint, formatEndpoint, parseEndpoint } from "./proxy/endpoint.js";
 import { chooseKernelFastPath, type KernelFastPathSetting } from "./proxy/kernel-fast-path-choice.js";
 import type { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
@@ -28,9 +28,6 @@ import { StaticPath } from "./proxy/static-path.js";
 import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
-import { EndpointTakeover, type Takeover } from "./wg/endpoint-takeover.js";
-import { interfaceIndex } from "./wg/interface-watch.js";
-import { PeerChanges } from "./wg/peer-changes.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
 import { wgQuickWarning } from "./wg/wg-quick-warning.js";
@@ -67,11 +64,6 @@ export interface TunnelboreOptions {
   logger: Logger;
 }
 
-/** After the interface was recreated, peers missing from it are kept this long (its config may follow). */
-const RECREATED_GRACE_MS = 10_000;
-/** Re-reads of the interface after a link event on it, to catch its configuration as it is applied (ms). */
-const RESYNC_AFTER_LINK_EVENT_MS = [250, 750, 1500, 3000, 6000];
-
 export interface IntroSettings {
   /** The first of `urls`. */
   url: string;
@@ -97,12 +89,8 @@ export class Tunnelbore {
   private readonly bypass: SocketMarking;
   /** Peers whose remote routes into the interface all the same. */
   private readonly loops: TunnelLoopCheck;
-  /** Points WireGuard's endpoints at L(P) in batches. */
-  private readonly takeover: EndpointTakeover;
-  /** The peers whose `wg show` line changed since they were applied (the rest need nothing). */
-  private readonly changes = new PeerChanges();
-  /** Bumped by a reload: every peer is applied again. */
-  private reloads = 0;
+  /** Reads the interface and applies its peers and endpoints (src/interface-sync.ts). */
+  private readonly interfaceSync: InterfaceSync;
   /** One per WireGuard peer: each owns its life (src/peer/peer.ts). */
   private readonly peers = new Map<string, Peer>();
   private proxy: WireGuardProxy | null = null;
@@ -116,33 +104,17 @@ export class Tunnelbore {
   /** Why transport data is forwarded in user space (null while the kernel does it). */
   private userSpaceReason: string | null = null;
   private watch: AddressWatch | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private readonly resyncTimers = new Set<NodeJS.Timeout>();
-  private syncing: Promise<void> | null = null;
-  private resyncWanted = false;
-  private interfaceMissing = false;
-  private ifindex: number | null = null;
-  /** When the interface was last seen recreated (0: never). */
-  private recreatedAt = 0;
   private stopped = false;
   private started = false;
   /** Configuration problems, by topic, for status (each is also logged once at warn). */
   private readonly warnings = new Map<string, string>();
-  /** What start() waits for, for status. */
-  private waitingFor: string | null = null;
-  private readonly stopRequested = new AbortController();
-  /**
-   * `tunnelbore release` gave WireGuard its real endpoints back (wg-quick's PreDown before SaveConfig):
-   * endpoints are left alone until the interface is recreated.
-   */
-  private released = false;
 
   constructor(private readonly options: TunnelboreOptions) {
     this.log = options.logger;
     this.ops = options.privileged ?? new LocalPrivilegedOps(options);
     this.state = this.ops.endpoints;
     this.bypass = this.ops.bypass;
-    this.takeover = new EndpointTakeover(this.ops, this.log);
+    this.interfaceSync = new InterfaceSync(options, this.ops, this.syncedPeers(), this.log);
     this.loops = new TunnelLoopCheck({
       interfaceName: options.interfaceName,
       logger: this.log,
@@ -151,7 +123,7 @@ export class Tunnelbore {
   }
 
   async start(): Promise<void> {
-    const info = await this.readInterfaceAtStart();
+    const info = await this.interfaceSync.readAtStart();
     if (!info) return; // stopped while waiting for it
     await this.checkWgQuickConfig();
     if (!info.listenPort) {
@@ -189,7 +161,6 @@ export class Tunnelbore {
     this.proxy = proxy;
     this.staticSockets = new StaticSockets(this.log);
     this.staticSockets.onForeignDatagram = () => proxy.drops["foreign-source"]++;
-    this.ifindex = await interfaceIndex(info.name);
     const monitor = new LivenessMonitor(() => proxy.allPeers(), this.options.liveness);
     this.monitor = monitor;
     proxy.on("path-needed", (data) => this.peers.get(data.publicKey)?.onHandshakeHeld());
@@ -206,46 +177,11 @@ export class Tunnelbore {
     monitor.on("heard", (data) => this.peers.get(data.publicKey)?.onHeard());
     monitor.on("quiet", (data) => this.peers.get(data.publicKey)?.onQuiet());
     if (this.options.intro) this.startIntroductions(this.options.intro, info);
-    await this.apply(info);
+    await this.interfaceSync.applyFirst(info);
     monitor.start();
     if (this.options.watchNetwork !== false) await this.startWatch(info);
-    this.timer = setInterval(() => void this.sync(), this.options.pollIntervalMs);
-    this.timer.unref();
+    this.interfaceSync.startPolling();
     this.started = true;
-  }
-
-  /**
-   * The interface as `wg` shows it. Missing, it is waited for where allowed (a service may start
-   * before WireGuard's interface exists) and status says so; null when stopped while waiting.
-   */
-  private async readInterfaceAtStart(): Promise<WireGuardInterfaceInfo | null> {
-    const name = this.options.interfaceName;
-    for (;;) {
-      let waitFor: string;
-      try {
-        const info = await this.ops.readInterface();
-        // Just created (wg-quick, wireguard-go) and not configured yet: its listen port comes next.
-        if (info.listenPort || !this.options.waitForInterface) {
-          if (this.waitingFor) this.log.info({ interface: name }, "interface is there; starting");
-          this.waitingFor = null;
-          return info;
-        }
-        waitFor = `interface ${name} to get a listen port`;
-      } catch (err) {
-        const missing = err instanceof TunnelboreError && err.code === "interface-missing";
-        if (!missing || !this.options.waitForInterface) throw err;
-        waitFor = `interface ${name} to appear`;
-      }
-      if (this.waitingFor !== waitFor) this.log.warn({ interface: name }, `waiting for ${waitFor}`);
-      this.waitingFor = waitFor;
-      const waited = await sleep(Math.min(this.options.pollIntervalMs, 500), undefined, {
-        signal: this.stopRequested.signal,
-      }).then(
-        () => true,
-        () => false,
-      );
-      if (!waited) return null;
-    }
   }
 
   /** wg-quick's SaveConfig would save our loopback endpoints: say how to prevent it, unless done. */
@@ -260,10 +196,8 @@ export class Tunnelbore {
   async reload(): Promise<void> {
     if (this.stopped || !this.started) return;
     this.log.info({ interface: this.options.interfaceName }, "reloading: reading the interface again");
-    this.released = false;
-    this.reloads++;
     await this.checkWgQuickConfig();
-    await this.sync();
+    await this.interfaceSync.reload();
   }
 
   /**
@@ -271,9 +205,7 @@ export class Tunnelbore {
    * real endpoints back, and they are left alone until the interface is recreated or SIGHUP.
    */
   async release(): Promise<{ restored: number }> {
-    this.released = true;
-    await this.syncing;
-    const restored = this.options.manageEndpoints && this.started ? await this.restoreEndpoints() : 0;
+    const restored = await this.interfaceSync.release();
     for (const peer of this.peers.values()) peer.onEndpointReleased();
     this.log.info(
       { restored },
@@ -293,7 +225,7 @@ export class Tunnelbore {
       this.log.info({ addresses: summary.addresses, routes: summary.defaultRoutes }, "local network changed");
       this.networkChanged("local network changed");
     });
-    watch.on("wireguard-link", () => this.resyncSoon());
+    watch.on("wireguard-link", () => this.interfaceSync.resyncSoon());
     watch.on("routing", () => this.loops.invalidate());
     try {
       await watch.start();
@@ -303,70 +235,14 @@ export class Tunnelbore {
     }
   }
 
-  /** Reads the interface now and a few times more while it is being (re)configured. */
-  private resyncSoon(): void {
-    void this.sync();
-    for (const t of this.resyncTimers) clearTimeout(t);
-    this.resyncTimers.clear();
-    for (const delay of RESYNC_AFTER_LINK_EVENT_MS) {
-      const timer = setTimeout(() => {
-        this.resyncTimers.delete(timer);
-        void this.sync();
-      }, delay);
-      timer.unref();
-      this.resyncTimers.add(timer);
-    }
-  }
-
-  /** Reads the interface again and applies what changed; one sync at a time (a request meanwhile runs after). */
-  sync(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
-    if (this.syncing) {
-      this.resyncWanted = true;
-      return this.syncing;
-    }
-    this.syncing = (async () => {
-      try {
-        const info = await this.ops.readInterface();
-        const index = await interfaceIndex(info.name);
-        if (this.interfaceMissing || (index !== null && this.ifindex !== null && index !== this.ifindex)) {
-          this.log.info({ interface: info.name }, "interface is back (recreated)");
-          this.recreatedAt = Date.now();
-          this.released = false;
-        }
-        this.ifindex = index ?? this.ifindex;
-        this.interfaceMissing = false;
-        await this.apply(info);
-      } catch (err) {
-        if (err instanceof TunnelboreError && err.code === "interface-missing") {
-          if (!this.interfaceMissing)
-            this.log.warn({ interface: this.options.interfaceName }, "interface is gone; waiting for it");
-          this.interfaceMissing = true;
-        } else {
-          this.log.warn({ err }, "reading the interface failed");
-        }
-      } finally {
-        this.syncing = null;
-        if (this.resyncWanted && !this.stopped) {
-          this.resyncWanted = false;
-          void this.sync();
-        }
-      }
-    })();
-    return this.syncing;
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
-    this.stopRequested.abort();
-    if (this.timer) clearInterval(this.timer);
-    for (const t of this.resyncTimers) clearTimeout(t);
     this.watch?.stop();
     this.monitor?.stop();
-    await this.syncing;
+    await this.interfaceSync.stop();
     await this.link?.stop();
     await Promise.all([...this.peers.values()].map((peer) => peer.close()));
-    if (this.options.manageEndpoints && this.started) await this.restoreEndpoints();
+    if (this.options.manageEndpoints && this.started) await this.interfaceSync.restoreEndpoints();
     this.peers.clear();
     await this.proxy?.close();
     this.staticSockets?.close();
@@ -394,7 +270,7 @@ export class Tunnelbore {
     return {
       interface: this.options.interfaceName,
       ready: this.started,
-      waitingFor: this.waitingFor,
+      waitingFor: this.interfaceSync.waitingFor,
       warnings: [...this.warnings.values()],
       intro: this.link?.status() ?? null,
       catchAll: `${address}:${port}`,
@@ -496,124 +372,50 @@ export class Tunnelbore {
     if (this.proxy) this.kernel?.refresh(this.proxy.allPeers());
   }
 
-  private async apply(info: WireGuardInterfaceInfo): Promise<void> {
+  /** The peers as the interface's sync makes, updates and removes them (src/interface-sync.ts). */
+  private syncedPeers(): SyncedPeers {
+    return {
+      follow: (info) => this.followInterface(info),
+      ensure: (wireguard) => this.ensurePeer(wireguard),
+      remove: (key) => this.removePeer(key),
+      keys: () => this.peers.keys(),
+      setStaticPath: (peer, endpoint) => this.setStaticPath(peer, endpoint),
+      loopbackOf: (key) => {
+        const data = this.proxy?.peer(key);
+        return data ? `${data.loopback.address}:${data.loopback.port}` : null;
+      },
+      applied: (info) => {
+        this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
+        this.link?.setPeers([...this.peers.keys()]);
+        this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
+      },
+    };
+  }
+
+  /** The interface's fwmark and listen port, before its peers; false while there is no data plane yet. */
+  private async followInterface(info: WireGuardInterfaceInfo): Promise<boolean> {
     const proxy = this.proxy;
-    if (!proxy) return;
+    if (!proxy) return false;
     if (await this.bypass.follow(info.fwmark)) await this.renewSockets("the interface's fwmark changed");
     if (info.listenPort && info.listenPort !== proxy.wireguardListenPort) {
       this.log.info({ port: info.listenPort }, "WireGuard listen port changed");
       proxy.setWireGuardPort(info.listenPort);
     }
-    const present = new Set(info.peers.map((p) => p.publicKey));
-    // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
-    // sessions) for a while rather than tear them down because a read came too early.
-    if (!this.recentlyRecreated()) {
-      const gone = [...this.peers.keys()].filter((key) => !present.has(key));
-      for (const key of gone) this.removePeer(key);
-      if (gone.length > 0)
-        await this.state
-          .deleteMany(gone)
-          .catch((err: unknown) => this.log.warn({ err }, "cannot forget removed peers"));
-    }
-    // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time;
-    // peers with a session first (restartOrder), so that after a restart they carry traffic at once.
-    const context = `${this.released}|${this.recentlyRecreated()}|${this.reloads}`;
-    const changed = this.changes.changed(info.peers, context);
-    const sorted = restartOrder(changed.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
-    // Endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint remembered, the
-    // static paths set, then one `wg set` per chunk of peers.
-    const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
-    for (const p of sorted) {
-      try {
-        const done = await this.applyPeer(proxy, p);
-        applied.push({ wireguard: p, ...done });
-        // Its endpoint is ours already (a restart): its static path at once, not after every other peer.
-        if (!done.takeover && hasSession(p))
-          await this.setStaticPath(done.peer, this.staticEndpointOf(p, null));
-      } catch (err) {
-        this.log.warn({ err, peer: p.publicKey }, "cannot set up peer");
-      }
-    }
-    const takeovers = applied.flatMap((a) => (a.takeover ? [a.takeover] : []));
-    const remembered = new Set(
-      (
-        await this.takeover.remember(takeovers).catch((err: unknown) => {
-          this.log.warn({ err }, "cannot remember real endpoints: WireGuard keeps them");
-          return [];
-        })
-      ).map((t) => t.wireguard.publicKey),
-    );
-    for (const { wireguard, peer, takeover } of applied) {
-      try {
-        // A real endpoint not remembered stays WireGuard's: it is the static path meanwhile.
-        const kept = takeover?.real && !remembered.has(wireguard.publicKey) ? takeover.real : null;
-        await this.setStaticPath(peer, this.staticEndpointOf(wireguard, kept));
-        peer.onHandshakeObserved(wireguard.latestHandshake);
-        // Pointed at L(P) now, its line changes: applied again at the next read, then settled.
-        if (!takeover) this.changes.markApplied(wireguard);
-      } catch (err) {
-        this.log.warn({ err, peer: wireguard.publicKey }, "cannot set up peer's static path");
-      }
-    }
-    await this.takeover
-      .point(
-        takeovers.filter((t) => remembered.has(t.wireguard.publicKey)),
-        this.started && this.recentlyRecreated(),
-      )
-      .catch((err: unknown) => this.log.warn({ err }, "cannot point WireGuard endpoints at loopback"));
-    this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
-    this.link?.setPeers([...this.peers.keys()]);
-    this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
+    return true;
   }
 
-  /** The interface was recreated a moment ago (WireGuard restarted), and may still be being configured. */
-  private recentlyRecreated(): boolean {
-    return this.recreatedAt !== 0 && Date.now() - this.recreatedAt < RECREATED_GRACE_MS;
-  }
-
-  /**
-   * The one place a peer comes (or is kept up to date), from the peer as this sync read it: its L(P)
-   * and Peer, and whether WireGuard's endpoint is to be pointed at L(P) (`apply` does it, in a batch).
-   */
-  private async applyPeer(
-    proxy: WireGuardProxy,
-    wireguard: WireGuardPeerInfo,
-  ): Promise<{ peer: Peer; takeover: Takeover | null }> {
-    const { publicKey, endpoint, rxBytes } = wireguard;
-    // WireGuard's endpoint first, when it is one of the peer's L(P) candidates: what the run before held.
+  /** The one place a peer comes: its L(P) (WireGuard's endpoint first, what the run before held) and Peer. */
+  private async ensurePeer(wireguard: WireGuardPeerInfo): Promise<{ peer: Peer; loopback: string }> {
+    const proxy = this.proxy;
+    if (!proxy) throw new RuntimeError("not-started", "a peer before the data plane is up");
+    const { publicKey, endpoint } = wireguard;
     const data = proxy.peer(publicKey) ?? (await proxy.addPeer(publicKey, decodeKey(publicKey), endpoint));
     let peer = this.peers.get(publicKey);
     if (!peer) {
       peer = new Peer(publicKey, this.peerEnvironment(proxy));
       this.peers.set(publicKey, peer);
     }
-    const loopback = `${data.loopback.address}:${data.loopback.port}`;
-    const real = this.realEndpointOf(wireguard);
-    // Released (wg-quick's PreDown before SaveConfig): WireGuard keeps its real endpoints for now.
-    const manage = this.options.manageEndpoints && !this.released;
-    if (endpoint === loopback) peer.onEndpointOurs();
-    // A peer WireGuard itself roams back to (it reaches WireGuard's port directly) is left alone.
-    else if (manage && (real === null || peer.onEndpointElsewhere(real, rxBytes))) {
-      return { peer, takeover: { wireguard, loopback, real } };
-    }
-    return { peer, takeover: null };
-  }
-
-  /** WireGuard's endpoint for the peer when it is a real one (not one of ours at a loopback address). */
-  private realEndpointOf(wireguard: WireGuardPeerInfo): string | null {
-    const { endpoint } = wireguard;
-    return endpoint && !isLoopbackHost(parseEndpoint(endpoint).host) ? endpoint : null;
-  }
-
-  /** The peer's static path: given by the user, else the real endpoint remembered (or kept by WireGuard). */
-  private staticEndpointOf(wireguard: WireGuardPeerInfo, kept: string | null): Endpoint | undefined {
-    const { publicKey } = wireguard;
-    const manage = this.options.manageEndpoints && !this.released;
-    const real = kept ?? this.realEndpointOf(wireguard);
-    return (
-      this.options.staticEndpoints.get(publicKey) ??
-      (manage && !kept ? maybeParse(this.state.original(publicKey)) : real ? parseEndpoint(real) : undefined)
-    );
+    return { peer, loopback: `${data.loopback.address}:${data.loopback.port}` };
   }
 
   /** Opens a static path when the peer's real endpoint is new or changed; the peer owns it from then on. */
@@ -652,28 +454,5 @@ export class Tunnelbore {
     this.peers.delete(publicKey);
     void peer?.close();
     this.proxy?.removePeer(publicKey);
-    this.changes.forget(publicKey);
   }
-
-  /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */
-  private restoreEndpoints(): Promise<number> {
-    return this.ops.restoreEndpoints((key, endpoint) => {
-      const data = this.proxy?.peer(key);
-      return data !== undefined && endpoint === `${data.loopback.address}:${data.loopback.port}`;
-    });
-  }
-}
-
-/** WireGuard completed a handshake with the peer within 3 minutes: it has a session and may carry traffic. */
-function hasSession(peer: WireGuardPeerInfo): boolean {
-  return peer.latestHandshake > 0 && Date.now() / 1000 - peer.latestHandshake < 180;
-}
-
-/** The peers with a session first (each keeps the L(P) WireGuard points at), then the rest, in order. */
-function restartOrder(peers: WireGuardPeerInfo[]): WireGuardPeerInfo[] {
-  return [...peers.filter(hasSession), ...peers.filter((p) => !hasSession(p))];
-}
-
-function maybeParse(text: string | undefined): Endpoint | undefined {
-  return text ? parseEndpoint(text) : undefined;
 }
