@@ -5,8 +5,9 @@
 //   npm run bench -- hub
 //   TBT_BENCH_HUB_PEERS=2000 node --import tsx bench/run.ts --one hub     (one size)
 //   TBT_BENCH_HUB_PROFILE=1 ...     (CPU profile of one process, --no-privsep, in /tmp/tbt-hub-prof;
-//                                    =parent: of the privileged parent; no restart either way)
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+//                                    =parent: of the privileged parent and of its worker, a file each;
+//                                    no restart either way)
+import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHub, type Hub } from "../test/lab/hub.js";
 import { type SpawnedProcess, spawnInNamespace, teardownAll } from "../test/lab/netns.js";
@@ -76,9 +77,13 @@ function start(hub: Hub, dirs: { runDir: string; stateDir: string }): SpawnedPro
   args.push("--log-level", "info");
   // Extra arguments for `run`, for comparisons (TBT_BENCH_HUB_ARGS="--ebpf off").
   args.push(...(process.env.TBT_BENCH_HUB_ARGS ?? "").split(" ").filter(Boolean));
-  // Profiled in one process (the worker is started without node's options): it writes at exit.
-  if (PROFILE) args.unshift("--cpu-prof", "--cpu-prof-dir=/tmp/tbt-hub-prof");
-  // TBT_BENCH_HUB_PROFILE=parent: the privileged parent only (the worker runs as it would).
+  // Each process writes its profile at exit; the worker (profiled like its parent) is unprivileged.
+  if (PROFILE) {
+    mkdirSync("/tmp/tbt-hub-prof", { recursive: true });
+    chmodSync("/tmp/tbt-hub-prof", 0o1777);
+    args.unshift("--cpu-prof", "--cpu-prof-dir=/tmp/tbt-hub-prof");
+  }
+  // TBT_BENCH_HUB_PROFILE=parent: the privileged parent and its worker (the worker runs as it would).
   if (PROFILE && process.env.TBT_BENCH_HUB_PROFILE !== "parent") args.push("--no-privsep");
   return spawnInNamespace(hub.ns, process.execPath, args);
 }

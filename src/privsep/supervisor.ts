@@ -190,7 +190,11 @@ export class Supervisor {
       env: caCerts.env,
       execPath: SETPRIV ?? process.execPath,
       // --no-new-privs: no setuid binary or file capability can hand the worker privileges back.
-      execArgv: SETPRIV ? ["--pdeathsig", "KILL", "--no-new-privs", "--", process.execPath] : [],
+      execArgv: [
+        ...(SETPRIV ? ["--pdeathsig", "KILL", "--no-new-privs", "--", process.execPath] : []),
+        // A profiled parent (bench/hub.ts) has its worker profiled too, each to a file of its own.
+        ...process.execArgv.filter((arg) => arg.startsWith("--cpu-prof")),
+      ],
       serialization: "json",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
