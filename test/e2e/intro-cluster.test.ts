@@ -2,7 +2,8 @@
 // intro-server nodes on the lab's public segment; two real `run`s behind NATs, each first on a
 // different node (`--intro` twice, in opposite orders), connect and ping through WireGuard. Then the
 // node of one is SIGKILLed: it moves to the survivor, and the other roams to another network; the
-// path heals through the surviving node, the only one left to carry the signalling.
+// path heals through the surviving node, the only one left to carry the signalling. Last, a rolling
+// restart of both nodes with SIGTERM while a pings b: the runs move and come back, no ping lost.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SpawnedProcess } from "../lab/netns.js";
 import { spawnInNamespace, teardownAll } from "../lab/netns.js";
@@ -19,6 +20,7 @@ let redis: SpawnedProcess;
 let second: SpawnedProcess;
 let firstUrl: string;
 let secondUrl: string;
+let secondArgs: string[];
 
 beforeAll(async () => {
   lab = await ProductLab.create({
@@ -55,14 +57,15 @@ beforeAll(async () => {
     },
     { what: "the first node joined the cluster", timeoutMs: 15_000, intervalMs: 200 },
   );
-  const secondArgs = labArgs.map((arg) =>
+  secondArgs = labArgs.map((arg) =>
     arg.endsWith(":8443")
       ? `${server.address}:${SECOND_INTRO_PORT}`
       : arg === "3478"
         ? String(SECOND_STUN_PORT)
         : arg,
   );
-  second = await startIntroServer(server.ns, [...secondArgs, "--cluster", cluster]);
+  secondArgs.push("--cluster", cluster);
+  second = await startIntroServer(server.ns, secondArgs);
   firstUrl = lab.introUrl;
   secondUrl = `ws://${server.address}:${SECOND_INTRO_PORT}`;
   // a: --intro first --intro second; b: --intro second --intro first (the lab puts its URL first).
@@ -128,5 +131,37 @@ describe("two runs on different nodes of a cluster", () => {
     expect((await introOf("a")).url).toBe(firstUrl);
     expect((await introOf("b")).url).toBe(firstUrl);
     console.log(`healed after the roam over a ${ab.pathKind} path; ${ping.lostCount} pings lost in all`);
+  }, 90_000);
+
+  it("a rolling restart of both nodes (SIGTERM): the runs move and come back, no ping lost", async () => {
+    second = await startIntroServer(lab.lab.server.ns, secondArgs); // SIGKILLed in the test before
+    const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
+    await waitFor(() => ping.receivedCount >= 3, {
+      what: "pings flowing",
+      timeoutMs: 10_000,
+      intervalMs: 50,
+    });
+    const bothOn = (url: string) =>
+      waitFor(
+        async () => {
+          for (const host of ["a", "b"]) {
+            const intro = await introOf(host);
+            if (intro.url !== url || intro.state !== "connected") return false;
+          }
+          return true;
+        },
+        { what: `both runs connected to ${url}`, timeoutMs: 15_000, intervalMs: 100 },
+      );
+    await lab.stopIntroServer("SIGTERM");
+    await bothOn(secondUrl);
+    await lab.restartIntroServer();
+    await second.stop("SIGTERM");
+    await bothOn(firstUrl);
+    second = await startIntroServer(lab.lab.server.ns, secondArgs);
+    const since = Date.now();
+    await waitFor(() => ping.receivedSince(since) >= 5, { what: "pings after the restarts", intervalMs: 50 });
+    await ping.stop();
+    expect(ping.lostCount).toBe(0);
+    console.log(`rolling restart of both nodes: ${ping.receivedCount} pings, none lost`);
   }, 90_000);
 });
