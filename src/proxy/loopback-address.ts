@@ -65,13 +65,20 @@ function loopbackFromDigest(digest: Buffer): string | null {
  * what, so the same peer lands on the same L(P) across restarts while the same ports are held.
  */
 export function loopbackCandidates(publicKey: Uint8Array, portBase: number): LoopbackAddress[] {
-  const candidates: LoopbackAddress[] = [{ address: loopbackAddressOf(publicKey), port: portBase }];
+  return [...loopbackCandidateSequence(publicKey, portBase)];
+}
+
+/**
+ * loopbackCandidates one at a time: each costs a hash or two, and the first is nearly always the one
+ * bound (issue 16: all 32 for each of 10,000 peers took a second of the start).
+ */
+function* loopbackCandidateSequence(publicKey: Uint8Array, portBase: number): Generator<LoopbackAddress> {
+  yield { address: loopbackAddressOf(publicKey), port: portBase };
   const spread = Math.min(FALLBACK_PORT_SPREAD, 65536 - portBase);
   for (let i = 1; i < MAX_LOOPBACK_CANDIDATES; i++) {
     const { address, offset } = fallbackOf(publicKey, i, spread);
-    candidates.push({ address, port: portBase + offset });
+    yield { address, port: portBase + offset };
   }
-  return candidates;
 }
 
 /** Assigns L(P) to peers deterministically, from loopbackCandidates, skipping what our peers hold. */
@@ -86,12 +93,23 @@ export class LoopbackAllocator {
    * the L(P) a previous run held, whatever order peers are set up in now.
    */
   *candidates(publicKey: Uint8Array, preferred?: string | null): Generator<LoopbackAddress> {
-    const all = loopbackCandidates(publicKey, this.portBase);
-    const first = all.findIndex((where) => `${where.address}:${where.port}` === preferred);
-    if (first > 0) all.unshift(...all.splice(first, 1));
-    for (const where of all) {
-      if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
+    const sequence = loopbackCandidateSequence(publicKey, this.portBase);
+    // Derived only as far as needed: up to `preferred` when it may be one of them (every candidate is a
+    // 127.a.b.c; a real endpoint is not), else up to a free one.
+    const before: LoopbackAddress[] = [];
+    if (preferred?.startsWith("127.")) {
+      // next() rather than for-of: leaving a for-of would close the sequence.
+      for (let next = sequence.next(); !next.done; next = sequence.next()) {
+        const where = next.value;
+        if (`${where.address}:${where.port}` === preferred) {
+          if (!this.taken.has(preferred)) yield where;
+          break;
+        }
+        before.push(where);
+      }
     }
+    for (const where of before) if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
+    for (const where of sequence) if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
   }
 
   claim(where: LoopbackAddress): void {
