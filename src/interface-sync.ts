@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from "node:timers/promises";
+import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { TunnelboreError } from "./errors.js";
 import type { Logger } from "./log.js";
 import type { Peer } from "./peer/peer.js";
@@ -234,7 +234,9 @@ export class InterfaceSync {
     // Endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint remembered, the
     // static paths set, then one `wg set` per chunk of peers.
     const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
+    const turns = new EventLoopTurns();
     for (const p of sorted) {
+      await turns.due();
       try {
         const done = await this.applyPeer(p);
         applied.push({ wireguard: p, ...done });
@@ -255,6 +257,7 @@ export class InterfaceSync {
       ).map((t) => t.wireguard.publicKey),
     );
     for (const { wireguard, peer, takeover } of applied) {
+      await turns.due();
       try {
         // A real endpoint not remembered stays WireGuard's: it is the static path meanwhile.
         const kept = takeover?.real && !remembered.has(wireguard.publicKey) ? takeover.real : null;
@@ -304,6 +307,22 @@ export class InterfaceSync {
     const real = kept ?? realEndpointOf(wireguard);
     const fallback = manage && !kept ? this.ops.endpoints.original(publicKey) : real;
     return this.options.staticEndpoints.get(publicKey) ?? (fallback ? parseEndpoint(fallback) : undefined);
+  }
+}
+
+/**
+ * Turns of the event loop in a long run of peers. Binding an L(P) completes at once, so a loop over
+ * 10,000 peers would hold the event loop for seconds: after a restart the peers set up first (those
+ * with a session) would forward nothing until the last was done (issue 16: the gap grew with the hub).
+ */
+class EventLoopTurns {
+  private since = performance.now();
+
+  /** Resolves at once, or after a turn of the event loop when the last was more than 20 ms ago. */
+  async due(): Promise<void> {
+    if (performance.now() - this.since < 20) return;
+    await nextTurn();
+    this.since = performance.now();
   }
 }
 
