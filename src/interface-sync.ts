@@ -38,8 +38,8 @@ export interface SyncedPeers {
   setStaticPath(peer: Peer, endpoint: Endpoint | undefined): Promise<void>;
   /** The peer's L(P) as "127.a.b.c:port", if it is held. */
   loopbackOf(publicKey: string): string | null;
-  /** Every peer of this read is applied. */
-  applied(info: WireGuardInterfaceInfo): void;
+  /** Every peer of this read is applied; `changed`: a peer came, went or changed, or the head did. */
+  applied(info: WireGuardInterfaceInfo, changed: boolean): void;
 }
 
 /**
@@ -62,6 +62,8 @@ export class InterfaceSync {
   private ifindex: number | null = null;
   /** When the interface was last seen recreated (0: never). */
   private recreatedAt = 0;
+  /** The interface's own fields (listen port, fwmark, key) as last applied. */
+  private lastHead = "";
   private polling = false;
   private stopped = false;
   private readonly stopRequested = new AbortController();
@@ -213,10 +215,11 @@ export class InterfaceSync {
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
     if (!(await this.peers.follow(info))) return;
     const present = new Set(info.peers.map((p) => p.publicKey));
+    let gone: string[] = [];
     // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
     // sessions) for a while rather than tear them down because a read came too early.
     if (!this.recentlyRecreated()) {
-      const gone = [...this.peers.keys()].filter((key) => !present.has(key));
+      gone = [...this.peers.keys()].filter((key) => !present.has(key));
       for (const key of gone) {
         this.peers.remove(key);
         this.changes.forget(key);
@@ -275,7 +278,9 @@ export class InterfaceSync {
         this.polling && this.recentlyRecreated(),
       )
       .catch((err: unknown) => this.log.warn({ err }, "cannot point WireGuard endpoints at loopback"));
-    this.peers.applied(info);
+    const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
+    this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
+    this.lastHead = head;
   }
 
   /** The interface was recreated a moment ago (WireGuard restarted), and may still be being configured. */

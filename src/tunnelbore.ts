@@ -104,6 +104,8 @@ export class Tunnelbore {
   /** Why transport data is forwarded in user space (null while the kernel does it). */
   private userSpaceReason: string | null = null;
   private watch: AddressWatch | null = null;
+  /** A peer's path changed since the last sync: the loop check is due. */
+  private pathsMoved = false;
   private stopped = false;
   private started = false;
   /** Configuration problems, by topic, for status (each is also logged once at warn). */
@@ -354,7 +356,12 @@ export class Tunnelbore {
     return {
       clock: systemClock,
       logger: this.log,
-      dataPlane: { setPath: (key, path, reason) => proxy.setPath(key, path, reason) },
+      dataPlane: {
+        setPath: (key, path, reason) => {
+          this.pathsMoved = true;
+          proxy.setPath(key, path, reason);
+        },
+      },
       signalling,
       timing: this.options.peerTiming,
     };
@@ -384,7 +391,10 @@ export class Tunnelbore {
         const data = this.proxy?.peer(key);
         return data ? `${data.loopback.address}:${data.loopback.port}` : null;
       },
-      applied: (info) => {
+      applied: (info, changed) => {
+        // A hub's idle read changes nothing: 10,000 peers gone over for nothing every 2 s (issue 16).
+        if (!changed && !this.pathsMoved) return;
+        this.pathsMoved = false;
         this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
         this.link?.setPeers([...this.peers.keys()]);
         this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
