@@ -123,7 +123,7 @@ async function benchRedis(): Promise<BenchRow[]> {
   const latencies: number[] = [];
   let received = 0;
   let measuring = false;
-  const noop = { presence() {}, replaced() {}, undeliverable() {}, reconnected() {} };
+  const noop = { presence() {}, replaced() {}, undeliverable() {}, reconnected() {}, resubscribed() {} };
   const a = new RedisClusterBus(url, silent);
   const b = new RedisClusterBus(url, silent);
   try {

@@ -25,6 +25,8 @@ export interface ClusterHandlers {
   undeliverable(to: string, peer: string): void;
   /** The engine came back after an outage: write this node's connections to it again. */
   reconnected(): void;
+  /** This node's subscription was lost for a while: presence messages may have been missed. */
+  resubscribed(): void;
 }
 
 /** A connection as the engine records it, to rebuild the shared state after an engine restart. */
@@ -75,6 +77,8 @@ export interface ClusterBus {
   /** Envelopes held for `key` while it was connected nowhere; taken once. */
   takeHeld(key: string): Promise<ClusterEnvelope[]>;
   tellUndeliverable(node: string, to: string, peer: string): void;
+  /** Which of `declared` are online and declare `key` too (to resync presence after a lost subscription). */
+  onlineOf(key: string, declared: readonly string[]): Promise<string[]>;
   /** After an engine restart: this node's connections, written again. */
   restore(members: readonly ClusterMember[]): Promise<void>;
   /** Leaves: the node's remaining keys go offline at once rather than when its heartbeat expires. */

@@ -109,11 +109,10 @@ export class ClusterNode<C extends ClusterConnection> {
           this.server.refuseOverCap(connection, "declared peers", "address", perAddressCap);
           return;
         }
-        for (const peer of result.offline)
-          this.server.send(connection, { type: "presence", peer, online: false });
-        for (const peer of result.online)
-          this.server.send(connection, { type: "presence", peer, online: true });
-        if (first) await this.relay.declaredFirst(connection as KeyedConnection<C>);
+        const keyed = connection as KeyedConnection<C>;
+        for (const peer of result.offline) this.relay.tellPresence(keyed, peer, false);
+        for (const peer of result.online) this.relay.tellPresence(keyed, peer, true);
+        if (first) await this.relay.declaredFirst(keyed);
       })
       .catch((error: Error) =>
         this.server.log.warn({ err: error.message }, "cluster: cannot record declared peers"),
@@ -203,6 +202,11 @@ export function localConnections<C extends ClusterConnection>(
           "replaced by a newer connection with this key",
         );
     },
+    connections: () =>
+      [...server.byKey.values()].filter(
+        (connection): connection is KeyedConnection<C> =>
+          connection.claimed && connection.state === "authenticated",
+      ),
     members: () =>
       [...server.byKey.values()]
         .filter((connection) => connection.claimed)

@@ -27,6 +27,8 @@ export interface ClusterLocal<P extends LocalPeer> {
   replace(key: string): void;
   /** Every local authenticated connection, to write into the engine again after it restarted. */
   members(): ClusterMember[];
+  /** The local connections recorded in the engine, to resync their presence. */
+  connections(): P[];
 }
 
 /** Envelopes that arrive for a connection before its first declaration, per key. */
@@ -34,6 +36,8 @@ const MAX_PENDING_PER_KEY = 64;
 
 export class ClusterRelay<P extends LocalPeer> {
   private readonly pending = new Map<string, ClusterEnvelope[]>();
+  /** The peers each connection was last told are online, so a resync tells it only what changed. */
+  private readonly toldOnline = new WeakMap<P, Set<string>>();
 
   constructor(
     readonly bus: ClusterBus,
@@ -45,7 +49,7 @@ export class ClusterRelay<P extends LocalPeer> {
     return this.bus.start({
       presence: (to, peer, online) => {
         const connection = this.local.connectionOf(to);
-        if (connection?.declared.has(peer)) this.local.presence(connection, peer, online);
+        if (connection?.declared.has(peer)) this.tellPresence(connection, peer, online);
       },
       envelope: (envelope) => this.arrived(envelope),
       replaced: (key) => this.local.replace(key),
@@ -57,10 +61,40 @@ export class ClusterRelay<P extends LocalPeer> {
         const members = this.local.members();
         this.bus
           .restore(members)
-          .then(() => this.log.info({ connections: members.length }, "presence written to the engine again"))
+          .then(() => {
+            this.log.info({ connections: members.length }, "presence written to the engine again");
+            return this.resyncPresence();
+          })
           .catch((error: Error) => this.log.warn({ err: error.message }, "cannot restore presence"));
       },
+      resubscribed: () => {
+        this.resyncPresence().catch((error: Error) =>
+          this.log.warn({ err: error.message }, "cannot resync presence"),
+        );
+      },
     });
+  }
+
+  /** Tells a local connection a peer's presence, and remembers it. */
+  tellPresence(connection: P, peer: string, online: boolean): void {
+    let told = this.toldOnline.get(connection);
+    if (!told) {
+      told = new Set();
+      this.toldOnline.set(connection, told);
+    }
+    if (online) told.add(peer);
+    else told.delete(peer);
+    this.local.presence(connection, peer, online);
+  }
+
+  /** Presence messages may have been missed: each connection is told what changed since. */
+  async resyncPresence(): Promise<void> {
+    for (const connection of this.local.connections()) {
+      const online = new Set(await this.bus.onlineOf(connection.publicKey, [...connection.declared]));
+      const told = this.toldOnline.get(connection) ?? new Set<string>();
+      for (const peer of [...told]) if (!online.has(peer)) this.tellPresence(connection, peer, false);
+      for (const peer of online) if (!told.has(peer)) this.tellPresence(connection, peer, true);
+    }
   }
 
   /** Sends `from`'s envelope to `to` on another node (or holds it); resolves false if undeliverable. */

@@ -11,7 +11,7 @@ import type {
   DeclareResult,
   RouteResult,
 } from "./cluster-bus.js";
-import { CLAIM, DECLARE, LEAVE, PRUNE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
+import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
 
 export interface ClusterTiming {
   /** A node's heartbeat lives this long: its keys go offline at most this long after it dies (plus a sweep). */
@@ -55,6 +55,7 @@ const SCRIPTS = {
   reap: new Script(REAP),
   restore: new Script(RESTORE),
   prune: new Script(PRUNE),
+  onlineOf: new Script(ONLINE_OF),
 };
 
 const ROUTE_RESULTS: Record<number, RouteResult> = { 0: "undeliverable", 1: "sent", 2: "held" };
@@ -116,6 +117,10 @@ export class RedisClusterBus implements ClusterBus {
       );
     }
     this.subscriber.on("message", (_channel: string, text: string) => this.onMessage(text));
+    // Pub/sub does not keep what was published while this subscriber was away.
+    this.subscriber.on("ready", () => {
+      if (!this.closed) this.handlers?.resubscribed();
+    });
     this.commands.on("ready", () => {
       if (!this.everReady || this.closed) return;
       this.log.warn({ node: this.nodeId }, "cluster engine back: writing this node's connections again");
@@ -192,6 +197,11 @@ export class RedisClusterBus implements ClusterBus {
       if (message?.t === "e") envelopes.push(message);
     }
     return envelopes;
+  }
+
+  async onlineOf(key: string, declared: readonly string[]): Promise<string[]> {
+    if (declared.length === 0) return [];
+    return (await this.run("onlineOf", [key, ...declared])) as string[];
   }
 
   tellUndeliverable(node: string, to: string, peer: string): void {

@@ -34,8 +34,12 @@ local function announce(to, peer, online)
 end
 `;
 
-/** ARGV: me, key, bucket, cap. Returns 1 if claimed, 0 over the per-address cap. */
-export const CLAIM = `${SUM_ALIVE}
+/**
+ * ARGV: me, key, bucket, cap. Returns 1 if claimed, 0 over the per-address cap. A key taken from
+ * another node goes offline for its peers here, in the same step, so that the new connection's
+ * declaration (online) cannot overtake it.
+ */
+export const CLAIM = `${SUM_ALIVE}${ANNOUNCE}
 local me, key, bucket, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if sum_alive('c|' .. bucket) + 1 > cap then return 0 end
 redis.call('HINCRBY', 'tb:cnt:' .. me, 'c|' .. bucket, 1)
@@ -43,6 +47,7 @@ local prev = redis.call('GET', 'tb:at:' .. key)
 redis.call('SET', 'tb:at:' .. key, me)
 redis.call('SADD', 'tb:nk:' .. me, key)
 if prev and prev ~= me then
+  for _, p in ipairs(redis.call('SMEMBERS', 'tb:d:' .. key)) do announce(p, key, false) end
   redis.call('SREM', 'tb:nk:' .. prev, key)
   redis.call('PUBLISH', 'tb:n:' .. prev, cjson.encode({t = 'r', key = key}))
 end
@@ -82,8 +87,9 @@ if count > 0 and redis.call('HINCRBY', cnt, 'd|' .. bucket, -count) <= 0 then
   redis.call('HDEL', cnt, 'd|' .. bucket)
 end
 if moving then return 0 end
-for i = 6, #ARGV do announce(ARGV[i], key, false) end
+-- Not the owner: the key logged in elsewhere, whose claim already told its peers.
 if redis.call('GET', 'tb:at:' .. key) == me then
+  for i = 6, #ARGV do announce(ARGV[i], key, false) end
   redis.call('DEL', 'tb:at:' .. key, 'tb:d:' .. key)
   redis.call('SREM', 'tb:nk:' .. me, key)
 end
@@ -166,6 +172,18 @@ for _, k in ipairs(redis.call('SMEMBERS', 'tb:nk:' .. me)) do
   if not here[k] then redis.call('SREM', 'tb:nk:' .. me, k) end
 end
 return 1
+`;
+
+/** ARGV: key, declared... Returns the declared keys online (on a live node) that declare `key` too. */
+export const ONLINE_OF = `
+local key, online = ARGV[1], {}
+for i = 2, #ARGV do
+  local at = redis.call('GET', 'tb:at:' .. ARGV[i])
+  if at and redis.call('EXISTS', 'tb:alive:' .. at) == 1 and redis.call('SISMEMBER', 'tb:d:' .. ARGV[i], key) == 1 then
+    online[#online + 1] = ARGV[i]
+  end
+end
+return online
 `;
 
 /** ARGV: me, nMembers, then per member: key, bucket, nDeclared, declared... (after an engine restart). */
