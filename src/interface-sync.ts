@@ -11,6 +11,8 @@ import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "./wg/wg-command.
 
 /** After the interface was recreated, peers missing from it are kept this long (its config may follow). */
 const RECREATED_GRACE_MS = 10_000;
+/** More peers than this applied at once: each one's lines at debug (the lot is logged). */
+const BULK_PEERS = 10;
 /** Re-reads of the interface after a link event on it, to catch its configuration as it is applied (ms). */
 const RESYNC_AFTER_LINK_EVENT_MS = [250, 750, 1500, 3000, 6000];
 
@@ -32,6 +34,8 @@ export interface SyncedPeers {
   /** The peer's Peer and L(P) ("127.a.b.c:port"), made when new (WireGuard's endpoint is a hint for L(P)). */
   ensure(wireguard: WireGuardPeerInfo): Promise<{ peer: Peer; loopback: string }>;
   remove(publicKey: string): void;
+  /** Many peers are about to be set up (true), or that is done: each one's lines at debug meanwhile. */
+  bulk(on: boolean): void;
   /** The public keys of the peers held now. */
   keys(): Iterable<string>;
   /** Opens the peer's static path when the endpoint is new or changed. */
@@ -234,10 +238,27 @@ export class InterfaceSync {
     const context = `${this.released}|${this.recentlyRecreated()}|${this.reloads}`;
     const changed = this.changes.changed(info.peers, context);
     const sorted = restartOrder(changed.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
-    // Endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint remembered, the
-    // static paths set, then one `wg set` per chunk of peers.
-    const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
+    // A start or a hub's many changes: a line for the lot rather than three lines a peer.
+    const bulk = sorted.length > BULK_PEERS;
+    if (bulk) this.peers.bulk(true);
+    try {
+      await this.applyPeers(sorted);
+    } finally {
+      if (bulk) this.peers.bulk(false);
+    }
+    if (bulk) this.log.info({ peers: sorted.length }, "peers set up (each one's lines at debug)");
+    const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
+    this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
+    this.lastHead = head;
+  }
+
+  /**
+   * The peers in order; endpoints change in batches (src/wg/endpoint-takeover.ts): every real endpoint
+   * remembered, the static paths set, then one `wg set` per chunk of peers.
+   */
+  private async applyPeers(sorted: WireGuardPeerInfo[]): Promise<void> {
     const turns = new EventLoopTurns();
+    const applied: { wireguard: WireGuardPeerInfo; peer: Peer; takeover: Takeover | null }[] = [];
     for (const p of sorted) {
       await turns.due();
       try {
@@ -278,9 +299,6 @@ export class InterfaceSync {
         this.polling && this.recentlyRecreated(),
       )
       .catch((err: unknown) => this.log.warn({ err }, "cannot point WireGuard endpoints at loopback"));
-    const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
-    this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
-    this.lastHead = head;
   }
 
   /** The interface was recreated a moment ago (WireGuard restarted), and may still be being configured. */

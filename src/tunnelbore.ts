@@ -243,6 +243,8 @@ export class Tunnelbore {
     this.monitor?.stop();
     await this.interfaceSync.stop();
     await this.link?.stop();
+    // A hub's stop: each peer's "path removed" and "kernel fast path off" at debug.
+    if (this.peers.size > 10) this.proxy?.setBulk(true);
     await Promise.all([...this.peers.values()].map((peer) => peer.close()));
     if (this.options.manageEndpoints && this.started) await this.interfaceSync.restoreEndpoints();
     this.peers.clear();
@@ -385,6 +387,7 @@ export class Tunnelbore {
       follow: (info) => this.followInterface(info),
       ensure: (wireguard) => this.ensurePeer(wireguard),
       remove: (key) => this.removePeer(key),
+      bulk: (on) => this.proxy?.setBulk(on),
       keys: () => this.peers.keys(),
       setStaticPath: (peer, endpoint) => this.setStaticPath(peer, endpoint),
       loopbackOf: (key) => {

@@ -106,6 +106,8 @@ export class KernelForwarder {
   private readonly generations = new Map<ProxyPeer, number>();
   private readonly timer: NodeJS.Timeout;
   private wireguardPort = 0;
+  /** Each entry's "on"/"off" line at debug while many peers are set up at once (WireGuardProxy.setBulk). */
+  private entryLines: "info" | "debug" = "info";
 
   constructor(
     private readonly program: FastPathControl,
@@ -198,7 +200,7 @@ export class KernelForwarder {
     this.program.setOutbound({ ...next, toLoopback, channel });
     this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1, channel });
     this.installed.set(peer, next);
-    this.options.logger.info(
+    this.options.logger[this.entryLines](
       {
         peer: peer.publicKey,
         dev: kernelRoute.dev,
@@ -208,6 +210,10 @@ export class KernelForwarder {
       },
       "kernel fast path on",
     );
+  }
+
+  setBulk(bulk: boolean): void {
+    this.entryLines = bulk ? "debug" : "info";
   }
 
   /** Removes the peer's entries (folding in their last counts). */
@@ -229,7 +235,7 @@ export class KernelForwarder {
     this.installed.delete(peer);
     this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
     this.program.deleteInbound({ ...entry, channel: entry.channel || undefined });
-    this.options.logger.info({ peer: peer.publicKey }, "kernel fast path off");
+    this.options.logger[this.entryLines]({ peer: peer.publicKey }, "kernel fast path off");
   }
 
   /** Folds the kernel's counts since the last look into the peer's. */

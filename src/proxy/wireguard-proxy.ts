@@ -75,6 +75,11 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private readonly allocator: LoopbackAllocator;
   private readonly localMac1: Mac1Key | null;
   private readonly log: Logger;
+  /**
+   * The level of each peer's lines (added, its path, its kernel entries): debug while many peers are set
+   * up at once (a hub's start wrote 30,000 lines at info, a fifth of the worker's start; issue 16).
+   */
+  private peerLines: "info" | "debug" = "info";
   private catchAll: BatchedUdpSocket | null = null;
   private wireguardPort: number;
   private readonly kernel: KernelForwarder | null;
@@ -101,6 +106,12 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       peer.deferredInitiation = null;
       clearTimeout(peer.deferredTimer);
     });
+  }
+
+  /** Many peers are being set up at once (true) or no longer: each one's lines at debug meanwhile. */
+  setBulk(bulk: boolean): void {
+    this.peerLines = bulk ? "debug" : "info";
+    this.kernel?.setBulk(bulk);
   }
 
   get wireguardListenPort(): number {
@@ -171,7 +182,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       socket.onError = (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error");
       this.peers.set(publicKey, peer);
       this.keys.add(keyBytes, peer);
-      this.log.info({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
+      this.log[this.peerLines]({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
       return peer;
     }
     throw new RuntimeError(
@@ -257,7 +268,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       if (path) path.onRouteChange = () => void kernel.update(peer);
       void kernel.update(peer);
     }
-    this.log.info(
+    this.log[this.peerLines](
       {
         peer: publicKey,
         kind: path?.kind ?? null,
