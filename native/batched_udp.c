@@ -65,13 +65,21 @@ static void unmap_buffer(char* p, size_t size) {
   if (p) munmap(p, size);
 }
 
-/* The socket's own state (about 30 KiB of message headers) too: an idle socket touches a page or two. */
+/* The socket's state, and its message headers mapped as its buffers are. */
 static udp_socket* map_socket(void) {
-  return (udp_socket*)map_buffer(sizeof(udp_socket));
+  udp_socket* s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->m = (udp_messages*)map_buffer(sizeof(udp_messages));
+  if (!s->m) {
+    free(s);
+    return NULL;
+  }
+  return s;
 }
 
 static void unmap_socket(udp_socket* s) {
-  unmap_buffer((char*)s, sizeof(udp_socket));
+  unmap_buffer((char*)s->m, sizeof(udp_messages));
+  free(s);
 }
 
 static void free_socket(udp_socket* s) {
@@ -129,7 +137,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[4], &sndbuf));
   env_state* state;
   CHECK(napi_get_instance_data(env, (void**)&state));
-  udp_socket* s = map_socket(); /* zero-filled, as calloc's */
+  udp_socket* s = map_socket();
   if (!s) return budp_throw_errno(env, ENOMEM, "calloc");
   s->family = family == 6 ? 6 : 4;
   s->last_port = -1;

@@ -39,12 +39,27 @@ typedef struct {
   int32_t* meta;
 } env_state;
 
+/*
+ * A socket's batch message headers (about 30 KiB), mapped apart from its state: their pages are only
+ * committed once datagrams pass, and an idle socket (most of a hub's L(P), issue 16) costs its small
+ * state alone, malloc'd, instead of a page or three of this.
+ */
 typedef struct {
-  /*
-   * Everything a socket touches when it is opened and while it is idle comes first, within the first
-   * page: the pages of the message arrays below are only committed once datagrams pass (issue 16:
-   * writing the last fields at open committed three pages a socket, 12 KiB of each of a hub's L(P)).
-   */
+  /* receive */
+  struct mmsghdr rmsgs[BATCH];
+  struct iovec riov[BATCH];
+  struct sockaddr_storage raddr[BATCH];
+  char rctrl[BATCH][CMSG_SPACE(sizeof(int))];
+  /* send */
+  struct mmsghdr smsgs[BATCH];
+  struct iovec siov[BATCH];
+  struct sockaddr_storage saddr[BATCH];
+  uint16_t sseg[BATCH];
+  int snseg[BATCH];
+  char sctrl[BATCH][CMSG_SPACE(sizeof(uint16_t))];
+} udp_messages;
+
+typedef struct {
   uv_poll_t poll;
   int fd;
   int family;
@@ -68,18 +83,7 @@ typedef struct {
   int last_port;
   struct sockaddr_storage last_dest;
   socklen_t last_dest_len;
-  /* receive */
-  struct mmsghdr rmsgs[BATCH];
-  struct iovec riov[BATCH];
-  struct sockaddr_storage raddr[BATCH];
-  char rctrl[BATCH][CMSG_SPACE(sizeof(int))];
-  /* send */
-  struct mmsghdr smsgs[BATCH];
-  struct iovec siov[BATCH];
-  struct sockaddr_storage saddr[BATCH];
-  uint16_t sseg[BATCH];
-  int snseg[BATCH];
-  char sctrl[BATCH][CMSG_SPACE(sizeof(uint16_t))];
+  udp_messages* m;
 } udp_socket;
 
 #define CHECK(call)                                                                                          \

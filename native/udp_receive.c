@@ -39,26 +39,26 @@ static int gro_segment_size(struct msghdr* h) {
 /* One recvmmsg and its datagrams to JS. Returns the messages read (0: nothing more now). */
 static int receive_round(udp_socket* s) {
   for (int i = 0; i < BATCH; i++) {
-    struct msghdr* h = &s->rmsgs[i].msg_hdr;
-    s->riov[i].iov_base = s->rslots + (size_t)i * SLOT;
-    s->riov[i].iov_len = SLOT;
-    h->msg_iov = &s->riov[i];
+    struct msghdr* h = &s->m->rmsgs[i].msg_hdr;
+    s->m->riov[i].iov_base = s->rslots + (size_t)i * SLOT;
+    s->m->riov[i].iov_len = SLOT;
+    h->msg_iov = &s->m->riov[i];
     h->msg_iovlen = 1;
-    h->msg_name = &s->raddr[i];
-    h->msg_namelen = sizeof s->raddr[i];
-    h->msg_control = s->gro ? s->rctrl[i] : NULL;
-    h->msg_controllen = s->gro ? sizeof s->rctrl[i] : 0;
+    h->msg_name = &s->m->raddr[i];
+    h->msg_namelen = sizeof s->m->raddr[i];
+    h->msg_control = s->gro ? s->m->rctrl[i] : NULL;
+    h->msg_controllen = s->gro ? sizeof s->m->rctrl[i] : 0;
     h->msg_flags = 0;
   }
   int n;
-  do n = recvmmsg(s->fd, s->rmsgs, BATCH, MSG_DONTWAIT, NULL);
+  do n = recvmmsg(s->fd, s->m->rmsgs, BATCH, MSG_DONTWAIT, NULL);
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) budp_report_error(s, errno, "recvmmsg");
     return 0;
   }
   size_t total = 0;
-  for (int i = 0; i < n; i++) total += s->rmsgs[i].msg_len;
+  for (int i = 0; i < n; i++) total += s->m->rmsgs[i].msg_len;
 
   napi_env env = s->env;
   napi_handle_scope scope;
@@ -72,16 +72,16 @@ static int receive_round(udp_socket* s) {
   int count = 0;
   size_t offset = 0;
   for (int i = 0; i < n; i++) {
-    size_t len = s->rmsgs[i].msg_len;
+    size_t len = s->m->rmsgs[i].msg_len;
     const char* src = s->rslots + (size_t)i * SLOT;
     memcpy((char*)data + offset, src, len);
-    int seg = s->gro ? gro_segment_size(&s->rmsgs[i].msg_hdr) : 0;
+    int seg = s->gro ? gro_segment_size(&s->m->rmsgs[i].msg_hdr) : 0;
     if (seg <= 0 || (size_t)seg >= len) {
-      count += put_meta(s, count, (int32_t)offset, (int32_t)len, &s->raddr[i]);
+      count += put_meta(s, count, (int32_t)offset, (int32_t)len, &s->m->raddr[i]);
     } else {
       for (size_t at = 0; at < len; at += (size_t)seg) {
         size_t piece = len - at < (size_t)seg ? len - at : (size_t)seg;
-        count += put_meta(s, count, (int32_t)(offset + at), (int32_t)piece, &s->raddr[i]);
+        count += put_meta(s, count, (int32_t)(offset + at), (int32_t)piece, &s->m->raddr[i]);
       }
     }
     offset += len;

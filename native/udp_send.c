@@ -31,23 +31,23 @@ static int flush_socket(udp_socket* s) {
   int at = 0;
   while (at < s->scount) {
     int n;
-    do n = sendmmsg(s->fd, s->smsgs + at, (unsigned)(s->scount - at), MSG_DONTWAIT);
+    do n = sendmmsg(s->fd, s->m->smsgs + at, (unsigned)(s->scount - at), MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       at += n;
       continue;
     }
     int err = n < 0 ? errno : EIO;
-    if ((err == EINVAL || err == EIO || err == EMSGSIZE) && s->snseg[at] > 1) {
+    if ((err == EINVAL || err == EIO || err == EMSGSIZE) && s->m->snseg[at] > 1) {
       // The kernel refused the GSO message (path MTU below the segment size: EMSGSIZE, or EINVAL in
       // older kernels; no checksum offload: EIO): no GSO on this socket from now on, and this message
       // goes out one datagram at a time.
       s->gso = 0;
-      struct iovec* whole = &s->siov[at];
-      size_t seg = s->sseg[at];
+      struct iovec* whole = &s->m->siov[at];
+      size_t seg = s->m->sseg[at];
       for (size_t off = 0; off < whole->iov_len; off += seg) {
         struct iovec piece = {(char*)whole->iov_base + off, whole->iov_len - off < seg ? whole->iov_len - off : seg};
-        struct msghdr h = s->smsgs[at].msg_hdr;
+        struct msghdr h = s->m->smsgs[at].msg_hdr;
         h.msg_iov = &piece;
         h.msg_iovlen = 1;
         h.msg_control = NULL;
@@ -101,21 +101,21 @@ napi_value budp_js_queue(napi_env env, napi_callback_info info) {
   char* dest = borrowed ? (char*)data : s->sarena + s->sused;
   if (s->scount > 0) {
     int p = s->scount - 1;
-    struct iovec* prev = &s->siov[p];
+    struct iovec* prev = &s->m->siov[p];
     // One more segment of the previous GSO message: same destination, same size (a shorter last one
     // ends it), right after it in memory, within the kernel's limits.
-    if (s->gso && length > 0 && s->sseg[p] == length && s->snseg[p] < MAX_GSO_SEGMENTS &&
+    if (s->gso && length > 0 && s->m->sseg[p] == length && s->m->snseg[p] < MAX_GSO_SEGMENTS &&
         prev->iov_len + length <= MAX_GSO_BYTES && (char*)prev->iov_base + prev->iov_len == dest &&
-        s->smsgs[p].msg_hdr.msg_namelen == s->last_dest_len &&
-        memcmp(&s->saddr[p], &s->last_dest, s->last_dest_len) == 0) {
+        s->m->smsgs[p].msg_hdr.msg_namelen == s->last_dest_len &&
+        memcmp(&s->m->saddr[p], &s->last_dest, s->last_dest_len) == 0) {
       if (!borrowed) {
         memcpy(dest, data, length);
         s->sused += length;
       }
       prev->iov_len += length;
-      s->snseg[p]++;
-      struct msghdr* h = &s->smsgs[p].msg_hdr;
-      h->msg_control = s->sctrl[p];
+      s->m->snseg[p]++;
+      struct msghdr* h = &s->m->smsgs[p].msg_hdr;
+      h->msg_control = s->m->sctrl[p];
       h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
       struct cmsghdr* c = CMSG_FIRSTHDR(h);
       c->cmsg_level = SOL_UDP;
@@ -136,19 +136,19 @@ napi_value budp_js_queue(napi_env env, napi_callback_info info) {
     memcpy(dest, data, length);
     s->sused += length;
   }
-  s->siov[i].iov_base = dest;
-  s->siov[i].iov_len = length;
-  memcpy(&s->saddr[i], &s->last_dest, s->last_dest_len);
-  struct msghdr* h = &s->smsgs[i].msg_hdr;
-  h->msg_name = &s->saddr[i];
+  s->m->siov[i].iov_base = dest;
+  s->m->siov[i].iov_len = length;
+  memcpy(&s->m->saddr[i], &s->last_dest, s->last_dest_len);
+  struct msghdr* h = &s->m->smsgs[i].msg_hdr;
+  h->msg_name = &s->m->saddr[i];
   h->msg_namelen = s->last_dest_len;
-  h->msg_iov = &s->siov[i];
+  h->msg_iov = &s->m->siov[i];
   h->msg_iovlen = 1;
   h->msg_control = NULL;
   h->msg_controllen = 0;
   h->msg_flags = 0;
-  s->sseg[i] = (uint16_t)length;
-  s->snseg[i] = 1;
+  s->m->sseg[i] = (uint16_t)length;
+  s->m->snseg[i] = 1;
   return budp_make_int(env, flushed_error);
 }
 
