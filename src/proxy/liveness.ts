@@ -126,6 +126,8 @@ interface Watch {
   /** Silence (no contact, no probe) after which an idle probe goes out; jittered anew after each. */
   idleInterval: number;
   expired: boolean;
+  /** The tick that last found the peer (one not found by the latest tick is gone). */
+  seenTick: number;
 }
 
 export class LivenessMonitor extends EventEmitter<LivenessEvents> {
@@ -145,6 +147,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   private readonly now: () => number;
   private readonly random: () => number;
   private timer: NodeJS.Timeout | null = null;
+  private ticks = 0;
 
   constructor(
     /** The peers to watch (read on every tick). */
@@ -200,18 +203,19 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   /** Looks at every peer once (the timer calls this; tests too). */
   tick(): void {
     const now = this.now();
-    const seen = new Set<ProxyPeer>();
+    // A stamp rather than a set of the peers seen: nothing allocated per peer, four times a second.
+    const tick = ++this.ticks;
     for (const peer of this.peers()) {
       const watch = this.watch(peer, now);
       if (!watch) continue;
-      seen.add(peer);
+      watch.seenTick = tick;
       try {
         this.assess(peer, watch, now);
       } catch {
         // A bug here must not stop the other peers' checks (nor the process).
       }
     }
-    for (const peer of this.watches.keys()) if (!seen.has(peer)) this.watches.delete(peer);
+    for (const [peer, watch] of this.watches) if (watch.seenTick !== tick) this.watches.delete(peer);
   }
 
   /** The watch of the peer's current path (a new one when the path changed), or null without a path. */
@@ -245,6 +249,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
         silenceJudgedAt: peer.lastReceivedAt,
         idleInterval: this.idleInterval(),
         expired: false,
+        seenTick: this.ticks,
       };
       this.watches.set(peer, watch);
     }
