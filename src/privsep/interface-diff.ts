@@ -21,19 +21,34 @@ export interface InterfaceChanges {
 /** The parent's side: what it answered last, to answer only what changed. */
 export class InterfaceDiffer {
   private generation = 0;
+  /** The peers as last answered, by public key. */
   private last = new Map<string, WireGuardPeerInfo>();
 
   changes(info: WireGuardInterfaceInfo, since: number): InterfaceChanges {
     const full = since !== this.generation || this.generation === 0;
-    const next = new Map<string, WireGuardPeerInfo>();
     const changed: WireGuardPeerInfo[] = [];
-    for (const peer of info.peers) {
-      next.set(peer.publicKey, peer);
-      const before = this.last.get(peer.publicKey);
-      if (full || !before || !samePeerLine(before, peer)) changed.push(peer);
+    let removed: string[] = [];
+    if (full) {
+      this.last = new Map(info.peers.map((peer) => [peer.publicKey, peer]));
+      changed.push(...info.peers);
+    } else {
+      // In place: a hub's idle read changes nothing, and a new map of every peer each 2 s was garbage.
+      const before = this.last.size;
+      let kept = 0;
+      for (const peer of info.peers) {
+        const last = this.last.get(peer.publicKey);
+        if (last) kept++;
+        if (last && samePeerLine(last, peer)) continue;
+        changed.push(peer);
+        this.last.set(peer.publicKey, peer);
+      }
+      // Every peer answered before was read again: none is gone (no look for removed keys).
+      if (kept !== before) {
+        const present = new Set(info.peers.map((peer) => peer.publicKey));
+        removed = [...this.last.keys()].filter((key) => !present.has(key));
+        for (const key of removed) this.last.delete(key);
+      }
     }
-    const removed = full ? [] : [...this.last.keys()].filter((key) => !next.has(key));
-    this.last = next;
     this.generation++;
     const { peers: _peers, ...head } = info;
     return { generation: this.generation, full, head, changed, removed };
