@@ -12,6 +12,7 @@ import type { ClusterEnvelope } from "../intro-server/cluster/cluster-bus.js";
 import { RedisClusterBus } from "../intro-server/cluster/redis-cluster-bus.js";
 import { createLogger } from "../src/log.js";
 import { publicKeyOf } from "../src/signalling/signalling-crypto.js";
+import { freePort } from "../test/support/free-port.js";
 import { rssBytes } from "./proc-stats.js";
 import { percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
@@ -24,14 +25,6 @@ const PRESENCE_CLIENTS = 20_000;
 const DECLARED_PER_CLIENT = 4;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === "object" && address ? address.port : 0;
-}
 
 async function waitForPort(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {

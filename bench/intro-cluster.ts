@@ -6,7 +6,6 @@
 //   npx tsx bench/intro-cluster.ts   (INTRO_CLUSTER_CLIENTS=N, INTRO_CLUSTER_RATE=envelopes/s to change them)
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { WebSocket } from "ws";
 import type { ServerMessage } from "../src/signalling/protocol.js";
@@ -16,6 +15,7 @@ import {
   x25519,
   x25519PrivateKeyObject,
 } from "../src/signalling/signalling-crypto.js";
+import { freePort } from "../test/support/free-port.js";
 import { rssBytes } from "./proc-stats.js";
 import { percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
@@ -30,14 +30,6 @@ const WARMUP_MS = 1_000;
 const MEASURE_MS = 10_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === "object" && address ? address.port : 0;
-}
 
 interface Proc {
   child: ChildProcess;

@@ -7,20 +7,15 @@ import { WebSocket } from "ws";
 import { type IntroServer, type IntroServerOptions, startIntroServer } from "../../intro-server/server.js";
 import { createLogger } from "../../src/log.js";
 import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
+import { freePort } from "../support/free-port.js";
 import { RawIntroConnection, sleep, type TestKey } from "./intro-support.js";
+
+export { freePort };
 
 export const silent = createLogger("test", "silent");
 
 /** Heartbeats short enough for a test to see a dead node's clients go within a couple of seconds. */
 export const FAST_TIMING = { heartbeatTtlMs: 1_200, sweepIntervalMs: 300, holdMs: 5_000 };
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return typeof address === "object" && address ? address.port : 0;
-}
 
 export interface TestRedis {
   url: string;
