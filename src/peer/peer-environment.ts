@@ -1,0 +1,103 @@
+// What a Peer is given: its ICE session, the introduction server, the data plane, its timing and the
+// clock (tests pass fakes of each), apart from its life in peer.ts.
+import type { RestartMode } from "../ice/ice-session.js";
+import type { IceSignal } from "../ice/ice-signal.js";
+import type { NotDirectFacts } from "../ice/not-direct-reason.js";
+import type { Logger } from "../log.js";
+import type { ProbeablePath } from "../proxy/liveness.js";
+import type { PeerPath } from "../proxy/path.js";
+import type { Clock } from "./clock.js";
+import type { Peer } from "./peer.js";
+import type { PeerState } from "./peer-state.js";
+
+/** An ICE session as a peer drives it (src/ice/ice-session.ts; tests pass a fake). */
+export interface PeerIceSession {
+  readonly state: "new" | "connecting" | "connected" | "restarting" | "failed" | "closed";
+  /** The nominated path in use, or null. */
+  readonly path: ProbeablePath | null;
+  /** A newer generation is under way to replace a path we doubt (not an upgrade attempt). */
+  readonly repairing: boolean;
+  /** Controlling, a TURN server, direct paths allowed: looking for a direct path from a relay makes sense. */
+  readonly canUpgrade: boolean;
+  start(): void;
+  restart(reason: string, mode?: RestartMode): void;
+  handleSignal(signal: unknown): void;
+  /** The liveness verdict "dead": drop the path in use. */
+  expirePath(): void;
+  close(): Promise<void>;
+  /** Both sides' NAT behaviours and the relay transport (status: why the path is not direct). */
+  readonly natFacts?: Pick<NotDirectFacts, "localNat" | "remoteNat" | "relayTransport">;
+}
+
+/** What an ICE session tells its peer. */
+export interface IceSessionHandlers {
+  /** A pair was nominated: the new path (the previous one keeps working for a grace period). */
+  path(path: ProbeablePath, reason: string): void;
+  /** A generation failed; `pathLost` when no path is left. */
+  failed(reason: string, pathLost: boolean): void;
+  /** The peer did not react to our signalling in time. */
+  stalled(what: string): void;
+  /** The session's state changed. */
+  state(): void;
+}
+
+/** The introduction server and ICE, as one peer uses them; null where Tunnelbore runs without them. */
+export interface PeerSignalling {
+  /** The peer is online at the introduction server (signals can reach it). */
+  isOnline(publicKey: string): boolean;
+  /** The side with the smaller public key is controlling. */
+  controlling(publicKey: string): boolean;
+  send(publicKey: string, signal: IceSignal): void;
+  /**
+   * Our signalling went unanswered although the peer is online: the connection to the server may be
+   * dead without knowing it. True when it is being replaced (then restart ICE once the peer is back).
+   */
+  stalled(publicKey: string, what: string): boolean;
+  /** A path went suspect: the same network event may have silenced the signalling link; check it. */
+  pathSuspect(): void;
+  createSession(
+    publicKey: string,
+    controlling: boolean,
+    handlers: IceSessionHandlers,
+    logger: Logger,
+  ): PeerIceSession;
+}
+
+/** The data plane's side: which path WireGuard's datagrams for the peer take. */
+export interface PeerDataPlane {
+  setPath(publicKey: string, path: PeerPath | null, reason: string): void;
+}
+
+export interface PeerTiming {
+  /** First retry after a failed attempt; doubles up to `retryMaxMs` (DESIGN: about 30 s, never give up). */
+  retryInitialMs: number;
+  retryMaxMs: number;
+  /** First attempt to replace a relay by a direct path; doubles up to `retryMaxMs`. */
+  upgradeInitialMs: number;
+  /** Probes (and their timeout) checking the path of a peer that came back online. */
+  verifyProbes: number;
+  verifyProbeTimeoutMs: number;
+  /** WireGuard roaming to the address we pointed it away from within this time: the peer talks to it directly. */
+  endpointFightMs: number;
+}
+
+export const DEFAULT_PEER_TIMING: PeerTiming = {
+  retryInitialMs: 1000,
+  retryMaxMs: 30_000,
+  upgradeInitialMs: 5000,
+  verifyProbes: 2,
+  verifyProbeTimeoutMs: 500,
+  endpointFightMs: 60_000,
+};
+
+export interface PeerEnvironment {
+  clock: Clock;
+  /** Jitter source in [0, 1). */
+  random?: () => number;
+  logger: Logger;
+  dataPlane: PeerDataPlane;
+  signalling: PeerSignalling | null;
+  timing?: Partial<PeerTiming>;
+  /** Told after every transition (metrics, tests). */
+  onTransition?: (peer: Peer, from: PeerState) => void;
+}
