@@ -36,7 +36,9 @@ export type FastPathControl = Pick<
   | "close"
   | "preference"
   | "interfaces"
->;
+> &
+  // Optional: fakes, and anything without batched reads, answer one entry at a time.
+  Partial<Pick<FastPathProgram, "countersMany">>;
 
 /** The real endpoints Tunnelbore replaced, remembered on disk (by the privileged side). */
 export interface EndpointMemory {

@@ -159,6 +159,11 @@ export class PrivilegedServer {
       }
       case "fastPathCounters": {
         const program = this.loadedFastPath();
+        // Many keys (the forwarder's round of every quiet entry): a batched pass over each map.
+        if (program.countersMany) {
+          const read = program.countersMany(req.outbound, req.inbound);
+          return { outbound: read.outbound.map(wire), inbound: read.inbound.map(wire) };
+        }
         return {
           outbound: req.outbound.map((k) =>
             wire(program.outboundCounters(k.loopbackAddress, k.loopbackPort)),

@@ -64,6 +64,11 @@ export interface ChildResult {
   snmp: Record<string, number>;
   /** `tc filter show dev lo ingress` after close(). */
   filtersAfterClose: string;
+  /**
+   * After the burst, with 5,000 more entries in each map: countersMany (batched passes) and one
+   * lookup per key, for the path's entries and for keys that have none (bigints as strings).
+   */
+  batched: { many: (string[] | null)[]; single: (string[] | null)[] };
 }
 
 interface Send {
@@ -266,6 +271,28 @@ try {
       { from: "peer", to: "path", payload: transport(1420) },
     ]),
   );
+  // Batched reads (BPF_MAP_LOOKUP_BATCH) answer as lookups do, across more than one batch call.
+  const fillerKey = (i: number) => ({ loopbackAddress: `127.9.${i >> 8}.${i & 255}`, loopbackPort: 51822 });
+  const fillerFlow = (i: number): FiveTuple => ({ ...flow, remoteAddress: `198.51.${i >> 8}.${i & 255}` });
+  for (let i = 0; i < 5000; i++) {
+    program.setOutbound({ ...fillerKey(i), ...flow, wireguardPort: wg.port, ifindex: 1, toLoopback: true });
+    program.setInbound({ ...fillerFlow(i), ...fillerKey(i), wireguardPort: wg.port, loopbackIfindex: 1 });
+  }
+  const outKeys = [{ loopbackAddress: loopback.address, loopbackPort: loopback.port }, fillerKey(6000)];
+  const inFlows = [flow, fillerFlow(6000), { ...flow, remoteAddress: "fd00::1", localAddress: "fd00::2" }];
+  const text = (c: EntryCounters | null): string[] | null => c && [c.packets, c.bytes, c.lastNs].map(String);
+  const many = program.countersMany(outKeys, inFlows);
+  const batched = {
+    many: [...many.outbound, ...many.inbound].map(text),
+    single: [
+      ...outKeys.map((k) => program.outboundCounters(k.loopbackAddress, k.loopbackPort)),
+      ...inFlows.map((f) => program.inboundCounters(f)),
+    ].map(text),
+  };
+  for (let i = 0; i < 5000; i++) {
+    program.deleteOutbound(fillerKey(i).loopbackAddress, fillerKey(i).loopbackPort);
+    program.deleteInbound(fillerFlow(i));
+  }
   // 4. Entries deleted: back to the original destinations.
   program.deleteOutbound(loopback.address, loopback.port);
   program.deleteInbound(flow);
@@ -289,7 +316,7 @@ try {
     SocketName,
     string
   >;
-  result = { addresses, scenarios, snmp: snmpDelta };
+  result = { addresses, scenarios, snmp: snmpDelta, batched };
 } catch (err) {
   console.error(err);
   process.exitCode = 1;

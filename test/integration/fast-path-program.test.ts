@@ -126,6 +126,15 @@ describe.skipIf(!supported)("fast path program in the kernel (tc on lo of a name
     expectCounters("burst", { packets: 200, bytes: half }, { packets: 200, bytes: half });
   });
 
+  it("countersMany (batched passes over maps of 5,000 more entries) answers as a lookup per key does", () => {
+    const { many, single } = result.batched;
+    expect(many).toEqual(single);
+    // The path's entries after the burst (and what came before it), then the keys with none.
+    expect(Number(many[0]?.[0])).toBeGreaterThanOrEqual(200);
+    expect(Number(many[2]?.[0])).toBeGreaterThanOrEqual(200);
+    expect([many[1], many[3], many[4]]).toEqual([null, null, null]);
+  });
+
   it("after deleteOutbound/deleteInbound, datagrams reach their original destinations again", () => {
     expectArrivals("after delete", {
       loopback: { from: { [a("wg")]: 1 }, bytes: 1420 },

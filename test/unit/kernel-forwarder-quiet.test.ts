@@ -1,5 +1,5 @@
 // KernelForwarder at a hub's scale (issue 16): entries whose counts do not move are read once per
-// 10 s, a slice per poll, instead of four times a second; one that moves is read at every poll again.
+// 10 s, all at one poll, instead of four times a second; one that moves is read at every poll again.
 import { describe, expect, it, vi } from "vitest";
 import { makePeer, ROUTE, useKernelForwarder } from "../support/kernel-forwarder-fakes.js";
 
@@ -23,7 +23,7 @@ describe("KernelForwarder with many quiet entries", () => {
     expect(reads).toHaveBeenCalledTimes(80);
     vi.advanceTimersByTime(6000);
     reads.mockClear();
-    // Quiet: each entry once in 10 s (40 polls), two per poll.
+    // Quiet: each entry once in 10 s (40 polls), all at one of them.
     vi.advanceTimersByTime(10_000);
     expect(reads).toHaveBeenCalledTimes(80);
     const readKeys = new Set(reads.mock.calls.map(([address]) => address));
