@@ -9,12 +9,12 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { isIPv6 } from "node:net";
-import { constants } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RawMap } from "bpf";
 import { ConfigError, RuntimeError } from "../src/errors.js";
 import type { FiveTuple } from "../src/proxy/path.js";
+import { BatchedMapReader } from "./batched-map-read.js";
 import {
   encodeOwner,
   listInstances,
@@ -36,9 +36,6 @@ const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
 const PREF_BASE = 49152;
 const PREF_SPAN = 4096;
 const HEARTBEAT_MS = 1000;
-const { ENOENT, EINVAL, EOPNOTSUPP } = constants.errno;
-/** The kernel's internal ENOTSUPP (524), which bpf(2) can answer for an operation a map type lacks. */
-const ENOTSUPP = 524;
 
 type BpfModule = typeof import("bpf");
 let bpfModule: Promise<BpfModule> | null = null;
@@ -117,51 +114,6 @@ const OUT_CHANNEL = 2;
 export interface LoopbackKey {
   loopbackAddress: string;
   loopbackPort: number;
-}
-
-/**
- * BPF_MAP_LOOKUP_BATCH as the `bpf` package's native binding has it: the entries after `inBatch`
- * (undefined: from the start) into `keys` and `values`, at most `count`; [status (0 or -errno), how many].
- * Its `getBatch` copies every entry into two new Buffers, 15 times the cost of the call itself.
- */
-type LookupBatch = (
-  fd: number,
-  inBatch: Buffer | undefined,
-  outBatch: Buffer,
-  keys: Buffer,
-  values: Buffer,
-  count: number,
-  opts: { elemFlags: number },
-) => [number, number];
-
-/**
- * The binding's batch lookup, or null where the package has none (its internal module: the version is
- * pinned by package-lock.json; without it every read is a lookup of its own).
- */
-async function loadLookupBatch(): Promise<LookupBatch | null> {
-  try {
-    const util = (await import("bpf/dist/util.js")) as { native?: { mapLookupBatch?: unknown } };
-    const fn = util.native?.mapLookupBatch;
-    return typeof fn === "function" ? (fn as LookupBatch) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** Entries per BPF_MAP_LOOKUP_BATCH call: a hub's map in a few calls (a hash bucket never holds this many). */
-const BATCH_ENTRIES = 4096;
-/**
- * A lookup of its own costs about as much as this many entries of a batched pass over the whole map
- * (4-8 us against 0.15 us, syscall and matching included, on the benchmark's VM): fewer keys than the
- * map's entries / BATCH_RATIO are looked up one by one.
- */
-const BATCH_RATIO = 25;
-
-/** A 32-bit hash of a key's bytes (sizes are multiples of 4): finds a batch's entries among the keys asked. */
-function keyHash(buf: Buffer, offset: number, size: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < size; i += 4) h = Math.imul(h ^ buf.readUInt32LE(offset + i), 16777619);
-  return h >>> 0;
 }
 
 /** An entry's packets, bytes and latest datagram's time, at `offset` of its value. */
@@ -264,13 +216,6 @@ export class FastPathProgram {
   private heartbeat: NodeJS.Timeout | null = null;
   private pref = 0;
   private ownerFlags = 0;
-  /** Each map's entries at its last batched pass (0 until then): whether a pass is worth it. */
-  private readonly batchedSize = new Map<RawMap, number>();
-  /** Keys, values and the two batch tokens of a pass, per map, kept between passes. */
-  private readonly batchBuffers = new Map<
-    RawMap,
-    { keys: Buffer; values: Buffer; tokens: [Buffer, Buffer] }
-  >();
 
   private constructor(
     private readonly pinDir: string,
@@ -279,7 +224,7 @@ export class FastPathProgram {
     private readonly outbound6: RawMap,
     private readonly inbound6: RawMap,
     private readonly owner: RawMap,
-    private lookupBatch: LookupBatch | null = null,
+    private readonly reader: BatchedMapReader,
   ) {}
 
   /**
@@ -332,7 +277,7 @@ export class FastPathProgram {
         openMap("tb_outbound6", OUTBOUND_KEY_SIZE, OUTBOUND6_VALUE_SIZE),
         openMap("tb_inbound6", INBOUND6_KEY_SIZE, INBOUND_VALUE_SIZE),
         openMap("tb_owner", 4, OWNER_VALUE_SIZE),
-        await loadLookupBatch(),
+        await BatchedMapReader.create(),
       );
     } catch (err) {
       await rm(pinDir, { recursive: true, force: true });
@@ -539,8 +484,8 @@ export class FastPathProgram {
     const keys = outbound.map((k) => outboundKey(k.loopbackAddress, k.loopbackPort));
     const all = keys.map((_, i) => i);
     // The IPv6 map first: an entry of both (never left so by setOutbound) is the IPv4 one, as outboundCounters has it.
-    this.readMany(this.outbound6, keys, all, 48, out);
-    this.readMany(this.outbound, keys, all, 24, out);
+    this.reader.read(this.outbound6, keys, all, (v, at) => counters(v, at + 48), out);
+    this.reader.read(this.outbound, keys, all, (v, at) => counters(v, at + 24), out);
     const inb = inbound.map(() => null as EntryCounters | null);
     const v4: number[] = [];
     const v6: number[] = [];
@@ -548,83 +493,9 @@ export class FastPathProgram {
       (isIPv6(flow.remoteAddress) ? v6 : v4).push(i);
     });
     const inKeys = inbound.map((flow) => (isIPv6(flow.remoteAddress) ? inbound6Key(flow) : inboundKey(flow)));
-    this.readMany(this.inbound, inKeys, v4, 16, inb);
-    this.readMany(this.inbound6, inKeys, v6, 16, inb);
+    this.reader.read(this.inbound, inKeys, v4, (v, at) => counters(v, at + 16), inb);
+    this.reader.read(this.inbound6, inKeys, v6, (v, at) => counters(v, at + 16), inb);
     return { outbound: out, inbound: inb };
-  }
-
-  /** The counters (at `offset` of the value) of `keys[i]` for each i of `which`, into `into[i]` where found. */
-  private readMany(
-    map: RawMap,
-    keys: Buffer[],
-    which: number[],
-    offset: number,
-    into: (EntryCounters | null)[],
-  ): void {
-    if (which.length === 0) return;
-    if (!this.lookupBatch || which.length * BATCH_RATIO < (this.batchedSize.get(map) ?? 0)) {
-      for (const i of which) {
-        const value = map.get(keys[i] as Buffer);
-        if (value) into[i] = counters(value, offset);
-      }
-      return;
-    }
-    const { keySize, valueSize } = map.ref;
-    const wanted = new Map<number, number[]>();
-    for (const i of which) {
-      const h = keyHash(keys[i] as Buffer, 0, keySize);
-      const same = wanted.get(h);
-      if (same) same.push(i);
-      else wanted.set(h, [i]);
-    }
-    let buffers = this.batchBuffers.get(map);
-    if (!buffers) {
-      buffers = {
-        keys: Buffer.alloc(BATCH_ENTRIES * keySize),
-        values: Buffer.alloc(BATCH_ENTRIES * valueSize),
-        // The kernel's resume token (a bucket index for a hash map); a key's size is enough.
-        tokens: [Buffer.alloc(Math.max(keySize, 8)), Buffer.alloc(Math.max(keySize, 8))],
-      };
-      this.batchBuffers.set(map, buffers);
-    }
-    const { keys: keysOut, values } = buffers;
-    let [inBatch, outBatch] = buffers.tokens;
-    let first = true;
-    let seen = 0;
-    for (;;) {
-      const [status, count] = this.lookupBatch(
-        map.ref.fd,
-        first ? undefined : inBatch,
-        outBatch,
-        keysOut,
-        values,
-        BATCH_ENTRIES,
-        { elemFlags: 0 },
-      );
-      if (status !== 0 && status !== -ENOENT) {
-        if (first && (status === -EINVAL || status === -ENOTSUPP || status === -EOPNOTSUPP)) {
-          // A kernel before 5.6: a lookup per key from now on.
-          this.lookupBatch = null;
-          this.readMany(map, keys, which, offset, into);
-          return;
-        }
-        throw new RuntimeError("ebpf-batch", `BPF_MAP_LOOKUP_BATCH failed (errno ${-status})`, { status });
-      }
-      for (let e = 0; e < count; e++) {
-        const same = wanted.get(keyHash(keysOut, e * keySize, keySize));
-        if (!same) continue;
-        for (const i of same) {
-          if ((keys[i] as Buffer).compare(keysOut, e * keySize, (e + 1) * keySize) === 0) {
-            into[i] = counters(values, e * valueSize + offset);
-          }
-        }
-      }
-      seen += count;
-      if (status === -ENOENT) break;
-      [inBatch, outBatch] = [outBatch, inBatch];
-      first = false;
-    }
-    this.batchedSize.set(map, seen);
   }
 
   /**
