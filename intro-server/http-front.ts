@@ -8,6 +8,7 @@ import { createServer as createHttpServer, type Server as HttpServer, type Incom
 import { createServer as createHttpsServer } from "node:https";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
+import { RuntimeError } from "../src/errors.js";
 import { AddressCounter, addressBucket } from "./connection-caps.js";
 import type { IntroServerLimits } from "./limits.js";
 import type { LogThrottle } from "./log-throttle.js";
@@ -126,4 +127,26 @@ export function createHttpFront(options: {
   });
 
   return { server, leavePreAuth, preAuthCount: () => preAuth.size };
+}
+
+/** Listens on host:port; a failure is a RuntimeError naming the address (and a busy port as such). */
+export async function listenHttp(server: HttpServer, host: string, port: number): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new RuntimeError(
+      "intro-listen",
+      `cannot listen on ${host}:${port}: ${code ?? String(error)}` +
+        (code === "EADDRINUSE" ? " (port busy: choose another --listen port)" : ""),
+      { host, port },
+      { cause: error },
+    );
+  }
 }

@@ -6,7 +6,6 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
-import { RuntimeError } from "../src/errors.js";
 import { createLogger } from "../src/log.js";
 import {
   type AuthMessage,
@@ -32,11 +31,12 @@ import { ClusterRelay } from "./cluster/cluster-relay.js";
 import { DEFAULT_CLUSTER_TIMING, RedisClusterBus } from "./cluster/redis-cluster-bus.js";
 import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
 import { formatHost, hostFromHeader } from "./host-names.js";
-import { createHttpFront } from "./http-front.js";
+import { createHttpFront, listenHttp } from "./http-front.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { LogThrottle } from "./log-throttle.js";
 import type { IntroServer, IntroServerOptions, IntroServerStats } from "./server-api.js";
 import { NO_INTRO_SERVER_METRICS } from "./server-metrics.js";
+import { DRAIN_CLOSE_MS, DRAIN_REASON, shutDown } from "./shutdown.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
 import { type IssuedTurnCredentials, refreshTurnCredentials } from "./turn-credentials.js";
 
@@ -50,12 +50,6 @@ export type {
 } from "./server-api.js";
 
 type ConnectionState = "awaiting-auth" | "authenticated" | "closing";
-
-/** What a client is told when its server stops: any other server of the cluster will do. */
-const DRAIN_REASON = "server shutting down: reconnect elsewhere";
-/** How long a drain waits for clients to answer the close, and then for envelopes still on their way. */
-const DRAIN_CLOSE_MS = 2_000;
-const DRAIN_SETTLE_MS = 300;
 
 interface Connection {
   readonly id: number;
@@ -559,25 +553,12 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   }
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      httpServer.once("error", reject);
-      httpServer.listen(options.port ?? 0, host, () => {
-        httpServer.off("error", reject);
-        resolve();
-      });
-    });
+    await listenHttp(httpServer, host, options.port ?? 0);
   } catch (error) {
     clearInterval(sweep);
     await stun?.close();
     await cluster?.relay.bus.close();
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new RuntimeError(
-      "intro-listen",
-      `cannot listen on ${host}:${options.port ?? 0}: ${code ?? String(error)}` +
-        (code === "EADDRINUSE" ? " (port busy: choose another --listen port)" : ""),
-      { host, port: options.port },
-      { cause: error },
-    );
+    throw error;
   }
   httpServer.on("error", (error) => log.error({ err: error }, "HTTP server error"));
 
@@ -622,28 +603,19 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       closed ??= (async () => {
         shuttingDown = true;
         clearInterval(sweep);
-        const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-        // Envelopes for our clients are held by the cluster from now until they are back elsewhere.
-        await cluster?.relay.bus.markMoving([...byKey.keys()]).catch((error: Error) => {
-          log.warn({ err: error.message }, "cluster: cannot mark clients as moving");
+        const bus = cluster?.relay.bus;
+        await shutDown({
+          log,
+          httpServer,
+          wss,
+          sockets,
+          connectedKeys: () => [...byKey.keys()],
+          drainAll: () => {
+            for (const connection of [...live]) drain(connection);
+          },
+          cluster: bus && { markMoving: (keys) => bus.markMoving(keys), close: () => bus.close() },
+          stun,
         });
-        for (const connection of [...live]) drain(connection);
-        const deadline = Date.now() + DRAIN_CLOSE_MS;
-        while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-        if (cluster) {
-          await new Promise((resolve) => setTimeout(resolve, DRAIN_SETTLE_MS));
-          await cluster.relay.bus.close();
-        }
-        // Give clients a moment to answer the close frames, then cut whatever is left.
-        const cutOff = setTimeout(() => {
-          for (const ws of sockets) ws.terminate();
-          httpServer.closeAllConnections();
-        }, 500);
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
-        await httpClosed;
-        clearTimeout(cutOff);
-        await stun?.close();
-        log.info("introduction server closed");
       })();
       return closed;
     },
