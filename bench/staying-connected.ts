@@ -155,6 +155,7 @@ async function runFleet(config: FleetConfig): Promise<void> {
         if (!path && data.path) connected--;
         data.path = path;
       },
+      setDormant: () => {},
     };
     let life: Peer | null = null;
     const link = new IntroLink(

@@ -46,8 +46,8 @@ _tunnelbore() {
     run)
       flags="--config --interface -i --intro --stun --turn --turn-username --turn-password-file --turn-password
         --exclude-interface --listen --loopback-port-base --no-manage-endpoints --ebpf --endpoint
-        --state-dir --wait-for-interface --no-wait-for-interface --wg-quick-config --poll-interval --metrics
-        --run-dir --log-level --log-format --user --no-privsep --help -h"
+        --state-dir --wait-for-interface --no-wait-for-interface --wg-quick-config --poll-interval --idle-timeout
+        --metrics --run-dir --log-level --log-format --user --no-privsep --help -h"
       ;;
     intro-server)
       flags="--config --listen --stun-port --stun-alt-port --no-stun --turn-url --turn-secret --turn-secret-file --turn-ttl
@@ -108,7 +108,7 @@ _tunnelbore() {
       return
       ;;
     --intro | --stun | --turn | --turn-username | --turn-password | --listen | --loopback-port-base | --metrics | \
-      --endpoint | --poll-interval | --stun-port | --stun-alt-port | --turn-url | --turn-secret | --turn-ttl | --public-host | \
+      --endpoint | --poll-interval | --idle-timeout | --stun-port | --stun-alt-port | --turn-url | --turn-secret | --turn-ttl | --public-host | \
       --cluster | \
       --max-*)
       return # a value only the user knows

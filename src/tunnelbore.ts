@@ -8,6 +8,7 @@ import { IntroLink, linkSignalling } from "./intro-client/intro-link.js";
 import type { Logger } from "./log.js";
 import type { IceServersAnswer } from "./netcheck/ice-servers.js";
 import { systemClock } from "./peer/clock.js";
+import { sweepIdlePeers } from "./peer/idle-sweep.js";
 import { Peer, type PeerEnvironment, type PeerTiming } from "./peer/peer.js";
 import { formatPeerState } from "./peer/peer-state.js";
 import type { PrivilegeStatus } from "./privsep/privilege-status.js";
@@ -53,6 +54,11 @@ export interface TunnelboreOptions {
   ebpf?: KernelFastPathSetting;
   /** Retry and upgrade backoffs of peers (tests). */
   peerTiming?: Partial<PeerTiming>;
+  /**
+   * `--idle-timeout`: a peer with no traffic for this long releases its ICE session (`dormant`) until
+   * WireGuard sends to it again; 0 or absent: never.
+   */
+  idleTimeoutMs?: number;
   /** An interface missing at start is waited for (service boot order) instead of a configuration error. */
   waitForInterface?: boolean;
   /** The wg-quick configuration of the interface, checked for `SaveConfig` (default /etc/wireguard/IF.conf). */
@@ -363,9 +369,10 @@ export class Tunnelbore {
           this.pathsMoved = true;
           proxy.setPath(key, path, reason);
         },
+        setDormant: (key, dormant) => proxy.setDormant(key, dormant),
       },
       signalling,
-      timing: this.options.peerTiming,
+      timing: { ...this.options.peerTiming, idleTimeoutMs: this.options.idleTimeoutMs ?? 0 },
     };
   }
 
@@ -395,6 +402,11 @@ export class Tunnelbore {
         return data ? `${data.loopback.address}:${data.loopback.port}` : null;
       },
       applied: (info, changed) => {
+        // Idleness rides on this periodic read: one pass, no timer of its own (src/peer/idle-sweep.ts).
+        if (this.options.idleTimeoutMs && this.proxy) {
+          const proxy = this.proxy;
+          sweepIdlePeers(this.peers.values(), (key) => proxy.peer(key));
+        }
         // A hub's idle read changes nothing: 10,000 peers gone over for nothing every 2 s (issue 16).
         if (!changed && !this.pathsMoved) return;
         this.pathsMoved = false;

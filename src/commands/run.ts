@@ -22,7 +22,11 @@ import { INTERFACE_NAME } from "../wg/interface-set.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
 import { type ConfigSourcesSpec, withConfigSources } from "./config-sources.js";
+import { parseDuration } from "./duration.js";
 import { resolveSecret, type SecretOption } from "./secret-option.js";
+
+/** A week: longer is "never" in all but name (0/off says it). */
+const MAX_IDLE_TIMEOUT_MS = 7 * 24 * 3_600_000;
 
 const TURN_PASSWORD: SecretOption = { name: "turn-password", env: "TUNNELBORE_TURN_PASSWORD" };
 
@@ -76,6 +80,10 @@ Options:
       --wg-quick-config FILE  the interface's wg-quick file, checked for SaveConfig
                               (default /etc/wireguard/IF.conf)
       --poll-interval MS      how often the interface is re-read (default 2000)
+      --idle-timeout DURATION a peer with no traffic either way for this long releases its ICE
+                              session and sockets (status: dormant) until WireGuard sends to it
+                              again, which connects it within a second; e.g. 90s, 15m, 1h
+                              (default 15m; checked at every --poll-interval); 0 or off: never
       --run-dir DIR           where the control socket IF.sock lives (default ${DEFAULT_RUN_DIR})
       --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over
                               HTTP (no authentication: keep it on loopback or a private address)
@@ -108,6 +116,8 @@ export interface RunConfig {
   /** --metrics: where the Prometheus and health HTTP server listens; none without it. */
   metrics: MetricsAddress | undefined;
   pollIntervalMs: number;
+  /** --idle-timeout: no traffic for this long releases a peer's ICE session (0: never). */
+  idleTimeoutMs: number;
   logLevel: string;
   /** --log-format: json (level names) or pretty; pretty on a terminal by default. */
   logFormat: LogFormat;
@@ -183,6 +193,7 @@ function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.Proce
     runDir: values["run-dir"] ?? DEFAULT_RUN_DIR,
     metrics: values.metrics === undefined ? undefined : parseMetricsAddress(values.metrics, "bad-usage"),
     pollIntervalMs: integer("--poll-interval", values["poll-interval"], 2000, 100, 600_000),
+    idleTimeoutMs: parseDuration("--idle-timeout", values["idle-timeout"] ?? "15m", MAX_IDLE_TIMEOUT_MS),
     logLevel: level,
     logFormat,
     waitForInterface:
@@ -272,6 +283,7 @@ const RUN_OPTIONS = {
   "run-dir": { type: "string" },
   metrics: { type: "string" },
   "poll-interval": { type: "string" },
+  "idle-timeout": { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
   "wait-for-interface": { type: "boolean" },

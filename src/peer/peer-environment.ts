@@ -66,6 +66,11 @@ export interface PeerSignalling {
 /** The data plane's side: which path WireGuard's datagrams for the peer take. */
 export interface PeerDataPlane {
   setPath(publicKey: string, path: PeerPath | null, reason: string): void;
+  /**
+   * Dormant (ICE released): the proxy holds WireGuard's next datagram without a path, data too (not only
+   * handshakes), and says so (`onHandshakeHeld`), so that the peer wakes and the datagram goes out.
+   */
+  setDormant(publicKey: string, dormant: boolean): void;
 }
 
 export interface PeerTiming {
@@ -79,6 +84,11 @@ export interface PeerTiming {
   verifyProbeTimeoutMs: number;
   /** WireGuard roaming to the address we pointed it away from within this time: the peer talks to it directly. */
   endpointFightMs: number;
+  /**
+   * No traffic either way (and not woken) for this long: release the ICE session (`dormant`); 0: never.
+   * `run --idle-timeout` (default 15 min); off here, so that a peer rests only where it is asked to.
+   */
+  idleTimeoutMs: number;
 }
 
 export const DEFAULT_PEER_TIMING: PeerTiming = {
@@ -88,6 +98,7 @@ export const DEFAULT_PEER_TIMING: PeerTiming = {
   verifyProbes: 2,
   verifyProbeTimeoutMs: 500,
   endpointFightMs: 60_000,
+  idleTimeoutMs: 0,
 };
 
 export interface PeerEnvironment {

@@ -3,7 +3,8 @@ import type { PathKind } from "../proxy/path.js";
 /**
  * Where a peer is in its life (DESIGN.md §3):
  * `idle -> signalling -> connecting -> connected(direct|relay|static) -> (suspect -> restarting) -> ...`,
- * and `failed` when an attempt ended without a path (retried with backoff).
+ * `failed` when an attempt ended without a path (retried with backoff), and `dormant` when no traffic
+ * for `--idle-timeout` released its ICE session (woken by WireGuard's next datagram or the peer's signal).
  */
 export type PeerState =
   /** Nothing wanted of it yet, no attempt under way. */
@@ -23,7 +24,12 @@ export type PeerState =
    * The peer reaches WireGuard's own port directly and WireGuard talks to it there (its endpoint is the
    * peer's address, not L(P)): Tunnelbore leaves that endpoint alone instead of fighting over it.
    */
-  | { readonly name: "bypassed"; readonly remote: string };
+  | { readonly name: "bypassed"; readonly remote: string }
+  /**
+   * Idle: no traffic for `--idle-timeout`, its ICE session and sockets released (L(P) stays, and a static
+   * path too). WireGuard's next handshake or data, or a signal from the peer, connects it again.
+   */
+  | { readonly name: "dormant" };
 
 export type PeerStateName = PeerState["name"];
 
@@ -36,6 +42,7 @@ export const PEER_STATE_NAMES: readonly PeerStateName[] = [
   "restarting",
   "failed",
   "bypassed",
+  "dormant",
 ];
 
 /** As status shows it: `connected(direct)`, `suspect`, `idle`, `bypassed`, ... */

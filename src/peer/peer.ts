@@ -33,6 +33,7 @@ export {
 } from "./peer-environment.js";
 
 const IDLE: PeerState = { name: "idle" };
+const DORMANT: PeerState = { name: "dormant" };
 
 export class Peer {
   private current: PeerState = IDLE;
@@ -47,6 +48,7 @@ export class Peer {
     restarting: 0,
     failed: 0,
     bypassed: 0,
+    dormant: 0,
   };
   /** ICE restarts this peer asked for, by reason (metrics). */
   readonly iceRestarts: IceRestartCounts = newIceRestartCounts();
@@ -83,6 +85,15 @@ export class Peer {
   private pointedBackFrom: { endpoint: string; at: number; rxBytes: number } | null = null;
   /** WireGuard talks to the peer directly at this address (see `bypassed`). */
   private bypass: string | null = null;
+  /** Idle for the idle timeout: its ICE session is released until WireGuard or the peer wants it. */
+  private dormant = false;
+  /**
+   * When the peer was last wanted (created, woken, a handshake held) or carried traffic as the idle
+   * sweep last saw (clock ms): idle once this is `idleTimeoutMs` old.
+   */
+  private activeAt: number;
+  /** When it went dormant (clock ms): traffic after this (on a static path) wakes it. */
+  private restedAt = 0;
 
   constructor(
     readonly publicKey: string,
@@ -93,6 +104,7 @@ export class Peer {
     this.signalling = env.signalling;
     this.timing = { ...DEFAULT_PEER_TIMING, ...env.timing };
     this.since = this.clock.now();
+    this.activeAt = this.since; // proactive at start, like every peer before its first idle timeout
     const random = env.random ?? Math.random;
     const { retryInitialMs, retryMaxMs, upgradeInitialMs } = this.timing;
     this.retry = new Backoff({ initialMs: retryInitialMs, maxMs: retryMaxMs, jitter: [0.75, 1.25], random });
@@ -140,9 +152,14 @@ export class Peer {
 
   // --- hooks: the data plane and WireGuard --------------------------------------------------------
 
-  /** WireGuard sent a handshake and the peer has no path: connect now (the proxy holds the handshake). */
+  /**
+   * WireGuard sent a handshake and the peer has no path, or (dormant) sent it anything: connect now
+   * (the proxy holds the datagram). A dormant peer wakes.
+   */
   onHandshakeHeld(): void {
     if (this.closed || this.chosen) return;
+    this.wake("WireGuard sent to it");
+    this.activeAt = this.clock.now();
     this.wanted = true;
     this.connect("initiation-held", "initiation held");
     this.settle();
@@ -210,6 +227,24 @@ export class Peer {
     this.pointedBackFrom = null;
   }
 
+  /**
+   * The idle sweep (src/peer/idle-sweep.ts, one pass over every peer): nothing went either way for the
+   * peer, in user space or in the kernel, for `quietMs`. Idle for the idle timeout: release ICE. Dormant
+   * and traffic since (on its static path, which stays): connect ICE again.
+   */
+  onTrafficAge(quietMs: number): void {
+    if (this.closed || !this.lazy) return;
+    this.activeAt = Math.max(this.activeAt, this.clock.now() - quietMs);
+    if (!this.dormant) {
+      if (this.idleNow()) this.rest();
+      return;
+    }
+    if (this.activeAt <= this.restedAt) return;
+    this.wake("traffic on its static path");
+    this.connect("initiation-held", "traffic on the static path");
+    this.settle();
+  }
+
   /** Liveness: the peer was heard on the chosen path (again). */
   onHeard(): void {
     if (this.heard) return;
@@ -269,6 +304,12 @@ export class Peer {
   onPeerOnline(): void {
     const signalling = this.signalling;
     if (this.closed || !signalling) return;
+    if (this.idleNow()) this.rest();
+    if (this.dormant) {
+      // Proactive only for peers with recent traffic: a dormant one waits for WireGuard or the peer.
+      this.settle();
+      return;
+    }
     const session = this.session;
     const pending = this.pendingRestart;
     this.pendingRestart = null;
@@ -304,6 +345,7 @@ export class Peer {
   onSignal(signal: unknown): void {
     const signalling = this.signalling;
     if (this.closed || !signalling) return;
+    this.wake("signal from the peer");
     this.ensureSession(signalling).handleSignal(signal);
     this.settle();
   }
@@ -317,7 +359,8 @@ export class Peer {
     this.retry.reset();
     this.upgrade.reset();
     this.clearTimers();
-    this.pendingRestart = { why: "network-changed", detail: reason };
+    // Dormant: nothing to restart; candidates are gathered afresh at the next wake anyway.
+    if (!this.dormant) this.pendingRestart = { why: "network-changed", detail: reason };
   }
 
   /** The peer left the interface, or Tunnelbore stops: everything it owns is closed. */
@@ -405,20 +448,29 @@ export class Peer {
     if (!signalling?.isOnline(this.publicKey)) return;
     const session = this.session;
     if (!session) {
-      this.ensureSession(signalling);
+      // A controlled side asks for an offer: the peer may be dormant and would not send one by itself.
+      const created = this.ensureSession(signalling);
+      if (!signalling.controlling(this.publicKey)) this.restartIce(created, "new-session", "new session");
       return;
     }
     if (session.state === "connecting" || (session.state === "restarting" && session.repairing)) return;
     this.restartIce(session, why, reason);
   }
 
-  /** Every ICE restart goes through here: counted by reason. */
+  /**
+   * Every ICE restart goes through here: counted by reason. An idle peer rests instead: nothing needs
+   * the path, and a restart would wake a peer that released its side (each would wake the other).
+   */
   private restartIce(
     session: PeerIceSession,
     why: IceRestartReason,
     reason: string,
     mode?: RestartMode,
   ): void {
+    if (this.idleNow()) {
+      this.rest();
+      return;
+    }
     this.iceRestarts[why]++;
     session.restart(reason, mode);
   }
@@ -460,9 +512,13 @@ export class Peer {
     this.settle();
   }
 
-  /** Capped exponential backoff with jitter, never given up. */
+  /** Capped exponential backoff with jitter, never given up (an idle peer rests instead). */
   private scheduleRetry(): void {
     if (this.closed || this.retryTimer) return;
+    if (this.idleNow()) {
+      this.rest();
+      return;
+    }
     this.retryTimer = this.clock.setTimeout(() => this.onRetryDue(), this.retry.next());
   }
 
@@ -471,6 +527,53 @@ export class Peer {
     const session = this.session;
     if (this.closed || this.upgradeTimer || !session?.canUpgrade) return;
     this.upgradeTimer = this.clock.setTimeout(() => this.onUpgradeDue(session), this.upgrade.next());
+  }
+
+  /** Idle timeouts apply: one is set, and there is ICE to release. */
+  private get lazy(): boolean {
+    return this.timing.idleTimeoutMs > 0 && this.signalling !== null;
+  }
+
+  /** Neither wanted nor carrying traffic for the idle timeout (a peer WireGuard talks to directly is left alone). */
+  private idleNow(): boolean {
+    return (
+      this.lazy &&
+      !this.dormant &&
+      !this.bypass &&
+      this.clock.now() - this.activeAt >= this.timing.idleTimeoutMs
+    );
+  }
+
+  /** Idle: the ICE session with its sockets and every timer released. L(P) stays, and a static path. */
+  private rest(): void {
+    if (this.dormant || this.closed) return;
+    this.log.info(
+      { idleMs: Math.round(this.clock.now() - this.activeAt) },
+      "idle: ice session released until WireGuard or the peer wants it",
+    );
+    this.dormant = true;
+    this.restedAt = this.clock.now();
+    this.wanted = false;
+    this.suspect = null;
+    this.pendingRestart = null;
+    this.clearTimers();
+    this.retry.reset();
+    this.upgrade.reset();
+    const session = this.session;
+    this.session = null;
+    this.icePath = null;
+    this.env.dataPlane.setDormant(this.publicKey, true);
+    this.choosePath("idle: ice session released");
+    void session?.close().catch((err: unknown) => this.log.debug({ err }, "closing the idle ice session"));
+  }
+
+  /** Dormant no more: ICE may connect again (the caller says how). */
+  private wake(why: string): void {
+    if (!this.dormant) return;
+    this.dormant = false;
+    this.activeAt = this.clock.now();
+    this.log.info({ why }, "woken: connecting again");
+    this.env.dataPlane.setDormant(this.publicKey, false);
   }
 
   private clearTimers(): void {
@@ -511,6 +614,8 @@ export class Peer {
     const path = this.chosen;
     const ice = this.session?.state ?? null;
     if (this.bypass) return { name: "bypassed", remote: this.bypass };
+    // A static path that answers is a connection, dormant or not (the sweep wakes ICE when it carries).
+    if (this.dormant) return path && this.heard ? { name: "connected", path: path.kind } : DORMANT;
     if (path) {
       // Upgrade attempts and restarts the peer started on its own leave a working path: connected.
       if (ice === "restarting" && this.session?.repairing) return { name: "restarting", path: path.kind };

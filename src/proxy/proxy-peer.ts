@@ -14,6 +14,14 @@ export class ProxyPeer {
    */
   heldHandshake: Buffer | null = null;
   heldAt = 0;
+  /**
+   * The peer is dormant (its ICE session released for idleness): WireGuard's data is held too, not only
+   * its handshakes, so that the first packet after a pause wakes the peer and still arrives.
+   */
+  dormant = false;
+  /** The latest transport datagram WireGuard sent while dormant, and when (sent with the next path). */
+  heldData: Buffer | null = null;
+  heldDataAt = 0;
   /** `initiationsReceived` when the held handshake was made. */
   heldAfterInitiations = 0;
   /** Initiations from the peer delivered to WireGuard. */

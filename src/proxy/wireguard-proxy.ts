@@ -2,7 +2,13 @@ import { EventEmitter } from "node:events";
 import { ConfigError, RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { Mac1Key } from "../wireguard/mac1.js";
-import { MessageType, messageType, receiverIndex, senderIndex } from "../wireguard/messages.js";
+import {
+  MessageType,
+  messageType,
+  receiverIndex,
+  senderIndex,
+  TRANSPORT_MIN_SIZE,
+} from "../wireguard/messages.js";
 import { PeerKeyTable } from "../wireguard/peer-key-table.js";
 import {
   type BatchedUdpSocket,
@@ -40,8 +46,8 @@ export interface WireGuardProxyOptions {
 
 export interface WireGuardProxyEvents {
   /**
-   * WireGuard sent a handshake message (initiation or response) to a peer that has no path: it wants
-   * the peer. The message is held until `setPath`.
+   * WireGuard sent a handshake message (initiation or response) to a peer that has no path, or data to a
+   * dormant one: it wants the peer. The message is held until `setPath`.
    */
   "path-needed": [peer: ProxyPeer];
   /** An initiation from WireGuard went out on the peer's path. */
@@ -305,6 +311,25 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       peer.unansweredInitiation = null;
       this.forward(peer, unanswered, MessageType.Initiation);
     }
+    this.sendHeldData(peer);
+  }
+
+  /**
+   * A dormant peer (its ICE session released for idleness): WireGuard's data is held too until a path
+   * is set, and wakes the peer (`path-needed`). Off again: data without a path is dropped, as before.
+   */
+  setDormant(publicKey: string, dormant: boolean): void {
+    const peer = this.peers.get(publicKey);
+    if (peer) peer.dormant = dormant;
+  }
+
+  /** The data held while the peer was dormant, after the held handshake (its session may still be WireGuard's). */
+  private sendHeldData(peer: ProxyPeer): void {
+    const data = peer.heldData;
+    if (!data) return;
+    peer.heldData = null;
+    if (Date.now() - peer.heldDataAt < SUPERSEDED_AFTER_MS) this.forward(peer, data, MessageType.Transport);
+    else this.drop("no-path");
   }
 
   /** Sends to WireGuard at its new listen port from now on, e.g. after it was restarted. */
@@ -392,6 +417,14 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
         peer.heldHandshake = Buffer.from(msg);
         peer.heldAt = Date.now();
         peer.heldAfterInitiations = peer.initiationsReceived;
+        this.emit("path-needed", peer);
+        return true;
+      }
+      // A keepalive (no payload) is no reason to wake a dormant peer: WireGuard sends one after the last
+      // data it received, which would wake every peer that just went dormant.
+      if (peer.dormant && type === MessageType.Transport && msg.length > TRANSPORT_MIN_SIZE) {
+        peer.heldData = Buffer.from(msg);
+        peer.heldDataAt = Date.now();
         this.emit("path-needed", peer);
         return true;
       }

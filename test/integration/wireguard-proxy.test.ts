@@ -145,6 +145,32 @@ describe("WireGuardProxy", () => {
     expect(path.sent).toEqual([Buffer.from(response)]);
   });
 
+  it("holds data only for a dormant peer (not a keepalive), asks for the path, and sends it once set", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    const needed: string[] = [];
+    proxy.on("path-needed", (peer) => needed.push(peer.publicKey));
+    const transport = (length: number) =>
+      Buffer.concat([Buffer.from([4, 0, 0, 0]), Buffer.alloc(length - 4, 7)]);
+    const data = transport(96);
+    const keepalive = transport(32);
+    // Awake without a path (e.g. failed): data is dropped as before, nothing asked.
+    await sendFromWireGuard(data, p.loopback.port, p.loopback.address);
+    await waitFor(() => proxy.drops["no-path"] === 1, { what: "data dropped" });
+    proxy.setDormant(p.publicKey, true);
+    // WireGuard's keepalive after the last data it received must not wake a peer that just went dormant.
+    await sendFromWireGuard(keepalive, p.loopback.port, p.loopback.address);
+    await waitFor(() => proxy.drops["no-path"] === 2, { what: "keepalive dropped" });
+    expect(needed).toEqual([]);
+    await sendFromWireGuard(data, p.loopback.port, p.loopback.address);
+    await waitFor(() => needed.length >= 1, { what: "the data held" });
+    expect(needed).toEqual([p.publicKey]);
+    proxy.setDormant(p.publicKey, false); // woken: the held datagram waits for the path all the same
+    const path = new FakePath();
+    proxy.setPath(p.publicKey, path);
+    expect(path.sent).toEqual([data]);
+    expect(proxy.drops["no-path"]).toBe(2);
+  });
+
   it("holds only the latest handshake message, of either type", async () => {
     const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
     let held = 0;

@@ -26,7 +26,7 @@ function setup(controlling = true) {
     clock,
     random: () => 0.5,
     logger: pino({ level: "silent" }),
-    dataPlane: { setPath: () => {} },
+    dataPlane: { setPath: () => {}, setDormant: () => {} },
     signalling,
   });
   const session = () => sessions.at(-1)!;

@@ -15,6 +15,8 @@ interface SetupOptions {
   stallReconnects?: boolean;
   /** No introduction server: static paths only. */
   noSignalling?: boolean;
+  /** Release ICE after this long without traffic (default: never). */
+  idleTimeoutMs?: number;
 }
 
 function setup(options: SetupOptions = {}) {
@@ -46,8 +48,9 @@ function setup(options: SetupOptions = {}) {
     clock,
     random: () => 0.5,
     logger: pino({ level: "silent" }),
-    dataPlane: { setPath: (_key, path, reason) => paths.push({ path, reason }) },
+    dataPlane: { setPath: (_key, path, reason) => paths.push({ path, reason }), setDormant: () => {} },
     signalling: options.noSignalling ? null : signalling,
+    timing: { idleTimeoutMs: options.idleTimeoutMs ?? 0 },
     onTransition: (p) => transitions.push(formatPeerState(p.state)),
   });
   const session = (): FakeIceSession => {
@@ -466,7 +469,7 @@ describe("Peer: end of life", () => {
 
 describe("Peer: every state", () => {
   it("is entered and left in one life, and the time of the last transition is kept", async () => {
-    const t = setup({ online: false });
+    const t = setup({ online: false, idleTimeoutMs: 60_000 });
     t.peer.onHandshakeHeld(); // signalling
     t.clock.advance(100);
     t.goOnline(); // connecting
@@ -484,6 +487,9 @@ describe("Peer: every state", () => {
     t.peer.onEndpointElsewhere("198.51.100.9:51820", 1);
     t.peer.onEndpointElsewhere("198.51.100.9:51820", 2); // bypassed
     t.peer.onEndpointOurs(); // connected
+    t.clock.advance(60_000);
+    t.peer.onTrafficAge(60_000); // dormant
+    t.peer.onHandshakeHeld(); // connecting
     await t.peer.close();
     for (const name of PEER_STATE_NAMES) expect(t.peer.entered[name], name).toBeGreaterThan(0);
     expect(t.transitions).toEqual([
@@ -497,7 +503,9 @@ describe("Peer: every state", () => {
       "connected(direct)",
       "bypassed",
       "connected(direct)",
+      "dormant",
+      "connecting",
     ]);
-    expect(t.peer.stateSince).toBe(1150);
+    expect(t.peer.stateSince).toBe(61_150);
   });
 });

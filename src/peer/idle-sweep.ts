@@ -1,0 +1,22 @@
+// Which peers are idle: one pass over every peer at the interface's periodic read (no timer of its own,
+// none per peer, no per-packet work). The data plane already stamps each peer's latest datagram either
+// way: user space as it forwards, the kernel fast path's counters as KernelForwarder folds them in.
+import type { Peer } from "./peer.js";
+
+/** A peer's latest datagram each way (wall-clock ms; 0: none), as `ProxyPeer` keeps them. */
+export interface TrafficStamps {
+  readonly lastSentAt: number;
+  readonly lastReceivedAt: number;
+}
+
+/** Tells every peer how long nothing went either way for it (`Peer.onTrafficAge`); the peer decides. */
+export function sweepIdlePeers(
+  peers: Iterable<Peer>,
+  stampsOf: (publicKey: string) => TrafficStamps | undefined,
+  now: number = Date.now(),
+): void {
+  for (const peer of peers) {
+    const stamps = stampsOf(peer.publicKey);
+    if (stamps) peer.onTrafficAge(now - Math.max(stamps.lastSentAt, stamps.lastReceivedAt));
+  }
+}
