@@ -7,6 +7,7 @@
 import { FastPathProgram } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import { type KeyAgreement, LocalKeyAgreement } from "../signalling/key-agreement.js";
+import { DumpReader } from "../wg/dump-reader.js";
 import { restoreEndpoints } from "../wg/endpoint-restore.js";
 import { EndpointState } from "../wg/endpoint-state.js";
 import { nudgeIfTrafficWaiting } from "../wg/handshake-nudge.js";
@@ -14,7 +15,7 @@ import { nudgeHandshake } from "../wg/interface-watch.js";
 import { TunnelBypass, type TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import {
   type EndpointChange,
-  readInterface,
+  readDump,
   setPeerEndpoint,
   setPeerEndpoints,
   type WireGuardInterfaceInfo,
@@ -103,8 +104,11 @@ export interface LocalPrivilegedOpsOptions {
 export class LocalPrivilegedOps implements PrivilegedOps {
   readonly endpoints: EndpointState;
   readonly bypass: TunnelBypass;
+  /** Peers whose line did not change since the last read are not parsed again. */
+  private readonly dump: DumpReader;
 
   constructor(private readonly options: LocalPrivilegedOpsOptions) {
+    this.dump = new DumpReader(options.interfaceName);
     this.endpoints = new EndpointState(options.stateDir, options.interfaceName);
     this.bypass = new TunnelBypass({
       interfaceName: options.interfaceName,
@@ -113,8 +117,8 @@ export class LocalPrivilegedOps implements PrivilegedOps {
     });
   }
 
-  readInterface(): Promise<WireGuardInterfaceInfo> {
-    return readInterface(this.options.interfaceName);
+  async readInterface(): Promise<WireGuardInterfaceInfo> {
+    return this.dump.read(await readDump(this.options.interfaceName));
   }
 
   keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {

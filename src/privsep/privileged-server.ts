@@ -218,12 +218,28 @@ export class PrivilegedServer {
   private async readInterface(): Promise<WireGuardInterfaceInfo> {
     const info = await this.ops.readInterface();
     this.lastInfo = info;
-    this.lastPeers = new Map(info.peers.map((p) => [p.publicKey, p]));
+    this.rememberPeers(info.peers);
     if (info.privateKey !== this.keysFrom) {
       this.keysFrom = info.privateKey;
       this.keys = info.privateKey ? new LocalKeyAgreement(decodeKey(info.privateKey)) : null;
     }
     return { ...info, privateKey: null };
+  }
+
+  /**
+   * lastPeers in step with a read, in place: a peer whose line did not change is the same object as
+   * before (DumpReader), and a hub's map of 10,000 peers rebuilt every 2 s was garbage. Rebuilt only
+   * when a key is new or the count differs (some peer is gone).
+   */
+  private rememberPeers(peers: WireGuardPeerInfo[]): void {
+    let sameKeys = peers.length === this.lastPeers.size;
+    for (const peer of peers) {
+      const had = this.lastPeers.get(peer.publicKey);
+      if (had === peer) continue;
+      if (!had) sameKeys = false;
+      this.lastPeers.set(peer.publicKey, peer);
+    }
+    if (!sameKeys) this.lastPeers = new Map(peers.map((p) => [p.publicKey, p]));
   }
 
   /** A peer of the interface as last read; anything else is refused. */

@@ -31,33 +31,40 @@ export interface WireGuardInterfaceInfo {
 /** Parses `wg show IF dump`: a line for the interface, then a line per peer, tab-separated. */
 export function parseDump(name: string, text: string): WireGuardInterfaceInfo {
   const lines = text.split("\n").filter((l) => l.length > 0);
-  const head = lines[0]?.split("\t");
+  return { ...parseDumpHead(name, lines[0]), peers: lines.slice(1).map((line) => parseDumpPeer(name, line)) };
+}
+
+const none = (v: string | undefined) => (v === undefined || v === "(none)" || v === "off" ? null : v);
+
+/** The dump's first line: the interface's own fields. */
+export function parseDumpHead(name: string, line: string | undefined): Omit<WireGuardInterfaceInfo, "peers"> {
+  const head = line?.split("\t");
   if (!head || head.length < 4) {
     throw new RuntimeError("bad-dump", `unexpected output of wg show ${name} dump`, { interface: name });
   }
-  const none = (v: string | undefined) => (v === undefined || v === "(none)" || v === "off" ? null : v);
-  const peers = lines.slice(1).map((line) => {
-    const f = line.split("\t");
-    if (f.length < 8) {
-      throw new RuntimeError("bad-dump", `unexpected peer line in wg show ${name} dump`, { interface: name });
-    }
-    return {
-      publicKey: f[0] as string,
-      endpoint: none(f[2]),
-      allowedIps: none(f[3])?.split(",") ?? [],
-      latestHandshake: Number(f[4]) || 0,
-      rxBytes: Number(f[5]) || 0,
-      txBytes: Number(f[6]) || 0,
-      persistentKeepalive: Number(f[7]) || 0,
-    };
-  });
   return {
     name,
     privateKey: none(head[0]),
     publicKey: none(head[1]),
     listenPort: Number(head[2]) || 0,
     fwmark: parseFwmark(head[3]),
-    peers,
+  };
+}
+
+/** One peer's line of the dump (its preshared key, the second field, is not kept). */
+export function parseDumpPeer(name: string, line: string): WireGuardPeerInfo {
+  const f = line.split("\t");
+  if (f.length < 8) {
+    throw new RuntimeError("bad-dump", `unexpected peer line in wg show ${name} dump`, { interface: name });
+  }
+  return {
+    publicKey: f[0] as string,
+    endpoint: none(f[2]),
+    allowedIps: none(f[3])?.split(",") ?? [],
+    latestHandshake: Number(f[4]) || 0,
+    rxBytes: Number(f[5]) || 0,
+    txBytes: Number(f[6]) || 0,
+    persistentKeepalive: Number(f[7]) || 0,
   };
 }
 
@@ -68,12 +75,17 @@ function parseFwmark(text: string | undefined): number {
 }
 
 async function wg(args: string[], name: string): Promise<string> {
+  return (await wgBytes(args, name)).toString();
+}
+
+/** `wg ARGS`'s output as bytes (DumpReader compares a hub's dump line by line without decoding it). */
+async function wgBytes(args: string[], name: string): Promise<Buffer> {
   try {
-    const { stdout } = await execFileAsync("wg", args, { maxBuffer: 64 << 20 });
+    const { stdout } = await execFileAsync("wg", args, { maxBuffer: 64 << 20, encoding: "buffer" });
     return stdout;
   } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: string };
-    throw wgFailure(name, args, e.code, e.stderr?.trim() ?? "", e.message);
+    const e = err as NodeJS.ErrnoException & { stderr?: Buffer | string };
+    throw wgFailure(name, args, e.code, e.stderr?.toString().trim() ?? "", e.message);
   }
 }
 
@@ -116,6 +128,11 @@ export function wgFailure(
 
 export async function readInterface(name: string): Promise<WireGuardInterfaceInfo> {
   return parseDump(name, await wg(["show", name, "dump"], name));
+}
+
+/** `wg show IF dump` as bytes, for DumpReader. */
+export function readDump(name: string): Promise<Buffer> {
+  return wgBytes(["show", name, "dump"], name);
 }
 
 export async function setPeerEndpoint(name: string, publicKey: string, endpoint: string): Promise<void> {
