@@ -10,9 +10,10 @@
 // So from the first candidate on, the agent's transports are tapped: the latest handshake message
 // (initiation or response) from a remote the check list knows is kept, and given to the path when it
 // opens; the path delivers it once it came on a pair whose check succeeded (the remote proved the ICE
-// password), unless WireGuard has retried since (5 s). Transport data is not kept: it can only follow
-// a handshake that went through our path. The path keeps doing the same for a pair the peer sends on
-// before our check of it succeeded (ice-path.ts).
+// password), unless WireGuard has retried since (5 s). The latest transport datagram is kept the same
+// way: a dormant peer (lazy peers, issue 15) woken by WireGuard's data, its session still valid, sends
+// that data first, with no handshake before it. The path keeps doing the same for a pair the peer
+// sends on before our check of it succeeded (ice-path.ts).
 import { type Connection, type Protocol, StunOverTurnProtocol, StunProtocol } from "werift-ice";
 import { MessageType, messageType } from "../wireguard/messages.js";
 import { hookTransport } from "./path-taps.js";
@@ -21,8 +22,8 @@ import { type Address, connectionInternals } from "./werift-internals.js";
 /** WireGuard retries after 5 s (REKEY_TIMEOUT) plus up to 1/3 s of jitter: the retry supersedes this one. */
 export const EARLY_HANDSHAKE_MAX_AGE_MS = 5500;
 
-/** A handshake message from a remote of the check list, not delivered yet. */
-export interface HeldHandshake {
+/** A handshake message or transport datagram from a remote of the check list, not delivered yet. */
+export interface HeldDatagram {
   readonly data: Buffer;
   readonly protocol: Protocol;
   readonly addr: Address;
@@ -36,6 +37,11 @@ export function isHandshake(data: Buffer): boolean {
   return type === MessageType.Initiation || type === MessageType.Response;
 }
 
+/** What is kept until its pair is validated: a handshake message, or transport data (never STUN: type 4 has 3 zero bytes after it, STUN a length there). */
+export function isKept(data: Buffer): boolean {
+  return isHandshake(data) || messageType(data) === MessageType.Transport;
+}
+
 /** A pair on `protocol` to `addr` is in the check list (a remote candidate, or one whose check arrived). */
 export function knownRemote(conn: Connection, protocol: Protocol, addr: Address): boolean {
   return conn.checkList.some(
@@ -44,12 +50,14 @@ export function knownRemote(conn: Connection, protocol: Protocol, addr: Address)
 }
 
 /** Kept to hand over, if young enough. */
-export function handshakeIsYoung(held: HeldHandshake): boolean {
+export function heldIsYoung(held: HeldDatagram): boolean {
   return Date.now() - held.at < EARLY_HANDSHAKE_MAX_AGE_MS;
 }
 
 export class EarlyHandshake {
-  private held: HeldHandshake | null = null;
+  /** The latest handshake message and the latest transport datagram (each kept apart). */
+  private handshake: HeldDatagram | null = null;
+  private data: HeldDatagram | null = null;
   private readonly tapped = new Set<Protocol>();
   private readonly unhooks: Array<() => void> = [];
   private closed = false;
@@ -74,12 +82,13 @@ export class EarlyHandshake {
     }
   }
 
-  /** Stops tapping and returns the kept handshake if it is young, for the path to deliver. */
-  take(): HeldHandshake | null {
+  /** Stops tapping and returns what is kept and young, in the order it came, for the path to deliver. */
+  take(): HeldDatagram[] {
     this.close();
-    const held = this.held;
-    this.held = null;
-    return held && handshakeIsYoung(held) ? held : null;
+    const held = [this.handshake, this.data].filter((h): h is HeldDatagram => h !== null && heldIsYoung(h));
+    this.handshake = null;
+    this.data = null;
+    return held.sort((a, b) => a.at - b.at);
   }
 
   close(): void {
@@ -87,10 +96,12 @@ export class EarlyHandshake {
     for (const unhook of this.unhooks.splice(0)) unhook();
   }
 
-  /** True (taken from werift) for a handshake message from a remote of the check list. */
+  /** True (taken from werift) for a handshake message or data from a remote of the check list. */
   private keep(protocol: Protocol, data: Buffer, addr: Address): boolean {
-    if (!isHandshake(data) || !knownRemote(this.conn, protocol, addr)) return false;
-    this.held = { data: Buffer.from(data), protocol, addr, at: Date.now() };
+    if (!isKept(data) || !knownRemote(this.conn, protocol, addr)) return false;
+    const held = { data: Buffer.from(data), protocol, addr, at: Date.now() };
+    if (isHandshake(data)) this.handshake = held;
+    else this.data = held;
     return true;
   }
 }

@@ -393,11 +393,11 @@ export class IceAgent implements IceAgentIdentity {
       return null;
     }
     followPeer(path, this.context.controlling, this.stunGuard, log);
-    if (early) {
-      path.hold(early);
+    for (const datagram of early) path.hold(datagram);
+    if (early.length > 0) {
       log.debug(
-        { generation: this.generation },
-        "handshake that arrived before the nomination kept for the path",
+        { generation: this.generation, datagrams: early.length },
+        "what arrived before the nomination kept for the path",
       );
     }
     this._path = path;

@@ -19,10 +19,10 @@
 // (its remote proved the ICE password), and the controlled side then follows the pair the controlling
 // side sends on (pair-following.ts re-nominates it).
 //
-// A WireGuard handshake on a pair the agent knows but has not validated yet (the peer's check of it
-// succeeded first, and the peer sends on it at once) is held, and delivered once our check of it
-// succeeds: WireGuard would otherwise wait 5 s to retry it (early-handshake.ts does the same for what
-// arrives before this path exists).
+// A WireGuard handshake (or data: a woken dormant peer's first datagram) on a pair the agent knows but
+// has not validated yet (the peer's check of it succeeded first, and the peer sends on it at once) is
+// held, and delivered once our check of it succeeds: WireGuard would otherwise wait 5 s to retry it
+// (early-handshake.ts does the same for what arrives before this path exists).
 //
 // A pair on our own TURN allocation keeps its channel bound while selected (turn-channel.ts), and
 // answers channelRoute() for the kernel fast path.
@@ -38,7 +38,7 @@ import {
 } from "werift-ice";
 import type { Logger } from "../log.js";
 import type { ChannelRoute, PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
-import { type HeldHandshake, handshakeIsYoung, isHandshake, knownRemote } from "./early-handshake.js";
+import { type HeldDatagram, heldIsYoung, isHandshake, isKept, knownRemote } from "./early-handshake.js";
 import type { CandidateType } from "./ice-signal.js";
 import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
 import { TurnChannelKeeper, weriftTurnChannelClient } from "./turn-channel.js";
@@ -141,7 +141,7 @@ export class IcePath implements PeerPath {
   private early: Buffer[] | null = [];
   private readonly createdAt = Date.now();
   /** A handshake on a pair whose check has not succeeded yet: delivered once it has (latest wins). */
-  private held: HeldHandshake | null = null;
+  private held: HeldDatagram[] = [];
   private heldTimer: NodeJS.Timeout | undefined;
   /**
    * Data arrived on another validated pair. Only a hint that the peer sends there: the source address
@@ -193,7 +193,7 @@ export class IcePath implements PeerPath {
       if (isStunMessage(data)) return false; // werift answers it (its StunGuard checks it first)
       const other = validatedPair(conn, protocol, addr);
       if (!other) {
-        if (!isHandshake(data) || !knownRemote(conn, protocol, addr)) return false;
+        if (!isKept(data) || !knownRemote(conn, protocol, addr)) return false;
         this.hold({ data: Buffer.from(data), protocol, addr, at: Date.now() });
         return true;
       }
@@ -238,13 +238,16 @@ export class IcePath implements PeerPath {
   }
 
   /**
-   * A handshake message of the peer's that has no validated pair yet: from before this path existed
-   * (the agent's EarlyHandshake), or on a pair our check has not finished. Delivered (first, if no
-   * receiver is attached yet) as soon as its pair is validated, unless WireGuard has retried since.
+   * A handshake message (or data) of the peer's that has no validated pair yet: from before this path
+   * existed (the agent's EarlyHandshake), or on a pair our check has not finished. Delivered (first, if
+   * no receiver is attached yet) as soon as its pair is validated, unless WireGuard has retried since.
+   * The latest of each kind is kept, in the order they came.
    */
-  hold(handshake: HeldHandshake): void {
+  hold(datagram: HeldDatagram): void {
     if (this.closed) return;
-    this.held = handshake;
+    const handshake = isHandshake(datagram.data);
+    this.held = this.held.filter((h) => isHandshake(h.data) !== handshake);
+    this.held.push(datagram);
     if (this.deliverHeld() || this.heldTimer) return;
     this.heldTimer = setInterval(() => this.deliverHeld(), HELD_POLL_MS);
     this.heldTimer.unref();
@@ -252,13 +255,15 @@ export class IcePath implements PeerPath {
 
   /** True when nothing is held any more (delivered, or too old). */
   private deliverHeld(): boolean {
-    const held = this.held;
-    if (held && !this.closed && handshakeIsYoung(held)) {
-      const pair = validatedPair(this.conn, held.protocol, held.addr);
-      if (!pair) return false;
-      this.deliverFrom(pair, held.data);
+    while (this.held.length > 0) {
+      const held = this.held[0]!;
+      if (!this.closed && heldIsYoung(held)) {
+        const pair = validatedPair(this.conn, held.protocol, held.addr);
+        if (!pair) return false;
+        this.deliverFrom(pair, held.data);
+      }
+      this.held.shift();
     }
-    this.held = null;
     clearInterval(this.heldTimer);
     this.heldTimer = undefined;
     return true;
@@ -423,7 +428,7 @@ export class IcePath implements PeerPath {
 
   close(): void {
     this.early = null;
-    this.held = null;
+    this.held = [];
     clearInterval(this.heldTimer);
     const sel = this.selected;
     if (!sel) return;

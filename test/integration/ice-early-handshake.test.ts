@@ -99,6 +99,35 @@ describe("a handshake that arrives before our side nominates", () => {
     }
   });
 
+  it("data that comes first (a woken dormant peer, its WireGuard session still valid) is delivered too, after a handshake", async () => {
+    for (let round = 0; round < 3; round++) {
+      const [a, b] = makePair();
+      const data = Buffer.concat([Buffer.from([4, 0, 0, 0]), Buffer.alloc(60, round + 1)]);
+      const handshake = initiation(round + 10);
+      // Round 0: data alone; then a handshake and data, as a peer woken by data whose WireGuard rekeys.
+      const sent = round === 0 ? [data] : [handshake, data];
+      const delivered: Buffer[] = [];
+      let first: IceSession | null = null;
+      for (const self of [a, b]) {
+        self.once("path", (path) => {
+          if (first) {
+            path.onDatagram = (d) => delivered.push(Buffer.from(d));
+            return;
+          }
+          first = self;
+          for (const datagram of sent) path.send(datagram);
+        });
+      }
+      b.start();
+      a.start();
+      await waitFor(() => delivered.length >= sent.length, {
+        what: `the early datagrams delivered (round ${round + 1})`,
+      });
+      expect(delivered).toEqual(sent);
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
   it("is not kept from an address the check list does not know", async () => {
     let bHostPort = 0;
     const [a, b] = makePair((to, m) => {

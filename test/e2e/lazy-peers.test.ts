@@ -1,0 +1,87 @@
+// Lazy peers (issue 15): with real wireguard-go behind NATs, a peer idle for `--idle-timeout` releases
+// its ICE session and sockets (status: dormant, L(P) kept), and WireGuard's first packet afterwards
+// connects it again and is answered. npm run build first (the lab runs dist/).
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cleanupStale, labSupported } from "../lab/lab-housekeeping.js";
+import { teardownAll } from "../lab/netns.js";
+import { ping } from "../lab/ping.js";
+import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { udpSocketsOf } from "../lab/udp-sockets.js";
+import { waitFor } from "../support/wait-for.js";
+
+const supported = await labSupported();
+const IDLE = ["--idle-timeout", "3s"];
+
+describe.skipIf(!supported)("lazy peers with real wireguard-go", () => {
+  let lab: ProductLab;
+
+  const stateOf = async (on: string, peer: string) => (await lab.peerStatus(on, peer)).state;
+  const sockets = (on: string) => {
+    const h = lab.host(on);
+    const pid = h.tunnelbore?.process.child.pid;
+    if (pid === undefined) throw new Error(`no tunnelbore on ${on}`);
+    return udpSocketsOf(h.ns, pid);
+  };
+
+  beforeAll(async () => {
+    await cleanupStale();
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "eim", flags: IDLE },
+        { name: "b", nat: "eim", flags: IDLE },
+      ],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await lab?.teardown();
+    await teardownAll();
+  });
+
+  it("an idle peer goes dormant with its ICE sockets closed; the first ping after wakes it and is answered", async () => {
+    await lab.waitForPing("a", "b");
+    expect(
+      (await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 5, interval: 200 })).received,
+    ).toBe(5);
+    const lastTraffic = Date.now();
+    expect(await stateOf("a", "b")).toMatch(/^connected\(/);
+    const connectedSockets = await sockets("a");
+
+    await waitFor(
+      async () => (await stateOf("a", "b")) === "dormant" && (await stateOf("b", "a")) === "dormant",
+      {
+        what: "both peers dormant",
+        timeoutMs: 15_000,
+        intervalMs: 200,
+      },
+    );
+    const dormant = await lab.peerStatus("a", "b");
+    expect(dormant).toMatchObject({ state: "dormant", pathKind: null });
+    const dormantSockets = await sockets("a");
+    // The ICE sockets are gone; what stays is loopback (the catch-all and L(P), which WireGuard's
+    // endpoint names) and what is not per peer.
+    expect(dormantSockets.length).toBeLessThan(connectedSockets.length);
+    const released = connectedSockets.filter((s) => !dormantSockets.includes(s));
+    expect(released.some((s) => !s.startsWith("127."))).toBe(true);
+    expect(dormantSockets).toContain(`${dormant.loopback}`);
+
+    // WireGuard's keepalive 10 s after the last data it received wakes nobody: dropped, not held.
+    const noPathDrops = async () =>
+      (await lab.status("a")).drops["no-path"] + (await lab.status("b")).drops["no-path"];
+    const dropsBefore = await noPathDrops();
+    await sleep(Math.max(0, lastTraffic + 12_000 - Date.now()));
+    expect(await noPathDrops()).toBeGreaterThan(dropsBefore);
+    expect([await stateOf("a", "b"), await stateOf("b", "a")]).toEqual(["dormant", "dormant"]);
+    expect(await sockets("a")).toHaveLength(dormantSockets.length);
+
+    // The first packet wakes both sides and is answered (WireGuard's session still runs: it is data).
+    const started = Date.now();
+    const first = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 1, timeout: 2000 });
+    expect(first.output).toMatch(/icmp_seq=1 /);
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(await stateOf("a", "b")).toMatch(/^connected\(/);
+    expect(await stateOf("b", "a")).toMatch(/^connected\(/);
+    expect((await sockets("a")).length).toBeGreaterThan(dormantSockets.length);
+  }, 60_000);
+});
