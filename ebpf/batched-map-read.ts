@@ -90,7 +90,7 @@ export class BatchedMapReader {
       }
       return;
     }
-    const { keySize, valueSize } = map.ref;
+    const { keySize } = map.ref;
     const wanted = new Map<number, number[]>();
     for (const i of which) {
       const h = keyHash(keys[i] as Buffer, 0, keySize);
@@ -98,6 +98,35 @@ export class BatchedMapReader {
       if (same) same.push(i);
       else wanted.set(h, [i]);
     }
+    const done = this.pass(map, (keysOut, keyAt, values, valueAt) => {
+      const same = wanted.get(keyHash(keysOut, keyAt, keySize));
+      if (!same) return;
+      for (const i of same) {
+        if ((keys[i] as Buffer).compare(keysOut, keyAt, keyAt + keySize) === 0)
+          into[i] = decode(values, valueAt);
+      }
+    });
+    // A kernel before 5.6: a lookup per key from now on.
+    if (!done) this.read(map, keys, which, decode, into);
+  }
+
+  /**
+   * Visits every entry of `map` (its key at `keys[keyAt]`, its value at `values[valueAt]`; both only
+   * valid during the call): one pass in batch calls, else an iteration of lookups.
+   */
+  forEach(map: RawMap, visit: (keys: Buffer, keyAt: number, values: Buffer, valueAt: number) => void): void {
+    if (this.lookupBatch && this.pass(map, visit)) return;
+    for (const [key, value] of map.entries()) visit(key, 0, value, 0);
+  }
+
+  /** One batched pass over the map; false when the kernel has no batch lookup (nothing visited then). */
+  private pass(
+    map: RawMap,
+    visit: (keys: Buffer, keyAt: number, values: Buffer, valueAt: number) => void,
+  ): boolean {
+    const lookupBatch = this.lookupBatch;
+    if (!lookupBatch) return false;
+    const { keySize, valueSize } = map.ref;
     let buffers = this.batchBuffers.get(map);
     if (!buffers) {
       buffers = {
@@ -113,7 +142,7 @@ export class BatchedMapReader {
     let first = true;
     let seen = 0;
     for (;;) {
-      const [status, count] = this.lookupBatch(
+      const [status, count] = lookupBatch(
         map.ref.fd,
         first ? undefined : inBatch,
         outBatch,
@@ -124,27 +153,18 @@ export class BatchedMapReader {
       );
       if (status !== 0 && status !== -ENOENT) {
         if (first && (status === -EINVAL || status === -ENOTSUPP || status === -EOPNOTSUPP)) {
-          // A kernel before 5.6: a lookup per key from now on.
           this.lookupBatch = null;
-          this.read(map, keys, which, decode, into);
-          return;
+          return false;
         }
         throw new RuntimeError("ebpf-batch", `BPF_MAP_LOOKUP_BATCH failed (errno ${-status})`, { status });
       }
-      for (let e = 0; e < count; e++) {
-        const same = wanted.get(keyHash(keysOut, e * keySize, keySize));
-        if (!same) continue;
-        for (const i of same) {
-          if ((keys[i] as Buffer).compare(keysOut, e * keySize, (e + 1) * keySize) === 0) {
-            into[i] = decode(values, e * valueSize);
-          }
-        }
-      }
+      for (let e = 0; e < count; e++) visit(keysOut, e * keySize, values, e * valueSize);
       seen += count;
       if (status === -ENOENT) break;
       [inBatch, outBatch] = [outBatch, inBatch];
       first = false;
     }
     this.batchedSize.set(map, seen);
+    return true;
   }
 }

@@ -15,6 +15,10 @@ import type { RawMap } from "bpf";
 import { ConfigError, RuntimeError } from "../src/errors.js";
 import type { FiveTuple } from "../src/proxy/path.js";
 import { BatchedMapReader } from "./batched-map-read.js";
+import { type MovedCounter, MovedCounterTracker } from "./moved-counters.js";
+
+export type { MovedCounter } from "./moved-counters.js";
+
 import {
   encodeOwner,
   listInstances,
@@ -225,7 +229,11 @@ export class FastPathProgram {
     private readonly inbound6: RawMap,
     private readonly owner: RawMap,
     private readonly reader: BatchedMapReader,
-  ) {}
+  ) {
+    this.movedTracker = new MovedCounterTracker(reader);
+  }
+
+  private readonly movedTracker: MovedCounterTracker;
 
   /**
    * Loads the program and pins it with its maps under `pinDir`, attached nowhere, its owner record
@@ -496,6 +504,22 @@ export class FastPathProgram {
     this.reader.read(this.inbound, inKeys, v4, (v, at) => counters(v, at + 16), inb);
     this.reader.read(this.inbound6, inKeys, v6, (v, at) => counters(v, at + 16), inb);
     return { outbound: out, inbound: inb };
+  }
+
+  /**
+   * The entries whose packets moved since the last call (every entry when `full`): one pass over each
+   * map, where asking for every quiet entry of a hub cost a lookup (and an IPC round) per key.
+   */
+  countersMoved(full: boolean): MovedCounter[] {
+    return this.movedTracker.moved(
+      [
+        { map: this.outbound, direction: "outbound", loopbackIn: "key", loopbackAt: 0, countersAt: 24 },
+        { map: this.outbound6, direction: "outbound", loopbackIn: "key", loopbackAt: 0, countersAt: 48 },
+        { map: this.inbound, direction: "inbound", loopbackIn: "value", loopbackAt: 0, countersAt: 16 },
+        { map: this.inbound6, direction: "inbound", loopbackIn: "value", loopbackAt: 0, countersAt: 16 },
+      ],
+      full,
+    );
   }
 
   /**

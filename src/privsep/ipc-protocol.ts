@@ -100,6 +100,8 @@ export const requestSchema = z.discriminatedUnion("op", [
     outbound: z.array(loopbackKey).max(MAX_BATCH),
     inbound: z.array(inboundFlow).max(MAX_BATCH),
   }),
+  /** The entries whose packets moved since the last such request (every one when `full`). */
+  z.object({ op: z.literal("fastPathCountersMoved"), full: z.boolean() }),
   z.object({ op: z.literal("fastPathClose") }),
 ]);
 export type Request = z.infer<typeof requestSchema>;
@@ -120,6 +122,13 @@ export const workerMessageSchema = z.discriminatedUnion("t", [
   }),
 ]);
 export type WorkerMessage = z.infer<typeof workerMessageSchema>;
+
+/** A moved entry as it crosses: L(P), direction, counters. */
+export interface WireMovedCounter {
+  loopback: string;
+  direction: "outbound" | "inbound";
+  counters: WireCounters;
+}
 
 /** Counters as they cross (bigint does not survive JSON). */
 export interface WireCounters {

@@ -4,7 +4,7 @@
  * LocalPrivilegedOps does it in this process (one-process mode, as before privilege separation);
  * RemotePrivilegedOps (remote-ops.ts) asks the privileged parent over IPC.
  */
-import { FastPathProgram } from "../../ebpf/loader.js";
+import { FastPathProgram, type MovedCounter } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import { type KeyAgreement, LocalKeyAgreement } from "../signalling/key-agreement.js";
 import { DumpReader } from "../wg/dump-reader.js";
@@ -39,7 +39,13 @@ export type FastPathControl = Pick<
   | "interfaces"
 > &
   // Optional: fakes, and anything without batched reads, answer one entry at a time.
-  Partial<Pick<FastPathProgram, "countersMany">>;
+  Partial<Pick<FastPathProgram, "countersMany">> & {
+    /**
+     * The entries whose packets moved since the last call (every one when `full`); without it the
+     * forwarder reads every quiet entry's counters in turn.
+     */
+    countersMoved?(full: boolean): MovedCounter[] | Promise<MovedCounter[]>;
+  };
 
 /** The real endpoints Tunnelbore replaced, remembered on disk (by the privileged side). */
 export interface EndpointMemory {

@@ -171,6 +171,16 @@ export class PrivilegedServer {
           inbound: req.inbound.map((flow) => wire(program.inboundCounters(flow))),
         };
       }
+      case "fastPathCountersMoved": {
+        const program = this.loadedFastPath();
+        if (!program.countersMoved) return null;
+        const moved = await program.countersMoved(req.full);
+        return moved.map(({ loopback, direction, counters }) => ({
+          loopback,
+          direction,
+          counters: wire(counters),
+        }));
+      }
       case "fastPathClose":
         await this.fastPath?.close();
         this.fastPath = null;

@@ -4,7 +4,13 @@
  * status, the fast path's counters) are served from local copies the answers keep up to date; fast
  * path map updates are batched per tick and counters read in one request per poll.
  */
-import type { EntryCounters, InboundEntry, InboundFlow, OutboundEntry } from "../../ebpf/loader.js";
+import type {
+  EntryCounters,
+  InboundEntry,
+  InboundFlow,
+  MovedCounter,
+  OutboundEntry,
+} from "../../ebpf/loader.js";
 import { RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { KeyAgreement } from "../signalling/key-agreement.js";
@@ -14,7 +20,13 @@ import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import type { WgQuickConfigCheck } from "../wg/wg-quick-config.js";
 import { type InterfaceChanges, InterfaceMirror } from "./interface-diff.js";
-import { type FastPathUpdate, MAX_BATCH, type Request, type WireCounters } from "./ipc-protocol.js";
+import {
+  type FastPathUpdate,
+  MAX_BATCH,
+  type Request,
+  type WireCounters,
+  type WireMovedCounter,
+} from "./ipc-protocol.js";
 import type {
   EndpointMemory,
   EndpointRefusal,
@@ -269,6 +281,9 @@ class RemoteFastPath implements FastPathControl {
   /** The attachments asked for, by "dev#ifindex" (a recreated interface has a new index). */
   private readonly attachedAt = new Map<string, Promise<void>>();
   private readonly wantedInbound = new Set<string>();
+  /** The inbound flow last set for each L(P) (a moved inbound entry is named by its L(P)). */
+  private readonly inboundOf = new Map<string, string>();
+  private readonly loopbackOfFlow = new Map<string, string>();
   private readonly timer: NodeJS.Timeout;
   private polling = false;
   /** Bumped at every set and delete: counters read before one are not an entry's after it. */
@@ -329,11 +344,18 @@ class RemoteFastPath implements FastPathControl {
     const flow = { localAddress, localPort, remoteAddress, remotePort, channel };
     this.inbound.set(flowKey(flow), flowOnly(flow));
     this.inboundCounts.set(flowKey(flow), { packets: 0n, bytes: 0n, lastNs: 0n });
+    const loopback = counterKey(entry.loopbackAddress, entry.loopbackPort);
+    this.inboundOf.set(loopback, flowKey(flow));
+    this.loopbackOfFlow.set(flowKey(flow), loopback);
     this.queue({ op: "setInbound", entry: inboundOnly(entry) });
   }
 
   deleteInbound(flow: InboundFlow): void {
-    this.inbound.delete(flowKey(flow));
+    const key = flowKey(flow);
+    const loopback = this.loopbackOfFlow.get(key);
+    if (loopback !== undefined && this.inboundOf.get(loopback) === key) this.inboundOf.delete(loopback);
+    this.loopbackOfFlow.delete(key);
+    this.inbound.delete(key);
     this.inboundCounts.delete(flowKey(flow));
     this.queue({ op: "deleteInbound", flow: flowOnly(flow) });
   }
@@ -342,6 +364,34 @@ class RemoteFastPath implements FastPathControl {
     const key = flowKey(flow);
     if (this.inbound.has(key)) this.wantedInbound.add(key);
     return this.inboundCounts.get(key) ?? null;
+  }
+
+  /**
+   * The entries whose packets moved since the last call (every one when `full`), their counts read from
+   * here after: one small answer where the forwarder's round of every quiet entry crossed as thousands
+   * of keys each way (issue 16).
+   */
+  async countersMoved(full: boolean): Promise<MovedCounter[]> {
+    this.flush();
+    const generation = this.generation;
+    const answer = (await this.ask({ op: "fastPathCountersMoved", full })) as WireMovedCounter[] | null;
+    // An entry set or removed meanwhile: these counts may be a predecessor's (the caller asks in full).
+    if (!answer || generation !== this.generation) throw new StaleCounters();
+    const moved: MovedCounter[] = [];
+    for (const { loopback, direction, counters: wireCounts } of answer) {
+      const read = counters(wireCounts);
+      if (!read) continue;
+      if (direction === "outbound") {
+        if (!this.outbound.has(loopback)) continue;
+        this.outboundCounts.set(loopback, read);
+      } else {
+        const key = this.inboundOf.get(loopback);
+        if (key === undefined || !this.inbound.has(key)) continue;
+        this.inboundCounts.set(key, read);
+      }
+      moved.push({ loopback, direction, counters: read });
+    }
+    return moved;
   }
 
   async close(): Promise<void> {
@@ -414,6 +464,13 @@ class RemoteFastPath implements FastPathControl {
     } finally {
       this.polling = false;
     }
+  }
+}
+
+/** Counts answered across a change of the entries: the next look asks for every entry. */
+export class StaleCounters extends RuntimeError {
+  constructor() {
+    super("stale-counters", "fast-path entries changed while their counters were read");
   }
 }
 

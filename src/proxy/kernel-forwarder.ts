@@ -17,14 +17,14 @@ const execFileAsync = promisify(execFile);
  */
 const POLL_MS = 250;
 /**
- * An entry whose counts moved within this long is read at every poll; a quiet one (a hub's idle peers)
- * only every QUIET_POLL_MS, all of them at one poll: reading thousands of entries four times a
- * second cost a core's tenth per 2,000 peers (issue 16), and read together the privileged side reads
- * each map in one batched pass instead of a lookup per entry. A quiet path that wakes up is seen within
- * QUIET_POLL_MS; its handshakes, which go through user space, are seen at once.
+ * An entry whose counts moved within this long is read at every poll; the quiet ones (a hub's idle
+ * peers) are looked at every QUIET_POLL_MS, together: the program answers which entries moved, from
+ * one batched pass over each map (`countersMoved`), and only those are read. Reading thousands of
+ * entries four times a second cost a core's tenth per 2,000 peers (issue 16). A quiet path that wakes
+ * up is seen within QUIET_POLL_MS; its handshakes, which go through user space, are seen at once.
  */
 const ACTIVE_WINDOW_MS = 5000;
-const QUIET_POLL_MS = 10_000;
+const QUIET_POLL_MS = 5000;
 
 /** The wall-clock time (ms) of a CLOCK_MONOTONIC instant in ns (bpf_ktime_get_ns), as `now` sees it. */
 function wallClockOf(monotonicNs: bigint, now: number): number {
@@ -107,6 +107,11 @@ export class KernelForwarder {
   private readonly generations = new Map<ProxyPeer, number>();
   private readonly timer: NodeJS.Timeout;
   private wireguardPort = 0;
+  /** The peers with entries, by L(P) ("address:port"): what a moved entry names. */
+  private readonly byLoopback = new Map<string, ProxyPeer>();
+  private movedReading = false;
+  /** The next look at moved entries asks for all of them (the last one failed). */
+  private movedInFull = false;
   /** Each entry's "on"/"off" line at debug while many peers are set up at once (WireGuardProxy.setBulk). */
   private entryLines: "info" | "debug" = "info";
 
@@ -201,6 +206,7 @@ export class KernelForwarder {
     this.program.setOutbound({ ...next, toLoopback, channel });
     this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1, channel });
     this.installed.set(peer, next);
+    this.byLoopback.set(`${next.loopbackAddress}:${next.loopbackPort}`, peer);
     this.options.logger[this.entryLines](
       {
         peer: peer.publicKey,
@@ -234,6 +240,8 @@ export class KernelForwarder {
     if (!entry) return;
     this.collect(peer, entry);
     this.installed.delete(peer);
+    const loopback = `${entry.loopbackAddress}:${entry.loopbackPort}`;
+    if (this.byLoopback.get(loopback) === peer) this.byLoopback.delete(loopback);
     this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
     this.program.deleteInbound({ ...entry, channel: entry.channel || undefined });
     this.options.logger[this.entryLines]({ peer: peer.publicKey }, "kernel fast path off");
@@ -275,18 +283,44 @@ export class KernelForwarder {
   /** Polls until the next that reads the quiet entries too (0: this one). */
   private quietIn = 0;
 
-  /** Reads the active entries, and every QUIET_POLL_MS the quiet ones too. */
+  /** Reads the active entries, and every QUIET_POLL_MS the quiet ones that moved (or all, lacking that). */
   private poll(): void {
     const now = Date.now();
     const quietRound = this.quietIn === 0;
     this.quietIn = quietRound ? Math.max(1, Math.round(QUIET_POLL_MS / POLL_MS)) - 1 : this.quietIn - 1;
+    const moved = quietRound && this.program.countersMoved !== undefined;
     for (const [peer, entry] of this.installed) {
-      if (!quietRound && now - entry.activeAt >= ACTIVE_WINDOW_MS) continue;
-      try {
-        this.collect(peer, entry);
-      } catch (err) {
-        this.options.logger.debug({ err, peer: peer.publicKey }, "kernel fast path: counters unreadable");
+      if ((!quietRound || moved) && now - entry.activeAt >= ACTIVE_WINDOW_MS) continue;
+      this.tryCollect(peer, entry);
+    }
+    if (moved) void this.collectMoved();
+  }
+
+  /** Reads the entries the program says moved since the last look. */
+  private async collectMoved(): Promise<void> {
+    if (this.movedReading || !this.program.countersMoved) return;
+    this.movedReading = true;
+    try {
+      const moved = await this.program.countersMoved(this.movedInFull);
+      this.movedInFull = false;
+      for (const { loopback } of moved) {
+        const peer = this.byLoopback.get(loopback);
+        const entry = peer && this.installed.get(peer);
+        if (peer && entry) this.tryCollect(peer, entry);
       }
+    } catch (err) {
+      this.movedInFull = true;
+      this.options.logger.debug({ err }, "kernel fast path: moved entries unreadable");
+    } finally {
+      this.movedReading = false;
+    }
+  }
+
+  private tryCollect(peer: ProxyPeer, entry: Installed): void {
+    try {
+      this.collect(peer, entry);
+    } catch (err) {
+      this.options.logger.debug({ err, peer: peer.publicKey }, "kernel fast path: counters unreadable");
     }
   }
 }

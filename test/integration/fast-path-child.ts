@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import { createSocket, type Socket } from "node:dgram";
 import { readFileSync } from "node:fs";
-import { type EntryCounters, FastPathProgram } from "../../ebpf/loader.js";
+import { type EntryCounters, FastPathProgram, type MovedCounter } from "../../ebpf/loader.js";
 import type { FiveTuple } from "../../src/proxy/path.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -69,6 +69,13 @@ export interface ChildResult {
    * lookup per key, for the path's entries and for keys that have none (bigints as strings).
    */
   batched: { many: (string[] | null)[]; single: (string[] | null)[] };
+  /** countersMoved at the batched step (first look, and again at once), after "set again", and in full. */
+  moved: {
+    first: { count: number; path: string[]; fillers: number };
+    again: string[];
+    after: string[];
+    inFull: number;
+  };
 }
 
 interface Send {
@@ -289,6 +296,16 @@ try {
       ...inFlows.map((f) => program.inboundCounters(f)),
     ].map(text),
   };
+  // countersMoved: at the first look every entry, then none until something moves.
+  const summary = (moved: MovedCounter[]) =>
+    moved.map((m) => `${m.direction} ${m.loopback} ${m.counters.packets}`).sort();
+  const first = program.countersMoved(false);
+  const movedFirst = {
+    count: first.length,
+    path: summary(first.filter((m) => m.loopback === show(loopback))),
+    fillers: first.filter((m) => m.loopback.startsWith("127.9.") && m.counters.packets === 0n).length,
+  };
+  const movedAgain = summary(program.countersMoved(false));
   for (let i = 0; i < 5000; i++) {
     program.deleteOutbound(fillerKey(i).loopbackAddress, fillerKey(i).loopbackPort);
     program.deleteInbound(fillerFlow(i));
@@ -307,6 +324,10 @@ try {
     { from: "peer", to: "path", payload: transport(1420) },
   ]);
 
+  // The path's entries set again and used once each; the fillers gone (forgotten, not reported).
+  const movedAfter = summary(program.countersMoved(false));
+  const movedInFull = program.countersMoved(true).length;
+
   const snmpDelta: Record<string, number> = {};
   for (const [k, v] of snmp()) {
     const d = v - (snmpBefore.get(k) ?? 0);
@@ -316,7 +337,13 @@ try {
     SocketName,
     string
   >;
-  result = { addresses, scenarios, snmp: snmpDelta, batched };
+  result = {
+    addresses,
+    scenarios,
+    snmp: snmpDelta,
+    batched,
+    moved: { first: movedFirst, again: movedAgain, after: movedAfter, inFull: movedInFull },
+  };
 } catch (err) {
   console.error(err);
   process.exitCode = 1;

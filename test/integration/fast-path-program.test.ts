@@ -135,6 +135,23 @@ describe.skipIf(!supported)("fast path program in the kernel (tc on lo of a name
     expect([many[1], many[3], many[4]]).toEqual([null, null, null]);
   });
 
+  it("countersMoved names every entry at the first look, then only the entries that moved", () => {
+    const { first, again, after, inFull } = result.moved;
+    // The path's two entries and 5,000 fillers each way (IPv4 maps; the IPv6 flow was never set).
+    expect(first.count).toBe(10_002);
+    expect(first.fillers).toBe(10_000);
+    const lp = result.addresses.loopback;
+    const [single] = result.batched.single;
+    expect(first.path).toEqual([
+      `inbound ${lp} ${result.batched.single[2]?.[0]}`,
+      `outbound ${lp} ${single?.[0]}`,
+    ]);
+    expect(again).toEqual([]);
+    // Deleted, set again and used once each way: counted from zero; the deleted fillers are not named.
+    expect(after).toEqual([`inbound ${lp} 1`, `outbound ${lp} 1`]);
+    expect(inFull).toBe(2);
+  });
+
   it("after deleteOutbound/deleteInbound, datagrams reach their original destinations again", () => {
     expectArrivals("after delete", {
       loopback: { from: { [a("wg")]: 1 }, bytes: 1420 },

@@ -9,6 +9,8 @@ import type {
   FastPathProgram,
   InboundEntry,
   InboundFlow,
+  LoopbackKey,
+  MovedCounter,
   OutboundEntry,
 } from "../../ebpf/loader.js";
 import type { BatchedUdpSocket as Socket } from "../../src/proxy/batched-udp.js";
@@ -140,6 +142,33 @@ export class FakeProgram implements ProgramApi {
 }
 
 /**
+ * A FakeProgram that also answers which entries moved (as FastPathProgram.countersMoved does from one
+ * pass over its maps): packets differing from the last look, every entry when `full`.
+ */
+export class MovedFakeProgram extends FakeProgram {
+  private readonly baseline = new Map<string, bigint>();
+  movedLooks = 0;
+
+  countersMoved(full: boolean): MovedCounter[] {
+    this.movedLooks++;
+    const moved: MovedCounter[] = [];
+    const look = (direction: "outbound" | "inbound", key: string, e: Counted & LoopbackKey) => {
+      const id = `${direction} ${key}`;
+      if (!full && this.baseline.get(id) === e.packets) return;
+      this.baseline.set(id, e.packets);
+      moved.push({
+        loopback: outKey(e.loopbackAddress, e.loopbackPort),
+        direction,
+        counters: { packets: e.packets, bytes: e.bytes, lastNs: e.lastNs ?? 0n },
+      });
+    };
+    for (const [key, e] of this.outbound) look("outbound", key, e);
+    for (const [key, e] of this.inbound) look("inbound", key, e);
+    return moved;
+  }
+}
+
+/**
  * A path whose UDP route (direct) or TURN channel (relayed) the test sets; records what the forwarder
  * tells it about kernel traffic.
  */
@@ -213,17 +242,19 @@ export interface KernelForwarderHarness {
 
 /**
  * Registers beforeEach/afterEach in the calling describe block: fake interval timers and clock (the
- * counter poll), a fresh FakeProgram per test, and the forwarder closed afterwards.
+ * counter poll), a fresh FakeProgram per test (a MovedFakeProgram with `moved`), and the forwarder
+ * closed afterwards.
  */
-export function useKernelForwarder(): KernelForwarderHarness {
-  let program = new FakeProgram();
+export function useKernelForwarder(options: { moved?: boolean } = {}): KernelForwarderHarness {
+  const newProgram = () => (options.moved ? new MovedFakeProgram() : new FakeProgram());
+  let program = newProgram();
   let forwarder: KernelForwarder | null = null;
   let routeLookups: string[] = [];
 
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ["setInterval", "clearInterval", "Date"] });
     vi.setSystemTime(new Date("2030-01-01T00:00:00Z"));
-    program = new FakeProgram();
+    program = newProgram();
     forwarder = null;
     routeLookups = [];
   });

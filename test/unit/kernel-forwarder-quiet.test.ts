@@ -1,21 +1,44 @@
-// KernelForwarder at a hub's scale (issue 16): entries whose counts do not move are read once per
-// 10 s, all at one poll, instead of four times a second; one that moves is read at every poll again.
+// KernelForwarder at a hub's scale (issue 16): entries whose counts do not move are not read four
+// times a second; the program is asked every 5 s which moved (or, without that, each is read every
+// 5 s, all at one poll); one that moves is read at every poll again.
 import { describe, expect, it, vi } from "vitest";
-import { makePeer, ROUTE, useKernelForwarder } from "../support/kernel-forwarder-fakes.js";
+import type { ProxyPeer } from "../../src/proxy/proxy-peer.js";
+import {
+  type KernelForwarderHarness,
+  type MovedFakeProgram,
+  makePeer,
+  ROUTE,
+  useKernelForwarder,
+} from "../support/kernel-forwarder-fakes.js";
+
+async function quietPeers(harness: KernelForwarderHarness, count: number): Promise<ProxyPeer[]> {
+  const f = harness.makeForwarder();
+  const peers = Array.from({ length: count }, (_, i) => {
+    const { peer } = makePeer(
+      { ...ROUTE, remoteAddress: `198.51.100.${i + 1}` },
+      { address: `127.1.0.${i + 1}`, port: 51822 },
+    );
+    return peer;
+  });
+  for (const peer of peers) await f.update(peer);
+  return peers;
+}
+
+/** Advances the polls until the peer's kernel traffic shows; how long that took (ms). */
+async function until(seen: () => boolean, limitMs: number): Promise<number> {
+  let waited = 0;
+  while (!seen() && waited < limitMs) {
+    await vi.advanceTimersByTimeAsync(250);
+    waited += 250;
+  }
+  return waited;
+}
 
 describe("KernelForwarder with many quiet entries", () => {
   const harness = useKernelForwarder();
 
-  it("reads quiet entries once per 10 s, and a woken one at every poll", async () => {
-    const f = harness.makeForwarder();
-    const peers = Array.from({ length: 80 }, (_, i) => {
-      const { peer } = makePeer(
-        { ...ROUTE, remoteAddress: `198.51.100.${i + 1}` },
-        { address: `127.1.0.${i + 1}`, port: 51822 },
-      );
-      return peer;
-    });
-    for (const peer of peers) await f.update(peer);
+  it("without countersMoved, reads quiet entries once per 5 s, and a woken one at every poll", async () => {
+    const peers = await quietPeers(harness, 80);
     const program = harness.program;
     const reads = vi.spyOn(program, "outboundCounters");
     // Freshly installed entries count as active: read at every poll for 5 s.
@@ -23,8 +46,8 @@ describe("KernelForwarder with many quiet entries", () => {
     expect(reads).toHaveBeenCalledTimes(80);
     vi.advanceTimersByTime(6000);
     reads.mockClear();
-    // Quiet: each entry once in 10 s (40 polls), all at one of them.
-    vi.advanceTimersByTime(10_000);
+    // Quiet: each entry once in 5 s (20 polls), all at one of them.
+    vi.advanceTimersByTime(5000);
     expect(reads).toHaveBeenCalledTimes(80);
     const readKeys = new Set(reads.mock.calls.map(([address]) => address));
     expect(readKeys.size).toBe(80);
@@ -34,16 +57,57 @@ describe("KernelForwarder with many quiet entries", () => {
     const entry = [...program.outbound.values()].find((e) => e.loopbackAddress === woken.loopback.address)!;
     entry.packets = 5n;
     entry.bytes = 500n;
-    let waited = 0;
-    while (woken.kernelTraffic.txDatagrams === 0 && waited < 20_000) {
-      vi.advanceTimersByTime(250);
-      waited += 250;
-    }
+    const waited = await until(() => woken.kernelTraffic.txDatagrams > 0, 20_000);
     expect(woken.kernelTraffic.txDatagrams).toBe(5);
-    expect(waited).toBeLessThanOrEqual(10_000);
+    expect(waited).toBeLessThanOrEqual(5000);
     reads.mockClear();
     vi.advanceTimersByTime(1000);
     const wokenReads = reads.mock.calls.filter(([address]) => address === woken.loopback.address).length;
     expect(wokenReads).toBe(4);
+  });
+});
+
+describe("KernelForwarder with many quiet entries and a program that names the moved ones", () => {
+  const harness = useKernelForwarder({ moved: true });
+
+  it("reads no quiet entry of its own; one that moved is seen within 5 s, then read at every poll", async () => {
+    const peers = await quietPeers(harness, 80);
+    const program = harness.program as MovedFakeProgram;
+    await vi.advanceTimersByTimeAsync(6000);
+    const reads = vi.spyOn(program, "outboundCounters");
+    const looks = program.movedLooks;
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(reads).not.toHaveBeenCalled();
+    expect(program.movedLooks - looks).toBe(2);
+
+    const woken = peers[7]!;
+    const entry = [...program.outbound.values()].find((e) => e.loopbackAddress === woken.loopback.address)!;
+    entry.packets = 5n;
+    entry.bytes = 500n;
+    const waited = await until(() => woken.kernelTraffic.txDatagrams > 0, 20_000);
+    expect(woken.kernelTraffic).toMatchObject({ txDatagrams: 5, txBytes: 500 });
+    expect(waited).toBeLessThanOrEqual(5000);
+    expect(new Set(reads.mock.calls.map(([address]) => address))).toEqual(new Set([woken.loopback.address]));
+    reads.mockClear();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(reads).toHaveBeenCalledTimes(4);
+    // Inbound too: named by L(P), read and counted.
+    const inbound = [...program.inbound.values()].find(
+      (e) => e.loopbackAddress === peers[9]!.loopback.address,
+    )!;
+    inbound.packets = 3n;
+    inbound.bytes = 300n;
+    await until(() => peers[9]!.kernelTraffic.rxDatagrams > 0, 20_000);
+    expect(peers[9]!.kernelTraffic).toMatchObject({ rxDatagrams: 3, rxBytes: 300 });
+  });
+
+  it("asks for every entry after a look that failed", async () => {
+    await quietPeers(harness, 3);
+    const program = harness.program as MovedFakeProgram;
+    const moved = vi.spyOn(program, "countersMoved").mockImplementationOnce(() => {
+      throw new Error("stale");
+    });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(moved.mock.calls.map(([full]) => full)).toEqual([false, true]);
   });
 });

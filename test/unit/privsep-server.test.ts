@@ -54,6 +54,19 @@ function fakeOps() {
     deleteInbound: () => void done.push("delete in"),
     inboundCounters: () => null,
     close: async () => void done.push("fast path closed"),
+    countersMoved: (full: boolean) => [
+      {
+        loopback: "127.1.2.3:51822",
+        direction: "outbound",
+        counters: { packets: 9n, bytes: 900n, lastNs: 8n },
+      },
+      // Not an entry the worker set: left out.
+      {
+        loopback: "127.9.9.9:1",
+        direction: full ? "inbound" : "outbound",
+        counters: { packets: 1n, bytes: 1n, lastNs: 1n },
+      },
+    ],
   };
   const bypassStatus: TunnelBypassStatus = {
     state: "active",
@@ -290,6 +303,29 @@ describe("RemotePrivilegedOps against the parent's server, over JSON as on the I
     expect(fastPath.outboundCounters("127.1.2.3", 51822)).toEqual({ packets: 3n, bytes: 300n, lastNs: 7n });
     await fastPath.close();
     expect(done).toContain("fast path closed");
+  });
+
+  it("tells which entries moved in one answer, their counts read from then on; across a change, none", async () => {
+    const { server } = fakeOps();
+    const remote = new RemotePrivilegedOps(channel(server), silent);
+    await remote.readInterface();
+    const fastPath = await remote.loadFastPath();
+    fastPath.setOutbound({ ...outbound } as OutboundEntry);
+    const moved = await fastPath.countersMoved?.(false);
+    expect(moved).toEqual([
+      {
+        loopback: "127.1.2.3:51822",
+        direction: "outbound",
+        counters: { packets: 9n, bytes: 900n, lastNs: 8n },
+      },
+    ]);
+    expect(fastPath.outboundCounters("127.1.2.3", 51822)).toEqual({ packets: 9n, bytes: 900n, lastNs: 8n });
+    // An entry changed while the answer was on its way: its counts may be its predecessor's.
+    const meanwhile = fastPath.countersMoved?.(false);
+    fastPath.deleteOutbound("127.1.2.3", 51822);
+    await expect(meanwhile).rejects.toThrow(/changed while/);
+    await expect(server.handle({ op: "fastPathCountersMoved", full: "yes" })).rejects.toThrow(PrivsepRefusal);
+    await fastPath.close();
   });
 
   it("mirrors the saved endpoints and keeps the bypass status the parent reports", async () => {
