@@ -13,6 +13,7 @@ import type { ProbeablePath } from "../proxy/liveness.js";
 import type { PeerPath } from "../proxy/path.js";
 import type { Clock, ClockTimer } from "./clock.js";
 import { type IceRestartCounts, type IceRestartReason, newIceRestartCounts } from "./ice-restarts.js";
+import { Idleness } from "./idleness.js";
 import {
   DEFAULT_PEER_TIMING,
   type PeerEnvironment,
@@ -85,15 +86,8 @@ export class Peer {
   private pointedBackFrom: { endpoint: string; at: number; rxBytes: number } | null = null;
   /** WireGuard talks to the peer directly at this address (see `bypassed`). */
   private bypass: string | null = null;
-  /** Idle for the idle timeout: its ICE session is released until WireGuard or the peer wants it. */
-  private dormant = false;
-  /**
-   * When the peer was last wanted (created, woken, a handshake held) or carried traffic as the idle
-   * sweep last saw (clock ms): idle once this is `idleTimeoutMs` old.
-   */
-  private activeAt: number;
-  /** When it went dormant (clock ms): traffic after this (on a static path) wakes it. */
-  private restedAt = 0;
+  /** Lazy peers: idle for the idle timeout, its ICE session is released (`dormant`). */
+  private readonly idleness: Idleness;
 
   constructor(
     readonly publicKey: string,
@@ -104,7 +98,8 @@ export class Peer {
     this.signalling = env.signalling;
     this.timing = { ...DEFAULT_PEER_TIMING, ...env.timing };
     this.since = this.clock.now();
-    this.activeAt = this.since; // proactive at start, like every peer before its first idle timeout
+    // Without an introduction server there is no ICE to release: never idle.
+    this.idleness = new Idleness(this.clock, env.signalling ? this.timing.idleTimeoutMs : 0);
     const random = env.random ?? Math.random;
     const { retryInitialMs, retryMaxMs, upgradeInitialMs } = this.timing;
     this.retry = new Backoff({ initialMs: retryInitialMs, maxMs: retryMaxMs, jitter: [0.75, 1.25], random });
@@ -159,7 +154,7 @@ export class Peer {
   onHandshakeHeld(): void {
     if (this.closed || this.chosen) return;
     this.wake("WireGuard sent to it");
-    this.activeAt = this.clock.now();
+    this.idleness.active();
     this.wanted = true;
     this.connect("initiation-held", "initiation held");
     this.settle();
@@ -233,13 +228,10 @@ export class Peer {
    * and traffic since (on its static path, which stays): connect ICE again.
    */
   onTrafficAge(quietMs: number): void {
-    if (this.closed || !this.lazy) return;
-    this.activeAt = Math.max(this.activeAt, this.clock.now() - quietMs);
-    if (!this.dormant) {
-      if (this.idleNow()) this.rest();
-      return;
-    }
-    if (this.activeAt <= this.restedAt) return;
+    if (this.closed || !this.idleness.enabled) return;
+    this.idleness.quietFor(quietMs);
+    if (this.idleNow()) this.rest();
+    if (!this.idleness.trafficSinceRest) return;
     this.wake("traffic on its static path");
     this.connect("initiation-held", "traffic on the static path");
     this.settle();
@@ -305,7 +297,7 @@ export class Peer {
     const signalling = this.signalling;
     if (this.closed || !signalling) return;
     if (this.idleNow()) this.rest();
-    if (this.dormant) {
+    if (this.idleness.dormant) {
       // Proactive only for peers with recent traffic: a dormant one waits for WireGuard or the peer.
       this.settle();
       return;
@@ -360,7 +352,7 @@ export class Peer {
     this.upgrade.reset();
     this.clearTimers();
     // Dormant: nothing to restart; candidates are gathered afresh at the next wake anyway.
-    if (!this.dormant) this.pendingRestart = { why: "network-changed", detail: reason };
+    if (!this.idleness.dormant) this.pendingRestart = { why: "network-changed", detail: reason };
   }
 
   /** The peer left the interface, or Tunnelbore stops: everything it owns is closed. */
@@ -529,30 +521,19 @@ export class Peer {
     this.upgradeTimer = this.clock.setTimeout(() => this.onUpgradeDue(session), this.upgrade.next());
   }
 
-  /** Idle timeouts apply: one is set, and there is ICE to release. */
-  private get lazy(): boolean {
-    return this.timing.idleTimeoutMs > 0 && this.signalling !== null;
-  }
-
   /** Neither wanted nor carrying traffic for the idle timeout (a peer WireGuard talks to directly is left alone). */
   private idleNow(): boolean {
-    return (
-      this.lazy &&
-      !this.dormant &&
-      !this.bypass &&
-      this.clock.now() - this.activeAt >= this.timing.idleTimeoutMs
-    );
+    return this.idleness.idle && !this.bypass;
   }
 
   /** Idle: the ICE session with its sockets and every timer released. L(P) stays, and a static path. */
   private rest(): void {
-    if (this.dormant || this.closed) return;
+    if (this.idleness.dormant || this.closed) return;
     this.log.info(
-      { idleMs: Math.round(this.clock.now() - this.activeAt) },
+      { idleMs: Math.round(this.idleness.idleMs) },
       "idle: ice session released until WireGuard or the peer wants it",
     );
-    this.dormant = true;
-    this.restedAt = this.clock.now();
+    this.idleness.rested();
     this.wanted = false;
     this.suspect = null;
     this.pendingRestart = null;
@@ -569,9 +550,8 @@ export class Peer {
 
   /** Dormant no more: ICE may connect again (the caller says how). */
   private wake(why: string): void {
-    if (!this.dormant) return;
-    this.dormant = false;
-    this.activeAt = this.clock.now();
+    if (!this.idleness.dormant) return;
+    this.idleness.woke();
     this.log.info({ why }, "woken: connecting again");
     this.env.dataPlane.setDormant(this.publicKey, false);
   }
@@ -615,7 +595,7 @@ export class Peer {
     const ice = this.session?.state ?? null;
     if (this.bypass) return { name: "bypassed", remote: this.bypass };
     // A static path that answers is a connection, dormant or not (the sweep wakes ICE when it carries).
-    if (this.dormant) return path && this.heard ? { name: "connected", path: path.kind } : DORMANT;
+    if (this.idleness.dormant) return path && this.heard ? { name: "connected", path: path.kind } : DORMANT;
     if (path) {
       // Upgrade attempts and restarts the peer started on its own leave a working path: connected.
       if (ice === "restarting" && this.session?.repairing) return { name: "restarting", path: path.kind };

@@ -1,0 +1,61 @@
+// When a peer is idle (lazy peers, `--idle-timeout`): the facts Peer keeps to decide when to release
+// its ICE session and when traffic came back, apart from what releasing and waking do (peer.ts).
+import type { Clock } from "./clock.js";
+
+export class Idleness {
+  /** The ICE session is released until WireGuard or the peer wants it. */
+  dormant = false;
+  /**
+   * When the peer was last wanted (created, woken, a handshake held) or carried traffic as the idle
+   * sweep last saw (clock ms): idle once this is `timeoutMs` old. Created counts: proactive at start.
+   */
+  private activeAt: number;
+  /** When it went dormant (clock ms): traffic after this (on a static path) wakes it. */
+  private restedAt = 0;
+
+  constructor(
+    private readonly clock: Clock,
+    /** 0: never idle. */
+    private readonly timeoutMs: number,
+  ) {
+    this.activeAt = clock.now();
+  }
+
+  get enabled(): boolean {
+    return this.timeoutMs > 0;
+  }
+
+  /** Wanted now (WireGuard held a datagram for it). */
+  active(): void {
+    this.activeAt = this.clock.now();
+  }
+
+  /** The sweep: nothing either way for `quietMs`. */
+  quietFor(quietMs: number): void {
+    this.activeAt = Math.max(this.activeAt, this.clock.now() - quietMs);
+  }
+
+  /** Awake, and neither wanted nor carrying traffic for the timeout. */
+  get idle(): boolean {
+    return this.enabled && !this.dormant && this.idleMs >= this.timeoutMs;
+  }
+
+  get idleMs(): number {
+    return this.clock.now() - this.activeAt;
+  }
+
+  /** Dormant, and the sweep saw traffic since it went so. */
+  get trafficSinceRest(): boolean {
+    return this.dormant && this.activeAt > this.restedAt;
+  }
+
+  rested(): void {
+    this.dormant = true;
+    this.restedAt = this.clock.now();
+  }
+
+  woke(): void {
+    this.dormant = false;
+    this.activeAt = this.clock.now();
+  }
+}
