@@ -54,8 +54,12 @@ export class Idleness {
     this.restedAt = this.clock.now();
   }
 
-  woke(): void {
+  /**
+   * Awake again: active now, or (`graceMs`) only for that long, when nothing of ours wants the peer
+   * yet (the peer's signal): traffic that follows makes it active, and without any it rests again.
+   */
+  woke(graceMs?: number): void {
     this.dormant = false;
-    this.activeAt = this.clock.now();
+    this.activeAt = this.clock.now() - (graceMs === undefined ? 0 : Math.max(0, this.timeoutMs - graceMs));
   }
 }

@@ -35,6 +35,12 @@ export {
 
 const IDLE: PeerState = { name: "idle" };
 const DORMANT: PeerState = { name: "dormant" };
+/**
+ * Woken by the peer's signal alone, a peer stays awake this long without traffic: enough to connect,
+ * shorter than the first liveness probe of the new path (20 s), so that a side that restarts because its
+ * path died (the other side rested) and wakes the other cannot have it wake us back for ever.
+ */
+const SIGNAL_WAKE_GRACE_MS = 10_000;
 
 export class Peer {
   private current: PeerState = IDLE;
@@ -337,7 +343,7 @@ export class Peer {
   onSignal(signal: unknown): void {
     const signalling = this.signalling;
     if (this.closed || !signalling) return;
-    this.wake("signal from the peer");
+    this.wake("signal from the peer", SIGNAL_WAKE_GRACE_MS);
     this.ensureSession(signalling).handleSignal(signal);
     this.settle();
   }
@@ -548,10 +554,10 @@ export class Peer {
     void session?.close().catch((err: unknown) => this.log.debug({ err }, "closing the idle ice session"));
   }
 
-  /** Dormant no more: ICE may connect again (the caller says how). */
-  private wake(why: string): void {
+  /** Dormant no more: ICE may connect again (the caller says how); `graceMs`: see Idleness.woke. */
+  private wake(why: string, graceMs?: number): void {
     if (!this.idleness.dormant) return;
-    this.idleness.woke();
+    this.idleness.woke(graceMs);
     this.log.info({ why }, "woken: connecting again");
     this.env.dataPlane.setDormant(this.publicKey, false);
   }

@@ -148,6 +148,22 @@ describe("Peer: dormant after the idle timeout", () => {
     expect(state(t.peer)).toBe("connecting");
   });
 
+  it("woken by the peer's signal alone, it rests again soon without traffic; woken by WireGuard, not", () => {
+    const t = setup({ controlling: false });
+    t.peer.onPeerOnline();
+    t.quietFor(IDLE_MS);
+    t.peer.onSignal({ t: "offer" }); // e.g. the peer restarted ICE because its path died when we rested
+    t.session().nominate(new FakePath("direct", "198.51.100.7:40000"));
+    t.quietFor(9_000);
+    expect(state(t.peer)).toBe("connected(direct)");
+    t.quietFor(1_000); // nothing went through it: no reason to keep it, nor to wake the other side
+    expect(state(t.peer)).toBe("dormant");
+    t.peer.onHandshakeHeld();
+    t.session().nominate(new FakePath("direct", "198.51.100.7:40001"));
+    t.quietFor(IDLE_MS - 1); // the sweep still reports the old quiet: WireGuard's wish counts from now
+    expect(state(t.peer)).toBe("connected(direct)");
+  });
+
   it("is not connected proactively when the peer comes online again, nor after a network change", () => {
     const t = setup();
     t.connectRelayed();
