@@ -76,6 +76,14 @@ interface Connection {
   draining: boolean;
 }
 
+/**
+ * The server's WebSocket: it carries its connection, so that one set of handlers serves every socket
+ * (a handler closure per connection and event would cost ~0.5 KiB per client).
+ */
+class IntroSocket extends WebSocket {
+  connection?: Connection;
+}
+
 /** Closes not worth a line each: orderly ones, and refusals a stranger can repeat (LogThrottle logs those). */
 const QUIET_CLOSES = new Set<number>([
   CloseCode.normal,
@@ -137,7 +145,8 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     });
   }
 
-  const wss = new WebSocketServer({
+  const wss = new WebSocketServer<typeof IntroSocket>({
+    WebSocket: IntroSocket,
     noServer: true,
     maxPayload: MAX_MESSAGE_BYTES,
     perMessageDeflate: false, // compression costs memory per connection and invites zip bombs
@@ -170,7 +179,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
 
   /** Forget an authenticated connection: its mutual peers see it go offline. Idempotent. */
   function detach(connection: Connection): void {
-    clearTimeout(connection.authTimer);
+    stopAuthTimer(connection);
     connection.challenge = undefined;
     connection.turn = undefined;
     if (!live.delete(connection)) return;
@@ -210,6 +219,12 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     return allowedKeys === undefined || allowedKeys.has(publicKey);
   }
 
+  /** Cleared and let go: a spent Timeout kept on an authenticated connection is ~0.2 KiB each. */
+  function stopAuthTimer(connection: Connection): void {
+    clearTimeout(connection.authTimer);
+    connection.authTimer = undefined;
+  }
+
   function closeConnection(connection: Connection, code: number, reason: string): void {
     if (connection.state === "closing") return;
     const level = QUIET_CLOSES.has(code) ? "debug" : "info";
@@ -247,7 +262,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       );
       return;
     }
-    clearTimeout(connection.authTimer);
+    stopAuthTimer(connection);
     connection.challenge = undefined;
     if (!isMember(message.publicKey)) {
       // Rate limited: a stranger must not be able to flood the log.
@@ -436,11 +451,33 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     }
   }
 
-  wss.on("connection", (ws: WebSocket, request: IncomingMessage) => {
+  // One function per event for all sockets (`this` is the socket), not a closure per connection.
+  function onSocketMessage(this: IntroSocket, data: RawData, isBinary: boolean): void {
+    if (this.connection) handleFrame(this.connection, data, isBinary);
+  }
+  function onSocketPong(this: IntroSocket, _data: Buffer): void {
+    if (this.connection) this.connection.lastSeen = Date.now();
+  }
+  function onSocketError(this: IntroSocket, error: Error): void {
+    log.debug({ conn: this.connection?.id, err: error.message }, "connection error");
+  }
+  function onSocketClose(this: IntroSocket, code: number): void {
+    sockets.delete(this);
+    const connection = this.connection;
+    if (!connection) return;
+    if (connection.state !== "closing") {
+      stats.closes[code] = (stats.closes[code] ?? 0) + 1;
+      connection.state = "closing";
+    }
+    detach(connection);
+  }
+
+  wss.on("connection", (ws: IntroSocket, request: IncomingMessage) => {
     const remote = `${request.socket.remoteAddress}:${request.socket.remotePort}`;
     const socket = request.socket as Socket;
     sockets.add(ws);
-    ws.on("close", () => sockets.delete(ws));
+    ws.on("close", onSocketClose);
+    ws.on("error", onSocketError);
     if (shuttingDown) {
       ws.close(CloseCode.serverShutdown, "server shutting down");
       return;
@@ -470,18 +507,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       () => closeConnection(connection, CloseCode.authTimeout, "authentication timed out"),
       limits.authTimeoutMs,
     );
-    ws.on("message", (data, isBinary) => handleFrame(connection, data, isBinary));
-    ws.on("pong", () => {
-      connection.lastSeen = Date.now();
-    });
-    ws.on("error", (error) => log.debug({ conn: connection.id, err: error.message }, "connection error"));
-    ws.on("close", (code) => {
-      if (connection.state !== "closing") {
-        stats.closes[code] = (stats.closes[code] ?? 0) + 1;
-        connection.state = "closing";
-      }
-      detach(connection);
-    });
+    ws.connection = connection;
+    ws.on("message", onSocketMessage);
+    ws.on("pong", onSocketPong);
     log.debug({ conn: connection.id, remote }, "connection opened");
     send(connection, {
       type: "challenge",

@@ -84,7 +84,9 @@ export class RedisClusterBus implements ClusterBus {
       enableOfflineQueue: false,
       connectionName: `tunnelbore-intro-${this.nodeId}`,
     };
-    this.commands = new Redis(url, options);
+    // Commands issued in one turn of the event loop (a reconnect storm: hundreds of logins) go to
+    // Redis in one write, not a write and a wake-up of Redis each. Order on the connection is kept.
+    this.commands = new Redis(url, { ...options, enableAutoPipelining: true });
     this.subscriber = new Redis(url, options);
     for (const connection of [this.commands, this.subscriber]) {
       connection.on("error", (error: Error) =>
