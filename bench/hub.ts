@@ -7,6 +7,8 @@
 //   TBT_BENCH_HUB_PROFILE=1 ...     (CPU profile of one process, --no-privsep, in /tmp/tbt-hub-prof;
 //                                    =parent: of the privileged parent and of its worker, a file each;
 //                                    no restart either way)
+//   TBT_BENCH_HUB_HEAP=1 ...        (after the idle measure, a heap snapshot of the parent and of its
+//                                    worker in /tmp/tbt-hub-prof; no restart)
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHub, type Hub } from "../test/lab/hub.js";
@@ -22,6 +24,7 @@ const IDLE_MEASURE_MS = 20_000;
 const PING_INTERVAL_MS = 20;
 /** Profile start, idle and stop (no restart: a SIGKILLed process writes no profile). */
 const PROFILE = ["1", "parent"].includes(process.env.TBT_BENCH_HUB_PROFILE ?? "");
+const HEAP = process.env.TBT_BENCH_HUB_HEAP === "1";
 const TARGETS = { startS: 5, stopS: 5, rssMiB: 300, idleCpu: 2, fdsPerPeer: 1.2, gapMs: 1000 };
 
 class Skip extends Error {}
@@ -83,6 +86,11 @@ function start(hub: Hub, dirs: { runDir: string; stateDir: string }): SpawnedPro
     chmodSync("/tmp/tbt-hub-prof", 0o1777);
     args.unshift("--cpu-prof", "--cpu-prof-dir=/tmp/tbt-hub-prof");
   }
+  if (HEAP) {
+    mkdirSync("/tmp/tbt-hub-prof", { recursive: true });
+    chmodSync("/tmp/tbt-hub-prof", 0o1777);
+    args.unshift("--heapsnapshot-signal=SIGUSR2", "--diagnostic-dir=/tmp/tbt-hub-prof");
+  }
   // TBT_BENCH_HUB_PROFILE=parent: the privileged parent and its worker (the worker runs as it would).
   if (PROFILE && process.env.TBT_BENCH_HUB_PROFILE !== "parent") args.push("--no-privsep");
   return spawnInNamespace(hub.ns, process.execPath, args);
@@ -142,8 +150,9 @@ async function measure(peers: number): Promise<BenchRow[]> {
     }
     rows.push({ name: `start, ${at}`, value: startS, unit: "s", note: `target <= ${TARGETS.startS}` });
 
-    // Idle: after the start settled, what the processes hold and use.
-    await sleep(5000);
+    // Idle: after the start settled (each process gives the start's garbage back 3 s after its last
+    // burst of work, src/heap-release.ts: a one-off, not idle cost), what the processes hold and use.
+    await sleep(10_000);
     const pids = tunnelboreProcesses(proc);
     const cpu0 = pids.map(processCpuSeconds);
     const w0 = performance.now();
@@ -172,11 +181,17 @@ async function measure(peers: number): Promise<BenchRow[]> {
       `${peers}: idle ${perProcess.map((v) => v.toFixed(2)).join(" + ")} % core, RSS ${rss.toFixed(0)} MiB, ${fds} fds`,
     );
 
+    if (HEAP) {
+      for (const pid of pids) process.kill(pid, "SIGUSR2");
+      log(`${peers}: heap snapshots of ${pids.join(", ")} being written to /tmp/tbt-hub-prof`);
+      await sleep(30_000);
+    }
+
     // SIGKILL and restart with a continuous ping to the real peer.
     const real = hub.real[0]!;
     const ping = new ContinuousPing(hub.ns, real.tunnelAddress, PING_INTERVAL_MS);
     try {
-      if (PROFILE) throw new Skip();
+      if (PROFILE || HEAP) throw new Skip();
       await waitFor(() => ping.receivedCount >= 10, {
         what: "pings flowing",
         timeoutMs: 20_000,

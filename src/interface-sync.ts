@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { TunnelboreError } from "./errors.js";
+import { HeapRelease } from "./heap-release.js";
 import type { Logger } from "./log.js";
 import type { Peer } from "./peer/peer.js";
 import type { PrivilegedOps } from "./privsep/privileged-ops.js";
@@ -71,6 +72,8 @@ export class InterfaceSync {
   private polling = false;
   private stopped = false;
   private readonly stopRequested = new AbortController();
+  /** Thousands of peers applied at once (a hub's start): that garbage is given back afterwards. */
+  private readonly heapRelease: HeapRelease;
   /** What readAtStart waits for, for status. */
   waitingFor: string | null = null;
   /**
@@ -86,6 +89,7 @@ export class InterfaceSync {
     private readonly log: Logger,
   ) {
     this.takeover = new EndpointTakeover(ops, log);
+    this.heapRelease = new HeapRelease(log);
   }
 
   /**
@@ -206,6 +210,7 @@ export class InterfaceSync {
   async stop(): Promise<void> {
     this.stopped = true;
     this.stopRequested.abort();
+    this.heapRelease.stop();
     if (this.timer) clearInterval(this.timer);
     for (const t of this.resyncTimers) clearTimeout(t);
     await this.syncing;
@@ -249,6 +254,7 @@ export class InterfaceSync {
     if (bulk) this.log.info({ peers: sorted.length }, "peers set up (each one's lines at debug)");
     const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
     this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
+    this.heapRelease.after(sorted.length + gone.length);
     this.lastHead = head;
   }
 

@@ -6,6 +6,7 @@
  * that lead to 127.x. Anything else is refused with an error the worker sees; nothing crashes it.
  */
 import { RuntimeError } from "../errors.js";
+import { HeapRelease } from "../heap-release.js";
 import type { Logger } from "../log.js";
 import { isLoopbackHost, parseEndpoint } from "../proxy/endpoint.js";
 import { LocalKeyAgreement } from "../signalling/key-agreement.js";
@@ -47,10 +48,13 @@ export class PrivilegedServer {
   private keysFrom: string | null = null;
   private fastPath: FastPathControl | null = null;
   private closed = false;
+  /** A hub's start sends thousands of entries: their garbage is given back once that is over. */
+  private readonly heapRelease: HeapRelease;
 
   constructor(private readonly options: PrivilegedServerOptions) {
     this.log = options.logger;
     this.ops = options.ops;
+    this.heapRelease = new HeapRelease(this.log);
   }
 
   /** Validates and carries out one request; throws PrivsepRefusal (or what the operation threw). */
@@ -61,12 +65,15 @@ export class PrivilegedServer {
       const op = typeof raw === "object" && raw !== null && "op" in raw ? String(raw.op).slice(0, 32) : "?";
       throw new PrivsepRefusal("malformed request", { op, issue: parsed.error.issues[0]?.message });
     }
-    return this.dispatch(parsed.data);
+    const answer = await this.dispatch(parsed.data);
+    this.heapRelease.after(batchSize(parsed.data));
+    return answer;
   }
 
   /** Shutdown: the fast path and the bypass go; WireGuard gets its real endpoints back. */
   async close(): Promise<number> {
     this.closed = true;
+    this.heapRelease.stop();
     const restored = await this.restoreEndpoints();
     await this.fastPath
       ?.close()
@@ -310,4 +317,20 @@ function wire(counters: { packets: bigint; bytes: bigint; lastNs: bigint } | nul
   return counters
     ? { packets: String(counters.packets), bytes: String(counters.bytes), lastNs: String(counters.lastNs) }
     : null;
+}
+
+/** How many peers or entries a request carries (0 for a request about one thing). */
+function batchSize(req: Request): number {
+  switch (req.op) {
+    case "setPeerEndpoints":
+      return req.changes.length;
+    case "stateSetMany":
+      return req.entries.length;
+    case "stateDeleteMany":
+      return req.keys.length;
+    case "fastPathUpdate":
+      return req.updates.length;
+    default:
+      return 0;
+  }
 }
