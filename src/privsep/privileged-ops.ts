@@ -7,6 +7,7 @@
 import { FastPathProgram, type MovedCounter } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import { type KeyAgreement, LocalKeyAgreement } from "../signalling/key-agreement.js";
+import { canMakePrivateFiles, DumpFile } from "../wg/dump-file.js";
 import { DumpReader } from "../wg/dump-reader.js";
 import { restoreEndpoints } from "../wg/endpoint-restore.js";
 import { EndpointState } from "../wg/endpoint-state.js";
@@ -112,9 +113,12 @@ export class LocalPrivilegedOps implements PrivilegedOps {
   readonly bypass: TunnelBypass;
   /** Peers whose line did not change since the last read are not parsed again. */
   private readonly dump: DumpReader;
+  /** The dump read into one kept buffer (null: no private temporary file here; read through a pipe). */
+  private readonly dumpFile: DumpFile | null;
 
   constructor(private readonly options: LocalPrivilegedOpsOptions) {
     this.dump = new DumpReader(options.interfaceName);
+    this.dumpFile = canMakePrivateFiles() ? new DumpFile() : null;
     this.endpoints = new EndpointState(options.stateDir, options.interfaceName);
     this.bypass = new TunnelBypass({
       interfaceName: options.interfaceName,
@@ -124,7 +128,8 @@ export class LocalPrivilegedOps implements PrivilegedOps {
   }
 
   async readInterface(): Promise<WireGuardInterfaceInfo> {
-    return this.dump.read(await readDump(this.options.interfaceName));
+    const name = this.options.interfaceName;
+    return this.dump.read(this.dumpFile ? await this.dumpFile.read(name) : await readDump(name));
   }
 
   keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {
