@@ -192,8 +192,9 @@ export class Supervisor {
       // --no-new-privs: no setuid binary or file capability can hand the worker privileges back.
       execArgv: [
         ...(SETPRIV ? ["--pdeathsig", "KILL", "--no-new-privs", "--", process.execPath] : []),
-        // A profiled parent (bench/hub.ts) has its worker profiled too, each to a file of its own.
-        ...process.execArgv.filter((arg) => arg.startsWith("--cpu-prof")),
+        // A profiled parent (bench/hub.ts) has its worker profiled too (CPU, or heap snapshots on a
+        // signal), each to a file of its own.
+        ...process.execArgv.filter((arg) => /^--(cpu-prof|heapsnapshot-signal|diagnostic-dir)/.test(arg)),
       ],
       serialization: "json",
       stdio: ["ignore", "inherit", "inherit", "ipc"],
