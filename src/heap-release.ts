@@ -13,7 +13,7 @@ export const HEAP_RELEASE_MIN_ITEMS = 500;
 /** Quiet this long after the burst's last part: what it left behind is garbage by then. */
 const SETTLE_MS = 3000;
 /** At most one collection per this long, however often bursts come. */
-const MIN_INTERVAL_MS = 60_000;
+const MIN_INTERVAL_MS = 30_000;
 
 type Collect = () => Promise<void>;
 

@@ -39,6 +39,9 @@ export interface SyncedPeers {
   bulk(on: boolean): void;
   /** The public keys of the peers held now. */
   keys(): Iterable<string>;
+  /** How many peers are held, and whether this one is. */
+  count(): number;
+  has(publicKey: string): boolean;
   /** Opens the peer's static path when the endpoint is new or changed. */
   setStaticPath(peer: Peer, endpoint: Endpoint | undefined): Promise<void>;
   /** The peer's L(P) as "127.a.b.c:port", if it is held. */
@@ -223,11 +226,12 @@ export class InterfaceSync {
 
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
     if (!(await this.peers.follow(info))) return;
-    const present = new Set(info.peers.map((p) => p.publicKey));
     let gone: string[] = [];
     // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
-    // sessions) for a while rather than tear them down because a read came too early.
-    if (!this.recentlyRecreated()) {
+    // sessions) for a while rather than tear them down because a read came too early. A read that
+    // holds every peer we hold, and no other, has none gone: a hub's usual read, 10,000 keys not copied.
+    if (!this.recentlyRecreated() && !this.holdsExactly(info.peers)) {
+      const present = new Set(info.peers.map((p) => p.publicKey));
       gone = [...this.peers.keys()].filter((key) => !present.has(key));
       for (const key of gone) {
         this.peers.remove(key);
@@ -256,6 +260,11 @@ export class InterfaceSync {
     this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
     this.heapRelease.after(sorted.length + gone.length);
     this.lastHead = head;
+  }
+
+  /** The read lists exactly the peers held (so none is gone). */
+  private holdsExactly(peers: WireGuardPeerInfo[]): boolean {
+    return peers.length === this.peers.count() && peers.every((p) => this.peers.has(p.publicKey));
   }
 
   /**

@@ -396,6 +396,8 @@ export class Tunnelbore {
       remove: (key) => this.removePeer(key),
       bulk: (on) => this.proxy?.setBulk(on),
       keys: () => this.peers.keys(),
+      count: () => this.peers.size,
+      has: (key) => this.peers.has(key),
       setStaticPath: (peer, endpoint) => this.setStaticPath(peer, endpoint),
       loopbackOf: (key) => {
         const data = this.proxy?.peer(key);
