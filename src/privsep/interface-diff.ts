@@ -6,6 +6,7 @@
  * their order is not kept). An answer names its generation; a worker that asks with another one than
  * the parent's last gets everything again.
  */
+import type { DumpChanges } from "../wg/dump-reader.js";
 import { samePeerLine } from "../wg/peer-changes.js";
 import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 
@@ -23,14 +24,28 @@ export class InterfaceDiffer {
   private generation = 0;
   /** The peers as last answered, by public key. */
   private last = new Map<string, WireGuardPeerInfo>();
+  /** The read (DumpReader's number) the last answer came from; 0: none known. */
+  private lastRead = 0;
 
-  changes(info: WireGuardInterfaceInfo, since: number): InterfaceChanges {
+  /**
+   * What changed since the answer `since`. `read` is what the read changed against the one before
+   * (DumpReader): when the last answer came from that very read, it is the answer, with no look at the
+   * unchanged peers.
+   */
+  changes(info: WireGuardInterfaceInfo, since: number, read?: DumpChanges): InterfaceChanges {
     const full = since !== this.generation || this.generation === 0;
-    const changed: WireGuardPeerInfo[] = [];
+    let changed: WireGuardPeerInfo[] = [];
     let removed: string[] = [];
+    const chained = read !== undefined && read.read === this.lastRead + 1;
+    this.lastRead = read?.read ?? 0;
     if (full) {
       this.last = new Map(info.peers.map((peer) => [peer.publicKey, peer]));
       changed.push(...info.peers);
+    } else if (chained) {
+      changed = read.changed;
+      removed = read.removed;
+      for (const peer of changed) this.last.set(peer.publicKey, peer);
+      for (const key of removed) this.last.delete(key);
     } else {
       // In place: a hub's idle read changes nothing, and a new map of every peer each 2 s was garbage.
       const before = this.last.size;

@@ -8,7 +8,7 @@ import { FastPathProgram, type MovedCounter } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import { type KeyAgreement, LocalKeyAgreement } from "../signalling/key-agreement.js";
 import { canMakePrivateFiles, DumpFile } from "../wg/dump-file.js";
-import { DumpReader } from "../wg/dump-reader.js";
+import { type DumpChanges, DumpReader } from "../wg/dump-reader.js";
 import { restoreEndpoints } from "../wg/endpoint-restore.js";
 import { EndpointState } from "../wg/endpoint-state.js";
 import { nudgeIfTrafficWaiting } from "../wg/handshake-nudge.js";
@@ -130,6 +130,17 @@ export class LocalPrivilegedOps implements PrivilegedOps {
   async readInterface(): Promise<WireGuardInterfaceInfo> {
     const name = this.options.interfaceName;
     return this.dump.read(this.dumpFile ? await this.dumpFile.read(name) : await readDump(name));
+  }
+
+  /** readInterface, with what it changed against the read before (the parent answers the worker so). */
+  async readInterfaceChanges(): Promise<{ info: WireGuardInterfaceInfo; changes: DumpChanges }> {
+    const info = await this.readInterface();
+    return { info, changes: this.dump.changes };
+  }
+
+  /** The peer as the last read showed it. */
+  lastReadPeer(publicKey: string): WireGuardPeerInfo | undefined {
+    return this.dump.peer(publicKey);
   }
 
   keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {

@@ -10,6 +10,7 @@ import { HeapRelease } from "../heap-release.js";
 import type { Logger } from "../log.js";
 import { isLoopbackHost, parseEndpoint } from "../proxy/endpoint.js";
 import { LocalKeyAgreement } from "../signalling/key-agreement.js";
+import type { DumpChanges } from "../wg/dump-reader.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { InterfaceDiffer } from "./interface-diff.js";
@@ -40,8 +41,6 @@ export class PrivilegedServer {
   private readonly ops: LocalPrivilegedOps;
   /** The interface as the parent last read it for the worker: what requests are checked against. */
   private lastInfo: WireGuardInterfaceInfo | null = null;
-  /** lastInfo's peers by public key: batches of thousands are checked peer by peer. */
-  private lastPeers = new Map<string, WireGuardPeerInfo>();
   /** What the worker was told of the interface, to tell it only what changed. */
   private readonly differ = new InterfaceDiffer();
   private keys: LocalKeyAgreement | null = null;
@@ -101,8 +100,10 @@ export class PrivilegedServer {
       }
       case "readInterface":
         return this.readInterface();
-      case "readInterfaceChanges":
-        return this.differ.changes(await this.readInterface(), req.since);
+      case "readInterfaceChanges": {
+        const { info, changes } = await this.readInterfaceWithChanges();
+        return this.differ.changes(info, req.since, changes);
+      }
       case "setPeerEndpoint":
         this.peer(req.key);
         await this.ops.setPeerEndpoint(req.key, loopbackEndpoint(req.endpoint));
@@ -220,7 +221,7 @@ export class PrivilegedServer {
     const refused: EndpointRefusal[] = [];
     const valid: [string, string][] = [];
     for (const { key, endpoint } of entries) {
-      const shown = this.lastPeers.get(key)?.endpoint ?? null;
+      const shown = this.lastPeer(key)?.endpoint ?? null;
       if (shown !== endpoint || isLoopbackEndpoint(shown))
         refused.push({ publicKey: key, reason: "not the peer's real endpoint as WireGuard shows it" });
       else valid.push([key, endpoint]);
@@ -233,35 +234,27 @@ export class PrivilegedServer {
 
   /** `wg show dump` for the worker: the private key stays here (it answers X25519 requests). */
   private async readInterface(): Promise<WireGuardInterfaceInfo> {
-    const info = await this.ops.readInterface();
+    return (await this.readInterfaceWithChanges()).info;
+  }
+
+  private async readInterfaceWithChanges(): Promise<{ info: WireGuardInterfaceInfo; changes: DumpChanges }> {
+    const { info, changes } = await this.ops.readInterfaceChanges();
     this.lastInfo = info;
-    this.rememberPeers(info.peers);
     if (info.privateKey !== this.keysFrom) {
       this.keysFrom = info.privateKey;
       this.keys = info.privateKey ? new LocalKeyAgreement(decodeKey(info.privateKey)) : null;
     }
-    return { ...info, privateKey: null };
+    return { info: { ...info, privateKey: null }, changes };
   }
 
-  /**
-   * lastPeers in step with a read, in place: a peer whose line did not change is the same object as
-   * before (DumpReader), and a hub's map of 10,000 peers rebuilt every 2 s was garbage. Rebuilt only
-   * when a key is new or the count differs (some peer is gone).
-   */
-  private rememberPeers(peers: WireGuardPeerInfo[]): void {
-    let sameKeys = peers.length === this.lastPeers.size;
-    for (const peer of peers) {
-      const had = this.lastPeers.get(peer.publicKey);
-      if (had === peer) continue;
-      if (!had) sameKeys = false;
-      this.lastPeers.set(peer.publicKey, peer);
-    }
-    if (!sameKeys) this.lastPeers = new Map(peers.map((p) => [p.publicKey, p]));
+  /** The peer as the interface was last read for the worker (none before the first read). */
+  private lastPeer(publicKey: string): WireGuardPeerInfo | undefined {
+    return this.lastInfo ? this.ops.lastReadPeer(publicKey) : undefined;
   }
 
   /** A peer of the interface as last read; anything else is refused. */
   private peer(publicKey: string): WireGuardPeerInfo {
-    const peer = this.lastPeers.get(publicKey);
+    const peer = this.lastPeer(publicKey);
     if (!peer) throw new PrivsepRefusal("not a peer of the interface", { peer: publicKey });
     return peer;
   }

@@ -24,9 +24,19 @@ interface KnownLine {
  * settled by identity. wireguard-go lists peers in a different order at every read, so lines are found
  * by key.
  */
+/** What a read changed against the read before it: peers new or changed (parsed anew), keys gone. */
+export interface DumpChanges {
+  /** The read's number (from 1): changes chain only from one read to the next. */
+  read: number;
+  changed: WireGuardPeerInfo[];
+  removed: string[];
+}
+
 export class DumpReader {
   private readonly known = new Map<string, KnownLine>();
   private reads = 0;
+  private lastChanges: DumpChanges = { read: 0, changed: [], removed: [] };
+  private changed: WireGuardPeerInfo[] = [];
 
   constructor(private readonly interfaceName: string) {}
 
@@ -36,15 +46,32 @@ export class DumpReader {
     const headEnd = lineEnd(dump, 0);
     const head = parseDumpHead(name, dump.toString("utf8", 0, headEnd));
     const peers: WireGuardPeerInfo[] = [];
+    this.changed = [];
     for (let start = headEnd + 1; start < dump.length; ) {
       const end = lineEnd(dump, start);
       if (end > start) peers.push(this.peerLine(dump, start, end, read));
       start = end + 1;
     }
+    const removed: string[] = [];
     if (this.known.size !== peers.length) {
-      for (const [key, line] of this.known) if (line.seen !== read) this.known.delete(key);
+      for (const [key, line] of this.known) {
+        if (line.seen === read) continue;
+        this.known.delete(key);
+        removed.push(key);
+      }
     }
+    this.lastChanges = { read, changed: this.changed, removed };
     return { ...head, peers };
+  }
+
+  /** What the last read changed against the one before it. */
+  get changes(): DumpChanges {
+    return this.lastChanges;
+  }
+
+  /** The peer with this key as the last read showed it. */
+  peer(publicKey: string): WireGuardPeerInfo | undefined {
+    return this.known.get(publicKey)?.peer;
   }
 
   private peerLine(dump: Buffer, start: number, end: number, read: number): WireGuardPeerInfo {
@@ -56,6 +83,7 @@ export class DumpReader {
       return known.peer;
     }
     const peer = parseDumpPeer(this.interfaceName, dump.toString("utf8", start, end));
+    this.changed.push(peer);
     // A key listed twice would be two peers; the last one wins, as in a map of the interface.
     this.known.set(key, { bytes: Buffer.from(dump.subarray(start, end)), peer, seen: read });
     return peer;

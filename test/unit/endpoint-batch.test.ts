@@ -105,6 +105,8 @@ async function parentWith(peers: { publicKey: string; endpoint: string }[]) {
   };
   const ops = {
     readInterface: async () => info,
+    readInterfaceChanges: async () => ({ info, changes: { read: 1, changed: info.peers, removed: [] } }),
+    lastReadPeer: (key: string) => info.peers.find((p) => p.publicKey === key),
     setPeerEndpoints: async (batch: EndpointChange[]): Promise<EndpointRefusal[]> => {
       set.push(...batch);
       return [];

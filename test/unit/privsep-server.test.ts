@@ -68,6 +68,7 @@ function fakeOps() {
       },
     ],
   };
+  let reads = 0;
   const bypassStatus: TunnelBypassStatus = {
     state: "active",
     fwmark: 0xca6c,
@@ -77,6 +78,12 @@ function fakeOps() {
   };
   const ops = {
     readInterface: async () => interfaceInfo(),
+    // As LocalPrivilegedOps with its DumpReader: every read a full change.
+    readInterfaceChanges: async () => {
+      const info = interfaceInfo();
+      return { info, changes: { read: ++reads, changed: info.peers, removed: [] } };
+    },
+    lastReadPeer: (key: string) => interfaceInfo().peers.find((p) => p.publicKey === key),
     setPeerEndpoint: async (key: string, endpoint: string) => void done.push(`set ${key} ${endpoint}`),
     nudgeIfTrafficWaiting: async () => void done.push("nudge traffic"),
     nudgeHandshake: async (key: string, keepalive: number) => void done.push(`nudge ${key} ${keepalive}`),
