@@ -150,9 +150,9 @@ async function measure(peers: number): Promise<BenchRow[]> {
     }
     rows.push({ name: `start, ${at}`, value: startS, unit: "s", note: `target <= ${TARGETS.startS}` });
 
-    // Idle: after the start settled (each process gives the start's garbage back 3 s after its last
+    // Idle: after the start settled (each process gives the start's garbage back 8 s after its last
     // burst of work, src/heap-release.ts: a one-off, not idle cost), what the processes hold and use.
-    await sleep(10_000);
+    await sleep(15_000);
     const pids = tunnelboreProcesses(proc);
     const cpu0 = pids.map(processCpuSeconds);
     const w0 = performance.now();

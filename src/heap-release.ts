@@ -10,8 +10,8 @@ import type { Logger } from "./log.js";
 
 /** A burst this large (peers or entries) is worth a collection afterwards. */
 export const HEAP_RELEASE_MIN_ITEMS = 500;
-/** Quiet this long after the burst's last part: what it left behind is garbage by then. */
-const SETTLE_MS = 3000;
+/** Quiet this long after the burst's last part: what it left behind is garbage by then, and a start is over. */
+const SETTLE_MS = 8000;
 /** At most one collection per this long, however often bursts come. */
 const MIN_INTERVAL_MS = 30_000;
 
