@@ -37,13 +37,17 @@ end
 /**
  * ARGV: me, key, bucket, cap. Returns 1 if claimed, 0 over the per-address cap. A key taken from
  * another node goes offline for its peers here, in the same step, so that the new connection's
- * declaration (online) cannot overtake it.
+ * declaration (online) cannot overtake it. The connection it replaces does not count against it (as
+ * on one node): it is closed with 4010 there, or gone with its node, whose counts would otherwise hold
+ * the address's clients out until that node's heartbeat expires.
  */
 export const CLAIM = `${SUM_ALIVE}${ANNOUNCE}
 local me, key, bucket, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if sum_alive('c|' .. bucket) + 1 > cap then return 0 end
-redis.call('HINCRBY', 'tb:cnt:' .. me, 'c|' .. bucket, 1)
 local prev = redis.call('GET', 'tb:at:' .. key)
+local replacing = 0
+if prev and prev ~= me then replacing = 1 end
+if sum_alive('c|' .. bucket) + 1 - replacing > cap then return 0 end
+redis.call('HINCRBY', 'tb:cnt:' .. me, 'c|' .. bucket, 1)
 redis.call('SET', 'tb:at:' .. key, me)
 redis.call('SADD', 'tb:nk:' .. me, key)
 if prev and prev ~= me then

@@ -159,6 +159,34 @@ describe("intro-server --cluster (redis)", () => {
     expect(await aliceRaw.next("presence")).toMatchObject({ peer: bob.publicKey, online: true });
   });
 
+  it("lets a SIGKILLed node's client in on another node at once, though its address is at the cap", async () => {
+    redis = await startRedis();
+    const survivor = await startNode(redis.url, { limits: { maxAuthenticatedPerAddress: 1 } });
+    nodes.push(survivor);
+    const doomed = await spawnIntroServerProcess([
+      "--listen",
+      "127.0.0.1:0",
+      "--no-stun",
+      "--cluster",
+      redis.url,
+      "--max-conns-per-address",
+      "1",
+    ]);
+    processes.push(doomed);
+    const bob = newKey();
+    await track(login(doomed.url, bob, []));
+    doomed.process.kill("SIGKILL");
+    // The dead node's heartbeat lives 3 s more, and with it its count for 127.0.0.1: Bob's old
+    // connection, which this login replaces, must not count against him.
+    const movedAt = Date.now();
+    await track(login(survivor.url, bob, [])); // welcomed, not closed 4014
+    expect(Date.now() - movedAt).toBeLessThan(1_000);
+    // Another key from the address is still over the cap.
+    const carol = await track(RawIntroConnection.open(survivor.url));
+    await carol.authenticate(newKey().privateKey);
+    expect((await carol.closed).code).toBe(CloseCode.tooManyConnections);
+  });
+
   it("holds membership (the same --allowed-keys) and per-address caps across nodes", async () => {
     const alice = newKey();
     const bob = newKey();
