@@ -16,6 +16,7 @@ import { benchIntro } from "./intro.js";
 import { benchIperfStatic } from "./iperf-static.js";
 import { benchKernelIpv6 } from "./kernel-ipv6.js";
 import { benchKernelRelay } from "./kernel-relay.js";
+import { benchLazyPeers } from "./lazy-peers.js";
 import { benchMac1 } from "./mac1.js";
 import { benchNatTraversal } from "./nat-traversal.js";
 import { benchStayingConnected } from "./staying-connected.js";
@@ -79,6 +80,12 @@ const BENCHMARKS: Benchmark[] = [
     what: "roaming and restart gaps, idle cost",
     run: benchStayingConnected,
     limitSeconds: 400,
+  },
+  {
+    name: "lazy-peers",
+    what: "lazy peers (issue 15): many ICE peers dormant, first packet to a dormant peer",
+    run: benchLazyPeers,
+    limitSeconds: 900,
   },
   {
     name: "turn-recovery",

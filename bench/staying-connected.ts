@@ -124,10 +124,12 @@ function tunnelborePid(lab: ProductLab, host: string): number {
 
 // --- the fleet: 200 peers' ICE ends in one process ---------------------------------------------
 
-interface FleetConfig {
+export interface FleetConfig {
   introUrl: string;
   hubKey: string;
   privateKeys: string[];
+  /** Lazy peers (issue 15): each of the fleet's Peers releases ICE after this long idle (default never). */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -178,6 +180,7 @@ async function runFleet(config: FleetConfig): Promise<void> {
       logger,
       dataPlane,
       signalling: linkSignalling(link, sessions),
+      timing: { idleTimeoutMs: config.idleTimeoutMs ?? 0 },
     });
     lives.set(data, life);
     link.setPeers([config.hubKey]);
@@ -186,23 +189,35 @@ async function runFleet(config: FleetConfig): Promise<void> {
   // As in Tunnelbore: a suspect path restarts ICE.
   monitor.on("suspect", (data, reason, repeat) => lives.get(data)?.onSuspect(reason, repeat));
   monitor.start();
-  const report = setInterval(
-    () => process.stdout.write(`${JSON.stringify({ connected, ...monitor.stats })}\n`),
-    500,
-  );
+  // As Tunnelbore's idle sweep at its interface read (every peer here has the hub's key: no lookup by key).
+  const sweep =
+    config.idleTimeoutMs &&
+    setInterval(() => {
+      const now = Date.now();
+      for (const [data, life] of lives)
+        life.onTrafficAge(now - Math.max(data.lastSentAt, data.lastReceivedAt));
+    }, 2000);
+  const report = setInterval(() => {
+    let dormant = 0;
+    for (const life of lives.values()) if (life.state.name === "dormant") dormant++;
+    process.stdout.write(`${JSON.stringify({ connected, dormant, ...monitor.stats })}\n`);
+  }, 500);
   await new Promise<void>((resolve) => process.stdin.once("end", resolve).resume());
   clearInterval(report);
+  if (sweep) clearInterval(sweep);
   process.exit(0);
 }
 
-interface Fleet {
+export interface Fleet {
   connected(): number;
+  /** The fleet's peers that released their ICE session (lazy peers). */
+  dormant(): number;
   /** The fleet's latest report, with its liveness monitor's counters. */
   stats(): string;
   stop(): void;
 }
 
-async function startFleet(lab: ProductLab, config: FleetConfig): Promise<Fleet> {
+export async function startFleet(lab: ProductLab, config: FleetConfig): Promise<Fleet> {
   const child = spawn(
     "ip",
     ["netns", "exec", lab.host("fleet").ns, process.execPath, "--import", "tsx", THIS_FILE, FLEET_FLAG],
@@ -211,20 +226,26 @@ async function startFleet(lab: ProductLab, config: FleetConfig): Promise<Fleet> 
   trackChild(child);
   child.stdin?.write(`${JSON.stringify(config)}\n`);
   let connected = 0;
+  let dormant = 0;
   let stats = "";
   createInterface({ input: child.stdout! }).on("line", (line) => {
     try {
-      connected = (JSON.parse(line) as { connected: number }).connected;
+      ({ connected, dormant } = JSON.parse(line) as { connected: number; dormant: number });
       stats = line;
     } catch {
       // not a report
     }
   });
-  return { connected: () => connected, stats: () => stats, stop: () => child.stdin?.end() };
+  return {
+    connected: () => connected,
+    dormant: () => dormant,
+    stats: () => stats,
+    stop: () => child.stdin?.end(),
+  };
 }
 
-async function addHubPeers(lab: ProductLab, publicKeys: string[]): Promise<void> {
-  const hub = lab.host("hub");
+export async function addHubPeers(lab: ProductLab, publicKeys: string[], hubName = "hub"): Promise<void> {
+  const hub = lab.host(hubName);
   // One `wg set` per 50 peers (argument lists stay short).
   for (let i = 0; i < publicKeys.length; i += 50) {
     const args = ["set", hub.wg.name];

@@ -37,6 +37,8 @@ export interface ProductLabSpec {
   turn?: TurnLabSpec;
   /** The introduction server's `--allowed-keys FILE` (default: none, a public server). */
   allowedKeysFile?: string;
+  /** More `intro-server` flags (e.g. higher per-address caps for a fleet behind one NAT). */
+  introFlags?: string[];
 }
 
 /** The lab's TURN servers, declared: where they run, their host's routes, how many, how they are reached. */
@@ -114,6 +116,7 @@ export class ProductLab {
         "--turn-secret-file",
         secrets.write("turn-secret", turn.coturns[0]!.secret),
         ...(spec.allowedKeysFile ? ["--allowed-keys", spec.allowedKeysFile] : []),
+        ...(spec.introFlags ?? []),
       ];
       const introServer = await startIntroServer(server.ns, introArgs);
       const introUrl = `ws://${server.address}:${INTRO_PORT}`;
