@@ -229,6 +229,8 @@ export class Supervisor {
       staticEndpoints: [...staticEndpoints],
       logLevel: this.config.logLevel,
       logFormat: this.config.logFormat,
+      // What the parent's lines carry (`run` without --interface: the interface), the worker's carry too.
+      logBindings: this.log.bindings(),
       privileges: this.privileges,
     };
     this.send({ t: "start", config: start });

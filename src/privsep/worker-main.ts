@@ -18,6 +18,8 @@ export interface WorkerStart {
   staticEndpoints: [string, Endpoint][];
   logLevel: string;
   logFormat: LogFormat;
+  /** The parent logger's bindings (e.g. the interface, when `run` serves every interface). */
+  logBindings?: Record<string, unknown>;
   privileges: PrivilegeStatus;
 }
 
@@ -43,7 +45,7 @@ function ask(request: Request): Promise<unknown> {
 }
 
 async function start(message: WorkerStart): Promise<void> {
-  log = createLogger("tunnelbore", message.logLevel, message.logFormat);
+  log = createLogger("tunnelbore", message.logLevel, message.logFormat).child(message.logBindings ?? {});
   tunnelbore = new Tunnelbore({
     ...message.options,
     staticEndpoints: new Map(message.staticEndpoints),

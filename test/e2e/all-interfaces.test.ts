@@ -191,6 +191,12 @@ async function exercise(mode: "separated" | "one process", third: { index: numbe
   expect(endpoints[0]).toBe(ownLoopback);
   expect(endpoints[1]).not.toBe(ownLoopback);
 
+  // Each instance's lines name its interface, the worker's as well as the parent's.
+  for (const [i, tunnel] of tunnels.slice(0, 2).entries()) {
+    const added = logsOf(proc).find((l) => l.msg === "peer added" && l.loopback === endpoints[i]);
+    expect(added?.interface, `the "peer added" line of ${tunnel.a.name}`).toBe(tunnel.a.name);
+  }
+
   // Traffic through both.
   for (const tunnel of tunnels) {
     await waitFor(() => ping(tunnel), { what: `ping through ${tunnel.a.name}`, intervalMs: 50 });
