@@ -404,8 +404,9 @@ export class Tunnelbore {
         return data ? `${data.loopback.address}:${data.loopback.port}` : null;
       },
       applied: (info, changed) => {
-        // Idleness rides on this periodic read: one pass, no timer of its own (src/peer/idle-sweep.ts).
-        if (this.options.idleTimeoutMs && this.proxy) {
+        // Idleness rides on this periodic read: one pass, no timer of its own (src/peer/idle-sweep.ts);
+        // without an introduction server there is no ICE to release (a static hub pays nothing).
+        if (this.options.idleTimeoutMs && this.link && this.proxy) {
           const proxy = this.proxy;
           sweepIdlePeers(this.peers.values(), (key) => proxy.peer(key));
         }
