@@ -1,0 +1,52 @@
+// The idle sweep: each peer's quiet time from the data plane's stamps (user space and kernel alike).
+import { pino } from "pino";
+import { describe, expect, it } from "vitest";
+import { sweepIdlePeers, type TrafficStamps } from "../../src/peer/idle-sweep.js";
+import { Peer } from "../../src/peer/peer.js";
+import { formatPeerState } from "../../src/peer/peer-state.js";
+import { FakeClock } from "../support/fake-clock.js";
+import { FakeIceSession } from "../support/fake-ice-session.js";
+
+const IDLE_MS = 60_000;
+
+function lazyPeer(key: string, clock: FakeClock): Peer {
+  return new Peer(key, {
+    clock,
+    logger: pino({ level: "silent" }),
+    dataPlane: { setPath: () => {}, setDormant: () => {} },
+    signalling: {
+      isOnline: () => true,
+      controlling: () => true,
+      send: () => {},
+      pathSuspect: () => {},
+      stalled: () => false,
+      createSession: (_key, controlling, handlers) => new FakeIceSession(controlling, handlers),
+    },
+    timing: { idleTimeoutMs: IDLE_MS },
+  });
+}
+
+describe("sweepIdlePeers", () => {
+  it("rests the peers quiet either way for the timeout, and only those", () => {
+    const clock = new FakeClock();
+    const [sent, received, quiet, never] = ["sent", "received", "quiet", "never"].map((k) =>
+      lazyPeer(k, clock),
+    );
+    for (const peer of [sent, received, quiet, never]) peer!.onPeerOnline();
+    clock.advance(IDLE_MS + 1000);
+    const now = 1_800_000_000_000;
+    const stamps = new Map<string, TrafficStamps>([
+      ["sent", { lastSentAt: now - 1000, lastReceivedAt: 0 }], // e.g. the kernel's counters, folded in
+      ["received", { lastSentAt: now - IDLE_MS * 2, lastReceivedAt: now - 5000 }],
+      ["quiet", { lastSentAt: now - IDLE_MS - 1, lastReceivedAt: now - IDLE_MS - 1 }],
+      ["never", { lastSentAt: 0, lastReceivedAt: 0 }],
+    ]);
+    sweepIdlePeers([sent!, received!, quiet!, never!], (key) => stamps.get(key), now);
+    expect([sent, received, quiet, never].map((p) => formatPeerState(p!.state))).toEqual([
+      "connecting",
+      "connecting",
+      "dormant",
+      "dormant",
+    ]);
+  });
+});
