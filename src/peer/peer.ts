@@ -535,7 +535,8 @@ export class Peer {
   /** Idle: the ICE session with its sockets and every timer released. L(P) stays, and a static path. */
   private rest(): void {
     if (this.idleness.dormant || this.closed) return;
-    this.log.info(
+    // At debug, as the transition: a hub's thousands of peers rest and wake without a line each.
+    this.log.debug(
       { idleMs: Math.round(this.idleness.idleMs) },
       "idle: ice session released until WireGuard or the peer wants it",
     );
@@ -558,7 +559,7 @@ export class Peer {
   private wake(why: string, graceMs?: number): void {
     if (!this.idleness.dormant) return;
     this.idleness.woke(graceMs);
-    this.log.info({ why }, "woken: connecting again");
+    this.log.debug({ why }, "woken: connecting again");
     this.env.dataPlane.setDormant(this.publicKey, false);
   }
 
