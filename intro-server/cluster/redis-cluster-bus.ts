@@ -67,6 +67,8 @@ export class RedisClusterBus implements ClusterBus {
   private sweep: NodeJS.Timeout | undefined;
   private handlers: ClusterHandlers | undefined;
   private everReady = false;
+  /** The engine came back and this node is writing itself again: the sweep leaves that to it. */
+  private rejoining = false;
   private closed = false;
 
   constructor(
@@ -84,9 +86,9 @@ export class RedisClusterBus implements ClusterBus {
       enableOfflineQueue: false,
       connectionName: `tunnelbore-intro-${this.nodeId}`,
     };
-    // Commands issued in one turn of the event loop (a reconnect storm: hundreds of logins) go to
-    // Redis in one write, not a write and a wake-up of Redis each. Order on the connection is kept.
-    this.commands = new Redis(url, { ...options, enableAutoPipelining: true });
+    // Not auto-pipelined: its batches are sent a tick later, so a MULTI or pipeline issued after them
+    // would overtake them, and the scripts' order is what keeps a key's records right.
+    this.commands = new Redis(url, options);
     this.subscriber = new Redis(url, options);
     for (const connection of [this.commands, this.subscriber]) {
       connection.on("error", (error: Error) =>
@@ -126,10 +128,14 @@ export class RedisClusterBus implements ClusterBus {
     this.commands.on("ready", () => {
       if (!this.everReady || this.closed) return;
       this.log.warn({ node: this.nodeId }, "cluster engine back: writing this node's connections again");
+      this.rejoining = true;
       void this.loadScripts()
         .then(() => this.heartbeat())
         .then(() => this.handlers?.reconnected())
-        .catch((error: Error) => this.log.warn({ err: error.message }, "cannot rejoin the cluster"));
+        .catch((error: Error) => this.log.warn({ err: error.message }, "cannot rejoin the cluster"))
+        .finally(() => {
+          this.rejoining = false;
+        });
     });
     this.everReady = true;
     await this.heartbeat();
@@ -243,18 +249,25 @@ export class RedisClusterBus implements ClusterBus {
     return `tb:n:${node}`;
   }
 
-  private async heartbeat(): Promise<void> {
-    await this.commands
+  /** Resolves true if this node was not a member of the cluster: first start, or reaped meanwhile. */
+  private async heartbeat(): Promise<boolean> {
+    const replies = await this.commands
       .multi()
       .set(`tb:alive:${this.nodeId}`, "1", "PX", this.timing.heartbeatTtlMs)
       .sadd("tb:nodes", this.nodeId)
       .exec();
+    return replies?.[1]?.[1] === 1;
   }
 
   private async heartbeatAndReap(): Promise<void> {
-    if (this.closed || this.commands.status !== "ready") return;
+    if (this.closed || this.rejoining || this.commands.status !== "ready") return;
     try {
-      await this.heartbeat();
+      if (await this.heartbeat()) {
+        // Our heartbeat lapsed (the event loop stalled past its TTL) and another node reaped us: our
+        // keys went offline in the engine while their connections are open here. Write them again.
+        this.log.warn({ node: this.nodeId }, "this node was taken for dead: writing its connections again");
+        this.handlers?.reconnected();
+      }
       const dead = (await this.run("reap", [this.nodeId, this.timing.holdMs])) as string[];
       if (dead.length > 0) this.log.info({ dead }, "nodes left the cluster: their clients went offline");
     } catch (error) {

@@ -187,6 +187,36 @@ describe("intro-server --cluster (redis)", () => {
     expect((await carol.closed).code).toBe(CloseCode.tooManyConnections);
   });
 
+  it("writes a node's connections again when the others took it for dead (its heartbeat lapsed)", async () => {
+    const [one, two] = await cluster(2);
+    const alice = newKey();
+    const bob = newKey();
+    const aliceRaw = await track(login(one!.url, alice, [bob]));
+    const bobRaw = await track(login(two!.url, bob, [alice]));
+    await aliceRaw.next("presence");
+    await bobRaw.next("presence");
+    // What the others' REAP does to a node whose heartbeat expired (an event loop stalled past 3 s).
+    const engine = new Redis(redis!.url);
+    try {
+      const nodeOne = (await engine.get(`tb:at:${alice.publicKey}`))!;
+      await engine
+        .multi()
+        .srem("tb:nodes", nodeOne)
+        .del(`tb:at:${alice.publicKey}`, `tb:d:${alice.publicKey}`, `tb:nk:${nodeOne}`, `tb:cnt:${nodeOne}`)
+        .exec();
+      // Node one's next heartbeat (every 300 ms here) finds it out of the cluster and writes Alice again.
+      const deadline = Date.now() + 3_000;
+      while ((await engine.get(`tb:at:${alice.publicKey}`)) !== nodeOne && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await engine.get(`tb:at:${alice.publicKey}`)).toBe(nodeOne);
+      expect(await engine.sismember("tb:nodes", nodeOne)).toBe(1);
+    } finally {
+      engine.disconnect();
+    }
+    bobRaw.send({ type: "send", to: alice.publicKey, envelope: envelopeOf(3) });
+    expect(sequenceOf((await aliceRaw.next("envelope")).envelope)).toBe(3);
+  });
+
   it("holds membership (the same --allowed-keys) and per-address caps across nodes", async () => {
     const alice = newKey();
     const bob = newKey();
