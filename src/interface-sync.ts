@@ -46,8 +46,11 @@ export interface SyncedPeers {
   setStaticPath(peer: Peer, endpoint: Endpoint | undefined): Promise<void>;
   /** The peer's L(P) as "127.a.b.c:port", if it is held. */
   loopbackOf(publicKey: string): string | null;
-  /** Every peer of this read is applied; `changed`: a peer came, went or changed, or the head did. */
-  applied(info: WireGuardInterfaceInfo, changed: boolean): void;
+  /**
+   * Every peer of this read is applied; `changed`: a peer came, went or changed, or the head did.
+   * Answers how many peers went dormant meanwhile (lazy peers).
+   */
+  applied(info: WireGuardInterfaceInfo, changed: boolean): number;
 }
 
 /**
@@ -257,8 +260,9 @@ export class InterfaceSync {
     }
     if (bulk) this.log.info({ peers: sorted.length }, "peers set up (each one's lines at debug)");
     const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
-    this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
-    this.heapRelease.after(sorted.length + gone.length);
+    const rested = this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
+    // Many peers set up, gone or gone dormant at once: their garbage is given back once that is over.
+    this.heapRelease.after(sorted.length + gone.length + rested);
     this.lastHead = head;
   }
 

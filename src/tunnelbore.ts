@@ -406,16 +406,18 @@ export class Tunnelbore {
       applied: (info, changed) => {
         // Idleness rides on this periodic read: one pass, no timer of its own (src/peer/idle-sweep.ts);
         // without an introduction server there is no ICE to release (a static hub pays nothing).
+        let rested = 0;
         if (this.options.idleTimeoutMs && this.link && this.proxy) {
           const proxy = this.proxy;
-          sweepIdlePeers(this.peers.values(), (key) => proxy.peer(key));
+          rested = sweepIdlePeers(this.peers.values(), (key) => proxy.peer(key));
         }
         // A hub's idle read changes nothing: 10,000 peers gone over for nothing every 2 s (issue 16).
-        if (!changed && !this.pathsMoved) return;
+        if (!changed && !this.pathsMoved) return rested;
         this.pathsMoved = false;
         this.iceSessions?.setExcludedAddresses(tunnelRanges(info));
         this.link?.setPeers([...this.peers.keys()]);
         this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
+        return rested;
       },
     };
   }

@@ -9,14 +9,26 @@ export interface TrafficStamps {
   readonly lastReceivedAt: number;
 }
 
-/** Tells every peer how long nothing went either way for it (`Peer.onTrafficAge`); the peer decides. */
+/**
+ * Tells every peer how long nothing went either way for it (`Peer.onTrafficAge`); the peer decides.
+ * Answers how many went dormant (hundreds at once leave their sessions' garbage: src/heap-release.ts).
+ */
 export function sweepIdlePeers(
   peers: Iterable<Peer>,
   stampsOf: (publicKey: string) => TrafficStamps | undefined,
   now: number = Date.now(),
-): void {
+): number {
+  let rested = 0;
   for (const peer of peers) {
     const stamps = stampsOf(peer.publicKey);
-    if (stamps) peer.onTrafficAge(now - Math.max(stamps.lastSentAt, stamps.lastReceivedAt));
+    if (!stamps) continue;
+    const wasDormant = isDormant(peer);
+    peer.onTrafficAge(now - Math.max(stamps.lastSentAt, stamps.lastReceivedAt));
+    if (!wasDormant && isDormant(peer)) rested++;
   }
+  return rested;
+}
+
+function isDormant(peer: Peer): boolean {
+  return peer.state.name === "dormant";
 }

@@ -41,7 +41,9 @@ describe("sweepIdlePeers", () => {
       ["quiet", { lastSentAt: now - IDLE_MS - 1, lastReceivedAt: now - IDLE_MS - 1 }],
       ["never", { lastSentAt: 0, lastReceivedAt: 0 }],
     ]);
-    sweepIdlePeers([sent!, received!, quiet!, never!], (key) => stamps.get(key), now);
+    expect(sweepIdlePeers([sent!, received!, quiet!, never!], (key) => stamps.get(key), now)).toBe(2);
+    // Already dormant: not counted again.
+    expect(sweepIdlePeers([quiet!, never!], (key) => stamps.get(key), now)).toBe(0);
     expect([sent, received, quiet, never].map((p) => formatPeerState(p!.state))).toEqual([
       "connecting",
       "connecting",
