@@ -31,15 +31,22 @@ async function lowMemoryCollection(): Promise<void> {
 export class HeapRelease {
   private timer: NodeJS.Timeout | null = null;
   private lastAt = Number.NEGATIVE_INFINITY;
+  /** Items handled since the last collection. */
+  private pending = 0;
   constructor(
     private readonly log: Logger,
     private readonly collect: Collect = lowMemoryCollection,
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** A burst of `items` was just handled: collect once it has settled, if it was big enough. */
+  /**
+   * `items` were just handled: once HEAP_RELEASE_MIN_ITEMS were since the last collection (one burst, or
+   * several: peers going dormant a few hundred per sweep), collect when they have settled.
+   */
   after(items: number): void {
-    if (items < HEAP_RELEASE_MIN_ITEMS) return;
+    if (items === 0) return;
+    this.pending += items;
+    if (this.pending < HEAP_RELEASE_MIN_ITEMS) return;
     if (this.timer) clearTimeout(this.timer);
     const wait = Math.max(SETTLE_MS, this.lastAt + MIN_INTERVAL_MS - this.now());
     this.timer = setTimeout(() => this.run(), wait);
@@ -53,6 +60,7 @@ export class HeapRelease {
 
   private async run(): Promise<void> {
     this.timer = null;
+    this.pending = 0;
     this.lastAt = this.now();
     const before = process.memoryUsage();
     const started = performance.now();

@@ -14,6 +14,10 @@ describe("HeapRelease", () => {
     release.after(HEAP_RELEASE_MIN_ITEMS - 1);
     vi.advanceTimersByTime(10_000);
     expect(collect).not.toHaveBeenCalled();
+    // Reads that handle nothing (every poll) neither count nor put the collection off.
+    release.after(0);
+    vi.advanceTimersByTime(10_000);
+    expect(collect).not.toHaveBeenCalled();
     // A burst in parts: the collection waits for the last one.
     release.after(4096);
     vi.advanceTimersByTime(7000);
@@ -21,6 +25,23 @@ describe("HeapRelease", () => {
     vi.advanceTimersByTime(7999);
     expect(collect).not.toHaveBeenCalled();
     vi.advanceTimersByTime(1);
+    expect(collect).toHaveBeenCalledTimes(1);
+  });
+
+  it("counts small bursts together (peers going dormant a few hundred per sweep)", () => {
+    const collect = vi.fn(async () => undefined);
+    const release = new HeapRelease(silent, collect, Date.now);
+    for (let i = 0; i < 3; i++) {
+      release.after(200);
+      vi.advanceTimersByTime(2000);
+      release.after(0);
+      vi.advanceTimersByTime(2000);
+    }
+    vi.advanceTimersByTime(8000);
+    expect(collect).toHaveBeenCalledTimes(1);
+    // Counted anew after a collection.
+    release.after(400);
+    vi.advanceTimersByTime(60_000);
     expect(collect).toHaveBeenCalledTimes(1);
   });
 
