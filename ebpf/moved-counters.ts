@@ -36,8 +36,8 @@ export class MovedCounterTracker {
   constructor(private readonly reader: BatchedMapReader) {}
 
   /**
-   * The entries of `maps` whose packets differ from the last look (every entry when `full`, or at the
-   * first look). Entries gone since are forgotten.
+   * The entries of `maps` whose packets differ from the last look (a new one: from 0), or every entry
+   * when `full`. Entries gone since are forgotten.
    */
   moved(maps: CountedMap[], full: boolean): MovedCounter[] {
     const out: MovedCounter[] = [];
@@ -55,7 +55,11 @@ export class MovedCounterTracker {
         const at = valueAt + counted.countersAt;
         // Packets as a double: exact up to 2^53, far beyond any entry's life.
         const packets = values.readUInt32LE(at) + values.readUInt32LE(at + 4) * 2 ** 32;
-        if (!full && baseline.get(key) === packets) return;
+        // A new entry counts from 0 (so do its readers' copies): unused, it has not moved.
+        if (!full && (baseline.get(key) ?? 0) === packets) {
+          if (packets === 0) baseline.set(key, 0);
+          return;
+        }
         baseline.set(key, packets);
         const lp = counted.loopbackIn === "key" ? keyAt + counted.loopbackAt : valueAt + counted.loopbackAt;
         const from = counted.loopbackIn === "key" ? keys : values;
