@@ -10,6 +10,8 @@ export interface HolderStart {
   to: number;
 }
 export type HolderReport =
+  /** Listening for its start (a message sent before the listener is there would be lost). */
+  | { type: "ready" }
   | { type: "connected" }
   | { type: "back"; at: number[]; retries: number; firstClose: number };
 
@@ -46,3 +48,4 @@ process.once("message", async (start: HolderStart) => {
     retries = 0;
   }, 250);
 });
+send({ type: "ready" });

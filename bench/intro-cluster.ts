@@ -92,10 +92,10 @@ function spawnHolder(
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
   holders.push(child);
-  child.send(start);
   return new Promise((resolve, reject) => {
     child.on("message", (report: HolderReport) => {
-      if (report.type === "connected") resolve(child);
+      if (report.type === "ready") child.send(start);
+      else if (report.type === "connected") resolve(child);
       else onReport(report);
     });
     child.once("exit", (code) => reject(new Error(`holder exited (${code}) before connecting`)));
