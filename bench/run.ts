@@ -13,6 +13,7 @@ import { benchForwarding } from "./forwarding.js";
 import { benchForwardingBatched } from "./forwarding-batched.js";
 import { benchHub } from "./hub.js";
 import { benchIntro } from "./intro.js";
+import { benchIntroCluster } from "./intro-cluster.js";
 import { benchIperfStatic } from "./iperf-static.js";
 import { benchKernelIpv6 } from "./kernel-ipv6.js";
 import { benchKernelRelay } from "./kernel-relay.js";
@@ -94,6 +95,12 @@ const BENCHMARKS: Benchmark[] = [
     limitSeconds: 1800,
   },
   { name: "intro", what: "introduction server", run: benchIntro, limitSeconds: 240 },
+  {
+    name: "intro-cluster",
+    what: "4 intro-server nodes on one Redis: RSS per client, cross-node envelope latency, a node killed",
+    run: benchIntroCluster,
+    limitSeconds: 600,
+  },
   {
     name: "hub",
     what: "a hub with 1,000, 5,000 and 10,000 static peers: start, stop, idle cost, SIGKILL + restart gap",
