@@ -1,5 +1,5 @@
 import type { RestartMode } from "../../src/ice/ice-session.js";
-import type { IceSessionHandlers, PeerIceSession } from "../../src/peer/peer.js";
+import type { IceSessionHandlers, PeerIceSession, PeerSignalling } from "../../src/peer/peer.js";
 import type { ProbeablePath } from "../../src/proxy/liveness.js";
 import type { PathKind } from "../../src/proxy/path.js";
 
@@ -109,5 +109,54 @@ export class FakeIceSession implements PeerIceSession {
   private setState(state: PeerIceSession["state"]): void {
     this.state = state;
     this.handlers.state();
+  }
+}
+
+/**
+ * A peer's signalling as a test drives it: the peer online as `online` says, the controlling side as
+ * asked, every ICE session made a FakeIceSession (kept in order), stalls and link checks recorded.
+ */
+export class FakeSignalling implements PeerSignalling {
+  online: boolean;
+  readonly sessions: FakeIceSession[] = [];
+  readonly stalls: string[] = [];
+  linkChecks = 0;
+
+  constructor(
+    private readonly options: { online?: boolean; controlling?: boolean; stallReconnects?: boolean } = {},
+  ) {
+    this.online = options.online ?? true;
+  }
+
+  isOnline(): boolean {
+    return this.online;
+  }
+
+  controlling(): boolean {
+    return this.options.controlling ?? true;
+  }
+
+  send(): void {}
+
+  pathSuspect(): void {
+    this.linkChecks++;
+  }
+
+  stalled(_key: string, what: string): boolean {
+    this.stalls.push(what);
+    return this.options.stallReconnects ?? true;
+  }
+
+  createSession(_key: string, controlling: boolean, handlers: IceSessionHandlers): FakeIceSession {
+    const session = new FakeIceSession(controlling, handlers);
+    this.sessions.push(session);
+    return session;
+  }
+
+  /** The latest session (fails the test when none was made). */
+  session(): FakeIceSession {
+    const s = this.sessions.at(-1);
+    if (!s) throw new Error("no ICE session was created");
+    return s;
   }
 }

@@ -5,7 +5,7 @@ import { sweepIdlePeers, type TrafficStamps } from "../../src/peer/idle-sweep.js
 import { Peer } from "../../src/peer/peer.js";
 import { formatPeerState } from "../../src/peer/peer-state.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { FakeIceSession } from "../support/fake-ice-session.js";
+import { FakeSignalling } from "../support/fake-ice-session.js";
 
 const IDLE_MS = 60_000;
 
@@ -14,14 +14,7 @@ function lazyPeer(key: string, clock: FakeClock): Peer {
     clock,
     logger: pino({ level: "silent" }),
     dataPlane: { setPath: () => {}, setDormant: () => {} },
-    signalling: {
-      isOnline: () => true,
-      controlling: () => true,
-      send: () => {},
-      pathSuspect: () => {},
-      stalled: () => false,
-      createSession: (_key, controlling, handlers) => new FakeIceSession(controlling, handlers),
-    },
+    signalling: new FakeSignalling({ stallReconnects: false }),
     timing: { idleTimeoutMs: IDLE_MS },
   });
 }

@@ -3,25 +3,14 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { ICE_RESTART_REASONS, newIceRestartCounts } from "../../src/peer/ice-restarts.js";
-import { Peer, type PeerSignalling } from "../../src/peer/peer.js";
+import { Peer } from "../../src/peer/peer.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { FakeIceSession, FakePath } from "../support/fake-ice-session.js";
+import { FakePath, FakeSignalling } from "../support/fake-ice-session.js";
 
 function setup(controlling = true) {
   const clock = new FakeClock();
-  const sessions: FakeIceSession[] = [];
-  const signalling: PeerSignalling = {
-    isOnline: () => true,
-    controlling: () => controlling,
-    send: () => {},
-    pathSuspect: () => {},
-    stalled: () => true,
-    createSession: (_key, isControlling, handlers) => {
-      const session = new FakeIceSession(isControlling, handlers);
-      sessions.push(session);
-      return session;
-    },
-  };
+  const signalling = new FakeSignalling({ controlling });
+  const { sessions } = signalling;
   const peer = new Peer("peerkey", {
     clock,
     random: () => 0.5,

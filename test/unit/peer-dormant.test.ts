@@ -2,11 +2,11 @@
 // timer (`dormant`), and WireGuard's next datagram or the peer's signal connects it again.
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { Peer, type PeerSignalling } from "../../src/peer/peer.js";
+import { Peer } from "../../src/peer/peer.js";
 import { formatPeerState } from "../../src/peer/peer-state.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { FakeIceSession, FakePath } from "../support/fake-ice-session.js";
+import { type FakeIceSession, FakePath, FakeSignalling } from "../support/fake-ice-session.js";
 
 const IDLE_MS = 15 * 60_000;
 
@@ -18,22 +18,10 @@ interface SetupOptions {
 
 function setup(options: SetupOptions = {}) {
   const clock = new FakeClock();
-  const sessions: FakeIceSession[] = [];
+  const signalling = new FakeSignalling({ controlling: options.controlling });
+  const { sessions } = signalling;
   const paths: Array<PeerPath | null> = [];
   const dormancy: boolean[] = [];
-  let online = true;
-  const signalling: PeerSignalling = {
-    isOnline: () => online,
-    controlling: () => options.controlling ?? true,
-    send: () => {},
-    pathSuspect: () => {},
-    stalled: () => true,
-    createSession: (_key, controlling, handlers) => {
-      const session = new FakeIceSession(controlling, handlers);
-      sessions.push(session);
-      return session;
-    },
-  };
   const peer = new Peer("peerkey", {
     clock,
     random: () => 0.5,
@@ -45,13 +33,9 @@ function setup(options: SetupOptions = {}) {
     signalling: options.noSignalling ? null : signalling,
     timing: { idleTimeoutMs: options.idleTimeoutMs ?? IDLE_MS },
   });
-  const session = (): FakeIceSession => {
-    const s = sessions.at(-1);
-    if (!s) throw new Error("no ICE session was created");
-    return s;
-  };
+  const session = (): FakeIceSession => signalling.session();
   const setOnline = (value: boolean) => {
-    online = value;
+    signalling.online = value;
     if (value) peer.onPeerOnline();
     else peer.onPeerOffline();
   };

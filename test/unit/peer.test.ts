@@ -1,10 +1,10 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { Peer, type PeerSignalling } from "../../src/peer/peer.js";
+import { Peer } from "../../src/peer/peer.js";
 import { formatPeerState, PEER_STATE_NAMES } from "../../src/peer/peer-state.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { FakeIceSession, FakePath } from "../support/fake-ice-session.js";
+import { type FakeIceSession, FakePath, FakeSignalling } from "../support/fake-ice-session.js";
 
 const KEY = "peerkey";
 
@@ -21,29 +21,10 @@ interface SetupOptions {
 
 function setup(options: SetupOptions = {}) {
   const clock = new FakeClock();
-  const sessions: FakeIceSession[] = [];
+  const signalling = new FakeSignalling(options);
+  const { sessions, stalls } = signalling;
   const paths: Array<{ path: PeerPath | null; reason: string }> = [];
   const transitions: string[] = [];
-  const stalls: string[] = [];
-  const linkChecks = { count: 0 };
-  let online = options.online ?? true;
-  const signalling: PeerSignalling = {
-    isOnline: () => online,
-    controlling: () => options.controlling ?? true,
-    send: () => {},
-    pathSuspect: () => {
-      linkChecks.count++;
-    },
-    stalled: (_key, what) => {
-      stalls.push(what);
-      return options.stallReconnects ?? true;
-    },
-    createSession: (_key, controlling, handlers) => {
-      const session = new FakeIceSession(controlling, handlers);
-      sessions.push(session);
-      return session;
-    },
-  };
   const peer = new Peer(KEY, {
     clock,
     random: () => 0.5,
@@ -53,20 +34,16 @@ function setup(options: SetupOptions = {}) {
     timing: { idleTimeoutMs: options.idleTimeoutMs ?? 0 },
     onTransition: (p) => transitions.push(formatPeerState(p.state)),
   });
-  const session = (): FakeIceSession => {
-    const s = sessions.at(-1);
-    if (!s) throw new Error("no ICE session was created");
-    return s;
-  };
+  const session = (): FakeIceSession => signalling.session();
   const goOnline = () => {
-    online = true;
+    signalling.online = true;
     peer.onPeerOnline();
   };
   const goOffline = () => {
-    online = false;
+    signalling.online = false;
     peer.onPeerOffline();
   };
-  return { peer, clock, sessions, session, paths, transitions, stalls, linkChecks, goOnline, goOffline };
+  return { peer, clock, sessions, session, paths, transitions, stalls, signalling, goOnline, goOffline };
 }
 
 const state = (peer: Peer) => formatPeerState(peer.state);
@@ -226,10 +203,10 @@ describe("Peer: suspect and restarting", () => {
     expect(t.session().restarts).toEqual([{ reason: "handshake unanswered", mode: "full" }]);
     expect(state(t.peer)).toBe("restarting");
     expect(t.peer.path).toBe(old);
-    expect(t.linkChecks.count).toBe(1); // the signalling link is checked with it
+    expect(t.signalling.linkChecks).toBe(1); // the signalling link is checked with it
     // Repeated verdicts while the repair runs do not abandon it.
     t.peer.onSuspect("handshake unanswered", true);
-    expect(t.linkChecks.count).toBe(1);
+    expect(t.signalling.linkChecks).toBe(1);
     expect(t.session().restarts).toHaveLength(1);
     const fresh = new FakePath("direct", "198.51.100.7:40001");
     t.session().nominate(fresh, "handshake unanswered");
