@@ -11,18 +11,16 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { PeerStatus } from "../src/control/status.js";
-import { encodeKey } from "../src/wireguard/keys.js";
 import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { ping } from "../test/lab/ping.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { processTree, udpSocketsOf } from "../test/lab/udp-sockets.js";
-import { generateKeyPair } from "../test/support/noise.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { processCpuSeconds, rssBytes } from "./proc-stats.js";
 import { median } from "./statistics.js";
-import { addHubPeers, type Fleet, startFleet } from "./staying-connected.js";
+import { type Fleet, startHubFleet } from "./staying-connected.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -97,18 +95,9 @@ export async function benchLazyPeers(): Promise<BenchRow[]> {
     };
     log(`lab up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-    const keys = Array.from({ length: PEERS }, () => generateKeyPair());
-    await addHubPeers(
-      lab,
-      keys.map((k) => encodeKey(k.publicKey)),
-    );
-    const fleetStarted = Date.now();
-    fleet = await startFleet(lab, {
-      introUrl: lab.introUrl,
-      hubKey: lab.host("hub").keys.publicKey,
-      privateKeys: keys.map((k) => encodeKey(k.privateKey)),
-      idleTimeoutMs: IDLE_TIMEOUT_S * 1000,
-    });
+    const hubFleet = await startHubFleet(lab, PEERS, IDLE_TIMEOUT_S * 1000);
+    fleet = hubFleet.fleet;
+    const fleetStarted = hubFleet.startedAt;
     const fleetRef = fleet;
     // Connected at once (proactive while recently active); the first may rest before the last connects:
     // the peak is taken (peers connected, the hub's sockets and RSS then) until every peer connected or

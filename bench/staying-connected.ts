@@ -244,6 +244,30 @@ export async function startFleet(lab: ProductLab, config: FleetConfig): Promise<
   };
 }
 
+/**
+ * `count` new peers for the hub (added to its WireGuard), run by a fleet process that connects each to
+ * the hub through the lab's introduction server; `idleTimeoutMs`: the fleet's peers are lazy too.
+ */
+export async function startHubFleet(
+  lab: ProductLab,
+  count: number,
+  idleTimeoutMs?: number,
+): Promise<{ fleet: Fleet; startedAt: number }> {
+  const keys = Array.from({ length: count }, () => generateKeyPair());
+  await addHubPeers(
+    lab,
+    keys.map((k) => encodeKey(k.publicKey)),
+  );
+  const startedAt = Date.now();
+  const fleet = await startFleet(lab, {
+    introUrl: lab.introUrl,
+    hubKey: lab.host("hub").keys.publicKey,
+    privateKeys: keys.map((k) => encodeKey(k.privateKey)),
+    ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
+  });
+  return { fleet, startedAt };
+}
+
 export async function addHubPeers(lab: ProductLab, publicKeys: string[], hubName = "hub"): Promise<void> {
   const hub = lab.host(hubName);
   // One `wg set` per 50 peers (argument lists stay short).
@@ -341,17 +365,9 @@ export async function benchStayingConnected(): Promise<BenchRow[]> {
     }
 
     // 200 idle peers on one Tunnelbore.
-    const keys = Array.from({ length: FLEET_PEERS }, () => generateKeyPair());
-    await addHubPeers(
-      lab,
-      keys.map((k) => encodeKey(k.publicKey)),
-    );
-    const fleetStarted = Date.now();
-    fleet = await startFleet(lab, {
-      introUrl: lab.introUrl,
-      hubKey: lab.host("hub").keys.publicKey,
-      privateKeys: keys.map((k) => encodeKey(k.privateKey)),
-    });
+    const hubFleet = await startHubFleet(lab, FLEET_PEERS);
+    fleet = hubFleet.fleet;
+    const fleetStarted = hubFleet.startedAt;
     const fleetRef = fleet;
     const labRef = lab;
     await waitFor(
