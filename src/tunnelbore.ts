@@ -444,6 +444,10 @@ export class Tunnelbore {
     if (!peer) {
       peer = new Peer(publicKey, this.peerEnvironment(proxy));
       this.peers.set(publicKey, peer);
+      // Lazy peers: one whose latest handshake with WireGuard is older than the idle timeout starts
+      // dormant. One with none yet (WireGuard just started, or a new peer) is connected proactively.
+      const { latestHandshake } = wireguard;
+      if (latestHandshake > 0) peer.onCreatedQuiet(Date.now() - latestHandshake * 1000);
     }
     return { peer, loopback: `${data.loopback.address}:${data.loopback.port}` };
   }

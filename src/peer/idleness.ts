@@ -7,7 +7,8 @@ export class Idleness {
   dormant = false;
   /**
    * When the peer was last wanted (created, woken, a handshake held) or carried traffic as the idle
-   * sweep last saw (clock ms): idle once this is `timeoutMs` old. Created counts: proactive at start.
+   * sweep last saw (clock ms): idle once this is `timeoutMs` old. Created counts, unless WireGuard's
+   * latest handshake says the peer was quiet long before (`quietSinceBefore`).
    */
   private activeAt: number;
   /** When it went dormant (clock ms): traffic after this (on a static path) wakes it. */
@@ -28,6 +29,11 @@ export class Idleness {
   /** Wanted now (WireGuard held a datagram for it). */
   active(): void {
     this.activeAt = this.clock.now();
+  }
+
+  /** At creation: WireGuard's latest handshake with the peer was `quietMs` ago. */
+  quietSinceBefore(quietMs: number): void {
+    this.activeAt = this.clock.now() - quietMs;
   }
 
   /** The sweep: nothing either way for `quietMs`. */

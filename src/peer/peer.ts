@@ -243,6 +243,19 @@ export class Peer {
     this.settle();
   }
 
+  /**
+   * Just created: WireGuard's latest handshake with the peer was `quietMs` ago. Quiet for the idle
+   * timeout already, the peer starts dormant: proactive connection is for peers with recent traffic,
+   * and a host with thousands of idle peers would otherwise open an ICE session with every one online
+   * at each restart. WireGuard's next datagram wakes it, as at a cold start.
+   */
+  onCreatedQuiet(quietMs: number): void {
+    if (this.closed || !this.idleness.enabled) return;
+    this.idleness.quietSinceBefore(quietMs);
+    if (this.idleNow()) this.rest();
+    this.settle();
+  }
+
   /** Liveness: the peer was heard on the chosen path (again). */
   onHeard(): void {
     if (this.heard) return;

@@ -96,6 +96,45 @@ describe("Peer: dormant after the idle timeout", () => {
     expect(state(t.peer)).toBe("dormant");
   });
 
+  it("starts dormant when WireGuard's latest handshake is as old as the idle timeout", () => {
+    for (const quiet of [IDLE_MS, 30 * IDLE_MS]) {
+      const t = setup();
+      t.peer.onCreatedQuiet(quiet);
+      expect(state(t.peer)).toBe("dormant");
+      expect(t.dormancy).toEqual([true]);
+      expect(t.clock.pending).toBe(0);
+      // Online at the introduction server: not connected proactively.
+      t.setOnline(true);
+      expect(t.sessions).toHaveLength(0);
+      // WireGuard's first datagram connects it, as at a cold start.
+      t.peer.onHandshakeHeld();
+      expect(t.sessions).toHaveLength(1);
+      expect(t.dormancy).toEqual([true, false]);
+    }
+  });
+
+  it("a recent handshake at start: connected proactively, and dormant once the timeout has passed since", () => {
+    const t = setup();
+    t.peer.onCreatedQuiet(IDLE_MS - 1000);
+    t.peer.onPeerOnline();
+    expect(t.sessions).toHaveLength(1);
+    // The sweep: nothing carried since Tunnelbore started (the data plane's stamps are 0).
+    const sweep = () => t.peer.onTrafficAge(Number.MAX_SAFE_INTEGER);
+    t.clock.advance(999);
+    sweep();
+    expect(state(t.peer)).toBe("connecting");
+    t.clock.advance(1);
+    sweep();
+    expect(state(t.peer)).toBe("dormant");
+  });
+
+  it("without an idle timeout, a long-quiet peer is connected at start as always", () => {
+    const t = setup({ idleTimeoutMs: 0 });
+    t.peer.onCreatedQuiet(30 * IDLE_MS);
+    t.peer.onPeerOnline();
+    expect(t.sessions).toHaveLength(1);
+  });
+
   it("WireGuard's held datagram wakes it: a new session, the data plane told at once", () => {
     const t = setup();
     t.connectRelayed();
