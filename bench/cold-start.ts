@@ -8,14 +8,12 @@
 // with no session, no path and no ICE state. The ping direction alternates (a is ICE-controlling or
 // controlled as its key decides, so both roles initiate the handshake).
 //   npm run build && npx tsx bench/cold-start.ts        (TBT_COLD_STARTS=N for another count than 20)
-import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { forgetAll, startTogether } from "../test/lab/cold-start.js";
-import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { nsRun, teardownAll } from "../test/lab/netns.js";
-import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { countHandshakes, type HandshakeCounts } from "../test/lab/wireguard-messages.js";
+import { labPreflight } from "./lab-preflight.js";
 import { median, percentile } from "./statistics.js";
 import type { BenchRow } from "./table.js";
 import { formatTable } from "./table.js";
@@ -116,10 +114,7 @@ async function coldStart(
 }
 
 export async function benchColdStart(): Promise<BenchRow[]> {
-  if (!(await labSupported()))
-    throw new Error("the cold-start benchmark builds network namespaces: run it as root");
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-  await cleanupStale();
+  await labPreflight("cold-start");
   let lab: ProductLab | null = null;
   try {
     lab = await ProductLab.create({

@@ -7,17 +7,16 @@
 // the cold-start path, bench/cold-start.ts), from the echo request to its reply.
 //   npm run build && npx tsx bench/lazy-peers.ts      (TBT_BENCH_LAZY_PEERS=N, default 500;
 //   TBT_BENCH_LAZY_DEBUG=DIR writes the hub's UDP sockets and log, once every peer is dormant, to DIR)
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { PeerStatus } from "../src/control/status.js";
-import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { ping } from "../test/lab/ping.js";
-import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { processTree, udpSocketsOf } from "../test/lab/udp-sockets.js";
 import { waitFor } from "../test/support/wait-for.js";
+import { labPreflight } from "./lab-preflight.js";
 import { processCpuSeconds, rssBytes } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type Fleet, startHubFleet } from "./staying-connected.js";
@@ -58,10 +57,7 @@ async function cost(rootPid: number, ms: number): Promise<{ rssMiB: number; cpu:
 }
 
 export async function benchLazyPeers(): Promise<BenchRow[]> {
-  if (!(await labSupported()))
-    throw new Error("the lazy-peers benchmark builds network namespaces: run it as root");
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-  await cleanupStale();
+  await labPreflight("lazy-peers");
   const started = Date.now();
   // The default poll interval (the lab's is 500 ms): the idle sweep rides on it, and the hub's idle CPU
   // should be a service's.

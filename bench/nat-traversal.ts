@@ -12,16 +12,15 @@
 // Throughput: iperf3 TCP (a -> b, c -> d) through each WireGuard: 5 rounds of the three cases, order
 // rotating, 5 s each after 1 s left out; CPU of Tunnelbore and wireguard-go from /proc meanwhile.
 //   npm run build && npx tsx bench/nat-traversal.ts
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { type IperfResult, parseIperfJson, startIperfServer } from "../test/lab/iperf.js";
-import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { generateKeyPair, nsRun, teardownAll, uniqueTag } from "../test/lab/netns.js";
-import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.js";
 import { waitFor } from "../test/support/wait-for.js";
+import { labPreflight } from "./lab-preflight.js";
 import {
   connectRows,
   log,
@@ -194,10 +193,7 @@ const fmtLoad = () =>
     .join(" ");
 
 export async function benchNatTraversal(): Promise<BenchRow[]> {
-  if (!(await labSupported()))
-    throw new Error("the NAT traversal benchmark builds network namespaces: run it as root");
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-  await cleanupStale();
+  await labPreflight("NAT traversal");
   const started = Date.now();
   const loadBefore = fmtLoad();
   // Default log level (info), as a user runs it; the baseline interfaces are never ICE candidates.

@@ -15,7 +15,7 @@
 // TBT_BENCH_FLEET=N sets the number of idle peers; TBT_BENCH_ONLY=idle skips the gap measurements;
 // TBT_BENCH_HUB_LOG=FILE keeps the hub's Tunnelbore log.
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
@@ -28,13 +28,13 @@ import { LivenessMonitor } from "../src/proxy/liveness.js";
 import { ProxyPeer } from "../src/proxy/proxy-peer.js";
 import { LocalKeyAgreement } from "../src/signalling/key-agreement.js";
 import { encodeKey } from "../src/wireguard/keys.js";
-import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { nsRun, run, teardownAll, trackChild } from "../test/lab/netns.js";
 import { ContinuousPing } from "../test/lab/ping.js";
 import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { generateKeyPair } from "../test/support/noise.js";
 import { waitFor } from "../test/support/wait-for.js";
+import { labPreflight } from "./lab-preflight.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -300,11 +300,8 @@ const NFT_COUNTERS = `table inet dbg {
 // --- the benchmark -------------------------------------------------------------------------------
 
 export async function benchStayingConnected(): Promise<BenchRow[]> {
-  if (!(await labSupported()))
-    throw new Error("the staying-connected benchmark builds network namespaces: run it as root");
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  await labPreflight("staying-connected");
   clockTicks = Number((await run("getconf", ["CLK_TCK"])).trim()) || 100;
-  await cleanupStale();
   const started = Date.now();
   const flags = ["--log-level", "info"];
   let lab: ProductLab | null = null;

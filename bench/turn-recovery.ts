@@ -15,12 +15,10 @@
 // TBT_BENCH_RUNS=N coturn restarts per topology (default 3), TBT_BENCH_MAPPING_RUNS=N NAT events of each
 // kind (default 5); TBT_BENCH_ONLY=TEXT only topologies whose name contains TEXT; TBT_BENCH_LOGS=DIR
 // keeps every Tunnelbore's log there.
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { cleanupStale, labSupported } from "../test/lab/lab-housekeeping.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { ContinuousPing } from "../test/lab/ping.js";
-import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import {
   RELAYED_PAIRS,
@@ -29,6 +27,7 @@ import {
   type TurnTopology,
 } from "../test/lab/turn-topologies.js";
 import { waitFor } from "../test/support/wait-for.js";
+import { labPreflight } from "./lab-preflight.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -191,10 +190,7 @@ async function benchTopology(topology: TurnTopology, rows: BenchRow[]): Promise<
 }
 
 export async function benchTurnRecovery(): Promise<BenchRow[]> {
-  if (!(await labSupported()))
-    throw new Error("the TURN recovery benchmark builds network namespaces: run it as root");
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
-  await cleanupStale();
+  await labPreflight("TURN recovery");
   const only = process.env.TBT_BENCH_ONLY;
   const rows: BenchRow[] = [];
   try {
