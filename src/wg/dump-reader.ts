@@ -16,14 +16,6 @@ interface KnownLine {
   seen: number;
 }
 
-/**
- * `wg show IF dump`, read over and over (every 2 s, from 10,000 peers at a hub: issue 16). A peer
- * whose line has the same bytes as at the last read keeps the object parsed then: nothing is decoded or
- * allocated for it but its key, where parsing the whole dump each time made megabytes of garbage. An
- * unchanged peer is the very same object, so later comparisons (InterfaceDiffer, PeerChanges) are
- * settled by identity. wireguard-go lists peers in a different order at every read, so lines are found
- * by key.
- */
 /** What a read changed against the read before it: peers new or changed (parsed anew), keys gone. */
 export interface DumpChanges {
   /** The read's number (from 1): changes chain only from one read to the next. */
@@ -32,6 +24,14 @@ export interface DumpChanges {
   removed: string[];
 }
 
+/**
+ * `wg show IF dump`, read over and over (every 2 s, from 10,000 peers at a hub: issue 16). A peer
+ * whose line has the same bytes as at the last read keeps the object parsed then: nothing is decoded or
+ * allocated for it but its key, where parsing the whole dump each time made megabytes of garbage. An
+ * unchanged peer is the very same object, so later comparisons (InterfaceDiffer, PeerChanges) are
+ * settled by identity, and each read tells what it changed (`changes`). wireguard-go lists peers in a
+ * different order at every read, so lines are found by key.
+ */
 export class DumpReader {
   private readonly known = new Map<string, KnownLine>();
   private reads = 0;
