@@ -34,6 +34,8 @@ import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } fro
 import { wgQuickWarning } from "./wg/wg-quick-warning.js";
 import { decodeKey } from "./wireguard/keys.js";
 
+/** WireGuard's REJECT_AFTER_TIME: a session's keys are used no longer than this after its handshake. */
+const WIREGUARD_SESSION_MS = 180_000;
 export interface TunnelboreOptions {
   interfaceName: string;
   catchAll: { address: string; port: number };
@@ -444,10 +446,12 @@ export class Tunnelbore {
     if (!peer) {
       peer = new Peer(publicKey, this.peerEnvironment(proxy));
       this.peers.set(publicKey, peer);
-      // Lazy peers: one whose latest handshake with WireGuard is older than the idle timeout starts
-      // dormant. One with none yet (WireGuard just started, or a new peer) is connected proactively.
+      // Lazy peers: one whose latest handshake with WireGuard is older than the idle timeout and than
+      // WireGuard's session (its next packet is then an initiation, held as at a cold start) starts
+      // dormant. One with a live session, or none yet (a new peer), is connected proactively.
       const { latestHandshake } = wireguard;
-      if (latestHandshake > 0) peer.onCreatedQuiet(Date.now() - latestHandshake * 1000);
+      const quietMs = Date.now() - latestHandshake * 1000;
+      if (latestHandshake > 0 && quietMs >= WIREGUARD_SESSION_MS) peer.onCreatedQuiet(quietMs);
     }
     return { peer, loopback: `${data.loopback.address}:${data.loopback.port}` };
   }
