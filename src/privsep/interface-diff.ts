@@ -6,7 +6,7 @@
  * their order is not kept). An answer names its generation; a worker that asks with another one than
  * the parent's last gets everything again.
  */
-import type { DumpChanges } from "../wg/dump-reader.js";
+import type { DumpChanges } from "../wg/interface-reader.js";
 import { samePeerLine } from "../wg/peer-changes.js";
 import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 
@@ -24,12 +24,12 @@ export class InterfaceDiffer {
   private generation = 0;
   /** The peers as last answered, by public key. */
   private last = new Map<string, WireGuardPeerInfo>();
-  /** The read (DumpReader's number) the last answer came from; 0: none known. */
+  /** The read (InterfaceReader's number) the last answer came from; 0: none known. */
   private lastRead = 0;
 
   /**
    * What changed since the answer `since`. `read` is what the read changed against the one before
-   * (DumpReader): when the last answer came from that very read, it is the answer, with no look at the
+   * (InterfaceReader): when the last answer came from that very read, it is the answer, with no look at the
    * unchanged peers.
    */
   changes(info: WireGuardInterfaceInfo, since: number, read?: DumpChanges): InterfaceChanges {

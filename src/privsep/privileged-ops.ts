@@ -8,12 +8,13 @@ import { FastPathProgram, type MovedCounter } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import { type KeyAgreement, LocalKeyAgreement } from "../signalling/key-agreement.js";
 import { canMakePrivateFiles, DumpFile } from "../wg/dump-file.js";
-import { type DumpChanges, DumpReader } from "../wg/dump-reader.js";
 import { restoreEndpoints } from "../wg/endpoint-restore.js";
 import { EndpointState } from "../wg/endpoint-state.js";
 import { nudgeIfTrafficWaiting } from "../wg/handshake-nudge.js";
+import { type DumpChanges, InterfaceReader } from "../wg/interface-reader.js";
 import { nudgeHandshake } from "../wg/interface-watch.js";
 import { TunnelBypass, type TunnelBypassStatus } from "../wg/tunnel-bypass.js";
+import { UapiSocket } from "../wg/uapi-socket.js";
 import {
   type EndpointChange,
   readDump,
@@ -111,13 +112,15 @@ export interface LocalPrivilegedOpsOptions {
 export class LocalPrivilegedOps implements PrivilegedOps {
   readonly endpoints: EndpointState;
   readonly bypass: TunnelBypass;
-  /** Peers whose line did not change since the last read are not parsed again. */
-  private readonly dump: DumpReader;
+  /** Peers whose record did not change since the last read are not parsed again. */
+  private readonly reader: InterfaceReader;
+  /** A userspace WireGuard's socket, read directly (no `wg` process per read). */
+  private readonly uapi = new UapiSocket();
   /** The dump read into one kept buffer (null: no private temporary file here; read through a pipe). */
   private readonly dumpFile: DumpFile | null;
 
   constructor(private readonly options: LocalPrivilegedOpsOptions) {
-    this.dump = new DumpReader(options.interfaceName);
+    this.reader = new InterfaceReader(options.interfaceName);
     this.dumpFile = canMakePrivateFiles() ? new DumpFile() : null;
     this.endpoints = new EndpointState(options.stateDir, options.interfaceName);
     this.bypass = new TunnelBypass({
@@ -129,18 +132,20 @@ export class LocalPrivilegedOps implements PrivilegedOps {
 
   async readInterface(): Promise<WireGuardInterfaceInfo> {
     const name = this.options.interfaceName;
-    return this.dump.read(this.dumpFile ? await this.dumpFile.read(name) : await readDump(name));
+    const answer = await this.uapi.read(name);
+    if (answer) return this.reader.readUapi(answer);
+    return this.reader.readDump(this.dumpFile ? await this.dumpFile.read(name) : await readDump(name));
   }
 
   /** readInterface, with what it changed against the read before (the parent answers the worker so). */
   async readInterfaceChanges(): Promise<{ info: WireGuardInterfaceInfo; changes: DumpChanges }> {
     const info = await this.readInterface();
-    return { info, changes: this.dump.changes };
+    return { info, changes: this.reader.changes };
   }
 
   /** The peer as the last read showed it. */
   lastReadPeer(publicKey: string): WireGuardPeerInfo | undefined {
-    return this.dump.peer(publicKey);
+    return this.reader.peer(publicKey);
   }
 
   keyAgreement(info: WireGuardInterfaceInfo): KeyAgreement | null {

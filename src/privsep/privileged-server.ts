@@ -10,7 +10,7 @@ import { HeapRelease } from "../heap-release.js";
 import type { Logger } from "../log.js";
 import { isLoopbackHost, parseEndpoint } from "../proxy/endpoint.js";
 import { LocalKeyAgreement } from "../signalling/key-agreement.js";
-import type { DumpChanges } from "../wg/dump-reader.js";
+import type { DumpChanges } from "../wg/interface-reader.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { InterfaceDiffer } from "./interface-diff.js";

@@ -2,8 +2,19 @@
 // read every 2 s: through a pipe it arrived as new 64 KiB buffers each time, memory outside V8's heap
 // that an idle process collects only when that memory reaches V8's external limit, which held the
 // parent 25-40 MiB above its need (issue 16). wg writes to a new unlinked file, read back in place.
+// Its errors go there too: no pipe to set up per read (a userspace WireGuard is read without `wg`
+// at all, uapi-socket.ts; this is for the kernel's).
 import { spawn } from "node:child_process";
-import { closeSync, constants, fstatSync, mkdtempSync, openSync, readSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  rmdirSync,
+  unlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { wgFailure } from "./wg-command.js";
@@ -15,7 +26,7 @@ export class DumpFile {
   async read(name: string): Promise<Buffer> {
     const fd = openPrivateFile();
     try {
-      await wgInto(fd, name);
+      const code = await wgInto(fd, name);
       const { size } = fstatSync(fd);
       if (size > this.buffer.length) this.buffer = Buffer.alloc(Math.ceil(size * 1.25));
       let got = 0;
@@ -24,7 +35,9 @@ export class DumpFile {
         if (n === 0) break;
         got += n;
       }
-      return this.buffer.subarray(0, got);
+      const output = this.buffer.subarray(0, got);
+      if (code !== 0) throw wgFailure(name, DUMP_ARGS(name), code, output.toString().trim());
+      return output;
     } finally {
       closeSync(fd);
     }
@@ -44,27 +57,31 @@ export function canMakePrivateFiles(): boolean {
 /** A new file only this process holds: made in a private directory, both unlinked at once. */
 function openPrivateFile(): number {
   const dir = mkdtempSync(join(tmpdir(), "tunnelbore-dump-"));
+  const path = join(dir, "dump");
   try {
     const { O_RDWR, O_CREAT, O_EXCL } = constants;
-    return openSync(join(dir, "dump"), O_RDWR | O_CREAT | O_EXCL, 0o600);
+    return openSync(path, O_RDWR | O_CREAT | O_EXCL, 0o600);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    // Two system calls, where a recursive rm cost a few ms a read at a hub.
+    try {
+      unlinkSync(path);
+    } catch {
+      // Not made.
+    }
+    rmdirSync(dir);
   }
 }
 
-/** `wg show NAME dump` with its output into `fd`. */
-function wgInto(fd: number, name: string): Promise<void> {
-  const args = ["show", name, "dump"];
-  return new Promise<void>((resolve, reject) => {
-    const child = spawn("wg", args, { stdio: ["ignore", fd, "pipe"] });
-    const stderr: Buffer[] = [];
-    child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk));
+const DUMP_ARGS = (name: string) => ["show", name, "dump"];
+
+/** `wg show NAME dump` with its output and errors into `fd`; resolves with its exit code. */
+function wgInto(fd: number, name: string): Promise<number> {
+  const args = DUMP_ARGS(name);
+  return new Promise<number>((resolve, reject) => {
+    const child = spawn("wg", args, { stdio: ["ignore", fd, fd] });
     child.once("error", (err: NodeJS.ErrnoException) =>
       reject(wgFailure(name, args, err.code, "", err.message)),
     );
-    child.once("close", (code) => {
-      if (code === 0) resolve();
-      else reject(wgFailure(name, args, code ?? undefined, Buffer.concat(stderr).toString().trim()));
-    });
+    child.once("close", (code) => resolve(code ?? 1));
   });
 }

@@ -35,7 +35,7 @@ export class PeerChanges {
 
 /** Every field of two `wg show dump` lines of a peer alike. */
 export function samePeerLine(a: WireGuardPeerInfo, b: WireGuardPeerInfo): boolean {
-  // DumpReader and InterfaceMirror hand out the same object for a line that did not change.
+  // InterfaceReader and InterfaceMirror hand out the same object for a line that did not change.
   if (a === b) return true;
   if (
     a.endpoint !== b.endpoint ||

@@ -78,7 +78,7 @@ async function wg(args: string[], name: string): Promise<string> {
   return (await wgBytes(args, name)).toString();
 }
 
-/** `wg ARGS`'s output as bytes (DumpReader compares a hub's dump line by line without decoding it). */
+/** `wg ARGS`'s output as bytes (InterfaceReader compares a hub's dump line by line without decoding it). */
 async function wgBytes(args: string[], name: string): Promise<Buffer> {
   try {
     const { stdout } = await execFileAsync("wg", args, { maxBuffer: 64 << 20, encoding: "buffer" });
@@ -130,7 +130,7 @@ export async function readInterface(name: string): Promise<WireGuardInterfaceInf
   return parseDump(name, await wg(["show", name, "dump"], name));
 }
 
-/** `wg show IF dump` as bytes, for DumpReader. */
+/** `wg show IF dump` as bytes, for InterfaceReader. */
 export function readDump(name: string): Promise<Buffer> {
   return wgBytes(["show", name, "dump"], name);
 }

@@ -1,7 +1,7 @@
 // The interface crossing from the privileged parent to the worker as what changed (issue 16).
 import { describe, expect, it } from "vitest";
 import { InterfaceDiffer, InterfaceMirror } from "../../src/privsep/interface-diff.js";
-import { DumpReader } from "../../src/wg/dump-reader.js";
+import { InterfaceReader } from "../../src/wg/interface-reader.js";
 import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../../src/wg/wg-command.js";
 
 function peer(n: number, over: Partial<WireGuardPeerInfo> = {}): WireGuardPeerInfo {
@@ -58,16 +58,16 @@ describe("InterfaceDiffer and InterfaceMirror", () => {
     expect(differ.changes(info([peer(1), peer(3)]), fresh.since).full).toBe(true);
   });
 
-  it("answers from what each read changed (DumpReader), and compares again when a read was skipped", () => {
+  it("answers from what each read changed (InterfaceReader), and compares again when a read was skipped", () => {
     const key = (n: number) => `${String(n).padStart(43, "k")}=`;
     const line = (n: number, rx = 0) =>
       `${key(n)}\t(none)\t192.0.2.${n}:51820\t10.0.0.${n}/32\t0\t${rx}\t0\toff`;
     const dump = (...lines: string[]) => Buffer.from(`priv\tpub\t51820\toff\n${lines.join("\n")}\n`);
-    const reader = new DumpReader("wg0");
+    const reader = new InterfaceReader("wg0");
     const differ = new InterfaceDiffer();
     const mirror = new InterfaceMirror();
     const answer = (text: Buffer) => {
-      const read = reader.read(text);
+      const read = reader.readDump(text);
       const out = differ.changes(read, mirror.since, reader.changes);
       expect(byKey(mirror.apply(JSON.parse(JSON.stringify(out))))).toEqual(byKey(read));
       return out;
@@ -78,7 +78,7 @@ describe("InterfaceDiffer and InterfaceMirror", () => {
     expect(next.changed.map((p) => p.publicKey)).toEqual([key(2), key(4)]);
     expect(next.removed).toEqual([key(3)]);
     // A read the worker was not answered from: the next answer compares against the last one sent.
-    reader.read(dump(line(1), line(2, 9), line(4)));
+    reader.readDump(dump(line(1), line(2, 9), line(4)));
     const after = answer(dump(line(1), line(2, 9), line(4)));
     expect(after.changed.map((p) => p.publicKey)).toEqual([key(2)]);
   });

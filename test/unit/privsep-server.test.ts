@@ -78,7 +78,7 @@ function fakeOps() {
   };
   const ops = {
     readInterface: async () => interfaceInfo(),
-    // As LocalPrivilegedOps with its DumpReader: every read a full change.
+    // As LocalPrivilegedOps with its InterfaceReader: every read a full change.
     readInterfaceChanges: async () => {
       const info = interfaceInfo();
       return { info, changes: { read: ++reads, changed: info.peers, removed: [] } };
