@@ -21,6 +21,11 @@
 // For every path, `heard` and `quiet` say whether the peer answered on it within `quietAfterMs` (a
 // datagram, or a probe's answer; a nominated ICE pair starts out heard): status calls a peer connected
 // only while it is heard.
+// Most peers of a large hub have nothing to judge on most ticks: when a look finds a watch settled (no
+// doubt), the watch is marked calm until the earliest time a judgement could change by time alone (quiet,
+// an initiation's timeout, silence while WireGuard sends, a steady flow falling silent, the renewal
+// probe), with the peer's timestamps it was judged on. A later tick skips it while those are unchanged
+// and that time is not reached; anything else that moves the watch (a probe and its answer) ends the calm.
 import { EventEmitter } from "node:events";
 import type { PeerPath } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
@@ -95,6 +100,10 @@ export interface LivenessStats {
   probesAnswered: number;
   suspects: number;
   deaths: number;
+  /** Watches looked at in full by ticks. */
+  assessed: number;
+  /** Watches a tick skipped as calm (nothing to judge). */
+  calmSkipped: number;
 }
 
 /** What the monitor knows about one peer's current path. */
@@ -128,11 +137,39 @@ interface Watch {
   expired: boolean;
   /** The tick that last found the peer (one not found by the latest tick is gone). */
   seenTick: number;
+  /** Removed from (or replaced in) the monitor's map: the tick's cache must not use it. */
+  retired: boolean;
+  /**
+   * Calm: nothing to judge in [calmSince, calmUntil) while the peer's stamps equal these (0: not calm).
+   * calmSince guards against a clock stepping back (`quiet` would turn `heard` again).
+   */
+  calmSince: number;
+  calmUntil: number;
+  calmSentAt: number;
+  calmReceivedAt: number;
+  calmInitiationAt: number;
+  calmResponseAt: number;
 }
 
 export class LivenessMonitor extends EventEmitter<LivenessEvents> {
-  readonly stats: LivenessStats = { probesSent: 0, probesAnswered: 0, suspects: 0, deaths: 0 };
+  readonly stats: LivenessStats = {
+    probesSent: 0,
+    probesAnswered: 0,
+    suspects: 0,
+    deaths: 0,
+    assessed: 0,
+    calmSkipped: 0,
+  };
   private readonly watches = new Map<ProxyPeer, Watch>();
+  /**
+   * The watches in the order the latest tick found their peers: the peers come in the same order tick
+   * after tick (a Map's values), so the next tick mostly finds each watch here without a Map lookup.
+   */
+  private order: (Watch | undefined)[] = [];
+  /** The earliest time-based change the running assessment found (Infinity: none). */
+  private calmDue = Infinity;
+  /** Watches taken out of the map so far (the tick sweeps only when one may be left unseen). */
+  private retirements = 0;
   private readonly tickMs: number;
   private readonly silenceMs: number;
   private readonly probeIntervalMs: number;
@@ -179,7 +216,9 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    for (const watch of this.watches.values()) this.retire(watch);
     this.watches.clear();
+    this.order = [];
   }
 
   /** The reason a peer's path is suspect, or null. */
@@ -197,7 +236,9 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   /** WireGuard sent an initiation on the peer's path: probe along, so the verdict is ready in time. */
   initiationSent(peer: ProxyPeer): void {
     const watch = this.watch(peer, this.now());
-    if (watch && this.now() - watch.lastProbeAt >= this.probeIntervalMs) this.probe(peer, watch);
+    if (!watch) return;
+    watch.calmUntil = 0;
+    if (this.now() - watch.lastProbeAt >= this.probeIntervalMs) this.probe(peer, watch);
   }
 
   /** Looks at every peer once (the timer calls this; tests too). */
@@ -205,28 +246,93 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     const now = this.now();
     // A stamp rather than a set of the peers seen: nothing allocated per peer, four times a second.
     const tick = ++this.ticks;
+    const order = this.order;
+    const retirements = this.retirements;
+    let i = 0;
+    let seen = 0;
     for (const peer of this.peers()) {
-      const watch = this.watch(peer, now);
+      let watch = order[i];
+      if (watch === undefined || watch.peer !== peer || watch.path !== peer.path || watch.retired) {
+        watch = this.watch(peer, now) ?? undefined;
+        order[i] = watch;
+      }
+      i++;
       if (!watch) continue;
+      // Counted once even if the iterable gave a peer twice: `seen` must not exceed the map's size. (A
+      // watch made by this tick is not counted: the sweep then walks the map once, finding nothing.)
+      if (watch.seenTick !== tick) seen++;
       watch.seenTick = tick;
+      // Read once: compared with the calm snapshot, and (when assessed) the snapshot for the next ticks.
+      // Read before assessing: a listener of an event emitted meanwhile may move them.
+      const sentAt = peer.lastSentAt;
+      const receivedAt = peer.lastReceivedAt;
+      const initiationAt = peer.lastInitiationSentAt;
+      const responseAt = peer.lastResponseAt;
+      if (
+        now < watch.calmUntil &&
+        now >= watch.calmSince &&
+        sentAt === watch.calmSentAt &&
+        receivedAt === watch.calmReceivedAt &&
+        initiationAt === watch.calmInitiationAt &&
+        responseAt === watch.calmResponseAt
+      ) {
+        this.stats.calmSkipped++;
+        continue;
+      }
+      watch.calmUntil = 0;
+      this.stats.assessed++;
       try {
+        this.calmDue = Infinity;
         this.assess(peer, watch, now);
+        // Doubt (and suspicion) is never calm: probes and repeats are due on short clocks. A dead path is
+        // judged no more, whatever its stamps do.
+        if (watch.expired || (watch.doubtSince === 0 && this.calmDue > now)) {
+          watch.calmSince = now;
+          watch.calmUntil = watch.expired ? Infinity : this.calmDue;
+          watch.calmSentAt = sentAt;
+          watch.calmReceivedAt = receivedAt;
+          watch.calmInitiationAt = initiationAt;
+          watch.calmResponseAt = responseAt;
+        }
       } catch {
         // A bug here must not stop the other peers' checks (nor the process).
       }
     }
-    for (const [peer, watch] of this.watches) if (watch.seenTick !== tick) this.watches.delete(peer);
+    if (order.length > i) order.length = i;
+    // Every watch seen, none taken out meanwhile: the map holds only seen ones (a walk of 10,000 saved).
+    if (seen === this.watches.size && retirements === this.retirements) return;
+    for (const [peer, watch] of this.watches) {
+      if (watch.seenTick === tick) continue;
+      this.retire(watch);
+      this.watches.delete(peer);
+    }
+  }
+
+  /** Marks a watch taken out of (or replaced in) the map. */
+  private retire(watch: Watch): void {
+    watch.retired = true;
+    this.retirements++;
+  }
+
+  /** Notes the time at which a judgement not due now falls due by time alone (stamps unchanged). */
+  private dueAt(time: number): void {
+    if (time < this.calmDue) this.calmDue = time;
   }
 
   /** The watch of the peer's current path (a new one when the path changed), or null without a path. */
   private watch(peer: ProxyPeer, now: number): Watch | null {
     const path = peer.path;
     if (!path) {
-      this.watches.delete(peer);
+      const gone = this.watches.get(peer);
+      if (gone) {
+        this.retire(gone);
+        this.watches.delete(peer);
+      }
       return null;
     }
     let watch = this.watches.get(peer);
     if (!watch || watch.path !== path) {
+      if (watch) this.retire(watch);
       const probe = isProbeable(path) ? path : null;
       watch = {
         peer,
@@ -250,6 +356,13 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
         idleInterval: this.idleInterval(),
         expired: false,
         seenTick: this.ticks,
+        retired: false,
+        calmSince: 0,
+        calmUntil: 0,
+        calmSentAt: 0,
+        calmReceivedAt: 0,
+        calmInitiationAt: 0,
+        calmResponseAt: 0,
       };
       this.watches.set(peer, watch);
     }
@@ -292,7 +405,10 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
 
     // WireGuard keeps sending, nothing comes back.
     const sending = now - peer.lastSentAt < this.silenceMs && peer.lastSentAt > contact;
-    if (sending && now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+    if (sending) {
+      if (now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+      else this.dueAt(contact + this.silenceMs);
+    }
     // The peer was sending steadily and fell silent. When we only receive, WireGuard sends nothing
     // that could go unanswered: this is how the receiving side of a path learns that a NAT on the way
     // forgot it (the probes decide; an answered probe means the peer merely stopped).
@@ -301,13 +417,11 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
         watch.lastSeenReceivedAt === 0 ? Infinity : peer.lastReceivedAt - watch.lastSeenReceivedAt;
       watch.lastSeenReceivedAt = peer.lastReceivedAt;
     }
-    if (
-      watch.receiveGap <= this.silenceMs / 2 &&
-      now - contact >= this.silenceMs &&
-      peer.lastReceivedAt > watch.silenceJudgedAt
-    ) {
-      watch.silenceJudgedAt = peer.lastReceivedAt;
-      this.beginDoubt(watch, now);
+    if (watch.receiveGap <= this.silenceMs / 2 && peer.lastReceivedAt > watch.silenceJudgedAt) {
+      if (now - contact >= this.silenceMs) {
+        watch.silenceJudgedAt = peer.lastReceivedAt;
+        this.beginDoubt(watch, now);
+      } else this.dueAt(contact + this.silenceMs);
     }
 
     if (watch.doubtSince !== 0) {
@@ -332,6 +446,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
       this.probe(peer, watch, true);
       watch.idleInterval = this.idleInterval();
     }
+    this.dueAt(Math.max(this.authenticatedAt(watch), watch.lastProbeAt) + watch.idleInterval);
   }
 
   /** Heard: a datagram on this path (as far as it counts), an answered probe, or (ICE) the nomination, within `quietAfterMs`. */
@@ -340,6 +455,8 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     const received = receivedAt >= watch.since ? receivedAt : 0;
     const heardAt = Math.max(received, watch.lastAnswerAt, watch.probe ? watch.since : 0);
     const heard = heardAt !== 0 && now - heardAt < this.quietAfterMs;
+    // Heard turns quiet by time alone; quiet turns heard only by a new datagram or answer.
+    if (heard) this.dueAt(heardAt + this.quietAfterMs);
     if (heard === watch.heard) return;
     watch.heard = heard;
     this.emit(heard ? "heard" : "quiet", peer);
@@ -348,12 +465,11 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   /** A forwarded initiation without response, and nothing else heard since it went out: suspect. */
   private judgeInitiation(peer: ProxyPeer, watch: Watch, contact: number, now: number): void {
     const sentAt = peer.lastInitiationSentAt;
-    if (
-      sentAt <= watch.judgedInitiationAt ||
-      peer.lastResponseAt >= sentAt ||
-      now - sentAt < this.handshakeTimeoutMs
-    )
+    if (sentAt <= watch.judgedInitiationAt || peer.lastResponseAt >= sentAt) return;
+    if (now - sentAt < this.handshakeTimeoutMs) {
+      this.dueAt(sentAt + this.handshakeTimeoutMs);
       return;
+    }
     watch.judgedInitiationAt = sentAt;
     if (contact < sentAt) {
       this.beginDoubt(watch, now);
@@ -365,7 +481,10 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
   private assessUnprobed(peer: ProxyPeer, watch: Watch, contact: number, now: number): void {
     this.judgeInitiation(peer, watch, contact, now);
     const sending = now - peer.lastSentAt < this.silenceMs && peer.lastSentAt > contact;
-    if (sending && now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+    if (sending) {
+      if (now - contact >= this.silenceMs) this.beginDoubt(watch, now);
+      else this.dueAt(contact + this.silenceMs);
+    }
     if (watch.doubtSince === 0) return;
     if (!watch.suspect && now - watch.doubtSince >= this.deadAfterMs)
       this.markSuspect(peer, watch, "no reply from peer");
@@ -408,6 +527,8 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     const path = watch.probe;
     if (!path) return;
     const sentAt = this.now();
+    // The probe and its answer move the watch outside a tick's look.
+    watch.calmUntil = 0;
     watch.lastProbeAt = sentAt;
     if (watch.doubtSince !== 0) watch.doubtProbes++;
     this.stats.probesSent++;
@@ -415,6 +536,7 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
     const timeout = watch.rttMs === null ? 1000 : Math.min(2000, Math.max(500, 2 * watch.rttMs + 200));
     void path.probe(timeout).then((rtt) => {
       if (this.watches.get(peer) !== watch) return;
+      watch.calmUntil = 0;
       if (rtt === null) {
         if (idle) this.beginDoubt(watch, this.now());
         return;
