@@ -233,7 +233,8 @@ export class InterfaceSync {
     // A recreated interface is often configured peer by peer: keep our peers (their L(P), paths and ICE
     // sessions) for a while rather than tear them down because a read came too early. A read that
     // holds every peer we hold, and no other, has none gone: a hub's usual read, 10,000 keys not copied.
-    if (!this.recentlyRecreated() && !this.holdsExactly(info.peers)) {
+    // A list settled at the last read (the very same one: nothing changed) left none gone then.
+    if (!this.recentlyRecreated() && !this.changes.isSettled(info.peers) && !this.holdsExactly(info.peers)) {
       const present = new Set(info.peers.map((p) => p.publicKey));
       gone = [...this.peers.keys()].filter((key) => !present.has(key));
       for (const key of gone) {
@@ -259,6 +260,9 @@ export class InterfaceSync {
       if (bulk) this.peers.bulk(false);
     }
     if (bulk) this.log.info({ peers: sorted.length }, "peers set up (each one's lines at debug)");
+    // While recently recreated, peers missing from the read were kept: the list is not all there is.
+    if (sorted.length > 0 || gone.length > 0)
+      this.changes.settle(this.recentlyRecreated() ? null : info.peers);
     const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
     const rested = this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
     // Many peers set up, gone or gone dormant at once: their garbage is given back once that is over.

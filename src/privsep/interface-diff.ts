@@ -74,6 +74,8 @@ export class InterfaceDiffer {
 export class InterfaceMirror {
   private generation = 0;
   private peers = new Map<string, WireGuardPeerInfo>();
+  /** The peers as last handed out: an answer that changed nothing hands out this very list. */
+  private list: WireGuardPeerInfo[] | null = null;
 
   get since(): number {
     return this.generation;
@@ -84,12 +86,15 @@ export class InterfaceMirror {
     for (const key of answer.removed) this.peers.delete(key);
     for (const peer of answer.changed) this.peers.set(peer.publicKey, peer);
     this.generation = answer.generation;
-    return { ...answer.head, peers: [...this.peers.values()] };
+    if (answer.full || answer.changed.length > 0 || answer.removed.length > 0 || !this.list)
+      this.list = [...this.peers.values()];
+    return { ...answer.head, peers: this.list };
   }
 
   /** Forget everything: the next answer is a full one. */
   reset(): void {
     this.generation = 0;
     this.peers.clear();
+    this.list = null;
   }
 }

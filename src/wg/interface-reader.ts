@@ -58,6 +58,7 @@ export class InterfaceReader {
   private reads = 0;
   private lastChanges: DumpChanges = { read: 0, changed: [], removed: [] };
   private changed: WireGuardPeerInfo[] = [];
+  private lastPeers: WireGuardPeerInfo[] | null = null;
   /** The last head's text and what it parsed to (UAPI's public key is computed from the private key). */
   private head = { text: "", parsed: null as Omit<WireGuardInterfaceInfo, "peers"> | null };
 
@@ -145,7 +146,10 @@ export class InterfaceReader {
       }
     }
     this.lastChanges = { read, changed: this.changed, removed };
-    return { ...head, peers };
+    // Nothing changed: the list handed out last time, so that consumers can tell by identity (PeerChanges).
+    const same = this.changed.length === 0 && removed.length === 0 && this.lastPeers?.length === peers.length;
+    if (!same) this.lastPeers = peers;
+    return { ...head, peers: same && this.lastPeers ? this.lastPeers : peers };
   }
 
   private parseHead(

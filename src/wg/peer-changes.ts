@@ -10,13 +10,20 @@ import type { WireGuardPeerInfo } from "./wg-command.js";
 export class PeerChanges {
   private readonly applied = new Map<string, WireGuardPeerInfo>();
   private context = "";
+  /**
+   * A list of peers every one of which is applied as listed: a read that hands out this very list
+   * again (nothing changed, src/wg/interface-reader.ts, InterfaceMirror) needs no look at its peers.
+   */
+  private settled: WireGuardPeerInfo[] | null = null;
 
   /** The peers whose line differs from the one last applied (all of them when `context` changed). */
   changed(peers: WireGuardPeerInfo[], context: string): WireGuardPeerInfo[] {
     if (context !== this.context) {
       this.applied.clear();
+      this.settled = null;
       this.context = context;
     }
+    if (peers === this.settled) return [];
     return peers.filter((peer) => {
       const before = this.applied.get(peer.publicKey);
       return before === undefined || !samePeerLine(before, peer);
@@ -30,6 +37,21 @@ export class PeerChanges {
 
   forget(publicKey: string): void {
     this.applied.delete(publicKey);
+    this.settled = null;
+  }
+
+  /** `peers` were applied: settled when each one is applied as listed (else looked at again next time). */
+  settle(peers: WireGuardPeerInfo[] | null): void {
+    const settled = peers?.every((peer) => {
+      const applied = this.applied.get(peer.publicKey);
+      return applied !== undefined && samePeerLine(applied, peer);
+    });
+    this.settled = settled ? peers : null;
+  }
+
+  /** `peers` is the list last settled, and nothing made it stale since. */
+  isSettled(peers: WireGuardPeerInfo[]): boolean {
+    return peers === this.settled;
   }
 }
 

@@ -82,4 +82,20 @@ describe("InterfaceDiffer and InterfaceMirror", () => {
     const after = answer(dump(line(1), line(2, 9), line(4)));
     expect(after.changed.map((p) => p.publicKey)).toEqual([key(2)]);
   });
+
+  it("the mirror hands out the very same list while nothing changed, a new one when something did", () => {
+    const differ = new InterfaceDiffer();
+    const mirror = new InterfaceMirror();
+    const a = peer(1);
+    const first = mirror.apply(differ.changes(info([a, peer(2)]), mirror.since)).peers;
+    const second = mirror.apply(differ.changes(info([a, peer(2)]), mirror.since)).peers;
+    expect(second).toBe(first);
+    const third = mirror.apply(differ.changes(info([a, peer(2, { rxBytes: 9 })]), mirror.since)).peers;
+    expect(third).not.toBe(first);
+    expect(third).toHaveLength(2);
+    mirror.reset();
+    expect(mirror.apply(differ.changes(info([a, peer(2, { rxBytes: 9 })]), mirror.since)).peers).not.toBe(
+      third,
+    );
+  });
 });

@@ -29,6 +29,17 @@ describe("InterfaceReader", () => {
     expect(second.peers[1]).toMatchObject({ publicKey: A, rxBytes: 5 });
   });
 
+  it("hands out the very same list while nothing changed, a new one when a peer changed, came or went", () => {
+    const reader = new InterfaceReader("wg0");
+    const first = reader.readDump(dump(line(A, 1), line(B, 2))).peers;
+    expect(reader.readDump(dump(line(B, 2), line(A, 1))).peers).toBe(first);
+    const changed = reader.readDump(dump(line(A, 1), line(B, 3))).peers;
+    expect(changed).not.toBe(first);
+    expect(reader.readDump(dump(line(A, 1), line(B, 3))).peers).toBe(changed);
+    expect(reader.readDump(dump(line(A, 1))).peers).toHaveLength(1);
+    expect(reader.readDump(dump(line(A, 1), line(C, 1))).peers).toHaveLength(2);
+  });
+
   it("forgets a removed peer: back again, it is parsed anew", () => {
     const reader = new InterfaceReader("wg0");
     const first = reader.readDump(dump(line(A, 1), line(B, 2)));
@@ -113,9 +124,9 @@ describe("InterfaceReader on a UAPI answer", () => {
     const reader = new InterfaceReader("wg0");
     const first = reader.readUapi(uapi(block(A, 1), block(twin, 2)));
     expect(first.peers.map((p) => p.publicKey)).toEqual([A, twin]);
+    // Nothing changed: the same list (in the order of the read that made it).
     const again = reader.readUapi(uapi(block(twin, 2), block(A, 1)));
-    expect(again.peers).toEqual([first.peers[1], first.peers[0]]);
-    expect(again.peers[0]).toBe(first.peers[1]);
+    expect(again.peers).toBe(first.peers);
     expect(reader.changes.changed).toEqual([]);
     reader.readUapi(uapi(block(twin, 2)));
     expect(reader.changes.removed).toEqual([A]);

@@ -54,4 +54,31 @@ describe("PeerChanges", () => {
     expect(changes.changed([peer(1), peer(2)], "a")).toEqual([]);
     expect(changes.changed([peer(1), peer(2)], "b")).toEqual([peer(1), peer(2)]);
   });
+
+  it("a list settled once needs no look when handed out again, until a context change, a forget or a new list", () => {
+    const changes = new PeerChanges();
+    const list = [peer(1), peer(2)];
+    expect(changes.changed(list, "c")).toEqual(list);
+    changes.markApplied(list[0] as WireGuardPeerInfo);
+    // One peer not applied (its endpoint is being taken over): not settled, looked at again.
+    changes.settle(list);
+    expect(changes.isSettled(list)).toBe(false);
+    expect(changes.changed(list, "c")).toEqual([list[1]]);
+    changes.markApplied(list[1] as WireGuardPeerInfo);
+    changes.settle(list);
+    expect(changes.isSettled(list)).toBe(true);
+    expect(changes.changed(list, "c")).toEqual([]);
+    // The same peers in a new list are compared again (and found unchanged).
+    expect(changes.isSettled([...list])).toBe(false);
+    expect(changes.changed([...list], "c")).toEqual([]);
+    changes.forget("key1");
+    expect(changes.isSettled(list)).toBe(false);
+    expect(changes.changed(list, "c")).toEqual([list[0]]);
+    changes.markApplied(list[0] as WireGuardPeerInfo);
+    changes.settle(list);
+    expect(changes.changed(list, "other")).toEqual(list);
+    expect(changes.isSettled(list)).toBe(false);
+    changes.settle(null);
+    expect(changes.isSettled(list)).toBe(false);
+  });
 });
