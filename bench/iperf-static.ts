@@ -36,7 +36,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
     const kernel: Through[] = [];
     /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and `pid` used meanwhile. */
     const iperf = async (pid?: number) => {
-      const wgBefore = wgPids.map(processCpuSeconds);
+      const wgBefore = wgPids.map((pid) => processCpuSeconds(pid));
       const before = pid ? processCpuSeconds(pid) : 0;
       const started = performance.now();
       const r = await measureThroughput(pair.nsB, pair.tunB, pair.nsA, { duration: RUN_SECONDS });

@@ -49,7 +49,7 @@ function tunnelboreProcesses(rootPid: number): number[] {
 /** The hub's processes (parent and worker): RSS in MiB and CPU in % of a core over `ms`. */
 async function cost(rootPid: number, ms: number): Promise<{ rssMiB: number; cpu: number }> {
   const pids = tunnelboreProcesses(rootPid);
-  const cpu0 = pids.map(processCpuSeconds);
+  const cpu0 = pids.map((pid) => processCpuSeconds(pid));
   await sleep(ms);
   const cpu = pids.reduce((sum, pid, i) => sum + processCpuSeconds(pid) - cpu0[i]!, 0);
   const rss = pids.reduce((sum, pid) => sum + rssBytes(pid), 0);

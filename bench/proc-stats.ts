@@ -11,12 +11,16 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat). */
-export function processCpuSeconds(pid: number): number {
+/**
+ * utime + stime of a process, in seconds (fields 14 and 15 of /proc/PID/stat); with `children`, also
+ * those of the children it ran and reaped (fields 16 and 17: a `wg` run every poll is its cost too).
+ */
+export function processCpuSeconds(pid: number, children = false): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   // The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks();
+  const own = Number(fields[11]) + Number(fields[12]);
+  return (children ? own + Number(fields[13]) + Number(fields[14]) : own) / clockTicks();
 }
 
 /** Resident memory of a process in bytes (VmRSS). */
@@ -42,7 +46,7 @@ export interface CpuProbe {
 /** Starts watching the CPU of `pids` and of the machine; `stop` reports the use since. */
 export function startCpuProbe(pids: number[]): CpuProbe {
   const t0 = performance.now();
-  const p0 = pids.map(processCpuSeconds);
+  const p0 = pids.map((pid) => processCpuSeconds(pid));
   const m0 = machineTicks();
   return {
     stop() {
