@@ -71,6 +71,12 @@ export class InterfaceReader {
     const head = this.parseHead(dump.toString("utf8", 0, headEnd), parseDumpHead);
     const peers: WireGuardPeerInfo[] = [];
     for (let start = headEnd + 1; start < dump.length; ) {
+      const same = this.unchanged(dump, start, dump.length, start, read, atDumpLineEnd);
+      if (same) {
+        peers.push(same.peer);
+        start += same.bytes.length + 1;
+        continue;
+      }
       const end = lineEnd(dump, start);
       if (end > start) {
         const tab = dump.indexOf(TAB, start);
@@ -91,6 +97,12 @@ export class InterfaceReader {
     const head = this.parseHead(answer.toString("utf8", 0, start), parseUapiHead);
     const peers: WireGuardPeerInfo[] = [];
     while (start < end) {
+      const same = this.unchanged(answer, start, end, start + UAPI_PEER.length, read, atUapiPeerEnd);
+      if (same) {
+        peers.push(same.peer);
+        start += same.bytes.length;
+        continue;
+      }
       const next = nextPeer(answer, start + 1, end);
       const keyStart = start + UAPI_PEER.length;
       const keyEnd = Math.min(keyStart + HEX_KEY_LENGTH, next);
@@ -162,6 +174,28 @@ export class InterfaceReader {
     return parsed;
   }
 
+  /**
+   * The known record at `start` when it is there unchanged, found without searching for the record's
+   * end (it ends where the known one did, if the next record or the end follows): a hub's idle read
+   * is one comparison per peer. Else null, for `record` to settle.
+   */
+  private unchanged(
+    data: Buffer,
+    start: number,
+    limit: number,
+    keyStart: number,
+    read: number,
+    endsAt: (data: Buffer, at: number, limit: number) => boolean,
+  ): KnownRecord | null {
+    const first = this.known.get(keyHash(data, keyStart, limit));
+    if (!first || first.seen === read) return null;
+    const end = start + first.bytes.length;
+    if (end > limit || !endsAt(data, end, limit)) return null;
+    if (data.compare(first.bytes, 0, first.bytes.length, start, end) !== 0) return null;
+    first.seen = read;
+    return first;
+  }
+
   private record(
     data: Buffer,
     start: number,
@@ -229,6 +263,19 @@ function keyHash(data: Buffer, start: number, end: number): number {
 
 function keyOf(record: KnownRecord): Buffer {
   return record.bytes.subarray(record.keyOffset, record.keyOffset + record.keyLength);
+}
+
+/** A dump's record (a line) can end at `at`. */
+function atDumpLineEnd(data: Buffer, at: number, limit: number): boolean {
+  return at === limit || data[at] === NEWLINE;
+}
+
+/** A UAPI record (a peer's block) can end at `at`: the next one's public_key line, or the errno line. */
+function atUapiPeerEnd(data: Buffer, at: number, limit: number): boolean {
+  if (at === limit) return true;
+  if (at + UAPI_PEER.length > limit) return false;
+  for (let i = 0; i < UAPI_PEER.length; i++) if (data[at + i] !== UAPI_PEER[i]) return false;
+  return true;
 }
 
 function lineEnd(dump: Buffer, from: number): number {
