@@ -20,7 +20,14 @@ import { processCpuSeconds, rssBytes } from "./proc-stats.js";
 import type { BenchRow } from "./table.js";
 
 const SIZES = (process.env.TBT_BENCH_HUB_PEERS ?? "1000,5000,10000").split(",").map(Number);
-const IDLE_MEASURE_MS = 20_000;
+const IDLE_MEASURE_MS = 30_000;
+/**
+ * The idle window starts this long after "running": each process gives the start's garbage back 8 s
+ * after its last burst of work (src/heap-release.ts), and V8's memory reducer follows with a few
+ * collections of its own on its helper threads for about half a minute more (1-2 % of a core while
+ * they last, a one-off). Measured from 15 s, the window caught them in some runs and not in others.
+ */
+const IDLE_SETTLE_MS = 45_000;
 const PING_INTERVAL_MS = 20;
 /** Profile start, idle and stop (no restart: a SIGKILLed process writes no profile). */
 const PROFILE = ["1", "parent"].includes(process.env.TBT_BENCH_HUB_PROFILE ?? "");
@@ -150,9 +157,8 @@ async function measure(peers: number): Promise<BenchRow[]> {
     }
     rows.push({ name: `start, ${at}`, value: startS, unit: "s", note: `target <= ${TARGETS.startS}` });
 
-    // Idle: after the start settled (each process gives the start's garbage back 8 s after its last
-    // burst of work, src/heap-release.ts: a one-off, not idle cost), what the processes hold and use.
-    await sleep(15_000);
+    // Idle: after the start settled (IDLE_SETTLE_MS), what the processes hold and use.
+    await sleep(IDLE_SETTLE_MS);
     // Each process with the children it ran (a `wg` where one runs per read), and wireguard-go apart:
     // answering our reads is part of its cost.
     const pids = tunnelboreProcesses(proc);

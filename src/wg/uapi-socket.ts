@@ -9,14 +9,18 @@ import { RuntimeError } from "../errors.js";
 export const UAPI_DIRECTORY = "/var/run/wireguard";
 /** wireguard-go answers a hub's 3.4 MB within a few tens of ms; a socket that says nothing is broken. */
 const ANSWER_TIMEOUT_MS = 5000;
-const BLANK_LINE = Buffer.from("\n\n");
+const NEWLINE = 0x0a;
+/** Free space below this, the buffer doubles before the next read. */
+const MIN_ROOM = 16 * 1024;
 const ERRNO = Buffer.from("errno=");
 
 export class UapiSocket {
-  /** The answer, kept between reads: a new 3.4 MB each 2 s was memory outside V8's heap (as in dump-file.ts). */
+  /**
+   * The answer, kept between reads: a new 3.4 MB each 2 s was memory outside V8's heap (as in
+   * dump-file.ts). The socket reads straight into it, at the end of what arrived so far.
+   */
   private buffer = Buffer.alloc(64 * 1024);
-  /** Where the socket's reads land, then copied on: no new buffer per chunk. */
-  private readonly chunk = Buffer.alloc(64 * 1024);
+  private length = 0;
 
   constructor(
     private readonly directory = UAPI_DIRECTORY,
@@ -30,16 +34,15 @@ export class UapiSocket {
   read(name: string): Promise<Buffer | null> {
     const path = join(this.directory, `${name}.sock`);
     return new Promise<Buffer | null>((resolve, reject) => {
-      let length = 0;
+      this.length = 0;
       let connected = false;
       const socket = connect({
         path,
         onread: {
-          buffer: this.chunk,
+          buffer: () => this.room(),
           callback: (n: number) => {
-            this.append(n, length);
-            length += n;
-            if (length >= 2 && this.buffer.subarray(length - 2, length).equals(BLANK_LINE)) {
+            const length = (this.length += n);
+            if (length >= 2 && this.buffer[length - 2] === NEWLINE && this.buffer[length - 1] === NEWLINE) {
               finish(null, this.buffer.subarray(0, length));
             }
             return true;
@@ -71,13 +74,14 @@ export class UapiSocket {
     }).then((answer) => answer && checkErrno(name, answer));
   }
 
-  private append(n: number, at: number): void {
-    if (at + n > this.buffer.length) {
-      const bigger = Buffer.alloc(Math.max(2 * this.buffer.length, Math.ceil((at + n) * 1.25)));
-      this.buffer.copy(bigger, 0, 0, at);
+  /** Where the next read lands: the free end of the buffer, grown (once, at the first large read) when short. */
+  private room(): Buffer {
+    if (this.buffer.length - this.length < MIN_ROOM) {
+      const bigger = Buffer.alloc(2 * this.buffer.length);
+      this.buffer.copy(bigger, 0, 0, this.length);
       this.buffer = bigger;
     }
-    this.chunk.copy(this.buffer, at, 0, n);
+    return this.buffer.subarray(this.length);
   }
 }
 
