@@ -41,7 +41,8 @@ export class UapiSocket {
         onread: {
           buffer: () => this.room(),
           callback: (n: number) => {
-            const length = (this.length += n);
+            this.length += n;
+            const length = this.length;
             if (length >= 2 && this.buffer[length - 2] === NEWLINE && this.buffer[length - 1] === NEWLINE) {
               finish(null, this.buffer.subarray(0, length));
             }
