@@ -23,11 +23,11 @@ const SIZES = (process.env.TBT_BENCH_HUB_PEERS ?? "1000,5000,10000").split(",").
 const IDLE_MEASURE_MS = 30_000;
 /**
  * The idle window starts this long after "running": each process gives the start's garbage back 8 s
- * after its last burst of work (src/heap-release.ts), and V8's memory reducer follows with a few
- * collections of its own on its helper threads for about half a minute more (1-2 % of a core while
- * they last, a one-off). Measured from 15 s, the window caught them in some runs and not in others.
+ * after its last burst of work (src/heap-release.ts), and V8's memory reducer follows with one more
+ * collection on its helper threads 25-50 s after the start (about 0.3 s of CPU at 10,000 peers, a
+ * one-off: none in the next 200 s). Measured from 15 s, the window caught them in some runs only.
  */
-const IDLE_SETTLE_MS = 45_000;
+const IDLE_SETTLE_MS = 60_000;
 const PING_INTERVAL_MS = 20;
 /** Profile start, idle and stop (no restart: a SIGKILLed process writes no profile). */
 const PROFILE = ["1", "parent"].includes(process.env.TBT_BENCH_HUB_PROFILE ?? "");
