@@ -90,7 +90,7 @@ interface Installed extends FiveTuple {
   sentBytes: bigint;
   receivedPackets: bigint;
   receivedBytes: bigint;
-  /** When its counts last moved (installed counts as moved). */
+  /** When its counts last moved (installed counts as moved, except in a bulk: see `bulk`). */
   activeAt: number;
 }
 
@@ -117,8 +117,12 @@ export class KernelForwarder {
   private movedReading = false;
   /** The next look at moved entries asks for all of them (the last one failed). */
   private movedInFull = false;
-  /** Each entry's "on"/"off" line at debug while many peers are set up at once (WireGuardProxy.setBulk). */
-  private entryLines: "info" | "debug" = "info";
+  /**
+   * Many peers are being set up at once (WireGuardProxy.setBulk): each entry's "on"/"off" line at
+   * debug, and new entries start quiet (a hub's start read 10,000 unused entries four times a second
+   * for 5 s, in the middle of its start; they are looked at with the quiet ones, every QUIET_POLL_MS).
+   */
+  private bulk = false;
 
   constructor(
     private readonly program: FastPathControl,
@@ -153,6 +157,8 @@ export class KernelForwarder {
   async update(peer: ProxyPeer): Promise<void> {
     const generation = (this.generations.get(peer) ?? 0) + 1;
     this.generations.set(peer, generation);
+    // Part of a bulk if asked during one (the route may be resolved after the bulk ended).
+    const bulk = this.bulk;
     const route = kernelFlowOf(peer.path);
     if (!route || this.wireguardPort === 0) {
       this.uninstall(peer);
@@ -211,9 +217,10 @@ export class KernelForwarder {
     this.program.setOutbound({ ...next, toLoopback, channel });
     this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1, channel });
     this.installed.set(peer, next);
-    this.active.add(peer);
+    if (bulk) next.activeAt = 0;
+    else this.active.add(peer);
     this.byLoopback.set(`${next.loopbackAddress}:${next.loopbackPort}`, peer);
-    this.options.logger[this.entryLines](
+    this.options.logger[bulk ? "debug" : "info"](
       {
         peer: peer.publicKey,
         dev: kernelRoute.dev,
@@ -226,7 +233,7 @@ export class KernelForwarder {
   }
 
   setBulk(bulk: boolean): void {
-    this.entryLines = bulk ? "debug" : "info";
+    this.bulk = bulk;
   }
 
   /** Removes the peer's entries (folding in their last counts). */
@@ -251,7 +258,7 @@ export class KernelForwarder {
     if (this.byLoopback.get(loopback) === peer) this.byLoopback.delete(loopback);
     this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
     this.program.deleteInbound({ ...entry, channel: entry.channel || undefined });
-    this.options.logger[this.entryLines]({ peer: peer.publicKey }, "kernel fast path off");
+    this.options.logger[this.bulk ? "debug" : "info"]({ peer: peer.publicKey }, "kernel fast path off");
   }
 
   /** Folds the kernel's counts since the last look into the peer's. */

@@ -154,7 +154,8 @@ export class MovedFakeProgram extends FakeProgram {
     const moved: MovedCounter[] = [];
     const look = (direction: "outbound" | "inbound", key: string, e: Counted & LoopbackKey) => {
       const id = `${direction} ${key}`;
-      if (!full && this.baseline.get(id) === e.packets) return;
+      // As the real tracker: a new entry counts from 0 (unused, it has not moved).
+      if (!full && (this.baseline.get(id) ?? 0n) === e.packets) return;
       this.baseline.set(id, e.packets);
       moved.push({
         loopback: outKey(e.loopbackAddress, e.loopbackPort),

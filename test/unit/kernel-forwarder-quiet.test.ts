@@ -67,6 +67,39 @@ describe("KernelForwarder with many quiet entries", () => {
   });
 });
 
+describe("KernelForwarder setting up many peers at once (a hub's start)", () => {
+  const harness = useKernelForwarder({ moved: true });
+
+  it("reads none of the new entries at every poll; one that moves is seen within 5 s, then read at every poll", async () => {
+    const f = harness.makeForwarder();
+    f.setBulk(true);
+    const peers = Array.from({ length: 80 }, (_, i) => {
+      const { peer } = makePeer(
+        { ...ROUTE, remoteAddress: `198.51.100.${i + 1}` },
+        { address: `127.1.0.${i + 1}`, port: 51822 },
+      );
+      return peer;
+    });
+    for (const peer of peers) await f.update(peer);
+    f.setBulk(false);
+    const program = harness.program as MovedFakeProgram;
+    const reads = vi.spyOn(program, "outboundCounters");
+    await vi.advanceTimersByTimeAsync(4000);
+    expect(reads).not.toHaveBeenCalled();
+    const woken = peers[3]!;
+    const entry = [...program.outbound.values()].find((e) => e.loopbackAddress === woken.loopback.address)!;
+    entry.packets = 2n;
+    entry.bytes = 200n;
+    const waited = await until(() => woken.kernelTraffic.txDatagrams > 0, 20_000);
+    expect(woken.kernelTraffic.txDatagrams).toBe(2);
+    expect(waited).toBeLessThanOrEqual(5000);
+    reads.mockClear();
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(reads.mock.calls.filter(([address]) => address === woken.loopback.address)).toHaveLength(4);
+    expect(reads.mock.calls.every(([address]) => address === woken.loopback.address)).toBe(true);
+  });
+});
+
 describe("KernelForwarder with many quiet entries and a program that names the moved ones", () => {
   const harness = useKernelForwarder({ moved: true });
 
