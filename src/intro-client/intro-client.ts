@@ -233,7 +233,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       }
       if (key !== this.publicKey) wanted.add(key);
     }
-    const added = [...wanted].filter((key) => !this.declared.has(key));
     const removed = [...this.declared.keys()].filter((key) => !wanted.has(key));
     const change = this.declared.setWanted(wanted);
     for (const key of removed) {
@@ -241,7 +240,6 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       this.moves?.forget(key);
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
-    for (const key of added) this.prepareKeys(key);
     for (const key of change.remove) {
       if (this.onlinePeers.delete(key)) this.emit("peer-offline", key);
     }
@@ -471,8 +469,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
         }
         return;
       case "envelope":
-        // Keys of a declared peer are prepared when it is declared; an envelope that overtakes that
-        // waits for them (callbacks run in arrival order).
+        // A declared peer's keys are derived when it is first needed (presence or an envelope); an
+        // envelope that comes meanwhile waits for them (callbacks run in arrival order).
         if (!this.declared.has(message.from)) this.handleEnvelope(message);
         else
           this.whenKeysReady(message.from, () => {
@@ -508,20 +506,19 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     });
   }
 
-  /** Starts deriving a peer's envelope keys; a failure (a bad key) is logged, its envelopes dropped. */
-  private prepareKeys(peer: string): void {
-    this.codec.prepare(peer).catch((error: unknown) => {
-      this.log.warn({ peer: keyFingerprint(peer), err: (error as Error).message }, "unusable peer key");
-    });
-  }
-
-  /** Runs `then` now if the peer's keys are derived, else once they are (never if they cannot be). */
+  /**
+   * Runs `then` now if the peer's keys are derived, else once they are (never if they cannot be: a bad
+   * key is logged, its envelopes dropped). Keys are derived here, when a peer is first needed, not
+   * when it is declared: a hub declares thousands of peers whose owners are mostly offline, and each
+   * derivation is an X25519 asked of the privileged parent (issue 15).
+   */
   private whenKeysReady(peer: string, then: () => void): void {
     if (this.codec.hasKeys(peer)) {
       then();
       return;
     }
-    this.codec.prepare(peer).then(then, () => {
+    this.codec.prepare(peer).then(then, (error: unknown) => {
+      this.log.warn({ peer: keyFingerprint(peer), err: (error as Error).message }, "unusable peer key");
       this.emit("envelope-dropped", peer, "bad-peer-key");
     });
   }
