@@ -10,7 +10,8 @@ export interface TrafficStamps {
 }
 
 /**
- * Tells every peer how long nothing went either way for it (`Peer.onTrafficAge`); the peer decides.
+ * Tells every peer the sweep concerns (`Peer.swept`) how long nothing went either way for it
+ * (`Peer.onTrafficAge`); the peer decides.
  * Answers how many went dormant (hundreds at once leave their sessions' garbage: src/heap-release.ts).
  */
 export function sweepIdlePeers(
@@ -20,6 +21,7 @@ export function sweepIdlePeers(
 ): number {
   let rested = 0;
   for (const peer of peers) {
+    if (!peer.swept) continue; // dormant with no path: nothing it could have carried
     const stamps = stampsOf(peer.publicKey);
     if (!stamps) continue;
     const wasDormant = isDormant(peer);

@@ -116,6 +116,16 @@ export class Peer {
     return this.current;
   }
 
+  /**
+   * Whether the idle sweep has anything to tell this peer (`onTrafficAge`): awake, it may go idle;
+   * dormant with a static path, traffic there wakes ICE. Dormant without one, no path can carry
+   * anything (WireGuard's own datagrams wake it through `onHandshakeHeld`, not the sweep), so a hub's
+   * thousands of dormant road warriors are not gone over at every interface read (issue 15).
+   */
+  get swept(): boolean {
+    return !this.closed && this.idleness.enabled && (!this.idleness.dormant || this.staticPath !== null);
+  }
+
   /** When the current state was entered (clock ms). */
   get stateSince(): number {
     return this.since;

@@ -5,7 +5,7 @@ import { sweepIdlePeers, type TrafficStamps } from "../../src/peer/idle-sweep.js
 import { Peer } from "../../src/peer/peer.js";
 import { formatPeerState } from "../../src/peer/peer-state.js";
 import { FakeClock } from "../support/fake-clock.js";
-import { FakeSignalling } from "../support/fake-ice-session.js";
+import { FakePath, FakeSignalling } from "../support/fake-ice-session.js";
 
 const IDLE_MS = 60_000;
 
@@ -43,5 +43,41 @@ describe("sweepIdlePeers", () => {
       "dormant",
       "dormant",
     ]);
+  });
+
+  it("leaves out dormant peers without a static path (nothing could carry their traffic), not others", () => {
+    const clock = new FakeClock();
+    const [roaming, fixed] = ["roaming", "fixed"].map((k) => lazyPeer(k, clock));
+    fixed!.onStaticPath(new FakePath("static", "203.0.113.9:51820"), "203.0.113.9:51820");
+    for (const peer of [roaming, fixed]) peer!.onPeerOnline();
+    clock.advance(IDLE_MS + 1000);
+    const now = 1_800_000_000_000;
+    const asked: string[] = [];
+    const stampsOf = (key: string): TrafficStamps => {
+      asked.push(key);
+      return { lastSentAt: 0, lastReceivedAt: 0 };
+    };
+    // Awake, both are asked and both rest.
+    expect(sweepIdlePeers([roaming!, fixed!], stampsOf, now)).toBe(2);
+    expect(asked).toEqual(["roaming", "fixed"]);
+    expect([roaming!.swept, fixed!.swept]).toEqual([false, true]);
+    // Dormant: only the one with a static path, whose traffic there wakes ICE.
+    asked.length = 0;
+    clock.advance(5000);
+    sweepIdlePeers(
+      [roaming!, fixed!],
+      (key) => {
+        asked.push(key);
+        return { lastSentAt: clock.now(), lastReceivedAt: 0 }; // WireGuard talked since it rested
+      },
+      clock.now(),
+    );
+    expect(asked).toEqual(["fixed"]);
+    expect([roaming, fixed].map((p) => formatPeerState(p!.state))).toEqual(["dormant", "connecting"]);
+    // Woken (WireGuard's datagram held), it is swept again; closed, never.
+    roaming!.onHandshakeHeld();
+    expect(roaming!.swept).toBe(true);
+    void roaming!.close();
+    expect(roaming!.swept).toBe(false);
   });
 });
