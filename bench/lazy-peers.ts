@@ -7,23 +7,30 @@
 // the cold-start path, bench/cold-start.ts), from the echo request to its reply.
 //   npm run build && npx tsx bench/lazy-peers.ts      (TBT_BENCH_LAZY_PEERS=N, default 500;
 //   TBT_BENCH_LAZY_DEBUG=DIR writes the hub's UDP sockets and log, once every peer is dormant, to DIR)
-import { readFileSync, writeFileSync } from "node:fs";
+// With TBT_BENCH_LAZY_CONFIGURED=M (e.g. 10000 with TBT_BENCH_LAZY_PEERS=100): issue 15's host, see
+// benchConfiguredHost below.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { PeerStatus } from "../src/control/status.js";
-import { teardownAll } from "../test/lab/netns.js";
-import { ping } from "../test/lab/ping.js";
+import { quickKeyPair } from "../test/lab/hub.js";
+import { nsRun, teardownAll } from "../test/lab/netns.js";
+import { ContinuousPing, ping } from "../test/lab/ping.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { processTree, udpSocketsOf } from "../test/lab/udp-sockets.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { labPreflight } from "./lab-preflight.js";
 import { processCpuSeconds, rssBytes } from "./proc-stats.js";
 import { median } from "./statistics.js";
-import { type Fleet, startHubFleet } from "./staying-connected.js";
+import { type Fleet, startFleet, startHubFleet } from "./staying-connected.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const PEERS = Number(process.env.TBT_BENCH_LAZY_PEERS ?? 500);
+/** Peers the hub's WireGuard has in all (a, the fleet's and absent road warriors'); 0: a and the fleet. */
+const CONFIGURED = Number(process.env.TBT_BENCH_LAZY_CONFIGURED ?? 0);
 const IDLE_TIMEOUT_S = 60;
 /** The fleet is one NAT address: the introduction server's per-address caps (256, 64) raised for it. */
 const INTRO_FLAGS = ["--max-conns-per-address", "20000", "--max-pending-per-address", "20000"];
@@ -46,17 +53,24 @@ function tunnelboreProcesses(rootPid: number): number[] {
   });
 }
 
-/** The hub's processes (parent and worker): RSS in MiB and CPU in % of a core over `ms`. */
-async function cost(rootPid: number, ms: number): Promise<{ rssMiB: number; cpu: number }> {
+/**
+ * The hub's processes (parent and worker): RSS in MiB and CPU in % of a core over `ms` (with the
+ * children they ran and reaped, a `wg set` say).
+ */
+async function cost(rootPid: number, ms: number): Promise<{ rssMiB: number; cpu: number; split: string }> {
   const pids = tunnelboreProcesses(rootPid);
-  const cpu0 = pids.map((pid) => processCpuSeconds(pid));
+  const cpu0 = pids.map((pid) => processCpuSeconds(pid, true));
   await sleep(ms);
-  const cpu = pids.reduce((sum, pid, i) => sum + processCpuSeconds(pid) - cpu0[i]!, 0);
-  const rss = pids.reduce((sum, pid) => sum + rssBytes(pid), 0);
-  return { rssMiB: rss / 2 ** 20, cpu: (cpu / (ms / 1000)) * 100 };
+  const each = pids.map((pid, i) => ((processCpuSeconds(pid, true) - cpu0[i]!) / (ms / 1000)) * 100);
+  const rss = pids.map((pid) => rssBytes(pid) / 2 ** 20);
+  const sum = (values: number[]) => values.reduce((total, v) => total + v, 0);
+  // Parent first (the root of the tree), then the worker.
+  const split = `CPU ${each.map((c) => c.toFixed(2)).join(" + ")} %, RSS ${rss.map((r) => r.toFixed(0)).join(" + ")} MiB`;
+  return { rssMiB: sum(rss), cpu: sum(each), split };
 }
 
 export async function benchLazyPeers(): Promise<BenchRow[]> {
+  if (CONFIGURED > 0) return benchConfiguredHost();
   await labPreflight("lazy-peers");
   const started = Date.now();
   // The default poll interval (the lab's is 500 ms): the idle sweep rides on it, and the hub's idle CPU
@@ -184,6 +198,259 @@ export async function benchLazyPeers(): Promise<BenchRow[]> {
       },
     ];
   } finally {
+    fleet?.stop();
+    await lab?.teardown();
+    await teardownAll();
+  }
+}
+
+// --- issue 15's host: thousands of configured peers, a hundred of them online ----------------------
+
+/**
+ * The idle timeout of the configured mode: longer than the fleet's connect phase, the settle and the
+ * measurement window together, so the active phase is measured with every online peer connected.
+ */
+const CONFIGURED_IDLE_TIMEOUT_S = Number(process.env.TBT_BENCH_LAZY_IDLE_S ?? 150);
+/** After the start (or a burst of dormancy) V8 collects on its helper threads for about 30 s. */
+const SETTLE_MS = 45_000;
+
+/** Peers added to the hub's WireGuard in one `wg addconf` (an operator's file): no endpoint, road warriors. */
+async function addConfiguredPeers(lab: ProductLab, publicKeys: string[]): Promise<void> {
+  const hub = lab.host("hub");
+  const lines = ["[Interface]"];
+  publicKeys.forEach((key, i) => {
+    lines.push(
+      "[Peer]",
+      `PublicKey = ${key}`,
+      `AllowedIPs = 10.${80 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`,
+    );
+  });
+  const dir = mkdtempSync(join(tmpdir(), "tbt-lazyconf-"));
+  try {
+    const file = join(dir, "hub.conf");
+    writeFileSync(file, `${lines.join("\n")}\n`, { mode: 0o600 });
+    await nsRun(hub.ns, "wg", ["addconf", hub.wg.name, file]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** `state: count` of the hub's peers, largest first. */
+function stateCounts(peers: PeerStatus[]): string {
+  const counts = new Map<string, number>();
+  for (const p of peers) counts.set(p.state, (counts.get(p.state) ?? 0) + 1);
+  return [...counts]
+    .sort((x, y) => y[1] - x[1])
+    .map(([state, n]) => `${n} ${state}`)
+    .join(", ");
+}
+
+/** The hub's warnings and errors, by message, with their counts. */
+function warnings(output: string): string {
+  const counts = new Map<string, number>();
+  for (const line of output.split("\n")) {
+    try {
+      const entry = JSON.parse(line) as { level?: string | number; msg?: string };
+      const level = entry.level;
+      if (
+        level === "warn" ||
+        level === "error" ||
+        level === "fatal" ||
+        (typeof level === "number" && level >= 40)
+      )
+        counts.set(entry.msg ?? "", (counts.get(entry.msg ?? "") ?? 0) + 1);
+    } catch {
+      // not a log line
+    }
+  }
+  return [...counts].map(([msg, n]) => `${n}x ${msg}`).join("; ") || "none";
+}
+
+/**
+ * Issue 15's host: the hub's WireGuard has CONFIGURED peers when Tunnelbore starts: a (real
+ * wireguard-go and Tunnelbore), PEERS fleet peers (online Tunnelbores: ICE agents) and the rest road
+ * warriors whose owners are offline (configured, no endpoint, absent at the introduction server).
+ * Active phase: every fleet peer connected (ICE up, liveness probing) and a pinging the hub once a
+ * second, measured SETTLE_MS after the last one connected. Dormant phase: every peer dormant. Then the
+ * first packet to a dormant peer, as in the all-online mode.
+ */
+async function benchConfiguredHost(): Promise<BenchRow[]> {
+  await labPreflight("lazy-peers");
+  const absentCount = CONFIGURED - PEERS - 1;
+  if (absentCount < 0)
+    throw new Error("TBT_BENCH_LAZY_CONFIGURED counts a and the fleet: at least PEERS + 1");
+  const idleS = CONFIGURED_IDLE_TIMEOUT_S;
+  const started = Date.now();
+  const flags = ["--log-level", "info", "--idle-timeout", `${idleS}s`, "--poll-interval", "2000"];
+  let lab: ProductLab | null = null;
+  let fleet: Fleet | null = null;
+  let pinger: ContinuousPing | null = null;
+  try {
+    lab = await ProductLab.create({
+      hosts: [
+        { name: "a", nat: "eim", flags },
+        { name: "hub", nat: "eim", flags },
+        { name: "fleet", nat: "eim", tunnelbore: false },
+      ],
+      links: [["a", "hub"]],
+      // A hub declares every configured peer: the per-key cap (1,024 by default) raised to fit.
+      introFlags: [...INTRO_FLAGS, "--max-peers-per-key", String(CONFIGURED + 16)],
+      startTunnelbores: false,
+    });
+    const labRef = lab;
+    const fleetKeys = Array.from({ length: PEERS }, quickKeyPair);
+    const absentKeys = Array.from({ length: absentCount }, quickKeyPair);
+    await addConfiguredPeers(
+      lab,
+      [...fleetKeys, ...absentKeys].map((k) => k.publicKey),
+    );
+    log(
+      `lab up, ${CONFIGURED} peers configured on the hub, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+
+    const hubStart = Date.now();
+    await lab.startTunnelbore("hub");
+    const hubReadyS = (Date.now() - hubStart) / 1000;
+    await lab.startTunnelbore("a");
+    await lab.waitForPing("a", "hub", 60_000);
+    const hubPid = lab.host("hub").tunnelbore?.process.child.pid;
+    if (hubPid === undefined) throw new Error("no tunnelbore on the hub");
+    const hubSockets = async () => (await udpSocketsOf(labRef.host("hub").ns, hubPid)).length;
+    const hubRss = () => tunnelboreProcesses(hubPid).reduce((sum, pid) => sum + rssBytes(pid), 0) / 2 ** 20;
+    const hubPeers = async (): Promise<PeerStatus[]> => {
+      for (;;) {
+        try {
+          return (await labRef.status("hub")).peers;
+        } catch (err) {
+          log(`status: ${(err as Error).message}; asking again`);
+        }
+      }
+    };
+    const startPeers = await hubPeers();
+    const startSockets = await hubSockets();
+    const startRss = hubRss();
+    log(
+      `hub ready in ${hubReadyS.toFixed(1)} s, a pings it ${((Date.now() - hubStart) / 1000).toFixed(1)} s after its start: ${startPeers.length} peers (${stateCounts(startPeers)}), ${startSockets} sockets, RSS ${startRss.toFixed(0)} MiB`,
+    );
+
+    const hubKey = lab.host("hub").keys.publicKey;
+    const fleetStarted = Date.now();
+    fleet = await startFleet(lab, {
+      introUrl: lab.introUrl,
+      hubKey,
+      privateKeys: fleetKeys.map((k) => k.privateKey),
+      idleTimeoutMs: idleS * 1000,
+    });
+    const fleetRef = fleet;
+    const connectedOnHub = async () => (await hubPeers()).filter((p) => p.pathKind !== null).length;
+    // The fleet's own count first: the hub's status of 10,000 peers (megabytes of JSON through the
+    // parent) is asked for only once the fleet says every peer is connected.
+    await waitFor(() => fleetRef.connected() >= PEERS, {
+      what: `${PEERS} fleet peers connected`,
+      timeoutMs: idleS * 1000,
+      intervalMs: 500,
+    });
+    await waitFor(async () => (await connectedOnHub()) >= PEERS + 1, {
+      what: `${PEERS} fleet peers and a connected at the hub`,
+      timeoutMs: idleS * 1000,
+      intervalMs: 2000,
+    });
+    const connectedAt = Date.now();
+    const connectS = (connectedAt - fleetStarted) / 1000;
+    log(`${PEERS} fleet peers connected in ${connectS.toFixed(1)} s`);
+
+    // Active: the fleet connected, a's traffic through the hub once a second.
+    pinger = new ContinuousPing(lab.host("a").ns, lab.host("hub").tunnelAddress, 1000);
+    await sleep(SETTLE_MS);
+    const activeSockets = await hubSockets();
+    const active = await cost(hubPid, MEASURE_MS);
+    const activePeers = await hubPeers();
+    const activeConnected = activePeers.filter((p) => p.pathKind !== null).length;
+    const pings = `${pinger.receivedCount} replies, ${pinger.lostCount} lost`;
+    await pinger.stop();
+    pinger = null;
+    log(
+      `active: ${activeConnected} connected (${stateCounts(activePeers)}), ${activeSockets} sockets, RSS ${active.rssMiB.toFixed(0)} MiB, CPU ${active.cpu.toFixed(2)} % (${active.split}); a's pings: ${pings}`,
+    );
+
+    // No status of 10,000 peers asked for while the fleet cannot have rested yet: the hub stays as
+    // measured (for a profile, say) until then.
+    await sleep(Math.max(0, connectedAt + idleS * 1000 - Date.now()));
+    await waitFor(
+      async () => (await hubPeers()).every((p) => p.state === "dormant") && fleetRef.dormant() === PEERS,
+      { what: "every peer dormant", timeoutMs: 4 * idleS * 1000, intervalMs: 2000 },
+    );
+    log(`every peer dormant ${((Date.now() - fleetStarted) / 1000).toFixed(0)} s after the fleet started`);
+    await sleep(SETTLE_MS);
+    const dormantSockets = await hubSockets();
+    const dormant = await cost(hubPid, MEASURE_MS);
+    const stillDormant = (await hubPeers()).filter((p) => p.state === "dormant").length;
+    log(
+      `dormant: ${dormantSockets} sockets, RSS ${dormant.rssMiB.toFixed(0)} MiB, CPU ${dormant.cpu.toFixed(2)} % (${dormant.split}), ${stillDormant} still dormant`,
+    );
+
+    const firstPackets: number[] = [];
+    const aKey = lab.host("a").keys.publicKey;
+    for (let i = 0; i < FIRST_PACKETS; i++) {
+      if (i > 0) {
+        await waitFor(
+          async () =>
+            (await labRef.peerStatus("a", "hub")).state === "dormant" &&
+            (await hubPeers()).find((p) => p.publicKey === aKey)?.state === "dormant",
+          { what: "a and the hub dormant again", timeoutMs: 3 * idleS * 1000, intervalMs: 1000 },
+        );
+      }
+      const result = await ping(lab.host("a").ns, lab.host("hub").tunnelAddress, { count: 1, timeout: 5000 });
+      const first = /icmp_seq=1 .*time=([\d.]+) ms/.exec(result.output);
+      firstPackets.push(first ? Number(first[1]) : Number.POSITIVE_INFINITY);
+      log(`first packet ${i + 1}: ${first ? `${first[1]} ms` : "lost"}`);
+    }
+    const hubWarnings = warnings(lab.host("hub").tunnelbore?.process.output() ?? "");
+    log(`hub's warnings: ${hubWarnings}`);
+    const debugDir = process.env.TBT_BENCH_LAZY_DEBUG;
+    if (debugDir) writeFileSync(`${debugDir}/hub.log`, lab.host("hub").tunnelbore?.process.output() ?? "");
+    log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    const setup = `${CONFIGURED} configured: a, ${PEERS} fleet, ${absentCount} absent`;
+    return [
+      {
+        name: `hub's start (${setup})`,
+        value: hubReadyS,
+        unit: "s",
+        note: `to status ready; then ${startSockets} UDP sockets, RSS ${startRss.toFixed(0)} MiB`,
+      },
+      {
+        name: `hub's RSS (parent + worker), ${PEERS} fleet peers connected, a pinging`,
+        value: active.rssMiB,
+        unit: "MiB",
+        note: `connected in ${connectS.toFixed(0)} s; measured ${SETTLE_MS / 1000} s later; target <= ${TARGETS.rssMiB}`,
+      },
+      {
+        name: `hub's idle CPU (parent + worker), ${PEERS} fleet peers connected, a pinging`,
+        value: active.cpu,
+        unit: "% of a core",
+        note: `${active.split}; over ${MEASURE_MS / 1000} s, ${activeSockets} UDP sockets, ${activeConnected} connected at the end; target <= ${TARGETS.idleCpu}`,
+      },
+      {
+        name: `hub's RSS (parent + worker), all ${CONFIGURED} dormant`,
+        value: dormant.rssMiB,
+        unit: "MiB",
+        note: `${dormantSockets} UDP sockets`,
+      },
+      {
+        name: `hub's idle CPU (parent + worker), all ${CONFIGURED} dormant`,
+        value: dormant.cpu,
+        unit: "% of a core",
+        note: `${dormant.split}; over ${MEASURE_MS / 1000} s, ${SETTLE_MS / 1000} s after the last went dormant`,
+      },
+      {
+        name: "first packet to a dormant peer answered (ping through WireGuard, both sides dormant)",
+        value: median(firstPackets),
+        unit: "ms",
+        note: `median of ${FIRST_PACKETS}: ${firstPackets.map((ms) => ms.toFixed(0)).join(", ")}; target <= ${TARGETS.firstPacketMs}`,
+      },
+    ];
+  } finally {
+    await pinger?.stop();
     fleet?.stop();
     await lab?.teardown();
     await teardownAll();
