@@ -33,7 +33,7 @@ import {
   type WelcomeMessage,
 } from "../signalling/protocol.js";
 import { answerChallenge } from "./challenge-answer.js";
-import { DeclaredPeers, declarationFrames } from "./declared-peers.js";
+import { DeclaredPeers, declarationFrames, sameKeys } from "./declared-peers.js";
 import { EnvelopeExchange } from "./envelope-exchange.js";
 import { IntroOfflineError, IntroSendError } from "./intro-errors.js";
 import type { IntroConnectionStatus } from "./intro-status.js";
@@ -85,6 +85,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   private turnRefreshTimer: NodeJS.Timeout | undefined;
   private currentServerInfo: ServerInfo | undefined;
   private readonly declared = new DeclaredPeers(DEFAULT_MAX_DECLARED_PEERS);
+  /** The list `setPeers` was last given, as given. */
+  private givenPeers: readonly string[] = [];
   private readonly onlinePeers = new Set<string>();
   /** With holdWhileMoving: what waits for a move to end, and what may need sending again. */
   private readonly moves: MoveHold | null;
@@ -226,6 +228,8 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
 
   /** The keys we want presence and envelopes for; replaces the previous list, survives reconnects. */
   setPeers(publicKeys: string[]): void {
+    // The very list of last time (validated then): nothing to check, build or tell.
+    if (sameKeys(publicKeys, this.givenPeers)) return;
     const wanted = new Set<string>();
     for (const key of publicKeys) {
       if (!publicKeySchema.safeParse(key).success) {
@@ -233,6 +237,7 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
       }
       if (key !== this.publicKey) wanted.add(key);
     }
+    this.givenPeers = [...publicKeys];
     const removed = [...this.declared.keys()].filter((key) => !wanted.has(key));
     const change = this.declared.setWanted(wanted);
     for (const key of removed) {

@@ -79,3 +79,31 @@ describe("envelope keys of declared peers", () => {
     expect(hubKeys.asked.filter((key) => key === present.publicKey)).toHaveLength(1);
   });
 });
+
+describe("the same list of peers given again", () => {
+  it("changes nothing at the server; a shorter one is applied", async () => {
+    server = await startIntroServer({ port: 0, stun: false, logger: silent });
+    const hubKey = newKey();
+    const peers = [newKey(), newKey()];
+    const keys = peers.map((p) => p.publicKey);
+    const hub = client(hubKey, keys);
+    const offline: string[] = [];
+    hub.on("peer-offline", (key) => offline.push(key));
+    hub.start();
+    for (const p of peers) client(p, [hubKey.publicKey]).start();
+    await waitFor(() => keys.every((key) => hub.isOnline(key)), { what: "both peers online at the hub" });
+
+    hub.setPeers([...keys]); // a read of the interface with nothing new
+    await waitFor(() => clients.slice(1).every((c) => c.isOnline(hubKey.publicKey)), {
+      what: "the hub still online at both",
+    });
+    expect(offline).toEqual([]);
+
+    hub.setPeers(keys.slice(1));
+    await waitFor(() => !clients[1]!.isOnline(hubKey.publicKey), {
+      what: "the first peer no longer introduced",
+    });
+    expect(offline).toEqual([keys[0]]);
+    expect(hub.isOnline(keys[1]!)).toBe(true);
+  });
+});
