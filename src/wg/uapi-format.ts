@@ -22,7 +22,7 @@ export function parseUapiHead(name: string, text: string): Omit<WireGuardInterfa
   return { name, privateKey, publicKey, listenPort, fwmark };
 }
 
-/** One peer's block (its preshared key is not kept). */
+/** One peer's block (its preshared key is not kept). Scanned line by line: 10,000 at a hub's start. */
 export function parseUapiPeer(name: string, text: string): WireGuardPeerInfo {
   const peer: WireGuardPeerInfo = {
     publicKey: "",
@@ -33,14 +33,22 @@ export function parseUapiPeer(name: string, text: string): WireGuardPeerInfo {
     txBytes: 0,
     persistentKeepalive: 0,
   };
-  for (const [key, value] of fields(text)) {
-    if (key === "public_key") peer.publicKey = hexKey(name, value);
-    else if (key === "endpoint") peer.endpoint = value || null;
-    else if (key === "allowed_ip") peer.allowedIps.push(value);
-    else if (key === "last_handshake_time_sec") peer.latestHandshake = Number(value) || 0;
-    else if (key === "rx_bytes") peer.rxBytes = Number(value) || 0;
-    else if (key === "tx_bytes") peer.txBytes = Number(value) || 0;
-    else if (key === "persistent_keepalive_interval") peer.persistentKeepalive = Number(value) || 0;
+  for (let start = 0; start < text.length; ) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const eq = text.indexOf("=", start);
+    if (eq > start && eq < end) {
+      const key = text.slice(start, eq);
+      const value = text.slice(eq + 1, end);
+      if (key === "public_key") peer.publicKey = hexKey(name, value);
+      else if (key === "endpoint") peer.endpoint = value || null;
+      else if (key === "allowed_ip") peer.allowedIps.push(value);
+      else if (key === "last_handshake_time_sec") peer.latestHandshake = Number(value) || 0;
+      else if (key === "rx_bytes") peer.rxBytes = Number(value) || 0;
+      else if (key === "tx_bytes") peer.txBytes = Number(value) || 0;
+      else if (key === "persistent_keepalive_interval") peer.persistentKeepalive = Number(value) || 0;
+    }
+    start = end + 1;
   }
   if (!peer.publicKey) throw malformed(name);
   return peer;
