@@ -70,9 +70,13 @@ export class Peer {
   /** The path the data plane uses: ICE (direct, else relay) when up, else static, else none. */
   private chosen: PeerPath | null = null;
   private session: PeerIceSession | null = null;
-  private readonly retry: Backoff;
+  /**
+   * The backoffs of retries and upgrades, made at the first delay and dropped at a reset (a new one
+   * starts from the first delay, as a reset does): a hub's thousands of peers mostly never need one.
+   */
+  private retry: Backoff | null = null;
   private retryTimer: ClockTimer | null = null;
-  private readonly upgrade: Backoff;
+  private upgrade: Backoff | null = null;
   private upgradeTimer: ClockTimer | null = null;
   /** WireGuard holds a handshake for the peer and no path exists. */
   private wanted = false;
@@ -106,10 +110,6 @@ export class Peer {
     this.since = this.clock.now();
     // Without an introduction server there is no ICE to release: never idle.
     this.idleness = new Idleness(this.clock, env.signalling ? this.timing.idleTimeoutMs : 0);
-    const random = env.random ?? Math.random;
-    const { retryInitialMs, retryMaxMs, upgradeInitialMs } = this.timing;
-    this.retry = new Backoff({ initialMs: retryInitialMs, maxMs: retryMaxMs, jitter: [0.75, 1.25], random });
-    this.upgrade = new Backoff({ initialMs: upgradeInitialMs, maxMs: retryMaxMs, jitter: [0.75, 1], random });
   }
 
   get state(): PeerState {
@@ -377,8 +377,8 @@ export class Peer {
    */
   onNetworkChanged(reason: string): void {
     if (this.closed) return;
-    this.retry.reset();
-    this.upgrade.reset();
+    this.retry = null;
+    this.upgrade = null;
     this.clearTimers();
     // Dormant: nothing to restart; candidates are gathered afresh at the next wake anyway.
     if (!this.idleness.dormant) this.pendingRestart = { why: "network-changed", detail: reason };
@@ -402,13 +402,13 @@ export class Peer {
 
   /** A pair was nominated: use it; relayed, keep looking for a direct one. */
   private onPathUp(path: ProbeablePath, reason: string): void {
-    this.retry.reset();
+    this.retry = null;
     this.clock.clearTimeout(this.retryTimer);
     this.retryTimer = null;
     if (path.kind === "relay") {
       this.scheduleUpgrade();
     } else {
-      this.upgrade.reset();
+      this.upgrade = null;
       this.clock.clearTimeout(this.upgradeTimer);
       this.upgradeTimer = null;
     }
@@ -540,14 +540,36 @@ export class Peer {
       this.rest();
       return;
     }
-    this.retryTimer = this.clock.setTimeout(() => this.onRetryDue(), this.retry.next());
+    this.retryTimer = this.clock.setTimeout(() => this.onRetryDue(), this.nextDelay("retry"));
   }
 
   /** Controlling side on a relay: try for a direct path for as long as it is relayed (NATs change). */
   private scheduleUpgrade(): void {
     const session = this.session;
     if (this.closed || this.upgradeTimer || !session?.canUpgrade) return;
-    this.upgradeTimer = this.clock.setTimeout(() => this.onUpgradeDue(session), this.upgrade.next());
+    this.upgradeTimer = this.clock.setTimeout(() => this.onUpgradeDue(session), this.nextDelay("upgrade"));
+  }
+
+  /** The next delay of a retry (jitter 0.75-1.25) or an upgrade (0.75-1), both capped at retryMaxMs. */
+  private nextDelay(which: "retry" | "upgrade"): number {
+    const { retryInitialMs, retryMaxMs, upgradeInitialMs } = this.timing;
+    const random = this.env.random ?? Math.random;
+    if (which === "retry") {
+      this.retry ??= new Backoff({
+        initialMs: retryInitialMs,
+        maxMs: retryMaxMs,
+        jitter: [0.75, 1.25],
+        random,
+      });
+      return this.retry.next();
+    }
+    this.upgrade ??= new Backoff({
+      initialMs: upgradeInitialMs,
+      maxMs: retryMaxMs,
+      jitter: [0.75, 1],
+      random,
+    });
+    return this.upgrade.next();
   }
 
   /** Neither wanted nor carrying traffic for the idle timeout (a peer WireGuard talks to directly is left alone). */
@@ -568,8 +590,8 @@ export class Peer {
     this.suspect = null;
     this.pendingRestart = null;
     this.clearTimers();
-    this.retry.reset();
-    this.upgrade.reset();
+    this.retry = null;
+    this.upgrade = null;
     const session = this.session;
     this.session = null;
     this.icePath = null;
