@@ -24,6 +24,20 @@ async function quietPeers(harness: KernelForwarderHarness, count: number): Promi
   return peers;
 }
 
+/** Datagrams sent through the peer's outbound entry: how long (ms) until the forwarder saw them. */
+async function wake(
+  program: KernelForwarderHarness["program"],
+  peer: ProxyPeer,
+  packets: bigint,
+): Promise<number> {
+  const entry = [...program.outbound.values()].find((e) => e.loopbackAddress === peer.loopback.address)!;
+  entry.packets = packets;
+  entry.bytes = packets * 100n;
+  const waited = await until(() => peer.kernelTraffic.txDatagrams > 0, 20_000);
+  expect(peer.kernelTraffic.txDatagrams).toBe(Number(packets));
+  return waited;
+}
+
 /** Advances the polls until the peer's kernel traffic shows; how long that took (ms). */
 async function until(seen: () => boolean, limitMs: number): Promise<number> {
   let waited = 0;
@@ -54,12 +68,7 @@ describe("KernelForwarder with many quiet entries", () => {
 
     // Traffic on one: seen within 10 s, then read at every poll.
     const woken = peers[7]!;
-    const entry = [...program.outbound.values()].find((e) => e.loopbackAddress === woken.loopback.address)!;
-    entry.packets = 5n;
-    entry.bytes = 500n;
-    const waited = await until(() => woken.kernelTraffic.txDatagrams > 0, 20_000);
-    expect(woken.kernelTraffic.txDatagrams).toBe(5);
-    expect(waited).toBeLessThanOrEqual(5000);
+    expect(await wake(program, woken, 5n)).toBeLessThanOrEqual(5000);
     reads.mockClear();
     vi.advanceTimersByTime(1000);
     const wokenReads = reads.mock.calls.filter(([address]) => address === woken.loopback.address).length;
@@ -87,12 +96,7 @@ describe("KernelForwarder setting up many peers at once (a hub's start)", () => 
     await vi.advanceTimersByTimeAsync(4000);
     expect(reads).not.toHaveBeenCalled();
     const woken = peers[3]!;
-    const entry = [...program.outbound.values()].find((e) => e.loopbackAddress === woken.loopback.address)!;
-    entry.packets = 2n;
-    entry.bytes = 200n;
-    const waited = await until(() => woken.kernelTraffic.txDatagrams > 0, 20_000);
-    expect(woken.kernelTraffic.txDatagrams).toBe(2);
-    expect(waited).toBeLessThanOrEqual(5000);
+    expect(await wake(program, woken, 2n)).toBeLessThanOrEqual(5000);
     reads.mockClear();
     await vi.advanceTimersByTimeAsync(1000);
     expect(reads.mock.calls.filter(([address]) => address === woken.loopback.address)).toHaveLength(4);
