@@ -69,6 +69,16 @@ describe("a hub with 1,000 static peers", () => {
     };
     expect(new Map(Object.entries(state.peers))).toEqual(hub.endpoints);
 
+    // Where the kernel allows it, every static path goes to the fast path: the start set up the peers
+    // in a bulk, whose entries follow it (user space forwards meanwhile).
+    if (status.forwarding.mode === "kernel") {
+      await waitFor(async () => (await requestStatus(socket)).peers.every((p) => p.kernelFastPath), {
+        what: "every peer on the kernel fast path",
+        timeoutMs: 30_000,
+        intervalMs: 250,
+      });
+    }
+
     // Traffic both ways: the hub pings each real peer, and each real peer pings the hub.
     for (const real of hub.real) {
       await waitFor(() => pingOnce(hub.ns, real.tunnelAddress), {
