@@ -7,7 +7,7 @@ import type { PrivilegedOps } from "./privsep/privileged-ops.js";
 import { type Endpoint, isLoopbackHost, parseEndpoint } from "./proxy/endpoint.js";
 import { EndpointTakeover, type Takeover } from "./wg/endpoint-takeover.js";
 import { interfaceIndex } from "./wg/interface-watch.js";
-import { PeerChanges } from "./wg/peer-changes.js";
+import { PeerChanges, sameAllowedIps } from "./wg/peer-changes.js";
 import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "./wg/wg-command.js";
 
 /** After the interface was recreated, peers missing from it are kept this long (its config may follow). */
@@ -46,11 +46,19 @@ export interface SyncedPeers {
   setStaticPath(peer: Peer, endpoint: Endpoint | undefined): Promise<void>;
   /** The peer's L(P) as "127.a.b.c:port", if it is held. */
   loopbackOf(publicKey: string): string | null;
-  /**
-   * Every peer of this read is applied; `changed`: a peer came, went or changed, or the head did.
-   * Answers how many peers went dormant meanwhile (lazy peers).
-   */
-  applied(info: WireGuardInterfaceInfo, changed: boolean): number;
+  /** Every peer of this read is applied. Answers how many peers went dormant meanwhile (lazy peers). */
+  applied(info: WireGuardInterfaceInfo, changed: ReadChanges): number;
+}
+
+/**
+ * What a read changed that depends on more than a peer's own line: traffic alone (counters, the
+ * latest handshake) changes neither, and at a hub with any traffic every read has some (issue 15).
+ */
+export interface ReadChanges {
+  /** Peers came or went, or the interface's own fields changed. */
+  peers: boolean;
+  /** Some peer's allowed IPs changed (or peers came or went). */
+  allowedIps: boolean;
 }
 
 /**
@@ -251,6 +259,15 @@ export class InterfaceSync {
     const context = `${this.released}|${this.recentlyRecreated()}|${this.reloads}`;
     const changed = this.changes.changed(info.peers, context);
     const sorted = restartOrder(changed.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
+    // Before they are applied: which of them are new, or route other addresses (a line not applied
+    // before, e.g. since a reload, counts as both).
+    let came = false;
+    let allowedIps = false;
+    for (const p of sorted) {
+      if (!this.peers.has(p.publicKey)) came = true;
+      const before = this.changes.appliedLine(p.publicKey);
+      if (!before || !sameAllowedIps(before, p)) allowedIps = true;
+    }
     // A start or a hub's many changes: a line for the lot rather than three lines a peer.
     const bulk = sorted.length > BULK_PEERS;
     if (bulk) this.peers.bulk(true);
@@ -264,7 +281,8 @@ export class InterfaceSync {
     if (sorted.length > 0 || gone.length > 0)
       this.changes.settle(this.recentlyRecreated() ? null : info.peers);
     const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
-    const rested = this.peers.applied(info, sorted.length > 0 || gone.length > 0 || head !== this.lastHead);
+    const peers = came || gone.length > 0 || head !== this.lastHead;
+    const rested = this.peers.applied(info, { peers, allowedIps: allowedIps || peers });
     // Many peers set up, gone or gone dormant at once: their garbage is given back once that is over.
     this.heapRelease.after(sorted.length + gone.length + rested);
     this.lastHead = head;

@@ -30,6 +30,11 @@ export class PeerChanges {
     });
   }
 
+  /** The peer's line as last applied (none: never, or not since a context change). */
+  appliedLine(publicKey: string): WireGuardPeerInfo | undefined {
+    return this.applied.get(publicKey);
+  }
+
   /** The peer as read is fully applied: the same line next time needs nothing. */
   markApplied(peer: WireGuardPeerInfo): void {
     this.applied.set(peer.publicKey, peer);
@@ -64,10 +69,15 @@ export function samePeerLine(a: WireGuardPeerInfo, b: WireGuardPeerInfo): boolea
     a.latestHandshake !== b.latestHandshake ||
     a.rxBytes !== b.rxBytes ||
     a.txBytes !== b.txBytes ||
-    a.persistentKeepalive !== b.persistentKeepalive ||
-    a.allowedIps.length !== b.allowedIps.length
+    a.persistentKeepalive !== b.persistentKeepalive
   )
     return false;
+  return sameAllowedIps(a, b);
+}
+
+/** The same allowed IPs, in the same order. */
+export function sameAllowedIps(a: WireGuardPeerInfo, b: WireGuardPeerInfo): boolean {
+  if (a.allowedIps.length !== b.allowedIps.length) return false;
   for (let i = 0; i < a.allowedIps.length; i++) if (a.allowedIps[i] !== b.allowedIps[i]) return false;
   return true;
 }
