@@ -21,6 +21,7 @@ export class UapiSocket {
    */
   private buffer = Buffer.alloc(64 * 1024);
   private length = 0;
+  private last: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly directory = UAPI_DIRECTORY,
@@ -32,6 +33,13 @@ export class UapiSocket {
    * no userspace WireGuard serves the interface (no socket, or a stale one nobody listens on).
    */
   read(name: string): Promise<Buffer | null> {
+    // One read at a time: they share the buffer (a caller's view is valid until the next read).
+    const read = this.last.then(() => this.readNow(name));
+    this.last = read.catch(() => null);
+    return read;
+  }
+
+  private readNow(name: string): Promise<Buffer | null> {
     const path = join(this.directory, `${name}.sock`);
     return new Promise<Buffer | null>((resolve, reject) => {
       this.length = 0;

@@ -48,6 +48,21 @@ describe("UapiSocket", () => {
     expect(asked).toEqual(["get=1\n\n", "get=1\n\n"]);
   });
 
+  it("reads one at a time: two reads asked at once each get their own whole answer", async () => {
+    await serve("wg0", (socket) => {
+      const n = asked.length;
+      setTimeout(() => socket.write(`listen_port=${n}\n${"x=y\n".repeat(20_000 * n)}errno=0\n\n`), 10);
+    });
+    const uapi = new UapiSocket(dir);
+    const [first, second] = await Promise.all([
+      uapi.read("wg0").then((a) => a?.toString()),
+      uapi.read("wg0").then((a) => a?.toString()),
+    ]);
+    expect(first?.startsWith("listen_port=1\n")).toBe(true);
+    expect(first?.length).toBe(`listen_port=1\n${"x=y\n".repeat(20_000)}errno=0\n\n`.length);
+    expect(second?.startsWith("listen_port=2\n")).toBe(true);
+  });
+
   it("answers null without a socket, or with a stale one nobody listens on (the kernel's interface then)", async () => {
     const uapi = new UapiSocket(dir);
     expect(await uapi.read("wg0")).toBeNull();
