@@ -6,6 +6,7 @@
 import { BlockList, isIP } from "node:net";
 import { type NetworkInterfaceInfo, networkInterfaces } from "node:os";
 import { ConfigError } from "../errors.js";
+import { AddressRanges } from "./address-ranges.js";
 
 /** Returns true when `address` (a literal IP) must not be used as an ICE candidate. */
 export type AddressExclusion = (address: string) => boolean;
@@ -97,7 +98,7 @@ function normalize(address: string): { address: string; type: "ipv4" | "ipv6" } 
   return { address: bare, type: "ipv6" };
 }
 
-function parseRange(entry: string, list: BlockList): void {
+function parseRange(entry: string, list: AddressRanges): void {
   const [addr, prefixText, ...rest] = entry.trim().split("/");
   const ip = addr ? normalize(addr) : null;
   if (!ip || rest.length > 0) {
@@ -130,7 +131,8 @@ function nameMatcher(patterns: string[]): (name: string) => boolean {
  * addresses and ranges. Throws ConfigError for a malformed address or range.
  */
 export function createCandidateFilter(options: CandidateFilterOptions): AddressExclusion {
-  const configured = new BlockList();
+  // The tunnel's ranges: one or more per peer, thousands at a hub (address-ranges.ts).
+  const configured = new AddressRanges();
   for (const entry of options.excludeAddresses) parseRange(entry, configured);
   const excludedName = nameMatcher(options.excludeInterfaces);
   const readInterfaces = options.interfaces ?? networkInterfaces;
