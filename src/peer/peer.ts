@@ -554,23 +554,16 @@ export class Peer {
   private nextDelay(which: "retry" | "upgrade"): number {
     const { retryInitialMs, retryMaxMs, upgradeInitialMs } = this.timing;
     const random = this.env.random ?? Math.random;
+    const make = (initialMs: number, jitter: [number, number]) =>
+      new Backoff({ initialMs, maxMs: retryMaxMs, jitter, random });
     if (which === "retry") {
-      this.retry ??= new Backoff({
-        initialMs: retryInitialMs,
-        maxMs: retryMaxMs,
-        jitter: [0.75, 1.25],
-        random,
-      });
+      this.retry ??= make(retryInitialMs, [0.75, 1.25]);
       return this.retry.next();
     }
-    this.upgrade ??= new Backoff({
-      initialMs: upgradeInitialMs,
-      maxMs: retryMaxMs,
-      jitter: [0.75, 1],
-      random,
-    });
+    this.upgrade ??= make(upgradeInitialMs, [0.75, 1]);
     return this.upgrade.next();
   }
+
 
   /** Neither wanted nor carrying traffic for the idle timeout (a peer WireGuard talks to directly is left alone). */
   private idleNow(): boolean {
