@@ -564,7 +564,6 @@ export class Peer {
     return this.upgrade.next();
   }
 
-
   /** Neither wanted nor carrying traffic for the idle timeout (a peer WireGuard talks to directly is left alone). */
   private idleNow(): boolean {
     return this.idleness.idle && !this.bypass;
