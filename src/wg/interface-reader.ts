@@ -205,21 +205,10 @@ export class InterfaceReader {
     read: number,
     parse: (name: string, text: string) => WireGuardPeerInfo,
   ): WireGuardPeerInfo {
-    const hash = keyHash(data, keyStart, keyEnd);
-    const first = this.known.get(hash);
-    // The usual case, settled by one comparison: the bucket's only record, unchanged.
-    if (first && first.seen !== read && data.compare(first.bytes, 0, first.bytes.length, start, end) === 0) {
-      first.seen = read;
-      return first.peer;
-    }
-    const known = first?.next ? this.find(data, keyStart, keyEnd) : first;
-    const sameKey = known !== undefined && keyOf(known).equals(data.subarray(keyStart, keyEnd));
-    if (
-      known &&
-      sameKey &&
-      known.seen !== read &&
-      data.compare(known.bytes, 0, known.bytes.length, start, end) === 0
-    ) {
+    // `unchanged` already compared the bucket's first record: here a record further down its bucket,
+    // or a changed one (parsed anew, in its place).
+    const known = this.find(data, keyStart, keyEnd);
+    if (known && known.seen !== read && data.compare(known.bytes, 0, known.bytes.length, start, end) === 0) {
       known.seen = read;
       return known.peer;
     }
@@ -234,11 +223,12 @@ export class InterfaceReader {
       next: null,
     };
     // A key listed twice would be two peers; the last one wins, as in a map of the interface.
-    if (known && sameKey) {
+    if (known) {
       record.next = known.next;
       Object.assign(known, record);
     } else {
-      record.next = first ?? null;
+      const hash = keyHash(data, keyStart, keyEnd);
+      record.next = this.known.get(hash) ?? null;
       this.known.set(hash, record);
       this.size++;
     }
