@@ -196,10 +196,17 @@ describe("privilege separation on a static path", () => {
     const worker = await privilegesOf(workerOf(tb));
     expect(worker.uid).not.toBe(0);
     expect(worker.capEff).toBe(0n);
-    await waitFor(async () => (await tb.status()).peers[0]?.kernelTxDatagrams !== 0, {
-      what: "the kernel carrying the ping",
-      timeoutMs: 10_000,
-    });
+    // Pinging meanwhile: the first ping may have gone through user space, before the entry was in.
+    await waitFor(
+      async () => {
+        await fx.pair.waitForPing(2000).catch(() => undefined);
+        return (await tb.status()).peers[0]?.kernelTxDatagrams !== 0;
+      },
+      {
+        what: "the kernel carrying the ping",
+        timeoutMs: 10_000,
+      },
+    );
     expect(await tb.stop("SIGTERM")).toBe(0);
     fx.running.length = 0;
     expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(real);
