@@ -15,6 +15,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
 import { WebSocket } from "ws";
 import { freePort } from "../test/support/free-port.js";
 import { BenchClient, connectAll, nodeOfClient, sleep } from "./intro-cluster-client.js";
@@ -39,7 +40,29 @@ interface Proc {
   url: string;
 }
 
-function spawnNode(redisUrl: string): Promise<Proc> {
+/** The run's phase, for the nodes' notable log lines. */
+let phase = "start";
+const runStarted = Date.now();
+/** The nodes' stalls, late heartbeats and false deaths, printed at the end with the engine's slow log. */
+const notable: string[] = [];
+const NOTABLE = /event loop stalled|heartbeat late|taken for dead|left the cluster/;
+
+/** Forwards a node's log lines to stderr and keeps the notable ones, tagged with node and phase. */
+function watchLog(child: ChildProcess, index: number): void {
+  let rest = "";
+  child.stderr!.on("data", (chunk: Buffer) => {
+    process.stderr.write(chunk);
+    const lines = (rest + chunk.toString()).split("\n");
+    rest = lines.pop()!;
+    for (const line of lines) {
+      if (!NOTABLE.test(line)) continue;
+      const at = ((Date.now() - runStarted) / 1000).toFixed(1);
+      notable.push(`node ${index} ${phase} +${at}s ${line.replace(/"(level|time|pid|name)":[^,]*,/g, "")}`);
+    }
+  });
+}
+
+function spawnNode(redisUrl: string, index: number): Promise<Proc> {
   const child = spawn(
     process.execPath,
     [
@@ -66,10 +89,11 @@ function spawnNode(redisUrl: string): Promise<Proc> {
     ],
     {
       cwd: projectRoot,
-      stdio: ["ignore", "pipe", "inherit"],
+      stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, TUNNELBORE_LOG: "warn" },
     },
   );
+  watchLog(child, index);
   return new Promise((resolve, reject) => {
     let output = "";
     child.stdout!.on("data", (chunk: Buffer) => {
@@ -111,7 +135,23 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
   const redisPort = await freePort();
   const redis = spawn(
     "redis-server",
-    ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    [
+      "--port",
+      String(redisPort),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      // What holds the engine up: commands over 10 ms, and latency events over 100 ms.
+      "--slowlog-log-slower-than",
+      "10000",
+      "--slowlog-max-len",
+      "1000",
+      "--latency-monitor-threshold",
+      "100",
+    ],
     { stdio: "ignore" },
   );
   await sleep(300);
@@ -120,7 +160,7 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
   const holders: ChildProcess[] = [];
   const pairClients: BenchClient[] = [];
   try {
-    for (let i = 0; i < NODES; i++) nodes.push(await spawnNode(redisUrl));
+    for (let i = 0; i < NODES; i++) nodes.push(await spawnNode(redisUrl, i));
     const urls = nodes.map((node) => node.url);
     await sleep(1_000);
     const idleRss = nodes.map((node) => rssBytes(node.pid));
@@ -134,6 +174,7 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
       pairClients[i + 1]!.peers = [pairClients[i]!.publicKey];
     }
     const started = Date.now();
+    phase = "connect";
     console.error(`connecting ${CLIENTS} clients`);
     const backAt: number[] = [];
     let retries = 0;
@@ -251,6 +292,7 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
         [pairClients[2 * p + 1]!, pairClients[2 * p]!],
       );
     }
+    phase = "steady";
     console.error("envelopes between pairs on different nodes");
     await streamPairs(pairs, RATE_PER_SECOND, WARMUP_MS + MEASURE_MS, WARMUP_MS);
     rows.push({
@@ -295,7 +337,9 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
     received = 0;
     undeliverable = 0;
     console.error(`killing node ${victim}`);
+    phase = "before-kill";
     const killing = sleep(1_000).then(() => {
+      phase = "failover";
       killedAt = Date.now();
       nodes[victim]!.child.kill("SIGKILL");
     });
@@ -322,6 +366,14 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
       unit: "",
       note: `of ${sent} at ${KILL_RATE_PER_SECOND}/s (${survivorsPairs.length / 2} pairs), ${undeliverable} undeliverable`,
     });
+    const count = (what: RegExp) => notable.filter((line) => what.test(line)).length;
+    rows.push({
+      name: "live nodes taken for dead",
+      value: count(/taken for dead/),
+      unit: "",
+      note: `${count(/event loop stalled/)} loop stalls > 1 s, ${count(/heartbeat late/)} late heartbeats logged`,
+    });
+    await printEngineReport(redisUrl);
   } finally {
     for (const client of pairClients) client.ws?.terminate();
     for (const holder of holders) holder.kill("SIGKILL");
@@ -329,6 +381,40 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
     redis.kill("SIGKILL");
   }
   return rows;
+}
+
+/** What held the engine or the nodes up during the run (SLOWLOG, LATENCY, the nodes' notable lines). */
+async function printEngineReport(redisUrl: string): Promise<void> {
+  const engine = new Redis(redisUrl);
+  try {
+    const slow = (await engine.call("SLOWLOG", "GET", "1000")) as Array<[number, number, number, string[]]>;
+    const byCommand = new Map<string, { count: number; totalUs: number; maxUs: number }>();
+    for (const [, , micros, args] of slow) {
+      // A script is named by its first argument after the SHA and key count: the node or key is noise.
+      const name =
+        args[0]?.toLowerCase() === "evalsha"
+          ? `evalsha ${args[1]?.slice(0, 8)} (${args.length - 3} args)`
+          : (args[0] ?? "?");
+      const entry = byCommand.get(name) ?? { count: 0, totalUs: 0, maxUs: 0 };
+      entry.count++;
+      entry.totalUs += micros;
+      entry.maxUs = Math.max(entry.maxUs, micros);
+      byCommand.set(name, entry);
+    }
+    console.error(`engine SLOWLOG (> 10 ms): ${slow.length} entries`);
+    const sorted = [...byCommand].sort((a, b) => b[1].maxUs - a[1].maxUs).slice(0, 20);
+    for (const [name, entry] of sorted)
+      console.error(
+        `  ${name}: ${entry.count}x, max ${(entry.maxUs / 1e3).toFixed(1)} ms, total ${(entry.totalUs / 1e3).toFixed(0)} ms`,
+      );
+    console.error("engine LATENCY LATEST:", JSON.stringify(await engine.call("LATENCY", "LATEST")));
+  } catch (error) {
+    console.error(`cannot read the engine's slow log: ${(error as Error).message}`);
+  } finally {
+    engine.disconnect();
+  }
+  console.error(`nodes' notable log lines (${notable.length}):`);
+  for (const line of notable) console.error(`  ${line}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

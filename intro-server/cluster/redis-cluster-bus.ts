@@ -11,6 +11,7 @@ import type {
   DeclareResult,
   RouteResult,
 } from "./cluster-bus.js";
+import { LoopMonitor } from "./loop-monitor.js";
 import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
 
 export interface ClusterTiming {
@@ -75,6 +76,12 @@ export class RedisClusterBus implements ClusterBus {
   /** The engine came back and this node is writing itself again: the sweep leaves that to it. */
   private rejoining = false;
   private closed = false;
+  /** Stalls of this process's event loop, logged with the work counted below (the cause of false deaths). */
+  readonly loop: LoopMonitor;
+  /** What this node asked of the engine since the monitor's last tick, and what arrived. */
+  private work = { claims: 0, declares: 0, leaves: 0, routes: 0, received: 0, onlineOf: 0 };
+  private activity = "";
+  private lastBeatAt = 0;
 
   constructor(
     private readonly url: string,
@@ -96,6 +103,13 @@ export class RedisClusterBus implements ClusterBus {
     this.commands = new Redis(url, options);
     this.subscriber = new Redis(url, options);
     this.beat = new Redis(url, { ...options, connectionName: `tunnelbore-intro-beat-${this.nodeId}` });
+    this.loop = new LoopMonitor(log, {
+      context: () => {
+        const work = this.work;
+        this.work = { claims: 0, declares: 0, leaves: 0, routes: 0, received: 0, onlineOf: 0 };
+        return { node: this.nodeId, ...work, activity: this.activity || undefined };
+      },
+    });
     for (const connection of [this.commands, this.subscriber, this.beat]) {
       connection.on("error", (error: Error) =>
         log.debug({ err: error.message }, "cluster engine connection error"),
@@ -147,6 +161,7 @@ export class RedisClusterBus implements ClusterBus {
         });
     });
     this.everReady = true;
+    this.loop.start();
     await this.heartbeat();
     this.sweep = setInterval(() => void this.heartbeatAndReap(), this.timing.sweepIntervalMs);
     this.sweep.unref();
@@ -154,10 +169,12 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   async claim(key: string, bucket: string, perAddressCap: number): Promise<boolean> {
+    this.work.claims++;
     return (await this.run("claim", [this.nodeId, key, bucket, perAddressCap])) === 1;
   }
 
   async declare(change: Parameters<ClusterBus["declare"]>[0]): Promise<DeclareResult> {
+    this.work.declares++;
     const growth = change.added.length - change.removed.length;
     const reply = (await this.run("declare", [
       this.nodeId,
@@ -174,6 +191,7 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   async leave(left: Parameters<ClusterBus["leave"]>[0]): Promise<void> {
+    this.work.leaves++;
     await this.run("leave", [
       this.nodeId,
       left.key,
@@ -192,6 +210,7 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   async route(envelope: ClusterEnvelope, checkMutual: boolean): Promise<RouteResult> {
+    this.work.routes++;
     const payload = JSON.stringify({ t: "e", ...envelope });
     const result = await this.run("route", [
       this.nodeId,
@@ -218,6 +237,7 @@ export class RedisClusterBus implements ClusterBus {
 
   async onlineOf(key: string, declared: readonly string[]): Promise<string[]> {
     if (declared.length === 0) return [];
+    this.work.onlineOf++;
     return (await this.run("onlineOf", [key, ...declared])) as string[];
   }
 
@@ -228,6 +248,15 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   async restore(members: readonly ClusterMember[]): Promise<void> {
+    this.activity = `restore of ${members.length}`;
+    try {
+      await this.restoreNow(members);
+    } finally {
+      this.activity = "";
+    }
+  }
+
+  private async restoreNow(members: readonly ClusterMember[]): Promise<void> {
     await this.run("prune", [this.nodeId, ...members.map((member) => member.key)]);
     // In slices, so that one script does not hold Redis for long.
     for (let i = 0; i < members.length; i += 500) {
@@ -243,6 +272,7 @@ export class RedisClusterBus implements ClusterBus {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweep);
+    this.loop.stop();
     try {
       // Gone at once: the others need not wait for the heartbeat to expire.
       await this.commands.del(`tb:alive:${this.nodeId}`);
@@ -261,11 +291,21 @@ export class RedisClusterBus implements ClusterBus {
 
   /** Resolves true if this node was not a member of the cluster: first start, or reaped meanwhile. */
   private async heartbeat(): Promise<boolean> {
+    const sentAt = performance.now();
+    const sinceLast = this.lastBeatAt ? sentAt - this.lastBeatAt : 0;
+    this.lastBeatAt = sentAt;
     const replies = await this.beat
       .multi()
       .set(`tb:alive:${this.nodeId}`, "1", "PX", this.timing.heartbeatTtlMs)
       .sadd("tb:nodes", this.nodeId)
       .exec();
+    const replyMs = performance.now() - sentAt;
+    // Late by the timer (this loop) or by the reply (the engine): which one lapses the heartbeat.
+    if (sinceLast > this.timing.heartbeatTtlMs / 2 || replyMs > this.timing.heartbeatTtlMs / 2)
+      this.log.warn(
+        { node: this.nodeId, sinceLastMs: Math.round(sinceLast), replyMs: Math.round(replyMs) },
+        "cluster heartbeat late",
+      );
     return replies?.[1]?.[1] === 1;
   }
 
@@ -287,6 +327,7 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   private onMessage(text: string): void {
+    this.work.received++;
     const message = parseNodeMessage(text);
     const handlers = this.handlers;
     if (!message || !handlers) return;
