@@ -4,7 +4,7 @@
 // them); only an unexpected failure of this process itself ends it early (exit 1).
 import type { ControlHandlers } from "../control/control-socket.js";
 import type { Logger } from "../log.js";
-import { serveRunMetrics } from "../metrics/run-metrics.js";
+import { serveRunMetricsOnDemand } from "../metrics/run-metrics-on-demand.js";
 import type { PrivilegeChoice } from "../privsep/privsep-mode.js";
 import type { SeparatedRunConfig } from "../privsep/supervisor.js";
 import { findUdpPortHolders } from "../proxy/port-holder.js";
@@ -52,7 +52,7 @@ export async function runAllInterfaces(options: RunAllOptions): Promise<number> 
   });
   // One metrics server for the process, reporting every interface served.
   const metrics =
-    config.metrics && (await serveRunMetrics(config.metrics, () => fleet.statusReports(), logger));
+    config.metrics && (await serveRunMetricsOnDemand(config.metrics, () => fleet.statusReports(), logger));
   try {
     return await runService(
       {

@@ -5,7 +5,7 @@ import { type ControlHandlers, DEFAULT_RUN_DIR } from "../control/control-socket
 import { ConfigError } from "../errors.js";
 import { createLogger, type LogFormat, parseLogFormat, parseLogLevel } from "../log.js";
 import { type MetricsAddress, parseMetricsAddress } from "../metrics/metrics-address.js";
-import { serveRunMetrics } from "../metrics/run-metrics.js";
+import { serveRunMetricsOnDemand } from "../metrics/run-metrics-on-demand.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import { choosePrivileges } from "../privsep/privsep-mode.js";
 import { type Endpoint, parseEndpoint } from "../proxy/endpoint.js";
@@ -368,7 +368,8 @@ export async function runCommand(argv: string[]): Promise<number> {
     controlHandlers: controlHandlersOf,
   });
   const metrics =
-    config.metrics && (await serveRunMetrics(config.metrics, async () => [await instance.status()], logger));
+    config.metrics &&
+    (await serveRunMetricsOnDemand(config.metrics, async () => [await instance.status()], logger));
   const catchAll = `${config.catchAll.address}:${config.catchAll.port}`;
   try {
     return await runService(
