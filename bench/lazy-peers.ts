@@ -8,8 +8,10 @@
 //   npm run build && npx tsx bench/lazy-peers.ts      (TBT_BENCH_LAZY_PEERS=N, default 500;
 //   TBT_BENCH_LAZY_DEBUG=DIR writes the hub's UDP sockets and log, once every peer is dormant, to DIR)
 // With TBT_BENCH_LAZY_CONFIGURED=M (e.g. 10000 with TBT_BENCH_LAZY_PEERS=100): issue 15's host, see
-// benchConfiguredHost below (TBT_BENCH_LAZY_IDLE_S, default 150; TBT_BENCH_LAZY_FIRST_PACKETS, default 3).
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// benchConfiguredHost below (TBT_BENCH_LAZY_IDLE_S, default 150; TBT_BENCH_LAZY_FIRST_PACKETS, default 3;
+// TBT_BENCH_LAZY_PROFILE=DIR: V8 CPU profiles of the hub's parent and worker, written at its exit, with
+// the measured windows logged as seconds since the hub's start).
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -212,6 +214,11 @@ export async function benchLazyPeers(): Promise<BenchRow[]> {
  * measurement window together, so the active phase is measured with every online peer connected.
  */
 const CONFIGURED_IDLE_TIMEOUT_S = Number(process.env.TBT_BENCH_LAZY_IDLE_S ?? 150);
+const PROFILE_DIR = process.env.TBT_BENCH_LAZY_PROFILE;
+/** The parent is profiled through NODE_OPTIONS, which its worker inherits (each writes its own file). */
+const PROFILE_ENV: NodeJS.ProcessEnv = PROFILE_DIR
+  ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` }
+  : {};
 /** After the start (or a burst of dormancy) V8 collects on its helper threads for about 30 s. */
 const SETTLE_MS = 45_000;
 
@@ -290,7 +297,7 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     lab = await ProductLab.create({
       hosts: [
         { name: "a", nat: "eim", flags },
-        { name: "hub", nat: "eim", flags },
+        { name: "hub", nat: "eim", flags, env: PROFILE_ENV },
         { name: "fleet", nat: "eim", tunnelbore: false },
       ],
       links: [["a", "hub"]],
@@ -309,7 +316,10 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
       `lab up, ${CONFIGURED} peers configured on the hub, in ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
 
+    // The worker writes its profile as its own (unprivileged) user.
+    if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true, mode: 0o777 });
     const hubStart = Date.now();
+    const sinceHubStart = () => ((Date.now() - hubStart) / 1000).toFixed(1);
     await lab.startTunnelbore("hub");
     const hubReadyS = (Date.now() - hubStart) / 1000;
     await lab.startTunnelbore("a");
@@ -364,7 +374,9 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     pinger = new ContinuousPing(lab.host("a").ns, lab.host("hub").tunnelAddress, 1000);
     await sleep(SETTLE_MS);
     const activeSockets = await hubSockets();
+    const activeFrom = sinceHubStart();
     const active = await cost(hubPid, MEASURE_MS);
+    if (PROFILE_DIR) log(`active window: ${activeFrom}-${sinceHubStart()} s after the hub's start`);
     const activePeers = await hubPeers();
     const activeConnected = activePeers.filter((p) => p.pathKind !== null).length;
     const pings = `${pinger.receivedCount} replies, ${pinger.lostCount} lost`;
@@ -386,7 +398,9 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     log(`every peer dormant ${((Date.now() - fleetStarted) / 1000).toFixed(0)} s after the fleet started`);
     await sleep(SETTLE_MS);
     const dormantSockets = await hubSockets();
+    const dormantFrom = sinceHubStart();
     const dormant = await cost(hubPid, MEASURE_MS);
+    if (PROFILE_DIR) log(`dormant window: ${dormantFrom}-${sinceHubStart()} s after the hub's start`);
     const stillDormant = (await hubPeers()).filter((p) => p.state === "dormant").length;
     log(
       `dormant: ${dormantSockets} sockets, RSS ${dormant.rssMiB.toFixed(0)} MiB, CPU ${dormant.cpu.toFixed(2)} % (${dormant.split}), ${stillDormant} still dormant`,

@@ -24,6 +24,8 @@ export interface ProductHostSpec extends HostSpec {
   tunnelbore?: boolean;
   /** Extra `tunnelbore run` flags. */
   flags?: string[];
+  /** More environment for this host's Tunnelbore (e.g. NODE_OPTIONS for a profile). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface ProductLabSpec {
@@ -70,6 +72,7 @@ export interface ProductHost {
   tunnelbore: TunnelboreProcess | null;
   readonly dirs: TunnelboreDirs;
   readonly flags: string[];
+  readonly env: NodeJS.ProcessEnv;
 }
 
 export const WG_PORT = 51820;
@@ -140,6 +143,7 @@ export class ProductLab {
           tunnelbore: null,
           dirs: tunnelboreDirs(),
           flags: [...turn.flagsFor(i, h.name), ...(h.flags ?? [])],
+          env: h.env ?? {},
         });
       }
       const names = spec.hosts.map((h) => h.name);
@@ -194,13 +198,10 @@ export class ProductLab {
 
   async startTunnelbore(name: string): Promise<TunnelboreProcess> {
     const h = this.host(name);
-    h.tunnelbore = await startTunnelbore(
-      h.ns,
-      h.wg.name,
-      h.dirs,
-      ["--intro", this.introUrl, ...h.flags],
-      this.tunnelboreEnv,
-    );
+    h.tunnelbore = await startTunnelbore(h.ns, h.wg.name, h.dirs, ["--intro", this.introUrl, ...h.flags], {
+      ...this.tunnelboreEnv,
+      ...h.env,
+    });
     return h.tunnelbore;
   }
 
