@@ -49,7 +49,10 @@ export class ClusterRelay<P extends LocalPeer> {
     return this.bus.start({
       presence: (to, peer, online) => {
         const connection = this.local.connectionOf(to);
-        if (connection?.declared.has(peer)) this.tellPresence(connection, peer, online);
+        if (!connection?.declared.has(peer)) return;
+        // A node writing its connections again (engine restart, false death) tells every mutual peer.
+        if (online && this.toldOnline.get(connection)?.has(peer)) return;
+        this.tellPresence(connection, peer, online);
       },
       envelope: (envelope) => this.arrived(envelope),
       replaced: (key) => this.local.replace(key),

@@ -19,6 +19,12 @@ export interface ClusterTiming {
   heartbeatTtlMs: number;
   /** How often a node renews its heartbeat and looks for dead nodes. */
   sweepIntervalMs: number;
+  /**
+   * A node whose heartbeat expired but whose process still holds its engine connection (its event loop
+   * stalled, or its host froze or was cut off) is reaped only after its heartbeat has been missing this
+   * long. A node whose process died loses its connection and is reaped once its heartbeat expires.
+   */
+  lateGraceMs: number;
   /** How long envelopes for a moving key are held, how many per key and per window in all. */
   holdMs: number;
   heldPerKey: number;
@@ -28,6 +34,7 @@ export interface ClusterTiming {
 export const DEFAULT_CLUSTER_TIMING: ClusterTiming = {
   heartbeatTtlMs: 3_000,
   sweepIntervalMs: 1_000,
+  lateGraceMs: 15_000,
   holdMs: 5_000,
   heldPerKey: 32,
   heldPerWindow: 10_000,
@@ -276,7 +283,7 @@ export class RedisClusterBus implements ClusterBus {
     try {
       // Gone at once: the others need not wait for the heartbeat to expire.
       await this.commands.del(`tb:alive:${this.nodeId}`);
-      await this.run("reap", ["", this.timing.holdMs]);
+      await this.run("reap", [this.nodeId, this.timing.holdMs, this.timing.lateGraceMs, 1]);
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "could not leave the cluster cleanly");
     }
@@ -298,6 +305,7 @@ export class RedisClusterBus implements ClusterBus {
       .multi()
       .set(`tb:alive:${this.nodeId}`, "1", "PX", this.timing.heartbeatTtlMs)
       .sadd("tb:nodes", this.nodeId)
+      .del(`tb:late:${this.nodeId}`)
       .exec();
     const replyMs = performance.now() - sentAt;
     // Late by the timer (this loop) or by the reply (the engine): which one lapses the heartbeat.
@@ -319,7 +327,8 @@ export class RedisClusterBus implements ClusterBus {
         this.log.warn({ node: this.nodeId }, "this node was taken for dead: writing its connections again");
         this.handlers?.reconnected();
       }
-      const dead = (await this.run("reap", [this.nodeId, this.timing.holdMs])) as string[];
+      const reap = [this.nodeId, this.timing.holdMs, this.timing.lateGraceMs, 0];
+      const dead = (await this.run("reap", reap)) as string[];
       if (dead.length > 0) this.log.info({ dead }, "nodes left the cluster: their clients went offline");
     } catch (error) {
       this.log.debug({ err: (error as Error).message }, "cluster sweep failed");

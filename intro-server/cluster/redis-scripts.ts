@@ -5,16 +5,27 @@
  * Keys: tb:nodes (set of node ids), tb:alive:<node> (heartbeat, expires), tb:at:<key> (the node a key
  * is connected to), tb:d:<key> (its declared peers), tb:nk:<node> (keys connected there), tb:cnt:<node>
  * (hash of per-address counts: c|<bucket> connections, d|<bucket> declared peers), tb:mv:<key> (moving:
- * hold its envelopes), tb:held:<key> (held envelopes), tb:heldwin (held in the current window).
+ * hold its envelopes), tb:held:<key> (held envelopes), tb:heldwin (held in the current window), tb:late:<node>
+ * (when a node's heartbeat was first seen missing while it was still subscribed).
  * Channel tb:n:<node>: messages for a node.
+ *
+ * A node is live while its heartbeat key exists or its subscriber connection is open (PUBSUB NUMSUB of
+ * its channel): a process that dies loses its connections at once, while one whose event loop stalls
+ * past the heartbeat's TTL keeps them. Only a node with neither is taken for dead at once (REAP).
  */
 
+const LIVE = `
+local function live(n)
+  return redis.call('EXISTS', 'tb:alive:' .. n) == 1 or redis.call('PUBSUB', 'NUMSUB', 'tb:n:' .. n)[2] > 0
+end
+`;
+
 /** Sums a per-address count over the live nodes. */
-const SUM_ALIVE = `
+const SUM_ALIVE = `${LIVE}
 local function sum_alive(field)
   local total = 0
   for _, n in ipairs(redis.call('SMEMBERS', 'tb:nodes')) do
-    if redis.call('EXISTS', 'tb:alive:' .. n) == 1 then
+    if live(n) then
       total = total + tonumber(redis.call('HGET', 'tb:cnt:' .. n, field) or '0')
     end
   end
@@ -108,10 +119,9 @@ export const ROUTE = `
 local self, to, from, payload = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if ARGV[5] == '1' and redis.call('SISMEMBER', 'tb:d:' .. to, from) == 0 then return 0 end
 local at = redis.call('GET', 'tb:at:' .. to)
-if at and at ~= self and redis.call('EXISTS', 'tb:alive:' .. at) == 1 then
-  redis.call('PUBLISH', 'tb:n:' .. at, payload)
-  return 1
-end
+-- Sent if its node's subscriber took it: a stalled node reads it when its loop turns again, a dead
+-- node has no subscriber (its heartbeat may not have expired yet).
+if at and at ~= self and redis.call('PUBLISH', 'tb:n:' .. at, payload) > 0 then return 1 end
 if redis.call('EXISTS', 'tb:mv:' .. to) == 1 then
   local holdMs = tonumber(ARGV[6])
   local window = redis.call('INCR', 'tb:heldwin')
@@ -133,14 +143,30 @@ return held
 `;
 
 /**
- * ARGV: me ('' to reap oneself too), holdMs. Nodes whose heartbeat expired: their keys go offline
- * (peers told), their counts vanish. A moving key keeps its declarations for the hold time.
+ * ARGV: me, holdMs, graceMs, leaving. Nodes whose heartbeat expired and whose subscriber is gone (the
+ * process died), or whose heartbeat has been missing for graceMs though still subscribed (a frozen
+ * process or a host cut off): their keys go offline (peers told), their counts vanish. A moving key keeps
+ * its declarations for the hold time. leaving = '1': `me` is closing and goes too.
  */
 export const REAP = `${ANNOUNCE}
-local me, holdMs = ARGV[1], tonumber(ARGV[2])
+local me, holdMs, graceMs, leaving = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local dead = {}
 for _, n in ipairs(redis.call('SMEMBERS', 'tb:nodes')) do
-  if n ~= me and redis.call('EXISTS', 'tb:alive:' .. n) == 0 then
+  local gone = false
+  if n == me then gone = leaving
+  elseif redis.call('EXISTS', 'tb:alive:' .. n) == 0 then
+    if redis.call('PUBSUB', 'NUMSUB', 'tb:n:' .. n)[2] == 0 then gone = true
+    else
+      -- Slow, not dead (yet): its heartbeat is late but its process holds its connection.
+      local since = tonumber(redis.call('GET', 'tb:late:' .. n) or '')
+      if not since then
+        redis.call('SET', 'tb:late:' .. n, now, 'PX', graceMs * 2)
+      elseif now - since >= graceMs then gone = true end
+    end
+  end
+  if gone then
     for _, k in ipairs(redis.call('SMEMBERS', 'tb:nk:' .. n)) do
       if redis.call('GET', 'tb:at:' .. k) == n then
         for _, p in ipairs(redis.call('SMEMBERS', 'tb:d:' .. k)) do
@@ -151,7 +177,7 @@ for _, n in ipairs(redis.call('SMEMBERS', 'tb:nodes')) do
         else redis.call('DEL', 'tb:d:' .. k) end
       end
     end
-    redis.call('DEL', 'tb:nk:' .. n, 'tb:cnt:' .. n)
+    redis.call('DEL', 'tb:nk:' .. n, 'tb:cnt:' .. n, 'tb:late:' .. n)
     redis.call('SREM', 'tb:nodes', n)
     dead[#dead + 1] = n
   end
@@ -179,19 +205,23 @@ return 1
 `;
 
 /** ARGV: key, declared... Returns the declared keys online (on a live node) that declare `key` too. */
-export const ONLINE_OF = `
+export const ONLINE_OF = `${LIVE}
 local key, online = ARGV[1], {}
 for i = 2, #ARGV do
   local at = redis.call('GET', 'tb:at:' .. ARGV[i])
-  if at and redis.call('EXISTS', 'tb:alive:' .. at) == 1 and redis.call('SISMEMBER', 'tb:d:' .. ARGV[i], key) == 1 then
+  if at and live(at) and redis.call('SISMEMBER', 'tb:d:' .. ARGV[i], key) == 1 then
     online[#online + 1] = ARGV[i]
   end
 end
 return online
 `;
 
-/** ARGV: me, nMembers, then per member: key, bucket, nDeclared, declared... (after an engine restart). */
-export const RESTORE = `
+/**
+ * ARGV: me, nMembers, then per member: key, bucket, nDeclared, declared... (after an engine restart, or
+ * this node was taken for dead). Mutual peers connected anywhere are told the key is online: a reap
+ * told them it went offline.
+ */
+export const RESTORE = `${ANNOUNCE}
 local me, i = ARGV[1], 3
 for _ = 1, tonumber(ARGV[2]) do
   local key, bucket, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -202,6 +232,7 @@ for _ = 1, tonumber(ARGV[2]) do
   if n > 0 then
     redis.call('HINCRBY', 'tb:cnt:' .. me, 'd|' .. bucket, n)
     for j = i + 3, i + 2 + n do redis.call('SADD', 'tb:d:' .. key, ARGV[j]) end
+    for j = i + 3, i + 2 + n do announce(ARGV[j], key, true) end
   end
   i = i + 3 + n
 end

@@ -15,7 +15,7 @@ export { freePort };
 export const silent = createLogger("test", "silent");
 
 /** Heartbeats short enough for a test to see a dead node's clients go within a couple of seconds. */
-export const FAST_TIMING = { heartbeatTtlMs: 1_200, sweepIntervalMs: 300, holdMs: 5_000 };
+export const FAST_TIMING = { heartbeatTtlMs: 1_200, sweepIntervalMs: 300, lateGraceMs: 4_000, holdMs: 5_000 };
 
 export interface TestRedis {
   url: string;

@@ -1,0 +1,108 @@
+// A cluster node whose process stops turning its event loop for longer than the heartbeat's TTL (the
+// 56,000-client benchmark's false deaths, issue 15) is slow, not dead: the others do not take its clients
+// offline, and envelopes for them arrive once it runs again. A node frozen for longer than the grace is
+// taken for dead, and writes its connections again when it comes back. The stall is SIGSTOP on a node
+// process: like a blocked event loop, its sockets stay open while it answers nothing.
+import { afterEach, expect, it } from "vitest";
+import type { IntroServer } from "../../intro-server/server.js";
+import {
+  envelopeOf,
+  FAST_TIMING,
+  login,
+  sequenceOf,
+  startNode,
+  startRedis,
+  type TestRedis,
+} from "./intro-cluster-support.js";
+import {
+  newKey,
+  type RawIntroConnection,
+  type SpawnedIntroServer,
+  sleep,
+  spawnIntroServerProcess,
+} from "./intro-support.js";
+
+let redis: TestRedis | undefined;
+const nodes: IntroServer[] = [];
+const processes: SpawnedIntroServer[] = [];
+const connections: RawIntroConnection[] = [];
+
+afterEach(async () => {
+  for (const raw of connections.splice(0)) raw.close();
+  for (const spawned of processes.splice(0)) {
+    spawned.process.kill("SIGCONT");
+    await spawned.stop("SIGKILL");
+  }
+  await Promise.all(nodes.splice(0).map((node) => node.close()));
+  await redis?.stop();
+  redis = undefined;
+});
+
+/** Alice on an in-process node (the reaper), Bob on a node process (3 s heartbeat) that will stall. */
+async function aliceAndStallingBob() {
+  redis = await startRedis();
+  const survivor = await startNode(redis.url);
+  nodes.push(survivor);
+  const stalling = await spawnIntroServerProcess([
+    "--listen",
+    "127.0.0.1:0",
+    "--no-stun",
+    "--cluster",
+    redis.url,
+  ]);
+  processes.push(stalling);
+  const alice = newKey();
+  const bob = newKey();
+  const aliceRaw = await login(survivor.url, alice, [bob]);
+  const bobRaw = await login(stalling.url, bob, [alice]);
+  connections.push(aliceRaw, bobRaw);
+  await aliceRaw.next("presence");
+  await bobRaw.next("presence");
+  return { stalling, alice, bob, aliceRaw, bobRaw };
+}
+
+const presenceOf = (raw: RawIntroConnection, peer: string) =>
+  raw.received.filter((message) => message.type === "presence" && message.peer === peer);
+
+it("does not take a node whose event loop stalls past the heartbeat's TTL for dead, and loses nothing for it", async () => {
+  const { stalling, bob, aliceRaw, bobRaw } = await aliceAndStallingBob();
+  stalling.process.kill("SIGSTOP");
+  // 5 s: its 3 s heartbeat expires, and the survivor sweeps every 300 ms meanwhile.
+  const sent = 20;
+  for (let i = 0; i < sent; i++) {
+    aliceRaw.send({ type: "send", to: bob.publicKey, envelope: envelopeOf(i) });
+    await sleep(250);
+  }
+  stalling.process.kill("SIGCONT");
+  const received: number[] = [];
+  for (let i = 0; i < sent; i++) received.push(sequenceOf((await bobRaw.next("envelope", 5_000)).envelope));
+  expect(received).toEqual(Array.from({ length: sent }, (_, i) => i));
+  expect(aliceRaw.received.filter((message) => message.type === "undeliverable")).toEqual([]);
+  expect(presenceOf(aliceRaw, bob.publicKey)).toEqual([]);
+  // And it goes on as a member: Alice's next envelope goes through at once.
+  aliceRaw.send({ type: "send", to: bob.publicKey, envelope: envelopeOf(sent) });
+  expect(sequenceOf((await bobRaw.next("envelope")).envelope)).toBe(sent);
+}, 30_000);
+
+it("takes a node frozen past the grace for dead, and it writes its connections again when it runs", async () => {
+  const { stalling, alice, bob, aliceRaw, bobRaw } = await aliceAndStallingBob();
+  stalling.process.kill("SIGSTOP");
+  // Its heartbeat (3 s) expires, then the survivor's grace runs out.
+  const frozenFor = 3_000 + FAST_TIMING.lateGraceMs;
+  expect(await aliceRaw.next("presence", frozenFor + 3_000)).toEqual({
+    type: "presence",
+    peer: bob.publicKey,
+    online: false,
+  });
+  stalling.process.kill("SIGCONT");
+  // Its next heartbeat finds it reaped: Bob is written again and Alice told he is back.
+  expect(await aliceRaw.next("presence", 5_000)).toEqual({
+    type: "presence",
+    peer: bob.publicKey,
+    online: true,
+  });
+  aliceRaw.send({ type: "send", to: bob.publicKey, envelope: envelopeOf(1) });
+  expect(sequenceOf((await bobRaw.next("envelope")).envelope)).toBe(1);
+  bobRaw.send({ type: "send", to: alice.publicKey, envelope: envelopeOf(2) });
+  expect(sequenceOf((await aliceRaw.next("envelope")).envelope)).toBe(2);
+}, 40_000);
