@@ -11,7 +11,7 @@
 // benchConfiguredHost below (TBT_BENCH_LAZY_IDLE_S, default 150; TBT_BENCH_LAZY_FIRST_PACKETS, default 3;
 // TBT_BENCH_LAZY_PROFILE=DIR: V8 CPU profiles of the hub's parent and worker, written at its exit, with
 // the measured windows logged as seconds since the hub's start).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -215,10 +215,8 @@ export async function benchLazyPeers(): Promise<BenchRow[]> {
  */
 const CONFIGURED_IDLE_TIMEOUT_S = Number(process.env.TBT_BENCH_LAZY_IDLE_S ?? 150);
 const PROFILE_DIR = process.env.TBT_BENCH_LAZY_PROFILE;
-/** The parent is profiled through NODE_OPTIONS, which its worker inherits (each writes its own file). */
-const PROFILE_ENV: NodeJS.ProcessEnv = PROFILE_DIR
-  ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${PROFILE_DIR}` }
-  : {};
+/** The parent hands --cpu-prof on to its worker (src/privsep/supervisor.ts): a file each. */
+const PROFILE_ARGS = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [];
 /** After the start (or a burst of dormancy) V8 collects on its helper threads for about 30 s. */
 const SETTLE_MS = 45_000;
 
@@ -297,7 +295,7 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     lab = await ProductLab.create({
       hosts: [
         { name: "a", nat: "eim", flags },
-        { name: "hub", nat: "eim", flags, env: PROFILE_ENV },
+        { name: "hub", nat: "eim", flags, nodeArgs: PROFILE_ARGS },
         { name: "fleet", nat: "eim", tunnelbore: false },
       ],
       links: [["a", "hub"]],
@@ -317,7 +315,10 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     );
 
     // The worker writes its profile as its own (unprivileged) user.
-    if (PROFILE_DIR) mkdirSync(PROFILE_DIR, { recursive: true, mode: 0o777 });
+    if (PROFILE_DIR) {
+      mkdirSync(PROFILE_DIR, { recursive: true });
+      chmodSync(PROFILE_DIR, 0o777);
+    }
     const hubStart = Date.now();
     const sinceHubStart = () => ((Date.now() - hubStart) / 1000).toFixed(1);
     await lab.startTunnelbore("hub");

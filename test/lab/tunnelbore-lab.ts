@@ -24,8 +24,8 @@ export interface ProductHostSpec extends HostSpec {
   tunnelbore?: boolean;
   /** Extra `tunnelbore run` flags. */
   flags?: string[];
-  /** More environment for this host's Tunnelbore (e.g. NODE_OPTIONS for a profile). */
-  env?: NodeJS.ProcessEnv;
+  /** Node's own flags for this host's Tunnelbore (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
 }
 
 export interface ProductLabSpec {
@@ -72,7 +72,7 @@ export interface ProductHost {
   tunnelbore: TunnelboreProcess | null;
   readonly dirs: TunnelboreDirs;
   readonly flags: string[];
-  readonly env: NodeJS.ProcessEnv;
+  readonly nodeArgs: string[];
 }
 
 export const WG_PORT = 51820;
@@ -143,7 +143,7 @@ export class ProductLab {
           tunnelbore: null,
           dirs: tunnelboreDirs(),
           flags: [...turn.flagsFor(i, h.name), ...(h.flags ?? [])],
-          env: h.env ?? {},
+          nodeArgs: h.nodeArgs ?? [],
         });
       }
       const names = spec.hosts.map((h) => h.name);
@@ -198,10 +198,15 @@ export class ProductLab {
 
   async startTunnelbore(name: string): Promise<TunnelboreProcess> {
     const h = this.host(name);
-    h.tunnelbore = await startTunnelbore(h.ns, h.wg.name, h.dirs, ["--intro", this.introUrl, ...h.flags], {
-      ...this.tunnelboreEnv,
-      ...h.env,
-    });
+    h.tunnelbore = await startTunnelbore(
+      h.ns,
+      h.wg.name,
+      h.dirs,
+      ["--intro", this.introUrl, ...h.flags],
+      this.tunnelboreEnv,
+      [],
+      h.nodeArgs,
+    );
     return h.tunnelbore;
   }
 

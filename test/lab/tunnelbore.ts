@@ -50,7 +50,7 @@ export function tunnelboreDirs(): TunnelboreDirs {
 /**
  * Starts `tunnelbore run --interface IF ...extra` in `ns` (with `env` added to the environment) and
  * waits until its control socket answers. `wrapper` runs node through another command that execs it
- * (e.g. `setpriv --no-new-privs`), so the process is still node.
+ * (e.g. `setpriv --no-new-privs`), so the process is still node; `nodeArgs` are node's own flags.
  */
 export async function startTunnelbore(
   ns: string,
@@ -59,8 +59,10 @@ export async function startTunnelbore(
   extra: string[] = [],
   env: NodeJS.ProcessEnv = {},
   wrapper: string[] = [],
+  nodeArgs: string[] = [],
 ): Promise<TunnelboreProcess> {
   const args = [
+    ...nodeArgs,
     CLI,
     "run",
     "--interface",
