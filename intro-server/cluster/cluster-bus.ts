@@ -44,6 +44,8 @@ export interface DeclareResult {
   /** Mutually declared peers now online, newly added / removed: tell the declaring key. */
   online: string[];
   offline: string[];
+  /** First declaration: the envelopes held for the key while it was connected nowhere, taken. */
+  held: ClusterEnvelope[];
 }
 
 export interface ClusterBus {
@@ -74,8 +76,6 @@ export interface ClusterBus {
   markMoving(keys: readonly string[]): Promise<void>;
   /** Sends an envelope to the node of `to`, or holds it if `to` is moving; `checkMutual` at the sender. */
   route(envelope: ClusterEnvelope, checkMutual: boolean): Promise<RouteResult>;
-  /** Envelopes held for `key` while it was connected nowhere; taken once. */
-  takeHeld(key: string): Promise<ClusterEnvelope[]>;
   tellUndeliverable(node: string, to: string, peer: string): void;
   /** Which of `declared` are online and declare `key` too (to resync presence after a lost subscription). */
   onlineOf(key: string, declared: readonly string[]): Promise<string[]>;

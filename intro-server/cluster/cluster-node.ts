@@ -101,8 +101,12 @@ export class ClusterNode<C extends ClusterConnection> {
     const perAddressCap = limits.maxDeclaredPeersPerAddress;
     this.relay.bus
       .declare({ key, bucket: connection.bucket, added, removed, reset: first, perAddressCap })
-      .then(async (result) => {
-        if (connection.state !== "authenticated") return;
+      .then((result) => {
+        if (connection.state !== "authenticated") {
+          // Closed meanwhile: what was held for it goes on to wherever it is now, or is held again.
+          this.relay.passOn(result.held);
+          return;
+        }
         if (!result.ok) {
           declaredCount.remove(connection.bucket, Math.max(growth, 0));
           connection.declared = before;
@@ -112,7 +116,7 @@ export class ClusterNode<C extends ClusterConnection> {
         const keyed = connection as KeyedConnection<C>;
         for (const peer of result.offline) this.relay.tellPresence(keyed, peer, false);
         for (const peer of result.online) this.relay.tellPresence(keyed, peer, true);
-        if (first) await this.relay.declaredFirst(keyed);
+        if (first) this.relay.declaredFirst(keyed, result.held);
       })
       .catch((error: Error) =>
         this.server.log.warn({ err: error.message }, "cluster: cannot record declared peers"),

@@ -111,13 +111,17 @@ export class ClusterRelay<P extends LocalPeer> {
     this.arrived({ to, from, src: this.bus.nodeId, envelope });
   }
 
-  /** The connection's first declaration is in the engine: hand it what waited for it. */
-  async declaredFirst(connection: P): Promise<void> {
+  /** The connection's first declaration is in the engine: hand it what waited for it (held while it moved). */
+  declaredFirst(connection: P, held: readonly ClusterEnvelope[]): void {
     connection.clusterDeclared = true;
     const waiting = this.pending.get(connection.publicKey) ?? [];
     this.pending.delete(connection.publicKey);
-    const held = await this.bus.takeHeld(connection.publicKey);
     for (const envelope of [...held, ...waiting]) this.arrived(envelope);
+  }
+
+  /** Envelopes taken for a connection that closed before they could be handed over. */
+  passOn(envelopes: readonly ClusterEnvelope[]): void {
+    for (const envelope of envelopes) this.arrived(envelope);
   }
 
   /** The connection ended: envelopes waiting for its first declaration are undeliverable. */

@@ -12,7 +12,7 @@ import type {
   RouteResult,
 } from "./cluster-bus.js";
 import { LoopMonitor } from "./loop-monitor.js";
-import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE, TAKE_HELD } from "./redis-scripts.js";
+import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE } from "./redis-scripts.js";
 
 export interface ClusterTiming {
   /** A node's heartbeat lives this long: its keys go offline at most this long after it dies (plus a sweep). */
@@ -59,7 +59,6 @@ const SCRIPTS = {
   declare: new Script(DECLARE),
   leave: new Script(LEAVE),
   route: new Script(ROUTE),
-  takeHeld: new Script(TAKE_HELD),
   reap: new Script(REAP),
   restore: new Script(RESTORE),
   prune: new Script(PRUNE),
@@ -193,8 +192,13 @@ export class RedisClusterBus implements ClusterBus {
       change.added.length,
       ...change.added,
       ...change.removed,
-    ])) as [number, string[]?, string[]?];
-    return { ok: reply[0] === 1, online: reply[1] ?? [], offline: reply[2] ?? [] };
+    ])) as [number, string[]?, string[]?, string[]?];
+    const held: ClusterEnvelope[] = [];
+    for (const text of reply[3] ?? []) {
+      const message = parseNodeMessage(text);
+      if (message?.t === "e") held.push(message);
+    }
+    return { ok: reply[0] === 1, online: reply[1] ?? [], offline: reply[2] ?? [], held };
   }
 
   async leave(left: Parameters<ClusterBus["leave"]>[0]): Promise<void> {
@@ -230,16 +234,6 @@ export class RedisClusterBus implements ClusterBus {
       this.timing.heldPerWindow,
     ]);
     return ROUTE_RESULTS[Number(result)] ?? "undeliverable";
-  }
-
-  async takeHeld(key: string): Promise<ClusterEnvelope[]> {
-    const held = (await this.run("takeHeld", [key])) as string[];
-    const envelopes: ClusterEnvelope[] = [];
-    for (const text of held) {
-      const message = parseNodeMessage(text);
-      if (message?.t === "e") envelopes.push(message);
-    }
-    return envelopes;
   }
 
   async onlineOf(key: string, declared: readonly string[]): Promise<string[]> {

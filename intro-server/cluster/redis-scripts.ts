@@ -71,7 +71,8 @@ return 1
 
 /**
  * ARGV: me, key, bucket, cap, reset, growth, nAdded, added..., removed...
- * Returns {1, online, offline} or {0} over the per-address cap.
+ * Returns {1, online, offline, held} or {0} over the per-address cap. A connection's first declaration
+ * (reset) also takes the envelopes held for the key while it moved (one script a login fewer).
  */
 export const DECLARE = `${SUM_ALIVE}${ANNOUNCE}
 local me, key, bucket, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -90,7 +91,12 @@ redis.call('PERSIST', dkey)
 for i = 8, 7 + nAdded do
   if announce(ARGV[i], key, true) then online[#online + 1] = ARGV[i] end
 end
-return {1, online, offline}
+local held = {}
+if reset then
+  held = redis.call('LRANGE', 'tb:held:' .. key, 0, -1)
+  redis.call('DEL', 'tb:held:' .. key, 'tb:mv:' .. key)
+end
+return {1, online, offline, held}
 `;
 
 /** ARGV: me, key, bucket, declaredCount, moving, declared... */
@@ -133,13 +139,6 @@ if redis.call('EXISTS', 'tb:mv:' .. to) == 1 then
   return 2
 end
 return 0
-`;
-
-/** ARGV: key. Returns the held payloads and forgets them. */
-export const TAKE_HELD = `
-local held = redis.call('LRANGE', 'tb:held:' .. ARGV[1], 0, -1)
-redis.call('DEL', 'tb:held:' .. ARGV[1], 'tb:mv:' .. ARGV[1])
-return held
 `;
 
 /**
