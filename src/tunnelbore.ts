@@ -171,7 +171,7 @@ export class Tunnelbore {
     this.proxy = proxy;
     this.staticSockets = new StaticSockets(this.log);
     this.staticSockets.onForeignDatagram = () => proxy.drops["foreign-source"]++;
-    const monitor = new LivenessMonitor(() => proxy.allPeers(), this.options.liveness);
+    const monitor = new LivenessMonitor(() => proxy.peersWithPath(), this.options.liveness);
     this.monitor = monitor;
     proxy.on("path-needed", (data) => this.peers.get(data.publicKey)?.onHandshakeHeld());
     proxy.on("initiation-sent", (data) => {

@@ -76,6 +76,8 @@ const CROSSING_WINDOW_MS = 1000;
 export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   readonly drops: DropCounters = newDropCounters();
   private readonly peers = new Map<string, ProxyPeer>();
+  /** The peers with a path, in the order they got it: all liveness has to look at (a hub's few of 10,000). */
+  private readonly pathed = new Set<ProxyPeer>();
   private readonly keys = new PeerKeyTable<ProxyPeer>();
   private readonly indices = new IndexTable<ProxyPeer>();
   private readonly allocator: LoopbackAllocator;
@@ -241,6 +243,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.kernel?.remove(peer);
     if (peer.path) this.detach(peer.path);
     peer.path = null;
+    this.pathed.delete(peer);
     this.endRetirement(peer);
     clearTimeout(peer.deferredTimer);
     peer.socket.close();
@@ -253,6 +256,11 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
 
   allPeers(): IterableIterator<ProxyPeer> {
     return this.peers.values();
+  }
+
+  /** The peers that have a path (`setPath`), in the order they got it. */
+  peersWithPath(): IterableIterator<ProxyPeer> {
+    return this.pathed.values();
   }
 
   /**
@@ -268,6 +276,8 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     const previous = peer.path;
     if (previous === path) return;
     peer.path = path;
+    if (path) this.pathed.add(peer);
+    else this.pathed.delete(peer);
     if (previous) this.retire(peer, previous);
     if (this.kernel) {
       const kernel = this.kernel;

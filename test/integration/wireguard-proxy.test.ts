@@ -95,6 +95,20 @@ afterEach(async () => {
 });
 
 describe("WireGuardProxy", () => {
+  it("lists the peers with a path, for liveness, as paths are set, removed and peers go", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    const q = await proxy.addPeer(encodeKey(peerQ.publicKey), peerQ.publicKey);
+    expect([...proxy.peersWithPath()]).toEqual([]);
+    proxy.setPath(q.publicKey, new FakePath());
+    proxy.setPath(p.publicKey, new FakePath());
+    expect([...proxy.peersWithPath()]).toEqual([q, p]);
+    proxy.setPath(q.publicKey, new FakePath()); // replaced: still one entry
+    proxy.setPath(p.publicKey, null);
+    expect([...proxy.peersWithPath()]).toEqual([q]);
+    proxy.removePeer(q.publicKey);
+    expect([...proxy.peersWithPath()]).toEqual([]);
+  });
+
   it("identifies an initiation at the catch-all by mac1 and holds it until a path exists", async () => {
     const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
     await proxy.addPeer(encodeKey(peerQ.publicKey), peerQ.publicKey);
