@@ -242,22 +242,28 @@ export class InterfaceSync {
     // sessions) for a while rather than tear them down because a read came too early. A read that
     // holds every peer we hold, and no other, has none gone: a hub's usual read, 10,000 keys not copied.
     // A list settled at the last read (the very same one: nothing changed) left none gone then.
-    if (!this.recentlyRecreated() && !this.changes.isSettled(info.peers) && !this.holdsExactly(info.peers)) {
+    // A read told as a delta from the list settled last (src/wg/peer-changes.ts): the keys it removed are
+    // the ones gone, and only its changed peers are looked at, not a hub's 10,000 (issue 15).
+    const context = `${this.released}|${this.recentlyRecreated()}|${this.reloads}`;
+    const delta = this.recentlyRecreated() ? undefined : info.delta;
+    const continued = this.changes.continues(delta, context);
+    if (continued) gone = delta.removed.filter((key) => this.peers.has(key));
+    else if (!this.recentlyRecreated() && !this.changes.isSettled(info.peers) && !this.holdsExactly(info.peers)) {
       const present = new Set(info.peers.map((p) => p.publicKey));
       gone = [...this.peers.keys()].filter((key) => !present.has(key));
+    }
+    if (gone.length > 0) {
       for (const key of gone) {
         this.peers.remove(key);
         this.changes.forget(key);
       }
-      if (gone.length > 0)
-        await this.ops.endpoints
-          .deleteMany(gone)
-          .catch((err: unknown) => this.log.warn({ err }, "cannot forget removed peers"));
+      await this.ops.endpoints
+        .deleteMany(gone)
+        .catch((err: unknown) => this.log.warn({ err }, "cannot forget removed peers"));
     }
     // Sorted, so that a fresh start assigns colliding loopback addresses in the same order every time;
     // peers with a session first (restartOrder), so that after a restart they carry traffic at once.
-    const context = `${this.released}|${this.recentlyRecreated()}|${this.reloads}`;
-    const changed = this.changes.changed(info.peers, context);
+    const changed = continued ? this.changes.changedOf(delta) : this.changes.changed(info.peers, context);
     const sorted = restartOrder(changed.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)));
     // Before they are applied: which of them are new, or route other addresses (a line not applied
     // before, e.g. since a reload, counts as both).
@@ -278,7 +284,8 @@ export class InterfaceSync {
     }
     if (bulk) this.log.info({ peers: sorted.length }, "peers set up (each one's lines at debug)");
     // While recently recreated, peers missing from the read were kept: the list is not all there is.
-    if (sorted.length > 0 || gone.length > 0)
+    if (continued) this.changes.settleDelta(info.peers, delta);
+    else if (sorted.length > 0 || gone.length > 0)
       this.changes.settle(this.recentlyRecreated() ? null : info.peers);
     const head = `${info.listenPort}|${info.fwmark}|${info.publicKey}`;
     const peers = came || gone.length > 0 || head !== this.lastHead;

@@ -65,7 +65,7 @@ export class InterfaceDiffer {
       }
     }
     this.generation++;
-    const { peers: _peers, ...head } = info;
+    const { peers: _peers, delta: _delta, ...head } = info;
     return { generation: this.generation, full, head, changed, removed };
   }
 }
@@ -86,9 +86,13 @@ export class InterfaceMirror {
     for (const key of answer.removed) this.peers.delete(key);
     for (const peer of answer.changed) this.peers.set(peer.publicKey, peer);
     this.generation = answer.generation;
-    if (answer.full || answer.changed.length > 0 || answer.removed.length > 0 || !this.list)
-      this.list = [...this.peers.values()];
-    return { ...answer.head, peers: this.list };
+    const from = this.list;
+    if (!answer.full && from && answer.changed.length === 0 && answer.removed.length === 0)
+      return { ...answer.head, peers: from };
+    this.list = [...this.peers.values()];
+    // Unchanged peers stay the very objects of the list before: their consumers need not look at them.
+    if (answer.full || !from) return { ...answer.head, peers: this.list };
+    return { ...answer.head, peers: this.list, delta: { from, changed: answer.changed, removed: answer.removed } };
   }
 
   /** Forget everything: the next answer is a full one. */

@@ -244,7 +244,9 @@ export class PrivilegedServer {
       this.keysFrom = info.privateKey;
       this.keys = info.privateKey ? new LocalKeyAgreement(decodeKey(info.privateKey)) : null;
     }
-    return { info: { ...info, privateKey: null }, changes };
+    // The reader's delta is the parent's own (the worker's mirror makes its own): it never crosses.
+    const { delta: _delta, ...crossing } = info;
+    return { info: { ...crossing, privateKey: null }, changes };
   }
 
   /** The peer as the interface was last read for the worker (none before the first read). */

@@ -59,6 +59,8 @@ export class InterfaceReader {
   private lastChanges: DumpChanges = { read: 0, changed: [], removed: [] };
   private changed: WireGuardPeerInfo[] = [];
   private lastPeers: WireGuardPeerInfo[] | null = null;
+  /** The read `lastPeers` came from: a delta chains only from it to the next (same format). */
+  private lastPeersRead = 0;
   /** The last head's text and what it parsed to (UAPI's public key is computed from the private key). */
   private head = { text: "", parsed: null as Omit<WireGuardInterfaceInfo, "peers"> | null };
 
@@ -160,8 +162,12 @@ export class InterfaceReader {
     this.lastChanges = { read, changed: this.changed, removed };
     // Nothing changed: the list handed out last time, so that consumers can tell by identity (PeerChanges).
     const same = this.changed.length === 0 && removed.length === 0 && this.lastPeers?.length === peers.length;
-    if (!same) this.lastPeers = peers;
-    return { ...head, peers: same && this.lastPeers ? this.lastPeers : peers };
+    const from = this.lastPeers;
+    const chained = from !== null && read === this.lastPeersRead + 1;
+    this.lastPeersRead = read;
+    if (same && from) return { ...head, peers: from };
+    this.lastPeers = peers;
+    return chained ? { ...head, peers, delta: { from, changed: this.changed, removed } } : { ...head, peers };
   }
 
   private parseHead(

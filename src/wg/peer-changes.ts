@@ -1,4 +1,4 @@
-import type { WireGuardPeerInfo } from "./wg-command.js";
+import type { PeerDelta, WireGuardPeerInfo } from "./wg-command.js";
 
 /**
  * Which peers of a `wg show dump` changed since Tunnelbore last applied them: the interface is read
@@ -24,10 +24,31 @@ export class PeerChanges {
       this.context = context;
     }
     if (peers === this.settled) return [];
-    return peers.filter((peer) => {
-      const before = this.applied.get(peer.publicKey);
-      return before === undefined || !samePeerLine(before, peer);
-    });
+    return peers.filter((peer) => !this.isApplied(peer));
+  }
+
+  /**
+   * `delta` starts from the list last settled, with `context` unchanged: then only its changed peers can
+   * need applying (`changedOf`), and the new list is settled when they are (`settleDelta`). Asked before
+   * anything is forgotten for the read.
+   */
+  continues(delta: PeerDelta | undefined, context: string): delta is PeerDelta {
+    return delta !== undefined && context === this.context && delta.from === this.settled;
+  }
+
+  /** The delta's peers whose line differs from the one last applied (the rest are settled as listed). */
+  changedOf(delta: PeerDelta): WireGuardPeerInfo[] {
+    return delta.changed.filter((peer) => !this.isApplied(peer));
+  }
+
+  /** `peers`, read as `delta` from the list settled before, were applied: settled when the delta's peers are. */
+  settleDelta(peers: WireGuardPeerInfo[], delta: PeerDelta): void {
+    this.settled = delta.changed.every((peer) => this.isApplied(peer)) ? peers : null;
+  }
+
+  private isApplied(peer: WireGuardPeerInfo): boolean {
+    const applied = this.applied.get(peer.publicKey);
+    return applied !== undefined && samePeerLine(applied, peer);
   }
 
   /** The peer's line as last applied (none: never, or not since a context change). */
@@ -47,11 +68,7 @@ export class PeerChanges {
 
   /** `peers` were applied: settled when each one is applied as listed (else looked at again next time). */
   settle(peers: WireGuardPeerInfo[] | null): void {
-    const settled = peers?.every((peer) => {
-      const applied = this.applied.get(peer.publicKey);
-      return applied !== undefined && samePeerLine(applied, peer);
-    });
-    this.settled = settled ? peers : null;
+    this.settled = peers?.every((peer) => this.isApplied(peer)) ? peers : null;
   }
 
   /** `peers` is the list last settled, and nothing made it stale since. */

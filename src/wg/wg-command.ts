@@ -26,6 +26,22 @@ export interface WireGuardInterfaceInfo {
   /** The mark WireGuard's own socket carries (wg-quick sets it for a full tunnel); 0 when off. */
   fwmark: number;
   peers: WireGuardPeerInfo[];
+  /**
+   * How `peers` differ from the list the same reader handed out before (absent: unknown, look at all).
+   * Never crosses the IPC channel: the parent and the worker each make their own.
+   */
+  delta?: PeerDelta;
+}
+
+/**
+ * A read's peers against the reader's previous list `from`: a peer not in `changed` is the very object
+ * it was in `from`, and `removed` are the keys gone. A hub's read with one peer's counters moved then
+ * needs a look at that peer only, not at its 10,000 (issue 15).
+ */
+export interface PeerDelta {
+  from: WireGuardPeerInfo[];
+  changed: WireGuardPeerInfo[];
+  removed: string[];
 }
 
 /** Parses `wg show IF dump`: a line for the interface, then a line per peer, tab-separated. */

@@ -83,6 +83,30 @@ describe("InterfaceDiffer and InterfaceMirror", () => {
     expect(after.changed.map((p) => p.publicKey)).toEqual([key(2)]);
   });
 
+  it("the mirror tells a changed list as a delta from the one before; what crosses never carries one", () => {
+    const differ = new InterfaceDiffer();
+    const mirror = new InterfaceMirror();
+    const first = mirror.apply(differ.changes(info([peer(1), peer(2), peer(3)]), mirror.since));
+    expect(first.delta).toBeUndefined();
+    const read = {
+      ...info([peer(1), peer(2, { rxBytes: 9 }), peer(4)]),
+      delta: { from: [], changed: [], removed: [] },
+    };
+    const answer = differ.changes(read, mirror.since);
+    expect(answer.head).not.toHaveProperty("delta");
+    expect(JSON.stringify(answer)).not.toContain("delta");
+    const second = mirror.apply(answer);
+    expect(second.delta?.from).toBe(first.peers);
+    expect(second.delta?.changed.map((p) => p.publicKey).sort()).toEqual(["key2", "key4"]);
+    expect(second.delta?.removed).toEqual(["key3"]);
+    expect(second.peers.find((p) => p.publicKey === "key1")).toBe(
+      first.peers.find((p) => p.publicKey === "key1"),
+    );
+    // A full answer (a worker that missed one) starts over: no delta.
+    mirror.reset();
+    expect(mirror.apply(differ.changes(read, mirror.since)).delta).toBeUndefined();
+  });
+
   it("the mirror hands out the very same list while nothing changed, a new one when something did", () => {
     const differ = new InterfaceDiffer();
     const mirror = new InterfaceMirror();

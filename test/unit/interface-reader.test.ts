@@ -137,6 +137,24 @@ describe("InterfaceReader on a UAPI answer", () => {
     expect(back.peers[1]).toBe(first.peers[1]);
   });
 
+  it("tells a changed read as a delta from the list before it: changed and removed peers, the rest the same objects", () => {
+    const reader = new InterfaceReader("wg0");
+    const first = reader.readDump(dump(line(A, 1), line(B, 2)));
+    expect(first.delta).toBeUndefined(); // nothing to be a delta from
+    const second = reader.readDump(dump(line(B, 2), line(C, 1)));
+    expect(second.delta?.from).toBe(first.peers);
+    expect(second.delta?.changed.map((p) => p.publicKey)).toEqual([C]);
+    expect(second.delta?.removed).toEqual([A]);
+    expect(second.peers.find((p) => p.publicKey === B)).toBe(first.peers.find((p) => p.publicKey === B));
+    // Nothing changed: the list before, which needs no delta.
+    const third = reader.readDump(dump(line(B, 2), line(C, 1)));
+    expect(third.peers).toBe(second.peers);
+    expect(third.delta).toBeUndefined();
+    const fourth = reader.readDump(dump(line(B, 3), line(C, 1)));
+    expect(fourth.delta?.from).toBe(second.peers);
+    expect(fourth.delta?.changed.map((p) => p.rxBytes)).toEqual([3]);
+  });
+
   it("a change of format makes every peer new and does not chain from the read before", () => {
     const reader = new InterfaceReader("wg0");
     reader.readDump(dump(line(A, 1)));
@@ -145,6 +163,10 @@ describe("InterfaceReader on a UAPI answer", () => {
     expect(reader.changes.read).toBeGreaterThan(before + 1);
     expect(reader.changes.changed.map((p) => p.publicKey)).toEqual([A]);
     expect(reader.peer(A)?.rxBytes).toBe(1);
+    expect(reader.readUapi(uapi(block(A, 1), block(B, 1))).delta?.changed.map((p) => p.publicKey)).toEqual([
+      B,
+    ]);
+    expect(reader.readDump(dump(line(A, 1))).delta).toBeUndefined();
   });
 
   it("refuses a malformed key with the interface named", () => {

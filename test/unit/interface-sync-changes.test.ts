@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import type { ReadChanges, SyncedPeers } from "../../src/interface-sync.js";
 import { InterfaceSync } from "../../src/interface-sync.js";
 import type { Peer } from "../../src/peer/peer.js";
+import { InterfaceDiffer, InterfaceMirror } from "../../src/privsep/interface-diff.js";
 import type { PrivilegedOps } from "../../src/privsep/privileged-ops.js";
 import type { WireGuardInterfaceInfo, WireGuardPeerInfo } from "../../src/wg/wg-command.js";
 
@@ -37,6 +38,9 @@ function setup() {
   } as unknown as PrivilegedOps;
   const held = new Map<string, WireGuardPeerInfo>();
   const seen: ReadChanges[] = [];
+  /** What the sync did to the peers, in order; and how many keys it looked up. */
+  const calls: string[] = [];
+  let lookups = 0;
   const fakePeer = {
     onHandshakeObserved() {},
     onEndpointOurs() {},
@@ -45,18 +49,26 @@ function setup() {
   const peers: SyncedPeers = {
     follow: async () => true,
     ensure: async (wireguard) => {
+      calls.push(`ensure ${wireguard.publicKey} ${wireguard.rxBytes} ${wireguard.allowedIps.join(",")}`);
       held.set(wireguard.publicKey, wireguard);
       return { peer: fakePeer, loopback: "127.1.0.1:51822" };
     },
-    remove: (key) => void held.delete(key),
+    remove: (key) => {
+      calls.push(`remove ${key}`);
+      held.delete(key);
+    },
     bulk: () => {},
     keys: () => held.keys(),
     count: () => held.size,
-    has: (key) => held.has(key),
+    has: (key) => {
+      lookups++;
+      return held.has(key);
+    },
     setStaticPath: async () => {},
     loopbackOf: () => null,
     applied: (_info, changed) => {
       seen.push(changed);
+      calls.push(`applied ${JSON.stringify(changed)}`);
       return 0;
     },
   };
@@ -67,12 +79,17 @@ function setup() {
     pollIntervalMs: 2000,
   };
   const sync = new InterfaceSync(options, ops, peers, pino({ level: "silent" }));
-  const read = async (list: WireGuardPeerInfo[], head: Partial<WireGuardInterfaceInfo> = {}) => {
-    next = { ...next, ...head, peers: list };
+  const read = async (
+    list: WireGuardPeerInfo[],
+    head: Partial<WireGuardInterfaceInfo> = {},
+    delta?: WireGuardInterfaceInfo["delta"],
+  ) => {
+    next = { ...next, ...head, peers: list, ...(delta ? { delta } : {}) };
+    if (!delta) delete next.delta;
     await sync.sync();
     return seen.at(-1);
   };
-  return { read, sync };
+  return { read, sync, calls, lookups: () => lookups };
 }
 
 describe("InterfaceSync's changes", () => {
@@ -111,4 +128,65 @@ describe("InterfaceSync's changes", () => {
     });
     await sync.stop();
   });
+
+  it("does the same with a read told as a delta as with the whole list, looking only at the delta's peers", async () => {
+    // Random reads of up to 12 peers: counters, allowed IPs, peers coming and going. One sync is given
+    // the mirror's lists (deltas, unchanged peers the same objects), the other a fresh copy of each.
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const differ = new InterfaceDiffer();
+    const mirror = new InterfaceMirror();
+    const withDelta = setup();
+    const whole = setup();
+    let current = new Map<number, WireGuardPeerInfo>([1, 2, 3].map((n) => [n, peer(n)]));
+    let deltas = 0;
+    for (let step = 0; step < 300; step++) {
+      const n = 1 + random(12);
+      const roll = random(10);
+      current = new Map(current);
+      if (roll < 5) current.set(n, peer(n, { rxBytes: random(1000) }));
+      else if (roll < 7) current.delete(n);
+      else if (roll < 8) current.set(n, peer(n, { allowedIps: [`10.0.0.${n}/32`, `10.${n}.0.0/16`] }));
+      const mirrored = mirror.apply(differ.changes(info([...current.values()]), mirror.since));
+      if (mirrored.delta) deltas++;
+      const head = { listenPort: 51820 };
+      const a = await withDelta.read(mirrored.peers, head, mirrored.delta);
+      const b = await whole.read(
+        mirrored.peers.map((p) => ({ ...p, allowedIps: [...p.allowedIps] })),
+        head,
+      );
+      expect(a).toEqual(b);
+    }
+    expect(deltas).toBeGreaterThan(200);
+    expect(withDelta.calls).toEqual(whole.calls);
+    await withDelta.sync.stop();
+    await whole.sync.stop();
+  });
+
+  it("a hub's read with one peer's counters moved looks up that peer only", async () => {
+    const differ = new InterfaceDiffer();
+    const mirror = new InterfaceMirror();
+    const { read, sync, lookups } = setup();
+    const peers = Array.from({ length: 1000 }, (_, i) => peer(i));
+    const apply = async (list: WireGuardPeerInfo[]) => {
+      const mirrored = mirror.apply(differ.changes(info(list), mirror.since));
+      return read(mirrored.peers, {}, mirrored.delta);
+    };
+    await apply(peers);
+    await apply(peers);
+    const before = lookups();
+    for (let i = 1; i <= 10; i++) {
+      peers[5] = peer(5, { rxBytes: i });
+      expect(await apply([...peers])).toEqual({ peers: false, allowedIps: false });
+    }
+    expect(lookups() - before).toBe(10);
+    await sync.stop();
+  });
 });
+
+function info(peers: WireGuardPeerInfo[]): WireGuardInterfaceInfo {
+  return { name: "tbtnone0", privateKey: null, publicKey: null, listenPort: 51820, fwmark: 0, peers };
+}

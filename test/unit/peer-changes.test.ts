@@ -55,6 +55,35 @@ describe("PeerChanges", () => {
     expect(changes.changed([peer(1), peer(2)], "b")).toEqual([peer(1), peer(2)]);
   });
 
+  it("a read told as a delta from the list settled last: only its changed peers are looked at", () => {
+    const changes = new PeerChanges();
+    const list = [peer(1), peer(2), peer(3)];
+    for (const p of changes.changed(list, "c")) changes.markApplied(p);
+    changes.settle(list);
+    const moved = peer(2, { rxBytes: 7 });
+    const next = [list[0] as WireGuardPeerInfo, moved, peer(4)];
+    const delta = { from: list, changed: [moved, peer(4)], removed: ["key3"] };
+    expect(changes.continues(delta, "c")).toBe(true);
+    expect(changes.continues(delta, "other")).toBe(false); // a context change looks at everything
+    expect(changes.continues({ ...delta, from: [...list] }, "c")).toBe(false); // not from the settled list
+    expect(changes.continues(undefined, "c")).toBe(false);
+    expect(changes.changedOf(delta)).toEqual([moved, peer(4)]);
+    changes.forget("key3");
+    changes.markApplied(moved);
+    // peer 4 not applied (its endpoint change failed): not settled, the next read looks at everything.
+    changes.settleDelta(next, delta);
+    expect(changes.isSettled(next)).toBe(false);
+    expect(changes.changed(next, "c")).toEqual([peer(4)]);
+    changes.markApplied(next[2] as WireGuardPeerInfo);
+    changes.settleDelta(next, delta);
+    expect(changes.isSettled(next)).toBe(true);
+    // A delta's peer whose line equals the one applied (applied by an earlier read) is not given again.
+    const again = [...next];
+    expect(changes.changedOf({ from: next, changed: [peer(4)], removed: [] })).toEqual([]);
+    changes.settleDelta(again, { from: next, changed: [peer(4)], removed: [] });
+    expect(changes.isSettled(again)).toBe(true);
+  });
+
   it("a list settled once needs no look when handed out again, until a context change, a forget or a new list", () => {
     const changes = new PeerChanges();
     const list = [peer(1), peer(2)];
