@@ -248,7 +248,11 @@ export class InterfaceSync {
     const delta = this.recentlyRecreated() ? undefined : info.delta;
     const continued = this.changes.continues(delta, context);
     if (continued) gone = delta.removed.filter((key) => this.peers.has(key));
-    else if (!this.recentlyRecreated() && !this.changes.isSettled(info.peers) && !this.holdsExactly(info.peers)) {
+    else if (
+      !this.recentlyRecreated() &&
+      !this.changes.isSettled(info.peers) &&
+      !this.holdsExactly(info.peers)
+    ) {
       const present = new Set(info.peers.map((p) => p.publicKey));
       gone = [...this.peers.keys()].filter((key) => !present.has(key));
     }

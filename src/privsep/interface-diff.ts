@@ -92,7 +92,11 @@ export class InterfaceMirror {
     this.list = [...this.peers.values()];
     // Unchanged peers stay the very objects of the list before: their consumers need not look at them.
     if (answer.full || !from) return { ...answer.head, peers: this.list };
-    return { ...answer.head, peers: this.list, delta: { from, changed: answer.changed, removed: answer.removed } };
+    return {
+      ...answer.head,
+      peers: this.list,
+      delta: { from, changed: answer.changed, removed: answer.removed },
+    };
   }
 
   /** Forget everything: the next answer is a full one. */
