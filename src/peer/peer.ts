@@ -117,13 +117,16 @@ export class Peer {
   }
 
   /**
-   * Whether the idle sweep has anything to tell this peer (`onTrafficAge`): awake, it may go idle;
-   * dormant with a static path, traffic there wakes ICE. Dormant without one, no path can carry
-   * anything (WireGuard's own datagrams wake it through `onHandshakeHeld`, not the sweep), so a hub's
-   * thousands of dormant road warriors are not gone over at every interface read (issue 15).
+   * Whether the idle sweep has anything to tell this peer (`onTrafficAge`) now: awake with a path, its
+   * traffic keeps it awake; dormant with a static path, traffic there wakes ICE. Without a path no
+   * traffic can have moved its stamps (WireGuard's own datagrams wake it through `onHandshakeHeld`, not
+   * the sweep): dormant, there is nothing to tell it; awake, nothing before its idle timeout. So a hub's
+   * thousands of road warriors, awake after a start or dormant, are not gone over at every read (issue 15).
    */
   get swept(): boolean {
-    return !this.closed && this.idleness.enabled && (!this.idleness.dormant || this.staticPath !== null);
+    if (this.closed || !this.idleness.enabled) return false;
+    if (this.idleness.dormant) return this.staticPath !== null;
+    return this.chosen !== null || this.idleness.idle;
   }
 
   /** When the current state was entered (clock ms). */

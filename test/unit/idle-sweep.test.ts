@@ -50,14 +50,17 @@ describe("sweepIdlePeers", () => {
     const [roaming, fixed] = ["roaming", "fixed"].map((k) => lazyPeer(k, clock));
     fixed!.onStaticPath(new FakePath("static", "203.0.113.9:51820"), "203.0.113.9:51820");
     for (const peer of [roaming, fixed]) peer!.onPeerOnline();
-    clock.advance(IDLE_MS + 1000);
+    clock.advance(IDLE_MS - 1000);
+    expect([roaming!.swept, fixed!.swept]).toEqual([false, true]); // no path: nothing to tell it yet
+    clock.advance(2000);
     const now = 1_800_000_000_000;
     const asked: string[] = [];
     const stampsOf = (key: string): TrafficStamps => {
       asked.push(key);
       return { lastSentAt: 0, lastReceivedAt: 0 };
     };
-    // Awake, both are asked and both rest.
+    // Awake, both are asked and both rest: the one without a path at its idle timeout only.
+    expect([roaming!.swept, fixed!.swept]).toEqual([true, true]);
     expect(sweepIdlePeers([roaming!, fixed!], stampsOf, now)).toBe(2);
     expect(asked).toEqual(["roaming", "fixed"]);
     expect([roaming!.swept, fixed!.swept]).toEqual([false, true]);
@@ -74,8 +77,11 @@ describe("sweepIdlePeers", () => {
     );
     expect(asked).toEqual(["fixed"]);
     expect([roaming, fixed].map((p) => formatPeerState(p!.state))).toEqual(["dormant", "connecting"]);
-    // Woken (WireGuard's datagram held), it is swept again; closed, never.
+    // Woken (WireGuard's datagram held) and still without a path, it is swept again at its idle timeout;
+    // closed, never.
     roaming!.onHandshakeHeld();
+    expect(roaming!.swept).toBe(false);
+    clock.advance(IDLE_MS);
     expect(roaming!.swept).toBe(true);
     void roaming!.close();
     expect(roaming!.swept).toBe(false);
