@@ -10,7 +10,7 @@
 // With TBT_BENCH_LAZY_CONFIGURED=M (e.g. 10000 with TBT_BENCH_LAZY_PEERS=100): issue 15's host, see
 // benchConfiguredHost below (TBT_BENCH_LAZY_IDLE_S, default 150; TBT_BENCH_LAZY_FIRST_PACKETS, default 3;
 // TBT_BENCH_LAZY_PROFILE=DIR: V8 CPU profiles of the hub's parent and worker, written at its exit, with
-// the measured windows logged as seconds since the hub's start).
+// the measured windows logged as seconds since the hub's start; TBT_BENCH_LAZY_NODE_ARGS: more node flags).
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -215,8 +215,15 @@ export async function benchLazyPeers(): Promise<BenchRow[]> {
  */
 const CONFIGURED_IDLE_TIMEOUT_S = Number(process.env.TBT_BENCH_LAZY_IDLE_S ?? 150);
 const PROFILE_DIR = process.env.TBT_BENCH_LAZY_PROFILE;
-/** The parent hands --cpu-prof on to its worker (src/privsep/supervisor.ts): a file each. */
-const PROFILE_ARGS = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+/**
+ * The parent hands --cpu-prof and heap snapshot flags on to its worker (src/privsep/supervisor.ts): a file
+ * each. TBT_BENCH_LAZY_NODE_ARGS adds node flags of one's own (e.g. "--heapsnapshot-signal=SIGUSR2
+ * --diagnostic-dir=DIR", then `kill -USR2` the worker in the window logged).
+ */
+const PROFILE_ARGS = [
+  ...(PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : []),
+  ...(process.env.TBT_BENCH_LAZY_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+];
 /** After the start (or a burst of dormancy) V8 collects on its helper threads for about 30 s. */
 const SETTLE_MS = 45_000;
 
@@ -377,7 +384,8 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     const activeSockets = await hubSockets();
     const activeFrom = sinceHubStart();
     const active = await cost(hubPid, MEASURE_MS);
-    if (PROFILE_DIR) log(`active window: ${activeFrom}-${sinceHubStart()} s after the hub's start`);
+    if (PROFILE_ARGS.length > 0)
+      log(`active window: ${activeFrom}-${sinceHubStart()} s after the hub's start`);
     const activePeers = await hubPeers();
     const activeConnected = activePeers.filter((p) => p.pathKind !== null).length;
     const pings = `${pinger.receivedCount} replies, ${pinger.lostCount} lost`;
@@ -401,7 +409,8 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     const dormantSockets = await hubSockets();
     const dormantFrom = sinceHubStart();
     const dormant = await cost(hubPid, MEASURE_MS);
-    if (PROFILE_DIR) log(`dormant window: ${dormantFrom}-${sinceHubStart()} s after the hub's start`);
+    if (PROFILE_ARGS.length > 0)
+      log(`dormant window: ${dormantFrom}-${sinceHubStart()} s after the hub's start`);
     const stillDormant = (await hubPeers()).filter((p) => p.state === "dormant").length;
     log(
       `dormant: ${dormantSockets} sockets, RSS ${dormant.rssMiB.toFixed(0)} MiB, CPU ${dormant.cpu.toFixed(2)} % (${dormant.split}), ${stillDormant} still dormant`,
