@@ -32,6 +32,7 @@ import { DEFAULT_CLUSTER_TIMING, RedisClusterBus } from "./cluster/redis-cluster
 import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
 import { formatHost, hostFromHeader } from "./host-names.js";
 import { createHttpFront, listenHttp } from "./http-front.js";
+import { KeepaliveSweep } from "./keepalive-sweep.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 import { LogThrottle } from "./log-throttle.js";
 import type { IntroServer, IntroServerOptions, IntroServerStats } from "./server-api.js";
@@ -519,19 +520,9 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     });
   });
 
-  // One sweep for all connections rather than a timer each: idle check and keepalive ping.
-  const sweep = setInterval(() => {
-    const now = Date.now();
-    for (const connection of live) {
-      if (connection.state === "closing") continue;
-      if (now - connection.lastSeen > limits.idleTimeoutMs) {
-        closeConnection(connection, CloseCode.idleTimeout, "idle timeout");
-      } else if (connection.ws.readyState === WebSocket.OPEN) {
-        connection.ws.ping();
-      }
-    }
-  }, limits.pingIntervalMs);
-  sweep.unref();
+  const sweep = new KeepaliveSweep(live, limits, (connection) =>
+    closeConnection(connection, CloseCode.idleTimeout, "idle timeout"),
+  );
   metrics.observe({
     authenticated: () => byKey.size,
     unauthenticated: () => front.preAuthCount(),
@@ -561,7 +552,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     try {
       await relay.start();
     } catch (error) {
-      clearInterval(sweep);
+      sweep.stop();
       await stun?.close();
       throw error;
     }
@@ -583,7 +574,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   try {
     await listenHttp(httpServer, host, options.port ?? 0);
   } catch (error) {
-    clearInterval(sweep);
+    sweep.stop();
     await stun?.close();
     await cluster?.relay.bus.close();
     throw error;
@@ -630,7 +621,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     close: () => {
       closed ??= (async () => {
         shuttingDown = true;
-        clearInterval(sweep);
+        sweep.stop();
         const bus = cluster?.relay.bus;
         await shutDown({
           log,
