@@ -65,6 +65,9 @@ const SCRIPTS = {
   onlineOf: new Script(ONLINE_OF),
 };
 
+/** Keys a REAP script takes offline at most: tens of ms of Redis on this loaded VM, not seconds. */
+const REAP_BATCH = 500;
+
 const ROUTE_RESULTS: Record<number, RouteResult> = { 0: "undeliverable", 1: "sent", 2: "held" };
 
 export class RedisClusterBus implements ClusterBus {
@@ -82,6 +85,8 @@ export class RedisClusterBus implements ClusterBus {
   /** The engine came back and this node is writing itself again: the sweep leaves that to it. */
   private rejoining = false;
   private closed = false;
+  /** The reap under way: one at a time, and close waits for it before reaping itself. */
+  private reaping: Promise<void> | undefined;
   /** Stalls of this process's event loop, logged with the work counted below (the cause of false deaths). */
   readonly loop: LoopMonitor;
   /** What this node asked of the engine since the monitor's last tick, and what arrived. */
@@ -277,7 +282,7 @@ export class RedisClusterBus implements ClusterBus {
     try {
       // Gone at once: the others need not wait for the heartbeat to expire.
       await this.commands.del(`tb:alive:${this.nodeId}`);
-      await this.run("reap", [this.nodeId, this.timing.holdMs, this.timing.lateGraceMs, 1]);
+      await this.reap(true);
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, "could not leave the cluster cleanly");
     }
@@ -300,6 +305,8 @@ export class RedisClusterBus implements ClusterBus {
       .set(`tb:alive:${this.nodeId}`, "1", "PX", this.timing.heartbeatTtlMs)
       .sadd("tb:nodes", this.nodeId)
       .del(`tb:late:${this.nodeId}`)
+      // Reaped meanwhile: what is left of its keys is its own again (it writes them all again).
+      .srem("tb:reaping", this.nodeId)
       .exec();
     const replyMs = performance.now() - sentAt;
     // Late by the timer (this loop) or by the reply (the engine): which one lapses the heartbeat.
@@ -321,11 +328,33 @@ export class RedisClusterBus implements ClusterBus {
         this.log.warn({ node: this.nodeId }, "this node was taken for dead: writing its connections again");
         this.handlers?.reconnected();
       }
-      const reap = [this.nodeId, this.timing.holdMs, this.timing.lateGraceMs, 0];
-      const dead = (await this.run("reap", reap)) as string[];
-      if (dead.length > 0) this.log.info({ dead }, "nodes left the cluster: their clients went offline");
+      await this.reap(false);
     } catch (error) {
       this.log.debug({ err: (error as Error).message }, "cluster sweep failed");
+    }
+  }
+
+  /**
+   * Takes dead nodes' keys offline, REAP_BATCH keys a script: the engine serves other commands (the
+   * heartbeats too) between batches. One sweep at a time does it.
+   */
+  private async reap(leaving: boolean): Promise<void> {
+    if (this.reaping && !leaving) return this.reaping;
+    const previous = this.reaping;
+    const run = (async () => {
+      await previous?.catch(() => {});
+      for (let more = true; more && (leaving || !this.closed); ) {
+        const args = [this.nodeId, this.timing.holdMs, this.timing.lateGraceMs, leaving ? 1 : 0, REAP_BATCH];
+        const [dead, again] = (await this.run("reap", args)) as [string[], number];
+        if (dead.length > 0) this.log.info({ dead }, "nodes left the cluster: their clients go offline");
+        more = again === 1;
+      }
+    })();
+    this.reaping = run;
+    try {
+      await run;
+    } finally {
+      if (this.reaping === run) this.reaping = undefined;
     }
   }
 

@@ -3,6 +3,7 @@
 // offline, and envelopes for them arrive once it runs again. A node frozen for longer than the grace is
 // taken for dead, and writes its connections again when it comes back. The stall is SIGSTOP on a node
 // process: like a blocked event loop, its sockets stay open while it answers nothing.
+import { Redis } from "ioredis";
 import { afterEach, expect, it } from "vitest";
 import type { IntroServer } from "../../intro-server/server.js";
 import {
@@ -106,3 +107,39 @@ it("takes a node frozen past the grace for dead, and it writes its connections a
   bobRaw.send({ type: "send", to: alice.publicKey, envelope: envelopeOf(2) });
   expect(sequenceOf((await aliceRaw.next("envelope")).envelope)).toBe(2);
 }, 40_000);
+
+it("takes a dead node's keys offline a batch at a time (the engine is not held by one long script), peers told", async () => {
+  redis = await startRedis();
+  const survivor = await startNode(redis.url);
+  nodes.push(survivor);
+  const alice = newKey();
+  const bob = newKey();
+  // A dead node (no heartbeat, no subscriber) holding Bob, mutual with Alice, and 1,200 other keys.
+  const engine = new Redis(redis.url);
+  try {
+    const dead = "deadbeefdeadbeef";
+    const others = Array.from({ length: 1_200 }, (_, i) => `key${i}`);
+    await engine.config("SET", "slowlog-log-slower-than", "0");
+    await engine.config("SET", "slowlog-max-len", "100000");
+    const write = engine.multi().sadd("tb:nodes", dead);
+    for (const key of [bob.publicKey, ...others]) write.set(`tb:at:${key}`, dead).sadd(`tb:nk:${dead}`, key);
+    await write.sadd(`tb:d:${bob.publicKey}`, alice.publicKey).exec();
+    const aliceRaw = await login(survivor.url, alice, [bob]);
+    connections.push(aliceRaw);
+    // Told online first if her declaration reached the engine before the survivor's first sweep.
+    let presence = await aliceRaw.next("presence", 5_000);
+    if (presence.online) presence = await aliceRaw.next("presence", 5_000);
+    expect(presence).toEqual({ type: "presence", peer: bob.publicKey, online: false });
+    const deadline = Date.now() + 5_000;
+    while ((await engine.exists(`tb:nk:${dead}`, "tb:reaping")) > 0 && Date.now() < deadline) await sleep(50);
+    expect(await engine.exists(`tb:nk:${dead}`, "tb:reaping", `tb:at:${bob.publicKey}`)).toBe(0);
+    expect(await engine.exists(...others.map((key) => `tb:at:${key}`))).toBe(0);
+    expect(await engine.sismember("tb:nodes", dead)).toBe(0);
+    // Each REAP took at most 500 keys: 1,201 took three scripts (every command is in the slow log here).
+    const log = (await engine.call("SLOWLOG", "GET", "100000")) as Array<[number, number, number, string[]]>;
+    const reaps = log.filter(([, , , args]) => args[0]?.toUpperCase() === "EVALSHA" && args[7] === "500");
+    expect(reaps.length).toBeGreaterThanOrEqual(3);
+  } finally {
+    engine.disconnect();
+  }
+}, 30_000);
