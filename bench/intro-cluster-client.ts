@@ -43,6 +43,9 @@ export class BenchClient {
     this.ws = ws;
     return new Promise((resolve, reject) => {
       ws.once("error", reject);
+      // Closed before its welcome (refused, replaced, the node going away): a failed attempt, retried;
+      // waiting for a welcome that cannot come hung the whole connect phase once.
+      ws.once("close", (code) => reject(new Error(`closed ${code} before welcome`)));
       ws.on("message", (data) => {
         const message = JSON.parse(data.toString()) as ServerMessage;
         if (message.type === "challenge") {
