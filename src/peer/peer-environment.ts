@@ -112,3 +112,15 @@ export interface PeerEnvironment {
   /** Told after every transition (metrics, tests). */
   onTransition?: (peer: Peer, from: PeerState) => void;
 }
+
+/** Each timing as given merged with the defaults once, shared by the peers given it (a hub's 10,000). */
+const mergedTimings = new WeakMap<Partial<PeerTiming>, PeerTiming>();
+export function peerTiming(given: Partial<PeerTiming> | undefined): PeerTiming {
+  if (!given) return DEFAULT_PEER_TIMING;
+  let timing = mergedTimings.get(given);
+  if (!timing) {
+    timing = { ...DEFAULT_PEER_TIMING, ...given };
+    mergedTimings.set(given, timing);
+  }
+  return timing;
+}

@@ -15,11 +15,11 @@ import type { Clock, ClockTimer } from "./clock.js";
 import { type IceRestartCounts, type IceRestartReason, newIceRestartCounts } from "./ice-restarts.js";
 import { Idleness } from "./idleness.js";
 import {
-  DEFAULT_PEER_TIMING,
   type PeerEnvironment,
   type PeerIceSession,
   type PeerSignalling,
   type PeerTiming,
+  peerTiming,
 } from "./peer-environment.js";
 import { formatPeerState, type PeerState, type PeerStateName, samePeerState } from "./peer-state.js";
 
@@ -106,7 +106,7 @@ export class Peer {
     this.log = env.logger.child({ peer: publicKey });
     this.clock = env.clock;
     this.signalling = env.signalling;
-    this.timing = { ...DEFAULT_PEER_TIMING, ...env.timing };
+    this.timing = peerTiming(env.timing);
     this.since = this.clock.now();
     // Without an introduction server there is no ICE to release: never idle.
     this.idleness = new Idleness(this.clock, env.signalling ? this.timing.idleTimeoutMs : 0);

@@ -127,11 +127,16 @@ export function prekeyState(key: Uint8Array, outLen: number, state: Int32Array, 
   compress(init, 0, m, 0, BLOCK_SIZE, 0, false, state, so);
 }
 
+/**
+ * Scratch space every Blake2sPrekeyed shares (a MAC is computed synchronously, start to end): a hub's
+ * 10,000 peers each kept their own message block and output, 1 KiB of typed arrays a peer (issue 15).
+ */
+let scratchBlocks = new Int32Array(16);
+const scratchOut = new Int32Array(8);
+
 /** A keyed BLAKE2s whose key block is compressed once, for many MACs of non-empty messages. */
 export class Blake2sPrekeyed {
   private readonly state = new Int32Array(8);
-  private readonly out = new Int32Array(8);
-  private m = new Int32Array(16);
 
   constructor(
     key: Uint8Array,
@@ -142,17 +147,17 @@ export class Blake2sPrekeyed {
 
   /** The MAC of bytes[offset .. offset+len] (len >= 1). */
   mac(bytes: Uint8Array, offset = 0, len = bytes.length - offset): Uint8Array {
-    this.macWordsInto(bytes, offset, len, this.out);
-    return wordsToBytes(this.out, this.outLen);
+    this.macWordsInto(bytes, offset, len, scratchOut);
+    return wordsToBytes(scratchOut, this.outLen);
   }
 
-  /** Like `mac` but leaves the result as words in out[0..8]; allocates only for messages over 64 bytes
-   * the first time it sees them. */
+  /** Like `mac` but leaves the result as words in out[0..8]; allocates only for messages longer than
+   * any seen before (over 64 bytes). */
   macWordsInto(bytes: Uint8Array, offset: number, len: number, out: Int32Array): void {
     if (len < 1) throw new RangeError("Blake2sPrekeyed needs a non-empty message");
     const words = ((len + 63) >>> 6) << 4;
-    if (this.m.length < words) this.m = new Int32Array(words);
-    loadBlocks(bytes, offset, len, this.m);
-    prekeyedMacWords(this.state, 0, this.m, len, out);
+    if (scratchBlocks.length < words) scratchBlocks = new Int32Array(words);
+    loadBlocks(bytes, offset, len, scratchBlocks);
+    prekeyedMacWords(this.state, 0, scratchBlocks, len, out);
   }
 }

@@ -64,10 +64,12 @@ function tagMatches(words: Int32Array, msg: Uint8Array, offset: number): boolean
   return true;
 }
 
+/** The words of a mac1 just computed, shared by every Mac1Key (each one computed and read synchronously). */
+const macWords = new Int32Array(8);
+
 /** mac1 under one peer's public key, with the key block compressed once at construction. */
 export class Mac1Key {
   private readonly mac: Blake2sPrekeyed;
-  private readonly out = new Int32Array(8);
 
   constructor(peerPublicKey: Uint8Array) {
     this.mac = new Blake2sPrekeyed(mac1KeyFor(peerPublicKey), MAC_SIZE);
@@ -77,15 +79,15 @@ export class Mac1Key {
   verify(msg: Uint8Array): boolean {
     const offset = mac1Offset(msg);
     if (offset < 0) return false;
-    this.mac.macWordsInto(msg, 0, offset, this.out);
-    return tagMatches(this.out, msg, offset);
+    this.mac.macWordsInto(msg, 0, offset, macWords);
+    return tagMatches(macWords, msg, offset);
   }
 
   /** The mac1 `msg` must carry; throws MessageFormatError unless it is an initiation or response. */
   compute(msg: Uint8Array): Uint8Array {
     const offset = requireOffset(mac1Offset(msg), msg, "mac1");
-    this.mac.macWordsInto(msg, 0, offset, this.out);
-    return wordsToBytes(this.out, MAC_SIZE);
+    this.mac.macWordsInto(msg, 0, offset, macWords);
+    return wordsToBytes(macWords, MAC_SIZE);
   }
 
   /** Writes the correct mac1 into `msg` in place and returns it. */

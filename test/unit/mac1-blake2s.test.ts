@@ -134,6 +134,20 @@ describe("BLAKE2s against @noble/hashes", () => {
     expect(() => new Blake2sPrekeyed(bytes(32, 1), 16).mac(new Uint8Array(0))).toThrow(RangeError);
   });
 
+  it("pre-keyed MACs of many keys in turn, short and long messages interleaved, stay each key's own", () => {
+    // They share their scratch space: nothing of one MAC may leak into the next.
+    const keys = [bytes(32, 3), bytes(16, 5), bytes(32, 7)];
+    const macs = keys.map((key) => new Blake2sPrekeyed(key, 16));
+    for (const len of [300, 1, 65, 64, 200, 2, 129]) {
+      keys.forEach((key, i) => {
+        const data = bytes(len, len + i);
+        expect(hex(macs[i]!.mac(data)), `key ${i} len ${len}`).toBe(
+          hex(nobleBlake2s(data, { key, dkLen: 16 })),
+        );
+      });
+    }
+  });
+
   it("rejects out-of-range key and output lengths", () => {
     const data = new Uint8Array(1);
     expect(() => blake2s(data, { outLen: 0 })).toThrow(RangeError);
