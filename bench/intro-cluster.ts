@@ -10,6 +10,7 @@
 //   INTRO_CLUSTER_RATE=R               envelopes/s in the latency phase (default 10,000)
 //   INTRO_CLUSTER_KILL_RATE=R          envelopes/s between survivors while a node dies (default R)
 //   INTRO_BENCH_SERVER_ENTRY=dist/intro-server/main.js   compiled JS rather than tsx
+//   INTRO_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR"   node flags for the nodes
 // Each node holds N/4 sockets, and N/3 once one has died: with the hard open-file limit of 20,000 here
 // (ulimit -Hn; raising it needs CAP_SYS_RESOURCE), N is at most ~58,000.
 import { type ChildProcess, spawn } from "node:child_process";
@@ -32,6 +33,8 @@ const HOLDER_CLIENTS = 15_000;
 const RATE_PER_SECOND = Number(process.env.INTRO_CLUSTER_RATE ?? 10_000);
 const KILL_RATE_PER_SECOND = Number(process.env.INTRO_CLUSTER_KILL_RATE ?? RATE_PER_SECOND);
 const WARMUP_MS = 1_000;
+/** INTRO_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR": node flags for the nodes (ended by SIGTERM then). */
+const NODE_ARGS = (process.env.INTRO_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const MEASURE_MS = 10_000;
 
 interface Proc {
@@ -66,6 +69,7 @@ function spawnNode(redisUrl: string, index: number): Promise<Proc> {
   const child = spawn(
     process.execPath,
     [
+      ...NODE_ARGS,
       // INTRO_BENCH_SERVER_ENTRY=dist/intro-server/main.js measures compiled JS without tsx (as bench/intro.ts).
       ...(process.env.INTRO_BENCH_SERVER_ENTRY
         ? [process.env.INTRO_BENCH_SERVER_ENTRY]
@@ -385,6 +389,23 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
   } finally {
     for (const client of pairClients) client.ws?.terminate();
     for (const holder of holders) holder.kill("SIGKILL");
+    if (NODE_ARGS.length > 0) {
+      // Ended by SIGTERM, so that flags such as --cpu-prof write what they took.
+      await Promise.all(
+        nodes.map(
+          (node) =>
+            new Promise<void>((resolve) => {
+              if (node.child.exitCode !== null || node.child.signalCode !== null) return resolve();
+              const timer = setTimeout(() => node.child.kill("SIGKILL"), 15_000);
+              node.child.once("exit", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              node.child.kill("SIGTERM");
+            }),
+        ),
+      );
+    }
     for (const node of nodes) node.child.kill("SIGKILL");
     redis.kill("SIGKILL");
   }
