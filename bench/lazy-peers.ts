@@ -78,7 +78,7 @@ export async function benchLazyPeers(): Promise<BenchRow[]> {
   const started = Date.now();
   // The default poll interval (the lab's is 500 ms): the idle sweep rides on it, and the hub's idle CPU
   // should be a service's.
-  const flags = ["--log-level", "info", "--idle-timeout", `${IDLE_TIMEOUT_S}s`, "--poll-interval", "2000"];
+  const flags = ["--log-level", "info", "--idle-timeout", `${IDLE_TIMEOUT_S}s`, "--poll-interval", "auto"];
   let lab: ProductLab | null = null;
   let fleet: Fleet | null = null;
   try {
@@ -294,7 +294,7 @@ async function benchConfiguredHost(): Promise<BenchRow[]> {
     throw new Error("TBT_BENCH_LAZY_CONFIGURED counts a and the fleet: at least PEERS + 1");
   const idleS = CONFIGURED_IDLE_TIMEOUT_S;
   const started = Date.now();
-  const flags = ["--log-level", "info", "--idle-timeout", `${idleS}s`, "--poll-interval", "2000"];
+  const flags = ["--log-level", "info", "--idle-timeout", `${idleS}s`, "--poll-interval", "auto"];
   let lab: ProductLab | null = null;
   let fleet: Fleet | null = null;
   let pinger: ContinuousPing | null = null;

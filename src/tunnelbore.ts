@@ -46,6 +46,8 @@ export interface TunnelboreOptions {
   staticEndpoints: Map<string, Endpoint>;
   stateDir: string;
   pollIntervalMs: number;
+  /** Reads further apart per peer for big interfaces (InterfaceSync's readInterval); 0 or absent: fixed. */
+  pollPerPeerMs?: number;
   /** NAT traversal through an introduction server; without it only static paths exist. */
   intro?: IntroSettings;
   /** Path liveness tuning (tests). */

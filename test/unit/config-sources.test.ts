@@ -97,6 +97,21 @@ describe("run: each source alone", () => {
     expect(config.intro).toBeUndefined();
   });
 
+  it("reads the interface at the auto cadence unless a number of ms is given", () => {
+    expect(run(["-i", "wg0"])).toMatchObject({ pollIntervalMs: 2000, pollPerPeerMs: 0.5 });
+    expect(run(["-i", "wg0", "--poll-interval", "auto"])).toMatchObject({
+      pollIntervalMs: 2000,
+      pollPerPeerMs: 0.5,
+    });
+    expect(run(["-i", "wg0", "--poll-interval", "2000"])).toMatchObject({
+      pollIntervalMs: 2000,
+      pollPerPeerMs: 0,
+    });
+    expect(() => run(["-i", "wg0", "--poll-interval", "fast"])).toThrow(
+      /--poll-interval must be auto or a whole number/,
+    );
+  });
+
   it("finds the file through TUNNELBORE_CONFIG too", () => {
     expect(run([], { TUNNELBORE_CONFIG: file("interface: wg3\n") }).interfaceName).toBe("wg3");
   });
@@ -111,6 +126,7 @@ describe("run: precedence flag > env > file", () => {
     expect(fromEnv.interfaceName).toBe("wgenv");
     expect(fromEnv.catchAll.port).toBe(7002);
     expect(fromEnv.pollIntervalMs).toBe(3000);
+    expect(fromEnv.pollPerPeerMs).toBe(0); // a number is kept as given
     const fromFlag = run(["--config", config, "-i", "wgflag"], env);
     expect(fromFlag.interfaceName).toBe("wgflag");
     expect(fromFlag.catchAll.port).toBe(7002);
@@ -185,7 +201,7 @@ describe("run: a bad file or environment says what to fix, with the line", () =>
       /is not HOST:PORT.*\(set by .*tunnelbore\.yaml line 3\)/,
     );
     expect(runError(["-i", "wg0"], { TUNNELBORE_POLL_INTERVAL: "0" }).message).toMatch(
-      /--poll-interval must be a whole number .*\(set by TUNNELBORE_POLL_INTERVAL\)/,
+      /--poll-interval must be auto or a whole number .*\(set by TUNNELBORE_POLL_INTERVAL\)/,
     );
     // From the command line: no origin added.
     expect(runError(["-i", "wg0", "--poll-interval", "0"]).message).not.toMatch(/set by/);

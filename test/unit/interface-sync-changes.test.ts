@@ -1,10 +1,12 @@
 // What InterfaceSync tells Tunnelbore a read changed (issues 15, 16): traffic alone (counters, the
 // latest handshake) changes neither the peers nor their allowed IPs, so the passes over every peer
 // that depend on those (tunnel ranges, the introduction server's peer list) are not made for it.
+
+import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import type { ReadChanges, SyncedPeers } from "../../src/interface-sync.js";
-import { InterfaceSync } from "../../src/interface-sync.js";
+import { InterfaceSync, readInterval } from "../../src/interface-sync.js";
 import type { Peer } from "../../src/peer/peer.js";
 import { InterfaceDiffer, InterfaceMirror } from "../../src/privsep/interface-diff.js";
 import type { PrivilegedOps } from "../../src/privsep/privileged-ops.js";
@@ -23,7 +25,7 @@ function peer(n: number, over: Partial<WireGuardPeerInfo> = {}): WireGuardPeerIn
   };
 }
 
-function setup() {
+function setup(cadence: { pollIntervalMs: number; pollPerPeerMs?: number } = { pollIntervalMs: 2000 }) {
   let next: WireGuardInterfaceInfo = {
     name: "tbtnone0",
     privateKey: null,
@@ -32,8 +34,12 @@ function setup() {
     fwmark: 0,
     peers: [],
   };
+  let reads = 0;
   const ops = {
-    readInterface: async () => next,
+    readInterface: async () => {
+      reads++;
+      return next;
+    },
     endpoints: { original: () => undefined, deleteMany: async () => {}, setMany: async () => [] },
   } as unknown as PrivilegedOps;
   const held = new Map<string, WireGuardPeerInfo>();
@@ -76,7 +82,7 @@ function setup() {
     interfaceName: "tbtnone0",
     manageEndpoints: false,
     staticEndpoints: new Map(),
-    pollIntervalMs: 2000,
+    ...cadence,
   };
   const sync = new InterfaceSync(options, ops, peers, pino({ level: "silent" }));
   const read = async (
@@ -89,7 +95,7 @@ function setup() {
     await sync.sync();
     return seen.at(-1);
   };
-  return { read, sync, calls, lookups: () => lookups };
+  return { read, sync, calls, lookups: () => lookups, reads: () => reads };
 }
 
 describe("InterfaceSync's changes", () => {
@@ -184,6 +190,40 @@ describe("InterfaceSync's changes", () => {
     }
     expect(lookups() - before).toBe(10);
     await sync.stop();
+  });
+});
+
+describe("How often the interface is read", () => {
+  it("every poll interval up to 4,000 peers, then 0.5 ms a peer, at most 10 s; a fixed interval as given", () => {
+    expect(readInterval(2000, 0.5, 1000)).toBe(2000);
+    expect(readInterval(2000, 0.5, 4000)).toBe(2000);
+    expect(readInterval(2000, 0.5, 10_000)).toBe(5000);
+    expect(readInterval(2000, 0.5, 100_000)).toBe(10_000);
+    expect(readInterval(2000, 0, 10_000)).toBe(2000);
+    expect(readInterval(30_000, 0.5, 100_000)).toBe(30_000); // asked for slower still
+  });
+
+  it("reads a bigger interface further apart, and stops reading when stopped", async () => {
+    // 20 ms a read for 50 peers, 100 ms for 500 (0.2 ms a peer). Real timers: a read awaits real I/O.
+    const { read, sync, reads } = setup({ pollIntervalMs: 20, pollPerPeerMs: 0.2 });
+    await read(Array.from({ length: 50 }, (_, i) => peer(i)));
+    sync.startPolling();
+    let before = reads();
+    await sleep(500);
+    const small = reads() - before;
+    await read(Array.from({ length: 500 }, (_, i) => peer(i)));
+    await sleep(100); // the read scheduled at the old pace
+    before = reads();
+    await sleep(500);
+    const big = reads() - before;
+    expect(small).toBeLessThanOrEqual(26);
+    expect(small).toBeGreaterThanOrEqual(8); // a loaded machine delays timers, never hastens them
+    expect(big).toBeLessThanOrEqual(6);
+    expect(big).toBeGreaterThanOrEqual(1);
+    await sync.stop();
+    const stopped = reads();
+    await sleep(300);
+    expect(reads()).toBe(stopped);
   });
 });
 
