@@ -110,7 +110,7 @@ export async function connectAll(
           await clients[i]!.connect(urls, nodeOf(i));
           break;
         } catch (error) {
-          if (attempt === 5) throw error;
+          if (attempt === 10) throw error;
           clients[i]!.ws?.terminate();
           await sleep(200 * attempt);
         }
