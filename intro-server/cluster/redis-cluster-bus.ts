@@ -323,8 +323,8 @@ export class RedisClusterBus implements ClusterBus {
       return;
     try {
       if (await this.heartbeat()) {
-        // Our heartbeat lapsed (the event loop stalled past its TTL) and another node reaped us: our
-        // keys went offline in the engine while their connections are open here. Write them again.
+        // Another node reaped us (frozen past the grace, or our subscriber dropped while the heartbeat
+        // lapsed): our keys went offline in the engine while their connections are open here.
         this.log.warn({ node: this.nodeId }, "this node was taken for dead: writing its connections again");
         this.handlers?.reconnected();
       }
