@@ -66,8 +66,10 @@ describe("kernel fast path on an IPv6 static path", () => {
 describe("kernel fast path on an IPv6 ICE path", () => {
   let lab: Lab | null = null;
   const running: TunnelboreProcess[] = [];
+  const dirs = [tunnelboreDirs(), tunnelboreDirs()] as const;
   afterAll(async () => {
     for (const tb of running.splice(0)) await tb.stop("SIGTERM");
+    for (const d of dirs) d.cleanup();
     await lab?.teardown();
     await teardownAll();
   });
@@ -119,9 +121,9 @@ describe("kernel fast path on an IPv6 ICE path", () => {
 `,
     );
     const intro = ["--ebpf", "on", "--intro", `ws://${server}:8443`];
-    const tbA = await startTunnelbore(l.host("a").ns, wg.a.name, tunnelboreDirs(), intro);
+    const tbA = await startTunnelbore(l.host("a").ns, wg.a.name, dirs[0], intro);
     running.push(tbA);
-    const tbB = await startTunnelbore(l.host("b").ns, wg.b.name, tunnelboreDirs(), intro);
+    const tbB = await startTunnelbore(l.host("b").ns, wg.b.name, dirs[1], intro);
     running.push(tbB);
     const pingOnce = () =>
       nsRun(l.host("a").ns, "ping", ["-c", "1", "-W", "1", tunnel.b]).then(
