@@ -175,7 +175,12 @@ export class InterfaceSync {
     if (this.stopped) return;
     const { pollIntervalMs, pollPerPeerMs = 0 } = this.options;
     this.timer = setTimeout(
-      () => void this.sync().then(() => this.scheduleRead()),
+      // sync() logs its own failures; whatever it does, the next read is scheduled.
+      () =>
+        void this.sync().then(
+          () => this.scheduleRead(),
+          () => this.scheduleRead(),
+        ),
       readInterval(pollIntervalMs, pollPerPeerMs, this.peers.count()),
     );
     this.timer.unref();
