@@ -11,17 +11,12 @@ import {
   FAST_TIMING,
   login,
   sequenceOf,
+  spawnClusterNode,
   startNode,
   startRedis,
   type TestRedis,
 } from "./intro-cluster-support.js";
-import {
-  newKey,
-  type RawIntroConnection,
-  type SpawnedIntroServer,
-  sleep,
-  spawnIntroServerProcess,
-} from "./intro-support.js";
+import { newKey, type RawIntroConnection, type SpawnedIntroServer, sleep } from "./intro-support.js";
 
 let redis: TestRedis | undefined;
 const nodes: IntroServer[] = [];
@@ -44,13 +39,7 @@ async function aliceAndStallingBob() {
   redis = await startRedis();
   const survivor = await startNode(redis.url);
   nodes.push(survivor);
-  const stalling = await spawnIntroServerProcess([
-    "--listen",
-    "127.0.0.1:0",
-    "--no-stun",
-    "--cluster",
-    redis.url,
-  ]);
+  const stalling = await spawnClusterNode(redis.url);
   processes.push(stalling);
   const alice = newKey();
   const bob = newKey();

@@ -8,7 +8,13 @@ import { type IntroServer, type IntroServerOptions, startIntroServer } from "../
 import { createLogger } from "../../src/log.js";
 import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
 import { freePort } from "../support/free-port.js";
-import { RawIntroConnection, sleep, type TestKey } from "./intro-support.js";
+import {
+  RawIntroConnection,
+  type SpawnedIntroServer,
+  sleep,
+  spawnIntroServerProcess,
+  type TestKey,
+} from "./intro-support.js";
 
 export { freePort };
 
@@ -70,6 +76,11 @@ export async function startRedis(port?: number): Promise<TestRedis> {
       await exited;
     },
   };
+}
+
+/** A node in a process of its own (the default timing: a 3 s heartbeat), on a free loopback port. */
+export function spawnClusterNode(redisUrl: string, extra: string[] = []): Promise<SpawnedIntroServer> {
+  return spawnIntroServerProcess(["--listen", "127.0.0.1:0", "--no-stun", "--cluster", redisUrl, ...extra]);
 }
 
 export function startNode(url: string, options: IntroServerOptions = {}): Promise<IntroServer> {

@@ -11,16 +11,12 @@ import {
   freePort,
   login,
   sequenceOf,
+  spawnClusterNode,
   startNode,
   startRedis,
   type TestRedis,
 } from "./intro-cluster-support.js";
-import {
-  newKey,
-  RawIntroConnection,
-  type SpawnedIntroServer,
-  spawnIntroServerProcess,
-} from "./intro-support.js";
+import { newKey, RawIntroConnection, type SpawnedIntroServer } from "./intro-support.js";
 
 let redis: TestRedis | undefined;
 const nodes: IntroServer[] = [];
@@ -126,13 +122,7 @@ describe("intro-server --cluster (redis)", () => {
     redis = await startRedis();
     const survivor = await startNode(redis.url);
     nodes.push(survivor);
-    const doomed = await spawnIntroServerProcess([
-      "--listen",
-      "127.0.0.1:0",
-      "--no-stun",
-      "--cluster",
-      redis.url,
-    ]);
+    const doomed = await spawnClusterNode(redis.url);
     processes.push(doomed);
     const alice = newKey();
     const bob = newKey();
@@ -163,15 +153,7 @@ describe("intro-server --cluster (redis)", () => {
     redis = await startRedis();
     const survivor = await startNode(redis.url, { limits: { maxAuthenticatedPerAddress: 1 } });
     nodes.push(survivor);
-    const doomed = await spawnIntroServerProcess([
-      "--listen",
-      "127.0.0.1:0",
-      "--no-stun",
-      "--cluster",
-      redis.url,
-      "--max-conns-per-address",
-      "1",
-    ]);
+    const doomed = await spawnClusterNode(redis.url, ["--max-conns-per-address", "1"]);
     processes.push(doomed);
     const bob = newKey();
     await track(login(doomed.url, bob, []));
