@@ -60,7 +60,7 @@ describe("tunnelbore CLI", () => {
     [["run", "--interface", "wg0", "--endpoint", "abc=1.2.3.4:5"], /PUBLICKEY=HOST:PORT/],
     [["run", "--interface", "wg0", "--stun", "stun:x:1"], /--stun needs --intro/],
     [["run", "--interface", "wg0", "--intro", "http://x"], /must be a ws:\/\/ or wss:\/\/ URL/],
-    [["run", "--interface", "wg0", "--poll-interval", "0"], /--poll-interval must be a whole number/],
+    [["run", "--interface", "wg0", "--poll-interval", "0"], /--poll-interval must be auto or a whole number/],
   ])("rejects %j with exit 2 and says why", async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);
