@@ -13,7 +13,7 @@ import { pidAlive } from "../src/pid-alive.js";
 
 const execFileAsync = promisify(execFile);
 
-/** The program's name as the kernel keeps it (BPF_OBJ_NAME_LEN: 15 characters). */
+/** The programs' name as the kernel keeps it (BPF_OBJ_NAME_LEN: 15 characters; both read alike). */
 const KERNEL_PROGRAM_NAME = "tunnelbore_fast";
 const OWNER_MAP_NAME = "tb_owner";
 /** As in fast-path.bpf.c: an owner silent this long lets traffic pass, and is taken for dead. */
@@ -77,22 +77,26 @@ export async function run(command: string, args: string[]): Promise<string> {
 /** One of our tc filters: where it is attached and the program it runs. */
 export interface OurFilter {
   dev: string;
+  direction: FilterDirection;
   pref: number;
   progId: number;
 }
+
+/** Where on a device a filter sits: every uplink and lo at ingress, lo at egress too (IPv6 paths). */
+export type FilterDirection = "ingress" | "egress";
 
 interface TcFilter {
   pref?: number;
   options?: { prog?: { id?: number; name?: string } };
 }
 
-/** Our filters at tc ingress of `dev` (none when it has no clsact qdisc or is gone). */
-async function filtersOn(dev: string): Promise<OurFilter[]> {
-  const out = await run("tc", ["-j", "filter", "show", "dev", dev, "ingress"]).catch(() => "[]");
+/** Our filters at tc `direction` of `dev` (none when it has no clsact qdisc or is gone). */
+async function filtersOn(dev: string, direction: FilterDirection): Promise<OurFilter[]> {
+  const out = await run("tc", ["-j", "filter", "show", "dev", dev, direction]).catch(() => "[]");
   const filters = JSON.parse(out.trim() || "[]") as TcFilter[];
   return filters.flatMap((f) =>
     f.options?.prog?.name === KERNEL_PROGRAM_NAME && f.pref !== undefined && f.options.prog.id !== undefined
-      ? [{ dev, pref: f.pref, progId: f.options.prog.id }]
+      ? [{ dev, direction, pref: f.pref, progId: f.options.prog.id }]
       : [],
   );
 }
@@ -102,8 +106,10 @@ export async function listOurFilters(): Promise<OurFilter[]> {
   const links = JSON.parse(await run("ip", ["-j", "link", "show"])) as Array<{ ifname?: string }>;
   const all: OurFilter[] = [];
   for (const link of links) {
-    if (link.ifname) all.push(...(await filtersOn(link.ifname)));
+    if (link.ifname) all.push(...(await filtersOn(link.ifname, "ingress")));
   }
+  // Only lo has an egress filter of ours.
+  all.push(...(await filtersOn("lo", "egress")));
   return all;
 }
 
@@ -164,6 +170,6 @@ export async function listInstances(legacyPref: number): Promise<Instance[]> {
 /** Removes a dead instance's filters (its program and maps go with the last reference). */
 export async function removeFilters(filters: OurFilter[]): Promise<void> {
   for (const f of filters) {
-    await run("tc", ["filter", "del", "dev", f.dev, "ingress", "pref", String(f.pref)]).catch(() => "");
+    await run("tc", ["filter", "del", "dev", f.dev, f.direction, "pref", String(f.pref)]).catch(() => "");
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Loads ebpf/fast-path.bpf.c into the kernel, attaches it at tc ingress, and gives typed access to its
+ * Loads ebpf/fast-path.bpf.c into the kernel, attaches it at tc ingress (and lo's egress), and gives typed access to its
  * maps. bpftool loads the object and pins program and maps (libbpf does the relocation work; no npm
  * package loads a BTF-map object), `tc` attaches the pinned program, and the `bpf` package (libbpf
  * bindings) updates and reads the maps through their pinned paths. Each instance owns its program
@@ -21,6 +21,7 @@ export type { MovedCounter } from "./moved-counters.js";
 
 import {
   encodeOwner,
+  type FilterDirection,
   listInstances,
   monotonicNs,
   OWNER_RESTORES_LOCALNET,
@@ -35,6 +36,8 @@ import {
 const BPFFS = "/sys/fs/bpf";
 const PIN_ROOT = join(BPFFS, "tunnelbore");
 const PROGRAM_NAME = "tunnelbore_fast_path";
+/** WireGuard's datagrams to an IPv6 path, translated at lo's egress (ebpf/fast-path.bpf.c says why). */
+const EGRESS_PROGRAM_NAME = "tunnelbore_fast_path_egress";
 const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
 /** Our tc filters use priorities 49152..53247; an interface's first choice is a hash of its name. */
 const PREF_BASE = 49152;
@@ -370,6 +373,11 @@ export class FastPathProgram {
       if (taken.has(pref)) continue;
       try {
         await run("tc", this.filterArgs("add", "lo", pref));
+        await run("tc", this.filterArgs("add", "lo", pref, "egress")).catch(async (err: unknown) => {
+          // A filter of someone else's holds this preference at egress only: give ingress back too.
+          await run("tc", ["filter", "del", "dev", "lo", "ingress", "pref", String(pref)]).catch(() => "");
+          throw err;
+        });
         this.pref = pref;
         this.attached.set("lo", 1);
         this.beat();
@@ -388,9 +396,16 @@ export class FastPathProgram {
     );
   }
 
-  private filterArgs(verb: "add" | "replace", dev: string, pref: number): string[] {
-    const handle = ["handle", "1", "bpf", "direct-action", "object-pinned", this.programPath];
-    return ["filter", verb, "dev", dev, "ingress", "pref", String(pref), ...handle];
+  private filterArgs(
+    verb: "add" | "replace",
+    dev: string,
+    pref: number,
+    direction: FilterDirection = "ingress",
+  ): string[] {
+    const program =
+      direction === "egress" ? join(this.pinDir, "prog", EGRESS_PROGRAM_NAME) : this.programPath;
+    const handle = ["handle", "1", "bpf", "direct-action", "object-pinned", program];
+    return ["filter", verb, "dev", dev, direction, "pref", String(pref), ...handle];
   }
 
   private async ensureClsact(dev: string): Promise<void> {
@@ -530,9 +545,11 @@ export class FastPathProgram {
     if (this.closed) return;
     this.closed = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
-    for (const dev of this.attached.keys()) {
+    const filters = [...this.attached.keys()].map((dev): [string, FilterDirection] => [dev, "ingress"]);
+    if (this.attached.has("lo")) filters.push(["lo", "egress"]);
+    for (const [dev, direction] of filters) {
       // The interface may be gone already (a namespace torn down): nothing left to detach then.
-      await run("tc", ["filter", "del", "dev", dev, "ingress", "pref", String(this.pref)]).catch(() => "");
+      await run("tc", ["filter", "del", "dev", dev, direction, "pref", String(this.pref)]).catch(() => "");
     }
     this.attached.clear();
     if (this.ownerFlags & OWNER_RESTORES_LOCALNET) {

@@ -20,27 +20,31 @@ import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 interface Filter {
-  dev: string;
+  /** Device and direction, e.g. "lo ingress". */
+  at: string;
   pref: number;
   progId: number;
 }
 
-/** Our program's tc filters at ingress of `devs` in `ns`. */
+/** Our programs' tc filters at ingress of `devs` and at lo's egress in `ns`. */
 async function ourFilters(ns: string, devs = ["lo", "eth0"]): Promise<Filter[]> {
   const all: Filter[] = [];
-  for (const dev of devs) {
-    const out = await nsRun(ns, "tc", ["-j", "filter", "show", "dev", dev, "ingress"]);
+  const places = [...devs.map((dev) => [dev, "ingress"]), ...(devs.includes("lo") ? [["lo", "egress"]] : [])];
+  for (const [dev = "", direction = ""] of places) {
+    const out = await nsRun(ns, "tc", ["-j", "filter", "show", "dev", dev, direction]);
     const filters = JSON.parse(out.trim() || "[]") as Array<{
       pref: number;
       options?: { prog?: { id: number; name: string } };
     }>;
     for (const f of filters) {
       if (f.options?.prog?.name === "tunnelbore_fast")
-        all.push({ dev, pref: f.pref, progId: f.options.prog.id });
+        all.push({ at: `${dev} ${direction}`, pref: f.pref, progId: f.options.prog.id });
     }
   }
   return all;
 }
+
+const PLACES = ["eth0 ingress", "lo egress", "lo ingress"];
 
 /** Datagrams a program's outbound entries rewrote (read from the kernel by map id: its pins are gone). */
 async function outboundPackets(ns: string, progId: number): Promise<bigint> {
@@ -97,8 +101,8 @@ describe("kernel fast path cleanup", () => {
     const first = await startA();
     await kernelCarries(first);
     const filters = await ourFilters(fx.pair.nsA);
-    expect(filters.map((f) => f.dev).sort()).toEqual(["eth0", "lo"]);
-    const progId = filters[0]?.progId ?? 0;
+    expect(filters.map((f) => f.at).sort()).toEqual(PLACES);
+    const progId = filters.find((f) => f.at === "lo ingress")?.progId ?? 0;
     await first.stop("SIGKILL");
     fx.running.length = 0;
     // Its filters are still attached (nobody was there to remove them)...
@@ -114,8 +118,9 @@ describe("kernel fast path cleanup", () => {
     const second = await startA();
     await kernelCarries(second);
     const now = await ourFilters(fx.pair.nsA);
-    expect(now.map((f) => f.dev).sort()).toEqual(["eth0", "lo"]);
-    expect(now.some((f) => f.progId === progId)).toBe(false);
+    expect(now.map((f) => f.at).sort()).toEqual(PLACES);
+    // Both of the dead instance's programs (lo's ingress and egress) are gone, not only one.
+    expect(now.some((f) => filters.some((old) => old.progId === f.progId))).toBe(false);
   }, 90_000);
 
   describe("two instances in one namespace", () => {
@@ -151,7 +156,7 @@ describe("kernel fast path cleanup", () => {
       const first = await startOther();
       const a = await startA();
       await kernelCarries(a);
-      const lo = await ourFilters(fx.pair.nsA, ["lo"]);
+      const lo = (await ourFilters(fx.pair.nsA, ["lo"])).filter((f) => f.at === "lo ingress");
       expect(lo).toHaveLength(2);
       expect(new Set(lo.map((f) => f.pref)).size).toBe(2);
       expect(Math.min(...lo.map((f) => f.pref))).toBe(filterPreference(fx.pair.wgA.name));

@@ -60,8 +60,75 @@ describe("kernel fast path on an IPv6 static path", () => {
     expect(seenByB.startsWith(`[${fx.pair.linkA}]:`)).toBe(true);
     expect(seenByB).not.toBe(`[${fx.pair.linkA}]:51820`);
     expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(loopback);
+
+    // The receiver is charged for a translated datagram what it is charged for one WireGuard sends
+    // directly (translated at lo's ingress, the kernel's larger head doubled it, and wireguard-go's
+    // socket buffer held half as many: the IPv6 path's throughput gap).
+    const translated = await queuedBytesPerDatagram(fx.pair.nsB, fx.pair.wgB.process.child.pid ?? 0, () =>
+      sendPings(fx.pair.nsA, fx.pair.tunB),
+    );
+    expect((await peerOf()).kernelFastPath).toBe(true);
+    expect(await tb.stop("SIGTERM")).toBe(0);
+    fx.running.length = 0;
+    await waitFor(async () => (await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)) !== loopback, {
+      what: "WireGuard A back at B's own endpoint",
+      intervalMs: 100,
+    });
+    await fx.pair.waitForPing();
+    const direct = await queuedBytesPerDatagram(fx.pair.nsB, fx.pair.wgB.process.child.pid ?? 0, () =>
+      sendPings(fx.pair.nsA, fx.pair.tunB),
+    );
+    expect(direct).toBeGreaterThan(1300);
+    expect(translated).toBe(direct);
   }, 60_000);
 });
+
+const QUEUED = 20;
+
+/** QUEUED pings of 1,300 bytes, 10 ms apart, without waiting for replies that cannot come. */
+const sendPings = (ns: string, address: string) =>
+  nsRun(ns, "ping", [
+    "-q",
+    "-n",
+    "-c",
+    String(QUEUED),
+    "-s",
+    "1300",
+    "-i",
+    "0.01",
+    "-W",
+    "0.2",
+    address,
+  ]).catch(() => "");
+
+/**
+ * What B's UDP sockets hold per datagram (their receive queues' memory, the kernel's truesize) after
+ * `send` delivered QUEUED datagrams to them while B's wireguard-go was stopped and read none.
+ */
+async function queuedBytesPerDatagram(
+  ns: string,
+  wireguardPid: number,
+  send: () => Promise<unknown>,
+): Promise<number> {
+  const queued = async () => {
+    let bytes = 0;
+    for (const file of ["/proc/net/udp", "/proc/net/udp6"]) {
+      for (const line of (await nsRun(ns, "cat", [file])).split("\n").slice(1)) {
+        const rxQueue = line.trim().split(/\s+/)[4]?.split(":")[1];
+        if (rxQueue) bytes += Number.parseInt(rxQueue, 16);
+      }
+    }
+    return bytes;
+  };
+  process.kill(wireguardPid, "SIGSTOP");
+  try {
+    const before = await queued();
+    await send();
+    return ((await queued()) - before) / QUEUED;
+  } finally {
+    process.kill(wireguardPid, "SIGCONT");
+  }
+}
 
 describe("kernel fast path on an IPv6 ICE path", () => {
   let lab: Lab | null = null;
