@@ -9,14 +9,14 @@
 //                                    no restart either way)
 //   TBT_BENCH_HUB_HEAP=1 ...        (after the idle measure, a heap snapshot of the parent and of its
 //                                    worker in /tmp/tbt-hub-prof; no restart)
-import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createHub, type Hub } from "../test/lab/hub.js";
 import { type SpawnedProcess, spawnInNamespace, teardownAll } from "../test/lab/netns.js";
 import { ContinuousPing } from "../test/lab/ping.js";
 import { CLI, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
-import { processCpuSeconds, rssBytes } from "./proc-stats.js";
+import { processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
 import type { BenchRow } from "./table.js";
 
 const SIZES = (process.env.TBT_BENCH_HUB_PEERS ?? "1000,5000,10000").split(",").map(Number);
@@ -41,28 +41,9 @@ function log(text: string): void {
 }
 
 /** Tunnelbore's processes: the privileged parent and its worker (setpriv execs node in place). */
-function processTree(root: number): number[] {
-  const pids = [root];
-  for (let i = 0; i < pids.length; i++) {
-    try {
-      const children = readFileSync(`/proc/${pids[i]}/task/${pids[i]}/children`, "utf8").trim();
-      if (children) pids.push(...children.split(" ").map(Number));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
-
-function tunnelboreProcesses(ip: SpawnedProcess): number[] {
+function tunnelborePids(ip: SpawnedProcess): number[] {
   // `ip netns exec` execs the command: the spawned PID is Tunnelbore's parent itself.
-  return processTree(ip.child.pid ?? -1).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "node";
-    } catch {
-      return false;
-    }
-  });
+  return tunnelboreProcesses(ip.child.pid ?? -1);
 }
 
 function fdCount(pid: number): number {
@@ -175,7 +156,7 @@ async function measure(peers: number): Promise<BenchRow[]> {
     await sleep(IDLE_SETTLE_MS);
     // Each process with the children it ran (a `wg` where one runs per read), and wireguard-go apart:
     // answering our reads is part of its cost.
-    const pids = tunnelboreProcesses(proc);
+    const pids = tunnelborePids(proc);
     const wgPid = hub.wg.process.child.pid ?? 0;
     const cpu0 = pids.map((pid) => processCpuSeconds(pid, true));
     const wg0 = processCpuSeconds(wgPid);

@@ -11,7 +11,7 @@ import { createLinkedPair } from "../test/lab/linked-pair.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
-import { startCpuProbe } from "./proc-stats.js";
+import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -54,7 +54,7 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
       await pair.waitForPing();
       const pid = t.process.child.pid;
       if (pid === undefined) throw new Error("no Tunnelbore PID");
-      const probe = startCpuProbe([pid]);
+      const probe = startCpuProbe([tunnelboreProcesses(pid)]);
       kernel.push(
         (await measureThroughput(pair.nsB, pair.tunB, pair.nsA, { duration: SECONDS })).bitsPerSecond,
       );
@@ -91,7 +91,7 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
         name: "ipv6: Tunnelbore CPU during iperf3",
         value: median(cpu),
         unit: "% of a core",
-        note: `runs ${cpu.map((c) => c.toFixed(1)).join(", ")}; load average ${loadBefore} before, ${fmtLoad()} after`,
+        note: `parent + worker; runs ${cpu.map((c) => c.toFixed(1)).join(", ")}; load average ${loadBefore} before, ${fmtLoad()} after`,
       },
     ];
   } finally {

@@ -16,7 +16,7 @@ import { CLI } from "../test/lab/tunnelbore.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.js";
 import { waitFor } from "../test/support/wait-for.js";
-import { startCpuProbe } from "./proc-stats.js";
+import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -131,8 +131,9 @@ export async function benchKernelRelay(): Promise<BenchRow[]> {
       if (p === undefined) throw new Error(`no PID for ${what}`);
       return p;
     };
-    const tbA = pid(l.host("a").tunnelbore?.process.child.pid, "Tunnelbore a");
-    const tbB = pid(l.host("b").tunnelbore?.process.child.pid, "Tunnelbore b");
+    // Parent and worker: the worker holds the sockets, so user-space forwarding would show there.
+    const tbA = tunnelboreProcesses(pid(l.host("a").tunnelbore?.process.child.pid, "Tunnelbore a"));
+    const tbB = tunnelboreProcesses(pid(l.host("b").tunnelbore?.process.child.pid, "Tunnelbore b"));
     const coturn = pid(l.coturn.process.child.pid, "coturn");
     const cases = [
       {

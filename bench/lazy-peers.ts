@@ -11,7 +11,7 @@
 // benchConfiguredHost below (TBT_BENCH_LAZY_IDLE_S, default 240; TBT_BENCH_LAZY_FIRST_PACKETS, default 3;
 // TBT_BENCH_LAZY_PROFILE=DIR: V8 CPU profiles of the hub's parent and worker, written at its exit, with
 // the measured windows logged as seconds since the hub's start; TBT_BENCH_LAZY_NODE_ARGS: more node flags).
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -21,10 +21,10 @@ import { quickKeyPair } from "../test/lab/hub.js";
 import { nsRun, teardownAll } from "../test/lab/netns.js";
 import { ContinuousPing, ping } from "../test/lab/ping.js";
 import { ProductLab } from "../test/lab/tunnelbore-lab.js";
-import { processTree, udpSocketsOf } from "../test/lab/udp-sockets.js";
+import { udpSocketsOf } from "../test/lab/udp-sockets.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { labPreflight } from "./lab-preflight.js";
-import { processCpuSeconds, rssBytes } from "./proc-stats.js";
+import { processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type Fleet, startFleet, startHubFleet } from "./staying-connected.js";
 import { type BenchRow, formatTable } from "./table.js";
@@ -43,17 +43,6 @@ const TARGETS = { firstPacketMs: 1000, rssMiB: 300, idleCpu: 2 };
 
 function log(text: string): void {
   process.stderr.write(`[lazy-peers] ${text}\n`);
-}
-
-/** Tunnelbore's processes, the privileged parent and its worker (not a `wg` or `ip` they run meanwhile). */
-function tunnelboreProcesses(rootPid: number): number[] {
-  return [...processTree(rootPid)].filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "node";
-    } catch {
-      return false; // gone
-    }
-  });
 }
 
 /**

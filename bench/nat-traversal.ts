@@ -28,7 +28,7 @@ import {
   TARGET_DIRECT_MS,
   TARGET_RELAY_MS,
 } from "./nat-traversal-connect.js";
-import { startCpuProbe } from "./proc-stats.js";
+import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -122,8 +122,8 @@ interface ThroughputCase {
   client: string;
   serverNs: string;
   serverAddress: string;
-  /** Tunnelbore PIDs (sender, receiver), then wireguard-go PIDs (sender, receiver). */
-  pids: number[];
+  /** Tunnelbore's processes (sender, receiver: parent and worker each), then wireguard-go's PIDs. */
+  pids: Array<number | number[]>;
 }
 
 interface ThroughputResult {
@@ -178,8 +178,11 @@ function pidOf(pid: number | undefined, comm: string, what: string): number {
   return pid;
 }
 
-function tunnelborePid(lab: ProductLab, name: string): number {
-  return pidOf(lab.host(name).tunnelbore?.process.child.pid, "node", `Tunnelbore on ${name}`);
+/** Tunnelbore's parent and worker on `name` (the worker holds the sockets and forwards in user space). */
+function tunnelborePids(lab: ProductLab, name: string): number[] {
+  return tunnelboreProcesses(
+    pidOf(lab.host(name).tunnelbore?.process.child.pid, "node", `Tunnelbore on ${name}`),
+  );
 }
 
 function wireguardPid(wg: WireGuardInterface): number {
@@ -227,7 +230,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
 
     const baseline = await startBaseline(lab, "a", "b");
     log(`baseline WireGuard a <-> b up at ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    const tb = (n: string) => tunnelborePid(lab!, n);
+    const tb = (n: string) => tunnelborePids(lab!, n);
     const wgOf = (n: string) => wireguardPid(lab!.host(n).wg);
     await lab.waitForPing("e", "f");
     const [base, ice, turn, kernel] = await measureThroughputCases(

@@ -2,6 +2,7 @@
 // real processes (Tunnelbore, wireguard-go) while they carry traffic.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { processTree } from "../test/lab/process-tree.js";
 
 let ticksPerSecond: number | undefined;
 
@@ -23,6 +24,26 @@ export function processCpuSeconds(pid: number, children = false): number {
   return (children ? own + Number(fields[13]) + Number(fields[14]) : own) / clockTicks();
 }
 
+/**
+ * Tunnelbore's processes below `root` (the PID `ip netns exec` ran): the privileged parent and its
+ * unprivileged worker, which forwards in user space, so a probe of the parent alone misses the data
+ * plane. Not the `wg` or `ip` they run meanwhile (those count as reaped children of the parent).
+ */
+export function tunnelboreProcesses(root: number): number[] {
+  return [...processTree(root)].filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "node";
+    } catch {
+      return false; // gone
+    }
+  });
+}
+
+/** utime + stime of a group of processes with their reaped children, in seconds. */
+function groupCpuSeconds(pids: number[]): number {
+  return pids.reduce((sum, pid) => sum + processCpuSeconds(pid, true), 0);
+}
+
 /** Resident memory of a process in bytes (VmRSS). */
 export function rssBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -39,21 +60,25 @@ function machineTicks(): { busy: number; total: number } {
 }
 
 export interface CpuProbe {
-  /** Per watched process: % of one core; machine: % of all cores busy. */
+  /** Per watched process (or group): % of one core; machine: % of all cores busy. */
   stop(): { processes: number[]; machine: number };
 }
 
-/** Starts watching the CPU of `pids` and of the machine; `stop` reports the use since. */
-export function startCpuProbe(pids: number[]): CpuProbe {
+/**
+ * Starts watching the CPU of `watched` and of the machine; `stop` reports the use since. An entry is
+ * one process, or a group summed with its reaped children (`tunnelboreProcesses`: parent and worker).
+ */
+export function startCpuProbe(watched: Array<number | number[]>): CpuProbe {
+  const cpu = (w: number | number[]) => (typeof w === "number" ? processCpuSeconds(w) : groupCpuSeconds(w));
   const t0 = performance.now();
-  const p0 = pids.map((pid) => processCpuSeconds(pid));
+  const p0 = watched.map(cpu);
   const m0 = machineTicks();
   return {
     stop() {
       const seconds = (performance.now() - t0) / 1000;
       const m1 = machineTicks();
       return {
-        processes: pids.map((pid, i) => (100 * (processCpuSeconds(pid) - p0[i]!)) / seconds),
+        processes: watched.map((w, i) => (100 * (cpu(w) - p0[i]!)) / seconds),
         machine: (100 * (m1.busy - m0.busy)) / Math.max(1, m1.total - m0.total),
       };
     },

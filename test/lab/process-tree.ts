@@ -30,6 +30,13 @@ export function childrenOf(parent: number): ProcessEntry[] {
     .filter((p): p is ProcessEntry => p !== null && p.ppid === parent && p.state !== "Z");
 }
 
+/** `pid` and every process below it. */
+export function processTree(pid: number): Set<number> {
+  const tree = new Set([pid]);
+  for (const child of childrenOf(pid)) for (const p of processTree(child.pid)) tree.add(p);
+  return tree;
+}
+
 /** Whether `pid` still runs (a zombie has ended; it only waits to be reaped). */
 export function isRunning(pid: number): boolean {
   const p = readStat(pid);

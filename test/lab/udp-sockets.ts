@@ -2,16 +2,9 @@
 // dormant peer's ICE sockets are closed.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { childrenOf } from "./process-tree.js";
+import { processTree } from "./process-tree.js";
 
 const execFileAsync = promisify(execFile);
-
-/** `pid` and every process below it. */
-export function processTree(pid: number): Set<number> {
-  const tree = new Set([pid]);
-  for (const child of childrenOf(pid)) for (const p of processTree(child.pid)) tree.add(p);
-  return tree;
-}
 
 /** The local address:port of every UDP socket held by `pid` or a process below it, in `ns`. */
 export async function udpSocketsOf(ns: string, pid: number): Promise<string[]> {
