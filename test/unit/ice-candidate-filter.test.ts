@@ -147,6 +147,16 @@ describe("createCandidateFilter", () => {
     expect(reads).toBe(2);
   });
 
+  it("answers alike after more distinct addresses than it keeps verdicts for (they come from the network)", () => {
+    const exclude = createCandidateFilter({ excludeInterfaces: [], excludeAddresses: ["10.9.0.0/16"] });
+    for (let i = 0; i < 10_000; i++) {
+      const address = `10.${8 + (i & 1)}.${(i >> 8) & 255}.${i & 255}`;
+      expect(exclude(address)).toBe((i & 1) === 1);
+    }
+    expect(exclude("10.9.0.1")).toBe(true);
+    expect(exclude("10.8.0.1")).toBe(false);
+  });
+
   it("reads os.networkInterfaces() by default: this machine's loopback interface can be excluded by name", () => {
     const exclude = createCandidateFilter({
       excludeInterfaces: ["lo"],
