@@ -15,7 +15,7 @@ import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
-const ROUNDS = 3;
+const ROUNDS = 5;
 const SECONDS = 5;
 const TARGET_RATIO = 0.95;
 const fmtLoad = () =>
