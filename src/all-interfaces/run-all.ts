@@ -2,13 +2,15 @@
 // catch-all port, control socket and (with privilege separation) worker, followed as interfaces come
 // and go. It runs until SIGINT/SIGTERM, also while there is no interface at all (a service waits for
 // them); only an unexpected failure of this process itself ends it early (exit 1).
+
+import { type ConfigRecheck, withConfigRecheck } from "../commands/config-reload.js";
 import type { ControlHandlers } from "../control/control-socket.js";
 import type { Logger } from "../log.js";
 import { serveRunMetricsOnDemand } from "../metrics/run-metrics-on-demand.js";
 import type { PrivilegeChoice } from "../privsep/privsep-mode.js";
 import type { SeparatedRunConfig } from "../privsep/supervisor.js";
 import { findUdpPortHolders } from "../proxy/port-holder.js";
-import { runService } from "../service-lifecycle.js";
+import { runService, type Service } from "../service-lifecycle.js";
 import type { ServiceNotifier } from "../service-notify.js";
 import type { Tunnelbore } from "../tunnelbore.js";
 import { listWireGuardInterfaces } from "../wg/interface-set.js";
@@ -26,6 +28,8 @@ export interface RunAllOptions {
   /** What the control socket answers in one-process mode (the same as `run --interface`'s). */
   controlHandlers: (tunnelbore: Tunnelbore) => ControlHandlers;
   notifier: ServiceNotifier | null;
+  /** SIGHUP's look at the configuration (what changed since the start: it needs a restart). */
+  recheckConfig?: () => ConfigRecheck;
 }
 
 /** An interface missing this long is gone; a WireGuard restart recreates it well within it. */
@@ -54,20 +58,22 @@ export async function runAllInterfaces(options: RunAllOptions): Promise<number> 
   const metrics =
     config.metrics && (await serveRunMetricsOnDemand(config.metrics, () => fleet.statusReports(), logger));
   try {
-    return await runService(
-      {
-        start: () => fleet.start(),
-        reload: () => fleet.reload(),
-        stop: () => fleet.stop(),
-        describe: () => {
-          const interfaces = fleet.interfaces().map((i) => `${i.name}:${i.catchAllPort ?? "-"}`);
-          const message =
-            interfaces.length > 0
-              ? "tunnelbore running for every WireGuard interface"
-              : "tunnelbore running: waiting for WireGuard interfaces";
-          return { fields: { interfaces, catchAllBase: `${address}:${config.catchAll.port}` }, message };
-        },
+    const service: Service = {
+      start: () => fleet.start(),
+      reload: () => fleet.reload(),
+      stop: () => fleet.stop(),
+      describe: () => {
+        const interfaces = fleet.interfaces().map((i) => `${i.name}:${i.catchAllPort ?? "-"}`);
+        const message =
+          interfaces.length > 0
+            ? "tunnelbore running for every WireGuard interface"
+            : "tunnelbore running: waiting for WireGuard interfaces";
+        return { fields: { interfaces, catchAllBase: `${address}:${config.catchAll.port}` }, message };
       },
+    };
+    const recheck = options.recheckConfig;
+    return await runService(
+      recheck ? withConfigRecheck(service, recheck, logger) : service,
       logger,
       options.notifier,
     );

@@ -21,6 +21,7 @@ import type { IntroSettings, Tunnelbore } from "../tunnelbore.js";
 import { INTERFACE_NAME } from "../wg/interface-set.js";
 import { decodeKey } from "../wireguard/keys.js";
 import { hasNetAdmin } from "./capabilities.js";
+import { type ConfigRecheck, configRecheck, withConfigRecheck } from "./config-reload.js";
 import { type ConfigSourcesSpec, withConfigSources } from "./config-sources.js";
 import { parseDuration } from "./duration.js";
 import { resolveSecret, type SecretOption } from "./secret-option.js";
@@ -135,19 +136,32 @@ export interface RunConfig {
 
 /** Turns argv into a RunConfig, or throws a ConfigError that says what to fix. */
 export function parseRunArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): RunConfig | "help" {
-  const sources = withConfigSources(normalizeKernelFastPathFlag(argv), RUN_SOURCES, env);
-  let values: ReturnType<typeof parse>["values"];
-  try {
-    values = parse(sources.argv).values;
-  } catch (err) {
-    throw new ConfigError("bad-usage", `${sources.explain((err as Error).message)}\n\n${RUN_USAGE}`);
-  }
+  const { values, sources } = resolveRunOptions(argv, env);
   try {
     return runConfig(values, env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     throw new ConfigError(err.code, sources.explain(err.message), err.context, { cause: err });
   }
+}
+
+/** run's options as argv, TUNNELBORE_* and --config FILE resolve them (flag name -> value). */
+function resolveRunOptions(argv: string[], env: NodeJS.ProcessEnv) {
+  const sources = withConfigSources(normalizeKernelFastPathFlag(argv), RUN_SOURCES, env);
+  try {
+    return { values: parse(sources.argv).values, sources };
+  } catch (err) {
+    throw new ConfigError("bad-usage", `${sources.explain((err as Error).message)}\n\n${RUN_USAGE}`);
+  }
+}
+
+/**
+ * SIGHUP's look at the configuration: which options changed since the start, or why the file no longer
+ * parses (values are not checked again: a TURN password from the environment is deleted once read).
+ */
+export function runConfigRecheck(argv: string[], env: NodeJS.ProcessEnv = process.env): () => ConfigRecheck {
+  const resolve = () => ({ ...resolveRunOptions(argv, env).values });
+  return configRecheck(resolve, resolve(), ["turn-password"]);
 }
 
 function runConfig(values: ReturnType<typeof parse>["values"], env: NodeJS.ProcessEnv): RunConfig | "help" {
@@ -367,6 +381,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     process.stdout.write(RUN_USAGE);
     return 0;
   }
+  const recheckConfig = runConfigRecheck(argv);
   if (!hasNetAdmin()) {
     throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
   }
@@ -378,7 +393,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   logger.info(describePrivileges(privileges.status));
   const interfaceName = config.interfaceName;
   if (interfaceName === undefined) {
-    return runAllInterfaces({ config, privileges, logger, controlHandlers: controlHandlersOf, notifier });
+    return runAllInterfaces({
+      config,
+      privileges,
+      logger,
+      controlHandlers: controlHandlersOf,
+      notifier,
+      recheckConfig,
+    });
   }
   const instance = createInterfaceInstance({
     config: { ...config, interfaceName },
@@ -392,10 +414,14 @@ export async function runCommand(argv: string[]): Promise<number> {
   const catchAll = `${config.catchAll.address}:${config.catchAll.port}`;
   try {
     return await runService(
-      instanceService(instance, () => ({
-        fields: { interface: interfaceName, catchAll },
-        message: "tunnelbore running",
-      })),
+      withConfigRecheck(
+        instanceService(instance, () => ({
+          fields: { interface: interfaceName, catchAll },
+          message: "tunnelbore running",
+        })),
+        recheckConfig,
+        logger,
+      ),
       logger,
       notifier,
     );

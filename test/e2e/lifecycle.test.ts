@@ -235,6 +235,37 @@ describe("signals and endpoints", () => {
     await nsRun(pair.nsA, "wg", ["set", pair.wgA.name, "peer", c.publicKey, "remove"]);
   });
 
+  it("SIGHUP after --config FILE changed says which options changed (a restart applies them); a broken file is an error, and it runs on", async () => {
+    const d = freshDirs();
+    const config = join(d.runDir, "..", "run.yaml");
+    writeFileSync(config, "idle-timeout: 10m\nlog-format: json\n");
+    const tb = await startTunnelbore(pair.nsA, pair.wgA.name, d, ["--config", config]);
+    const said = (pattern: RegExp) => tb.logs().filter((l) => pattern.test(String(l.msg)));
+    tb.process.child.kill("SIGHUP");
+    await waitFor(async () => said(/reloading: reading the interface again/).length >= 1, {
+      what: "a reload",
+    });
+    expect(said(/configuration changed|no longer reads/)).toEqual([]);
+
+    writeFileSync(config, "idle-timeout: 20m\nlog-format: pretty\n");
+    tb.process.child.kill("SIGHUP");
+    await waitFor(async () => said(/configuration changed/).length >= 1, { what: "the change said" });
+    const [changed] = said(/configuration changed/);
+    expect(changed?.level).toBe("warn");
+    expect(changed?.msg).toMatch(
+      /\(--idle-timeout, --log-format\): it takes effect at the next start/,
+    );
+
+    writeFileSync(config, 'idle-timeout: "20m\n');
+    tb.process.child.kill("SIGHUP");
+    await waitFor(async () => said(/no longer reads/).length >= 1, { what: "the broken file said" });
+    const [broken] = said(/no longer reads/);
+    expect(broken?.level).toBe("error");
+    expect(broken?.msg).toMatch(/run\.yaml:\d+: not valid YAML/);
+    expect((await tb.status()).ready).toBe(true);
+    expect(await tb.stop()).toBe(0);
+  });
+
   it("release without a running tunnelbore restores from its state file (after a SIGKILL)", async () => {
     const d = freshDirs();
     const tb = await startTunnelbore(pair.nsA, pair.wgA.name, d);
