@@ -252,9 +252,7 @@ describe("signals and endpoints", () => {
     await waitFor(async () => said(/configuration changed/).length >= 1, { what: "the change said" });
     const [changed] = said(/configuration changed/);
     expect(changed?.level).toBe("warn");
-    expect(changed?.msg).toMatch(
-      /\(--idle-timeout, --log-format\): it takes effect at the next start/,
-    );
+    expect(changed?.msg).toMatch(/\(--idle-timeout, --log-format\): it takes effect at the next start/);
 
     writeFileSync(config, 'idle-timeout: "20m\n');
     tb.process.child.kill("SIGHUP");
