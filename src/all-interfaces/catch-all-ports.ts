@@ -2,9 +2,13 @@
 // (an Endpoint of 127.0.0.1:PORT), so an interface keeps its port across restarts. The first time an
 // interface is seen it gets the lowest port from --listen's upward that no other interface has and no
 // socket holds; the assignment is kept in the state directory (catch-all-ports.json) from then on.
+// A host whose interfaces come and go (containers, one interface each) would use up the range: once
+// it is, a new interface takes the port of the interface gone longest (not served by this process,
+// least recently seen), and the log says so.
 import { join } from "node:path";
 import { RuntimeError } from "../errors.js";
 import { readStateFile, replaceStateFile, type StateFile, unreadable } from "../files/state-file.js";
+import type { Logger } from "../log.js";
 import { INTERFACE_NAME } from "../wg/interface-set.js";
 
 /** How many ports above --listen's the interfaces' catch-alls may take. */
@@ -40,6 +44,10 @@ export async function assignCatchAllPort(
 export class CatchAllPortStore {
   private readonly state: StateFile;
   private assigned = new Map<string, number>();
+  /** When each interface was last served (ms since the epoch): the longest gone gives its port up first. */
+  private seen = new Map<string, number>();
+  /** Interfaces this process serves now: their ports are never given to another. */
+  private readonly serving = new Set<string>();
   private loaded = false;
   /** Assignments happen one at a time, so two new interfaces never get the same port. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -48,6 +56,8 @@ export class CatchAllPortStore {
     dir: string,
     private readonly base: number,
     private readonly busy: (port: number) => Promise<boolean>,
+    private readonly log?: Logger,
+    private readonly now: () => number = Date.now,
   ) {
     this.state = {
       dir,
@@ -59,41 +69,98 @@ export class CatchAllPortStore {
 
   /** The interface's port, assigned (and saved) the first time; throws when none is left. */
   portFor(name: string): Promise<number> {
-    const next = this.queue.then(() => this.assign(name));
+    return this.serially(() => this.assign(name));
+  }
+
+  /** The interface is not served any more (gone): its port is kept for it, but may be reclaimed. */
+  released(name: string): Promise<void> {
+    return this.serially(async () => {
+      if (!this.serving.delete(name) || !this.assigned.has(name)) return;
+      this.seen.set(name, this.now());
+      await this.save();
+    });
+  }
+
+  private serially<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(work);
     this.queue = next.catch(() => undefined);
     return next;
   }
 
   private async assign(name: string): Promise<number> {
     if (!this.loaded) {
-      this.assigned = await this.load();
+      ({ ports: this.assigned, seen: this.seen } = await this.load());
       this.loaded = true;
     }
-    const port = await assignCatchAllPort(name, this.assigned, this.base, this.busy);
+    const port =
+      (await assignCatchAllPort(name, this.assigned, this.base, this.busy)) ?? this.reclaimFor(name);
     if (port === null) {
       throw new RuntimeError(
         "catch-all-exhausted",
-        `no free catch-all port for interface ${name} in ${this.base}..${this.base + CATCH_ALL_PORT_RANGE - 1} (see ${this.state.file})`,
+        `no free catch-all port for interface ${name} in ${this.base}..${this.base + CATCH_ALL_PORT_RANGE - 1}: every one is held by an interface being served (see ${this.state.file})`,
         { interface: name, file: this.state.file },
       );
     }
-    if (this.assigned.get(name) !== port) {
-      this.assigned.set(name, port);
-      await this.save();
-    }
+    this.assigned.set(name, port);
+    this.serving.add(name);
+    this.seen.set(name, this.now());
+    await this.save();
     return port;
   }
 
-  private async load(): Promise<Map<string, number>> {
+  /** The port of the interface gone longest (not being served), taken from it; null when all are served. */
+  private reclaimFor(name: string): number | null {
+    let oldest: string | null = null;
+    for (const other of this.assigned.keys()) {
+      if (this.serving.has(other)) continue;
+      if (oldest === null || (this.seen.get(other) ?? 0) < (this.seen.get(oldest) ?? 0)) oldest = other;
+    }
+    if (oldest === null) return null;
+    const port = this.assigned.get(oldest) ?? null;
+    const lastSeen = this.seen.get(oldest);
+    this.assigned.delete(oldest);
+    this.seen.delete(oldest);
+    this.log?.warn(
+      {
+        interface: name,
+        catchAllPort: port,
+        from: oldest,
+        lastSeen: lastSeen === undefined ? null : new Date(lastSeen).toISOString(),
+      },
+      `every catch-all port is assigned: interface ${name} takes ${oldest}'s, the interface gone longest`,
+    );
+    return port;
+  }
+
+  private async load(): Promise<{ ports: Map<string, number>; seen: Map<string, number> }> {
     const text = await readStateFile(this.state);
-    if (text === null) return new Map();
-    return parseAssignments(text, () => unreadable(this.state, "is not valid"));
+    if (text === null) return { ports: new Map(), seen: new Map() };
+    const invalid = () => unreadable(this.state, "is not valid");
+    return { ports: parseAssignments(text, invalid), seen: parseSeen(text) };
   }
 
   private save(): Promise<void> {
-    const body = `${JSON.stringify({ ports: Object.fromEntries([...this.assigned].sort()) }, null, 2)}\n`;
+    const known = (entries: Iterable<[string, number]>) =>
+      Object.fromEntries([...entries].filter(([name]) => this.assigned.has(name)).sort());
+    const body = `${JSON.stringify({ ports: known(this.assigned), seen: known(this.seen) }, null, 2)}\n`;
     return replaceStateFile(this.state, body);
   }
+}
+
+/** {"seen": {"wg0": 1764...}}: when each interface was last served; what is not valid is left out. */
+export function parseSeen(text: string): Map<string, number> {
+  const seen = new Map<string, number>();
+  try {
+    const entries = (JSON.parse(text) as { seen?: unknown } | null)?.seen;
+    if (!entries || typeof entries !== "object") return seen;
+    for (const [name, at] of Object.entries(entries)) {
+      if (INTERFACE_NAME.test(name) && Number.isSafeInteger(at) && (at as number) >= 0)
+        seen.set(name, at as number);
+    }
+  } catch {
+    // parseAssignments says the file is not valid
+  }
+  return seen;
 }
 
 /** {"ports": {"wg0": 51821}}: only valid names and ports are kept, and no port twice. */

@@ -16,6 +16,8 @@ export interface InterfaceFleetOptions {
   removalGraceMs: number;
   /** The interface's catch-all port (CatchAllPortStore). */
   portFor: (name: string) => Promise<number>;
+  /** The interface is not served any more: its port may go to another once every port is taken. */
+  portReleased?: (name: string) => Promise<void>;
   create: (name: string, catchAllPort: number) => InterfaceInstance;
   logger: Logger;
   /** Retries of a failed instance (default 1 s doubling to 60 s, jittered). */
@@ -219,8 +221,12 @@ export class InterfaceFleet {
     if (slot.retryTimer) clearTimeout(slot.retryTimer);
     const instance = slot.instance;
     slot.instance = null;
-    if (!instance) return;
-    await instance.stop().catch((err: unknown) => this.log.warn({ err, interface: name }, "stop failed"));
-    this.log.info({ interface: name }, "stopped serving interface");
+    if (instance) {
+      await instance.stop().catch((err: unknown) => this.log.warn({ err, interface: name }, "stop failed"));
+      this.log.info({ interface: name }, "stopped serving interface");
+    }
+    await this.options
+      .portReleased?.(name)
+      .catch((err: unknown) => this.log.warn({ err, interface: name }, "catch-all port not released"));
   }
 }

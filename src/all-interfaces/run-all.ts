@@ -45,12 +45,14 @@ export async function runAllInterfaces(options: RunAllOptions): Promise<number> 
     config.stateDir,
     config.catchAll.port,
     async (port) => (await findUdpPortHolders(address, port).catch(() => [])).length > 0,
+    logger,
   );
   const fleet = new InterfaceFleet({
     list: listWireGuardInterfaces,
     pollIntervalMs: config.pollIntervalMs,
     removalGraceMs: Math.max(REMOVAL_GRACE_MS, 2 * config.pollIntervalMs),
     portFor: (name) => ports.portFor(name),
+    portReleased: (name) => ports.released(name),
     create: (name, port) => createInstance(options, name, port),
     logger,
   });

@@ -64,6 +64,7 @@ afterEach(async () => {
 function makeFleet(list: () => Promise<string[]>, options: { startsRunning?: boolean } = {}) {
   const created: FakeInstance[] = [];
   const ports = new Map<string, number>();
+  const released: string[] = [];
   const made = new InterfaceFleet({
     list,
     pollIntervalMs: 20,
@@ -71,6 +72,9 @@ function makeFleet(list: () => Promise<string[]>, options: { startsRunning?: boo
     portFor: async (name) => {
       if (!ports.has(name)) ports.set(name, 51821 + ports.size);
       return ports.get(name) ?? 0;
+    },
+    portReleased: async (name) => {
+      released.push(name);
     },
     create: (name, port) => {
       const instance = new FakeInstance(name, port, options.startsRunning ?? true);
@@ -82,7 +86,7 @@ function makeFleet(list: () => Promise<string[]>, options: { startsRunning?: boo
     startWaitMs: 50,
   });
   fleet = made;
-  return { fleet: made, created };
+  return { fleet: made, created, released };
 }
 
 const live = (created: FakeInstance[], name: string) =>
@@ -105,14 +109,18 @@ describe("InterfaceFleet", () => {
 
   it("follows interfaces created and removed later", async () => {
     let names = ["wg0"];
-    const { fleet, created } = makeFleet(async () => names);
+    const { fleet, created, released } = makeFleet(async () => names);
     await fleet.start();
     names = ["wg0", "wg5"];
     await waitFor(() => live(created, "wg5").length === 1, { what: "wg5 served" });
+    expect(released).toEqual([]);
     names = ["wg5"];
     await waitFor(() => created.find((i) => i.name === "wg0")?.stopped, { what: "wg0 stopped" });
     expect(live(created, "wg5")).toHaveLength(1);
     expect(fleet.interfaces().map((i) => i.name)).toEqual(["wg5"]);
+    // Its catch-all port is its own still, but another interface may take it once the range is used up.
+    await waitFor(() => released.includes("wg0"), { what: "wg0's port released" });
+    expect(released).toEqual(["wg0"]);
   });
 
   it("retries a failed instance with backoff and leaves the others alone", async () => {

@@ -10,6 +10,7 @@ import {
   CatchAllPortStore,
   parseAssignments,
 } from "../../src/all-interfaces/catch-all-ports.js";
+import type { Logger } from "../../src/log.js";
 import { createLogger } from "../../src/log.js";
 import { WireGuardProxy } from "../../src/proxy/wireguard-proxy.js";
 import { diffInterfaceSet, InterfaceSetTracker } from "../../src/wg/interface-set.js";
@@ -113,12 +114,58 @@ describe("CatchAllPortStore", () => {
     expect([a, b]).toEqual([51821, 51822]);
     expect(JSON.parse(readFileSync(join(stateDir, "catch-all-ports.json"), "utf8"))).toEqual({
       ports: { wg0: 51822, wg1: 51821 },
+      seen: { wg0: expect.any(Number), wg1: expect.any(Number) },
     });
     // After a restart, with other interfaces first and 51821 busy: the same ports.
     const again = new CatchAllPortStore(stateDir, 51821, async (port) => port === 51821);
     expect(await again.portFor("wg3")).toBe(51823);
     expect(await again.portFor("wg0")).toBe(51822);
     expect(await again.portFor("wg1")).toBe(51821);
+  });
+
+  it("once the range is used up, a new interface takes the port of the one gone longest, never a served one's", async () => {
+    mkdirSync(stateDir, { mode: 0o700 });
+    // Every port of the range assigned, to interfaces seen at different times (wg7 longest ago).
+    const ports = Object.fromEntries(
+      Array.from({ length: CATCH_ALL_PORT_RANGE }, (_, i) => [`wg${i}`, 51821 + i]),
+    );
+    const seen = Object.fromEntries(Object.keys(ports).map((name, i) => [name, i === 7 ? 1_000 : 5_000 + i]));
+    writeFileSync(join(stateDir, "catch-all-ports.json"), JSON.stringify({ ports, seen }));
+    let clock = 1_000_000;
+    const warned: unknown[] = [];
+    const log = { warn: (fields: unknown) => warned.push(fields) } as unknown as Logger;
+    const store = new CatchAllPortStore(
+      stateDir,
+      51821,
+      async () => false,
+      log,
+      () => clock,
+    );
+    expect(await store.portFor("wg3")).toBe(51824); // served now: its own port
+    expect(await store.portFor("tbnew")).toBe(51828); // wg7's
+    expect(warned).toEqual([
+      expect.objectContaining({ interface: "tbnew", from: "wg7", catchAllPort: 51828 }),
+    ]);
+    const file = JSON.parse(readFileSync(join(stateDir, "catch-all-ports.json"), "utf8"));
+    expect(file.ports.wg7).toBeUndefined();
+    expect(file.seen.wg7).toBeUndefined();
+    expect(file.ports.tbnew).toBe(51828);
+    // wg0 (seen at 5,000) is the longest gone now, not wg3 (served) nor tbnew (served).
+    expect(await store.portFor("tbnext")).toBe(51821);
+    // Once wg3 is gone it is seen now, so older absent ones go first; its port is still its own.
+    clock += 1000;
+    await store.released("wg3");
+    expect(await store.portFor("tbthird")).toBe(51822); // wg1's (seen at 5,001)
+    expect(await store.portFor("wg3")).toBe(51824);
+  });
+
+  it("refuses a new interface when every port belongs to an interface being served", async () => {
+    const store = new CatchAllPortStore(stateDir, 65535 - 1, async () => false);
+    expect(await store.portFor("wg0")).toBe(65534);
+    expect(await store.portFor("wg1")).toBe(65535);
+    await expect(store.portFor("wg2")).rejects.toMatchObject({ code: "catch-all-exhausted" });
+    await store.released("wg0");
+    expect(await store.portFor("wg2")).toBe(65534);
   });
 
   it("refuses an unreadable file with an error naming it, and keeps only valid entries of a valid one", async () => {
