@@ -17,7 +17,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { wgFailure } from "./wg-command.js";
+import { dumpArgs, wgFailure } from "./wg-command.js";
 
 export class DumpFile {
   private buffer = Buffer.alloc(64 * 1024);
@@ -36,7 +36,7 @@ export class DumpFile {
         got += n;
       }
       const output = this.buffer.subarray(0, got);
-      if (code !== 0) throw wgFailure(name, DUMP_ARGS(name), code, output.toString().trim());
+      if (code !== 0) throw wgFailure(name, dumpArgs(name), code, output.toString().trim());
       return output;
     } finally {
       closeSync(fd);
@@ -72,11 +72,9 @@ function openPrivateFile(): number {
   }
 }
 
-const DUMP_ARGS = (name: string) => ["show", name, "dump"];
-
 /** `wg show NAME dump` with its output and errors into `fd`; resolves with its exit code. */
 function wgInto(fd: number, name: string): Promise<number> {
-  const args = DUMP_ARGS(name);
+  const args = dumpArgs(name);
   return new Promise<number>((resolve, reject) => {
     const child = spawn("wg", args, { stdio: ["ignore", fd, fd] });
     child.once("error", (err: NodeJS.ErrnoException) =>

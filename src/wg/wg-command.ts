@@ -142,13 +142,16 @@ export function wgFailure(
   });
 }
 
+/** `wg show NAME dump`'s arguments: every read of an interface's peers asks for this. */
+export const dumpArgs = (name: string): string[] => ["show", name, "dump"];
+
 export async function readInterface(name: string): Promise<WireGuardInterfaceInfo> {
-  return parseDump(name, await wg(["show", name, "dump"], name));
+  return parseDump(name, await wg(dumpArgs(name), name));
 }
 
 /** `wg show IF dump` as bytes, for InterfaceReader. */
 export function readDump(name: string): Promise<Buffer> {
-  return wgBytes(["show", name, "dump"], name);
+  return wgBytes(dumpArgs(name), name);
 }
 
 export async function setPeerEndpoint(name: string, publicKey: string, endpoint: string): Promise<void> {
