@@ -1,8 +1,8 @@
 /**
- * Loads ebpf/fast-path.bpf.c into the kernel, attaches it at tc ingress (and lo's egress), and gives typed access to its
- * maps. bpftool loads the object and pins program and maps (libbpf does the relocation work; no npm
- * package loads a BTF-map object), `tc` attaches the pinned program, and the `bpf` package (libbpf
- * bindings) updates and reads the maps through their pinned paths. Each instance owns its program
+ * Loads ebpf/fast-path.bpf.c into the kernel, attaches it at tc ingress (and at lo's egress), and gives
+ * typed access to its maps. bpftool loads the object and pins programs and maps (libbpf does the
+ * relocation work; no npm package loads a BTF-map object), `tc` attaches the pinned programs, and the
+ * `bpf` package (libbpf bindings) updates and reads the maps through their pinned paths. Each instance owns its program
  * and keeps its heartbeat fresh in tb_owner; what other instances of the namespace hold is read from
  * the kernel (ebpf/instances.ts).
  */
