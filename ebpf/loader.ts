@@ -2,9 +2,9 @@
  * Loads ebpf/fast-path.bpf.c into the kernel, attaches it at tc ingress (and at lo's egress), and gives
  * typed access to its maps. bpftool loads the object and pins programs and maps (libbpf does the
  * relocation work; no npm package loads a BTF-map object), `tc` attaches the pinned programs, and the
- * `bpf` package (libbpf bindings) updates and reads the maps through their pinned paths. Each instance owns its program
- * and keeps its heartbeat fresh in tb_owner; what other instances of the namespace hold is read from
- * the kernel (ebpf/instances.ts).
+ * `bpf` package (libbpf bindings) updates and reads the maps through their pinned paths. Each instance
+ * owns its programs and keeps its heartbeat fresh in tb_owner; what other instances of the namespace
+ * hold is read from the kernel (ebpf/instances.ts).
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
