@@ -2,7 +2,8 @@
 // other, on neighbouring nodes), and when a node dies moves its clients to the others, reporting
 // when each is back. One process holds at most ~19,000 sockets here (the hard open-file limit is
 // 20,000 and cannot be raised without CAP_SYS_RESOURCE), and its CPU is its own.
-import { BenchClient, connectAll, nodeOfClient } from "./intro-cluster-client.js";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { BenchClient, connectAll, type MoveTimeline, nodeOfClient } from "./intro-cluster-client.js";
 
 export interface HolderStart {
   urls: string[];
@@ -13,7 +14,15 @@ export type HolderReport =
   /** Listening for its start (a message sent before the listener is there would be lost). */
   | { type: "ready" }
   | { type: "connected" }
-  | { type: "back"; at: number[]; retries: number; firstClose: number };
+  | {
+      type: "back";
+      moves: MoveTimeline[];
+      retries: number;
+      firstClose: number;
+      /** This process's CPU since its first close, and its event loop's longest delay since (ms). */
+      cpuMs: number;
+      loopMaxMs: number;
+    };
 
 const send = (report: HolderReport) => process.send!(report);
 
@@ -28,24 +37,34 @@ process.once("message", async (start: HolderStart) => {
   await connectAll(clients, start.urls, (i) => nodeOfClient(start.from + i, nodes));
   send({ type: "connected" });
   // Reported in batches: an IPC message per client would cost the CPU the moves need.
-  let back: number[] = [];
+  let back: MoveTimeline[] = [];
   let retries = 0;
   let firstClose = 0;
+  // The load generator's own share of the failover: its CPU, and how late its loop ran.
+  let cpuAtFirstClose: NodeJS.CpuUsage | undefined;
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   for (const client of clients) {
     client.ws!.once("close", () => {
-      firstClose ||= Date.now();
+      if (firstClose) return;
+      firstClose = Date.now();
+      cpuAtFirstClose = process.cpuUsage();
+      loopDelay.enable();
     });
     client.moveWhenClosed(
       start.urls,
-      () => back.push(Date.now()),
+      (timeline) => back.push(timeline),
       () => retries++,
     );
   }
   setInterval(() => {
     if (back.length === 0 && retries === 0) return;
-    send({ type: "back", at: back, retries, firstClose });
+    const cpu = process.cpuUsage(cpuAtFirstClose);
+    const cpuMs = (cpu.user + cpu.system) / 1e3;
+    send({ type: "back", moves: back, retries, firstClose, cpuMs, loopMaxMs: loopDelay.max / 1e6 });
     back = [];
     retries = 0;
   }, 250);
 });
+// Ended by SIGTERM when the bench gives node flags (--cpu-prof writes its profile at exit).
+process.once("SIGTERM", () => process.exit(0));
 send({ type: "ready" });

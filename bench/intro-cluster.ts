@@ -19,7 +19,8 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
 import { freePort } from "../test/support/free-port.js";
-import { BenchClient, connectAll, nodeOfClient, sleep } from "./intro-cluster-client.js";
+import { BenchClient, connectAll, type MoveTimeline, nodeOfClient, sleep } from "./intro-cluster-client.js";
+import { describeMoves, describeTcpCounters, EngineWatch, tcpCounters } from "./intro-cluster-failover.js";
 import type { HolderReport, HolderStart } from "./intro-cluster-holder.js";
 import { processCpuSeconds, rssBytes } from "./proc-stats.js";
 import { percentile } from "./statistics.js";
@@ -35,6 +36,8 @@ const KILL_RATE_PER_SECOND = Number(process.env.INTRO_CLUSTER_KILL_RATE ?? RATE_
 const WARMUP_MS = 1_000;
 /** INTRO_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR": node flags for the nodes (ended by SIGTERM then). */
 const NODE_ARGS = (process.env.INTRO_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+/** INTRO_BENCH_HOLDER_ARGS: node flags for the holder processes (ended by SIGTERM when given). */
+const HOLDER_ARGS = (process.env.INTRO_BENCH_HOLDER_ARGS ?? "").split(" ").filter(Boolean);
 const MEASURE_MS = 10_000;
 
 interface Proc {
@@ -112,19 +115,23 @@ function spawnNode(redisUrl: string, index: number): Promise<Proc> {
 /** A holder process for clients from..to; resolves once they are all connected. */
 function spawnHolder(
   start: HolderStart,
-  onReport: (report: HolderReport) => void,
+  onReport: (report: HolderReport, pid: number) => void,
   holders: ChildProcess[],
 ): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "bench/intro-cluster-holder.ts"], {
-    cwd: projectRoot,
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...HOLDER_ARGS, "--import", "tsx", "bench/intro-cluster-holder.ts"],
+    {
+      cwd: projectRoot,
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    },
+  );
   holders.push(child);
   return new Promise((resolve, reject) => {
     child.on("message", (report: HolderReport) => {
       if (report.type === "ready") child.send(start);
       else if (report.type === "connected") resolve(child);
-      else onReport(report);
+      else onReport(report, child.pid!);
     });
     child.once("exit", (code) => reject(new Error(`holder exited (${code}) before connecting`)));
   });
@@ -180,12 +187,15 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
     const started = Date.now();
     phase = "connect";
     console.error(`connecting ${CLIENTS} clients`);
-    const backAt: number[] = [];
+    const moves: MoveTimeline[] = [];
     let retries = 0;
     let firstClose = 0;
-    const onReport = (report: HolderReport) => {
+    /** Each holder's CPU and longest loop delay since its first close, as last reported. */
+    const holderLoad = new Map<number, { cpuMs: number; loopMaxMs: number }>();
+    const onReport = (report: HolderReport, pid: number) => {
       if (report.type !== "back") return;
-      backAt.push(...report.at);
+      holderLoad.set(pid, { cpuMs: report.cpuMs, loopMaxMs: report.loopMaxMs });
+      moves.push(...report.moves);
       retries += report.retries;
       if (report.firstClose)
         firstClose = firstClose ? Math.min(firstClose, report.firstClose) : report.firstClose;
@@ -340,7 +350,7 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
       });
       client.moveWhenClosed(
         urls,
-        () => backAt.push(Date.now()),
+        (timeline) => moves.push(timeline),
         () => retries++,
       );
     }
@@ -349,6 +359,12 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
     received = 0;
     undeliverable = 0;
     console.error(`killing node ${victim}`);
+    // The victim's id in the engine: the node a client connected to it is recorded at.
+    const watcher = new Redis(redisUrl);
+    const victimKey = pairClients.find((client) => client.node === victim)!.publicKey;
+    const engineWatch = new EngineWatch(watcher, (await watcher.get(`tb:at:${victimKey}`)) ?? "?");
+    engineWatch.start();
+    const countersBefore = tcpCounters();
     phase = "before-kill";
     const killing = sleep(1_000).then(() => {
       phase = "failover";
@@ -357,14 +373,30 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
     });
     await streamPairs(survivorsPairs, KILL_RATE_PER_SECOND, 8_000, 0);
     await killing;
-    for (let waited = 0; backAt.length < victimCount && waited < 120_000; waited += 100) await sleep(100);
+    for (let waited = 0; moves.length < victimCount && waited < 120_000; waited += 100) await sleep(100);
     await sleep(300); // the holders' last reports
-    const backAfter = backAt.map((at) => at - killedAt);
+    const countersAfter = tcpCounters();
+    // The dead node's keys are reaped whether or not its clients came back: wait for that too.
+    for (let waited = 0; waited < 20_000; waited += 100) {
+      if ((await watcher.scard(`tb:nk:${engineWatch.node}`)) === 0) break;
+      await sleep(100);
+    }
+    await sleep(200);
+    engineWatch.stop();
+    watcher.disconnect();
+    for (const line of describeMoves(moves, killedAt)) console.error(line);
+    for (const line of engineWatch.describe(killedAt)) console.error(line);
+    console.error(describeTcpCounters(countersBefore, countersAfter));
+    for (const [pid, load] of holderLoad)
+      console.error(
+        `holder ${pid} since its first close: ${load.cpuMs.toFixed(0)} ms of CPU, loop delay up to ${load.loopMaxMs.toFixed(0)} ms`,
+      );
+    const backAfter = moves.map((move) => move[6] - killedAt);
     rows.push({
       name: "node killed: its clients served elsewhere",
       value: Math.max(...backAfter) / 1000,
       unit: "s",
-      note: `${backAt.length} of ${victimCount} re-authenticated on the others (goal <= 5 s)`,
+      note: `${moves.length} of ${victimCount} re-authenticated on the others (goal <= 5 s)`,
     });
     rows.push({
       name: "node killed: half / 90 % of its clients back",
@@ -388,28 +420,31 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
     await printEngineReport(redisUrl);
   } finally {
     for (const client of pairClients) client.ws?.terminate();
-    for (const holder of holders) holder.kill("SIGKILL");
-    if (NODE_ARGS.length > 0) {
-      // Ended by SIGTERM, so that flags such as --cpu-prof write what they took.
-      await Promise.all(
-        nodes.map(
-          (node) =>
-            new Promise<void>((resolve) => {
-              if (node.child.exitCode !== null || node.child.signalCode !== null) return resolve();
-              const timer = setTimeout(() => node.child.kill("SIGKILL"), 15_000);
-              node.child.once("exit", () => {
-                clearTimeout(timer);
-                resolve();
-              });
-              node.child.kill("SIGTERM");
-            }),
-        ),
-      );
-    }
-    for (const node of nodes) node.child.kill("SIGKILL");
+    await Promise.all(holders.map((holder) => endProcess(holder, HOLDER_ARGS.length > 0)));
+    await Promise.all(nodes.map((node) => endProcess(node.child, NODE_ARGS.length > 0)));
     redis.kill("SIGKILL");
   }
   return rows;
+}
+
+/**
+ * SIGKILL, or with node flags (such as --cpu-prof, which writes its profile at exit) SIGTERM first,
+ * SIGKILL if it has not exited within 15 s.
+ */
+function endProcess(child: ChildProcess, gently: boolean): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  if (!gently) {
+    child.kill("SIGKILL");
+    return Promise.resolve();
+  }
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill("SIGTERM");
+  });
 }
 
 /** What held the engine or the nodes up during the run (SLOWLOG, LATENCY, the nodes' notable lines). */
