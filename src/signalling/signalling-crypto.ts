@@ -65,10 +65,27 @@ export function x25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
   });
 }
 
+/** An X25519 SubjectPublicKeyInfo in DER: this prefix, then the 32-byte key. */
+const SPKI_X25519_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+
+/**
+ * The raw 32 bytes of an X25519 key's public half. Exported as DER, not JWK: Node 20 writes a JWK while
+ * holding the key's mutex, and a garbage collection then (it allocates the JWK's strings) that finalizes
+ * the generateKeyPairSync job the key came from locks the same mutex: the process hangs for good, with
+ * no CPU used (issue 15: a benchmark process of 11,800 clients, and an intro-server node was as exposed,
+ * once per connection; gdb: ExportJWKEdKey, GC, ~KeyGenJob, a mutex its own thread holds). A plain
+ * loop of generateKeyPairSync and JWK export hung within 5,000 pairs here.
+ */
 export function rawPublicKey(key: KeyObject): Buffer {
   const publicKey = key.type === "public" ? key : createPublicKey(key);
-  const jwk = publicKey.export({ format: "jwk" });
-  return Buffer.from(jwk.x ?? "", "base64url");
+  const der = publicKey.export({ format: "der", type: "spki" });
+  if (
+    der.length !== SPKI_X25519_PREFIX.length + 32 ||
+    !der.subarray(0, SPKI_X25519_PREFIX.length).equals(SPKI_X25519_PREFIX)
+  ) {
+    throw new IntroKeyError("not an X25519 public key", { type: publicKey.asymmetricKeyType });
+  }
+  return der.subarray(SPKI_X25519_PREFIX.length);
 }
 
 /** The WireGuard public key (base64) of a raw private key. */
@@ -81,9 +98,18 @@ export interface X25519KeyPair {
   publicKey: Buffer;
 }
 
+/**
+ * A fresh key pair (one per connection at the introduction server). The public key is written as a
+ * JWK by the generation job itself, while that job is alive: a JWK export afterwards can hang the
+ * process for good (see rawPublicKey), and a DER export costs 2-3x the generation.
+ */
 export function generateX25519KeyPair(): X25519KeyPair {
-  const { privateKey, publicKey } = generateKeyPairSync("x25519");
-  return { privateKey, publicKey: rawPublicKey(publicKey) };
+  // Node's typings lack the JWK form of publicKeyEncoding: the public key is a JsonWebKey.
+  const pair = generateKeyPairSync("x25519", { publicKeyEncoding: { format: "jwk" } }) as unknown as {
+    privateKey: KeyObject;
+    publicKey: { x?: string };
+  };
+  return { privateKey: pair.privateKey, publicKey: Buffer.from(pair.publicKey.x ?? "", "base64url") };
 }
 
 /** X25519; throws IntroKeyError for a low-order peer key (OpenSSL refuses the all-zero result). */

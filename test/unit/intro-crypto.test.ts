@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { describe, expect, it } from "vitest";
@@ -83,6 +84,36 @@ describe("XChaCha20-Poly1305 (HChaCha20 + node ChaCha20-Poly1305)", () => {
     expect(xchachaOpen(key, nonce, sealed, Buffer.from("aae"))).toBeUndefined();
     expect(xchachaOpen(randomBytes(32), nonce, sealed, aad)).toBeUndefined();
     expect(xchachaOpen(key, nonce, sealed.subarray(0, 10), aad)).toBeUndefined();
+  });
+});
+
+describe("X25519 key pairs under garbage collection", () => {
+  it("are made without hanging when a collection finalizes the key's own generation job", async () => {
+    // Node 20 exported a JWK holding the key's mutex, and a GC meanwhile that finalized the
+    // generateKeyPairSync job the key came from locked it again: the process hung for good (within
+    // 20,000 pairs with a 1 MiB young generation, GCs every few pairs). A child process, since a
+    // deadlocked thread cannot be stopped, only killed.
+    const module = new URL("../../src/signalling/signalling-crypto.ts", import.meta.url).href;
+    const script = [
+      'import { generateKeyPairSync } from "node:crypto";',
+      `import { generateX25519KeyPair, rawPublicKey } from ${JSON.stringify(module)};`,
+      "for (let i = 0; i < 20000; i++) generateX25519KeyPair();",
+      'for (let i = 0; i < 5000; i++) rawPublicKey(generateKeyPairSync("x25519").publicKey);',
+      'process.stdout.write("made");',
+    ].join("\n");
+    const child = spawn(
+      process.execPath,
+      ["--max-semi-space-size=1", "--import", "tsx", "--input-type=module", "-e", script],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    let output = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const hung = setTimeout(() => child.kill("SIGKILL"), 40_000);
+    const exit = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    clearTimeout(hung);
+    expect({ exit, output }).toEqual({ exit: 0, output: "made" });
   });
 });
 
