@@ -349,6 +349,11 @@ export class FastPathProgram {
     return join(this.pinDir, "prog", PROGRAM_NAME);
   }
 
+  /** The pinned program at lo's egress (IPv6 paths' outbound translation), for tests as above. */
+  get egressProgramPath(): string {
+    return join(this.pinDir, "prog", EGRESS_PROGRAM_NAME);
+  }
+
   /** Writes the owner record with a fresh heartbeat: the program forwards only while it is fresh. */
   beat(): void {
     if (this.closed) return;
@@ -402,8 +407,7 @@ export class FastPathProgram {
     pref: number,
     direction: FilterDirection = "ingress",
   ): string[] {
-    const program =
-      direction === "egress" ? join(this.pinDir, "prog", EGRESS_PROGRAM_NAME) : this.programPath;
+    const program = direction === "egress" ? this.egressProgramPath : this.programPath;
     const handle = ["handle", "1", "bpf", "direct-action", "object-pinned", program];
     return ["filter", verb, "dev", dev, direction, "pref", String(pref), ...handle];
   }

@@ -22,6 +22,8 @@ const supported = process.getuid?.() === 0 && existsSync(fastPathObjectPath()) &
 const WG = { address: "127.0.0.1", port: 51820 };
 const DIRECT_LOOPBACK = { address: "127.12.34.56", port: 51822 };
 const RELAYED_LOOPBACK = { address: "127.12.34.57", port: 51822 };
+const IPV4_LOOPBACK = { address: "127.12.34.58", port: 51822 };
+const IPV4_PEER = { address: "192.0.2.7", port: 51820 };
 const LOCAL = { address: "2001:db8::10", port: 40000 };
 const PEER = { address: "2001:db8:1::7", port: 51820 };
 const ALLOCATION = { address: "2001:db8::10", port: 50000 };
@@ -48,7 +50,8 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     });
     const direct = entry(DIRECT_LOOPBACK, LOCAL, PEER);
     const relayed = entry(RELAYED_LOOPBACK, ALLOCATION, TURN_SERVER, CHANNEL);
-    for (const e of [direct, relayed]) {
+    const ipv4 = entry(IPV4_LOOPBACK, { address: "192.0.2.10", port: 40000 }, IPV4_PEER);
+    for (const e of [direct, relayed, ipv4]) {
       program.setOutbound({ ...e, ifindex: 7, toLoopback: false });
       program.setInbound({ ...e, loopbackIfindex: 99 });
     }
@@ -113,6 +116,42 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
       expect(i.payload.equals(message)).toBe(true);
     });
   }
+
+  // lo's egress program: the outbound translation only, while the datagram is WireGuard's socket's.
+  const runEgress = (input: Buffer) => runProgram(program.egressProgramPath, dir, input);
+
+  it("at lo's egress, WireGuard's datagrams to IPv6 paths are translated as at ingress, relayed too", async () => {
+    const message = transport(1452);
+    const direct = await runEgress(frame(WG, DIRECT_LOOPBACK, message));
+    expect(direct.verdict).toBe(TC_ACT_REDIRECT);
+    expect(direct.output.equals((await run(frame(WG, DIRECT_LOOPBACK, message))).output)).toBe(true);
+    expect(parse(direct.output)).toMatchObject({ version: 6, from: LOCAL, to: PEER, udpChecksumOk: true });
+    const relayed = await runEgress(frame(WG, RELAYED_LOOPBACK, message));
+    expect(relayed.verdict).toBe(TC_ACT_REDIRECT);
+    expect(parse(relayed.output).payload.equals(channelData(CHANNEL, message))).toBe(true);
+  });
+
+  const leftToIngress: Array<[string, Buffer]> = [
+    ["WireGuard's datagram to an IPv4 path", frame(WG, IPV4_LOOPBACK, transport(100))],
+    ["the peer's IPv6 datagram", frame(PEER, LOCAL, transport(100))],
+    ["the peer's IPv4 datagram", frame(IPV4_PEER, { address: "192.0.2.10", port: 40000 }, transport(100))],
+    [
+      "a handshake to an IPv6 path",
+      frame(WG, DIRECT_LOOPBACK, Buffer.concat([Buffer.from([1, 0, 0, 0]), Buffer.alloc(144)])),
+    ],
+  ];
+  for (const [what, input] of leftToIngress) {
+    it(`at lo's egress, leaves ${what} alone`, async () => {
+      const { verdict, output } = await runEgress(input);
+      expect(verdict).toBe(TC_ACT_UNSPEC);
+      expect(output.equals(input)).toBe(true);
+    });
+  }
+  it("the IPv4 path's datagram is still rewritten at ingress (the egress program left it)", async () => {
+    const { verdict, output } = await run(frame(WG, IPV4_LOOPBACK, transport(100)));
+    expect(verdict).toBe(TC_ACT_REDIRECT);
+    expect(parse(output)).toMatchObject({ version: 4, to: IPV4_PEER });
+  });
 
   const untouched: Array<[string, Buffer]> = [
     ["a datagram without a UDP checksum (IPv6 needs one)", frame(WG, DIRECT_LOOPBACK, transport(100), false)],
