@@ -13,6 +13,7 @@ import type {
 } from "./cluster-bus.js";
 import { LoopMonitor } from "./loop-monitor.js";
 import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE } from "./redis-scripts.js";
+import { TurnBatch } from "./turn-batch.js";
 
 export interface ClusterTiming {
   /** A node's heartbeat lives this long: its keys go offline at most this long after it dies (plus a sweep). */
@@ -73,6 +74,8 @@ const ROUTE_RESULTS: Record<number, RouteResult> = { 0: "undeliverable", 1: "sen
 export class RedisClusterBus implements ClusterBus {
   readonly nodeId = randomBytes(8).toString("hex");
   private readonly commands: Redis;
+  /** The commands connection's writes: one a turn of the event loop. */
+  private readonly batch: TurnBatch;
   private readonly subscriber: Redis;
   /**
    * The heartbeat's own connection: on the commands connection it waited behind a login storm's
@@ -112,6 +115,7 @@ export class RedisClusterBus implements ClusterBus {
     // Not auto-pipelined: its batches are sent a tick later, so a MULTI or pipeline issued after them
     // would overtake them, and the scripts' order is what keeps a key's records right.
     this.commands = new Redis(url, options);
+    this.batch = new TurnBatch(() => this.commands.stream);
     this.subscriber = new Redis(url, options);
     this.beat = new Redis(url, { ...options, connectionName: `tunnelbore-intro-beat-${this.nodeId}` });
     this.loop = new LoopMonitor(log, {
@@ -220,6 +224,7 @@ export class RedisClusterBus implements ClusterBus {
 
   async markMoving(keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
+    this.batch.hold();
     const pipeline = this.commands.pipeline();
     for (const key of keys) pipeline.set(`tb:mv:${key}`, "1", "PX", this.timing.holdMs);
     await pipeline.exec();
@@ -248,6 +253,7 @@ export class RedisClusterBus implements ClusterBus {
   }
 
   tellUndeliverable(node: string, to: string, peer: string): void {
+    this.batch.hold();
     this.commands
       .publish(this.channel(node), JSON.stringify({ t: "u", to, peer }))
       .catch((error: Error) => this.log.debug({ err: error.message }, "cannot tell undeliverable"));
@@ -395,6 +401,7 @@ export class RedisClusterBus implements ClusterBus {
   /** EVALSHA; EVAL if Redis lost the script (it restarted and this command was queued before the reload). */
   private async run(name: keyof typeof SCRIPTS, args: Array<string | number>): Promise<unknown> {
     const script = SCRIPTS[name];
+    this.batch.hold();
     try {
       return await this.commands.evalsha(script.sha, 0, ...args);
     } catch (error) {
