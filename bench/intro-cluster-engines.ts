@@ -13,6 +13,7 @@ import { RedisClusterBus } from "../intro-server/cluster/redis-cluster-bus.js";
 import { createLogger } from "../src/log.js";
 import { publicKeyOf } from "../src/signalling/signalling-crypto.js";
 import { freePort } from "../test/support/free-port.js";
+import { redisServerArgs } from "../test/support/redis-server-args.js";
 import { rssBytes } from "./proc-stats.js";
 import { percentile } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
@@ -101,16 +102,7 @@ function latencyRows(engine: string, latencies: number[], sent: number, received
 const keys = (count: number) => Array.from({ length: count }, () => publicKeyOf(randomBytes(32)));
 
 async function benchRedis(): Promise<BenchRow[]> {
-  const engine = await startEngine("redis-server", (port) => [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-  ]);
+  const engine = await startEngine("redis-server", (port) => redisServerArgs(port));
   const url = `redis://127.0.0.1:${engine.port}`;
   const rows: BenchRow[] = [];
   const latencies: number[] = [];

@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
 import { freePort } from "../test/support/free-port.js";
+import { redisServerArgs } from "../test/support/redis-server-args.js";
 import { BenchClient, connectAll, type MoveTimeline, nodeOfClient, sleep } from "./intro-cluster-client.js";
 import { describeMoves, describeTcpCounters, EngineWatch, tcpCounters } from "./intro-cluster-failover.js";
 import type { HolderReport, HolderStart } from "./intro-cluster-holder.js";
@@ -146,23 +147,15 @@ export async function benchIntroCluster(): Promise<BenchRow[]> {
   const redisPort = await freePort();
   const redis = spawn(
     "redis-server",
-    [
-      "--port",
-      String(redisPort),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      // What holds the engine up: commands over 10 ms, and latency events over 100 ms.
+    // What holds the engine up: commands over 10 ms, and latency events over 100 ms.
+    redisServerArgs(redisPort, [
       "--slowlog-log-slower-than",
       "10000",
       "--slowlog-max-len",
       "1000",
       "--latency-monitor-threshold",
       "100",
-    ],
+    ]),
     { stdio: "ignore" },
   );
   await sleep(300);

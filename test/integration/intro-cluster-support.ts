@@ -8,6 +8,7 @@ import { type IntroServer, type IntroServerOptions, startIntroServer } from "../
 import { createLogger } from "../../src/log.js";
 import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
 import { freePort } from "../support/free-port.js";
+import { redisServerArgs } from "../support/redis-server-args.js";
 import {
   RawIntroConnection,
   type SpawnedIntroServer,
@@ -36,18 +37,7 @@ export async function startRedis(port?: number): Promise<TestRedis> {
   const chosen = port ?? (await freePort());
   const child = spawn(
     "redis-server",
-    [
-      "--port",
-      String(chosen),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--loglevel",
-      "warning",
-    ],
+    redisServerArgs(chosen, ["--loglevel", "warning"]),
     { stdio: ["ignore", "pipe", "pipe"] },
   );
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
