@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { type RawData, WebSocket, WebSocketServer } from "ws";
 import { createLogger } from "../src/log.js";
 import {
@@ -39,6 +40,7 @@ import type { IntroServer, IntroServerOptions, IntroServerStats } from "./server
 import { NO_INTRO_SERVER_METRICS } from "./server-metrics.js";
 import { DRAIN_CLOSE_MS, DRAIN_REASON, shutDown } from "./shutdown.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
+import { UpgradePacer } from "./upgrade-pacer.js";
 import { type IssuedTurnCredentials, refreshTurnCredentials } from "./turn-credentials.js";
 
 export { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
@@ -93,6 +95,15 @@ const QUIET_CLOSES = new Set<number>([
   CloseCode.tooManyConnections,
   CloseCode.tooManyPeers,
 ]);
+
+/** WebSocket upgrades (a key pair and a challenge each) a turn of the event loop at most: see UpgradePacer. */
+const UPGRADES_PER_TURN = 64;
+
+interface PendingUpgrade {
+  request: IncomingMessage;
+  socket: Duplex;
+  head: Buffer;
+}
 
 /** Close reasons are limited to 123 bytes by RFC 6455. */
 function closeReason(text: string): string {
@@ -154,12 +165,17 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     clientTracking: false,
   });
   wss.on("error", (error) => log.error({ err: error }, "WebSocket server error"));
+  const upgrades = new UpgradePacer<PendingUpgrade>(
+    UPGRADES_PER_TURN,
+    ({ request, socket, head }) =>
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request)),
+    ({ socket }) => !socket.destroyed,
+  );
   const front = createHttpFront({
     tls: options.tls,
     limits,
     throttle,
-    onUpgrade: (request, socket, head) =>
-      wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request)),
+    onUpgrade: (request, socket, head) => upgrades.push({ request, socket, head }),
   });
   const httpServer = front.server;
 
@@ -622,6 +638,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
       closed ??= (async () => {
         shuttingDown = true;
         sweep.stop();
+        upgrades.clear(({ socket }) => socket.destroy());
         const bus = cluster?.relay.bus;
         await shutDown({
           log,
