@@ -105,12 +105,18 @@ describe("an interface that does not exist yet", () => {
       },
       iface,
     );
-    const ready = await waitFor(async () => ((await run.status()).ready ? run.status() : null), {
-      what: "tunnelbore serving the interface",
-      timeoutMs: 15_000,
-    });
+    // startWireGuard sets the listen port before the peer: Tunnelbore may start on the interface
+    // without its peer and pick the peer up at its next read.
+    const ready = await waitFor(
+      async () => {
+        const report = await run.status();
+        return report.ready && peerOf(report, peer.publicKey) ? report : null;
+      },
+      { what: "tunnelbore serving the interface and its peer", timeoutMs: 15_000 },
+    );
     expect(ready.waitingFor).toBeNull();
     const loopback = peerOf(ready, peer.publicKey)?.loopback;
+    expect(loopback).toBeDefined();
     await waitFor(async () => (await wg.endpointOf(peer.publicKey)) === loopback, {
       what: "endpoint at L(P)",
     });
