@@ -40,8 +40,8 @@ import type { IntroServer, IntroServerOptions, IntroServerStats } from "./server
 import { NO_INTRO_SERVER_METRICS } from "./server-metrics.js";
 import { DRAIN_CLOSE_MS, DRAIN_REASON, shutDown } from "./shutdown.js";
 import { type StunResponder, startStunResponder } from "./stun.js";
-import { UpgradePacer } from "./upgrade-pacer.js";
 import { type IssuedTurnCredentials, refreshTurnCredentials } from "./turn-credentials.js";
+import { UpgradePacer } from "./upgrade-pacer.js";
 
 export { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
 
@@ -96,8 +96,8 @@ const QUIET_CLOSES = new Set<number>([
   CloseCode.tooManyPeers,
 ]);
 
-/** WebSocket upgrades (a key pair and a challenge each) a turn of the event loop at most: see UpgradePacer. */
-const UPGRADES_PER_TURN = 64;
+/** Time a turn of the event loop gives WebSocket upgrades (a key pair and a challenge each): see UpgradePacer. */
+const UPGRADE_MS_PER_TURN = 25;
 
 interface PendingUpgrade {
   request: IncomingMessage;
@@ -166,7 +166,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   });
   wss.on("error", (error) => log.error({ err: error }, "WebSocket server error"));
   const upgrades = new UpgradePacer<PendingUpgrade>(
-    UPGRADES_PER_TURN,
+    UPGRADE_MS_PER_TURN,
     ({ request, socket, head }) =>
       wss.handleUpgrade(request, socket, head, (ws) => wss.emit("connection", ws, request)),
     ({ socket }) => !socket.destroyed,
