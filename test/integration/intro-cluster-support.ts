@@ -35,11 +35,9 @@ export interface TestRedis {
 /** A redis-server of the test's own, in memory only, on a free loopback port. */
 export async function startRedis(port?: number): Promise<TestRedis> {
   const chosen = port ?? (await freePort());
-  const child = spawn(
-    "redis-server",
-    redisServerArgs(chosen, ["--loglevel", "warning"]),
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
+  const child = spawn("redis-server", redisServerArgs(chosen, ["--loglevel", "warning"]), {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => {
