@@ -157,10 +157,14 @@ function resolveRunOptions(argv: string[], env: NodeJS.ProcessEnv) {
 
 /**
  * SIGHUP's look at the configuration: which options changed since the start, or why the file no longer
- * parses (values are not checked again: a TURN password from the environment is deleted once read).
+ * parses (values are not checked again). Made before the TURN password is read from the environment
+ * (and deleted): the environment is kept as it was then, the password's presence without its value,
+ * so that what it overrides in the file resolves alike at every look.
  */
 export function runConfigRecheck(argv: string[], env: NodeJS.ProcessEnv = process.env): () => ConfigRecheck {
-  const resolve = () => ({ ...resolveRunOptions(argv, env).values });
+  const atStart: NodeJS.ProcessEnv = { ...env };
+  if (atStart[TURN_PASSWORD.env]) atStart[TURN_PASSWORD.env] = "(set at start)";
+  const resolve = () => ({ ...resolveRunOptions(argv, atStart).values });
   return configRecheck(resolve, resolve(), ["turn-password"]);
 }
 
@@ -376,12 +380,12 @@ function controlHandlersOf(tunnelbore: Tunnelbore): ControlHandlers {
  * gives WireGuard its endpoints back: WireGuard is never left pointing at a dead loopback socket.
  */
 export async function runCommand(argv: string[]): Promise<number> {
+  const recheckConfig = runConfigRecheck(argv);
   const config = parseRunArgs(argv);
   if (config === "help") {
     process.stdout.write(RUN_USAGE);
     return 0;
   }
-  const recheckConfig = runConfigRecheck(argv);
   if (!hasNetAdmin()) {
     throw new ConfigError("not-permitted", "tunnelbore run needs root or CAP_NET_ADMIN (try sudo)");
   }

@@ -49,4 +49,15 @@ describe("runConfigRecheck", () => {
     expect(broken.kind).toBe("unreadable");
     expect(broken.kind === "unreadable" && broken.message).toMatch(/wg0\.yaml:2: unknown key "idle-timout"/);
   });
+
+  it("a TURN password from the environment, deleted once read, does not read as a change of the file's", () => {
+    const file = join(dir, "turn.yaml");
+    writeFileSync(file, "interface: wg0\nturn-password-file: /etc/tunnelbore/turn\n");
+    const env: NodeJS.ProcessEnv = { TUNNELBORE_TURN_PASSWORD: "s3cret" };
+    const recheck = runConfigRecheck(["--config", file], env);
+    delete env.TUNNELBORE_TURN_PASSWORD; // as resolveSecret does once it has read it
+    expect(recheck()).toEqual({ kind: "unchanged" });
+    writeFileSync(file, "interface: wg1\nturn-password-file: /etc/tunnelbore/turn\n");
+    expect(recheck()).toEqual({ kind: "changed", options: ["interface"] });
+  });
 });
