@@ -93,11 +93,11 @@ export class CatchAllPortStore {
       this.loaded = true;
     }
     const port =
-      (await assignCatchAllPort(name, this.assigned, this.base, this.busy)) ?? this.reclaimFor(name);
+      (await assignCatchAllPort(name, this.assigned, this.base, this.busy)) ?? (await this.reclaimFor(name));
     if (port === null) {
       throw new RuntimeError(
         "catch-all-exhausted",
-        `no free catch-all port for interface ${name} in ${this.base}..${this.base + CATCH_ALL_PORT_RANGE - 1}: every one is held by an interface being served (see ${this.state.file})`,
+        `no free catch-all port for interface ${name} in ${this.base}..${this.base + CATCH_ALL_PORT_RANGE - 1}: every one is held by an interface being served or by another socket (see ${this.state.file})`,
         { interface: name, file: this.state.file },
       );
     }
@@ -108,12 +108,18 @@ export class CatchAllPortStore {
     return port;
   }
 
-  /** The port of the interface gone longest (not being served), taken from it; null when all are served. */
-  private reclaimFor(name: string): number | null {
+  /**
+   * The port of the interface gone longest (not being served, its port held by no socket), taken from
+   * it; null when there is none.
+   */
+  private async reclaimFor(name: string): Promise<number | null> {
+    const absent = [...this.assigned.keys()].filter((other) => !this.serving.has(other));
+    absent.sort((a, b) => (this.seen.get(a) ?? 0) - (this.seen.get(b) ?? 0));
     let oldest: string | null = null;
-    for (const other of this.assigned.keys()) {
-      if (this.serving.has(other)) continue;
-      if (oldest === null || (this.seen.get(other) ?? 0) < (this.seen.get(oldest) ?? 0)) oldest = other;
+    for (const other of absent) {
+      if (await this.busy(this.assigned.get(other) ?? 0)) continue;
+      oldest = other;
+      break;
     }
     if (oldest === null) return null;
     const port = this.assigned.get(oldest) ?? null;

@@ -159,6 +159,18 @@ describe("CatchAllPortStore", () => {
     expect(await store.portFor("wg3")).toBe(51824);
   });
 
+  it("does not reclaim a port another socket holds: the next oldest absent interface's instead", async () => {
+    mkdirSync(stateDir, { mode: 0o700 });
+    const ports = { wg0: 65534, wg1: 65535 };
+    writeFileSync(
+      join(stateDir, "catch-all-ports.json"),
+      JSON.stringify({ ports, seen: { wg0: 1, wg1: 2 } }),
+    );
+    const store = new CatchAllPortStore(stateDir, 65534, async (port) => port === 65534);
+    expect(await store.portFor("wg2")).toBe(65535); // wg0's is older, but held
+    await expect(store.portFor("wg3")).rejects.toMatchObject({ code: "catch-all-exhausted" });
+  });
+
   it("refuses a new interface when every port belongs to an interface being served", async () => {
     const store = new CatchAllPortStore(stateDir, 65535 - 1, async () => false);
     expect(await store.portFor("wg0")).toBe(65534);
