@@ -9,7 +9,7 @@ import { createLinkedPair } from "../test/lab/linked-pair.js";
 import { teardownAll } from "../test/lab/netns.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
-import { processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
+import { groupCpuSeconds, processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
 import { median } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -34,17 +34,15 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
     const through: Through[] = [];
     const throughDgram: Through[] = [];
     const kernel: Through[] = [];
-    /** CPU seconds of Tunnelbore's parent and worker with their reaped children (`wg`). */
-    const tunnelboreCpu = (pids: number[]) => pids.reduce((sum, p) => sum + processCpuSeconds(p, true), 0);
     /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and Tunnelbore's `pids` used meanwhile. */
     const iperf = async (pids: number[] = []) => {
       const wgBefore = wgPids.map((pid) => processCpuSeconds(pid));
-      const before = tunnelboreCpu(pids);
+      const before = groupCpuSeconds(pids);
       const started = performance.now();
       const r = await measureThroughput(pair.nsB, pair.tunB, pair.nsA, { duration: RUN_SECONDS });
       const seconds = (performance.now() - started) / 1000;
       const wgCpu = wgPids.reduce((sum, p, i) => sum + processCpuSeconds(p) - wgBefore[i]!, 0) / seconds;
-      const cpu = (tunnelboreCpu(pids) - before) / seconds;
+      const cpu = (groupCpuSeconds(pids) - before) / seconds;
       return { bps: r.bitsPerSecond, retransmits: r.retransmits ?? 0, wgCpu, cpu };
     };
     /**

@@ -40,7 +40,7 @@ export function tunnelboreProcesses(root: number): number[] {
 }
 
 /** utime + stime of a group of processes with their reaped children, in seconds. */
-function groupCpuSeconds(pids: number[]): number {
+export function groupCpuSeconds(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + processCpuSeconds(pid, true), 0);
 }
 
