@@ -101,10 +101,12 @@ export class CatchAllPortStore {
         { interface: name, file: this.state.file },
       );
     }
+    const unchanged = this.serving.has(name) && this.assigned.get(name) === port;
     this.assigned.set(name, port);
     this.serving.add(name);
     this.seen.set(name, this.now());
-    await this.save();
+    // An instance retried (every 1-60 s while it fails) asks again: the file already says all of it.
+    if (!unchanged) await this.save();
     return port;
   }
 
