@@ -177,7 +177,7 @@ export function createCandidateFilter(options: CandidateFilterOptions): AddressE
     if (!options.allowLoopback && LOOPBACK.check(ip.address, ip.type)) return true;
     if (!options.allowLinkLocal && LINK_LOCAL.check(ip.address, ip.type)) return true;
     if (configured.check(ip.address, ip.type)) return true;
-    return interfaceAddresses.check(ip.address, ip.type);
+    return options.excludeInterfaces.length > 0 && interfaceAddresses.check(ip.address, ip.type);
   };
 
   return (address) => {
