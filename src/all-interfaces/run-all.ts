@@ -29,7 +29,7 @@ export interface RunAllOptions {
   controlHandlers: (tunnelbore: Tunnelbore) => ControlHandlers;
   notifier: ServiceNotifier | null;
   /** SIGHUP's look at the configuration (what changed since the start: it needs a restart). */
-  recheckConfig?: () => ConfigRecheck;
+  recheckConfig: () => ConfigRecheck;
 }
 
 /** An interface missing this long is gone; a WireGuard restart recreates it well within it. */
@@ -73,9 +73,8 @@ export async function runAllInterfaces(options: RunAllOptions): Promise<number> 
         return { fields: { interfaces, catchAllBase: `${address}:${config.catchAll.port}` }, message };
       },
     };
-    const recheck = options.recheckConfig;
     return await runService(
-      recheck ? withConfigRecheck(service, recheck, logger) : service,
+      withConfigRecheck(service, options.recheckConfig, logger),
       logger,
       options.notifier,
     );
