@@ -1,0 +1,42 @@
+// The receive and send buffers of another process's UDP sockets, set from outside it (the C helper
+// test/lab/socket-buffers.c, built with cc on first use). Debian's wireguard-go (0.0.20220316) keeps
+// the kernel's 208 KiB default; wireguard-go has set 7 MiB itself since 2023 (conn.socketBufferSize).
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+const SOURCE = fileURLToPath(new URL("./socket-buffers.c", import.meta.url));
+
+/** What wireguard-go asks for since 2023 (7 << 20; the kernel doubles a setsockopt size). */
+export const WIREGUARD_GO_SOCKET_BUFFER = 7 << 20;
+
+/** The size a new UDP socket gets (net.core.rmem_default), as setsockopt takes it (halved). */
+export function defaultSocketBuffer(): number {
+  return Number(readFileSync("/proc/sys/net/core/rmem_default", "utf8").trim()) / 2;
+}
+
+let built: Promise<string> | null = null;
+
+function helper(): Promise<string> {
+  built ??= (async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tbt-socket-buffers-"));
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+    const binary = join(dir, "socket-buffers");
+    await execFileAsync("cc", ["-O2", "-Wall", "-o", binary, SOURCE], { timeout: 60_000 });
+    return binary;
+  })();
+  return built;
+}
+
+/**
+ * Sets SO_RCVBUF and SO_SNDBUF of every UDP socket of `pid` to `bytes` (as setsockopt takes it: the
+ * kernel charges twice that). Needs root (pidfd_getfd). Returns how many sockets it changed.
+ */
+export async function setUdpSocketBuffers(pid: number, bytes: number): Promise<number> {
+  const { stdout } = await execFileAsync(await helper(), [String(pid), String(bytes)], { timeout: 10_000 });
+  return Number(stdout.trim());
+}
