@@ -1,5 +1,5 @@
 // The receive and send buffers of another process's UDP sockets, set from outside it (the C helper
-// test/lab/socket-buffers.c, built with cc on first use). Debian's wireguard-go (0.0.20220316) keeps
+// test/lab/socket-buffers.c, built with cc or clang on first use). Debian's wireguard-go (0.0.20220316) keeps
 // the kernel's 208 KiB default; wireguard-go has set 7 MiB itself since 2023 (conn.socketBufferSize).
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -26,8 +26,16 @@ function helper(): Promise<string> {
     const dir = mkdtempSync(join(tmpdir(), "tbt-socket-buffers-"));
     process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     const binary = join(dir, "socket-buffers");
-    await execFileAsync("cc", ["-O2", "-Wall", "-o", binary, SOURCE], { timeout: 60_000 });
-    return binary;
+    // cc where there is one; clang otherwise (scripts/install-deps.sh installs it for the BPF program).
+    for (const compiler of ["cc", "clang"]) {
+      try {
+        await execFileAsync(compiler, ["-O2", "-Wall", "-o", binary, SOURCE], { timeout: 60_000 });
+        return binary;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      }
+    }
+    throw new Error(`no C compiler (cc or clang) to build ${SOURCE}`);
   })();
   return built;
 }
