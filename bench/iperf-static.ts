@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { measureThroughput } from "../test/lab/iperf.js";
 import { createLinkedPair } from "../test/lab/linked-pair.js";
 import { teardownAll } from "../test/lab/netns.js";
+import { setUdpSocketBuffers } from "../test/lab/socket-buffers.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { groupCpuSeconds, processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
@@ -15,6 +16,12 @@ import { type BenchRow, formatTable } from "./table.js";
 
 const RUNS = 3;
 const RUN_SECONDS = 5;
+/**
+ * TBT_BENCH_SOCKET_BUFFER=BYTES: both wireguard-go's UDP buffers set to BYTES before every run (as
+ * setsockopt takes it; 7340032 is what wireguard-go asks for since 2023, test/lab/socket-buffers.ts).
+ * Unset: Debian's wireguard-go as packaged, whose 208 KiB receive buffer drops ~15 % of datagrams here.
+ */
+const SOCKET_BUFFER = Number(process.env.TBT_BENCH_SOCKET_BUFFER ?? 0);
 const mbit = (bps: number) => (bps / 1e6).toFixed(0);
 
 export async function benchIperfStatic(): Promise<BenchRow[]> {
@@ -36,6 +43,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
     const kernel: Through[] = [];
     /** One iperf3 run; also the CPU (in cores) wireguard-go A + B and Tunnelbore's `pids` used meanwhile. */
     const iperf = async (pids: number[] = []) => {
+      if (SOCKET_BUFFER > 0) for (const pid of wgPids) await setUdpSocketBuffers(pid, SOCKET_BUFFER);
       const wgBefore = wgPids.map((pid) => processCpuSeconds(pid));
       const before = groupCpuSeconds(pids);
       const started = performance.now();
@@ -122,7 +130,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         name: "iperf3 TCP A -> B, WireGuard direct",
         value: d / 1e6,
         unit: "Mbit/s",
-        note: `median of ${runs} (${direct.map((x) => mbit(x.bps)).join(", ")}); retransmits ${direct.map((x) => x.retransmits).join(", ")}`,
+        note: `${SOCKET_BUFFER > 0 ? `wireguard-go's socket buffers set to ${SOCKET_BUFFER} B; ` : ""}median of ${runs} (${direct.map((x) => mbit(x.bps)).join(", ")}); retransmits ${direct.map((x) => x.retransmits).join(", ")}`,
       },
       {
         name: "iperf3 TCP A -> B, through Tunnelbore user space, batched I/O (static)",
