@@ -60,9 +60,9 @@ const BENCHMARKS: Benchmark[] = [
   },
   {
     name: "kernel-ipv6",
-    what: "iperf3 through the kernel fast path on an IPv6 static path vs direct WireGuard",
+    what: "iperf3 through the kernel fast path on an IPv6 static path vs direct WireGuard, two buffer sizes",
     run: benchKernelIpv6,
-    limitSeconds: 180,
+    limitSeconds: 300,
   },
   {
     name: "nat-traversal",
