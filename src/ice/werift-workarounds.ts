@@ -19,6 +19,8 @@ import { randomBytes } from "node:crypto";
 import type { Socket } from "node:dgram";
 import {
   Candidate,
+  type CandidatePair,
+  CandidatePairState,
   type Connection,
   classes,
   type IceOptions,
@@ -70,8 +72,9 @@ export type RequestGate = (
  * ICE-CONTROLLING/ICE-CONTROLLED before it looks at USERNAME, never verifies a request's
  * MESSAGE-INTEGRITY, and answers other methods with a 400. From now on a request reaches werift only
  * when `gate` lets it (see stun-guard.ts). The gate sits on each transport's request event, which
- * werift fires only for datagrams it parsed as STUN requests: data never passes through it. Call
- * before gathering (transports are made then).
+ * werift fires only for datagrams it parsed as STUN requests: data never passes through it. A request
+ * werift handled may have the pair checked again (recheckAfterCheckInProgress). Call before gathering
+ * (transports are made then).
  */
 export function gateIncomingRequests(conn: Connection, gate: RequestGate): void {
   const internals = connectionInternals(conn);
@@ -84,8 +87,39 @@ export function gateIncomingRequests(conn: Connection, gate: RequestGate): void 
       if (!gate(message, data, remote, protocol)) return;
       deliver(message, remote, data);
       forgetOldCheckIds(conn, protocol);
+      recheckAfterCheckInProgress(conn, protocol, remote);
     };
   };
+}
+
+/** Pairs waiting for their check in progress to end, to be checked again if it failed. */
+const rechecksDue = new WeakSet<CandidatePair>();
+
+/**
+ * werift-ice 0.2.3 answers the peer's check on a pair whose own check is in progress, but checks the
+ * pair neither again nor at once (RFC 8445 §7.3.1.4 asks for a new check), and when its check in
+ * progress then fails, the peer's nomination (USE-CANDIDATE) it noted is lost with it. Such a check fails
+ * when its last retransmission left before the peer's NAT let us in, which the peer's own check has just
+ * done: the controlling peer, answered, has nominated the pair, while the controlled side holds it failed
+ * and waits for its connect timeout (15 s) and a restart. Seen at a hub whose checks were slowed by its
+ * load (bench/lazy-peers.ts, docs/benchmarks.md). So: `remote` checked the pair on `protocol` (werift
+ * has handled it); if our check of that pair is in progress and then fails, the pair is checked again,
+ * a triggered check as werift makes for a failed pair (nominated at once if the peer nominated it).
+ */
+export function recheckAfterCheckInProgress(conn: Connection, protocol: Protocol, remote: Address): void {
+  if (conn.nominated || conn.state === "closed") return;
+  const pair = conn.checkList.find(
+    (p) => p.protocol === protocol && p.remoteAddr[0] === remote[0] && p.remoteAddr[1] === remote[1],
+  );
+  const inProgress = pair?.handle;
+  if (!pair || !inProgress || pair.state !== CandidatePairState.IN_PROGRESS || rechecksDue.has(pair)) return;
+  rechecksDue.add(pair);
+  const recheck = () => {
+    rechecksDue.delete(pair);
+    if (pair.state !== CandidatePairState.FAILED || conn.nominated || conn.state === "closed") return;
+    pair.handle = conn.checkStart(pair);
+  };
+  inProgress.awaitable.then(recheck, recheck);
 }
 
 /** Transaction ids a pair remembers (only to count retransmissions) before it forgets them all. */

@@ -2,7 +2,7 @@
 // never gathers here (no sockets). The whole life over loopback is in test/integration/ice-session.test.ts.
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { classes, Message, methods, StunProtocol } from "werift-ice";
+import { Candidate, CandidatePairState, classes, Message, methods, StunProtocol } from "werift-ice";
 import { IceAgent, type IceAgentContext, type IceAgentIdentity } from "../../src/ice/ice-agent.js";
 import { weriftOptionSets } from "../../src/ice/ice-server-url.js";
 import type { IceFailureReason } from "../../src/ice/ice-session.js";
@@ -245,5 +245,102 @@ describe("IceAgent STUN gate", () => {
     protocol.onRequestReceived.execute(signed, from, signed.bytes);
     expect(a.conn.iceControlling).toBe(false); // RFC 8445 7.3.1.1: the peer won the role conflict
     expect(a.stunGuard.stats.admitted).toBe(1);
+  });
+});
+
+describe("IceAgent checks crossing the peer's", () => {
+  /** One of our checks werift sent; the test answers it or lets it time out. */
+  interface SentCheck {
+    readonly to: readonly [string, number];
+    answer(): void;
+    timeOut(): void;
+  }
+
+  /** A host transport of the agent's that never opens: its checks wait for the test. */
+  function transportOf(a: IceAgent): { protocol: StunProtocol; sent: SentCheck[] } {
+    const protocol = new StunProtocol();
+    protocol.localCandidate = new Candidate("h1", 1, "udp", 2130706431, "192.0.2.1", 5000, "host");
+    const sent: SentCheck[] = [];
+    protocol.sendStun = async () => {};
+    protocol.request = (request, to) =>
+      new Promise((resolve, reject) => {
+        const response = new Message(methods.BINDING, classes.RESPONSE, request.transactionId);
+        sent.push({
+          to,
+          answer: () => resolve([response, to]),
+          timeOut: () => reject(new Error("transaction timed out")),
+        });
+      });
+    const internals = connectionInternals(a.conn);
+    internals.ensureProtocol(protocol);
+    internals.protocols.push(protocol);
+    return { protocol, sent };
+  }
+
+  /** The controlling peer's check, signed, nominating the pair (aggressive nomination, as werift's). */
+  function nominatingCheck(a: IceAgent, peer: IceAgent): Message {
+    return new Message(methods.BINDING, classes.REQUEST)
+      .setAttribute("USERNAME", `${a.conn.localUsername}:${peer.conn.localUsername}`)
+      .setAttribute("PRIORITY", 1_853_824_767)
+      .setAttribute("ICE-CONTROLLING", 1n)
+      .setAttribute("USE-CANDIDATE", null)
+      .addMessageIntegrity(Buffer.from(a.conn.localPassword, "utf8"))
+      .addFingerprint();
+  }
+
+  const peerAddress: [string, number] = ["198.51.100.7", 6000];
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  /** A controlled agent with one pair to the peer, our check on it sent and unanswered. */
+  function checking() {
+    const a = agent(harness({ controlling: false }).context);
+    const peer = agent(harness().context);
+    a.describeRemote(offerOf(peer));
+    const { protocol, sent } = transportOf(a);
+    a.applyRemote({
+      t: "candidate",
+      epoch: EPOCH,
+      generation: 0,
+      candidate: `s1 1 udp 1694498815 ${peerAddress[0]} ${peerAddress[1]} typ srflx raddr 10.0.0.2 rport 6000`,
+    });
+    const pair = a.conn.checkList[0]!;
+    pair.handle = a.conn.checkStart(pair);
+    expect(pair.state).toBe(CandidatePairState.IN_PROGRESS);
+    expect(sent).toHaveLength(1);
+    return { a, peer, protocol, sent, pair };
+  }
+
+  it("a nomination that arrives while our check is in progress is not lost when that check times out", async () => {
+    const { a, peer, protocol, sent, pair } = checking();
+    // The peer's check comes through (its NAT is open for us now) and is answered: the peer nominates.
+    const check = nominatingCheck(a, peer);
+    protocol.onRequestReceived.execute(check, peerAddress, check.bytes);
+    expect(a.stunGuard.stats.admitted).toBe(1);
+    // Our check's last retransmission left before that: it times out.
+    sent[0]!.timeOut();
+    await settle();
+    // The pair is checked again at once, and nominated as soon as the peer answers.
+    expect(sent).toHaveLength(2);
+    expect(sent[1]!.to).toEqual(peerAddress);
+    sent[1]!.answer();
+    await settle();
+    expect(pair.state).toBe(CandidatePairState.SUCCEEDED);
+    expect(a.conn.nominated).toBe(pair);
+  });
+
+  it("a check in progress that is answered is not repeated; nor is one without the peer's check meanwhile", async () => {
+    const answered = checking();
+    const check = nominatingCheck(answered.a, answered.peer);
+    answered.protocol.onRequestReceived.execute(check, peerAddress, check.bytes);
+    answered.sent[0]!.answer();
+    await settle();
+    expect(answered.a.conn.nominated).toBe(answered.pair);
+    expect(answered.sent).toHaveLength(1);
+
+    const unheard = checking();
+    unheard.sent[0]!.timeOut();
+    await settle();
+    expect(unheard.pair.state).toBe(CandidatePairState.FAILED);
+    expect(unheard.sent).toHaveLength(1);
   });
 });
