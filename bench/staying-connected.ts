@@ -13,7 +13,8 @@
 // the hub's Tunnelbore process over the same minute.
 //   npm run build && npx tsx bench/staying-connected.ts
 // TBT_BENCH_FLEET=N sets the number of idle peers; TBT_BENCH_ONLY=idle skips the gap measurements;
-// TBT_BENCH_HUB_LOG=FILE keeps the hub's Tunnelbore log.
+// TBT_BENCH_HUB_LOG=FILE keeps the hub's Tunnelbore log; TBT_BENCH_FLEET_LOG=LEVEL (default warn) is
+// the fleet's log level (on stderr, each line with its peer's index, `fleetPeer`).
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -137,12 +138,17 @@ export interface FleetConfig {
  * (src/peer/peer.ts), all declaring the hub; reports connected paths.
  */
 async function runFleet(config: FleetConfig): Promise<void> {
-  const logger = pino({ level: "warn" }, pino.destination({ dest: 2, sync: true }));
+  const rootLogger = pino(
+    { level: process.env.TBT_BENCH_FLEET_LOG ?? "warn" },
+    pino.destination({ dest: 2, sync: true }),
+  );
   const peers: ProxyPeer[] = [];
   const monitor = new LivenessMonitor(() => peers);
   const lives = new Map<ProxyPeer, Peer>();
   let connected = 0;
-  for (const privateKey of config.privateKeys) {
+  for (const [index, privateKey] of config.privateKeys.entries()) {
+    // Which of the fleet's peers a line is about (every one's peer is the hub).
+    const logger = rootLogger.child({ fleetPeer: index });
     // The hub's peer as this Tunnelbore's data plane would see it: a path, timestamps, no socket.
     const data = new ProxyPeer(
       config.hubKey,
