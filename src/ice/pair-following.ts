@@ -7,7 +7,8 @@
 // relay address used to move a direct path onto the relay), and Tunnelbore cannot verify WireGuard
 // data. The path moves to the hinted pair only on evidence an attacker cannot forge:
 // - the controlled side: an integrity-checked request from the controlling peer nominating that pair
-//   (USE-CANDIDATE), within EVIDENCE_WINDOW_MS of data on it. The controlling side nominates the pair
+//   (USE-CANDIDATE), within EVIDENCE_WINDOW_MS of data on it; or, from a relayed pair, such a
+//   nomination of a direct pair our own check validated, data or not. The controlling side nominates the pair
 //   it sends on with every probe, and at once when it moves (IcePath.switchTo), so the controlled side
 //   follows within about one round trip;
 // - either side: a probe round on the hint (a binding request on our pair and one on the hinted pair)
@@ -17,7 +18,7 @@
 // controlled side that picked another pair back to ours.
 import { type CandidatePair, CandidatePairState } from "werift-ice";
 import type { Logger } from "../log.js";
-import { type IcePath, probeTimeoutMs } from "./ice-path.js";
+import { describePair, type IcePath, probeTimeoutMs } from "./ice-path.js";
 import { PeerNominations } from "./peer-requests.js";
 import type { StunGuard } from "./stun-guard.js";
 
@@ -86,8 +87,19 @@ class PairFollower {
   nominated(pair: CandidatePair): void {
     const now = performance.now();
     this.nominatedAt.set(pair, now);
-    if (now - (this.dataAt.get(pair) ?? Number.NEGATIVE_INFINITY) <= EVIDENCE_WINDOW_MS)
+    if (now - (this.dataAt.get(pair) ?? Number.NEGATIVE_INFINITY) <= EVIDENCE_WINDOW_MS) {
       this.follow(pair, "ice pair re-nominated to follow the controlling side");
+      return;
+    }
+    // Off a relay without data: the peer nominates a direct pair our own check has validated (it works
+    // both ways), so nothing is lost if the nomination is stale, and an idle path would otherwise keep
+    // probing through the TURN server (seen at a hub whose idle peers' checks had crossed).
+    if (
+      this.path.kind === "relay" &&
+      pair.state === CandidatePairState.SUCCEEDED &&
+      !describePair(pair).relayed
+    )
+      this.follow(pair, "ice pair re-nominated: the controlling side nominates a validated direct pair");
   }
 
   /** Probes our pair and the hinted one; follows when ours is silent and the hinted one answers. */

@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   Candidate,
+  CandidatePairState,
   Connection,
   classes,
   createTurnClient,
@@ -14,11 +15,15 @@ import {
   methods,
   type TurnProtocol,
 } from "werift-ice";
-import { IcePath } from "../../src/ice/ice-path.js";
+import { describePair, IcePath } from "../../src/ice/ice-path.js";
 import { IceSession, type IceSessionOptions } from "../../src/ice/ice-session.js";
 import type { IceSignal } from "../../src/ice/ice-signal.js";
 import type { PeerPath } from "../../src/proxy/path.js";
 import { turnRestCredentials } from "../lab/coturn.js";
+import {
+  connect as connectLoopbackPair,
+  makePair as makeLoopbackPair,
+} from "../support/ice-loopback-pair.js";
 import { type LoopbackCoturn, startLoopbackCoturn } from "../support/loopback-coturn.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -457,5 +462,66 @@ describe("data path cost (send + receive, both ends in this process)", () => {
     pb.close();
     await Promise.all([wa.close(), wb.close(), ia.close(), ib.close()]);
     expect(ours!.delivered).toBeGreaterThan(n * 0.9);
+  });
+});
+
+describe("the controlled side on a relay, the controlling side direct (crossed checks at a busy hub)", () => {
+  it("follows the peer's nomination of a validated direct pair without waiting for data", async () => {
+    const { username, password: credential } = turnRestCredentials(coturn.secret, "steer", 600);
+    // Host candidates on 127.0.0.1 as well as TURN: both kinds of pair exist, and the direct one wins.
+    const pair = makeLoopbackPair({
+      turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], username, credential },
+    });
+    sessions.push(pair.a, pair.b);
+    const { pa, pb } = await connectLoopbackPair(pair);
+    const a = pa as IcePath;
+    const b = pb as IcePath;
+    expect(a.kind).toBe("direct");
+    const direct = b.pair!;
+    // B validates a relayed pair and moves onto it, as werift's controlled side does when the relay's
+    // check succeeds first while the direct checks cross: the two sides now send on different pairs.
+    const relayed = await waitFor(
+      () => b.conn.checkList.find((p) => describePair(p).relayed && p.remoteCandidate.type === "host"),
+      { what: "a pair from B's relay to A's host candidate" },
+    );
+    await b.conn.checkStart(relayed).awaitable;
+    expect(relayed.state).toBe(CandidatePairState.SUCCEEDED);
+    b.switchTo(relayed);
+    expect(b.kind).toBe("relay");
+    // Past the connect checks' nominations, and no data either way: only A's probe (which nominates the
+    // pair A sends on) can move B.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(b.kind).toBe("relay");
+    const sentBefore = [a.stats.datagramsSent, b.stats.datagramsSent];
+    expect(await a.probe(1000)).not.toBeNull();
+    await waitFor(() => b.pair === direct, { what: "B back on the direct pair", timeoutMs: 2000 });
+    expect(b.kind).toBe("direct");
+    expect([a.stats.datagramsSent, b.stats.datagramsSent]).toEqual(sentBefore);
+    expect(await exchange(b, a, 20, "b")).toHaveLength(20);
+  });
+
+  it("a nomination of a relayed pair alone does not move a direct controlled side", async () => {
+    const { username, password: credential } = turnRestCredentials(coturn.secret, "steer2", 600);
+    const pair = makeLoopbackPair({
+      turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], username, credential },
+    });
+    sessions.push(pair.a, pair.b);
+    const { pa, pb } = await connectLoopbackPair(pair);
+    const a = pa as IcePath;
+    const b = pb as IcePath;
+    expect(b.kind).toBe("direct");
+    const direct = b.pair!;
+    // A validates a relayed pair and moves onto it (its move nominates it), sending nothing.
+    const relayed = await waitFor(
+      () => a.conn.checkList.find((p) => describePair(p).relayed && p.remoteCandidate.type === "host"),
+      { what: "a pair from A's relay to B's host candidate" },
+    );
+    await a.conn.checkStart(relayed).awaitable;
+    expect(relayed.state).toBe(CandidatePairState.SUCCEEDED);
+    await new Promise((r) => setTimeout(r, 1500));
+    a.switchTo(relayed);
+    expect(await a.probe(1000)).not.toBeNull();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(b.pair).toBe(direct);
   });
 });
