@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   Candidate,
+  type CandidatePair,
   CandidatePairState,
   Connection,
   classes,
@@ -466,27 +467,36 @@ describe("data path cost (send + receive, both ends in this process)", () => {
 });
 
 describe("the controlled side on a relay, the controlling side direct (crossed checks at a busy hub)", () => {
-  it("follows the peer's nomination of a validated direct pair without waiting for data", async () => {
-    const { username, password: credential } = turnRestCredentials(coturn.secret, "steer", 600);
-    // Host candidates on 127.0.0.1 as well as TURN: both kinds of pair exist, and the direct one wins.
+  /** A (controlling) and B, with host candidates on 127.0.0.1 as well as TURN: the direct pair wins. */
+  async function connectWithTurn(user: string): Promise<{ a: IcePath; b: IcePath }> {
+    const { username, password: credential } = turnRestCredentials(coturn.secret, user, 600);
     const pair = makeLoopbackPair({
       turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], username, credential },
     });
     sessions.push(pair.a, pair.b);
     const { pa, pb } = await connectLoopbackPair(pair);
-    const a = pa as IcePath;
-    const b = pb as IcePath;
-    expect(a.kind).toBe("direct");
-    const direct = b.pair!;
-    // B validates a relayed pair and moves onto it, as werift's controlled side does when the relay's
-    // check succeeds first while the direct checks cross: the two sides now send on different pairs.
+    const [a, b] = [pa as IcePath, pb as IcePath];
+    expect([a.kind, b.kind]).toEqual(["direct", "direct"]);
+    return { a, b };
+  }
+
+  /** A pair of `side` from its relay to the peer's host candidate, checked until it succeeded. */
+  async function validatedRelayedPair(side: IcePath): Promise<CandidatePair> {
     const relayed = await waitFor(
-      () => b.conn.checkList.find((p) => describePair(p).relayed && p.remoteCandidate.type === "host"),
-      { what: "a pair from B's relay to A's host candidate" },
+      () => side.conn.checkList.find((p) => describePair(p).relayed && p.remoteCandidate.type === "host"),
+      { what: "a pair from the relay to the peer's host candidate" },
     );
-    await b.conn.checkStart(relayed).awaitable;
+    await side.conn.checkStart(relayed).awaitable;
     expect(relayed.state).toBe(CandidatePairState.SUCCEEDED);
-    b.switchTo(relayed);
+    return relayed;
+  }
+
+  it("follows the peer's nomination of a validated direct pair without waiting for data", async () => {
+    const { a, b } = await connectWithTurn("steer");
+    const direct = b.pair!;
+    // B moves onto a validated relayed pair, as werift's controlled side does when the relay's check
+    // succeeds first while the direct checks cross: the two sides now send on different pairs.
+    b.switchTo(await validatedRelayedPair(b));
     expect(b.kind).toBe("relay");
     // Past the connect checks' nominations, and no data either way: only A's probe (which nominates the
     // pair A sends on) can move B.
@@ -501,23 +511,10 @@ describe("the controlled side on a relay, the controlling side direct (crossed c
   });
 
   it("a nomination of a relayed pair alone does not move a direct controlled side", async () => {
-    const { username, password: credential } = turnRestCredentials(coturn.secret, "steer2", 600);
-    const pair = makeLoopbackPair({
-      turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], username, credential },
-    });
-    sessions.push(pair.a, pair.b);
-    const { pa, pb } = await connectLoopbackPair(pair);
-    const a = pa as IcePath;
-    const b = pb as IcePath;
-    expect(b.kind).toBe("direct");
+    const { a, b } = await connectWithTurn("steer2");
     const direct = b.pair!;
-    // A validates a relayed pair and moves onto it (its move nominates it), sending nothing.
-    const relayed = await waitFor(
-      () => a.conn.checkList.find((p) => describePair(p).relayed && p.remoteCandidate.type === "host"),
-      { what: "a pair from A's relay to B's host candidate" },
-    );
-    await a.conn.checkStart(relayed).awaitable;
-    expect(relayed.state).toBe(CandidatePairState.SUCCEEDED);
+    // A moves onto a validated relayed pair (its move nominates it), sending nothing.
+    const relayed = await validatedRelayedPair(a);
     await new Promise((r) => setTimeout(r, 1500));
     a.switchTo(relayed);
     expect(await a.probe(1000)).not.toBeNull();
