@@ -66,6 +66,8 @@ export interface IceAgentContext {
   signal(message: IceSignal): void;
   /** The agent nominated a pair and opened its path (it is in phase "nominated"). */
   nominated(agent: IceAgent, path: IcePath): void;
+  /** The agent's path followed the peer to another of its pairs (pair-following.ts). */
+  followed(agent: IceAgent, path: IcePath): void;
   /** The agent cannot carry a path (any more); the session closes it. */
   failed(agent: IceAgent, reason: IceFailureReason): void;
 }
@@ -392,7 +394,7 @@ export class IceAgent implements IceAgentIdentity {
       log.error({ err }, "cannot use the nominated ice pair");
       return null;
     }
-    followPeer(path, this.context.controlling, this.stunGuard, log);
+    followPeer(path, this.context.controlling, this.stunGuard, log, () => this.context.followed(this, path));
     for (const datagram of early) path.hold(datagram);
     if (early.length > 0) {
       log.debug(

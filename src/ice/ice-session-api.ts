@@ -42,6 +42,8 @@ export interface IceFailure {
 export interface IceSessionEvents {
   /** A pair was nominated (first connect and after each restart). The previous path keeps working for a grace period. */
   path: [path: IcePath];
+  /** The path in use followed the peer to another pair of its generation: its kind may have changed. */
+  "path-moved": [path: IcePath];
   failed: [failure: IceFailure];
   state: [state: IceSessionState];
   /**

@@ -84,6 +84,7 @@ export class IceSessionFactory {
       turnHint: this.turnHint,
     });
     session.on("path", (path) => handlers.path(path, path.reason));
+    session.on("path-moved", (path) => handlers.moved(path));
     session.on("failed", (failure) => handlers.failed(failure.reason, failure.pathLost));
     session.on("stalled", (what) => handlers.stalled(what));
     session.on("state", () => handlers.state());

@@ -108,6 +108,10 @@ export class IceSession extends EventEmitter<IceSessionEvents> {
       isCurrent: (agent) => agent === this.current,
       signal: (message) => this.signal(message),
       nominated: (agent, path) => this.onNominated(agent, path),
+      // Only the path in use: a retiring one's moves change nothing the peer uses.
+      followed: (agent, path) => {
+        if (agent === this.active) this.safeEmit("path-moved", path);
+      },
       failed: (agent, reason) => this.failAgent(agent, reason),
     };
   }

@@ -36,8 +36,14 @@ export const EVIDENCE_WINDOW_MS = 1000;
  * Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair`; on the
  * controlled side, listens to the checks `guard` let through to the path's agent).
  */
-export function followPeer(path: IcePath, controlling: boolean, guard: StunGuard, log: Logger): void {
-  const follower = new PairFollower(path, log);
+export function followPeer(
+  path: IcePath,
+  controlling: boolean,
+  guard: StunGuard,
+  log: Logger,
+  onFollowed: () => void = () => {},
+): void {
+  const follower = new PairFollower(path, log, onFollowed);
   path.onOtherPair = (pair) => follower.hint(pair, controlling);
   if (!controlling) {
     const nominations = new PeerNominations(path.conn);
@@ -67,6 +73,8 @@ class PairFollower {
   constructor(
     private readonly path: IcePath,
     private readonly log: Logger,
+    /** The path moved: its kind (direct, relay) may be another now. */
+    private readonly onFollowed: () => void,
   ) {}
 
   /** Data arrived on `pair`, another validated pair than ours (per datagram: cheap unless acted on). */
@@ -138,5 +146,6 @@ class PairFollower {
     }
     path.conn.nominated = pair; // consent checks follow the pair in use
     this.log.info({ generation: path.generation, kind: path.kind, remote: path.remote, was }, message);
+    this.onFollowed();
   }
 }

@@ -33,6 +33,8 @@ export interface PeerIceSession {
 export interface IceSessionHandlers {
   /** A pair was nominated: the new path (the previous one keeps working for a grace period). */
   path(path: ProbeablePath, reason: string): void;
+  /** The path in use moved to another pair of its generation (pair following): direct or relay anew. */
+  moved(path: ProbeablePath): void;
   /** A generation failed; `pathLost` when no path is left. */
   failed(reason: string, pathLost: boolean): void;
   /** The peer did not react to our signalling in time. */

@@ -419,6 +419,14 @@ export class Peer {
     this.choosePath(reason);
   }
 
+  /**
+   * The ICE path followed the peer to another pair: a relay now looks for a direct path (or stops
+   * looking), and the state says the new kind (`connected(direct)` had stayed after a move to a relay).
+   */
+  private onPathMoved(path: ProbeablePath): void {
+    if (path === this.icePath) this.onPathUp(path, "ice pair followed");
+  }
+
   /** The ICE path is gone: fall back (static, else none: handshakes are held) and retry with backoff. */
   private onPathLost(reason: string): void {
     this.icePath = null;
@@ -507,6 +515,7 @@ export class Peer {
       controlling,
       {
         path: (path, reason) => this.ifCurrent(session, () => this.onPathUp(path, reason)),
+        moved: (path) => this.ifCurrent(session, () => this.onPathMoved(path)),
         failed: (reason, pathLost) => this.ifCurrent(session, () => this.onIceFailed(reason, pathLost)),
         stalled: (what) => this.ifCurrent(session, () => this.onSignallingStalled(what)),
         // "connected" is always followed by its path or failure, which settle: not a state of its own.

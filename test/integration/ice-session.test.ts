@@ -468,6 +468,7 @@ function agentPair(current: { a: boolean; b: boolean } = { a: true, b: true }): 
         setImmediate(() => peer().agent.applyRemote(message));
       },
       nominated: (_agent, p) => nominated(p),
+      followed: () => {},
       failed: (agent, reason) => {
         failures.push(reason);
         void agent.close();

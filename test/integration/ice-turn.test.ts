@@ -468,7 +468,7 @@ describe("data path cost (send + receive, both ends in this process)", () => {
 
 describe("the controlled side on a relay, the controlling side direct (crossed checks at a busy hub)", () => {
   /** A (controlling) and B, with host candidates on 127.0.0.1 as well as TURN: the direct pair wins. */
-  async function connectWithTurn(user: string): Promise<{ a: IcePath; b: IcePath }> {
+  async function connectWithTurn(user: string): Promise<{ a: IcePath; b: IcePath; bSession: IceSession }> {
     const { username, password: credential } = turnRestCredentials(coturn.secret, user, 600);
     const pair = makeLoopbackPair({
       turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], username, credential },
@@ -477,7 +477,7 @@ describe("the controlled side on a relay, the controlling side direct (crossed c
     const { pa, pb } = await connectLoopbackPair(pair);
     const [a, b] = [pa as IcePath, pb as IcePath];
     expect([a.kind, b.kind]).toEqual(["direct", "direct"]);
-    return { a, b };
+    return { a, b, bSession: pair.b };
   }
 
   /** A pair of `side` from its relay to the peer's host candidate, checked until it succeeded. */
@@ -492,8 +492,10 @@ describe("the controlled side on a relay, the controlling side direct (crossed c
   }
 
   it("follows the peer's nomination of a validated direct pair without waiting for data", async () => {
-    const { a, b } = await connectWithTurn("steer");
+    const { a, b, bSession } = await connectWithTurn("steer");
     const direct = b.pair!;
+    const moved: IcePath[] = [];
+    bSession.on("path-moved", (path) => moved.push(path));
     // B moves onto a validated relayed pair, as werift's controlled side does when the relay's check
     // succeeds first while the direct checks cross: the two sides now send on different pairs.
     b.switchTo(await validatedRelayedPair(b));
@@ -506,6 +508,7 @@ describe("the controlled side on a relay, the controlling side direct (crossed c
     expect(await a.probe(1000)).not.toBeNull();
     await waitFor(() => b.pair === direct, { what: "B back on the direct pair", timeoutMs: 2000 });
     expect(b.kind).toBe("direct");
+    expect(moved).toEqual([b]); // the session tells the peer (its state and upgrades follow the kind)
     expect([a.stats.datagramsSent, b.stats.datagramsSent]).toEqual(sentBefore);
     expect(await exchange(b, a, 20, "b")).toHaveLength(20);
   });

@@ -13,7 +13,8 @@ export class FakePath implements ProbeablePath {
   answers = true;
 
   constructor(
-    readonly kind: PathKind,
+    /** Mutable: a path that follows the peer to another pair may change kind (FakeIceSession.follow). */
+    public kind: PathKind,
     readonly remote: string,
   ) {}
 
@@ -81,6 +82,14 @@ export class FakeIceSession implements PeerIceSession {
     this.repairing = false;
     this.setState("connected");
     this.handlers.path(path, reason);
+  }
+
+  /** The path in use followed the peer to another pair of `kind` (pair following). */
+  follow(kind: PathKind): void {
+    const path = this.path;
+    if (!(path instanceof FakePath)) throw new Error("no fake path to move");
+    path.kind = kind;
+    this.handlers.moved(path);
   }
 
   /** The newest generation failed; with `pathLost`, the path in use is gone too. */

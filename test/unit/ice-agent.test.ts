@@ -47,6 +47,7 @@ function harness(extra: Partial<IceAgentContext> = {}, turn = false): Harness {
     isCurrent: () => true,
     signal: () => {},
     nominated: () => {},
+    followed: () => {},
     // As the session does: a failed agent is closed.
     failed: (agent, reason) => {
       reportFailure(reason);

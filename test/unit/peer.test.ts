@@ -311,6 +311,30 @@ describe("Peer: relayed paths are upgraded", () => {
     expect(t.clock.pending).toBe(0);
   });
 
+  it("a path that follows the peer onto a relay says so and looks for a direct path, until back on one", () => {
+    const t = setup();
+    t.goOnline();
+    t.session().canUpgrade = true;
+    t.session().nominate(new FakePath("direct", "198.51.100.7:40000"));
+    expect(state(t.peer)).toBe("connected(direct)");
+    t.session().follow("relay");
+    expect(state(t.peer)).toBe("connected(relay)");
+    t.clock.advance(4375);
+    expect(t.session().restarts).toEqual([{ reason: "upgrade to a direct path", mode: "upgrade" }]);
+
+    const u = setup();
+    u.goOnline();
+    u.session().canUpgrade = true;
+    u.session().nominate(new FakePath("direct", "198.51.100.7:40000"));
+    u.session().follow("relay");
+    u.clock.advance(4000);
+    u.session().follow("direct");
+    expect(state(u.peer)).toBe("connected(direct)");
+    u.clock.advance(120_000);
+    expect(u.session().restarts).toEqual([]);
+    expect(u.clock.pending).toBe(0);
+  });
+
   it("an upgrade due while the peer is offline is postponed, not dropped", () => {
     const t = setup();
     t.goOnline();
