@@ -34,14 +34,16 @@ export const EVIDENCE_WINDOW_MS = 1000;
 
 /**
  * Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair`; on the
- * controlled side, listens to the checks `guard` let through to the path's agent).
+ * controlled side, listens to the checks `guard` let through to the path's agent); tells `onFollowed`
+ * after each move.
  */
 export function followPeer(
   path: IcePath,
   controlling: boolean,
   guard: StunGuard,
   log: Logger,
-  onFollowed: () => void = () => {},
+  /** The path followed the peer to another pair (its kind may have changed). */
+  onFollowed: () => void,
 ): void {
   const follower = new PairFollower(path, log, onFollowed);
   path.onOtherPair = (pair) => follower.hint(pair, controlling);
