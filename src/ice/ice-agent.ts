@@ -19,6 +19,7 @@ import {
   parseCandidate,
 } from "./ice-signal.js";
 import { followPeer } from "./pair-following.js";
+import { PeerChecks } from "./peer-requests.js";
 import { StunGuard } from "./stun-guard.js";
 import {
   catchSocketErrors,
@@ -395,6 +396,7 @@ export class IceAgent implements IceAgentIdentity {
       return null;
     }
     followPeer(path, this.context.controlling, this.stunGuard, log, () => this.context.followed(this, path));
+    this.notePeerChecks(path);
     for (const datagram of early) path.hold(datagram);
     if (early.length > 0) {
       log.debug(
@@ -404,6 +406,15 @@ export class IceAgent implements IceAgentIdentity {
     }
     this._path = path;
     return path;
+  }
+
+  /** Stamps `path` with each fresh check the peer signed on its pair (IcePath.peerCheckedAt). */
+  private notePeerChecks(path: IcePath): void {
+    const checks = new PeerChecks();
+    const unsubscribe = this.stunGuard.onAuthenticatedRequest((request) => {
+      if (path.closed) unsubscribe();
+      else if (checks.onPair(request, path.pair)) path.peerCheckedAt = Date.now();
+    });
   }
 
   private tuneSockets(): void {

@@ -159,6 +159,12 @@ export class IcePath implements PeerPath {
   };
   /** Why the generation of this path was started (for the path-change log). */
   reason = "connect";
+  /**
+   * When (Date.now()) the peer's own authenticated, fresh check on the pair in use last arrived (0: not
+   * since the pair was taken). The agent sets it (ice-agent.ts); liveness lets it stand in for our
+   * renewal probe of an idle path (ProbeablePath).
+   */
+  peerCheckedAt = 0;
 
   private selected: Selected | null;
   private readonly unhooks: Array<() => void> = [];
@@ -329,6 +335,7 @@ export class IcePath implements PeerPath {
     const previous = this.selected;
     if (!previous || previous.pair === pair) return;
     this.selected = this.select(pair);
+    this.peerCheckedAt = 0; // the peer's checks were of the old pair
     previous.tap.detach();
     previous.channel?.close();
     this.onRouteChange?.();

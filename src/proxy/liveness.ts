@@ -18,9 +18,17 @@
 // last authenticated contact (the nomination, or an answered probe), so the renewal probe goes out
 // every interval, traffic or not (RFC 7675 consent: only authenticated answers renew it). A path kept
 // busy by spoofed data is judged as if it had fallen silent one interval after its last answer.
+// Both ends of an ICE path probe it, and on an idle path one end's probe tells the other all its own
+// would: the peer's check, signed with this generation's password and never seen before, came on the
+// path now (the peer's agent sends on it and our agent answered). So the renewal probe waits for an
+// interval after the peer's latest check too, while nothing the peer sent since our last
+// authenticated contact needs its consent renewed: each idle path is probed about once an interval
+// instead of twice (most of an idle hub's cost). The peer's check renews nothing else: received data
+// still counts only within `consentMs` of our own authenticated contact, and doubt is settled only by
+// our own probes (a replayed check could otherwise keep a dead path alive).
 // For every path, `heard` and `quiet` say whether the peer answered on it within `quietAfterMs` (a
-// datagram, or a probe's answer; a nominated ICE pair starts out heard): status calls a peer connected
-// only while it is heard.
+// datagram, a probe's answer, or the peer's check; a nominated ICE pair starts out heard): status
+// calls a peer connected only while it is heard.
 // Most peers of a large hub have nothing to judge on most ticks: when a look finds a watch settled (no
 // doubt), the watch is marked calm until the earliest time a judgement could change by time alone (quiet,
 // an initiation's timeout, silence while WireGuard sends, a steady flow falling silent, the renewal
@@ -34,6 +42,11 @@ import type { ProxyPeer } from "./proxy-peer.js";
 export interface ProbeablePath extends PeerPath {
   /** Resolves with the round-trip time in ms, or null without an answer within `timeoutMs`. Never rejects. */
   probe(timeoutMs: number): Promise<number | null>;
+  /**
+   * When the peer's own authenticated check on this path last arrived (the monitor's clock; 0 or
+   * absent: never): the peer's probe of the path, which our agent answered.
+   */
+  readonly peerCheckedAt?: number;
 }
 
 export function isProbeable(path: PeerPath | null): path is ProbeablePath {
@@ -58,7 +71,8 @@ export interface LivenessOptions {
   handshakeTimeoutMs?: number;
   /**
    * A probe this long after the last authenticated contact (default 25 s, less up to 20 % jitter), with
-   * or without traffic: it renews the trust in received data (`consentMs`).
+   * or without traffic: it renews the trust in received data (`consentMs`). On an idle path the peer's
+   * own check puts it off as well.
    */
   idleProbeMs?: number;
   /** Received data counts as contact only this long after the last authenticated contact (default `idleProbeMs`). */
@@ -440,22 +454,47 @@ export class LivenessMonitor extends EventEmitter<LivenessEvents> {
       return;
     }
 
-    // Renewal: a probe a jittered interval after the last authenticated contact or our last probe,
-    // whichever is later. Received data does not put it off: it counts only while this renews it.
-    if (now - Math.max(this.authenticatedAt(watch), watch.lastProbeAt) >= watch.idleInterval) {
+    // Renewal: a probe a jittered interval after the last authenticated contact or our last probe
+    // (or, idle, the peer's check), whichever is later. Received data does not put it off: it counts
+    // only while this renews it.
+    if (now - this.renewedAt(peer, watch) >= watch.idleInterval) {
       this.probe(peer, watch, true);
       watch.idleInterval = this.idleInterval();
     }
-    this.dueAt(Math.max(this.authenticatedAt(watch), watch.lastProbeAt) + watch.idleInterval);
+    this.dueAt(this.renewedAt(peer, watch) + watch.idleInterval);
   }
 
-  /** Heard: a datagram on this path (as far as it counts), an answered probe, or (ICE) the nomination, within `quietAfterMs`. */
+  /**
+   * What the renewal probe's interval runs from: our last authenticated contact or probe; or the
+   * peer's later check on the path while no datagram came after our last authenticated contact.
+   */
+  private renewedAt(peer: ProxyPeer, watch: Watch): number {
+    const authenticatedAt = this.authenticatedAt(watch);
+    const own = Math.max(authenticatedAt, watch.lastProbeAt);
+    const checkedAt = this.peerCheckedAt(watch);
+    return checkedAt > own && peer.lastReceivedAt <= authenticatedAt ? checkedAt : own;
+  }
+
+  /** The peer's latest check on this path (0: none). One older than the watch is outdone by `since`. */
+  private peerCheckedAt(watch: Watch): number {
+    return watch.probe?.peerCheckedAt ?? 0;
+  }
+
+  /**
+   * Heard: a datagram on this path (as far as it counts), an answered probe, the peer's check, or (ICE)
+   * the nomination, within `quietAfterMs`.
+   */
   private judgeHeard(peer: ProxyPeer, watch: Watch, now: number): void {
     const receivedAt = this.receivedAt(peer, watch);
     const received = receivedAt >= watch.since ? receivedAt : 0;
-    const heardAt = Math.max(received, watch.lastAnswerAt, watch.probe ? watch.since : 0);
+    const heardAt = Math.max(
+      received,
+      watch.lastAnswerAt,
+      this.peerCheckedAt(watch),
+      watch.probe ? watch.since : 0,
+    );
     const heard = heardAt !== 0 && now - heardAt < this.quietAfterMs;
-    // Heard turns quiet by time alone; quiet turns heard only by a new datagram or answer.
+    // Heard turns quiet by time alone; quiet turns heard only by a new datagram, answer or check.
     if (heard) this.dueAt(heardAt + this.quietAfterMs);
     if (heard === watch.heard) return;
     watch.heard = heard;

@@ -89,6 +89,26 @@ describe("IceSession on loopback", () => {
     expect(path.stats).toMatchObject({ probesSent: 2, probesAnswered: 1 });
   });
 
+  it("each side's path notes the peer's probe of the pair in use (liveness lets it stand in for its own)", async () => {
+    const pair = makePair();
+    const { pa, pb } = await connect(pair);
+    const a = pa as IcePath;
+    const b = pb as IcePath;
+    // The connect's own checks may have stamped them: each probe must move the other side's stamp.
+    for (const [prober, peer] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const before = peer.peerCheckedAt;
+      await new Promise((r) => setTimeout(r, 5));
+      const sentAt = Date.now();
+      expect(await prober.probe(1000)).toEqual(expect.any(Number));
+      expect(peer.peerCheckedAt).toBeGreaterThan(before);
+      expect(peer.peerCheckedAt).toBeGreaterThanOrEqual(sentAt);
+      expect(peer.peerCheckedAt).toBeLessThanOrEqual(Date.now());
+    }
+  });
+
   it("restarts onto a new pair, keeping the old path working until the new one is nominated", async () => {
     const pair = makePair({ previousPathGraceMs: 300 });
     const { pa: oldA, pb: oldB } = await connect(pair);

@@ -12,6 +12,7 @@ class FakePath implements ProbeablePath {
   onDatagram: ((datagram: Buffer) => void) | null = null;
   answers = true;
   probes = 0;
+  peerCheckedAt = 0;
   send(): void {}
   close(): void {}
   probe(): Promise<number | null> {
@@ -315,5 +316,65 @@ describe("data Tunnelbore cannot authenticate is no proof of life for longer tha
     expect(doubts).toBe(0);
     expect(suspects).toEqual([]);
     expect(deaths).toBe(0);
+  });
+});
+
+describe("the peer's own checks on an idle path stand in for our renewal probe", () => {
+  // Both ends probe a path to renew their consent; on an idle path the peer's check (authenticated and
+  // fresh: IcePath.peerCheckedAt) tells us what our own probe would, so one probe an interval serves both.
+  const peerChecksEvery = (ms: number) => (t: number) => {
+    if (t % ms === 0) path.peerCheckedAt = t;
+  };
+  let doubts: number;
+  let verdicts: string[];
+  beforeEach(() => {
+    doubts = 0;
+    verdicts = [];
+    monitor.on("doubt", () => doubts++);
+    monitor.on("heard", () => verdicts.push("heard"));
+    monitor.on("quiet", () => verdicts.push("quiet"));
+  });
+
+  it("an idle path the peer probes every 20 s is not probed by us, and stays heard past WireGuard's session life", async () => {
+    path.answers = false; // whatever our probes would get: none go out
+    await advance(400_000, peerChecksEvery(20_000));
+    expect(path.probes).toBe(0);
+    expect(doubts).toBe(0);
+    expect(verdicts).toEqual([]); // heard from the start (nominated), never quiet
+    expect(suspects).toEqual([]);
+  });
+
+  it("once the peer's checks stop, our renewal probe goes out one interval after the last", async () => {
+    await advance(60_000, peerChecksEvery(20_000));
+    expect(path.probes).toBe(0);
+    const lastCheck = path.peerCheckedAt;
+    let probedAt = 0;
+    await advance(30_000, () => {
+      if (!probedAt && path.probes > 0) probedAt = now;
+    });
+    expect(path.probes).toBe(1);
+    expect(probedAt - lastCheck).toBeGreaterThanOrEqual(22_500);
+    expect(probedAt - lastCheck).toBeLessThanOrEqual(22_500 + 250);
+  });
+
+  it("they do not put it off while the peer sends data: that data needs our consent renewed", async () => {
+    const checks = peerChecksEvery(5000);
+    await advance(60_000, (t) => {
+      traffic(true)(t);
+      checks(t);
+    });
+    expect(path.probes).toBe(2); // at 22.5 s and 45 s, as without the peer's checks
+    expect(doubts).toBe(0);
+  });
+
+  it("they settle no doubt: with our probes unanswered the path is suspect however often the peer checks", async () => {
+    path.answers = false;
+    const checks = peerChecksEvery(500);
+    await advance(10_000, (t) => {
+      traffic(false)(t);
+      checks(t);
+    });
+    expect(doubts).toBe(1);
+    expect(suspects).toEqual(["no reply from peer"]);
   });
 });

@@ -1,6 +1,7 @@
-// PeerNominations behind the StunGuard, wired as pair following wires them: only the peer's
-// authenticated, fresh nominations on a pair of the agent are evidence; forgeries (which the guard
-// refuses), replays, requests that nominate nothing and requests on other pairs are not.
+// PeerNominations and PeerChecks behind the StunGuard, wired as the agent wires them: only the peer's
+// authenticated, fresh requests are evidence (nominations on a pair of the agent for following, checks
+// on the path's pair for liveness); forgeries (which the guard refuses), replays, requests on other
+// pairs, and for following requests that nominate nothing, are not.
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import {
@@ -13,7 +14,7 @@ import {
   type Protocol,
   parseMessage,
 } from "werift-ice";
-import { PeerNominations } from "../../src/ice/peer-requests.js";
+import { PeerChecks, PeerNominations } from "../../src/ice/peer-requests.js";
 import { StunGuard } from "../../src/ice/stun-guard.js";
 import type { Address } from "../../src/ice/werift-internals.js";
 
@@ -120,5 +121,50 @@ describe("PeerNominations behind the StunGuard", () => {
     expect(take(signed(), ["192.0.2.9", 4000])).toBeNull();
     expect(take(signed(), from, { type: "other" } as unknown as Protocol)).toBeNull();
     expect(gatedNominations(validated)(signed())).toBeNull();
+  });
+});
+
+describe("PeerChecks behind the StunGuard", () => {
+  /** The guard and PeerChecks as the agent connects them for the path on `pair`. */
+  function gatedChecks(pair: CandidatePair | null = validated) {
+    const guard = new StunGuard({
+      credentials: () => ({ localUfrag: "loc", remoteUfrag: "rem", localPassword: PASSWORD }),
+      knows: () => true,
+      pairs: () => 2,
+      refuses: () => false,
+      log: pino({ level: "silent" }),
+    });
+    const checks = new PeerChecks();
+    let counted = 0;
+    guard.onAuthenticatedRequest((r) => {
+      if (checks.onPair(r, pair)) counted++;
+    });
+    return (data: Buffer, addr: Address = from, on: Protocol = protocol): number => {
+      let parsed: Message | undefined;
+      try {
+        parsed = parseMessage(data) as Message | undefined;
+      } catch {
+        parsed = undefined;
+      }
+      guard.admit(parsed ?? (parseMessage(signed()) as Message), data, addr, on);
+      return counted;
+    };
+  }
+
+  it("counts the peer's signed checks on the path's pair, nominating or not, from either role, each once", () => {
+    const feed = gatedChecks();
+    const nominating = signed();
+    expect(feed(nominating)).toBe(1);
+    expect(feed(nominating)).toBe(1); // replayed (or retransmitted): nothing new
+    expect(feed(signed({ nominate: false, controlling: false }))).toBe(2);
+  });
+
+  it("counts no forgery, no check of another pair or transport, and nothing without a pair", () => {
+    const feed = gatedChecks();
+    expect(feed(request({}))).toBe(0);
+    expect(feed(request({ key: "guessed" }))).toBe(0);
+    expect(feed(signed(), unvalidated.remoteAddr as Address)).toBe(0);
+    expect(feed(signed(), from, { type: "other" } as unknown as Protocol)).toBe(0);
+    expect(gatedChecks(null)(signed())).toBe(0);
   });
 });
