@@ -173,16 +173,18 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
   /**
    * Asks the server for a sign of life now (a WebSocket ping) and replaces the connection when none
    * comes within `timeoutMs`: a NAT that forgot our TCP mapping leaves the socket open and silent, and
-   * the keepalive would notice only after 2.5 intervals. Used when a path goes suspect, which is when
-   * a network event may have taken the connection too. One check at a time.
+   * the keepalive would notice only after 2.5 intervals. Used when a path goes suspect, or signalling
+   * goes unanswered (`why`, for the log): when a network event may have taken the connection. One check
+   * at a time (shared). True when the server answered; false when it did not (the connection is being
+   * replaced, as when it closes meanwhile) or we are not online.
    */
-  checkAlive(timeoutMs: number): void {
+  checkAlive(timeoutMs: number, why: string): Promise<boolean> {
     const ws = this.ws;
-    if (this.state !== "online" || !ws) return;
-    this.liveness.check(ws, timeoutMs, () => {
+    if (this.state !== "online" || !ws) return Promise.resolve(false);
+    return this.liveness.check(ws, timeoutMs, () => {
       if (this.ws !== ws) return;
       this.attemptError = `no answer to a ping within ${timeoutMs} ms`;
-      this.log.info({ url: this.url }, "introduction server silent after a path went suspect: reconnecting");
+      this.log.info({ url: this.url }, `introduction server silent after ${why}: reconnecting`);
       ws.terminate();
     });
   }

@@ -34,11 +34,14 @@ export interface IntroLinkHandlers {
   signal(publicKey: string, signal: unknown): void;
 }
 
-/** How long the server has to answer a ping when a path went suspect. */
+/** How long the server has to answer a ping when a path went suspect or signalling stalled. */
 const LINK_CHECK_TIMEOUT_MS = 1000;
 
-/** After a stalled signalling exchange, reconnect to the introduction server at most this often. */
-const STALL_RECONNECT_INTERVAL_MS = 10_000;
+/**
+ * After a stalled signalling exchange, check the connection at most this often: a peer that ignores
+ * our offers (busy, broken or hostile) then costs a ping now and then, never the other peers' signalling.
+ */
+const STALL_CHECK_INTERVAL_MS = 5_000;
 
 /** What travels in an envelope: one ICE signal. Anything else is dropped. */
 interface SignalEnvelope {
@@ -51,7 +54,8 @@ function isSignalEnvelope(payload: unknown): payload is SignalEnvelope {
 
 /**
  * Our connection to the introduction server as the peers use it: presence, ICE signals in envelopes,
- * the STUN and TURN servers it hands out, and reconnecting when our network changed or signalling stalls.
+ * the STUN and TURN servers it hands out, reconnecting when our network changed, and checking the
+ * connection when signalling stalls.
  */
 export class IntroLink {
   readonly publicKey: string;
@@ -61,7 +65,9 @@ export class IntroLink {
   private serverInfo: ServerInfo | null = null;
   /** Disconnects we caused (reconnecting after a network change): not worth a warning. */
   private expectedDisconnects = 0;
-  private lastStallReconnect = Number.NEGATIVE_INFINITY;
+  /** The check of our connection after a stall: under way (shared), and when the last one started. */
+  private stallCheck: Promise<boolean> | null = null;
+  private lastStallCheck = Number.NEGATIVE_INFINITY;
   private stopped = false;
 
   constructor(
@@ -173,22 +179,35 @@ export class IntroLink {
 
   /** A path went suspect: the network may have taken our server connection too; check it now. */
   checkServer(): void {
-    this.client.checkAlive(LINK_CHECK_TIMEOUT_MS);
+    void this.client.checkAlive(LINK_CHECK_TIMEOUT_MS, "a path went suspect");
   }
 
   /**
    * A peer did not react to our offer or restart request although the server says it is online: our
-   * connection may be dead without knowing it (a NAT that forgot it). Reconnect, at most every 10 s.
-   * True when reconnecting (the peer restarts ICE once it is online again).
+   * connection may be dead without knowing it (a NAT that forgot it), or the peer is not answering.
+   * Reconnecting blindly would disrupt every other peer's signalling, so the server is pinged (at most
+   * every 5 s; a check under way is shared) and the client replaces the connection only when the ping
+   * goes unanswered. True then: the peer comes online again after the reconnect and restarts ICE.
    */
-  reconnectIfStalled(key: string, what: string): boolean {
+  async checkStalled(key: string, what: string): Promise<boolean> {
     if (this.stopped || !this.client.connected || !this.client.isOnline(key)) return false;
-    const now = performance.now();
-    if (now - this.lastStallReconnect < STALL_RECONNECT_INTERVAL_MS) return false;
-    this.lastStallReconnect = now;
-    this.log.info({ peer: key, what }, "signalling unanswered; reconnecting to the introduction server");
-    this.reconnect();
-    return true;
+    let check = this.stallCheck;
+    if (!check) {
+      const now = performance.now();
+      if (now - this.lastStallCheck < STALL_CHECK_INTERVAL_MS) return false;
+      this.lastStallCheck = now;
+      const started = this.client.checkAlive(LINK_CHECK_TIMEOUT_MS, "signalling went unanswered");
+      this.stallCheck = check = started;
+      void started.then((alive) => {
+        this.stallCheck = null;
+        if (alive)
+          this.log.debug(
+            { peer: key, what },
+            "signalling unanswered but the introduction server answers: the peer is not answering",
+          );
+      });
+    }
+    return !(await check);
   }
 }
 
@@ -198,7 +217,7 @@ export function linkSignalling(link: IntroLink, sessions: IceSessionFactory): Pe
     isOnline: (key) => link.isOnline(key),
     controlling: (key) => link.controlling(key),
     send: (key, signal) => link.send(key, signal),
-    stalled: (key, what) => link.reconnectIfStalled(key, what),
+    stalled: (key, what) => link.checkStalled(key, what),
     pathSuspect: () => link.checkServer(),
     createSession: (key, controlling, handlers, logger) =>
       sessions.create(controlling, (signal) => link.send(key, signal), handlers, logger),

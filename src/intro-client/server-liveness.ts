@@ -13,7 +13,10 @@ export class ServerLiveness {
   /** A check of life compares this count, not clocks. */
   private heardCount = 0;
   private watchdog: NodeJS.Timeout | undefined;
-  private aliveCheck: NodeJS.Timeout | undefined;
+  /** The check under way: its timer, its verdict (shared by whoever asks meanwhile), how to give it. */
+  private aliveCheck:
+    | { timer: NodeJS.Timeout; verdict: Promise<boolean>; give: (alive: boolean) => void }
+    | undefined;
 
   /** Something came from the server (or a connection attempt starts). */
   heard(): void {
@@ -35,23 +38,37 @@ export class ServerLiveness {
     this.watchdog.unref();
   }
 
-  /** Pings now; `onSilent` if nothing at all is heard within `timeoutMs`. One check at a time. */
-  check(ws: WebSocket, timeoutMs: number, onSilent: () => void): void {
-    if (this.aliveCheck) return;
+  /**
+   * Pings now; `onSilent` if nothing at all is heard within `timeoutMs`. Resolves true when something
+   * was heard, false when not or when the connection went first (stop). A check under way is shared.
+   */
+  check(ws: WebSocket, timeoutMs: number, onSilent: () => void): Promise<boolean> {
+    if (this.aliveCheck) return this.aliveCheck.verdict;
     const heardBefore = this.heardCount;
+    let give: (alive: boolean) => void = () => {};
+    const verdict = new Promise<boolean>((resolve) => {
+      give = resolve;
+    });
     ws.ping();
-    this.aliveCheck = setTimeout(() => {
+    const timer = setTimeout(() => {
       this.aliveCheck = undefined;
-      if (this.heardCount === heardBefore) onSilent();
+      const alive = this.heardCount !== heardBefore;
+      if (!alive) onSilent();
+      give(alive);
     }, timeoutMs);
-    this.aliveCheck.unref();
+    timer.unref();
+    this.aliveCheck = { timer, verdict, give };
+    return verdict;
   }
 
   /** The connection is gone. */
   stop(): void {
     clearInterval(this.watchdog);
     this.watchdog = undefined;
-    clearTimeout(this.aliveCheck);
-    this.aliveCheck = undefined;
+    if (this.aliveCheck) {
+      clearTimeout(this.aliveCheck.timer);
+      this.aliveCheck.give(false);
+      this.aliveCheck = undefined;
+    }
   }
 }

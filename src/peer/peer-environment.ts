@@ -52,9 +52,10 @@ export interface PeerSignalling {
   send(publicKey: string, signal: IceSignal): void;
   /**
    * Our signalling went unanswered although the peer is online: the connection to the server may be
-   * dead without knowing it. True when it is being replaced (then restart ICE once the peer is back).
+   * dead without knowing it, or the peer is not answering. Resolves true when the connection was found
+   * dead and is being replaced (then restart ICE once the peer is back); never rejects.
    */
-  stalled(publicKey: string, what: string): boolean;
+  stalled(publicKey: string, what: string): Promise<boolean>;
   /** A path went suspect: the same network event may have silenced the signalling link; check it. */
   pathSuspect(): void;
   createSession(

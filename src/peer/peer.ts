@@ -444,9 +444,18 @@ export class Peer {
     this.settle();
   }
 
+  /** The peer did not react to our signalling: the link checks its connection to the server. */
   private onSignallingStalled(what: string): void {
-    if (this.signalling?.stalled(this.publicKey, what))
-      this.pendingRestart = { why: "signalling-stalled", detail: `signalling stalled: ${what}` };
+    void this.signalling?.stalled(this.publicKey, what).then((linkDead) => {
+      if (linkDead) this.onSignallingLinkDead(what);
+    });
+  }
+
+  /** The stall was our connection's: it is being replaced; ICE restarts once the peer is back. */
+  private onSignallingLinkDead(what: string): void {
+    // Dormant: nothing to restart (as after a network change).
+    if (this.closed || this.idleness.dormant) return;
+    this.pendingRestart = { why: "signalling-stalled", detail: `signalling stalled: ${what}` };
   }
 
   // --- hooks: timers ------------------------------------------------------------------------------

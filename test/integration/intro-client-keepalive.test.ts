@@ -231,8 +231,10 @@ describe("intro client check of life (a path went suspect)", () => {
     client = newClient(server.url);
     await online(client);
     const reconnected = waitForEvent(client, "connected", () => true, 5_000);
-    client.checkAlive(50); // no keepalive tick is advanced: only the check can see the silence
+    // No keepalive tick is advanced: only the check can see the silence.
+    const verdict = client.checkAlive(50, "a test");
     await reconnected;
+    expect(await verdict).toBe(false);
     expect(server.connections).toHaveLength(2);
     expect(server.connections[0]?.closed).toBe(true);
     expect(client.connectionStatus.lastError).toMatch(/no answer to a ping/);
@@ -243,13 +245,14 @@ describe("intro client check of life (a path went suspect)", () => {
     client = newClient(server.url);
     await online(client);
     const connection = server.connections[0]!;
-    client.checkAlive(50);
+    const verdict = client.checkAlive(50, "a test");
     await waitFor(() => connection.pings >= 1, { what: "the check's ping", timeoutMs: 5_000, intervalMs: 5 });
     // A second check, sent after the first one's time is up, is answered on the same connection.
     await new Promise((resolve) => setTimeout(resolve, 100)); // past the first check's 50 ms
-    client.checkAlive(50);
+    const second = client.checkAlive(50, "a test");
     await waitFor(() => connection.pings >= 2, { what: "the second ping", timeoutMs: 5_000, intervalMs: 5 });
     await new Promise((resolve) => setTimeout(resolve, 100));
+    expect([await verdict, await second]).toEqual([true, true]);
     expect(server.connections).toHaveLength(1);
     expect(connection.closed).toBe(false);
     expect(client.connected).toBe(true);

@@ -151,9 +151,9 @@ export class FakeSignalling implements PeerSignalling {
     this.linkChecks++;
   }
 
-  stalled(_key: string, what: string): boolean {
+  stalled(_key: string, what: string): Promise<boolean> {
     this.stalls.push(what);
-    return this.options.stallReconnects ?? true;
+    return Promise.resolve(this.options.stallReconnects ?? true);
   }
 
   createSession(_key: string, controlling: boolean, handlers: IceSessionHandlers): FakeIceSession {

@@ -365,11 +365,12 @@ describe("Peer: network changes and stalled signalling", () => {
     expect(t.session().restarts).toHaveLength(count + 1);
   });
 
-  it("stalled signalling that makes the link reconnect restarts ICE when the peer is back", () => {
+  it("stalled signalling that makes the link reconnect restarts ICE when the peer is back", async () => {
     const t = setup();
     t.goOnline();
     t.session().stall("offer unanswered");
     expect(t.stalls).toEqual(["offer unanswered"]);
+    await settled(); // the link's check of its connection
     t.goOffline();
     t.goOnline();
     expect(t.session().restarts.at(-1)).toEqual({
@@ -378,11 +379,12 @@ describe("Peer: network changes and stalled signalling", () => {
     });
   });
 
-  it("stalled signalling without a reconnect leaves nothing pending", () => {
+  it("stalled signalling without a reconnect leaves nothing pending", async () => {
     const t = setup({ stallReconnects: false });
     t.goOnline();
     t.session().nominate(new FakePath("direct", "198.51.100.7:40000"));
     t.session().stall("restart request unanswered");
+    await settled();
     t.goOnline();
     expect(t.session().restarts).toEqual([]);
   });
