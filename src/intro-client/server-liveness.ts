@@ -51,10 +51,15 @@ export class ServerLiveness {
     });
     ws.ping();
     const timer = setTimeout(() => {
-      this.aliveCheck = undefined;
-      const alive = this.heardCount !== heardBefore;
-      if (!alive) onSilent();
-      give(alive);
+      // Timers run before sockets are read: on a busy loop the pong may be waiting unread. Judge after
+      // this turn's reads (setImmediate follows the poll phase), or a live connection is replaced.
+      setImmediate(() => {
+        if (this.aliveCheck?.verdict !== verdict) return; // stopped meanwhile
+        this.aliveCheck = undefined;
+        const alive = this.heardCount !== heardBefore;
+        if (!alive) onSilent();
+        give(alive);
+      });
     }, timeoutMs);
     timer.unref();
     this.aliveCheck = { timer, verdict, give };
