@@ -4,13 +4,16 @@ import type { StatusReport } from "../control/status.js";
 import { ConfigError } from "../errors.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
+import { formatBufferSize, isSmallReceiveBuffer } from "../wg/receive-buffer-check.js";
+import type { WireGuardSocketStatus } from "../wg/wireguard-sockets.js";
 import { askEveryInterface, runningInterfaces } from "./running-interfaces.js";
 
 export const STATUS_USAGE = `Usage: tunnelbore status [--interface IF] [--json] [--run-dir DIR]
 
 Shows each peer of a running \`tunnelbore run\`: state, path, remote address, round-trip time,
-last handshake and bytes each way. Without --interface: every interface running, one section
-each (in JSON, a list of them).
+last handshake and bytes each way; with a userspace WireGuard (wireguard-go), its socket's receive
+buffer and drops. Without --interface: every interface running, one section each (in JSON, a list
+of them).
 
 Options:
   -i, --interface IF   the interface (default: every one running)
@@ -127,6 +130,17 @@ export function formatForwarding(forwarding: ForwardingStatus): string {
   return `forwarding: user space, ${io}${forwarding.reason ? ` (kernel fast path: ${forwarding.reason})` : ""}`;
 }
 
+/** One line: a userspace WireGuard's socket buffer and its drops, the cause of poor throughput when small. */
+export function formatWireGuardSocket(socket: WireGuardSocketStatus): string {
+  if (socket.unknown !== null || socket.receiveBufferBytes === null)
+    return `wireguard socket: unknown (${socket.unknown ?? "no receive buffer shown"})`;
+  const drops = socket.drops === null ? "drops unknown" : `${socket.drops.toLocaleString("en-US")} dropped`;
+  const advice = isSmallReceiveBuffer(socket)
+    ? " (under 1 MiB: drops datagrams at speed; upgrade wireguard-go or raise net.core.rmem_default)"
+    : "";
+  return `wireguard socket: ${formatBufferSize(socket.receiveBufferBytes)} receive buffer, ${drops}${advice}`;
+}
+
 export function formatStatus(report: StatusReport): string {
   const header = ["PEER", "STATE", "REMOTE", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
   const rows = report.peers.map((p) => [
@@ -162,6 +176,7 @@ export function formatStatus(report: StatusReport): string {
     `dropped: ${dropped || "none"}`,
     ...formatTunnelBypass(report),
     formatForwarding(report.forwarding),
+    ...(report.wireguardSocket ? [formatWireGuardSocket(report.wireguardSocket)] : []),
     ...(report.privileges ? [describePrivileges(report.privileges)] : []),
     "",
   ].join("\n");

@@ -7,6 +7,7 @@ import type { DropCounters } from "../proxy/counters.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
 import type { ProxyPeer } from "../proxy/proxy-peer.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
+import type { WireGuardSocketStatus } from "../wg/wireguard-sockets.js";
 
 /** What `tunnelbore status` shows of one peer. */
 export interface PeerStatus {
@@ -61,6 +62,11 @@ export interface StatusReport {
   forwarding: ForwardingStatus;
   /** Whether Tunnelbore's sockets carry the interface's fwmark (full tunnels), and why not. */
   tunnelBypass: TunnelBypassStatus;
+  /**
+   * A userspace WireGuard's own UDP sockets: their receive buffer and drops (a small buffer drops
+   * datagrams at speed); null for the kernel's, which has none.
+   */
+  wireguardSocket?: WireGuardSocketStatus | null;
   /** Whether network input is parsed by an unprivileged worker (privilege separation), and why not. */
   privileges?: PrivilegeStatus;
 }

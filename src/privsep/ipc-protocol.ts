@@ -103,8 +103,25 @@ export const requestSchema = z.discriminatedUnion("op", [
   /** The entries whose packets moved since the last such request (every one when `full`). */
   z.object({ op: z.literal("fastPathCountersMoved"), full: z.boolean() }),
   z.object({ op: z.literal("fastPathClose") }),
+  /** WireGuard's socket (its buffer and drops), for status: found by the parent's own listen port. */
+  z.object({ op: z.literal("wireguardSocket") }),
 ]);
 export type Request = z.infer<typeof requestSchema>;
+
+const count = z.number().int().nonnegative();
+
+/** The parent's answer to `wireguardSocket` (src/wg/wireguard-sockets.ts), checked before status shows it. */
+export const wireguardSocketAnswerSchema = z
+  .object({
+    port: z.number().int().min(0).max(65535),
+    receiveBufferBytes: count.nullable(),
+    drops: count.nullable(),
+    sockets: z
+      .array(z.object({ local: z.string().max(80), receiveBufferBytes: count, drops: count.nullable() }))
+      .max(64),
+    unknown: z.string().max(512).nullable(),
+  })
+  .nullable();
 
 /** Worker to parent. */
 export const workerMessageSchema = z.discriminatedUnion("t", [

@@ -13,6 +13,7 @@ import { EndpointState } from "../wg/endpoint-state.js";
 import { nudgeIfTrafficWaiting } from "../wg/handshake-nudge.js";
 import { type DumpChanges, InterfaceReader } from "../wg/interface-reader.js";
 import { nudgeHandshake } from "../wg/interface-watch.js";
+import { ReceiveBufferCheck } from "../wg/receive-buffer-check.js";
 import { TunnelBypass, type TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import { UapiSocket } from "../wg/uapi-socket.js";
 import {
@@ -24,6 +25,7 @@ import {
   type WireGuardPeerInfo,
 } from "../wg/wg-command.js";
 import { checkWgQuickConfigFile, type WgQuickConfigCheck } from "../wg/wg-quick-config.js";
+import type { WireGuardSocketStatus } from "../wg/wireguard-sockets.js";
 import { decodeKey } from "../wireguard/keys.js";
 
 /** What the kernel fast path offers its user (KernelForwarder): the loaded program's control plane. */
@@ -96,6 +98,8 @@ export interface PrivilegedOps {
   readonly bypass: SocketMarking;
   /** Loads the kernel fast path for the interface (chooseKernelFastPath's `load`). */
   loadFastPath(wireguardInterface: string): Promise<FastPathControl>;
+  /** A userspace WireGuard's socket: its receive buffer and drops (null for the kernel's). */
+  wireguardSocket(): Promise<WireGuardSocketStatus | null>;
 }
 
 export interface LocalPrivilegedOpsOptions {
@@ -118,9 +122,12 @@ export class LocalPrivilegedOps implements PrivilegedOps {
   private readonly uapi = new UapiSocket();
   /** The dump read into one kept buffer (null: no private temporary file here; read through a pipe). */
   private readonly dumpFile: DumpFile | null;
+  /** Warns when a userspace WireGuard's socket buffer is small: here, where the interface is read. */
+  private readonly receiveBuffer: ReceiveBufferCheck;
 
   constructor(private readonly options: LocalPrivilegedOpsOptions) {
     this.reader = new InterfaceReader(options.interfaceName);
+    this.receiveBuffer = new ReceiveBufferCheck(options.interfaceName, options.logger);
     this.dumpFile = canMakePrivateFiles() ? new DumpFile() : null;
     this.endpoints = new EndpointState(options.stateDir, options.interfaceName);
     this.bypass = new TunnelBypass({
@@ -133,7 +140,12 @@ export class LocalPrivilegedOps implements PrivilegedOps {
   async readInterface(): Promise<WireGuardInterfaceInfo> {
     const name = this.options.interfaceName;
     const answer = await this.uapi.read(name);
-    if (answer) return this.reader.readUapi(answer);
+    if (answer) {
+      // Only a userspace WireGuard has a socket of its own: the kernel's reads pay nothing for this.
+      const info = this.reader.readUapi(answer);
+      await this.receiveBuffer.afterRead(info.listenPort);
+      return info;
+    }
     return this.reader.readDump(this.dumpFile ? await this.dumpFile.read(name) : await readDump(name));
   }
 
@@ -183,5 +195,9 @@ export class LocalPrivilegedOps implements PrivilegedOps {
 
   loadFastPath(wireguardInterface: string): Promise<FastPathControl> {
     return FastPathProgram.load(wireguardInterface);
+  }
+
+  wireguardSocket(): Promise<WireGuardSocketStatus | null> {
+    return this.receiveBuffer.status();
   }
 }

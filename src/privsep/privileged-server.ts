@@ -193,6 +193,8 @@ export class PrivilegedServer {
         await this.fastPath?.close();
         this.fastPath = null;
         return null;
+      case "wireguardSocket":
+        return this.ops.wireguardSocket();
     }
   }
 

@@ -19,6 +19,7 @@ import { trafficWaiting } from "../wg/handshake-nudge.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import type { EndpointChange, WireGuardInterfaceInfo, WireGuardPeerInfo } from "../wg/wg-command.js";
 import type { WgQuickConfigCheck } from "../wg/wg-quick-config.js";
+import type { WireGuardSocketStatus } from "../wg/wireguard-sockets.js";
 import { type InterfaceChanges, InterfaceMirror } from "./interface-diff.js";
 import {
   type FastPathUpdate,
@@ -26,6 +27,7 @@ import {
   type Request,
   type WireCounters,
   type WireMovedCounter,
+  wireguardSocketAnswerSchema,
 } from "./ipc-protocol.js";
 import type {
   EndpointMemory,
@@ -111,6 +113,13 @@ export class RemotePrivilegedOps implements PrivilegedOps {
 
   async checkWgQuickConfig(): Promise<WgQuickConfigCheck | null> {
     return (await this.ask({ op: "wgQuickCheck" })) as WgQuickConfigCheck | null;
+  }
+
+  async wireguardSocket(): Promise<WireGuardSocketStatus | null> {
+    const answer = wireguardSocketAnswerSchema.safeParse(await this.ask({ op: "wireguardSocket" }));
+    if (!answer.success)
+      throw new PrivilegedRequestError("privsep-bad-answer", "malformed answer about WireGuard's socket");
+    return answer.data;
   }
 
   async loadFastPath(): Promise<FastPathControl> {
