@@ -18,6 +18,8 @@ export const SMALL_RECEIVE_BUFFER = 1 << 20;
  */
 const FIRST_RETRY_MS = 2000;
 const MAX_RETRY_MS = 60_000;
+/** status() reuses a read this young. */
+const STATUS_REUSE_MS = 2000;
 
 export function isSmallReceiveBuffer(status: WireGuardSocketStatus): boolean {
   return status.receiveBufferBytes !== null && status.receiveBufferBytes < SMALL_RECEIVE_BUFFER;
@@ -63,6 +65,8 @@ export class ReceiveBufferCheck {
   private retryAt = 0;
   private retryMs = FIRST_RETRY_MS;
   private checking = false;
+  /** The latest read for status(). */
+  private recent: { at: number; port: number; read: Promise<WireGuardSocketStatus | null> } | null = null;
 
   private readonly read: ReadSockets;
   private readonly index: (name: string) => Promise<number | null>;
@@ -124,8 +128,19 @@ export class ReceiveBufferCheck {
     this.retryMs = Math.min(MAX_RETRY_MS, 2 * this.retryMs);
   }
 
-  /** WireGuard's socket now, by the listen port last read; null for the kernel's, or before a read. */
+  /**
+   * WireGuard's socket now, by the listen port last read; null for the kernel's, or before a read. A
+   * read younger than STATUS_REUSE_MS is shared: status is polled (tests, monitoring, metrics), and each
+   * read starts a process in the privileged parent.
+   */
   status(): Promise<WireGuardSocketStatus | null> {
-    return this.port ? this.read(this.interfaceName, this.port) : Promise.resolve(null);
+    if (!this.port) return Promise.resolve(null);
+    const now = this.now();
+    const recent = this.recent;
+    if (recent && recent.port === this.port && now - recent.at < STATUS_REUSE_MS && now >= recent.at)
+      return recent.read;
+    const read = this.read(this.interfaceName, this.port);
+    this.recent = { at: now, port: this.port, read };
+    return read;
   }
 }

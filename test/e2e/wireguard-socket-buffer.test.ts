@@ -55,6 +55,23 @@ function statusText(name: string): Promise<string> {
 }
 
 /** Datagrams to wireguard-go's IPv4 socket while it is stopped, so that its 208 KiB buffer overflows. */
+/** Status once its `wireguardSocket` passes `ready` (the parent shares a read younger than 2 s). */
+async function statusWhen(
+  tb: TunnelboreProcess,
+  what: string,
+  ready: (socket: Awaited<ReturnType<TunnelboreProcess["status"]>>["wireguardSocket"]) => boolean,
+): ReturnType<TunnelboreProcess["status"]> {
+  let status = await tb.status();
+  await waitFor(
+    async () => {
+      status = await tb.status();
+      return ready(status.wireguardSocket);
+    },
+    { what, timeoutMs: 5000, intervalMs: 200 },
+  );
+  return status;
+}
+
 async function overflow(wg: WireGuardInterface): Promise<void> {
   const pid = wg.process.child.pid!;
   process.kill(pid, "SIGSTOP");
@@ -118,7 +135,7 @@ describe("WireGuard's socket buffer, userspace WireGuard", () => {
     ]);
 
     await overflow(wg);
-    const dropped = await tb.status();
+    const dropped = await statusWhen(tb, "drops in status", (socket) => (socket?.drops ?? 0) > 0);
     expect(dropped.wireguardSocket?.drops).toBeGreaterThan(0);
     const text = await statusText(name);
     expect(text).toMatch(/^wireguard socket: 208 KiB receive buffer, [\d,]+ dropped \(under 1 MiB/m);
@@ -126,7 +143,11 @@ describe("WireGuard's socket buffer, userspace WireGuard", () => {
 
     // As current wireguard-go sets its own (SO_RCVBUFFORCE 7 MiB; the kernel counts twice that).
     expect(await setUdpSocketBuffers(wg.process.child.pid!, WIREGUARD_GO_SOCKET_BUFFER)).toBe(2);
-    const after = await tb.status();
+    const after = await statusWhen(
+      tb,
+      "the new buffer in status",
+      (socket) => socket?.receiveBufferBytes !== DEBIAN_DEFAULT,
+    );
     expect(after.wireguardSocket?.receiveBufferBytes).toBe(2 * WIREGUARD_GO_SOCKET_BUFFER);
     expect(await statusText(name)).toMatch(/^wireguard socket: 14 MiB receive buffer, [\d,]+ dropped$/m);
     expect(warnings(tb)).toHaveLength(1); // said once, at start
@@ -174,6 +195,11 @@ describe("WireGuard's socket buffer, userspace WireGuard", () => {
       intervalMs: 100,
     });
     expect(warnings(tb)).toHaveLength(1);
-    expect((await tb.status()).wireguardSocket?.receiveBufferBytes).toBe(DEBIAN_DEFAULT);
+    const recreated = await statusWhen(
+      tb,
+      "the recreated socket in status",
+      (socket) => socket?.receiveBufferBytes === DEBIAN_DEFAULT,
+    );
+    expect(recreated.wireguardSocket?.receiveBufferBytes).toBe(DEBIAN_DEFAULT);
   }, 90_000);
 });

@@ -139,6 +139,19 @@ describe("ReceiveBufferCheck", () => {
     expect(await h.check.status()).toEqual(socketOf(212992, 5));
     expect(h.reads()).toBe(2); // status reads anew: its drops are now's
   });
+
+  it("shares a status read younger than 2 s (each read is a process), and reads anew after", async () => {
+    const h = harness([socketOf(212992, 5), socketOf(212992, 6), socketOf(212992, 7)]);
+    await h.check.afterRead(51820);
+    const [first, second] = await Promise.all([h.check.status(), h.check.status()]);
+    h.clock.now += 1999;
+    expect(await h.check.status()).toEqual(first);
+    expect(second).toEqual(socketOf(212992, 6));
+    expect(h.reads()).toBe(2);
+    h.clock.now += 1;
+    expect(await h.check.status()).toEqual(socketOf(212992, 7));
+    expect(h.reads()).toBe(3);
+  });
 });
 
 describe("receiveBufferWarning", () => {
