@@ -44,6 +44,8 @@ export class StatusMetrics {
   private readonly introState: Gauge;
   private readonly introFailures: Gauge;
   private readonly forwardingMode: Gauge;
+  private readonly wireguardReceiveBuffer: Gauge;
+  private readonly wireguardSocketDrops: Counter;
   private readonly all: Array<Gauge | Counter>;
 
   constructor(registry: Registry) {
@@ -127,6 +129,19 @@ export class StatusMetrics {
       labelNames: ["interface", "mode"],
       registers,
     });
+    // A userspace WireGuard's own UDP socket (absent for the kernel's): a small buffer drops at speed.
+    this.wireguardReceiveBuffer = new Gauge({
+      name: "tunnelbore_wireguard_socket_receive_buffer_bytes",
+      help: "The receive buffer of a userspace WireGuard's UDP socket, as the kernel counts it (absent for kernel WireGuard)",
+      labelNames: ["interface"],
+      registers,
+    });
+    this.wireguardSocketDrops = new Counter({
+      name: "tunnelbore_wireguard_socket_drops_total",
+      help: "Datagrams a userspace WireGuard's UDP socket dropped (its buffer full), with or without Tunnelbore",
+      labelNames: ["interface"],
+      registers,
+    });
     this.all = [
       this.ready,
       this.peerState,
@@ -141,6 +156,8 @@ export class StatusMetrics {
       this.introState,
       this.introFailures,
       this.forwardingMode,
+      this.wireguardReceiveBuffer,
+      this.wireguardSocketDrops,
     ];
   }
 
@@ -154,6 +171,10 @@ export class StatusMetrics {
       const mode = report.forwarding.mode === "kernel" ? "kernel" : "user";
       for (const m of FORWARDING_MODES)
         this.forwardingMode.set({ interface: iface, mode: m }, m === mode ? 1 : 0);
+      const socket = report.wireguardSocket;
+      if (socket?.receiveBufferBytes != null)
+        this.wireguardReceiveBuffer.set({ interface: iface }, socket.receiveBufferBytes);
+      if (socket?.drops != null) this.wireguardSocketDrops.inc({ interface: iface }, socket.drops);
       if (report.intro) {
         for (const state of INTRO_STATES)
           this.introState.set({ interface: iface, state }, state === report.intro.state ? 1 : 0);

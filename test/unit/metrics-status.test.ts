@@ -139,6 +139,18 @@ describe("StatusMetrics", () => {
     expect(user.some((l) => l.startsWith("tunnelbore_intro_connection_state"))).toBe(false);
   });
 
+  it("shows a userspace WireGuard's socket buffer and drops; nothing for the kernel's or unknown figures", async () => {
+    const socket = { port: 51820, receiveBufferBytes: 212992, drops: 30123, sockets: [], unknown: null };
+    const lines = await scrape([report({ wireguardSocket: socket })]);
+    expect(lines).toContain('tunnelbore_wireguard_socket_receive_buffer_bytes{interface="wg0"} 212992');
+    expect(lines).toContain('tunnelbore_wireguard_socket_drops_total{interface="wg0"} 30123');
+    const unknown = { ...socket, receiveBufferBytes: null, drops: null, unknown: "ss not found" };
+    for (const wireguardSocket of [null, unknown]) {
+      const none = await scrape([report({ wireguardSocket })]);
+      expect(none.some((l) => l.startsWith("tunnelbore_wireguard_socket"))).toBe(false);
+    }
+  });
+
   it("labels each report by its interface, and a peer gone leaves no series behind", async () => {
     const registry = new Registry();
     const metrics = new StatusMetrics(registry);
