@@ -26,6 +26,16 @@ async function ourFilters(ns: string, dev: string, wireguardInterface: string): 
 }
 
 const FORGED = 500;
+/** Pings (echo requests one way, replies the other) on the relayed paths. */
+const PINGS = 20;
+/** Status's reason for a relayed path whose pair is on our own TURN allocation over TCP. */
+const ON_OWN_TCP_RELAY = "no UDP to the peer: relayed over TCP";
+/**
+ * ...and for one from our own socket to the peer's relayed address: the NATs (src/ice/not-direct-reason.ts;
+ * "symmetric NAT on both sides" once both NATs' behaviours are known). Not "peer offline at the
+ * introduction server", which would hide whether the pair is on our TCP allocation.
+ */
+const TO_PEERS_RELAY = /^(?:[^:]*NAT[^:]*|direct pairs failed): relayed$/;
 
 describe("kernel fast path on a static path", () => {
   const fx = useTunnelbores(() => createLinkedPair("kfp"));
@@ -211,20 +221,99 @@ describe("kernel fast path on ICE paths", () => {
       ],
       turn: { transport: "tcp" },
     });
-    await lab.waitForPing("a", "b", 40_000);
-    // A side may send plain UDP from its own socket to the peer's relayed address (udpRoute: the
-    // kernel carries that); a side sending on its own TCP allocation stays in user space, and at
-    // least one side does. The kernel carries nothing for such a side while it is there (a path
-    // nominated before may have been carried: its counts stay in the peer's totals).
-    const statuses = () => Promise.all([lab!.peerStatus("a", "b"), lab!.peerStatus("b", "a")]);
-    const before = await statuses();
-    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 20, interval: 20 });
-    expect(result.received).toBe(20);
-    const after = await statuses();
-    for (const side of after) expect(side.pathKind).toBe("relay");
-    const userSpace = [0, 1].filter((i) => !before[i]!.kernelFastPath && !after[i]!.kernelFastPath);
-    expect(userSpace.length).toBeGreaterThanOrEqual(1);
-    for (const i of userSpace) expect(after[i]!.kernelTxDatagrams).toBe(before[i]!.kernelTxDatagrams);
+    const l = lab;
+    await l.waitForPing("a", "b", 40_000);
+    // Symmetric NATs on both sides: every datagram crosses a TURN allocation, and every allocation is
+    // reached over TCP, which only its owner's user space can handle. Which pairs ICE picks varies (under
+    // load too): a side sends either on its own TCP allocation (status says so: it stays in user space,
+    // the kernel carries nothing of the peer), or plain UDP from its own socket to the peer's relayed
+    // address (udpRoute: the kernel may carry that send), and then the peer receives on its TCP
+    // allocation, in user space. Both sides may pick the same pair, each the other's relayed address
+    // (both sends in the kernel), or relay to relay. So, each way: every datagram is in the sender's
+    // user-space tx or the receiver's user-space rx.
+    const names = ["a", "b"] as const;
+    const statuses = () => Promise.all([l.peerStatus("a", "b"), l.peerStatus("b", "a")]);
+    const turnAddress = l.coturn.address;
+    for (let attempt = 1; ; attempt++) {
+      const before = await statuses();
+      const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: PINGS, interval: 20 });
+      expect(result.received).toBe(PINGS);
+      // Both sides counted the pings' datagrams each way, the kernel's included (a quiet kernel entry's
+      // counts are folded in within 5 s).
+      const after = await waitFor(
+        async () => {
+          const now = await statuses();
+          const counted = [0, 1].every(
+            (i) =>
+              now[i]!.txDatagrams - before[i]!.txDatagrams >= PINGS &&
+              now[i]!.rxDatagrams - before[i]!.rxDatagrams >= PINGS,
+          );
+          return counted && now;
+        },
+        { what: "both sides' counts include the pings", timeoutMs: 15_000, intervalMs: 100 },
+      );
+      // A side may move to another pair during the pings (it follows the pair the peer sends on): the
+      // counts then mix two pairs. Measured again on the pairs both sides keep.
+      const onOwnAllocation = (p: PeerStatus) => p.notDirectReason === ON_OWN_TCP_RELAY;
+      const samePairs = [0, 1].every(
+        (i) =>
+          after[i]!.remote === before[i]!.remote &&
+          onOwnAllocation(after[i]!) === onOwnAllocation(before[i]!),
+      );
+      if (!samePairs && attempt < 3) continue;
+      const pairs = JSON.stringify(
+        [0, 1].map((i) => ({
+          side: names[i],
+          before: [before[i]!.remote, before[i]!.notDirectReason, before[i]!.kernelFastPath],
+          after: [after[i]!.remote, after[i]!.notDirectReason, after[i]!.kernelFastPath],
+        })),
+      );
+      expect(samePairs, `pairs kept during one of ${attempt} rounds of pings: ${pairs}`).toBe(true);
+      const delta = (i: number) => ({
+        userTx: userSpaceDatagrams(after[i]!).tx - userSpaceDatagrams(before[i]!).tx,
+        userRx: userSpaceDatagrams(after[i]!).rx - userSpaceDatagrams(before[i]!).rx,
+        kernelTx: after[i]!.kernelTxDatagrams - before[i]!.kernelTxDatagrams,
+        kernelRx: after[i]!.kernelRxDatagrams - before[i]!.kernelRxDatagrams,
+      });
+      for (const side of after) {
+        expect(side.pathKind).toBe("relay");
+        if (side.notDirectReason !== ON_OWN_TCP_RELAY) expect(side.notDirectReason).toMatch(TO_PEERS_RELAY);
+      }
+      // Echo requests a -> b, replies b -> a.
+      for (const [s, r] of [
+        [0, 1],
+        [1, 0],
+      ] as const) {
+        const way = `${names[s]} -> ${names[r]}: ${pairs}`;
+        const sender = delta(s);
+        const receiver = delta(r);
+        expect(sender.userTx + receiver.userRx, way).toBeGreaterThanOrEqual(PINGS);
+        if (onOwnAllocation(after[s]!)) {
+          // On its own TCP allocation: user space sends, and the kernel carries nothing of the peer.
+          expect(before[s]!.kernelFastPath, way).toBe(false);
+          expect(after[s]!.kernelFastPath, way).toBe(false);
+          expect(sender.userTx, way).toBeGreaterThanOrEqual(PINGS);
+          expect(sender.kernelTx, way).toBe(0);
+          expect(sender.kernelRx, way).toBe(0);
+        } else {
+          // From its own socket to the peer's relayed address: the peer receives on its TCP allocation.
+          expect(after[s]!.remote?.startsWith(`${turnAddress}:`), way).toBe(true);
+          expect(receiver.userRx, way).toBeGreaterThanOrEqual(PINGS);
+          expect(receiver.kernelRx, way).toBe(0);
+          if (before[s]!.kernelFastPath && after[s]!.kernelFastPath) {
+            // Carried by the kernel all along: it sent them (its counts may still be on their way).
+            await waitFor(
+              async () => {
+                const now = await l.peerStatus(names[s], names[r]);
+                return now.kernelTxDatagrams - before[s]!.kernelTxDatagrams >= PINGS;
+              },
+              { what: `${names[s]}'s kernel counts include its pings' datagrams`, timeoutMs: 10_000 },
+            );
+          }
+        }
+      }
+      break;
+    }
   }, 120_000);
 
   it("a relayed path (symmetric NATs, TURN over UDP) goes through the kernel: ChannelData both ways", async () => {
