@@ -2,6 +2,7 @@ import { parseArgs } from "node:util";
 import { controlSocketPath, DEFAULT_RUN_DIR, requestStatus } from "../control/control-socket.js";
 import type { StatusReport } from "../control/status.js";
 import { ConfigError } from "../errors.js";
+import type { IcePairFacts } from "../peer/peer.js";
 import { describePrivileges } from "../privsep/privilege-status.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
 import { formatBufferSize, isSmallReceiveBuffer } from "../wg/receive-buffer-check.js";
@@ -141,12 +142,20 @@ export function formatWireGuardSocket(socket: WireGuardSocketStatus): string {
   return `wireguard socket: ${formatBufferSize(socket.receiveBufferBytes)} receive buffer, ${drops}${advice}`;
 }
 
+/** The ICE pair's candidate types, ours first: "srflx->relay", "relay/tcp->srflx"; "-" off ICE. */
+export function formatPair(pair: IcePairFacts | null | undefined): string {
+  if (!pair) return "-";
+  const transport = pair.localType === "relay" && pair.relayTransport ? `/${pair.relayTransport}` : "";
+  return `${pair.localType}${transport}->${pair.remoteType}`;
+}
+
 export function formatStatus(report: StatusReport): string {
-  const header = ["PEER", "STATE", "REMOTE", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
+  const header = ["PEER", "STATE", "REMOTE", "PAIR", "LOOPBACK", "RTT", "HANDSHAKE", "SENT", "RECEIVED"];
   const rows = report.peers.map((p) => [
     `${p.publicKey.slice(0, 10)}…`,
     p.state,
     p.kernelFastPath ? `${p.remote ?? "-"} (kernel)` : (p.remote ?? "-"),
+    formatPair(p.pair),
     p.loopback,
     p.rttMs === null ? "-" : `${p.rttMs} ms`,
     ago(p.lastHandshake),

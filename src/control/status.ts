@@ -1,6 +1,6 @@
 import type { IntroConnectionStatus } from "../intro-client/intro-status.js";
 import type { IceRestartCounts } from "../peer/ice-restarts.js";
-import type { Peer } from "../peer/peer.js";
+import type { IcePairFacts, Peer } from "../peer/peer.js";
 import { formatPeerState } from "../peer/peer-state.js";
 import type { PrivilegeStatus } from "../privsep/privilege-status.js";
 import type { DropCounters } from "../proxy/counters.js";
@@ -40,6 +40,8 @@ export interface PeerStatus {
   routedIntoTunnel: string | null;
   /** Why the path is not direct (e.g. "symmetric NAT on both sides: relayed"); null when it is. */
   notDirectReason?: string | null;
+  /** The ICE pair in use: both candidates' types, our TURN allocation's transport; null off ICE. */
+  pair?: IcePairFacts | null;
   /** ICE restarts the peer asked for, by reason. */
   iceRestarts: IceRestartCounts;
 }
@@ -97,6 +99,7 @@ export function peerStatusOf(
     rxDatagrams: data.traffic.rxDatagrams,
     routedIntoTunnel: more.routedIntoTunnel,
     notDirectReason: peer.notDirectReason,
+    pair: peer.pair,
     iceRestarts: { ...peer.iceRestarts },
   };
 }

@@ -1,7 +1,7 @@
 // What a Peer is given: its ICE session, the introduction server, the data plane, its timing and the
 // clock (tests pass fakes of each), apart from its life in peer.ts.
 import type { RestartMode } from "../ice/ice-session.js";
-import type { IceSignal } from "../ice/ice-signal.js";
+import type { CandidateType, IceSignal } from "../ice/ice-signal.js";
 import type { NotDirectFacts } from "../ice/not-direct-reason.js";
 import type { Logger } from "../log.js";
 import type { ProbeablePath } from "../proxy/liveness.js";
@@ -27,6 +27,16 @@ export interface PeerIceSession {
   close(): Promise<void>;
   /** Both sides' NAT behaviours and the relay transport (status: why the path is not direct). */
   readonly natFacts?: Pick<NotDirectFacts, "localNat" | "remoteNat" | "relayTransport">;
+  /** The pair the path in use is on (status), or null without a path. */
+  readonly selectedPair?: IcePairFacts | null;
+}
+
+/** What status tells of an ICE pair: both candidates' types, and how we reach our TURN server. */
+export interface IcePairFacts {
+  readonly localType: CandidateType;
+  readonly remoteType: CandidateType;
+  /** Our own TURN allocation's transport when the local candidate is a relay one; else null. */
+  readonly relayTransport: "udp" | "tcp" | "tls" | null;
 }
 
 /** What an ICE session tells its peer. */

@@ -15,6 +15,7 @@ import type { Clock, ClockTimer } from "./clock.js";
 import { type IceRestartCounts, type IceRestartReason, newIceRestartCounts } from "./ice-restarts.js";
 import { Idleness } from "./idleness.js";
 import {
+  type IcePairFacts,
   type PeerEnvironment,
   type PeerIceSession,
   type PeerSignalling,
@@ -25,6 +26,7 @@ import { formatPeerState, type PeerState, type PeerStateName, samePeerState } fr
 
 export {
   DEFAULT_PEER_TIMING,
+  type IcePairFacts,
   type IceSessionHandlers,
   type PeerDataPlane,
   type PeerEnvironment,
@@ -147,6 +149,12 @@ export class Peer {
   /** The static endpoint as configured ("host:port"), or null. */
   get staticEndpoint(): string | null {
     return this.staticEndpointText;
+  }
+
+  /** The ICE pair the chosen path is on (status); null on a static path or without one. */
+  get pair(): IcePairFacts | null {
+    const session = this.session;
+    return this.chosen !== null && this.chosen === session?.path ? (session.selectedPair ?? null) : null;
   }
 
   /** Why the path is not direct (status); null when it is, or while ICE is still under way. */

@@ -3,6 +3,7 @@
 // on a static path, on a direct ICE path behind NATs, and on a relayed path (TURN ChannelData).
 import { afterEach, describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
+import { formatPair } from "../../src/commands/status.js";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { createLinkedPair } from "../lab/linked-pair.js";
@@ -254,18 +255,19 @@ describe("kernel fast path on ICE paths", () => {
       );
       // A side may move to another pair during the pings (it follows the pair the peer sends on): the
       // counts then mix two pairs. Measured again on the pairs both sides keep.
-      const onOwnAllocation = (p: PeerStatus) => p.notDirectReason === ON_OWN_TCP_RELAY;
+      const onOwnAllocation = (p: PeerStatus) =>
+        p.pair?.localType === "relay" && p.pair.relayTransport === "tcp";
       const samePairs = [0, 1].every(
         (i) =>
           after[i]!.remote === before[i]!.remote &&
-          onOwnAllocation(after[i]!) === onOwnAllocation(before[i]!),
+          formatPair(after[i]!.pair) === formatPair(before[i]!.pair),
       );
       if (!samePairs && attempt < 3) continue;
       const pairs = JSON.stringify(
         [0, 1].map((i) => ({
           side: names[i],
-          before: [before[i]!.remote, before[i]!.notDirectReason, before[i]!.kernelFastPath],
-          after: [after[i]!.remote, after[i]!.notDirectReason, after[i]!.kernelFastPath],
+          before: [before[i]!.remote, formatPair(before[i]!.pair), before[i]!.kernelFastPath],
+          after: [after[i]!.remote, formatPair(after[i]!.pair), after[i]!.kernelFastPath],
         })),
       );
       expect(samePairs, `pairs kept during one of ${attempt} rounds of pings: ${pairs}`).toBe(true);
@@ -276,8 +278,13 @@ describe("kernel fast path on ICE paths", () => {
         kernelRx: after[i]!.kernelRxDatagrams - before[i]!.kernelRxDatagrams,
       });
       for (const side of after) {
-        expect(side.pathKind).toBe("relay");
-        if (side.notDirectReason !== ON_OWN_TCP_RELAY) expect(side.notDirectReason).toMatch(TO_PEERS_RELAY);
+        expect(side.pathKind, pairs).toBe("relay");
+        // Status names the pair; the reason it gives for not being direct agrees with it.
+        if (onOwnAllocation(side)) expect(side.notDirectReason, pairs).toBe(ON_OWN_TCP_RELAY);
+        else {
+          expect(side.pair, pairs).toMatchObject({ remoteType: "relay", relayTransport: null });
+          expect(side.notDirectReason, pairs).toMatch(TO_PEERS_RELAY);
+        }
       }
       // Echo requests a -> b, replies b -> a.
       for (const [s, r] of [

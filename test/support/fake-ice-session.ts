@@ -1,5 +1,10 @@
 import type { RestartMode } from "../../src/ice/ice-session.js";
-import type { IceSessionHandlers, PeerIceSession, PeerSignalling } from "../../src/peer/peer.js";
+import type {
+  IcePairFacts,
+  IceSessionHandlers,
+  PeerIceSession,
+  PeerSignalling,
+} from "../../src/peer/peer.js";
 import type { ProbeablePath } from "../../src/proxy/liveness.js";
 import type { PathKind } from "../../src/proxy/path.js";
 
@@ -46,6 +51,8 @@ export class FakeIceSession implements PeerIceSession {
   readonly signals: unknown[] = [];
   expired = 0;
   closed = false;
+  /** What the session says of its pair (status), set by a test. */
+  selectedPair: IcePairFacts | null = null;
 
   constructor(
     readonly controlling: boolean,
