@@ -24,7 +24,11 @@ export interface PeerStatus {
   rxBytes: number;
   /** True while the kernel fast path carries the peer's transport data. */
   kernelFastPath: boolean;
-  /** Datagrams each way (part of all the counts) the kernel fast path carried. */
+  /**
+   * Datagrams each way (part of all the counts) the kernel fast path carried. Read from the kernel every
+   * 250 ms while the entry is busy, every 5 s once it was quiet for 5 s: a burst after a quiet spell
+   * shows up to 5 s late (user space's own counts at once).
+   */
   kernelTxDatagrams: number;
   kernelRxDatagrams: number;
   /** Bytes each way (part of `txBytes`, `rxBytes`) the kernel fast path carried. */
