@@ -10,10 +10,17 @@ export interface HolderStart {
   from: number;
   to: number;
 }
+/** From the bench after the start: measure this process's loop delay from now (on) or report it (off). */
+export interface HolderWindow {
+  type: "window";
+  on: boolean;
+}
 export type HolderReport =
   /** Listening for its start (a message sent before the listener is there would be lost). */
   | { type: "ready" }
   | { type: "connected" }
+  /** This process's event loop delay (ms) over the bench's window. */
+  | { type: "loop"; p50: number; p99: number; max: number }
   | {
       type: "back";
       moves: MoveTimeline[];
@@ -25,6 +32,24 @@ export type HolderReport =
     };
 
 const send = (report: HolderReport) => process.send!(report);
+
+const windowDelay = monitorEventLoopDelay({ resolution: 1 });
+process.on("message", (message: HolderStart | HolderWindow) => {
+  if (!("type" in message)) return;
+  if (message.on) {
+    windowDelay.reset();
+    windowDelay.enable();
+    return;
+  }
+  windowDelay.disable();
+  const ms = (ns: number) => ns / 1e6;
+  send({
+    type: "loop",
+    p50: ms(windowDelay.percentile(50)),
+    p99: ms(windowDelay.percentile(99)),
+    max: ms(windowDelay.max),
+  });
+});
 
 process.once("message", async (start: HolderStart) => {
   const clients: BenchClient[] = [];

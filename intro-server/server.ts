@@ -29,6 +29,7 @@ import { TokenBucket } from "../src/signalling/signalling-rate.js";
 import { frameBytes, parseClientFrame } from "./client-frame.js";
 import { ClusterNode, localConnections, type ServerActions } from "./cluster/cluster-node.js";
 import { ClusterRelay } from "./cluster/cluster-relay.js";
+import { stamp, startLoopTrace } from "./cluster/envelope-trace.js";
 import { DEFAULT_CLUSTER_TIMING, RedisClusterBus } from "./cluster/redis-cluster-bus.js";
 import { AddressCounter, addressBucket, type CapVerdict } from "./connection-caps.js";
 import { formatHost, hostFromHeader } from "./host-names.js";
@@ -402,6 +403,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
   function handleSend(connection: Connection, message: SendMessage, frame: string): void {
     const from = connection.publicKey!;
     const observe = () => options.onRelay?.({ from, to: message.to, frame });
+    stamp(message.envelope);
     if (cluster?.send(connection, message.to, message.envelope, observe)) return;
     const target = isMutual(connection, message.to);
     if (!target || target.ws.bufferedAmount > limits.maxBufferedBytes) {
@@ -565,6 +567,7 @@ export async function startIntroServer(options: IntroServerOptions = {}): Promis
     const bus = new RedisClusterBus(options.cluster.url, log, timing);
     const relay = new ClusterRelay(bus, localConnections(actions), log);
     cluster = new ClusterNode(relay, actions);
+    startLoopTrace();
     try {
       await relay.start();
     } catch (error) {

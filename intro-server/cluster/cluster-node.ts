@@ -10,6 +10,7 @@ import { CloseCode, type SealedEnvelope } from "../../src/signalling/protocol.js
 import type { AddressCounter, CapVerdict } from "../connection-caps.js";
 import type { IntroServerLimits } from "../limits.js";
 import type { ClusterLocal, ClusterRelay } from "./cluster-relay.js";
+import { stamp } from "./envelope-trace.js";
 
 /** The parts of the server's connection the cluster reads and sets. */
 export interface ClusterConnection {
@@ -192,6 +193,7 @@ export function localConnections<C extends ClusterConnection>(
     connectionOf: open,
     deliver: (connection, from, envelope) => {
       if (connection.ws.bufferedAmount > server.limits.maxBufferedBytes) return false;
+      stamp(envelope);
       server.send(connection, { type: "envelope", from, envelope });
       return true;
     },

@@ -11,6 +11,7 @@ import type {
   DeclareResult,
   RouteResult,
 } from "./cluster-bus.js";
+import { stamp, TRACE, traceNow, traceRoute } from "./envelope-trace.js";
 import { LoopMonitor } from "./loop-monitor.js";
 import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE } from "./redis-scripts.js";
 import { TurnBatch } from "./turn-batch.js";
@@ -232,6 +233,7 @@ export class RedisClusterBus implements ClusterBus {
 
   async route(envelope: ClusterEnvelope, checkMutual: boolean): Promise<RouteResult> {
     this.work.routes++;
+    const began = TRACE ? traceNow() : 0;
     const payload = JSON.stringify({ t: "e", ...envelope });
     const result = await this.run("route", [
       this.nodeId,
@@ -243,6 +245,7 @@ export class RedisClusterBus implements ClusterBus {
       this.timing.heldPerKey,
       this.timing.heldPerWindow,
     ]);
+    if (TRACE) traceRoute(traceNow() - began);
     return ROUTE_RESULTS[Number(result)] ?? "undeliverable";
   }
 
@@ -374,6 +377,7 @@ export class RedisClusterBus implements ClusterBus {
         handlers.presence(message.to, message.peer, message.on);
         return;
       case "e":
+        stamp(message.envelope);
         handlers.envelope({
           to: message.to,
           from: message.from,
