@@ -12,6 +12,7 @@ import { parseMetricsAddress } from "../../src/metrics/metrics-address.js";
 import { MetricsServer } from "../../src/metrics/metrics-server.js";
 import { RunMetrics } from "../../src/metrics/run-metrics.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
+import { statusReportFixture } from "../support/status-fixtures.js";
 
 const logger = createLogger("test", "silent");
 const servers: Array<{ close(): unknown }> = [];
@@ -21,27 +22,7 @@ afterEach(async () => {
 });
 
 function minimalReport(ready: boolean): StatusReport {
-  return {
-    interface: "wg0",
-    ready,
-    waitingFor: ready ? null : "interface wg0 to appear",
-    warnings: [],
-    intro: null,
-    catchAll: "127.0.0.1:51821",
-    wireguardPort: 51820,
-    peers: [],
-    drops: {
-      malformed: 0,
-      "bad-mac1": 0,
-      "unknown-peer": 0,
-      "unknown-index": 0,
-      "no-path": 0,
-      "foreign-source": 0,
-      "send-failed": 0,
-    },
-    forwarding: { setting: "off", mode: "user space", reason: "off", interfaces: [], userSpaceIo: "dgram" },
-    tunnelBypass: { state: "inactive", fwmark: 0, mark: 0, cgroup: null, reason: null },
-  };
+  return statusReportFixture({ ready, waitingFor: ready ? null : "interface wg0 to appear" });
 }
 
 async function get(server: MetricsServer, path: string) {

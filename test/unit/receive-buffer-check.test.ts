@@ -4,7 +4,6 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { formatStatus, formatWireGuardSocket } from "../../src/commands/status.js";
-import type { StatusReport } from "../../src/control/status.js";
 import {
   formatBufferSize,
   type ReadSockets,
@@ -12,6 +11,7 @@ import {
   receiveBufferWarning,
 } from "../../src/wg/receive-buffer-check.js";
 import type { WireGuardSocketStatus } from "../../src/wg/wireguard-sockets.js";
+import { statusReportFixture } from "../support/status-fixtures.js";
 
 function socketOf(receiveBufferBytes: number, drops: number | null = 0): WireGuardSocketStatus {
   return {
@@ -181,27 +181,7 @@ describe("the status line", () => {
   });
 
   it("is in status for a userspace WireGuard only (null: the kernel's)", () => {
-    const report: StatusReport = {
-      interface: "wg0",
-      ready: true,
-      waitingFor: null,
-      warnings: [],
-      intro: null,
-      catchAll: "127.0.0.1:51821",
-      wireguardPort: 51820,
-      peers: [],
-      drops: {
-        malformed: 0,
-        "bad-mac1": 0,
-        "unknown-peer": 0,
-        "unknown-index": 0,
-        "no-path": 0,
-        "foreign-source": 0,
-        "send-failed": 0,
-      },
-      forwarding: { setting: "off", mode: "user space", reason: "off", interfaces: [], userSpaceIo: "dgram" },
-      tunnelBypass: { state: "inactive", fwmark: 0, mark: 0, cgroup: null, reason: null },
-    };
+    const report = statusReportFixture();
     const userspace = formatStatus({ ...report, wireguardSocket: socketOf(212992, 30123) });
     expect(userspace.split("\n")).toContain(formatWireGuardSocket(socketOf(212992, 30123)));
     expect(formatStatus({ ...report, wireguardSocket: null })).not.toContain("wireguard socket");
