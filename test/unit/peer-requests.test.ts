@@ -51,29 +51,39 @@ function request(fields: {
 const from = validated.remoteAddr as Address;
 const signed = (extra: Parameters<typeof request>[0] = {}) => request({ key: PASSWORD, ...extra });
 
-/** The guard and the nominations as followPeer connects them; `take` feeds one datagram through. */
-function gatedNominations(skip: CandidatePair | null = null) {
-  const guard = new StunGuard({
+/** The StunGuard in front of a test agent (this generation's credentials; every address known). */
+function testGuard(): StunGuard {
+  return new StunGuard({
     credentials: () => ({ localUfrag: "loc", remoteUfrag: "rem", localPassword: PASSWORD }),
     knows: () => true,
     pairs: () => 2,
     refuses: () => false,
     log: pino({ level: "silent" }),
   });
+}
+
+/** Hands `guard` one datagram as werift would: with what werift parsed of it. */
+function admit(guard: StunGuard, data: Buffer, addr: Address = from, on: Protocol = protocol): void {
+  // werift parses the datagram (without checking it) and hands the gate both; what it cannot parse
+  // never reaches the gate, so garbage goes with a well-formed message to show the bytes decide.
+  let parsed: Message | undefined;
+  try {
+    parsed = parseMessage(data) as Message | undefined;
+  } catch {
+    parsed = undefined;
+  }
+  guard.admit(parsed ?? (parseMessage(signed()) as Message), data, addr, on);
+}
+
+/** The guard and the nominations as followPeer connects them; `take` feeds one datagram through. */
+function gatedNominations(skip: CandidatePair | null = null) {
+  const guard = testGuard();
   const nominations = new PeerNominations(conn);
   const taken: Array<CandidatePair | null> = [];
   guard.onAuthenticatedRequest((r) => taken.push(nominations.take(r, skip)));
   return (data: Buffer, addr: Address = from, on: Protocol = protocol): CandidatePair | null => {
     const before = taken.length;
-    // werift parses the datagram (without checking it) and hands the gate both; what it cannot parse
-    // never reaches the gate, so garbage goes with a well-formed message to show the bytes decide.
-    let parsed: Message | undefined;
-    try {
-      parsed = parseMessage(data) as Message | undefined;
-    } catch {
-      parsed = undefined;
-    }
-    guard.admit(parsed ?? (parseMessage(signed()) as Message), data, addr, on);
+    admit(guard, data, addr, on);
     return taken.length > before ? (taken.at(-1) ?? null) : null;
   };
 }
@@ -87,13 +97,7 @@ describe("PeerNominations behind the StunGuard", () => {
   });
 
   it("takes no request that nominates nothing, nor one from a controlled sender", () => {
-    const guard = new StunGuard({
-      credentials: () => ({ localUfrag: "loc", remoteUfrag: "rem", localPassword: PASSWORD }),
-      knows: () => true,
-      pairs: () => 2,
-      refuses: () => false,
-      log: pino({ level: "silent" }),
-    });
+    const guard = testGuard();
     const nominations = new PeerNominations(conn);
     const taken: Array<CandidatePair | null> = [];
     guard.onAuthenticatedRequest((r) => taken.push(nominations.take(r, null)));
@@ -127,26 +131,14 @@ describe("PeerNominations behind the StunGuard", () => {
 describe("PeerChecks behind the StunGuard", () => {
   /** The guard and PeerChecks as the agent connects them for the path on `pair`. */
   function gatedChecks(pair: CandidatePair | null = validated) {
-    const guard = new StunGuard({
-      credentials: () => ({ localUfrag: "loc", remoteUfrag: "rem", localPassword: PASSWORD }),
-      knows: () => true,
-      pairs: () => 2,
-      refuses: () => false,
-      log: pino({ level: "silent" }),
-    });
+    const guard = testGuard();
     const checks = new PeerChecks();
     let counted = 0;
     guard.onAuthenticatedRequest((r) => {
       if (checks.onPair(r, pair)) counted++;
     });
     return (data: Buffer, addr: Address = from, on: Protocol = protocol): number => {
-      let parsed: Message | undefined;
-      try {
-        parsed = parseMessage(data) as Message | undefined;
-      } catch {
-        parsed = undefined;
-      }
-      guard.admit(parsed ?? (parseMessage(signed()) as Message), data, addr, on);
+      admit(guard, data, addr, on);
       return counted;
     };
   }
