@@ -37,9 +37,13 @@
 /* The owner writes its heartbeat every second; silent for this long, it is taken for dead. */
 #define OWNER_STALE_NS (3ULL * 1000000000ULL)
 
-/* Outbound entry flags: the remote is on this host (into lo, not out of ifindex); relayed by channel. */
+/*
+ * Outbound entry flags: the remote is on this host (into lo, not out of ifindex); relayed by channel;
+ * an IPv6 path's next_hop is set (ipv6.h).
+ */
 #define OUT_TO_LOOPBACK 1
 #define OUT_CHANNEL 2
+#define OUT_NEXT_HOP 4
 
 struct outbound_key {
 	__u32 loopback_addr;
@@ -211,6 +215,12 @@ static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value
 	 */
 	if (out->flags & OUT_TO_LOOPBACK)
 		return TC_ACT_OK;
+	/*
+	 * No next hop here (unlike IPv6 paths, ipv6.h): the datagram still carries its route on lo, which only
+	 * the kernel's own lookup replaces. Given a next hop, the kernel keeps that route, and a datagram
+	 * held while the neighbour is resolved is sent by it once resolved (the neighbour looked up again
+	 * through the datagram's route: lo's, all-zero MAC) and lost; test/integration/kernel-next-hop.test.ts.
+	 */
 	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
 }
 

@@ -7,7 +7,8 @@
  *    from the path's socket to the remote: bpf_skb_change_proto makes room after the MAC header, so
  *    the UDP header keeps its place in the buffer (CHECKSUM_PARTIAL's csum_start stays right), and
  *    the UDP checksum trades the IPv4 pseudo-header addresses for the IPv6 ones (a checksum is
- *    mandatory in IPv6: a datagram without one stays in user space).
+ *    mandatory in IPv6: a datagram without one stays in user space). Redirected to the next hop user
+ *    space learnt from `ip route get` where it gave one (no route lookup per datagram).
  *  - inbound: the reverse, then ChannelData stripped with IPv4 offsets, then into lo as from L(P).
  */
 #ifndef TUNNELBORE_IPV6_H
@@ -24,6 +25,9 @@
 #define UDP6_DPORT_OFF (UDP6_OFF + offsetof(struct udphdr, dest))
 #define ETH_PROTO_OFF offsetof(struct ethhdr, h_proto)
 #define HOP_LIMIT 64
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
 /* Keyed like tb_outbound (L(P)); local then remote address, adjacent: the pseudo-header's order. */
 struct outbound6_value {
@@ -40,6 +44,8 @@ struct outbound6_value {
 	__u64 bytes;
 	/* CLOCK_MONOTONIC ns of the latest datagram: liveness needs when, not only how many. */
 	__u64 last_ns;
+	/* With OUT_NEXT_HOP: the route's gateway, or the remote itself on the link (`ip route get`). */
+	__u8 next_hop[16];
 };
 
 struct inbound6_key {
@@ -108,6 +114,18 @@ static __always_inline int outbound6(struct __sk_buff *skb, struct outbound6_val
 	__sync_fetch_and_add(&out->packets, 1);
 	__sync_fetch_and_add(&out->bytes, len);
 	out->last_ns = bpf_ktime_get_ns();
+	/*
+	 * With the next hop user space learnt with the ifindex (and renews with it), the kernel skips its
+	 * IPv6 route lookup per datagram (ip6_dst_lookup_flow) and only asks the neighbour table. Safe here,
+	 * unlike IPv4 paths (outbound()): bpf_skb_change_proto dropped the IPv4 route the datagram had on lo
+	 * (kernels with "net: clear the dst when changing skb protocol", 6.16 and stable updates since 2025),
+	 * so a datagram held while the neighbour is resolved is sent to the neighbour, not to lo's route's.
+	 */
+	if (out->flags & OUT_NEXT_HOP) {
+		struct bpf_redir_neigh nh = { .nh_family = AF_INET6 };
+		__builtin_memcpy(nh.ipv6_nh, out->next_hop, 16);
+		return bpf_redirect_neigh(out->ifindex, &nh, sizeof(nh), 0);
+	}
 	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
 }
 

@@ -84,6 +84,13 @@ export interface OutboundEntry extends FiveTuple {
   toLoopback: boolean;
   /** A relayed path: the TURN channel (0x4000-0x7FFF) whose ChannelData header the datagram gets. */
   channel?: number;
+  /**
+   * IPv6 paths only: where the datagram goes on the link out of `ifindex`, the route's gateway or the
+   * remote itself when it is on that link (`ip route get` told both, with the interface). Given, the
+   * redirect skips its route lookup per datagram; absent, the kernel looks the route up. IPv4 paths
+   * take none (ebpf/fast-path.bpf.c says why).
+   */
+  nextHop?: string;
 }
 
 /** Inbound: a datagram from `remote` to `local` (the entry's five-tuple, its key) reaches WireGuard from L(P). */
@@ -112,10 +119,13 @@ const OUTBOUND_KEY_SIZE = 8;
 const OUTBOUND_VALUE_SIZE = 48;
 const INBOUND_KEY_SIZE = 16;
 const INBOUND_VALUE_SIZE = 40;
-const OUTBOUND6_VALUE_SIZE = 72;
+const OUTBOUND6_VALUE_SIZE = 88;
 const INBOUND6_KEY_SIZE = 40;
 const OUT_TO_LOOPBACK = 1;
 const OUT_CHANNEL = 2;
+const OUT_NEXT_HOP = 4;
+/** Where an IPv6 path's next hop sits in its outbound value (after the counters, which keep their offsets). */
+const OUTBOUND6_NEXT_HOP_AT = 72;
 
 /** An outbound entry's key: L(P). */
 export interface LoopbackKey {
@@ -437,7 +447,15 @@ export class FastPathProgram {
   /** Sets L(P)'s outbound entry (in the IPv4 or the IPv6 map, removed from the other). */
   setOutbound(e: OutboundEntry): void {
     const key = outboundKey(e.loopbackAddress, e.loopbackPort);
-    const flags = (e.toLoopback ? OUT_TO_LOOPBACK : 0) | (e.channel ? OUT_CHANNEL : 0);
+    const nextHop = e.toLoopback ? undefined : e.nextHop;
+    if (nextHop !== undefined && !(isIPv6(nextHop) && isIPv6(e.remoteAddress))) {
+      throw new RuntimeError("ebpf-next-hop", `next hop ${nextHop} for ${e.remoteAddress}: IPv6 paths only`, {
+        nextHop,
+        remoteAddress: e.remoteAddress,
+      });
+    }
+    const flags =
+      (e.toLoopback ? OUT_TO_LOOPBACK : 0) | (e.channel ? OUT_CHANNEL : 0) | (nextHop ? OUT_NEXT_HOP : 0);
     if (isIPv6(e.remoteAddress)) {
       const value = Buffer.alloc(OUTBOUND6_VALUE_SIZE);
       writeAddress6(value, 0, e.localAddress);
@@ -448,6 +466,7 @@ export class FastPathProgram {
       value.writeUInt16LE(flags, 38);
       value.writeUInt32LE(e.ifindex, 40);
       value.writeUInt16BE(e.channel ?? 0, 44);
+      if (nextHop) writeAddress6(value, OUTBOUND6_NEXT_HOP_AT, nextHop);
       this.outbound.delete(key);
       this.outbound6.set(key, value);
       return;

@@ -29,15 +29,22 @@ const fiveTuple = {
   remotePort: port,
 };
 
-const outboundEntry = z.object({
-  ...fiveTuple,
-  loopbackAddress: loopbackIPv4,
-  loopbackPort: port,
-  wireguardPort: port,
-  ifindex: z.number().int().min(1).max(0x7fffffff),
-  toLoopback: z.boolean(),
-  channel,
-});
+const outboundEntry = z
+  .object({
+    ...fiveTuple,
+    loopbackAddress: loopbackIPv4,
+    loopbackPort: port,
+    wireguardPort: port,
+    ifindex: z.number().int().min(1).max(0x7fffffff),
+    toLoopback: z.boolean(),
+    channel,
+    /** An IPv6 path's next hop (the route's gateway, or the remote on the link): see OutboundEntry. */
+    nextHop: ipAddress.optional(),
+  })
+  .refine(
+    (e) => e.nextHop === undefined || (isIP(e.nextHop) === 6 && isIP(e.remoteAddress) === 6),
+    "a next hop for an IPv6 path only, IPv6",
+  );
 
 const inboundFlow = z.object({ ...fiveTuple, channel });
 

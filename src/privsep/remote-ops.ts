@@ -255,8 +255,16 @@ function flowOnly(flow: InboundFlow): InboundFlow {
 }
 
 function outboundOnly(e: OutboundEntry): OutboundEntry {
-  const { loopbackAddress, loopbackPort, wireguardPort, ifindex, toLoopback } = e;
-  return { ...flowOnly(e), loopbackAddress, loopbackPort, wireguardPort, ifindex, toLoopback };
+  const { loopbackAddress, loopbackPort, wireguardPort, ifindex, toLoopback, nextHop } = e;
+  return {
+    ...flowOnly(e),
+    loopbackAddress,
+    loopbackPort,
+    wireguardPort,
+    ifindex,
+    toLoopback,
+    ...(nextHop ? { nextHop } : {}),
+  };
 }
 
 function inboundOnly(e: InboundEntry): InboundEntry {

@@ -1,11 +1,10 @@
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { promisify } from "node:util";
 import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
 import type { Logger } from "../log.js";
 import type { FastPathControl } from "../privsep/privileged-ops.js";
-import { KernelRouteBatcher } from "./kernel-route-batch.js";
+import { KernelRouteBatcher, kernelRouteOf, type RouteAnswer, readLink } from "./kernel-route-batch.js";
 import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 
@@ -39,15 +38,20 @@ export interface KernelRoute {
   dev: string;
   ifindex: number;
   source: string;
+  /**
+   * The next hop on `dev`: the route's gateway, or the remote itself on the link (`nextHopOf`). Absent
+   * when the answer does not tell one for sure, or `dev` is not an Ethernet-type link (`kernelRouteOf`):
+   * the kernel then looks the route up per datagram.
+   */
+  nextHop?: string;
 }
 
-/** Asks the kernel which interface and source address it would use to reach `remote`. */
+/** Asks the kernel which interface, source address and next hop it would use to reach `remote`. */
 export async function resolveKernelRoute(remote: string): Promise<KernelRoute | null> {
   const { stdout } = await execFileAsync("ip", ["-j", "route", "get", remote], { timeout: 5000 });
-  const [route] = JSON.parse(stdout) as Array<{ dev?: string; prefsrc?: string }>;
+  const [route] = JSON.parse(stdout) as Array<RouteAnswer & { dev?: string; prefsrc?: string }>;
   if (!route?.dev || !route.prefsrc) return null;
-  const ifindex = Number((await readFile(`/sys/class/net/${route.dev}/ifindex`, "utf8")).trim());
-  return { dev: route.dev, ifindex, source: route.prefsrc };
+  return kernelRouteOf({ ...route, dev: route.dev, prefsrc: route.prefsrc }, await readLink(route.dev));
 }
 
 /** The lookups of every forwarder in the process, batched (thousands of paths come up at once on a hub). */
@@ -85,6 +89,8 @@ function kernelFlowOf(path: PeerPath | null): KernelFlow | null {
 interface Installed extends FiveTuple {
   channel: number;
   ifindex: number;
+  /** The next hop given to the redirect (from the same route answer as ifindex); undefined: none. */
+  nextHop: string | undefined;
   wireguardPort: number;
   loopbackAddress: string;
   loopbackPort: number;
@@ -206,8 +212,15 @@ export class KernelForwarder {
       return;
     }
     const localAddress = route.localAddress ?? kernelRoute.source;
+    // IPv6 paths only (ebpf/ipv6.h: their redirect then skips its route lookup; an IPv4 path's cannot
+    // yet, ebpf/fast-path.bpf.c), and only an IPv6 one. Never into lo (no IPv6 path goes there).
+    const nextHop =
+      ipv6 && !toLoopback && kernelRoute.nextHop && isIP(kernelRoute.nextHop) === 6
+        ? kernelRoute.nextHop
+        : undefined;
     const next: Installed = {
       ifindex: kernelRoute.ifindex,
+      nextHop,
       wireguardPort: this.wireguardPort,
       loopbackAddress: peer.loopback.address,
       loopbackPort: peer.loopback.port,
@@ -226,6 +239,7 @@ export class KernelForwarder {
     if (
       current &&
       current.ifindex === next.ifindex &&
+      current.nextHop === next.nextHop &&
       current.wireguardPort === next.wireguardPort &&
       current.channel === next.channel &&
       sameFiveTuple(current, next)
@@ -246,6 +260,7 @@ export class KernelForwarder {
         dev: kernelRoute.dev,
         local: `${localAddress}:${route.localPort}`,
         remote: `${route.remoteAddress}:${route.remotePort}`,
+        ...(nextHop ? { nextHop } : {}),
         ...(next.channel ? { channel: next.channel } : {}),
       },
       "kernel fast path on",

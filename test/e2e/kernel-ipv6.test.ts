@@ -60,6 +60,9 @@ describe("kernel fast path on an IPv6 static path", () => {
     expect(seenByB.startsWith(`[${fx.pair.linkA}]:`)).toBe(true);
     expect(seenByB).not.toBe(`[${fx.pair.linkA}]:51820`);
     expect(await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)).toBe(loopback);
+    // B is on A's link: the redirect's next hop is B itself (no route lookup per datagram).
+    expect(nextHopsLogged(tb).length).toBeGreaterThan(0);
+    expect(new Set(nextHopsLogged(tb))).toEqual(new Set([fx.pair.linkB]));
 
     // The receiver is charged for a translated datagram what it is charged for one WireGuard sends
     // directly (translated at lo's ingress, the kernel's larger head doubled it, and wireguard-go's
@@ -128,6 +131,14 @@ async function queuedBytesPerDatagram(
   } finally {
     process.kill(wireguardPid, "SIGCONT");
   }
+}
+
+/** The next hops of the "kernel fast path on" lines a Tunnelbore logged (null: none given). */
+function nextHopsLogged(tb: TunnelboreProcess): Array<string | null> {
+  return tb
+    .logs()
+    .filter((l) => l.msg === "kernel fast path on")
+    .map((l) => (typeof l.nextHop === "string" ? l.nextHop : null));
 }
 
 describe("kernel fast path on an IPv6 ICE path", () => {
@@ -213,6 +224,12 @@ describe("kernel fast path on an IPv6 ICE path", () => {
     const before = await peerOf(tbA, keys.b.publicKey);
     expect(before.pathKind).toBe("direct");
     expect(before.remote).toContain(l.host("b").address6 ?? "no IPv6 address");
+    // b is behind a's router: the redirect's next hop is the router, as `ip route get` says.
+    const routeToB = JSON.parse(
+      await nsRun(l.host("a").ns, "ip", ["-j", "route", "get", l.host("b").address6 ?? "::"]),
+    ) as Array<{ gateway?: string }>;
+    expect(routeToB[0]?.gateway).toMatch(/:/);
+    expect(nextHopsLogged(tbA).at(-1)).toBe(routeToB[0]?.gateway);
     const result = await ping(l.host("a").ns, tunnel.b, { count: 50, interval: 10 });
     expect(result.received).toBe(50);
     await waitFor(

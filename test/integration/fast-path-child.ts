@@ -189,6 +189,9 @@ try {
       wireguardPort: wg.port,
       ifindex: 1,
       toLoopback: true,
+      // What `ip route get` says for a peer on this host; into lo the datagram keeps its local route
+      // instead (TC_ACT_OK, no redirect), so the next hop is never used.
+      nextHop: peer.address,
     });
     program.setInbound({
       ...flow,

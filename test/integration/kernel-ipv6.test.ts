@@ -2,12 +2,15 @@
 // run`): WireGuard's side is IPv4 loopback, so an outbound transport message becomes IPv6 from the
 // path's socket to the peer (ChannelData added first on a relayed path) and an inbound one becomes
 // IPv4 from L(P) to WireGuard, with lengths and checksums right (the UDP checksum is mandatory in IPv6).
+import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FastPathProgram, fastPathObjectPath } from "../../ebpf/loader.js";
 import {
+  addressBytes,
   channelData,
   frame,
   parse,
@@ -29,6 +32,11 @@ const PEER = { address: "2001:db8:1::7", port: 51820 };
 const ALLOCATION = { address: "2001:db8::10", port: 50000 };
 const TURN_SERVER = { address: "2001:db8:2::3", port: 3478 };
 const CHANNEL = 0x4abc;
+/** The direct IPv6 path's next hop (a router's link-local address, as `ip route get` names it). */
+const NEXT_HOP6 = "fe80::1";
+const OUT_NEXT_HOP = 4;
+
+const execFileAsync = promisify(execFile);
 
 describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets", () => {
   let program: FastPathProgram;
@@ -51,8 +59,14 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     const direct = entry(DIRECT_LOOPBACK, LOCAL, PEER);
     const relayed = entry(RELAYED_LOOPBACK, ALLOCATION, TURN_SERVER, CHANNEL);
     const ipv4 = entry(IPV4_LOOPBACK, { address: "192.0.2.10", port: 40000 }, IPV4_PEER);
+    // The relayed path without a next hop: the redirect looks the route up, as before next hops.
     for (const e of [direct, relayed, ipv4]) {
-      program.setOutbound({ ...e, ifindex: 7, toLoopback: false });
+      program.setOutbound({
+        ...e,
+        ifindex: 7,
+        toLoopback: false,
+        nextHop: e === direct ? NEXT_HOP6 : undefined,
+      });
       program.setInbound({ ...e, loopbackIfindex: 99 });
     }
     program.beat();
@@ -129,6 +143,58 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     const relayed = await runEgress(frame(WG, RELAYED_LOOPBACK, message));
     expect(relayed.verdict).toBe(TC_ACT_REDIRECT);
     expect(parse(relayed.output).payload.equals(channelData(CHANNEL, message))).toBe(true);
+  });
+
+  /** One outbound map as the kernel's BTF names its fields (bpftool formats values by the C struct). */
+  const dumpOutbound = async (
+    map: "tb_outbound" | "tb_outbound6",
+  ): Promise<Array<{ key: Record<string, unknown>; value: Record<string, unknown> }>> => {
+    const maps = join(dirname(dirname(program.programPath)), "maps", map);
+    const { stdout } = await execFileAsync("bpftool", ["-j", "map", "dump", "pinned", maps]);
+    return (
+      JSON.parse(stdout) as Array<{
+        formatted: { key: Record<string, unknown>; value: Record<string, unknown> };
+      }>
+    ).map((e) => e.formatted);
+  };
+  const loopbackAddressOf = (address: string) => addressBytes(address).readUInt32LE(0);
+
+  it("the next hop lands in the C struct's next_hop field, flagged; none where none was given", async () => {
+    const v6 = await dumpOutbound("tb_outbound6");
+    const byLoopback6 = (l: typeof WG) =>
+      v6.find((e) => e.key.loopback_addr === loopbackAddressOf(l.address))?.value;
+    const direct = byLoopback6(DIRECT_LOOPBACK);
+    expect(direct?.next_hop).toEqual([...addressBytes(NEXT_HOP6)]);
+    expect(Number(direct?.flags) & OUT_NEXT_HOP).toBe(OUT_NEXT_HOP);
+    expect(direct?.local_addr).toEqual([...addressBytes(LOCAL.address)]);
+    expect(direct?.ifindex).toBe(7);
+    const relayed = byLoopback6(RELAYED_LOOPBACK);
+    expect(relayed?.next_hop).toEqual(Array(16).fill(0));
+    expect(Number(relayed?.flags) & OUT_NEXT_HOP).toBe(0);
+    // The counters keep their place in front of it (what the counter readers read).
+    expect(direct?.packets).toEqual(expect.any(Number));
+    const [ipv4] = await dumpOutbound("tb_outbound");
+    expect(ipv4?.value).not.toHaveProperty("next_hop");
+    expect(ipv4?.value.remote_addr).toBe(addressBytes(IPV4_PEER.address).readUInt32LE(0));
+  });
+
+  it("refuses a next hop for an IPv4 path, and an IPv4 one for an IPv6 path", () => {
+    const e = {
+      loopbackAddress: "127.12.34.59",
+      loopbackPort: 51822,
+      ...{
+        localAddress: LOCAL.address,
+        localPort: LOCAL.port,
+        remoteAddress: PEER.address,
+        remotePort: PEER.port,
+      },
+      wireguardPort: WG.port,
+      ifindex: 7,
+      toLoopback: false,
+    };
+    expect(() => program.setOutbound({ ...e, nextHop: "192.0.2.1" })).toThrow(/IPv6 paths only/);
+    const ipv4 = { ...e, localAddress: "192.0.2.10", remoteAddress: IPV4_PEER.address };
+    expect(() => program.setOutbound({ ...ipv4, nextHop: "192.0.2.1" })).toThrow(/IPv6 paths only/);
   });
 
   const leftToIngress: Array<[string, Buffer]> = [

@@ -80,6 +80,7 @@ export class FakeProgram implements ProgramApi {
       ifindex: e.ifindex,
       toLoopback: e.toLoopback,
       ...(e.channel ? { channel: e.channel } : {}),
+      ...(e.nextHop !== undefined ? { nextHop: e.nextHop } : {}),
       packets: 0n,
       bytes: 0n,
     });

@@ -94,6 +94,66 @@ describe("KernelForwarder", () => {
       expect(program.attached).toEqual([["lo", 1]]);
     });
 
+    describe("the next hop of an IPv6 path, from the same route answer as the interface", () => {
+      const ROUTE6 = { ...ROUTE, remoteAddress: "2001:db8:1::7" };
+      const UPLINK6 = { ...UPLINK, source: "2001:db8::10" };
+
+      it("via a gateway: the gateway goes into the outbound entry (a router's link-local address too)", async () => {
+        for (const gateway of ["2001:db8::1", "fe80::1"]) {
+          const f = makeForwarder(async () => ({ ...UPLINK6, nextHop: gateway }));
+          const { peer } = makePeer(ROUTE6);
+          await f.update(peer);
+          expect(program.theOutbound()).toMatchObject({ ifindex: 7, nextHop: gateway, toLoopback: false });
+          expect(program.theInbound()).not.toHaveProperty("nextHop");
+          f.remove(peer);
+        }
+      });
+
+      it("on the link: the remote itself is the next hop", async () => {
+        const f = makeForwarder(async () => ({ ...UPLINK6, nextHop: "2001:db8:1::7" }));
+        const { peer } = makePeer(ROUTE6);
+        await f.update(peer);
+        expect(program.theOutbound().nextHop).toBe("2001:db8:1::7");
+      });
+
+      it("none when the route tells none: the kernel looks the route up (as before)", async () => {
+        const f = makeForwarder(async () => UPLINK6);
+        const { peer } = makePeer(ROUTE6);
+        await f.update(peer);
+        expect(f.carries(peer)).toBe(true);
+        expect(program.theOutbound()).not.toHaveProperty("nextHop");
+      });
+
+      it("never an IPv4 one", async () => {
+        const f = makeForwarder(async () => ({ ...UPLINK6, nextHop: "192.0.2.1" }));
+        const { peer } = makePeer(ROUTE6);
+        await f.update(peer);
+        expect(f.carries(peer)).toBe(true);
+        expect(program.theOutbound()).not.toHaveProperty("nextHop");
+      });
+
+      it("none for an IPv4 path: its datagram keeps lo's route, which only the kernel's lookup replaces", async () => {
+        const f = makeForwarder(async () => ({ ...UPLINK, nextHop: "192.0.2.1" }));
+        const { peer } = makePeer(ROUTE);
+        await f.update(peer);
+        expect(f.carries(peer)).toBe(true);
+        expect(program.theOutbound()).not.toHaveProperty("nextHop");
+      });
+
+      it("none into lo: a peer on this host goes on with its local route", async () => {
+        const f = makeForwarder(async () => ({
+          dev: "lo",
+          ifindex: 1,
+          source: "127.0.0.1",
+          nextHop: "127.0.0.1",
+        }));
+        const { peer } = makePeer({ ...ROUTE, remoteAddress: "127.0.0.1", remotePort: 41000 });
+        await f.update(peer);
+        expect(program.theOutbound().toLoopback).toBe(true);
+        expect(program.theOutbound()).not.toHaveProperty("nextHop");
+      });
+    });
+
     it("a peer with its own loopback port gets its own outbound key", async () => {
       const f = makeForwarder();
       const a = makePeer(ROUTE);

@@ -137,6 +137,33 @@ describe("KernelForwarder", () => {
       ]);
     });
 
+    it("a new gateway on the same interface (route change, refresh) reinstalls with it", async () => {
+      const uplink6 = { ...UPLINK, source: "2001:db8::10" };
+      let route: typeof uplink6 & { nextHop?: string } = { ...uplink6, nextHop: "fe80::1" };
+      const f = makeForwarder(async () => route);
+      const { peer } = makePeer({ ...ROUTE, remoteAddress: "2001:db8:1::7" });
+      await f.update(peer);
+      expect(program.theOutbound().nextHop).toBe("fe80::1");
+      program.calls.length = 0;
+      f.refresh([peer]);
+      await settle();
+      expect(program.calls).toEqual([]);
+      route = { ...uplink6, nextHop: "fe80::2" };
+      f.refresh([peer]);
+      await settle();
+      expect(program.theOutbound()).toMatchObject({ ifindex: 7, nextHop: "fe80::2" });
+      // The remote now on the link, then no next hop known: each a reinstall, never the old gateway.
+      route = { ...uplink6, nextHop: "2001:db8:1::7" };
+      f.refresh([peer]);
+      await settle();
+      expect(program.theOutbound().nextHop).toBe("2001:db8:1::7");
+      route = { ...uplink6 };
+      f.refresh([peer]);
+      await settle();
+      expect(program.theOutbound()).not.toHaveProperty("nextHop");
+      expect(program.calls.filter((c) => c.startsWith("setOutbound"))).toHaveLength(3);
+    });
+
     it("remove() deletes both entries", async () => {
       const f = makeForwarder();
       const { peer } = makePeer(ROUTE);

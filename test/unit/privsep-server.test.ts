@@ -47,7 +47,8 @@ function fakeOps() {
     preference: 49200,
     interfaces: ["lo"],
     attach: async (dev: string) => void done.push(`attach ${dev}`),
-    setOutbound: (e: OutboundEntry) => void done.push(`out ${e.loopbackAddress}:${e.loopbackPort}`),
+    setOutbound: (e: OutboundEntry) =>
+      void done.push(`out ${e.loopbackAddress}:${e.loopbackPort}${e.nextHop ? ` via ${e.nextHop}` : ""}`),
     deleteOutbound: () => void done.push("delete out"),
     outboundCounters: () => ({ packets: 3n, bytes: 300n, lastNs: 7n }),
     setInbound: (e: InboundEntry) => void done.push(`in ${e.loopbackAddress}`),
@@ -217,6 +218,11 @@ describe("PrivilegedServer", () => {
       { ...outbound, remoteAddress: "not an address" },
       { ...outbound, remotePort: 70000 },
       { ...outbound, channel: 12 },
+      // The next hop: an IPv6 path's only, an IPv6 address.
+      { ...outbound, nextHop: "10.1.0.1" },
+      { ...outbound, nextHop: "fe80::1" },
+      { ...outbound, remoteAddress: "2001:db8::9", nextHop: "gateway" },
+      { ...outbound, remoteAddress: "2001:db8::9", nextHop: "10.1.0.1" },
     ];
     for (const entry of bad)
       await expect(
@@ -233,6 +239,14 @@ describe("PrivilegedServer", () => {
       }),
     ).rejects.toThrow(PrivsepRefusal);
     expect(done).toEqual(["out 127.1.2.3:51822"]);
+    await server.handle({
+      op: "fastPathUpdate",
+      updates: [
+        { op: "setOutbound", entry: { ...outbound, remoteAddress: "2001:db8::9", nextHop: "fe80::1" } },
+      ],
+    });
+    expect(done).toEqual(["out 127.1.2.3:51822", "out 127.1.2.3:51822 via fe80::1"]);
+    done.length = 1;
     await expect(server.handle({ op: "fastPathAttach", dev: "eth0; rm -rf /", ifindex: 2 })).rejects.toThrow(
       PrivsepRefusal,
     );
@@ -306,6 +320,9 @@ describe("RemotePrivilegedOps against the parent's server, over JSON as on the I
     // KernelForwarder passes its own records, bigint counts and all: only the entry's fields cross.
     fastPath.setOutbound({ ...outbound, sentPackets: 0n } as OutboundEntry);
     await waitUntil(() => done.includes("out 127.1.2.3:51822"));
+    // The next hop crosses with the entry (the forwarder's record has it undefined when there is none).
+    fastPath.setOutbound({ ...outbound, remoteAddress: "2001:db8::9", nextHop: "fe80::1" });
+    await waitUntil(() => done.includes("out 127.1.2.3:51822 via fe80::1"));
     await waitUntil(() => fastPath.outboundCounters("127.1.2.3", 51822)?.packets === 3n);
     expect(fastPath.outboundCounters("127.1.2.3", 51822)).toEqual({ packets: 3n, bytes: 300n, lastNs: 7n });
     await fastPath.close();
