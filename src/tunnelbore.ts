@@ -245,7 +245,12 @@ export class Tunnelbore {
       this.networkChanged("local network changed");
     });
     watch.on("wireguard-link", () => this.interfaceSync.resyncSoon());
-    watch.on("routing", () => this.loops.invalidate());
+    watch.on("routing", () => {
+      this.loops.invalidate();
+      // A route or rule changed without our addresses or default routes changing (a more specific
+      // route, a new gateway): kernel entries take each path's interface and next hop anew.
+      if (this.proxy) this.kernel?.refresh(this.proxy.allPeers());
+    });
     try {
       await watch.start();
       this.watch = watch;

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { isIP } from "node:net";
+import { release as osRelease } from "node:os";
 import { promisify } from "node:util";
 import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
 import type { Logger } from "../log.js";
@@ -26,6 +27,23 @@ const ACTIVE_WINDOW_MS = 5000;
 /** First installs deferred by a bulk, started per turn of the event loop. */
 const DRAIN_SLICE = 200;
 const QUIET_POLL_MS = 5000;
+
+/**
+ * Whether an IPv6 path's redirect may be given its next hop on a kernel of this `release`. With a next
+ * hop the kernel skips its route lookup, and a datagram held while the neighbour resolves is later sent
+ * by the route the datagram carries: the 4 -> 6 translation drops lo's route on the kernels this was
+ * verified on (6.18; the change is from 2025, 6.16), while an older kernel would send it by lo's and
+ * lose it. Older kernels keep the lookup (no next hop: always right, 1 % more of a CPU-bound machine).
+ */
+export function nextHopsSafe(release: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(release);
+  if (!match) return false;
+  const major = Number(match[1]);
+  const minor = Number(match[2]);
+  return major > 6 || (major === 6 && minor >= 16);
+}
+
+const NEXT_HOPS_SAFE = nextHopsSafe(osRelease());
 
 /** The wall-clock time (ms) of a CLOCK_MONOTONIC instant in ns (bpf_ktime_get_ns), as `now` sees it. */
 function wallClockOf(monotonicNs: bigint, now: number): number {
@@ -142,6 +160,8 @@ export class KernelForwarder {
       wireguardInterface: string;
       logger: Logger;
       resolveRoute?: (remote: string) => Promise<KernelRoute | null>;
+      /** Give IPv6 paths' redirects their next hop (default: where the kernel allows it, `nextHopsSafe`). */
+      nextHops?: boolean;
     },
   ) {
     this.timer = setInterval(() => this.poll(), POLL_MS);
@@ -215,7 +235,11 @@ export class KernelForwarder {
     // IPv6 paths only (ebpf/ipv6.h: their redirect then skips its route lookup; an IPv4 path's cannot
     // yet, ebpf/fast-path.bpf.c), and only an IPv6 one. Never into lo (no IPv6 path goes there).
     const nextHop =
-      ipv6 && !toLoopback && kernelRoute.nextHop && isIP(kernelRoute.nextHop) === 6
+      (this.options.nextHops ?? NEXT_HOPS_SAFE) &&
+      ipv6 &&
+      !toLoopback &&
+      kernelRoute.nextHop &&
+      isIP(kernelRoute.nextHop) === 6
         ? kernelRoute.nextHop
         : undefined;
     const next: Installed = {

@@ -2,7 +2,7 @@
 // and when it installs none (or removes what it had). Also the tc filter preference per interface.
 import { beforeEach, describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
-import type { KernelRoute } from "../../src/proxy/kernel-forwarder.js";
+import { type KernelRoute, nextHopsSafe } from "../../src/proxy/kernel-forwarder.js";
 import type { UdpRoute } from "../../src/proxy/path.js";
 import {
   type FakeProgram,
@@ -251,6 +251,15 @@ describe("KernelForwarder", () => {
       await expect(f.update(peer)).resolves.toBeUndefined();
       expect(program.outbound.size + program.inbound.size).toBe(0);
     });
+  });
+});
+
+describe("nextHopsSafe: only kernels whose 4 -> 6 translation drops lo's route get next hops", () => {
+  it("from 6.16 on (verified on 6.18); not before, nor for a release it cannot read", () => {
+    for (const release of ["6.18.44", "6.16.0-1-amd64", "7.0.1", "6.18.0-rc3"])
+      expect(nextHopsSafe(release), release).toBe(true);
+    for (const release of ["6.15.9", "6.1.0-27-amd64", "5.15.0", "", "unknown"])
+      expect(nextHopsSafe(release), release).toBe(false);
   });
 });
 
