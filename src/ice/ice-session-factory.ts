@@ -83,11 +83,16 @@ export class IceSessionFactory {
       logger,
       turnHint: this.turnHint,
     });
-    session.on("path", (path) => handlers.path(path, path.reason));
-    session.on("path-moved", (path) => handlers.moved(path));
-    session.on("failed", (failure) => handlers.failed(failure.reason, failure.pathLost));
-    session.on("stalled", (what) => handlers.stalled(what));
-    session.on("state", () => handlers.state());
-    return session;
+    return tellPeer(session, handlers);
   }
+}
+
+/** Passes the session's events on to its peer's hooks (every session a Peer drives is wired so). */
+export function tellPeer(session: IceSession, handlers: IceSessionHandlers): IceSession {
+  session.on("path", (path) => handlers.path(path, path.reason));
+  session.on("path-moved", (path) => handlers.moved(path));
+  session.on("failed", (failure) => handlers.failed(failure.reason, failure.pathLost));
+  session.on("stalled", (what) => handlers.stalled(what));
+  session.on("state", () => handlers.state());
+  return session;
 }

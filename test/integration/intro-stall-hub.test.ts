@@ -9,7 +9,7 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { type IntroServer, startIntroServer } from "../../intro-server/server.js";
 import { IceSession } from "../../src/ice/ice-session.js";
-import { IceSessionFactory } from "../../src/ice/ice-session-factory.js";
+import { IceSessionFactory, tellPeer } from "../../src/ice/ice-session-factory.js";
 import { IntroClient } from "../../src/intro-client/intro-client.js";
 import { IntroLink, linkSignalling } from "../../src/intro-client/intro-link.js";
 import type { Logger } from "../../src/log.js";
@@ -99,12 +99,7 @@ function side(
         signalTimeoutMs: 1000,
         logger: log,
       });
-      session.on("path", (path) => handlers.path(path, path.reason));
-      session.on("path-moved", (path) => handlers.moved(path));
-      session.on("failed", (failure) => handlers.failed(failure.reason, failure.pathLost));
-      session.on("stalled", (what) => handlers.stalled(what));
-      session.on("state", () => handlers.state());
-      return session;
+      return tellPeer(session, handlers);
     },
   };
   for (const k of peerKeys) {
