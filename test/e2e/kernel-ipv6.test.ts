@@ -249,5 +249,32 @@ describe("kernel fast path on an IPv6 ICE path", () => {
     const after = await peerOf(tbA, keys.b.publicKey);
     const user = (p: PeerStatus) => p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
     expect(user(after) - user(before)).toBeLessThan(10);
+
+    // A more specific route to b through another address of a's router (a route change that leaves a's
+    // addresses and default routes alone): the entry takes the new next hop, and the kernel carries on.
+    const gateway = routeToB[0]?.gateway ?? "";
+    const other = gateway.replace(/:[0-9a-f]+$/, ":fe");
+    const routerNs = l.host("a").router?.ns ?? "no router";
+    await nsRun(routerNs, "ip", ["-6", "addr", "add", `${other}/64`, "dev", "lan", "nodad"]);
+    const bRoute = [`${l.host("b").address6}/128`, "via", other, "dev", "eth0"];
+    await nsRun(l.host("a").ns, "ip", ["-6", "route", "add", ...bRoute]);
+    await waitFor(() => nextHopsLogged(tbA).at(-1) === other, {
+      what: "a's entry for b through the new next hop",
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
+    const moved = await peerOf(tbA, keys.b.publicKey);
+    expect((await ping(l.host("a").ns, tunnel.b, { count: 20, interval: 10 })).received).toBe(20);
+    await waitFor(
+      async () => (await peerOf(tbA, keys.b.publicKey)).kernelTxDatagrams - moved.kernelTxDatagrams >= 20,
+      { what: "the kernel carries a's pings by the new next hop", timeoutMs: 5000, intervalMs: 100 },
+    );
+    // The route gone, the entry goes back to the default route's gateway.
+    await nsRun(l.host("a").ns, "ip", ["-6", "route", "del", ...bRoute]);
+    await waitFor(() => nextHopsLogged(tbA).at(-1) === gateway, {
+      what: "a's entry for b back on the default gateway",
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
   }, 120_000);
 });
