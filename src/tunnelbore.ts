@@ -32,7 +32,7 @@ import { AddressWatch } from "./wg/address-watch.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
 import { wgQuickWarning } from "./wg/wg-quick-warning.js";
-import type { WireGuardSocketStatus } from "./wg/wireguard-sockets.js";
+import { unknownSocketStatus } from "./wg/wireguard-sockets.js";
 import { decodeKey } from "./wireguard/keys.js";
 
 /** WireGuard's REJECT_AFTER_TIME: a session's keys are used no longer than this after its handshake. */
@@ -280,15 +280,9 @@ export class Tunnelbore {
   /** Everything `tunnelbore status` shows. */
   async statusReport(): Promise<StatusReport> {
     // Read first: what follows is taken in one turn, as before.
-    const wireguardSocket = await this.ops.wireguardSocket().catch(
-      (err: unknown): WireGuardSocketStatus => ({
-        port: 0,
-        receiveBufferBytes: null,
-        drops: null,
-        sockets: [],
-        unknown: (err as Error).message,
-      }),
-    );
+    const wireguardSocket = await this.ops
+      .wireguardSocket()
+      .catch((err: unknown) => unknownSocketStatus(0, (err as Error).message));
     const proxy = this.proxy;
     const { address, port } = proxy?.catchAllAddress ?? this.options.catchAll;
     const peers: PeerStatus[] = [];

@@ -233,11 +233,10 @@ export class KernelForwarder {
     }
     const localAddress = route.localAddress ?? kernelRoute.source;
     // IPv6 paths only (ebpf/ipv6.h: their redirect then skips its route lookup; an IPv4 path's cannot
-    // yet, ebpf/fast-path.bpf.c), and only an IPv6 one. Never into lo (no IPv6 path goes there).
+    // yet, ebpf/fast-path.bpf.c), and only an IPv6 one. (An IPv6 path into lo was left above.)
     const nextHop =
       (this.options.nextHops ?? NEXT_HOPS_SAFE) &&
       ipv6 &&
-      !toLoopback &&
       kernelRoute.nextHop &&
       isIP(kernelRoute.nextHop) === 6
         ? kernelRoute.nextHop

@@ -35,6 +35,11 @@ export interface WireGuardSocketStatus {
   unknown: string | null;
 }
 
+/** WireGuard's sockets on `port` could not be read, for `reason`. */
+export function unknownSocketStatus(port: number, reason: string): WireGuardSocketStatus {
+  return { port, receiveBufferBytes: null, drops: null, sockets: [], unknown: reason };
+}
+
 /** Runs `ss ARGS` and answers its output. */
 export type SsCommand = (args: string[]) => Promise<string>;
 
@@ -63,13 +68,7 @@ export async function readWireGuardSockets(
 ): Promise<WireGuardSocketStatus | null> {
   const { ss = runSs, isUserspace = isUserspaceInterface } = deps;
   if (!(await isUserspace(name))) return null;
-  const unknown = (reason: string): WireGuardSocketStatus => ({
-    port,
-    receiveBufferBytes: null,
-    drops: null,
-    sockets: [],
-    unknown: reason,
-  });
+  const unknown = (reason: string) => unknownSocketStatus(port, reason);
   if (!Number.isInteger(port) || port < 1 || port > 65535) return unknown("the interface has no listen port");
   let text: string;
   try {
