@@ -113,6 +113,11 @@ export interface EntryCounters {
   bytes: bigint;
   /** CLOCK_MONOTONIC ns (process.hrtime.bigint()'s clock) of the latest datagram; 0n for none. */
   lastNs: bigint;
+  /**
+   * Wall-clock ms by which every datagram counted here had been counted: a copy read earlier (across
+   * privsep) knows nothing of what came after. Absent: read from the map at the call.
+   */
+  readAt?: number;
 }
 
 const OUTBOUND_KEY_SIZE = 8;

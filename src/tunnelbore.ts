@@ -439,7 +439,12 @@ export class Tunnelbore {
         let rested = 0;
         if (this.options.idleTimeoutMs && this.link && this.proxy) {
           const proxy = this.proxy;
-          rested = sweepIdlePeers(this.peers.values(), (key) => proxy.peer(key));
+          rested = sweepIdlePeers(
+            this.peers.values(),
+            (key) => proxy.peer(key),
+            Date.now(),
+            (key) => proxy.trafficKnownUntil(key),
+          );
         }
         // Each over every peer, so only when what it depends on changed: a hub's reads change counters
         // at most, and 10,000 peers were gone over for nothing every 2 s (issues 15, 16).

@@ -13,6 +13,11 @@ export class Idleness {
   private activeAt: number;
   /** When it went dormant (clock ms): traffic after this (on a static path) wakes it. */
   private restedAt = 0;
+  /**
+   * Up to when (clock ms) the sweep last knew the traffic: the kernel fast path's counts come late, and
+   * quiet after this is not known to be quiet. Infinity: the stamps are always current (user space).
+   */
+  private knownUntil = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly clock: Clock,
@@ -36,18 +41,26 @@ export class Idleness {
     this.activeAt = this.clock.now() - quietMs;
   }
 
-  /** The sweep: nothing either way for `quietMs`. */
-  quietFor(quietMs: number): void {
-    this.activeAt = Math.max(this.activeAt, this.clock.now() - quietMs);
+  /** The sweep: nothing either way for `quietMs`, as far as is known; the last `unknownMs` of it is not. */
+  quietFor(quietMs: number, unknownMs = 0): void {
+    const now = this.clock.now();
+    this.activeAt = Math.max(this.activeAt, now - quietMs);
+    this.knownUntil = unknownMs > 0 ? now - unknownMs : Number.POSITIVE_INFINITY;
   }
 
-  /** Awake, and neither wanted nor carrying traffic for the timeout. */
+  /** Awake, and known to be neither wanted nor carrying traffic for the timeout. */
   get idle(): boolean {
     return this.enabled && !this.dormant && this.idleMs >= this.timeoutMs;
   }
 
+  /** Awake, and idle unless traffic not read yet says otherwise: a sweep, reading it, would tell. */
+  get idleUnlessTrafficUnread(): boolean {
+    return this.enabled && !this.dormant && this.clock.now() - this.activeAt >= this.timeoutMs;
+  }
+
+  /** How long it is known to have been neither wanted nor carrying traffic. */
   get idleMs(): number {
-    return this.clock.now() - this.activeAt;
+    return Math.min(this.clock.now(), this.knownUntil) - this.activeAt;
   }
 
   /** Dormant, and the sweep saw traffic since it went so. */

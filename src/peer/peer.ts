@@ -128,7 +128,7 @@ export class Peer {
   get swept(): boolean {
     if (this.closed || !this.idleness.enabled) return false;
     if (this.idleness.dormant) return this.staticPath !== null;
-    return this.chosen !== null || this.idleness.idle;
+    return this.chosen !== null || this.idleness.idleUnlessTrafficUnread;
   }
 
   /** When the current state was entered (clock ms). */
@@ -251,12 +251,13 @@ export class Peer {
 
   /**
    * The idle sweep (src/peer/idle-sweep.ts, one pass over every peer): nothing went either way for the
-   * peer, in user space or in the kernel, for `quietMs`. Idle for the idle timeout: release ICE. Dormant
-   * and traffic since (on its static path, which stays): connect ICE again.
+   * peer, in user space or in the kernel, for `quietMs`, of which the last `unknownMs` are not known yet
+   * (the kernel's counts come late). Idle for the idle timeout: release ICE. Dormant and traffic since
+   * (on its static path, which stays): connect ICE again.
    */
-  onTrafficAge(quietMs: number): void {
+  onTrafficAge(quietMs: number, unknownMs = 0): void {
     if (this.closed || !this.idleness.enabled) return;
-    this.idleness.quietFor(quietMs);
+    this.idleness.quietFor(quietMs, unknownMs);
     if (this.idleNow()) this.rest();
     if (!this.idleness.trafficSinceRest) return;
     this.wake("traffic on its static path");

@@ -272,9 +272,10 @@ function inboundOnly(e: InboundEntry): InboundEntry {
   return { ...flowOnly(e), loopbackAddress, loopbackPort, wireguardPort, loopbackIfindex };
 }
 
-function counters(wire: WireCounters | null): EntryCounters | null {
+/** `readAt`: when it was asked for (the privileged side reads after that, never before). */
+function counters(wire: WireCounters | null, readAt: number): EntryCounters | null {
   return wire
-    ? { packets: BigInt(wire.packets), bytes: BigInt(wire.bytes), lastNs: BigInt(wire.lastNs) }
+    ? { packets: BigInt(wire.packets), bytes: BigInt(wire.bytes), lastNs: BigInt(wire.lastNs), readAt }
     : null;
 }
 
@@ -339,7 +340,7 @@ class RemoteFastPath implements FastPathControl {
   setOutbound(entry: OutboundEntry): void {
     const key = counterKey(entry.loopbackAddress, entry.loopbackPort);
     this.outbound.set(key, { loopbackAddress: entry.loopbackAddress, loopbackPort: entry.loopbackPort });
-    this.outboundCounts.set(key, { packets: 0n, bytes: 0n, lastNs: 0n });
+    this.outboundCounts.set(key, { packets: 0n, bytes: 0n, lastNs: 0n, readAt: Date.now() });
     this.queue({ op: "setOutbound", entry: outboundOnly(entry) });
   }
 
@@ -360,7 +361,7 @@ class RemoteFastPath implements FastPathControl {
     const { localAddress, localPort, remoteAddress, remotePort, channel } = entry;
     const flow = { localAddress, localPort, remoteAddress, remotePort, channel };
     this.inbound.set(flowKey(flow), flowOnly(flow));
-    this.inboundCounts.set(flowKey(flow), { packets: 0n, bytes: 0n, lastNs: 0n });
+    this.inboundCounts.set(flowKey(flow), { packets: 0n, bytes: 0n, lastNs: 0n, readAt: Date.now() });
     const loopback = counterKey(entry.loopbackAddress, entry.loopbackPort);
     this.inboundOf.set(loopback, flowKey(flow));
     this.loopbackOfFlow.set(flowKey(flow), loopback);
@@ -391,12 +392,13 @@ class RemoteFastPath implements FastPathControl {
   async countersMoved(full: boolean): Promise<MovedCounter[]> {
     this.flush();
     const generation = this.generation;
+    const askedAt = Date.now();
     const answer = (await this.ask({ op: "fastPathCountersMoved", full })) as WireMovedCounter[] | null;
     // An entry set or removed meanwhile: these counts may be a predecessor's (the caller asks in full).
     if (!answer || generation !== this.generation) throw new StaleCounters();
     const moved: MovedCounter[] = [];
     for (const { loopback, direction, counters: wireCounts } of answer) {
-      const read = counters(wireCounts);
+      const read = counters(wireCounts, askedAt);
       if (!read) continue;
       if (direction === "outbound") {
         if (!this.outbound.has(loopback)) continue;
@@ -453,6 +455,7 @@ class RemoteFastPath implements FastPathControl {
     this.wantedOutbound.clear();
     this.wantedInbound.clear();
     const generation = this.generation;
+    const askedAt = Date.now();
     try {
       const answer: { outbound: (WireCounters | null)[]; inbound: (WireCounters | null)[] } = {
         outbound: [],
@@ -471,10 +474,11 @@ class RemoteFastPath implements FastPathControl {
       // An entry set or removed meanwhile: these counts may be its predecessor's; the next poll tells.
       if (generation !== this.generation) return;
       outbound.forEach(([key], i) => {
-        if (this.outbound.has(key)) this.outboundCounts.set(key, counters(answer.outbound[i] ?? null));
+        if (this.outbound.has(key))
+          this.outboundCounts.set(key, counters(answer.outbound[i] ?? null, askedAt));
       });
       inbound.forEach(([key], i) => {
-        if (this.inbound.has(key)) this.inboundCounts.set(key, counters(answer.inbound[i] ?? null));
+        if (this.inbound.has(key)) this.inboundCounts.set(key, counters(answer.inbound[i] ?? null, askedAt));
       });
     } catch (err) {
       this.log.debug({ err }, "kernel fast path: counters unreadable");

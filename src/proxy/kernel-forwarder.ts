@@ -118,6 +118,8 @@ interface Installed extends FiveTuple {
   receivedBytes: bigint;
   /** When its counts last moved (installed counts as moved, except in a bulk: see `bulk`). */
   activeAt: number;
+  /** Wall-clock ms up to which its counts are folded in (`countsKnownUntil`). */
+  knownAt: number;
 }
 
 /**
@@ -143,6 +145,8 @@ export class KernelForwarder {
   private movedReading = false;
   /** The next look at moved entries asks for all of them (the last one failed). */
   private movedInFull = false;
+  /** When the last successful look at moved entries was asked for: no other entry moved before it. */
+  private movedKnownAt = 0;
   /**
    * Many peers are being set up at once (WireGuardProxy.setBulk): each entry's "on"/"off" line at
    * debug, and new entries start quiet (a hub's start read 10,000 unused entries four times a second
@@ -171,6 +175,17 @@ export class KernelForwarder {
   /** True while the peer's transport data goes through the kernel. */
   carries(peer: ProxyPeer): boolean {
     return this.installed.has(peer);
+  }
+
+  /**
+   * Up to when (wall-clock ms) the kernel's part of the peer's traffic is in its stamps: a quiet entry
+   * is looked at every QUIET_POLL_MS, and across privsep every count is a copy read a poll before.
+   * The idle sweep rests a peer only on quiet it knows of (src/peer/idle-sweep.ts). Infinity: no
+   * entries, the stamps are user space's, always current.
+   */
+  countsKnownUntil(peer: ProxyPeer): number {
+    const entry = this.installed.get(peer);
+    return entry ? Math.max(entry.knownAt, this.movedKnownAt) : Number.POSITIVE_INFINITY;
   }
 
   /** Re-resolves every peer's route (after addresses, routes or interfaces changed). */
@@ -257,6 +272,7 @@ export class KernelForwarder {
       receivedPackets: 0n,
       receivedBytes: 0n,
       activeAt: Date.now(),
+      knownAt: Date.now(),
     };
     const current = this.installed.get(peer);
     if (
@@ -270,6 +286,8 @@ export class KernelForwarder {
       return;
     }
     this.uninstall(peer);
+    // What the entry it replaces carried after its last read is never read: not known either.
+    if (current) next.knownAt = current.knownAt;
     const channel = next.channel || undefined;
     this.program.setOutbound({ ...next, toLoopback, channel });
     this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1, channel });
@@ -376,6 +394,7 @@ export class KernelForwarder {
       this.active.add(peer);
       peer.path?.kernelTraffic?.(0, packets);
     }
+    entry.knownAt = Math.max(entry.knownAt, Math.min(out?.readAt ?? now, inb?.readAt ?? now));
   }
 
   /** Polls until the next that reads the quiet entries too (0: this one). */
@@ -404,6 +423,7 @@ export class KernelForwarder {
   private async collectMoved(): Promise<void> {
     if (this.movedReading || !this.program.countersMoved) return;
     this.movedReading = true;
+    const askedAt = Date.now();
     try {
       const moved = await this.program.countersMoved(this.movedInFull);
       this.movedInFull = false;
@@ -412,6 +432,7 @@ export class KernelForwarder {
         const entry = peer && this.installed.get(peer);
         if (peer && entry) this.tryCollect(peer, entry);
       }
+      this.movedKnownAt = askedAt;
     } catch (err) {
       this.movedInFull = true;
       this.options.logger.debug({ err }, "kernel fast path: moved entries unreadable");

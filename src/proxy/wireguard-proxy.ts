@@ -254,6 +254,12 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     return this.peers.get(publicKey);
   }
 
+  /** Up to when the peer's traffic stamps are complete (KernelForwarder.countsKnownUntil; Infinity: now). */
+  trafficKnownUntil(publicKey: string): number {
+    const peer = this.peers.get(publicKey);
+    return peer && this.kernel ? this.kernel.countsKnownUntil(peer) : Number.POSITIVE_INFINITY;
+  }
+
   allPeers(): IterableIterator<ProxyPeer> {
     return this.peers.values();
   }

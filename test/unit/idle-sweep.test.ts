@@ -86,4 +86,75 @@ describe("sweepIdlePeers", () => {
     void roaming!.close();
     expect(roaming!.swept).toBe(false);
   });
+
+  it("rests a peer only on quiet its stamps know of: the kernel's counts, read late, may hold traffic", () => {
+    const clock = new FakeClock();
+    const [lagging, current] = ["lagging", "current"].map((k) => lazyPeer(k, clock));
+    for (const peer of [lagging, current]) peer!.onPeerOnline();
+    clock.advance(IDLE_MS + 1000);
+    const now = clock.now();
+    // Both last seen IDLE_MS + 1 s ago; the kernel's counts for `lagging` were last read 4 s ago, so
+    // only IDLE_MS - 3 s of its quiet is known: the datagrams of the last 4 s may not be in yet.
+    const stamps = { lastSentAt: now - IDLE_MS - 1000, lastReceivedAt: 0 };
+    const knownUntil = new Map([
+      ["lagging", now - 4000],
+      ["current", Number.POSITIVE_INFINITY],
+    ]);
+    const sweep = (at: number) =>
+      sweepIdlePeers(
+        [lagging!, current!],
+        () => stamps,
+        at,
+        (key) => knownUntil.get(key)!,
+      );
+    expect(sweep(now)).toBe(1);
+    expect([lagging, current].map((p) => formatPeerState(p!.state))).toEqual(["connecting", "dormant"]);
+    // Between sweeps too (the introduction server's word asks `idle` as well), nothing newer is assumed.
+    clock.advance(3000);
+    lagging!.onPeerOnline();
+    expect(formatPeerState(lagging!.state)).toBe("connecting");
+    // Read again, the same stamps: quiet for the timeout, known; it rests.
+    knownUntil.set("lagging", clock.now());
+    expect(sweep(clock.now())).toBe(1);
+    expect(formatPeerState(lagging!.state)).toBe("dormant");
+  });
+
+  it("a dormant peer on its static path is not woken by counts that only came late", () => {
+    const clock = new FakeClock();
+    const fixed = lazyPeer("fixed", clock);
+    fixed.onStaticPath(new FakePath("static", "203.0.113.9:51820"), "203.0.113.9:51820");
+    fixed.onPeerOnline();
+    clock.advance(IDLE_MS + 3000);
+    const last = clock.now() - IDLE_MS - 2000;
+    const stamps = { lastSentAt: last, lastReceivedAt: last };
+    // Known up to 1 s ago: IDLE_MS + 1 s of known quiet, it rests.
+    expect(
+      sweepIdlePeers(
+        [fixed],
+        () => stamps,
+        clock.now(),
+        () => clock.now() - 1000,
+      ),
+    ).toBe(1);
+    // Sweeps later with the counts read no further: nothing new, it stays dormant.
+    for (let i = 0; i < 5; i++) {
+      clock.advance(2000);
+      sweepIdlePeers(
+        [fixed],
+        () => stamps,
+        clock.now(),
+        () => clock.now() - 1000 - 2000 * (i + 1),
+      );
+      expect(formatPeerState(fixed.state)).toBe("dormant");
+    }
+    // A datagram on the static path after it rested, once read, wakes it.
+    const after = { lastSentAt: clock.now() - 500, lastReceivedAt: last };
+    sweepIdlePeers(
+      [fixed],
+      () => after,
+      clock.now(),
+      () => clock.now(),
+    );
+    expect(formatPeerState(fixed.state)).toBe("connecting");
+  });
 });

@@ -323,8 +323,13 @@ describe("RemotePrivilegedOps against the parent's server, over JSON as on the I
     // The next hop crosses with the entry (the forwarder's record has it undefined when there is none).
     fastPath.setOutbound({ ...outbound, remoteAddress: "2001:db8::9", nextHop: "fe80::1" });
     await waitUntil(() => done.includes("out 127.1.2.3:51822 via fe80::1"));
+    const setAt = Date.now();
     await waitUntil(() => fastPath.outboundCounters("127.1.2.3", 51822)?.packets === 3n);
-    expect(fastPath.outboundCounters("127.1.2.3", 51822)).toEqual({ packets: 3n, bytes: 300n, lastNs: 7n });
+    // A copy, read when it was asked for: what came after is not in it (the idle sweep waits for it).
+    const read = fastPath.outboundCounters("127.1.2.3", 51822);
+    expect(read).toEqual({ packets: 3n, bytes: 300n, lastNs: 7n, readAt: expect.any(Number) });
+    expect(read?.readAt).toBeGreaterThanOrEqual(setAt);
+    expect(read?.readAt).toBeLessThanOrEqual(Date.now());
     await fastPath.close();
     expect(done).toContain("fast path closed");
   });
@@ -335,15 +340,14 @@ describe("RemotePrivilegedOps against the parent's server, over JSON as on the I
     await remote.readInterface();
     const fastPath = await remote.loadFastPath();
     fastPath.setOutbound({ ...outbound } as OutboundEntry);
+    const askedAt = Date.now();
     const moved = await fastPath.countersMoved?.(false);
-    expect(moved).toEqual([
-      {
-        loopback: "127.1.2.3:51822",
-        direction: "outbound",
-        counters: { packets: 9n, bytes: 900n, lastNs: 8n },
-      },
-    ]);
-    expect(fastPath.outboundCounters("127.1.2.3", 51822)).toEqual({ packets: 9n, bytes: 900n, lastNs: 8n });
+    const counters = { packets: 9n, bytes: 900n, lastNs: 8n, readAt: expect.any(Number) };
+    expect(moved).toEqual([{ loopback: "127.1.2.3:51822", direction: "outbound", counters }]);
+    const read = fastPath.outboundCounters("127.1.2.3", 51822);
+    expect(read).toEqual(counters);
+    expect(read?.readAt).toBeGreaterThanOrEqual(askedAt);
+    expect(read?.readAt).toBeLessThanOrEqual(Date.now());
     // An entry changed while the answer was on its way: its counts may be its predecessor's.
     const meanwhile = fastPath.countersMoved?.(false);
     fastPath.deleteOutbound("127.1.2.3", 51822);
