@@ -1,29 +1,134 @@
 /** `--cluster URL`: which engine, checked before anything starts. */
 import { ConfigError } from "../../src/errors.js";
 
+/** Where a Sentinel listens. */
+export interface SentinelAddress {
+  host: string;
+  port: number;
+}
+
 /**
- * Accepts redis:// and rediss:// (Redis was measured the better fit: docs/decisions.md). nats:// is a
- * usage error naming the reason, so that a configuration written from the issue's text fails clearly.
+ * The engine a node connects to: one Redis by its URL (handed to ioredis as it is), or the master that
+ * a set of Sentinels name, found again through them after a failover.
+ */
+export type ClusterEngine =
+  | { kind: "redis"; url: string }
+  | {
+      kind: "sentinel";
+      sentinels: SentinelAddress[];
+      masterName: string;
+      /** AUTH for the master (and replicas): the URL's user part. The Sentinels are asked without it. */
+      username?: string;
+      password?: string;
+      /** rediss+sentinel://: TLS to the Sentinels and to the data nodes they name. */
+      tls: boolean;
+    };
+
+/** The port Sentinel listens on unless told otherwise. */
+const SENTINEL_DEFAULT_PORT = 26379;
+
+const SENTINEL_FORM = "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTERNAME";
+
+/**
+ * Accepts redis:// and rediss:// (Redis was measured the better fit: docs/decisions.md), and
+ * redis+sentinel:// or rediss+sentinel:// for a Redis that Sentinel fails over. nats:// is a usage error
+ * naming the reason, so that a configuration written from the issue's text fails clearly. Returns the
+ * text as given (server options carry it as a string; the bus reads it with parseClusterEngine).
  */
 export function parseClusterUrl(text: string): string {
+  parseClusterEngine(text);
+  return text;
+}
+
+/** The engine `text` names; ConfigError "intro-usage" (no password in it) if it names none. */
+export function parseClusterEngine(text: string): ClusterEngine {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text)?.[1]?.toLowerCase();
+  if (scheme === "redis+sentinel" || scheme === "rediss+sentinel") return parseSentinelUrl(text, scheme);
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError(
-      "intro-usage",
-      `--cluster wants a URL such as redis://127.0.0.1:6379, got ${JSON.stringify(text)}`,
+    throw usage(
+      `--cluster wants a URL such as redis://127.0.0.1:6379, got ${JSON.stringify(redactClusterUrl(text))}`,
     );
   }
-  if (url.protocol === "redis:" || url.protocol === "rediss:") return text;
+  if (url.protocol === "redis:" || url.protocol === "rediss:") return { kind: "redis", url: text };
   if (url.protocol === "nats:") {
-    throw new ConfigError(
-      "intro-usage",
+    throw usage(
       "--cluster nats:// is not supported: the cluster runs on Redis (see docs/decisions.md); give redis://HOST:PORT",
     );
   }
-  throw new ConfigError(
-    "intro-usage",
-    `--cluster wants redis://HOST:PORT or rediss://HOST:PORT, got ${url.protocol}//...`,
+  throw usage(
+    `--cluster wants redis://HOST:PORT, rediss://HOST:PORT or ${SENTINEL_FORM}, got ${url.protocol}//...`,
   );
+}
+
+function parseSentinelUrl(text: string, scheme: "redis+sentinel" | "rediss+sentinel"): ClusterEngine {
+  const shown = JSON.stringify(redactClusterUrl(text));
+  const fail = (what: string) => usage(`--cluster ${shown}: ${what}; the form is ${SENTINEL_FORM}`);
+  const rest = text.slice(scheme.length + 3);
+  // The last @ ends the user part: an unescaped @ in a password stays in it rather than in a host.
+  const at = rest.lastIndexOf("@");
+  const userInfo = at >= 0 ? rest.slice(0, at) : undefined;
+  const location = at >= 0 ? rest.slice(at + 1) : rest;
+  const slash = location.indexOf("/");
+  if (slash < 0) throw fail("no master name (the Sentinels' name for it, after the hosts and a /)");
+  const hosts = location.slice(0, slash);
+  const masterName = decode(location.slice(slash + 1), fail);
+  if (masterName === "") throw fail("no master name after the /");
+  if (!/^[^\s/?#]+$/.test(masterName)) throw fail(`master name ${JSON.stringify(masterName)} is not a name`);
+  if (hosts === "") throw fail("no Sentinel HOST:PORT");
+  const sentinels = hosts.split(",").map((item) => parseSentinelAddress(item, fail));
+  const credentials = userInfo === undefined ? {} : parseUserInfo(userInfo, fail);
+  return { kind: "sentinel", sentinels, masterName, ...credentials, tls: scheme === "rediss+sentinel" };
+}
+
+function parseSentinelAddress(item: string, fail: (what: string) => ConfigError): SentinelAddress {
+  // [v6]:port, host:port, or a host alone (Sentinel's default port).
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9._-]+))(?::(.*))?$/.exec(item);
+  if (!match) throw fail(`${JSON.stringify(item)} is not a HOST:PORT`);
+  const host = match[1] ?? match[2]!;
+  const portText = match[3];
+  if (portText === undefined) return { host, port: SENTINEL_DEFAULT_PORT };
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535)
+    throw fail(`${JSON.stringify(item)} has no port 1-65535`);
+  return { host, port: Number(portText) };
+}
+
+function parseUserInfo(
+  userInfo: string,
+  fail: (what: string) => ConfigError,
+): { username?: string; password?: string } {
+  const colon = userInfo.indexOf(":");
+  // A lone word is ambiguous (a user or a password?): say which, as redis:// URLs do.
+  if (colon < 0) throw fail("the part before @ must be USER:PASSWORD or :PASSWORD");
+  const username = decode(userInfo.slice(0, colon), fail);
+  const password = decode(userInfo.slice(colon + 1), fail);
+  return { ...(username ? { username } : {}), ...(password ? { password } : {}) };
+}
+
+function decode(text: string, fail: (what: string) => ConfigError): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    // Not quoted: the text may be a password.
+    throw fail("a %-escape in it is malformed");
+  }
+}
+
+function usage(message: string): ConfigError {
+  return new ConfigError("intro-usage", message);
+}
+
+/** The URL with its password replaced, for logs and errors: whatever the scheme, and if it does not parse. */
+export function redactClusterUrl(text: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0];
+  if (!scheme) return text.includes("@") ? "(a URL with a password)" : text;
+  const rest = text.slice(scheme.length);
+  const at = rest.lastIndexOf("@");
+  if (at < 0) return text;
+  const userInfo = rest.slice(0, at);
+  const colon = userInfo.indexOf(":");
+  const user = colon < 0 ? "" : userInfo.slice(0, colon);
+  return `${scheme}${user}:***@${rest.slice(at + 1)}`;
 }

@@ -1,6 +1,6 @@
 /** The cluster bus on Redis: shared state in keys and Lua scripts, messages to a node by pub/sub. */
 import { createHash, randomBytes } from "node:crypto";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { RuntimeError } from "../../src/errors.js";
 import type { Logger } from "../../src/log.js";
 import type {
@@ -11,6 +11,7 @@ import type {
   DeclareResult,
   RouteResult,
 } from "./cluster-bus.js";
+import { type ClusterEngine, parseClusterEngine, redactClusterUrl } from "./cluster-url.js";
 import { stamp, TRACE, traceNow, traceRoute } from "./envelope-trace.js";
 import { LoopMonitor } from "./loop-monitor.js";
 import { CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE } from "./redis-scripts.js";
@@ -103,22 +104,14 @@ export class RedisClusterBus implements ClusterBus {
     private readonly log: Logger,
     private readonly timing: ClusterTiming = DEFAULT_CLUSTER_TIMING,
   ) {
-    const options = {
-      lazyConnect: true,
-      // Reconnect for ever, at most every 2 s: the engine restarting must not stop the node.
-      retryStrategy: (times: number) => Math.min(100 * times, 2_000),
-      maxRetriesPerRequest: null,
-      // While Redis is away a command fails at once (a login is closed 4011 to try elsewhere, an
-      // envelope is undeliverable) rather than queue without bound in this process.
-      enableOfflineQueue: false,
-      connectionName: `tunnelbore-intro-${this.nodeId}`,
-    };
+    const engine = parseClusterEngine(url);
+    const connectionName = `tunnelbore-intro-${this.nodeId}`;
     // Not auto-pipelined: its batches are sent a tick later, so a MULTI or pipeline issued after them
     // would overtake them, and the scripts' order is what keeps a key's records right.
-    this.commands = new Redis(url, options);
+    this.commands = openConnection(engine, connectionName);
     this.batch = new TurnBatch(() => this.commands.stream);
-    this.subscriber = new Redis(url, options);
-    this.beat = new Redis(url, { ...options, connectionName: `tunnelbore-intro-beat-${this.nodeId}` });
+    this.subscriber = openConnection(engine, connectionName);
+    this.beat = openConnection(engine, `tunnelbore-intro-beat-${this.nodeId}`);
     this.loop = new LoopMonitor(log, {
       context: () => {
         const work = this.work;
@@ -153,15 +146,23 @@ export class RedisClusterBus implements ClusterBus {
       this.beat.disconnect();
       throw new RuntimeError(
         "intro-cluster",
-        `cannot reach the cluster engine at ${redactUrl(this.url)}: ${(error as Error).message}`,
-        { url: redactUrl(this.url) },
+        `cannot reach the cluster engine at ${redactClusterUrl(this.url)}: ${(error as Error).message}`,
+        { url: redactClusterUrl(this.url) },
         { cause: error },
       );
     }
     this.subscriber.on("message", (_channel: string, text: string) => this.onMessage(text));
     // Pub/sub does not keep what was published while this subscriber was away.
     this.subscriber.on("ready", () => {
-      if (!this.closed) this.handlers?.resubscribed();
+      if (this.closed) return;
+      // ioredis sent SUBSCRIBE again as the connection became ready; the PING's answer comes after it,
+      // so the resync reads the engine no earlier than this node hears what is published to it.
+      void this.subscriber
+        .ping()
+        .catch(() => undefined)
+        .then(() => {
+          if (!this.closed) this.handlers?.resubscribed();
+        });
     });
     this.commands.on("ready", () => {
       if (!this.everReady || this.closed) return;
@@ -181,7 +182,7 @@ export class RedisClusterBus implements ClusterBus {
     await this.heartbeat();
     this.sweep = setInterval(() => void this.heartbeatAndReap(), this.timing.sweepIntervalMs);
     this.sweep.unref();
-    this.log.info({ node: this.nodeId, engine: redactUrl(this.url) }, "joined the cluster");
+    this.log.info({ node: this.nodeId, engine: redactClusterUrl(this.url) }, "joined the cluster");
   }
 
   async claim(key: string, bucket: string, perAddressCap: number): Promise<boolean> {
@@ -424,13 +425,46 @@ function parseNodeMessage(text: string): NodeMessage | undefined {
   }
 }
 
-/** The URL without its password, for logs and errors. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(unparsable URL)";
-  }
+/** A connection to the engine, not yet connected (start connects it). */
+function openConnection(engine: ClusterEngine, connectionName: string): Redis {
+  const shared: RedisOptions = {
+    lazyConnect: true,
+    // Reconnect for ever, at most every 2 s: the engine restarting must not stop the node.
+    retryStrategy: (times: number) => Math.min(100 * times, 2_000),
+    maxRetriesPerRequest: null,
+    // While Redis is away a command fails at once (a login is closed 4011 to try elsewhere, an
+    // envelope is undeliverable) rather than queue without bound in this process.
+    enableOfflineQueue: false,
+    connectionName,
+  };
+  if (engine.kind === "redis") return new Redis(engine.url, shared);
+  return new Redis(sentinelOptions(engine, shared));
+}
+
+/**
+ * ioredis's own Sentinel client: it asks the Sentinels for the master at every (re)connection and
+ * checks the node it reaches is a master, so a reconnection after a failover lands on the promoted one.
+ */
+export function sentinelOptions(
+  engine: Extract<ClusterEngine, { kind: "sentinel" }>,
+  shared: RedisOptions,
+): RedisOptions {
+  return {
+    ...shared,
+    sentinels: engine.sentinels,
+    name: engine.masterName,
+    ...(engine.username ? { username: engine.username } : {}),
+    ...(engine.password ? { password: engine.password } : {}),
+    // Until the Sentinels promote a replica they name the dead master, which refuses at once: ask again
+    // soon, so that a node finds the new master within half a second of its promotion.
+    retryStrategy: (times: number) => Math.min(100 * times, 500),
+    // A master demoted with its connections open answers writes READONLY (no write happened): find the
+    // master again and send the command there.
+    reconnectOnError: (error: Error) => (error.message.startsWith("READONLY") ? 2 : false),
+    // Sentinel's +switch-master closes the connection even while the old master is still reachable
+    // (a manual failover, a master cut off from the Sentinels but not from this node).
+    failoverDetector: true,
+    // TLS to the data nodes the Sentinels name and to the Sentinels themselves.
+    ...(engine.tls ? { tls: {}, enableTLSForSentinelMode: true, sentinelTLS: {} } : {}),
+  };
 }

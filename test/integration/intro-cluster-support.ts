@@ -2,7 +2,11 @@
 // in this process with short heartbeats, and a protocol client that moves to another node on 4011.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
 import { WebSocket } from "ws";
 import { type IntroServer, type IntroServerOptions, startIntroServer } from "../../intro-server/server.js";
 import { createLogger } from "../../src/log.js";
@@ -174,5 +178,169 @@ export class MovingClient {
   private onMessage(message: ServerMessage): void {
     if (message.type === "envelope") this.received.push(sequenceOf(message.envelope));
     else if (message.type === "undeliverable") this.undeliverable++;
+  }
+}
+
+/** The master's name the test Sentinels monitor. */
+export const SENTINEL_MASTER = "tbmaster";
+
+/** A data node of a Sentinel setup, stopped by PID. */
+export interface SentinelDataNode {
+  port: number;
+  process: ChildProcess;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface TestSentinelRedis {
+  /** redis+sentinel://:PASSWORD@127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/tbmaster */
+  url: string;
+  password: string;
+  master: SentinelDataNode;
+  replica: SentinelDataNode;
+  sentinelPorts: number[];
+  /** The port the Sentinels name as master now (asked of the first Sentinel that answers). */
+  masterPort(): Promise<number | undefined>;
+  /** Ends every process it started (SIGKILL by PID) and removes its directory. */
+  stop(): Promise<void>;
+}
+
+/**
+ * One master, one replica and three Sentinels (quorum 2), each a process of the test's own on a free
+ * loopback port, with a password (the URL's user part) and their files in a temp dir. The Sentinels
+ * take a master for down after 1 s; the replica is promoted a few seconds after the master dies.
+ */
+export async function startSentinelRedis(): Promise<TestSentinelRedis> {
+  const dir = await mkdtemp(join(tmpdir(), "tbt-sentinel-"));
+  const password = `pw-${randomBytes(8).toString("hex")}`;
+  const started: Array<{ process: ChildProcess; exited: Promise<void> }> = [];
+  const stop = async () => {
+    for (const { process: child } of started)
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await Promise.all(started.map(({ exited }) => exited));
+    await rm(dir, { recursive: true, force: true });
+  };
+  const launch = (args: string[]): ChildProcess => {
+    const child = spawn("redis-server", args, { cwd: dir, stdio: "ignore" });
+    started.push({ process: child, exited: new Promise((resolve) => child.once("exit", () => resolve())) });
+    return child;
+  };
+  const dataNode = async (extra: string[]): Promise<SentinelDataNode> => {
+    const port = await freePort();
+    const auth = ["--requirepass", password, "--masterauth", password, "--dir", dir];
+    const child = launch(redisServerArgs(port, ["--loglevel", "warning", ...auth, ...extra]));
+    const exited = started.at(-1)!.exited;
+    return {
+      port,
+      process: child,
+      kill: async (signal = "SIGKILL") => {
+        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, signal);
+        await exited;
+      },
+    };
+  };
+  try {
+    const master = await dataNode([]);
+    await untilAnswers(master.port, password);
+    const replica = await dataNode(["--replicaof", "127.0.0.1", String(master.port)]);
+    await until(async () =>
+      (await infoOf(replica.port, password, "replication")).includes("master_link_status:up"),
+    );
+    const sentinelPorts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const port = await freePort();
+      const conf = join(dir, `sentinel-${i}.conf`);
+      await writeFile(
+        conf,
+        [
+          `port ${port}`,
+          "bind 127.0.0.1",
+          `dir ${dir}`,
+          `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${master.port} 2`,
+          `sentinel auth-pass ${SENTINEL_MASTER} ${password}`,
+          `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
+          `sentinel failover-timeout ${SENTINEL_MASTER} 3000`,
+          `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
+          "",
+        ].join("\n"),
+      );
+      launch([conf, "--sentinel", "--loglevel", "warning"]);
+      sentinelPorts.push(port);
+    }
+    // A failover needs the Sentinels to know the replica and each other (hello messages, every 2 s).
+    for (const port of sentinelPorts)
+      await until(async () => {
+        const sentinel = quietClient({ port });
+        try {
+          await sentinel.connect();
+          const replicas = (await sentinel.call("SENTINEL", "REPLICAS", SENTINEL_MASTER)) as unknown[];
+          const others = (await sentinel.call("SENTINEL", "SENTINELS", SENTINEL_MASTER)) as unknown[];
+          return replicas.length === 1 && others.length === 2;
+        } finally {
+          sentinel.disconnect();
+        }
+      }, 20_000);
+    const hosts = sentinelPorts.map((port) => `127.0.0.1:${port}`).join(",");
+    return {
+      url: `redis+sentinel://:${password}@${hosts}/${SENTINEL_MASTER}`,
+      password,
+      master,
+      replica,
+      sentinelPorts,
+      masterPort: () => sentinelMasterPort(sentinelPorts),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function sentinelMasterPort(sentinelPorts: readonly number[]): Promise<number | undefined> {
+  for (const port of sentinelPorts) {
+    const sentinel = quietClient({ port });
+    try {
+      await sentinel.connect();
+      const reply = (await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as
+        | [string, string]
+        | null;
+      if (reply) return Number(reply[1]);
+    } catch {
+      // that Sentinel is away: ask the next
+    } finally {
+      sentinel.disconnect();
+    }
+  }
+  return undefined;
+}
+
+/** INFO `section` of the data node on `port`. */
+export async function infoOf(port: number, password: string, section: string): Promise<string> {
+  const client = quietClient({ port, password });
+  try {
+    await client.connect();
+    return await client.info(section);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** A one-shot client of a data node or Sentinel: no reconnection, its failures thrown, not emitted. */
+export function quietClient(options: { port: number; password?: string }): Redis {
+  const client = new Redis({ host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, ...options });
+  client.on("error", () => {});
+  return client;
+}
+
+async function untilAnswers(port: number, password: string): Promise<void> {
+  await until(async () => (await infoOf(port, password, "server")).includes("redis_version"));
+}
+
+/** Polls `check` (a throw counts as false) until it holds, or throws after `timeoutMs`. */
+export async function until(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`not so after ${timeoutMs} ms: ${check.toString()}`);
+    await sleep(50);
   }
 }
