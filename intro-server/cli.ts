@@ -67,7 +67,10 @@ Options:
                           public: any key gets presence, relaying and TURN credentials
   --cluster URL           run as one node of several sharing presence and envelope routing through
                           Redis, e.g. redis://10.0.0.5:6379 (rediss:// for TLS; a password goes in
-                          the URL's user part, or use TUNNELBORE_INTRO_SERVER_CLUSTER). Every node
+                          the URL's user part, or use TUNNELBORE_INTRO_SERVER_CLUSTER). A Redis that
+                          Sentinel fails over: redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER
+                          (the Sentinels, the master's name; the password is the master's;
+                          rediss+sentinel:// for TLS to the Sentinels and the data nodes). Every node
                           reads the same --allowed-keys; per-address caps count all nodes. SIGTERM
                           tells clients to move (4011) and holds their envelopes until they are back
   --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over HTTP
@@ -88,7 +91,8 @@ Caps (an address is an IPv4 address or an IPv6 /64; over a cap: HTTP 503 or clos
   --max-peers-total N          peers declared on the whole server (default ${DEFAULT_LIMITS.maxDeclaredPeersTotal})
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (e.g. a busy port, the --cluster engine
-unreachable at start), 2 bad usage (e.g. --cluster with a scheme other than redis://).
+unreachable at start), 2 bad usage (e.g. --cluster with a scheme other than redis://, rediss:// or
+redis+sentinel://, or a Sentinel URL without a master name).
 Logs go to stderr.
 `;
 
