@@ -3,7 +3,6 @@
 // is promoted, both nodes find it through the Sentinels, their scripts run there, and clients on
 // different nodes exchange envelopes again within a bound, each believing the other online.
 import { createHash } from "node:crypto";
-import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CLAIM,
@@ -15,138 +14,12 @@ import {
   RESTORE,
   ROUTE,
 } from "../../intro-server/cluster/redis-scripts.js";
-import type { ServerMessage } from "../../src/signalling/protocol.js";
-import {
-  envelopeOf,
-  infoOf,
-  login,
-  quietClient,
-  sequenceOf,
-  spawnClusterNode,
-  startSentinelRedis,
-  type TestSentinelRedis,
-  until,
-} from "./intro-cluster-support.js";
-import {
-  newKey,
-  type RawIntroConnection,
-  type SpawnedIntroServer,
-  sleep,
-  type TestKey,
-} from "./intro-support.js";
+import { SentinelCluster, untilEnvelopesFlow } from "./intro-cluster-sentinel-support.js";
+import { envelopeOf, until } from "./intro-cluster-support.js";
+import { newKey, sleep } from "./intro-support.js";
 
-/**
- * Master SIGKILL to envelopes flowing both ways again. Sentinel takes ~1 s to see the master down,
- * agrees and promotes within a few more (its election waits up to 1 s at random); a node then finds
- * the new master within its 0.5 s retry. Measured 2.5-4.5 s on this VM (see docs/decisions.md).
- */
-const FAILOVER_BOUND_MS = 10_000;
-
-let engine: TestSentinelRedis | undefined;
-const processes: SpawnedIntroServer[] = [];
-const connections: RawIntroConnection[] = [];
-
-afterEach(async () => {
-  for (const raw of connections.splice(0)) raw.close();
-  for (const spawned of processes.splice(0)) await spawned.stop("SIGKILL");
-  await engine?.stop();
-  engine = undefined;
-});
-
-/** What a connection received, with when (the connection's own list is taken from by next()). */
-class Heard {
-  readonly log: Array<{ at: number; message: ServerMessage }> = [];
-  constructor(raw: RawIntroConnection) {
-    raw.ws.on("message", (data) => {
-      this.log.push({ at: performance.now(), message: JSON.parse(data.toString()) as ServerMessage });
-    });
-  }
-
-  /** The last presence told about `peer`, if any. */
-  presenceOf(peer: string): boolean | undefined {
-    for (let i = this.log.length - 1; i >= 0; i--) {
-      const { message } = this.log[i]!;
-      if (message.type === "presence" && message.peer === peer) return message.online;
-    }
-    return undefined;
-  }
-
-  /** When the first envelope numbered `from` or later arrived. */
-  envelopeAt(from: number): number | undefined {
-    return this.log.find(({ message }) => message.type === "envelope" && sequenceOf(message.envelope) >= from)
-      ?.at;
-  }
-
-  presenceCount(peer: string): number {
-    return this.log.filter(({ message }) => message.type === "presence" && message.peer === peer).length;
-  }
-}
-
-async function node(url: string): Promise<SpawnedIntroServer> {
-  const spawned = await spawnClusterNode(url);
-  processes.push(spawned);
-  return spawned;
-}
-
-/** The engine, two nodes, and Alice on one and Bob on two, each told the other is online. */
-async function pairOnTwoNodes() {
-  engine = await startSentinelRedis();
-  const one = await node(engine.url);
-  const two = await node(engine.url);
-  const alice = newKey();
-  const bob = newKey();
-  const [aliceRaw, aliceHeard] = await client(one, alice, [bob]);
-  const [bobRaw, bobHeard] = await client(two, bob, [alice]);
-  await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);
-  await expect.poll(() => bobHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
-  aliceRaw.send({ type: "send", to: bob.publicKey, envelope: envelopeOf(1) });
-  await expect.poll(() => bobHeard.envelopeAt(1), { timeout: 5_000 }).toBeDefined();
-  return { engine, one, two, alice, bob, aliceRaw, bobRaw, aliceHeard, bobHeard };
-}
-
-/** Logged in on `on`, declaring `peers`, with what it hears recorded from the start. */
-async function client(
-  on: SpawnedIntroServer,
-  key: TestKey,
-  peers: TestKey[],
-): Promise<[RawIntroConnection, Heard]> {
-  const raw = await login(on.url, key, peers);
-  connections.push(raw);
-  return [raw, new Heard(raw)];
-}
-
-/** Alice and Bob send each other an envelope every 100 ms; resolves when each got one, in ms since `since`. */
-async function untilEnvelopesFlow(
-  [aliceRaw, aliceHeard, alice]: [RawIntroConnection, Heard, TestKey],
-  [bobRaw, bobHeard, bob]: [RawIntroConnection, Heard, TestKey],
-  since: number,
-  from: number,
-): Promise<{ toBobMs: number; toAliceMs: number }> {
-  let sequence = from;
-  const sender = setInterval(() => {
-    aliceRaw.send({ type: "send", to: bob.publicKey, envelope: envelopeOf(sequence) });
-    bobRaw.send({ type: "send", to: alice.publicKey, envelope: envelopeOf(sequence) });
-    sequence++;
-  }, 100);
-  try {
-    await expect
-      .poll(() => bobHeard.envelopeAt(from) !== undefined && aliceHeard.envelopeAt(from) !== undefined, {
-        timeout: FAILOVER_BOUND_MS,
-        interval: 50,
-      })
-      .toBe(true);
-  } finally {
-    clearInterval(sender);
-  }
-  return { toBobMs: bobHeard.envelopeAt(from)! - since, toAliceMs: aliceHeard.envelopeAt(from)! - since };
-}
-
-/** A client of a data node of `redis`, connected. */
-async function dataClient(redis: TestSentinelRedis, port: number): Promise<Redis> {
-  const client = quietClient({ port, password: redis.password });
-  await client.connect();
-  return client;
-}
+const cluster = new SentinelCluster();
+afterEach(() => cluster.stop());
 
 const SCRIPT_SHAS = [CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROUTE].map((source) =>
   createHash("sha1").update(source).digest("hex"),
@@ -164,11 +37,11 @@ describe("intro-server --cluster redis+sentinel://", () => {
       bobRaw,
       aliceHeard,
       bobHeard,
-    } = await pairOnTwoNodes();
+    } = await cluster.pairOnTwoNodes();
 
     const killedAt = performance.now();
     await redis.master.kill("SIGKILL");
-    const { toBobMs, toAliceMs } = await untilEnvelopesFlow(
+    const { toBMs: toBobMs, toAMs: toAliceMs } = await untilEnvelopesFlow(
       [aliceRaw, aliceHeard, alice],
       [bobRaw, bobHeard, bob],
       killedAt,
@@ -182,7 +55,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
     // The replica is the master now, by the Sentinels' word and its own; the nodes are subscribed
     // there and loaded their scripts there (a replica does not get SCRIPT LOAD).
     expect(await redis.masterPort()).toBe(redis.replica.port);
-    const promoted = await dataClient(redis, redis.replica.port);
+    const promoted = await redis.dataClient(redis.replica.port);
     try {
       expect(((await promoted.call("ROLE")) as unknown[])[0]).toBe("master");
       const channels = (await promoted.smembers("tb:nodes")).map((id) => `tb:n:${id}`);
@@ -208,7 +81,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
     // A login after the failover meets a client from before it, across nodes.
     const carol = newKey();
     aliceRaw.send({ type: "peers", op: "replace", peers: [bob.publicKey, carol.publicKey] });
-    const [, carolHeard] = await client(two, carol, [alice]);
+    const [, carolHeard] = await cluster.client(two, carol, [alice]);
     await expect.poll(() => carolHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
     aliceRaw.send({ type: "send", to: carol.publicKey, envelope: envelopeOf(5_000) });
     await expect.poll(() => carolHeard.envelopeAt(5_000), { timeout: 5_000 }).toBeDefined();
@@ -221,26 +94,31 @@ describe("intro-server --cluster redis+sentinel://", () => {
   });
 
   it("writes again what the promoted replica never got: a login, declarations, a departure", async () => {
-    const { engine: redis, one, two, bob, bobRaw, aliceHeard } = await pairOnTwoNodes();
+    const { engine: redis, one, two, bob, bobRaw, aliceHeard } = await cluster.pairOnTwoNodes();
     // Replication cut: the master refuses the replica's password from now on and drops its link, so
     // what follows is written on the master alone, as async replication loses a master's last writes.
-    const master = await dataClient(redis, redis.master.port);
+    const master = await redis.dataClient(redis.master.port);
     await master.call("CONFIG", "SET", "requirepass", `${redis.password}-changed`);
     await master.call("CLIENT", "KILL", "TYPE", "replica");
     master.disconnect();
-    await until(async () =>
-      (await infoOf(redis.replica.port, redis.password, "replication")).includes("master_link_status:down"),
-    );
+    await until(async () => {
+      const replica = await redis.dataClient(redis.replica.port);
+      try {
+        return (await replica.info("replication")).includes("master_link_status:down");
+      } finally {
+        replica.disconnect();
+      }
+    });
     // Carol (node one) and Dave (node two) log in and declare each other; Bob leaves.
     const carol = newKey();
     const dave = newKey();
-    const [carolRaw, carolHeard] = await client(one, carol, [dave]);
-    const [daveRaw, daveHeard] = await client(two, dave, [carol]);
+    const [carolRaw, carolHeard] = await cluster.client(one, carol, [dave]);
+    const [daveRaw, daveHeard] = await cluster.client(two, dave, [carol]);
     await expect.poll(() => carolHeard.presenceOf(dave.publicKey), { timeout: 5_000 }).toBe(true);
     await expect.poll(() => daveHeard.presenceOf(carol.publicKey), { timeout: 5_000 }).toBe(true);
     bobRaw.close();
     await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(false);
-    const replica = await dataClient(redis, redis.replica.port);
+    const replica = await redis.dataClient(redis.replica.port);
     try {
       expect(await replica.get(`tb:at:${carol.publicKey}`)).toBeNull();
       expect(await replica.get(`tb:at:${dave.publicKey}`)).toBeNull();
@@ -251,7 +129,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
 
     const killedAt = performance.now();
     await redis.master.kill("SIGKILL");
-    const { toBobMs: toDaveMs, toAliceMs: toCarolMs } = await untilEnvelopesFlow(
+    const { toBMs: toDaveMs, toAMs: toCarolMs } = await untilEnvelopesFlow(
       [carolRaw, carolHeard, carol],
       [daveRaw, daveHeard, dave],
       killedAt,
@@ -267,7 +145,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
     expect(carolHeard.presenceOf(dave.publicKey)).toBe(true);
     expect(daveHeard.presenceOf(carol.publicKey)).toBe(true);
     expect(aliceHeard.presenceOf(bob.publicKey)).toBe(false);
-    const promoted = await dataClient(redis, redis.replica.port);
+    const promoted = await redis.dataClient(redis.replica.port);
     try {
       expect(await promoted.get(`tb:at:${bob.publicKey}`)).toBeNull();
       expect(await promoted.get(`tb:at:${carol.publicKey}`)).not.toBeNull();
@@ -277,8 +155,8 @@ describe("intro-server --cluster redis+sentinel://", () => {
   });
 
   it("runs its scripts on a master that lost them (NOSCRIPT: EVAL, which caches them again)", async () => {
-    const { engine: redis, two, alice, bob, aliceRaw, bobHeard } = await pairOnTwoNodes();
-    const master = await dataClient(redis, redis.master.port);
+    const { engine: redis, two, alice, bob, aliceRaw, bobHeard } = await cluster.pairOnTwoNodes();
+    const master = await redis.dataClient(redis.master.port);
     try {
       await master.call("SCRIPT", "FLUSH");
       await master.call("CONFIG", "RESETSTAT");
@@ -287,7 +165,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
       // A login: claim, declare, and the presence of a peer on the other node.
       const carol = newKey();
       aliceRaw.send({ type: "peers", op: "replace", peers: [bob.publicKey, carol.publicKey] });
-      const [, carolHeard] = await client(two, carol, [alice]);
+      const [, carolHeard] = await cluster.client(two, carol, [alice]);
       await expect.poll(() => carolHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
       const stats = await master.info("commandstats");
       expect(stats).toMatch(/cmdstat_eval:calls=[1-9]/);

@@ -1,8 +1,8 @@
 // Helpers for the intro-server cluster tests: a redis-server of our own on a free port (by PID), nodes
 // in this process with short heartbeats, and a protocol client that moves to another node on 4011.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -192,14 +192,18 @@ export interface SentinelDataNode {
 }
 
 export interface TestSentinelRedis {
-  /** redis+sentinel://:PASSWORD@127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/tbmaster */
+  /** redis+sentinel://:PASSWORD@127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/tbmaster (rediss+ with TLS) */
   url: string;
   password: string;
   master: SentinelDataNode;
   replica: SentinelDataNode;
   sentinelPorts: number[];
+  /** With TLS: the self-signed certificate every process serves (for 127.0.0.1), to trust. */
+  certFile?: string;
   /** The port the Sentinels name as master now (asked of the first Sentinel that answers). */
   masterPort(): Promise<number | undefined>;
+  /** A connected one-shot client of the data node on `port` (with the password and TLS). */
+  dataClient(port: number): Promise<Redis>;
   /** Ends every process it started (SIGKILL by PID) and removes its directory. */
   stop(): Promise<void>;
 }
@@ -208,8 +212,9 @@ export interface TestSentinelRedis {
  * One master, one replica and three Sentinels (quorum 2), each a process of the test's own on a free
  * loopback port, with a password (the URL's user part) and their files in a temp dir. The Sentinels
  * take a master for down after 1 s; the replica is promoted a few seconds after the master dies.
+ * `tls`: every process listens with TLS only, and replicates and monitors over TLS.
  */
-export async function startSentinelRedis(): Promise<TestSentinelRedis> {
+export async function startSentinelRedis(options: { tls?: boolean } = {}): Promise<TestSentinelRedis> {
   const dir = await mkdtemp(join(tmpdir(), "tbt-sentinel-"));
   const password = `pw-${randomBytes(8).toString("hex")}`;
   const started: Array<{ process: ChildProcess; exited: Promise<void> }> = [];
@@ -224,52 +229,94 @@ export async function startSentinelRedis(): Promise<TestSentinelRedis> {
     started.push({ process: child, exited: new Promise((resolve) => child.once("exit", () => resolve())) });
     return child;
   };
-  const dataNode = async (extra: string[]): Promise<SentinelDataNode> => {
-    const port = await freePort();
-    const auth = ["--requirepass", password, "--masterauth", password, "--dir", dir];
-    const child = launch(redisServerArgs(port, ["--loglevel", "warning", ...auth, ...extra]));
-    const exited = started.at(-1)!.exited;
-    return {
-      port,
-      process: child,
-      kill: async (signal = "SIGKILL") => {
-        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, signal);
-        await exited;
-      },
-    };
-  };
   try {
+    const certFile = options.tls ? join(dir, "cert.pem") : undefined;
+    const keyFile = join(dir, "key.pem");
+    if (certFile) selfSignedCertificate(certFile, keyFile);
+    const ca = certFile ? await readFile(certFile) : undefined;
+    // [directive, value...] for a port: plain, or TLS only (port 0) with the certificate.
+    const listen = (port: number): string[][] =>
+      certFile
+        ? [
+            ["port", "0"],
+            ["tls-port", String(port)],
+            ["tls-cert-file", certFile],
+            ["tls-key-file", keyFile],
+            ["tls-ca-cert-file", certFile],
+            ["tls-auth-clients", "no"],
+            ["tls-replication", "yes"],
+          ]
+        : [["port", String(port)]];
+    const client = (port: number, auth?: string) => quietClient({ port, password: auth, ca });
+    const dataClient = async (port: number) => {
+      const connection = client(port, password);
+      await connection.connect();
+      return connection;
+    };
+    const info = async (port: number, section: string) => {
+      const connection = await dataClient(port);
+      try {
+        return await connection.info(section);
+      } finally {
+        connection.disconnect();
+      }
+    };
+    const dataNode = async (extra: string[]): Promise<SentinelDataNode> => {
+      const port = await freePort();
+      const auth = ["--requirepass", password, "--masterauth", password, "--dir", dir];
+      const tls = listen(port).flatMap(([directive, ...values]) => [`--${directive}`, ...values]);
+      const child = launch(redisServerArgs(port, ["--loglevel", "warning", ...auth, ...tls, ...extra]));
+      const exited = started.at(-1)!.exited;
+      return {
+        port,
+        process: child,
+        kill: async (signal = "SIGKILL") => {
+          if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, signal);
+          await exited;
+        },
+      };
+    };
     const master = await dataNode([]);
-    await untilAnswers(master.port, password);
+    await until(async () => (await info(master.port, "server")).includes("redis_version"));
     const replica = await dataNode(["--replicaof", "127.0.0.1", String(master.port)]);
-    await until(async () =>
-      (await infoOf(replica.port, password, "replication")).includes("master_link_status:up"),
-    );
+    await until(async () => (await info(replica.port, "replication")).includes("master_link_status:up"));
     const sentinelPorts: number[] = [];
     for (let i = 0; i < 3; i++) {
       const port = await freePort();
       const conf = join(dir, `sentinel-${i}.conf`);
-      await writeFile(
-        conf,
-        [
-          `port ${port}`,
-          "bind 127.0.0.1",
-          `dir ${dir}`,
-          `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${master.port} 2`,
-          `sentinel auth-pass ${SENTINEL_MASTER} ${password}`,
-          `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
-          `sentinel failover-timeout ${SENTINEL_MASTER} 3000`,
-          `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
-          "",
-        ].join("\n"),
-      );
+      const lines = [
+        ...listen(port).map((directive) => directive.join(" ")),
+        "bind 127.0.0.1",
+        `dir ${dir}`,
+        `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${master.port} 2`,
+        `sentinel auth-pass ${SENTINEL_MASTER} ${password}`,
+        `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
+        `sentinel failover-timeout ${SENTINEL_MASTER} 3000`,
+        `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
+      ];
+      await writeFile(conf, `${lines.join("\n")}\n`);
       launch([conf, "--sentinel", "--loglevel", "warning"]);
       sentinelPorts.push(port);
     }
+    const askSentinels = async (question: (sentinel: Redis) => Promise<number | undefined>) => {
+      for (const port of sentinelPorts) {
+        const sentinel = client(port);
+        try {
+          await sentinel.connect();
+          const answer = await question(sentinel);
+          if (answer !== undefined) return answer;
+        } catch {
+          // that Sentinel is away: ask the next
+        } finally {
+          sentinel.disconnect();
+        }
+      }
+      return undefined;
+    };
     // A failover needs the Sentinels to know the replica and each other (hello messages, every 2 s).
     for (const port of sentinelPorts)
       await until(async () => {
-        const sentinel = quietClient({ port });
+        const sentinel = client(port);
         try {
           await sentinel.connect();
           const replicas = (await sentinel.call("SENTINEL", "REPLICAS", SENTINEL_MASTER)) as unknown[];
@@ -281,12 +328,20 @@ export async function startSentinelRedis(): Promise<TestSentinelRedis> {
       }, 20_000);
     const hosts = sentinelPorts.map((port) => `127.0.0.1:${port}`).join(",");
     return {
-      url: `redis+sentinel://:${password}@${hosts}/${SENTINEL_MASTER}`,
+      url: `${certFile ? "rediss" : "redis"}+sentinel://:${password}@${hosts}/${SENTINEL_MASTER}`,
       password,
       master,
       replica,
       sentinelPorts,
-      masterPort: () => sentinelMasterPort(sentinelPorts),
+      certFile,
+      masterPort: () =>
+        askSentinels(async (sentinel) => {
+          const reply = (await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as
+            | [string, string]
+            | null;
+          return reply ? Number(reply[1]) : undefined;
+        }),
+      dataClient,
       stop,
     };
   } catch (error) {
@@ -295,44 +350,45 @@ export async function startSentinelRedis(): Promise<TestSentinelRedis> {
   }
 }
 
-async function sentinelMasterPort(sentinelPorts: readonly number[]): Promise<number | undefined> {
-  for (const port of sentinelPorts) {
-    const sentinel = quietClient({ port });
-    try {
-      await sentinel.connect();
-      const reply = (await sentinel.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER)) as
-        | [string, string]
-        | null;
-      if (reply) return Number(reply[1]);
-    } catch {
-      // that Sentinel is away: ask the next
-    } finally {
-      sentinel.disconnect();
-    }
-  }
-  return undefined;
-}
-
-/** INFO `section` of the data node on `port`. */
-export async function infoOf(port: number, password: string, section: string): Promise<string> {
-  const client = quietClient({ port, password });
-  try {
-    await client.connect();
-    return await client.info(section);
-  } finally {
-    client.disconnect();
-  }
+/** A certificate for 127.0.0.1 that is its own CA. */
+function selfSignedCertificate(certFile: string, keyFile: string): void {
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+    ],
+    { stdio: "ignore" },
+  );
 }
 
 /** A one-shot client of a data node or Sentinel: no reconnection, its failures thrown, not emitted. */
-export function quietClient(options: { port: number; password?: string }): Redis {
-  const client = new Redis({ host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null, ...options });
+export function quietClient(options: { port: number; password?: string; ca?: Buffer }): Redis {
+  const { ca, ...rest } = options;
+  const client = new Redis({
+    host: "127.0.0.1",
+    lazyConnect: true,
+    retryStrategy: () => null,
+    ...rest,
+    ...(ca ? { tls: { ca } } : {}),
+  });
   client.on("error", () => {});
   return client;
-}
-
-async function untilAnswers(port: number, password: string): Promise<void> {
-  await until(async () => (await infoOf(port, password, "server")).includes("redis_version"));
 }
 
 /** Polls `check` (a throw counts as false) until it holds, or throws after `timeoutMs`. */

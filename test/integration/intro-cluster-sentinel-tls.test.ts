@@ -1,0 +1,39 @@
+// --cluster rediss+sentinel://: the Sentinels and the data nodes listen with TLS only (no plain port),
+// replicate and monitor over TLS; two node processes meet through them and carry on after the master
+// is SIGKILLed. A node given redis+sentinel:// (no TLS), or one that does not trust their certificate,
+// cannot reach them and exits 1.
+import { afterEach, describe, expect, it } from "vitest";
+import { SentinelCluster, untilEnvelopesFlow } from "./intro-cluster-sentinel-support.js";
+
+const cluster = new SentinelCluster();
+afterEach(() => cluster.stop());
+
+describe("intro-server --cluster rediss+sentinel://", () => {
+  it("speaks TLS to the Sentinels and the data nodes, through a failover", async () => {
+    const { engine, alice, bob, aliceRaw, bobRaw, aliceHeard, bobHeard } = await cluster.pairOnTwoNodes({
+      tls: true,
+    });
+    expect(engine.url).toMatch(/^rediss\+sentinel:\/\//);
+
+    const killedAt = performance.now();
+    await engine.master.kill("SIGKILL");
+    const { toBMs, toAMs } = await untilEnvelopesFlow(
+      [aliceRaw, aliceHeard, alice],
+      [bobRaw, bobHeard, bob],
+      killedAt,
+      1_000,
+    );
+    console.log(
+      `failover over TLS: envelopes flow again ${Math.round(toBMs)} ms (one -> two) and ` +
+        `${Math.round(toAMs)} ms (two -> one) after the master's SIGKILL`,
+    );
+    expect(await engine.masterPort()).toBe(engine.replica.port);
+    await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);
+    await expect.poll(() => bobHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
+
+    // Without TLS, or without trusting the certificate (it is checked): no node.
+    const plain = engine.url.replace(/^rediss\+/, "redis+");
+    await expect(cluster.node(plain)).rejects.toThrow(/exited with 1: .*cannot reach the cluster engine/s);
+    await expect(cluster.node(engine.url)).rejects.toThrow(/exited with 1: .*cannot reach the cluster engine/s);
+  });
+});
