@@ -34,6 +34,8 @@ describe("intro-server --cluster rediss+sentinel://", () => {
     // Without TLS, or without trusting the certificate (it is checked): no node.
     const plain = engine.url.replace(/^rediss\+/, "redis+");
     await expect(cluster.node(plain)).rejects.toThrow(/exited with 1: .*cannot reach the cluster engine/s);
-    await expect(cluster.node(engine.url)).rejects.toThrow(/exited with 1: .*cannot reach the cluster engine/s);
+    await expect(cluster.node(engine.url)).rejects.toThrow(
+      /exited with 1: .*cannot reach the cluster engine/s,
+    );
   });
 });
