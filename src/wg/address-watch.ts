@@ -5,7 +5,11 @@
 // A change is reported when the set of usable addresses (not loopback, not IPv6 link-local, not on an
 // ignored interface such as the WireGuard one) or the default routes differ from what was last
 // reported, or the host was without any usable address in between (a link that went down and up may
-// now be on another network). Bursts of events (a move is a dozen) are debounced into one report.
+// now be on another network). Bursts of events (a move is a dozen) are debounced into one report, at
+// most MAX_WAIT_MS after the first of them however steady the stream (`BoundedDebounce`).
+//
+// Route and rule lines are reported apart ("routing"), with what they changed (`RoutingChanges`): the
+// kernel fast path re-resolves only the entries whose remote is inside a changed prefix.
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
@@ -14,10 +18,18 @@ import { createInterface } from "node:readline";
 import { promisify } from "node:util";
 import { Backoff } from "../backoff.js";
 import type { Logger } from "../log.js";
+import { BoundedDebounce } from "./bounded-debounce.js";
+import { type MonitorLine, parseMonitorLine } from "./monitor-line.js";
+import { type RoutingChange, RoutingChanges } from "./routing-changes.js";
+
+export type { RoutingChange } from "./routing-changes.js";
 
 const execFileAsync = promisify(execFile);
 
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) ?? null;
+
+/** The latest a pending event is reported, however steadily more arrive (default). */
+const MAX_WAIT_MS = 1000;
 
 export interface AddressWatchOptions {
   /** Interfaces whose addresses and routes are not the host's network (a trailing * matches a prefix). */
@@ -27,6 +39,8 @@ export interface AddressWatchOptions {
   logger: Logger;
   /** Quiet time after the last event before the state is compared (default 200 ms). */
   debounceMs?: number;
+  /** The latest after the first pending event that it is reported, however steady the stream (default 1 s). */
+  maxWaitMs?: number;
   /** Polling interval when `ip monitor` cannot run (default 2000 ms). */
   pollMs?: number;
 }
@@ -36,8 +50,8 @@ export interface AddressWatchEvents {
   change: [summary: NetworkSummary];
   /** The WireGuard interface appeared, disappeared or changed state. */
   "wireguard-link": [];
-  /** A route (any table, any interface) or a routing rule changed. */
-  routing: [];
+  /** A route (any table, any interface) or a routing rule changed: the prefixes, or everything. */
+  routing: [change: RoutingChange];
 }
 
 export interface NetworkSummary {
@@ -82,15 +96,35 @@ export function summaryKey(summary: NetworkSummary): string {
   return `${summary.addresses.join(",")}|${summary.defaultRoutes.join(",")}`;
 }
 
+/** Whether the line may change what `summary` reads: a link, an address, a default (or unparsed) route. */
+function affectsSummary(line: MonitorLine): boolean {
+  if (line.kind === "rule") return false;
+  if (line.kind !== "route") return true;
+  return line.prefix === null || line.prefix.length === 0;
+}
+
+/** The links there are now (`ip -o link show`), or null when they cannot be read. */
+async function readLinks(): Promise<MonitorLine[] | null> {
+  try {
+    const { stdout } = await execFileAsync("ip", ["-o", "link", "show"]);
+    return stdout.split("\n").filter(Boolean).map(parseMonitorLine);
+  } catch {
+    return null;
+  }
+}
+
 export class AddressWatch extends EventEmitter<AddressWatchEvents> {
   private readonly log: Logger;
   private readonly ignore: string[];
   private readonly debounceMs: number;
   private readonly pollMs: number;
   private child: ChildProcess | null = null;
-  private debounce: NodeJS.Timeout | null = null;
-  private wgDebounce: NodeJS.Timeout | null = null;
-  private routingDebounce: NodeJS.Timeout | null = null;
+  private readonly debounce: BoundedDebounce;
+  private readonly wgDebounce: BoundedDebounce;
+  private readonly routingDebounce: BoundedDebounce;
+  private readonly routing = new RoutingChanges();
+  /** ip monitor has run before: a new one follows lines the last one may have missed. */
+  private monitorRan = false;
   private poller: NodeJS.Timeout | null = null;
   private respawn: NodeJS.Timeout | null = null;
   private readonly respawnBackoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
@@ -106,11 +140,16 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     this.ignore = ["lo", options.wireguardInterface, ...options.ignoreInterfaces];
     this.debounceMs = options.debounceMs ?? 200;
     this.pollMs = options.pollMs ?? 2000;
+    const maxWaitMs = Math.max(this.debounceMs, options.maxWaitMs ?? MAX_WAIT_MS);
+    this.debounce = new BoundedDebounce(() => this.check(), this.debounceMs, maxWaitMs);
+    this.wgDebounce = new BoundedDebounce(() => this.emit("wireguard-link"), this.debounceMs, maxWaitMs);
+    this.routingDebounce = new BoundedDebounce(() => this.reportRouting(), this.debounceMs, maxWaitMs);
   }
 
   /** Takes the current state as the baseline and starts watching. */
   async start(): Promise<void> {
-    const summary = await this.summary();
+    const [summary, links] = await Promise.all([this.summary(), readLinks()]);
+    if (links) this.routing.knowLinks(links);
     this.lastReported = summaryKey(summary);
     this.sawEmpty = summary.addresses.length === 0;
     this.spawnMonitor();
@@ -118,8 +157,8 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   stop(): void {
     this.stopped = true;
-    for (const t of [this.debounce, this.wgDebounce, this.routingDebounce, this.respawn])
-      if (t) clearTimeout(t);
+    for (const d of [this.debounce, this.wgDebounce, this.routingDebounce]) d.cancel();
+    if (this.respawn) clearTimeout(this.respawn);
     if (this.poller) clearInterval(this.poller);
     const child = this.child;
     this.child = null;
@@ -154,6 +193,13 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   private spawnMonitor(): void {
     if (this.stopped) return;
+    if (this.monitorRan) {
+      // Whatever changed while none ran was not seen: every entry, and the links read anew.
+      this.routing.forgetLinks("ip monitor restarted");
+      this.routingDebounce.poke();
+      void readLinks().then((links) => links && this.routing.knowLinks(links));
+    }
+    this.monitorRan = true;
     let child: ChildProcess;
     try {
       const monitor = ["ip", "-o", "monitor", "link", "address", "route", "rule"];
@@ -197,28 +243,22 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
       this.poller = null;
       this.respawnBackoff.reset();
     }
-    if (isRouteOrRuleLine(line)) {
-      if (this.routingDebounce) clearTimeout(this.routingDebounce);
-      this.routingDebounce = setTimeout(() => {
-        this.routingDebounce = null;
-        this.emit("routing");
-      }, this.debounceMs);
-    }
+    const parsed = parseMonitorLine(line);
+    if (this.routing.add(parsed)) this.routingDebounce.poke();
     const name = monitorLineInterface(line);
     if (name === this.options.wireguardInterface) {
-      if (this.wgDebounce) clearTimeout(this.wgDebounce);
-      this.wgDebounce = setTimeout(() => {
-        this.wgDebounce = null;
-        this.emit("wireguard-link");
-      }, this.debounceMs);
+      this.wgDebounce.poke();
       return;
     }
     if (name !== null && matchesInterface(name, this.ignore)) return;
-    if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      this.debounce = null;
-      this.check();
-    }, this.debounceMs);
+    // Addresses and default routes are what `check` compares: another route or a rule cannot change
+    // them (a hub's stream of pod routes must not run `ip route show default` twice a second).
+    if (affectsSummary(parsed)) this.debounce.poke();
+  }
+
+  private reportRouting(): void {
+    const change = this.routing.take();
+    if (change) this.emit("routing", change);
   }
 
   /** Compares the state with the last one reported; one check at a time, the latest event wins. */

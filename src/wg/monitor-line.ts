@@ -1,0 +1,87 @@
+// One line of `ip -o monitor link address route rule`, as what it tells about routing: a route of one
+// prefix (whose change can move only the `ip route get` answers inside it), a rule, a link's state, an
+// address. Lines captured from iproute2 6.1 are in test/unit/monitor-line.test.ts.
+import { isIP } from "node:net";
+import { type Family, parsePrefix, type RoutePrefix } from "./route-prefix.js";
+
+export type MonitorLine =
+  /** prefix null: a route line whose destination cannot be told for sure. */
+  | { kind: "route"; prefix: RoutePrefix | null; devices: string[] }
+  | { kind: "rule" }
+  | { kind: "link"; index: number; name: string; deleted: boolean; up: boolean; carrier: boolean }
+  | { kind: "address"; index: number; name: string; linkLocal: boolean };
+
+/** Route types `ip` prints before the destination (unicast is not printed, but accepted). */
+const ROUTE_TYPES = new Set([
+  "unicast",
+  "local",
+  "broadcast",
+  "anycast",
+  "multicast",
+  "blackhole",
+  "unreachable",
+  "prohibit",
+  "throw",
+  "nat",
+  "xresolve",
+]);
+
+const LINK = /^(\d+): ([^\s:@]+)(?:@[^\s:]+)?: <([^>]*)>/;
+const ADDRESS = /^(\d+): (\S+)\s+(inet6?) (\S+)/;
+const RULE = /^\d+:\t/;
+
+export function parseMonitorLine(line: string): MonitorLine {
+  const deleted = line.startsWith("Deleted ");
+  const text = deleted ? line.slice(8) : line.startsWith("Replaced ") ? line.slice(9) : line;
+  if (RULE.test(text)) return { kind: "rule" };
+  const link = LINK.exec(text);
+  if (link) {
+    const flags = link[3]!.split(",");
+    return {
+      kind: "link",
+      index: Number(link[1]),
+      name: link[2]!,
+      deleted,
+      up: flags.includes("UP"),
+      carrier: flags.includes("LOWER_UP"),
+    };
+  }
+  const address = ADDRESS.exec(text);
+  if (address) {
+    const linkLocal = address[3] === "inet6" && /^fe[89ab]/i.test(address[4]!);
+    return { kind: "address", index: Number(address[1]), name: address[2]!, linkLocal };
+  }
+  return { kind: "route", prefix: routePrefix(text), devices: devicesOf(text) };
+}
+
+/** The destination of a route line (without "Deleted "), or null when it cannot be told for sure. */
+function routePrefix(text: string): RoutePrefix | null {
+  const tokens = text.split(/\s+/);
+  let i = 0;
+  if (ROUTE_TYPES.has(tokens[i] ?? "")) i++;
+  const destination = tokens[i] ?? "";
+  if (destination !== "default") return parsePrefix(destination);
+  const family = defaultFamily(tokens);
+  return family ? parsePrefix("default", family) : null;
+}
+
+/**
+ * The family of a default route: its gateway's (an IPv4 route through an IPv6 gateway says "via inet6",
+ * so a "via" naming a family is not trusted), else IPv6 when it has a preference (`pref`, printed for
+ * IPv6 routes only); null: not sure.
+ */
+function defaultFamily(tokens: string[]): Family | null {
+  const via = tokens.indexOf("via");
+  if (via !== -1) {
+    const family = isIP(tokens[via + 1] ?? "");
+    return family === 4 || family === 6 ? family : null;
+  }
+  return tokens.includes("pref") ? 6 : null;
+}
+
+/** The devices a route line names (a multipath route names one per next hop). */
+function devicesOf(text: string): string[] {
+  const devices: string[] = [];
+  for (const m of text.matchAll(/\bdev (\S+)/g)) devices.push(m[1]!);
+  return devices;
+}

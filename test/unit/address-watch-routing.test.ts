@@ -1,0 +1,162 @@
+// AddressWatch's "routing" report (fake timers, lines fed as `ip -o monitor` prints them): a steady
+// stream of route changes closer together than the debounce is still reported within the maximum wait,
+// and a report says which prefixes changed, or that everything may have (a rule, an address, a link
+// through which routes may lead); RoutingChanges' view of links that appeared while watched.
+import { pino } from "pino";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { AddressWatch, type RoutingChange } from "../../src/wg/address-watch.js";
+import { parseMonitorLine } from "../../src/wg/monitor-line.js";
+import { parsePrefix } from "../../src/wg/route-prefix.js";
+import { RoutingChanges } from "../../src/wg/routing-changes.js";
+
+/** An AddressWatch that is fed lines by the test (no `ip monitor`), and what it reported. */
+function fedWatch(options: { debounceMs: number; maxWaitMs: number }) {
+  const watch = new AddressWatch({
+    ignoreInterfaces: [],
+    wireguardInterface: "tbt-none0",
+    logger: pino({ level: "silent" }),
+    ...options,
+  });
+  const reports: Array<{ at: number; change: RoutingChange }> = [];
+  const t0 = Date.now();
+  watch.on("routing", (change) => reports.push({ at: Date.now() - t0, change }));
+  const feed = (line: string) => (watch as unknown as { onLine(line: string): void }).onLine(line);
+  return { watch, reports, feed };
+}
+
+const podRoute = (i: number) => `10.244.${i >> 8}.${i & 255} dev cali${i} scope link `;
+
+describe("AddressWatch: routing reports", () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("a steady stream of route changes is reported at least every maxWaitMs", async () => {
+    const { watch, reports, feed } = fedWatch({ debounceMs: 200, maxWaitMs: 1000 });
+    // A route line every 100 ms for 3 s: the debounce's quiet time never comes.
+    for (let i = 0; i < 30; i++) {
+      feed(podRoute(i));
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(reports.length).toBeGreaterThanOrEqual(2);
+    expect(reports[0]!.at).toBeLessThanOrEqual(1000);
+    for (let i = 1; i < reports.length; i++) {
+      expect(reports[i]!.at - reports[i - 1]!.at).toBeLessThanOrEqual(1100);
+    }
+    // Every change is in one report or another.
+    await vi.advanceTimersByTimeAsync(1000);
+    const prefixes = reports.flatMap((r) => (r.change.all ? [] : r.change.prefixes));
+    expect(prefixes.length).toBe(30);
+    watch.stop();
+  });
+
+  it("a burst is reported once, debounceMs after its last line, with each of its prefixes", async () => {
+    const { watch, reports, feed } = fedWatch({ debounceMs: 200, maxWaitMs: 1000 });
+    for (let i = 0; i < 5; i++) feed(podRoute(i));
+    await vi.advanceTimersByTimeAsync(199);
+    expect(reports).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(reports.map((r) => r.change)).toEqual([
+      { all: false, prefixes: [0, 1, 2, 3, 4].map((i) => parsePrefix(`10.244.0.${i}`)) },
+    ]);
+    watch.stop();
+  });
+
+  it("route lines report their prefixes; the same prefix twice is one", async () => {
+    const { watch, reports, feed } = fedWatch({ debounceMs: 200, maxWaitMs: 1000 });
+    feed("198.18.5.0/24 via 10.60.0.2 dev tbt-rrc ");
+    feed("Deleted 198.18.5.0/24 via 10.60.0.2 dev tbt-rrc ");
+    feed("2001:db8:1::5 via fd50::3 dev tbt-rra metric 1024 pref medium");
+    await vi.advanceTimersByTimeAsync(200);
+    expect(reports.map((r) => r.change)).toEqual([
+      { all: false, prefixes: [parsePrefix("198.18.5.0/24"), parsePrefix("2001:db8:1::5")] },
+    ]);
+    watch.stop();
+  });
+
+  it.each([
+    ["a rule", "32765:\tfrom 10.0.0.0/8 lookup 100"],
+    ["an address", "Deleted 3: tbt-rra    inet 10.50.0.1/24 scope global tbt-rra\\       valid_lft forever"],
+    ["a route it cannot parse", "default dev wg0 table 51820 scope link "],
+    ["a link not known to carry no route", "5: tbt-rrc@tbt-rrd: <BROADCAST,MULTICAST> mtu 1500 state DOWN"],
+  ])("%s: everything", async (_what, line) => {
+    const { watch, reports, feed } = fedWatch({ debounceMs: 200, maxWaitMs: 1000 });
+    feed(podRoute(1));
+    feed(line);
+    feed(podRoute(2));
+    await vi.advanceTimersByTimeAsync(200);
+    expect(reports.length).toBe(1);
+    expect(reports[0]!.change.all).toBe(true);
+    watch.stop();
+  });
+
+  it("an IPv6 link-local address moves no route answer, another address may", async () => {
+    const { watch, reports, feed } = fedWatch({ debounceMs: 200, maxWaitMs: 1000 });
+    feed("7: cali1    inet6 fe80::ecee:eeff:feee:eeee/64 scope link \\       valid_lft forever");
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(reports).toEqual([]);
+    feed("7: cali1    inet6 2001:db8:7::1/64 scope global \\       valid_lft forever");
+    await vi.advanceTimersByTimeAsync(200);
+    expect(reports.map((r) => r.change)).toEqual([{ all: true, reason: "address changed" }]);
+    watch.stop();
+  });
+});
+
+describe("RoutingChanges: links", () => {
+  const line = (text: string) => parseMonitorLine(text);
+  const eth0Up = line("2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP");
+  const eth0Down = line("2: eth0: <BROADCAST,MULTICAST> mtu 1500 state DOWN");
+
+  it("a link there at the start may carry routes: going down is everything", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([eth0Up]);
+    expect(changes.add(eth0Down)).toBe(true);
+    expect(changes.take()).toEqual({ all: true, reason: "link eth0 changed" });
+  });
+
+  it("a line of a link whose state did not change (mtu, promiscuity) is nothing", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([eth0Up]);
+    expect(changes.add(line("2: eth0: <BROADCAST,MULTICAST,PROMISC,UP,LOWER_UP> mtu 9000 state UP"))).toBe(
+      false,
+    );
+    expect(changes.take()).toBeNull();
+  });
+
+  it("a pod's veth: appearing and coming up is nothing, its route a prefix, its deletion everything", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([eth0Up]);
+    expect(changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(false);
+    expect(changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP"))).toBe(
+      false,
+    );
+    expect(changes.take()).toBeNull();
+    expect(changes.add(line(podRoute(9).replace("cali9", "cali9")))).toBe(true);
+    expect(changes.take()).toEqual({ all: false, prefixes: [parsePrefix("10.244.0.9")] });
+    // IPv4 drops the routes through a deleted link without a line.
+    expect(changes.add(line("Deleted 9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(true);
+    expect(changes.take()).toMatchObject({ all: true });
+  });
+
+  it("a deleted link that never carried a route is nothing", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([eth0Up]);
+    changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"));
+    expect(changes.add(line("Deleted 9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(false);
+  });
+
+  it("links not read: any link change is everything", () => {
+    const changes = new RoutingChanges();
+    expect(changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(true);
+  });
+
+  it("more pending prefixes than it keeps: everything", () => {
+    const changes = new RoutingChanges();
+    for (let i = 0; i < 2000; i++) changes.add(line(podRoute(i)));
+    expect(changes.take()).toMatchObject({ all: true });
+    expect(changes.take()).toBeNull();
+  });
+});
