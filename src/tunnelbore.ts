@@ -245,11 +245,14 @@ export class Tunnelbore {
       this.networkChanged("local network changed");
     });
     watch.on("wireguard-link", () => this.interfaceSync.resyncSoon());
-    watch.on("routing", () => {
+    watch.on("routing", (change) => {
       this.loops.invalidate();
       // A route or rule changed without our addresses or default routes changing (a more specific
-      // route, a new gateway): kernel entries take each path's interface and next hop anew.
-      if (this.proxy) this.kernel?.refresh(this.proxy.allPeers());
+      // route, a new gateway): kernel entries take their interface and next hop anew, only those whose
+      // remote is inside a changed route's prefix when that is all that changed.
+      if (!this.proxy || !this.kernel) return;
+      if (change.all) this.kernel.refresh(this.proxy.allPeers());
+      else this.kernel.refreshWithin(change.prefixes);
     });
     try {
       await watch.start();

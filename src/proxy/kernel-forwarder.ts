@@ -5,9 +5,11 @@ import { promisify } from "node:util";
 import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
 import type { Logger } from "../log.js";
 import type { FastPathControl } from "../privsep/privileged-ops.js";
+import type { RoutePrefix } from "../wg/route-prefix.js";
 import { KernelRouteBatcher, kernelRouteOf, type RouteAnswer, readLink } from "./kernel-route-batch.js";
 import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
+import { RemoteIndex } from "./remote-index.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -153,6 +155,11 @@ export class KernelForwarder {
    * for 5 s, in the middle of its start; they are looked at with the quiet ones, every QUIET_POLL_MS).
    */
   private bulk = false;
+  /**
+   * The remote of every peer whose path the kernel could carry (installed, or left to user space by its
+   * route): what a route change for a prefix may move (`refreshWithin`).
+   */
+  private readonly remotes = new RemoteIndex<ProxyPeer>();
   /** Peers without entries whose install was asked for during a bulk: installed after it. */
   private readonly deferred = new Set<ProxyPeer>();
   private draining = false;
@@ -188,9 +195,20 @@ export class KernelForwarder {
     return entry ? Math.max(entry.knownAt, this.movedKnownAt) : Number.POSITIVE_INFINITY;
   }
 
-  /** Re-resolves every peer's route (after addresses, routes or interfaces changed). */
+  /** Re-resolves every peer's route (after addresses, links or rules changed). */
   refresh(peers: Iterable<ProxyPeer>): void {
     for (const peer of peers) void this.update(peer);
+  }
+
+  /**
+   * Re-resolves the route of the peers whose remote is inside one of `prefixes` (routes of those
+   * prefixes were added, deleted or replaced: longest-prefix match moves no other answer); returns how
+   * many. A hub's 10,000 entries are not walked for a pod's /32 that covers none of them.
+   */
+  refreshWithin(prefixes: Iterable<RoutePrefix>): number {
+    const peers = this.remotes.within(prefixes);
+    for (const peer of peers) void this.update(peer);
+    return peers.size;
   }
 
   setWireGuardPort(port: number, peers: Iterable<ProxyPeer>): void {
@@ -222,9 +240,11 @@ export class KernelForwarder {
     this.generations.set(peer, generation);
     const route = kernelFlowOf(peer.path);
     if (!route || this.wireguardPort === 0) {
+      this.remotes.delete(peer);
       this.uninstall(peer);
       return;
     }
+    this.remotes.set(peer, route.remoteAddress);
     let kernelRoute: KernelRoute | null = null;
     try {
       kernelRoute = await (this.options.resolveRoute ?? batchedRoute)(route.remoteAddress);
@@ -340,11 +360,13 @@ export class KernelForwarder {
     this.generations.set(peer, (this.generations.get(peer) ?? 0) + 1);
     this.uninstall(peer);
     this.generations.delete(peer);
+    this.remotes.delete(peer);
   }
 
   close(): void {
     clearInterval(this.timer);
     this.deferred.clear();
+    this.remotes.clear();
     for (const peer of [...this.installed.keys()]) this.uninstall(peer);
   }
 

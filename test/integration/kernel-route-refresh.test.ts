@@ -1,0 +1,95 @@
+// A route change at a host with kernel-carried peers, in a namespace: the real AddressWatch (`ip
+// monitor`), the real route batcher and a KernelForwarder (maps in memory). Entries for remotes in two
+// prefixes; a more specific route for one of them through another interface re-resolves and moves only
+// that prefix's entries, and its deletion moves them back, again without a lookup of the others.
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createNamespace, nsRun, teardownAll, trackChild, uniqueTag } from "../lab/netns.js";
+import { waitFor } from "../support/wait-for.js";
+
+const CHILD = fileURLToPath(new URL("./kernel-route-refresh-child.ts", import.meta.url));
+const supported = process.getuid?.() === 0;
+const MOVED = ["198.18.1.1", "198.18.1.2", "198.18.1.3"];
+const STAYED = ["198.19.1.1", "198.19.1.2", "198.19.1.3", "198.18.2.1"];
+
+describe.skipIf(!supported)("kernel fast path: a route change re-resolves only the entries it covers", () => {
+  let ns = "";
+  let child: ChildProcess | null = null;
+  const lines: Array<Record<string, unknown>> = [];
+  const ifindex: Record<string, number> = {};
+
+  beforeAll(async () => {
+    ns = await createNamespace(`tbt-krr-${uniqueTag()}`);
+    await nsRun(ns, "ip", ["link", "add", "tbt-kra", "type", "veth", "peer", "name", "tbt-krb"]);
+    await nsRun(ns, "ip", ["link", "add", "tbt-krc", "type", "veth", "peer", "name", "tbt-krd"]);
+    await nsRun(ns, "ip", ["addr", "add", "10.70.0.1/24", "dev", "tbt-kra"]);
+    await nsRun(ns, "ip", ["addr", "add", "10.71.0.1/24", "dev", "tbt-krc"]);
+    for (const dev of ["tbt-kra", "tbt-krb", "tbt-krc", "tbt-krd"]) {
+      await nsRun(ns, "ip", ["link", "set", dev, "up"]);
+      ifindex[dev] = Number((await nsRun(ns, "cat", [`/sys/class/net/${dev}/ifindex`])).trim());
+    }
+    await nsRun(ns, "ip", ["route", "add", "198.18.0.0/16", "via", "10.70.0.2"]);
+    await nsRun(ns, "ip", ["route", "add", "198.19.0.0/16", "via", "10.70.0.3"]);
+    const c = spawn(
+      "ip",
+      ["netns", "exec", ns, process.execPath, "--import", "tsx", CHILD, ...MOVED, ...STAYED],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    trackChild(c);
+    child = c;
+    let buffered = "";
+    c.stdout?.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString();
+      let nl = buffered.indexOf("\n");
+      while (nl !== -1) {
+        lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>);
+        buffered = buffered.slice(nl + 1);
+        nl = buffered.indexOf("\n");
+      }
+    });
+    await waitFor(async () => lines.some((l) => l.ready), { what: "the child ready", timeoutMs: 20_000 });
+  });
+
+  afterAll(async () => {
+    child?.stdin?.end();
+    await teardownAll();
+  });
+
+  const entries = async (): Promise<Record<string, number>> => {
+    const before = lines.length;
+    child?.stdin?.write("entries\n");
+    await waitFor(async () => lines.slice(before).some((l) => l.entries), {
+      what: "entries",
+      timeoutMs: 5000,
+    });
+    return lines.slice(before).find((l) => l.entries)?.entries as Record<string, number>;
+  };
+  /** The remotes looked up from line `from` on, once the watch has had time to report (debounce, max wait). */
+  const lookupsSince = async (from: number, expected: string[], dev: string): Promise<string[]> => {
+    await waitFor(
+      async () => expected.every((r) => lines.slice(from).some((l) => l.lookup === r && l.dev === dev)),
+      { what: `lookups of ${expected.join(", ")} answered with ${dev}`, timeoutMs: 10_000, intervalMs: 50 },
+    );
+    await new Promise((r) => setTimeout(r, 1500));
+    return lines.slice(from).flatMap((l) => (typeof l.lookup === "string" ? [l.lookup] : []));
+  };
+
+  it("moves the covered entries to the new interface, and back, looking up nothing else", async () => {
+    const all = [...MOVED, ...STAYED];
+    expect(await entries()).toEqual(Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])));
+
+    let from = lines.length;
+    await nsRun(ns, "ip", ["route", "add", "198.18.1.0/24", "via", "10.71.0.2"]);
+    expect((await lookupsSince(from, MOVED, "tbt-krc")).sort()).toEqual(MOVED);
+    expect(await entries()).toEqual({
+      ...Object.fromEntries(STAYED.map((r) => [r, ifindex["tbt-kra"]])),
+      ...Object.fromEntries(MOVED.map((r) => [r, ifindex["tbt-krc"]])),
+    });
+
+    from = lines.length;
+    await nsRun(ns, "ip", ["route", "del", "198.18.1.0/24"]);
+    expect((await lookupsSince(from, MOVED, "tbt-kra")).sort()).toEqual(MOVED);
+    expect(await entries()).toEqual(Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])));
+  }, 60_000);
+});
