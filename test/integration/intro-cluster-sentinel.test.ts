@@ -93,6 +93,33 @@ describe("intro-server --cluster redis+sentinel://", () => {
     }
   });
 
+  it("leaves a master that went dark (SIGSTOP: no RST closes its connections) when Sentinel switches", async () => {
+    const {
+      engine: redis,
+      alice,
+      bob,
+      aliceRaw,
+      bobRaw,
+      aliceHeard,
+      bobHeard,
+    } = await cluster.pairOnTwoNodes();
+    const frozenAt = performance.now();
+    process.kill(redis.master.process.pid!, "SIGSTOP"); // ended by SIGKILL with the rest
+    const { toBMs, toAMs } = await untilEnvelopesFlow(
+      [aliceRaw, aliceHeard, alice],
+      [bobRaw, bobHeard, bob],
+      frozenAt,
+      1_000,
+    );
+    console.log(
+      `failover from a dark master: envelopes flow again ${Math.round(toBMs)} ms (one -> two) and ` +
+        `${Math.round(toAMs)} ms (two -> one) after its SIGSTOP`,
+    );
+    expect(await redis.masterPort()).toBe(redis.replica.port);
+    await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);
+    await expect.poll(() => bobHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
+  });
+
   it("writes again what the promoted replica never got: a login, declarations, a departure", async () => {
     const { engine: redis, one, two, bob, bobRaw, aliceHeard } = await cluster.pairOnTwoNodes();
     // Replication cut: the master refuses the replica's password from now on and drops its link, so

@@ -121,6 +121,7 @@ describe("the ioredis options of a Sentinel engine", () => {
       username: "u",
       password: "pw",
       failoverDetector: true,
+      disconnectTimeout: 200,
     });
     expect(options.tls).toBeUndefined();
     expect(options.sentinelPassword).toBeUndefined();
