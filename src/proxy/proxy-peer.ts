@@ -1,6 +1,7 @@
 import { Mac1Key } from "../wireguard/mac1.js";
 import type { BatchedUdpSocket } from "./batched-udp.js";
 import { newTrafficCounters, type TrafficCounters } from "./counters.js";
+import type { HeldData } from "./held-data.js";
 import type { LoopbackAddress } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 
@@ -19,9 +20,8 @@ export class ProxyPeer {
    * its handshakes, so that the first packet after a pause wakes the peer and still arrives.
    */
   dormant = false;
-  /** The latest transport datagram WireGuard sent while dormant, and when (sent with the next path). */
-  heldData: Buffer | null = null;
-  heldDataAt = 0;
+  /** The transport data WireGuard sent while dormant (sent with the next path); made on first use. */
+  heldData: HeldData | null = null;
   /** `initiationsReceived` when the held handshake was made. */
   heldAfterInitiations = 0;
   /** Initiations from the peer delivered to WireGuard. */

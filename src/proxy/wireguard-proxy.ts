@@ -17,6 +17,7 @@ import {
   type UdpIo,
 } from "./batched-udp.js";
 import { type DropCounters, type DropReason, newDropCounters } from "./counters.js";
+import { HeldData } from "./held-data.js";
 import { IndexTable } from "./index-table.js";
 import type { KernelForwarder } from "./kernel-forwarder.js";
 import { type LoopbackAddress, LoopbackAllocator } from "./loopback-address.js";
@@ -341,11 +342,13 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
 
   /** The data held while the peer was dormant, after the held handshake (its session may still be WireGuard's). */
   private sendHeldData(peer: ProxyPeer): void {
-    const data = peer.heldData;
-    if (!data) return;
+    const held = peer.heldData;
+    if (!held) return;
     peer.heldData = null;
-    if (Date.now() - peer.heldDataAt < SUPERSEDED_AFTER_MS) this.forward(peer, data, MessageType.Transport);
-    else this.drop("no-path");
+    const stale = held.release(Date.now(), SUPERSEDED_AFTER_MS, (data) =>
+      this.forward(peer, data, MessageType.Transport),
+    );
+    for (let i = 0; i < stale; i++) this.drop("no-path");
   }
 
   /** Sends to WireGuard at its new listen port from now on, e.g. after it was restarted. */
@@ -439,8 +442,9 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       // A keepalive (no payload) is no reason to wake a dormant peer: WireGuard sends one after the last
       // data it received, which would wake every peer that just went dormant.
       if (peer.dormant && type === MessageType.Transport && msg.length > TRANSPORT_MIN_SIZE) {
-        peer.heldData = Buffer.from(msg);
-        peer.heldDataAt = Date.now();
+        peer.heldData ??= new HeldData();
+        const overflow = peer.heldData.hold(msg, Date.now());
+        for (let i = 0; i < overflow; i++) this.drop("no-path");
         this.emit("path-needed", peer);
         return true;
       }

@@ -185,6 +185,20 @@ describe("WireGuardProxy", () => {
     expect(proxy.drops["no-path"]).toBe(2);
   });
 
+  it("holds a dormant peer's data in order (a pause often ends with several datagrams) and sends all once set", async () => {
+    const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
+    proxy.setDormant(p.publicKey, true);
+    const data = [1, 2, 3].map((n) => Buffer.concat([Buffer.from([4, 0, 0, 0]), Buffer.alloc(92, n)]));
+    let needed = 0;
+    proxy.on("path-needed", () => needed++);
+    for (const d of data) await sendFromWireGuard(d, p.loopback.port, p.loopback.address);
+    await waitFor(() => needed >= 3, { what: "all three held" });
+    const path = new FakePath();
+    proxy.setPath(p.publicKey, path);
+    expect(path.sent).toEqual(data);
+    expect(proxy.drops["no-path"]).toBe(0);
+  });
+
   it("holds only the latest handshake message, of either type", async () => {
     const p = await proxy.addPeer(encodeKey(peerP.publicKey), peerP.publicKey);
     let held = 0;
