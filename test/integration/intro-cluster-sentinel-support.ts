@@ -108,7 +108,7 @@ export class SentinelCluster {
   }
 
   /** The engine, two nodes, and Alice on one and Bob on two, each told the other is online. */
-  async pairOnTwoNodes(options: { tls?: boolean } = {}) {
+  async pairOnTwoNodes(options: Parameters<typeof startSentinelRedis>[0] = {}) {
     const engine = await startSentinelRedis(options);
     this.engine = engine;
     // A node trusts the test's self-signed certificate the way a deployment trusts a private CA.

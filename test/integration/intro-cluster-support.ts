@@ -211,10 +211,13 @@ export interface TestSentinelRedis {
 /**
  * One master, one replica and three Sentinels (quorum 2), each a process of the test's own on a free
  * loopback port, with a password (the URL's user part) and their files in a temp dir. The Sentinels
- * take a master for down after 1 s; the replica is promoted a few seconds after the master dies.
+ * take a master for down after 1 s (`downAfterMs`); the replica is promoted a few seconds after the
+ * master dies.
  * `tls`: every process listens with TLS only, and replicates and monitors over TLS.
  */
-export async function startSentinelRedis(options: { tls?: boolean } = {}): Promise<TestSentinelRedis> {
+export async function startSentinelRedis(
+  options: { tls?: boolean; downAfterMs?: number } = {},
+): Promise<TestSentinelRedis> {
   const dir = await mkdtemp(join(tmpdir(), "tbt-sentinel-"));
   const password = `pw-${randomBytes(8).toString("hex")}`;
   const started: Array<{ process: ChildProcess; exited: Promise<void> }> = [];
@@ -290,7 +293,7 @@ export async function startSentinelRedis(options: { tls?: boolean } = {}): Promi
         `dir ${dir}`,
         `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${master.port} 2`,
         `sentinel auth-pass ${SENTINEL_MASTER} ${password}`,
-        `sentinel down-after-milliseconds ${SENTINEL_MASTER} 1000`,
+        `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${options.downAfterMs ?? 1_000}`,
         `sentinel failover-timeout ${SENTINEL_MASTER} 3000`,
         `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
       ];
