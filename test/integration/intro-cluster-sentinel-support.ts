@@ -15,8 +15,9 @@ import { newKey, type RawIntroConnection, type SpawnedIntroServer, type TestKey 
 
 /**
  * Master SIGKILL to envelopes flowing both ways again. Sentinel sees the master down after 1 s
- * (down-after-milliseconds), agrees, elects a leader and promotes the replica; a node then finds the
- * new master within its retry (0.5 s at most). Measured 2.6-2.9 s here (docs/decisions.md).
+ * (down-after-milliseconds), agrees, elects a leader, promotes the replica and names it (2.2-3.0 s);
+ * a node then finds the new master within its retry (0.2 s at most). Measured 1.9-2.5 s after a
+ * SIGKILL, 2.6-3.6 s after a SIGSTOP, 5.3-5.5 s with down-after 4 s (docs/decisions.md).
  */
 export const FAILOVER_BOUND_MS = 10_000;
 
