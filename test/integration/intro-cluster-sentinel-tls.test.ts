@@ -1,7 +1,7 @@
 // --cluster rediss+sentinel://: the Sentinels and the data nodes listen with TLS only (no plain port),
 // replicate and monitor over TLS; two node processes meet through them and carry on after the master
-// is SIGKILLed. A node given redis+sentinel:// (no TLS), or one that does not trust their certificate,
-// cannot reach them and exits 1.
+// is SIGKILLed. A node given redis+sentinel:// (no TLS), one that does not trust their certificate, or
+// one given a master name they do not know or a wrong password, cannot start and exits 1.
 import { afterEach, describe, expect, it } from "vitest";
 import { SentinelCluster, untilEnvelopesFlow } from "./intro-cluster-sentinel-support.js";
 
@@ -37,5 +37,12 @@ describe("intro-server --cluster rediss+sentinel://", () => {
     await expect(cluster.node(engine.url)).rejects.toThrow(
       /exited with 1: .*cannot reach the cluster engine/s,
     );
+    // A master name the Sentinels do not know, or a wrong password: exit 1 saying which, no password.
+    const trust = { NODE_EXTRA_CA_CERTS: engine.certFile! };
+    const unknown = cluster.node(engine.url.replace(/tbmaster$/, "nosuchmaster"), trust);
+    await expect(unknown).rejects.toThrow(/exited with 1: .*No such master with that name/s);
+    const wrong = cluster.node(engine.url.replace(engine.password, "not-the-password"), trust);
+    await expect(wrong).rejects.toThrow(/exited with 1: .*WRONGPASS/s);
+    await expect(wrong).rejects.not.toThrow(/not-the-password/);
   });
 });
