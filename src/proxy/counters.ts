@@ -7,6 +7,9 @@ export const DROP_REASONS = [
   "no-path",
   "foreign-source",
   "send-failed",
+  // A held or deferred handshake replaced by a newer one, or made moot (the handshake completed
+  // otherwise): not sent, by design, and counted so that every datagram is accounted for.
+  "superseded",
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 

@@ -112,6 +112,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.on("response-received", (peer) => {
       peer.unansweredInitiation = null;
       // Ours was answered: the handshake is done, and the crossing one is moot.
+      if (peer.deferredInitiation) this.drop("superseded");
       peer.deferredInitiation = null;
       clearTimeout(peer.deferredTimer);
     });
@@ -314,6 +315,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
         // The peer's initiation reached WireGuard since (just now, if it waited for this path): the
         // answer WireGuard gives it replaces the held message, which would only cross it (each side
         // would answer the other's initiation and discard the answer to its own, then wait 5 s).
+        this.drop("superseded");
       } else if (Date.now() - peer.heldAt < SUPERSEDED_AFTER_MS) {
         this.forward(peer, held, messageType(held));
       } else {
@@ -433,6 +435,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       if (type === MessageType.Initiation || type === MessageType.Response) {
         // Latest wins: WireGuard keeps one handshake state per peer, so a newer message (a retry with
         // a fresh timestamp, or a response that replaced our own initiation) makes older ones useless.
+        if (peer.heldHandshake) this.drop("superseded");
         peer.heldHandshake = Buffer.from(msg);
         peer.heldAt = Date.now();
         peer.heldAfterInitiations = peer.initiationsReceived;
@@ -497,6 +500,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
 
   /** Held until ours is answered (then dropped), or delivered when the window ends (ours was lost). */
   private defer(peer: ProxyPeer, msg: Buffer): void {
+    if (peer.deferredInitiation) this.drop("superseded");
     peer.deferredInitiation = Buffer.from(msg);
     clearTimeout(peer.deferredTimer);
     peer.deferredTimer = setTimeout(

@@ -225,6 +225,7 @@ describe("WireGuardProxy", () => {
     const path = new FakePath();
     proxy.setPath(p.publicKey, path);
     expect(path.sent).toEqual([Buffer.from(response)]);
+    expect(proxy.drops.superseded).toBe(1); // the initiation it replaced: accounted for, not lost
   });
 
   it("drops a held initiation when the peer's initiation reaches WireGuard as the path comes up (no crossed handshakes)", async () => {
@@ -251,6 +252,7 @@ describe("WireGuardProxy", () => {
     // WireGuard answers it; ours would make each side answer the other and wait 5 s.
     expect(path.sent).toEqual([]);
     expect(proxy.drops["no-path"]).toBe(0);
+    expect(proxy.drops.superseded).toBe(1);
   });
 
   it("initiations that cross: the smaller key's side holds the peer's back until its own is answered, or the window ends", async () => {
@@ -287,6 +289,7 @@ describe("WireGuardProxy", () => {
     path.onDatagram?.(transport);
     await waitFor(() => received.length >= 2, { what: "the answer and the transport message at WireGuard" });
     expect(received.map((r) => r.msg)).toEqual([Buffer.from(answer), transport]);
+    expect(proxy.drops.superseded).toBe(1); // the crossing one, made moot by the answer
     // Ours was lost on the way: theirs is delivered when the window ends.
     const second = await crossing(2);
     await waitFor(() => received.length >= 3, { what: "the held initiation delivered" });
