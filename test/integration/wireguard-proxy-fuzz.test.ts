@@ -2,6 +2,8 @@
 // WireGuard's message types at every length, and real handshakes with bytes flipped, from WireGuard's
 // side (to the catch-all and to L(P)) and from the peer's (the path). Every one is forwarded or counted
 // as a drop, none is lost unaccounted, nothing throws, and real handshakes still pass afterwards.
+// test/e2e/fuzz.test.ts sends a million random ones from WireGuard's side to a running Tunnelbore; this
+// one adds the peer's side and real handshakes mutated (which reach mac1 checks, holding and crossing).
 // Seeded: a failure names its seed, and TUNNELBORE_FUZZ_SEED reruns it.
 import { createSocket, type Socket } from "node:dgram";
 import { pino } from "pino";
