@@ -29,7 +29,8 @@ import { StaticPath } from "./proxy/static-path.js";
 import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
-import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
+import { anyInside } from "./wg/route-prefix.js";
+import { remoteAddress, TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
 import { wgQuickWarning } from "./wg/wg-quick-warning.js";
 import { unknownSocketStatus } from "./wg/wireguard-sockets.js";
@@ -246,7 +247,9 @@ export class Tunnelbore {
     });
     watch.on("wireguard-link", () => this.interfaceSync.resyncSoon());
     watch.on("routing", (change) => {
-      this.loops.invalidate();
+      // The loop check looks every peer's remote up again (240 ms of CPU at 10,000): only when a changed
+      // prefix covers one of them (a pod's /32 on a Kubernetes node covers none).
+      if (change.all || anyInside(this.pathAddresses(), change.prefixes)) this.loops.invalidate();
       // A route or rule changed without our addresses or default routes changing (a more specific
       // route, a new gateway): kernel entries take their interface and next hop anew, only those whose
       // remote is inside a changed route's prefix when that is all that changed.
@@ -259,6 +262,14 @@ export class Tunnelbore {
       this.watch = watch;
     } catch (err) {
       this.log.warn({ err }, "cannot watch local addresses; network changes are noticed by probes only");
+    }
+  }
+
+  /** The address of each peer's path remote (null: none), as the loop check sees them. */
+  private *pathAddresses(): Generator<string | null> {
+    for (const peer of this.peers.values()) {
+      const remote = peer.path?.remote;
+      yield remote ? remoteAddress(remote) : null;
     }
   }
 
