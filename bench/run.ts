@@ -20,6 +20,7 @@ import { benchKernelRelay } from "./kernel-relay.js";
 import { benchLazyPeers } from "./lazy-peers.js";
 import { benchMac1 } from "./mac1.js";
 import { benchNatTraversal } from "./nat-traversal.js";
+import { benchRouteRefresh } from "./route-refresh.js";
 import { benchStayingConnected } from "./staying-connected.js";
 import { type BenchRow, formatTable } from "./table.js";
 import { benchTurnRecovery } from "./turn-recovery.js";
@@ -99,6 +100,12 @@ const BENCHMARKS: Benchmark[] = [
     name: "intro-cluster",
     what: "4 intro-server nodes on one Redis: RSS per client, cross-node envelope latency, a node killed",
     run: benchIntroCluster,
+    limitSeconds: 600,
+  },
+  {
+    name: "route-refresh",
+    what: "routing changes at a hub: one refresh of 1,000 and 10,000 kernel entries, and the CPU under a stream of /32 route changes",
+    run: benchRouteRefresh,
     limitSeconds: 600,
   },
   {
