@@ -90,21 +90,6 @@ export function prefixContains(prefix: RoutePrefix, address: string): boolean {
   );
 }
 
-/**
- * Whether one of `addresses` (null: none) is inside one of `prefixes`: a walk over the addresses, each
- * parsed once, for a set not worth an index (bench/route-refresh.ts measures it).
- */
-export function anyInside(addresses: Iterable<string | null>, prefixes: readonly RoutePrefix[]): boolean {
-  for (const address of addresses) {
-    const key = address === null ? null : addressKey(address);
-    if (key === null) continue;
-    for (const p of prefixes) {
-      if (key.length === HEX_DIGITS[p.family] && key >= p.first && key <= p.last) return true;
-    }
-  }
-  return false;
-}
-
 /** One spelling of a prefix, for sets of them: "4:c0a80000/16". */
 export function prefixId(prefix: RoutePrefix): string {
   return `${prefix.family}:${prefix.first}/${prefix.length}`;

@@ -1,12 +1,6 @@
 // Route prefixes as key ranges: containment for IPv4, IPv6 (compressed, with an IPv4 tail) and default.
 import { describe, expect, it } from "vitest";
-import {
-  addressKey,
-  anyInside,
-  parsePrefix,
-  prefixContains,
-  type RoutePrefix,
-} from "../../src/wg/route-prefix.js";
+import { addressKey, parsePrefix, prefixContains, type RoutePrefix } from "../../src/wg/route-prefix.js";
 
 const prefix = (text: string, family?: 4 | 6): RoutePrefix => {
   const p = parsePrefix(text, family);
@@ -75,18 +69,4 @@ describe("prefixContains", () => {
       expect(parsePrefix(text)).toBeNull();
     },
   );
-});
-
-describe("anyInside", () => {
-  const remotes = ["198.51.100.7", null, "2001:db8:1::5", "not an address"];
-  it("is true when one address is inside one prefix", () => {
-    expect(anyInside(remotes, [prefix("10.0.0.0/8"), prefix("198.51.100.0/24")])).toBe(true);
-    expect(anyInside(remotes, [prefix("2001:db8:1::/48")])).toBe(true);
-    expect(anyInside(remotes, [prefix("default", 6)])).toBe(true);
-  });
-  it("is false when none is, or there are no prefixes", () => {
-    expect(anyInside(remotes, [prefix("10.244.0.7"), prefix("2001:db8:2::/48")])).toBe(false);
-    expect(anyInside(remotes, [])).toBe(false);
-    expect(anyInside([], [prefix("default", 4)])).toBe(false);
-  });
 });
