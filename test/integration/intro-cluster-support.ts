@@ -1,6 +1,6 @@
 // Helpers for the intro-server cluster tests: a redis-server of our own on a free port (by PID), nodes
 // in this process with short heartbeats, and a protocol client that moves to another node on 4011.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -13,6 +13,7 @@ import { createLogger } from "../../src/log.js";
 import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
 import { freePort } from "../support/free-port.js";
 import { redisServerArgs } from "../support/redis-server-args.js";
+import { writeSelfSignedCertificate } from "../support/self-signed-certificate.js";
 import {
   RawIntroConnection,
   type SpawnedIntroServer,
@@ -355,28 +356,9 @@ export async function startSentinelRedis(
 
 /** A certificate for 127.0.0.1 that is its own CA. */
 function selfSignedCertificate(certFile: string, keyFile: string): void {
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-    ],
-    { stdio: "ignore" },
+  writeSelfSignedCertificate(
+    { cert: certFile, key: keyFile },
+    { cn: "127.0.0.1", subjectAltName: "IP:127.0.0.1" },
   );
 }
 

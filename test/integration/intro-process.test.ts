@@ -1,6 +1,3 @@
-// The introduction server as a real process: relay between two clients, a kill and restart under
-// them, TLS, and the command line's exit codes.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,6 +8,7 @@ import { IntroOfflineError } from "../../src/intro-client/intro-errors.js";
 import { createLogger } from "../../src/log.js";
 import { LocalKeyAgreement } from "../../src/signalling/key-agreement.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
+import { writeSelfSignedCertificate } from "../support/self-signed-certificate.js";
 import {
   newKey,
   RawIntroConnection,
@@ -129,28 +127,10 @@ describe("intro server process", () => {
     it("serves wss:// with --tls-cert/--tls-key", async () => {
       const cert = join(dir, "cert.pem");
       const key = join(dir, "key.pem");
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:prime256v1",
-          "-nodes",
-          "-days",
-          "1",
-          "-subj",
-          "/CN=localhost",
-          "-addext",
-          "subjectAltName=IP:127.0.0.1,DNS:localhost",
-          "-keyout",
-          key,
-          "-out",
-          cert,
-        ],
-        { stdio: "ignore" },
+      writeSelfSignedCertificate(
+        { cert, key },
+        { cn: "localhost", subjectAltName: "IP:127.0.0.1,DNS:localhost" },
+        1,
       );
       const server = await spawnServer([
         "--listen",

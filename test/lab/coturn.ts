@@ -3,8 +3,9 @@ import { createHash, createHmac, randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { writeSelfSignedCertificate } from "../support/self-signed-certificate.js";
 import { waitFor } from "../support/wait-for.js";
-import { nsRun, onTeardown, run, type SpawnedProcess, spawnInNamespace } from "./netns.js";
+import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 
 export interface CoturnOptions {
   /** Listening and relay address (e.g. lab.server.address). */
@@ -55,25 +56,7 @@ export async function makeTestCertificate(address: string): Promise<{ cert: stri
   onTeardown(() => rm(dir, { recursive: true, force: true }));
   const cert = join(dir, "cert.pem");
   const key = join(dir, "key.pem");
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${address}`,
-    "-addext",
-    `subjectAltName=IP:${address}`,
-    "-keyout",
-    key,
-    "-out",
-    cert,
-  ]);
+  writeSelfSignedCertificate({ cert, key }, { cn: address, subjectAltName: `IP:${address}` });
   return { cert, key };
 }
 
