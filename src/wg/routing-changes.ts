@@ -4,7 +4,8 @@
 // line that cannot be parsed, an address (IPv4 drops the routes of a deleted address without a line),
 // and a link that goes down, comes up or goes away while routes may lead through it (IPv4 drops those
 // without a line too). A link that appeared while watched carries no route until a route line names it
-// (a route needs its device up, and says so): a Kubernetes pod's veth coming up moves no answer.
+// (a route needs its device up, and says so): a Kubernetes pod's veth coming up moves no answer, and its
+// going away moves only the answers inside the routes named through it since.
 import type { MonitorLine } from "./monitor-line.js";
 import { prefixId, type RoutePrefix } from "./route-prefix.js";
 
@@ -12,12 +13,17 @@ export type RoutingChange = { all: true; reason: string } | { all: false; prefix
 
 /** More distinct prefixes than this pending at once (a BGP session's table arriving): everything. */
 const MAX_PREFIXES = 1024;
+/** More routes than this named through one link: which ones lead through it is not kept. */
+const MAX_LINK_PREFIXES = 256;
 
 interface LinkState {
   up: boolean;
   carrier: boolean;
-  /** Routes may lead through it: there at the start (or not known), or named by a route line since. */
-  routed: boolean;
+  /**
+   * The routes that may lead through it: those named by a route line since it appeared while watched,
+   * or "unknown" (there at the start, not known otherwise, or too many).
+   */
+  routes: Map<string, RoutePrefix> | "unknown";
 }
 
 export class RoutingChanges {
@@ -34,7 +40,7 @@ export class RoutingChanges {
     this.linkByName.clear();
     for (const line of lines) {
       if (line.kind !== "link" || line.deleted) continue;
-      this.links.set(line.index, { up: line.up, carrier: line.carrier, routed: true });
+      this.links.set(line.index, { up: line.up, carrier: line.carrier, routes: "unknown" });
       this.linkByName.set(line.name, line.index);
     }
     this.linksKnown = true;
@@ -55,20 +61,35 @@ export class RoutingChanges {
         return this.addAll("routing rule changed");
       case "address":
         return line.linkLocal ? false : this.addAll("address changed");
-      case "link":
-        return this.linkChanged(line) && this.addAll(`link ${line.name} changed`);
+      case "link": {
+        const moved = this.linkChanged(line);
+        if (moved === "all") return this.addAll(`link ${line.name} changed`);
+        for (const prefix of moved) this.addPrefix(prefix);
+        return moved.length > 0;
+      }
       case "route":
         for (const dev of line.devices) {
           const index = this.linkByName.get(dev);
           const link = index === undefined ? undefined : this.links.get(index);
-          if (link) link.routed = true;
+          if (link) this.routeThrough(link, line.prefix);
         }
         if (!line.prefix) return this.addAll("route line not understood");
-        if (this.allReason !== null) return true;
-        this.prefixes.set(prefixId(line.prefix), line.prefix);
-        if (this.prefixes.size > MAX_PREFIXES) this.addAll(`more than ${MAX_PREFIXES} routes changed`);
+        this.addPrefix(line.prefix);
         return true;
     }
+  }
+
+  private addPrefix(prefix: RoutePrefix): void {
+    if (this.allReason !== null) return;
+    this.prefixes.set(prefixId(prefix), prefix);
+    if (this.prefixes.size > MAX_PREFIXES) this.addAll(`more than ${MAX_PREFIXES} routes changed`);
+  }
+
+  /** A route line named the link (a deleted route too: kept, at worst one prefix re-resolved for nothing). */
+  private routeThrough(link: LinkState, prefix: RoutePrefix | null): void {
+    if (link.routes === "unknown") return;
+    if (!prefix || link.routes.size >= MAX_LINK_PREFIXES) link.routes = "unknown";
+    else link.routes.set(prefixId(prefix), prefix);
   }
 
   /** What is pending, and nothing after; null when nothing is. */
@@ -91,23 +112,31 @@ export class RoutingChanges {
     return true;
   }
 
-  /** Whether routes through the link may have appeared or gone without a route line. */
-  private linkChanged(line: MonitorLine & { kind: "link" }): boolean {
+  /**
+   * The routes that may have appeared or gone through the link without a route line: none, those named
+   * through it, or all (not known which).
+   */
+  private linkChanged(line: MonitorLine & { kind: "link" }): RoutePrefix[] | "all" {
     const before = this.links.get(line.index);
     if (line.deleted) {
       this.links.delete(line.index);
       if (this.linkByName.get(line.name) === line.index) this.linkByName.delete(line.name);
-      return before === undefined || before.routed;
+      return before === undefined ? "all" : routesOf(before);
     }
     this.linkByName.set(line.name, line.index);
     if (before === undefined) {
       // Appeared while watched: nothing leads through it yet. Not known otherwise: it may.
-      this.links.set(line.index, { up: line.up, carrier: line.carrier, routed: !this.linksKnown });
-      return !this.linksKnown;
+      const routes = this.linksKnown ? new Map<string, RoutePrefix>() : "unknown";
+      this.links.set(line.index, { up: line.up, carrier: line.carrier, routes });
+      return this.linksKnown ? [] : "all";
     }
     const changed = before.up !== line.up || before.carrier !== line.carrier;
     before.up = line.up;
     before.carrier = line.carrier;
-    return changed && before.routed;
+    return changed ? routesOf(before) : [];
   }
+}
+
+function routesOf(link: LinkState): RoutePrefix[] | "all" {
+  return link.routes === "unknown" ? "all" : [...link.routes.values()];
 }

@@ -126,7 +126,7 @@ describe("RoutingChanges: links", () => {
     expect(changes.take()).toBeNull();
   });
 
-  it("a pod's veth: appearing and coming up is nothing, its route a prefix, its deletion everything", () => {
+  it("a pod's veth: appearing and coming up is nothing, its route a prefix, its deletion that prefix", () => {
     const changes = new RoutingChanges();
     changes.knowLinks([eth0Up]);
     expect(changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(false);
@@ -136,8 +136,34 @@ describe("RoutingChanges: links", () => {
     expect(changes.take()).toBeNull();
     expect(changes.add(line(podRoute(9).replace("cali9", "cali9")))).toBe(true);
     expect(changes.take()).toEqual({ all: false, prefixes: [parsePrefix("10.244.0.9")] });
-    // IPv4 drops the routes through a deleted link without a line.
+    // IPv4 drops the routes through a deleted link without a line: those named through it since it came.
     expect(changes.add(line("Deleted 9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(true);
+    expect(changes.take()).toEqual({ all: false, prefixes: [parsePrefix("10.244.0.9")] });
+  });
+
+  it("a watched link going down or away: its routes' prefixes, or everything when they are not known", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([eth0Up]);
+    changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP"));
+    changes.add(line(podRoute(9)));
+    changes.add(line("10.245.0.0/24 via 10.244.0.9 dev cali9 proto bird"));
+    changes.take();
+    expect(changes.add(line("9: cali9@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(true);
+    expect(changes.take()).toEqual({
+      all: false,
+      prefixes: [parsePrefix("10.244.0.9"), parsePrefix("10.245.0.0/24")],
+    });
+    // A route through it that could not be read: which routes it carries is not known.
+    changes.add(line("8: cali8@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP"));
+    changes.add(line("something odd dev cali8"));
+    changes.take();
+    changes.add(line("Deleted 8: cali8@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"));
+    expect(changes.take()).toMatchObject({ all: true });
+    // More routes through one link than are kept: the same.
+    changes.add(line("7: cali7@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP"));
+    for (let i = 0; i < 300; i++) changes.add(line(`10.246.${i >> 8}.${i & 255} dev cali7 scope link `));
+    changes.take();
+    changes.add(line("Deleted 7: cali7@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"));
     expect(changes.take()).toMatchObject({ all: true });
   });
 
