@@ -13,6 +13,7 @@ import type { ProxyPeer } from "../../src/proxy/proxy-peer.js";
 import { WireGuardProxy } from "../../src/proxy/wireguard-proxy.js";
 import { encodeKey } from "../../src/wireguard/keys.js";
 import { buildInitiation, buildResponse, generateKeyPair } from "../support/noise.js";
+import { seededRandom } from "../support/seeded-random.js";
 import { waitFor } from "../support/wait-for.js";
 
 const ROUNDS = 1500;
@@ -27,18 +28,6 @@ class RecordingPath implements PeerPath {
     this.sent++;
   }
   close(): void {}
-}
-
-/** mulberry32: small, seeded, good enough to pick bytes and lengths. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 const local = generateKeyPair();
@@ -111,7 +100,7 @@ describe(`WireGuardProxy under hostile datagrams (seed ${SEED})`, () => {
   });
 
   it("forwards or counts every one, both ways, and still carries real handshakes after", async () => {
-    const random = prng(SEED);
+    const random = seededRandom(SEED);
     const ours = buildInitiation({
       initiatorPrivateKey: local.privateKey,
       responderPublicKey: peerP.publicKey,

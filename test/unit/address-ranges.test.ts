@@ -3,17 +3,7 @@
 import { BlockList } from "node:net";
 import { describe, expect, it } from "vitest";
 import { AddressRanges } from "../../src/ice/address-ranges.js";
-
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../support/seeded-random.js";
 
 const v4 = (r: () => number) =>
   // Clustered in 10.0.0.0/14 so that ranges overlap and addresses fall near their edges.
@@ -26,7 +16,7 @@ const v6 = (r: () => number) => {
 
 describe("AddressRanges", () => {
   it("answers as BlockList does, for IPv4 and IPv6 ranges of every size", () => {
-    const r = rng(16);
+    const r = seededRandom(16);
     const ours = new AddressRanges();
     const reference = new BlockList();
     for (let i = 0; i < 600; i++) {

@@ -4,21 +4,11 @@
 import { describe, expect, it } from "vitest";
 import { RemoteIndex } from "../../src/proxy/remote-index.js";
 import { parsePrefix, prefixContains, type RoutePrefix } from "../../src/wg/route-prefix.js";
-
-/** A small deterministic PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../support/seeded-random.js";
 
 describe("RemoteIndex", () => {
   it.each([1, 2, 3])("finds exactly the items inside the prefixes (seed %i)", (seed) => {
-    const next = random(seed);
+    const next = seededRandom(seed);
     const int = (n: number) => Math.floor(next() * n);
     const address = () =>
       next() < 0.7
