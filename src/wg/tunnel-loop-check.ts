@@ -90,6 +90,8 @@ export class TunnelLoopCheck {
   private readonly looping = new Map<string, string>();
   /** Bumped when routes or rules changed: every peer is checked again. */
   private generation = 0;
+  /** Peers to check again although their remote did not change (a route for it changed: `recheck`). */
+  private readonly stale = new Set<string>();
   private running = false;
   private again = false;
   private closed = false;
@@ -109,6 +111,12 @@ export class TunnelLoopCheck {
   invalidate(): void {
     this.generation++;
     void this.run();
+  }
+
+  /** Routes for these peers' remotes changed (and nothing else did): only they are checked again. */
+  recheck(peers: Iterable<string>): void {
+    for (const key of peers) this.stale.add(key);
+    if (this.stale.size > 0) void this.run();
   }
 
   /** The remote address of the peer's path when it routes into the interface, else null. */
@@ -147,7 +155,7 @@ export class TunnelLoopCheck {
   private async check(): Promise<void> {
     const mark = this.options.mark();
     const generation = this.generation;
-    for (const key of [...this.checked.keys()]) {
+    for (const key of [...this.checked.keys(), ...this.stale]) {
       if (!this.remotes.has(key)) this.forget(key);
     }
     const due = new Map<string, string>();
@@ -157,8 +165,11 @@ export class TunnelLoopCheck {
         this.forget(key);
         continue;
       }
-      if (this.checked.get(key) !== `${address}|${mark}|${generation}`) due.set(key, address);
+      if (this.stale.has(key) || this.checked.get(key) !== `${address}|${mark}|${generation}`)
+        due.set(key, address);
     }
+    // A recheck asked while this lookup runs is kept for the next round.
+    for (const key of due.keys()) this.stale.delete(key);
     if (due.size === 0) return;
     const answers = await this.lookup([...new Set(due.values())].map((address) => ({ address, mark })));
     if (this.closed) return;
@@ -195,5 +206,6 @@ export class TunnelLoopCheck {
   private forget(key: string): void {
     this.checked.delete(key);
     this.looping.delete(key);
+    this.stale.delete(key);
   }
 }

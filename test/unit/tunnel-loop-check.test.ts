@@ -75,6 +75,29 @@ describe("TunnelLoopCheck", () => {
     ]);
   });
 
+  it("a route for some remotes changed: only those peers are asked again, and their answer taken", async () => {
+    const into = new Set<string>();
+    const { check, queries } = setup(into);
+    check.update(
+      new Map([
+        ["A", "203.0.113.5:51820"],
+        ["B", "198.51.100.7:4000"],
+        ["C", "192.0.2.9:51820"],
+      ]),
+    );
+    await check.settled();
+    queries.length = 0;
+    into.add("203.0.113.5"); // a route now sends A's remote into the tunnel
+    check.recheck(["A", "gone"]);
+    await check.settled();
+    expect(queries).toEqual([[{ address: "203.0.113.5", mark: 0 }]]);
+    expect(check.of("A")).toBe("203.0.113.5");
+    // Asked for nothing: nothing is looked up.
+    check.recheck([]);
+    await check.settled();
+    expect(queries).toHaveLength(1);
+  });
+
   it("asks again only when a remote, the mark or the routes changed", async () => {
     const into = new Set(["203.0.113.5"]);
     const { check, queries, setMark } = setup(into);
