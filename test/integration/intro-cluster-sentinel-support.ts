@@ -79,6 +79,42 @@ export async function untilEnvelopesFlow(
   return { toBMs: bHeard.envelopeAt(from)! - since, toAMs: aHeard.envelopeAt(from)! - since };
 }
 
+/** The two clients of `pairOnTwoNodes`, on different nodes. */
+export interface ClientPair {
+  alice: TestKey;
+  bob: TestKey;
+  aliceRaw: RawIntroConnection;
+  bobRaw: RawIntroConnection;
+  aliceHeard: Heard;
+  bobHeard: Heard;
+}
+
+/**
+ * Does what fails the master over (`cause`, named `after` in the log line), then waits until envelopes
+ * flow both ways between the pair again and logs how long that took (`label`: which failover).
+ */
+export async function timeFailover(
+  pair: ClientPair,
+  label: string,
+  after: string,
+  cause: () => unknown,
+): Promise<{ toBMs: number; toAMs: number }> {
+  const causedAt = performance.now();
+  await cause();
+  const { alice, bob, aliceRaw, bobRaw, aliceHeard, bobHeard } = pair;
+  const times = await untilEnvelopesFlow(
+    [aliceRaw, aliceHeard, alice],
+    [bobRaw, bobHeard, bob],
+    causedAt,
+    1_000,
+  );
+  console.log(
+    `${label}: envelopes flow again ${Math.round(times.toBMs)} ms (one -> two) and ` +
+      `${Math.round(times.toAMs)} ms (two -> one) after ${after}`,
+  );
+  return times;
+}
+
 /** A Redis with Sentinel, the node processes and clients a test started; stop() ends them all. */
 export class SentinelCluster {
   engine: TestSentinelRedis | undefined;

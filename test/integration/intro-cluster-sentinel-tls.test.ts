@@ -3,29 +3,19 @@
 // is SIGKILLed. A node given redis+sentinel:// (no TLS), one that does not trust their certificate, or
 // one given a master name they do not know or a wrong password, cannot start and exits 1.
 import { afterEach, describe, expect, it } from "vitest";
-import { SentinelCluster, untilEnvelopesFlow } from "./intro-cluster-sentinel-support.js";
+import { SentinelCluster, timeFailover } from "./intro-cluster-sentinel-support.js";
 
 const cluster = new SentinelCluster();
 afterEach(() => cluster.stop());
 
 describe("intro-server --cluster rediss+sentinel://", () => {
   it("speaks TLS to the Sentinels and the data nodes, through a failover", async () => {
-    const { engine, alice, bob, aliceRaw, bobRaw, aliceHeard, bobHeard } = await cluster.pairOnTwoNodes({
-      tls: true,
-    });
+    const pair = await cluster.pairOnTwoNodes({ tls: true });
+    const { engine, alice, bob, aliceHeard, bobHeard } = pair;
     expect(engine.url).toMatch(/^rediss\+sentinel:\/\//);
 
-    const killedAt = performance.now();
-    await engine.master.kill("SIGKILL");
-    const { toBMs, toAMs } = await untilEnvelopesFlow(
-      [aliceRaw, aliceHeard, alice],
-      [bobRaw, bobHeard, bob],
-      killedAt,
-      1_000,
-    );
-    console.log(
-      `failover over TLS: envelopes flow again ${Math.round(toBMs)} ms (one -> two) and ` +
-        `${Math.round(toAMs)} ms (two -> one) after the master's SIGKILL`,
+    await timeFailover(pair, "failover over TLS", "the master's SIGKILL", () =>
+      engine.master.kill("SIGKILL"),
     );
     expect(await engine.masterPort()).toBe(engine.replica.port);
     await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);

@@ -14,7 +14,7 @@ import {
   RESTORE,
   ROUTE,
 } from "../../intro-server/cluster/redis-scripts.js";
-import { SentinelCluster, untilEnvelopesFlow } from "./intro-cluster-sentinel-support.js";
+import { SentinelCluster, timeFailover, untilEnvelopesFlow } from "./intro-cluster-sentinel-support.js";
 import { envelopeOf, until } from "./intro-cluster-support.js";
 import { newKey, sleep } from "./intro-support.js";
 
@@ -27,30 +27,9 @@ const SCRIPT_SHAS = [CLAIM, DECLARE, LEAVE, ONLINE_OF, PRUNE, REAP, RESTORE, ROU
 
 describe("intro-server --cluster redis+sentinel://", () => {
   it("carries on through a failover: master SIGKILLed, replica promoted, clients meet again", async () => {
-    const {
-      engine: redis,
-      one,
-      two,
-      alice,
-      bob,
-      aliceRaw,
-      bobRaw,
-      aliceHeard,
-      bobHeard,
-    } = await cluster.pairOnTwoNodes();
-
-    const killedAt = performance.now();
-    await redis.master.kill("SIGKILL");
-    const { toBMs: toBobMs, toAMs: toAliceMs } = await untilEnvelopesFlow(
-      [aliceRaw, aliceHeard, alice],
-      [bobRaw, bobHeard, bob],
-      killedAt,
-      1_000,
-    );
-    console.log(
-      `failover: envelopes flow again ${Math.round(toBobMs)} ms (one -> two) and ${Math.round(toAliceMs)} ms ` +
-        "(two -> one) after the master's SIGKILL",
-    );
+    const pair = await cluster.pairOnTwoNodes();
+    const { engine: redis, one, two, alice, bob, aliceRaw, aliceHeard, bobHeard } = pair;
+    await timeFailover(pair, "failover", "the master's SIGKILL", () => redis.master.kill("SIGKILL"));
 
     // The replica is the master now, by the Sentinels' word and its own; the nodes are subscribed
     // there and loaded their scripts there (a replica does not get SCRIPT LOAD).
@@ -94,26 +73,11 @@ describe("intro-server --cluster redis+sentinel://", () => {
   });
 
   it("leaves a master that went dark (SIGSTOP: no RST closes its connections) when Sentinel switches", async () => {
-    const {
-      engine: redis,
-      alice,
-      bob,
-      aliceRaw,
-      bobRaw,
-      aliceHeard,
-      bobHeard,
-    } = await cluster.pairOnTwoNodes();
-    const frozenAt = performance.now();
-    process.kill(redis.master.process.pid!, "SIGSTOP"); // ended by SIGKILL with the rest
-    const { toBMs, toAMs } = await untilEnvelopesFlow(
-      [aliceRaw, aliceHeard, alice],
-      [bobRaw, bobHeard, bob],
-      frozenAt,
-      1_000,
-    );
-    console.log(
-      `failover from a dark master: envelopes flow again ${Math.round(toBMs)} ms (one -> two) and ` +
-        `${Math.round(toAMs)} ms (two -> one) after its SIGSTOP`,
+    const pair = await cluster.pairOnTwoNodes();
+    const { engine: redis, alice, bob, aliceHeard, bobHeard } = pair;
+    // Ended by SIGKILL with the rest.
+    await timeFailover(pair, "failover from a dark master", "its SIGSTOP", () =>
+      process.kill(redis.master.process.pid!, "SIGSTOP"),
     );
     expect(await redis.masterPort()).toBe(redis.replica.port);
     await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);
