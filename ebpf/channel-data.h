@@ -24,12 +24,8 @@
 #define PAYLOAD_OFF (UDP_OFF + sizeof(struct udphdr))
 #define IP_CSUM_OFF (IP_OFF + offsetof(struct iphdr, check))
 #define IP_LEN_OFF (IP_OFF + offsetof(struct iphdr, tot_len))
-#define IP_SRC_OFF (IP_OFF + offsetof(struct iphdr, saddr))
-#define IP_DST_OFF (IP_OFF + offsetof(struct iphdr, daddr))
 #define UDP_CSUM_OFF (UDP_OFF + offsetof(struct udphdr, check))
 #define UDP_LEN_OFF (UDP_OFF + offsetof(struct udphdr, len))
-#define UDP_SPORT_OFF (UDP_OFF + offsetof(struct udphdr, source))
-#define UDP_DPORT_OFF (UDP_OFF + offsetof(struct udphdr, dest))
 
 #define CHANNEL_HLEN 4
 /* The payload moved in chunks of this size, at most this many (larger datagrams stay in user space). */

@@ -118,47 +118,55 @@ struct {
 	__type(value, struct owner);
 } tb_owner SEC(".maps");
 
-static const __u8 zero_macs[2 * ETH_ALEN];
+/*
+ * The clock of every stamp: CLOCK_MONOTONIC as of the last tick (a few ms behind at most). It is read
+ * per datagram, and the precise clock costs a TSC read; liveness and the owner's heartbeat count in
+ * seconds. Needs Linux 5.11; an older kernel refuses the program and `auto` forwards in user space.
+ */
+#define tb_now() bpf_ktime_get_coarse_ns()
 
 static __always_inline int owner_alive(void)
 {
 	__u32 zero = 0;
 	struct owner *o = bpf_map_lookup_elem(&tb_owner, &zero);
-	return o && bpf_ktime_get_ns() - o->heartbeat_ns < OWNER_STALE_NS;
+	/* Signed: a heartbeat written since the last tick is ahead of the coarse clock. */
+	return o && (__s64)(tb_now() - o->heartbeat_ns) < (__s64)OWNER_STALE_NS;
 }
 
-/* Replaces a 4-byte address and fixes the IP checksum and, when the sender set one, the UDP checksum. */
-static __always_inline int rewrite_addr(struct __sk_buff *skb, __u32 off, __u32 from, __u32 to, int udp_csum)
-{
-	if (from == to)
-		return 0;
-	if (udp_csum &&
-	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, from, to, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | 4))
-		return -1;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, from, to, 4))
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &to, 4, 0);
-}
+/* A UDP header's two ports as one word, for one checksum update and one store. */
+union udp_ports {
+	__u16 port[2];
+	__u32 word;
+};
 
-/* Replaces a port, fixing the UDP checksum at csum_off when the sender set one. */
-static __always_inline int rewrite_port(struct __sk_buff *skb, __u32 csum_off, __u32 off, __u16 from, __u16 to,
-					int udp_csum)
-{
-	if (from == to)
-		return 0;
-	if (udp_csum && bpf_l4_csum_replace(skb, csum_off, from, to, BPF_F_MARK_MANGLED_0 | 2))
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &to, 2, 0);
-}
-
+/*
+ * Rewrites an IPv4 datagram's addresses and ports. The checksums take three updates (the IP header,
+ * the UDP pseudo-header's addresses, the ports as one word: a CHECKSUM_PARTIAL datagram's UDP field
+ * holds only the pseudo-header, so that helper leaves it alone); the fields are written directly, as
+ * a helper call per field cost more than the fields. With CHECKSUM_COMPLETE each field's change is
+ * offset by its checksum's, so skb->csum stays right (the pseudo-header's own share is the helper's).
+ */
 static __always_inline int rewrite(struct __sk_buff *skb, __u32 saddr, __u32 daddr, __u16 sport, __u16 dport,
 				   __u32 new_saddr, __u32 new_daddr, __u16 new_sport, __u16 new_dport, int udp_csum)
 {
-	if (rewrite_addr(skb, IP_SRC_OFF, saddr, new_saddr, udp_csum) ||
-	    rewrite_addr(skb, IP_DST_OFF, daddr, new_daddr, udp_csum) ||
-	    rewrite_port(skb, UDP_CSUM_OFF, UDP_SPORT_OFF, sport, new_sport, udp_csum) ||
-	    rewrite_port(skb, UDP_CSUM_OFF, UDP_DPORT_OFF, dport, new_dport, udp_csum))
+	__u32 from[2] = { saddr, daddr }, to[2] = { new_saddr, new_daddr };
+	union udp_ports ports_from = { .port = { sport, dport } }, ports_to = { .port = { new_sport, new_dport } };
+	__s64 diff = bpf_csum_diff(from, sizeof(from), to, sizeof(to), 0);
+	if (diff < 0 || bpf_l3_csum_replace(skb, IP_CSUM_OFF, 0, diff, 0))
 		return -1;
+	if (udp_csum &&
+	    (bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	     bpf_l4_csum_replace(skb, UDP_CSUM_OFF, ports_from.word, ports_to.word, BPF_F_MARK_MANGLED_0 | 4)))
+		return -1;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + IP_OFF;
+	union udp_ports *ports = data + UDP_OFF;
+	if ((void *)(ports + 1) > data_end)
+		return -1;
+	ip->saddr = new_saddr;
+	ip->daddr = new_daddr;
+	ports->word = ports_to.word;
 	return 0;
 }
 
@@ -206,7 +214,7 @@ static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&out->packets, 1);
 	__sync_fetch_and_add(&out->bytes, len);
-	out->last_ns = bpf_ktime_get_ns();
+	out->last_ns = tb_now();
 	/*
 	 * The remote is on this host: WireGuard's datagram came through lo with its local route still
 	 * attached, and that route delivers to the new destination as well. Going on (not redirecting)
@@ -233,12 +241,17 @@ static __always_inline int inbound(struct __sk_buff *skb, struct inbound_value *
 		return TC_ACT_SHOT;
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
-	in->last_ns = bpf_ktime_get_ns();
+	in->last_ns = tb_now();
 	/* From a peer on this host: already in lo with a local route, as above. */
 	if (skb->ifindex == in->loopback_ifindex)
 		return TC_ACT_OK;
 	/* lo's own address is all zeros: with any other destination MAC the stack would drop it as not ours. */
-	bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	__builtin_memset(eth, 0, 2 * ETH_ALEN);
 	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
 }
 
@@ -289,6 +302,15 @@ static __always_inline int from_loopback(const struct udp4 *d)
 	return (bpf_ntohl(d->saddr) >> 24) == 127;
 }
 
+/*
+ * True when the destination may be an L(P): those skip 127.0.0.0/24 (src/proxy/loopback-address.ts),
+ * so what we deliver to WireGuard at 127.0.0.1, passing lo's ingress again, costs no outbound lookups.
+ */
+static __always_inline int may_be_loopback_endpoint(const struct udp4 *d)
+{
+	return (bpf_ntohl(d->daddr) >> 8) != 0x7f0000;
+}
+
 SEC("tc")
 int tunnelbore_fast_path(struct __sk_buff *skb)
 {
@@ -304,7 +326,7 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || read_udp4(skb, &d))
 		return TC_ACT_UNSPEC;
 
-	if (d.channel == 0 && from_loopback(&d)) {
+	if (d.channel == 0 && from_loopback(&d) && may_be_loopback_endpoint(&d)) {
 		struct outbound_key okey = { .loopback_addr = d.daddr, .loopback_port = d.dport };
 		/* Only WireGuard's own datagrams: its listen port checked as well. */
 		struct outbound_value *out = bpf_map_lookup_elem(&tb_outbound, &okey);

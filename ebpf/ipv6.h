@@ -21,9 +21,6 @@
 #define UDP6_OFF (ETH_HLEN + sizeof(struct ipv6hdr))
 #define PAYLOAD6_OFF (UDP6_OFF + sizeof(struct udphdr))
 #define UDP6_CSUM_OFF (UDP6_OFF + offsetof(struct udphdr, check))
-#define UDP6_SPORT_OFF (UDP6_OFF + offsetof(struct udphdr, source))
-#define UDP6_DPORT_OFF (UDP6_OFF + offsetof(struct udphdr, dest))
-#define ETH_PROTO_OFF offsetof(struct ethhdr, h_proto)
 #define HOP_LIMIT 64
 #ifndef AF_INET6
 #define AF_INET6 10
@@ -94,26 +91,37 @@ static __always_inline int outbound6(struct __sk_buff *skb, struct outbound6_val
 			return TC_ACT_SHOT;
 		udp_len += CHANNEL_HLEN;
 	}
+	/*
+	 * Two checksum updates: the pseudo-header's addresses (IPv4's out, IPv6's in), then both ports as one
+	 * word (not in the pseudo-header, so the helper leaves a CHECKSUM_PARTIAL datagram's field alone).
+	 * Everything else is written directly: a helper call per field cost more than the fields.
+	 */
 	__u32 v4[2] = { saddr, daddr };
 	__s64 diff = bpf_csum_diff(v4, sizeof(v4), (__be32 *)out->local_addr, 32, 0);
+	union udp_ports from = { .port = { sport, dport } }, to = { .port = { out->local_port, out->remote_port } };
 	if (diff < 0 || bpf_l4_csum_replace(skb, UDP_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
-	    rewrite_port(skb, UDP_CSUM_OFF, UDP_SPORT_OFF, sport, out->local_port, 1) ||
-	    rewrite_port(skb, UDP_CSUM_OFF, UDP_DPORT_OFF, dport, out->remote_port, 1))
+	    bpf_l4_csum_replace(skb, UDP_CSUM_OFF, from.word, to.word, BPF_F_MARK_MANGLED_0 | 4))
 		return TC_ACT_SHOT;
 	if (bpf_skb_change_proto(skb, bpf_htons(ETH_P_IPV6), 0))
 		return TC_ACT_SHOT;
-	struct ipv6hdr ip6 = {
-		.version = 6, .payload_len = bpf_htons(udp_len), .nexthdr = IPPROTO_UDP, .hop_limit = HOP_LIMIT
-	};
-	__builtin_memcpy(&ip6.saddr, out->local_addr, 16);
-	__builtin_memcpy(&ip6.daddr, out->remote_addr, 16);
-	__u16 proto = bpf_htons(ETH_P_IPV6);
-	if (bpf_skb_store_bytes(skb, IP6_OFF, &ip6, sizeof(ip6), 0) ||
-	    bpf_skb_store_bytes(skb, ETH_PROTO_OFF, &proto, 2, 0))
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	union udp_ports *ports = data + UDP6_OFF;
+	if ((void *)(ports + 1) > data_end)
 		return TC_ACT_SHOT;
+	eth->h_proto = bpf_htons(ETH_P_IPV6);
+	*(__be32 *)ip6 = bpf_htonl(6 << 28); /* version 6, traffic class and flow label 0 */
+	ip6->payload_len = bpf_htons(udp_len);
+	ip6->nexthdr = IPPROTO_UDP;
+	ip6->hop_limit = HOP_LIMIT;
+	__builtin_memcpy(&ip6->saddr, out->local_addr, 16);
+	__builtin_memcpy(&ip6->daddr, out->remote_addr, 16);
+	ports->word = to.word;
 	__sync_fetch_and_add(&out->packets, 1);
 	__sync_fetch_and_add(&out->bytes, len);
-	out->last_ns = bpf_ktime_get_ns();
+	out->last_ns = tb_now();
 	/*
 	 * With the next hop user space learnt with the ifindex (and renews with it), the kernel skips its
 	 * IPv6 route lookup per datagram (ip6_dst_lookup_flow) and only asks the neighbour table. Safe here,
@@ -165,10 +173,21 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	__builtin_memcpy(v6 + 16, key.local_addr, 16);
 	__u32 v4[2] = { in->loopback_addr, bpf_htonl(0x7f000001) };
 	__s64 diff = bpf_csum_diff((__be32 *)v6, sizeof(v6), v4, sizeof(v4), 0);
+	/*
+	 * The ports as one word, written directly: with CHECKSUM_COMPLETE the check field's change offsets
+	 * theirs, so skb->csum stays right without a recompute (as it did with a store per port).
+	 */
+	union udp_ports from = { .port = { sport, dport } },
+			to = { .port = { in->loopback_port, in->wireguard_port } };
 	if (diff < 0 || bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
-	    rewrite_port(skb, UDP6_CSUM_OFF, UDP6_SPORT_OFF, sport, in->loopback_port, 1) ||
-	    rewrite_port(skb, UDP6_CSUM_OFF, UDP6_DPORT_OFF, dport, in->wireguard_port, 1))
+	    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, from.word, to.word, BPF_F_MARK_MANGLED_0 | 4))
 		return TC_ACT_SHOT;
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	union udp_ports *ports = data + UDP6_OFF;
+	if ((void *)(ports + 1) > data_end)
+		return TC_ACT_SHOT;
+	ports->word = to.word;
 	if (bpf_skb_change_proto(skb, bpf_htons(ETH_P_IP), 0))
 		return TC_ACT_SHOT;
 	struct iphdr ip = {
@@ -181,10 +200,8 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 		.daddr = v4[1],
 	};
 	ip.check = csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&ip, sizeof(ip), 0));
-	__u16 proto = bpf_htons(ETH_P_IP);
 	/* RECOMPUTE: with CHECKSUM_COMPLETE, skb->csum covered the IPv6 header's last 20 bytes, now these. */
-	if (bpf_skb_store_bytes(skb, IP_OFF, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM) ||
-	    bpf_skb_store_bytes(skb, ETH_PROTO_OFF, &proto, 2, 0))
+	if (bpf_skb_store_bytes(skb, IP_OFF, &ip, sizeof(ip), BPF_F_RECOMPUTE_CSUM))
 		return TC_ACT_SHOT;
 	if (channel) {
 		if (channel_data_pop(skb, channel, len, 1))
@@ -193,8 +210,15 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	}
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
-	in->last_ns = bpf_ktime_get_ns();
-	bpf_skb_store_bytes(skb, 0, zero_macs, sizeof(zero_macs), 0);
+	in->last_ns = tb_now();
+	/* lo's own address is all zeros (inbound()); the MAC header is outside skb->csum. */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	__builtin_memset(eth, 0, 2 * ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
 	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
 }
 
