@@ -103,14 +103,21 @@ function affectsSummary(line: MonitorLine): boolean {
   return line.prefix === null || line.prefix.length === 0;
 }
 
-/** The links there are now (`ip -o link show`), or null when they cannot be read. */
-async function readLinks(): Promise<MonitorLine[] | null> {
+/** The links or addresses there are now (`ip -o link show`, `ip -o address show`), or null when unread. */
+async function readState(what: "link" | "address"): Promise<MonitorLine[] | null> {
   try {
-    const { stdout } = await execFileAsync("ip", ["-o", "link", "show"]);
+    const { stdout } = await execFileAsync("ip", ["-o", what, "show"]);
     return stdout.split("\n").filter(Boolean).map(parseMonitorLine);
   } catch {
     return null;
   }
+}
+
+/** Tells `routing` the links and addresses there are now, as far as they can be read. */
+async function knowState(routing: RoutingChanges): Promise<void> {
+  const [links, addresses] = await Promise.all([readState("link"), readState("address")]);
+  if (links) routing.knowLinks(links);
+  if (addresses) routing.knowAddresses(addresses);
 }
 
 export class AddressWatch extends EventEmitter<AddressWatchEvents> {
@@ -148,8 +155,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   /** Takes the current state as the baseline and starts watching. */
   async start(): Promise<void> {
-    const [summary, links] = await Promise.all([this.summary(), readLinks()]);
-    if (links) this.routing.knowLinks(links);
+    const [summary] = await Promise.all([this.summary(), knowState(this.routing)]);
     this.lastReported = summaryKey(summary);
     this.sawEmpty = summary.addresses.length === 0;
     this.spawnMonitor();
@@ -194,10 +200,10 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
   private spawnMonitor(): void {
     if (this.stopped) return;
     if (this.monitorRan) {
-      // Whatever changed while none ran was not seen: every entry, and the links read anew.
+      // Whatever changed while none ran was not seen: every entry, and the links and addresses read anew.
       this.routing.forgetLinks("ip monitor restarted");
       this.routingDebounce.poke();
-      void readLinks().then((links) => links && this.routing.knowLinks(links));
+      void knowState(this.routing);
     }
     this.monitorRan = true;
     let child: ChildProcess;

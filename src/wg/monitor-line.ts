@@ -9,7 +9,21 @@ export type MonitorLine =
   | { kind: "route"; prefix: RoutePrefix | null; devices: string[] }
   | { kind: "rule" }
   | { kind: "link"; index: number; name: string; deleted: boolean; up: boolean; carrier: boolean }
-  | { kind: "address"; index: number; name: string; linkLocal: boolean };
+  | {
+      kind: "address";
+      index: number;
+      name: string;
+      linkLocal: boolean;
+      deleted: boolean;
+      /** As `ip` prints it, with its prefix length ("2001:db8::5/64"). */
+      address: string;
+      /**
+       * What else the line says of it but its lifetimes (scope, flags such as tentative or deprecated,
+       * label): a line that differs from the last one only in lifetimes (a router advertisement
+       * renewing them) changes no route answer.
+       */
+      state: string;
+    };
 
 /** Route types `ip` prints before the destination (unicast is not printed, but accepted). */
 const ROUTE_TYPES = new Set([
@@ -49,9 +63,28 @@ export function parseMonitorLine(line: string): MonitorLine {
   const address = ADDRESS.exec(text);
   if (address) {
     const linkLocal = address[3] === "inet6" && /^fe[89ab]/i.test(address[4]!);
-    return { kind: "address", index: Number(address[1]), name: address[2]!, linkLocal };
+    return {
+      kind: "address",
+      index: Number(address[1]),
+      name: address[2]!,
+      linkLocal,
+      deleted,
+      address: address[4]!,
+      state: addressState(text.slice(address[0].length)),
+    };
   }
   return { kind: "route", prefix: routePrefix(text), devices: devicesOf(text) };
+}
+
+/** An address line's words after the address, without the lifetimes and `-o`'s line-joining backslashes. */
+function addressState(rest: string): string {
+  const words = rest.replaceAll("\\", " ").split(/\s+/).filter(Boolean);
+  const kept: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    if (words[i] === "valid_lft" || words[i] === "preferred_lft") i++;
+    else kept.push(words[i]!);
+  }
+  return kept.join(" ");
 }
 
 /** The destination of a route line (without "Deleted "), or null when it cannot be told for sure. */

@@ -1,8 +1,9 @@
 // What changed in routing since the last report, from `ip -o monitor` lines: the prefixes of the routes
 // added, deleted or replaced (an `ip route get` answer can move only for destinations inside one, in
 // whichever table), or everything, when a line may have moved answers it does not name: a rule, a route
-// line that cannot be parsed, an address (IPv4 drops the routes of a deleted address without a line),
-// and a link that goes down, comes up or goes away while routes may lead through it (IPv4 drops those
+// line that cannot be parsed, an address that came, went or changed flags (IPv4 drops the routes of a
+// deleted address without a line; a deprecated one is no longer a preferred source), not one whose
+// lifetimes alone were renewed (a router advertisement, every few minutes or seconds), and a link that goes down, comes up or goes away while routes may lead through it (IPv4 drops those
 // without a line too). A link that appeared while watched carries no route until a route line names it
 // (a route needs its device up, and says so): a Kubernetes pod's veth coming up moves no answer, and its
 // going away moves only the answers inside the routes named through it since.
@@ -33,6 +34,8 @@ export class RoutingChanges {
   private linksKnown = false;
   private allReason: string | null = null;
   private readonly prefixes = new Map<string, RoutePrefix>();
+  /** Addresses by link index and address: the state their latest line gave (monitor-line.ts). */
+  private readonly addresses = new Map<string, string>();
 
   /** The links there are now (`ip -o link show`, parsed): routes may lead through any of them. */
   knowLinks(lines: MonitorLine[]): void {
@@ -46,11 +49,18 @@ export class RoutingChanges {
     this.linksKnown = true;
   }
 
-  /** Lines were missed (ip monitor restarted): the links are not known, everything is to refresh. */
+  /** The addresses there are now (`ip -o address show`, parsed): a line repeating one changes nothing. */
+  knowAddresses(lines: MonitorLine[]): void {
+    this.addresses.clear();
+    for (const line of lines) if (line.kind === "address" && !line.deleted) this.addressChanged(line);
+  }
+
+  /** Lines were missed (ip monitor restarted): links and addresses are not known, everything is to refresh. */
   forgetLinks(reason: string): void {
     this.links.clear();
     this.linkByName.clear();
     this.linksKnown = false;
+    this.addresses.clear();
     this.addAll(reason);
   }
 
@@ -60,7 +70,8 @@ export class RoutingChanges {
       case "rule":
         return this.addAll("routing rule changed");
       case "address":
-        return line.linkLocal ? false : this.addAll("address changed");
+        if (line.linkLocal || !this.addressChanged(line)) return false;
+        return this.addAll(line.deleted ? "address removed" : "address changed");
       case "link": {
         const moved = this.linkChanged(line);
         if (moved === "all") return this.addAll(`link ${line.name} changed`);
@@ -77,6 +88,18 @@ export class RoutingChanges {
         this.addPrefix(line.prefix);
         return true;
     }
+  }
+
+  /** Records the line's address; false when it only repeats the state last seen (lifetimes renewed). */
+  private addressChanged(line: MonitorLine & { kind: "address" }): boolean {
+    const key = `${line.index} ${line.address}`;
+    if (line.deleted) {
+      this.addresses.delete(key);
+      return true;
+    }
+    const before = this.addresses.get(key);
+    this.addresses.set(key, line.state);
+    return before !== line.state;
   }
 
   private addPrefix(prefix: RoutePrefix): void {

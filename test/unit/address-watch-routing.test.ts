@@ -101,7 +101,70 @@ describe("AddressWatch: routing reports", () => {
     feed("7: cali1    inet6 2001:db8:7::1/64 scope global \\       valid_lft forever");
     await vi.advanceTimersByTimeAsync(200);
     expect(reports.map((r) => r.change)).toEqual([{ all: true, reason: "address changed" }]);
+    // The same address again with its lifetimes renewed (a router advertisement): nothing.
+    feed(
+      "7: cali1    inet6 2001:db8:7::1/64 scope global \\       valid_lft 86400sec preferred_lft 14400sec",
+    );
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(reports.length).toBe(1);
     watch.stop();
+  });
+});
+
+// Lines captured from iproute2 6.1 (`ip -o monitor address` while `ip addr change` renewed, then deprecated).
+describe("RoutingChanges: addresses", () => {
+  const line = (text: string) => parseMonitorLine(text);
+  const added = line(
+    "3: d0    inet6 2001:db8::5/64 scope global nodad dynamic \\       valid_lft 100sec preferred_lft 50sec",
+  );
+  const renewed = line(
+    "3: d0    inet6 2001:db8::5/64 scope global nodad dynamic \\       valid_lft 200sec preferred_lft 150sec",
+  );
+  const deprecated = line(
+    "3: d0    inet6 2001:db8::5/64 scope global nodad deprecated dynamic \\       valid_lft 200sec preferred_lft 0sec",
+  );
+  const removed = line(
+    "Deleted 3: d0    inet6 2001:db8::5/64 scope global nodad deprecated dynamic \\       valid_lft 200sec preferred_lft 0sec",
+  );
+
+  it("an address's lifetimes renewed is nothing; a new one, a changed flag or a removal is everything", () => {
+    const changes = new RoutingChanges();
+    expect(changes.add(added)).toBe(true);
+    expect(changes.take()).toEqual({ all: true, reason: "address changed" });
+    expect(changes.add(renewed)).toBe(false);
+    expect(changes.take()).toBeNull();
+    // Deprecated: no longer a preferred source, so `ip route get` may answer with another.
+    expect(changes.add(deprecated)).toBe(true);
+    expect(changes.take()).toEqual({ all: true, reason: "address changed" });
+    expect(changes.add(removed)).toBe(true);
+    expect(changes.take()).toEqual({ all: true, reason: "address removed" });
+    // Gone, so its next line is new again.
+    expect(changes.add(renewed)).toBe(true);
+  });
+
+  it("the same address on another link is another address", () => {
+    const changes = new RoutingChanges();
+    changes.knowAddresses([added]);
+    expect(
+      changes.add(
+        line(
+          "4: d2    inet6 2001:db8::5/64 scope global nodad dynamic \\       valid_lft 200sec preferred_lft 150sec",
+        ),
+      ),
+    ).toBe(true);
+  });
+
+  it("addresses read at the start (`ip -o address show`) are known; after lines were missed, none is", () => {
+    const changes = new RoutingChanges();
+    changes.knowAddresses([
+      line(
+        "3: d0    inet6 2001:db8::5/64 scope global nodad dynamic \\       valid_lft 198sec preferred_lft 148sec",
+      ),
+    ]);
+    expect(changes.add(renewed)).toBe(false);
+    changes.forgetLinks("ip monitor restarted");
+    expect(changes.take()).toEqual({ all: true, reason: "ip monitor restarted" });
+    expect(changes.add(renewed)).toBe(true);
   });
 });
 

@@ -97,11 +97,52 @@ describe("parseMonitorLine: rules, links, addresses", () => {
     ],
     [
       "3: tbt-rra    inet 10.50.0.1/24 scope global tbt-rra\\       valid_lft forever preferred_lft forever",
-      { kind: "address", index: 3, name: "tbt-rra", linkLocal: false },
+      {
+        kind: "address",
+        index: 3,
+        name: "tbt-rra",
+        linkLocal: false,
+        deleted: false,
+        address: "10.50.0.1/24",
+        state: "scope global tbt-rra",
+      },
     ],
     [
       "Deleted 5: tbt-rrc    inet6 fe80::a4c9:aeff:fef4:fbda/64 scope link tentative \\       valid_lft forever preferred_lft forever",
-      { kind: "address", index: 5, name: "tbt-rrc", linkLocal: true },
+      {
+        kind: "address",
+        index: 5,
+        name: "tbt-rrc",
+        linkLocal: true,
+        deleted: true,
+        address: "fe80::a4c9:aeff:fef4:fbda/64",
+        state: "scope link tentative",
+      },
+    ],
+    // Captured from iproute2 6.1: `ip addr change` renewing lifetimes, then deprecating (preferred 0).
+    [
+      "3: d0    inet6 2001:db8::5/64 scope global nodad dynamic \\       valid_lft 200sec preferred_lft 150sec",
+      {
+        kind: "address",
+        index: 3,
+        name: "d0",
+        linkLocal: false,
+        deleted: false,
+        address: "2001:db8::5/64",
+        state: "scope global nodad dynamic",
+      },
+    ],
+    [
+      "3: d0    inet6 2001:db8::5/64 scope global nodad deprecated dynamic \\       valid_lft 200sec preferred_lft 0sec",
+      {
+        kind: "address",
+        index: 3,
+        name: "d0",
+        linkLocal: false,
+        deleted: false,
+        address: "2001:db8::5/64",
+        state: "scope global nodad deprecated dynamic",
+      },
     ],
   ])("%s", (line, parsed) => {
     expect(parseMonitorLine(line)).toEqual(parsed);
