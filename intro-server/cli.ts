@@ -70,7 +70,8 @@ Options:
                           the URL's user part, or use TUNNELBORE_INTRO_SERVER_CLUSTER). A Redis that
                           Sentinel fails over: redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER
                           (the Sentinels, the master's name; the password is the master's;
-                          rediss+sentinel:// for TLS to the Sentinels and the data nodes). Every node
+                          ?sentinel_password=P for Sentinels with their own; rediss+sentinel:// for
+                          TLS to the Sentinels and the data nodes). Every node
                           reads the same --allowed-keys; per-address caps count all nodes. SIGTERM
                           tells clients to move (4011) and holds their envelopes until they are back
   --metrics IP:PORT       serve Prometheus metrics at /metrics and health at /healthz over HTTP

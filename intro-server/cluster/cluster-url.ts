@@ -17,9 +17,12 @@ export type ClusterEngine =
       kind: "sentinel";
       sentinels: SentinelAddress[];
       masterName: string;
-      /** AUTH for the master (and replicas): the URL's user part. The Sentinels are asked without it. */
+      /** AUTH for the master (and replicas): the URL's user part. */
       username?: string;
       password?: string;
+      /** AUTH for the Sentinels themselves (`?sentinel_password=`, `&sentinel_username=`), when they ask. */
+      sentinelUsername?: string;
+      sentinelPassword?: string;
       /** rediss+sentinel://: TLS to the Sentinels and to the data nodes they name. */
       tls: boolean;
     };
@@ -27,7 +30,14 @@ export type ClusterEngine =
 /** The port Sentinel listens on unless told otherwise. */
 const SENTINEL_DEFAULT_PORT = 26379;
 
-const SENTINEL_FORM = "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTERNAME";
+const SENTINEL_FORM =
+  "redis+sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTERNAME[?sentinel_password=P[&sentinel_username=U]]";
+
+/** The query options a Sentinel URL takes (the names redis-py's and other clients' Sentinel URLs use). */
+const SENTINEL_OPTIONS = {
+  sentinel_username: "sentinelUsername",
+  sentinel_password: "sentinelPassword",
+} as const;
 
 /**
  * Accepts redis:// and rediss:// (Redis was measured the better fit: docs/decisions.md), and
@@ -66,7 +76,11 @@ export function parseClusterEngine(text: string): ClusterEngine {
 function parseSentinelUrl(text: string, scheme: "redis+sentinel" | "rediss+sentinel"): ClusterEngine {
   const shown = JSON.stringify(redactClusterUrl(text));
   const fail = (what: string) => usage(`--cluster ${shown}: ${what}; the form is ${SENTINEL_FORM}`);
-  const rest = text.slice(scheme.length + 3);
+  const whole = text.slice(scheme.length + 3);
+  // The options first, so that an @ in the Sentinels' password is not taken for the end of the user part.
+  const optionsAt = whole.search(/\?sentinel_(?:username|password)=/);
+  const rest = optionsAt < 0 ? whole : whole.slice(0, optionsAt);
+  const sentinelCredentials = optionsAt < 0 ? {} : parseSentinelOptions(whole.slice(optionsAt + 1), fail);
   // The last @ ends the user part: an unescaped @ in a password stays in it rather than in a host.
   const at = rest.lastIndexOf("@");
   const userInfo = at >= 0 ? rest.slice(0, at) : undefined;
@@ -80,7 +94,35 @@ function parseSentinelUrl(text: string, scheme: "redis+sentinel" | "rediss+senti
   if (hosts === "") throw fail("no Sentinel HOST:PORT");
   const sentinels = hosts.split(",").map((item) => parseSentinelAddress(item, fail));
   const credentials = userInfo === undefined ? {} : parseUserInfo(userInfo, fail);
-  return { kind: "sentinel", sentinels, masterName, ...credentials, tls: scheme === "rediss+sentinel" };
+  return {
+    kind: "sentinel",
+    sentinels,
+    masterName,
+    ...credentials,
+    ...sentinelCredentials,
+    tls: scheme === "rediss+sentinel",
+  };
+}
+
+function parseSentinelOptions(
+  query: string,
+  fail: (what: string) => ConfigError,
+): { sentinelUsername?: string; sentinelPassword?: string } {
+  const options: { sentinelUsername?: string; sentinelPassword?: string } = {};
+  for (const pair of query.split("&")) {
+    const equals = pair.indexOf("=");
+    const name = equals < 0 ? pair : pair.slice(0, equals);
+    // Not echoed: it may be the tail of a password with an unescaped &.
+    if (!Object.hasOwn(SENTINEL_OPTIONS, name)) {
+      throw fail(
+        "an option other than sentinel_password and sentinel_username (write a & in a password as %26)",
+      );
+    }
+    const value = equals < 0 ? "" : decode(pair.slice(equals + 1), fail);
+    if (value === "") throw fail(`${name} is empty`);
+    options[SENTINEL_OPTIONS[name as keyof typeof SENTINEL_OPTIONS]] = value;
+  }
+  return options;
 }
 
 function parseSentinelAddress(item: string, fail: (what: string) => ConfigError): SentinelAddress {
@@ -120,8 +162,13 @@ function usage(message: string): ConfigError {
   return new ConfigError("intro-usage", message);
 }
 
-/** The URL with its password replaced, for logs and errors: whatever the scheme, and if it does not parse. */
+/** The URL with its passwords replaced, for logs and errors: whatever the scheme, and if it does not parse. */
 export function redactClusterUrl(text: string): string {
+  // Up to the next option this parser knows, not the next &: a password's unescaped & stays hidden too.
+  return redactUserInfo(text.replace(/([?&]sentinel_password=).*?(?=&sentinel_username=|$)/g, "$1***"));
+}
+
+function redactUserInfo(text: string): string {
   const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(text)?.[0];
   if (!scheme) return text.includes("@") ? "(a URL with a password)" : text;
   const rest = text.slice(scheme.length);

@@ -146,7 +146,7 @@ export class RedisClusterBus implements ClusterBus {
       this.beat.disconnect();
       throw new RuntimeError(
         "intro-cluster",
-        `cannot reach the cluster engine at ${redactClusterUrl(this.url)}: ${(error as Error).message}`,
+        `cannot reach the cluster engine at ${redactClusterUrl(this.url)}: ${(error as Error).message}${authHint(this.url, error as Error)}`,
         { url: redactClusterUrl(this.url) },
         { cause: error },
       );
@@ -441,6 +441,14 @@ function openConnection(engine: ClusterEngine, connectionName: string): Redis {
   return new Redis(sentinelOptions(engine, shared));
 }
 
+/** What to do when the Sentinels refused a node that gave them no password of their own. */
+function authHint(url: string, error: Error): string {
+  const engine = parseClusterEngine(url);
+  const refusedBySentinels = /sentinels are unreachable.*(NOAUTH|WRONGPASS)/is.test(error.message);
+  if (engine.kind !== "sentinel" || engine.sentinelPassword || !refusedBySentinels) return "";
+  return " (if the Sentinels require a password of their own, add ?sentinel_password=PASSWORD to the URL)";
+}
+
 /**
  * ioredis's own Sentinel client: it asks the Sentinels for the master at every (re)connection and
  * checks the node it reaches is a master, so a reconnection after a failover lands on the promoted one.
@@ -455,6 +463,8 @@ export function sentinelOptions(
     name: engine.masterName,
     ...(engine.username ? { username: engine.username } : {}),
     ...(engine.password ? { password: engine.password } : {}),
+    ...(engine.sentinelUsername ? { sentinelUsername: engine.sentinelUsername } : {}),
+    ...(engine.sentinelPassword ? { sentinelPassword: engine.sentinelPassword } : {}),
     // Until the Sentinels name the promoted replica (2.2-2.3 s after a SIGKILL here, 0.9 s after the
     // replica took the role) they name the dead master, which refuses at once: ask again every 0.2 s at
     // most, so that a node is on the new master within 0.2 s of the Sentinels naming it.

@@ -165,4 +165,32 @@ describe("intro-server --cluster redis+sentinel://", () => {
       master.disconnect();
     }
   });
+
+  it("asks Sentinels that require a password of their own with sentinel_password, through a failover", async () => {
+    const pair = await cluster.pairOnTwoNodes({ sentinelPassword: true });
+    const { engine: redis, one, two } = pair;
+    expect(redis.url).toContain("?sentinel_password=");
+    const sentinelPassword = new URL(`http://x/${redis.url.slice(redis.url.indexOf("?"))}`).searchParams.get(
+      "sentinel_password",
+    )!;
+    // Without it a node stops at start (exit 1), saying what to add and neither password.
+    const refused = await cluster.node(redis.url.slice(0, redis.url.indexOf("?"))).then(
+      () => "started",
+      (error: Error) => error.message,
+    );
+    expect(refused).toMatch(/exited with 1: .*NOAUTH.*add \?sentinel_password=PASSWORD/s);
+    expect(refused).not.toContain(sentinelPassword);
+    expect(refused).not.toContain(redis.password);
+    // The nodes found the master through the Sentinels (pairOnTwoNodes checked envelopes flow); a
+    // failover makes them ask the Sentinels again, with the password.
+    await timeFailover(pair, "failover, Sentinels with a password", "the master's SIGKILL", () =>
+      redis.master.kill("SIGKILL"),
+    );
+    expect(await redis.masterPort()).toBe(redis.replica.port);
+    for (const spawned of [one, two]) {
+      expect(spawned.process.exitCode).toBeNull();
+      expect(spawned.stderr.join("")).not.toContain(sentinelPassword);
+      expect(spawned.stderr.join("")).not.toContain(redis.password);
+    }
+  });
 });

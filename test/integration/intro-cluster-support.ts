@@ -193,7 +193,10 @@ export interface SentinelDataNode {
 }
 
 export interface TestSentinelRedis {
-  /** redis+sentinel://:PASSWORD@127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/tbmaster (rediss+ with TLS) */
+  /**
+   * redis+sentinel://:PASSWORD@127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/tbmaster (rediss+ with TLS;
+   * ?sentinel_password=... when the Sentinels require their own).
+   */
   url: string;
   password: string;
   master: SentinelDataNode;
@@ -217,10 +220,12 @@ export interface TestSentinelRedis {
  * `tls`: every process listens with TLS only, and replicates and monitors over TLS.
  */
 export async function startSentinelRedis(
-  options: { tls?: boolean; downAfterMs?: number } = {},
+  options: { tls?: boolean; downAfterMs?: number; sentinelPassword?: boolean } = {},
 ): Promise<TestSentinelRedis> {
   const dir = await mkdtemp(join(tmpdir(), "tbt-sentinel-"));
   const password = `pw-${randomBytes(8).toString("hex")}`;
+  // The Sentinels' own, when they require one (requirepass, and sentinel-pass to reach each other).
+  const sentinelPassword = options.sentinelPassword ? `spw-${randomBytes(8).toString("hex")}` : undefined;
   const started: Array<{ process: ChildProcess; exited: Promise<void> }> = [];
   const stop = async () => {
     for (const { process: child } of started)
@@ -297,6 +302,9 @@ export async function startSentinelRedis(
         `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${options.downAfterMs ?? 1_000}`,
         `sentinel failover-timeout ${SENTINEL_MASTER} 3000`,
         `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
+        ...(sentinelPassword
+          ? [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]
+          : []),
       ];
       await writeFile(conf, `${lines.join("\n")}\n`);
       launch([conf, "--sentinel", "--loglevel", "warning"]);
@@ -304,7 +312,7 @@ export async function startSentinelRedis(
     }
     const askSentinels = async (question: (sentinel: Redis) => Promise<number | undefined>) => {
       for (const port of sentinelPorts) {
-        const sentinel = client(port);
+        const sentinel = client(port, sentinelPassword);
         try {
           await sentinel.connect();
           const answer = await question(sentinel);
@@ -320,7 +328,7 @@ export async function startSentinelRedis(
     // A failover needs the Sentinels to know the replica and each other (hello messages, every 2 s).
     for (const port of sentinelPorts)
       await until(async () => {
-        const sentinel = client(port);
+        const sentinel = client(port, sentinelPassword);
         try {
           await sentinel.connect();
           const replicas = (await sentinel.call("SENTINEL", "REPLICAS", SENTINEL_MASTER)) as unknown[];
@@ -332,7 +340,9 @@ export async function startSentinelRedis(
       }, 20_000);
     const hosts = sentinelPorts.map((port) => `127.0.0.1:${port}`).join(",");
     return {
-      url: `${certFile ? "rediss" : "redis"}+sentinel://:${password}@${hosts}/${SENTINEL_MASTER}`,
+      url:
+        `${certFile ? "rediss" : "redis"}+sentinel://:${password}@${hosts}/${SENTINEL_MASTER}` +
+        (sentinelPassword ? `?sentinel_password=${sentinelPassword}` : ""),
       password,
       master,
       replica,

@@ -69,6 +69,29 @@ describe("--cluster redis+sentinel://", () => {
     expect(parseClusterUrl("redis+sentinel://h:1/m")).toBe("redis+sentinel://h:1/m");
   });
 
+  it("reads the Sentinels' own credentials from sentinel_password and sentinel_username", () => {
+    expect(parseClusterEngine(`redis+sentinel://:pw@h:1,h:2/m?sentinel_password=${PASSWORD}`)).toEqual({
+      kind: "sentinel",
+      sentinels: [
+        { host: "h", port: 1 },
+        { host: "h", port: 2 },
+      ],
+      masterName: "m",
+      password: "pw",
+      sentinelPassword: "s3cr@t-pw",
+      tls: false,
+    });
+    expect(
+      parseClusterEngine("redis+sentinel://h:1/m?sentinel_username=watcher&sentinel_password=sp"),
+    ).toMatchObject({ sentinelUsername: "watcher", sentinelPassword: "sp", masterName: "m" });
+    // An unescaped @ in the Sentinels' password is not taken for the end of the user part.
+    expect(parseClusterEngine("redis+sentinel://:pw@h:1/m?sentinel_password=a@b")).toMatchObject({
+      password: "pw",
+      sentinels: [{ host: "h", port: 1 }],
+      sentinelPassword: "a@b",
+    });
+  });
+
   it("refuses what is not a Sentinel URL, saying what is wrong and never the password", () => {
     const cases: Array<[string, RegExp]> = [
       [`redis+sentinel://:${PASSWORD}@h:26379`, /no master name/],
@@ -81,6 +104,10 @@ describe("--cluster redis+sentinel://", () => {
       [`redis+sentinel://:${PASSWORD}@h:/mymaster`, /"h:" has no port/],
       [`redis+sentinel://:${PASSWORD}@h:1/my/master`, /is not a name/],
       [`redis+sentinel://:${PASSWORD}@h:1/m?db=2`, /is not a name/],
+      [`redis+sentinel://:${PASSWORD}@h:1/m?sentinel_password=`, /sentinel_password is empty/],
+      [`redis+sentinel://h:1/m?sentinel_password=${PASSWORD}&db=2`, /an option other than/],
+      // A password with an unescaped &: its tail is not echoed as an option's name.
+      ["redis+sentinel://h:1/m?sentinel_password=s3cr&zzpw", /an option other than/],
       [`redis+sentinel://${PASSWORD}@h:1/m`, /USER:PASSWORD or :PASSWORD/],
       ["redis+sentinel://:bad%zzpw@h:1/m", /%-escape/],
     ];
@@ -101,6 +128,12 @@ describe("--cluster redis+sentinel://", () => {
     expect(redactClusterUrl("redis://justapassword@h:1")).toBe("redis://:***@h:1");
     expect(redactClusterUrl("redis+sentinel://h:1/m")).toBe("redis+sentinel://h:1/m");
     expect(redactClusterUrl("pw@nothing")).not.toContain("pw");
+    expect(
+      redactClusterUrl("redis+sentinel://:pw@h:1/m?sentinel_password=se@c&ret&sentinel_username=u"),
+    ).toBe("redis+sentinel://:***@h:1/m?sentinel_password=***&sentinel_username=u");
+    expect(redactClusterUrl("redis+sentinel://h:1/m?sentinel_username=u&sentinel_password=x")).toBe(
+      "redis+sentinel://h:1/m?sentinel_username=u&sentinel_password=***",
+    );
   });
 });
 
@@ -125,6 +158,9 @@ describe("the ioredis options of a Sentinel engine", () => {
     });
     expect(options.tls).toBeUndefined();
     expect(options.sentinelPassword).toBeUndefined();
+    const guarded = parseClusterEngine("redis+sentinel://h1:1/m?sentinel_username=w&sentinel_password=sp");
+    if (guarded.kind !== "sentinel") throw new Error("not a sentinel engine");
+    expect(sentinelOptions(guarded, shared)).toMatchObject({ sentinelUsername: "w", sentinelPassword: "sp" });
     expect(
       options.reconnectOnError?.(new Error("READONLY You can't write against a read only replica.")),
     ).toBe(2);
