@@ -103,20 +103,25 @@ function affectsSummary(line: MonitorLine): boolean {
   return line.prefix === null || line.prefix.length === 0;
 }
 
-/** The links or addresses there are now (`ip -o link show`, `ip -o address show`), or null when unread. */
-async function readState(what: "link" | "address"): Promise<MonitorLine[] | null> {
+/** What `ip -o ARGS` prints now, parsed as monitor lines are, or null when it cannot be read. */
+async function readState(args: string[]): Promise<MonitorLine[] | null> {
   try {
-    const { stdout } = await execFileAsync("ip", ["-o", what, "show"]);
+    const { stdout } = await execFileAsync("ip", ["-o", ...args], { maxBuffer: 64 << 20 });
     return stdout.split("\n").filter(Boolean).map(parseMonitorLine);
   } catch {
     return null;
   }
 }
 
-/** Tells `routing` the links and addresses there are now, as far as they can be read. */
+/** Tells `routing` the links, the routes through them and the addresses there are now, as far as read. */
 async function knowState(routing: RoutingChanges): Promise<void> {
-  const [links, addresses] = await Promise.all([readState("link"), readState("address")]);
-  if (links) routing.knowLinks(links);
+  const [links, addresses, routes4, routes6] = await Promise.all([
+    readState(["link", "show"]),
+    readState(["address", "show"]),
+    readState(["-4", "route", "show", "table", "all"]),
+    readState(["-6", "route", "show", "table", "all"]),
+  ]);
+  if (links) routing.knowLinks(links, routes4 && routes6 ? [...routes4, ...routes6] : null);
   if (addresses) routing.knowAddresses(addresses);
 }
 
@@ -155,10 +160,12 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   /** Takes the current state as the baseline and starts watching. */
   async start(): Promise<void> {
-    const [summary] = await Promise.all([this.summary(), knowState(this.routing)]);
+    const summary = await this.summary();
     this.lastReported = summaryKey(summary);
     this.sawEmpty = summary.addresses.length === 0;
+    // The monitor first, then the reads: what changes in between is in the reads or in its lines.
     this.spawnMonitor();
+    await knowState(this.routing);
   }
 
   stop(): void {
@@ -199,11 +206,12 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   private spawnMonitor(): void {
     if (this.stopped) return;
-    if (this.monitorRan) {
-      // Whatever changed while none ran was not seen: every entry, and the links and addresses read anew.
+    const restarted = this.monitorRan;
+    if (restarted) {
+      // Whatever changed while none ran was not seen: every entry, and the links and addresses read
+      // anew once the new monitor runs.
       this.routing.forgetLinks("ip monitor restarted");
       this.routingDebounce.poke();
-      void knowState(this.routing);
     }
     this.monitorRan = true;
     let child: ChildProcess;
@@ -233,6 +241,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     });
     if (child.stdout) createInterface({ input: child.stdout }).on("line", (line) => this.onLine(line));
     child.unref();
+    if (restarted) void knowState(this.routing);
   }
 
   private fallBackToPolling(err: unknown): void {

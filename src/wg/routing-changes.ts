@@ -6,7 +6,8 @@
 // lifetimes alone were renewed (a router advertisement, every few minutes or seconds), and a link that goes down, comes up or goes away while routes may lead through it (IPv4 drops those
 // without a line too). A link that appeared while watched carries no route until a route line names it
 // (a route needs its device up, and says so): a Kubernetes pod's veth coming up moves no answer, and its
-// going away moves only the answers inside the routes named through it since.
+// going away moves only the answers inside the routes named through it since. A link there at the start
+// carries the routes that named it when they were read (`ip -o route show table all`), and those since.
 import type { MonitorLine } from "./monitor-line.js";
 import { prefixId, type RoutePrefix } from "./route-prefix.js";
 
@@ -36,16 +37,32 @@ export class RoutingChanges {
   private readonly prefixes = new Map<string, RoutePrefix>();
   /** Addresses by link index and address: the state their latest line gave (monitor-line.ts). */
   private readonly addresses = new Map<string, string>();
+  /** Route lines seen while the links were not known, for `knowLinks` to place (or too many to keep). */
+  private unknownRoutes: MonitorLine[] | "too many" = [];
 
-  /** The links there are now (`ip -o link show`, parsed): routes may lead through any of them. */
-  knowLinks(lines: MonitorLine[]): void {
+  /**
+   * The links there are now (`ip -o link show`, parsed). Without `routes`, routes may lead through any
+   * of them; with the routes there are now (`ip -o route show table all`, both families), through each
+   * only those that name it, and the route lines seen since the links were last known (read after the
+   * monitor started, the snapshot may miss a route those lines added).
+   */
+  knowLinks(lines: MonitorLine[], routes: MonitorLine[] | null = null): void {
     this.links.clear();
     this.linkByName.clear();
+    const pending = this.unknownRoutes;
+    const named = routes !== null && pending !== "too many";
     for (const line of lines) {
       if (line.kind !== "link" || line.deleted) continue;
-      this.links.set(line.index, { up: line.up, carrier: line.carrier, routes: "unknown" });
+      this.links.set(line.index, {
+        up: line.up,
+        carrier: line.carrier,
+        routes: named ? new Map() : "unknown",
+      });
       this.linkByName.set(line.name, line.index);
     }
+    if (routes !== null && pending !== "too many")
+      for (const line of [...routes, ...pending]) this.routeLineThrough(line);
+    this.unknownRoutes = [];
     this.linksKnown = true;
   }
 
@@ -60,6 +77,7 @@ export class RoutingChanges {
     this.links.clear();
     this.linkByName.clear();
     this.linksKnown = false;
+    this.unknownRoutes = [];
     this.addresses.clear();
     this.addAll(reason);
   }
@@ -79,10 +97,10 @@ export class RoutingChanges {
         return moved.length > 0;
       }
       case "route":
-        for (const dev of line.devices) {
-          const index = this.linkByName.get(dev);
-          const link = index === undefined ? undefined : this.links.get(index);
-          if (link) this.routeThrough(link, line.prefix);
+        if (this.linksKnown) this.routeLineThrough(line);
+        else if (this.unknownRoutes !== "too many") {
+          this.unknownRoutes.push(line);
+          if (this.unknownRoutes.length > MAX_PREFIXES) this.unknownRoutes = "too many";
         }
         if (!line.prefix) return this.addAll("route line not understood");
         this.addPrefix(line.prefix);
@@ -106,6 +124,16 @@ export class RoutingChanges {
     if (this.allReason !== null) return;
     this.prefixes.set(prefixId(prefix), prefix);
     if (this.prefixes.size > MAX_PREFIXES) this.addAll(`more than ${MAX_PREFIXES} routes changed`);
+  }
+
+  /** Each link the route line names may carry its prefix. */
+  private routeLineThrough(line: MonitorLine): void {
+    if (line.kind !== "route") return;
+    for (const dev of line.devices) {
+      const index = this.linkByName.get(dev);
+      const link = index === undefined ? undefined : this.links.get(index);
+      if (link) this.routeThrough(link, line.prefix);
+    }
   }
 
   /** A route line named the link (a deleted route too: kept, at worst one prefix re-resolved for nothing). */

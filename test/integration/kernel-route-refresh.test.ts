@@ -1,7 +1,8 @@
 // A route change at a host with kernel-carried peers, in a namespace: the real AddressWatch (`ip
 // monitor`), the real route batcher and a KernelForwarder (maps in memory). Entries for remotes in two
 // prefixes; a more specific route for one of them through another interface re-resolves and moves only
-// that prefix's entries, and its deletion moves them back, again without a lookup of the others.
+// that prefix's entries, and its deletion moves them back, again without a lookup of the others; a link
+// there before the watch started going away moves only the entries routed through it.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +13,8 @@ const CHILD = fileURLToPath(new URL("./kernel-route-refresh-child.ts", import.me
 const supported = process.getuid?.() === 0;
 const MOVED = ["198.18.1.1", "198.18.1.2", "198.18.1.3"];
 const STAYED = ["198.19.1.1", "198.19.1.2", "198.19.1.3", "198.18.2.1"];
+/** Routed through a link there before the watch started (a pod's veth: a device route, no address). */
+const ON_LINK = "198.18.4.1";
 
 describe.skipIf(!supported)("kernel fast path: a route change re-resolves only the entries it covers", () => {
   let ns = "";
@@ -24,16 +27,18 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
     await nsRun(ns, "ip", ["link", "add", "tbt-kra", "type", "veth", "peer", "name", "tbt-krb"]);
     await nsRun(ns, "ip", ["link", "add", "tbt-krc", "type", "veth", "peer", "name", "tbt-krd"]);
     await nsRun(ns, "ip", ["addr", "add", "10.70.0.1/24", "dev", "tbt-kra"]);
+    await nsRun(ns, "ip", ["link", "add", "tbt-kre", "type", "veth", "peer", "name", "tbt-krf"]);
     await nsRun(ns, "ip", ["addr", "add", "10.71.0.1/24", "dev", "tbt-krc"]);
-    for (const dev of ["tbt-kra", "tbt-krb", "tbt-krc", "tbt-krd"]) {
+    for (const dev of ["tbt-kra", "tbt-krb", "tbt-krc", "tbt-krd", "tbt-kre", "tbt-krf"]) {
       await nsRun(ns, "ip", ["link", "set", dev, "up"]);
       ifindex[dev] = Number((await nsRun(ns, "cat", [`/sys/class/net/${dev}/ifindex`])).trim());
     }
     await nsRun(ns, "ip", ["route", "add", "198.18.0.0/16", "via", "10.70.0.2"]);
     await nsRun(ns, "ip", ["route", "add", "198.19.0.0/16", "via", "10.70.0.3"]);
+    await nsRun(ns, "ip", ["route", "add", "198.18.4.0/24", "dev", "tbt-kre", "scope", "link"]);
     const c = spawn(
       "ip",
-      ["netns", "exec", ns, process.execPath, "--import", "tsx", CHILD, ...MOVED, ...STAYED],
+      ["netns", "exec", ns, process.execPath, "--import", "tsx", CHILD, ...MOVED, ...STAYED, ON_LINK],
       { stdio: ["pipe", "pipe", "inherit"] },
     );
     trackChild(c);
@@ -77,7 +82,11 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
 
   it("moves the covered entries to the new interface, and back, looking up nothing else", async () => {
     const all = [...MOVED, ...STAYED];
-    expect(await entries()).toEqual(Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])));
+    const onLink = { [ON_LINK]: ifindex["tbt-kre"] };
+    expect(await entries()).toEqual({
+      ...Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])),
+      ...onLink,
+    });
 
     let from = lines.length;
     await nsRun(ns, "ip", ["route", "add", "198.18.1.0/24", "via", "10.71.0.2"]);
@@ -85,11 +94,23 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
     expect(await entries()).toEqual({
       ...Object.fromEntries(STAYED.map((r) => [r, ifindex["tbt-kra"]])),
       ...Object.fromEntries(MOVED.map((r) => [r, ifindex["tbt-krc"]])),
+      ...onLink,
     });
 
     from = lines.length;
     await nsRun(ns, "ip", ["route", "del", "198.18.1.0/24"]);
     expect((await lookupsSince(from, MOVED, "tbt-kra")).sort()).toEqual(MOVED);
-    expect(await entries()).toEqual(Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])));
+    expect(await entries()).toEqual({
+      ...Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])),
+      ...onLink,
+    });
   }, 60_000);
+
+  it("a link there before the watch started going away re-resolves only the routes read through it", async () => {
+    const from = lines.length;
+    // IPv4 drops its device route without a line; the routes read at the start named it.
+    await nsRun(ns, "ip", ["link", "del", "tbt-kre"]);
+    expect(await lookupsSince(from, [ON_LINK], "tbt-kra")).toEqual([ON_LINK]);
+    expect((await entries())[ON_LINK]).toBe(ifindex["tbt-kra"]);
+  }, 30_000);
 });

@@ -230,6 +230,58 @@ describe("RoutingChanges: links", () => {
     expect(changes.take()).toMatchObject({ all: true });
   });
 
+  it("links there at the start with the routes read then: a link going away is the prefixes named through it", () => {
+    const changes = new RoutingChanges();
+    const cali5 = line("5: cali5@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP");
+    // As `ip -o -4 route show table all` and `ip -o -6 route show table all` print them.
+    changes.knowLinks(
+      [eth0Up, cali5],
+      [
+        line("default via 192.0.2.1 dev eth0 "),
+        line("10.244.0.5 dev cali5 scope link "),
+        line("local 10.0.0.5 dev eth0 table local proto kernel scope host src 10.0.0.5 "),
+        line("fd00:244::5 dev cali5 metric 1024 pref medium"),
+      ],
+    );
+    expect(changes.add(line("Deleted 5: cali5@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"))).toBe(true);
+    expect(changes.take()).toEqual({
+      all: false,
+      prefixes: [parsePrefix("10.244.0.5"), parsePrefix("fd00:244::5")],
+    });
+    // eth0 carries the default route: its going down is every IPv4 answer.
+    changes.add(eth0Down);
+    expect(changes.take()).toEqual({
+      all: false,
+      prefixes: [parsePrefix("default", 4), parsePrefix("10.0.0.5")],
+    });
+  });
+
+  it("a route line seen before the links were read is placed on its link; too many, and none is known", () => {
+    const changes = new RoutingChanges();
+    const cali6 = line("6: cali6@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP");
+    // The monitor runs before the reads: this route came after the routes were read.
+    changes.add(line("10.244.0.6 dev cali6 scope link "));
+    changes.knowLinks([eth0Up, cali6], []);
+    changes.take();
+    changes.add(line("Deleted 6: cali6@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"));
+    expect(changes.take()).toEqual({ all: false, prefixes: [parsePrefix("10.244.0.6")] });
+
+    const flooded = new RoutingChanges();
+    for (let i = 0; i < 1100; i++) flooded.add(line(podRoute(i)));
+    flooded.knowLinks([eth0Up, cali6], []);
+    flooded.take();
+    flooded.add(line("Deleted 6: cali6@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"));
+    expect(flooded.take()).toMatchObject({ all: true });
+  });
+
+  it("a route read at the start that cannot be parsed leaves its link's routes unknown", () => {
+    const changes = new RoutingChanges();
+    const cali4 = line("4: cali4@if3: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP");
+    changes.knowLinks([eth0Up, cali4], [line("something odd dev cali4")]);
+    changes.add(line("Deleted 4: cali4@if3: <BROADCAST,MULTICAST> mtu 1500 state DOWN"));
+    expect(changes.take()).toMatchObject({ all: true });
+  });
+
   it("a deleted link that never carried a route is nothing", () => {
     const changes = new RoutingChanges();
     changes.knowLinks([eth0Up]);
