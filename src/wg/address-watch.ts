@@ -103,10 +103,13 @@ function affectsSummary(line: MonitorLine): boolean {
   return line.prefix === null || line.prefix.length === 0;
 }
 
-/** What `ip -o ARGS` prints now, parsed as monitor lines are, or null when it cannot be read. */
+/**
+ * What `ip -o ARGS` prints now, parsed as monitor lines are, or null when it cannot be read. Over 16 MiB
+ * (a full BGP table: some 200,000 routes) is not read: the links' routes are then not known, as before.
+ */
 async function readState(args: string[]): Promise<MonitorLine[] | null> {
   try {
-    const { stdout } = await execFileAsync("ip", ["-o", ...args], { maxBuffer: 64 << 20 });
+    const { stdout } = await execFileAsync("ip", ["-o", ...args], { maxBuffer: 16 << 20 });
     return stdout.split("\n").filter(Boolean).map(parseMonitorLine);
   } catch {
     return null;
