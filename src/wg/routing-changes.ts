@@ -3,8 +3,9 @@
 // whichever table), or everything, when a line may have moved answers it does not name: a rule, a route
 // line that cannot be parsed, an address that came, went or changed flags (IPv4 drops the routes of a
 // deleted address without a line; a deprecated one is no longer a preferred source), not one whose
-// lifetimes alone were renewed (a router advertisement, every few minutes or seconds), and a link that goes down, comes up or goes away while routes may lead through it (IPv4 drops those
-// without a line too). A link that appeared while watched carries no route until a route line names it
+// lifetimes alone were renewed (a router advertisement, every few minutes or seconds), and a link that
+// goes down, comes up or goes away while routes may lead through it (IPv4 drops those without a line
+// too). A link that appeared while watched carries no route until a route line names it
 // (a route needs its device up, and says so): a Kubernetes pod's veth coming up moves no answer, and its
 // going away moves only the answers inside the routes named through it since. A link there at the start
 // carries the routes that named it when they were read (`ip -o route show table all`), and those since.
