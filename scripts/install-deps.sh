@@ -2,7 +2,7 @@
 # Installs the Debian packages Tunnelbore's tests, demo and benchmarks use, when any is missing.
 set -euo pipefail
 packages=(wireguard-go wireguard-tools nftables iproute2 iputils-ping iperf3 coturn conntrack procps
-  clang libbpf-dev linux-libc-dev bpftool openssl util-linux systemd socat redis-server nats-server)
+  clang libbpf-dev linux-libc-dev bpftool openssl util-linux systemd socat redis-server nats-server ethtool)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,8 @@ export interface PingOptions {
   interval?: number;
   /** Overall deadline in milliseconds (default: enough for count at interval, plus 2 s). */
   timeout?: number;
+  /** ICMP payload bytes (ping's -s; default 56). */
+  size?: number;
 }
 
 export interface PingResult {
@@ -49,6 +51,7 @@ export function ping(ns: string, address: string, options: PingOptions = {}): Pr
   const interval = options.interval ?? 200;
   const timeout = options.timeout ?? count * interval + 2000;
   const args = ["netns", "exec", ns, "ping", "-n", "-c", String(count), "-i", String(interval / 1000)];
+  if (options.size !== undefined) args.push("-s", String(options.size));
   args.push("-w", String(Math.max(1, Math.ceil(timeout / 1000))), address);
   return new Promise((resolve, reject) => {
     execFile("ip", args, { timeout: timeout + 5000 }, (err, stdout, stderr) => {
