@@ -199,6 +199,8 @@ export interface TestSentinelRedis {
    */
   url: string;
   password: string;
+  /** The Sentinels' own password, when started with `sentinelPassword`. */
+  sentinelPassword?: string;
   master: SentinelDataNode;
   replica: SentinelDataNode;
   sentinelPorts: number[];
@@ -344,6 +346,7 @@ export async function startSentinelRedis(
         `${certFile ? "rediss" : "redis"}+sentinel://:${password}@${hosts}/${SENTINEL_MASTER}` +
         (sentinelPassword ? `?sentinel_password=${sentinelPassword}` : ""),
       password,
+      ...(sentinelPassword ? { sentinelPassword } : {}),
       master,
       replica,
       sentinelPorts,
