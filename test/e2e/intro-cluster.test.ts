@@ -96,17 +96,8 @@ describe("two runs on different nodes of a cluster", () => {
     expect((await introOf("b")).url).toBe(secondUrl);
     await lab.waitForPing("a", "b", 60_000);
     expect(await lab.ping("b", "a")).toBe(true);
-    // Usually the first pair is direct; under load the relay pair is now and then validated first, and
-    // the upgrade attempt (3.75-5 s later) moves to a direct one (as in staying-connected.test.ts).
-    const first = await lab.peerStatus("a", "b");
-    console.log(`first path through the cluster: ${first.pathKind}`);
-    const direct = await waitFor(
-      async () => {
-        const status = await lab.peerStatus("a", "b");
-        return status.pathKind === "direct" && status;
-      },
-      { what: "a's direct path to b", timeoutMs: 15_000, intervalMs: 100 },
-    );
+    // Usually direct at once; under load now and then relay first, then upgraded (waitForDirectPath).
+    const direct = await lab.waitForDirectPath("a", "b", "through the cluster");
     expect(direct.pathKind).toBe("direct");
   }, 90_000);
 

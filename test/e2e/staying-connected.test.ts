@@ -83,17 +83,9 @@ describe("two hosts behind endpoint-independent NATs", () => {
     console.log(`roaming gap (last reply before the move to the first after): ${gap} ms`);
 
     // Usually the first pair after the move is direct; now and then (about 1 run in 4 of a fresh-clone
-    // CI, root cause open) the relay pair is validated first, and the upgrade attempt (3.75-5 s later)
-    // moves to a direct one. Traffic resumed either way (above); the pair must end up direct.
-    const first = await lab.waitForPath("a", "b");
-    console.log(`first path after the move: ${first.pathKind}`);
-    const ab = await waitFor(
-      async () => {
-        const status = await lab.peerStatus("a", "b");
-        return status.pathKind === "direct" && status;
-      },
-      { what: "a's direct path to b after the move", timeoutMs: 15_000, intervalMs: 100 },
-    );
+    // CI) the relay pair is validated first and upgraded. Traffic resumed either way (above); the pair
+    // must end up direct.
+    const ab = await lab.waitForDirectPath("a", "b", "after the move");
     expect(ab.pathKind).toBe("direct");
     // b now reaches a at the new NAT's public address, directly. (That a notices the move itself,
     // rather than b's liveness check, is what keeps the gap short: bench/staying-connected.ts.)
@@ -132,17 +124,8 @@ describe("two hosts behind endpoint-independent NATs", () => {
     await lab.restartIntroServer();
     await restartTunnelbore(lab, "a");
     await lab.waitForPing("a", "b", 60_000);
-    // A fresh start nominates the first pair to answer: now and then (on a loaded machine) the relay
-    // pair, which the upgrade attempt (3.75-5 s later) replaces, as after roaming (above). Either
-    // way the pair must end up direct.
-    console.log(`first path after a's restart: ${(await lab.peerStatus("a", "b")).pathKind}`);
-    const ab = await waitFor(
-      async () => {
-        const status = await lab.peerStatus("a", "b");
-        return status.pathKind === "direct" && status;
-      },
-      { what: "a's direct path to b after its restart", timeoutMs: 15_000, intervalMs: 100 },
-    );
+    // A fresh start, as after roaming (above): the pair must end up direct.
+    const ab = await lab.waitForDirectPath("a", "b", "after a's restart");
     expect(ab.pathKind).toBe("direct");
   }, 180_000);
 

@@ -282,6 +282,24 @@ export class ProductLab {
     return this.peerStatus(on, peer);
   }
 
+  /**
+   * Waits until `on`'s path to `peer` is direct. A fresh ICE session nominates the first pair to
+   * answer: usually a direct one, now and then on a loaded machine the relay pair (root cause open),
+   * which the upgrade attempt replaces 3.75-5 s later. `label` names the moment in the log line that
+   * says which kind came first.
+   */
+  async waitForDirectPath(on: string, peer: string, label: string, timeoutMs = 15_000): Promise<PeerStatus> {
+    const first = await this.waitForPath(on, peer);
+    console.log(`first path ${label}: ${first.pathKind}`);
+    return waitFor(
+      async () => {
+        const status = await this.peerStatus(on, peer);
+        return status.pathKind === "direct" && status;
+      },
+      { what: `${on}'s direct path to ${peer} ${label}`, timeoutMs, intervalMs: 100 },
+    );
+  }
+
   async teardown(): Promise<void> {
     for (const h of this.hostsByName.values()) {
       await h.tunnelbore?.stop("SIGTERM").catch(() => undefined);
