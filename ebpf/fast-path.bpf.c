@@ -170,6 +170,23 @@ static __always_inline int rewrite(struct __sk_buff *skb, __u32 saddr, __u32 dad
 	return 0;
 }
 
+/*
+ * Into lo's ingress, as from L(P) to WireGuard: an IPv4 frame to lo's own address, which is all zeros
+ * (with any other destination MAC the stack would drop it as not ours). The MAC header is outside
+ * skb->csum, so it is written directly whatever the checksum state.
+ */
+static __always_inline int into_loopback(struct __sk_buff *skb, __u32 loopback_ifindex)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	__builtin_memset(eth, 0, 2 * ETH_ALEN);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	return bpf_redirect(loopback_ifindex, BPF_F_INGRESS);
+}
+
 /* True when the four bytes are a transport message's type and reserved zeros. */
 static __always_inline int is_transport(const __u8 *p)
 {
@@ -245,14 +262,7 @@ static __always_inline int inbound(struct __sk_buff *skb, struct inbound_value *
 	/* From a peer on this host: already in lo with a local route, as above. */
 	if (skb->ifindex == in->loopback_ifindex)
 		return TC_ACT_OK;
-	/* lo's own address is all zeros: with any other destination MAC the stack would drop it as not ours. */
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return TC_ACT_SHOT;
-	__builtin_memset(eth, 0, 2 * ETH_ALEN);
-	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
+	return into_loopback(skb, in->loopback_ifindex);
 }
 
 /* An IPv4 UDP datagram as the fast path reads it: addresses and ports in network byte order. */

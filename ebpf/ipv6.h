@@ -211,15 +211,7 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
 	in->last_ns = tb_now();
-	/* lo's own address is all zeros (inbound()); the MAC header is outside skb->csum. */
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	if ((void *)(eth + 1) > data_end)
-		return TC_ACT_SHOT;
-	__builtin_memset(eth, 0, 2 * ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
-	return bpf_redirect(in->loopback_ifindex, BPF_F_INGRESS);
+	return into_loopback(skb, in->loopback_ifindex);
 }
 
 #endif
