@@ -181,6 +181,8 @@ describe("kernel fast path on ICE paths", () => {
     });
     const l = lab;
     await l.waitForPing("a", "b");
+    // The direct pair (not a relay pair nominated first under load) is what the kernel must carry.
+    await l.waitForDirectPath("a", "b", "before the move");
     await l.waitForKernelFastPath("a", "b", 10_000);
     const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 50, interval: 10 });
     expect(result.received).toBe(50);
