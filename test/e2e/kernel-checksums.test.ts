@@ -7,7 +7,6 @@
 // dropped). IPv4 (address and port rewrite) and IPv6 (the 4 <-> 6 translation).
 
 import { describe, expect, it } from "vitest";
-import type { PeerStatus } from "../../src/control/status.js";
 import { createLinkedPair } from "../lab/linked-pair.js";
 import { nsRun } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
@@ -31,11 +30,7 @@ for (const family of ["ipv4", "ipv6"] as const) {
       await pair.waitForPing();
       const tb = await startTunnelbore(pair.nsA, pair.wgA.name, fx.dirs, ["--ebpf", "on"]);
       fx.running.push(tb);
-      const peerOf = async (): Promise<PeerStatus> => {
-        const p = (await tb.status()).peers.find((x) => x.publicKey === pair.keyB.publicKey);
-        if (!p) throw new Error("peer B missing from status");
-        return p;
-      };
+      const peerOf = () => tb.peerStatus(pair.keyB.publicKey);
       await waitFor(async () => (await peerOf()).kernelFastPath, {
         what: "the kernel carries the peer",
         timeoutMs: 10_000,

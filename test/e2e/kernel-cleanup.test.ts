@@ -5,7 +5,6 @@
 // last instance to stop when one of them set it, and kept while another still needs it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
-import type { PeerStatus } from "../../src/control/status.js";
 import { createLinkedPair } from "../lab/linked-pair.js";
 import { generateKeyPair, nsRun, uniqueTag } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
@@ -78,11 +77,7 @@ function collidingName(other: string): string {
 
 describe("kernel fast path cleanup", () => {
   const fx = useTunnelbores(() => createLinkedPair("kcl"));
-  const peerOf = async (tb: TunnelboreProcess): Promise<PeerStatus> => {
-    const p = (await tb.status()).peers.find((x) => x.publicKey === fx.pair.keyB.publicKey);
-    if (!p) throw new Error("peer B missing from status");
-    return p;
-  };
+  const peerOf = (tb: TunnelboreProcess) => tb.peerStatus(fx.pair.keyB.publicKey);
   const startA = async (): Promise<TunnelboreProcess> => {
     const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
     fx.running.push(tb);

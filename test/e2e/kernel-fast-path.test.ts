@@ -40,11 +40,7 @@ const TO_PEERS_RELAY = /^(?:[^:]*NAT[^:]*|direct pairs failed): relayed$/;
 
 describe("kernel fast path on a static path", () => {
   const fx = useTunnelbores(() => createLinkedPair("kfp"));
-  const peerOf = async (tb: TunnelboreProcess): Promise<PeerStatus> => {
-    const p = (await tb.status()).peers.find((x) => x.publicKey === fx.pair.keyB.publicKey);
-    if (!p) throw new Error("peer B missing from status");
-    return p;
-  };
+  const peerOf = (tb: TunnelboreProcess) => tb.peerStatus(fx.pair.keyB.publicKey);
 
   it("carries pings in the kernel, keeps handshakes in user space, and detaches on SIGTERM", async () => {
     const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);

@@ -23,11 +23,7 @@ describe("kernel fast path on an IPv6 static path", () => {
     await fx.pair.waitForPing();
     const tb = await startTunnelbore(fx.pair.nsA, fx.pair.wgA.name, fx.dirs, ["--ebpf"]);
     fx.running.push(tb);
-    const peerOf = async (): Promise<PeerStatus> => {
-      const p = (await tb.status()).peers.find((x) => x.publicKey === fx.pair.keyB.publicKey);
-      if (!p) throw new Error("peer B missing from status");
-      return p;
-    };
+    const peerOf = () => tb.peerStatus(fx.pair.keyB.publicKey);
     const loopback = `${loopbackAddressOf(Buffer.from(fx.pair.keyB.publicKey, "base64"))}:51822`;
     await waitFor(async () => (await fx.pair.wgA.endpointOf(fx.pair.keyB.publicKey)) === loopback, {
       what: "endpoint at L(P)",
@@ -209,11 +205,7 @@ describe("kernel fast path on an IPv6 ICE path", () => {
         () => false,
       );
     await waitFor(pingOnce, { what: "ping a -> b", timeoutMs: 40_000, intervalMs: 200 });
-    const peerOf = async (tb: TunnelboreProcess, key: string): Promise<PeerStatus> => {
-      const p = (await tb.status()).peers.find((x) => x.publicKey === key);
-      if (!p) throw new Error("peer missing from status");
-      return p;
-    };
+    const peerOf = (tb: TunnelboreProcess, key: string) => tb.peerStatus(key);
     await waitFor(
       async () =>
         (await peerOf(tbA, keys.b.publicKey)).kernelFastPath &&

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { controlSocketPath, requestStatus } from "../../src/control/control-socket.js";
-import type { StatusReport } from "../../src/control/status.js";
+import type { PeerStatus, StatusReport } from "../../src/control/status.js";
 import { waitFor } from "../support/wait-for.js";
 import { testCgroup } from "./cgroup.js";
 import { type SpawnedProcess, spawnInNamespace } from "./netns.js";
@@ -15,6 +15,8 @@ export interface TunnelboreProcess {
   readonly runDir: string;
   readonly stateDir: string;
   status(): Promise<StatusReport>;
+  /** The peer with this public key as `status` reports it; throws when status has no such peer. */
+  peerStatus(publicKey: string): Promise<PeerStatus>;
   /** Log lines (pino JSON) parsed; unparsable lines are skipped. */
   logs(): Array<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | string>;
@@ -87,6 +89,11 @@ export async function startTunnelbore(
     runDir: dirs.runDir,
     stateDir: dirs.stateDir,
     status: () => requestStatus(socket),
+    peerStatus: async (publicKey) => {
+      const peer = (await requestStatus(socket)).peers.find((p) => p.publicKey === publicKey);
+      if (!peer) throw new Error(`no peer ${publicKey} in tunnelbore's status`);
+      return peer;
+    },
     logs: () => parseLogLines(proc.output()),
     stop: (signal) => proc.stop(signal),
   };
