@@ -51,7 +51,7 @@ export class RoutingChanges {
     this.links.clear();
     this.linkByName.clear();
     const pending = this.unknownRoutes;
-    const named = routes !== null && pending !== "too many";
+    const named = routes !== null && pending !== "too many" ? [...routes, ...pending] : null;
     for (const line of lines) {
       if (line.kind !== "link" || line.deleted) continue;
       this.links.set(line.index, {
@@ -61,8 +61,7 @@ export class RoutingChanges {
       });
       this.linkByName.set(line.name, line.index);
     }
-    if (routes !== null && pending !== "too many")
-      for (const line of [...routes, ...pending]) this.routeLineThrough(line);
+    for (const line of named ?? []) this.routeLineThrough(line);
     this.unknownRoutes = [];
     this.linksKnown = true;
   }
