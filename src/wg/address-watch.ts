@@ -1,6 +1,6 @@
-// Watches the host's addresses and routes (`ip -o monitor link address route`, polling where that is
-// unavailable), so that a network change restarts ICE at once instead of waiting for a path to fail:
-// after roaming, every candidate gathered before is stale.
+// Watches the host's addresses and routes (`ip -o monitor link address route rule nexthop`, polling
+// where that is unavailable), so that a network change restarts ICE at once instead of waiting for a path
+// to fail: after roaming, every candidate gathered before is stale.
 //
 // A change is reported when the set of usable addresses (not loopback, not IPv6 link-local, not on an
 // ignored interface such as the WireGuard one) or the default routes differ from what was last
@@ -8,8 +8,9 @@
 // now be on another network). Bursts of events (a move is a dozen) are debounced into one report, at
 // most MAX_WAIT_MS after the first of them however steady the stream (`BoundedDebounce`).
 //
-// Route and rule lines are reported apart ("routing"), with what they changed (`RoutingChanges`): the
-// kernel fast path re-resolves only the entries whose remote is inside a changed prefix.
+// Route, rule and nexthop lines are reported apart ("routing"), with what they changed
+// (`RoutingChanges`): the kernel fast path re-resolves only the entries whose remote is inside a changed
+// prefix. Nexthop objects are watched where `ip nexthop` works (iproute2 and Linux 5.3 on).
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
@@ -96,9 +97,13 @@ export function summaryKey(summary: NetworkSummary): string {
   return `${summary.addresses.join(",")}|${summary.defaultRoutes.join(",")}`;
 }
 
-/** Whether the line may change what `summary` reads: a link, an address, a default (or unparsed) route. */
+/**
+ * Whether the line may change what `summary` reads: a link, an address, a default (or unparsed) route, a
+ * nexthop removed or a group changed (a default route through it may have gone or moved without a line).
+ */
 function affectsSummary(line: MonitorLine): boolean {
   if (line.kind === "rule") return false;
+  if (line.kind === "nexthop") return line.deleted || line.group;
   if (line.kind !== "route") return true;
   return line.prefix === null || line.prefix.length === 0;
 }
@@ -140,6 +145,8 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
   private readonly routing = new RoutingChanges();
   /** ip monitor has run before: a new one follows lines the last one may have missed. */
   private monitorRan = false;
+  /** `ip monitor` is asked for nexthop objects too (the kernel and iproute2 know them). */
+  private watchNexthops = false;
   private poller: NodeJS.Timeout | null = null;
   private respawn: NodeJS.Timeout | null = null;
   private readonly respawnBackoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
@@ -166,6 +173,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     const summary = await this.summary();
     this.lastReported = summaryKey(summary);
     this.sawEmpty = summary.addresses.length === 0;
+    this.watchNexthops = (await readState(["nexthop", "show"])) !== null;
     // The monitor first, then the reads: what changes in between is in the reads or in its lines.
     this.spawnMonitor();
     await knowState(this.routing);
@@ -220,6 +228,8 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     let child: ChildProcess;
     try {
       const monitor = ["ip", "-o", "monitor", "link", "address", "route", "rule"];
+      // An `ip` or a kernel without nexthop objects would refuse the whole monitor.
+      if (this.watchNexthops) monitor.push("nexthop");
       // setpriv (util-linux) makes the kernel end `ip monitor` when we die, even by SIGKILL; without
       // it the orphan would live on until its next write to the closed pipe.
       const [command = "ip", ...args] = SETPRIV ? [SETPRIV, "--pdeathsig", "TERM", ...monitor] : monitor;

@@ -1,12 +1,17 @@
-// One line of `ip -o monitor link address route rule`, as what it tells about routing: a route of one
-// prefix (whose change can move only the `ip route get` answers inside it), a rule, a link's state, an
-// address. Lines captured from iproute2 6.1 are in test/unit/monitor-line.test.ts.
+// One line of `ip -o monitor link address route rule nexthop`, as what it tells about routing: a route of
+// one prefix (whose change can move only the `ip route get` answers inside it), a rule, a link's state,
+// an address, a nexthop object. Lines captured from iproute2 6.1 are in test/unit/monitor-line.test.ts.
 import { isIP } from "node:net";
 import { type Family, parsePrefix, type RoutePrefix } from "./route-prefix.js";
 
 export type MonitorLine =
-  /** prefix null: a route line whose destination cannot be told for sure. */
-  | { kind: "route"; prefix: RoutePrefix | null; devices: string[] }
+  /**
+   * prefix null: a route line whose destination cannot be told for sure. nexthop: the nexthop object it
+   * names (`nhid N`), or null.
+   */
+  | { kind: "route"; prefix: RoutePrefix | null; devices: string[]; nexthop: number | null }
+  /** A nexthop object (`id N ...`); group: it is a group (its members changed, or it is new). */
+  | { kind: "nexthop"; id: number; deleted: boolean; group: boolean }
   | { kind: "rule" }
   | { kind: "link"; index: number; name: string; deleted: boolean; up: boolean; carrier: boolean }
   | {
@@ -43,11 +48,16 @@ const ROUTE_TYPES = new Set([
 const LINK = /^(\d+): ([^\s:@]+)(?:@[^\s:]+)?: <([^>]*)>/;
 const ADDRESS = /^(\d+): (\S+)\s+(inet6?) (\S+)/;
 const RULE = /^\d+:\t/;
+const NEXTHOP = /^id (\d+)\b/;
 
 export function parseMonitorLine(line: string): MonitorLine {
   const deleted = line.startsWith("Deleted ");
   const text = deleted ? line.slice(8) : line.startsWith("Replaced ") ? line.slice(9) : line;
   if (RULE.test(text)) return { kind: "rule" };
+  const nexthop = NEXTHOP.exec(text);
+  if (nexthop) {
+    return { kind: "nexthop", id: Number(nexthop[1]), deleted, group: /\sgroup\s/.test(text) };
+  }
   const link = LINK.exec(text);
   if (link) {
     const flags = link[3]!.split(",");
@@ -73,7 +83,13 @@ export function parseMonitorLine(line: string): MonitorLine {
       state: addressState(text.slice(address[0].length)),
     };
   }
-  return { kind: "route", prefix: routePrefix(text), devices: devicesOf(text) };
+  const nhid = /\bnhid (\d+)/.exec(text);
+  return {
+    kind: "route",
+    prefix: routePrefix(text),
+    devices: devicesOf(text),
+    nexthop: nhid ? Number(nhid[1]) : null,
+  };
 }
 
 /** An address line's words after the address, without the lifetimes and `-o`'s line-joining backslashes. */

@@ -9,6 +9,10 @@
 // (a route needs its device up, and says so): a Kubernetes pod's veth coming up moves no answer, and its
 // going away moves only the answers inside the routes named through it since. A link there at the start
 // carries the routes that named it when they were read (`ip -o route show table all`), and those since.
+// Nexthop objects (`nhid N`, as FRR installs routes) are kept the same way: a removed one moves the
+// routes through it (IPv4 drops them without a line), a group whose members changed the routes through
+// the group (a member removed is announced as the group's line alone); one added or replaced moves
+// nothing by itself (the kernel announces again the routes through it and the groups holding it).
 import type { MonitorLine } from "./monitor-line.js";
 import { prefixId, type RoutePrefix } from "./route-prefix.js";
 
@@ -16,8 +20,11 @@ export type RoutingChange = { all: true; reason: string } | { all: false; prefix
 
 /** More distinct prefixes than this pending at once (a BGP session's table arriving): everything. */
 const MAX_PREFIXES = 1024;
-/** More routes than this named through one link: which ones lead through it is not kept. */
+/** More routes than this named through one link or nexthop: which ones lead through it is not kept. */
 const MAX_LINK_PREFIXES = 256;
+
+/** Routes that may lead through a link or a nexthop, by prefix; "unknown": not known, or too many. */
+type RouteSet = Map<string, RoutePrefix> | "unknown";
 
 interface LinkState {
   up: boolean;
@@ -26,7 +33,7 @@ interface LinkState {
    * The routes that may lead through it: those named by a route line since it appeared while watched,
    * or "unknown" (there at the start, not known otherwise, or too many).
    */
-  routes: Map<string, RoutePrefix> | "unknown";
+  routes: RouteSet;
 }
 
 export class RoutingChanges {
@@ -38,20 +45,25 @@ export class RoutingChanges {
   private readonly prefixes = new Map<string, RoutePrefix>();
   /** Addresses by link index and address: the state their latest line gave (monitor-line.ts). */
   private readonly addresses = new Map<string, string>();
+  /** Routes by the nexthop object they name; a nexthop not in it carries none. Only once routes were read. */
+  private readonly nexthops = new Map<number, RouteSet>();
+  private nexthopsKnown = false;
   /** Route lines seen while the links were not known, for `knowLinks` to place (or too many to keep). */
   private unknownRoutes: MonitorLine[] | "too many" = [];
 
   /**
    * The links there are now (`ip -o link show`, parsed). Without `routes`, routes may lead through any
-   * of them; with the routes there are now (`ip -o route show table all`, both families), through each
-   * only those that name it, and the route lines seen since the links were last known (read after the
-   * monitor started, the snapshot may miss a route those lines added).
+   * of them (and any nexthop); with the routes there are now (`ip -o route show table all`, both
+   * families), through each only those that name it, and the route lines seen since the links were last
+   * known (read after the monitor started, the snapshot may miss a route those lines added).
    */
   knowLinks(lines: MonitorLine[], routes: MonitorLine[] | null = null): void {
     this.links.clear();
     this.linkByName.clear();
+    this.nexthops.clear();
     const pending = this.unknownRoutes;
     const named = routes !== null && pending !== "too many" ? [...routes, ...pending] : null;
+    this.nexthopsKnown = named !== null;
     for (const line of lines) {
       if (line.kind !== "link" || line.deleted) continue;
       this.links.set(line.index, {
@@ -77,6 +89,8 @@ export class RoutingChanges {
     this.links.clear();
     this.linkByName.clear();
     this.linksKnown = false;
+    this.nexthops.clear();
+    this.nexthopsKnown = false;
     this.unknownRoutes = [];
     this.addresses.clear();
     this.addAll(reason);
@@ -93,6 +107,12 @@ export class RoutingChanges {
       case "link": {
         const moved = this.linkChanged(line);
         if (moved === "all") return this.addAll(`link ${line.name} changed`);
+        for (const prefix of moved) this.addPrefix(prefix);
+        return moved.length > 0;
+      }
+      case "nexthop": {
+        const moved = this.nexthopChanged(line);
+        if (moved === "all") return this.addAll(`nexthop ${line.id} ${line.deleted ? "removed" : "changed"}`);
         for (const prefix of moved) this.addPrefix(prefix);
         return moved.length > 0;
       }
@@ -126,21 +146,29 @@ export class RoutingChanges {
     if (this.prefixes.size > MAX_PREFIXES) this.addAll(`more than ${MAX_PREFIXES} routes changed`);
   }
 
-  /** Each link the route line names may carry its prefix. */
+  /**
+   * Each link and the nexthop the route line names may carry its prefix (a deleted route too: kept, at
+   * worst one prefix re-resolved for nothing).
+   */
   private routeLineThrough(line: MonitorLine): void {
     if (line.kind !== "route") return;
     for (const dev of line.devices) {
       const index = this.linkByName.get(dev);
       const link = index === undefined ? undefined : this.links.get(index);
-      if (link) this.routeThrough(link, line.prefix);
+      if (link) link.routes = withRoute(link.routes, line.prefix);
+    }
+    if (this.nexthopsKnown && line.nexthop !== null) {
+      this.nexthops.set(line.nexthop, withRoute(this.nexthops.get(line.nexthop) ?? new Map(), line.prefix));
     }
   }
 
-  /** A route line named the link (a deleted route too: kept, at worst one prefix re-resolved for nothing). */
-  private routeThrough(link: LinkState, prefix: RoutePrefix | null): void {
-    if (link.routes === "unknown") return;
-    if (!prefix || link.routes.size >= MAX_LINK_PREFIXES) link.routes = "unknown";
-    else link.routes.set(prefixId(prefix), prefix);
+  /** The routes a nexthop line may have moved without a route line (see the top of this file). */
+  private nexthopChanged(line: MonitorLine & { kind: "nexthop" }): RoutePrefix[] | "all" {
+    const routes = this.nexthops.get(line.id);
+    if (line.deleted) this.nexthops.delete(line.id);
+    else if (!line.group) return [];
+    if (!this.nexthopsKnown) return "all";
+    return routes === undefined ? [] : routesIn(routes);
   }
 
   /** What is pending, and nothing after; null when nothing is. */
@@ -172,7 +200,7 @@ export class RoutingChanges {
     if (line.deleted) {
       this.links.delete(line.index);
       if (this.linkByName.get(line.name) === line.index) this.linkByName.delete(line.name);
-      return before === undefined ? "all" : routesOf(before);
+      return before === undefined ? "all" : routesIn(before.routes);
     }
     this.linkByName.set(line.name, line.index);
     if (before === undefined) {
@@ -184,10 +212,18 @@ export class RoutingChanges {
     const changed = before.up !== line.up || before.carrier !== line.carrier;
     before.up = line.up;
     before.carrier = line.carrier;
-    return changed ? routesOf(before) : [];
+    return changed ? routesIn(before.routes) : [];
   }
 }
 
-function routesOf(link: LinkState): RoutePrefix[] | "all" {
-  return link.routes === "unknown" ? "all" : [...link.routes.values()];
+/** `routes` with the prefix: "unknown" when it cannot be told or there would be too many to keep. */
+function withRoute(routes: RouteSet, prefix: RoutePrefix | null): RouteSet {
+  if (routes === "unknown") return routes;
+  if (!prefix || routes.size >= MAX_LINK_PREFIXES) return "unknown";
+  routes.set(prefixId(prefix), prefix);
+  return routes;
+}
+
+function routesIn(routes: RouteSet): RoutePrefix[] | "all" {
+  return routes === "unknown" ? "all" : [...routes.values()];
 }

@@ -2,7 +2,8 @@
 // monitor`), the real route batcher and a KernelForwarder (maps in memory). Entries for remotes in two
 // prefixes; a more specific route for one of them through another interface re-resolves and moves only
 // that prefix's entries, and its deletion moves them back, again without a lookup of the others; a link
-// there before the watch started going away moves only the entries routed through it.
+// there before the watch started going away moves only the entries routed through it; so do a nexthop
+// object removed and a nexthop group losing a member (IPv4 announces neither with a route line).
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,6 +16,10 @@ const MOVED = ["198.18.1.1", "198.18.1.2", "198.18.1.3"];
 const STAYED = ["198.19.1.1", "198.19.1.2", "198.19.1.3", "198.18.2.1"];
 /** Routed through a link there before the watch started (a pod's veth: a device route, no address). */
 const ON_LINK = "198.18.4.1";
+/** Routed through nexthop object 71 (`nhid`, as FRR installs routes), there before the watch started. */
+const VIA_NEXTHOP = "198.18.5.1";
+/** Routed through a nexthop group added while watched. */
+const VIA_GROUP = "198.18.6.1";
 
 describe.skipIf(!supported)("kernel fast path: a route change re-resolves only the entries it covers", () => {
   let ns = "";
@@ -36,9 +41,24 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
     await nsRun(ns, "ip", ["route", "add", "198.18.0.0/16", "via", "10.70.0.2"]);
     await nsRun(ns, "ip", ["route", "add", "198.19.0.0/16", "via", "10.70.0.3"]);
     await nsRun(ns, "ip", ["route", "add", "198.18.4.0/24", "dev", "tbt-kre", "scope", "link"]);
+    await nsRun(ns, "ip", ["nexthop", "add", "id", "71", "via", "10.71.0.2", "dev", "tbt-krc"]);
+    await nsRun(ns, "ip", ["route", "add", "198.18.5.0/24", "nhid", "71"]);
     const c = spawn(
       "ip",
-      ["netns", "exec", ns, process.execPath, "--import", "tsx", CHILD, ...MOVED, ...STAYED, ON_LINK],
+      [
+        "netns",
+        "exec",
+        ns,
+        process.execPath,
+        "--import",
+        "tsx",
+        CHILD,
+        ...MOVED,
+        ...STAYED,
+        ON_LINK,
+        VIA_NEXTHOP,
+        VIA_GROUP,
+      ],
       { stdio: ["pipe", "pipe", "inherit"] },
     );
     trackChild(c);
@@ -81,8 +101,8 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
   };
 
   it("moves the covered entries to the new interface, and back, looking up nothing else", async () => {
-    const all = [...MOVED, ...STAYED];
-    const onLink = { [ON_LINK]: ifindex["tbt-kre"] };
+    const all = [...MOVED, ...STAYED, VIA_GROUP];
+    const onLink = { [ON_LINK]: ifindex["tbt-kre"], [VIA_NEXTHOP]: ifindex["tbt-krc"] };
     expect(await entries()).toEqual({
       ...Object.fromEntries(all.map((r) => [r, ifindex["tbt-kra"]])),
       ...onLink,
@@ -92,7 +112,7 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
     await nsRun(ns, "ip", ["route", "add", "198.18.1.0/24", "via", "10.71.0.2"]);
     expect((await lookupsSince(from, MOVED, "tbt-krc")).sort()).toEqual(MOVED);
     expect(await entries()).toEqual({
-      ...Object.fromEntries(STAYED.map((r) => [r, ifindex["tbt-kra"]])),
+      ...Object.fromEntries([...STAYED, VIA_GROUP].map((r) => [r, ifindex["tbt-kra"]])),
       ...Object.fromEntries(MOVED.map((r) => [r, ifindex["tbt-krc"]])),
       ...onLink,
     });
@@ -112,5 +132,28 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
     await nsRun(ns, "ip", ["link", "del", "tbt-kre"]);
     expect(await lookupsSince(from, [ON_LINK], "tbt-kra")).toEqual([ON_LINK]);
     expect((await entries())[ON_LINK]).toBe(ifindex["tbt-kra"]);
+  }, 30_000);
+
+  it("a nexthop object removed re-resolves only the routes through it", async () => {
+    const from = lines.length;
+    // IPv4 drops 198.18.5.0/24 without a route line: only "Deleted id 71" is announced.
+    await nsRun(ns, "ip", ["nexthop", "del", "id", "71"]);
+    expect(await lookupsSince(from, [VIA_NEXTHOP], "tbt-kra")).toEqual([VIA_NEXTHOP]);
+    expect((await entries())[VIA_NEXTHOP]).toBe(ifindex["tbt-kra"]);
+  }, 30_000);
+
+  it("a nexthop group losing a member re-resolves the routes through the group", async () => {
+    await nsRun(ns, "ip", ["nexthop", "add", "id", "72", "via", "10.71.0.2", "dev", "tbt-krc"]);
+    await nsRun(ns, "ip", ["nexthop", "add", "id", "73", "via", "10.70.0.2", "dev", "tbt-kra"]);
+    await nsRun(ns, "ip", ["nexthop", "add", "id", "74", "group", "72/73"]);
+    let from = lines.length;
+    await nsRun(ns, "ip", ["route", "add", "198.18.6.0/24", "nhid", "74"]);
+    await lookupsSince(from, [], "tbt-kra");
+    expect(lines.slice(from).filter((l) => l.lookup === VIA_GROUP).length).toBe(1);
+    // Without 73 the group leads through tbt-krc alone; the kernel announces only "id 74 group 72".
+    from = lines.length;
+    await nsRun(ns, "ip", ["nexthop", "del", "id", "73"]);
+    expect(await lookupsSince(from, [VIA_GROUP], "tbt-krc")).toEqual([VIA_GROUP]);
+    expect((await entries())[VIA_GROUP]).toBe(ifindex["tbt-krc"]);
   }, 30_000);
 });

@@ -301,3 +301,84 @@ describe("RoutingChanges: links", () => {
     expect(changes.take()).toBeNull();
   });
 });
+
+describe("RoutingChanges: nexthop objects", () => {
+  // Captured from iproute2 6.1 and Linux 6.18 (`ip -o monitor ... nexthop`, `ip -o route show table all`).
+  const line = (text: string) => parseMonitorLine(text);
+  const d0 = line("3: d0@d1: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP");
+  const read = [
+    line("10.9.0.0/24 dev d0 proto kernel scope link src 10.9.0.2 "),
+    line("192.0.2.0/24 nhid 10 via 10.9.0.1 dev d0 "),
+    line("default nhid 10 via 10.9.0.1 dev d0 table 100 "),
+    line(
+      "198.51.100.0/24 nhid 30 \\\tnexthop via 10.9.0.1 dev d0 weight 1 \\\tnexthop via 10.9.0.3 dev d0 weight 1 ",
+    ),
+  ];
+
+  it("a removed nexthop moves the routes through it (IPv4 drops them without a line)", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([d0], read);
+    expect(changes.add(line("Deleted id 10 via 10.9.0.1 dev d0 scope link "))).toBe(true);
+    expect(changes.take()).toEqual({
+      all: false,
+      prefixes: [parsePrefix("192.0.2.0/24"), parsePrefix("default", 4)],
+    });
+    // Removed, so its routes are forgotten: an id used again carries only what names it then.
+    changes.add(line("id 10 via 10.9.0.5 dev d0 scope link "));
+    expect(changes.add(line("Deleted id 10 via 10.9.0.5 dev d0 scope link "))).toBe(false);
+  });
+
+  it("a group whose members changed moves the routes through the group", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([d0], read);
+    // A member removed: the kernel announces the group again, and no route line.
+    changes.add(line("Deleted id 11 via 10.9.0.3 dev d0 scope link "));
+    expect(changes.take()).toBeNull();
+    expect(changes.add(line("id 30 group 10 "))).toBe(true);
+    expect(changes.take()).toEqual({ all: false, prefixes: [parsePrefix("198.51.100.0/24")] });
+  });
+
+  it("one added or replaced moves nothing itself (the kernel announces its routes again); a new group none", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([d0], read);
+    expect(changes.add(line("id 10 via 10.9.0.4 dev d0 scope link "))).toBe(false);
+    expect(changes.add(line("id 40 via 10.9.0.6 dev d0 scope link "))).toBe(false);
+    expect(changes.add(line("id 41 group 40 "))).toBe(false);
+    expect(changes.take()).toBeNull();
+  });
+
+  it("routes named since the start are kept: a route added through a new nexthop moves with it", () => {
+    const changes = new RoutingChanges();
+    changes.knowLinks([d0], read);
+    changes.add(line("id 50 via 10.9.0.8 dev d0 scope link "));
+    changes.add(line("203.0.113.0/24 nhid 50 via 10.9.0.8 dev d0 "));
+    changes.take();
+    changes.add(line("Deleted id 50 via 10.9.0.8 dev d0 scope link "));
+    expect(changes.take()).toEqual({ all: false, prefixes: [parsePrefix("203.0.113.0/24")] });
+  });
+
+  it("routes not read, or too many through one nexthop: a removal is everything", () => {
+    const unread = new RoutingChanges();
+    unread.knowLinks([d0]);
+    expect(unread.add(line("Deleted id 10 via 10.9.0.1 dev d0 scope link "))).toBe(true);
+    expect(unread.take()).toEqual({ all: true, reason: "nexthop 10 removed" });
+    expect(unread.add(line("id 30 group 10 "))).toBe(true);
+    expect(unread.take()).toEqual({ all: true, reason: "nexthop 30 changed" });
+
+    const many = new RoutingChanges();
+    many.knowLinks([d0], []);
+    for (let i = 0; i < 300; i++)
+      many.add(line(`10.246.${i >> 8}.${i & 255}/32 nhid 60 via 10.9.0.9 dev d0 `));
+    many.take();
+    many.add(line("Deleted id 60 via 10.9.0.9 dev d0 scope link "));
+    expect(many.take()).toMatchObject({ all: true });
+
+    // After lines were missed nothing is known until the routes are read again.
+    const restarted = new RoutingChanges();
+    restarted.knowLinks([d0], read);
+    restarted.forgetLinks("ip monitor restarted");
+    restarted.take();
+    restarted.add(line("Deleted id 10 via 10.9.0.1 dev d0 scope link "));
+    expect(restarted.take()).toMatchObject({ all: true });
+  });
+});

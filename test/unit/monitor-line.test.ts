@@ -68,6 +68,29 @@ describe("parseMonitorLine: route lines", () => {
     expect(routeOf(line)).toBe(prefix);
   });
 
+  it("names the nexthop object a route goes through (`nhid`), or none", () => {
+    // Captured from iproute2 6.1: a route through a nexthop, through a group, a default in another table.
+    expect(parseMonitorLine("192.0.2.0/24 nhid 10 via 10.9.0.1 dev d0 ")).toEqual({
+      kind: "route",
+      prefix: parsePrefix("192.0.2.0/24"),
+      devices: ["d0"],
+      nexthop: 10,
+    });
+    expect(
+      parseMonitorLine(
+        "198.51.100.0/24 nhid 30 \\\tnexthop via 10.9.0.1 dev d0 weight 1 \\\tnexthop via 10.9.0.7 dev d1 weight 1 ",
+      ),
+    ).toMatchObject({ prefix: parsePrefix("198.51.100.0/24"), devices: ["d0", "d1"], nexthop: 30 });
+    expect(parseMonitorLine("default nhid 10 via 10.9.0.1 dev d0 table 100 ")).toMatchObject({
+      prefix: parsePrefix("default", 4),
+      nexthop: 10,
+    });
+    expect(
+      parseMonitorLine("Deleted 2001:db8:77::/48 nhid 20 via 2001:db8:9::1 dev d0 metric 1024 pref medium"),
+    ).toMatchObject({ prefix: parsePrefix("2001:db8:77::/48"), nexthop: 20 });
+    expect(parseMonitorLine("198.18.0.0/16 via 10.50.0.2 dev tbt-rra ")).toMatchObject({ nexthop: null });
+  });
+
   it("names every device of a multipath route", () => {
     const line =
       "198.18.8.0/24 \\\tnexthop via 10.50.0.2 dev tbt-rra weight 1 \\\tnexthop via 10.60.0.2 dev tbt-rrc weight 1 ";
@@ -75,8 +98,21 @@ describe("parseMonitorLine: route lines", () => {
   });
 });
 
-describe("parseMonitorLine: rules, links, addresses", () => {
+describe("parseMonitorLine: rules, links, addresses, nexthops", () => {
   it.each<[string, MonitorLine]>([
+    // Nexthop objects, captured from iproute2 6.1 (`ip -o monitor ... nexthop`).
+    ["id 10 via 10.9.0.1 dev d0 scope link ", { kind: "nexthop", id: 10, deleted: false, group: false }],
+    ["id 20 via 2001:db8:9::5 dev d0 scope link ", { kind: "nexthop", id: 20, deleted: false, group: false }],
+    ["id 5 blackhole ", { kind: "nexthop", id: 5, deleted: false, group: false }],
+    ["id 30 group 10/11 ", { kind: "nexthop", id: 30, deleted: false, group: true }],
+    [
+      "id 31 group 10,3/11 type resilient buckets 8 idle_timer 120 unbalanced_timer 0 unbalanced_time 0 ",
+      { kind: "nexthop", id: 31, deleted: false, group: true },
+    ],
+    [
+      "Deleted id 10 via 10.9.0.4 dev d0 scope link ",
+      { kind: "nexthop", id: 10, deleted: true, group: false },
+    ],
     ["32765:\tfrom 10.0.0.0/8 lookup 100", { kind: "rule" }],
     ["Deleted 32764:\tfrom all lookup main suppress_prefixlength 0", { kind: "rule" }],
     [
