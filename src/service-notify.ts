@@ -1,31 +1,10 @@
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { constants } from "node:os";
-import { fileURLToPath } from "node:url";
 import type { Logger } from "./log.js";
+import { errnoName, loadNativeAddon } from "./native-addon.js";
 
 /** native/service_notify.c: 0, or the errno of the send. */
 interface ServiceNotifyAddon {
   notify(path: string, message: string): number;
 }
-
-// dist/src/ and src/ are one and two levels below the package root.
-const ADDON_PATHS = [
-  "../native/build/Release/service_notify.node",
-  "../../native/build/Release/service_notify.node",
-];
-
-function loadAddon(): ServiceNotifyAddon | string {
-  const path = ADDON_PATHS.map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p));
-  if (!path) return "native/build/Release/service_notify.node is missing (not built at install)";
-  try {
-    return createRequire(import.meta.url)(path) as ServiceNotifyAddon;
-  } catch (err) {
-    return `cannot load ${path}: ${(err as Error).message}`;
-  }
-}
-
-const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
 /**
  * Tells systemd how the service stands (Type=notify): READY=1 once it serves, RELOADING=1 around a
@@ -47,7 +26,7 @@ export class ServiceNotifier {
     const socketPath = env.NOTIFY_SOCKET;
     delete env.NOTIFY_SOCKET;
     if (!socketPath) return null;
-    return new ServiceNotifier(socketPath, loadAddon(), log);
+    return new ServiceNotifier(socketPath, loadNativeAddon<ServiceNotifyAddon>("service_notify"), log);
   }
 
   ready(status?: string): void {
@@ -80,7 +59,7 @@ export class ServiceNotifier {
     const errno = this.addon.notify(this.socketPath, message);
     if (errno !== 0) {
       this.log.warn(
-        { socket: this.socketPath, errno: ERRNO_NAMES.get(errno) ?? errno, message: message.split("\n")[0] },
+        { socket: this.socketPath, errno: errnoName(errno), message: message.split("\n")[0] },
         "cannot notify systemd",
       );
     }

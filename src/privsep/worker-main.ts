@@ -11,6 +11,10 @@ import { Tunnelbore, type TunnelboreOptions } from "../tunnelbore.js";
 import type { ParentMessage, Request, WorkerCommand, WorkerMessage } from "./ipc-protocol.js";
 import type { PrivilegeStatus } from "./privilege-status.js";
 import { RemotePrivilegedOps } from "./remote-ops.js";
+import { installSyscallFilter } from "./syscall-filter.js";
+
+// Before anything else runs, and before any network input is read.
+const syscallFilter = installSyscallFilter();
 
 /** What the parent sends to start: the parsed `run` configuration (JSON-safe) and the mode. */
 export interface WorkerStart {
@@ -46,11 +50,13 @@ function ask(request: Request): Promise<unknown> {
 
 async function start(message: WorkerStart): Promise<void> {
   log = createLogger("tunnelbore", message.logLevel, message.logFormat).child(message.logBindings ?? {});
+  if (syscallFilter.on) log.info("worker: syscall filter on (seccomp)");
+  else log.warn({ reason: syscallFilter.reason }, "worker runs without a syscall filter");
   tunnelbore = new Tunnelbore({
     ...message.options,
     staticEndpoints: new Map(message.staticEndpoints),
     privileged: new RemotePrivilegedOps(ask, log),
-    privileges: message.privileges,
+    privileges: { ...message.privileges, syscallFilter },
     logger: log,
   });
   send({ t: "created" });

@@ -1,7 +1,4 @@
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { constants } from "node:os";
-import { fileURLToPath } from "node:url";
+import { errnoName, loadNativeAddon } from "../native-addon.js";
 import type { BatchedUdpSocket, ReceivedBatch } from "./batched-udp.js";
 import { type BindUdpSocketOptions, bindError, SOCKET_BUFFER_BYTES } from "./udp-socket.js";
 
@@ -35,34 +32,15 @@ interface BatchedUdpAddon {
   readonly metaStride: number;
 }
 
-// dist/src/proxy/ and src/proxy/ are two and three levels below the package root.
-const ADDON_PATHS = [
-  "../../native/build/Release/batched_udp.node",
-  "../../../native/build/Release/batched_udp.node",
-];
-
 let loaded: { addon: BatchedUdpAddon | null; error: string | null } | null = null;
 
 /** Loads the addon once; `error` says why it is not there (not built, does not load). */
 export function loadBatchedUdpAddon(): { addon: BatchedUdpAddon | null; error: string | null } {
   if (loaded) return loaded;
-  const path = ADDON_PATHS.map((p) => fileURLToPath(new URL(p, import.meta.url))).find((p) => existsSync(p));
-  if (!path) {
-    loaded = {
-      addon: null,
-      error: "native/build/Release/batched_udp.node is missing (not built at install)",
-    };
-    return loaded;
-  }
-  try {
-    loaded = { addon: createRequire(import.meta.url)(path) as BatchedUdpAddon, error: null };
-  } catch (err) {
-    loaded = { addon: null, error: `cannot load ${path}: ${(err as Error).message}` };
-  }
+  const addon = loadNativeAddon<BatchedUdpAddon>("batched_udp");
+  loaded = typeof addon === "string" ? { addon: null, error: addon } : { addon, error: null };
   return loaded;
 }
-
-const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
 function errnoError(code: string, syscall: string, context = ""): NodeJS.ErrnoException {
   const err: NodeJS.ErrnoException = new Error(`${syscall} ${code}${context}`);
@@ -254,7 +232,8 @@ class NativeBatchedSocket implements BatchedUdpSocket {
   }
 
   private reportSendError(errno: number, context: string): void {
-    const code = ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+    const name = errnoName(errno);
+    const code = typeof name === "string" ? name : `errno ${name}`;
     this.onError?.(errnoError(code, "sendmmsg", context ? ` (${context})` : ""));
   }
 

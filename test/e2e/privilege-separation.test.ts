@@ -1,9 +1,10 @@
 // Privilege separation of `tunnelbore run` (DESIGN §6): the process that holds the WebSocket to the
 // introduction server and the ICE sockets runs with a non-zero uid and no capabilities, and does not
 // hold the WireGuard private key, while WireGuard still gets its endpoints set to L(P), the peers ping,
-// and the kernel fast path is loaded. A worker that dies takes the parent down with exit 1, after the
+// and the kernel fast path is loaded. The worker and every thread and process of it run under the seccomp
+// filter (src/privsep/syscall-filter.ts); the parent does not. A worker that dies takes the parent down with exit 1, after the
 // parent gave WireGuard its real endpoints back.
-import { open, readFile } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLinkedPair } from "../lab/linked-pair.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
@@ -18,6 +19,8 @@ interface Privileges {
   capEff: bigint;
   capPrm: bigint;
   noNewPrivs: boolean;
+  /** 0 none, 2 a seccomp filter. */
+  seccomp: number;
 }
 
 async function privilegesOf(pid: number): Promise<Privileges> {
@@ -28,7 +31,14 @@ async function privilegesOf(pid: number): Promise<Privileges> {
     capEff: BigInt(`0x${field("CapEff")}`),
     capPrm: BigInt(`0x${field("CapPrm")}`),
     noNewPrivs: field("NoNewPrivs") === "1",
+    seccomp: Number(field("Seccomp")),
   };
+}
+
+/** The seccomp mode of each of the process's threads. */
+async function threadsSeccomp(pid: number): Promise<number[]> {
+  const tasks = await readdir(`/proc/${pid}/task`);
+  return Promise.all(tasks.map(async (tid) => (await privilegesOf(Number(tid))).seccomp));
 }
 
 /** The worker: the parent's child that runs node. */
@@ -136,6 +146,16 @@ describe("privilege separation with ICE behind NATs and the kernel fast path", (
     expect(seen.capPrm).toBe(0n);
     expect(seen.noNewPrivs).toBe(true);
     expect((await privilegesOf(parent)).uid).toBe(0);
+    // The syscall filter: on every thread of the worker and on what it started (`ip monitor`), and
+    // not on the parent, which loads BPF programs.
+    expect(status.privileges?.syscallFilter).toEqual({ on: true, reason: null });
+    const threads = await threadsSeccomp(worker);
+    expect(threads.length).toBeGreaterThan(4);
+    expect(threads.every((mode) => mode === 2)).toBe(true);
+    const started = childrenOf(worker);
+    expect(started.length).toBeGreaterThan(0);
+    for (const p of started) expect((await privilegesOf(p.pid)).seccomp).toBe(2);
+    expect((await privilegesOf(parent)).seccomp).toBe(0);
 
     // The private key is in the parent's memory (which shows the search finds it) and not the worker's.
     const key = Buffer.from(a.keys.privateKey, "base64");
@@ -163,7 +183,9 @@ describe("privilege separation on a static path", () => {
     // `tunnelbore status`, run by root, gets its answer from the parent's control socket (relayed).
     const statusArgs = [CLI, "status", "--interface", fx.pair.wgA.name, "--run-dir", fx.dirs.runDir];
     const text = await nsRun(fx.pair.nsA, process.execPath, statusArgs);
-    expect(text).toMatch(/privilege separation: worker runs as \S+ \(uid [1-9]\d*\) with no capabilities/);
+    expect(text).toMatch(
+      /privilege separation: worker runs as \S+ \(uid [1-9]\d*\) with no capabilities and a syscall filter/,
+    );
     const json = JSON.parse(await nsRun(fx.pair.nsA, process.execPath, [...statusArgs, "--json"]));
     expect(json.privileges).toMatchObject({ mode: "separated", reason: null });
 

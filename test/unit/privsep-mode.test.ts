@@ -19,6 +19,18 @@ describe("choosePrivileges", () => {
     expect(describePrivileges(byDefault.status)).toBe(
       "privilege separation: worker runs as nobody (uid 65534) with no capabilities",
     );
+    // Once the worker runs, the line says whether its syscall filter is on, and why not.
+    expect(describePrivileges({ ...byDefault.status, syscallFilter: { on: true, reason: null } })).toBe(
+      "privilege separation: worker runs as nobody (uid 65534) with no capabilities and a syscall filter",
+    );
+    expect(
+      describePrivileges({
+        ...byDefault.status,
+        syscallFilter: { on: false, reason: "not built for this architecture" },
+      }),
+    ).toBe(
+      "privilege separation: worker runs as nobody (uid 65534) with no capabilities; no syscall filter: not built for this architecture",
+    );
     const withOwnUser = `${PASSWD}\ntunnelbore:x:990:990::/:/usr/sbin/nologin`;
     expect(await choosePrivileges({ disabled: false, passwd: withOwnUser, uid: 0 })).toMatchObject({
       user: { name: "tunnelbore", uid: 990 },

@@ -1,0 +1,30 @@
+// The worker's seccomp filter (native/syscall_filter.c): the process that parses network input may not
+// create namespaces, use io_uring, userfaultfd, bpf, perf_event_open or keyrings, trace or read other
+// processes, or administer the system; each such call fails with EPERM. Those are the kernel interfaces
+// an unprivileged process can still reach that a kernel exploit would start from; the worker never
+// needs one. Installed with no_new_privs on every thread; the processes it starts inherit it.
+import { errnoName, loadNativeAddon } from "../native-addon.js";
+
+interface SyscallFilterAddon {
+  /** 0, or the errno that stopped it (ENOTSUP: an architecture the filter does not know). */
+  install(): number;
+}
+
+/** Whether the filter is on, and why not when it is not (status and the worker's log say it). */
+export interface SyscallFilterState {
+  on: boolean;
+  reason: string | null;
+}
+
+/** Installs the filter on this process; irrevocable. */
+export function installSyscallFilter(): SyscallFilterState {
+  const addon = loadNativeAddon<SyscallFilterAddon>("syscall_filter");
+  if (typeof addon === "string") return { on: false, reason: addon };
+  const errno = addon.install();
+  if (errno === 0) return { on: true, reason: null };
+  const name = errnoName(errno);
+  return {
+    on: false,
+    reason: name === "ENOTSUP" ? "not built for this architecture" : `the kernel refused it (${name})`,
+  };
+}
