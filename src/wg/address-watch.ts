@@ -14,6 +14,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
 import { promisify } from "node:util";
@@ -28,6 +29,9 @@ export type { RoutingChange } from "./routing-changes.js";
 const execFileAsync = promisify(execFile);
 
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) ?? null;
+
+/** The longest the reads at start wait for `ip monitor` to listen. */
+const LISTEN_WAIT_MS = 1000;
 
 /** The latest a pending event is reported, however steadily more arrive (default). */
 const MAX_WAIT_MS = 1000;
@@ -58,6 +62,19 @@ export interface AddressWatchEvents {
 export interface NetworkSummary {
   addresses: string[];
   defaultRoutes: string[];
+}
+
+/**
+ * Whether /proc/net/netlink (`table`) shows a route netlink socket of process `pid` that has joined
+ * groups: `ip monitor`'s, which the kernel numbers by its process ID (iproute2 binds with port 0).
+ */
+export function routeListenerJoined(table: string, pid: number): boolean {
+  for (const line of table.split("\n")) {
+    const [, protocol, port, groups] = line.trim().split(/\s+/);
+    if (protocol === "0" && Number(port) === pid && groups !== undefined && Number.parseInt(groups, 16) !== 0)
+      return true;
+  }
+  return false;
 }
 
 /** The interface a line of `ip -o monitor link address route` is about, or null. */
@@ -176,7 +193,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     this.watchNexthops = (await readState(["nexthop", "show"])) !== null;
     // The monitor first, then the reads: what changes in between is in the reads or in its lines.
     this.spawnMonitor();
-    await knowState(this.routing);
+    await this.knowStateOnceListening();
   }
 
   stop(): void {
@@ -254,7 +271,22 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     });
     if (child.stdout) createInterface({ input: child.stdout }).on("line", (line) => this.onLine(line));
     child.unref();
-    if (restarted) void knowState(this.routing);
+    if (restarted) void this.knowStateOnceListening();
+  }
+
+  /**
+   * Reads the state once the monitor has joined its netlink groups (or, at the latest, after
+   * LISTEN_WAIT_MS): a change between a read and the join would be in neither.
+   */
+  private async knowStateOnceListening(): Promise<void> {
+    const pid = this.child?.pid;
+    const deadline = Date.now() + LISTEN_WAIT_MS;
+    while (pid !== undefined && Date.now() < deadline && !this.stopped) {
+      const table = await readFile("/proc/net/netlink", "utf8").catch(() => null);
+      if (table === null || routeListenerJoined(table, pid)) break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await knowState(this.routing);
   }
 
   private fallBackToPolling(err: unknown): void {

@@ -5,6 +5,7 @@ import {
   matchesInterface,
   monitorLineInterface,
   parseDefaultRoutes,
+  routeListenerJoined,
   summaryKey,
 } from "../../src/wg/address-watch.js";
 
@@ -59,5 +60,26 @@ describe("parseDefaultRoutes", () => {
     const a = summaryKey({ addresses: ["eth0/10.0.0.2"], defaultRoutes: ["10.0.0.1 dev eth0"] });
     const b = summaryKey({ addresses: ["eth0/10.0.0.2"], defaultRoutes: ["10.0.0.254 dev eth0"] });
     expect(a).not.toBe(b);
+  });
+});
+
+describe("routeListenerJoined", () => {
+  // /proc/net/netlink on Linux 6.18 with `ip -o monitor link address route rule nexthop` as 11292.
+  const table = [
+    "sk               Eth Pid        Groups   Rmem     Wmem     Dump  Locks    Drops    Inode",
+    "000000003840f047 0   11292      840405d1 0        0        0     2        0        5326647 ",
+    "00000000a1b2c3d4 0   11300      00000000 0        0        0     2        0        5326650 ",
+    "00000000a1b2c3d5 9   11301      00000001 0        0        0     2        0        5326651 ",
+  ].join("\n");
+
+  it("is the process's route socket with groups joined", () => {
+    expect(routeListenerJoined(table, 11292)).toBe(true);
+  });
+
+  it("not a socket without groups (not joined yet), of another protocol, or of another process", () => {
+    expect(routeListenerJoined(table, 11300)).toBe(false);
+    expect(routeListenerJoined(table, 11301)).toBe(false);
+    expect(routeListenerJoined(table, 4242)).toBe(false);
+    expect(routeListenerJoined("", 11292)).toBe(false);
   });
 });
