@@ -8,6 +8,7 @@ import { createLogger, type LogSettings, parseLogFormat, parseLogLevel } from ".
 import { type MetricsAddress, parseMetricsAddress } from "../src/metrics/metrics-address.js";
 import { MetricsServer } from "../src/metrics/metrics-server.js";
 import { ServiceNotifier } from "../src/service-notify.js";
+import { installSyscallFilter } from "../src/syscall-filter.js";
 import { type AllowedKeysWatcher, loadAllowedKeys, watchAllowedKeys } from "./allowed-keys.js";
 import { parseClusterUrl } from "./cluster/cluster-url.js";
 import { DEFAULT_LIMITS, type IntroServerLimits } from "./limits.js";
@@ -319,6 +320,10 @@ export async function introServerCommand(argv: string[]): Promise<number> {
       "--turn-secret shows the secret to every user of this host (ps): use --turn-secret-file FILE",
     );
   }
+  // Before any network input is read: what this process may ask of the kernel (src/syscall-filter.ts).
+  const filter = installSyscallFilter();
+  if (filter.on) logger.info("syscall filter on (seccomp)");
+  else logger.warn({ reason: filter.reason }, "running without a syscall filter");
   let server: Awaited<ReturnType<typeof startIntroServer>>;
   const metrics = options.metricsAddress ? new PromIntroServerMetrics() : undefined;
   let metricsServer: MetricsServer | undefined;

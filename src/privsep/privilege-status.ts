@@ -1,4 +1,4 @@
-import type { SyscallFilterState } from "./syscall-filter.js";
+import type { SyscallFilterState } from "../syscall-filter.js";
 
 /** How `tunnelbore run` splits its privileges, as status shows it. */
 export interface PrivilegeStatus {

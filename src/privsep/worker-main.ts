@@ -7,11 +7,11 @@
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import { createLogger, type LogFormat, type Logger } from "../log.js";
 import type { Endpoint } from "../proxy/endpoint.js";
+import { installSyscallFilter } from "../syscall-filter.js";
 import { Tunnelbore, type TunnelboreOptions } from "../tunnelbore.js";
 import type { ParentMessage, Request, WorkerCommand, WorkerMessage } from "./ipc-protocol.js";
 import type { PrivilegeStatus } from "./privilege-status.js";
 import { RemotePrivilegedOps } from "./remote-ops.js";
-import { installSyscallFilter } from "./syscall-filter.js";
 
 // Before anything else runs, and before any network input is read.
 const syscallFilter = installSyscallFilter();

@@ -2,7 +2,7 @@
 // introduction server and the ICE sockets runs with a non-zero uid and no capabilities, and does not
 // hold the WireGuard private key, while WireGuard still gets its endpoints set to L(P), the peers ping,
 // and the kernel fast path is loaded. The worker and every thread and process of it run under the seccomp
-// filter (src/privsep/syscall-filter.ts); the parent does not. A worker that dies takes the parent down with exit 1, after the
+// filter (src/syscall-filter.ts); the parent does not. A worker that dies takes the parent down with exit 1, after the
 // parent gave WireGuard its real endpoints back.
 import { open, readdir, readFile } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -88,6 +88,13 @@ describe("intro server process", () => {
     for (let i = 0; i < 200; i++) alice.send(bob.publicKey, i);
     await waitForEvent(bob, "envelope", (_from, payload) => payload === 199);
     expect(got).toEqual(Array.from({ length: 200 }, (_, i) => i));
+    // All the while under the syscall filter (src/syscall-filter.ts), on every thread.
+    const pid = server.process.pid ?? -1;
+    const modes = readdirSync(`/proc/${pid}/task`).map(
+      (tid) => /^Seccomp:\s*(\d)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8"))?.[1],
+    );
+    expect(modes.length).toBeGreaterThan(4);
+    expect(modes.every((mode) => mode === "2")).toBe(true);
   });
 
   it("clients reconnect and presence comes back after the server is killed and restarted", async () => {

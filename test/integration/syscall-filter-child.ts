@@ -6,7 +6,7 @@ import dgram from "node:dgram";
 import { readdir, readFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { Worker } from "node:worker_threads";
-import { installSyscallFilter } from "../../src/privsep/syscall-filter.js";
+import { installSyscallFilter } from "../../src/syscall-filter.js";
 
 const execFileAsync = promisify(execFile);
 const probe = process.argv[2] ?? "";

@@ -1,4 +1,4 @@
-// The worker's seccomp filter (src/privsep/syscall-filter.ts, native/syscall_filter.c) on a real
+// The worker's seccomp filter (src/syscall-filter.ts, native/syscall_filter.c) on a real
 // process: every call it names fails with EPERM (clone3 with ENOSYS, so that glibc uses clone, whose
 // namespace flags it can see), the same calls answer otherwise without it, and what the worker does
 // still works: files, UDP, threads, `ip` under setpriv. Every thread carries it.

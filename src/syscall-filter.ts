@@ -3,7 +3,7 @@
 // processes, or administer the system; each such call fails with EPERM. Those are the kernel interfaces
 // an unprivileged process can still reach that a kernel exploit would start from; the worker never
 // needs one. Installed with no_new_privs on every thread; the processes it starts inherit it.
-import { errnoName, loadNativeAddon } from "../native-addon.js";
+import { errnoName, loadNativeAddon } from "./native-addon.js";
 
 interface SyscallFilterAddon {
   /** 0, or the errno that stopped it (ENOTSUP: an architecture the filter does not know). */
