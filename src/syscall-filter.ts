@@ -22,9 +22,20 @@ export function installSyscallFilter(): SyscallFilterState {
   if (typeof addon === "string") return { on: false, reason: addon };
   const errno = addon.install();
   if (errno === 0) return { on: true, reason: null };
-  const name = errnoName(errno);
-  return {
-    on: false,
-    reason: name === "ENOTSUP" ? "not built for this architecture" : `the kernel refused it (${name})`,
-  };
+  return { on: false, reason: refusal(errnoName(errno)) };
+}
+
+/** Why the filter could not be installed, from the errno the addon returned. */
+function refusal(name: string | number): string {
+  switch (name) {
+    case "ENOTSUP":
+      return "not built for this architecture";
+    case "EPERM":
+    case "EACCES":
+      return `seccomp() refused (${name}): a filter around this process (systemd's SystemCallFilter=, a container's seccomp profile) does not allow it`;
+    case "EINVAL":
+      return "the kernel has no seccomp filters (EINVAL)";
+    default:
+      return `the kernel refused it (${name})`;
+  }
 }
