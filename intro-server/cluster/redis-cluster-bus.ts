@@ -169,8 +169,10 @@ export class RedisClusterBus implements ClusterBus {
       this.log.warn({ node: this.nodeId }, "cluster engine back: writing this node's connections again");
       this.rejoining = true;
       void this.loadScripts()
-        // The heartbeat's connection may come back a moment later: the sweep renews it then.
-        .then(() => this.heartbeat().catch(() => false))
+        // Live before writing its connections again, on this connection (the heartbeat's may come back
+        // later): another node's resync meanwhile would read them as on a dead node and tell their
+        // peers they are offline, and after a failover nothing would tell them otherwise.
+        .then(() => this.heartbeat(this.commands))
         .then(() => this.handlers?.reconnected())
         .catch((error: Error) => this.log.warn({ err: error.message }, "cannot rejoin the cluster"))
         .finally(() => {
@@ -305,12 +307,15 @@ export class RedisClusterBus implements ClusterBus {
     return `tb:n:${node}`;
   }
 
-  /** Resolves true if this node was not a member of the cluster: first start, or reaped meanwhile. */
-  private async heartbeat(): Promise<boolean> {
+  /**
+   * Resolves true if this node was not a member of the cluster: first start, or reaped meanwhile. On
+   * its own connection, so that a busy command stream does not delay it, unless told otherwise.
+   */
+  private async heartbeat(connection: Redis = this.beat): Promise<boolean> {
     const sentAt = performance.now();
     const sinceLast = this.lastBeatAt ? sentAt - this.lastBeatAt : 0;
     this.lastBeatAt = sentAt;
-    const replies = await this.beat
+    const replies = await connection
       .multi()
       .set(`tb:alive:${this.nodeId}`, "1", "PX", this.timing.heartbeatTtlMs)
       .sadd("tb:nodes", this.nodeId)
