@@ -3,14 +3,16 @@
 // going offline, membership and per-address caps across nodes, and the engine restarted.
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import type { IntroServer } from "../../intro-server/server.js";
+import { type IntroServer, startIntroServer } from "../../intro-server/server.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
 import { runCliSource } from "../support/cli-source.js";
 import {
   envelopeOf,
+  FAST_TIMING,
   freePort,
   login,
   sequenceOf,
+  silent,
   spawnClusterNode,
   startNode,
   startRedis,
@@ -257,6 +259,61 @@ describe("intro-server --cluster (redis)", () => {
         { timeout: 8_000, interval: 300 },
       )
       .toBe(true);
+  });
+
+  it("a node back on the engine before its heartbeat connection is live at once: its keys stay online", async () => {
+    // A 3 s heartbeat, swept every 300 ms: the others take a node with neither heartbeat nor
+    // subscriber for dead within a sweep.
+    redis = await startRedis();
+    const timing = { ...FAST_TIMING, heartbeatTtlMs: 3_000 };
+    for (let i = 0; i < 2; i++) {
+      nodes.push(
+        await startIntroServer({ port: 0, stun: false, logger: silent, cluster: { url: redis.url, timing } }),
+      );
+    }
+    const [one, two] = nodes;
+    const alice = newKey();
+    const bob = newKey();
+    const aliceRaw = await track(login(one!.url, alice, [bob]));
+    const bobRaw = await track(login(two!.url, bob, [alice]));
+    await aliceRaw.next("presence");
+    await bobRaw.next("presence");
+    const admin = new Redis(redis.url);
+    try {
+      const nodeOne = (await admin.get(`tb:at:${alice.publicKey}`))!;
+      // As after a failover or a restart: node one's heartbeat is gone and all its connections drop;
+      // its command connection comes back, its heartbeat and subscriber connections only 1.2 s later
+      // (they are closed as soon as they are seen, every 10 ms).
+      await admin.del(`tb:alive:${nodeOne}`);
+      const lagging = (line: string) =>
+        line.includes(` name=tunnelbore-intro-beat-${nodeOne} `) ||
+        (line.includes(` name=tunnelbore-intro-${nodeOne} `) && / sub=[1-9]/.test(line));
+      await admin.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+      await admin.call("CLIENT", "KILL", "TYPE", "pubsub");
+      const until = Date.now() + 1_200;
+      while (Date.now() < until) {
+        const list = String(await admin.call("CLIENT", "LIST"));
+        for (const line of list.split("\n").filter(lagging)) {
+          const id = /\bid=(\d+)/.exec(line)?.[1];
+          if (id) await admin.call("CLIENT", "KILL", "ID", id).catch(() => undefined);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // Node one wrote its heartbeat on its command connection before Alice: no sweep took it for dead.
+      await expect
+        .poll(async () => (await admin.pubsub("NUMSUB", `tb:n:${nodeOne}`))[1], { timeout: 5_000 })
+        .toBe(1);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(await admin.exists(`tb:alive:${nodeOne}`)).toBe(1);
+    } finally {
+      admin.disconnect();
+    }
+    const offline = bobRaw.received.filter(
+      (message) => message.type === "presence" && message.peer === alice.publicKey && !message.online,
+    );
+    expect(offline).toEqual([]);
+    aliceRaw.send({ type: "send", to: bob.publicKey, envelope: envelopeOf(4) });
+    expect(sequenceOf((await bobRaw.next("envelope")).envelope)).toBe(4);
   });
 
   it("rebuilds presence from the nodes' connections after the engine restarts", async () => {
