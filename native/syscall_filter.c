@@ -259,9 +259,20 @@ static napi_value js_install(napi_env env, napi_callback_info info) {
 #endif
 }
 
+/*
+ * notDumpable(): 0, or errno. Processes of the same user (`nobody` may be shared with other daemons)
+ * can then neither ptrace this one nor read its /proc/PID/mem or environ, and it leaves no core dump.
+ */
+static napi_value js_not_dumpable(napi_env env, napi_callback_info info) {
+  return make_int(env, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : errno);
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "install", NAPI_AUTO_LENGTH, js_install, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "install", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "notDumpable", NAPI_AUTO_LENGTH, js_not_dumpable, NULL, &fn) != napi_ok)
+    return NULL;
+  if (napi_set_named_property(env, exports, "notDumpable", fn) != napi_ok) return NULL;
   return exports;
 }

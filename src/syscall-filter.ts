@@ -8,6 +8,8 @@ import { errnoName, loadNativeAddon } from "./native-addon.js";
 interface SyscallFilterAddon {
   /** 0, or the errno that stopped it (ENOTSUP: an architecture the filter does not know). */
   install(): number;
+  /** prctl(PR_SET_DUMPABLE, 0): 0, or the errno. */
+  notDumpable(): number;
 }
 
 /** Whether the filter is on, and why not when it is not (status and the worker's log say it). */
@@ -38,4 +40,16 @@ function refusal(name: string | number): string {
     default:
       return `the kernel refused it (${name})`;
   }
+}
+
+/**
+ * Makes this process not dumpable: other processes of its user (`nobody` may be shared with other
+ * daemons) can no longer ptrace it or read its /proc/PID/mem, environ or fds, and a crash leaves no
+ * core with its keys. Root still can. Null, or why not.
+ */
+export function hideFromSameUser(): string | null {
+  const addon = loadNativeAddon<SyscallFilterAddon>("syscall_filter");
+  if (typeof addon === "string") return addon;
+  const errno = addon.notDumpable();
+  return errno === 0 ? null : `prctl(PR_SET_DUMPABLE) failed (${errnoName(errno)})`;
 }

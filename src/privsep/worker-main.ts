@@ -7,7 +7,7 @@
 import { ConfigError, RuntimeError, TunnelboreError } from "../errors.js";
 import { createLogger, type LogFormat, type Logger } from "../log.js";
 import type { Endpoint } from "../proxy/endpoint.js";
-import { installSyscallFilter } from "../syscall-filter.js";
+import { hideFromSameUser, installSyscallFilter } from "../syscall-filter.js";
 import { Tunnelbore, type TunnelboreOptions } from "../tunnelbore.js";
 import type { ParentMessage, Request, WorkerCommand, WorkerMessage } from "./ipc-protocol.js";
 import type { PrivilegeStatus } from "./privilege-status.js";
@@ -15,6 +15,7 @@ import { RemotePrivilegedOps } from "./remote-ops.js";
 
 // Before anything else runs, and before any network input is read.
 const syscallFilter = installSyscallFilter();
+const hidden = hideFromSameUser();
 
 /** What the parent sends to start: the parsed `run` configuration (JSON-safe) and the mode. */
 export interface WorkerStart {
@@ -52,6 +53,7 @@ async function start(message: WorkerStart): Promise<void> {
   log = createLogger("tunnelbore", message.logLevel, message.logFormat).child(message.logBindings ?? {});
   if (syscallFilter.on) log.info("worker: syscall filter on (seccomp)");
   else log.warn({ reason: syscallFilter.reason }, "worker runs without a syscall filter");
+  if (hidden !== null) log.warn({ reason: hidden }, "worker stays open to ptrace by processes of its user");
   tunnelbore = new Tunnelbore({
     ...message.options,
     staticEndpoints: new Map(message.staticEndpoints),

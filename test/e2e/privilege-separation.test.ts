@@ -1,10 +1,12 @@
 // Privilege separation of `tunnelbore run` (DESIGN §6): the process that holds the WebSocket to the
 // introduction server and the ICE sockets runs with a non-zero uid and no capabilities, and does not
 // hold the WireGuard private key, while WireGuard still gets its endpoints set to L(P), the peers ping,
-// and the kernel fast path is loaded. The worker and every thread and process of it run under the seccomp
-// filter (src/syscall-filter.ts); the parent does not. A worker that dies takes the parent down with exit 1, after the
-// parent gave WireGuard its real endpoints back.
-import { open, readdir, readFile } from "node:fs/promises";
+// and the kernel fast path is loaded. The worker, every thread of it and what it starts run under the
+// seccomp filter (src/syscall-filter.ts), and the worker is not dumpable; the parent is neither. A
+// worker that dies takes the parent down with exit 1, after the parent gave WireGuard its real
+// endpoints back.
+import { spawnSync } from "node:child_process";
+import { open, readdir, readFile, stat } from "node:fs/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLinkedPair } from "../lab/linked-pair.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
@@ -156,6 +158,13 @@ describe("privilege separation with ICE behind NATs and the kernel fast path", (
     expect(started.length).toBeGreaterThan(0);
     for (const p of started) expect((await privilegesOf(p.pid)).seccomp).toBe(2);
     expect((await privilegesOf(parent)).seccomp).toBe(0);
+    // Not dumpable: another process of the worker's user (nobody may be shared) cannot read its
+    // environment or memory; its /proc entries are root's.
+    expect((await stat(`/proc/${worker}/mem`)).uid).toBe(0);
+    const sameUser = ["setpriv", `--reuid=${seen.uid}`, `--regid=${seen.uid}`, "--clear-groups"];
+    const peek = spawnSync(sameUser[0]!, [...sameUser.slice(1), "cat", `/proc/${worker}/environ`]);
+    expect(peek.status).not.toBe(0);
+    expect(peek.stderr.toString()).toMatch(/Permission denied/);
 
     // The private key is in the parent's memory (which shows the search finds it) and not the worker's.
     const key = Buffer.from(a.keys.privateKey, "base64");
