@@ -1,10 +1,10 @@
-// A seccomp filter for the unprivileged worker of `tunnelbore run` (src/privsep/syscall-filter.ts): the
-// process that parses network input gets EPERM for system calls it never makes and that widen the
-// kernel's attack surface to an unprivileged user (user namespaces, io_uring, userfaultfd, bpf,
-// perf_event_open, keyrings, ptrace and other processes' memory) or administer the system. Written by
-// hand because libseccomp would be one more build dependency for a fixed list of some fifty numbers.
-// Every thread of the process gets it (TSYNC: Node's threads exist already), and every process it
-// starts (`ip monitor`, `ip route get`) inherits it.
+// A seccomp filter for the processes that parse network input, `tunnelbore run`'s unprivileged worker
+// and the introduction server (src/syscall-filter.ts): they get EPERM for system calls they never make
+// and that widen the kernel's attack surface to an unprivileged user (user namespaces, io_uring,
+// userfaultfd, bpf, perf_event_open, keyrings, ptrace and other processes' memory) or administer the
+// system. Written by hand because libseccomp would be one more build dependency for a fixed list of
+// some fifty numbers. Every thread of the process gets it (TSYNC: Node's threads exist already), and
+// every process it starts (`ip monitor`, `ip route get`) inherits it.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/audit.h>

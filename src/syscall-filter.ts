@@ -1,8 +1,9 @@
-// The worker's seccomp filter (native/syscall_filter.c): the process that parses network input may not
-// create namespaces, use io_uring, userfaultfd, bpf, perf_event_open or keyrings, trace or read other
-// processes, or administer the system; each such call fails with EPERM. Those are the kernel interfaces
-// an unprivileged process can still reach that a kernel exploit would start from; the worker never
-// needs one. Installed with no_new_privs on every thread; the processes it starts inherit it.
+// The seccomp filter of the processes that parse network input, `run`'s worker and the introduction
+// server (native/syscall_filter.c): they may not create namespaces, use io_uring, userfaultfd, bpf,
+// perf_event_open or keyrings, trace or read other processes, or administer the system; each such call
+// fails with EPERM. Those are the kernel interfaces an unprivileged process can still reach that a
+// kernel exploit would start from; neither process needs one. Installed with no_new_privs on every
+// thread; the processes they start inherit it.
 import { errnoName, loadNativeAddon } from "./native-addon.js";
 
 interface SyscallFilterAddon {
@@ -12,7 +13,7 @@ interface SyscallFilterAddon {
   notDumpable(): number;
 }
 
-/** Whether the filter is on, and why not when it is not (status and the worker's log say it). */
+/** Whether the filter is on, and why not when it is not (the log and `run`'s status say it). */
 export interface SyscallFilterState {
   on: boolean;
   reason: string | null;
