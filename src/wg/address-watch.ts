@@ -187,10 +187,10 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   /** Takes the current state as the baseline and starts watching. */
   async start(): Promise<void> {
-    const summary = await this.summary();
+    const [summary, nexthops] = await Promise.all([this.summary(), readState(["nexthop", "show"])]);
     this.lastReported = summaryKey(summary);
     this.sawEmpty = summary.addresses.length === 0;
-    this.watchNexthops = (await readState(["nexthop", "show"])) !== null;
+    this.watchNexthops = nexthops !== null;
     // The monitor first, then the reads: what changes in between is in the reads or in its lines.
     this.spawnMonitor();
     await this.knowStateOnceListening();
