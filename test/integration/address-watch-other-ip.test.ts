@@ -4,16 +4,15 @@
 //   without them, and a route change must still re-resolve the entries inside it;
 // - one whose monitor is slow to start listening: the watch must not report itself started (and read
 //   the routes) before the monitor listens, or a route added in between would be in neither.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { createNamespace, nsRun, teardownAll, trackChild, uniqueTag } from "../lab/netns.js";
+import { createNamespace, nsRun, teardownAll, uniqueTag } from "../lab/netns.js";
 import { waitFor } from "../support/wait-for.js";
+import { startRouteRefreshChild } from "./kernel-route-refresh-support.js";
 
-const CHILD = fileURLToPath(new URL("./kernel-route-refresh-child.ts", import.meta.url));
 const supported = process.getuid?.() === 0;
 const REMOTE = "198.18.1.1";
 const REAL_IP = supported ? execFileSync("sh", ["-c", "command -v ip"]).toString().trim() : "ip";
@@ -54,22 +53,12 @@ describe.skipIf(!supported)("AddressWatch with another ip", () => {
       await nsRun(ns, "ip", ["link", "set", dev, "up"]);
     await nsRun(ns, "ip", ["route", "add", "198.18.0.0/16", "via", "10.72.0.2"]);
 
-    const lines: Array<Record<string, unknown>> = [];
-    const c = spawn(REAL_IP, ["netns", "exec", ns, process.execPath, "--import", "tsx", CHILD, REMOTE], {
-      stdio: ["pipe", "pipe", "inherit"],
+    const started = await startRouteRefreshChild(ns, [REMOTE], {
+      ip: REAL_IP,
       env: { ...process.env, PATH: `${dir}:${process.env.PATH ?? ""}` },
     });
-    trackChild(c);
-    child = c;
-    let buffered = "";
-    c.stdout?.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      for (let nl = buffered.indexOf("\n"); nl !== -1; nl = buffered.indexOf("\n")) {
-        lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>);
-        buffered = buffered.slice(nl + 1);
-      }
-    });
-    await waitFor(async () => lines.some((l) => l.ready), { what: "the child ready", timeoutMs: 20_000 });
+    child = started.child;
+    const lines = started.lines;
     return { ns, calls: () => readFileSync(calls, "utf8").split("\n").filter(Boolean), lines };
   }
 

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
+import type { ClusterTiming } from "../../intro-server/cluster/redis-cluster-bus.js";
 import { type IntroServer, type IntroServerOptions, startIntroServer } from "../../intro-server/server.js";
 import { createLogger } from "../../src/log.js";
 import { CloseCode, type SealedEnvelope, type ServerMessage } from "../../src/signalling/protocol.js";
@@ -76,13 +77,17 @@ export function spawnClusterNode(redisUrl: string, extra: string[] = []): Promis
   return spawnIntroServerProcess(["--listen", "127.0.0.1:0", "--no-stun", "--cluster", redisUrl, ...extra]);
 }
 
-export function startNode(url: string, options: IntroServerOptions = {}): Promise<IntroServer> {
+export function startNode(
+  url: string,
+  options: IntroServerOptions = {},
+  timing: Partial<ClusterTiming> = FAST_TIMING,
+): Promise<IntroServer> {
   return startIntroServer({
     port: 0,
     stun: false,
     logger: silent,
     ...options,
-    cluster: { url, timing: FAST_TIMING },
+    cluster: { url, timing },
   });
 }
 

@@ -3,7 +3,7 @@
 // going offline, membership and per-address caps across nodes, and the engine restarted.
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { type IntroServer, startIntroServer } from "../../intro-server/server.js";
+import type { IntroServer } from "../../intro-server/server.js";
 import { CloseCode } from "../../src/signalling/protocol.js";
 import { runCliSource } from "../support/cli-source.js";
 import {
@@ -12,7 +12,6 @@ import {
   freePort,
   login,
   sequenceOf,
-  silent,
   spawnClusterNode,
   startNode,
   startRedis,
@@ -33,10 +32,25 @@ afterEach(async () => {
   redis = undefined;
 });
 
-async function cluster(count: number, options: Parameters<typeof startNode>[1] = {}): Promise<IntroServer[]> {
+async function cluster(
+  count: number,
+  options: Parameters<typeof startNode>[1] = {},
+  timing: Parameters<typeof startNode>[2] = FAST_TIMING,
+): Promise<IntroServer[]> {
   redis = await startRedis();
-  for (let i = 0; i < count; i++) nodes.push(await startNode(redis.url, options));
+  for (let i = 0; i < count; i++) nodes.push(await startNode(redis.url, options, timing));
   return nodes;
+}
+
+/** Alice on `one` and Bob on `two`, declaring each other, each told the other is online. */
+async function mutualPair(one: IntroServer, two: IntroServer) {
+  const alice = newKey();
+  const bob = newKey();
+  const aliceRaw = await track(login(one.url, alice, [bob]));
+  const bobRaw = await track(login(two.url, bob, [alice]));
+  await aliceRaw.next("presence");
+  await bobRaw.next("presence");
+  return { alice, bob, aliceRaw, bobRaw };
 }
 
 /** The last presence `raw` was told about `peer` (taken from what it received), if any. */
@@ -173,12 +187,7 @@ describe("intro-server --cluster (redis)", () => {
 
   it("writes a node's connections again when the others took it for dead (its heartbeat lapsed)", async () => {
     const [one, two] = await cluster(2);
-    const alice = newKey();
-    const bob = newKey();
-    const aliceRaw = await track(login(one!.url, alice, [bob]));
-    const bobRaw = await track(login(two!.url, bob, [alice]));
-    await aliceRaw.next("presence");
-    await bobRaw.next("presence");
+    const { alice, aliceRaw, bobRaw } = await mutualPair(one!, two!);
     // What the others' REAP does to a node whose heartbeat expired (an event loop stalled past 3 s).
     const engine = new Redis(redis!.url);
     try {
@@ -264,21 +273,9 @@ describe("intro-server --cluster (redis)", () => {
   it("a node back on the engine before its heartbeat connection is live at once: its keys stay online", async () => {
     // A 3 s heartbeat, swept every 300 ms: the others take a node with neither heartbeat nor
     // subscriber for dead within a sweep.
-    redis = await startRedis();
-    const timing = { ...FAST_TIMING, heartbeatTtlMs: 3_000 };
-    for (let i = 0; i < 2; i++) {
-      nodes.push(
-        await startIntroServer({ port: 0, stun: false, logger: silent, cluster: { url: redis.url, timing } }),
-      );
-    }
-    const [one, two] = nodes;
-    const alice = newKey();
-    const bob = newKey();
-    const aliceRaw = await track(login(one!.url, alice, [bob]));
-    const bobRaw = await track(login(two!.url, bob, [alice]));
-    await aliceRaw.next("presence");
-    await bobRaw.next("presence");
-    const admin = new Redis(redis.url);
+    const [one, two] = await cluster(2, {}, { ...FAST_TIMING, heartbeatTtlMs: 3_000 });
+    const { alice, bob, aliceRaw, bobRaw } = await mutualPair(one!, two!);
+    const admin = new Redis(redis!.url);
     try {
       const nodeOne = (await admin.get(`tb:at:${alice.publicKey}`))!;
       // As after a failover or a restart: node one's heartbeat is gone and all its connections drop;

@@ -4,13 +4,12 @@
 // that prefix's entries, and its deletion moves them back, again without a lookup of the others; a link
 // there before the watch started going away moves only the entries routed through it; so do a nexthop
 // object removed and a nexthop group losing a member (IPv4 announces neither with a route line).
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
+import type { ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createNamespace, nsRun, teardownAll, trackChild, uniqueTag } from "../lab/netns.js";
+import { createNamespace, nsRun, teardownAll, uniqueTag } from "../lab/netns.js";
 import { waitFor } from "../support/wait-for.js";
+import { startRouteRefreshChild } from "./kernel-route-refresh-support.js";
 
-const CHILD = fileURLToPath(new URL("./kernel-route-refresh-child.ts", import.meta.url));
 const supported = process.getuid?.() === 0;
 const MOVED = ["198.18.1.1", "198.18.1.2", "198.18.1.3"];
 const STAYED = ["198.19.1.1", "198.19.1.2", "198.19.1.3", "198.18.2.1"];
@@ -24,7 +23,7 @@ const VIA_GROUP = "198.18.6.1";
 describe.skipIf(!supported)("kernel fast path: a route change re-resolves only the entries it covers", () => {
   let ns = "";
   let child: ChildProcess | null = null;
-  const lines: Array<Record<string, unknown>> = [];
+  let lines: Array<Record<string, unknown>> = [];
   const ifindex: Record<string, number> = {};
 
   beforeAll(async () => {
@@ -43,37 +42,9 @@ describe.skipIf(!supported)("kernel fast path: a route change re-resolves only t
     await nsRun(ns, "ip", ["route", "add", "198.18.4.0/24", "dev", "tbt-kre", "scope", "link"]);
     await nsRun(ns, "ip", ["nexthop", "add", "id", "71", "via", "10.71.0.2", "dev", "tbt-krc"]);
     await nsRun(ns, "ip", ["route", "add", "198.18.5.0/24", "nhid", "71"]);
-    const c = spawn(
-      "ip",
-      [
-        "netns",
-        "exec",
-        ns,
-        process.execPath,
-        "--import",
-        "tsx",
-        CHILD,
-        ...MOVED,
-        ...STAYED,
-        ON_LINK,
-        VIA_NEXTHOP,
-        VIA_GROUP,
-      ],
-      { stdio: ["pipe", "pipe", "inherit"] },
-    );
-    trackChild(c);
-    child = c;
-    let buffered = "";
-    c.stdout?.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString();
-      let nl = buffered.indexOf("\n");
-      while (nl !== -1) {
-        lines.push(JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>);
-        buffered = buffered.slice(nl + 1);
-        nl = buffered.indexOf("\n");
-      }
-    });
-    await waitFor(async () => lines.some((l) => l.ready), { what: "the child ready", timeoutMs: 20_000 });
+    const started = await startRouteRefreshChild(ns, [...MOVED, ...STAYED, ON_LINK, VIA_NEXTHOP, VIA_GROUP]);
+    child = started.child;
+    lines = started.lines;
   });
 
   afterAll(async () => {
