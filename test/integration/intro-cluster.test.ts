@@ -43,7 +43,7 @@ async function cluster(
 }
 
 /** Alice on `one` and Bob on `two`, declaring each other, each told the other is online. */
-async function mutualPair(one: IntroServer, two: IntroServer) {
+async function mutualPair(one: { url: string }, two: { url: string }) {
   const alice = newKey();
   const bob = newKey();
   const aliceRaw = await track(login(one.url, alice, [bob]));
@@ -140,12 +140,7 @@ describe("intro-server --cluster (redis)", () => {
     nodes.push(survivor);
     const doomed = await spawnClusterNode(redis.url);
     processes.push(doomed);
-    const alice = newKey();
-    const bob = newKey();
-    const aliceRaw = await track(login(survivor.url, alice, [bob]));
-    const bobRaw = await track(login(doomed.url, bob, [alice]));
-    await aliceRaw.next("presence");
-    await bobRaw.next("presence");
+    const { alice, bob, aliceRaw } = await mutualPair(survivor, doomed);
 
     const killedAt = Date.now();
     doomed.process.kill("SIGKILL");
