@@ -121,7 +121,8 @@ struct {
 /*
  * The clock of every stamp: CLOCK_MONOTONIC as of the last tick (a few ms behind at most). It is read
  * per datagram, and the precise clock costs a TSC read; liveness and the owner's heartbeat count in
- * seconds. Needs Linux 5.11; an older kernel refuses the program and `auto` forwards in user space.
+ * seconds. Needs Linux 5.11 (and bpf_check_mtu 5.12); an older kernel refuses the program and `auto`
+ * forwards in user space.
  */
 #define tb_now() bpf_ktime_get_coarse_ns()
 
@@ -210,6 +211,20 @@ static __always_inline int payload_channel(const __u8 *p, __u32 len)
 	return *(__u16 *)p;
 }
 
+/*
+ * True when the datagram, `grow` bytes longer and with an IP header of `ip_hlen`, fits the uplink's
+ * MTU. One that does not goes on to L(P)'s socket: user space sends it and the kernel fragments it, as
+ * it would WireGuard's own datagram. Redirected, it would be dropped (a redirect skips IP
+ * fragmentation). A GSO buffer passes the helper as a whole: its segments are what the uplink sends.
+ */
+static __always_inline int fits_uplink(struct __sk_buff *skb, __u32 ifindex, __s32 grow, __u32 ip_hlen)
+{
+	__u32 mtu = 0;
+	if (bpf_check_mtu(skb, ifindex, &mtu, grow, 0))
+		return 0;
+	return !skb->gso_size || skb->gso_size + sizeof(struct udphdr) + ip_hlen <= mtu;
+}
+
 /* IPv6 paths: 4<->6 translation at the edges (WireGuard's side is always IPv4 loopback). */
 #include "ipv6.h"
 
@@ -223,6 +238,11 @@ static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value
 		/* GSO carries many datagrams in one buffer, each needing a header of its own: user space. */
 		if (skb->gso_size || len > CHANNEL_PAYLOAD_MAX)
 			return TC_ACT_UNSPEC;
+	}
+	if (!(out->flags & OUT_TO_LOOPBACK) &&
+	    !fits_uplink(skb, out->ifindex, out->flags & OUT_CHANNEL ? CHANNEL_HLEN : 0, sizeof(struct iphdr)))
+		return TC_ACT_UNSPEC;
+	if (out->flags & OUT_CHANNEL) {
 		if (channel_data_push(skb, out->channel, len, udp_csum))
 			return TC_ACT_SHOT;
 	}

@@ -49,7 +49,8 @@ describe.skipIf(!supported)("fast path program: TURN ChannelData on hand-made pa
       wireguardPort: WG.port,
       channel: CHANNEL,
     };
-    program.setOutbound({ ...relayed, ifindex: 7, toLoopback: false });
+    // The uplink is lo, whose MTU any datagram here fits (the MTU: kernel-mtu-packets.test.ts).
+    program.setOutbound({ ...relayed, ifindex: 1, toLoopback: false });
     // Not the test run's own device: the program redirects into lo as it would from an uplink.
     program.setInbound({ ...relayed, loopbackIfindex: 99 });
     program.beat();
@@ -151,7 +152,7 @@ describe.skipIf(!supported)("fast path program: an owner that stopped beating fo
         remoteAddress: TURN_SERVER.address,
         remotePort: TURN_SERVER.port,
         wireguardPort: WG.port,
-        ifindex: 7,
+        ifindex: 1,
         toLoopback: false,
       });
       const input = frame(WG, LOOPBACK, transport(100));

@@ -59,11 +59,12 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     const direct = entry(DIRECT_LOOPBACK, LOCAL, PEER);
     const relayed = entry(RELAYED_LOOPBACK, ALLOCATION, TURN_SERVER, CHANNEL);
     const ipv4 = entry(IPV4_LOOPBACK, { address: "192.0.2.10", port: 40000 }, IPV4_PEER);
-    // The relayed path without a next hop: the redirect looks the route up, as before next hops.
+    // The relayed path without a next hop: the redirect looks the route up, as before next hops. The
+    // uplink is lo (ifindex 1), whose MTU any datagram here fits (the MTU: kernel-mtu-packets.test.ts).
     for (const e of [direct, relayed, ipv4]) {
       program.setOutbound({
         ...e,
-        ifindex: 7,
+        ifindex: 1,
         toLoopback: false,
         nextHop: e === direct ? NEXT_HOP6 : undefined,
       });
@@ -167,7 +168,7 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     expect(direct?.next_hop).toEqual([...addressBytes(NEXT_HOP6)]);
     expect(Number(direct?.flags) & OUT_NEXT_HOP).toBe(OUT_NEXT_HOP);
     expect(direct?.local_addr).toEqual([...addressBytes(LOCAL.address)]);
-    expect(direct?.ifindex).toBe(7);
+    expect(direct?.ifindex).toBe(1);
     const relayed = byLoopback6(RELAYED_LOOPBACK);
     expect(relayed?.next_hop).toEqual(Array(16).fill(0));
     expect(Number(relayed?.flags) & OUT_NEXT_HOP).toBe(0);
@@ -189,7 +190,7 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
         remotePort: PEER.port,
       },
       wireguardPort: WG.port,
-      ifindex: 7,
+      ifindex: 1,
       toLoopback: false,
     };
     expect(() => program.setOutbound({ ...e, nextHop: "192.0.2.1" })).toThrow(/IPv6 paths only/);

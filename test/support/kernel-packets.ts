@@ -143,16 +143,29 @@ export function channelData(channel: number, data: Buffer): Buffer {
   return Buffer.concat([header, data]);
 }
 
+/** Where and how runProgram runs the program. */
+export interface RunOptions {
+  /** A namespace (/run/netns/NAME) to run in: its devices are the ones ifindexes name. */
+  netns?: string;
+  /** The skb's gso_size (a GSO buffer of segments of this many bytes of UDP payload). */
+  gsoSize?: number;
+}
+
+/** struct __sk_buff's size and its gso_size field's offset (linux/bpf.h, Linux 5.12 on). */
+const SKB_CTX_SIZE = 192;
+const SKB_GSO_SIZE_OFFSET = 176;
+
 /** Runs the pinned program once on `input` (files in `dir`): its verdict and the frame as it left. */
 export async function runProgram(
   programPath: string,
   dir: string,
   input: Buffer,
+  options: RunOptions = {},
 ): Promise<{ verdict: number; output: Buffer }> {
   const inFile = join(dir, "in");
   const outFile = join(dir, "out");
   writeFileSync(inFile, input);
-  const { stdout } = await execFileAsync("bpftool", [
+  const args = [
     "prog",
     "run",
     "pinned",
@@ -163,6 +176,18 @@ export async function runProgram(
     outFile,
     "data_size_out",
     "4096",
-  ]);
+  ];
+  if (options.gsoSize !== undefined) {
+    const ctx = Buffer.alloc(SKB_CTX_SIZE);
+    ctx.writeUInt32LE(options.gsoSize, SKB_GSO_SIZE_OFFSET);
+    const ctxFile = join(dir, "ctx");
+    writeFileSync(ctxFile, ctx);
+    args.push("ctx_in", ctxFile);
+  }
+  // nsenter, not `ip netns exec`: that mounts a new /sys, hiding the pinned program in /sys/fs/bpf.
+  const [cmd, cmdArgs] = options.netns
+    ? ["nsenter", [`--net=/run/netns/${options.netns}`, "bpftool", ...args]]
+    : ["bpftool", args];
+  const { stdout } = await execFileAsync(cmd, cmdArgs);
   return { verdict: Number(/Return value: (\d+)/.exec(stdout)?.[1]), output: readFileSync(outFile) };
 }
