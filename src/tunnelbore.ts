@@ -29,6 +29,7 @@ import { StaticPath } from "./proxy/static-path.js";
 import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
+import { checkWireGuardMtu } from "./wg/mtu-check.js";
 import { RemoteKeys } from "./wg/remote-keys.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
@@ -147,7 +148,7 @@ export class Tunnelbore {
   async start(): Promise<void> {
     const info = await this.interfaceSync.readAtStart();
     if (!info) return; // stopped while waiting for it
-    await this.checkWgQuickConfig();
+    await Promise.all([this.checkWgQuickConfig(), this.checkMtu()]);
     if (!info.listenPort) {
       throw new ConfigError(
         "no-listen-port",
@@ -214,11 +215,24 @@ export class Tunnelbore {
     else this.warnings.delete("wg-quick");
   }
 
+  /** WireGuard's MTU against the uplink's (src/wg/mtu-check.ts); logged when it changes. */
+  private async checkMtu(): Promise<void> {
+    const warning = await checkWireGuardMtu(this.options.interfaceName);
+    if (this.stopped || warning === (this.warnings.get("mtu") ?? null)) return;
+    if (warning) {
+      this.warnings.set("mtu", warning);
+      this.log.warn({ interface: this.options.interfaceName }, warning);
+    } else {
+      this.warnings.delete("mtu");
+      this.log.info({ interface: this.options.interfaceName }, "WireGuard's MTU fits the uplink now");
+    }
+  }
+
   /** SIGHUP: configuration read again (the wg-quick file, the interface); endpoints managed again. */
   async reload(): Promise<void> {
     if (this.stopped || !this.started) return;
     this.log.info({ interface: this.options.interfaceName }, "reloading: reading the interface again");
-    await this.checkWgQuickConfig();
+    await Promise.all([this.checkWgQuickConfig(), this.checkMtu()]);
     await this.interfaceSync.reload();
   }
 
@@ -247,7 +261,10 @@ export class Tunnelbore {
       this.log.info({ addresses: summary.addresses, routes: summary.defaultRoutes }, "local network changed");
       this.networkChanged("local network changed");
     });
-    watch.on("wireguard-link", () => this.interfaceSync.resyncSoon());
+    watch.on("wireguard-link", () => {
+      this.interfaceSync.resyncSoon();
+      void this.checkMtu(); // an MTU set (or wg-quick's) is a line of the interface too
+    });
     watch.on("routing", (change) => {
       // The loop check looks every peer's remote up again (340 ms of CPU at 10,000): only when
       // everything changed; otherwise only the peers whose remote a changed prefix covers (a pod's /32

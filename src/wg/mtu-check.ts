@@ -1,0 +1,124 @@
+// WireGuard's MTU against the links its datagrams leave by. wg-quick sets an interface's MTU from its
+// peers' endpoints (the route's MTU less 80); with an endpoint at 127.x, as Tunnelbore has users write,
+// that is loopback's 65536 less 80. Every datagram above the uplink's MTU then leaves in IP fragments,
+// and in user space, since the kernel fast path cannot fragment (ebpf/fast-path.bpf.c, fits_uplink).
+// Tunnelbore's endpoints caused it, so Tunnelbore says so and what to set.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+
+const execFileAsync = promisify(execFile);
+
+export interface LinkMtu {
+  name: string;
+  mtu: number;
+  up: boolean;
+  loopback: boolean;
+}
+
+/** The least any path adds to WireGuard's MTU: IPv4 (20) and UDP (8) headers, WireGuard's 32. */
+const LEAST_OVERHEAD = 60;
+/** wg-quick's allowance: IPv6 (40) and UDP (8) headers, WireGuard's 32. */
+const WG_QUICK_OVERHEAD = 80;
+
+const LINK_LINE = /^\d+: ([^\s:@]+)(?:@[^\s:]+)?: <([^>]*)> mtu (\d+)\b/;
+const ROUTE_DEVICE = /\bdev (\S+)/;
+const ROUTE_MTU = /\bmtu (?:lock )?(\d+)\b/;
+
+/** The links of `ip -o link show`. */
+export function parseLinkMtus(output: string): LinkMtu[] {
+  const links: LinkMtu[] = [];
+  for (const line of output.split("\n")) {
+    const m = LINK_LINE.exec(line);
+    if (!m) continue;
+    const flags = m[2]!.split(",");
+    links.push({
+      name: m[1]!,
+      mtu: Number(m[3]),
+      up: flags.includes("UP"),
+      loopback: flags.includes("LOOPBACK"),
+    });
+  }
+  return links;
+}
+
+/** A default route of `ip -o route show default`: its device and its own MTU, if it has one. */
+export interface DefaultRoute {
+  device: string;
+  mtu: number | null;
+}
+
+export function parseDefaultRoutes(output: string): DefaultRoute[] {
+  const routes: DefaultRoute[] = [];
+  for (const line of output.split("\n")) {
+    const device = ROUTE_DEVICE.exec(line);
+    if (!line.startsWith("default") || !device) continue;
+    const mtu = ROUTE_MTU.exec(line);
+    routes.push({ device: device[1]!, mtu: mtu ? Number(mtu[1]) : null });
+  }
+  return routes;
+}
+
+/**
+ * The largest datagram (IP header included) the uplinks carry: wg-quick's choice without endpoints
+ * (the default routes' MTU), or, with no default route, the largest up link's. Null: nothing to go by.
+ */
+export function uplinkMtu(
+  links: LinkMtu[],
+  defaults: DefaultRoute[],
+  wireguardInterface: string,
+): number | null {
+  const byName = new Map(links.map((l) => [l.name, l]));
+  const viaDefault = defaults
+    .filter((r) => r.device !== wireguardInterface)
+    .map((r) => r.mtu ?? byName.get(r.device)?.mtu)
+    .filter((mtu): mtu is number => mtu !== undefined);
+  const candidates =
+    viaDefault.length > 0
+      ? viaDefault
+      : links.filter((l) => l.up && !l.loopback && l.name !== wireguardInterface).map((l) => l.mtu);
+  return candidates.length > 0 ? Math.max(...candidates) : null;
+}
+
+/**
+ * A warning when WireGuard's full-size datagrams cannot leave in one piece on any path (null: they
+ * can, or nothing tells). The fix named is wg-quick's own rule applied to the uplink.
+ */
+export function mtuWarning(
+  links: LinkMtu[],
+  defaults: DefaultRoute[],
+  wireguardInterface: string,
+): string | null {
+  const wireguard = links.find((l) => l.name === wireguardInterface);
+  const uplink = uplinkMtu(links, defaults, wireguardInterface);
+  if (!wireguard || uplink === null || wireguard.mtu + LEAST_OVERHEAD <= uplink) return null;
+  const fit = uplink - WG_QUICK_OVERHEAD;
+  const loopback = links.find((l) => l.loopback);
+  const cause =
+    loopback && wireguard.mtu + WG_QUICK_OVERHEAD === loopback.mtu
+      ? " (wg-quick's choice for an endpoint at 127.x: loopback's MTU less 80)"
+      : "";
+  return (
+    `${wireguardInterface}'s MTU ${wireguard.mtu}${cause} is more than the uplink carries (${uplink}): ` +
+    `larger packets leave in IP fragments, in user space; set "MTU = ${fit}" in its wg-quick [Interface] ` +
+    `(now: ip link set dev ${wireguardInterface} mtu ${fit})`
+  );
+}
+
+/** Reads the links and default routes and checks WireGuard's MTU against them; null when fine or unreadable. */
+export async function checkWireGuardMtu(wireguardInterface: string): Promise<string | null> {
+  const ip = async (args: string[]): Promise<string | null> => {
+    try {
+      return (await execFileAsync("ip", ["-o", ...args], { maxBuffer: 16 << 20 })).stdout;
+    } catch {
+      return null;
+    }
+  };
+  const [links, routes4, routes6] = await Promise.all([
+    ip(["link", "show"]),
+    ip(["-4", "route", "show", "default"]),
+    ip(["-6", "route", "show", "default"]),
+  ]);
+  if (links === null) return null;
+  const defaults = parseDefaultRoutes(`${routes4 ?? ""}\n${routes6 ?? ""}`);
+  return mtuWarning(parseLinkMtus(links), defaults, wireguardInterface);
+}

@@ -1,0 +1,124 @@
+import { describe, expect, it } from "vitest";
+import { mtuWarning, parseDefaultRoutes, parseLinkMtus, uplinkMtu } from "../../src/wg/mtu-check.js";
+
+// `ip -o link show` as iproute2 6.1 prints it (each link's second line joined with a backslash).
+const LINKS = [
+  "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT group default qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00",
+  "2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode DEFAULT group default qlen 1000\\    link/ether 4e:43:9b:24:11:d1 brd ff:ff:ff:ff:ff:ff link-netnsid 0",
+  "3: ppp0: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1492 qdisc fq_codel state UNKNOWN mode DEFAULT group default qlen 3\\    link/ppp",
+  "4: docker0: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 9000 qdisc noqueue state DOWN mode DEFAULT group default",
+  "5: ifb0: <BROADCAST,NOARP> mtu 1500 qdisc noop state DOWN mode DEFAULT group default qlen 32\\    link/ether 2e:77:33:a0:f1:ff brd ff:ff:ff:ff:ff:ff",
+  "9: wg0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 65456 qdisc fq_codel state UNKNOWN mode DEFAULT group default qlen 500\\    link/none ",
+].join("\n");
+
+const links = parseLinkMtus(LINKS);
+
+describe("parseLinkMtus", () => {
+  it("reads every link's name, MTU, and whether it is up or loopback", () => {
+    expect(links).toEqual([
+      { name: "lo", mtu: 65536, up: true, loopback: true },
+      { name: "eth0", mtu: 1500, up: true, loopback: false },
+      { name: "ppp0", mtu: 1492, up: true, loopback: false },
+      { name: "docker0", mtu: 9000, up: true, loopback: false },
+      { name: "ifb0", mtu: 1500, up: false, loopback: false },
+      { name: "wg0", mtu: 65456, up: true, loopback: false },
+    ]);
+  });
+});
+
+describe("parseDefaultRoutes", () => {
+  it("reads the device and a route's own MTU (locked or not); a default without a device is skipped", () => {
+    const out = [
+      "default via 192.0.2.1 dev eth0 proto dhcp src 192.0.2.10 metric 100 ",
+      "default dev ppp0 scope link mtu lock 1400 ",
+      "default via fd00::1 dev eth0 metric 1024 mtu 1280 pref medium",
+      "default nhid 5 proto static metric 20 ",
+      "10.0.0.0/8 via 192.0.2.1 dev eth0 ",
+    ].join("\n");
+    expect(parseDefaultRoutes(out)).toEqual([
+      { device: "eth0", mtu: null },
+      { device: "ppp0", mtu: 1400 },
+      { device: "eth0", mtu: 1280 },
+    ]);
+  });
+});
+
+describe("uplinkMtu", () => {
+  it("is the default routes' largest MTU: the device's, or the route's own", () => {
+    expect(uplinkMtu(links, [{ device: "ppp0", mtu: null }], "wg0")).toBe(1492);
+    expect(uplinkMtu(links, [{ device: "eth0", mtu: 1400 }], "wg0")).toBe(1400);
+    expect(
+      uplinkMtu(
+        links,
+        [
+          { device: "ppp0", mtu: null },
+          { device: "eth0", mtu: null },
+        ],
+        "wg0",
+      ),
+    ).toBe(1500);
+  });
+
+  it("without a default route, the largest up link's but loopback's and WireGuard's", () => {
+    expect(uplinkMtu(links, [], "wg0")).toBe(9000);
+    expect(
+      uplinkMtu(
+        links.filter((l) => l.name !== "docker0"),
+        [],
+        "wg0",
+      ),
+    ).toBe(1500);
+  });
+
+  it("a default route into WireGuard itself (a full tunnel in the main table) is not the uplink", () => {
+    expect(uplinkMtu(links, [{ device: "wg0", mtu: null }], "wg0")).toBe(9000);
+  });
+
+  it("null with nothing but loopback and WireGuard", () => {
+    expect(
+      uplinkMtu(
+        links.filter((l) => l.name === "lo" || l.name === "wg0"),
+        [],
+        "wg0",
+      ),
+    ).toBeNull();
+  });
+});
+
+describe("mtuWarning", () => {
+  const withMtu = (mtu: number) => links.map((l) => (l.name === "wg0" ? { ...l, mtu } : l));
+  const viaEth0 = [{ device: "eth0", mtu: null }];
+
+  it("wg-quick's MTU for an endpoint at 127.x: says so, and names wg-quick's own rule for the uplink", () => {
+    expect(mtuWarning(links, viaEth0, "wg0")).toBe(
+      "wg0's MTU 65456 (wg-quick's choice for an endpoint at 127.x: loopback's MTU less 80) is more than " +
+        'the uplink carries (1500): larger packets leave in IP fragments, in user space; set "MTU = 1420" ' +
+        "in its wg-quick [Interface] (now: ip link set dev wg0 mtu 1420)",
+    );
+  });
+
+  it("any MTU whose full-size datagram exceeds the uplink even over IPv4: no word of wg-quick", () => {
+    const warning = mtuWarning(withMtu(1441), viaEth0, "wg0");
+    expect(warning).toMatch(/^wg0's MTU 1441 is more than the uplink carries \(1500\)/);
+    expect(warning).toContain('"MTU = 1420"');
+    expect(mtuWarning(withMtu(1433), [{ device: "ppp0", mtu: null }], "wg0")).toContain('"MTU = 1412"');
+    expect(mtuWarning(withMtu(1432), [{ device: "ppp0", mtu: null }], "wg0")).toBeNull();
+  });
+
+  it("none where a full-size datagram fits in IPv4 (1440 on 1500: a choice, not a mistake)", () => {
+    expect(mtuWarning(withMtu(1440), viaEth0, "wg0")).toBeNull();
+    expect(mtuWarning(withMtu(1420), viaEth0, "wg0")).toBeNull();
+    expect(mtuWarning(withMtu(1280), [{ device: "eth0", mtu: 1340 }], "wg0")).toBeNull();
+  });
+
+  it("none when the interface or any uplink is unknown", () => {
+    expect(mtuWarning(links, viaEth0, "wg1")).toBeNull();
+    expect(
+      mtuWarning(
+        links.filter((l) => l.name === "lo" || l.name === "wg0"),
+        [],
+        "wg0",
+      ),
+    ).toBeNull();
+  });
+});
