@@ -212,14 +212,16 @@ static __always_inline int payload_channel(const __u8 *p, __u32 len)
 }
 
 /*
- * True when the datagram, `grow` bytes longer and with an IP header of `ip_hlen`, fits the uplink's
- * MTU. One that does not goes on to L(P)'s socket: user space sends it and the kernel fragments it, as
- * it would WireGuard's own datagram. Redirected, it would be dropped (a redirect skips IP
- * fragmentation). A GSO buffer passes the helper as a whole: its segments are what the uplink sends.
+ * True when WireGuard's IPv4 datagram (`len` bytes of UDP payload), `grow` bytes longer and with an IP
+ * header of `ip_hlen`, fits the uplink's MTU. One that does not goes on to L(P)'s socket: user space
+ * sends it and the kernel fragments it, as it would WireGuard's own datagram. Redirected, it would be
+ * dropped (a redirect skips IP fragmentation). The helper is given the IP length, not the frame's: lo's
+ * MAC header says nothing of an uplink without one (PPP, a tun). A GSO buffer passes the helper as a
+ * whole: its segments are what the uplink sends.
  */
-static __always_inline int fits_uplink(struct __sk_buff *skb, __u32 ifindex, __s32 grow, __u32 ip_hlen)
+static __always_inline int fits_uplink(struct __sk_buff *skb, __u32 ifindex, __u32 len, __s32 grow, __u32 ip_hlen)
 {
-	__u32 mtu = 0;
+	__u32 mtu = sizeof(struct iphdr) + sizeof(struct udphdr) + len;
 	if (bpf_check_mtu(skb, ifindex, &mtu, grow, 0))
 		return 0;
 	return !skb->gso_size || skb->gso_size + sizeof(struct udphdr) + ip_hlen <= mtu;
@@ -240,7 +242,7 @@ static __always_inline int outbound(struct __sk_buff *skb, struct outbound_value
 			return TC_ACT_UNSPEC;
 	}
 	if (!(out->flags & OUT_TO_LOOPBACK) &&
-	    !fits_uplink(skb, out->ifindex, out->flags & OUT_CHANNEL ? CHANNEL_HLEN : 0, sizeof(struct iphdr)))
+	    !fits_uplink(skb, out->ifindex, len, out->flags & OUT_CHANNEL ? CHANNEL_HLEN : 0, sizeof(struct iphdr)))
 		return TC_ACT_UNSPEC;
 	if (out->flags & OUT_CHANNEL) {
 		if (channel_data_push(skb, out->channel, len, udp_csum))

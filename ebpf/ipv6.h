@@ -87,7 +87,7 @@ static __always_inline int outbound6(struct __sk_buff *skb, struct outbound6_val
 		return TC_ACT_UNSPEC;
 	/* The IPv6 header is 20 bytes longer than the IPv4 one it replaces. */
 	__s32 grow = sizeof(struct ipv6hdr) - sizeof(struct iphdr) + (out->flags & OUT_CHANNEL ? CHANNEL_HLEN : 0);
-	if (!fits_uplink(skb, out->ifindex, grow, sizeof(struct ipv6hdr)))
+	if (!fits_uplink(skb, out->ifindex, len, grow, sizeof(struct ipv6hdr)))
 		return TC_ACT_UNSPEC;
 	__u32 udp_len = sizeof(struct udphdr) + len;
 	if (out->flags & OUT_CHANNEL) {

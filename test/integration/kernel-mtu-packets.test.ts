@@ -1,8 +1,9 @@
 // The fast path program against the uplink's MTU, on hand-made packets (BPF_PROG_TEST_RUN through
-// `bpftool prog run`, inside a namespace whose lo, the entries' uplink, has an MTU of 1500). A datagram
-// that fits once rewritten is redirected; one byte more and it goes on to user space (TC_ACT_UNSPEC),
-// whose socket fragments it: a redirect cannot, and the uplink would drop it. What it grows by counts:
-// ChannelData's 4 bytes, IPv6's 20; for a GSO buffer, the size of its segments.
+// `bpftool prog run`, inside a namespace whose lo and tun0, the entries' uplinks, have an MTU of 1500).
+// A datagram that fits once rewritten is redirected; one byte more and it goes on to user space
+// (TC_ACT_UNSPEC), whose socket fragments it: a redirect cannot, and the uplink would drop it. What it
+// grows by counts: ChannelData's 4 bytes, IPv6's 20; for a GSO buffer, the size of its segments. tun0
+// has no MAC header (as PPP and other IP-only uplinks): lo's 14 bytes must not count against it.
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +33,8 @@ interface PathCase {
   local: Endpoint;
   remote: Endpoint;
   channel?: number;
+  /** The interface the path leaves by (default lo). */
+  uplink?: "lo" | "tun0";
   /** IP and UDP headers, and ChannelData's when relayed: what a transport message gains on the wire. */
   overhead: number;
 }
@@ -67,6 +70,23 @@ const PATHS: PathCase[] = [
     channel: CHANNEL,
     overhead: 40 + 8 + 4,
   },
+  {
+    name: "IPv4 direct out of an interface without a MAC header",
+    loopback: { address: "127.12.34.65", port: 51822 },
+    local: { address: "192.0.2.10", port: 40001 },
+    remote: { address: "192.0.2.8", port: 51820 },
+    uplink: "tun0",
+    overhead: 20 + 8,
+  },
+  {
+    name: "IPv6 relayed out of an interface without a MAC header",
+    loopback: { address: "127.12.34.66", port: 51822 },
+    local: { address: "2001:db8::10", port: 50001 },
+    remote: { address: "2001:db8:2::4", port: 3478 },
+    channel: CHANNEL,
+    uplink: "tun0",
+    overhead: 40 + 8 + 4,
+  },
 ];
 
 describe.skipIf(!supported)("fast path program: the uplink's MTU", () => {
@@ -80,6 +100,11 @@ describe.skipIf(!supported)("fast path program: the uplink's MTU", () => {
     dir = mkdtempSync(join(tmpdir(), "tb-mtu-"));
     ns = await createNamespace(`tbt-kmp-${uniqueTag()}`);
     await nsRun(ns, "ip", ["link", "set", "lo", "mtu", String(MTU), "up"]);
+    await nsRun(ns, "ip", ["tuntap", "add", "dev", "tun0", "mode", "tun"]);
+    await nsRun(ns, "ip", ["link", "set", "tun0", "mtu", String(MTU), "up"]);
+    const tunIndex = Number(
+      /^(\d+):/.exec(await nsRun(ns, "ip", ["-o", "link", "show", "dev", "tun0"]))?.[1],
+    );
     program = await FastPathProgram.open(`/sys/fs/bpf/tbt-k${process.pid}-mtu`);
     for (const p of PATHS) {
       program.setOutbound({
@@ -91,7 +116,7 @@ describe.skipIf(!supported)("fast path program: the uplink's MTU", () => {
         remotePort: p.remote.port,
         wireguardPort: WG.port,
         channel: p.channel,
-        ifindex: 1,
+        ifindex: p.uplink === "tun0" ? tunIndex : 1,
         toLoopback: false,
       });
     }
