@@ -46,6 +46,7 @@ export class StatusMetrics {
   private readonly forwardingMode: Gauge;
   private readonly wireguardReceiveBuffer: Gauge;
   private readonly wireguardSocketDrops: Counter;
+  private readonly warnings: Gauge;
   private readonly all: Array<Gauge | Counter>;
 
   constructor(registry: Registry) {
@@ -142,8 +143,15 @@ export class StatusMetrics {
       labelNames: ["interface"],
       registers,
     });
+    this.warnings = new Gauge({
+      name: "tunnelbore_config_warnings",
+      help: "Configuration problems status shows as warnings (wg-quick SaveConfig, WireGuard's MTU): 0 when none",
+      labelNames: ["interface"],
+      registers,
+    });
     this.all = [
       this.ready,
+      this.warnings,
       this.peerState,
       this.peerPath,
       this.peerKernelFastPath,
@@ -167,6 +175,7 @@ export class StatusMetrics {
     for (const report of reports) {
       const iface = report.interface;
       this.ready.set({ interface: iface }, report.ready && report.waitingFor === null ? 1 : 0);
+      this.warnings.set({ interface: iface }, report.warnings.length);
       for (const reason of DROP_REASONS) this.drops.inc({ interface: iface, reason }, report.drops[reason]);
       const mode = report.forwarding.mode === "kernel" ? "kernel" : "user";
       for (const m of FORWARDING_MODES)

@@ -139,6 +139,14 @@ describe("StatusMetrics", () => {
     expect(user.some((l) => l.startsWith("tunnelbore_intro_connection_state"))).toBe(false);
   });
 
+  it("counts the configuration warnings status shows, 0 when there are none", async () => {
+    expect(await scrape([report()])).toContain('tunnelbore_config_warnings{interface="wg0"} 0');
+    const warned = await scrape([
+      report({ warnings: ["wg0's MTU 65456 ...", "wg0.conf has SaveConfig ..."] }),
+    ]);
+    expect(warned).toContain('tunnelbore_config_warnings{interface="wg0"} 2');
+  });
+
   it("shows a userspace WireGuard's socket buffer and drops; nothing for the kernel's or unknown figures", async () => {
     const socket = { port: 51820, receiveBufferBytes: 212992, drops: 30123, sockets: [], unknown: null };
     const lines = await scrape([report({ wireguardSocket: socket })]);
