@@ -299,14 +299,17 @@ struct udp4 {
 	int channel;
 };
 
-/* Reads an IPv4 UDP datagram carrying a transport message or ChannelData; 0 when it is one. */
-static __always_inline int read_udp4(struct __sk_buff *skb, struct udp4 *d)
+/*
+ * Reads an IPv4 UDP datagram carrying a transport message or ChannelData, its IP header at `ip_off`
+ * (ETH_HLEN, or 0 at an uplink without a MAC header); 0 when it is one.
+ */
+static __always_inline int read_udp4_at(struct __sk_buff *skb, struct udp4 *d, __u32 ip_off)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct iphdr *ip = data + IP_OFF;
-	struct udphdr *udp = data + UDP_OFF;
-	__u8 *payload = data + PAYLOAD_OFF;
+	struct iphdr *ip = data + ip_off;
+	struct udphdr *udp = data + ip_off + sizeof(struct iphdr);
+	__u8 *payload = data + ip_off + sizeof(struct iphdr) + sizeof(struct udphdr);
 
 	if ((void *)(payload + CHANNEL_HLEN + 4) > data_end)
 		return -1;
@@ -328,6 +331,19 @@ static __always_inline int read_udp4(struct __sk_buff *skb, struct udp4 *d)
 	return d->channel < 0 ? -1 : 0;
 }
 
+#define read_udp4(skb, d) read_udp4_at(skb, d, IP_OFF)
+
+/* The inbound entry's key of the peer's datagram `d`. */
+static __always_inline struct inbound_key inbound_key_of(const struct udp4 *d)
+{
+	struct inbound_key key = { .local_addr = d->daddr,
+				   .remote_addr = d->saddr,
+				   .local_port = d->dport,
+				   .remote_port = d->sport,
+				   .channel = d->channel };
+	return key;
+}
+
 /* True when the datagram is from this host's loopback, where WireGuard's own datagrams come from. */
 static __always_inline int from_loopback(const struct udp4 *d)
 {
@@ -343,8 +359,8 @@ static __always_inline int may_be_loopback_endpoint(const struct udp4 *d)
 	return (bpf_ntohl(d->daddr) >> 8) != 0x7f0000;
 }
 
-SEC("tc")
-int tunnelbore_fast_path(struct __sk_buff *skb)
+/* At tc ingress of lo and of each uplink with a MAC header: everything the fast path carries. */
+static __always_inline int fast_path(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -370,11 +386,7 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 			return outbound6(skb, out6, d.saddr, d.daddr, d.sport, d.dport, d.udp_csum, d.len);
 	}
 
-	struct inbound_key ikey = { .local_addr = d.daddr,
-				    .remote_addr = d.saddr,
-				    .local_port = d.dport,
-				    .remote_port = d.sport,
-				    .channel = d.channel };
+	struct inbound_key ikey = inbound_key_of(&d);
 	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound, &ikey);
 	if (!in || !owner_alive())
 		return TC_ACT_UNSPEC;
@@ -387,6 +399,48 @@ int tunnelbore_fast_path(struct __sk_buff *skb)
 		len -= CHANNEL_HLEN;
 	}
 	return inbound(skb, in, d.saddr, d.daddr, d.sport, d.dport, d.udp_csum, len);
+}
+
+SEC("tc")
+int tunnelbore_fast_path(struct __sk_buff *skb)
+{
+	return fast_path(skb);
+}
+
+/*
+ * At tc ingress of an uplink without a MAC header (PPP, a tun, a raw-IP modem): the datagram starts at
+ * its IP header. One the fast path carries (an inbound entry has its key) gets a MAC header in front,
+ * as bpf_skb_change_head is meant for, and goes the Ethernet way (into_loopback writes the header's
+ * addresses). Anything else is left as it came: the stack of such a device reads no MAC header.
+ */
+SEC("tc")
+int tunnelbore_fast_path_l3(struct __sk_buff *skb)
+{
+	int ours = 0;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct udp4 d;
+		if (!read_udp4_at(skb, &d, 0)) {
+			struct inbound_key key = inbound_key_of(&d);
+			ours = bpf_map_lookup_elem(&tb_inbound, &key) != NULL;
+		}
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct udp6 d;
+		ours = !read_udp6_at(skb, &d, 0) && bpf_map_lookup_elem(&tb_inbound6, &d.key) != NULL;
+	}
+	if (!ours || !owner_alive())
+		return TC_ACT_UNSPEC;
+	/* On failure the helper changed nothing. */
+	if (bpf_skb_change_head(skb, ETH_HLEN, 0))
+		return TC_ACT_UNSPEC;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	eth->h_proto = skb->protocol; /* the helper zeroed the addresses */
+	int verdict = fast_path(skb);
+	/* Not carried after all (its entry went meanwhile): with a MAC header the stack here cannot read it. */
+	return verdict == TC_ACT_UNSPEC ? TC_ACT_SHOT : verdict;
 }
 
 /*

@@ -141,40 +141,64 @@ static __always_inline int outbound6(struct __sk_buff *skb, struct outbound6_val
 	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
 }
 
-/* The peer's IPv6 datagram (transport message, or ChannelData on a bound channel) -> WireGuard from L(P). */
-static __always_inline int inbound6(struct __sk_buff *skb)
+/* An IPv6 UDP datagram as the fast path reads it: its inbound key, UDP payload length and channel. */
+struct udp6 {
+	struct inbound6_key key;
+	__u32 len;
+	int channel;
+};
+
+/*
+ * Reads an IPv6 UDP datagram carrying a transport message or ChannelData, its IP header at `ip_off`
+ * (ETH_HLEN, or 0 at an uplink without a MAC header); 0 when it is one.
+ */
+static __always_inline int read_udp6_at(struct __sk_buff *skb, struct udp6 *d, __u32 ip_off)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ipv6hdr *ip6 = data + IP6_OFF;
-	struct udphdr *udp = data + UDP6_OFF;
-	__u8 *payload = data + PAYLOAD6_OFF;
+	struct ipv6hdr *ip6 = data + ip_off;
+	struct udphdr *udp = data + ip_off + sizeof(struct ipv6hdr);
+	__u8 *payload = data + ip_off + sizeof(struct ipv6hdr) + sizeof(struct udphdr);
 
 	if ((void *)(payload + CHANNEL_HLEN + 4) > data_end)
-		return TC_ACT_UNSPEC;
+		return -1;
 	/* No extension headers (fragments included): those stay with the stack. */
 	if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP || !udp->check || skb->gso_size)
-		return TC_ACT_UNSPEC;
+		return -1;
 	__u32 udp_len = bpf_ntohs(udp->len);
 	if (udp_len != bpf_ntohs(ip6->payload_len) || udp_len < sizeof(struct udphdr) + WG_TRANSPORT_MIN)
-		return TC_ACT_UNSPEC;
-	__u32 len = udp_len - sizeof(struct udphdr);
-	int channel = payload_channel(payload, len);
-	if (channel < 0)
-		return TC_ACT_UNSPEC;
+		return -1;
+	d->len = udp_len - sizeof(struct udphdr);
+	d->channel = payload_channel(payload, d->len);
+	if (d->channel < 0)
+		return -1;
+	__builtin_memset(&d->key, 0, sizeof(d->key));
+	d->key.local_port = udp->dest;
+	d->key.remote_port = udp->source;
+	d->key.channel = d->channel;
+	__builtin_memcpy(d->key.local_addr, &ip6->daddr, 16);
+	__builtin_memcpy(d->key.remote_addr, &ip6->saddr, 16);
+	return 0;
+}
 
-	struct inbound6_key key = { .local_port = udp->dest, .remote_port = udp->source, .channel = channel };
-	__builtin_memcpy(key.local_addr, &ip6->daddr, 16);
-	__builtin_memcpy(key.remote_addr, &ip6->saddr, 16);
-	__u16 sport = udp->source, dport = udp->dest;
-	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound6, &key);
+/* The peer's IPv6 datagram (transport message, or ChannelData on a bound channel) -> WireGuard from L(P). */
+static __always_inline int inbound6(struct __sk_buff *skb)
+{
+	struct udp6 d;
+	if (read_udp6_at(skb, &d, IP6_OFF))
+		return TC_ACT_UNSPEC;
+	struct inbound6_key *key = &d.key;
+	__u32 len = d.len, udp_len = sizeof(struct udphdr) + d.len;
+	int channel = d.channel;
+	__u16 sport = key->remote_port, dport = key->local_port;
+	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound6, key);
 	if (!in || !owner_alive())
 		return TC_ACT_UNSPEC;
 
 	/* The IPv6 pseudo-header's addresses out, L(P) and 127.0.0.1 in (lengths and protocol are alike). */
 	__u8 v6[32];
-	__builtin_memcpy(v6, key.remote_addr, 16);
-	__builtin_memcpy(v6 + 16, key.local_addr, 16);
+	__builtin_memcpy(v6, key->remote_addr, 16);
+	__builtin_memcpy(v6 + 16, key->local_addr, 16);
 	__u32 v4[2] = { in->loopback_addr, bpf_htonl(0x7f000001) };
 	__s64 diff = bpf_csum_diff((__be32 *)v6, sizeof(v6), v4, sizeof(v4), 0);
 	/*
@@ -186,8 +210,8 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	if (diff < 0 || bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
 	    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, from.word, to.word, BPF_F_MARK_MANGLED_0 | 4))
 		return TC_ACT_SHOT;
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
 	union udp_ports *ports = data + UDP6_OFF;
 	if ((void *)(ports + 1) > data_end)
 		return TC_ACT_SHOT;

@@ -38,6 +38,19 @@ const PIN_ROOT = join(BPFFS, "tunnelbore");
 const PROGRAM_NAME = "tunnelbore_fast_path";
 /** WireGuard's datagrams to an IPv6 path, translated at lo's egress (ebpf/fast-path.bpf.c says why). */
 const EGRESS_PROGRAM_NAME = "tunnelbore_fast_path_egress";
+/** At ingress of an uplink whose frames have no MAC header (PPP, a tun, a raw-IP modem). */
+const L3_PROGRAM_NAME = "tunnelbore_fast_path_l3";
+
+/**
+ * Whether `dev`'s frames start with an Ethernet header (`ip`'s link_type ether, or lo). Others (none
+ * for a tun or a raw-IP modem, ppp, tunnels) get the program that reads from the IP header.
+ */
+async function hasEthernetHeader(dev: string): Promise<boolean> {
+  const [link] = JSON.parse(await run("ip", ["-j", "link", "show", "dev", dev])) as Array<{
+    link_type?: string;
+  }>;
+  return link?.link_type === "ether" || link?.link_type === "loopback";
+}
 const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
 /** Our tc filters use priorities 49152..53247; an interface's first choice is a hash of its name. */
 const PREF_BASE = 49152;
@@ -369,6 +382,11 @@ export class FastPathProgram {
     return join(this.pinDir, "prog", EGRESS_PROGRAM_NAME);
   }
 
+  /** The pinned program at ingress of an uplink without a MAC header. */
+  get l3ProgramPath(): string {
+    return join(this.pinDir, "prog", L3_PROGRAM_NAME);
+  }
+
   /** Writes the owner record with a fresh heartbeat: the program forwards only while it is fresh. */
   beat(): void {
     if (this.closed) return;
@@ -421,8 +439,8 @@ export class FastPathProgram {
     dev: string,
     pref: number,
     direction: FilterDirection = "ingress",
+    program = direction === "egress" ? this.egressProgramPath : this.programPath,
   ): string[] {
-    const program = direction === "egress" ? this.egressProgramPath : this.programPath;
     const handle = ["handle", "1", "bpf", "direct-action", "object-pinned", program];
     return ["filter", verb, "dev", dev, direction, "pref", String(pref), ...handle];
   }
@@ -436,13 +454,17 @@ export class FastPathProgram {
     });
   }
 
-  /** Attaches at tc ingress of `dev` (adding a clsact qdisc when it has none). Idempotent. */
+  /**
+   * Attaches at tc ingress of `dev` (adding a clsact qdisc when it has none), the program that reads
+   * its frames: from a MAC header or from the IP header. Idempotent.
+   */
   async attach(dev: string, ifindex: number): Promise<void> {
     if (this.attached.get(dev) === ifindex || this.closed) return;
     this.attached.set(dev, ifindex);
     try {
+      const program = (await hasEthernetHeader(dev)) ? this.programPath : this.l3ProgramPath;
       await this.ensureClsact(dev);
-      await run("tc", this.filterArgs("replace", dev, this.pref));
+      await run("tc", this.filterArgs("replace", dev, this.pref, "ingress", program));
     } catch (err) {
       this.attached.delete(dev);
       throw err;
