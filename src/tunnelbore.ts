@@ -233,6 +233,8 @@ export class Tunnelbore {
     if (this.stopped || !this.started) return;
     this.log.info({ interface: this.options.interfaceName }, "reloading: reading the interface again");
     await Promise.all([this.checkWgQuickConfig(), this.checkMtu()]);
+    // Waiting out a backoff (not a member yet, say, and the key was just allowed): try now.
+    if (this.link?.retryNow()) this.log.info("reloading: connecting to the introduction server now");
     await this.interfaceSync.reload();
   }
 

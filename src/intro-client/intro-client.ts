@@ -201,6 +201,17 @@ export class IntroClient extends EventEmitter<IntroClientEvents> {
     this.connect();
   }
 
+  /**
+   * Between attempts (after a refusal, a failure or not-member), the next one now instead of when its
+   * backoff ends: SIGHUP after the server's operator allowed our key. False when not waiting.
+   */
+  retryNow(): boolean {
+    if (this.state !== "waiting") return false;
+    clearTimeout(this.reconnectTimer);
+    this.connect();
+    return true;
+  }
+
   async stop(): Promise<void> {
     if (this.state === "stopped") return;
     const wasOnline = this.state === "online";

@@ -177,6 +177,11 @@ export class IntroLink {
     void closing;
   }
 
+  /** The connection's next attempt now, if it is waiting for one (IntroClient.retryNow). */
+  retryNow(): boolean {
+    return !this.stopped && this.client.retryNow();
+  }
+
   /** A path went suspect: the network may have taken our server connection too; check it now. */
   checkServer(): void {
     void this.client.checkAlive(LINK_CHECK_TIMEOUT_MS, "a path went suspect");

@@ -8,7 +8,8 @@ export interface IntroConnectionStatus {
   servers?: string[];
   /**
    * "retrying": the last attempt or connection failed and the next one waits for its backoff.
-   * "not-member": the server does not serve our key (not in its --allowed-keys); retried once a minute.
+   * "not-member": the server does not serve our key (not in its --allowed-keys); retried once a minute,
+   * and at once on SIGHUP.
    */
   state: "connected" | "connecting" | "retrying" | "not-member" | "stopped";
   /** Since when (unix ms) in this state; while retrying, since the first failure of the streak. */

@@ -95,7 +95,7 @@ export class ReconnectPolicy {
     if (firstNotMember) {
       log.error(
         { url, publicKey: this.options.publicKey, code, reason },
-        `the introduction server does not serve our key ${this.options.publicKey}: add it to the server's allowed keys (--allowed-keys); retrying every ${Math.round(this.notMemberRetryMs() / 1000)} s`,
+        `the introduction server does not serve our key ${this.options.publicKey}: add it to the server's allowed keys (--allowed-keys); retrying every ${Math.round(this.notMemberRetryMs() / 1000)} s, or at once on SIGHUP (systemctl reload)`,
       );
     } else if (notMember) log.debug(details, "still not a member of the introduction server");
     else if (rejected) log.error(details, "the introduction server refused us");

@@ -73,8 +73,26 @@ describe("introduction server membership (--allowed-keys) in the lab", () => {
     expect(await a.wg.latestHandshakeOf(b.keys.publicKey)).toBe(0);
 
     // Added without a restart: b is served, gets TURN credentials, and the pair relays through coturn.
+    // b's operator reloads it (SIGHUP) rather than wait for its once-a-minute retry: it connects at once.
     writeAllowedKeys([`${a.keys.publicKey} # a`, `${b.keys.publicKey} # b`]);
-    await lab.waitForPing("a", "b", 150_000);
+    // The server reads the file as it changes; a SIGHUP that comes before is answered not-member again,
+    // so b is reloaded until it connects, each time given 2 s (its own retry would come after 60 s).
+    const connectedSoon = () =>
+      waitFor(async () => (await lab!.status("b")).intro?.state === "connected", {
+        what: "b connected after SIGHUP",
+        timeoutMs: 2_000,
+        intervalMs: 100,
+      }).then(
+        () => true,
+        () => false,
+      );
+    let reloads = 0;
+    do {
+      b.tunnelbore!.process.child.kill("SIGHUP");
+      reloads++;
+    } while (!(await connectedSoon()) && reloads < 10);
+    expect((await lab.status("b")).intro?.state).toBe("connected");
+    await lab.waitForPing("a", "b", 60_000);
     expect((await lab.status("b")).intro?.state).toBe("connected");
     expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
     expect((await lab.peerStatus("b", "a")).pathKind).toBe("relay");

@@ -81,4 +81,27 @@ describe("a key the introduction server does not serve", () => {
     });
     expect(lines.filter((line) => line.level >= 50)).toHaveLength(2);
   });
+
+  it("is tried again at once when asked (SIGHUP), not a minute later", async () => {
+    const stranger = newKey();
+    server = await startIntroServer({ port: 0, stun: false, logger: silent, allowedKeys: new Set() });
+    client = new IntroClient({
+      url: server.url,
+      keys: new LocalKeyAgreement(stranger.privateKey),
+      logger: silent,
+      reconnect: { notMemberRetryMs: 60_000 },
+    });
+    expect(client.retryNow()).toBe(false); // stopped: nothing to retry
+    client.start();
+    await waitFor(() => client!.connectionStatus.state === "not-member", {
+      what: "not-member",
+      timeoutMs: 10_000,
+    });
+    server.setAllowedKeys(new Set([stranger.publicKey]));
+    const connected = waitForEvent(client, "connected", () => true, 10_000);
+    expect(client.retryNow()).toBe(true);
+    await connected;
+    expect(client.connectionStatus).toMatchObject({ state: "connected", failures: 0 });
+    expect(client.retryNow()).toBe(false); // connected: nothing to retry
+  });
 });
