@@ -10,6 +10,15 @@ function turnLine(transport: string, check: TurnCheck): string {
   return `${head}ok (${check.server}): relayed address ${check.relayed}`;
 }
 
+function mtuLine(mtu: NetcheckReport["mtu"]): string {
+  const head = "MTU:".padEnd(15);
+  if (!mtu || mtu.uplink === null) return `${head}not known (ip shows no uplink)`;
+  const uplink = `uplink ${mtu.uplink}`;
+  if (mtu.interface === null || mtu.wireguard === null) return `${head}${uplink}`;
+  const wireguard = `${mtu.interface} ${mtu.wireguard}`;
+  return `${head}${uplink}, ${wireguard}: ${mtu.warning ?? "full-size packets leave in one piece"}`;
+}
+
 export function formatNetcheck(report: NetcheckReport): string {
   const lines = [
     `servers from:  ${report.source}`,
@@ -28,6 +37,7 @@ export function formatNetcheck(report: NetcheckReport): string {
     turnLine("UDP", report.turn.udp),
     turnLine("TCP", report.turn.tcp),
     turnLine("TLS", report.turn.tls),
+    mtuLine(report.mtu),
     "",
   );
   return lines.join("\n");

@@ -117,7 +117,7 @@ async function fromRunning(values: NetcheckValues, timeoutMs: number): Promise<N
     });
   }
   const { stunUrls, turn } = answer.data;
-  return { source: `tunnelbore run on ${name}`, stunUrls, turn, timeoutMs };
+  return { source: `tunnelbore run on ${name}`, stunUrls, turn, timeoutMs, interfaceName: name };
 }
 
 export async function netcheckCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {

@@ -10,6 +10,7 @@ import { formatAddress } from "../ice/ice-path.js";
 import { type IceServerUrl, parseIceServerUrl } from "../ice/ice-server-url.js";
 import { type NatBehaviour, probeMapping, stunServerPair } from "../ice/nat-behaviour.js";
 import { stunBinding, type TransportAddress } from "../ice/stun-binding.js";
+import { type MtuFacts, readMtuFacts } from "../wg/mtu-check.js";
 import { checkTurn, type TurnCheck, type TurnCredentials, type TurnTransport } from "./turn-check.js";
 
 export interface NetcheckInput {
@@ -19,6 +20,8 @@ export interface NetcheckInput {
   turn: ({ urls: string[] } & TurnCredentials) | null;
   /** How long each STUN query and TURN allocation may take. */
   timeoutMs: number;
+  /** The WireGuard interface whose MTU is checked against the uplink's (from a running `run`). */
+  interfaceName?: string;
 }
 
 export interface StunResult {
@@ -41,6 +44,8 @@ export interface NetcheckReport {
   /** True when no STUN server answered; null without STUN servers. */
   udpBlocked: boolean | null;
   turn: Record<TurnTransport, TurnCheck>;
+  /** The uplink's MTU and WireGuard's (src/wg/mtu-check.ts); null when `ip` could not be read. */
+  mtu: ({ interface: string | null } & MtuFacts) | null;
 }
 
 export function localAddresses(): string[] {
@@ -112,11 +117,12 @@ export async function runNetcheck(input: NetcheckInput): Promise<NetcheckReport>
       ? checkTurn(target, transport, credentials, input.timeoutMs)
       : Promise.resolve({ status: "not configured" });
   };
-  const [stun, udp, tcp, tls] = await Promise.all([
+  const [stun, udp, tcp, tls, mtu] = await Promise.all([
     checkStun(input.stunUrls, input.timeoutMs),
     turnOf("udp"),
     turnOf("tcp"),
     turnOf("tls"),
+    readMtuFacts(input.interfaceName),
   ]);
   return {
     source: input.source,
@@ -125,6 +131,7 @@ export async function runNetcheck(input: NetcheckInput): Promise<NetcheckReport>
     mapping: stun.mapping,
     udpBlocked: stun.stun ? stun.stun.mapped.every((m) => m === null) : null,
     turn: { udp, tcp, tls },
+    mtu: mtu && { interface: input.interfaceName ?? null, ...mtu },
   };
 }
 

@@ -104,8 +104,18 @@ export function mtuWarning(
   );
 }
 
-/** Reads the links and default routes and checks WireGuard's MTU against them; null when fine or unreadable. */
-export async function checkWireGuardMtu(wireguardInterface: string): Promise<string | null> {
+/** What the links and routes tell of MTUs: the uplink's, WireGuard's (null: unknown), the warning. */
+export interface MtuFacts {
+  uplink: number | null;
+  wireguard: number | null;
+  warning: string | null;
+}
+
+/**
+ * Reads the links and default routes (`ip`, no privileges needed) and checks WireGuard's MTU against
+ * them; null when `ip` cannot be read. Without an interface, the uplink's MTU alone.
+ */
+export async function readMtuFacts(wireguardInterface = ""): Promise<MtuFacts | null> {
   const ip = async (args: string[]): Promise<string | null> => {
     try {
       return (await execFileAsync("ip", ["-o", ...args], { maxBuffer: 16 << 20 })).stdout;
@@ -113,12 +123,22 @@ export async function checkWireGuardMtu(wireguardInterface: string): Promise<str
       return null;
     }
   };
-  const [links, routes4, routes6] = await Promise.all([
+  const [output, routes4, routes6] = await Promise.all([
     ip(["link", "show"]),
     ip(["-4", "route", "show", "default"]),
     ip(["-6", "route", "show", "default"]),
   ]);
-  if (links === null) return null;
+  if (output === null) return null;
+  const links = parseLinkMtus(output);
   const defaults = parseDefaultRoutes(`${routes4 ?? ""}\n${routes6 ?? ""}`);
-  return mtuWarning(parseLinkMtus(links), defaults, wireguardInterface);
+  return {
+    uplink: uplinkMtu(links, defaults, wireguardInterface),
+    wireguard: links.find((l) => l.name === wireguardInterface)?.mtu ?? null,
+    warning: mtuWarning(links, defaults, wireguardInterface),
+  };
+}
+
+/** The warning for `wireguardInterface`'s MTU; null when fine or unreadable. */
+export async function checkWireGuardMtu(wireguardInterface: string): Promise<string | null> {
+  return (await readMtuFacts(wireguardInterface))?.warning ?? null;
 }

@@ -97,9 +97,15 @@ describe("tunnelbore netcheck", () => {
     expect(report.turn.tcp).toMatchObject({ status: "ok" });
     expect(report.turn.tls).toEqual({ status: "not configured" });
     if (report.turn.udp.status === "ok") expect(report.turn.udp.relayed.startsWith(`${server}:`)).toBe(true);
+    // The lab's links are veths (1500); wireguard-go's own MTU is 1420, which fits.
+    const wg = lab.host("c").wg.name;
+    expect(report.mtu).toEqual({ interface: wg, uplink: 1500, wireguard: 1420, warning: null });
 
     const text = await cliIn("c", ["netcheck", "--run-dir", lab.host("c").dirs.runDir]);
     expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(
+      new RegExp(`^MTU: +uplink 1500, ${wg} 1420: full-size packets leave in one piece$`, "m"),
+    );
     expect(text.stdout).toMatch(/^mapping: +endpoint-independent$/m);
     expect(text.stdout).toMatch(/^UDP: +works$/m);
     expect(text.stdout).toMatch(/^TURN over UDP: ok \(udp /m);

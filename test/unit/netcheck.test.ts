@@ -21,6 +21,7 @@ const blocked: NetcheckReport = {
   mapping: "unknown",
   udpBlocked: true,
   turn: { udp: notConfigured, tcp: notConfigured, tls: notConfigured },
+  mtu: { interface: null, uplink: 1500, wireguard: null, warning: null },
 };
 
 describe("turnTargets", () => {
@@ -71,6 +72,20 @@ describe("formatNetcheck", () => {
       /^TURN over TCP: ok \(tcp 203\.0\.113\.1:3479\): relayed address 203\.0\.113\.1:50000$/m,
     );
     expect(text).toMatch(/^TURN over TLS: not configured$/m);
+    expect(text).toMatch(/^MTU: +uplink 1500$/m);
+  });
+
+  it("says whether WireGuard's full-size packets fit the uplink, and what to set when not", () => {
+    const fits = { interface: "wg0", uplink: 1500, wireguard: 1420, warning: null };
+    expect(formatNetcheck({ ...blocked, mtu: fits })).toMatch(
+      /^MTU: +uplink 1500, wg0 1420: full-size packets leave in one piece$/m,
+    );
+    const warning = 'wg0\'s MTU 65456 ... set "MTU = 1420" ...';
+    const over = { interface: "wg0", uplink: 1500, wireguard: 65456, warning };
+    expect(formatNetcheck({ ...blocked, mtu: over })).toContain(
+      `MTU:           uplink 1500, wg0 65456: ${warning}`,
+    );
+    expect(formatNetcheck({ ...blocked, mtu: null })).toMatch(/^MTU: +not known/m);
   });
 });
 
