@@ -5,50 +5,16 @@
 // ChannelData header and IPv6's longer header counted) and hands the rest to user space, whose socket
 // fragments as WireGuard's would; status says which MTU to set.
 import { afterEach, describe, expect, it } from "vitest";
-import type { PeerStatus } from "../../src/control/status.js";
 import { createLinkedPair } from "../lab/linked-pair.js";
 import { createNamespace, generateKeyPair, nsRun, teardownAll, uniqueTag } from "../lab/netns.js";
-import { ping } from "../lab/ping.js";
 import { startTunnelbore } from "../lab/tunnelbore.js";
 import { ProductLab } from "../lab/tunnelbore-lab.js";
 import { wgQuickUp } from "../lab/wg-quick.js";
+import { pingCarried, setWireGuardMtu, startKernelCarried } from "../support/kernel-carriage.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
 const PINGS = 20;
-
-/** How the datagrams a ping run sent were carried: by the kernel, by Tunnelbore's sockets. */
-interface Carried {
-  kernel: number;
-  userSpace: number;
-}
-
-/**
- * Sends PINGS echo requests of `size` bytes from `ns` to `address`, expects every reply, and returns
- * how the requests' datagrams were carried (A's tx counters, folded in once a second).
- */
-async function pingCarried(
-  ns: string,
-  address: string,
-  size: number,
-  peer: () => Promise<PeerStatus>,
-): Promise<Carried> {
-  const before = await peer();
-  const result = await ping(ns, address, { count: PINGS, interval: 10, size });
-  expect(result.received, `pings of ${size} bytes answered`).toBe(PINGS);
-  let carried: Carried = { kernel: 0, userSpace: 0 };
-  await waitFor(
-    async () => {
-      const now = await peer();
-      const kernel = now.kernelTxDatagrams - before.kernelTxDatagrams;
-      const all = now.txDatagrams - before.txDatagrams;
-      carried = { kernel, userSpace: all - kernel };
-      return all >= PINGS;
-    },
-    { what: `the counters include the pings of ${size} bytes`, timeoutMs: 5000, intervalMs: 100 },
-  );
-  return carried;
-}
 
 /** Datagrams the namespace's `dev` dropped on transmit (what a redirect beyond the MTU came to). */
 async function txDropped(ns: string, dev: string): Promise<number> {
@@ -74,33 +40,19 @@ for (const family of ["ipv4", "ipv6"] as const) {
 
     it("carries what fits in the kernel, the rest fragmented from user space, and status names the MTU", async () => {
       const { pair } = fx;
-      // As wg-quick sets it for an endpoint at 127.x.
-      for (const [ns, wg] of [
-        [pair.nsA, pair.wgA],
-        [pair.nsB, pair.wgB],
-      ] as const) {
-        await nsRun(ns, "ip", ["link", "set", "dev", wg.name, "mtu", "65456"]);
-      }
-      const tb = await startTunnelbore(pair.nsA, pair.wgA.name, fx.dirs, ["--ebpf", "on"]);
-      fx.running.push(tb);
-      const peer = () => tb.peerStatus(pair.keyB.publicKey);
-      await pair.waitForPing();
-      await waitFor(async () => (await peer()).kernelFastPath, {
-        what: "the kernel carries the peer",
-        timeoutMs: 10_000,
-        intervalMs: 100,
-      });
+      await setWireGuardMtu(pair, 65456); // as wg-quick sets it for an endpoint at 127.x
+      const { tb, peer } = await startKernelCarried(fx);
       const droppedBefore = await txDropped(pair.nsA, "eth0");
       const fits = family === "ipv4" ? [SIZES.atIpv4Mtu] : [SIZES.belowIpv6Mtu];
       const over = family === "ipv4" ? [SIZES.overIpv4Mtu, SIZES.large] : [SIZES.atIpv4Mtu, SIZES.large];
       for (const size of fits) {
-        const carried = await pingCarried(pair.nsA, pair.tunB, size, peer);
-        expect(carried.kernel, `${size}: by the kernel`).toBeGreaterThanOrEqual(PINGS);
+        const carried = await pingCarried(pair.nsA, pair.tunB, size, PINGS, peer);
+        expect(carried.kernelTx, `${size}: by the kernel`).toBeGreaterThanOrEqual(PINGS);
       }
       for (const size of over) {
-        const carried = await pingCarried(pair.nsA, pair.tunB, size, peer);
-        expect(carried.userSpace, `${size}: by user space`).toBeGreaterThanOrEqual(PINGS);
-        expect(carried.kernel, `${size}: not by the kernel`).toBeLessThan(PINGS);
+        const carried = await pingCarried(pair.nsA, pair.tunB, size, PINGS, peer);
+        expect(carried.tx - carried.kernelTx, `${size}: by user space`).toBeGreaterThanOrEqual(PINGS);
+        expect(carried.kernelTx, `${size}: not by the kernel`).toBeLessThan(PINGS);
       }
       expect(await txDropped(pair.nsA, "eth0")).toBe(droppedBefore);
       expect((await peer()).kernelFastPath).toBe(true);
@@ -147,11 +99,17 @@ describe("kernel fast path, relayed path, a datagram the ChannelData header take
     const [from, to] = (await l.peerStatus("a", "b")).pair?.localType === "relay" ? ["a", "b"] : ["b", "a"];
     const peer = () => l.peerStatus(from, to);
     expect((await peer()).pair).toMatchObject({ localType: "relay", relayTransport: "udp" });
-    const fits = await pingCarried(l.host(from).ns, l.host(to).tunnelAddress, SIZES.belowIpv6Mtu, peer);
-    expect(fits.kernel).toBeGreaterThanOrEqual(PINGS);
-    const over = await pingCarried(l.host(from).ns, l.host(to).tunnelAddress, SIZES.atIpv4Mtu, peer);
-    expect(over.userSpace).toBeGreaterThanOrEqual(PINGS);
-    expect(over.kernel).toBeLessThan(PINGS);
+    const fits = await pingCarried(
+      l.host(from).ns,
+      l.host(to).tunnelAddress,
+      SIZES.belowIpv6Mtu,
+      PINGS,
+      peer,
+    );
+    expect(fits.kernelTx).toBeGreaterThanOrEqual(PINGS);
+    const over = await pingCarried(l.host(from).ns, l.host(to).tunnelAddress, SIZES.atIpv4Mtu, PINGS, peer);
+    expect(over.tx - over.kernelTx).toBeGreaterThanOrEqual(PINGS);
+    expect(over.kernelTx).toBeLessThan(PINGS);
     expect((await peer()).pathKind).toBe("relay");
   }, 120_000);
 });

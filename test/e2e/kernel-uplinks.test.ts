@@ -11,14 +11,11 @@
 // Each: the largest datagram the uplink takes whole goes through the kernel both ways, the next size up
 // through Tunnelbore's socket, in fragments, and arrives.
 import { describe, expect, it } from "vitest";
-import type { PeerStatus } from "../../src/control/status.js";
 import { createLinkedPair, type LinkedPair } from "../lab/linked-pair.js";
 import { generateKeyPair, nsRun } from "../lab/netns.js";
-import { ping } from "../lab/ping.js";
-import { startTunnelbore } from "../lab/tunnelbore.js";
 import { startWireGuard } from "../lab/wireguard.js";
+import { pingCarried, setWireGuardMtu, startKernelCarried } from "../support/kernel-carriage.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
-import { waitFor } from "../support/wait-for.js";
 
 type Family = "ipv4" | "ipv6";
 
@@ -120,48 +117,16 @@ for (const [kind, makeUplink] of Object.entries(UPLINKS)) {
         const pair = await createLinkedPair(family === "ipv4" ? "ku4" : "ku6", family);
         const uplink = await makeUplink(pair, family);
         // WireGuard's MTU above what fits the uplink, so that the next size up exists.
-        for (const [ns, wg] of [
-          [pair.nsA, pair.wgA],
-          [pair.nsB, pair.wgB],
-        ] as const) {
-          await nsRun(ns, "ip", ["link", "set", "dev", wg.name, "mtu", String(uplink.mtu - 40)]);
-        }
+        await setWireGuardMtu(pair, uplink.mtu - 40);
         return { ...pair, uplink };
       });
 
       it("carries both ways in the kernel, and hands what does not fit the uplink to user space", async () => {
         const { pair } = fx;
         await pair.waitForPing();
-        const tb = await startTunnelbore(pair.nsA, pair.wgA.name, fx.dirs, ["--ebpf", "on"]);
-        fx.running.push(tb);
-        const peer = () => tb.peerStatus(pair.keyB.publicKey);
-        await pair.waitForPing();
-        await waitFor(async () => (await peer()).kernelFastPath, {
-          what: "the kernel carries the peer",
-          timeoutMs: 10_000,
-          intervalMs: 100,
-        });
+        const { tb, peer } = await startKernelCarried(fx);
         expect((await tb.status()).forwarding.interfaces).toContain(pair.uplink.dev);
-
-        const carried = async (size: number) => {
-          const before = await peer();
-          const result = await ping(pair.nsA, pair.tunB, { count: PINGS, interval: 10, size });
-          expect(result.received, `pings of ${size} bytes answered`).toBe(PINGS);
-          const delta = (now: PeerStatus) => ({
-            kernelTx: now.kernelTxDatagrams - before.kernelTxDatagrams,
-            kernelRx: now.kernelRxDatagrams - before.kernelRxDatagrams,
-            tx: now.txDatagrams - before.txDatagrams,
-            rx: now.rxDatagrams - before.rxDatagrams,
-          });
-          await waitFor(
-            async () => {
-              const d = delta(await peer());
-              return d.tx >= PINGS && d.rx >= PINGS;
-            },
-            { what: `the counters include the pings of ${size} bytes`, timeoutMs: 5000, intervalMs: 100 },
-          );
-          return delta(await peer());
-        };
+        const carried = (size: number) => pingCarried(pair.nsA, pair.tunB, size, PINGS, peer);
 
         const sizes = pingSizes(pair.uplink.mtu, family);
         const fits = await carried(sizes.fits);
