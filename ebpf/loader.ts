@@ -40,6 +40,11 @@ const PROGRAM_NAME = "tunnelbore_fast_path";
 const EGRESS_PROGRAM_NAME = "tunnelbore_fast_path_egress";
 /** At ingress of an uplink whose frames have no MAC header (PPP, a tun, a raw-IP modem). */
 const L3_PROGRAM_NAME = "tunnelbore_fast_path_l3";
+const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
+/** Our tc filters use priorities 49152..53247; an interface's first choice is a hash of its name. */
+const PREF_BASE = 49152;
+const PREF_SPAN = 4096;
+const HEARTBEAT_MS = 1000;
 
 /**
  * Whether `dev`'s frames start with an Ethernet header (`ip`'s link_type ether, or lo). Others (none
@@ -51,11 +56,6 @@ async function hasEthernetHeader(dev: string): Promise<boolean> {
   }>;
   return link?.link_type === "ether" || link?.link_type === "loopback";
 }
-const ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/lo/route_localnet";
-/** Our tc filters use priorities 49152..53247; an interface's first choice is a hash of its name. */
-const PREF_BASE = 49152;
-const PREF_SPAN = 4096;
-const HEARTBEAT_MS = 1000;
 
 type BpfModule = typeof import("bpf");
 let bpfModule: Promise<BpfModule> | null = null;
