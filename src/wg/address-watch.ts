@@ -11,22 +11,20 @@
 // Route, rule and nexthop lines are reported apart ("routing"), with what they changed
 // (`RoutingChanges`): the kernel fast path re-resolves only the entries whose remote is inside a changed
 // prefix. Nexthop objects are watched where `ip nexthop` works (iproute2 and Linux 5.3 on).
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { createInterface } from "node:readline";
-import { promisify } from "node:util";
 import { Backoff } from "../backoff.js";
 import type { Logger } from "../log.js";
 import { BoundedDebounce } from "./bounded-debounce.js";
+import { parseDefaultRoutes, readDefaultRoutes, readIpState } from "./ip-state.js";
 import { type MonitorLine, parseMonitorLine } from "./monitor-line.js";
 import { type RoutingChange, RoutingChanges } from "./routing-changes.js";
 
 export type { RoutingChange } from "./routing-changes.js";
-
-const execFileAsync = promisify(execFile);
 
 const SETPRIV = ["/usr/bin/setpriv", "/bin/setpriv"].find((p) => existsSync(p)) ?? null;
 
@@ -98,16 +96,12 @@ export function matchesInterface(name: string, patterns: string[]): boolean {
   return patterns.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p));
 }
 
-/** Parses `ip route show default` output into "via GW dev IF" strings, skipping ignored interfaces. */
-export function parseDefaultRoutes(text: string, ignore: string[]): string[] {
-  const routes: string[] = [];
-  for (const line of text.split("\n")) {
-    const dev = /\bdev ([^\s]+)/.exec(line)?.[1];
-    if (!dev || matchesInterface(dev, ignore)) continue;
-    const via = /\bvia ([^\s]+)/.exec(line)?.[1] ?? "direct";
-    routes.push(`${via} dev ${dev}`);
-  }
-  return routes.sort();
+/** The default routes as the summary keeps them ("GW dev IF", or "direct dev IF"), ignored interfaces left out. */
+export function defaultRouteSummary(text: string, ignore: string[]): string[] {
+  return parseDefaultRoutes(text)
+    .filter((r) => !matchesInterface(r.device, ignore))
+    .map((r) => `${r.via ?? "direct"} dev ${r.device}`)
+    .sort();
 }
 
 export function summaryKey(summary: NetworkSummary): string {
@@ -125,26 +119,13 @@ function affectsSummary(line: MonitorLine): boolean {
   return line.prefix === null || line.prefix.length === 0;
 }
 
-/**
- * What `ip -o ARGS` prints now, parsed as monitor lines are, or null when it cannot be read. Over 16 MiB
- * (a full BGP table: some 200,000 routes) is not read: the links' routes are then not known, as before.
- */
-async function readState(args: string[]): Promise<MonitorLine[] | null> {
-  try {
-    const { stdout } = await execFileAsync("ip", ["-o", ...args], { maxBuffer: 16 << 20 });
-    return stdout.split("\n").filter(Boolean).map(parseMonitorLine);
-  } catch {
-    return null;
-  }
-}
-
 /** Tells `routing` the links, the routes through them and the addresses there are now, as far as read. */
 async function knowState(routing: RoutingChanges): Promise<void> {
   const [links, addresses, routes4, routes6] = await Promise.all([
-    readState(["link", "show"]),
-    readState(["address", "show"]),
-    readState(["-4", "route", "show", "table", "all"]),
-    readState(["-6", "route", "show", "table", "all"]),
+    readIpState(["link", "show"]),
+    readIpState(["address", "show"]),
+    readIpState(["-4", "route", "show", "table", "all"]),
+    readIpState(["-6", "route", "show", "table", "all"]),
   ]);
   if (links) routing.knowLinks(links, routes4 && routes6 ? [...routes4, ...routes6] : null);
   if (addresses) routing.knowAddresses(addresses);
@@ -187,7 +168,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
 
   /** Takes the current state as the baseline and starts watching. */
   async start(): Promise<void> {
-    const [summary, nexthops] = await Promise.all([this.summary(), readState(["nexthop", "show"])]);
+    const [summary, nexthops] = await Promise.all([this.summary(), readIpState(["nexthop", "show"])]);
     this.lastReported = summaryKey(summary);
     this.sawEmpty = summary.addresses.length === 0;
     this.watchNexthops = nexthops !== null;
@@ -218,14 +199,7 @@ export class AddressWatch extends EventEmitter<AddressWatchEvents> {
     }
     let routes: string[] = [];
     try {
-      const [v4, v6] = await Promise.all([
-        execFileAsync("ip", ["-4", "route", "show", "default"]).then((r) => r.stdout),
-        execFileAsync("ip", ["-6", "route", "show", "default"]).then(
-          (r) => r.stdout,
-          () => "",
-        ),
-      ]);
-      routes = parseDefaultRoutes(`${v4}\n${v6}`, this.ignore);
+      routes = defaultRouteSummary(await readDefaultRoutes(), this.ignore);
     } catch (err) {
       this.log.debug({ err }, "cannot read default routes");
     }

@@ -13,7 +13,17 @@ export type MonitorLine =
   /** A nexthop object (`id N ...`); group: it is a group (its members changed, or it is new). */
   | { kind: "nexthop"; id: number; deleted: boolean; group: boolean }
   | { kind: "rule" }
-  | { kind: "link"; index: number; name: string; deleted: boolean; up: boolean; carrier: boolean }
+  | {
+      kind: "link";
+      index: number;
+      name: string;
+      deleted: boolean;
+      up: boolean;
+      carrier: boolean;
+      loopback: boolean;
+      /** As the line gives it (null: none). */
+      mtu: number | null;
+    }
   | {
       kind: "address";
       index: number;
@@ -68,6 +78,8 @@ export function parseMonitorLine(line: string): MonitorLine {
       deleted,
       up: flags.includes("UP"),
       carrier: flags.includes("LOWER_UP"),
+      loopback: flags.includes("LOOPBACK"),
+      mtu: mtuOf(text.slice(link[0].length)),
     };
   }
   const address = ADDRESS.exec(text);
@@ -90,6 +102,12 @@ export function parseMonitorLine(line: string): MonitorLine {
     devices: devicesOf(text),
     nexthop: nhid ? Number(nhid[1]) : null,
   };
+}
+
+/** A link line's MTU (`mtu N` right after its flags), or null. */
+function mtuOf(rest: string): number | null {
+  const mtu = /^ mtu (\d+)\b/.exec(rest)?.[1];
+  return mtu === undefined ? null : Number(mtu);
 }
 
 /** An address line's words after the address, without the lifetimes and `-o`'s line-joining backslashes. */

@@ -3,10 +3,8 @@
 // that is loopback's 65536 less 80. Every datagram above the uplink's MTU then leaves in IP fragments,
 // and in user space, since the kernel fast path cannot fragment (ebpf/fast-path.bpf.c, fits_uplink).
 // Tunnelbore's endpoints caused it, so Tunnelbore says so and what to set.
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
-
-const execFileAsync = promisify(execFile);
+import { type DefaultRoute, parseDefaultRoutes, readDefaultRoutes, readIpState } from "./ip-state.js";
+import type { MonitorLine } from "./monitor-line.js";
 
 export interface LinkMtu {
   name: string;
@@ -20,42 +18,11 @@ const LEAST_OVERHEAD = 60;
 /** wg-quick's allowance: IPv6 (40) and UDP (8) headers, WireGuard's 32. */
 const WG_QUICK_OVERHEAD = 80;
 
-const LINK_LINE = /^\d+: ([^\s:@]+)(?:@[^\s:]+)?: <([^>]*)> mtu (\d+)\b/;
-const ROUTE_DEVICE = /\bdev (\S+)/;
-const ROUTE_MTU = /\bmtu (?:lock )?(\d+)\b/;
-
-/** The links of `ip -o link show`. */
-export function parseLinkMtus(output: string): LinkMtu[] {
-  const links: LinkMtu[] = [];
-  for (const line of output.split("\n")) {
-    const m = LINK_LINE.exec(line);
-    if (!m) continue;
-    const flags = m[2]!.split(",");
-    links.push({
-      name: m[1]!,
-      mtu: Number(m[3]),
-      up: flags.includes("UP"),
-      loopback: flags.includes("LOOPBACK"),
-    });
-  }
-  return links;
-}
-
-/** A default route of `ip -o route show default`: its device and its own MTU, if it has one. */
-export interface DefaultRoute {
-  device: string;
-  mtu: number | null;
-}
-
-export function parseDefaultRoutes(output: string): DefaultRoute[] {
-  const routes: DefaultRoute[] = [];
-  for (const line of output.split("\n")) {
-    const device = ROUTE_DEVICE.exec(line);
-    if (!line.startsWith("default") || !device) continue;
-    const mtu = ROUTE_MTU.exec(line);
-    routes.push({ device: device[1]!, mtu: mtu ? Number(mtu[1]) : null });
-  }
-  return routes;
+/** The links among `ip -o link show`'s lines. */
+export function linkMtus(lines: MonitorLine[]): LinkMtu[] {
+  return lines.flatMap((l) =>
+    l.kind === "link" && l.mtu !== null ? [{ name: l.name, mtu: l.mtu, up: l.up, loopback: l.loopback }] : [],
+  );
 }
 
 /**
@@ -116,21 +83,13 @@ export interface MtuFacts {
  * them; null when `ip` cannot be read. Without an interface, the uplink's MTU alone.
  */
 export async function readMtuFacts(wireguardInterface = ""): Promise<MtuFacts | null> {
-  const ip = async (args: string[]): Promise<string | null> => {
-    try {
-      return (await execFileAsync("ip", ["-o", ...args], { maxBuffer: 16 << 20 })).stdout;
-    } catch {
-      return null;
-    }
-  };
-  const [output, routes4, routes6] = await Promise.all([
-    ip(["link", "show"]),
-    ip(["-4", "route", "show", "default"]),
-    ip(["-6", "route", "show", "default"]),
+  const [lines, routes] = await Promise.all([
+    readIpState(["link", "show"]),
+    readDefaultRoutes().catch(() => ""),
   ]);
-  if (output === null) return null;
-  const links = parseLinkMtus(output);
-  const defaults = parseDefaultRoutes(`${routes4 ?? ""}\n${routes6 ?? ""}`);
+  if (lines === null) return null;
+  const links = linkMtus(lines);
+  const defaults = parseDefaultRoutes(routes);
   return {
     uplink: uplinkMtu(links, defaults, wireguardInterface),
     wireguard: links.find((l) => l.name === wireguardInterface)?.mtu ?? null,

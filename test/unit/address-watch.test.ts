@@ -1,10 +1,10 @@
 // Parsing of `ip -o monitor` lines and default routes for the address watch.
 import { describe, expect, it } from "vitest";
 import {
+  defaultRouteSummary,
   isRouteOrRuleLine,
   matchesInterface,
   monitorLineInterface,
-  parseDefaultRoutes,
   routeListenerJoined,
   summaryKey,
 } from "../../src/wg/address-watch.js";
@@ -45,7 +45,7 @@ describe("matchesInterface", () => {
   });
 });
 
-describe("parseDefaultRoutes", () => {
+describe("defaultRouteSummary", () => {
   it("keeps gateway and device, skips ignored interfaces, sorts", () => {
     const text = [
       "default via 192.168.1.1 dev eth0 proto dhcp metric 100",
@@ -53,7 +53,7 @@ describe("parseDefaultRoutes", () => {
       "default via fe80::1 dev wlan0 proto ra metric 600 pref medium",
       "",
     ].join("\n");
-    expect(parseDefaultRoutes(text, ["wg0"])).toEqual(["192.168.1.1 dev eth0", "fe80::1 dev wlan0"]);
+    expect(defaultRouteSummary(text, ["wg0"])).toEqual(["192.168.1.1 dev eth0", "fe80::1 dev wlan0"]);
   });
 
   it("a change of gateway changes the summary", () => {

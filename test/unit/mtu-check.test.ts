@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { mtuWarning, parseDefaultRoutes, parseLinkMtus, uplinkMtu } from "../../src/wg/mtu-check.js";
+import { parseMonitorLine } from "../../src/wg/monitor-line.js";
+import { linkMtus, mtuWarning, uplinkMtu } from "../../src/wg/mtu-check.js";
 
 // `ip -o link show` as iproute2 6.1 prints it (each link's second line joined with a backslash).
 const LINKS = [
@@ -11,9 +12,9 @@ const LINKS = [
   "9: wg0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu 65456 qdisc fq_codel state UNKNOWN mode DEFAULT group default qlen 500\\    link/none ",
 ].join("\n");
 
-const links = parseLinkMtus(LINKS);
+const links = linkMtus(LINKS.split("\n").map(parseMonitorLine));
 
-describe("parseLinkMtus", () => {
+describe("linkMtus", () => {
   it("reads every link's name, MTU, and whether it is up or loopback", () => {
     expect(links).toEqual([
       { name: "lo", mtu: 65536, up: true, loopback: true },
@@ -26,33 +27,16 @@ describe("parseLinkMtus", () => {
   });
 });
 
-describe("parseDefaultRoutes", () => {
-  it("reads the device and a route's own MTU (locked or not); a default without a device is skipped", () => {
-    const out = [
-      "default via 192.0.2.1 dev eth0 proto dhcp src 192.0.2.10 metric 100 ",
-      "default dev ppp0 scope link mtu lock 1400 ",
-      "default via fd00::1 dev eth0 metric 1024 mtu 1280 pref medium",
-      "default nhid 5 proto static metric 20 ",
-      "10.0.0.0/8 via 192.0.2.1 dev eth0 ",
-    ].join("\n");
-    expect(parseDefaultRoutes(out)).toEqual([
-      { device: "eth0", mtu: null },
-      { device: "ppp0", mtu: 1400 },
-      { device: "eth0", mtu: 1280 },
-    ]);
-  });
-});
-
 describe("uplinkMtu", () => {
   it("is the default routes' largest MTU: the device's, or the route's own", () => {
-    expect(uplinkMtu(links, [{ device: "ppp0", mtu: null }], "wg0")).toBe(1492);
-    expect(uplinkMtu(links, [{ device: "eth0", mtu: 1400 }], "wg0")).toBe(1400);
+    expect(uplinkMtu(links, [{ device: "ppp0", via: null, mtu: null }], "wg0")).toBe(1492);
+    expect(uplinkMtu(links, [{ device: "eth0", via: null, mtu: 1400 }], "wg0")).toBe(1400);
     expect(
       uplinkMtu(
         links,
         [
-          { device: "ppp0", mtu: null },
-          { device: "eth0", mtu: null },
+          { device: "ppp0", via: null, mtu: null },
+          { device: "eth0", via: null, mtu: null },
         ],
         "wg0",
       ),
@@ -71,7 +55,7 @@ describe("uplinkMtu", () => {
   });
 
   it("a default route into WireGuard itself (a full tunnel in the main table) is not the uplink", () => {
-    expect(uplinkMtu(links, [{ device: "wg0", mtu: null }], "wg0")).toBe(9000);
+    expect(uplinkMtu(links, [{ device: "wg0", via: null, mtu: null }], "wg0")).toBe(9000);
   });
 
   it("null with nothing but loopback and WireGuard", () => {
@@ -87,7 +71,7 @@ describe("uplinkMtu", () => {
 
 describe("mtuWarning", () => {
   const withMtu = (mtu: number) => links.map((l) => (l.name === "wg0" ? { ...l, mtu } : l));
-  const viaEth0 = [{ device: "eth0", mtu: null }];
+  const viaEth0 = [{ device: "eth0", via: null, mtu: null }];
 
   it("wg-quick's MTU for an endpoint at 127.x: says so, and names wg-quick's own rule for the uplink", () => {
     expect(mtuWarning(links, viaEth0, "wg0")).toBe(
@@ -101,14 +85,16 @@ describe("mtuWarning", () => {
     const warning = mtuWarning(withMtu(1441), viaEth0, "wg0");
     expect(warning).toMatch(/^wg0's MTU 1441 is more than the uplink carries \(1500\)/);
     expect(warning).toContain('"MTU = 1420"');
-    expect(mtuWarning(withMtu(1433), [{ device: "ppp0", mtu: null }], "wg0")).toContain('"MTU = 1412"');
-    expect(mtuWarning(withMtu(1432), [{ device: "ppp0", mtu: null }], "wg0")).toBeNull();
+    expect(mtuWarning(withMtu(1433), [{ device: "ppp0", via: null, mtu: null }], "wg0")).toContain(
+      '"MTU = 1412"',
+    );
+    expect(mtuWarning(withMtu(1432), [{ device: "ppp0", via: null, mtu: null }], "wg0")).toBeNull();
   });
 
   it("none where a full-size datagram fits in IPv4 (1440 on 1500: a choice, not a mistake)", () => {
     expect(mtuWarning(withMtu(1440), viaEth0, "wg0")).toBeNull();
     expect(mtuWarning(withMtu(1420), viaEth0, "wg0")).toBeNull();
-    expect(mtuWarning(withMtu(1280), [{ device: "eth0", mtu: 1340 }], "wg0")).toBeNull();
+    expect(mtuWarning(withMtu(1280), [{ device: "eth0", via: null, mtu: 1340 }], "wg0")).toBeNull();
   });
 
   it("none when the interface or any uplink is unknown", () => {
