@@ -17,7 +17,7 @@ describe("intro-server --cluster rediss+sentinel://", () => {
     await timeFailover(pair, "failover over TLS", "the master's SIGKILL", () =>
       engine.master.kill("SIGKILL"),
     );
-    expect(await engine.masterPort()).toBe(engine.replica.port);
+    await expect.poll(() => engine.masterPort(), { timeout: 6_000 }).toBe(engine.replica.port);
     await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);
     await expect.poll(() => bobHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
 

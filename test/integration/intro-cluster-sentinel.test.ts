@@ -33,7 +33,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
 
     // The replica is the master now, by the Sentinels' word and its own; the nodes are subscribed
     // there and loaded their scripts there (a replica does not get SCRIPT LOAD).
-    expect(await redis.masterPort()).toBe(redis.replica.port);
+    await expect.poll(() => redis.masterPort(), { timeout: 6_000 }).toBe(redis.replica.port);
     const promoted = await redis.dataClient(redis.replica.port);
     try {
       expect(((await promoted.call("ROLE")) as unknown[])[0]).toBe("master");
@@ -79,7 +79,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
     await timeFailover(pair, "failover from a dark master", "its SIGSTOP", () =>
       process.kill(redis.master.process.pid!, "SIGSTOP"),
     );
-    expect(await redis.masterPort()).toBe(redis.replica.port);
+    await expect.poll(() => redis.masterPort(), { timeout: 6_000 }).toBe(redis.replica.port);
     await expect.poll(() => aliceHeard.presenceOf(bob.publicKey), { timeout: 5_000 }).toBe(true);
     await expect.poll(() => bobHeard.presenceOf(alice.publicKey), { timeout: 5_000 }).toBe(true);
   });
@@ -184,7 +184,7 @@ describe("intro-server --cluster redis+sentinel://", () => {
     await timeFailover(pair, "failover, Sentinels with a password", "the master's SIGKILL", () =>
       redis.master.kill("SIGKILL"),
     );
-    expect(await redis.masterPort()).toBe(redis.replica.port);
+    await expect.poll(() => redis.masterPort(), { timeout: 6_000 }).toBe(redis.replica.port);
     for (const spawned of [one, two]) {
       expect(spawned.process.exitCode).toBeNull();
       expect(spawned.stderr.join("")).not.toContain(sentinelPassword);

@@ -211,7 +211,10 @@ export interface TestSentinelRedis {
   sentinelPorts: number[];
   /** With TLS: the self-signed certificate every process serves (for 127.0.0.1), to trust. */
   certFile?: string;
-  /** The port the Sentinels name as master now (asked of the first Sentinel that answers). */
+  /**
+   * The port the Sentinels name as master now, asked of the first Sentinel that answers. A Sentinel
+   * other than a failover's leader learns the new master from hello messages (every 2 s): poll it.
+   */
   masterPort(): Promise<number | undefined>;
   /** A connected one-shot client of the data node on `port` (with the password and TLS). */
   dataClient(port: number): Promise<Redis>;
