@@ -10,6 +10,8 @@ import { nsRun, onTeardown, type SpawnedProcess, spawnInNamespace } from "./netn
 export interface CoturnOptions {
   /** Listening and relay address (e.g. lab.server.address). */
   address: string;
+  /** An IPv6 listening and relay address besides (`url6`); coturn relays to either family. */
+  address6?: string;
   /**
    * UDP and TCP listening port. Default 3479: the introduction server answers STUN on 3478 at the
    * same address in the lab's server namespace.
@@ -31,10 +33,14 @@ export interface CoturnOptions {
 export interface Coturn {
   /** e.g. "turn:203.0.113.2:3479" (add "?transport=tcp" for TCP). */
   readonly url: string;
+  /** With `address6`: e.g. "turn:[2001:db8:113::2]:3479". */
+  readonly url6: string | undefined;
   readonly tlsUrl: string | undefined;
   readonly secret: string;
   readonly realm: string;
   readonly address: string;
+  /** Its IPv6 address, when given one. */
+  readonly address6: string | undefined;
   readonly port: number;
   /** The namespace it runs in. */
   readonly ns: string;
@@ -96,6 +102,7 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
   const lines = [
     `listening-ip=${options.address}`,
     `relay-ip=${options.address}`,
+    ...(options.address6 ? [`listening-ip=${options.address6}`, `relay-ip=${options.address6}`] : []),
     `listening-port=${port}`,
     `min-port=${options.minPort ?? 49152}`,
     `max-port=${options.maxPort ?? 49999}`,
@@ -135,6 +142,7 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
           return (
             (await listening(ns, "u", options.address, port)) &&
             (await listening(ns, "t", options.address, port)) &&
+            (options.address6 === undefined || (await listening(ns, "u", `[${options.address6}]`, port))) &&
             (tlsPort === undefined || (await listening(ns, "t", options.address, tlsPort)))
           );
         },
@@ -158,10 +166,12 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
   }
   return {
     url: `turn:${options.address}:${port}`,
+    url6: options.address6 === undefined ? undefined : `turn:[${options.address6}]:${port}`,
     tlsUrl: tlsPort === undefined ? undefined : `turns:${options.address}:${tlsPort}`,
     secret,
     realm,
     address: options.address,
+    address6: options.address6,
     port,
     ns,
     get process() {

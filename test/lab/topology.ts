@@ -454,7 +454,12 @@ ip link set lan up`,
       device = placement === "router" ? "br0" : "eth0";
       const primary = placement === "router" ? PUBLIC_GATEWAY : SERVER_ADDRESS;
       address = this.turnNamespaces.has(ns) ? this.takeTurnAddress() : primary;
-      if (address !== primary) await nsRun(ns, "ip", ["addr", "add", `${address}/24`, "dev", device]);
+      if (address !== primary) {
+        await nsRun(ns, "ip", ["addr", "add", `${address}/24`, "dev", device]);
+        if (this.ipv6) {
+          await nsRun(ns, "ip", ["-6", "addr", "add", `${ipv6Of(address)}/64`, "dev", device, "nodad"]);
+        }
+      }
     }
     this.turnNamespaces.add(ns);
     await nsShell(ns, turnRoutes(routing, placement === "router"));

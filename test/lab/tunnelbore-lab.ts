@@ -6,10 +6,18 @@ import { dirname, join } from "node:path";
 import type { PeerStatus, StatusReport } from "../../src/control/status.js";
 import { waitFor } from "../support/wait-for.js";
 import { type Coturn, makeTestCertificate, startCoturn, turnRestCredentials } from "./coturn.js";
+import { type LabDnsServer, startDnsServer } from "./dns.js";
 import { generateKeyPair, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 import { ping } from "./ping.js";
 import { SecretFiles } from "./secret-files.js";
-import { type HostSpec, Lab, PRIVATE_PEER_RANGES, type TurnPlacement, type TurnRouting } from "./topology.js";
+import {
+  type HostSpec,
+  ipv6Of,
+  Lab,
+  PRIVATE_PEER_RANGES,
+  type TurnPlacement,
+  type TurnRouting,
+} from "./topology.js";
 import {
   CLI,
   startTunnelbore,
@@ -37,6 +45,8 @@ export interface ProductLabSpec {
   startTunnelbores?: boolean;
   /** Where TURN runs and how it is reached (default: one coturn with the introduction server, UDP and TCP). */
   turn?: TurnLabSpec;
+  /** IPv6 too: every host and server gets a global IPv6 address besides (test/lab/topology.ts). */
+  ipv6?: boolean;
   /** The introduction server's `--allowed-keys FILE` (default: none, a public server). */
   allowedKeysFile?: string;
   /** More `intro-server` flags (e.g. higher per-address caps for a fleet behind one NAT). */
@@ -61,6 +71,17 @@ export interface TurnLabSpec {
   transport?: "udp" | "tcp" | "tls";
   /** coturn's verbose log (allocations, permissions, channel binds) in `Coturn.process.output()`. */
   verbose?: boolean;
+  /**
+   * The family of the address the TURN URLs name (default 4); 6 needs the lab's `ipv6`. coturn listens
+   * and relays on both either way, with `ipv6`.
+   */
+  family?: 4 | 6;
+  /**
+   * The TURN URLs name the server by this hostname (as deployments do) instead of its address: a lab
+   * DNS server with the introduction server answers it, and every host resolves through it
+   * (`ProductLab.dns`). UDP and TCP only (the test certificate is for the address).
+   */
+  hostname?: string;
 }
 
 export interface ProductHost {
@@ -96,6 +117,8 @@ export class ProductLab {
     private readonly tunnelboreEnv: NodeJS.ProcessEnv,
     /** The files the secrets are passed in (never argv); removed at teardown. */
     private readonly secrets: SecretFiles,
+    /** With `turn.hostname`: the DNS server that answers it (its queries, from where). */
+    readonly dns: LabDnsServer | null,
   ) {}
 
   get coturn(): Coturn {
@@ -103,11 +126,11 @@ export class ProductLab {
   }
 
   static async create(spec: ProductLabSpec): Promise<ProductLab> {
-    const lab = await Lab.create({ hosts: spec.hosts, routers: spec.routers });
+    const lab = await Lab.create({ hosts: spec.hosts, routers: spec.routers, ipv6: spec.ipv6 });
     const secrets = new SecretFiles();
     try {
       const server = lab.server;
-      const turn = await startTurnServers(lab, spec.turn ?? {}, secrets);
+      const turn = await startTurnServers(lab, spec.turn ?? {}, secrets, spec.ipv6 === true);
       const introArgs = [
         CLI,
         "intro-server",
@@ -115,7 +138,7 @@ export class ProductLab {
         `${server.address}:${INTRO_PORT}`,
         "--stun-port",
         String(STUN_PORT),
-        ...turnUrls(turn.coturns[0]!, spec.turn?.transport ?? "udp").flatMap((url) => ["--turn-url", url]),
+        ...turn.urls(0).flatMap((url) => ["--turn-url", url]),
         "--turn-secret-file",
         secrets.write("turn-secret", turn.coturns[0]!.secret),
         ...(spec.allowedKeysFile ? ["--allowed-keys", spec.allowedKeysFile] : []),
@@ -127,6 +150,8 @@ export class ProductLab {
       const hosts = new Map<string, ProductHost>();
       let index = 1;
       for (const [i, h] of spec.hosts.entries()) {
+        // Before anything runs there: `ip netns exec` puts the namespace's resolv.conf in place at exec.
+        await turn.dns?.useFrom(lab.host(h.name).ns);
         const keys = await generateKeyPair();
         const tunnelAddress = `10.77.0.${index++}`;
         const wg = await startWireGuard(lab.host(h.name).ns, {
@@ -178,6 +203,7 @@ export class ProductLab {
         hosts,
         turn.env,
         secrets,
+        turn.dns,
       );
       if (spec.startTunnelbores !== false) {
         for (const h of spec.hosts) if (h.tunnelbore !== false) await product.startTunnelbore(h.name);
@@ -312,23 +338,44 @@ export class ProductLab {
   }
 }
 
-/** The TURN URLs a client is given for `transport` ("udp": UDP first, TCP where UDP fails). */
-function turnUrls(coturn: Coturn, transport: "udp" | "tcp" | "tls"): string[] {
+/**
+ * The TURN URLs a client is given for `transport` ("udp": UDP first, TCP where UDP fails), naming the
+ * server by `hostname` when given, else by its address of `family`.
+ */
+function turnUrls(
+  coturn: Coturn,
+  transport: "udp" | "tcp" | "tls",
+  hostname?: string,
+  family: 4 | 6 = 4,
+): string[] {
   if (transport === "tls") return [coturn.tlsUrl!];
-  if (transport === "tcp") return [`${coturn.url}?transport=tcp`];
-  return [coturn.url, `${coturn.url}?transport=tcp`];
+  const named = family === 6 ? coturn.url6! : coturn.url;
+  const url = hostname ? named.replace(coturn.address, hostname) : named;
+  if (transport === "tcp") return [`${url}?transport=tcp`];
+  return [url, `${url}?transport=tcp`];
 }
 
 interface TurnServers {
   readonly coturns: Coturn[];
+  /** The URLs of the i-th TURN server, as clients are given them. */
+  urls(index: number): string[];
+  /** With `hostname`: the DNS server answering it. */
+  readonly dns: LabDnsServer | null;
   /** `run` flags of the i-th host (its own TURN server when there are two). */
   flagsFor(index: number, user: string): string[];
   readonly env: NodeJS.ProcessEnv;
 }
 
 /** Starts the TURN servers a TurnLabSpec declares, on TURN hosts with the routes it names. */
-async function startTurnServers(lab: Lab, spec: TurnLabSpec, secrets: SecretFiles): Promise<TurnServers> {
+async function startTurnServers(
+  lab: Lab,
+  spec: TurnLabSpec,
+  secrets: SecretFiles,
+  ipv6: boolean,
+): Promise<TurnServers> {
   const transport = spec.transport ?? "udp";
+  if (spec.family === 6 && (!ipv6 || transport === "tls"))
+    throw new Error("TURN named by an IPv6 address needs the lab's ipv6, and UDP or TCP");
   const routing = spec.routing ?? "default";
   const coturns: Coturn[] = [];
   const certs: string[] = [];
@@ -339,6 +386,7 @@ async function startTurnServers(lab: Lab, spec: TurnLabSpec, secrets: SecretFile
     if (tls) certs.push(tls.cert);
     const coturn = await startCoturn(host.ns, {
       address: host.address,
+      ...(ipv6 ? { address6: ipv6Of(host.address) } : {}),
       port: TURN_PORT,
       secret,
       tls: tls && { ...tls, port: TURNS_PORT },
@@ -348,13 +396,22 @@ async function startTurnServers(lab: Lab, spec: TurnLabSpec, secrets: SecretFile
     secret = coturn.secret;
     coturns.push(coturn);
   }
+  const { hostname } = spec;
+  if (hostname && (transport === "tls" || coturns.length > 1))
+    throw new Error("a TURN hostname is for one TURN server over UDP or TCP");
+  const dns = hostname
+    ? await startDnsServer(lab.server.ns, lab.server.address, { [hostname]: coturns[0]!.address })
+    : null;
+  const urls = (index: number) => turnUrls(coturns[index]!, transport, hostname, spec.family);
   return {
     coturns,
+    urls,
+    dns,
     flagsFor(index, user) {
       if (coturns.length < 2) return [];
       const coturn = coturns[index % coturns.length]!;
       const { username, password } = turnRestCredentials(coturn.secret, user, TURN_FLAG_TTL_S);
-      const [url] = turnUrls(coturn, transport);
+      const [url] = urls(index % coturns.length);
       const passwordFile = secrets.write(`turn-password-${user}`, password);
       return ["--turn", url!, "--turn-username", username, "--turn-password-file", passwordFile];
     },
