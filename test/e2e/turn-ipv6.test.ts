@@ -1,0 +1,68 @@
+// TURN over IPv6: the TURN server named by its IPv6 address (an IPv6-only TURN host, or a client whose
+// way out is IPv6), both sides behind symmetric IPv4 NATs and no direct IPv6 between them, so the
+// relay is all that connects them. werift opened its TURN client's UDP socket as udp4 whatever the
+// server's family, so an allocation at an IPv6 address never left (patches/README.md).
+import { afterEach, describe, expect, it } from "vitest";
+import type { Coturn } from "../lab/coturn.js";
+import { nsRun, teardownAll } from "../lab/netns.js";
+import { ProductLab } from "../lab/tunnelbore-lab.js";
+
+/** The UDP flows over IPv6 to `coturn`'s port that the router of `host` tracks (its stateful firewall). */
+async function turnFlowsVia(lab: ProductLab, host: string, coturn: Coturn): Promise<string> {
+  const router = lab.lab.host(host).router;
+  if (!router) throw new Error(`${host} has no router`);
+  return nsRun(router.ns, "conntrack", ["-L", "-f", "ipv6", "-p", "udp", "--dport", String(coturn.port)]);
+}
+
+describe("TURN over UDP at an IPv6 address", () => {
+  let lab: ProductLab | null = null;
+  afterEach(async () => {
+    await lab?.teardown();
+    lab = null;
+    await teardownAll();
+  });
+
+  it("relays symmetric <-> symmetric, on allocations made over IPv6, carried by the kernel", async () => {
+    lab = await ProductLab.create({
+      ipv6: true,
+      hosts: [
+        { name: "a", nat: "symmetric", flags: ["--ebpf", "on"] },
+        { name: "b", nat: "symmetric", flags: ["--ebpf", "on"] },
+      ],
+      turn: { family: 6 },
+      startTunnelbores: false,
+    });
+    const l = lab;
+    const a6 = l.lab.host("a").address6!;
+    const b6 = l.lab.host("b").address6!;
+    // No UDP between a's and b's global IPv6 addresses: no direct IPv6 pair.
+    await nsRun(
+      l.host("a").ns,
+      "nft",
+      ["-f", "-"],
+      `table ip6 tbt_no_direct {
+  chain output { type filter hook output priority filter; policy accept; ip6 daddr ${b6} meta l4proto udp drop; }
+  chain input { type filter hook input priority filter; policy accept; ip6 saddr ${b6} meta l4proto udp drop; }
+}
+`,
+    );
+    await l.startTunnelbore("a");
+    await l.startTunnelbore("b");
+    await l.waitForPing("a", "b", 40_000);
+    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
+    // Both allocated over UDP from their IPv6 addresses; the side on its own allocation says so.
+    for (const [host, address] of [
+      ["a", a6],
+      ["b", b6],
+    ] as const) {
+      expect(await turnFlowsVia(l, host, l.coturn)).toContain(`src=${address} dst=${l.coturn.address6}`);
+    }
+    const relaying = (await l.peerStatus("a", "b")).pair?.localType === "relay" ? "a" : "b";
+    const other = relaying === "a" ? "b" : "a";
+    expect((await l.peerStatus(relaying, other)).pair).toMatchObject({
+      localType: "relay",
+      relayTransport: "udp",
+    });
+    await l.waitForKernelFastPath("a", "b", 15_000);
+  }, 120_000);
+});
