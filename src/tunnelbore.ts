@@ -29,7 +29,7 @@ import { StaticPath } from "./proxy/static-path.js";
 import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
-import { checkWireGuardMtu } from "./wg/mtu-check.js";
+import { type MtuScene, mtuWarning, type PeerLeg, readMtuScene } from "./wg/mtu-check.js";
 import { RemoteKeys } from "./wg/remote-keys.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
@@ -131,6 +131,8 @@ export class Tunnelbore {
   private started = false;
   /** Configuration problems, by topic, for status (each is also logged once at warn). */
   private readonly warnings = new Map<string, string>();
+  /** The links and default routes as last read, for the MTU check when paths change. */
+  private mtuScene: MtuScene | null = null;
 
   constructor(private readonly options: TunnelboreOptions) {
     this.log = options.logger;
@@ -215,9 +217,25 @@ export class Tunnelbore {
     else this.warnings.delete("wg-quick");
   }
 
-  /** WireGuard's MTU against the uplink's (src/wg/mtu-check.ts); logged when it changes. */
+  /** Reads the links and routes again, and checks WireGuard's MTU against them. */
   private async checkMtu(): Promise<void> {
-    const warning = await checkWireGuardMtu(this.options.interfaceName);
+    this.mtuScene = await readMtuScene();
+    this.evaluateMtu();
+  }
+
+  /**
+   * WireGuard's MTU against the uplink's and the peers' paths (src/wg/mtu-check.ts), as last read;
+   * logged when the answer changes.
+   */
+  private evaluateMtu(): void {
+    const scene = this.mtuScene;
+    const legs: PeerLeg[] = [];
+    for (const [peer, p] of this.peers) {
+      const leg = p.path?.leg?.();
+      if (leg) legs.push({ peer, leg });
+    }
+    const iface = this.options.interfaceName;
+    const warning = scene ? mtuWarning(scene.links, scene.defaults, iface, legs) : null;
     if (this.stopped || warning === (this.warnings.get("mtu") ?? null)) return;
     if (warning) {
       this.warnings.set("mtu", warning);
@@ -432,6 +450,9 @@ export class Tunnelbore {
           proxy.setPath(key, path, reason);
         },
         setDormant: (key, dormant) => proxy.setDormant(key, dormant),
+        pathMoved: () => {
+          this.pathsMoved = true;
+        },
       },
       signalling,
       timing: { ...this.options.peerTiming, idleTimeoutMs: this.options.idleTimeoutMs ?? 0 },
@@ -487,6 +508,7 @@ export class Tunnelbore {
         if (changed.peers || this.pathsMoved) {
           this.pathsMoved = false;
           this.loops.update(new Map([...this.peers].map(([key, peer]) => [key, peer.path?.remote ?? null])));
+          this.evaluateMtu();
         }
         return rested;
       },

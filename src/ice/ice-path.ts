@@ -37,12 +37,24 @@ import {
   StunProtocol,
 } from "werift-ice";
 import type { Logger } from "../log.js";
-import type { ChannelRoute, PathKind, PeerPath, UdpRoute } from "../proxy/path.js";
+import {
+  type ChannelRoute,
+  legTo,
+  type PathKind,
+  type PathLeg,
+  type PeerPath,
+  type UdpRoute,
+} from "../proxy/path.js";
 import { type HeldDatagram, heldIsYoung, isHandshake, isKept, knownRemote } from "./early-handshake.js";
 import type { CandidateType } from "./ice-signal.js";
 import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
 import { TurnChannelKeeper, weriftTurnChannelClient } from "./turn-channel.js";
-import { type Address, connectionInternals, type WeriftUdpTransport } from "./werift-internals.js";
+import {
+  type Address,
+  connectionInternals,
+  turnInternals,
+  type WeriftUdpTransport,
+} from "./werift-internals.js";
 import { stunRequestWithDeadline } from "./werift-workarounds.js";
 
 export interface SelectedPairInfo {
@@ -363,6 +375,17 @@ export class IcePath implements PeerPath {
   /** On our TURN allocation over UDP with the channel to the remote bound: its five-tuple and channel. */
   channelRoute(): ChannelRoute | null {
     return this.selected?.channel?.route ?? null;
+  }
+
+  /** To the remote candidate's address, or over our TURN allocation to our TURN server's. */
+  leg(): PathLeg | null {
+    const sel = this.selected;
+    if (!sel) return null;
+    if (sel.protocol instanceof StunOverTurnProtocol) {
+      const transport = sel.info.relayTransport;
+      return transport ? legTo(turnInternals(sel.protocol.turn).server[0], transport) : null;
+    }
+    return legTo(sel.host);
   }
 
   kernelTraffic(sent: number, received: number): void {

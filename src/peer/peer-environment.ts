@@ -84,6 +84,12 @@ export interface PeerDataPlane {
    * handshakes), and says so (`onHandshakeHeld`), so that the peer wakes and the datagram goes out.
    */
   setDormant(publicKey: string, dormant: boolean): void;
+  /**
+   * The chosen path moved to another pair of its ICE session (the same path, another remote, maybe
+   * another kind): for what looks at paths' remotes (the loop and MTU checks). The proxy learns it
+   * from the path itself (`onRouteChange`).
+   */
+  pathMoved?(publicKey: string): void;
 }
 
 export interface PeerTiming {

@@ -433,7 +433,9 @@ export class Peer {
    * looking), and the state says the new kind (`connected(direct)` had stayed after a move to a relay).
    */
   private onPathMoved(path: ProbeablePath): void {
-    if (path === this.icePath) this.onPathUp(path, "ice pair followed");
+    if (path !== this.icePath) return;
+    this.onPathUp(path, "ice pair followed");
+    if (path === this.chosen) this.env.dataPlane.pathMoved?.(this.publicKey);
   }
 
   /** The ICE path is gone: fall back (static, else none: handshakes are held) and retry with backoff. */

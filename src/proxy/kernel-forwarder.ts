@@ -7,7 +7,7 @@ import type { Logger } from "../log.js";
 import type { FastPathControl } from "../privsep/privileged-ops.js";
 import type { RoutePrefix } from "../wg/route-prefix.js";
 import { KernelRouteBatcher, kernelRouteOf, type RouteAnswer, readLink } from "./kernel-route-batch.js";
-import { type FiveTuple, type PeerPath, sameFiveTuple } from "./path.js";
+import { type FiveTuple, type PeerPath, sameFiveTuple, unmappedIpv4 } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 import { RemoteIndex } from "./remote-index.js";
 
@@ -88,9 +88,6 @@ interface KernelFlow {
   channel: number;
 }
 
-/** An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as plain IPv4. */
-const unmapped = (address: string): string => address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
-
 /** A bound address that leaves the source to the kernel's route. */
 const isWildcard = (address: string | null): boolean => !address || address === "0.0.0.0" || address === "::";
 
@@ -99,8 +96,8 @@ function kernelFlowOf(path: PeerPath | null): KernelFlow | null {
   const udp = path?.udpRoute?.() ?? null;
   const flow = udp ? { ...udp, channel: 0 } : (path?.channelRoute?.() ?? null);
   if (!flow) return null;
-  const remoteAddress = unmapped(flow.remoteAddress);
-  const localAddress = isWildcard(flow.localAddress) ? null : unmapped(flow.localAddress ?? "");
+  const remoteAddress = unmappedIpv4(flow.remoteAddress);
+  const localAddress = isWildcard(flow.localAddress) ? null : unmappedIpv4(flow.localAddress ?? "");
   if (!isIP(remoteAddress) || (localAddress && isIP(localAddress) !== isIP(remoteAddress))) return null;
   return { ...flow, localAddress, remoteAddress };
 }

@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+
 /** How a peer's datagrams travel: ICE host/srflx pair, ICE via TURN, or the peer's configured endpoint. */
 export type PathKind = "direct" | "relay" | "static";
 
@@ -29,6 +31,29 @@ export interface PeerPath {
   onRouteChange?: (() => void) | null;
   /** Told what the kernel fast path forwarded on this path since the last call (datagrams each way). */
   kernelTraffic?(sent: number, received: number): void;
+  /** How its datagrams leave this host, for the MTU check (src/wg/mtu-check.ts); null: not known yet. */
+  leg?(): PathLeg | null;
+}
+
+/**
+ * How a path's datagrams leave this host: the IP family of the hop they are sent to (the peer, the
+ * peer's TURN server, or our own), and our TURN allocation's transport when they go through it (null:
+ * plain UDP to that hop).
+ */
+export interface PathLeg {
+  readonly family: 4 | 6;
+  readonly turn: "udp" | "tcp" | "tls" | null;
+}
+
+/** "::ffff:a.b.c.d", as a dual-stack socket names an IPv4 peer, as the IPv4 address it is on the wire. */
+export function unmappedIpv4(address: string): string {
+  return address.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i, "$1");
+}
+
+/** The leg of datagrams sent to `address`; null when it is not an address (a name not resolved yet). */
+export function legTo(address: string, turn: PathLeg["turn"] = null): PathLeg | null {
+  const family = isIP(unmappedIpv4(address));
+  return family === 4 || family === 6 ? { family, turn } : null;
 }
 
 /**

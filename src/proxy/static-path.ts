@@ -3,7 +3,7 @@ import { isIP } from "node:net";
 import type { Logger } from "../log.js";
 import { MessageType, messageType } from "../wireguard/messages.js";
 import { type Endpoint, formatEndpoint } from "./endpoint.js";
-import type { PeerPath, UdpRoute } from "./path.js";
+import { legTo, type PathLeg, type PeerPath, type UdpRoute } from "./path.js";
 import type { StaticSocketLease, StaticSockets } from "./static-sockets.js";
 
 /** With a hostname: re-resolve when datagrams go out but none came back for this long. */
@@ -75,6 +75,10 @@ export class StaticPath implements PeerPath {
       remoteAddress: this.address,
       remotePort: this.endpoint.port,
     };
+  }
+
+  leg(): PathLeg | null {
+    return this.address ? legTo(this.address) : null;
   }
 
   /** Data the kernel fast path carried counts as contact too (it never reaches `send` or the socket). */

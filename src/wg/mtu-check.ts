@@ -2,7 +2,10 @@
 // peers' endpoints (the route's MTU less 80); with an endpoint at 127.x, as Tunnelbore has users write,
 // that is loopback's 65536 less 80. Every datagram above the uplink's MTU then leaves in IP fragments,
 // and in user space, since the kernel fast path cannot fragment (ebpf/fast-path.bpf.c, fits_uplink).
-// Tunnelbore's endpoints caused it, so Tunnelbore says so and what to set.
+// Tunnelbore's endpoints caused it, so Tunnelbore says so and what to set. wg-quick's rule leaves room
+// for IPv6; a path relayed by our TURN server over IPv6 adds ChannelData's 4 bytes besides, so the
+// peers' paths are looked at too.
+import type { PathLeg } from "../proxy/path.js";
 import { type DefaultRoute, parseDefaultRoutes, readDefaultRoutes, readIpState } from "./ip-state.js";
 import type { MonitorLine } from "./monitor-line.js";
 
@@ -13,10 +16,37 @@ export interface LinkMtu {
   loopback: boolean;
 }
 
+/** What WireGuard adds to a packet: its header (16) and authentication tag (16). */
+const WIREGUARD_OVERHEAD = 32;
 /** The least any path adds to WireGuard's MTU: IPv4 (20) and UDP (8) headers, WireGuard's 32. */
 const LEAST_OVERHEAD = 60;
 /** wg-quick's allowance: IPv6 (40) and UDP (8) headers, WireGuard's 32. */
 const WG_QUICK_OVERHEAD = 80;
+/** A TURN ChannelData message's header (RFC 8656 §12.4). */
+const CHANNEL_DATA_HEADER = 4;
+
+/** A peer's path, as the MTU check sees it. */
+export interface PeerLeg {
+  peer: string;
+  leg: PathLeg;
+}
+
+/**
+ * What a path's own leg adds to WireGuard's datagram: IP and UDP headers, and ChannelData's header on
+ * our TURN allocation over UDP. Null over TURN on TCP or TLS: a stream, which IP never fragments.
+ */
+export function legOverhead(leg: PathLeg): number | null {
+  if (leg.turn === "tcp" || leg.turn === "tls") return null;
+  return (leg.family === 6 ? 40 : 20) + 8 + (leg.turn === "udp" ? CHANNEL_DATA_HEADER : 0);
+}
+
+/** e.g. "relayed by our TURN server over UDP over IPv6", "direct over IPv6". */
+function describeLeg(leg: PathLeg): string {
+  const family = `IPv${leg.family}`;
+  return leg.turn
+    ? `relayed by our TURN server over ${leg.turn.toUpperCase()} over ${family}`
+    : `over ${family}`;
+}
 
 /** The links among `ip -o link show`'s lines. */
 export function linkMtus(lines: MonitorLine[]): LinkMtu[] {
@@ -47,28 +77,65 @@ export function uplinkMtu(
 }
 
 /**
- * A warning when WireGuard's full-size datagrams cannot leave in one piece on any path (null: they
- * can, or nothing tells). The fix named is wg-quick's own rule applied to the uplink.
+ * A warning when WireGuard's full-size datagrams cannot leave in one piece (null: they can, or nothing
+ * tells): not even over IPv4, or not on some peer's path (`legs`: IPv6, a relay's ChannelData). The
+ * MTU named is wg-quick's own rule applied to the uplink, or less where a path needs it.
  */
 export function mtuWarning(
   links: LinkMtu[],
   defaults: DefaultRoute[],
   wireguardInterface: string,
+  legs: readonly PeerLeg[] = [],
 ): string | null {
   const wireguard = links.find((l) => l.name === wireguardInterface);
   const uplink = uplinkMtu(links, defaults, wireguardInterface);
-  if (!wireguard || uplink === null || wireguard.mtu + LEAST_OVERHEAD <= uplink) return null;
-  const fit = uplink - WG_QUICK_OVERHEAD;
+  if (!wireguard || uplink === null) return null;
+  const datagram = wireguard.mtu + WIREGUARD_OVERHEAD;
+  let worst: { peer: string; leg: PathLeg; overhead: number } | null = null;
+  let overPaths = 0;
+  for (const { peer, leg } of legs) {
+    const overhead = legOverhead(leg);
+    if (overhead === null || datagram + overhead <= uplink) continue;
+    overPaths++;
+    if (!worst || overhead > worst.overhead) worst = { peer, leg, overhead };
+  }
+  const overIpv4 = wireguard.mtu + LEAST_OVERHEAD > uplink;
+  if (!overIpv4 && !worst) return null;
+  const fit = Math.min(uplink - WG_QUICK_OVERHEAD, uplink - WIREGUARD_OVERHEAD - (worst?.overhead ?? 0));
+  const fix =
+    `larger packets leave in IP fragments, in user space; set "MTU = ${fit}" in its wg-quick [Interface] ` +
+    `(now: ip link set dev ${wireguardInterface} mtu ${fit})`;
+  if (!overIpv4 && worst) {
+    const more = overPaths - 1;
+    const others =
+      more === 0 ? "" : more === 1 ? " (and 1 other peer's path)" : ` (and ${more} other peers' paths)`;
+    return (
+      `${wireguardInterface}'s MTU ${wireguard.mtu} is more than peer ${worst.peer}'s path carries in one ` +
+      `piece (${describeLeg(worst.leg)}: ${uplink - WIREGUARD_OVERHEAD - worst.overhead} on the uplink's ` +
+      `${uplink})${others}: ${fix}`
+    );
+  }
   const loopback = links.find((l) => l.loopback);
   const cause =
     loopback && wireguard.mtu + WG_QUICK_OVERHEAD === loopback.mtu
       ? " (wg-quick's choice for an endpoint at 127.x: loopback's MTU less 80)"
       : "";
-  return (
-    `${wireguardInterface}'s MTU ${wireguard.mtu}${cause} is more than the uplink carries (${uplink}): ` +
-    `larger packets leave in IP fragments, in user space; set "MTU = ${fit}" in its wg-quick [Interface] ` +
-    `(now: ip link set dev ${wireguardInterface} mtu ${fit})`
-  );
+  return `${wireguardInterface}'s MTU ${wireguard.mtu}${cause} is more than the uplink carries (${uplink}): ${fix}`;
+}
+
+/** The links and default routes, as read from `ip`: what the checks above go by. */
+export interface MtuScene {
+  links: LinkMtu[];
+  defaults: DefaultRoute[];
+}
+
+/** Reads the links and default routes (`ip`, no privileges needed); null when `ip` cannot be read. */
+export async function readMtuScene(): Promise<MtuScene | null> {
+  const [lines, routes] = await Promise.all([
+    readIpState(["link", "show"]),
+    readDefaultRoutes().catch(() => ""),
+  ]);
+  return lines === null ? null : { links: linkMtus(lines), defaults: parseDefaultRoutes(routes) };
 }
 
 /** What the links and routes tell of MTUs: the uplink's, WireGuard's (null: unknown), the warning. */
@@ -79,25 +146,16 @@ export interface MtuFacts {
 }
 
 /**
- * Reads the links and default routes (`ip`, no privileges needed) and checks WireGuard's MTU against
- * them; null when `ip` cannot be read. Without an interface, the uplink's MTU alone.
+ * Checks WireGuard's MTU against the links and default routes; null when `ip` cannot be read. Without
+ * an interface, the uplink's MTU alone.
  */
 export async function readMtuFacts(wireguardInterface = ""): Promise<MtuFacts | null> {
-  const [lines, routes] = await Promise.all([
-    readIpState(["link", "show"]),
-    readDefaultRoutes().catch(() => ""),
-  ]);
-  if (lines === null) return null;
-  const links = linkMtus(lines);
-  const defaults = parseDefaultRoutes(routes);
+  const scene = await readMtuScene();
+  if (!scene) return null;
+  const { links, defaults } = scene;
   return {
     uplink: uplinkMtu(links, defaults, wireguardInterface),
     wireguard: links.find((l) => l.name === wireguardInterface)?.mtu ?? null,
     warning: mtuWarning(links, defaults, wireguardInterface),
   };
-}
-
-/** The warning for `wireguardInterface`'s MTU; null when fine or unreadable. */
-export async function checkWireGuardMtu(wireguardInterface: string): Promise<string | null> {
-  return (await readMtuFacts(wireguardInterface))?.warning ?? null;
 }

@@ -6,6 +6,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Coturn } from "../lab/coturn.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
 import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { pingCarried } from "../support/kernel-carriage.js";
+import { waitFor } from "../support/wait-for.js";
+
+const PINGS = 20;
 
 /** The UDP flows over IPv6 to `coturn`'s port that the router of `host` tracks (its stateful firewall). */
 async function turnFlowsVia(lab: ProductLab, host: string, coturn: Coturn): Promise<string> {
@@ -64,5 +68,35 @@ describe("TURN over UDP at an IPv6 address", () => {
       relayTransport: "udp",
     });
     await l.waitForKernelFastPath("a", "b", 15_000);
+
+    // wireguard-go's 1420: a full-size datagram is 1452 bytes, 1504 with ChannelData and IPv6 headers.
+    // The side on its own allocation carries what fits in the kernel, the rest from user space (in
+    // fragments), and status says to set 1416.
+    const peer = () => l.peerStatus(relaying, other);
+    const to = l.host(other).tunnelAddress;
+    const fits = await pingCarried(l.host(relaying).ns, to, 1380, PINGS, peer); // inner 1408: 1492
+    expect(fits.kernelTx).toBeGreaterThanOrEqual(PINGS);
+    const over = await pingCarried(l.host(relaying).ns, to, 1392, PINGS, peer); // inner 1420: 1504
+    expect(over.tx - over.kernelTx).toBeGreaterThanOrEqual(PINGS);
+    const mtuWarning = async () =>
+      (await l.status(relaying)).warnings.find((w) => w.startsWith(`${l.host(relaying).wg.name}'s MTU`));
+    await waitFor(async () => (await mtuWarning()) !== undefined, {
+      what: "the MTU warning for the relayed IPv6 path",
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
+    const warning = await mtuWarning();
+    expect(warning).toContain(`peer ${l.host(other).keys.publicKey}'s path`);
+    expect(warning).toContain("relayed by our TURN server over UDP over IPv6: 1416 on the uplink's 1500");
+    expect(warning).toContain('set "MTU = 1416"');
+    // The other side sends plain UDP over IPv4 to the relayed address: 1480, no warning.
+    const otherWarnings = (await l.status(other)).warnings;
+    expect(otherWarnings.filter((w) => w.startsWith(`${l.host(other).wg.name}'s MTU`))).toEqual([]);
+    await nsRun(l.host(relaying).ns, "ip", ["link", "set", "dev", l.host(relaying).wg.name, "mtu", "1416"]);
+    await waitFor(async () => (await mtuWarning()) === undefined, {
+      what: "the MTU warning gone at 1416",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
   }, 120_000);
 });

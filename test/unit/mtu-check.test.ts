@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseMonitorLine } from "../../src/wg/monitor-line.js";
-import { linkMtus, mtuWarning, uplinkMtu } from "../../src/wg/mtu-check.js";
+import { legOverhead, linkMtus, mtuWarning, uplinkMtu } from "../../src/wg/mtu-check.js";
 
 // `ip -o link show` as iproute2 6.1 prints it (each link's second line joined with a backslash).
 const LINKS = [
@@ -106,5 +106,68 @@ describe("mtuWarning", () => {
         "wg0",
       ),
     ).toBeNull();
+  });
+});
+
+describe("legOverhead", () => {
+  it("counts the IP and UDP headers, and ChannelData's 4 bytes on our TURN allocation over UDP", () => {
+    expect(legOverhead({ family: 4, turn: null })).toBe(28);
+    expect(legOverhead({ family: 6, turn: null })).toBe(48);
+    expect(legOverhead({ family: 4, turn: "udp" })).toBe(32);
+    expect(legOverhead({ family: 6, turn: "udp" })).toBe(52);
+  });
+
+  it("nothing over TURN on TCP or TLS: a stream is never fragmented", () => {
+    expect(legOverhead({ family: 6, turn: "tcp" })).toBeNull();
+    expect(legOverhead({ family: 4, turn: "tls" })).toBeNull();
+  });
+});
+
+describe("mtuWarning with the peers' paths", () => {
+  const withMtu = (mtu: number) => links.map((l) => (l.name === "wg0" ? { ...l, mtu } : l));
+  const viaEth0 = [{ device: "eth0", via: null, mtu: null }];
+  const relayed6 = { peer: "K6", leg: { family: 6, turn: "udp" } } as const;
+
+  it("1420 on 1500 with a path relayed by our TURN server over IPv6: names the peer, the path and 1416", () => {
+    expect(mtuWarning(withMtu(1420), viaEth0, "wg0", [relayed6])).toBe(
+      "wg0's MTU 1420 is more than peer K6's path carries in one piece (relayed by our TURN server over " +
+        "UDP over IPv6: 1416 on the uplink's 1500): larger packets leave in IP fragments, in user space; " +
+        'set "MTU = 1416" in its wg-quick [Interface] (now: ip link set dev wg0 mtu 1416)',
+    );
+    expect(mtuWarning(withMtu(1416), viaEth0, "wg0", [relayed6])).toBeNull();
+  });
+
+  it("none at 1420 for paths wg-quick's rule covers: IPv6, relayed over IPv4, TURN over TCP", () => {
+    const legs = [
+      { peer: "A", leg: { family: 6, turn: null } },
+      { peer: "B", leg: { family: 4, turn: "udp" } },
+      { peer: "C", leg: { family: 6, turn: "tcp" } },
+      { peer: "D", leg: { family: 4, turn: null } },
+    ] as const;
+    expect(mtuWarning(withMtu(1420), viaEth0, "wg0", legs)).toBeNull();
+  });
+
+  it("1440 (an IPv4 choice) warns once a path is over IPv6, and names the worst of several", () => {
+    const direct4 = { peer: "D4", leg: { family: 4, turn: null } } as const;
+    const direct6 = { peer: "D6", leg: { family: 6, turn: null } } as const;
+    expect(mtuWarning(withMtu(1440), viaEth0, "wg0", [direct4])).toBeNull();
+    const one = mtuWarning(withMtu(1440), viaEth0, "wg0", [direct4, direct6]);
+    expect(one).toContain("peer D6's path carries in one piece (over IPv6: 1420 on the uplink's 1500):");
+    expect(one).toContain('set "MTU = 1420"');
+    const three = mtuWarning(withMtu(1440), viaEth0, "wg0", [direct6, relayed6, { ...direct6, peer: "E6" }]);
+    expect(three).toContain("peer K6's path");
+    expect(three).toContain("(and 2 other peers' paths)");
+    expect(three).toContain('set "MTU = 1416"');
+    expect(mtuWarning(withMtu(1440), viaEth0, "wg0", [direct6, relayed6])).toContain(
+      "(and 1 other peer's path)",
+    );
+  });
+
+  it("over the uplink even in IPv4: the uplink's warning, with the MTU the worst path needs", () => {
+    const warning = mtuWarning(links, viaEth0, "wg0", [relayed6]);
+    expect(warning).toMatch(
+      /^wg0's MTU 65456 \(wg-quick's choice .*\) is more than the uplink carries \(1500\)/,
+    );
+    expect(warning).toContain('set "MTU = 1416"');
   });
 });

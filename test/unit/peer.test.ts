@@ -24,12 +24,17 @@ function setup(options: SetupOptions = {}) {
   const signalling = new FakeSignalling(options);
   const { sessions, stalls } = signalling;
   const paths: Array<{ path: PeerPath | null; reason: string }> = [];
+  const moves: string[] = [];
   const transitions: string[] = [];
   const peer = new Peer(KEY, {
     clock,
     random: () => 0.5,
     logger: pino({ level: "silent" }),
-    dataPlane: { setPath: (_key, path, reason) => paths.push({ path, reason }), setDormant: () => {} },
+    dataPlane: {
+      setPath: (_key, path, reason) => paths.push({ path, reason }),
+      setDormant: () => {},
+      pathMoved: (key) => moves.push(key),
+    },
     signalling: options.noSignalling ? null : signalling,
     timing: { idleTimeoutMs: options.idleTimeoutMs ?? 0 },
     onTransition: (p) => transitions.push(formatPeerState(p.state)),
@@ -43,7 +48,19 @@ function setup(options: SetupOptions = {}) {
     signalling.online = false;
     peer.onPeerOffline();
   };
-  return { peer, clock, sessions, session, paths, transitions, stalls, signalling, goOnline, goOffline };
+  return {
+    peer,
+    clock,
+    sessions,
+    session,
+    paths,
+    moves,
+    transitions,
+    stalls,
+    signalling,
+    goOnline,
+    goOffline,
+  };
 }
 
 const state = (peer: Peer) => formatPeerState(peer.state);
@@ -333,6 +350,9 @@ describe("Peer: relayed paths are upgraded", () => {
     expect(state(t.peer)).toBe("connected(direct)");
     t.session().follow("relay");
     expect(state(t.peer)).toBe("connected(relay)");
+    // The same path object, another pair: not a new path for the proxy, a moved one for the checks.
+    expect(t.paths).toHaveLength(1);
+    expect(t.moves).toEqual([KEY]);
     t.clock.advance(4375);
     expect(t.session().restarts).toEqual([{ reason: "upgrade to a direct path", mode: "upgrade" }]);
 
