@@ -1,6 +1,5 @@
 // One TURN allocation (RFC 8656 Allocate, with the long-term credentials in use) over UDP, TCP or TLS,
 // made with werift-ice's TURN client as `run` makes them, then released: does TURN work from here?
-import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { createTurnClient, type TurnProtocol } from "werift-ice";
 import { formatAddress } from "../ice/ice-path.js";
@@ -49,10 +48,10 @@ export async function checkTurn(
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
   try {
-    // UDP sends to an address; TCP and TLS connect to the name (TLS checks the certificate against it).
-    const host = transport === "udp" && !isIP(url.host) ? (await lookup(url.host)).address : url.host;
+    // The name as `run` gives it: werift's client picks the address for UDP as it does there (patches/
+    // README.md, 4); TCP and TLS connect to the name (TLS checks the certificate against it).
     const allocation = createTurnClient(
-      { address: [host, url.port], username: credentials.username, password: credentials.credential },
+      { address: [url.host, url.port], username: credentials.username, password: credentials.credential },
       {
         transport,
         ...(transport === "tls" && !isIP(url.host) ? { tlsOptions: { servername: url.host } } : {}),

@@ -7,7 +7,7 @@ import type { PeerStatus, StatusReport } from "../../src/control/status.js";
 import { waitFor } from "../support/wait-for.js";
 import { type Coturn, makeTestCertificate, startCoturn, turnRestCredentials } from "./coturn.js";
 import { type LabDnsServer, startDnsServer } from "./dns.js";
-import { generateKeyPair, type SpawnedProcess, spawnInNamespace } from "./netns.js";
+import { generateKeyPair, nsRun, type SpawnedProcess, spawnInNamespace } from "./netns.js";
 import { ping } from "./ping.js";
 import { SecretFiles } from "./secret-files.js";
 import {
@@ -34,6 +34,11 @@ export interface ProductHostSpec extends HostSpec {
   flags?: string[];
   /** Node's own flags for this host's Tunnelbore (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
   nodeArgs?: string[];
+  /**
+   * No IPv4 on its uplink (an IPv6-only network; the lab's `ipv6` needed): its IPv4 address and routes
+   * are removed, and it reaches the introduction server at its IPv6 address. Loopback keeps 127.0.0.1.
+   */
+  ipv6Only?: boolean;
 }
 
 export interface ProductLabSpec {
@@ -78,8 +83,8 @@ export interface TurnLabSpec {
   family?: 4 | 6;
   /**
    * The TURN URLs name the server by this hostname (as deployments do) instead of its address: a lab
-   * DNS server with the introduction server answers it, and every host resolves through it
-   * (`ProductLab.dns`). UDP and TCP only (the test certificate is for the address).
+   * DNS server with the introduction server answers it (A, and AAAA in an `ipv6` lab), and every host
+   * resolves through it (`ProductLab.dns`). UDP and TCP only (the test certificate is for the address).
    */
   hostname?: string;
 }
@@ -94,6 +99,8 @@ export interface ProductHost {
   readonly dirs: TunnelboreDirs;
   readonly flags: string[];
   readonly nodeArgs: string[];
+  /** No IPv4 on its uplink: it reaches the introduction server at `introUrl6`. */
+  readonly ipv6Only: boolean;
 }
 
 export const WG_PORT = 51820;
@@ -125,6 +132,11 @@ export class ProductLab {
     return this.coturns[0]!;
   }
 
+  /** The introduction server at its IPv6 address (listening on both families in an `ipv6` lab). */
+  get introUrl6(): string {
+    return this.introUrl.replace(/^ws:\/\/([0-9.]+):/, (_, v4: string) => `ws://[${ipv6Of(v4)}]:`);
+  }
+
   static async create(spec: ProductLabSpec): Promise<ProductLab> {
     const lab = await Lab.create({ hosts: spec.hosts, routers: spec.routers, ipv6: spec.ipv6 });
     const secrets = new SecretFiles();
@@ -135,7 +147,7 @@ export class ProductLab {
         CLI,
         "intro-server",
         "--listen",
-        `${server.address}:${INTRO_PORT}`,
+        spec.ipv6 ? `[::]:${INTRO_PORT}` : `${server.address}:${INTRO_PORT}`,
         "--stun-port",
         String(STUN_PORT),
         ...turn.urls(0).flatMap((url) => ["--turn-url", url]),
@@ -151,7 +163,14 @@ export class ProductLab {
       let index = 1;
       for (const [i, h] of spec.hosts.entries()) {
         // Before anything runs there: `ip netns exec` puts the namespace's resolv.conf in place at exec.
-        await turn.dns?.useFrom(lab.host(h.name).ns);
+        await turn.dns?.useFrom(lab.host(h.name).ns, h.ipv6Only ? ipv6Of(server.address) : server.address);
+        if (h.ipv6Only) {
+          if (!spec.ipv6) throw new Error(`${h.name}: ipv6Only needs the lab's ipv6`);
+          await nsRun(lab.host(h.name).ns, "sh", [
+            "-ec",
+            "ip -4 route flush table main\nip -4 addr flush dev eth0",
+          ]);
+        }
         const keys = await generateKeyPair();
         const tunnelAddress = `10.77.0.${index++}`;
         const wg = await startWireGuard(lab.host(h.name).ns, {
@@ -169,6 +188,7 @@ export class ProductLab {
           dirs: tunnelboreDirs(),
           flags: [...turn.flagsFor(i, h.name), ...(h.flags ?? [])],
           nodeArgs: h.nodeArgs ?? [],
+          ipv6Only: h.ipv6Only === true,
         });
       }
       const names = spec.hosts.map((h) => h.name);
@@ -228,7 +248,7 @@ export class ProductLab {
       h.ns,
       h.wg.name,
       h.dirs,
-      ["--intro", this.introUrl, ...h.flags],
+      ["--intro", h.ipv6Only ? this.introUrl6 : this.introUrl, ...h.flags],
       this.tunnelboreEnv,
       [],
       h.nodeArgs,
@@ -399,8 +419,11 @@ async function startTurnServers(
   const { hostname } = spec;
   if (hostname && (transport === "tls" || coturns.length > 1))
     throw new Error("a TURN hostname is for one TURN server over UDP or TCP");
+  const named = coturns[0]!;
   const dns = hostname
-    ? await startDnsServer(lab.server.ns, lab.server.address, { [hostname]: coturns[0]!.address })
+    ? await startDnsServer(lab.server.ns, lab.server.address, {
+        [hostname]: [named.address, ...(named.address6 ? [named.address6] : [])],
+      })
     : null;
   const urls = (index: number) => turnUrls(coturns[index]!, transport, hostname, spec.family);
   return {

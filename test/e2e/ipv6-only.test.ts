@@ -1,0 +1,79 @@
+// IPv6-only hosts: no IPv4 address or route on the uplink (an IPv6-only ISP or cloud network), behind
+// routers whose IPv6 is not translated but filtered statefully, as home routers do. They reach the
+// introduction, STUN and TURN servers at their IPv6 addresses; WireGuard still talks to 127.x.
+import { afterEach, describe, expect, it } from "vitest";
+import { nsRun, teardownAll } from "../lab/netns.js";
+import { ProductLab, type TurnLabSpec } from "../lab/tunnelbore-lab.js";
+import { pingCarried } from "../support/kernel-carriage.js";
+
+const PINGS = 20;
+
+const CASES: ReadonlyArray<{ name: string; direct: boolean; turn: TurnLabSpec }> = [
+  {
+    name: "connect directly over IPv6 through their stateful firewalls, carried by the kernel",
+    direct: true,
+    turn: { family: 6 },
+  },
+  {
+    name: "relay through TURN at its IPv6 address when no direct IPv6 path exists, carried by the kernel",
+    direct: false,
+    turn: { family: 6 },
+  },
+  {
+    name: "relay through TURN given by a name with A and AAAA records, over UDP, carried by the kernel",
+    direct: false,
+    turn: { hostname: "turn.tbt.test" },
+  },
+];
+
+describe("IPv6-only hosts", () => {
+  let lab: ProductLab | null = null;
+  afterEach(async () => {
+    await lab?.teardown();
+    lab = null;
+    await teardownAll();
+  });
+
+  for (const { name, direct, turn } of CASES) {
+    it(name, async () => {
+      lab = await ProductLab.create({
+        ipv6: true,
+        hosts: [
+          { name: "a", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },
+          { name: "b", nat: "symmetric", ipv6Only: true, flags: ["--ebpf", "on"] },
+        ],
+        turn,
+        startTunnelbores: false,
+      });
+      const l = lab;
+      expect(await nsRun(l.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
+      const b6 = l.lab.host("b").address6!;
+      if (!direct) {
+        await nsRun(
+          l.host("a").ns,
+          "nft",
+          ["-f", "-"],
+          `table ip6 tbt_no_direct {
+  chain output { type filter hook output priority filter; policy accept; ip6 daddr ${b6} meta l4proto udp drop; }
+  chain input { type filter hook input priority filter; policy accept; ip6 saddr ${b6} meta l4proto udp drop; }
+}
+`,
+        );
+      }
+      await l.startTunnelbore("a");
+      await l.startTunnelbore("b");
+      await l.waitForPing("a", "b", 40_000);
+      const status = await l.peerStatus("a", "b");
+      expect(status.pathKind).toBe(direct ? "direct" : "relay");
+      if (direct) expect(status.remote).toContain(b6);
+      // Without IPv4 each side relays on its own allocation (made over IPv6), over UDP.
+      else expect(status.pair).toMatchObject({ localType: "relay", relayTransport: "udp" });
+      await l.waitForKernelFastPath("a", "b", 15_000);
+      const carried = await pingCarried(l.host("a").ns, l.host("b").tunnelAddress, 56, PINGS, () =>
+        l.peerStatus("a", "b"),
+      );
+      expect(carried.kernelTx).toBeGreaterThanOrEqual(PINGS);
+      expect((await l.status("a")).intro).toMatchObject({ state: "connected" });
+    }, 120_000);
+  }
+});
