@@ -49,16 +49,7 @@ describe("IPv6-only hosts", () => {
       expect(await nsRun(l.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
       const b6 = l.lab.host("b").address6!;
       if (!direct) {
-        await nsRun(
-          l.host("a").ns,
-          "nft",
-          ["-f", "-"],
-          `table ip6 tbt_no_direct {
-  chain output { type filter hook output priority filter; policy accept; ip6 daddr ${b6} meta l4proto udp drop; }
-  chain input { type filter hook input priority filter; policy accept; ip6 saddr ${b6} meta l4proto udp drop; }
-}
-`,
-        );
+        await l.blockDirectIpv6("a", "b");
       }
       await l.startTunnelbore("a");
       await l.startTunnelbore("b");

@@ -40,16 +40,7 @@ describe("TURN over UDP at an IPv6 address", () => {
     const a6 = l.lab.host("a").address6!;
     const b6 = l.lab.host("b").address6!;
     // No UDP between a's and b's global IPv6 addresses: no direct IPv6 pair.
-    await nsRun(
-      l.host("a").ns,
-      "nft",
-      ["-f", "-"],
-      `table ip6 tbt_no_direct {
-  chain output { type filter hook output priority filter; policy accept; ip6 daddr ${b6} meta l4proto udp drop; }
-  chain input { type filter hook input priority filter; policy accept; ip6 saddr ${b6} meta l4proto udp drop; }
-}
-`,
-    );
+    await l.blockDirectIpv6("a", "b");
     await l.startTunnelbore("a");
     await l.startTunnelbore("b");
     await l.waitForPing("a", "b", 40_000);

@@ -270,6 +270,25 @@ export class ProductLab {
     this.introServer = await startIntroServer(this.lab.server.ns, this.introArgs);
   }
 
+  /**
+   * No UDP between `a`'s and `b`'s global IPv6 addresses (dropped at `a`, both ways): no direct IPv6
+   * pair, where the lab's IPv6 is routed without NAT.
+   */
+  async blockDirectIpv6(a: string, b: string): Promise<void> {
+    const remote = this.lab.host(b).address6;
+    if (!remote) throw new Error("blockDirectIpv6 needs the lab's ipv6");
+    await nsRun(
+      this.host(a).ns,
+      "nft",
+      ["-f", "-"],
+      `table ip6 tbt_no_direct {
+  chain output { type filter hook output priority filter; policy accept; ip6 daddr ${remote} meta l4proto udp drop; }
+  chain input { type filter hook input priority filter; policy accept; ip6 saddr ${remote} meta l4proto udp drop; }
+}
+`,
+    );
+  }
+
   /** One ping from `from` to `to` through WireGuard. */
   async ping(from: string, to: string, timeoutMs = 1000): Promise<boolean> {
     const result = await ping(this.host(from).ns, this.host(to).tunnelAddress, {
