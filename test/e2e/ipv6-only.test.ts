@@ -2,9 +2,12 @@
 // routers whose IPv6 is not translated but filtered statefully, as home routers do. They reach the
 // introduction, STUN and TURN servers at their IPv6 addresses; WireGuard still talks to 127.x.
 import { afterEach, describe, expect, it } from "vitest";
+import type { NetcheckReport } from "../../src/netcheck/netcheck.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
+import { CLI } from "../lab/tunnelbore.js";
 import { ProductLab, type TurnLabSpec } from "../lab/tunnelbore-lab.js";
 import { pingCarried } from "../support/kernel-carriage.js";
+import { waitFor } from "../support/wait-for.js";
 
 const PINGS = 20;
 
@@ -65,6 +68,26 @@ describe("IPv6-only hosts", () => {
       );
       expect(carried.kernelTx).toBeGreaterThanOrEqual(PINGS);
       expect((await l.status("a")).intro).toMatchObject({ state: "connected" });
+      // netcheck, with run's servers (at their IPv6 addresses, or the name): UDP and TURN over UDP work.
+      const netcheck = await nsRun(l.host("a").ns, process.execPath, [
+        CLI,
+        "netcheck",
+        "--run-dir",
+        l.host("a").dirs.runDir,
+        "--json",
+      ]);
+      const report = JSON.parse(netcheck) as NetcheckReport;
+      expect(report.stun?.mapped[0]?.startsWith(`[${l.lab.host("a").address6}]:`)).toBe(true);
+      expect(report.mapping).toBe("no-nat");
+      expect(report.udpBlocked).toBe(false);
+      expect(report.turn.udp).toMatchObject({ status: "ok", mapped: expect.stringMatching(/^\[2001:/) });
+      if (!direct) {
+        // Relayed by our TURN server over UDP over IPv6: 1452 + 52 bytes at wireguard-go's 1420.
+        await waitFor(
+          async () => (await l.status("a")).warnings.some((w) => w.includes('set "MTU = 1416"')),
+          { what: "a's MTU warning for its relayed IPv6 path", timeoutMs: 10_000, intervalMs: 200 },
+        );
+      }
     }, 120_000);
   }
 });
