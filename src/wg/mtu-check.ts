@@ -106,9 +106,8 @@ export function mtuWarning(
     `larger packets leave in IP fragments, in user space; set "MTU = ${fit}" in its wg-quick [Interface] ` +
     `(now: ip link set dev ${wireguardInterface} mtu ${fit})`;
   if (!overIpv4 && worst) {
-    const more = overPaths - 1;
-    const others =
-      more === 0 ? "" : more === 1 ? " (and 1 other peer's path)" : ` (and ${more} other peers' paths)`;
+    // No count: the text stays the same as a hub's paths come up, so it is logged once.
+    const others = overPaths > 1 ? " (and other peers' paths)" : "";
     return (
       `${wireguardInterface}'s MTU ${wireguard.mtu} is more than peer ${worst.peer}'s path carries in one ` +
       `piece (${describeLeg(worst.leg)}: ${uplink - WIREGUARD_OVERHEAD - worst.overhead} on the uplink's ` +
