@@ -29,7 +29,7 @@ import { StaticPath } from "./proxy/static-path.js";
 import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
 import { AddressWatch } from "./wg/address-watch.js";
-import { type MtuScene, mtuWarning, type PeerLeg, readMtuScene } from "./wg/mtu-check.js";
+import { type MtuScene, mtuWarning, type PathMtuLeg, readMtuScene } from "./wg/mtu-check.js";
 import { RemoteKeys } from "./wg/remote-keys.js";
 import { TunnelLoopCheck } from "./wg/tunnel-loop-check.js";
 import { tunnelRanges, type WireGuardInterfaceInfo, type WireGuardPeerInfo } from "./wg/wg-command.js";
@@ -229,10 +229,10 @@ export class Tunnelbore {
    */
   private evaluateMtu(): void {
     const scene = this.mtuScene;
-    const legs: PeerLeg[] = [];
-    for (const [peer, p] of this.peers) {
-      const leg = p.path?.leg?.();
-      if (leg) legs.push({ peer, leg });
+    const legs: PathMtuLeg[] = [];
+    for (const [key, peer] of this.peers) {
+      const leg = peer.path?.leg?.();
+      if (leg) legs.push({ path: `peer ${key}'s path`, leg });
     }
     const iface = this.options.interfaceName;
     const warning = scene ? mtuWarning(scene.links, scene.defaults, iface, legs) : null;

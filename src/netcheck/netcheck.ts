@@ -10,7 +10,7 @@ import { formatAddress } from "../ice/ice-path.js";
 import { type IceServerUrl, parseIceServerUrl } from "../ice/ice-server-url.js";
 import { type NatBehaviour, probeMapping, stunServerPair } from "../ice/nat-behaviour.js";
 import { stunBinding, type TransportAddress } from "../ice/stun-binding.js";
-import { type MtuFacts, readMtuFacts } from "../wg/mtu-check.js";
+import { type MtuFacts, mtuFacts, type PathMtuLeg, readMtuScene } from "../wg/mtu-check.js";
 import { checkTurn, type TurnCheck, type TurnCredentials, type TurnTransport } from "./turn-check.js";
 
 export interface NetcheckInput {
@@ -117,13 +117,25 @@ export async function runNetcheck(input: NetcheckInput): Promise<NetcheckReport>
       ? checkTurn(target, transport, credentials, input.timeoutMs)
       : Promise.resolve({ status: "not configured" });
   };
-  const [stun, udp, tcp, tls, mtu] = await Promise.all([
+  const [stun, udp, tcp, tls, scene] = await Promise.all([
     checkStun(input.stunUrls, input.timeoutMs),
     turnOf("udp"),
     turnOf("tcp"),
     turnOf("tls"),
-    readMtuFacts(input.interfaceName),
+    readMtuScene(),
   ]);
+  // A path relayed by that TURN server over UDP, as run's would be: over IPv6 it needs 4 bytes more
+  // than wg-quick's rule leaves (its mapped address is ours as the server saw it, of the family used).
+  const relayed: PathMtuLeg[] =
+    udp.status === "ok"
+      ? [
+          {
+            path: `a path relayed by ${udp.server}`,
+            leg: { family: udp.mapped?.startsWith("[") ? 6 : 4, turn: "udp" },
+          },
+        ]
+      : [];
+  const mtu = scene && mtuFacts(scene, input.interfaceName, relayed);
   return {
     source: input.source,
     localAddresses: localAddresses(),

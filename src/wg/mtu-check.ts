@@ -25,9 +25,9 @@ const WG_QUICK_OVERHEAD = 80;
 /** A TURN ChannelData message's header (RFC 8656 §12.4). */
 const CHANNEL_DATA_HEADER = 4;
 
-/** A peer's path, as the MTU check sees it. */
-export interface PeerLeg {
-  peer: string;
+/** A path as the MTU check sees it: what to call it in the warning ("peer KEY's path"), and its leg. */
+export interface PathMtuLeg {
+  path: string;
   leg: PathLeg;
 }
 
@@ -85,19 +85,19 @@ export function mtuWarning(
   links: LinkMtu[],
   defaults: DefaultRoute[],
   wireguardInterface: string,
-  legs: readonly PeerLeg[] = [],
+  legs: readonly PathMtuLeg[] = [],
 ): string | null {
   const wireguard = links.find((l) => l.name === wireguardInterface);
   const uplink = uplinkMtu(links, defaults, wireguardInterface);
   if (!wireguard || uplink === null) return null;
   const datagram = wireguard.mtu + WIREGUARD_OVERHEAD;
-  let worst: { peer: string; leg: PathLeg; overhead: number } | null = null;
+  let worst: { path: string; leg: PathLeg; overhead: number } | null = null;
   let overPaths = 0;
-  for (const { peer, leg } of legs) {
+  for (const { path, leg } of legs) {
     const overhead = legOverhead(leg);
     if (overhead === null || datagram + overhead <= uplink) continue;
     overPaths++;
-    if (!worst || overhead > worst.overhead) worst = { peer, leg, overhead };
+    if (!worst || overhead > worst.overhead) worst = { path, leg, overhead };
   }
   const overIpv4 = wireguard.mtu + LEAST_OVERHEAD > uplink;
   if (!overIpv4 && !worst) return null;
@@ -107,9 +107,9 @@ export function mtuWarning(
     `(now: ip link set dev ${wireguardInterface} mtu ${fit})`;
   if (!overIpv4 && worst) {
     // No count: the text stays the same as a hub's paths come up, so it is logged once.
-    const others = overPaths > 1 ? " (and other peers' paths)" : "";
+    const others = overPaths > 1 ? " (and other paths)" : "";
     return (
-      `${wireguardInterface}'s MTU ${wireguard.mtu} is more than peer ${worst.peer}'s path carries in one ` +
+      `${wireguardInterface}'s MTU ${wireguard.mtu} is more than ${worst.path} carries in one ` +
       `piece (${describeLeg(worst.leg)}: ${uplink - WIREGUARD_OVERHEAD - worst.overhead} on the uplink's ` +
       `${uplink})${others}: ${fix}`
     );
@@ -144,17 +144,16 @@ export interface MtuFacts {
   warning: string | null;
 }
 
-/**
- * Checks WireGuard's MTU against the links and default routes; null when `ip` cannot be read. Without
- * an interface, the uplink's MTU alone.
- */
-export async function readMtuFacts(wireguardInterface = ""): Promise<MtuFacts | null> {
-  const scene = await readMtuScene();
-  if (!scene) return null;
+/** Checks WireGuard's MTU against the links and default routes and `legs`; without an interface, the uplink's MTU alone. */
+export function mtuFacts(
+  scene: MtuScene,
+  wireguardInterface = "",
+  legs: readonly PathMtuLeg[] = [],
+): MtuFacts {
   const { links, defaults } = scene;
   return {
     uplink: uplinkMtu(links, defaults, wireguardInterface),
     wireguard: links.find((l) => l.name === wireguardInterface)?.mtu ?? null,
-    warning: mtuWarning(links, defaults, wireguardInterface),
+    warning: mtuWarning(links, defaults, wireguardInterface, legs),
   };
 }

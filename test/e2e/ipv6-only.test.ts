@@ -81,6 +81,11 @@ describe("IPv6-only hosts", () => {
       expect(report.mapping).toBe("no-nat");
       expect(report.udpBlocked).toBe(false);
       expect(report.turn.udp).toMatchObject({ status: "ok", mapped: expect.stringMatching(/^\[2001:/) });
+      // A relay over UDP over IPv6 takes 1416 at most, whichever path run has now.
+      expect(report.mtu?.warning).toContain(
+        `more than a path relayed by ${report.turn.udp.status === "ok" ? report.turn.udp.server : "?"} carries`,
+      );
+      expect(report.mtu?.warning).toContain('set "MTU = 1416"');
       if (!direct) {
         // Relayed by our TURN server over UDP over IPv6: 1452 + 52 bytes at wireguard-go's 1420.
         await waitFor(

@@ -126,7 +126,7 @@ describe("legOverhead", () => {
 describe("mtuWarning with the peers' paths", () => {
   const withMtu = (mtu: number) => links.map((l) => (l.name === "wg0" ? { ...l, mtu } : l));
   const viaEth0 = [{ device: "eth0", via: null, mtu: null }];
-  const relayed6 = { peer: "K6", leg: { family: 6, turn: "udp" } } as const;
+  const relayed6 = { path: "peer K6's path", leg: { family: 6, turn: "udp" } } as const;
 
   it("1420 on 1500 with a path relayed by our TURN server over IPv6: names the peer, the path and 1416", () => {
     expect(mtuWarning(withMtu(1420), viaEth0, "wg0", [relayed6])).toBe(
@@ -139,24 +139,28 @@ describe("mtuWarning with the peers' paths", () => {
 
   it("none at 1420 for paths wg-quick's rule covers: IPv6, relayed over IPv4, TURN over TCP", () => {
     const legs = [
-      { peer: "A", leg: { family: 6, turn: null } },
-      { peer: "B", leg: { family: 4, turn: "udp" } },
-      { peer: "C", leg: { family: 6, turn: "tcp" } },
-      { peer: "D", leg: { family: 4, turn: null } },
+      { path: "A", leg: { family: 6, turn: null } },
+      { path: "B", leg: { family: 4, turn: "udp" } },
+      { path: "C", leg: { family: 6, turn: "tcp" } },
+      { path: "D", leg: { family: 4, turn: null } },
     ] as const;
     expect(mtuWarning(withMtu(1420), viaEth0, "wg0", legs)).toBeNull();
   });
 
   it("1440 (an IPv4 choice) warns once a path is over IPv6, and names the worst of several", () => {
-    const direct4 = { peer: "D4", leg: { family: 4, turn: null } } as const;
-    const direct6 = { peer: "D6", leg: { family: 6, turn: null } } as const;
+    const direct4 = { path: "peer D4's path", leg: { family: 4, turn: null } } as const;
+    const direct6 = { path: "peer D6's path", leg: { family: 6, turn: null } } as const;
     expect(mtuWarning(withMtu(1440), viaEth0, "wg0", [direct4])).toBeNull();
     const one = mtuWarning(withMtu(1440), viaEth0, "wg0", [direct4, direct6]);
     expect(one).toContain("peer D6's path carries in one piece (over IPv6: 1420 on the uplink's 1500):");
     expect(one).toContain('set "MTU = 1420"');
-    const three = mtuWarning(withMtu(1440), viaEth0, "wg0", [direct6, relayed6, { ...direct6, peer: "E6" }]);
+    const three = mtuWarning(withMtu(1440), viaEth0, "wg0", [
+      direct6,
+      relayed6,
+      { ...direct6, path: "peer E6's path" },
+    ]);
     expect(three).toContain("peer K6's path");
-    expect(three).toContain("(and other peers' paths)");
+    expect(three).toContain("(and other paths)");
     expect(three).toContain('set "MTU = 1416"');
     // The same words for any number of others: logged once while a hub's paths come up.
     expect(mtuWarning(withMtu(1440), viaEth0, "wg0", [direct6, relayed6])).toBe(three);
