@@ -4,6 +4,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { NetcheckReport } from "../../src/netcheck/netcheck.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
+import { ContinuousPing } from "../lab/ping.js";
 import { CLI } from "../lab/tunnelbore.js";
 import { ProductLab, type TurnLabSpec } from "../lab/tunnelbore-lab.js";
 import { pingCarried } from "../support/kernel-carriage.js";
@@ -95,4 +96,49 @@ describe("IPv6-only hosts", () => {
       }
     }, 120_000);
   }
+
+  it("one that moves to another network (a new prefix) is reached again directly, in the kernel", async () => {
+    lab = await ProductLab.create({
+      ipv6: true,
+      hosts: [
+        { name: "a", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },
+        { name: "b", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },
+      ],
+      routers: [{ name: "cafe", nat: "eim" }],
+      turn: { family: 6 },
+    });
+    const l = lab;
+    await l.waitForPing("a", "b", 40_000);
+    await l.waitForKernelFastPath("a", "b", 15_000);
+    const before = l.lab.host("a").address6;
+    const ping = new ContinuousPing(l.host("a").ns, l.host("b").tunnelAddress);
+    try {
+      await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
+      const movedAt = Date.now();
+      await l.lab.moveHost("a", "cafe");
+      expect(await nsRun(l.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
+      const after = l.lab.host("a").address6!;
+      expect(after).not.toBe(before);
+      await waitFor(() => ping.receivedSince(movedAt) >= 3, {
+        what: "pings answered after the move",
+        timeoutMs: 20_000,
+      });
+      // b reaches a at its new address, directly, and both carry it in the kernel again.
+      await waitFor(
+        async () => {
+          const status = await l.peerStatus("b", "a");
+          return status.pathKind === "direct" && (status.remote?.includes(after) ?? false);
+        },
+        { what: "b's direct path to a's new address", timeoutMs: 15_000, intervalMs: 100 },
+      );
+      await l.waitForKernelFastPath("a", "b", 15_000);
+    } finally {
+      await ping.stop();
+    }
+    const carried = await pingCarried(l.host("a").ns, l.host("b").tunnelAddress, 56, PINGS, () =>
+      l.peerStatus("a", "b"),
+    );
+    expect(carried.kernelTx).toBeGreaterThanOrEqual(PINGS);
+    expect(carried.kernelRx).toBeGreaterThanOrEqual(PINGS);
+  }, 120_000);
 });

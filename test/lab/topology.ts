@@ -44,6 +44,11 @@ export interface HostSpec {
   nat?: HostNat;
   /** Behind an existing router instead (a router from `routers`, or the router another host got). */
   router?: string;
+  /**
+   * No IPv4 on its uplink (an IPv6-only network; needs the lab's `ipv6`): its uplink gets only the IPv6
+   * address and default route, also after `moveHost`. `lanAddress` still names its IPv4 twin's slot.
+   */
+  ipv6Only?: boolean;
 }
 
 export interface RouterSpec {
@@ -136,6 +141,7 @@ interface HostState {
   address: string;
   /** Router name, or undefined on the public segment. */
   router: string | undefined;
+  ipv6Only: boolean;
 }
 
 const labs = new Set<Lab>();
@@ -253,7 +259,10 @@ ip link set br0 up`,
     await this.link(this.publicNs, port, "br0", ns, "eth0", address, PUBLIC_GATEWAY);
   }
 
-  /** A veth from `upNs` (port enslaved to `bridge`) to `downNs` (`iface` with `address`/24, default via gw). */
+  /**
+   * A veth from `upNs` (port enslaved to `bridge`) to `downNs` (`iface` with `address`/24, default via
+   * gw; with `ipv4` false only their IPv6 twins).
+   */
   private async link(
     upNs: string,
     port: string,
@@ -262,6 +271,7 @@ ip link set br0 up`,
     iface: string,
     address: string,
     gateway: string,
+    ipv4 = true,
   ): Promise<void> {
     await nsShell(
       upNs,
@@ -270,9 +280,11 @@ ip link set ${port} master ${bridge} up`,
     );
     await nsShell(
       downNs,
-      `ip addr add ${address}/24 dev ${iface}
+      ipv4
+        ? `ip addr add ${address}/24 dev ${iface}
 ip link set ${iface} up
-ip route replace default via ${gateway} dev ${iface}`,
+ip route replace default via ${gateway} dev ${iface}`
+        : `ip link set ${iface} up`,
     );
     if (this.ipv6) {
       await nsShell(
@@ -343,7 +355,14 @@ ip link set lan up`,
         throw new Error(`host ${spec.name}: nat ${spec.nat} but router ${router} is ${r.nat}`);
       }
     }
-    const state: HostState = { name: spec.name, ns: this.nsName(`h-${spec.name}`), address: "", router };
+    if (spec.ipv6Only && !this.ipv6) throw new Error(`host ${spec.name}: ipv6Only needs the lab's ipv6`);
+    const state: HostState = {
+      name: spec.name,
+      ns: this.nsName(`h-${spec.name}`),
+      address: "",
+      router,
+      ipv6Only: spec.ipv6Only === true,
+    };
     this.hostStates.set(spec.name, state);
     await this.addNamespace(state.ns);
     await nsShell(state.ns, baseSysctls(false, this.ipv6));
@@ -361,7 +380,16 @@ ip link set lan up`,
       if (n > 250) throw new Error("public segment full");
       h.address = `${PUBLIC_PREFIX}.${n}`;
       h.router = undefined;
-      await this.link(this.publicNs, `h-${h.name}`, "br0", h.ns, "eth0", h.address, PUBLIC_GATEWAY);
+      await this.link(
+        this.publicNs,
+        `h-${h.name}`,
+        "br0",
+        h.ns,
+        "eth0",
+        h.address,
+        PUBLIC_GATEWAY,
+        !h.ipv6Only,
+      );
       return;
     }
     const r = this.routers.get(router);
@@ -370,7 +398,7 @@ ip link set lan up`,
     if (n > 250) throw new Error(`router ${router} LAN full`);
     h.address = `192.168.${r.index}.${n}`;
     h.router = router;
-    await this.link(r.ns, `h-${h.name}`, "lan", h.ns, "eth0", h.address, `192.168.${r.index}.1`);
+    await this.link(r.ns, `h-${h.name}`, "lan", h.ns, "eth0", h.address, `192.168.${r.index}.1`, !h.ipv6Only);
   }
 
   router(name: string): LabRouter {

@@ -34,11 +34,6 @@ export interface ProductHostSpec extends HostSpec {
   flags?: string[];
   /** Node's own flags for this host's Tunnelbore (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
   nodeArgs?: string[];
-  /**
-   * No IPv4 on its uplink (an IPv6-only network; the lab's `ipv6` needed): its IPv4 address and routes
-   * are removed, and it reaches the introduction server at its IPv6 address. Loopback keeps 127.0.0.1.
-   */
-  ipv6Only?: boolean;
 }
 
 export interface ProductLabSpec {
@@ -99,7 +94,7 @@ export interface ProductHost {
   readonly dirs: TunnelboreDirs;
   readonly flags: string[];
   readonly nodeArgs: string[];
-  /** No IPv4 on its uplink: it reaches the introduction server at `introUrl6`. */
+  /** No IPv4 on its uplink (`HostSpec.ipv6Only`): it reaches the introduction server at `introUrl6`. */
   readonly ipv6Only: boolean;
 }
 
@@ -164,13 +159,6 @@ export class ProductLab {
       for (const [i, h] of spec.hosts.entries()) {
         // Before anything runs there: `ip netns exec` puts the namespace's resolv.conf in place at exec.
         await turn.dns?.useFrom(lab.host(h.name).ns, h.ipv6Only ? ipv6Of(server.address) : server.address);
-        if (h.ipv6Only) {
-          if (!spec.ipv6) throw new Error(`${h.name}: ipv6Only needs the lab's ipv6`);
-          await nsRun(lab.host(h.name).ns, "sh", [
-            "-ec",
-            "ip -4 route flush table main\nip -4 addr flush dev eth0",
-          ]);
-        }
         const keys = await generateKeyPair();
         const tunnelAddress = `10.77.0.${index++}`;
         const wg = await startWireGuard(lab.host(h.name).ns, {
