@@ -5,7 +5,11 @@
 // and stripped by the tc program). The baseline is a second wireguard-go pair on the same hosts with
 // each other's public endpoints on that port. iperf3 TCP a -> b, the two cases alternating; the CPU of
 // both Tunnelbores and of coturn from /proc/PID/stat over each run.
+// With TBT_BENCH_TURN_FAMILY=6 the lab has IPv6 too, Tunnelbore reaches coturn at its IPv6 address
+// (ChannelData over IPv6), UDP between a and b is dropped in both families, and every WireGuard's MTU
+// is 1416 (what status asks for there: 1420 would send full-size datagrams in fragments).
 //   npm run build && npx tsx bench/kernel-relay.ts
+//   npm run build && TBT_BENCH_TURN_FAMILY=6 npx tsx bench/kernel-relay.ts
 import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -36,16 +40,28 @@ const fmtLoad = () =>
     .map((l) => l.toFixed(2))
     .join(" ");
 
-/** Drops UDP between a and `peer` (its public address) on a's uplink, except the baseline's port. */
-function blockDirectRuleset(peer: string): string {
+/** IPv4 (default) or 6: the family Tunnelbore reaches coturn over. */
+const TURN_FAMILY = process.env.TBT_BENCH_TURN_FAMILY === "6" ? 6 : 4;
+/** Relayed by our TURN server over UDP over IPv6: 1416 leaves a full-size datagram in one piece. */
+const IPV6_RELAY_MTU = 1416;
+
+/**
+ * Drops UDP between a and `peer` (its public address, and `peer6`, its IPv6 one) on a's uplink, except
+ * the baseline's port.
+ */
+function blockDirectRuleset(peer: string, peer6: string | undefined): string {
+  const v6 = (direction: "daddr" | "saddr", port: "dport" | "sport") =>
+    peer6
+      ? `\n    ${direction === "daddr" ? "oifname" : "iifname"} "eth0" ip6 ${direction} ${peer6} udp ${port} != ${BASE_PORT} drop`
+      : "";
   return `table inet tb_kernel_relay {
   chain output {
     type filter hook output priority filter; policy accept;
-    oifname "eth0" ip daddr ${peer} udp dport != ${BASE_PORT} drop
+    oifname "eth0" ip daddr ${peer} udp dport != ${BASE_PORT} drop${v6("daddr", "dport")}
   }
   chain input {
     type filter hook input priority filter; policy accept;
-    iifname "eth0" ip saddr ${peer} udp sport != ${BASE_PORT} drop
+    iifname "eth0" ip saddr ${peer} udp sport != ${BASE_PORT} drop${v6("saddr", "sport")}
   }
 }
 `;
@@ -119,14 +135,26 @@ export async function benchKernelRelay(): Promise<BenchRow[]> {
         { name: "b", nat: "eim", flags },
       ],
       startTunnelbores: false,
+      ...(TURN_FAMILY === 6 ? { ipv6: true, turn: { family: 6 } } : {}),
     });
     const l = lab;
-    await nsRun(l.host("a").ns, "nft", ["-f", "-"], blockDirectRuleset(l.lab.host("b").publicAddress));
+    const b = l.lab.host("b");
+    await nsRun(l.host("a").ns, "nft", ["-f", "-"], blockDirectRuleset(b.publicAddress, b.address6));
     await l.startTunnelbore("a");
     await l.startTunnelbore("b");
     await l.waitForPing("a", "b", 40_000);
     await l.waitForKernelFastPath("a", "b", 20_000);
     const baseline = await startBaseline(l);
+    if (TURN_FAMILY === 6) {
+      for (const [ns, wg] of [
+        [l.host("a").ns, l.host("a").wg.name],
+        [l.host("b").ns, l.host("b").wg.name],
+        [baseline.a.ns, baseline.a.name],
+        [baseline.b.ns, baseline.b.name],
+      ]) {
+        await nsRun(ns!, "ip", ["link", "set", "dev", wg!, "mtu", String(IPV6_RELAY_MTU)]);
+      }
+    }
     const pid = (p: number | undefined, what: string) => {
       if (p === undefined) throw new Error(`no PID for ${what}`);
       return p;
@@ -202,7 +230,7 @@ export async function benchKernelRelay(): Promise<BenchRow[]> {
         name: "relay: iperf3 TCP a -> b, Tunnelbore TURN relay, kernel fast path",
         value: median(relay.mbps),
         unit: "Mbit/s",
-        note: `runs ${runs(relay.mbps)}; retransmits ${relay.retransmits.join(", ")}; a -> coturn -> b, ChannelData in tc`,
+        note: `runs ${runs(relay.mbps)}; retransmits ${relay.retransmits.join(", ")}; a -> coturn -> b, ChannelData in tc; TURN over IPv${TURN_FAMILY}${TURN_FAMILY === 6 ? `, every MTU ${IPV6_RELAY_MTU}` : ""}`,
       },
       {
         name: "relay: throughput ratio relay (kernel) / direct",
