@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Coturn } from "../lab/coturn.js";
 import { nsRun, teardownAll } from "../lab/netns.js";
+import { ContinuousPing } from "../lab/ping.js";
 import { ProductLab } from "../lab/tunnelbore-lab.js";
 import { pingCarried } from "../support/kernel-carriage.js";
 import { waitFor } from "../support/wait-for.js";
@@ -89,5 +90,24 @@ describe("TURN over UDP at an IPv6 address", () => {
       timeoutMs: 5000,
       intervalMs: 100,
     });
+
+    // coturn restarted (every allocation lost): relayed again, over IPv6, in the kernel.
+    const ping = new ContinuousPing(l.host("a").ns, l.host("b").tunnelAddress, 100);
+    try {
+      await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
+      const restartedAt = Date.now();
+      await l.coturn.restart();
+      await waitFor(() => ping.receivedSince(restartedAt) >= 3, {
+        what: "pings answered after coturn's restart",
+        timeoutMs: 30_000,
+      });
+    } finally {
+      await ping.stop();
+    }
+    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
+    await l.waitForKernelFastPath("a", "b", 15_000);
+    // Which side's own allocation ICE nominated may differ from before: the one that has it, over UDP.
+    const pairs = [(await l.peerStatus("a", "b")).pair, (await l.peerStatus("b", "a")).pair];
+    expect(pairs.find((p) => p?.localType === "relay")).toMatchObject({ relayTransport: "udp" });
   }, 120_000);
 });
