@@ -28,6 +28,11 @@ const CASES: ReadonlyArray<{ name: string; direct: boolean; turn: TurnLabSpec }>
     direct: false,
     turn: { hostname: "turn.tbt.test" },
   },
+  {
+    name: "relay through TURN that relays over IPv6 only (IPv6 relayed addresses), carried by the kernel",
+    direct: false,
+    turn: { family: 6, relayIpv6Only: true },
+  },
 ];
 
 describe("IPv6-only hosts", () => {
@@ -61,8 +66,12 @@ describe("IPv6-only hosts", () => {
       const status = await l.peerStatus("a", "b");
       expect(status.pathKind).toBe(direct ? "direct" : "relay");
       if (direct) expect(status.remote).toContain(b6);
-      // Without IPv4 each side relays on its own allocation (made over IPv6), over UDP.
-      else expect(status.pair).toMatchObject({ localType: "relay", relayTransport: "udp" });
+      else {
+        // The side on its own allocation (made over IPv6) relays over UDP. (With IPv4 relayed addresses
+        // both sides are; with IPv6 ones the other may send to it from its own address.)
+        const pairs = [status.pair, (await l.peerStatus("b", "a")).pair];
+        expect(pairs.find((p) => p?.localType === "relay")).toMatchObject({ relayTransport: "udp" });
+      }
       await l.waitForKernelFastPath("a", "b", 15_000);
       const carried = await pingCarried(l.host("a").ns, l.host("b").tunnelAddress, 56, PINGS, () =>
         l.peerStatus("a", "b"),
@@ -82,6 +91,11 @@ describe("IPv6-only hosts", () => {
       expect(report.mapping).toBe("no-nat");
       expect(report.udpBlocked).toBe(false);
       expect(report.turn.udp).toMatchObject({ status: "ok", mapped: expect.stringMatching(/^\[2001:/) });
+      // A server without an IPv4 relay address gives IPv6 ones, asked for after its 440 (run's relay
+      // above could only be on such addresses).
+      if (turn.relayIpv6Only) {
+        expect(report.turn.udp).toMatchObject({ relayed: expect.stringMatching(/^\[2001:db8:113::/) });
+      }
       // A relay over UDP over IPv6 takes 1416 at most, whichever path run has now.
       expect(report.mtu?.warning).toContain(
         `more than a path relayed by ${report.turn.udp.status === "ok" ? report.turn.udp.server : "?"} carries`,
@@ -131,6 +145,8 @@ describe("IPv6-only hosts", () => {
         },
         { what: "b's direct path to a's new address", timeoutMs: 15_000, intervalMs: 100 },
       );
+      // a's own ICE restart may nominate its relay pair first and upgrade it 3.75-5 s later.
+      await l.waitForDirectPath("a", "b", "after the move");
       await l.waitForKernelFastPath("a", "b", 15_000);
     } finally {
       await ping.stop();

@@ -12,6 +12,8 @@ export interface CoturnOptions {
   address: string;
   /** An IPv6 listening and relay address besides (`url6`); coturn relays to either family. */
   address6?: string;
+  /** Relay over IPv6 only (`address6` the one relay address), as an IPv6-only TURN host would. */
+  relayIpv6Only?: boolean;
   /**
    * UDP and TCP listening port. Default 3479: the introduction server answers STUN on 3478 at the
    * same address in the lab's server namespace.
@@ -99,9 +101,10 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
   const realm = options.realm ?? "tunnelbore.test";
   const dir = await mkdtemp(join(tmpdir(), "tbt-coturn-"));
   // Own pidfile and userdb so parallel instances never share /var/run or /var/lib/turn state.
+  if (options.relayIpv6Only && !options.address6) throw new Error("relayIpv6Only needs address6");
   const lines = [
     `listening-ip=${options.address}`,
-    `relay-ip=${options.address}`,
+    ...(options.relayIpv6Only ? [] : [`relay-ip=${options.address}`]),
     ...(options.address6 ? [`listening-ip=${options.address6}`, `relay-ip=${options.address6}`] : []),
     `listening-port=${port}`,
     `min-port=${options.minPort ?? 49152}`,

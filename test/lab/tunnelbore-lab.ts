@@ -76,6 +76,8 @@ export interface TurnLabSpec {
    * and relays on both either way, with `ipv6`.
    */
   family?: 4 | 6;
+  /** coturn relays over IPv6 only (an IPv6-only TURN host's relayed addresses); needs the lab's `ipv6`. */
+  relayIpv6Only?: boolean;
   /**
    * The TURN URLs name the server by this hostname (as deployments do) instead of its address: a lab
    * DNS server with the introduction server answers it (A, and AAAA in an `ipv6` lab), and every host
@@ -413,7 +415,7 @@ async function startTurnServers(
     if (tls) certs.push(tls.cert);
     const coturn = await startCoturn(host.ns, {
       address: host.address,
-      ...(ipv6 ? { address6: ipv6Of(host.address) } : {}),
+      ...(ipv6 ? { address6: ipv6Of(host.address), relayIpv6Only: spec.relayIpv6Only === true } : {}),
       port: TURN_PORT,
       secret,
       tls: tls && { ...tls, port: TURNS_PORT },
