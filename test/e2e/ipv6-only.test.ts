@@ -65,12 +65,16 @@ describe("IPv6-only hosts", () => {
       await l.waitForPing("a", "b", 40_000);
       const status = await l.peerStatus("a", "b");
       expect(status.pathKind).toBe(direct ? "direct" : "relay");
+      // The side on its own allocation (made over IPv6) relays over UDP. (With IPv4 relayed addresses
+      // both sides are; with IPv6 ones the other may send to it from its own address.)
+      const relaying = status.pair?.localType === "relay" ? "a" : "b";
       if (direct) expect(status.remote).toContain(b6);
       else {
-        // The side on its own allocation (made over IPv6) relays over UDP. (With IPv4 relayed addresses
-        // both sides are; with IPv6 ones the other may send to it from its own address.)
-        const pairs = [status.pair, (await l.peerStatus("b", "a")).pair];
-        expect(pairs.find((p) => p?.localType === "relay")).toMatchObject({ relayTransport: "udp" });
+        const other = relaying === "a" ? "b" : "a";
+        expect((await l.peerStatus(relaying, other)).pair).toMatchObject({
+          localType: "relay",
+          relayTransport: "udp",
+        });
       }
       await l.waitForKernelFastPath("a", "b", 15_000);
       const carried = await pingCarried(l.host("a").ns, l.host("b").tunnelAddress, 56, PINGS, () =>
@@ -104,8 +108,8 @@ describe("IPv6-only hosts", () => {
       if (!direct) {
         // Relayed by our TURN server over UDP over IPv6: 1452 + 52 bytes at wireguard-go's 1420.
         await waitFor(
-          async () => (await l.status("a")).warnings.some((w) => w.includes('set "MTU = 1416"')),
-          { what: "a's MTU warning for its relayed IPv6 path", timeoutMs: 10_000, intervalMs: 200 },
+          async () => (await l.status(relaying)).warnings.some((w) => w.includes('set "MTU = 1416"')),
+          { what: `${relaying}'s MTU warning for its relayed IPv6 path`, timeoutMs: 10_000, intervalMs: 200 },
         );
       }
     }, 120_000);
