@@ -100,8 +100,8 @@ export async function startCoturn(ns: string, options: CoturnOptions): Promise<C
   const secret = options.secret ?? randomBytes(32).toString("hex");
   const realm = options.realm ?? "tunnelbore.test";
   const dir = await mkdtemp(join(tmpdir(), "tbt-coturn-"));
-  // Own pidfile and userdb so parallel instances never share /var/run or /var/lib/turn state.
   if (options.relayIpv6Only && !options.address6) throw new Error("relayIpv6Only needs address6");
+  // Own pidfile and userdb so parallel instances never share /var/run or /var/lib/turn state.
   const lines = [
     `listening-ip=${options.address}`,
     ...(options.relayIpv6Only ? [] : [`relay-ip=${options.address}`]),
