@@ -48,6 +48,7 @@ import {
 import { type HeldDatagram, heldIsYoung, isHandshake, isKept, knownRemote } from "./early-handshake.js";
 import type { CandidateType } from "./ice-signal.js";
 import { directSend, hookTransport, isStunMessage, relaySend, type Tap, validatedPair } from "./path-taps.js";
+import { isRelayedPair } from "./relayed-pair.js";
 import { TurnChannelKeeper, weriftTurnChannelClient } from "./turn-channel.js";
 import {
   type Address,
@@ -93,7 +94,7 @@ export function describePair(pair: CandidatePair): SelectedPairInfo {
     remoteType,
     local: formatAddress(local.host, local.port),
     remote: formatAddress(pair.remoteAddr[0], pair.remoteAddr[1]),
-    relayed: localType === "relay" || remoteType === "relay" || protocol.type === StunOverTurnProtocol.type,
+    relayed: isRelayedPair(pair),
     relayTransport: turnType === "udp" || turnType === "tcp" || turnType === "tls" ? turnType : null,
     rttMs: pair.rtt === undefined ? null : pair.rtt * 1000,
   };

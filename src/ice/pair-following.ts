@@ -16,11 +16,22 @@
 //   mapping) and the old pair is gone; an attacker cannot silence a pair that works.
 // On the controlling side the round's probe of our own pair also nominates it, which brings a
 // controlled side that picked another pair back to ours.
+//
+// The controlling side also leaves a relayed pair for a direct pair of the same agent that its own check
+// validated. werift nominates the first pair whose check succeeds: a relay pair's check through a TURN
+// permission answers in one round trip, while a direct pair's first check is dropped by the peer's NAT
+// until the peer's own check opens it, so the relay now and then wins by a few milliseconds (seen on a
+// loaded machine; likelier where the TURN server is nearer than the peer). The direct checks still in
+// flight, and those the peer's checks trigger, validate direct pairs after the nomination; the path
+// moves to the best one at once instead of waiting for the first upgrade attempt (a new generation,
+// 5 s on). Our check's answer carried the peer's MESSAGE-INTEGRITY: the pair works both ways.
 import { type CandidatePair, CandidatePairState } from "werift-ice";
 import type { Logger } from "../log.js";
-import { describePair, type IcePath, probeTimeoutMs } from "./ice-path.js";
+import { type IcePath, probeTimeoutMs } from "./ice-path.js";
 import { PeerNominations } from "./peer-requests.js";
+import { isRelayedPair } from "./relayed-pair.js";
 import type { StunGuard } from "./stun-guard.js";
+import { onCheckComplete } from "./werift-workarounds.js";
 
 /** The path follows the peer to another pair at most this often (a confused peer cannot make it flap). */
 export const FOLLOW_INTERVAL_MS = 1000;
@@ -47,7 +58,16 @@ export function followPeer(
 ): void {
   const follower = new PairFollower(path, log, onFollowed);
   path.onOtherPair = (pair) => follower.hint(pair, controlling);
-  if (!controlling) {
+  if (controlling) {
+    const unsubscribe = onCheckComplete(path.conn, (pair) => {
+      if (path.closed) unsubscribe();
+      // After werift's own handling of the check (a nomination it makes comes first).
+      else if (pair.state === CandidatePairState.SUCCEEDED && !isRelayedPair(pair))
+        queueMicrotask(() => follower.directValidated());
+    });
+    // One may have validated between werift's nomination and now.
+    follower.directValidated();
+  } else {
     const nominations = new PeerNominations(path.conn);
     const unsubscribe = guard.onAuthenticatedRequest((request) =>
       // Looked at once werift has handled it: a request from a new address makes werift learn its pair.
@@ -68,6 +88,8 @@ class PairFollower {
   private followedAt = Number.NEGATIVE_INFINITY;
   private roundAt = Number.NEGATIVE_INFINITY;
   private roundInFlight = false;
+  /** A move off the relay waiting for the follow interval (directValidated). */
+  private promotionDue: NodeJS.Timeout | undefined;
   /** Per other validated pair of the agent (so bounded by its check list): last data, last nomination. */
   private readonly dataAt = new Map<CandidatePair, number>();
   private readonly nominatedAt = new Map<CandidatePair, number>();
@@ -104,12 +126,32 @@ class PairFollower {
     // Off a relay without data: the peer nominates a direct pair our own check has validated (it works
     // both ways), so nothing is lost if the nomination is stale, and an idle path would otherwise keep
     // probing through the TURN server (seen at a hub whose idle peers' checks had crossed).
-    if (
-      this.path.kind === "relay" &&
-      pair.state === CandidatePairState.SUCCEEDED &&
-      !describePair(pair).relayed
-    )
+    if (this.path.kind === "relay" && pair.state === CandidatePairState.SUCCEEDED && !isRelayedPair(pair))
       this.follow(pair, "ice pair re-nominated: the controlling side nominates a validated direct pair");
+  }
+
+  /**
+   * Controlling side: a direct pair of the agent validated. A relayed path moves to the best such pair
+   * (werift's priority order: host before server-reflexive), at once or once the follow interval allows.
+   */
+  directValidated(): void {
+    const path = this.path;
+    if (path.closed || path.kind !== "relay" || this.promotionDue) return;
+    const wait = this.followedAt + FOLLOW_INTERVAL_MS - performance.now();
+    if (wait > 0) {
+      this.promotionDue = setTimeout(() => {
+        this.promotionDue = undefined;
+        this.directValidated();
+      }, wait);
+      this.promotionDue.unref();
+      return;
+    }
+    let best: CandidatePair | undefined;
+    for (const pair of path.conn.checkList) {
+      if (pair.state !== CandidatePairState.SUCCEEDED || isRelayedPair(pair)) continue;
+      if (!best || pair.priority > best.priority) best = pair;
+    }
+    if (best) this.follow(best, "ice path moved off the relay: a direct pair of its generation answered");
   }
 
   /** Probes our pair and the hinted one; follows when ours is silent and the hinted one answers. */

@@ -53,6 +53,8 @@ export interface WeriftConnectionInternals {
   /** Subscribes the agent to a new transport's requests and data, before the transport opens. */
   ensureProtocol(protocol: Protocol): void;
   pairLocalProtocol(protocol: Protocol): void;
+  /** Called when a check of `pair` ends, succeeded or failed (after the nomination too). */
+  checkComplete(pair: CandidatePair): void;
   stopConsentLifecycle?(): void;
   buildRequest(options: {
     nominate: boolean;

@@ -5,7 +5,9 @@
 // - Connection.restart() is never used: each generation is a fresh Connection (see ice-session.ts).
 // - Connection.send/onData are never used: IcePath taps the transports itself (see ice-path.ts).
 // - werift's aggressive nomination can leave the two sides on different pairs: IcePath accepts data on
-//   any validated pair and the path follows the peer (see pair-following.ts).
+//   any validated pair and the path follows the peer (see pair-following.ts). It also nominates a relay
+//   pair whose check won the race against a direct one's: the controlling side moves onto the direct
+//   pair once it validates, which onCheckComplete tells it (same file).
 // - werift pairs our TURN relay candidate with every peer candidate: filterCandidatePair keeps it to
 //   candidates the TURN server can reach (relayMayReach in candidate-filter.ts, via ice-server-url.ts).
 // - werift re-binds a TURN channel (which also refreshes the permission) only when it sends: the
@@ -31,6 +33,7 @@ import {
   StunProtocol,
 } from "werift-ice";
 import type { Logger } from "../log.js";
+import { isRelayedPair } from "./relayed-pair.js";
 import { type Address, connectionInternals, isUdpTransport, pairInternals } from "./werift-internals.js";
 
 /**
@@ -92,8 +95,34 @@ export function gateIncomingRequests(conn: Connection, gate: RequestGate): void 
   };
 }
 
+/** The listeners of each agent's check completions (the wrapper is installed once per agent). */
+const checkListeners = new WeakMap<Connection, Set<(pair: CandidatePair) => void>>();
+
+/**
+ * werift-ice 0.2.3 has no event for a pair's check ending: `listener` hears of each from now on, after
+ * werift has updated the pair's state. Returns the unsubscribe.
+ */
+export function onCheckComplete(conn: Connection, listener: (pair: CandidatePair) => void): () => void {
+  let listeners = checkListeners.get(conn);
+  if (!listeners) {
+    const heard = new Set<(pair: CandidatePair) => void>();
+    listeners = heard;
+    checkListeners.set(conn, heard);
+    const internals = connectionInternals(conn);
+    const checkComplete = internals.checkComplete.bind(conn);
+    internals.checkComplete = (pair) => {
+      checkComplete(pair);
+      for (const heardBy of heard) heardBy(pair);
+    };
+  }
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
 /** Pairs waiting for their check in progress to end, to be checked again if it failed. */
 const rechecksDue = new WeakSet<CandidatePair>();
+/** Agents whose check completions are watched for the rechecks due. */
+const recheckingAgents = new WeakSet<Connection>();
 
 /**
  * werift-ice 0.2.3 answers the peer's check on a pair whose own check is in progress, but checks the
@@ -105,21 +134,41 @@ const rechecksDue = new WeakSet<CandidatePair>();
  * load (bench/lazy-peers.ts, docs/benchmarks.md). So: `remote` checked the pair on `protocol` (werift
  * has handled it); if our check of that pair is in progress and then fails, the pair is checked again,
  * a triggered check as werift makes for a failed pair (nominated at once if the peer nominated it).
+ * After the nomination, only a direct pair while the nominated one is relayed is checked again. The end
+ * of the check is its completion, not its handle: werift settles every handle at the nomination while
+ * the checks go on.
  */
 export function recheckAfterCheckInProgress(conn: Connection, protocol: Protocol, remote: Address): void {
-  if (conn.nominated || conn.state === "closed") return;
+  if (conn.state === "closed") return;
   const pair = conn.checkList.find(
     (p) => p.protocol === protocol && p.remoteAddr[0] === remote[0] && p.remoteAddr[1] === remote[1],
   );
-  const inProgress = pair?.handle;
-  if (!pair || !inProgress || pair.state !== CandidatePairState.IN_PROGRESS || rechecksDue.has(pair)) return;
+  if (!pair || pair.state !== CandidatePairState.IN_PROGRESS || !checkStillWanted(conn, pair)) return;
   rechecksDue.add(pair);
-  const recheck = () => {
-    rechecksDue.delete(pair);
-    if (pair.state !== CandidatePairState.FAILED || conn.nominated || conn.state === "closed") return;
-    pair.handle = conn.checkStart(pair);
-  };
-  inProgress.awaitable.then(recheck, recheck);
+  if (recheckingAgents.has(conn)) return;
+  recheckingAgents.add(conn);
+  onCheckComplete(conn, (checked) => {
+    if (!rechecksDue.delete(checked)) return;
+    // After werift's own handling of the failure.
+    queueMicrotask(() => {
+      if (
+        checked.state !== CandidatePairState.FAILED ||
+        conn.state === "closed" ||
+        !checkStillWanted(conn, checked)
+      )
+        return;
+      checked.handle = conn.checkStart(checked);
+    });
+  });
+}
+
+/**
+ * Before the nomination every pair; after it only a direct pair while the nominated one is relayed: the
+ * path moves onto it once validated (pair-following.ts).
+ */
+function checkStillWanted(conn: Connection, pair: CandidatePair): boolean {
+  const nominated = conn.nominated;
+  return !nominated || (isRelayedPair(nominated) && !isRelayedPair(pair));
 }
 
 /** Transaction ids a pair remembers (only to count retransmissions) before it forgets them all. */

@@ -1,4 +1,4 @@
-import { createSocket } from "node:dgram";
+import { createSocket, Socket as DgramSocket, type RemoteInfo } from "node:dgram";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { PerformanceObserver } from "node:perf_hooks";
 import { Writable } from "node:stream";
@@ -523,5 +523,118 @@ describe("the controlled side on a relay, the controlling side direct (crossed c
     expect(await a.probe(1000)).not.toBeNull();
     await new Promise((r) => setTimeout(r, 500));
     expect(b.pair).toBe(direct);
+  });
+});
+
+describe("a relay pair that won the nomination race (aggressive nomination)", () => {
+  /** A STUN binding request carrying USE-CANDIDATE: a check of the controlling side (werift's are all nominating). */
+  function isNominatingCheck(msg: Buffer): boolean {
+    if (msg.length < 20 || msg.readUInt16BE(0) !== 0x0001 || msg.readUInt32BE(4) !== 0x2112a442) return false;
+    for (let at = 20; at + 4 <= msg.length; at += 4 + Math.ceil(msg.readUInt16BE(at + 2) / 4) * 4)
+      if (msg.readUInt16BE(at) === 0x0025) return true;
+    return false;
+  }
+
+  /** Loses the datagrams `drop` picks before any UDP socket of this process sees them (the network does). */
+  function loseArriving(drop: (msg: Buffer, from: RemoteInfo) => boolean): () => void {
+    const emit = DgramSocket.prototype.emit;
+    DgramSocket.prototype.emit = function (this: DgramSocket, event: string | symbol, ...args: unknown[]) {
+      if (event === "message" && drop(args[0] as Buffer, args[1] as RemoteInfo)) return true;
+      return Reflect.apply(emit, this, [event, ...args]) as boolean;
+    } as typeof emit;
+    return () => {
+      DgramSocket.prototype.emit = emit;
+    };
+  }
+
+  interface RelayFirst {
+    a: IcePath;
+    b: IcePath;
+    /** The paths A's session reported as moved to another pair. */
+    moved: IcePath[];
+    /** A's direct pair (host to host). */
+    direct: CandidatePair;
+    lift: () => void;
+  }
+
+  /**
+   * A (controlling) and B with host candidates and TURN, while A's checks from its host socket are lost on
+   * the way to B, as the first checks are at a peer's NAT until the peer's own check opens it: the relay
+   * pair is nominated. B's checks of A arrive. `lift` ends the loss.
+   */
+  async function connectRelayFirst(user: string): Promise<RelayFirst> {
+    const { username, password: credential } = turnRestCredentials(coturn.secret, user, 600);
+    const pair = makeLoopbackPair({
+      turn: { urls: [`turn:127.0.0.1:${coturn.port}?transport=udp`], username, credential },
+    });
+    sessions.push(pair.a, pair.b);
+    const moved: IcePath[] = [];
+    pair.a.on("path-moved", (path) => moved.push(path));
+    const [low, high] = coturn.relayPorts;
+    const relayed = (port: number) => port === coturn.port || (port >= low && port <= high);
+    let lost = 0;
+    const lift = loseArriving((msg, from) => {
+      const drop = !relayed(from.port) && isNominatingCheck(msg);
+      if (drop) lost++;
+      return drop;
+    });
+    try {
+      const { pa, pb } = await connectLoopbackPair(pair);
+      const [a, b] = [pa as IcePath, pb as IcePath];
+      expect([a.kind, b.kind]).toEqual(["relay", "relay"]);
+      expect(lost).toBeGreaterThan(0);
+      const direct = a.conn.checkList.find((p) => !describePair(p).relayed);
+      if (!direct) throw new Error("A has no direct pair");
+      expect(direct.state).not.toBe(CandidatePairState.SUCCEEDED);
+      return { a, b, moved, direct, lift };
+    } catch (err) {
+      lift();
+      throw err;
+    }
+  }
+
+  async function expectMovedToDirect({ a, b, moved, direct }: RelayFirst): Promise<void> {
+    await waitFor(() => a.kind === "direct", { what: "A off the relay", timeoutMs: 4000 });
+    expect(a.pair).toBe(direct);
+    expect(a.generation).toBe(0); // the same agent: no upgrade attempt, no new generation
+    expect(moved).toEqual([a]); // the session tells the peer (its state, upgrades, the kernel path)
+    // B follows the nomination A's move sent (its own check validated the direct pair).
+    await waitFor(() => b.kind === "direct", { what: "B off the relay", timeoutMs: 3000 });
+    expect(await exchange(a, b, 20, "a")).toHaveLength(20);
+    expect(await exchange(b, a, 20, "b")).toHaveLength(20);
+  }
+
+  it("the controlling side moves onto the direct pair when its check in flight is answered", async () => {
+    const relayFirst = await connectRelayFirst("race-1");
+    relayFirst.lift();
+    await expectMovedToDirect(relayFirst);
+  });
+
+  it("the direct pair whose check failed is checked again after the relay's nomination, and the path moves", async () => {
+    const relayFirst = await connectRelayFirst("race-2");
+    try {
+      // Past the last retransmission of A's first check (sent 750 ms after it): only a new check can
+      // validate the pair now, the one B's check (answered while A's was in progress) calls for.
+      await new Promise((r) => setTimeout(r, 1500));
+    } finally {
+      relayFirst.lift();
+    }
+    await expectMovedToDirect(relayFirst);
+    expect(relayFirst.direct.requestsSent).toBeGreaterThanOrEqual(2); // its first check, then the recheck
+  });
+
+  it("neither side leaves the relay while the direct pair stays unanswered", async () => {
+    const { a, b, moved, lift } = await connectRelayFirst("race-3");
+    try {
+      await new Promise((r) => setTimeout(r, 2500));
+      // B validated the direct pair with its own check, but follows the controlling side only.
+      expect(
+        b.conn.checkList.some((p) => !describePair(p).relayed && p.state === CandidatePairState.SUCCEEDED),
+      ).toBe(true);
+      expect([a.kind, b.kind]).toEqual(["relay", "relay"]);
+      expect(moved).toEqual([]);
+    } finally {
+      lift();
+    }
   });
 });

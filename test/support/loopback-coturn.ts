@@ -11,6 +11,8 @@ import { waitFor } from "./wait-for.js";
 export interface LoopbackCoturn {
   readonly port: number;
   readonly secret: string;
+  /** The ports its relayed addresses take (min-port, max-port): datagrams from them were relayed. */
+  readonly relayPorts: readonly [number, number];
   /** Its log (the last 200 kB), e.g. with "verbose" among the extra lines. */
   readonly output: () => string;
   /** SIGKILL and start again on the same port: every allocation, permission and nonce is forgotten. */
@@ -120,6 +122,7 @@ export async function startLoopbackCoturn(options: LoopbackCoturnOptions = {}): 
   return {
     port,
     secret,
+    relayPorts: [minPort, minPort + 99],
     output: () => out,
     async restart() {
       await end("SIGKILL");
