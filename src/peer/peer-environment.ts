@@ -37,6 +37,8 @@ export interface IcePairFacts {
   readonly remoteType: CandidateType;
   /** Our own TURN allocation's transport when the local candidate is a relay one; else null. */
   readonly relayTransport: "udp" | "tcp" | "tls" | null;
+  /** The ICE generation the pair is of: 0 for the first connect, one more per restart or upgrade attempt. */
+  readonly generation: number;
 }
 
 /** What an ICE session tells its peer. */

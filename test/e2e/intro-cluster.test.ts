@@ -96,7 +96,7 @@ describe("two runs on different nodes of a cluster", () => {
     expect((await introOf("b")).url).toBe(secondUrl);
     await lab.waitForPing("a", "b", 60_000);
     expect(await lab.ping("b", "a")).toBe(true);
-    // Usually direct at once; under load now and then relay first, then upgraded (waitForDirectPath).
+    // Usually direct at once; under load now and then relay first, then direct (waitForDirectPath).
     const direct = await lab.waitForDirectPath("a", "b", "through the cluster");
     expect(direct.pathKind).toBe("direct");
   }, 90_000);

@@ -63,7 +63,7 @@ describe("IPv6-only hosts", () => {
       await l.startTunnelbore("a");
       await l.startTunnelbore("b");
       await l.waitForPing("a", "b", 40_000);
-      // A fresh session's first pair may be the relay one, upgraded 3.75-5 s later: direct in the end.
+      // A fresh session's first pair may be the relay one (waitForDirectPath): direct in the end.
       const status = direct
         ? await l.waitForDirectPath("a", "b", "between IPv6-only hosts")
         : await l.peerStatus("a", "b");
@@ -152,7 +152,7 @@ describe("IPv6-only hosts", () => {
         },
         { what: "b's direct path to a's new address", timeoutMs: 15_000, intervalMs: 100 },
       );
-      // a's own ICE restart may nominate its relay pair first and upgrade it 3.75-5 s later.
+      // a's own ICE restart may nominate its relay pair first (waitForDirectPath).
       await l.waitForDirectPath("a", "b", "after the move");
       await l.waitForKernelFastPath("a", "b", 15_000);
     } finally {

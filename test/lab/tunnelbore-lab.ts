@@ -339,9 +339,10 @@ export class ProductLab {
 
   /**
    * Waits until `on`'s path to `peer` is direct. A fresh ICE session nominates the first pair to
-   * answer: usually a direct one, now and then on a loaded machine the relay pair (root cause open),
-   * which the upgrade attempt replaces 3.75-5 s later. `label` names the moment in the log line that
-   * says which kind came first.
+   * answer: usually a direct one, now and then on a loaded machine the relay pair (its check won the
+   * race against a direct pair's, test/e2e/relay-race.test.ts), which the controlling side leaves as
+   * soon as the direct pair answers, or the upgrade attempt 3.75-5 s later. `label` names the moment in
+   * the log line that says which kind came first.
    */
   async waitForDirectPath(on: string, peer: string, label: string, timeoutMs = 15_000): Promise<PeerStatus> {
     const first = await this.waitForPath(on, peer);

@@ -41,7 +41,7 @@ export function peerStatusFixture(overrides: Partial<PeerStatus> = {}): PeerStat
     rxDatagrams: 0,
     routedIntoTunnel: null,
     iceRestarts: newIceRestartCounts(),
-    pair: { localType: "relay", remoteType: "srflx", relayTransport: "tcp" },
+    pair: { localType: "relay", remoteType: "srflx", relayTransport: "tcp", generation: 0 },
     ...overrides,
   };
 }

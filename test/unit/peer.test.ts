@@ -142,10 +142,20 @@ describe("Peer: paths", () => {
     const fixed = new FakePath("static", "203.0.113.5:51820");
     t.peer.onStaticPath(fixed, "203.0.113.5:51820");
     t.goOnline();
-    t.session().selectedPair = { localType: "relay", remoteType: "srflx", relayTransport: "tcp" };
+    t.session().selectedPair = {
+      localType: "relay",
+      remoteType: "srflx",
+      relayTransport: "tcp",
+      generation: 0,
+    };
     expect(t.peer.pair).toBeNull(); // the session's pair is not the chosen path yet
     t.session().nominate(new FakePath("relay", "198.51.100.7:40000"));
-    expect(t.peer.pair).toEqual({ localType: "relay", remoteType: "srflx", relayTransport: "tcp" });
+    expect(t.peer.pair).toEqual({
+      localType: "relay",
+      remoteType: "srflx",
+      relayTransport: "tcp",
+      generation: 0,
+    });
     t.session().fail("consent-expired", true);
     expect(t.peer.path).toBe(fixed);
     expect(t.peer.pair).toBeNull();

@@ -11,13 +11,15 @@ const report = statusReportFixture({
 
 describe("the ICE pair in status", () => {
   it("names both candidate types, ours first, with our relay's transport", () => {
-    expect(formatPair({ localType: "relay", remoteType: "srflx", relayTransport: "tcp" })).toBe(
-      "relay/tcp->srflx",
-    );
-    expect(formatPair({ localType: "srflx", remoteType: "relay", relayTransport: null })).toBe(
+    expect(
+      formatPair({ localType: "relay", remoteType: "srflx", relayTransport: "tcp", generation: 0 }),
+    ).toBe("relay/tcp->srflx");
+    expect(formatPair({ localType: "srflx", remoteType: "relay", relayTransport: null, generation: 0 })).toBe(
       "srflx->relay",
     );
-    expect(formatPair({ localType: "host", remoteType: "prflx", relayTransport: null })).toBe("host->prflx");
+    expect(formatPair({ localType: "host", remoteType: "prflx", relayTransport: null, generation: 0 })).toBe(
+      "host->prflx",
+    );
     expect(formatPair(null)).toBe("-");
     expect(formatPair(undefined)).toBe("-"); // a status from before the field
   });
