@@ -10,7 +10,7 @@ import { formatAddress } from "../ice/ice-path.js";
 import { type IceServerUrl, parseIceServerUrl } from "../ice/ice-server-url.js";
 import { type NatBehaviour, probeMapping, stunServerPair } from "../ice/nat-behaviour.js";
 import { stunBinding, type TransportAddress } from "../ice/stun-binding.js";
-import { type MtuFacts, mtuFacts, type PathMtuLeg, readMtuScene } from "../wg/mtu-check.js";
+import { type MtuFacts, mtuFacts, type PathMtuLeg, readMtuScene, routesIpv6Only } from "../wg/mtu-check.js";
 import { checkTurn, type TurnCheck, type TurnCredentials, type TurnTransport } from "./turn-check.js";
 
 export interface NetcheckInput {
@@ -135,7 +135,13 @@ export async function runNetcheck(input: NetcheckInput): Promise<NetcheckReport>
           },
         ]
       : [];
-  const mtu = scene && mtuFacts(scene, input.interfaceName, relayed);
+  // Without IPv4 routes every path is over IPv6 (40 bytes of IP header, not 20): a WireGuard MTU that
+  // fits IPv4 does not fit them.
+  const ipv6Only: PathMtuLeg[] =
+    scene && routesIpv6Only(scene.defaults, input.interfaceName)
+      ? [{ path: "a direct path (this host routes IPv6 only)", leg: { family: 6, turn: null } }]
+      : [];
+  const mtu = scene && mtuFacts(scene, input.interfaceName, [...relayed, ...ipv6Only]);
   return {
     source: input.source,
     localAddresses: localAddresses(),

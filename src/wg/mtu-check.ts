@@ -6,7 +6,7 @@
 // for IPv6; a path relayed by our TURN server over IPv6 adds ChannelData's 4 bytes besides, so the
 // peers' paths are looked at too.
 import type { PathLeg } from "../proxy/path.js";
-import { type DefaultRoute, parseDefaultRoutes, readDefaultRoutes, readIpState } from "./ip-state.js";
+import { type DefaultRoute, parseDefaultRoutes, readDefaultRoutesByFamily, readIpState } from "./ip-state.js";
 import type { MonitorLine } from "./monitor-line.js";
 
 export interface LinkMtu {
@@ -132,9 +132,22 @@ export interface MtuScene {
 export async function readMtuScene(): Promise<MtuScene | null> {
   const [lines, routes] = await Promise.all([
     readIpState(["link", "show"]),
-    readDefaultRoutes().catch(() => ""),
+    readDefaultRoutesByFamily().catch(() => ({ v4: "", v6: "" })),
   ]);
-  return lines === null ? null : { links: linkMtus(lines), defaults: parseDefaultRoutes(routes) };
+  if (lines === null) return null;
+  return {
+    links: linkMtus(lines),
+    defaults: [...parseDefaultRoutes(routes.v4, 4), ...parseDefaultRoutes(routes.v6, 6)],
+  };
+}
+
+/**
+ * Every path of a host whose only default routes (besides WireGuard's own) are IPv6 ones leaves over
+ * IPv6: netcheck counts that before any path exists. False where IPv4 is routed or nothing tells.
+ */
+export function routesIpv6Only(defaults: readonly DefaultRoute[], wireguardInterface = ""): boolean {
+  const uplinks = defaults.filter((r) => r.device !== wireguardInterface);
+  return uplinks.length > 0 && uplinks.every((r) => r.family === 6);
 }
 
 /** What the links and routes tell of MTUs: the uplink's, WireGuard's (null: unknown), the warning. */

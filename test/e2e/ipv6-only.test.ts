@@ -108,6 +108,25 @@ describe("IPv6-only hosts", () => {
         `more than a path relayed by ${report.turn.udp.status === "ok" ? report.turn.udp.server : "?"} carries`,
       );
       expect(report.mtu?.warning).toContain('set "MTU = 1416"');
+      if (direct) {
+        // At 1440 (fits IPv4), the host's direct paths, over IPv6 as it routes nothing else, do not fit
+        // either: the relay named, and they.
+        await nsRun(l.host("a").ns, "ip", ["link", "set", "dev", l.host("a").wg.name, "mtu", "1440"]);
+        const at1440 = JSON.parse(
+          await nsRun(l.host("a").ns, process.execPath, [
+            CLI,
+            "netcheck",
+            "--run-dir",
+            l.host("a").dirs.runDir,
+            "--json",
+          ]),
+        ) as NetcheckReport;
+        expect(at1440.mtu?.warning).toContain(
+          "carries in one piece (relayed by our TURN server over UDP over IPv6",
+        );
+        expect(at1440.mtu?.warning).toContain("(and other paths)");
+        await nsRun(l.host("a").ns, "ip", ["link", "set", "dev", l.host("a").wg.name, "mtu", "1420"]);
+      }
       if (!direct) {
         // Relayed by our TURN server over UDP over IPv6: 1452 + 52 bytes at wireguard-go's 1420.
         await waitFor(

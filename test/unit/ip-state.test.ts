@@ -18,6 +18,12 @@ describe("parseDefaultRoutes", () => {
     ]);
   });
 
+  it("tags each route with the family it was read for, when given", () => {
+    expect(parseDefaultRoutes("default via fe80::1 dev eth0 proto ra metric 1024 pref medium", 6)).toEqual([
+      { device: "eth0", via: "fe80::1", mtu: null, family: 6 },
+    ]);
+  });
+
   it("takes each nexthop of a multipath default route", () => {
     const out = ["default proto static metric 100 ", "\tnexthop via 10.0.0.1 dev eth1 weight 1 ", ""].join(
       "\n",

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseMonitorLine } from "../../src/wg/monitor-line.js";
-import { legOverhead, linkMtus, mtuWarning, uplinkMtu } from "../../src/wg/mtu-check.js";
+import { legOverhead, linkMtus, mtuWarning, routesIpv6Only, uplinkMtu } from "../../src/wg/mtu-check.js";
 
 // `ip -o link show` as iproute2 6.1 prints it (each link's second line joined with a backslash).
 const LINKS = [
@@ -172,5 +172,32 @@ describe("mtuWarning with the peers' paths", () => {
       /^wg0's MTU 65456 \(wg-quick's choice .*\) is more than the uplink carries \(1500\)/,
     );
     expect(warning).toContain('set "MTU = 1416"');
+  });
+});
+
+describe("routesIpv6Only (netcheck, before any path exists)", () => {
+  const v4 = { device: "eth0", via: "192.0.2.1", mtu: null, family: 4 } as const;
+  const v6 = { device: "eth0", via: "fe80::1", mtu: null, family: 6 } as const;
+
+  it("true where every default route but WireGuard's own is IPv6: every path then leaves over IPv6", () => {
+    expect(routesIpv6Only([v6], "wg0")).toBe(true);
+    expect(routesIpv6Only([v6, { ...v4, device: "wg0" }], "wg0")).toBe(true); // a full tunnel's IPv4 default
+  });
+
+  it("false with an IPv4 default route, without any, or where the family is not known", () => {
+    expect(routesIpv6Only([v4, v6], "wg0")).toBe(false);
+    expect(routesIpv6Only([], "wg0")).toBe(false);
+    expect(routesIpv6Only([{ device: "eth0", via: null, mtu: null }, v6], "wg0")).toBe(false);
+  });
+
+  it("with its direct leg, 1440 (fits IPv4) warns on such a host and names 1420", () => {
+    const withMtu = links.map((l) => (l.name === "wg0" ? { ...l, mtu: 1440 } : l));
+    const warning = mtuWarning(withMtu, [v6], "wg0", [
+      { path: "a direct path (this host routes IPv6 only)", leg: { family: 6, turn: null } },
+    ]);
+    expect(warning).toContain(
+      "wg0's MTU 1440 is more than a direct path (this host routes IPv6 only) carries in one piece (over IPv6: 1420",
+    );
+    expect(warning).toContain('set "MTU = 1420"');
   });
 });
