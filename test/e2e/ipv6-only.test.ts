@@ -1,13 +1,14 @@
 // IPv6-only hosts: no IPv4 address or route on the uplink (an IPv6-only ISP or cloud network), behind
 // routers whose IPv6 is not translated but filtered statefully, as home routers do. They reach the
 // introduction, STUN and TURN servers at their IPv6 addresses; WireGuard still talks to 127.x.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { NetcheckReport } from "../../src/netcheck/netcheck.js";
-import { nsRun, teardownAll } from "../lab/netns.js";
+import { nsRun } from "../lab/netns.js";
 import { ContinuousPing } from "../lab/ping.js";
 import { CLI } from "../lab/tunnelbore.js";
-import { ProductLab, type TurnLabSpec } from "../lab/tunnelbore-lab.js";
+import type { TurnLabSpec } from "../lab/tunnelbore-lab.js";
 import { pingCarried } from "../support/kernel-carriage.js";
+import { labPerTest } from "../support/lab-per-test.js";
 import { waitFor } from "../support/wait-for.js";
 
 const PINGS = 20;
@@ -36,16 +37,11 @@ const CASES: ReadonlyArray<{ name: string; direct: boolean; turn: TurnLabSpec }>
 ];
 
 describe("IPv6-only hosts", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   for (const { name, direct, turn } of CASES) {
     it(name, async () => {
-      lab = await ProductLab.create({
+      const lab = await createLab({
         ipv6: true,
         hosts: [
           { name: "a", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },
@@ -138,7 +134,7 @@ describe("IPv6-only hosts", () => {
   }
 
   it("one that moves to another network (a new prefix) is reached again directly, in the kernel", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       ipv6: true,
       hosts: [
         { name: "a", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },

@@ -1,16 +1,16 @@
 // `tunnelbore run --ebpf` between real wireguard-go peers: transport data goes through the tc/eBPF
 // program (the kernel's counters carry it, Tunnelbore's sockets see only handshakes and keepalives),
 // on a static path, on a direct ICE path behind NATs, and on a relayed path (TURN ChannelData).
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { filterPreference } from "../../ebpf/loader.js";
 import { formatPair } from "../../src/commands/status.js";
 import type { PeerStatus } from "../../src/control/status.js";
 import { loopbackAddressOf } from "../../src/proxy/loopback-address.js";
 import { createLinkedPair } from "../lab/linked-pair.js";
-import { nsRun, spawnInNamespace, teardownAll } from "../lab/netns.js";
+import { nsRun, spawnInNamespace } from "../lab/netns.js";
 import { ping } from "../lab/ping.js";
 import { startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { labPerTest } from "../support/lab-per-test.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -160,15 +160,10 @@ describe("kernel fast path on a static path", () => {
 });
 
 describe("kernel fast path on ICE paths", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   it("a direct path behind two NATs goes through the kernel, and follows a roaming host", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "eim", flags: ["--ebpf"] },
         { name: "b", nat: "eim", flags: ["--ebpf"] },
@@ -213,7 +208,7 @@ describe("kernel fast path on ICE paths", () => {
   }, 120_000);
 
   it("a side relayed on its own TCP TURN allocation stays in user space, and the path works", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "symmetric", flags: ["--ebpf"] },
         { name: "b", nat: "symmetric", flags: ["--ebpf"] },
@@ -322,7 +317,7 @@ describe("kernel fast path on ICE paths", () => {
   }, 120_000);
 
   it("a relayed path (symmetric NATs, TURN over UDP) goes through the kernel: ChannelData both ways", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "symmetric", flags: ["--ebpf"] },
         { name: "b", nat: "symmetric", flags: ["--ebpf"] },

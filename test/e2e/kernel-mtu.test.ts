@@ -4,13 +4,13 @@
 // path's redirect cannot fragment, and the uplink dropped them. Now the kernel carries what fits (the
 // ChannelData header and IPv6's longer header counted) and hands the rest to user space, whose socket
 // fragments as WireGuard's would; status says which MTU to set.
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLinkedPair } from "../lab/linked-pair.js";
-import { createNamespace, generateKeyPair, nsRun, teardownAll, uniqueTag } from "../lab/netns.js";
+import { createNamespace, generateKeyPair, nsRun, uniqueTag } from "../lab/netns.js";
 import { startTunnelbore } from "../lab/tunnelbore.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
 import { wgQuickUp } from "../lab/wg-quick.js";
 import { pingCarried, setWireGuardMtu, startKernelCarried } from "../support/kernel-carriage.js";
+import { labPerTest } from "../support/lab-per-test.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -72,15 +72,10 @@ for (const family of ["ipv4", "ipv6"] as const) {
 }
 
 describe("kernel fast path, relayed path, a datagram the ChannelData header takes over the MTU", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   it("goes from user space (and arrives); what fits with the header stays in the kernel", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "symmetric", flags: ["--ebpf", "on"] },
         { name: "b", nat: "symmetric", flags: ["--ebpf", "on"] },

@@ -1,22 +1,15 @@
 // Two (or three) Tunnelbores behind real nftables NATs find each other through the introduction server
 // and ICE; every case pings through real wireguard-go and checks the path kind `status` reports.
 
-import { afterEach, describe, expect, it } from "vitest";
-import { teardownAll } from "../lab/netns.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { describe, expect, it } from "vitest";
+import { labPerTest } from "../support/lab-per-test.js";
 import { waitFor } from "../support/wait-for.js";
 
-let lab: ProductLab | null = null;
-
-afterEach(async () => {
-  await lab?.teardown();
-  lab = null;
-  await teardownAll();
-});
+const createLab = labPerTest();
 
 describe("NAT traversal between Tunnelbores", () => {
   it("both behind endpoint-independent NATs: direct path", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "eim" },
         { name: "b", nat: "eim" },
@@ -45,7 +38,7 @@ describe("NAT traversal between Tunnelbores", () => {
 
 describe("NAT traversal in harder places", () => {
   it("both behind the same NAT: direct path over host candidates", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "eim" },
         { name: "b", router: "a" },
@@ -59,7 +52,7 @@ describe("NAT traversal in harder places", () => {
   }, 90_000);
 
   it("one behind a symmetric NAT, the other behind an endpoint-independent one: connected", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "symmetric" },
         { name: "b", nat: "eim" },
@@ -73,7 +66,7 @@ describe("NAT traversal in harder places", () => {
   }, 90_000);
 
   it("both behind symmetric NATs: relay path through coturn", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "symmetric" },
         { name: "b", nat: "symmetric" },
@@ -88,7 +81,7 @@ describe("NAT traversal in harder places", () => {
   }, 120_000);
 
   it("a peer without Tunnelbore at a public endpoint: static path", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "eim" },
         { name: "s", nat: "none", tunnelbore: false },
@@ -100,7 +93,7 @@ describe("NAT traversal in harder places", () => {
   }, 90_000);
 
   it("three hosts: one talks to both others, and their traffic stays apart", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "eim" },
         { name: "b", nat: "eim" },

@@ -69,7 +69,7 @@ describe("tunnelbore ping", () => {
       ],
     });
     await lab.waitForPing("a", "b");
-    // Under load a relay pair may win the first nomination; the upgrade then makes it direct.
+    // Under load a relay pair may win the first nomination; the direct pair then takes over.
     await waitForKind("a", "b", "direct", 45_000);
     const kernel = (await lab.status("a")).forwarding;
     if (kernel.mode === "kernel") await lab.waitForKernelFastPath("a", "b", 10_000);

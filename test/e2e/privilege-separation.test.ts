@@ -7,12 +7,12 @@
 // endpoints back.
 import { spawnSync } from "node:child_process";
 import { open, readdir, readFile, stat } from "node:fs/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLinkedPair } from "../lab/linked-pair.js";
-import { nsRun, teardownAll } from "../lab/netns.js";
+import { nsRun } from "../lab/netns.js";
 import { childrenOf } from "../lab/process-tree.js";
 import { CLI, startTunnelbore, type TunnelboreProcess } from "../lab/tunnelbore.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { labPerTest } from "../support/lab-per-test.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -101,15 +101,10 @@ async function memoryContains(pid: number, needles: Buffer[]): Promise<boolean> 
 }
 
 describe("privilege separation with ICE behind NATs and the kernel fast path", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   it("the process holding the WebSocket and the ICE sockets has no root, no capabilities, no private key", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "eim", flags: ["--ebpf"] },
         { name: "b", nat: "eim", flags: ["--ebpf"] },

@@ -6,10 +6,10 @@
 // controlling side's binding requests until the relay path is up. Then the direct check in flight, or
 // the one the peer's check calls for, validates the direct pair, and the path moves onto it: the same
 // generation, with no upgrade attempt (which would have come 3.75-5 s later, as a new generation).
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { decodeKey } from "../../src/wireguard/keys.js";
-import { nsRun, teardownAll } from "../lab/netns.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { nsRun } from "../lab/netns.js";
+import { labPerTest } from "../support/lab-per-test.js";
 import { waitFor } from "../support/wait-for.js";
 
 const RACE_TABLE = "tbt_race";
@@ -34,16 +34,11 @@ const CASES: ReadonlyArray<{ name: string; ipv6Only: boolean }> = [
 ];
 
 describe("a relay pair nominated first gives way to the direct pair of its generation once that answers", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   for (const { name, ipv6Only } of CASES) {
     it(`${name}: in the kernel, with no upgrade attempt`, async () => {
-      lab = await ProductLab.create({
+      const lab = await createLab({
         ...(ipv6Only ? { ipv6: true, turn: { family: 6 } } : {}),
         hosts: [
           { name: "a", nat: "eim", ipv6Only, flags: ["--ebpf", "on"] },

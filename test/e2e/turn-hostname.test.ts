@@ -3,23 +3,17 @@
 // would make Node look it up on every datagram (a DNS query each where the host has no cache), and
 // the kernel fast path and the ChannelData fast path compare the server's address: both hold because
 // werift takes the server's address from its first answer (the Allocate's 401).
-import { afterEach, describe, expect, it } from "vitest";
-import { teardownAll } from "../lab/netns.js";
+import { describe, expect, it } from "vitest";
 import { ping } from "../lab/ping.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
+import { labPerTest } from "../support/lab-per-test.js";
 
 const TURN_NAME = "turn.tbt.test";
 
 describe("TURN given by a hostname", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   it("relays symmetric <-> symmetric in the kernel, with one lookup per session, not per datagram", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       hosts: [
         { name: "a", nat: "symmetric", flags: ["--ebpf", "on"] },
         { name: "b", nat: "symmetric", flags: ["--ebpf", "on"] },

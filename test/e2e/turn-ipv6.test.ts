@@ -2,12 +2,13 @@
 // way out is IPv6), both sides behind symmetric IPv4 NATs and no direct IPv6 between them, so the
 // relay is all that connects them. werift opened its TURN client's UDP socket as udp4 whatever the
 // server's family, so an allocation at an IPv6 address never left (patches/README.md).
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Coturn } from "../lab/coturn.js";
-import { nsRun, teardownAll } from "../lab/netns.js";
+import { nsRun } from "../lab/netns.js";
 import { ContinuousPing } from "../lab/ping.js";
-import { ProductLab } from "../lab/tunnelbore-lab.js";
+import type { ProductLab } from "../lab/tunnelbore-lab.js";
 import { pingCarried } from "../support/kernel-carriage.js";
+import { labPerTest } from "../support/lab-per-test.js";
 import { waitFor } from "../support/wait-for.js";
 
 const PINGS = 20;
@@ -20,15 +21,10 @@ async function turnFlowsVia(lab: ProductLab, host: string, coturn: Coturn): Prom
 }
 
 describe("TURN over UDP at an IPv6 address", () => {
-  let lab: ProductLab | null = null;
-  afterEach(async () => {
-    await lab?.teardown();
-    lab = null;
-    await teardownAll();
-  });
+  const createLab = labPerTest();
 
   it("relays symmetric <-> symmetric, on allocations made over IPv6, carried by the kernel", async () => {
-    lab = await ProductLab.create({
+    const lab = await createLab({
       ipv6: true,
       hosts: [
         { name: "a", nat: "symmetric", flags: ["--ebpf", "on"] },
