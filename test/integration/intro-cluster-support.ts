@@ -2,8 +2,8 @@
 // in this process with short heartbeats, and a protocol client that moves to another node on 4011.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { writeFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -40,27 +40,26 @@ export interface TestRedis {
 
 /** A redis-server of the test's own, in memory only, on a free loopback port. */
 export async function startRedis(port?: number): Promise<TestRedis> {
-  const chosen = port ?? (await freePort());
-  const child = spawn("redis-server", redisServerArgs(chosen, ["--loglevel", "warning"]), {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let output = "";
-  child.stdout!.on("data", (chunk: Buffer) => {
-    output += chunk.toString();
+  const { port: chosen, child } = await onOwnPort(
+    (candidate) => {
+      output = "";
+      const started = spawn("redis-server", redisServerArgs(candidate, ["--loglevel", "warning"]), {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      started.stdout!.on("data", (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      return started;
+    },
+    (candidate) => serverInfo(quietClient({ port: candidate })),
+    port,
+    () => output,
+  );
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
   });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const ready = await new Promise<boolean>((resolve) => {
-      const socket = createServer().listen(chosen, "127.0.0.1");
-      socket.once("listening", () => socket.close(() => resolve(false)));
-      socket.once("error", () => resolve(true)); // busy: redis holds it
-    });
-    if (ready) break;
-    if (Date.now() > deadline || child.exitCode !== null)
-      throw new Error(`redis-server did not start: ${output}`);
-    await sleep(50);
-  }
   return {
     url: `redis://127.0.0.1:${chosen}`,
     port: chosen,
@@ -281,11 +280,15 @@ export async function startSentinelRedis(
       }
     };
     const dataNode = async (extra: string[]): Promise<SentinelDataNode> => {
-      const port = await freePort();
       const auth = ["--requirepass", password, "--masterauth", password, "--dir", dir];
-      const tls = listen(port).flatMap(([directive, ...values]) => [`--${directive}`, ...values]);
-      const child = launch(redisServerArgs(port, ["--loglevel", "warning", ...auth, ...tls, ...extra]));
-      const exited = started.at(-1)!.exited;
+      const { port, child } = await onOwnPort(
+        (candidate) => {
+          const tls = listen(candidate).flatMap(([directive, ...values]) => [`--${directive}`, ...values]);
+          return launch(redisServerArgs(candidate, ["--loglevel", "warning", ...auth, ...tls, ...extra]));
+        },
+        (candidate) => serverInfo(client(candidate, password)),
+      );
+      const exited = started.find((s) => s.process === child)!.exited;
       return {
         port,
         process: child,
@@ -301,8 +304,17 @@ export async function startSentinelRedis(
     await until(async () => (await info(replica.port, "replication")).includes("master_link_status:up"));
     const sentinelPorts: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const port = await freePort();
       const conf = join(dir, `sentinel-${i}.conf`);
+      const { port } = await onOwnPort(
+        (candidate) => {
+          writeFileSync(conf, sentinelConf(candidate));
+          return launch([conf, "--sentinel", "--loglevel", "warning"]);
+        },
+        (candidate) => serverInfo(client(candidate, sentinelPassword)),
+      );
+      sentinelPorts.push(port);
+    }
+    function sentinelConf(port: number): string {
       const lines = [
         ...listen(port).map((directive) => directive.join(" ")),
         "bind 127.0.0.1",
@@ -316,9 +328,7 @@ export async function startSentinelRedis(
           ? [`requirepass ${sentinelPassword}`, `sentinel sentinel-pass ${sentinelPassword}`]
           : []),
       ];
-      await writeFile(conf, `${lines.join("\n")}\n`);
-      launch([conf, "--sentinel", "--loglevel", "warning"]);
-      sentinelPorts.push(port);
+      return `${lines.join("\n")}\n`;
     }
     const askSentinels = async (question: (sentinel: Redis) => Promise<number | undefined>) => {
       for (const port of sentinelPorts) {
@@ -395,6 +405,57 @@ export function quietClient(options: { port: number; password?: string; ca?: Buf
   });
   client.on("error", () => {});
   return client;
+}
+
+/** INFO server through `client` (connected for it, then closed). */
+async function serverInfo(client: Redis): Promise<string> {
+  try {
+    await client.connect();
+    return await client.info("server");
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * Starts a redis-server (or Sentinel) on a free port and waits until the port answers as that very
+ * process (INFO's process_id). A port freePort released can be taken by another test's server before
+ * ours binds it: ours then exits while the port still answers, and two test files shared one Redis
+ * (a CLIENT KILL in one cut the other's subscribers). Another port is tried then, unless `fixed` was
+ * asked for.
+ */
+export async function onOwnPort(
+  start: (port: number) => ChildProcess,
+  info: (port: number) => Promise<string>,
+  fixed?: number,
+  output: () => string = () => "",
+): Promise<{ port: number; child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = fixed ?? (await freePort());
+    const child = start(port);
+    const deadline = Date.now() + 10_000;
+    let verdict: "ours" | "taken" | "timeout" = "timeout";
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        verdict = "taken";
+        break;
+      }
+      const text = await info(port).catch(() => "");
+      const pid = /process_id:(\d+)/.exec(text)?.[1];
+      if (pid !== undefined) {
+        verdict = Number(pid) === child.pid ? "ours" : "taken";
+        break;
+      }
+      await sleep(50);
+    }
+    if (verdict === "ours") return { port, child };
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    if (fixed !== undefined || attempt >= 5) {
+      throw new Error(
+        `redis-server on ${port}: ${verdict === "taken" ? "port taken" : "no answer"}: ${output()}`,
+      );
+    }
+  }
 }
 
 /** Polls `check` (a throw counts as false) until it holds, or throws after `timeoutMs`. */
