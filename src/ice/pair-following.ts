@@ -43,6 +43,11 @@ export const PROBE_ROUND_INTERVAL_MS = 1000;
  */
 export const EVIDENCE_WINDOW_MS = 1000;
 
+/** A pair our own check validated (its answer carried the peer's MESSAGE-INTEGRITY), not through TURN. */
+function validatedDirect(pair: CandidatePair): boolean {
+  return pair.state === CandidatePairState.SUCCEEDED && !isRelayedPair(pair);
+}
+
 /**
  * Keeps `path` on the pair the peer sends on, from now on (installs `path.onOtherPair`; on the
  * controlled side, listens to the checks `guard` let through to the path's agent); tells `onFollowed`
@@ -62,8 +67,7 @@ export function followPeer(
     const unsubscribe = onCheckComplete(path.conn, (pair) => {
       if (path.closed) unsubscribe();
       // After werift's own handling of the check (a nomination it makes comes first).
-      else if (pair.state === CandidatePairState.SUCCEEDED && !isRelayedPair(pair))
-        queueMicrotask(() => follower.directValidated());
+      else if (validatedDirect(pair)) queueMicrotask(() => follower.directValidated());
     });
     // One may have validated between werift's nomination and now.
     follower.directValidated();
@@ -126,7 +130,7 @@ class PairFollower {
     // Off a relay without data: the peer nominates a direct pair our own check has validated (it works
     // both ways), so nothing is lost if the nomination is stale, and an idle path would otherwise keep
     // probing through the TURN server (seen at a hub whose idle peers' checks had crossed).
-    if (this.path.kind === "relay" && pair.state === CandidatePairState.SUCCEEDED && !isRelayedPair(pair))
+    if (this.path.kind === "relay" && validatedDirect(pair))
       this.follow(pair, "ice pair re-nominated: the controlling side nominates a validated direct pair");
   }
 
@@ -148,8 +152,7 @@ class PairFollower {
     }
     let best: CandidatePair | undefined;
     for (const pair of path.conn.checkList) {
-      if (pair.state !== CandidatePairState.SUCCEEDED || isRelayedPair(pair)) continue;
-      if (!best || pair.priority > best.priority) best = pair;
+      if (validatedDirect(pair) && (!best || pair.priority > best.priority)) best = pair;
     }
     if (best) this.follow(best, "ice path moved off the relay: a direct pair of its generation answered");
   }
