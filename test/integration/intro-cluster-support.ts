@@ -52,7 +52,7 @@ export async function startRedis(port?: number): Promise<TestRedis> {
       });
       return started;
     },
-    (candidate) => serverInfo(quietClient({ port: candidate })),
+    (candidate) => infoOf(quietClient({ port: candidate }), "server"),
     port,
     () => output,
   );
@@ -271,14 +271,7 @@ export async function startSentinelRedis(
       await connection.connect();
       return connection;
     };
-    const info = async (port: number, section: string) => {
-      const connection = await dataClient(port);
-      try {
-        return await connection.info(section);
-      } finally {
-        connection.disconnect();
-      }
-    };
+    const info = (port: number, section: string) => infoOf(client(port, password), section);
     const dataNode = async (extra: string[]): Promise<SentinelDataNode> => {
       const auth = ["--requirepass", password, "--masterauth", password, "--dir", dir];
       const { port, child } = await onOwnPort(
@@ -286,7 +279,7 @@ export async function startSentinelRedis(
           const tls = listen(candidate).flatMap(([directive, ...values]) => [`--${directive}`, ...values]);
           return launch(redisServerArgs(candidate, ["--loglevel", "warning", ...auth, ...tls, ...extra]));
         },
-        (candidate) => serverInfo(client(candidate, password)),
+        (candidate) => info(candidate, "server"),
       );
       const exited = started.find((s) => s.process === child)!.exited;
       return {
@@ -298,8 +291,7 @@ export async function startSentinelRedis(
         },
       };
     };
-    const master = await dataNode([]);
-    await until(async () => (await info(master.port, "server")).includes("redis_version"));
+    const master = await dataNode([]); // answering: dataNode waited for its INFO
     const replica = await dataNode(["--replicaof", "127.0.0.1", String(master.port)]);
     await until(async () => (await info(replica.port, "replication")).includes("master_link_status:up"));
     const sentinelPorts: number[] = [];
@@ -310,7 +302,7 @@ export async function startSentinelRedis(
           writeFileSync(conf, sentinelConf(candidate));
           return launch([conf, "--sentinel", "--loglevel", "warning"]);
         },
-        (candidate) => serverInfo(client(candidate, sentinelPassword)),
+        (candidate) => infoOf(client(candidate, sentinelPassword), "server"),
       );
       sentinelPorts.push(port);
     }
@@ -407,11 +399,11 @@ export function quietClient(options: { port: number; password?: string; ca?: Buf
   return client;
 }
 
-/** INFO server through `client` (connected for it, then closed). */
-async function serverInfo(client: Redis): Promise<string> {
+/** INFO `section` through `client` (connected for it, then closed). */
+async function infoOf(client: Redis, section: string): Promise<string> {
   try {
     await client.connect();
-    return await client.info("server");
+    return await client.info(section);
   } finally {
     client.disconnect();
   }
@@ -424,7 +416,7 @@ async function serverInfo(client: Redis): Promise<string> {
  * (a CLIENT KILL in one cut the other's subscribers). Another port is tried then, unless `fixed` was
  * asked for.
  */
-export async function onOwnPort(
+async function onOwnPort(
   start: (port: number) => ChildProcess,
   info: (port: number) => Promise<string>,
   fixed?: number,
