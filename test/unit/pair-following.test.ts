@@ -80,6 +80,13 @@ function follow(
   return { agent, path, followed };
 }
 
+/** A path on a relay pair, with a direct pair of the same agent in `directState`. */
+function onRelayWithDirect(controlling: boolean, directState = CandidatePairState.IN_PROGRESS) {
+  const relay = pairOf("relay", "srflx", 10, CandidatePairState.SUCCEEDED);
+  const direct = pairOf("host", "srflx", 500, directState);
+  return { relay, direct, ...follow(controlling, [relay, direct], relay) };
+}
+
 describe("the controlling side leaves a relay for a direct pair of its generation", () => {
   it("moves once a direct pair's check succeeds, to the best such pair, and tells the session", async () => {
     const relay = pairOf("relay", "srflx", 10, CandidatePairState.SUCCEEDED);
@@ -123,9 +130,7 @@ describe("the controlling side leaves a relay for a direct pair of its generatio
   });
 
   it("moves at most once per follow interval: a second move waits for it, then happens", async () => {
-    const relay = pairOf("relay", "srflx", 10, CandidatePairState.SUCCEEDED);
-    const direct = pairOf("host", "srflx", 500, CandidatePairState.IN_PROGRESS);
-    const { agent, path, followed } = follow(true, [relay, direct], relay);
+    const { relay, direct, agent, path, followed } = onRelayWithDirect(true);
     agent.complete(direct, CandidatePairState.SUCCEEDED);
     await settle();
     expect(path.moves).toEqual([direct]);
@@ -141,9 +146,7 @@ describe("the controlling side leaves a relay for a direct pair of its generatio
   });
 
   it("nothing once the path is closed", async () => {
-    const relay = pairOf("relay", "srflx", 10, CandidatePairState.SUCCEEDED);
-    const direct = pairOf("host", "srflx", 500, CandidatePairState.IN_PROGRESS);
-    const { agent, path } = follow(true, [relay, direct], relay);
+    const { direct, agent, path } = onRelayWithDirect(true);
     path.closed = true;
     agent.complete(direct, CandidatePairState.SUCCEEDED);
     await settle();
@@ -151,9 +154,7 @@ describe("the controlling side leaves a relay for a direct pair of its generatio
   });
 
   it("the controlled side never moves on its own checks: it follows the controlling side's nominations", async () => {
-    const relay = pairOf("relay", "srflx", 10, CandidatePairState.SUCCEEDED);
-    const direct = pairOf("host", "srflx", 500, CandidatePairState.SUCCEEDED);
-    const { agent, path } = follow(false, [relay, direct], relay);
+    const { direct, agent, path } = onRelayWithDirect(false, CandidatePairState.SUCCEEDED);
     agent.complete(direct, CandidatePairState.SUCCEEDED);
     await settle();
     expect(path.moves).toEqual([]);
