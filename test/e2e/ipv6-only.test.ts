@@ -50,19 +50,18 @@ describe("IPv6-only hosts", () => {
         turn,
         startTunnelbores: false,
       });
-      const l = lab;
-      expect(await nsRun(l.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
-      const b6 = l.lab.host("b").address6!;
+      expect(await nsRun(lab.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
+      const b6 = lab.lab.host("b").address6!;
       if (!direct) {
-        await l.blockDirectIpv6("a", "b");
+        await lab.blockDirectIpv6("a", "b");
       }
-      await l.startTunnelbore("a");
-      await l.startTunnelbore("b");
-      await l.waitForPing("a", "b", 40_000);
+      await lab.startTunnelbore("a");
+      await lab.startTunnelbore("b");
+      await lab.waitForPing("a", "b", 40_000);
       // A fresh session's first pair may be the relay one (waitForDirectPath): direct in the end.
       const status = direct
-        ? await l.waitForDirectPath("a", "b", "between IPv6-only hosts")
-        : await l.peerStatus("a", "b");
+        ? await lab.waitForDirectPath("a", "b", "between IPv6-only hosts")
+        : await lab.peerStatus("a", "b");
       expect(status.pathKind).toBe(direct ? "direct" : "relay");
       // The side on its own allocation (made over IPv6) relays over UDP. (With IPv4 relayed addresses
       // both sides are; with IPv6 ones the other may send to it from its own address.)
@@ -70,27 +69,27 @@ describe("IPv6-only hosts", () => {
       if (direct) expect(status.remote).toContain(b6);
       else {
         const other = relaying === "a" ? "b" : "a";
-        expect((await l.peerStatus(relaying, other)).pair).toMatchObject({
+        expect((await lab.peerStatus(relaying, other)).pair).toMatchObject({
           localType: "relay",
           relayTransport: "udp",
         });
       }
-      await l.waitForKernelFastPath("a", "b", 15_000);
-      const carried = await pingCarried(l.host("a").ns, l.host("b").tunnelAddress, 56, PINGS, () =>
-        l.peerStatus("a", "b"),
+      await lab.waitForKernelFastPath("a", "b", 15_000);
+      const carried = await pingCarried(lab.host("a").ns, lab.host("b").tunnelAddress, 56, PINGS, () =>
+        lab.peerStatus("a", "b"),
       );
       expect(carried.kernelTx).toBeGreaterThanOrEqual(PINGS);
-      expect((await l.status("a")).intro).toMatchObject({ state: "connected" });
+      expect((await lab.status("a")).intro).toMatchObject({ state: "connected" });
       // netcheck, with run's servers (at their IPv6 addresses, or the name): UDP and TURN over UDP work.
-      const netcheck = await nsRun(l.host("a").ns, process.execPath, [
+      const netcheck = await nsRun(lab.host("a").ns, process.execPath, [
         CLI,
         "netcheck",
         "--run-dir",
-        l.host("a").dirs.runDir,
+        lab.host("a").dirs.runDir,
         "--json",
       ]);
       const report = JSON.parse(netcheck) as NetcheckReport;
-      expect(report.stun?.mapped[0]?.startsWith(`[${l.lab.host("a").address6}]:`)).toBe(true);
+      expect(report.stun?.mapped[0]?.startsWith(`[${lab.lab.host("a").address6}]:`)).toBe(true);
       expect(report.mapping).toBe("no-nat");
       expect(report.udpBlocked).toBe(false);
       expect(report.turn.udp).toMatchObject({ status: "ok", mapped: expect.stringMatching(/^\[2001:/) });
@@ -107,13 +106,13 @@ describe("IPv6-only hosts", () => {
       if (direct) {
         // At 1440 (fits IPv4), the host's direct paths, over IPv6 as it routes nothing else, do not fit
         // either: the relay named, and they.
-        await nsRun(l.host("a").ns, "ip", ["link", "set", "dev", l.host("a").wg.name, "mtu", "1440"]);
+        await nsRun(lab.host("a").ns, "ip", ["link", "set", "dev", lab.host("a").wg.name, "mtu", "1440"]);
         const at1440 = JSON.parse(
-          await nsRun(l.host("a").ns, process.execPath, [
+          await nsRun(lab.host("a").ns, process.execPath, [
             CLI,
             "netcheck",
             "--run-dir",
-            l.host("a").dirs.runDir,
+            lab.host("a").dirs.runDir,
             "--json",
           ]),
         ) as NetcheckReport;
@@ -121,12 +120,12 @@ describe("IPv6-only hosts", () => {
           "carries in one piece (relayed by our TURN server over UDP over IPv6",
         );
         expect(at1440.mtu?.warning).toContain("(and other paths)");
-        await nsRun(l.host("a").ns, "ip", ["link", "set", "dev", l.host("a").wg.name, "mtu", "1420"]);
+        await nsRun(lab.host("a").ns, "ip", ["link", "set", "dev", lab.host("a").wg.name, "mtu", "1420"]);
       }
       if (!direct) {
         // Relayed by our TURN server over UDP over IPv6: 1452 + 52 bytes at wireguard-go's 1420.
         await waitFor(
-          async () => (await l.status(relaying)).warnings.some((w) => w.includes('set "MTU = 1416"')),
+          async () => (await lab.status(relaying)).warnings.some((w) => w.includes('set "MTU = 1416"')),
           { what: `${relaying}'s MTU warning for its relayed IPv6 path`, timeoutMs: 10_000, intervalMs: 200 },
         );
       }
@@ -143,17 +142,16 @@ describe("IPv6-only hosts", () => {
       routers: [{ name: "cafe", nat: "eim" }],
       turn: { family: 6 },
     });
-    const l = lab;
-    await l.waitForPing("a", "b", 40_000);
-    await l.waitForKernelFastPath("a", "b", 15_000);
-    const before = l.lab.host("a").address6;
-    const ping = new ContinuousPing(l.host("a").ns, l.host("b").tunnelAddress);
+    await lab.waitForPing("a", "b", 40_000);
+    await lab.waitForKernelFastPath("a", "b", 15_000);
+    const before = lab.lab.host("a").address6;
+    const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
     try {
       await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
       const movedAt = Date.now();
-      await l.lab.moveHost("a", "cafe");
-      expect(await nsRun(l.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
-      const after = l.lab.host("a").address6!;
+      await lab.lab.moveHost("a", "cafe");
+      expect(await nsRun(lab.host("a").ns, "ip", ["-4", "-o", "addr", "show", "dev", "eth0"])).toBe("");
+      const after = lab.lab.host("a").address6!;
       expect(after).not.toBe(before);
       await waitFor(() => ping.receivedSince(movedAt) >= 3, {
         what: "pings answered after the move",
@@ -162,19 +160,19 @@ describe("IPv6-only hosts", () => {
       // b reaches a at its new address, directly, and both carry it in the kernel again.
       await waitFor(
         async () => {
-          const status = await l.peerStatus("b", "a");
+          const status = await lab.peerStatus("b", "a");
           return status.pathKind === "direct" && (status.remote?.includes(after) ?? false);
         },
         { what: "b's direct path to a's new address", timeoutMs: 15_000, intervalMs: 100 },
       );
       // a's own ICE restart may nominate its relay pair first (waitForDirectPath).
-      await l.waitForDirectPath("a", "b", "after the move");
-      await l.waitForKernelFastPath("a", "b", 15_000);
+      await lab.waitForDirectPath("a", "b", "after the move");
+      await lab.waitForKernelFastPath("a", "b", 15_000);
     } finally {
       await ping.stop();
     }
-    const carried = await pingCarried(l.host("a").ns, l.host("b").tunnelAddress, 56, PINGS, () =>
-      l.peerStatus("a", "b"),
+    const carried = await pingCarried(lab.host("a").ns, lab.host("b").tunnelAddress, 56, PINGS, () =>
+      lab.peerStatus("a", "b"),
     );
     expect(carried.kernelTx).toBeGreaterThanOrEqual(PINGS);
     expect(carried.kernelRx).toBeGreaterThanOrEqual(PINGS);

@@ -170,39 +170,38 @@ describe("kernel fast path on ICE paths", () => {
       ],
       routers: [{ name: "cafe", nat: "eim" }],
     });
-    const l = lab;
-    await l.waitForPing("a", "b");
+    await lab.waitForPing("a", "b");
     // The direct pair (not a relay pair nominated first under load) is what the kernel must carry.
-    await l.waitForDirectPath("a", "b", "before the move");
-    await l.waitForKernelFastPath("a", "b", 10_000);
-    const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 50, interval: 10 });
+    await lab.waitForDirectPath("a", "b", "before the move");
+    await lab.waitForKernelFastPath("a", "b", 10_000);
+    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 50, interval: 10 });
     expect(result.received).toBe(50);
-    await waitFor(async () => (await l.peerStatus("b", "a")).kernelRxDatagrams >= 50, {
+    await waitFor(async () => (await lab.peerStatus("b", "a")).kernelRxDatagrams >= 50, {
       what: "b's kernel counters include a's pings",
       timeoutMs: 5000,
       intervalMs: 100,
     });
-    expect((await l.peerStatus("a", "b")).pathKind).toBe("direct");
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("direct");
 
     // a moves to another NAT: a new pair, and the kernel follows it.
-    await l.lab.moveHost("a", "cafe");
+    await lab.lab.moveHost("a", "cafe");
     await waitFor(
       async () => {
-        const ba = await l.peerStatus("b", "a");
-        return (ba.remote?.startsWith(`${l.lab.router("cafe").wanAddress}:`) ?? false) && ba.kernelFastPath;
+        const ba = await lab.peerStatus("b", "a");
+        return (ba.remote?.startsWith(`${lab.lab.router("cafe").wanAddress}:`) ?? false) && ba.kernelFastPath;
       },
       { what: "b's path to a through the new NAT, in the kernel", timeoutMs: 30_000, intervalMs: 200 },
     );
-    await waitFor(() => l.ping("a", "b"), {
+    await waitFor(() => lab.ping("a", "b"), {
       what: "ping after the move",
       timeoutMs: 20_000,
       intervalMs: 100,
     });
-    const before = await l.peerStatus("b", "a");
-    const again = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 30, interval: 10 });
+    const before = await lab.peerStatus("b", "a");
+    const again = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 30, interval: 10 });
     expect(again.received).toBe(30);
     await waitFor(
-      async () => (await l.peerStatus("b", "a")).kernelRxDatagrams - before.kernelRxDatagrams >= 30,
+      async () => (await lab.peerStatus("b", "a")).kernelRxDatagrams - before.kernelRxDatagrams >= 30,
       { what: "the kernel carries the new path", timeoutMs: 5000, intervalMs: 100 },
     );
   }, 120_000);
@@ -215,8 +214,7 @@ describe("kernel fast path on ICE paths", () => {
       ],
       turn: { transport: "tcp" },
     });
-    const l = lab;
-    await l.waitForPing("a", "b", 40_000);
+    await lab.waitForPing("a", "b", 40_000);
     // Symmetric NATs on both sides: every datagram crosses a TURN allocation, and every allocation is
     // reached over TCP, which only its owner's user space can handle. Which pairs ICE picks varies (under
     // load too): a side sends either on its own TCP allocation (status says so: it stays in user space,
@@ -226,11 +224,14 @@ describe("kernel fast path on ICE paths", () => {
     // (both sends in the kernel), or relay to relay. So, each way: every datagram is in the sender's
     // user-space tx or the receiver's user-space rx.
     const names = ["a", "b"] as const;
-    const statuses = () => Promise.all([l.peerStatus("a", "b"), l.peerStatus("b", "a")]);
-    const turnAddress = l.coturn.address;
+    const statuses = () => Promise.all([lab.peerStatus("a", "b"), lab.peerStatus("b", "a")]);
+    const turnAddress = lab.coturn.address;
     for (let attempt = 1; ; attempt++) {
       const before = await statuses();
-      const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: PINGS, interval: 20 });
+      const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, {
+        count: PINGS,
+        interval: 20,
+      });
       expect(result.received).toBe(PINGS);
       // Both sides counted the pings' datagrams each way, the kernel's included (a quiet kernel entry's
       // counts are folded in within 5 s).
@@ -304,7 +305,7 @@ describe("kernel fast path on ICE paths", () => {
             // Carried by the kernel all along: it sent them (its counts may still be on their way).
             await waitFor(
               async () => {
-                const now = await l.peerStatus(names[s], names[r]);
+                const now = await lab.peerStatus(names[s], names[r]);
                 return now.kernelTxDatagrams - before[s]!.kernelTxDatagrams >= PINGS;
               },
               { what: `${names[s]}'s kernel counts include its pings' datagrams`, timeoutMs: 10_000 },
@@ -323,18 +324,17 @@ describe("kernel fast path on ICE paths", () => {
         { name: "b", nat: "symmetric", flags: ["--ebpf"] },
       ],
     });
-    const l = lab;
-    await l.waitForPing("a", "b", 40_000);
-    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
+    await lab.waitForPing("a", "b", 40_000);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
     // Carried once the channel is bound (user space forwards until then).
-    await l.waitForKernelFastPath("a", "b", 15_000);
-    const before = { ab: await l.peerStatus("a", "b"), ba: await l.peerStatus("b", "a") };
-    const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 100, interval: 10 });
+    await lab.waitForKernelFastPath("a", "b", 15_000);
+    const before = { ab: await lab.peerStatus("a", "b"), ba: await lab.peerStatus("b", "a") };
+    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 100, interval: 10 });
     expect(result.received).toBe(100);
     await waitFor(
       async () => {
-        const ab = await l.peerStatus("a", "b");
-        const ba = await l.peerStatus("b", "a");
+        const ab = await lab.peerStatus("a", "b");
+        const ba = await lab.peerStatus("b", "a");
         return (
           ab.kernelTxDatagrams - before.ab.kernelTxDatagrams >= 100 &&
           ab.kernelRxDatagrams - before.ab.kernelRxDatagrams >= 100 &&
@@ -345,8 +345,8 @@ describe("kernel fast path on ICE paths", () => {
     );
     // Tunnelbore's sockets saw none of the 100 requests and replies (keepalives and probes aside).
     for (const [now, then] of [
-      [await l.peerStatus("a", "b"), before.ab],
-      [await l.peerStatus("b", "a"), before.ba],
+      [await lab.peerStatus("a", "b"), before.ab],
+      [await lab.peerStatus("b", "a"), before.ba],
     ] as const) {
       expect(userSpaceDatagrams(now).tx - userSpaceDatagrams(then).tx).toBeLessThan(10);
       expect(userSpaceDatagrams(now).rx - userSpaceDatagrams(then).rx).toBeLessThan(10);

@@ -81,28 +81,33 @@ describe("kernel fast path, relayed path, a datagram the ChannelData header take
         { name: "b", nat: "symmetric", flags: ["--ebpf", "on"] },
       ],
     });
-    const l = lab;
     // 1440: a full-size datagram is 1500 bytes in IPv4 as it is, 1504 with the header.
     for (const name of ["a", "b"]) {
-      await nsRun(l.host(name).ns, "ip", ["link", "set", "dev", l.host(name).wg.name, "mtu", "1440"]);
+      await nsRun(lab.host(name).ns, "ip", ["link", "set", "dev", lab.host(name).wg.name, "mtu", "1440"]);
     }
-    await l.waitForPing("a", "b", 40_000);
-    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
-    await l.waitForKernelFastPath("a", "b", 15_000);
+    await lab.waitForPing("a", "b", 40_000);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
+    await lab.waitForKernelFastPath("a", "b", 15_000);
     // The side on its own allocation sends ChannelData; the other sends plain UDP to that relay's
     // address (which side ICE nominated that way varies): ping from the first.
-    const [from, to] = (await l.peerStatus("a", "b")).pair?.localType === "relay" ? ["a", "b"] : ["b", "a"];
-    const peer = () => l.peerStatus(from, to);
+    const [from, to] = (await lab.peerStatus("a", "b")).pair?.localType === "relay" ? ["a", "b"] : ["b", "a"];
+    const peer = () => lab.peerStatus(from, to);
     expect((await peer()).pair).toMatchObject({ localType: "relay", relayTransport: "udp" });
     const fits = await pingCarried(
-      l.host(from).ns,
-      l.host(to).tunnelAddress,
+      lab.host(from).ns,
+      lab.host(to).tunnelAddress,
       SIZES.belowIpv6Mtu,
       PINGS,
       peer,
     );
     expect(fits.kernelTx).toBeGreaterThanOrEqual(PINGS);
-    const over = await pingCarried(l.host(from).ns, l.host(to).tunnelAddress, SIZES.atIpv4Mtu, PINGS, peer);
+    const over = await pingCarried(
+      lab.host(from).ns,
+      lab.host(to).tunnelAddress,
+      SIZES.atIpv4Mtu,
+      PINGS,
+      peer,
+    );
     expect(over.tx - over.kernelTx).toBeGreaterThanOrEqual(PINGS);
     expect(over.kernelTx).toBeLessThan(PINGS);
     expect((await peer()).pathKind).toBe("relay");

@@ -110,11 +110,10 @@ describe("privilege separation with ICE behind NATs and the kernel fast path", (
         { name: "b", nat: "eim", flags: ["--ebpf"] },
       ],
     });
-    const l = lab;
-    await l.waitForPing("a", "b", 60_000);
-    await l.waitForKernelFastPath("a", "b", 20_000);
-    const a = l.host("a");
-    const b = l.host("b");
+    await lab.waitForPing("a", "b", 60_000);
+    await lab.waitForKernelFastPath("a", "b", 20_000);
+    const a = lab.host("a");
+    const b = lab.host("b");
     const tb = a.tunnelbore!;
     const status = await tb.status();
     expect(status.forwarding.mode).toBe("kernel");

@@ -46,27 +46,26 @@ describe("a relay pair nominated first gives way to the direct pair of its gener
         ],
         startTunnelbores: false,
       });
-      const l = lab;
       // The peer with the smaller public key is controlling (intro-link.ts): its checks nominate.
       const [ctl, ctd] =
-        Buffer.compare(decodeKey(l.host("a").keys.publicKey), decodeKey(l.host("b").keys.publicKey)) < 0
+        Buffer.compare(decodeKey(lab.host("a").keys.publicKey), decodeKey(lab.host("b").keys.publicKey)) < 0
           ? (["a", "b"] as const)
           : (["b", "a"] as const);
-      const from = ipv6Only ? l.lab.host(ctl).address6 : l.lab.host(ctl).publicAddress;
+      const from = ipv6Only ? lab.lab.host(ctl).address6 : lab.lab.host(ctl).publicAddress;
       if (!from) throw new Error(`${ctl} has no address to drop from`);
-      await nsRun(l.host(ctd).ns, "nft", ["-f", "-"], loseBindingRequests(from));
-      await l.startTunnelbore(ctd);
-      await l.startTunnelbore(ctl);
+      await nsRun(lab.host(ctd).ns, "nft", ["-f", "-"], loseBindingRequests(from));
+      await lab.startTunnelbore(ctd);
+      await lab.startTunnelbore(ctl);
 
-      const first = await l.waitForPath(ctl, ctd, 30_000);
-      await nsRun(l.host(ctd).ns, "nft", ["delete", "table", "inet", RACE_TABLE]);
+      const first = await lab.waitForPath(ctl, ctd, 30_000);
+      await nsRun(lab.host(ctd).ns, "nft", ["delete", "table", "inet", RACE_TABLE]);
       const lifted = performance.now();
       expect(first.pathKind).toBe("relay");
       expect(first.pair?.generation).toBe(0);
 
       const direct = await waitFor(
         async () => {
-          const status = await l.peerStatus(ctl, ctd);
+          const status = await lab.peerStatus(ctl, ctd);
           return status.pathKind === "direct" && status;
         },
         { what: `${ctl}'s path to ${ctd} off the relay`, timeoutMs: 15_000, intervalMs: 100 },
@@ -75,19 +74,19 @@ describe("a relay pair nominated first gives way to the direct pair of its gener
         `${name}: ${ctl} (controlling) direct ${Math.round(performance.now() - lifted)} ms after the loss ended`,
       );
       expect(direct.pair?.generation).toBe(0); // not the upgrade attempt's generation 1
-      const moved = l
+      const moved = lab
         .host(ctl)
         .tunnelbore!.logs()
         .filter((line) => String(line.msg).includes("moved off the relay"));
       expect(moved.length).toBe(1);
       // The controlled side follows the nomination the move sent; the kernel carries both ways.
-      await waitFor(async () => (await l.peerStatus(ctd, ctl)).pathKind === "direct", {
+      await waitFor(async () => (await lab.peerStatus(ctd, ctl)).pathKind === "direct", {
         what: `${ctd}'s path to ${ctl} off the relay`,
         timeoutMs: 5000,
         intervalMs: 100,
       });
-      await l.waitForPing(ctl, ctd, 10_000);
-      await l.waitForKernelFastPath(ctl, ctd, 10_000);
+      await lab.waitForPing(ctl, ctd, 10_000);
+      await lab.waitForKernelFastPath(ctl, ctd, 10_000);
     });
   }
 });

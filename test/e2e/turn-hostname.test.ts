@@ -20,14 +20,13 @@ describe("TURN given by a hostname", () => {
       ],
       turn: { hostname: TURN_NAME },
     });
-    const l = lab;
-    await l.waitForPing("a", "b", 40_000);
-    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
-    await l.waitForKernelFastPath("a", "b", 15_000);
-    const lookups = () => l.dns!.queries().filter((q) => q.name === TURN_NAME && q.type === 1).length;
+    await lab.waitForPing("a", "b", 40_000);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
+    await lab.waitForKernelFastPath("a", "b", 15_000);
+    const lookups = () => lab.dns!.queries().filter((q) => q.name === TURN_NAME && q.type === 1).length;
     const before = lookups();
     expect(before).toBeGreaterThan(0); // the name was resolved, through the lab's DNS
-    const result = await ping(l.host("a").ns, l.host("b").tunnelAddress, { count: 200, interval: 5 });
+    const result = await ping(lab.host("a").ns, lab.host("b").tunnelAddress, { count: 200, interval: 5 });
     expect(result.received).toBeGreaterThanOrEqual(195);
     // What ICE's own keepalives and refreshes may ask for in that time, not one per datagram.
     expect(lookups() - before).toBeLessThan(10);

@@ -33,54 +33,62 @@ describe("TURN over UDP at an IPv6 address", () => {
       turn: { family: 6 },
       startTunnelbores: false,
     });
-    const l = lab;
-    const a6 = l.lab.host("a").address6!;
-    const b6 = l.lab.host("b").address6!;
+    const a6 = lab.lab.host("a").address6!;
+    const b6 = lab.lab.host("b").address6!;
     // No UDP between a's and b's global IPv6 addresses: no direct IPv6 pair.
-    await l.blockDirectIpv6("a", "b");
-    await l.startTunnelbore("a");
-    await l.startTunnelbore("b");
-    await l.waitForPing("a", "b", 40_000);
-    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
+    await lab.blockDirectIpv6("a", "b");
+    await lab.startTunnelbore("a");
+    await lab.startTunnelbore("b");
+    await lab.waitForPing("a", "b", 40_000);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
     // Both allocated over UDP from their IPv6 addresses; the side on its own allocation says so.
     for (const [host, address] of [
       ["a", a6],
       ["b", b6],
     ] as const) {
-      expect(await turnFlowsVia(l, host, l.coturn)).toContain(`src=${address} dst=${l.coturn.address6}`);
+      expect(await turnFlowsVia(lab, host, lab.coturn)).toContain(
+        `src=${address} dst=${lab.coturn.address6}`,
+      );
     }
-    const relaying = (await l.peerStatus("a", "b")).pair?.localType === "relay" ? "a" : "b";
+    const relaying = (await lab.peerStatus("a", "b")).pair?.localType === "relay" ? "a" : "b";
     const other = relaying === "a" ? "b" : "a";
-    expect((await l.peerStatus(relaying, other)).pair).toMatchObject({
+    expect((await lab.peerStatus(relaying, other)).pair).toMatchObject({
       localType: "relay",
       relayTransport: "udp",
     });
-    await l.waitForKernelFastPath("a", "b", 15_000);
+    await lab.waitForKernelFastPath("a", "b", 15_000);
 
     // wireguard-go's 1420: a full-size datagram is 1452 bytes, 1504 with ChannelData and IPv6 headers.
     // The side on its own allocation carries what fits in the kernel, the rest from user space (in
     // fragments), and status says to set 1416.
-    const peer = () => l.peerStatus(relaying, other);
-    const to = l.host(other).tunnelAddress;
-    const fits = await pingCarried(l.host(relaying).ns, to, 1380, PINGS, peer); // inner 1408: 1492
+    const peer = () => lab.peerStatus(relaying, other);
+    const to = lab.host(other).tunnelAddress;
+    const fits = await pingCarried(lab.host(relaying).ns, to, 1380, PINGS, peer); // inner 1408: 1492
     expect(fits.kernelTx).toBeGreaterThanOrEqual(PINGS);
-    const over = await pingCarried(l.host(relaying).ns, to, 1392, PINGS, peer); // inner 1420: 1504
+    const over = await pingCarried(lab.host(relaying).ns, to, 1392, PINGS, peer); // inner 1420: 1504
     expect(over.tx - over.kernelTx).toBeGreaterThanOrEqual(PINGS);
     const mtuWarning = async () =>
-      (await l.status(relaying)).warnings.find((w) => w.startsWith(`${l.host(relaying).wg.name}'s MTU`));
+      (await lab.status(relaying)).warnings.find((w) => w.startsWith(`${lab.host(relaying).wg.name}'s MTU`));
     await waitFor(async () => (await mtuWarning()) !== undefined, {
       what: "the MTU warning for the relayed IPv6 path",
       timeoutMs: 10_000,
       intervalMs: 200,
     });
     const warning = await mtuWarning();
-    expect(warning).toContain(`peer ${l.host(other).keys.publicKey}'s path`);
+    expect(warning).toContain(`peer ${lab.host(other).keys.publicKey}'s path`);
     expect(warning).toContain("relayed by our TURN server over UDP over IPv6: 1416 on the uplink's 1500");
     expect(warning).toContain('set "MTU = 1416"');
     // The other side sends plain UDP over IPv4 to the relayed address: 1480, no warning.
-    const otherWarnings = (await l.status(other)).warnings;
-    expect(otherWarnings.filter((w) => w.startsWith(`${l.host(other).wg.name}'s MTU`))).toEqual([]);
-    await nsRun(l.host(relaying).ns, "ip", ["link", "set", "dev", l.host(relaying).wg.name, "mtu", "1416"]);
+    const otherWarnings = (await lab.status(other)).warnings;
+    expect(otherWarnings.filter((w) => w.startsWith(`${lab.host(other).wg.name}'s MTU`))).toEqual([]);
+    await nsRun(lab.host(relaying).ns, "ip", [
+      "link",
+      "set",
+      "dev",
+      lab.host(relaying).wg.name,
+      "mtu",
+      "1416",
+    ]);
     await waitFor(async () => (await mtuWarning()) === undefined, {
       what: "the MTU warning gone at 1416",
       timeoutMs: 5000,
@@ -88,11 +96,11 @@ describe("TURN over UDP at an IPv6 address", () => {
     });
 
     // coturn restarted (every allocation lost): relayed again, over IPv6, in the kernel.
-    const ping = new ContinuousPing(l.host("a").ns, l.host("b").tunnelAddress, 100);
+    const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress, 100);
     try {
       await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
       const restartedAt = Date.now();
-      await l.coturn.restart();
+      await lab.coturn.restart();
       await waitFor(() => ping.receivedSince(restartedAt) >= 3, {
         what: "pings answered after coturn's restart",
         timeoutMs: 30_000,
@@ -100,10 +108,10 @@ describe("TURN over UDP at an IPv6 address", () => {
     } finally {
       await ping.stop();
     }
-    expect((await l.peerStatus("a", "b")).pathKind).toBe("relay");
-    await l.waitForKernelFastPath("a", "b", 15_000);
+    expect((await lab.peerStatus("a", "b")).pathKind).toBe("relay");
+    await lab.waitForKernelFastPath("a", "b", 15_000);
     // Which side's own allocation ICE nominated may differ from before: the one that has it, over UDP.
-    const pairs = [(await l.peerStatus("a", "b")).pair, (await l.peerStatus("b", "a")).pair];
+    const pairs = [(await lab.peerStatus("a", "b")).pair, (await lab.peerStatus("b", "a")).pair];
     expect(pairs.find((p) => p?.localType === "relay")).toMatchObject({ relayTransport: "udp" });
   }, 120_000);
 });
