@@ -1,6 +1,7 @@
 // iperf3 TCP through real wireguard-go, A -> B, with and without Tunnelbore on A's static path, in
 // one run: alternating runs (direct; Tunnelbore in user space with batched I/O, `--ebpf off`; the same
-// with Node's dgram, TBT_UDP_IO=dgram; Tunnelbore at its defaults, which is the kernel fast path here) so drift on a shared machine hits all alike. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
+// with Node's dgram, TBT_UDP_IO=dgram; Tunnelbore at its defaults, which is the kernel fast path here), each run starting one case later, so
+// drift on a shared machine hits all alike; ratios are per run. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
 //   npm run build && npx tsx bench/iperf-static.ts
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -11,10 +12,10 @@ import { setUdpSocketBuffers } from "../test/lab/socket-buffers.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { groupCpuSeconds, processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
-import { median } from "./statistics.js";
+import { median, type PairedRatio, pairedRatio } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
-const RUNS = 3;
+const RUNS = 4;
 const RUN_SECONDS = 5;
 /**
  * TBT_BENCH_SOCKET_BUFFER=BYTES: both wireguard-go's UDP buffers set to BYTES before every run (as
@@ -104,23 +105,44 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       tb = null;
       return { ...r, rss };
     };
-    for (let run = 0; run < RUNS; run++) {
-      // Without Tunnelbore WireGuard A sends to B's real endpoint (restored by the SIGTERM below).
+    const directRun = async () => {
+      // Without Tunnelbore WireGuard A sends to B's real endpoint (restored by every SIGTERM).
       if ((await pair.wgA.endpointOf(pair.keyB.publicKey)) !== `${pair.linkB}:51820`) {
         throw new Error("WireGuard A does not point at B's real endpoint");
       }
       await pair.waitForPing();
       direct.push(await iperf());
-
-      through.push(await throughTunnelbore(["--ebpf", "off"], "native"));
-      await pair.waitForPing();
-      throughDgram.push(await throughTunnelbore(["--ebpf", "off"], "dgram", { TBT_UDP_IO: "dgram" }));
-      await pair.waitForPing();
+    };
+    const cases: Array<() => Promise<void>> = [
+      directRun,
+      async () => void through.push(await throughTunnelbore(["--ebpf", "off"], "native")),
+      async () =>
+        void throughDgram.push(await throughTunnelbore(["--ebpf", "off"], "dgram", { TBT_UDP_IO: "dgram" })),
       // No --ebpf flag: the default (auto) must pick the kernel fast path here (checked above).
-      kernel.push(await throughTunnelbore([], null));
+      async () => void kernel.push(await throughTunnelbore([], null)),
+    ];
+    for (let run = 0; run < RUNS; run++) {
+      // Each run starts one case later, so a drift in the machine's speed does not always favour the
+      // same one (the ratios are per run: pairedRatio).
+      for (let k = 0; k < cases.length; k++) {
+        await cases[(run + k) % cases.length]!();
+        await pair.waitForPing();
+      }
     }
-
     const d = median(direct.map((x) => x.bps));
+    const directBps = direct.map((x) => x.bps);
+    const ratioOf = (runs: Through[]) =>
+      pairedRatio(
+        runs.map((x) => x.bps),
+        directBps,
+      );
+    const ratioNote = (r: PairedRatio) =>
+      `median of the per-run ratios; per run ${r.perRound.map((x) => x.toFixed(2)).join(", ")}; ratio of the medians ${r.ofMedians.toFixed(3)}`;
+    const [batchedRatio, dgramRatio, kernelRatio] = [through, throughDgram, kernel].map(ratioOf) as [
+      PairedRatio,
+      PairedRatio,
+      PairedRatio,
+    ];
     const t = median(through.map((x) => x.bps));
     const g = median(throughDgram.map((x) => x.bps));
     const k = median(kernel.map((x) => x.bps));
@@ -140,9 +162,9 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       },
       {
         name: "iperf3 ratio Tunnelbore user space, batched / direct",
-        value: t / d,
+        value: batchedRatio.paired,
         unit: "x",
-        note: `target >= 0.8; per pair ${through.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+        note: `target >= 0.8; ${ratioNote(batchedRatio)}`,
       },
       {
         name: "iperf3 TCP A -> B, through Tunnelbore user space, dgram (static)",
@@ -152,9 +174,9 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       },
       {
         name: "iperf3 ratio Tunnelbore user space, dgram / direct",
-        value: g / d,
+        value: dgramRatio.paired,
         unit: "x",
-        note: `per pair ${throughDgram.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+        note: ratioNote(dgramRatio),
       },
       {
         name: "iperf3 TCP A -> B, through Tunnelbore default mode (kernel fast path, static)",
@@ -164,9 +186,9 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       },
       {
         name: "iperf3 ratio Tunnelbore default mode (kernel) / direct",
-        value: k / d,
+        value: kernelRatio.paired,
         unit: "x",
-        note: `target >= 0.95; per pair ${kernel.map((x, i) => (x.bps / direct[i]!.bps).toFixed(2)).join(", ")}`,
+        note: `target >= 0.95; ${ratioNote(kernelRatio)}`,
       },
       {
         name: "Tunnelbore CPU during iperf3, default mode (kernel)",

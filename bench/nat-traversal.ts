@@ -29,7 +29,7 @@ import {
   TARGET_RELAY_MS,
 } from "./nat-traversal-connect.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
-import { median } from "./statistics.js";
+import { median, type PairedRatio, pairedRatio } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const IPERF_ROUNDS = 5;
@@ -288,7 +288,14 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
     const iceMbps = median(ice!.mbps);
     const turnMbps = median(turn!.mbps);
     const kernelMbps = median(kernel!.mbps);
-    const perRound = (r: ThroughputResult) => r.mbps.map((m, i) => m / base!.mbps[i]!);
+    const ratioOf = (r: ThroughputResult) => pairedRatio(r.mbps, base!.mbps);
+    const ratioNote = (r: PairedRatio) =>
+      `median of the per-round ratios; per round ${fmtList(r.perRound, 2)}; ratio of the medians ${r.ofMedians.toFixed(3)}`;
+    const [iceRatio, kernelRatio, turnRatio] = [ice!, kernel!, turn!].map(ratioOf) as [
+      PairedRatio,
+      PairedRatio,
+      PairedRatio,
+    ];
     rows.push(
       {
         name: "nat: iperf3 TCP, WireGuard direct endpoints, no Tunnelbore (baseline)",
@@ -310,9 +317,9 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
       },
       {
         name: "nat: throughput ratio ICE direct user space / baseline",
-        value: iceMbps / baseMbps,
+        value: iceRatio.paired,
         unit: "",
-        note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(ice!), 2)} (median ${median(perRound(ice!)).toFixed(2)})`,
+        note: `target >= ${TARGET_RATIO}; ${ratioNote(iceRatio)}`,
       },
       {
         name: "nat: iperf3 TCP, Tunnelbore ICE direct path, default mode (kernel fast path)",
@@ -322,15 +329,15 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
       },
       {
         name: "nat: throughput ratio ICE direct default mode / baseline",
-        value: kernelMbps / baseMbps,
+        value: kernelRatio.paired,
         unit: "",
-        note: `target >= ${TARGET_RATIO}; ratio of medians; per round ${fmtList(perRound(kernel!), 2)} (median ${median(perRound(kernel!)).toFixed(2)}); e, f have their own EIM NATs like a, b`,
+        note: `target >= ${TARGET_RATIO}; ${ratioNote(kernelRatio)}; e, f have their own EIM NATs like a, b`,
       },
       {
         name: "nat: throughput ratio TURN relay / baseline",
-        value: turnMbps / baseMbps,
+        value: turnRatio.paired,
         unit: "",
-        note: `ratio of medians; per round ${fmtList(perRound(turn!), 2)} (median ${median(perRound(turn!)).toFixed(2)})`,
+        note: ratioNote(turnRatio),
       },
       {
         name: "nat: Tunnelbore CPU during ICE direct iperf3, sender (a)",

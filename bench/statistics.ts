@@ -13,3 +13,25 @@ export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
+
+/** Two cases measured in rounds, both in every round: their ratio per round, and two summaries. */
+export interface PairedRatio {
+  /** case / baseline of each round. */
+  perRound: number[];
+  /** The median of the per-round ratios: what the targets are judged by. */
+  paired: number;
+  /** The median of the case over the median of the baseline. */
+  ofMedians: number;
+}
+
+/**
+ * `cases[i] / baselines[i]` per round and summarised. The machine's speed drifts within a run (direct
+ * WireGuard alone 341-693 Mbit/s over one run's rounds on this VM), and the ratio of medians can take
+ * its two medians from rounds of different speeds; the per-round ratio compares runs seconds apart, and
+ * its median is the steadier estimate when the rounds alternate which case goes first.
+ */
+export function pairedRatio(cases: number[], baselines: number[]): PairedRatio {
+  if (cases.length !== baselines.length) throw new Error("pairedRatio: every round needs both cases");
+  const perRound = cases.map((value, i) => value / (baselines[i] as number));
+  return { perRound, paired: median(perRound), ofMedians: median(cases) / median(baselines) };
+}
