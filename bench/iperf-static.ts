@@ -12,6 +12,7 @@ import { setUdpSocketBuffers } from "../test/lab/socket-buffers.js";
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { groupCpuSeconds, processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
+import { RUN_DEFAULTS } from "./run-defaults.js";
 import { median, type PairedRatio, pairedRatio } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -63,14 +64,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
       io: "native" | "dgram" | null,
       env: NodeJS.ProcessEnv = {},
     ): Promise<Through> => {
-      // The CLI's defaults (the lab helper polls every 500 ms and logs at debug).
-      tb = await startTunnelbore(
-        pair.nsA,
-        pair.wgA.name,
-        dirs,
-        ["--log-level", "info", "--poll-interval", "2000", ...flags],
-        env,
-      );
+      tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [...RUN_DEFAULTS, ...flags], env);
       const pid = tb.process.child.pid!;
       if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("cli.js")) {
         // `ip netns exec` execs in place: the PID must be Tunnelbore's own.

@@ -20,6 +20,7 @@ import {
 import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "../test/lab/tunnelbore.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
+import { RUN_DEFAULTS } from "./run-defaults.js";
 import { median, pairedRatio } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -91,7 +92,7 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
     };
     // One kernel-path run: Tunnelbore started, the kernel carrying B, measured, stopped.
     const measureKernel = async (regime: Regime, r: RegimeResults) => {
-      tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, ["--log-level", "info", "--ebpf", "on"]);
+      tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [...RUN_DEFAULTS, "--ebpf", "on"]);
       const t = tb;
       await waitFor(async () => (await t.status()).peers[0]?.kernelFastPath === true, {
         what: "the kernel carries B",

@@ -21,6 +21,7 @@ import { ProductLab } from "../test/lab/tunnelbore-lab.js";
 import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.js";
 import { waitFor } from "../test/support/wait-for.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
+import { RUN_DEFAULTS } from "./run-defaults.js";
 import { median, pairedRatio } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -126,7 +127,7 @@ export async function benchKernelRelay(): Promise<BenchRow[]> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
   await cleanupStale();
   const loadBefore = fmtLoad();
-  const flags = ["--log-level", "info", "--exclude-interface", `${BASE_PREFIX}*`, "--ebpf", "on"];
+  const flags = [...RUN_DEFAULTS, "--exclude-interface", `${BASE_PREFIX}*`, "--ebpf", "on"];
   let lab: ProductLab | null = null;
   try {
     lab = await ProductLab.create({

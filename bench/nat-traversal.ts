@@ -29,6 +29,7 @@ import {
   TARGET_RELAY_MS,
 } from "./nat-traversal-connect.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
+import { RUN_DEFAULTS } from "./run-defaults.js";
 import { median, type PairedRatio, pairedRatio } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
@@ -200,7 +201,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
   const started = Date.now();
   const loadBefore = fmtLoad();
   // Default log level (info), as a user runs it; the baseline interfaces are never ICE candidates.
-  const flags = ["--log-level", "info", "--exclude-interface", `${BASE_PREFIX}*`];
+  const flags = [...RUN_DEFAULTS, "--exclude-interface", `${BASE_PREFIX}*`];
   let lab: ProductLab | null = null;
   try {
     lab = await ProductLab.create({
