@@ -1,7 +1,9 @@
 // iperf3 TCP through real wireguard-go, A -> B, with and without Tunnelbore on A's static path, in
-// one run: alternating runs (direct; Tunnelbore in user space with batched I/O, `--ebpf off`; the same
-// with Node's dgram, TBT_UDP_IO=dgram; Tunnelbore at its defaults, which is the kernel fast path here), each run starting one case later, so
-// drift on a shared machine hits all alike; ratios are per run. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and `npm run build`.
+// one run: direct; Tunnelbore in user space with batched I/O (`--ebpf off`); the same with Node's dgram
+// (TBT_UDP_IO=dgram); Tunnelbore at its defaults, which is the kernel fast path here. Each run measures
+// all four, starting one case later than the run before, so drift on a shared machine hits all alike,
+// and the ratios are per run. Two namespaces on one veth link (test/lab/linked-pair.ts); needs root and
+// `npm run build`.
 //   npm run build && npx tsx bench/iperf-static.ts
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";

@@ -124,10 +124,9 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
         const r = results.get(regime)!;
         // Every other round the kernel path goes first, so a drift in the machine's speed weighs on
         // both cases alike (pairedRatio).
-        const kernelFirst = round % 2 === 1;
-        const first = kernelFirst ? await measureKernel(regime, r) : await measureDirect(regime);
-        const second = kernelFirst ? await measureDirect(regime) : await measureKernel(regime, r);
-        const [direct, kernel] = kernelFirst ? [second, first] : [first, second];
+        const directFirst = round % 2 === 0 ? await measureDirect(regime) : null;
+        const kernel = await measureKernel(regime, r);
+        const direct = directFirst ?? (await measureDirect(regime));
         r.direct.push(direct.bitsPerSecond);
         r.kernel.push(kernel.bitsPerSecond);
         r.drops.push(`${direct.drops}/${kernel.drops}`);

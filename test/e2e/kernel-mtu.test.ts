@@ -93,21 +93,10 @@ describe("kernel fast path, relayed path, a datagram the ChannelData header take
     const [from, to] = (await lab.peerStatus("a", "b")).pair?.localType === "relay" ? ["a", "b"] : ["b", "a"];
     const peer = () => lab.peerStatus(from, to);
     expect((await peer()).pair).toMatchObject({ localType: "relay", relayTransport: "udp" });
-    const fits = await pingCarried(
-      lab.host(from).ns,
-      lab.host(to).tunnelAddress,
-      SIZES.belowIpv6Mtu,
-      PINGS,
-      peer,
-    );
+    const [sender, receiver] = [lab.host(from), lab.host(to)];
+    const fits = await pingCarried(sender.ns, receiver.tunnelAddress, SIZES.belowIpv6Mtu, PINGS, peer);
     expect(fits.kernelTx).toBeGreaterThanOrEqual(PINGS);
-    const over = await pingCarried(
-      lab.host(from).ns,
-      lab.host(to).tunnelAddress,
-      SIZES.atIpv4Mtu,
-      PINGS,
-      peer,
-    );
+    const over = await pingCarried(sender.ns, receiver.tunnelAddress, SIZES.atIpv4Mtu, PINGS, peer);
     expect(over.tx - over.kernelTx).toBeGreaterThanOrEqual(PINGS);
     expect(over.kernelTx).toBeLessThan(PINGS);
     expect((await peer()).pathKind).toBe("relay");
