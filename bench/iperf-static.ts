@@ -15,7 +15,7 @@ import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "..
 import { waitFor } from "../test/support/wait-for.js";
 import { groupCpuSeconds, processCpuSeconds, rssBytes, tunnelboreProcesses } from "./proc-stats.js";
 import { RUN_DEFAULTS } from "./run-defaults.js";
-import { median, type PairedRatio, pairedRatio } from "./statistics.js";
+import { median, pairedRatio, pairedRatioNote } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const RUNS = 4;
@@ -125,20 +125,16 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         await pair.waitForPing();
       }
     }
-    const d = median(direct.map((x) => x.bps));
     const directBps = direct.map((x) => x.bps);
+    const d = median(directBps);
     const ratioOf = (runs: Through[]) =>
       pairedRatio(
         runs.map((x) => x.bps),
         directBps,
       );
-    const ratioNote = (r: PairedRatio) =>
-      `median of the per-run ratios; per run ${r.perRound.map((x) => x.toFixed(2)).join(", ")}; ratio of the medians ${r.ofMedians.toFixed(3)}`;
-    const [batchedRatio, dgramRatio, kernelRatio] = [through, throughDgram, kernel].map(ratioOf) as [
-      PairedRatio,
-      PairedRatio,
-      PairedRatio,
-    ];
+    const batchedRatio = ratioOf(through);
+    const dgramRatio = ratioOf(throughDgram);
+    const kernelRatio = ratioOf(kernel);
     const t = median(through.map((x) => x.bps));
     const g = median(throughDgram.map((x) => x.bps));
     const k = median(kernel.map((x) => x.bps));
@@ -160,7 +156,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         name: "iperf3 ratio Tunnelbore user space, batched / direct",
         value: batchedRatio.paired,
         unit: "x",
-        note: `target >= 0.8; ${ratioNote(batchedRatio)}`,
+        note: `target >= 0.8; ${pairedRatioNote(batchedRatio, "run")}`,
       },
       {
         name: "iperf3 TCP A -> B, through Tunnelbore user space, dgram (static)",
@@ -172,7 +168,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         name: "iperf3 ratio Tunnelbore user space, dgram / direct",
         value: dgramRatio.paired,
         unit: "x",
-        note: ratioNote(dgramRatio),
+        note: pairedRatioNote(dgramRatio, "run"),
       },
       {
         name: "iperf3 TCP A -> B, through Tunnelbore default mode (kernel fast path, static)",
@@ -184,7 +180,7 @@ export async function benchIperfStatic(): Promise<BenchRow[]> {
         name: "iperf3 ratio Tunnelbore default mode (kernel) / direct",
         value: kernelRatio.paired,
         unit: "x",
-        note: `target >= 0.95; ${ratioNote(kernelRatio)}`,
+        note: `target >= 0.95; ${pairedRatioNote(kernelRatio, "run")}`,
       },
       {
         name: "Tunnelbore CPU during iperf3, default mode (kernel)",

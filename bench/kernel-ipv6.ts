@@ -21,7 +21,7 @@ import { CLI, startTunnelbore, type TunnelboreProcess, tunnelboreDirs } from "..
 import { waitFor } from "../test/support/wait-for.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { RUN_DEFAULTS } from "./run-defaults.js";
-import { median, pairedRatio } from "./statistics.js";
+import { median, pairedRatio, pairedRatioNote } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const ROUNDS = 6;
@@ -155,7 +155,7 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
           name: `ipv6, ${regime.name}: throughput ratio kernel fast path / direct`,
           value: ratio.paired,
           unit: "x",
-          note: `median of the per-round ratios, target >= ${TARGET_RATIO}: ${ratio.paired >= TARGET_RATIO ? "met" : "missed"}; per round ${ratio.perRound.map((x) => x.toFixed(2)).join(", ")}; ratio of the medians ${ratio.ofMedians.toFixed(3)}`,
+          note: `target >= ${TARGET_RATIO}: ${ratio.paired >= TARGET_RATIO ? "met" : "missed"}; ${pairedRatioNote(ratio)}`,
         },
         {
           name: `ipv6, ${regime.name}: Tunnelbore CPU during iperf3`,

@@ -22,7 +22,7 @@ import { startWireGuard, type WireGuardInterface } from "../test/lab/wireguard.j
 import { waitFor } from "../test/support/wait-for.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { RUN_DEFAULTS } from "./run-defaults.js";
-import { median, pairedRatio } from "./statistics.js";
+import { median, pairedRatio, pairedRatioNote } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const ROUNDS = 3;
@@ -237,7 +237,7 @@ export async function benchKernelRelay(): Promise<BenchRow[]> {
         name: "relay: throughput ratio relay (kernel) / direct",
         value: ratio.paired,
         unit: "x",
-        note: `median of the per-round ratios, target >= ${TARGET_RATIO}: ${ratio.paired >= TARGET_RATIO ? "met" : "missed"}; per round ${ratio.perRound.map((x) => x.toFixed(2)).join(", ")}; ratio of the medians ${ratio.ofMedians.toFixed(3)}`,
+        note: `target >= ${TARGET_RATIO}: ${ratio.paired >= TARGET_RATIO ? "met" : "missed"}; ${pairedRatioNote(ratio)}`,
       },
       {
         name: "relay: Tunnelbore CPU during relayed iperf3, sender (a)",

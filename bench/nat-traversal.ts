@@ -30,7 +30,7 @@ import {
 } from "./nat-traversal-connect.js";
 import { startCpuProbe, tunnelboreProcesses } from "./proc-stats.js";
 import { RUN_DEFAULTS } from "./run-defaults.js";
-import { median, type PairedRatio, pairedRatio } from "./statistics.js";
+import { median, pairedRatio, pairedRatioNote } from "./statistics.js";
 import { type BenchRow, formatTable } from "./table.js";
 
 const IPERF_ROUNDS = 5;
@@ -200,7 +200,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
   await labPreflight("NAT traversal");
   const started = Date.now();
   const loadBefore = fmtLoad();
-  // Default log level (info), as a user runs it; the baseline interfaces are never ICE candidates.
+  // The CLI's defaults, as a user runs it; the baseline interfaces are never ICE candidates.
   const flags = [...RUN_DEFAULTS, "--exclude-interface", `${BASE_PREFIX}*`];
   let lab: ProductLab | null = null;
   try {
@@ -289,14 +289,9 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
     const iceMbps = median(ice!.mbps);
     const turnMbps = median(turn!.mbps);
     const kernelMbps = median(kernel!.mbps);
-    const ratioOf = (r: ThroughputResult) => pairedRatio(r.mbps, base!.mbps);
-    const ratioNote = (r: PairedRatio) =>
-      `median of the per-round ratios; per round ${fmtList(r.perRound, 2)}; ratio of the medians ${r.ofMedians.toFixed(3)}`;
-    const [iceRatio, kernelRatio, turnRatio] = [ice!, kernel!, turn!].map(ratioOf) as [
-      PairedRatio,
-      PairedRatio,
-      PairedRatio,
-    ];
+    const iceRatio = pairedRatio(ice!.mbps, base!.mbps);
+    const kernelRatio = pairedRatio(kernel!.mbps, base!.mbps);
+    const turnRatio = pairedRatio(turn!.mbps, base!.mbps);
     rows.push(
       {
         name: "nat: iperf3 TCP, WireGuard direct endpoints, no Tunnelbore (baseline)",
@@ -320,7 +315,7 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         name: "nat: throughput ratio ICE direct user space / baseline",
         value: iceRatio.paired,
         unit: "",
-        note: `target >= ${TARGET_RATIO}; ${ratioNote(iceRatio)}`,
+        note: `target >= ${TARGET_RATIO}; ${pairedRatioNote(iceRatio)}`,
       },
       {
         name: "nat: iperf3 TCP, Tunnelbore ICE direct path, default mode (kernel fast path)",
@@ -332,13 +327,13 @@ export async function benchNatTraversal(): Promise<BenchRow[]> {
         name: "nat: throughput ratio ICE direct default mode / baseline",
         value: kernelRatio.paired,
         unit: "",
-        note: `target >= ${TARGET_RATIO}; ${ratioNote(kernelRatio)}; e, f have their own EIM NATs like a, b`,
+        note: `target >= ${TARGET_RATIO}; ${pairedRatioNote(kernelRatio)}; e, f have their own EIM NATs like a, b`,
       },
       {
         name: "nat: throughput ratio TURN relay / baseline",
         value: turnRatio.paired,
         unit: "",
-        note: ratioNote(turnRatio),
+        note: pairedRatioNote(turnRatio),
       },
       {
         name: "nat: Tunnelbore CPU during ICE direct iperf3, sender (a)",

@@ -35,3 +35,9 @@ export function pairedRatio(cases: number[], baselines: number[]): PairedRatio {
   const perRound = cases.map((value, i) => value / (baselines[i] as number));
   return { perRound, paired: median(perRound), ofMedians: median(cases) / median(baselines) };
 }
+
+/** A ratio row's note: every round's ratio, and the ratio of the medians beside the median of those. */
+export function pairedRatioNote(ratio: PairedRatio, round = "round"): string {
+  const perRound = ratio.perRound.map((x) => x.toFixed(2)).join(", ");
+  return `median of the per-${round} ratios; per ${round} ${perRound}; ratio of the medians ${ratio.ofMedians.toFixed(3)}`;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { median, pairedRatio } from "../../bench/statistics.js";
+import { median, pairedRatio, pairedRatioNote } from "../../bench/statistics.js";
 
 describe("pairedRatio", () => {
   it("compares each round's two runs, so a machine that slows down mid-run does not skew the ratio", () => {
@@ -23,5 +23,13 @@ describe("pairedRatio", () => {
 
   it("refuses rounds that miss one of the two cases", () => {
     expect(() => pairedRatio([1, 2], [1])).toThrow(/every round needs both/);
+  });
+
+  it("notes every round's ratio and the ratio of the medians beside it", () => {
+    const ratio = pairedRatio([90, 100, 80], [100, 100, 100]);
+    expect(pairedRatioNote(ratio)).toBe(
+      "median of the per-round ratios; per round 0.90, 1.00, 0.80; ratio of the medians 0.900",
+    );
+    expect(pairedRatioNote(ratio, "run")).toMatch(/^median of the per-run ratios; per run 0\.90,/);
   });
 });
