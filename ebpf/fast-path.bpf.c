@@ -77,12 +77,16 @@ struct inbound_key {
 	__u16 pad;
 };
 
+/* Inbound entry flags: deliver as IPv6, from [::1]:loopback_port to [::1]:wireguard_port (ipv6.h). */
+#define IN_LOOPBACK6 1
+
 struct inbound_value {
-	__u32 loopback_addr;
+	__u32 loopback_addr; /* 0 with IN_LOOPBACK6 */
 	__u16 loopback_port;
 	__u16 wireguard_port;
 	__u32 loopback_ifindex;
-	__u32 pad;
+	__u16 flags;
+	__u16 pad;
 	__u64 packets;
 	__u64 bytes;
 	/* CLOCK_MONOTONIC ns of the latest datagram: liveness needs when, not only how many. */
@@ -172,11 +176,11 @@ static __always_inline int rewrite(struct __sk_buff *skb, __u32 saddr, __u32 dad
 }
 
 /*
- * Into lo's ingress, as from L(P) to WireGuard: an IPv4 frame to lo's own address, which is all zeros
+ * Into lo's ingress, as from L(P) to WireGuard: an IPv4 (or IPv6) frame to lo's own address, all zeros
  * (with any other destination MAC the stack would drop it as not ours). The MAC header is outside
  * skb->csum, so it is written directly whatever the checksum state.
  */
-static __always_inline int into_loopback(struct __sk_buff *skb, __u32 loopback_ifindex)
+static __always_inline int into_loopback(struct __sk_buff *skb, __u32 loopback_ifindex, __u16 proto)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -184,7 +188,7 @@ static __always_inline int into_loopback(struct __sk_buff *skb, __u32 loopback_i
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_SHOT;
 	__builtin_memset(eth, 0, 2 * ETH_ALEN);
-	eth->h_proto = bpf_htons(ETH_P_IP);
+	eth->h_proto = proto;
 	return bpf_redirect(loopback_ifindex, BPF_F_INGRESS);
 }
 
@@ -227,7 +231,7 @@ static __always_inline int fits_uplink(struct __sk_buff *skb, __u32 ifindex, __u
 	return !skb->gso_size || skb->gso_size + sizeof(struct udphdr) + ip_hlen <= mtu;
 }
 
-/* IPv6 paths: 4<->6 translation at the edges (WireGuard's side is always IPv4 loopback). */
+/* IPv6 paths: 4<->6 translation at the edges, or IPv6 end to end where WireGuard's side is [::1]. */
 #include "ipv6.h"
 
 /* WireGuard's datagram to L(P): on to the peer (or its TURN server), rewritten as the entry says. */
@@ -284,7 +288,7 @@ static __always_inline int inbound(struct __sk_buff *skb, struct inbound_value *
 	/* From a peer on this host: already in lo with a local route, as above. */
 	if (skb->ifindex == in->loopback_ifindex)
 		return TC_ACT_OK;
-	return into_loopback(skb, in->loopback_ifindex);
+	return into_loopback(skb, in->loopback_ifindex, bpf_htons(ETH_P_IP));
 }
 
 /* An IPv4 UDP datagram as the fast path reads it: addresses and ports in network byte order. */
@@ -369,7 +373,7 @@ static __always_inline int fast_path(struct __sk_buff *skb)
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_UNSPEC;
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6))
-		return inbound6(skb);
+		return fast_path6(skb);
 	struct udp4 d;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || read_udp4(skb, &d))
 		return TC_ACT_UNSPEC;
@@ -425,7 +429,7 @@ int tunnelbore_fast_path_l3(struct __sk_buff *skb)
 		}
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		struct udp6 d;
-		ours = !read_udp6_at(skb, &d, 0) && bpf_map_lookup_elem(&tb_inbound6, &d.key) != NULL;
+		ours = !read_udp6_at(skb, &d, 0) && !skb->gso_size && bpf_map_lookup_elem(&tb_inbound6, &d.key) != NULL;
 	}
 	if (!ours || !owner_alive())
 		return TC_ACT_UNSPEC;

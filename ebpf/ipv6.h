@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /*
- * IPv6 paths for the fast path (included by fast-path.bpf.c after its helpers). WireGuard's side is
- * always IPv4 loopback (L(P) is 127.x), so the datagram changes protocol at the edge:
+ * IPv6 paths for the fast path (included by fast-path.bpf.c after its helpers). Where WireGuard's side
+ * is IPv4 loopback (L(P), 127.x: a relayed path, or WireGuard without an IPv6 socket), the datagram
+ * changes protocol at the edge:
  *
  *  - outbound: WireGuard's IPv4 datagram to L(P) (ChannelData added first when relayed) becomes IPv6
  *    from the path's socket to the remote: bpf_skb_change_proto makes room after the MAC header, so
@@ -10,6 +11,11 @@
  *    mandatory in IPv6: a datagram without one stays in user space). Redirected to the next hop user
  *    space learnt from `ip route get` where it gave one (no route lookup per datagram).
  *  - inbound: the reverse, then ChannelData stripped with IPv4 offsets, then into lo as from L(P).
+ *
+ * Where it is IPv6 loopback (L6(P), [::1]:port: a plain UDP path over IPv6), nothing changes protocol:
+ * WireGuard's datagram from [::1] to L6(P) gets the path's addresses and ports (tb_outbound6lo), and the
+ * peer's gets [::1] and L6(P)'s port (an inbound entry flagged IN_LOOPBACK6). The translation cost the
+ * packaged wireguard-go, whose receiver drops at speed, 0.05-0.08 of direct (docs/decisions.md).
  */
 #ifndef TUNNELBORE_IPV6_H
 #define TUNNELBORE_IPV6_H
@@ -67,6 +73,21 @@ struct {
 	__type(key, struct inbound6_key);
 	__type(value, struct inbound_value);
 } tb_inbound6 SEC(".maps");
+
+/* L6(P): an IPv6 loopback address (always ::1 today) and port, in network byte order. */
+struct loopback6_key {
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad;
+};
+
+/* Outbound entries of plain UDP paths over IPv6 whose WireGuard side is L6(P) (no channel, no next hop). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct loopback6_key);
+	__type(value, struct outbound6_value);
+} tb_outbound6lo SEC(".maps");
 
 /* Folds a 32-bit one's complement sum into a 16-bit checksum. */
 static __always_inline __u16 csum_fold(__s64 sum)
@@ -150,7 +171,8 @@ struct udp6 {
 
 /*
  * Reads an IPv6 UDP datagram carrying a transport message or ChannelData, its IP header at `ip_off`
- * (ETH_HLEN, or 0 at an uplink without a MAC header); 0 when it is one.
+ * (ETH_HLEN, or 0 at an uplink without a MAC header); 0 when it is one. A GSO buffer is read as one
+ * datagram: inbound, the caller leaves it to the stack (a GRO'd train needs splitting first).
  */
 static __always_inline int read_udp6_at(struct __sk_buff *skb, struct udp6 *d, __u32 ip_off)
 {
@@ -163,7 +185,7 @@ static __always_inline int read_udp6_at(struct __sk_buff *skb, struct udp6 *d, _
 	if ((void *)(payload + CHANNEL_HLEN + 4) > data_end)
 		return -1;
 	/* No extension headers (fragments included): those stay with the stack. */
-	if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP || !udp->check || skb->gso_size)
+	if (ip6->version != 6 || ip6->nexthdr != IPPROTO_UDP || !udp->check)
 		return -1;
 	__u32 udp_len = bpf_ntohs(udp->len);
 	if (udp_len != bpf_ntohs(ip6->payload_len) || udp_len < sizeof(struct udphdr) + WG_TRANSPORT_MIN)
@@ -181,19 +203,96 @@ static __always_inline int read_udp6_at(struct __sk_buff *skb, struct udp6 *d, _
 	return 0;
 }
 
-/* The peer's IPv6 datagram (transport message, or ChannelData on a bound channel) -> WireGuard from L(P). */
-static __always_inline int inbound6(struct __sk_buff *skb)
+/* True when the 16 bytes are ::1. */
+static __always_inline int is_loopback6(const __u8 *addr)
 {
-	struct udp6 d;
-	if (read_udp6_at(skb, &d, IP6_OFF))
+	const __u32 *w = (const __u32 *)addr;
+	return !w[0] && !w[1] && !w[2] && w[3] == bpf_htonl(1);
+}
+
+/*
+ * Rewrites an IPv6 datagram's addresses (`to`: the new saddr then daddr; `from`: the old ones, in either
+ * order, the sum does not mind) and ports, its IPv6 header at IP6_OFF. The UDP checksum takes two
+ * updates, as in rewrite(); the fields are written directly. With CHECKSUM_COMPLETE, skb->csum needs the
+ * addresses' change added back: the helper took the pseudo-header's out of it, as IPv4 wants (there the
+ * IP header's checksum offsets the addresses), and IPv6 has no such field (bpf_csum_update: COMPLETE only).
+ */
+static __always_inline int rewrite6(struct __sk_buff *skb, const __u8 *from, const __u8 *to, __u32 ports_from,
+				    __u32 ports_to)
+{
+	__s64 diff = bpf_csum_diff((__be32 *)from, 32, (__be32 *)to, 32, 0);
+	if (diff < 0 || bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, 0, diff, BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) ||
+	    bpf_l4_csum_replace(skb, UDP6_CSUM_OFF, ports_from, ports_to, BPF_F_MARK_MANGLED_0 | 4))
+		return -1;
+	bpf_csum_update(skb, diff);
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + IP6_OFF;
+	union udp_ports *ports = data + UDP6_OFF;
+	if ((void *)(ports + 1) > data_end)
+		return -1;
+	__builtin_memcpy(&ip6->saddr, to, 32);
+	ports->word = ports_to;
+	return 0;
+}
+
+/* WireGuard's IPv6 datagram from [::1] to L6(P) (`d`): on to the peer, from the path's socket. */
+static __always_inline int outbound6_native(struct __sk_buff *skb, struct outbound6_value *out, struct udp6 *d)
+{
+	if (!owner_alive())
 		return TC_ACT_UNSPEC;
-	struct inbound6_key *key = &d.key;
-	__u32 len = d.len, udp_len = sizeof(struct udphdr) + d.len;
-	int channel = d.channel;
+	/* fits_uplink counts from an IPv4 header: 20 bytes more for IPv6's. */
+	if (!fits_uplink(skb, out->ifindex, d->len, sizeof(struct ipv6hdr) - sizeof(struct iphdr),
+			 sizeof(struct ipv6hdr)))
+		return TC_ACT_UNSPEC;
+	union udp_ports from = { .port = { d->key.remote_port, d->key.local_port } },
+			to = { .port = { out->local_port, out->remote_port } };
+	if (rewrite6(skb, d->key.local_addr, out->local_addr, from.word, to.word))
+		return TC_ACT_SHOT;
+	__sync_fetch_and_add(&out->packets, 1);
+	__sync_fetch_and_add(&out->bytes, d->len);
+	out->last_ns = tb_now();
+	/*
+	 * No next hop: the datagram carries lo's route, which a redirect with one would keep (a datagram held
+	 * while the neighbour resolves would then be sent by it and lost: fast-path.bpf.c's outbound()).
+	 * Without one, the kernel's lookup replaces it.
+	 */
+	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
+}
+
+/* The peer's datagram `d` on a plain UDP path whose WireGuard side is L6(P): into lo, from L6(P). */
+static __always_inline int inbound6_native(struct __sk_buff *skb, struct inbound_value *in, struct udp6 *d)
+{
+	if (d->channel)
+		return TC_ACT_UNSPEC;
+	/* [::1] as saddr and as daddr (on the stack: tc's loader takes no global data). */
+	__u32 loopbacks[8] = { 0, 0, 0, bpf_htonl(1), 0, 0, 0, bpf_htonl(1) };
+	union udp_ports from = { .port = { d->key.remote_port, d->key.local_port } },
+			to = { .port = { in->loopback_port, in->wireguard_port } };
+	if (rewrite6(skb, d->key.local_addr, (const __u8 *)loopbacks, from.word, to.word))
+		return TC_ACT_SHOT;
+	__sync_fetch_and_add(&in->packets, 1);
+	__sync_fetch_and_add(&in->bytes, d->len);
+	in->last_ns = tb_now();
+	if (skb->ifindex == in->loopback_ifindex)
+		return TC_ACT_OK;
+	return into_loopback(skb, in->loopback_ifindex, bpf_htons(ETH_P_IPV6));
+}
+
+/* The peer's IPv6 datagram `d` (transport message, or ChannelData on a bound channel) -> WireGuard. */
+static __always_inline int inbound6(struct __sk_buff *skb, struct udp6 *d)
+{
+	if (skb->gso_size)
+		return TC_ACT_UNSPEC;
+	struct inbound6_key *key = &d->key;
+	__u32 len = d->len, udp_len = sizeof(struct udphdr) + d->len;
+	int channel = d->channel;
 	__u16 sport = key->remote_port, dport = key->local_port;
 	struct inbound_value *in = bpf_map_lookup_elem(&tb_inbound6, key);
 	if (!in || !owner_alive())
 		return TC_ACT_UNSPEC;
+	if (in->flags & IN_LOOPBACK6)
+		return inbound6_native(skb, in, d);
 
 	/* The IPv6 pseudo-header's addresses out, L(P) and 127.0.0.1 in (lengths and protocol are alike). */
 	__u8 v6[32];
@@ -239,7 +338,31 @@ static __always_inline int inbound6(struct __sk_buff *skb)
 	__sync_fetch_and_add(&in->packets, 1);
 	__sync_fetch_and_add(&in->bytes, len);
 	in->last_ns = tb_now();
-	return into_loopback(skb, in->loopback_ifindex);
+	return into_loopback(skb, in->loopback_ifindex, bpf_htons(ETH_P_IP));
+}
+
+/*
+ * Every IPv6 datagram at a tc ingress: WireGuard's from [::1] to an L6(P) (on to the peer), else the
+ * peer's (to WireGuard). One between two [::1] endpoints is never a peer's: IPv6 peers on this host stay
+ * in user space (src/proxy/kernel-forwarder.ts), so what we deliver to WireGuard, passing lo's ingress
+ * again, costs one lookup, not two.
+ */
+static __always_inline int fast_path6(struct __sk_buff *skb)
+{
+	struct udp6 d;
+	if (read_udp6_at(skb, &d, IP6_OFF))
+		return TC_ACT_UNSPEC;
+	if (!is_loopback6(d.key.remote_addr) || !is_loopback6(d.key.local_addr))
+		return inbound6(skb, &d);
+	if (d.channel)
+		return TC_ACT_UNSPEC;
+	struct loopback6_key okey = { .port = d.key.local_port };
+	__builtin_memcpy(okey.addr, d.key.local_addr, 16);
+	struct outbound6_value *out = bpf_map_lookup_elem(&tb_outbound6lo, &okey);
+	/* Only WireGuard's own datagrams: its listen port checked as well. */
+	if (!out || d.key.remote_port != out->wireguard_port)
+		return TC_ACT_UNSPEC;
+	return outbound6_native(skb, out, &d);
 }
 
 #endif

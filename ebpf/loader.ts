@@ -15,7 +15,7 @@ import type { RawMap } from "bpf";
 import { ConfigError, RuntimeError } from "../src/errors.js";
 import type { FiveTuple } from "../src/proxy/path.js";
 import { BatchedMapReader } from "./batched-map-read.js";
-import { type MovedCounter, MovedCounterTracker } from "./moved-counters.js";
+import { type LoopbackReader, type MovedCounter, MovedCounterTracker } from "./moved-counters.js";
 
 export type { MovedCounter } from "./moved-counters.js";
 
@@ -86,7 +86,9 @@ export function fastPathObjectPath(): string {
 
 /**
  * Outbound: WireGuard's datagram to L(P) leaves from `local` to `remote` (both IPv4, or both IPv6: the
- * program translates WireGuard's IPv4 datagram then; host byte order numbers).
+ * program translates WireGuard's IPv4 datagram then; host byte order numbers). With an IPv6 loopback
+ * address (L6(P), "::1": a plain UDP path over IPv6), WireGuard's datagram is IPv6 already and is only
+ * rewritten: no channel, no next hop, never to lo.
  */
 export interface OutboundEntry extends FiveTuple {
   loopbackAddress: string;
@@ -106,7 +108,10 @@ export interface OutboundEntry extends FiveTuple {
   nextHop?: string;
 }
 
-/** Inbound: a datagram from `remote` to `local` (the entry's five-tuple, its key) reaches WireGuard from L(P). */
+/**
+ * Inbound: a datagram from `remote` to `local` (the entry's five-tuple, its key) reaches WireGuard from
+ * L(P), as IPv6 from [::1] when `loopbackAddress` is L6(P)'s ("::1"; an IPv6 remote, no channel).
+ */
 export interface InboundEntry extends FiveTuple {
   loopbackAddress: string;
   loopbackPort: number;
@@ -139,13 +144,17 @@ const INBOUND_KEY_SIZE = 16;
 const INBOUND_VALUE_SIZE = 40;
 const OUTBOUND6_VALUE_SIZE = 88;
 const INBOUND6_KEY_SIZE = 40;
+const LOOPBACK6_KEY_SIZE = 20;
 const OUT_TO_LOOPBACK = 1;
 const OUT_CHANNEL = 2;
 const OUT_NEXT_HOP = 4;
+/** On an inbound value: deliver as IPv6 from [::1]:loopback_port (ebpf/ipv6.h). */
+const IN_LOOPBACK6 = 1;
+const INBOUND_FLAGS_AT = 12;
 /** Where an IPv6 path's next hop sits in its outbound value (after the counters, which keep their offsets). */
 const OUTBOUND6_NEXT_HOP_AT = 72;
 
-/** An outbound entry's key: L(P). */
+/** An outbound entry's key: L(P), or L6(P) ("::1"). */
 export interface LoopbackKey {
   loopbackAddress: string;
   loopbackPort: number;
@@ -184,11 +193,28 @@ function writeAddress6(buf: Buffer, offset: number, address: string): void {
   });
 }
 
+/** L(P)'s key in tb_outbound and tb_outbound6, or L6(P)'s in tb_outbound6lo (an IPv6 address). */
 function outboundKey(loopbackAddress: string, loopbackPort: number): Buffer {
+  if (isIPv6(loopbackAddress)) {
+    const key = Buffer.alloc(LOOPBACK6_KEY_SIZE);
+    writeAddress6(key, 0, loopbackAddress);
+    key.writeUInt16BE(loopbackPort, 16);
+    return key;
+  }
   const key = Buffer.alloc(OUTBOUND_KEY_SIZE);
   writeAddress(key, 0, loopbackAddress);
   key.writeUInt16BE(loopbackPort, 4);
   return key;
+}
+
+/** An L6(P) address as the forwarder names it: "::1", else every group (no other is made today). */
+function formatLoopback6(bytes: Buffer, at: number): string {
+  let loopback = bytes[at + 15] === 1;
+  for (let i = 0; i < 15 && loopback; i++) loopback = bytes[at + i] === 0;
+  if (loopback) return "::1";
+  const groups: string[] = [];
+  for (let i = 0; i < 8; i++) groups.push(bytes.readUInt16BE(at + 2 * i).toString(16));
+  return groups.join(":");
 }
 
 /** A five-tuple as the program lays it out (12 bytes): the head of the inbound key and outbound value. */
@@ -258,6 +284,7 @@ export class FastPathProgram {
     private readonly inbound: RawMap,
     private readonly outbound6: RawMap,
     private readonly inbound6: RawMap,
+    private readonly outbound6lo: RawMap,
     private readonly owner: RawMap,
     private readonly reader: BatchedMapReader,
   ) {
@@ -315,6 +342,7 @@ export class FastPathProgram {
         openMap("tb_inbound", INBOUND_KEY_SIZE, INBOUND_VALUE_SIZE),
         openMap("tb_outbound6", OUTBOUND_KEY_SIZE, OUTBOUND6_VALUE_SIZE),
         openMap("tb_inbound6", INBOUND6_KEY_SIZE, INBOUND_VALUE_SIZE),
+        openMap("tb_outbound6lo", LOOPBACK6_KEY_SIZE, OUTBOUND6_VALUE_SIZE),
         openMap("tb_owner", 4, OWNER_VALUE_SIZE),
         await BatchedMapReader.create(),
       );
@@ -471,9 +499,17 @@ export class FastPathProgram {
     }
   }
 
-  /** Sets L(P)'s outbound entry (in the IPv4 or the IPv6 map, removed from the other). */
+  /**
+   * Sets L(P)'s outbound entry (in the IPv4 or the IPv6 map, removed from the other), or L6(P)'s (in
+   * tb_outbound6lo).
+   */
   setOutbound(e: OutboundEntry): void {
     const key = outboundKey(e.loopbackAddress, e.loopbackPort);
+    if (isIPv6(e.loopbackAddress)) {
+      refuseLoopback6Unless(e, !e.toLoopback && e.nextHop === undefined);
+      this.outbound6lo.set(key, outbound6Value(e, 0, undefined));
+      return;
+    }
     const nextHop = e.toLoopback ? undefined : e.nextHop;
     if (nextHop !== undefined && !(isIPv6(nextHop) && isIPv6(e.remoteAddress))) {
       throw new RuntimeError("ebpf-next-hop", `next hop ${nextHop} for ${e.remoteAddress}: IPv6 paths only`, {
@@ -484,18 +520,8 @@ export class FastPathProgram {
     const flags =
       (e.toLoopback ? OUT_TO_LOOPBACK : 0) | (e.channel ? OUT_CHANNEL : 0) | (nextHop ? OUT_NEXT_HOP : 0);
     if (isIPv6(e.remoteAddress)) {
-      const value = Buffer.alloc(OUTBOUND6_VALUE_SIZE);
-      writeAddress6(value, 0, e.localAddress);
-      writeAddress6(value, 16, e.remoteAddress);
-      value.writeUInt16BE(e.localPort, 32);
-      value.writeUInt16BE(e.remotePort, 34);
-      value.writeUInt16BE(e.wireguardPort, 36);
-      value.writeUInt16LE(flags, 38);
-      value.writeUInt32LE(e.ifindex, 40);
-      value.writeUInt16BE(e.channel ?? 0, 44);
-      if (nextHop) writeAddress6(value, OUTBOUND6_NEXT_HOP_AT, nextHop);
       this.outbound.delete(key);
-      this.outbound6.set(key, value);
+      this.outbound6.set(key, outbound6Value(e, flags, nextHop));
       return;
     }
     const value = Buffer.alloc(OUTBOUND_VALUE_SIZE);
@@ -510,12 +536,20 @@ export class FastPathProgram {
 
   deleteOutbound(loopbackAddress: string, loopbackPort: number): void {
     const key = outboundKey(loopbackAddress, loopbackPort);
+    if (isIPv6(loopbackAddress)) {
+      this.outbound6lo.delete(key);
+      return;
+    }
     this.outbound.delete(key);
     this.outbound6.delete(key);
   }
 
   outboundCounters(loopbackAddress: string, loopbackPort: number): EntryCounters | null {
     const key = outboundKey(loopbackAddress, loopbackPort);
+    if (isIPv6(loopbackAddress)) {
+      const native = this.outbound6lo.get(key);
+      return native ? counters(native, 48) : null;
+    }
     const v4 = this.outbound.get(key);
     if (v4) return counters(v4, 24);
     const v6 = this.outbound6.get(key);
@@ -524,7 +558,13 @@ export class FastPathProgram {
 
   setInbound(e: InboundEntry): void {
     const value = Buffer.alloc(INBOUND_VALUE_SIZE);
-    writeAddress(value, 0, e.loopbackAddress);
+    if (isIPv6(e.loopbackAddress)) {
+      // Only ::1 is delivered from: the program writes it, the value holds the port alone.
+      refuseLoopback6Unless(e, e.loopbackAddress === "::1");
+      value.writeUInt16LE(IN_LOOPBACK6, INBOUND_FLAGS_AT);
+    } else {
+      writeAddress(value, 0, e.loopbackAddress);
+    }
     value.writeUInt16BE(e.loopbackPort, 4);
     value.writeUInt16BE(e.wireguardPort, 6);
     value.writeUInt32LE(e.loopbackIfindex, 8);
@@ -555,10 +595,15 @@ export class FastPathProgram {
   ): { outbound: (EntryCounters | null)[]; inbound: (EntryCounters | null)[] } {
     const out = outbound.map(() => null as EntryCounters | null);
     const keys = outbound.map((k) => outboundKey(k.loopbackAddress, k.loopbackPort));
-    const all = keys.map((_, i) => i);
+    const l4: number[] = [];
+    const l6: number[] = [];
+    outbound.forEach((k, i) => {
+      (isIPv6(k.loopbackAddress) ? l6 : l4).push(i);
+    });
     // The IPv6 map first: an entry of both (never left so by setOutbound) is the IPv4 one, as outboundCounters has it.
-    this.reader.read(this.outbound6, keys, all, (v, at) => counters(v, at + 48), out);
-    this.reader.read(this.outbound, keys, all, (v, at) => counters(v, at + 24), out);
+    this.reader.read(this.outbound6, keys, l4, (v, at) => counters(v, at + 48), out);
+    this.reader.read(this.outbound, keys, l4, (v, at) => counters(v, at + 24), out);
+    this.reader.read(this.outbound6lo, keys, l6, (v, at) => counters(v, at + 48), out);
     const inb = inbound.map(() => null as EntryCounters | null);
     const v4: number[] = [];
     const v6: number[] = [];
@@ -578,10 +623,11 @@ export class FastPathProgram {
   countersMoved(full: boolean): MovedCounter[] {
     return this.movedTracker.moved(
       [
-        { map: this.outbound, direction: "outbound", loopbackIn: "key", loopbackAt: 0, countersAt: 24 },
-        { map: this.outbound6, direction: "outbound", loopbackIn: "key", loopbackAt: 0, countersAt: 48 },
-        { map: this.inbound, direction: "inbound", loopbackIn: "value", loopbackAt: 0, countersAt: 16 },
-        { map: this.inbound6, direction: "inbound", loopbackIn: "value", loopbackAt: 0, countersAt: 16 },
+        { map: this.outbound, direction: "outbound", loopback: loopbackInKey, countersAt: 24 },
+        { map: this.outbound6, direction: "outbound", loopback: loopbackInKey, countersAt: 48 },
+        { map: this.outbound6lo, direction: "outbound", loopback: loopback6InKey, countersAt: 48 },
+        { map: this.inbound, direction: "inbound", loopback: loopbackInValue, countersAt: 16 },
+        { map: this.inbound6, direction: "inbound", loopback: loopbackInValue, countersAt: 16 },
       ],
       full,
     );
@@ -617,7 +663,47 @@ export class FastPathProgram {
     this.inbound.ref.close();
     this.outbound6.ref.close();
     this.inbound6.ref.close();
+    this.outbound6lo.ref.close();
     this.owner.ref.close();
     await rm(this.pinDir, { recursive: true, force: true });
   }
 }
+
+/** An IPv6 path's outbound value (tb_outbound6's, tb_outbound6lo's): the five-tuple, flags, next hop. */
+function outbound6Value(e: OutboundEntry, flags: number, nextHop: string | undefined): Buffer {
+  const value = Buffer.alloc(OUTBOUND6_VALUE_SIZE);
+  writeAddress6(value, 0, e.localAddress);
+  writeAddress6(value, 16, e.remoteAddress);
+  value.writeUInt16BE(e.localPort, 32);
+  value.writeUInt16BE(e.remotePort, 34);
+  value.writeUInt16BE(e.wireguardPort, 36);
+  value.writeUInt16LE(flags, 38);
+  value.writeUInt32LE(e.ifindex, 40);
+  value.writeUInt16BE(e.channel ?? 0, 44);
+  if (nextHop) writeAddress6(value, OUTBOUND6_NEXT_HOP_AT, nextHop);
+  return value;
+}
+
+/** An entry at L6(P) is a plain UDP path over IPv6 (no channel), and `ok` besides; else a typed error. */
+function refuseLoopback6Unless(e: InboundEntry | OutboundEntry, ok: boolean): void {
+  if (ok && isIPv6(e.remoteAddress) && isIPv6(e.localAddress) && !e.channel) return;
+  throw new RuntimeError(
+    "ebpf-loopback6",
+    `an entry at [${e.loopbackAddress}]:${e.loopbackPort} is for plain UDP to an IPv6 remote only, from ::1 (not ${e.remoteAddress}${e.channel ? ` on channel ${e.channel}` : ""})`,
+    { loopbackAddress: e.loopbackAddress, remoteAddress: e.remoteAddress },
+  );
+}
+
+/** L(P) in an outbound key: "127.a.b.c:port". */
+const loopbackInKey: LoopbackReader = (keys, keyAt) =>
+  `${keys[keyAt]}.${keys[keyAt + 1]}.${keys[keyAt + 2]}.${keys[keyAt + 3]}:${keys.readUInt16BE(keyAt + 4)}`;
+
+/** L6(P) in tb_outbound6lo's key: "::1:port". */
+const loopback6InKey: LoopbackReader = (keys, keyAt) =>
+  `${formatLoopback6(keys, keyAt)}:${keys.readUInt16BE(keyAt + 16)}`;
+
+/** The loopback an inbound value delivers from: L(P), or L6(P) ("::1:port") when flagged. */
+const loopbackInValue: LoopbackReader = (_keys, _keyAt, values, at) =>
+  (values.readUInt16LE(at + INBOUND_FLAGS_AT) & IN_LOOPBACK6) !== 0
+    ? `::1:${values.readUInt16BE(at + 4)}`
+    : `${values[at]}.${values[at + 1]}.${values[at + 2]}.${values[at + 3]}:${values.readUInt16BE(at + 4)}`;

@@ -11,20 +11,22 @@ export interface MovedEntryCounters {
   lastNs: bigint;
 }
 
-/** An entry whose packet count moved, named by its L(P) ("127.a.b.c:port") and direction. */
+/** An entry whose packet count moved, named by its L(P) ("127.a.b.c:port", or "::1:port") and direction. */
 export interface MovedCounter {
   loopback: string;
   direction: "outbound" | "inbound";
   counters: MovedEntryCounters;
 }
 
+/** An entry's L(P) as "address:port", from its key (at keyAt) or value (at valueAt). */
+export type LoopbackReader = (keys: Buffer, keyAt: number, values: Buffer, valueAt: number) => string;
+
 /** One of the program's maps, and where its entries hold L(P) and their counters. */
 export interface CountedMap {
   map: RawMap;
   direction: "outbound" | "inbound";
-  /** L(P): 4 address bytes and a big-endian port, in the key (outbound) or the value (inbound). */
-  loopbackIn: "key" | "value";
-  loopbackAt: number;
+  /** Names the entry's L(P): read only for the entries that moved. */
+  loopback: LoopbackReader;
   /** Offset of the counters (packets, bytes, last ns: u64 each) in the value. */
   countersAt: number;
 }
@@ -122,10 +124,8 @@ export class MovedCounterTracker {
         const before = known.packetsOf(index, keys, keyAt);
         known.record(index++, keys, keyAt, packets);
         if (!full && before === packets) return;
-        const lp = counted.loopbackIn === "key" ? keyAt + counted.loopbackAt : valueAt + counted.loopbackAt;
-        const from = counted.loopbackIn === "key" ? keys : values;
         out.push({
-          loopback: `${from[lp]}.${from[lp + 1]}.${from[lp + 2]}.${from[lp + 3]}:${from.readUInt16BE(lp + 4)}`,
+          loopback: counted.loopback(keys, keyAt, values, valueAt),
           direction: counted.direction,
           counters: {
             packets: values.readBigUInt64LE(at),

@@ -18,6 +18,8 @@ const ipAddress = z.string().refine((text) => isIP(text) !== 0, "not an IP addre
 export const loopbackIPv4 = z
   .string()
   .regex(/^127\.(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){2}$/);
+/** WireGuard's side of a kernel entry: L(P) in 127.0.0.0/8, or L6(P) on ::1 (a plain UDP path over IPv6). */
+const entryLoopback = z.union([loopbackIPv4, z.literal("::1")]);
 const ifName = z.string().regex(/^[A-Za-z0-9_.=+-]{1,15}$/);
 const u32 = z.number().int().min(0).max(0xffffffff);
 const channel = z.number().int().min(0x4000).max(0x7fff).optional();
@@ -32,7 +34,7 @@ const fiveTuple = {
 const outboundEntry = z
   .object({
     ...fiveTuple,
-    loopbackAddress: loopbackIPv4,
+    loopbackAddress: entryLoopback,
     loopbackPort: port,
     wireguardPort: port,
     ifindex: z.number().int().min(1).max(0x7fffffff),
@@ -49,13 +51,13 @@ const outboundEntry = z
 const inboundFlow = z.object({ ...fiveTuple, channel });
 
 const inboundEntry = inboundFlow.extend({
-  loopbackAddress: loopbackIPv4,
+  loopbackAddress: entryLoopback,
   loopbackPort: port,
   wireguardPort: port,
   loopbackIfindex: z.number().int().min(1).max(0x7fffffff),
 });
 
-const loopbackKey = z.object({ loopbackAddress: loopbackIPv4, loopbackPort: port });
+const loopbackKey = z.object({ loopbackAddress: entryLoopback, loopbackPort: port });
 
 export const fastPathUpdateSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("setOutbound"), entry: outboundEntry }),

@@ -1,7 +1,8 @@
 // The fast path program on hand-made packets over IPv6 paths (BPF_PROG_TEST_RUN through `bpftool prog
-// run`): WireGuard's side is IPv4 loopback, so an outbound transport message becomes IPv6 from the
-// path's socket to the peer (ChannelData added first on a relayed path) and an inbound one becomes
-// IPv4 from L(P) to WireGuard, with lengths and checksums right (the UDP checksum is mandatory in IPv6).
+// run`). Where WireGuard's side is IPv4 loopback (L(P)), an outbound transport message becomes IPv6
+// from the path's socket to the peer (ChannelData added first on a relayed path) and an inbound one
+// becomes IPv4 from L(P) to WireGuard, with lengths and checksums right (the UDP checksum is mandatory
+// in IPv6). Where it is IPv6 loopback (L6(P), [::1]:port), both stay IPv6 and are only rewritten.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -32,6 +33,11 @@ const PEER = { address: "2001:db8:1::7", port: 51820 };
 const ALLOCATION = { address: "2001:db8::10", port: 50000 };
 const TURN_SERVER = { address: "2001:db8:2::3", port: 3478 };
 const CHANNEL = 0x4abc;
+/** A plain UDP path whose WireGuard side is L6(P): WireGuard at [::1], its own path and peer. */
+const WG6 = { address: "::1", port: WG.port };
+const NATIVE_LOOPBACK = { address: "::1", port: 20500 };
+const NATIVE_LOCAL = { address: "2001:db8::11", port: 40001 };
+const NATIVE_PEER = { address: "2001:db8:1::8", port: 51820 };
 /** The direct IPv6 path's next hop (a router's link-local address, as `ip route get` names it). */
 const NEXT_HOP6 = "fe80::1";
 const OUT_NEXT_HOP = 4;
@@ -61,6 +67,9 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     const ipv4 = entry(IPV4_LOOPBACK, { address: "192.0.2.10", port: 40000 }, IPV4_PEER);
     // The relayed path without a next hop: the redirect looks the route up, as before next hops. The
     // uplink is lo (ifindex 1), whose MTU any datagram here fits (the MTU: kernel-mtu-packets.test.ts).
+    const native = entry(NATIVE_LOOPBACK, NATIVE_LOCAL, NATIVE_PEER);
+    program.setOutbound({ ...native, ifindex: 1, toLoopback: false });
+    program.setInbound({ ...native, loopbackIfindex: 99 });
     for (const e of [direct, relayed, ipv4]) {
       program.setOutbound({
         ...e,
@@ -131,6 +140,119 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
       expect(i.payload.equals(message)).toBe(true);
     });
   }
+
+  for (const length of [32, 1452]) {
+    it(`outbound from L6(P): WireGuard's IPv6 datagram (${length}-byte message) is only rewritten`, async () => {
+      const message = transport(length);
+      const { verdict, output } = await run(frame(WG6, NATIVE_LOOPBACK, message));
+      expect(verdict).toBe(TC_ACT_REDIRECT);
+      const p = parse(output);
+      expect(p).toMatchObject({
+        version: 6,
+        from: NATIVE_LOCAL,
+        to: NATIVE_PEER,
+        udpChecksumOk: true,
+        lengthsOk: true,
+      });
+      expect(p.payload.equals(message)).toBe(true);
+      expect(output.length).toBe(frame(WG6, NATIVE_LOOPBACK, message).length);
+    });
+
+    it(`inbound to L6(P): the peer's IPv6 datagram (${length}-byte message) reaches WireGuard from [::1]`, async () => {
+      const message = transport(length);
+      const { verdict, output } = await run(frame(NATIVE_PEER, NATIVE_LOCAL, message));
+      expect(verdict).toBe(TC_ACT_REDIRECT);
+      const p = parse(output);
+      expect(p).toMatchObject({
+        version: 6,
+        from: NATIVE_LOOPBACK,
+        to: WG6,
+        udpChecksumOk: true,
+        lengthsOk: true,
+      });
+      expect(p.payload.equals(message)).toBe(true);
+    });
+  }
+
+  it("counts L6(P)'s datagrams, and names its entries [::1] when asked what moved", async () => {
+    program.countersMoved(true);
+    const out = program.outboundCounters(NATIVE_LOOPBACK.address, NATIVE_LOOPBACK.port);
+    const flow = {
+      localAddress: NATIVE_LOCAL.address,
+      localPort: NATIVE_LOCAL.port,
+      remoteAddress: NATIVE_PEER.address,
+      remotePort: NATIVE_PEER.port,
+    };
+    const inb = program.inboundCounters(flow);
+    await run(frame(WG6, NATIVE_LOOPBACK, transport(100)));
+    await run(frame(NATIVE_PEER, NATIVE_LOCAL, transport(100)));
+    expect(program.outboundCounters(NATIVE_LOOPBACK.address, NATIVE_LOOPBACK.port)?.packets).toBe(
+      (out?.packets ?? -1n) + 1n,
+    );
+    expect(program.inboundCounters(flow)?.packets).toBe((inb?.packets ?? -1n) + 1n);
+    const moved = program.countersMoved(false).map((m) => `${m.direction} ${m.loopback}`);
+    expect(moved.sort()).toEqual(["inbound ::1:20500", "outbound ::1:20500"]);
+    const many = program.countersMany(
+      [{ loopbackAddress: "::1", loopbackPort: NATIVE_LOOPBACK.port }],
+      [flow],
+    );
+    expect(many.outbound[0]?.packets).toBe((out?.packets ?? -1n) + 1n);
+    expect(many.inbound[0]?.packets).toBe((inb?.packets ?? -1n) + 1n);
+  });
+
+  const notOursAtL6: Array<[string, Buffer]> = [
+    [
+      "WireGuard's datagram to L6(P) from another port",
+      frame({ ...WG6, port: 51821 }, NATIVE_LOOPBACK, transport(100)),
+    ],
+    [
+      "a datagram to a [::1] port without an entry",
+      frame(WG6, { ...NATIVE_LOOPBACK, port: 20501 }, transport(100)),
+    ],
+    [
+      "a handshake to L6(P)",
+      frame(WG6, NATIVE_LOOPBACK, Buffer.concat([Buffer.from([1, 0, 0, 0]), Buffer.alloc(144)])),
+    ],
+    [
+      "what the program delivered to WireGuard, passing lo again",
+      frame(NATIVE_LOOPBACK, WG6, transport(100)),
+    ],
+    [
+      "ChannelData for a flow whose entry is L6(P)'s",
+      frame(NATIVE_PEER, NATIVE_LOCAL, channelData(CHANNEL, transport(100))),
+    ],
+  ];
+  for (const [what, input] of notOursAtL6) {
+    it(`passes ${what} on unchanged`, async () => {
+      const { verdict, output } = await run(input);
+      expect(verdict).toBe(TC_ACT_UNSPEC);
+      expect(output.equals(input)).toBe(true);
+    });
+  }
+
+  it("refuses an L6(P) entry for anything but plain UDP to an IPv6 remote", () => {
+    const e = {
+      loopbackAddress: "::1",
+      loopbackPort: 20502,
+      localAddress: NATIVE_LOCAL.address,
+      localPort: NATIVE_LOCAL.port,
+      remoteAddress: NATIVE_PEER.address,
+      remotePort: NATIVE_PEER.port,
+      wireguardPort: WG.port,
+      ifindex: 1,
+      toLoopback: false,
+    };
+    expect(() => program.setOutbound({ ...e, channel: CHANNEL })).toThrow(/plain UDP to an IPv6 remote/);
+    expect(() => program.setOutbound({ ...e, nextHop: NEXT_HOP6 })).toThrow(/plain UDP to an IPv6 remote/);
+    expect(() => program.setOutbound({ ...e, toLoopback: true })).toThrow(/plain UDP to an IPv6 remote/);
+    const ipv4 = { ...e, localAddress: "192.0.2.10", remoteAddress: IPV4_PEER.address };
+    expect(() => program.setOutbound(ipv4)).toThrow(/plain UDP to an IPv6 remote/);
+    expect(() => program.setInbound({ ...ipv4, loopbackIfindex: 1 })).toThrow(/plain UDP to an IPv6 remote/);
+    expect(() => program.setInbound({ ...e, loopbackAddress: "::2", loopbackIfindex: 1 })).toThrow(
+      /plain UDP to an IPv6 remote/,
+    );
+    expect(program.outboundCounters("::1", 20502)).toBeNull();
+  });
 
   // lo's egress program: the outbound translation only, while the datagram is WireGuard's socket's.
   const runEgress = (input: Buffer) => runProgram(program.egressProgramPath, dir, input);

@@ -47,8 +47,8 @@ function setup() {
   const counted: CountedMap = {
     map: fake.raw,
     direction: "outbound",
-    loopbackIn: "key",
-    loopbackAt: 0,
+    loopback: (keys, at) =>
+      `${keys[at]}.${keys[at + 1]}.${keys[at + 2]}.${keys[at + 3]}:${keys.readUInt16BE(at + 4)}`,
     countersAt: 0,
   };
   const moved = (full = false) =>
