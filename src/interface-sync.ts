@@ -37,8 +37,11 @@ export interface InterfaceSyncOptions {
 export interface SyncedPeers {
   /** Follows the interface's fwmark and listen port before the peers; false while there is no data plane. */
   follow(info: WireGuardInterfaceInfo): Promise<boolean>;
-  /** The peer's Peer and L(P) ("127.a.b.c:port"), made when new (WireGuard's endpoint is a hint for L(P)). */
-  ensure(wireguard: WireGuardPeerInfo): Promise<{ peer: Peer; loopback: string }>;
+  /**
+   * The peer's Peer, L(P) ("127.a.b.c:port") and L6(P) ("[::1]:port", while bound), made when new
+   * (WireGuard's endpoint is a hint for them).
+   */
+  ensure(wireguard: WireGuardPeerInfo): Promise<{ peer: Peer; loopback: string; loopback6: string | null }>;
   remove(publicKey: string): void;
   /** Many peers are about to be set up (true), or that is done: each one's lines at debug meanwhile. */
   bulk(on: boolean): void;
@@ -49,8 +52,8 @@ export interface SyncedPeers {
   has(publicKey: string): boolean;
   /** Opens the peer's static path when the endpoint is new or changed. */
   setStaticPath(peer: Peer, endpoint: Endpoint | undefined): Promise<void>;
-  /** The peer's L(P) as "127.a.b.c:port", if it is held. */
-  loopbackOf(publicKey: string): string | null;
+  /** The peer's L(P) as "127.a.b.c:port" and L6(P) as "[::1]:port", those held: WireGuard's endpoints of ours. */
+  loopbacksOf(publicKey: string): string[];
   /** Every peer of this read is applied. Answers how many peers went dormant meanwhile (lazy peers). */
   applied(info: WireGuardInterfaceInfo, changed: ReadChanges): number;
 }
@@ -263,9 +266,11 @@ export class InterfaceSync {
     await this.syncing;
   }
 
-  /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P). */
+  /** Gives WireGuard back the real endpoints we replaced, where it still points at our L(P) (or L6(P)). */
   restoreEndpoints(): Promise<number> {
-    return this.ops.restoreEndpoints((key, endpoint) => endpoint === this.peers.loopbackOf(key));
+    return this.ops.restoreEndpoints(
+      (key, endpoint) => endpoint !== null && this.peers.loopbacksOf(key).includes(endpoint),
+    );
   }
 
   private async apply(info: WireGuardInterfaceInfo): Promise<void> {
@@ -396,11 +401,13 @@ export class InterfaceSync {
    * at L(P) (`apply` does it, in a batch).
    */
   private async applyPeer(wireguard: WireGuardPeerInfo): Promise<{ peer: Peer; takeover: Takeover | null }> {
-    const { peer, loopback } = await this.peers.ensure(wireguard);
+    const { peer, loopback, loopback6 } = await this.peers.ensure(wireguard);
     const real = realEndpointOf(wireguard);
     // Released (wg-quick's PreDown before SaveConfig): WireGuard keeps its real endpoints for now.
     const manage = this.options.manageEndpoints && !this.released;
-    if (wireguard.endpoint === loopback) peer.onEndpointOurs();
+    // L6(P) is ours too: WireGuard learnt it from our datagrams (its path is IPv6), and keeps it.
+    if (wireguard.endpoint === loopback || (loopback6 !== null && wireguard.endpoint === loopback6))
+      peer.onEndpointOurs();
     // A peer WireGuard itself roams back to (it reaches WireGuard's port directly) is left alone.
     else if (manage && (real === null || peer.onEndpointElsewhere(real, wireguard.rxBytes))) {
       return { peer, takeover: { wireguard, loopback, real } };

@@ -25,6 +25,7 @@ import { type Endpoint, formatEndpoint, parseEndpoint } from "./proxy/endpoint.j
 import { chooseKernelFastPath, type KernelFastPathSetting } from "./proxy/kernel-fast-path-choice.js";
 import type { KernelForwarder } from "./proxy/kernel-forwarder.js";
 import { LivenessMonitor, type LivenessOptions } from "./proxy/liveness.js";
+import { loopbackEndpointText } from "./proxy/loopback-address.js";
 import { StaticPath } from "./proxy/static-path.js";
 import { StaticSockets } from "./proxy/static-sockets.js";
 import { WireGuardProxy } from "./proxy/wireguard-proxy.js";
@@ -484,9 +485,12 @@ export class Tunnelbore {
       count: () => this.peers.size,
       has: (key) => this.peers.has(key),
       setStaticPath: (peer, endpoint) => this.setStaticPath(peer, endpoint),
-      loopbackOf: (key) => {
+      loopbacksOf: (key) => {
         const data = this.proxy?.peer(key);
-        return data ? `${data.loopback.address}:${data.loopback.port}` : null;
+        if (!data) return [];
+        return data.loopback6
+          ? [loopbackEndpointText(data.loopback), loopbackEndpointText(data.loopback6)]
+          : [loopbackEndpointText(data.loopback)];
       },
       applied: (info, changed) => {
         // Idleness rides on this periodic read: one pass, no timer of its own (src/peer/idle-sweep.ts);
@@ -528,7 +532,9 @@ export class Tunnelbore {
   }
 
   /** The one place a peer comes: its L(P) (WireGuard's endpoint first, what the run before held) and Peer. */
-  private async ensurePeer(wireguard: WireGuardPeerInfo): Promise<{ peer: Peer; loopback: string }> {
+  private async ensurePeer(
+    wireguard: WireGuardPeerInfo,
+  ): Promise<{ peer: Peer; loopback: string; loopback6: string | null }> {
     const proxy = this.proxy;
     if (!proxy) throw new RuntimeError("not-started", "a peer before the data plane is up");
     const { publicKey, endpoint } = wireguard;
@@ -544,7 +550,8 @@ export class Tunnelbore {
       const quietMs = Date.now() - latestHandshake * 1000;
       if (latestHandshake > 0 && quietMs >= WIREGUARD_SESSION_MS) peer.onCreatedQuiet(quietMs);
     }
-    return { peer, loopback: `${data.loopback.address}:${data.loopback.port}` };
+    const loopback6 = data.loopback6 ? loopbackEndpointText(data.loopback6) : null;
+    return { peer, loopback: loopbackEndpointText(data.loopback), loopback6 };
   }
 
   /** Opens a static path when the peer's real endpoint is new or changed; the peer owns it from then on. */

@@ -156,7 +156,8 @@ export function formatStatus(report: StatusReport): string {
     p.state,
     p.kernelFastPath ? `${p.remote ?? "-"} (kernel)` : (p.remote ?? "-"),
     formatPair(p.pair),
-    p.loopback,
+    // Where WireGuard hears the peer from, as `wg show` lists it.
+    p.wireguardHearsLoopback6 && p.loopback6 ? p.loopback6 : p.loopback,
     p.rttMs === null ? "-" : `${p.rttMs} ms`,
     ago(p.lastHandshake),
     bytes(p.txBytes),

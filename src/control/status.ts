@@ -5,6 +5,7 @@ import { formatPeerState } from "../peer/peer-state.js";
 import type { PrivilegeStatus } from "../privsep/privilege-status.js";
 import type { DropCounters } from "../proxy/counters.js";
 import type { ForwardingStatus } from "../proxy/kernel-fast-path-choice.js";
+import { loopbackEndpointText } from "../proxy/loopback-address.js";
 import type { ProxyPeer } from "../proxy/proxy-peer.js";
 import type { TunnelBypassStatus } from "../wg/tunnel-bypass.js";
 import type { WireGuardSocketStatus } from "../wg/wireguard-sockets.js";
@@ -16,7 +17,14 @@ export interface PeerStatus {
   /** "direct", "relay", "static", or null while no path exists. */
   pathKind: string | null;
   remote: string | null;
+  /** L(P), "127.a.b.c:port": the endpoint WireGuard is pointed at. */
   loopback: string;
+  /**
+   * L6(P), "[::1]:port", once bound (a plain UDP path over IPv6 carried by the kernel); null before.
+   * While `wireguardHearsLoopback6`, WireGuard hears the peer from it, and `wg show` lists it.
+   */
+  loopback6: string | null;
+  wireguardHearsLoopback6: boolean;
   rttMs: number | null;
   /** Unix seconds of WireGuard's latest handshake with the peer, 0 when never. */
   lastHandshake: number;
@@ -89,7 +97,9 @@ export function peerStatusOf(
     state: formatPeerState(peer.state),
     pathKind: path?.kind ?? null,
     remote: path?.remote ?? null,
-    loopback: `${data.loopback.address}:${data.loopback.port}`,
+    loopback: loopbackEndpointText(data.loopback),
+    loopback6: data.loopback6 ? loopbackEndpointText(data.loopback6) : null,
+    wireguardHearsLoopback6: data.deliversFrom6,
     rttMs: more.rttMs === null ? data.handshakeRttMs : Math.round(more.rttMs * 10) / 10,
     lastHandshake: peer.lastHandshake,
     txBytes: data.traffic.txBytes,

@@ -3,10 +3,12 @@ import { isIP } from "node:net";
 import { release as osRelease } from "node:os";
 import { promisify } from "node:util";
 import { monotonicNs as monotonicNow } from "../../ebpf/instances.js";
+import type { EntryCounters } from "../../ebpf/loader.js";
 import type { Logger } from "../log.js";
 import type { FastPathControl } from "../privsep/privileged-ops.js";
 import type { RoutePrefix } from "../wg/route-prefix.js";
 import { KernelRouteBatcher, kernelRouteOf, type RouteAnswer, readLink } from "./kernel-route-batch.js";
+import type { LoopbackAddress } from "./loopback-address.js";
 import { type FiveTuple, type PeerPath, sameFiveTuple, unmappedIpv4 } from "./path.js";
 import type { ProxyPeer } from "./proxy-peer.js";
 import { RemoteIndex } from "./remote-index.js";
@@ -109,8 +111,15 @@ interface Installed extends FiveTuple {
   /** The next hop given to the redirect (from the same route answer as ifindex); undefined: none. */
   nextHop: string | undefined;
   wireguardPort: number;
+  /** Where WireGuard hears the peer from: L(P), or L6(P) on a plain UDP path over IPv6. */
   loopbackAddress: string;
   loopbackPort: number;
+  /**
+   * With L6(P): L(P), whose outbound entry (translating) stays too, as WireGuard sends there until it
+   * hears from L6(P). Null otherwise.
+   */
+  alsoFrom: LoopbackAddress | null;
+  /** The outbound entries' counts together (both, with `alsoFrom`). */
   sentPackets: bigint;
   sentBytes: bigint;
   receivedPackets: bigint;
@@ -132,6 +141,11 @@ export class KernelForwarder {
   private readonly installed = new Map<ProxyPeer, Installed>();
   /** Bumped at every update of a peer: a slower, older update never overwrites a newer one. */
   private readonly generations = new Map<ProxyPeer, number>();
+  /**
+   * The last generation given out, forwarder-wide: a peer removed and updated again never gets a number
+   * an update still under way from before its removal holds.
+   */
+  private generation = 0;
   private readonly timer: NodeJS.Timeout;
   private wireguardPort = 0;
   /**
@@ -160,6 +174,8 @@ export class KernelForwarder {
   /** Peers without entries whose install was asked for during a bulk: installed after it. */
   private readonly deferred = new Set<ProxyPeer>();
   private draining = false;
+  /** The peer's L6(P), bound on first use (WireGuardProxy.loopback6); unset: every path keeps L(P). */
+  private loopback6: ((peer: ProxyPeer) => Promise<LoopbackAddress | null>) | null = null;
 
   constructor(
     private readonly program: FastPathControl,
@@ -174,6 +190,14 @@ export class KernelForwarder {
   ) {
     this.timer = setInterval(() => this.poll(), POLL_MS);
     this.timer.unref();
+  }
+
+  /**
+   * Where a peer's L6(P) comes from. A plain UDP path over IPv6 then has WireGuard's side on [::1] as
+   * well: WireGuard sends IPv6, and the program rewrites addresses instead of translating (ebpf/ipv6.h).
+   */
+  useLoopback6(source: (peer: ProxyPeer) => Promise<LoopbackAddress | null>): void {
+    this.loopback6 = source;
   }
 
   /** True while the peer's transport data goes through the kernel. */
@@ -223,7 +247,7 @@ export class KernelForwarder {
   update(peer: ProxyPeer): Promise<void> {
     if (this.bulk && !this.installed.has(peer)) {
       // Also makes an install still under way for an older path give up.
-      this.generations.set(peer, (this.generations.get(peer) ?? 0) + 1);
+      this.generations.set(peer, ++this.generation);
       this.deferred.add(peer);
       return Promise.resolve();
     }
@@ -233,7 +257,7 @@ export class KernelForwarder {
 
   /** `bulk`: part of a bulk (asked during one, or deferred from one): installed quiet, logged at debug. */
   private async apply(peer: ProxyPeer, bulk: boolean): Promise<void> {
-    const generation = (this.generations.get(peer) ?? 0) + 1;
+    const generation = ++this.generation;
     this.generations.set(peer, generation);
     const route = kernelFlowOf(peer.path);
     if (!route || this.wireguardPort === 0) {
@@ -264,8 +288,20 @@ export class KernelForwarder {
       return;
     }
     const localAddress = route.localAddress ?? kernelRoute.source;
+    // A plain UDP path over IPv6: WireGuard's side on [::1] too, where it can be (no translation).
+    let loopback: LoopbackAddress = peer.loopback;
+    if (ipv6 && route.channel === 0 && this.loopback6) {
+      const native = await this.loopback6(peer).catch((err: unknown) => {
+        this.options.logger.debug({ err, peer: peer.publicKey }, "no IPv6 loopback: L(P) translates");
+        return null;
+      });
+      if (this.generations.get(peer) !== generation) return;
+      if (native) loopback = native;
+    }
+    const native6 = loopback !== peer.loopback;
     // IPv6 paths only (ebpf/ipv6.h: their redirect then skips its route lookup; an IPv4 path's cannot
-    // yet, ebpf/fast-path.bpf.c), and only an IPv6 one. (An IPv6 path into lo was left above.)
+    // yet, ebpf/fast-path.bpf.c), and only an IPv6 one, for L(P)'s translating entry: a datagram from
+    // [::1] to L6(P) carries lo's route, which a next hop would keep. (An IPv6 path into lo was left above.)
     const nextHop =
       (this.options.nextHops ?? NEXT_HOPS_SAFE) &&
       ipv6 &&
@@ -277,8 +313,9 @@ export class KernelForwarder {
       ifindex: kernelRoute.ifindex,
       nextHop,
       wireguardPort: this.wireguardPort,
-      loopbackAddress: peer.loopback.address,
-      loopbackPort: peer.loopback.port,
+      loopbackAddress: loopback.address,
+      loopbackPort: loopback.port,
+      alsoFrom: native6 ? peer.loopback : null,
       localAddress,
       localPort: route.localPort,
       remoteAddress: route.remoteAddress,
@@ -298,6 +335,8 @@ export class KernelForwarder {
       current.nextHop === next.nextHop &&
       current.wireguardPort === next.wireguardPort &&
       current.channel === next.channel &&
+      current.loopbackAddress === next.loopbackAddress &&
+      current.loopbackPort === next.loopbackPort &&
       sameFiveTuple(current, next)
     ) {
       return;
@@ -306,9 +345,24 @@ export class KernelForwarder {
     // What the entry it replaces carried after its last read is never read: not known either.
     if (current) next.knownAt = current.knownAt;
     const channel = next.channel || undefined;
-    this.program.setOutbound({ ...next, toLoopback, channel });
+    // Native, WireGuard's datagrams to L6(P) are only rewritten: no next hop (ebpf/ipv6.h says why).
+    this.program.setOutbound({ ...next, toLoopback, channel, nextHop: native6 ? undefined : nextHop });
+    if (next.alsoFrom) {
+      const { address, port } = next.alsoFrom;
+      this.program.setOutbound({
+        ...next,
+        loopbackAddress: address,
+        loopbackPort: port,
+        toLoopback,
+        channel,
+        nextHop,
+      });
+      this.byLoopback.set(`${address}:${port}`, peer);
+    }
     this.program.setInbound({ ...next, loopbackIfindex: toLoopback ? kernelRoute.ifindex : 1, channel });
     this.installed.set(peer, next);
+    // User space delivers handshakes from where the kernel delivers data: WireGuard's endpoint stays put.
+    peer.deliversFrom6 = native6;
     if (bulk) next.activeAt = 0;
     else this.active.add(peer);
     this.byLoopback.set(`${next.loopbackAddress}:${next.loopbackPort}`, peer);
@@ -320,6 +374,7 @@ export class KernelForwarder {
         remote: `${route.remoteAddress}:${route.remotePort}`,
         ...(nextHop ? { nextHop } : {}),
         ...(next.channel ? { channel: next.channel } : {}),
+        ...(native6 ? { loopback6: `[${loopback.address}]:${loopback.port}` } : {}),
       },
       "kernel fast path on",
     );
@@ -354,7 +409,7 @@ export class KernelForwarder {
   /** Removes the peer's entries (folding in their last counts). */
   remove(peer: ProxyPeer): void {
     this.deferred.delete(peer);
-    this.generations.set(peer, (this.generations.get(peer) ?? 0) + 1);
+    this.generations.set(peer, ++this.generation);
     this.uninstall(peer);
     this.generations.delete(peer);
     this.remotes.delete(peer);
@@ -373,9 +428,15 @@ export class KernelForwarder {
     this.collect(peer, entry);
     this.installed.delete(peer);
     this.active.delete(peer);
+    peer.deliversFrom6 = false;
     const loopback = `${entry.loopbackAddress}:${entry.loopbackPort}`;
     if (this.byLoopback.get(loopback) === peer) this.byLoopback.delete(loopback);
     this.program.deleteOutbound(entry.loopbackAddress, entry.loopbackPort);
+    if (entry.alsoFrom) {
+      const { address, port } = entry.alsoFrom;
+      if (this.byLoopback.get(`${address}:${port}`) === peer) this.byLoopback.delete(`${address}:${port}`);
+      this.program.deleteOutbound(address, port);
+    }
     this.program.deleteInbound({ ...entry, channel: entry.channel || undefined });
     this.options.logger[this.bulk ? "debug" : "info"]({ peer: peer.publicKey }, "kernel fast path off");
   }
@@ -383,7 +444,7 @@ export class KernelForwarder {
   /** Folds the kernel's counts since the last look into the peer's. */
   private collect(peer: ProxyPeer, entry: Installed): void {
     const now = Date.now();
-    const out = this.program.outboundCounters(entry.loopbackAddress, entry.loopbackPort);
+    const out = this.outboundCounts(entry);
     if (out && out.packets > entry.sentPackets) {
       const packets = Number(out.packets - entry.sentPackets);
       const bytes = Number(out.bytes - entry.sentBytes);
@@ -414,6 +475,24 @@ export class KernelForwarder {
       peer.path?.kernelTraffic?.(0, packets);
     }
     entry.knownAt = Math.max(entry.knownAt, Math.min(out?.readAt ?? now, inb?.readAt ?? now));
+  }
+
+  /** The entry's outbound counts: one entry's, or with `alsoFrom` both together (null: neither read). */
+  private outboundCounts(entry: Installed): EntryCounters | null {
+    const out = this.program.outboundCounters(entry.loopbackAddress, entry.loopbackPort);
+    if (!entry.alsoFrom) return out;
+    const also = this.program.outboundCounters(entry.alsoFrom.address, entry.alsoFrom.port);
+    if (!out || !also) return out ?? also;
+    return {
+      packets: out.packets + also.packets,
+      bytes: out.bytes + also.bytes,
+      lastNs: out.lastNs > also.lastNs ? out.lastNs : also.lastNs,
+      ...(out.readAt !== undefined || also.readAt !== undefined
+        ? {
+            readAt: Math.min(out.readAt ?? Number.POSITIVE_INFINITY, also.readAt ?? Number.POSITIVE_INFINITY),
+          }
+        : {}),
+    };
   }
 
   /** Polls until the next that reads the quiet entries too (0: this one). */

@@ -81,42 +81,87 @@ function* loopbackCandidateSequence(publicKey: Uint8Array, portBase: number): Ge
   }
 }
 
-/** Assigns L(P) to peers deterministically, from loopbackCandidates, skipping what our peers hold. */
+/** L6(P)'s address: lo's only IPv6 address without configuration, so peers differ by port alone. */
+export const LOOPBACK6_ADDRESS = "::1";
+/**
+ * The ports L6(P) takes: below Linux's ephemeral range (32768-60999), where other programs' sockets
+ * rarely sit. On ports alone collisions between peers are common; the fallbacks take them.
+ */
+export const LOOPBACK6_PORT_LOW = 20480;
+export const LOOPBACK6_PORT_SPAN = 12288;
+
+/**
+ * The ports a peer's L6(P) may take on [::1], in the order they are tried: MAX_LOOPBACK_CANDIDATES,
+ * each derived from the key, as stable across restarts as L(P)'s.
+ */
+function* loopback6CandidateSequence(publicKey: Uint8Array): Generator<LoopbackAddress> {
+  for (let i = 0; i < MAX_LOOPBACK_CANDIDATES; i++) {
+    const digest = createHash("sha256")
+      .update("tunnelbore loopback6 v1")
+      .update(publicKey)
+      .update(Uint8Array.of(i))
+      .digest();
+    yield {
+      address: LOOPBACK6_ADDRESS,
+      port: LOOPBACK6_PORT_LOW + (digest.readUInt16BE(0) % LOOPBACK6_PORT_SPAN),
+    };
+  }
+}
+
+/** The endpoint WireGuard shows for a loopback address: "127.a.b.c:port", or "[::1]:port". */
+export function loopbackEndpointText(where: LoopbackAddress): string {
+  return where.address.includes(":") ? `[${where.address}]:${where.port}` : `${where.address}:${where.port}`;
+}
+
+/**
+ * Assigns L(P) (or, made with `family` 6, L6(P)) to peers deterministically, from their candidates,
+ * skipping what our peers hold.
+ */
 export class LoopbackAllocator {
   private readonly taken = new Set<string>();
+  private readonly sequence: (publicKey: Uint8Array) => Generator<LoopbackAddress>;
+  /** What every candidate's endpoint text starts with: a `preferred` without it is not one of them. */
+  private readonly ownPrefix: string;
 
-  constructor(readonly portBase = DEFAULT_LOOPBACK_PORT_BASE) {}
+  constructor(
+    readonly portBase = DEFAULT_LOOPBACK_PORT_BASE,
+    family: 4 | 6 = 4,
+  ) {
+    this.sequence =
+      family === 4 ? (key) => loopbackCandidateSequence(key, portBase) : loopback6CandidateSequence;
+    this.ownPrefix = family === 4 ? "127." : `[${LOOPBACK6_ADDRESS}]:`;
+  }
 
   /**
    * Candidates in the order they should be tried; the caller binds and `claim`s the first that works.
-   * `preferred` ("a.b.c.d:port", WireGuard's endpoint for the peer) goes first when it is one of them:
-   * the L(P) a previous run held, whatever order peers are set up in now.
+   * `preferred` (WireGuard's endpoint for the peer, "a.b.c.d:port" or "[::1]:port") goes first when it
+   * is one of them: the L(P) a previous run held, whatever order peers are set up in now.
    */
   *candidates(publicKey: Uint8Array, preferred?: string | null): Generator<LoopbackAddress> {
-    const sequence = loopbackCandidateSequence(publicKey, this.portBase);
+    const sequence = this.sequence(publicKey);
     // Derived only as far as needed: up to `preferred` when it may be one of them (every candidate is a
-    // 127.a.b.c; a real endpoint is not), else up to a free one.
+    // 127.a.b.c, or on [::1]; a real endpoint is not), else up to a free one.
     const before: LoopbackAddress[] = [];
-    if (preferred?.startsWith("127.")) {
+    if (preferred?.startsWith(this.ownPrefix)) {
       // next() rather than for-of: leaving a for-of would close the sequence.
       for (let next = sequence.next(); !next.done; next = sequence.next()) {
         const where = next.value;
-        if (`${where.address}:${where.port}` === preferred) {
+        if (loopbackEndpointText(where) === preferred) {
           if (!this.taken.has(preferred)) yield where;
           break;
         }
         before.push(where);
       }
     }
-    for (const where of before) if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
-    for (const where of sequence) if (!this.taken.has(`${where.address}:${where.port}`)) yield where;
+    for (const where of before) if (!this.taken.has(loopbackEndpointText(where))) yield where;
+    for (const where of sequence) if (!this.taken.has(loopbackEndpointText(where))) yield where;
   }
 
   claim(where: LoopbackAddress): void {
-    this.taken.add(`${where.address}:${where.port}`);
+    this.taken.add(loopbackEndpointText(where));
   }
 
   release(where: LoopbackAddress): void {
-    this.taken.delete(`${where.address}:${where.port}`);
+    this.taken.delete(loopbackEndpointText(where));
   }
 }

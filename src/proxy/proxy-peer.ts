@@ -5,7 +5,7 @@ import type { HeldData } from "./held-data.js";
 import type { LoopbackAddress } from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 
-/** Data-plane state of one peer: its loopback socket L(P), its current path and its counters. */
+/** Data-plane state of one peer: its loopback sockets (L(P), L6(P)), its current path and its counters. */
 export class ProxyPeer {
   readonly mac1: Mac1Key;
   path: PeerPath | null = null;
@@ -45,6 +45,19 @@ export class ProxyPeer {
   lastResponseAt = 0;
   /** Time from the last initiation sent to the response that followed, in ms (null until measured). */
   handshakeRttMs: number | null = null;
+  /**
+   * L6(P), [::1]:port, and its socket: bound the first time the kernel fast path carries a plain UDP path
+   * over IPv6 for the peer (WireGuardProxy.loopback6), then kept, as WireGuard may send to it until it
+   * hears from L(P) again. Null until then, and wherever it cannot be used.
+   */
+  loopback6: LoopbackAddress | null = null;
+  socket6: BatchedUdpSocket | null = null;
+  /**
+   * The peer's datagrams reach WireGuard from L6(P), not L(P): set with the kernel's entries that
+   * deliver from it (KernelForwarder), so that user space (handshakes) and the kernel (data) agree and
+   * WireGuard's endpoint stays put.
+   */
+  deliversFrom6 = false;
   /** The path callback, made once per peer so switching paths allocates nothing new. */
   deliverInbound: ((datagram: Buffer) => void) | undefined;
 

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { ConfigError, RuntimeError } from "../errors.js";
 import type { Logger } from "../log.js";
+import { listensOnIpv6Loopback } from "../wg/ipv6-listen.js";
 import { Mac1Key } from "../wireguard/mac1.js";
 import {
   MessageType,
@@ -20,7 +21,12 @@ import { type DropCounters, type DropReason, newDropCounters } from "./counters.
 import { HeldData } from "./held-data.js";
 import { IndexTable } from "./index-table.js";
 import type { KernelForwarder } from "./kernel-forwarder.js";
-import { type LoopbackAddress, LoopbackAllocator } from "./loopback-address.js";
+import {
+  LOOPBACK6_ADDRESS,
+  type LoopbackAddress,
+  LoopbackAllocator,
+  loopbackEndpointText,
+} from "./loopback-address.js";
 import type { PeerPath } from "./path.js";
 import { describeUdpPortHolder } from "./port-holder.js";
 import { ProxyPeer } from "./proxy-peer.js";
@@ -42,6 +48,8 @@ export interface WireGuardProxyOptions {
   crossingWindowMs?: number;
   /** How the catch-all and L(P) sockets do their I/O (batched-udp.ts; default "auto": native when it loads). */
   udpIo?: UdpIo | "auto";
+  /** Whether WireGuard has an IPv6 socket on `port` that hears [::1] (default: /proc/net/udp6). */
+  listensOnIpv6?: (port: number) => Promise<boolean>;
   logger: Logger;
 }
 
@@ -58,6 +66,8 @@ export interface WireGuardProxyEvents {
 }
 
 const WIREGUARD_HOST = "127.0.0.1";
+/** Where WireGuard is sent to from L6(P): its IPv6 socket. */
+const WIREGUARD_HOST6 = LOOPBACK6_ADDRESS;
 
 /**
  * WireGuard retries an unanswered handshake after REKEY_TIMEOUT (5 s) plus up to 1/3 s of jitter, and
@@ -82,6 +92,14 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   private readonly keys = new PeerKeyTable<ProxyPeer>();
   private readonly indices = new IndexTable<ProxyPeer>();
   private readonly allocator: LoopbackAllocator;
+  private readonly allocator6 = new LoopbackAllocator(undefined, 6);
+  /** L6(P) bindings under way, so that two callers for a peer share one. */
+  private readonly binding6 = new Map<ProxyPeer, Promise<LoopbackAddress | null>>();
+  /**
+   * Whether L6(P) can be used: WireGuard hears [::1] at its port (asked once per port) and lo has ::1
+   * (false for good after a bind says it has not). Null: not asked yet.
+   */
+  private loopback6Usable: Promise<boolean> | null = null;
   private readonly localMac1: Mac1Key | null;
   private readonly log: Logger;
   /**
@@ -103,6 +121,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.wireguardPort = options.wireguardPort;
     this.kernel = options.kernel ?? null;
     this.kernel?.setWireGuardPort(options.wireguardPort, []);
+    this.kernel?.useLoopback6((peer) => this.loopback6(peer));
     this.allocator = new LoopbackAllocator(options.loopbackPortBase);
     this.localMac1 = options.localPublicKey ? new Mac1Key(options.localPublicKey) : null;
     // Kept off the data path: initiations and responses are a few per peer every two minutes.
@@ -193,6 +212,9 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       this.peers.set(publicKey, peer);
       this.keys.add(keyBytes, peer);
       this.log[this.peerLines]({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
+      // WireGuard's endpoint is an L6(P) a run before held (its path was IPv6): held again, so that what
+      // WireGuard sends there arrives, and the sync takes that endpoint for ours.
+      if (preferred?.startsWith(`[${LOOPBACK6_ADDRESS}]:`)) await this.loopback6(peer, preferred);
       return peer;
     }
     throw new RuntimeError(
@@ -202,13 +224,88 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     );
   }
 
-  /** Binds one L(P) candidate; null (logged) when it is held by someone else or cannot be bound. */
-  private async bindLoopback(publicKey: string, where: LoopbackAddress): Promise<BatchedUdpSocket | null> {
-    const loopback = `${where.address}:${where.port}`;
+  /**
+   * The peer's L6(P), [::1]:port: bound on first use (`preferred` first: WireGuard's endpoint, when it
+   * is one) and kept while the peer is. Null where it cannot be used: no kernel fast path (the only
+   * reason for it: WireGuard sending IPv6 spares the kernel a 4 -> 6 translation per datagram), WireGuard
+   * without an IPv6 socket, lo without ::1, or every candidate port held.
+   */
+  loopback6(peer: ProxyPeer, preferred?: string | null): Promise<LoopbackAddress | null> {
+    if (peer.loopback6) return Promise.resolve(peer.loopback6);
+    if (!this.kernel) return Promise.resolve(null);
+    let binding = this.binding6.get(peer);
+    if (!binding) {
+      binding = this.bindLoopback6(peer, preferred).finally(() => this.binding6.delete(peer));
+      this.binding6.set(peer, binding);
+    }
+    return binding;
+  }
+
+  private async bindLoopback6(peer: ProxyPeer, preferred?: string | null): Promise<LoopbackAddress | null> {
+    this.loopback6Usable ??= (this.options.listensOnIpv6 ?? listensOnIpv6Loopback)(this.wireguardPort).then(
+      (usable) => {
+        if (!usable) {
+          this.log.info(
+            { port: this.wireguardPort },
+            "WireGuard has no IPv6 socket hearing [::1]: IPv6 paths reach it from 127.x, translated",
+          );
+        }
+        return usable;
+      },
+    );
+    if (!(await this.loopback6Usable)) return null;
+    for (const where of this.allocator6.candidates(peer.keyBytes, preferred)) {
+      if (this.peers.get(peer.publicKey) !== peer) return null;
+      let socket: BatchedUdpSocket | null;
+      try {
+        socket = await this.bindLoopback(peer.publicKey, where, true);
+      } catch (err) {
+        // lo has no ::1 (IPv6 disabled on it): no candidate can be bound, now or later.
+        this.loopback6Usable = Promise.resolve(false);
+        this.log.info({ err }, "lo has no ::1: IPv6 paths reach WireGuard from 127.x, translated");
+        return null;
+      }
+      if (!socket) continue;
+      if (this.peers.get(peer.publicKey) !== peer) {
+        socket.close();
+        return null;
+      }
+      this.allocator6.claim(where);
+      socket.onBatch = (batch: ReceivedBatch) => {
+        for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
+      };
+      socket.onError = (err) => this.log.debug({ err, peer: peer.publicKey }, "loopback socket error");
+      peer.loopback6 = where;
+      peer.socket6 = socket;
+      this.log[this.peerLines](
+        { peer: peer.publicKey, loopback6: loopbackEndpointText(where) },
+        "IPv6 loopback bound",
+      );
+      return where;
+    }
+    this.log.info(
+      { peer: peer.publicKey },
+      "no free [::1] port: the peer's IPv6 path reaches WireGuard from 127.x",
+    );
+    return null;
+  }
+
+  /**
+   * Binds one L(P) (or L6(P), `ipv6`) candidate; null (logged) when it is held by someone else or cannot
+   * be bound. For L6(P), an address lo does not have (EADDRNOTAVAIL) is thrown: no candidate would do.
+   */
+  private async bindLoopback(
+    publicKey: string,
+    where: LoopbackAddress,
+    ipv6 = false,
+  ): Promise<BatchedUdpSocket | null> {
+    const loopback = loopbackEndpointText(where);
     let socket: BatchedUdpSocket;
     try {
-      socket = await this.openSocket(where.address, where.port, "loopback");
+      socket = await this.openSocket(where.address, where.port, ipv6 ? "IPv6 loopback" : "loopback", ipv6);
     } catch (err) {
+      const cause = err instanceof Error ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
+      if (ipv6 && cause?.code === "EADDRNOTAVAIL") throw err;
       if (err instanceof ConfigError && err.code === "port-busy") {
         const holder = await describeUdpPortHolder(where.address, where.port);
         this.log.warn(
@@ -230,9 +327,10 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     return socket;
   }
 
-  private openSocket(address: string, port: number, role: string): Promise<BatchedUdpSocket> {
+  private openSocket(address: string, port: number, role: string, ipv6 = false): Promise<BatchedUdpSocket> {
     const io = this.options.udpIo ?? "auto";
-    return openBatchedUdpSocket({ address, port, role, exclusive: true, logger: this.log, io });
+    const type = ipv6 ? "udp6" : "udp4";
+    return openBatchedUdpSocket({ address, port, role, exclusive: true, logger: this.log, io, type });
   }
 
   removePeer(publicKey: string): void {
@@ -242,6 +340,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.keys.remove(peer.keyBytes);
     this.indices.forget(peer);
     this.allocator.release(peer.loopback);
+    if (peer.loopback6) this.allocator6.release(peer.loopback6);
     this.kernel?.remove(peer);
     if (peer.path) this.detach(peer.path);
     peer.path = null;
@@ -249,6 +348,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     this.endRetirement(peer);
     clearTimeout(peer.deferredTimer);
     peer.socket.close();
+    peer.socket6?.close();
     this.log.info({ peer: publicKey }, "peer removed");
   }
 
@@ -356,6 +456,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
   /** Sends to WireGuard at its new listen port from now on, e.g. after it was restarted. */
   setWireGuardPort(port: number): void {
     this.wireguardPort = port;
+    this.loopback6Usable = null;
     this.kernel?.setWireGuardPort(port, this.peers.values());
   }
 
@@ -399,9 +500,9 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     return false;
   }
 
-  /** A datagram WireGuard sent to L(P): it is P's by construction. */
+  /** A datagram WireGuard sent to L(P) or L6(P): it is P's by construction. */
   private fromWireGuard(peer: ProxyPeer, msg: Buffer, source: string): boolean {
-    if (!source.startsWith("127.")) return this.drop("foreign-source");
+    if (!source.startsWith("127.") && source !== LOOPBACK6_ADDRESS) return this.drop("foreign-source");
     const type = messageType(msg);
     if (type === 0) return this.drop("malformed");
     if ((type === MessageType.Initiation || type === MessageType.Response) && !peer.mac1.verify(msg)) {
@@ -516,10 +617,12 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     peer.deferredTimer.unref();
   }
 
-  /** Sends the peer's datagram to WireGuard from L(P). */
+  /** Sends the peer's datagram to WireGuard from L(P), or from L6(P) while the kernel does (`deliversFrom6`). */
   private toWireGuard(peer: ProxyPeer, msg: Buffer, type: number): boolean {
     if (type === MessageType.Initiation) peer.initiationsReceived++;
-    peer.socket.send(msg, this.wireguardPort, WIREGUARD_HOST);
+    const socket6 = peer.deliversFrom6 ? peer.socket6 : null;
+    if (socket6) socket6.send(msg, this.wireguardPort, WIREGUARD_HOST6);
+    else peer.socket.send(msg, this.wireguardPort, WIREGUARD_HOST);
     peer.traffic.rxBytes += msg.length;
     peer.traffic.rxDatagrams++;
     peer.lastReceivedAt = Date.now();

@@ -1,7 +1,9 @@
-// `tunnelbore run --ebpf` on an IPv6 static path between real wireguard-go peers: WireGuard's side is
-// IPv4 loopback (L(P)), the path is IPv6, and the tc program translates transport data both ways
-// (the kernel's counters carry it; Tunnelbore's sockets see only handshakes and keepalives); and a
-// direct ICE pair between global IPv6 addresses in the NAT lab.
+// `tunnelbore run --ebpf` on an IPv6 static path between real wireguard-go peers. WireGuard hears the
+// peer from L6(P), [::1]:port, once the kernel carries the path: WireGuard sends IPv6 itself and the tc
+// program only rewrites (the kernel's counters carry the data; Tunnelbore's sockets see handshakes and
+// keepalives), across a crash and restart of Tunnelbore too. Where lo has no ::1, WireGuard's side stays
+// IPv4 loopback (L(P)) and the program translates both ways. And a direct ICE pair between global IPv6
+// addresses in the NAT lab, one side translating, the other not.
 
 import { afterAll, describe, expect, it } from "vitest";
 import type { PeerStatus } from "../../src/control/status.js";
@@ -16,8 +18,102 @@ import { startWireGuard } from "../lab/wireguard.js";
 import { useTunnelbores } from "../support/tunnelbore-fixture.js";
 import { waitFor } from "../support/wait-for.js";
 
-describe("kernel fast path on an IPv6 static path", () => {
-  const fx = useTunnelbores(() => createLinkedPair("k6", "ipv6"));
+/** How much of a peer's traffic went through Tunnelbore's own sockets. */
+const userSpaceDatagrams = (p: PeerStatus) =>
+  p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
+
+describe("kernel fast path on an IPv6 static path, WireGuard on [::1]", () => {
+  const fx = useTunnelbores(() => createLinkedPair("k6n", "ipv6"));
+
+  it("WireGuard hears the peer from L6(P): pings carried by the kernel, unchanged across a crash and restart", async () => {
+    await fx.pair.waitForPing();
+    const { keyB, wgA, wgB } = fx.pair;
+    let tb = await startTunnelbore(fx.pair.nsA, wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(tb);
+    const peerOf = () => tb.peerStatus(keyB.publicKey);
+    const loopback = `${loopbackAddressOf(Buffer.from(keyB.publicKey, "base64"))}:51822`;
+    await waitFor(async () => (await wgA.endpointOf(keyB.publicKey)) === loopback, {
+      what: "endpoint at L(P)",
+      intervalMs: 100,
+    });
+    await fx.pair.waitForPing();
+    await waitFor(async () => (await peerOf()).wireguardHearsLoopback6, {
+      what: "the kernel carries the peer, from L6(P)",
+      timeoutMs: 5000,
+      intervalMs: 100,
+    });
+    const loopback6 = (await peerOf()).loopback6 ?? "none";
+    expect(loopback6).toMatch(/^\[::1\]:\d+$/);
+    // WireGuard roams to where it hears the peer from: the next datagram from B comes from L6(P).
+    await fx.pair.waitForPing();
+    await waitFor(async () => (await wgA.endpointOf(keyB.publicKey)) === loopback6, {
+      what: "WireGuard A's endpoint for B at L6(P)",
+      intervalMs: 100,
+    });
+    const before = await peerOf();
+    expect(before).toMatchObject({ kernelFastPath: true, loopback, loopback6 });
+    expect((await ping(fx.pair.nsA, fx.pair.tunB, { count: 100, interval: 10 })).received).toBe(100);
+    await waitFor(
+      async () => {
+        const p = await peerOf();
+        return (
+          p.kernelRxDatagrams - before.kernelRxDatagrams >= 100 &&
+          p.kernelTxDatagrams - before.kernelTxDatagrams >= 100
+        );
+      },
+      { what: "kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
+    );
+    expect(userSpaceDatagrams(await peerOf()) - userSpaceDatagrams(before)).toBeLessThan(10);
+    expect(await wgA.endpointOf(keyB.publicKey)).toBe(loopback6);
+    const on = tb.logs().filter((l) => l.msg === "kernel fast path on");
+    expect(on.at(-1)?.loopback6).toBe(loopback6);
+    // The next hop (B, on A's link) is L(P)'s translating entry's, for what WireGuard still sends there;
+    // from [::1] none is given: such a datagram carries lo's route, which only a lookup replaces.
+    expect(nextHopsLogged(tb).at(-1)).toBe(fx.pair.linkB);
+    // WireGuard B is charged per datagram what WireGuard A sending to it directly costs (nothing grows).
+    const carried = await queuedBytesPerDatagram(fx.pair.nsB, wgB.process.child.pid ?? 0, () =>
+      sendPings(fx.pair.nsA, fx.pair.tunB),
+    );
+
+    // A crash: WireGuard keeps L6(P), and the next run binds it again rather than point WireGuard away.
+    await tb.stop("SIGKILL");
+    fx.running.length = 0;
+    tb = await startTunnelbore(fx.pair.nsA, wgA.name, fx.dirs, ["--ebpf"]);
+    fx.running.push(tb);
+    await waitFor(async () => (await peerOf()).wireguardHearsLoopback6, {
+      what: "the restarted run carries the peer from L6(P)",
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
+    expect((await peerOf()).loopback6).toBe(loopback6);
+    expect((await ping(fx.pair.nsA, fx.pair.tunB, { count: 20, interval: 10 })).received).toBe(20);
+    expect(await wgA.endpointOf(keyB.publicKey)).toBe(loopback6);
+    expect(tb.logs().some((l) => l.msg === "pointed WireGuard endpoint at loopback")).toBe(false);
+
+    // Stopped, it gives WireGuard back B's own endpoint: L6(P) is ours, as L(P) is.
+    expect(await tb.stop("SIGTERM")).toBe(0);
+    fx.running.length = 0;
+    await waitFor(async () => !(await wgA.endpointOf(keyB.publicKey)).startsWith("[::1]"), {
+      what: "WireGuard A back at B's own endpoint",
+      intervalMs: 100,
+    });
+    expect(await wgA.endpointOf(keyB.publicKey)).toBe(`[${fx.pair.linkB}]:51820`);
+    await fx.pair.waitForPing();
+    const direct = await queuedBytesPerDatagram(fx.pair.nsB, wgB.process.child.pid ?? 0, () =>
+      sendPings(fx.pair.nsA, fx.pair.tunB),
+    );
+    expect(direct).toBeGreaterThan(1300);
+    expect(carried).toBe(direct);
+  }, 90_000);
+});
+
+describe("kernel fast path on an IPv6 static path, lo without ::1", () => {
+  const fx = useTunnelbores(async () => {
+    const pair = await createLinkedPair("k6", "ipv6");
+    // No ::1 on A's lo: L6(P) cannot be bound, and WireGuard's side stays IPv4 loopback.
+    await nsRun(pair.nsA, "sysctl", ["-qw", "net.ipv6.conf.lo.disable_ipv6=1"]);
+    return pair;
+  });
 
   it("carries pings in the kernel, translating IPv4 loopback <-> the IPv6 path", async () => {
     await fx.pair.waitForPing();
@@ -48,9 +144,11 @@ describe("kernel fast path on an IPv6 static path", () => {
       },
       { what: "kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
     );
-    const after = await peerOf();
-    const user = (p: PeerStatus) => p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
-    expect(user(after) - user(before)).toBeLessThan(10);
+    expect(userSpaceDatagrams(await peerOf()) - userSpaceDatagrams(before)).toBeLessThan(10);
+    expect(await peerOf()).toMatchObject({ loopback6: null, wireguardHearsLoopback6: false });
+    expect(
+      tb.logs().some((l) => l.msg === "lo has no ::1: IPv6 paths reach WireGuard from 127.x, translated"),
+    ).toBe(true);
     // B sees A at the static path's IPv6 socket; A's WireGuard still has B at L(P).
     const seenByB = await fx.pair.wgB.endpointOf(fx.pair.keyA.publicKey);
     expect(seenByB.startsWith(`[${fx.pair.linkA}]:`)).toBe(true);
@@ -150,7 +248,8 @@ describe("kernel fast path on an IPv6 ICE path", () => {
 
   it("a direct pair between global IPv6 addresses goes through the kernel", async () => {
     // a and b behind IPv4 NATs with global IPv6 addresses; IPv4 UDP between them is dropped on a, so
-    // the only direct pair is IPv6 host to IPv6 host (no TURN in this lab).
+    // the only direct pair is IPv6 host to IPv6 host (no TURN in this lab). a's lo has no ::1: a
+    // translates (and gives its redirects their next hop), b's WireGuard hears a from L6(P).
     const l = await Lab.create({
       ipv6: true,
       hosts: [
@@ -159,6 +258,7 @@ describe("kernel fast path on an IPv6 ICE path", () => {
       ],
     });
     lab = l;
+    await nsRun(l.host("a").ns, "sysctl", ["-qw", "net.ipv6.conf.lo.disable_ipv6=1"]);
     const server = l.server.address;
     await startIntroServer(l.server.ns, [
       CLI,
@@ -238,9 +338,16 @@ describe("kernel fast path on an IPv6 ICE path", () => {
       async () => (await peerOf(tbB, keys.a.publicKey)).kernelRxDatagrams - bBefore.kernelRxDatagrams >= 50,
       { what: "b's kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
     );
-    const after = await peerOf(tbA, keys.b.publicKey);
-    const user = (p: PeerStatus) => p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
-    expect(user(after) - user(before)).toBeLessThan(10);
+    expect(userSpaceDatagrams(await peerOf(tbA, keys.b.publicKey)) - userSpaceDatagrams(before)).toBeLessThan(
+      10,
+    );
+    expect(await peerOf(tbA, keys.b.publicKey)).toMatchObject({
+      wireguardHearsLoopback6: false,
+      loopback6: null,
+    });
+    const atB = await peerOf(tbB, keys.a.publicKey);
+    expect(atB.wireguardHearsLoopback6).toBe(true);
+    expect(await wg.b.endpointOf(keys.a.publicKey)).toBe(atB.loopback6);
 
     // A more specific route to b through another address of a's router (a route change that leaves a's
     // addresses and default routes alone): the entry takes the new next hop, and the kernel carries on.

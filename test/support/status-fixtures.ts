@@ -28,6 +28,8 @@ export function peerStatusFixture(overrides: Partial<PeerStatus> = {}): PeerStat
     pathKind: "relay",
     remote: "192.0.2.10:49152",
     loopback: "127.23.4.5:51820",
+    loopback6: null,
+    wireguardHearsLoopback6: false,
     rttMs: 12.5,
     lastHandshake: 0,
     txBytes: 0,

@@ -57,7 +57,7 @@ function setup(cadence: { pollIntervalMs: number; pollPerPeerMs?: number } = { p
     ensure: async (wireguard) => {
       calls.push(`ensure ${wireguard.publicKey} ${wireguard.rxBytes} ${wireguard.allowedIps.join(",")}`);
       held.set(wireguard.publicKey, wireguard);
-      return { peer: fakePeer, loopback: "127.1.0.1:51822" };
+      return { peer: fakePeer, loopback: "127.1.0.1:51822", loopback6: null };
     },
     remove: (key) => {
       calls.push(`remove ${key}`);
@@ -71,7 +71,7 @@ function setup(cadence: { pollIntervalMs: number; pollPerPeerMs?: number } = { p
       return held.has(key);
     },
     setStaticPath: async () => {},
-    loopbackOf: () => null,
+    loopbacksOf: () => [],
     applied: (_info, changed) => {
       seen.push(changed);
       calls.push(`applied ${JSON.stringify(changed)}`);

@@ -1,9 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
+  LOOPBACK6_ADDRESS,
+  LOOPBACK6_PORT_LOW,
+  LOOPBACK6_PORT_SPAN,
+  type LoopbackAddress,
   LoopbackAllocator,
   loopbackAddressOf,
   loopbackCandidates,
+  loopbackEndpointText,
   MAX_LOOPBACK_CANDIDATES,
 } from "../../src/proxy/loopback-address.js";
 
@@ -114,5 +119,132 @@ describe("LoopbackAllocator", () => {
     // Held by another peer: skipped all the same.
     alloc.claim(all[2]!);
     expect([...alloc.candidates(key, third)]).toEqual([all[0], all[1], ...all.slice(3)]);
+  });
+});
+
+describe("LoopbackAllocator for L6(P) (family 6)", () => {
+  /** Every candidate of a key on a fresh allocator, in order. */
+  const all6 = (key: Uint8Array): LoopbackAddress[] => [
+    ...new LoopbackAllocator(undefined, 6).candidates(key),
+  ];
+  const text6 = (port: number): string => `[::1]:${port}`;
+  /** The order when `preferred` matches all[i] first: it, then the others in their order. */
+  const preferredFirst = (all: LoopbackAddress[], port: number): LoopbackAddress[] => {
+    const i = all.findIndex((c) => c.port === port);
+    return [all[i]!, ...all.slice(0, i), ...all.slice(i + 1)];
+  };
+
+  it("gives MAX_LOOPBACK_CANDIDATES candidates, each ::1 at a port in the L6(P) range", () => {
+    expect(LOOPBACK6_ADDRESS).toBe("::1");
+    // Below Linux's ephemeral range (32768-60999).
+    expect(LOOPBACK6_PORT_LOW + LOOPBACK6_PORT_SPAN).toBeLessThanOrEqual(32768);
+    for (let k = 0; k < 50; k++) {
+      const all = all6(randomBytes(32));
+      expect(all.length).toBe(MAX_LOOPBACK_CANDIDATES);
+      for (const { address, port } of all) {
+        expect(address).toBe("::1");
+        expect(Number.isInteger(port)).toBe(true);
+        expect(port).toBeGreaterThanOrEqual(LOOPBACK6_PORT_LOW);
+        expect(port).toBeLessThan(LOOPBACK6_PORT_LOW + LOOPBACK6_PORT_SPAN);
+      }
+      // Ports alone, derived from the key: a few may repeat, most do not.
+      expect(new Set(all.map((c) => c.port)).size).toBeGreaterThan(MAX_LOOPBACK_CANDIDATES - 4);
+    }
+  });
+
+  it("is deterministic for a key (a restart offers the same order) and differs between keys", () => {
+    const key = randomBytes(32);
+    expect(all6(Buffer.from(key))).toEqual(all6(key));
+    expect(all6(Buffer.alloc(32, 1))).not.toEqual(all6(Buffer.alloc(32, 2)));
+    // First choices of different keys spread over the range (200 keys in 12,288 ports).
+    const firsts = new Set(Array.from({ length: 200 }, (_, i) => all6(Buffer.alloc(32, i))[0]!.port));
+    expect(firsts.size).toBeGreaterThan(190);
+  });
+
+  it("does not depend on the port base (that is L(P)'s)", () => {
+    const key = randomBytes(32);
+    expect([...new LoopbackAllocator(40000, 6).candidates(key)]).toEqual(all6(key));
+  });
+
+  it("tries WireGuard's endpoint first when it is [::1] at one of the key's ports", () => {
+    const key = randomBytes(32);
+    const all = all6(key);
+    const alloc = new LoopbackAllocator(undefined, 6);
+    for (const pick of [all[0]!, all[5]!, all[MAX_LOOPBACK_CANDIDATES - 1]!]) {
+      const order = [...alloc.candidates(key, text6(pick.port))];
+      expect(order[0]).toEqual(pick);
+      expect(order).toEqual(preferredFirst(all, pick.port));
+    }
+  });
+
+  it("ignores an endpoint that is not one of the key's candidates", () => {
+    const key = randomBytes(32);
+    const all = all6(key);
+    const ports = new Set(all.map((c) => c.port));
+    let outside = LOOPBACK6_PORT_LOW;
+    while (ports.has(outside)) outside++;
+    const alloc = new LoopbackAllocator(undefined, 6);
+    for (const preferred of [
+      text6(outside), // in the range, not the key's
+      text6(51820), // out of the range
+      `127.12.34.56:${all[3]!.port}`, // an L(P) at one of its ports
+      `::1:${all[3]!.port}`, // not in WireGuard's format
+      `[2001:db8::1]:${all[3]!.port}`, // a real endpoint
+      null,
+      undefined,
+    ]) {
+      expect([...alloc.candidates(key, preferred)], String(preferred)).toEqual(all);
+    }
+  });
+
+  it("skips ports our peers hold, also a preferred one, and offers released ones again", () => {
+    const key = randomBytes(32);
+    const all = all6(key);
+    const alloc = new LoopbackAllocator(undefined, 6);
+    const first = alloc.candidates(key).next().value!;
+    expect(first).toEqual(all[0]);
+    alloc.claim(first);
+    const held = (c: LoopbackAddress) => c.port === first.port;
+    expect([...alloc.candidates(key)]).toEqual(all.filter((c) => !held(c)));
+    expect(alloc.candidates(key).next().value).toEqual(all.find((c) => !held(c)));
+    // Held by another peer (simulated with the same key): WireGuard's endpoint is skipped as well.
+    expect([...alloc.candidates(key, text6(first.port))]).toEqual(all.filter((c) => !held(c)));
+    alloc.release(first);
+    expect([...alloc.candidates(key)]).toEqual(all);
+    expect(alloc.candidates(key).next().value).toEqual(first);
+  });
+
+  it("runs out after its candidates are all held", () => {
+    const key = randomBytes(32);
+    const alloc = new LoopbackAllocator(undefined, 6);
+    for (const c of all6(key)) alloc.claim(c);
+    expect([...alloc.candidates(key)]).toEqual([]);
+  });
+
+  it("does not share claims with an L(P) allocator, which ignores [::1] endpoints", () => {
+    const key = randomBytes(32);
+    const four = new LoopbackAllocator(40000);
+    const six = new LoopbackAllocator(40000, 6);
+    const l6 = six.candidates(key).next().value!;
+    six.claim(l6);
+    expect([...four.candidates(key)]).toEqual(loopbackCandidates(key, 40000));
+    expect([...four.candidates(key, loopbackEndpointText(l6))]).toEqual(loopbackCandidates(key, 40000));
+  });
+});
+
+describe("loopbackEndpointText", () => {
+  it("is WireGuard's endpoint text: a.b.c.d:port for L(P), [::1]:port for L6(P)", () => {
+    expect(loopbackEndpointText({ address: "127.12.34.56", port: 51822 })).toBe("127.12.34.56:51822");
+    expect(loopbackEndpointText({ address: "::1", port: 20500 })).toBe("[::1]:20500");
+  });
+
+  it("matches what a candidate is preferred by", () => {
+    const key = randomBytes(32);
+    for (const family of [4, 6] as const) {
+      const alloc = new LoopbackAllocator(40000, family);
+      const all = [...alloc.candidates(key)];
+      const last = all.at(-1)!;
+      expect([...alloc.candidates(key, loopbackEndpointText(last))][0]).toEqual(last);
+    }
   });
 });

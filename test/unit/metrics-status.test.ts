@@ -18,6 +18,8 @@ function peer(overrides: Partial<PeerStatus> = {}): PeerStatus {
     pathKind: "direct",
     remote: "198.51.100.7:40000",
     loopback: "127.1.2.3:51822",
+    loopback6: null,
+    wireguardHearsLoopback6: false,
     rttMs: 12.5,
     lastHandshake: NOW - 42,
     txBytes: 10_000,
