@@ -1,6 +1,6 @@
 // iperf3 TCP through real wireguard-go over an IPv6 link, A -> B: WireGuard direct vs through
-// Tunnelbore with the kernel fast path (WireGuard's IPv4 loopback datagrams translated to the IPv6
-// static path in tc), alternating in one run. Two namespaces on one veth (test/lab/linked-pair.ts, "ipv6").
+// Tunnelbore with the kernel fast path (WireGuard A on IPv6 loopback, L6(P): its datagrams rewritten
+// onto the IPv6 static path in tc, not translated), alternating in one run. Two namespaces on one veth (test/lab/linked-pair.ts, "ipv6").
 // Twice per round: with Debian's wireguard-go as packaged, whose 208 KiB receive buffer overflows at
 // this rate (about 15 % of datagrams dropped at B, direct or not, so TCP's rate swings widely), and
 // with the 7 MiB buffers wireguard-go sets itself since 2023 (set from outside, test/lab/socket-buffers.ts).
@@ -100,6 +100,14 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
         intervalMs: 100,
       });
       await pair.waitForPing();
+      // WireGuard A hears B from L6(P) once a datagram of B's came that way: measured only then.
+      await waitFor(
+        async () => {
+          const loopback6 = (await t.status()).peers[0]?.loopback6;
+          return !!loopback6 && (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback6;
+        },
+        { what: "WireGuard A at B's L6(P)", timeoutMs: 10_000, intervalMs: 100 },
+      );
       const pid = t.process.child.pid;
       if (pid === undefined) throw new Error("no Tunnelbore PID");
       const probe = startCpuProbe([tunnelboreProcesses(pid)]);
