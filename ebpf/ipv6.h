@@ -341,28 +341,39 @@ static __always_inline int inbound6(struct __sk_buff *skb, struct udp6 *d)
 	return into_loopback(skb, in->loopback_ifindex, bpf_htons(ETH_P_IP));
 }
 
+/* True when the datagram goes between two [::1] endpoints: WireGuard's to an L6(P), or ours to WireGuard. */
+static __always_inline int between_loopback6(const struct udp6 *d)
+{
+	return is_loopback6(d->key.remote_addr) && is_loopback6(d->key.local_addr);
+}
+
+/* A datagram `d` between two [::1] endpoints: on to the peer when it is WireGuard's to an L6(P). */
+static __always_inline int from_wireguard6(struct __sk_buff *skb, struct udp6 *d)
+{
+	if (d->channel)
+		return TC_ACT_UNSPEC;
+	struct loopback6_key okey = { .port = d->key.local_port };
+	__builtin_memcpy(okey.addr, d->key.local_addr, 16);
+	struct outbound6_value *out = bpf_map_lookup_elem(&tb_outbound6lo, &okey);
+	/* Only WireGuard's own datagrams: its listen port checked as well. */
+	if (!out || d->key.remote_port != out->wireguard_port)
+		return TC_ACT_UNSPEC;
+	return outbound6_native(skb, out, d);
+}
+
 /*
- * Every IPv6 datagram at a tc ingress: WireGuard's from [::1] to an L6(P) (on to the peer), else the
- * peer's (to WireGuard). One between two [::1] endpoints is never a peer's: IPv6 peers on this host stay
- * in user space (src/proxy/kernel-forwarder.ts), so what we deliver to WireGuard, passing lo's ingress
- * again, costs one lookup, not two.
+ * Every IPv6 datagram at a tc ingress: the peer's (to WireGuard), or WireGuard's from [::1] to an L6(P)
+ * (usually sent on at lo's egress already; here when that filter is missing). One between two [::1]
+ * endpoints is never a peer's: IPv6 peers on this host stay in user space
+ * (src/proxy/kernel-forwarder.ts), so what we deliver to WireGuard, passing lo's ingress again, costs
+ * one lookup, not two.
  */
 static __always_inline int fast_path6(struct __sk_buff *skb)
 {
 	struct udp6 d;
 	if (read_udp6_at(skb, &d, IP6_OFF))
 		return TC_ACT_UNSPEC;
-	if (!is_loopback6(d.key.remote_addr) || !is_loopback6(d.key.local_addr))
-		return inbound6(skb, &d);
-	if (d.channel)
-		return TC_ACT_UNSPEC;
-	struct loopback6_key okey = { .port = d.key.local_port };
-	__builtin_memcpy(okey.addr, d.key.local_addr, 16);
-	struct outbound6_value *out = bpf_map_lookup_elem(&tb_outbound6lo, &okey);
-	/* Only WireGuard's own datagrams: its listen port checked as well. */
-	if (!out || d.key.remote_port != out->wireguard_port)
-		return TC_ACT_UNSPEC;
-	return outbound6_native(skb, out, &d);
+	return between_loopback6(&d) ? from_wireguard6(skb, &d) : inbound6(skb, &d);
 }
 
 #endif

@@ -268,6 +268,18 @@ describe.skipIf(!supported)("fast path program: IPv6 paths on hand-made packets"
     expect(parse(relayed.output).payload.equals(channelData(CHANNEL, message))).toBe(true);
   });
 
+  it("at lo's egress, WireGuard's IPv6 datagrams to L6(P) are rewritten as at ingress; ours to WireGuard are not", async () => {
+    const message = transport(1452);
+    const native = await runEgress(frame(WG6, NATIVE_LOOPBACK, message));
+    expect(native.verdict).toBe(TC_ACT_REDIRECT);
+    expect(native.output.equals((await run(frame(WG6, NATIVE_LOOPBACK, message))).output)).toBe(true);
+    expect(parse(native.output)).toMatchObject({ version: 6, from: NATIVE_LOCAL, to: NATIVE_PEER });
+    const delivered = frame(NATIVE_LOOPBACK, WG6, transport(100));
+    const back = await runEgress(delivered);
+    expect(back.verdict).toBe(TC_ACT_UNSPEC);
+    expect(back.output.equals(delivered)).toBe(true);
+  });
+
   /** One outbound map as the kernel's BTF names its fields (bpftool formats values by the C struct). */
   const dumpOutbound = async (
     map: "tb_outbound" | "tb_outbound6",
