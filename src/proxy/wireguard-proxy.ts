@@ -205,10 +205,7 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       const peer = new ProxyPeer(publicKey, keyBytes, where, socket);
       const local = this.options.localPublicKey;
       peer.winsCrossing = local !== undefined && Buffer.compare(local, keyBytes) < 0;
-      socket.onBatch = (batch: ReceivedBatch) => {
-        for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
-      };
-      socket.onError = (err) => this.log.debug({ err, peer: publicKey }, "loopback socket error");
+      this.hearWireGuard(peer, socket);
       this.peers.set(publicKey, peer);
       this.keys.add(keyBytes, peer);
       this.log[this.peerLines]({ peer: publicKey, loopback: `${where.address}:${where.port}` }, "peer added");
@@ -256,25 +253,29 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
     if (!(await this.loopback6Usable)) return null;
     for (const where of this.allocator6.candidates(peer.keyBytes, preferred)) {
       if (this.peers.get(peer.publicKey) !== peer) return null;
+      // Claimed while it binds: other peers' first binds run at the same time (a network change).
+      this.allocator6.claim(where);
       let socket: BatchedUdpSocket | null;
       try {
         socket = await this.bindLoopback(peer.publicKey, where, true);
       } catch (err) {
-        // lo has no ::1 (IPv6 disabled on it): no candidate can be bound, now or later.
+        this.allocator6.release(where);
+        // lo has no ::1 (IPv6 disabled on it): no candidate can be bound, until WireGuard's port changes.
         this.loopback6Usable = Promise.resolve(false);
         this.log.info({ err }, "lo has no ::1: IPv6 paths reach WireGuard from 127.x, translated");
         return null;
       }
-      if (!socket) continue;
+      if (!socket) {
+        this.allocator6.release(where);
+        continue;
+      }
       if (this.peers.get(peer.publicKey) !== peer) {
+        // Removed while it bound.
+        this.allocator6.release(where);
         socket.close();
         return null;
       }
-      this.allocator6.claim(where);
-      socket.onBatch = (batch: ReceivedBatch) => {
-        for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
-      };
-      socket.onError = (err) => this.log.debug({ err, peer: peer.publicKey }, "loopback socket error");
+      this.hearWireGuard(peer, socket);
       peer.loopback6 = where;
       peer.socket6 = socket;
       this.log[this.peerLines](
@@ -288,6 +289,14 @@ export class WireGuardProxy extends EventEmitter<WireGuardProxyEvents> {
       "no free [::1] port: the peer's IPv6 path reaches WireGuard from 127.x",
     );
     return null;
+  }
+
+  /** What WireGuard sends to one of the peer's loopback sockets is the peer's. */
+  private hearWireGuard(peer: ProxyPeer, socket: BatchedUdpSocket): void {
+    socket.onBatch = (batch: ReceivedBatch) => {
+      for (let i = 0; i < batch.count; i++) this.fromWireGuard(peer, batch.datagram(i), batch.address(i));
+    };
+    socket.onError = (err) => this.log.debug({ err, peer: peer.publicKey }, "loopback socket error");
   }
 
   /**
