@@ -1,6 +1,7 @@
 // iperf3 TCP through real wireguard-go over an IPv6 link, A -> B: WireGuard direct vs through
-// Tunnelbore with the kernel fast path (WireGuard A on IPv6 loopback, L6(P): its datagrams rewritten
-// onto the IPv6 static path in tc, not translated), alternating in one run. Two namespaces on one veth (test/lab/linked-pair.ts, "ipv6").
+// Tunnelbore with the kernel fast path, alternating in one run, two ways: WireGuard A on IPv6 loopback
+// (L6(P): its datagrams rewritten onto the IPv6 static path in tc), and, with A's lo stripped of ::1,
+// on IPv4 loopback (L(P): translated 4 <-> 6 in tc, as before L6(P) and where it cannot be used). Two namespaces on one veth (test/lab/linked-pair.ts, "ipv6").
 // Twice per round: with Debian's wireguard-go as packaged, whose 208 KiB receive buffer overflows at
 // this rate (about 15 % of datagrams dropped at B, direct or not, so TCP's rate swings widely), and
 // with the 7 MiB buffers wireguard-go sets itself since 2023 (set from outside, test/lab/socket-buffers.ts).
@@ -55,10 +56,15 @@ const REGIMES: readonly Regime[] = [
 interface RegimeResults {
   direct: number[];
   kernel: number[];
+  /** The kernel fast path translating (A's lo without ::1). */
+  translated: number[];
   cpu: number[];
-  /** Datagrams dropped at B's full socket / datagrams B's socket got, per run (direct, then kernel). */
+  /** Datagrams dropped at B's full socket / datagrams B's socket got, per run (direct, L6(P), translated). */
   drops: string[];
 }
+
+/** How Tunnelbore's kernel path meets WireGuard A: on [::1] (L6(P)), or on 127.x, translated. */
+type KernelWay = "native" | "translated";
 
 export async function benchKernelIpv6(): Promise<BenchRow[]> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
@@ -74,7 +80,7 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
       return pid;
     });
     const results = new Map<Regime, RegimeResults>(
-      REGIMES.map((r) => [r, { direct: [], kernel: [], cpu: [], drops: [] }]),
+      REGIMES.map((r) => [r, { direct: [], kernel: [], translated: [], cpu: [], drops: [] }]),
     );
     const realEndpoint = `[${pair.linkB}]:51820`;
     // One iperf3 run with both wireguard-go's sockets at the regime's size; B's UDP drops counted.
@@ -90,8 +96,19 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
       const received = after.inDatagrams - before.inDatagrams + dropped;
       return { bitsPerSecond, drops: `${((100 * dropped) / Math.max(received, 1)).toFixed(1)} %` };
     };
+    // lo without ::1 in A: L6(P) cannot be bound, and the kernel path translates.
+    const loopback6 = (on: boolean) =>
+      nsRun(pair.nsA, "sysctl", ["-qw", `net.ipv6.conf.lo.disable_ipv6=${on ? 0 : 1}`]);
     // One kernel-path run: Tunnelbore started, the kernel carrying B, measured, stopped.
-    const measureKernel = async (regime: Regime, r: RegimeResults) => {
+    const measureKernel = async (regime: Regime, r: RegimeResults, way: KernelWay) => {
+      if (way === "translated") await loopback6(false);
+      try {
+        return await measureKernelWay(regime, r, way);
+      } finally {
+        if (way === "translated") await loopback6(true);
+      }
+    };
+    const measureKernelWay = async (regime: Regime, r: RegimeResults, way: KernelWay) => {
       tb = await startTunnelbore(pair.nsA, pair.wgA.name, dirs, [...RUN_DEFAULTS, "--ebpf", "on"]);
       const t = tb;
       await waitFor(async () => (await t.status()).peers[0]?.kernelFastPath === true, {
@@ -101,20 +118,28 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
       });
       await pair.waitForPing();
       // WireGuard A hears B from L6(P) once a datagram of B's came that way: measured only then.
-      await waitFor(
+      const endpoint = await waitFor(
         async () => {
           const loopback6 = (await t.status()).peers[0]?.loopback6;
-          return !!loopback6 && (await pair.wgA.endpointOf(pair.keyB.publicKey)) === loopback6;
+          const at = await pair.wgA.endpointOf(pair.keyB.publicKey);
+          return way === "native" ? !!loopback6 && at === loopback6 && at : at.startsWith("127.") && at;
         },
-        { what: "WireGuard A at B's L6(P)", timeoutMs: 10_000, intervalMs: 100 },
+        {
+          what: `WireGuard A at B's ${way === "native" ? "L6(P)" : "L(P)"}`,
+          timeoutMs: 10_000,
+          intervalMs: 100,
+        },
       );
       const pid = t.process.child.pid;
       if (pid === undefined) throw new Error("no Tunnelbore PID");
       const probe = startCpuProbe([tunnelboreProcesses(pid)]);
       const kernel = await measure(regime);
-      r.cpu.push(probe.stop().processes[0]!);
+      const cpu = probe.stop().processes[0]!;
+      if (way === "native") r.cpu.push(cpu);
       const peer = (await t.status()).peers[0];
       if (!peer || peer.kernelTxDatagrams === 0) throw new Error("the kernel carried nothing");
+      if ((await pair.wgA.endpointOf(pair.keyB.publicKey)) !== endpoint)
+        throw new Error(`WireGuard A left ${endpoint} during the run`);
       // SIGTERM gives WireGuard its real endpoint back for the next direct run.
       if ((await t.stop("SIGTERM")) !== 0) throw new Error("tunnelbore did not exit cleanly");
       tb = null;
@@ -127,17 +152,24 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
       await pair.waitForPing();
       return measure(regime);
     };
+    type Case = "direct" | KernelWay;
     for (let round = 0; round < ROUNDS; round++) {
       for (const regime of REGIMES) {
         const r = results.get(regime)!;
-        // Every other round the kernel path goes first, so a drift in the machine's speed weighs on
-        // both cases alike (pairedRatio).
-        const directFirst = round % 2 === 0 ? await measureDirect(regime) : null;
-        const kernel = await measureKernel(regime, r);
-        const direct = directFirst ?? (await measureDirect(regime));
-        r.direct.push(direct.bitsPerSecond);
-        r.kernel.push(kernel.bitsPerSecond);
-        r.drops.push(`${direct.drops}/${kernel.drops}`);
+        // Every other round the order is reversed, so a drift in the machine's speed weighs on every
+        // case alike (pairedRatio).
+        const order: Case[] = ["direct", "native", "translated"];
+        if (round % 2 === 1) order.reverse();
+        const got = new Map<Case, { bitsPerSecond: number; drops: string }>();
+        for (const c of order)
+          got.set(c, c === "direct" ? await measureDirect(regime) : await measureKernel(regime, r, c));
+        const [direct, native, translated] = (["direct", "native", "translated"] as const).map(
+          (c) => got.get(c)!,
+        );
+        r.direct.push(direct!.bitsPerSecond);
+        r.kernel.push(native!.bitsPerSecond);
+        r.translated.push(translated!.bitsPerSecond);
+        r.drops.push(`${direct!.drops}/${native!.drops}/${translated!.drops}`);
       }
     }
     const mbit = (values: number[]) => values.map((v) => (v / 1e6).toFixed(0)).join(", ");
@@ -146,21 +178,41 @@ export async function benchKernelIpv6(): Promise<BenchRow[]> {
       const d = median(r.direct);
       const k = median(r.kernel);
       const ratio = pairedRatio(r.kernel, r.direct);
+      const translatedRatio = pairedRatio(r.translated, r.direct);
+      const nativeOverTranslated = pairedRatio(r.kernel, r.translated);
       return [
         {
           name: `ipv6, ${regime.name}: iperf3 TCP A -> B, WireGuard direct over IPv6`,
           value: d / 1e6,
           unit: "Mbit/s",
-          note: `${regime.label}; ${ROUNDS} rounds of ${SECONDS} s alternating with the other regime (odd rounds kernel first), median; runs ${mbit(r.direct)}`,
+          note: `${regime.label}; ${ROUNDS} rounds of ${SECONDS} s alternating with the other regime (direct, L6(P), translated; odd rounds in reverse), median; runs ${mbit(r.direct)}`,
         },
         {
-          name: `ipv6, ${regime.name}: iperf3 TCP A -> B, Tunnelbore kernel fast path (IPv6 static path)`,
+          name: `ipv6, ${regime.name}: iperf3 TCP A -> B, Tunnelbore kernel fast path, WireGuard on [::1] (L6(P))`,
           value: k / 1e6,
           unit: "Mbit/s",
-          note: `runs ${mbit(r.kernel)}; datagrams dropped at B's socket (direct/kernel) ${r.drops.join(", ")}`,
+          note: `runs ${mbit(r.kernel)}; datagrams dropped at B's socket (direct/L6(P)/translated) ${r.drops.join(", ")}`,
         },
         {
-          name: `ipv6, ${regime.name}: throughput ratio kernel fast path / direct`,
+          name: `ipv6, ${regime.name}: iperf3 TCP A -> B, Tunnelbore kernel fast path, translated (A's lo without ::1)`,
+          value: median(r.translated) / 1e6,
+          unit: "Mbit/s",
+          note: `runs ${mbit(r.translated)}`,
+        },
+        {
+          name: `ipv6, ${regime.name}: throughput ratio translated / direct`,
+          value: translatedRatio.paired,
+          unit: "x",
+          note: pairedRatioNote(translatedRatio),
+        },
+        {
+          name: `ipv6, ${regime.name}: throughput ratio L6(P) / translated`,
+          value: nativeOverTranslated.paired,
+          unit: "x",
+          note: `what not translating gains; ${pairedRatioNote(nativeOverTranslated)}`,
+        },
+        {
+          name: `ipv6, ${regime.name}: throughput ratio kernel fast path (L6(P)) / direct`,
           value: ratio.paired,
           unit: "x",
           note: `target >= ${TARGET_RATIO}: ${ratio.paired >= TARGET_RATIO ? "met" : "missed"}; ${pairedRatioNote(ratio)}`,

@@ -22,6 +22,26 @@ import { waitFor } from "../support/wait-for.js";
 const userSpaceDatagrams = (p: PeerStatus) =>
   p.txDatagrams - p.kernelTxDatagrams + p.rxDatagrams - p.kernelRxDatagrams;
 
+/** 100 pings A -> B pass, and the kernel's counters (not Tunnelbore's sockets) carried them both ways. */
+async function expectPingsInKernel(
+  pair: { nsA: string; tunB: string },
+  peerOf: () => Promise<PeerStatus>,
+): Promise<void> {
+  const before = await peerOf();
+  expect((await ping(pair.nsA, pair.tunB, { count: 100, interval: 10 })).received).toBe(100);
+  await waitFor(
+    async () => {
+      const p = await peerOf();
+      return (
+        p.kernelRxDatagrams - before.kernelRxDatagrams >= 100 &&
+        p.kernelTxDatagrams - before.kernelTxDatagrams >= 100
+      );
+    },
+    { what: "kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
+  );
+  expect(userSpaceDatagrams(await peerOf()) - userSpaceDatagrams(before)).toBeLessThan(10);
+}
+
 describe("kernel fast path on an IPv6 static path, WireGuard on [::1]", () => {
   const fx = useTunnelbores(() => createLinkedPair("k6n", "ipv6"));
 
@@ -50,20 +70,8 @@ describe("kernel fast path on an IPv6 static path, WireGuard on [::1]", () => {
       what: "WireGuard A's endpoint for B at L6(P)",
       intervalMs: 100,
     });
-    const before = await peerOf();
-    expect(before).toMatchObject({ kernelFastPath: true, loopback, loopback6 });
-    expect((await ping(fx.pair.nsA, fx.pair.tunB, { count: 100, interval: 10 })).received).toBe(100);
-    await waitFor(
-      async () => {
-        const p = await peerOf();
-        return (
-          p.kernelRxDatagrams - before.kernelRxDatagrams >= 100 &&
-          p.kernelTxDatagrams - before.kernelTxDatagrams >= 100
-        );
-      },
-      { what: "kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
-    );
-    expect(userSpaceDatagrams(await peerOf()) - userSpaceDatagrams(before)).toBeLessThan(10);
+    expect(await peerOf()).toMatchObject({ kernelFastPath: true, loopback, loopback6 });
+    await expectPingsInKernel(fx.pair, peerOf);
     expect(await wgA.endpointOf(keyB.publicKey)).toBe(loopback6);
     const on = tb.logs().filter((l) => l.msg === "kernel fast path on");
     expect(on.at(-1)?.loopback6).toBe(loopback6);
@@ -131,20 +139,7 @@ describe("kernel fast path on an IPv6 static path, lo without ::1", () => {
       timeoutMs: 5000,
       intervalMs: 100,
     });
-    const before = await peerOf();
-    const result = await ping(fx.pair.nsA, fx.pair.tunB, { count: 100, interval: 10 });
-    expect(result.received).toBe(100);
-    await waitFor(
-      async () => {
-        const p = await peerOf();
-        return (
-          p.kernelRxDatagrams - before.kernelRxDatagrams >= 100 &&
-          p.kernelTxDatagrams - before.kernelTxDatagrams >= 100
-        );
-      },
-      { what: "kernel counters include the pings", timeoutMs: 5000, intervalMs: 100 },
-    );
-    expect(userSpaceDatagrams(await peerOf()) - userSpaceDatagrams(before)).toBeLessThan(10);
+    await expectPingsInKernel(fx.pair, peerOf);
     expect(await peerOf()).toMatchObject({ loopback6: null, wireguardHearsLoopback6: false });
     expect(
       tb.logs().some((l) => l.msg === "lo has no ::1: IPv6 paths reach WireGuard from 127.x, translated"),

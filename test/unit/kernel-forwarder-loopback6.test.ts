@@ -402,38 +402,27 @@ describe("KernelForwarder with L6(P)", () => {
       expect(f.carries(peer)).toBe(false);
     });
 
-    it("a newer path installed meanwhile is not overwritten by the late answer", async () => {
-      const f = harness.makeForwarder(dualStackRoute);
-      const pending = deferredSource();
-      f.useLoopback6(pending.source);
-      const { peer, path } = makePeer(ROUTE6);
-      const installing = f.update(peer);
-      await settle();
-      path.route = ROUTE;
-      await f.update(peer);
-      pending.answer(L6);
-      await installing;
-      expect([...program.outbound.keys()]).toEqual([L_KEY]);
-      expect(program.theOutbound().remoteAddress).toBe("198.51.100.7");
-      expect(peer.deliversFrom6).toBe(false);
-    });
-
-    it("a peer removed and updated again meanwhile keeps the entries of the new update", async () => {
-      const f = harness.makeForwarder(dualStackRoute);
-      const pending = deferredSource();
-      f.useLoopback6(pending.source);
-      const { peer, path } = makePeer(ROUTE6);
-      const installing = f.update(peer);
-      await settle();
-      f.remove(peer);
-      path.route = ROUTE;
-      await f.update(peer);
-      pending.answer(L6);
-      await installing;
-      expect([...program.outbound.keys()]).toEqual([L_KEY]);
-      expect(program.theOutbound().remoteAddress).toBe("198.51.100.7");
-      expect(peer.deliversFrom6).toBe(false);
-    });
+    for (const [what, removedFirst] of [
+      ["a newer path installed meanwhile is not overwritten by the late answer", false],
+      ["a peer removed and updated again meanwhile keeps the entries of the new update", true],
+    ] as const) {
+      it(what, async () => {
+        const f = harness.makeForwarder(dualStackRoute);
+        const pending = deferredSource();
+        f.useLoopback6(pending.source);
+        const { peer, path } = makePeer(ROUTE6);
+        const installing = f.update(peer);
+        await settle();
+        if (removedFirst) f.remove(peer);
+        path.route = ROUTE;
+        await f.update(peer);
+        pending.answer(L6);
+        await installing;
+        expect([...program.outbound.keys()]).toEqual([L_KEY]);
+        expect(program.theOutbound().remoteAddress).toBe("198.51.100.7");
+        expect(peer.deliversFrom6).toBe(false);
+      });
+    }
   });
 });
 
