@@ -1,6 +1,7 @@
 // IPv6-only hosts: no IPv4 address or route on the uplink (an IPv6-only ISP or cloud network), behind
 // routers whose IPv6 is not translated but filtered statefully, as home routers do. They reach the
-// introduction, STUN and TURN servers at their IPv6 addresses; WireGuard still talks to 127.x.
+// introduction, STUN and TURN servers at their IPv6 addresses; WireGuard talks to 127.x, or to [::1] (L6(P))
+// while the kernel carries a direct IPv6 path.
 import { describe, expect, it } from "vitest";
 import type { NetcheckReport } from "../../src/netcheck/netcheck.js";
 import { nsRun } from "../lab/netns.js";
@@ -131,6 +132,58 @@ describe("IPv6-only hosts", () => {
       }
     }, 120_000);
   }
+
+  it("direct, WireGuard hears the peer from [::1]; blocked, relayed and back on 127.x; pings pass throughout", async () => {
+    const lab = await createLab({
+      ipv6: true,
+      hosts: [
+        { name: "a", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },
+        { name: "b", nat: "eim", ipv6Only: true, flags: ["--ebpf", "on"] },
+      ],
+      turn: { family: 6 },
+    });
+    await lab.waitForPing("a", "b", 40_000);
+    await lab.waitForDirectPath("a", "b", "between IPv6-only hosts");
+    await lab.waitForKernelFastPath("a", "b", 15_000);
+    const keyB = lab.host("b").keys.publicKey;
+    // A direct path over IPv6, carried by the kernel: WireGuard a hears b from L6(P), [::1]:port.
+    await lab.waitForPing("a", "b");
+    const direct = await waitFor(
+      async () => {
+        const p = await lab.peerStatus("a", "b");
+        return p.wireguardHearsLoopback6 && (await lab.host("a").wg.endpointOf(keyB)) === p.loopback6 && p;
+      },
+      { what: "WireGuard a at b's L6(P)", timeoutMs: 10_000, intervalMs: 100 },
+    );
+    expect(direct.loopback6).toMatch(/^\[::1\]:\d+$/);
+    const ping = new ContinuousPing(lab.host("a").ns, lab.host("b").tunnelAddress);
+    try {
+      await waitFor(() => ping.receivedCount >= 3, { what: "pings flowing", intervalMs: 50 });
+      const blockedAt = Date.now();
+      await lab.blockDirectIpv6("a", "b");
+      // The direct path dies; the relay takes over, and WireGuard follows delivery back to L(P).
+      await waitFor(
+        async () => {
+          const p = await lab.peerStatus("a", "b");
+          return p.pathKind === "relay" && !p.wireguardHearsLoopback6;
+        },
+        { what: "a relays to b, delivering from L(P)", timeoutMs: 40_000, intervalMs: 200 },
+      );
+      await waitFor(() => ping.receivedSince(blockedAt) >= 3, {
+        what: "pings answered on the relay",
+        timeoutMs: 20_000,
+      });
+      await waitFor(async () => (await lab.host("a").wg.endpointOf(keyB)) === direct.loopback, {
+        what: "WireGuard a back at b's L(P)",
+        timeoutMs: 10_000,
+        intervalMs: 100,
+      });
+    } finally {
+      await ping.stop();
+    }
+    // L6(P) stays bound (WireGuard may send there until it hears from L(P)), and is named in status.
+    expect((await lab.peerStatus("a", "b")).loopback6).toBe(direct.loopback6);
+  }, 120_000);
 
   it("one that moves to another network (a new prefix) is reached again directly, in the kernel", async () => {
     const lab = await createLab({
