@@ -3,15 +3,12 @@
 // the IPv4 socket wherever the host has IPv6; without it, delivering from [::1] would lose every
 // datagram, so the peer keeps its IPv4 L(P). Read from /proc/net/udp6: one file read, no tools.
 import { readFile } from "node:fs/promises";
+import { parseProcNetUdp } from "../proxy/port-holder.js";
 
 /** /proc/net/udp6's text; a parameter for tests. */
 export type Udp6Table = () => Promise<string>;
 
 const readUdp6: Udp6Table = () => readFile("/proc/net/udp6", "utf8");
-
-/** :: and ::1 as /proc prints them: four 32-bit words, each in host (little-endian) byte order. */
-const ANY = "00000000000000000000000000000000";
-const LOOPBACK = "00000000000000000000000001000000";
 
 /** True when a socket in the table is bound to `port` on :: or ::1; false when none is, or unreadable. */
 export async function listensOnIpv6Loopback(port: number, table: Udp6Table = readUdp6): Promise<boolean> {
@@ -21,13 +18,5 @@ export async function listensOnIpv6Loopback(port: number, table: Udp6Table = rea
   } catch {
     return false; // no IPv6 in this kernel, or no /proc: the peer keeps its IPv4 L(P)
   }
-  const wanted = port.toString(16).toUpperCase().padStart(4, "0");
-  for (const line of text.split("\n")) {
-    // "  sl  local_address:port rem_address:port st ..."
-    const local = line.trim().split(/\s+/)[1];
-    if (!local) continue;
-    const [address, hexPort] = local.split(":");
-    if (hexPort === wanted && (address === ANY || address === LOOPBACK)) return true;
-  }
-  return false;
+  return parseProcNetUdp(text, 6).some((s) => s.port === port && (s.address === "::" || s.address === "::1"));
 }
