@@ -694,9 +694,13 @@ function refuseLoopback6Unless(e: InboundEntry | OutboundEntry, ok: boolean): vo
   );
 }
 
-/** L(P) in an outbound key: "127.a.b.c:port". */
-const loopbackInKey: LoopbackReader = (keys, keyAt) =>
-  `${keys[keyAt]}.${keys[keyAt + 1]}.${keys[keyAt + 2]}.${keys[keyAt + 3]}:${keys.readUInt16BE(keyAt + 4)}`;
+/** L(P) as the program lays it out (4 address bytes, a big-endian port) at `at`: "127.a.b.c:port". */
+function loopbackAt(bytes: Buffer, at: number): string {
+  return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}:${bytes.readUInt16BE(at + 4)}`;
+}
+
+/** L(P) in an outbound key. */
+const loopbackInKey: LoopbackReader = (keys, keyAt) => loopbackAt(keys, keyAt);
 
 /** L6(P) in tb_outbound6lo's key: "::1:port". */
 const loopback6InKey: LoopbackReader = (keys, keyAt) =>
@@ -706,4 +710,4 @@ const loopback6InKey: LoopbackReader = (keys, keyAt) =>
 const loopbackInValue: LoopbackReader = (_keys, _keyAt, values, at) =>
   (values.readUInt16LE(at + INBOUND_FLAGS_AT) & IN_LOOPBACK6) !== 0
     ? `::1:${values.readUInt16BE(at + 4)}`
-    : `${values[at]}.${values[at + 1]}.${values[at + 2]}.${values[at + 3]}:${values.readUInt16BE(at + 4)}`;
+    : loopbackAt(values, at);
